@@ -1,0 +1,260 @@
+// facevault eval lfw | detect | calibrate: the measurements behind docs/benchmarks.md.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+
+#include <opencv2/core.hpp>
+
+#include "cli/commands.h"
+#include "cli/json_out.h"
+#include "eval/detection_eval.h"
+#include "eval/lfw.h"
+#include "face/calibration.h"
+
+namespace fv::cli {
+namespace {
+
+// Runs the pipeline over `files` and keeps the template of the face nearest the image centre
+// (the LFW convention). Files without a face have no entry.
+Result<std::map<std::string, face::FaceTemplate>> central_templates(const std::vector<std::string>& files,
+                                                                    const PipelineFlags& flags, size_t& failed) {
+  std::map<std::string, face::FaceTemplate> out;
+  failed = 0;
+  auto st = run_batch(files, flags.to_batch(true), [&](const ImageResult& r) {
+    const int k = r.status.is_ok() ? face::central_face(r.faces, {r.width, r.height}) : -1;
+    if (k < 0 || !r.faces[k].face_template) { ++failed; return; }
+    out[r.file] = *r.faces[k].face_template;
+  });
+  if (!st.is_ok()) return st;
+  return out;
+}
+
+struct LfwArgs {
+  std::string root, pairs, train, roc_csv;
+  bool json = false;
+  PipelineFlags flags;
+};
+
+int run_lfw(const LfwArgs& a) {
+  auto test = eval::read_pairs(a.pairs);
+  if (!test.is_ok()) { std::cerr << "facevault: " << test.status().to_string() << "\n"; return kExitFailure; }
+  std::optional<eval::PairsFile> train;
+  if (!a.train.empty()) {
+    auto t = eval::read_pairs(a.train);
+    if (!t.is_ok()) { std::cerr << "facevault: " << t.status().to_string() << "\n"; return kExitFailure; }
+    train = std::move(t).value();
+  }
+  std::set<std::string> unique;
+  auto collect = [&](const eval::PairsFile& pf) {
+    for (const auto& p : pf.pairs) {
+      unique.insert(eval::lfw_image_path(a.root, p.name_a, p.index_a).string());
+      unique.insert(eval::lfw_image_path(a.root, p.name_b, p.index_b).string());
+    }
+  };
+  collect(*test);
+  if (train) collect(*train);
+  size_t no_face = 0;
+  auto templates = central_templates({unique.begin(), unique.end()}, a.flags, no_face);
+  if (!templates.is_ok()) { std::cerr << "facevault: " << templates.status().to_string() << "\n"; return kExitFailure; }
+  auto score = [&](const eval::PairsFile& pf) {
+    std::vector<eval::ScoredPair> out;
+    for (const auto& p : pf.pairs) {
+      auto ia = templates->find(eval::lfw_image_path(a.root, p.name_a, p.index_a).string());
+      auto ib = templates->find(eval::lfw_image_path(a.root, p.name_b, p.index_b).string());
+      eval::ScoredPair s;
+      s.same = p.same;
+      s.fold = p.fold;
+      s.missing = ia == templates->end() || ib == templates->end();
+      if (!s.missing) s.score = face::similarity(ia->second, ib->second);
+      out.push_back(s);
+    }
+    return out;
+  };
+  const auto test_scores = score(*test);
+  eval::VerificationReport rep;
+  std::string protocol;
+  if (train) {
+    rep = eval::evaluate_train_test(score(*train), test_scores);
+    protocol = "threshold fitted on " + a.train + ", accuracy on " + a.pairs;
+  } else if (test->folds > 1) {
+    rep = eval::evaluate_folds(test_scores, test->folds);
+    protocol = std::to_string(test->folds) + "-fold cross-validation";
+  } else {
+    rep = eval::evaluate_train_test(test_scores, test_scores);
+    protocol = "threshold fitted on the test pairs themselves (optimistic; pass --train)";
+  }
+  if (!a.roc_csv.empty()) {
+    std::ofstream csv(a.roc_csv);
+    csv << "far,tar,threshold\n";
+    for (const auto& p : rep.roc) csv << p.far << "," << p.tar << "," << p.threshold << "\n";
+  }
+  if (a.json) {
+    auto j = verification_json(rep);
+    j["protocol"] = protocol;
+    j["images"] = unique.size();
+    j["images_without_face"] = no_face;
+    std::cout << j.dump() << "\n";
+  } else {
+    std::printf("LFW verification (%s)\n", protocol.c_str());
+    std::printf("  images %zu (no face found: %zu), pairs %zu (with a missing face: %zu, counted as errors)\n",
+                unique.size(), no_face, rep.pairs, rep.missing);
+    if (rep.folds > 1) std::printf("  accuracy    %.2f %% ± %.2f\n", 100 * rep.accuracy, 100 * rep.accuracy_std);
+    else std::printf("  accuracy    %.2f %%\n", 100 * rep.accuracy);
+    std::printf("  threshold   %.4f (cosine)\n  TAR@FAR=1e-3 %.2f %%\n  AUC         %.5f\n", rep.threshold,
+                100 * rep.tar_at_far_1e3, rep.auc);
+    for (const auto& p : rep.roc) std::printf("  ROC: FAR %.4f → TAR %.2f %% (threshold %.4f)\n", p.far, 100 * p.tar, p.threshold);
+  }
+  return kExitOk;
+}
+
+struct DetectArgs {
+  std::string root, gt;
+  double min_height = 32;
+  bool json = false;
+  PipelineFlags flags;
+};
+
+int run_detect_eval(const DetectArgs& a) {
+  auto gt = eval::read_wider_gt(a.gt);
+  if (!gt.is_ok()) { std::cerr << "facevault: " << gt.status().to_string() << "\n"; return kExitFailure; }
+  std::vector<std::string> files;
+  for (const auto& g : *gt) files.push_back((std::filesystem::path(a.root) / g.name).string());
+  std::vector<std::vector<eval::PredBox>> preds;
+  size_t failed = 0;
+  auto st = run_batch(files, a.flags.to_batch(false), [&](const ImageResult& r) {
+    std::vector<eval::PredBox> p;
+    if (!r.status.is_ok()) { ++failed; std::cerr << "facevault: " << r.file << ": " << r.status.to_string() << "\n"; }
+    for (const auto& f : r.faces) {
+      const auto& b = f.detection.box;
+      p.push_back({b.x1, b.y1, b.x2, b.y2, f.detection.score});
+    }
+    preds.push_back(std::move(p));
+  });
+  if (!st.is_ok()) { std::cerr << "facevault: " << st.to_string() << "\n"; return kExitFailure; }
+  nlohmann::json rows = nlohmann::json::array();
+  // Greedy score-ordered NMS makes "filter at a higher threshold" equal "run at it".
+  std::vector<double> thresholds;
+  for (double t : {0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95}) if (t >= a.flags.det_score - 1e-9) thresholds.push_back(t);
+  if (thresholds.empty() || thresholds.front() > a.flags.det_score + 1e-9) thresholds.insert(thresholds.begin(), a.flags.det_score);
+  for (double t : thresholds) {
+    std::vector<std::vector<eval::PredBox>> filtered;
+    for (const auto& p : preds) {
+      std::vector<eval::PredBox> f;
+      for (const auto& b : p) if (b.score >= t) f.push_back(b);
+      filtered.push_back(std::move(f));
+    }
+    auto rep = eval::evaluate_detections(*gt, filtered, a.min_height);
+    nlohmann::json buckets = nlohmann::json::array();
+    for (const auto& b : rep.buckets)
+      buckets.push_back({{"height", b.label}, {"faces", b.faces}, {"found", b.found},
+                         {"recall", b.faces ? double(b.found) / b.faces : 0.0}});
+    rows.push_back({{"score_threshold", t}, {"recall", rep.recall}, {"faces", rep.faces_evaluated},
+                    {"found", rep.found}, {"false_positives", rep.false_positives},
+                    {"fp_per_image", rep.fp_per_image}, {"ap", rep.average_precision}, {"by_height", buckets}});
+  }
+  if (a.json) {
+    std::cout << nlohmann::json{{"images", gt->size()}, {"unreadable", failed}, {"min_height", a.min_height},
+                                {"tiling", !a.flags.no_tiling}, {"rows", rows}}.dump() << "\n";
+  } else {
+    std::printf("Detection on %zu images (faces >= %.0f px tall, IoU >= 0.5; FP = IoU < 0.3 with every face)\n",
+                gt->size(), a.min_height);
+    std::printf("  %-6s %-8s %-10s %-8s %s\n", "score", "recall", "FP/image", "AP", "recall by height (<16 16-32 32-64 64-128 >=128)");
+    for (const auto& r : rows) {
+      std::printf("  %-6.2f %-8.4f %-10.3f %-8.4f", r["score_threshold"].get<double>(), r["recall"].get<double>(),
+                  r["fp_per_image"].get<double>(), r["ap"].get<double>());
+      for (const auto& b : r["by_height"]) std::printf(" %.3f", b["recall"].get<double>());
+      std::printf("\n");
+    }
+  }
+  return failed ? kExitPartial : kExitOk;
+}
+
+struct CalibrateArgs {
+  std::string root;
+  PipelineFlags flags;
+};
+
+// Impostor statistics: every pair of images of different people in an LFW-layout folder.
+int run_calibrate(const CalibrateArgs& a) {
+  std::vector<std::string> files;
+  std::vector<int> identity;
+  std::error_code ec;
+  std::vector<std::filesystem::path> dirs;
+  for (const auto& d : std::filesystem::directory_iterator(a.root, ec)) if (d.is_directory()) dirs.push_back(d.path());
+  if (ec || dirs.empty()) { std::cerr << "facevault: no identity folders under " << a.root << "\n"; return kExitFailure; }
+  std::sort(dirs.begin(), dirs.end());
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    std::vector<std::string> imgs;
+    for (const auto& f : std::filesystem::directory_iterator(dirs[i])) if (f.is_regular_file()) imgs.push_back(f.path().string());
+    std::sort(imgs.begin(), imgs.end());
+    for (auto& f : imgs) { files.push_back(f); identity.push_back(static_cast<int>(i)); }
+  }
+  size_t no_face = 0;
+  auto templates = central_templates(files, a.flags, no_face);
+  if (!templates.is_ok()) { std::cerr << "facevault: " << templates.status().to_string() << "\n"; return kExitFailure; }
+  std::vector<int> ids;
+  std::string model;
+  cv::Mat m;
+  for (size_t i = 0; i < files.size(); ++i) {
+    auto it = templates->find(files[i]);
+    if (it == templates->end()) continue;
+    model = it->second.model_id;
+    m.push_back(cv::Mat(1, static_cast<int>(it->second.values.size()), CV_32F, it->second.values.data()).clone());
+    ids.push_back(identity[i]);
+  }
+  std::vector<float> impostor;
+  impostor.reserve(size_t(m.rows) * m.rows / 2);
+  const int block = 1024;
+  for (int r0 = 0; r0 < m.rows; r0 += block) {
+    const int r1 = std::min(m.rows, r0 + block);
+    cv::Mat s = m.rowRange(r0, r1) * m.t();
+    for (int i = r0; i < r1; ++i) {
+      const float* row = s.ptr<float>(i - r0);
+      for (int j = i + 1; j < m.rows; ++j) if (ids[i] != ids[j]) impostor.push_back(row[j]);
+    }
+  }
+  const size_t n = impostor.size();
+  auto cal = face::Calibration::from_impostor_scores(std::move(impostor), "LFW impostor pairs");
+  nlohmann::json pts = nlohmann::json::array();
+  for (const auto& p : cal.points()) pts.push_back({{"fmr", p.fmr}, {"threshold", p.threshold}});
+  std::cout << nlohmann::json{{"model", model}, {"images", files.size()}, {"no_face", no_face},
+                              {"impostor_pairs", n}, {"points", pts}}.dump(1) << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_eval_commands(CLI::App& app, int& exit_code) {
+  auto* eval = app.add_subcommand("eval", "measure accuracy: LFW verification, detection recall, calibration");
+  eval->require_subcommand(1);
+
+  auto lfw = std::make_shared<LfwArgs>();
+  auto* l = eval->add_subcommand("lfw", "LFW pairs protocol: accuracy, TAR@FAR=1e-3, ROC points");
+  l->add_option("--root", lfw->root, "LFW images folder (<Name>/<Name>_NNNN.jpg)")->required();
+  l->add_option("--pairs", lfw->pairs, "pairs file to report on (View-1 pairsDevTest.txt or View-2 pairs.txt)")->required();
+  l->add_option("--train", lfw->train, "pairs file to fit the threshold on (View-1 pairsDevTrain.txt)");
+  l->add_option("--roc-csv", lfw->roc_csv, "write the ROC points as CSV");
+  l->add_flag("--json", lfw->json, "one JSON object instead of text");
+  add_pipeline_flags(l, lfw->flags);
+  l->callback([lfw, &exit_code] { exit_code = run_lfw(*lfw); });
+
+  auto det = std::make_shared<DetectArgs>();
+  auto* d = eval->add_subcommand("detect", "detection recall, false positives and AP on WIDER FACE-format boxes");
+  d->add_option("--root", det->root, "folder the image names in the ground truth are relative to")->required();
+  d->add_option("--gt", det->gt, "ground-truth file (wider_face_*_bbx_gt.txt format)")->required();
+  d->add_option("--min-height", det->min_height, "evaluate faces at least this tall (px)");
+  d->add_flag("--json", det->json, "one JSON object instead of text");
+  add_pipeline_flags(d, det->flags);
+  d->callback([det, &exit_code] { exit_code = run_detect_eval(*det); });
+
+  auto cal = std::make_shared<CalibrateArgs>();
+  auto* c = eval->add_subcommand("calibrate", "false-match-rate table from impostor pairs of an LFW-layout folder");
+  c->add_option("--root", cal->root, "folder of <identity>/<image> files")->required();
+  add_pipeline_flags(c, cal->flags);
+  c->callback([cal, &exit_code] { exit_code = run_calibrate(*cal); });
+}
+
+}  // namespace fv::cli

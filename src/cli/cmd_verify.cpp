@@ -1,0 +1,87 @@
+// facevault verify A B: are these two photos of the same person?
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/json_out.h"
+#include "face/calibration.h"
+
+namespace fv::cli {
+namespace {
+
+struct VerifyArgs {
+  std::string a, b;
+  double fmr = 1e-4;
+  bool json = false;
+  PipelineFlags flags;
+};
+
+// The largest face: in a photo handed in for verification the subject is the one in front.
+int largest_face(const std::vector<face::Face>& faces) {
+  int best = -1;
+  for (size_t i = 0; i < faces.size(); ++i) {
+    if (best < 0 || faces[i].detection.box.area() > faces[best].detection.box.area()) best = static_cast<int>(i);
+  }
+  return best;
+}
+
+int run_verify(const VerifyArgs& a) {
+  std::vector<ImageResult> results;
+  auto batch = a.flags.to_batch(true);
+  batch.progress = false;
+  auto st = run_batch({a.a, a.b}, batch, [&](const ImageResult& r) { results.push_back(r); });
+  if (!st.is_ok()) { std::cerr << "facevault: " << st.to_string() << "\n"; return kExitFailure; }
+  const face::FaceTemplate* t[2] = {nullptr, nullptr};
+  for (int i = 0; i < 2; ++i) {
+    if (!results[i].status.is_ok()) {
+      std::cerr << "facevault: " << results[i].file << ": " << results[i].status.to_string() << "\n";
+      return kExitFailure;
+    }
+    const int k = largest_face(results[i].faces);
+    if (k < 0) { std::cerr << "facevault: " << results[i].file << ": no face found\n"; return kExitFailure; }
+    t[i] = &*results[i].faces[k].face_template;
+  }
+  auto cal = face::Calibration::builtin(t[0]->model_id);
+  if (!cal.is_ok()) { std::cerr << "facevault: " << cal.status().to_string() << "\n"; return kExitFailure; }
+  const double sim = face::similarity(*t[0], *t[1]);
+  const double threshold = cal->threshold_at(a.fmr);
+  const bool same = sim >= threshold;
+  const double fmr_at_score = cal->fmr_at(sim);
+  if (a.json) {
+    nlohmann::json j = {{"a", a.a}, {"b", a.b}, {"similarity", sim}, {"same", same}, {"threshold", threshold},
+                        {"threshold_fmr", a.fmr}, {"score_fmr", fmr_at_score}, {"model", t[0]->model_id},
+                        {"faces_a", results[0].faces.size()}, {"faces_b", results[1].faces.size()},
+                        {"calibration", cal->source()}};
+    std::cout << j.dump() << "\n";
+  } else {
+    std::printf("similarity %.4f → %s\n", sim, same ? "SAME person" : "DIFFERENT people");
+    std::printf("threshold  %.4f, calibrated to a false-match rate of 1 in %.0f (%s)\n", threshold, 1.0 / a.fmr,
+                cal->source().c_str());
+    std::printf("a score this high occurs for %s of pairs of different people\n",
+                fmr_at_score <= cal->points().back().fmr
+                    ? ("at most 1 in " + std::to_string(static_cast<long>(1.0 / fmr_at_score))).c_str()
+                    : ("1 in " + std::to_string(static_cast<long>(1.0 / fmr_at_score))).c_str());
+    for (int i = 0; i < 2; ++i) {
+      if (results[i].faces.size() > 1)
+        std::printf("note: %s has %zu faces; the largest was compared\n", results[i].file.c_str(), results[i].faces.size());
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_verify_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<VerifyArgs>();
+  auto* cmd = app.add_subcommand("verify", "1:1 verification: similarity of the largest face in two photos");
+  cmd->add_option("a", args->a, "first image")->required();
+  cmd->add_option("b", args->b, "second image")->required();
+  cmd->add_option("--fmr", args->fmr, "false-match rate the decision threshold is set to (default 1e-4)")
+      ->check(CLI::Range(1e-7, 0.5));
+  cmd->add_flag("--json", args->json, "one JSON object instead of text");
+  add_pipeline_flags(cmd, args->flags);
+  cmd->callback([args, &exit_code] { exit_code = run_verify(*args); });
+}
+
+}  // namespace fv::cli

@@ -1,0 +1,34 @@
+// The `facevault` subcommands. Each add_* registers its subcommands on the app; the callback
+// stores the process exit code in `exit_code` (see kExitCodes in main.cpp).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "cli/batch.h"
+
+namespace fv::cli {
+
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitUsage = 1,        // bad arguments (CLI11 also uses non-zero codes for parse errors)
+  kExitFailure = 2,      // the command could not run: missing models, unreadable inputs
+  kExitPartial = 3,      // the command ran, but some inputs failed (each reported in the output)
+};
+
+// Options every face command shares, bound to CLI flags by add_pipeline_flags.
+struct PipelineFlags {
+  int threads = 1;
+  bool no_tiling = false;
+  double min_face = 20;
+  float det_score = 0.65f;
+  bool progress = false;
+  bool no_progress = false;
+  BatchOptions to_batch(bool embed) const;
+};
+void add_pipeline_flags(CLI::App* cmd, PipelineFlags& flags);
+
+void add_face_commands(CLI::App& app, int& exit_code);
+void add_verify_command(CLI::App& app, int& exit_code);
+void add_eval_commands(CLI::App& app, int& exit_code);
+
+}  // namespace fv::cli

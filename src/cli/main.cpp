@@ -1,0 +1,30 @@
+// facevault: one binary, one subcommand per use case.
+#include <iostream>
+
+#include <sodium.h>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  if (sodium_init() < 0) {
+    std::cerr << "facevault: libsodium failed to initialise\n";
+    return fv::cli::kExitFailure;
+  }
+  CLI::App app{"facevault: lawful face recognition and face search"};
+  app.footer(
+      "Exit codes: 0 success; 1 usage error; 2 the command could not run (missing models, unreadable "
+      "input files); 3 the command ran but some inputs failed (each reported in the output).\n"
+      "Models: fetched once by `make models` into $FACEVAULT_MODEL_DIR (default ~/.cache/facevault/models).");
+  app.require_subcommand(1);
+  int exit_code = fv::cli::kExitOk;
+  fv::cli::add_face_commands(app, exit_code);
+  fv::cli::add_verify_command(app, exit_code);
+  fv::cli::add_eval_commands(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : fv::cli::kExitUsage;
+  }
+  return exit_code;
+}

@@ -1,0 +1,78 @@
+// Status and Result<T>: explicit errors that never cross a module boundary as exceptions.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace fv {
+
+enum class StatusCode {
+  kOk = 0,
+  kInvalidArgument,    // caller passed something malformed
+  kNotFound,           // a file, model or id that does not exist
+  kCorruptData,        // bytes that do not parse (truncated image, bad JSON, ...)
+  kUnsupported,        // well-formed but not something we handle (GIF, 4-channel float, ...)
+  kResourceExhausted,  // over a configured limit (pixels, file size, disk)
+  kIoError,            // the operating system refused a read or write
+  kFailedPrecondition, // the system is not in a state to do this (model not fetched, ...)
+  kInternal,           // a bug or a library failure we did not expect
+};
+
+const char* status_code_name(StatusCode code);
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  static Status ok() { return {}; }
+  bool is_ok() const { return code_ == StatusCode::kOk; }
+  StatusCode code() const { return code_; }
+  const std::string& message() const { return message_; }
+  std::string to_string() const;
+
+ private:
+  StatusCode code_ = StatusCode::kOk;
+  std::string message_;
+};
+
+inline Status invalid_argument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status not_found(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
+inline Status corrupt_data(std::string m) { return {StatusCode::kCorruptData, std::move(m)}; }
+inline Status unsupported(std::string m) { return {StatusCode::kUnsupported, std::move(m)}; }
+inline Status resource_exhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
+inline Status io_error(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
+inline Status failed_precondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
+inline Status internal_error(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+
+// A value or the Status explaining why there is none.
+template <class T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : value_(std::move(value)) {}                 // NOLINT: implicit by design
+  Result(Status status) : status_(std::move(status)) {}         // NOLINT: implicit by design
+
+  bool is_ok() const { return value_.has_value(); }
+  const Status& status() const { return status_; }
+  T& value() & { return *value_; }
+  const T& value() const& { return *value_; }
+  T&& value() && { return std::move(*value_); }
+  T* operator->() { return &*value_; }
+  const T* operator->() const { return &*value_; }
+  T& operator*() & { return *value_; }
+  const T& operator*() const& { return *value_; }
+
+ private:
+  std::optional<T> value_;
+  Status status_;
+};
+
+}  // namespace fv
+
+#define FV_RETURN_IF_ERROR(expr)            \
+  do {                                      \
+    ::fv::Status fv_status_ = (expr);       \
+    if (!fv_status_.is_ok()) return fv_status_; \
+  } while (0)

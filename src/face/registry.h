@@ -1,0 +1,33 @@
+// The named detectors, landmarkers and embedders facevault can build. A registry object,
+// not a global: callers build one with builtin_registry() and may add their own.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "face/detector.h"
+#include "face/embedder.h"
+#include "face/landmarker.h"
+#include "face/ultralight_detector.h"
+#include "nn/model_store.h"
+
+namespace fv::face {
+
+struct ComponentOptions {
+  UltraLightOptions ultralight;
+};
+
+struct Registry {
+  using DetectorFactory = std::function<Result<std::unique_ptr<Detector>>(const nn::ModelStore&, const ComponentOptions&)>;
+  using LandmarkerFactory = std::function<Result<std::unique_ptr<Landmarker>>(const nn::ModelStore&)>;
+  using EmbedderFactory = std::function<Result<std::unique_ptr<Embedder>>(const nn::ModelStore&)>;
+  std::map<std::string, DetectorFactory> detectors;
+  std::map<std::string, LandmarkerFactory> landmarkers;
+  std::map<std::string, EmbedderFactory> embedders;
+};
+
+Registry builtin_registry();
+
+}  // namespace fv::face

@@ -1,0 +1,135 @@
+#include "face/ultralight_detector.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <opencv2/imgproc.hpp>
+
+namespace fv::face {
+
+Result<std::unique_ptr<UltraLightDetector>> UltraLightDetector::create(const nn::ModelStore& store,
+                                                                       UltraLightOptions options) {
+  auto path = store.locate(kPackage, kFile);
+  if (!path.is_ok()) return path.status();
+  auto model = nn::Model::load_onnx(*path, {3, kHeight, kWidth}, {"scores", "boxes"});
+  if (!model.is_ok()) return model.status();
+  if (options.batch < 1) options.batch = 1;
+  return std::unique_ptr<UltraLightDetector>(new UltraLightDetector(std::move(model).value(), options));
+}
+
+std::vector<Tile> UltraLightDetector::plan_tiles(cv::Size image) const {
+  std::vector<Tile> tiles;
+  tiles.push_back({cv::Rect(0, 0, image.width, image.height), true, 0});
+  if (!options_.tiling || image.width <= 0 || image.height <= 0) return tiles;
+  // The smallest prior of RFB-320 is 10 px; 16 px faces are found reliably.
+  for (double t = std::max(options_.min_face / 16.0, 0.25);; t *= 2) {
+    const int tw = static_cast<int>(std::lround(kWidth * t));
+    const int th = static_cast<int>(std::lround(kHeight * t));
+    auto starts = [&](int extent, int tile) {
+      std::vector<int> s;
+      if (extent <= tile) { s.push_back(0); return s; }
+      const int step = std::max(1, static_cast<int>(tile * (1.0 - options_.tile_overlap)));
+      const int n = static_cast<int>(std::ceil(double(extent - tile) / step)) + 1;
+      for (int i = 0; i < n; ++i) {
+        // Spread the tiles evenly so the last one ends at the image border.
+        s.push_back(n == 1 ? 0 : static_cast<int>(std::lround(double(extent - tile) * i / (n - 1))));
+      }
+      return s;
+    };
+    const auto xs = starts(image.width, tw), ys = starts(image.height, th);
+    for (int y : ys)
+      for (int x : xs) tiles.push_back({cv::Rect(x, y, tw, th), false, t});
+    if (xs.size() == 1 && ys.size() == 1) break;  // this level already sees the whole image
+  }
+  return tiles;
+}
+
+cv::Mat UltraLightDetector::tile_pixels(const cv::Mat& rgb, const Tile& tile) {
+  cv::Mat out;
+  if (tile.stretch) {
+    cv::resize(rgb, out, cv::Size(kWidth, kHeight), 0, 0, cv::INTER_LINEAR);
+    return out;
+  }
+  out = cv::Mat::zeros(kHeight, kWidth, CV_8UC3);
+  const cv::Rect roi = tile.rect & cv::Rect(0, 0, rgb.cols, rgb.rows);
+  if (roi.empty()) return out;
+  const double scale = double(kWidth) / tile.rect.width;
+  const int dx = static_cast<int>(std::lround((roi.x - tile.rect.x) * scale));
+  const int dy = static_cast<int>(std::lround((roi.y - tile.rect.y) * scale));
+  const int dw = std::clamp(static_cast<int>(std::lround(roi.width * scale)), 1, kWidth - dx);
+  const int dh = std::clamp(static_cast<int>(std::lround(roi.height * scale)), 1, kHeight - dy);
+  cv::Mat dst = out(cv::Rect(dx, dy, dw, dh));
+  cv::resize(rgb(roi), dst, dst.size(), 0, 0, cv::INTER_LINEAR);
+  return out;
+}
+
+void UltraLightDetector::fill_input(const cv::Mat& tile_rgb, cv::Mat& blob, int i) {
+  const int plane = kWidth * kHeight;
+  float* base = blob.ptr<float>(i);
+  for (int y = 0; y < kHeight; ++y) {
+    const uint8_t* row = tile_rgb.ptr<uint8_t>(y);
+    for (int x = 0; x < kWidth; ++x) {
+      for (int c = 0; c < 3; ++c) base[c * plane + y * kWidth + x] = (float(row[3 * x + c]) - 127.0f) / 128.0f;
+    }
+  }
+}
+
+Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb, const std::vector<Tile>& tiles) {
+  if (rgb.empty() || rgb.type() != CV_8UC3) return invalid_argument("detector input must be a non-empty RGB8 image");
+  std::vector<Detection> candidates;
+  const int W = rgb.cols, H = rgb.rows;
+  for (size_t start = 0; start < tiles.size(); start += options_.batch) {
+    const int n = static_cast<int>(std::min<size_t>(options_.batch, tiles.size() - start));
+    int dims[4] = {n, 3, kHeight, kWidth};
+    cv::Mat blob(4, dims, CV_32F);
+    for (int i = 0; i < n; ++i) fill_input(tile_pixels(rgb, tiles[start + i]), blob, i);
+    auto out = model_->forward(blob);
+    if (!out.is_ok()) return out.status();
+    const cv::Mat& scores = (*out)[0];  // N×4420×2 (softmax; column 1 = face)
+    const cv::Mat& boxes = (*out)[1];   // N×4420×4 (x1,y1,x2,y2 in 0..1 of the input)
+    const int priors = scores.size[1];
+    for (int i = 0; i < n; ++i) {
+      const Tile& tile = tiles[start + i];
+      const float* s = scores.ptr<float>(i);
+      const float* b = boxes.ptr<float>(i);
+      for (int a = 0; a < priors; ++a) {
+        const float score = s[2 * a + 1];
+        if (score < options_.score_threshold) continue;
+        Detection d;
+        d.score = score;
+        if (tile.stretch) {
+          d.box = {b[4 * a] * double(W), b[4 * a + 1] * double(H), b[4 * a + 2] * double(W), b[4 * a + 3] * double(H)};
+        } else {
+          // A face cut by a tile edge that lies inside the image is a partial face: the
+          // overlapping neighbour tile (or the next level) sees it whole.
+          const double margin = 2.0 / kWidth;
+          const bool cut = (b[4 * a] < margin && tile.rect.x > 0) ||
+                           (b[4 * a + 1] < margin && tile.rect.y > 0) ||
+                           (b[4 * a + 2] > 1 - margin && tile.rect.x + tile.rect.width < W) ||
+                           (b[4 * a + 3] > 1 - margin && tile.rect.y + tile.rect.height < H);
+          if (cut) continue;
+          d.box = {tile.rect.x + b[4 * a] * double(tile.rect.width), tile.rect.y + b[4 * a + 1] * double(tile.rect.height),
+                   tile.rect.x + b[4 * a + 2] * double(tile.rect.width),
+                   tile.rect.y + b[4 * a + 3] * double(tile.rect.height)};
+          d.box.x1 = std::max(0.0, d.box.x1);
+          d.box.y1 = std::max(0.0, d.box.y1);
+          d.box.x2 = std::min(double(W), d.box.x2);
+          d.box.y2 = std::min(double(H), d.box.y2);
+          if (d.box.area() <= 0) continue;
+        }
+        candidates.push_back(d);
+      }
+    }
+  }
+  return nms(std::move(candidates), options_.nms_iou, options_.top_k);
+}
+
+Result<std::vector<Detection>> UltraLightDetector::detect_frame(const cv::Mat& rgb) {
+  return run_tiles(rgb, {Tile{cv::Rect(0, 0, rgb.cols, rgb.rows), true, 0}});
+}
+
+Result<std::vector<Detection>> UltraLightDetector::detect(const cv::Mat& rgb) {
+  return run_tiles(rgb, plan_tiles(rgb.size()));
+}
+
+}  // namespace fv::face

@@ -1,0 +1,66 @@
+// UltraLightDetector: Linzaer's Ultra-Light-Fast-Generic-Face-Detector RFB-320 (fr_detect.onnx).
+// The network has a fixed 320×240 input with its priors baked in, so a face must be at least
+// ~10 px tall *in that input* to be found. A 20 px face in a 1920×1080 photo is 4 px after a
+// whole-frame resize. We therefore run an image pyramid of tiles: at level t a tile covers
+// 320t×240t image pixels (t = min_face/16 · 2^k), tiles overlap by 25 % so every face that the
+// level is responsible for lies wholly inside one tile, and the whole frame is run as well.
+#pragma once
+
+#include <memory>
+
+#include "face/detector.h"
+#include "nn/model.h"
+#include "nn/model_store.h"
+
+namespace fv::face {
+
+struct UltraLightOptions {
+  float score_threshold = 0.65f;  // the reference pipeline's threshold (golden/faceplugin)
+  double nms_iou = 0.4;
+  size_t top_k = 750;
+  bool tiling = true;             // false: one whole-frame pass, exactly the reference pipeline
+  double min_face = 20;           // smallest face height (image px) the pyramid looks for
+  double tile_overlap = 0.25;
+  int batch = 1;  // tiles per forward(): the graph reshapes its priors for batch 1 only
+};
+
+struct Tile {
+  cv::Rect rect;       // image region; may extend past the image (zero padding)
+  bool stretch = false;  // whole frame resized to 320×240 ignoring aspect (the reference pass)
+  double level = 0;      // t: image pixels per input pixel
+};
+
+class UltraLightDetector final : public Detector {
+ public:
+  static constexpr const char* kPackage = "faceplugin-face-recognition-js@0.0.1";
+  static constexpr const char* kFile = "model/fr_detect.onnx";
+  static constexpr int kWidth = 320, kHeight = 240;
+
+  static Result<std::unique_ptr<UltraLightDetector>> create(const nn::ModelStore& store,
+                                                            UltraLightOptions options = {});
+
+  std::string name() const override { return "ultralight-rfb320"; }
+  Result<std::vector<Detection>> detect(const cv::Mat& rgb) override;
+
+  // One whole-frame pass, no tiling: the reference pipeline, exact to golden/faceplugin.
+  Result<std::vector<Detection>> detect_frame(const cv::Mat& rgb);
+
+  // The tiles detect() runs for an image of this size (exposed for tests and benchmarks).
+  std::vector<Tile> plan_tiles(cv::Size image) const;
+  // A tile as the network sees it: 320×240 RGB u8 (INTER_LINEAR resize, zero padding).
+  static cv::Mat tile_pixels(const cv::Mat& rgb, const Tile& tile);
+  // u8 RGB 320×240 → (x − 127)/128 written into batch slot i of an N×3×240×320 blob.
+  static void fill_input(const cv::Mat& tile_rgb, cv::Mat& blob, int i);
+
+  const UltraLightOptions& options() const { return options_; }
+
+ private:
+  UltraLightDetector(std::unique_ptr<nn::Model> model, UltraLightOptions options)
+      : model_(std::move(model)), options_(options) {}
+  Result<std::vector<Detection>> run_tiles(const cv::Mat& rgb, const std::vector<Tile>& tiles);
+
+  std::unique_ptr<nn::Model> model_;
+  UltraLightOptions options_;
+};
+
+}  // namespace fv::face

@@ -105,7 +105,7 @@ int run_lfw(const LfwArgs& a) {
     else std::printf("  accuracy    %.2f %%\n", 100 * rep.accuracy);
     std::printf("  threshold   %.4f (cosine)\n  TAR@FAR=1e-3 %.2f %%\n  AUC         %.5f\n", rep.threshold,
                 100 * rep.tar_at_far_1e3, rep.auc);
-    for (const auto& p : rep.roc) std::printf("  ROC: FAR %.4f → TAR %.2f %% (threshold %.4f)\n", p.far, 100 * p.tar, p.threshold);
+    for (const auto& p : rep.roc) std::printf("  ROC: FAR %.0e → TAR %.2f %% (threshold %.4f)\n", p.far, 100 * p.tar, p.threshold);
   }
   return kExitOk;
 }

@@ -30,5 +30,6 @@ void add_pipeline_flags(CLI::App* cmd, PipelineFlags& flags);
 void add_face_commands(CLI::App& app, int& exit_code);
 void add_verify_command(CLI::App& app, int& exit_code);
 void add_eval_commands(CLI::App& app, int& exit_code);
+void add_vault_commands(CLI::App& app, int& exit_code);
 
 }  // namespace fv::cli

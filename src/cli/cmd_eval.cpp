@@ -137,8 +137,8 @@ int run_detect_eval(const DetectArgs& a) {
   nlohmann::json rows = nlohmann::json::array();
   // Greedy score-ordered NMS makes "filter at a higher threshold" equal "run at it".
   std::vector<double> thresholds;
-  for (double t : {0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95}) if (t >= a.flags.det_score - 1e-9) thresholds.push_back(t);
-  if (thresholds.empty() || thresholds.front() > a.flags.det_score + 1e-9) thresholds.insert(thresholds.begin(), a.flags.det_score);
+  for (double t : {0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95}) if (t >= a.flags.det_score - 1e-6) thresholds.push_back(t);
+  if (thresholds.empty() || thresholds.front() > a.flags.det_score + 1e-6) thresholds.insert(thresholds.begin(), a.flags.det_score);
   for (double t : thresholds) {
     std::vector<std::vector<eval::PredBox>> filtered;
     for (const auto& p : preds) {

@@ -17,6 +17,7 @@ BatchOptions PipelineFlags::to_batch(bool embed) const {
   o.pipeline.components.ultralight.tiling = !no_tiling;
   o.pipeline.components.ultralight.min_face = min_face;
   o.pipeline.components.ultralight.score_threshold = det_score;
+  if (tile_score >= 0) o.pipeline.components.ultralight.tile_score_threshold = tile_score;
   return o;
 }
 
@@ -24,7 +25,8 @@ void add_pipeline_flags(CLI::App* cmd, PipelineFlags& f) {
   cmd->add_option("--threads", f.threads, "worker threads, one pipeline each")->check(CLI::Range(1, 256));
   cmd->add_flag("--no-tiling", f.no_tiling, "one whole-frame detector pass (misses small faces in large photos)");
   cmd->add_option("--min-face", f.min_face, "smallest face height in pixels the detector looks for")->check(CLI::Range(8.0, 10000.0));
-  cmd->add_option("--det-score", f.det_score, "detector score threshold")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--det-score", f.det_score, "detector score threshold, whole-frame pass (default 0.65)")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--tile-score", f.tile_score, "detector score threshold for pyramid tiles (default 0.85)")->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--progress", f.progress, "progress bar on stderr even when it is not a terminal");
   cmd->add_flag("--no-progress", f.no_progress, "no progress bar");
 }

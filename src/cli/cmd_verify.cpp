@@ -1,4 +1,5 @@
 // facevault verify A B: are these two photos of the same person?
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -60,8 +61,8 @@ int run_verify(const VerifyArgs& a) {
                 cal->source().c_str());
     std::printf("a score this high occurs for %s of pairs of different people\n",
                 fmr_at_score <= cal->points().back().fmr
-                    ? ("at most 1 in " + std::to_string(static_cast<long>(1.0 / fmr_at_score))).c_str()
-                    : ("1 in " + std::to_string(static_cast<long>(1.0 / fmr_at_score))).c_str());
+                    ? ("at most 1 in " + std::to_string(std::lround(1.0 / fmr_at_score))).c_str()
+                    : ("1 in " + std::to_string(std::lround(1.0 / fmr_at_score))).c_str());
     for (int i = 0; i < 2; ++i) {
       if (results[i].faces.size() > 1)
         std::printf("note: %s has %zu faces; the largest was compared\n", results[i].file.c_str(), results[i].faces.size());

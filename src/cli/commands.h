@@ -21,6 +21,7 @@ struct PipelineFlags {
   bool no_tiling = false;
   double min_face = 20;
   float det_score = 0.65f;
+  float tile_score = -1;  // < 0: the detector's default
   bool progress = false;
   bool no_progress = false;
   BatchOptions to_batch(bool embed) const;

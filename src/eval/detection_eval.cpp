@@ -74,9 +74,11 @@ DetectionReport evaluate_detections(const std::vector<GtImage>& gt, const std::v
       double best_iou = match_iou;
       bool best_eval = false;
       double max_any = 0;
+      bool duplicate = false;  // overlaps an evaluated face that an earlier detection took
       for (size_t j = 0; j < faces.size(); ++j) {
         const double o = box_iou(p, faces[j]);
         max_any = std::max(max_any, o);
+        if (taken[j] && o >= match_iou && evaluated(faces[j])) duplicate = true;
         if (taken[j] || o < match_iou) continue;
         const bool ev = evaluated(faces[j]);
         if (best < 0 || (ev && !best_eval) || (ev == best_eval && o > best_iou)) {
@@ -86,6 +88,10 @@ DetectionReport evaluate_detections(const std::vector<GtImage>& gt, const std::v
       if (best >= 0) {
         taken[best] = true;
         scored.push_back({p.score, best_eval ? 1 : -1});
+      } else if (duplicate) {
+        // A second box on a found face: not a false positive by the FP/image definition
+        // (it overlaps a face), but it costs precision, as in the WIDER protocol.
+        scored.push_back({p.score, 0});
       } else if (max_any >= fp_iou) {
         scored.push_back({p.score, -1});
       } else {

@@ -1,6 +1,7 @@
 #include "eval/lfw.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -27,17 +28,21 @@ Result<PairsFile> read_pairs(const std::filesystem::path& path) {
     std::vector<std::string> t;
     for (std::string s; f >> s;) t.push_back(s);
     LfwPair p;
-    try {
-      if (t.size() == 3) {
-        p = {t[0], std::stoi(t[1]), t[0], std::stoi(t[2]), true, 0};
-      } else if (t.size() == 4) {
-        p = {t[0], std::stoi(t[1]), t[2], std::stoi(t[3]), false, 0};
-      } else {
-        return corrupt_data(path.string() + ":" + std::to_string(lineno) + ": expected 3 or 4 fields");
-      }
-    } catch (const std::exception&) {
-      return corrupt_data(path.string() + ":" + std::to_string(lineno) + ": image index is not a number");
+    auto index = [](const std::string& s, int& out) {
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+      return ec == std::errc() && end == s.data() + s.size() && out > 0;
+    };
+    bool ok = false;
+    if (t.size() == 3) {
+      p = {t[0], 0, t[0], 0, true, 0};
+      ok = index(t[1], p.index_a) && index(t[2], p.index_b);
+    } else if (t.size() == 4) {
+      p = {t[0], 0, t[2], 0, false, 0};
+      ok = index(t[1], p.index_a) && index(t[3], p.index_b);
+    } else {
+      return corrupt_data(path.string() + ":" + std::to_string(lineno) + ": expected 3 or 4 fields");
     }
+    if (!ok) return corrupt_data(path.string() + ":" + std::to_string(lineno) + ": image index is not a positive integer");
     p.fold = per_fold ? static_cast<int>(pf.pairs.size() / per_fold) : 0;
     pf.pairs.push_back(p);
   }

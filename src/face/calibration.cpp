@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 namespace fv::face {
 
@@ -12,14 +13,30 @@ Calibration Calibration::from_impostor_scores(std::vector<float> scores, std::st
   std::sort(scores.rbegin(), scores.rend());
   std::vector<CalibrationPoint> pts;
   const size_t n = scores.size();
-  // Keep points with at least 10 impostors above them so each FMR is measured, not guessed.
-  for (double fmr = 1e-1; n && fmr * n >= 10; fmr /= 10) {
-    const size_t k = static_cast<size_t>(std::llround(fmr * n));
-    pts.push_back({fmr, scores[k - 1]});
-  }
-  for (double fmr = 5e-1; n && fmr * n >= 10; fmr /= 10) {
-    const size_t k = static_cast<size_t>(std::llround(fmr * n));
-    pts.push_back({fmr, scores[k - 1]});
+  // Points near 10^-k and 5·10^-(k+1), each keeping at least 10 impostors above it so the
+  // FMR is measured, not extrapolated. A point's FMR is the fraction of impostors actually
+  // scoring >= its threshold: with tied scores the threshold moves just above the tie, so the
+  // table never understates the FMR at a threshold.
+  auto at_least = [&](double t) {  // scores are sorted descending
+    return static_cast<size_t>(std::upper_bound(scores.begin(), scores.end(), t, std::greater<double>()) - scores.begin());
+  };
+  // Every impostor scores at least the lowest score: the FMR-1 anchor.
+  if (n >= 10) pts.push_back({1.0, scores.back()});
+  for (int k = 0; n; ++k) {
+    bool any = false;
+    for (double nominal : {5 * std::pow(10.0, -k - 1), std::pow(10.0, -k - 1)}) {
+      if (nominal * n < 10) continue;
+      any = true;
+      const size_t idx = static_cast<size_t>(std::llround(nominal * n));
+      double t = scores[idx - 1];
+      if (idx < n && scores[idx] == t) t = std::nextafter(static_cast<float>(t), 2.0f);
+      const size_t count = at_least(t);
+      if (count == 0) continue;
+      const double fmr = double(count) / n;
+      if (!pts.empty() && (pts.back().fmr <= fmr || pts.back().threshold >= t)) continue;
+      pts.push_back({fmr, t});
+    }
+    if (!any) break;
   }
   std::sort(pts.begin(), pts.end(), [](auto& a, auto& b) { return a.fmr > b.fmr; });
   return Calibration(std::move(pts), std::move(source), n);

@@ -92,9 +92,10 @@ Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb,
       const Tile& tile = tiles[start + i];
       const float* s = scores.ptr<float>(i);
       const float* b = boxes.ptr<float>(i);
+      const float threshold = tile.stretch ? options_.score_threshold : options_.tile_score_threshold;
       for (int a = 0; a < priors; ++a) {
         const float score = s[2 * a + 1];
-        if (score < options_.score_threshold) continue;
+        if (score < threshold) continue;
         Detection d;
         d.score = score;
         if (tile.stretch) {

@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <mutex>
+#include <cctype>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -57,14 +57,40 @@ void sniff_webp(std::span<const uint8_t> b, ImageHeader& h) {
   }
 }
 
-// OpenCV's own ceiling for formats we do not sniff; read once, at its first decode.
-void configure_opencv_limits(const DecodeLimits& limits) {
-  static std::once_flag once;
-  std::call_once(once, [&] {
-    if (!std::getenv("OPENCV_IO_MAX_IMAGE_PIXELS")) {
-      setenv("OPENCV_IO_MAX_IMAGE_PIXELS", std::to_string(limits.max_pixels).c_str(), 0);
+// PNM: "P<n>" then width, height as decimal tokens separated by whitespace and comments.
+void sniff_pnm(std::span<const uint8_t> b, ImageHeader& h) {
+  size_t i = 2;
+  int values[2] = {0, 0};
+  for (int& v : values) {
+    while (i < b.size() && (std::isspace(b[i]) || b[i] == '#')) {
+      if (b[i] == '#') while (i < b.size() && b[i] != '\n') ++i;
+      else ++i;
     }
-  });
+    if (i >= b.size() || !std::isdigit(b[i])) return;
+    int64_t x = 0;
+    while (i < b.size() && std::isdigit(b[i]) && x <= INT32_MAX) x = x * 10 + (b[i++] - '0');
+    v = static_cast<int>(std::min<int64_t>(x, INT32_MAX));
+  }
+  h.width = values[0];
+  h.height = values[1];
+}
+
+// Classic TIFF: ImageWidth (256) and ImageLength (257) from the first IFD.
+void sniff_tiff(std::span<const uint8_t> b, ImageHeader& h) {
+  const bool le = b[0] == 'I';
+  auto u16 = [&](size_t o) { return le ? le16(&b[o]) : be16(&b[o]); };
+  auto u32 = [&](size_t o) { return le ? le32(&b[o]) : be32(&b[o]); };
+  if (b.size() < 8) return;
+  const size_t ifd = u32(4);
+  if (ifd + 2 > b.size()) return;
+  const size_t n = u16(ifd);
+  for (size_t k = 0; k < n && ifd + 2 + 12 * (k + 1) <= b.size(); ++k) {
+    const size_t e = ifd + 2 + 12 * k;
+    const uint32_t tag = u16(e), type = u16(e + 2);
+    if (tag != 256 && tag != 257) continue;
+    const uint32_t v = type == 3 ? u16(e + 8) : type == 4 ? u32(e + 8) : 0;
+    (tag == 256 ? h.width : h.height) = static_cast<int>(std::min<uint32_t>(v, INT32_MAX));
+  }
 }
 
 }  // namespace
@@ -94,8 +120,10 @@ ImageHeader sniff_header(std::span<const uint8_t> b) {
     }
   } else if (starts_with(b, "II*\0", 4) || starts_with(b, "MM\0*", 4)) {
     h.format = "tiff";
+    sniff_tiff(b, h);
   } else if (b.size() >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6') {
     h.format = "pnm";
+    sniff_pnm(b, h);
   }
   return h;
 }
@@ -109,13 +137,15 @@ Result<Image> decode_image(std::span<const uint8_t> bytes, const DecodeLimits& l
   ImageHeader h = sniff_header(bytes);
   if (h.format.empty()) return unsupported("not a recognised image format (JPEG, PNG, WebP, BMP, TIFF, PNM)");
   if (h.format == "gif") return unsupported("GIF (and animated images) are not supported; convert a single frame to PNG or JPEG");
-  if (h.width < 0 || h.height < 0 || h.width > limits.max_side || h.height > limits.max_side ||
+  // OpenCV reads its own pixel ceiling (2^30) once at load, so every format we accept must
+  // tell us its size here, before any pixel buffer is allocated.
+  if (h.width <= 0 || h.height <= 0) return corrupt_data(h.format + " header is truncated or gives no image size");
+  if ( h.width > limits.max_side || h.height > limits.max_side ||
       uint64_t(h.width) * uint64_t(h.height) > limits.max_pixels) {
     return resource_exhausted(h.format + " header claims " + std::to_string(h.width) + "x" + std::to_string(h.height) +
                               " pixels, over the limit of " + std::to_string(limits.max_pixels) + " pixels / " +
                               std::to_string(limits.max_side) + " per side");
   }
-  configure_opencv_limits(limits);
   cv::Mat decoded;
   try {
     // IMREAD_COLOR: 8-bit, 3 channels whatever the source (grey, 16-bit, CMYK, alpha),

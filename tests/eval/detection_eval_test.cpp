@@ -227,7 +227,7 @@ TEST(EvaluateDetections, EachFaceMatchesAtMostOnce) {
 // Average precision in the WIDER FACE / PASCAL VOC sense: a second detection of a face that is
 // already found does not find anything new, so it lowers precision. (Official WIDER evaluation:
 // a proposal over a recalled face stays a proposal and counts in the precision denominator.)
-// BUG (src/eval/detection_eval.cpp, evaluate_detections, the `max_any >= fp_iou` branch): a
+// Regression (was a bug in evaluate_detections): a
 // duplicate on an already-matched evaluated face is scored kind -1 ("ignored") and dropped from the
 // precision/recall sweep, so a detector that emits every box twice keeps AP = 1. The header says
 // only detections on *other* (don't-care) annotated faces are ignored. The duplicate not counting
@@ -238,7 +238,7 @@ TEST(EvaluateDetections, DuplicateDetectionLowersAveragePrecision) {
       g, {{on(g[0].faces[0], 0.9), pred(1, 1, 101, 101, 0.8), on(g[0].faces[1], 0.7)}});
   EXPECT_EQ(r.found, 2u);
   // Score order: TP (p 1, r .5), duplicate (p 1/2), TP (p 2/3, r 1) → AP = .5·1 + .5·(2/3) = 5/6.
-  EXPECT_NEAR(r.average_precision, 5.0 / 6, 1e-12) << "BUG: duplicate detection ignored in AP";
+  EXPECT_NEAR(r.average_precision, 5.0 / 6, 1e-12) << "duplicate detection ignored in AP";
 }
 
 TEST(EvaluateDetections, PrefersAnEvaluatedFaceOverADontCareOne) {

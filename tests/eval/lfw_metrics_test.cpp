@@ -139,14 +139,14 @@ TEST(ReadPairs, NonNumericIndexIsCorruptData) {
   EXPECT_EQ(r.status().code(), StatusCode::kCorruptData);
 }
 
-// BUG (minor; src/eval/lfw.cpp, read_pairs: std::stoi on the index fields): stoi stops at the
+// Regression (was a bug in read_pairs, std::stoi on the index fields): stoi stopped at the
 // first non-digit, so "4x" is read as 4 and "2.5" as 2; the malformed line is accepted and names an
 // image the file never meant, instead of failing with "image index is not a number".
 TEST(ReadPairs, IndexWithTrailingGarbageIsCorruptData) {
   for (const char* bad : {"1\nAnn\t1\t4x\n", "1\nAnn\t2.5\t3\n", "1\nAnn\t1\tBob\t7_\n"}) {
     TempFile f(bad);
     auto r = read_pairs(f.path());
-    EXPECT_FALSE(r.is_ok()) << "BUG: malformed index accepted in " << bad;
+    EXPECT_FALSE(r.is_ok()) << "malformed index accepted in " << bad;
     if (!r.is_ok()) {
       EXPECT_EQ(r.status().code(), StatusCode::kCorruptData);
     }

@@ -38,9 +38,11 @@ TEST(Calibration, PointsFromAMillionScores) {
   const Calibration& c = uniform_calibration();
   EXPECT_EQ(c.impostor_pairs(), 1'000'000u);
   EXPECT_EQ(c.source(), "uniform test scores");
-  // 5e-1, 1e-1, 5e-2, … down to 1e-5 (10 impostors above it); 5e-6 would rest on 5 impostors.
-  ASSERT_EQ(c.points().size(), 10u);
-  EXPECT_NEAR(c.points().front().fmr, 0.5, 1e-12);
+  // The FMR-1 anchor at the lowest score, then 5e-1, 1e-1, 5e-2, … down to 1e-5 (10 impostors
+  // above it); 5e-6 would rest on 5 impostors.
+  ASSERT_EQ(c.points().size(), 11u);
+  EXPECT_NEAR(c.points().front().fmr, 1.0, 1e-12);
+  EXPECT_NEAR(c.points()[1].fmr, 0.5, 1e-12);
   EXPECT_NEAR(c.points().back().fmr, 1e-5, 1e-17);
   for (size_t i = 1; i < c.points().size(); ++i) {
     EXPECT_LT(c.points()[i].fmr, c.points()[i - 1].fmr) << i;
@@ -116,7 +118,7 @@ TEST(Calibration, OutsideThePointsClampsToTheEnds) {
   EXPECT_DOUBLE_EQ(c.fmr_at(first.threshold), first.fmr);
   EXPECT_DOUBLE_EQ(c.fmr_at(-1.0), first.fmr);
   EXPECT_DOUBLE_EQ(c.threshold_at(1e-9), last.threshold);
-  EXPECT_DOUBLE_EQ(c.threshold_at(0.99), first.threshold);
+  EXPECT_DOUBLE_EQ(c.threshold_at(1.5), first.threshold);
 }
 
 TEST(Calibration, FpirGrowsWithGallerySize) {
@@ -139,11 +141,12 @@ TEST(Calibration, FewScoresGiveFewPoints) {
   std::vector<float> s100(100);
   for (int i = 0; i < 100; ++i) s100[i] = float(i) / 100;
   const Calibration c100 = Calibration::from_impostor_scores(s100, "100");
-  ASSERT_EQ(c100.points().size(), 2u);  // 0.5 (50 above) and 0.1 (10 above)
-  EXPECT_NEAR(c100.points()[0].fmr, 0.5, 1e-12);
-  EXPECT_FLOAT_EQ(float(c100.points()[0].threshold), 0.50f);  // the 50th highest of 0.00 … 0.99
-  EXPECT_NEAR(c100.points()[1].fmr, 0.1, 1e-12);
-  EXPECT_FLOAT_EQ(float(c100.points()[1].threshold), 0.90f);
+  ASSERT_EQ(c100.points().size(), 3u);  // anchor 1.0 (all 100), 0.5 (50 above), 0.1 (10 above)
+  EXPECT_NEAR(c100.points()[0].fmr, 1.0, 1e-12);
+  EXPECT_NEAR(c100.points()[1].fmr, 0.5, 1e-12);
+  EXPECT_FLOAT_EQ(float(c100.points()[1].threshold), 0.50f);  // the 50th highest of 0.00 … 0.99
+  EXPECT_NEAR(c100.points()[2].fmr, 0.1, 1e-12);
+  EXPECT_FLOAT_EQ(float(c100.points()[2].threshold), 0.90f);
 
   const Calibration c5 = Calibration::from_impostor_scores({0.1f, 0.2f, 0.3f, 0.4f, 0.5f}, "5");
   EXPECT_TRUE(c5.points().empty());
@@ -168,8 +171,7 @@ TEST(Calibration, BuiltinWithoutTableIsNotFound) {
   EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
 }
 
-// BUG (edge case; src/face/calibration.cpp, from_impostor_scores,
-// `pts.push_back({fmr, scores[k - 1]})`): a point's threshold is the k-th highest score, so when impostor scores tie (quantised scores, or a constant score given to pairs
+// Regression (was a bug in from_impostor_scores): a point's threshold is the k-th highest score, so when impostor scores tie (quantised scores, or a constant score given to pairs
 // with a face not found) more than k impostors score >= that threshold, and the point's `fmr`
 // understates the documented "fraction of impostor pairs scoring >= threshold".
 // Here 900 of 1000 impostors score exactly 0: the 0.5 point claims FMR 0.5 at threshold 0, where
@@ -180,9 +182,9 @@ TEST(Calibration, TiedScoresDoNotUnderstateFmr) {
   const Calibration c = Calibration::from_impostor_scores(s, "ties");
   for (const auto& p : c.points()) {
     EXPECT_GE(p.fmr, empirical_fmr(s, p.threshold))
-        << "BUG: point claims FMR " << p.fmr << " at threshold " << p.threshold;
+        << "point claims FMR " << p.fmr << " at threshold " << p.threshold;
   }
-  EXPECT_GE(c.fmr_at(0.0), 1.0) << "BUG: every impostor scores >= 0";
+  EXPECT_GE(c.fmr_at(0.0), 1.0) << "every impostor scores >= 0";
 }
 
 }  // namespace

@@ -230,7 +230,7 @@ TEST(Decode, PixelLimitAlsoHoldsForFormatsWhoseHeaderIsNotSniffed) {
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().to_string();
 }
 
-// BUG (src/image/decode.cpp, sniff_header + configure_opencv_limits): PNM (and TIFF) dimensions
+// Regression (was a bug in sniff_header + an OPENCV_IO_MAX_IMAGE_PIXELS fallback): PNM (and TIFF) dimensions
 // are not sniffed, and the fallback — setenv("OPENCV_IO_MAX_IMAGE_PIXELS") at the first decode —
 // has no effect: OpenCV 4.6 reads that variable into a namespace-scope static when
 // libopencv_imgcodecs is loaded, before main(). (It would also only ever honour the first call's
@@ -250,7 +250,7 @@ TEST(Decode, PnmHeaderOverThePixelLimitIsRejectedBeforeDecoding) {
   auto r = decode_image(pnm, l);
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted)
-      << "BUG: PNM header size not checked against DecodeLimits before decoding: " << r.status().to_string();
+      << "PNM header size not checked against DecodeLimits before decoding: " << r.status().to_string();
 }
 
 TEST(Decode, HandMadeJpegSofClaimingHugeSizeIsRejected) {

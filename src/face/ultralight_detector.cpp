@@ -122,7 +122,25 @@ Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb,
       }
     }
   }
-  return nms(std::move(candidates), options_.nms_iou, options_.top_k);
+  auto kept = nms(std::move(candidates), options_.nms_iou, options_.top_k);
+  if (tiles.size() > 1) kept = drop_contained(std::move(kept), options_.containment);
+  return kept;
+}
+
+std::vector<Detection> drop_contained(std::vector<Detection> dets, double containment) {
+  std::vector<bool> drop(dets.size(), false);
+  for (size_t i = 0; i < dets.size(); ++i) {
+    for (size_t j = 0; j < dets.size(); ++j) {
+      if (i == j || drop[j] || dets[i].box.area() >= dets[j].box.area() || dets[j].score < dets[i].score) continue;
+      const Box& a = dets[i].box;
+      const Box& b = dets[j].box;
+      const double ix = std::min(a.x2, b.x2) - std::max(a.x1, b.x1), iy = std::min(a.y2, b.y2) - std::max(a.y1, b.y1);
+      if (ix > 0 && iy > 0 && ix * iy >= containment * a.area()) { drop[i] = true; break; }
+    }
+  }
+  std::vector<Detection> out;
+  for (size_t i = 0; i < dets.size(); ++i) if (!drop[i]) out.push_back(dets[i]);
+  return out;
 }
 
 Result<std::vector<Detection>> UltraLightDetector::detect_frame(const cv::Mat& rgb) {

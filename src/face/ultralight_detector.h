@@ -24,6 +24,10 @@ struct UltraLightOptions {
   bool tiling = true;             // false: one whole-frame pass, exactly the reference pipeline
   double min_face = 20;           // smallest face height (image px) the pyramid looks for
   double tile_overlap = 0.25;
+  // A finer pyramid level can see a chin or an eye region of a large face as a small face.
+  // Such a box lies mostly inside the large face's box: drop a box when this fraction of it is
+  // covered by a larger detection that scores at least as high.
+  double containment = 0.6;
   int batch = 1;  // tiles per forward(): the graph reshapes its priors for batch 1 only
 };
 
@@ -32,6 +36,10 @@ struct Tile {
   bool stretch = false;  // whole frame resized to 320×240 ignoring aspect (the reference pass)
   double level = 0;      // t: image pixels per input pixel
 };
+
+// Drops each detection whose area is covered to at least `containment` by a larger one with
+// a score at least as high.
+std::vector<Detection> drop_contained(std::vector<Detection> dets, double containment);
 
 class UltraLightDetector final : public Detector {
  public:

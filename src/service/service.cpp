@@ -1,0 +1,1149 @@
+#include "service/service.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "image/decode.h"
+#include "vault/timeutil.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace fv::service {
+
+using vault::AuditEntry;
+using vault::Bytes;
+using vault::SecretKey;
+using vault::Stmt;
+using vault::Txn;
+
+namespace {
+
+const std::map<std::string, std::set<std::string>> kPolicy = {
+    {"basis_add", {"admin", "enroller"}},
+    {"basis_withdraw", {"admin", "enroller", "auditor"}},
+    {"enroll", {"admin", "enroller"}},
+    {"search", {"admin", "investigator"}},
+    {"erase", {"admin", "auditor"}},
+    {"export", {"admin", "auditor"}},
+    {"expire", {"admin", "auditor"}},
+    {"optout_add", {"admin", "enroller", "auditor"}},
+    {"optout_check", {"admin", "auditor"}},
+    {"audit_show", {"admin", "auditor"}},
+    {"audit_verify", {"admin", "auditor"}},
+    {"key_rotate", {"admin"}},
+};
+
+Status refused(const std::string& m) { return failed_precondition(m); }
+
+bool valid_token(const std::string& s, size_t max = 64) {
+  if (s.empty() || s.size() > max || !std::isalnum(static_cast<unsigned char>(s[0]))) return false;
+  for (char c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && !std::strchr("._:/-", c)) return false;
+  return true;
+}
+
+bool valid_ref(const std::string& s) {
+  if (s.empty() || s.size() > 200) return false;
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
+std::string face_ad(int64_t subject_id, const std::string& model_id, int version) {
+  return "facevault/face/" + std::to_string(subject_id) + "/" + model_id + "/" + std::to_string(version);
+}
+std::string image_ad(int64_t subject_id) { return "facevault/image/" + std::to_string(subject_id); }
+std::string optout_ad(const std::string& uid, const std::string& model_id, int version) {
+  return "facevault/optout/" + uid + "/" + model_id + "/" + std::to_string(version);
+}
+
+Result<face::FaceTemplate> open_template(const SecretKey& key, const Bytes& sealed, const std::string& ad,
+                                         const std::string& model_id, int version) {
+  auto plain = vault::open_sealed(key, sealed, ad);
+  if (!plain.is_ok()) return corrupt_data("a stored template does not decrypt: " + plain.status().message());
+  face::FaceTemplate t{model_id, version, std::vector<float>(plain->size() / sizeof(float))};
+  std::memcpy(t.values.data(), plain->data(), t.values.size() * sizeof(float));
+  vault::wipe(*plain);
+  return t;
+}
+
+json box_json(const face::Box& b) {
+  return json::array({std::round(b.x1 * 10) / 10, std::round(b.y1 * 10) / 10, std::round(b.width() * 10) / 10,
+                      std::round(b.height() * 10) / 10});
+}
+
+json quality_json(const face::Quality& q) {
+  return {{"acceptable", q.acceptable}, {"inter_eye_px", q.inter_eye_px}, {"sharpness", q.sharpness},
+          {"yaw_deg", q.yaw_deg},       {"roll_deg", q.roll_deg},         {"reasons", q.reasons}};
+}
+
+}  // namespace
+
+bool is_known_role(const std::string& role) {
+  return role == "admin" || role == "enroller" || role == "investigator" || role == "auditor";
+}
+
+bool role_may(const std::string& role, const std::string& action) {
+  auto it = kPolicy.find(action);
+  return it != kPolicy.end() && it->second.count(role) > 0;
+}
+
+void PreparedFace::wipe() {
+  if (face.face_template) vault::wipe(face.face_template->values);
+  vault::wipe(image);
+}
+
+json EraseReceipt::to_json() const {
+  return {{"receipt", "erasure"},
+          {"subject", subject_ref},
+          {"subject_id", subject_uid},
+          {"reason", reason},
+          {"erased_at", erased_at},
+          {"erased", {{"templates", faces}, {"source_images", images}, {"kept_images", kept_images},
+                      {"lawful_bases", bases}, {"subject_key", key_destroyed}}},
+          {"free_pages_wiped", wiped},
+          {"audit_seq", audit_seq},
+          {"audit_hash", audit_hash}};
+}
+
+Result<int> choose_enrollment_face(const std::vector<face::Face>& faces, int face_index) {
+  if (faces.empty()) return refused("no face found in the photo");
+  auto reasons = [](const face::Face& f) {
+    std::string r;
+    for (auto& x : f.quality.reasons) r += (r.empty() ? "" : "; ") + x;
+    return r.empty() ? std::string("below the enrolment quality thresholds") : r;
+  };
+  if (face_index >= 0) {
+    if (face_index >= static_cast<int>(faces.size()))
+      return invalid_argument("face index " + std::to_string(face_index) + " out of range: the photo has " +
+                              std::to_string(faces.size()) + " face(s)");
+    if (!faces[face_index].quality.acceptable)
+      return refused("face " + std::to_string(face_index) + " is not good enough to enrol: " + reasons(faces[face_index]));
+    return face_index;
+  }
+  std::vector<int> ok;
+  for (size_t i = 0; i < faces.size(); ++i)
+    if (faces[i].quality.acceptable) ok.push_back(static_cast<int>(i));
+  if (ok.size() == 1) return ok[0];
+  if (ok.empty()) {
+    if (faces.size() == 1) return refused("the face is not good enough to enrol: " + reasons(faces[0]));
+    return refused("none of the " + std::to_string(faces.size()) + " faces is good enough to enrol");
+  }
+  return refused("ambiguous photo: " + std::to_string(ok.size()) +
+                 " faces could be enrolled; choose one with --face INDEX (0-based, best detection first)");
+}
+
+Result<std::unique_ptr<Service>> Service::open(const fs::path& dir, Actor actor, ServiceOptions options) {
+  if (!is_known_role(actor.role))
+    return invalid_argument("unknown role '" + actor.role + "' (admin, enroller, investigator, auditor)");
+  if (actor.name.empty()) return invalid_argument("an actor name is required");
+  std::unique_ptr<Service> s(new Service());
+  FV_ASSIGN_OR_RETURN(s->vault_, vault::Vault::open(dir));
+  s->actor_ = std::move(actor);
+  s->options_ = std::move(options);
+  return s;
+}
+
+std::string Service::now() const { return options_.clock ? options_.clock() : vault::utc_now(); }
+
+AuditEntry Service::entry(const std::string& action) const {
+  AuditEntry e;
+  e.ts = now();
+  e.actor = actor_.name;
+  e.role = actor_.role;
+  e.action = action;
+  return e;
+}
+
+Result<std::string> Service::audit_now(AuditEntry e) {
+  FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(vault_->db()));
+  FV_ASSIGN_OR_RETURN(std::string h, vault::append_audit(vault_->db(), e));
+  FV_RETURN_IF_ERROR(txn.commit());
+  return h;
+}
+
+Status Service::authorize(const std::string& action, const std::string& purpose, const std::string& case_ref) {
+  if (role_may(actor_.role, action)) return Status::ok();
+  AuditEntry e = entry(action);
+  e.outcome = "denied";
+  e.purpose = purpose;
+  e.case_ref = case_ref;
+  e.details = {{"reason", "role " + actor_.role + " may not " + action}};
+  (void)audit_now(e);
+  return refused("role '" + actor_.role + "' may not " + action);
+}
+
+Result<face::FacePipeline*> Service::pipeline() {
+  if (!pipeline_) {
+    if (options_.pipeline_factory) {
+      FV_ASSIGN_OR_RETURN(pipeline_, options_.pipeline_factory());
+    } else {
+      face::PipelineOptions po;
+      po.detector = vault_->config().detector;
+      po.landmarker = vault_->config().landmarker;
+      po.embedder = vault_->config().embedder;
+      FV_ASSIGN_OR_RETURN(pipeline_, face::FacePipeline::create(nn::ModelStore(), po));
+    }
+  }
+  return pipeline_.get();
+}
+
+const face::Calibration* Service::calibration() {
+  if (!calibration_tried_) {
+    calibration_tried_ = true;
+    auto c = face::Calibration::builtin(vault_->config().embedder);
+    if (c.is_ok()) calibration_ = std::move(*c);
+  }
+  return calibration_ ? &*calibration_ : nullptr;
+}
+
+double Service::optout_threshold() {
+  const auto* c = calibration();
+  return c ? c->threshold_at(vault_->config().optout_fmr) : vault_->config().optout_fallback_threshold;
+}
+
+double Service::search_threshold(double max_fmr) {
+  const auto* c = calibration();
+  if (!c) return vault_->config().search_fallback_threshold;
+  return max_fmr >= 1.0 ? -1.0 : c->threshold_at(max_fmr);
+}
+
+Result<std::optional<Service::SubjectRow>> Service::find_subject(const std::string& ref_or_uid) {
+  FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
+      "SELECT id, uid, ref, created_at, retention_until FROM subject WHERE ref=?1 UNION ALL "
+      "SELECT id, uid, ref, created_at, retention_until FROM subject WHERE uid=?1 AND ref<>?1 LIMIT 1"));
+  s.bind(1, ref_or_uid);
+  FV_ASSIGN_OR_RETURN(bool row, s.step());
+  if (!row) return std::optional<SubjectRow>();
+  return std::optional<SubjectRow>(SubjectRow{s.i64(0), s.text(1), s.text(2), s.text(3), s.text(4)});
+}
+
+// ---------------------------------------------------------------- lawful basis
+
+Result<BasisResult> Service::add_basis(const BasisRequest& req_in) {
+  BasisRequest req = req_in;
+  std::replace(req.kind.begin(), req.kind.end(), '_', '-');
+  if (req.kind == "law-enforcement-authorisation" || req.kind == "law-enforcement-authorization") req.kind = "law-enforcement";
+  FV_RETURN_IF_ERROR(authorize("basis_add"));
+  if (!valid_ref(req.subject_ref)) return invalid_argument("a subject reference is required (1-200 printable characters)");
+  if (std::find(kBasisKinds.begin(), kBasisKinds.end(), req.kind) == kBasisKinds.end())
+    return invalid_argument("unknown basis kind '" + req_in.kind +
+                            "' (consent, legal-obligation, public-task, law-enforcement)");
+  if (!valid_ref(req.reference)) return invalid_argument("a basis reference is required (consent form id, warrant number, ...)");
+  if (req.purposes.empty()) return invalid_argument("a basis must name at least one purpose");
+  for (auto& p : req.purposes)
+    if (!valid_token(p)) return invalid_argument("invalid purpose '" + p + "' (letters, digits, . _ : / -)");
+  const std::string t = now();
+  std::optional<std::string> expires;
+  if (req.expires) {
+    FV_ASSIGN_OR_RETURN(std::string e, vault::parse_time(*req.expires, true));
+    if (e <= t) return invalid_argument("the basis would already have expired (" + e + ")");
+    expires = e;
+  }
+  auto& db = vault_->db();
+  FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
+  BasisResult res;
+  FV_ASSIGN_OR_RETURN(auto subj, find_subject(req.subject_ref));
+  int64_t sid;
+  if (subj && subj->ref == req.subject_ref) {
+    sid = subj->id;
+    res.subject_uid = subj->uid;
+    res.retention_until = subj->retention_until;
+  } else {
+    res.subject_uid = vault::random_hex(8);
+    res.retention_until = vault::add_days(t, vault_->config().default_retention_days);
+    FV_ASSIGN_OR_RETURN(Stmt ins, db.prepare("INSERT INTO subject(uid, ref, created_at, retention_until) VALUES(?,?,?,?)"));
+    ins.bind_all(res.subject_uid, req.subject_ref, t, res.retention_until);
+    FV_RETURN_IF_ERROR(ins.run());
+    sid = db.last_insert_rowid();
+    FV_ASSIGN_OR_RETURN(SecretKey k, vault_->create_subject_key(sid));
+    (void)k;
+    res.subject_created = true;
+  }
+  FV_ASSIGN_OR_RETURN(Stmt b, db.prepare(
+      "INSERT INTO lawful_basis(subject_id, kind, reference, granted_at, expires_at, recorded_by) VALUES(?,?,?,?,?,?)"));
+  b.bind_all(sid, req.kind, req.reference, t, expires, actor_.name);
+  FV_RETURN_IF_ERROR(b.run());
+  res.basis_id = db.last_insert_rowid();
+  std::set<std::string> uniq(req.purposes.begin(), req.purposes.end());
+  for (auto& p : uniq) {
+    FV_ASSIGN_OR_RETURN(Stmt bp, db.prepare("INSERT INTO basis_purpose(basis_id, purpose) VALUES(?,?)"));
+    bp.bind_all(res.basis_id, p);
+    FV_RETURN_IF_ERROR(bp.run());
+  }
+  AuditEntry e = entry("basis_add");
+  e.subjects = {res.subject_uid};
+  e.details = {{"basis_id", res.basis_id}, {"kind", req.kind}, {"purposes", std::vector<std::string>(uniq.begin(), uniq.end())},
+               {"subject_created", res.subject_created}};
+  if (expires) e.details["expires_at"] = *expires;
+  FV_ASSIGN_OR_RETURN(res.audit_hash, vault::append_audit(db, e));
+  FV_RETURN_IF_ERROR(txn.commit());
+  return res;
+}
+
+Result<EraseReceipt> Service::erase_in_txn(const SubjectRow& s, const std::string& reason) {
+  auto& db = vault_->db();
+  EraseReceipt r;
+  r.subject_ref = s.ref;
+  r.subject_uid = s.uid;
+  r.reason = reason;
+  r.erased_at = now();
+  auto count = [&](const std::string& sql) -> Result<int64_t> {
+    FV_ASSIGN_OR_RETURN(Stmt q, db.prepare(sql));
+    q.bind(1, s.id);
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    return row ? q.i64(0) : 0;
+  };
+  FV_ASSIGN_OR_RETURN(r.faces, count("SELECT count(*) FROM face WHERE subject_id=?"));
+  FV_ASSIGN_OR_RETURN(r.images, count("SELECT count(*) FROM source_image WHERE subject_id=?"));
+  FV_ASSIGN_OR_RETURN(r.kept_images, count("SELECT count(*) FROM source_image WHERE subject_id=? AND image IS NOT NULL"));
+  FV_ASSIGN_OR_RETURN(r.bases, count("SELECT count(*) FROM lawful_basis WHERE subject_id=?"));
+  FV_ASSIGN_OR_RETURN(int64_t keys, count("SELECT count(*) FROM subject_key WHERE subject_id=?"));
+  for (const char* sql : {"DELETE FROM face WHERE subject_id=?", "DELETE FROM source_image WHERE subject_id=?",
+                          "DELETE FROM basis_purpose WHERE basis_id IN (SELECT id FROM lawful_basis WHERE subject_id=?)",
+                          "DELETE FROM lawful_basis WHERE subject_id=?", "DELETE FROM subject_key WHERE subject_id=?",
+                          "DELETE FROM subject WHERE id=?"}) {
+    FV_ASSIGN_OR_RETURN(Stmt d, db.prepare(sql));
+    d.bind(1, s.id);
+    FV_RETURN_IF_ERROR(d.run());
+  }
+  r.key_destroyed = keys > 0;
+  AuditEntry e = entry("erase");
+  e.subjects = {s.uid};
+  e.details = {{"reason", reason}, {"templates", r.faces}, {"source_images", r.images}, {"kept_images", r.kept_images},
+               {"lawful_bases", r.bases}, {"subject_key", r.key_destroyed}};
+  FV_ASSIGN_OR_RETURN(r.audit_hash, vault::append_audit(db, e));
+  r.audit_seq = e.seq;
+  return r;
+}
+
+Result<EraseReceipt> Service::withdraw_basis(int64_t basis_id) {
+  FV_RETURN_IF_ERROR(authorize("basis_withdraw"));
+  auto& db = vault_->db();
+  EraseReceipt r;
+  int64_t sid = 0;
+  {
+    FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
+    FV_ASSIGN_OR_RETURN(Stmt q, db.prepare(
+        "SELECT s.id, s.uid, s.ref, s.created_at, s.retention_until, b.withdrawn_at FROM lawful_basis b "
+        "JOIN subject s ON s.id=b.subject_id WHERE b.id=?"));
+    q.bind(1, basis_id);
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) return not_found("no lawful basis " + std::to_string(basis_id));
+    SubjectRow s{q.i64(0), q.text(1), q.text(2), q.text(3), q.text(4)};
+    sid = s.id;
+    FV_ASSIGN_OR_RETURN(Stmt others, db.prepare(
+        "SELECT count(*) FROM lawful_basis WHERE subject_id=? AND id<>? AND withdrawn_at IS NULL"));
+    others.bind_all(s.id, basis_id);
+    FV_ASSIGN_OR_RETURN(bool orow, others.step());
+    const int64_t remaining = orow ? others.i64(0) : 0;
+    if (remaining == 0) {
+      FV_ASSIGN_OR_RETURN(r, erase_in_txn(s, "consent withdrawn (basis " + std::to_string(basis_id) + ")"));
+    } else {
+      r.subject_ref = s.ref;
+      r.subject_uid = s.uid;
+      r.reason = "basis " + std::to_string(basis_id) + " withdrawn";
+      r.erased_at = now();
+      auto del = [&](const std::string& cnt, const std::string& sql, int64_t& out) -> Status {
+        FV_ASSIGN_OR_RETURN(Stmt c, db.prepare(cnt));
+        c.bind(1, basis_id);
+        FV_ASSIGN_OR_RETURN(bool crow, c.step());
+        out = crow ? c.i64(0) : 0;
+        FV_ASSIGN_OR_RETURN(Stmt d, db.prepare(sql));
+        d.bind(1, basis_id);
+        return d.run();
+      };
+      int64_t dummy = 0;
+      FV_RETURN_IF_ERROR(del("SELECT count(*) FROM face WHERE basis_id=?", "DELETE FROM face WHERE basis_id=?", r.faces));
+      FV_RETURN_IF_ERROR(del("SELECT count(*) FROM source_image WHERE basis_id=? AND image IS NOT NULL",
+                             "SELECT 1 WHERE ?", r.kept_images));
+      FV_RETURN_IF_ERROR(del("SELECT count(*) FROM source_image WHERE basis_id=?",
+                             "DELETE FROM source_image WHERE basis_id=?", r.images));
+      FV_RETURN_IF_ERROR(del("SELECT 0 WHERE ?", "UPDATE lawful_basis SET withdrawn_at='" + r.erased_at + "' WHERE id=?", dummy));
+      r.bases = 0;
+      AuditEntry e = entry("basis_withdraw");
+      e.subjects = {s.uid};
+      e.details = {{"basis_id", basis_id}, {"templates", r.faces}, {"source_images", r.images},
+                   {"kept_images", r.kept_images}, {"subject_erased", false}};
+      FV_ASSIGN_OR_RETURN(r.audit_hash, vault::append_audit(db, e));
+      r.audit_seq = e.seq;
+    }
+    FV_RETURN_IF_ERROR(txn.commit());
+  }
+  forget_subject(sid);  // reloaded on the next search without the withdrawn templates
+  gallery_loaded_ = false;
+  Status w = vault_->wipe_free_space();
+  r.wiped = w.is_ok();
+  return r;
+}
+
+// ---------------------------------------------------------------- enrolment
+
+Result<PreparedFace> Service::prepare(face::FacePipeline& pipeline, std::vector<uint8_t> bytes, int face_index,
+                                      bool keep_image) const {
+  PreparedFace p;
+  p.sha256 = vault::sha256_hex(bytes);
+  p.image_bytes = bytes.size();
+  auto img = image::decode_image(bytes);
+  if (!img.is_ok()) return img.status();
+  p.format = img->format;
+  auto faces = pipeline.analyze(img->rgb, true);
+  if (!faces.is_ok()) return faces.status();
+  FV_ASSIGN_OR_RETURN(int k, choose_enrollment_face(*faces, face_index));
+  p.faces_in_image = static_cast<int>(faces->size());
+  p.face_index = k;
+  p.face = std::move((*faces)[k]);
+  for (auto& f : *faces)
+    if (f.face_template) vault::wipe(f.face_template->values);
+  if (!p.face.face_template) return internal_error("the pipeline returned no template");
+  if (keep_image) p.image = std::move(bytes);
+  else vault::wipe(bytes);
+  return p;
+}
+
+Result<EnrollResult> Service::enroll(const EnrollRequest& req, std::vector<uint8_t> image_bytes) {
+  FV_RETURN_IF_ERROR(authorize("enroll", req.purpose.value_or("")));
+  FV_ASSIGN_OR_RETURN(face::FacePipeline * p, pipeline());
+  auto prepared = prepare(*p, std::move(image_bytes), req.face_index, req.keep_image);
+  if (!prepared.is_ok()) {
+    AuditEntry e = entry("enroll");
+    e.outcome = "refused";
+    e.purpose = req.purpose.value_or("");
+    e.details = {{"basis_id", req.basis_id}, {"reason", prepared.status().message()}};
+    (void)audit_now(e);
+    return prepared.status();
+  }
+  auto r = commit_enrollment(req, *prepared);
+  prepared->wipe();
+  return r;
+}
+
+Result<EnrollResult> Service::commit_enrollment(const EnrollRequest& req, PreparedFace& p) {
+  return commit_template(req, *p.face.face_template, p.sha256, p.format, p.image_bytes,
+                         req.keep_image ? &p.image : nullptr, &p.face, p.face_index);
+}
+
+Result<EnrollResult> Service::enroll_template(const EnrollRequest& req, const face::FaceTemplate& tmpl,
+                                              const std::string& sha256) {
+  return commit_template(req, tmpl, sha256, "synthetic", 0, nullptr, nullptr, 0);
+}
+
+Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const face::FaceTemplate& tmpl,
+                                              const std::string& sha256, const std::string& format, size_t image_bytes,
+                                              const std::vector<uint8_t>* keep, const face::Face* face, int face_index) {
+  FV_RETURN_IF_ERROR(authorize("enroll", req.purpose.value_or("")));
+  auto& db = vault_->db();
+  const std::string t = now();
+  // Refusals are audited in their own transaction after the enrolment's is rolled back.
+  auto refuse = [&](const std::string& reason, const std::vector<std::string>& subjects, json extra) -> Status {
+    AuditEntry e = entry("enroll");
+    e.outcome = "refused";
+    e.purpose = req.purpose.value_or("");
+    e.subjects = subjects;
+    e.details = {{"basis_id", req.basis_id}, {"reason", reason}};
+    for (auto& [k, v] : extra.items()) e.details[k] = v;
+    (void)audit_now(e);
+    return refused(reason);
+  };
+  EnrollResult res;
+  res.subject_ref = req.subject_ref;
+  res.sha256 = sha256;
+  res.face_index = face_index;
+  if (face) res.box = face->detection.box;
+  {
+    FV_ASSIGN_OR_RETURN(auto subj, find_subject(req.subject_ref));
+    if (!subj || subj->ref != req.subject_ref)
+      return refuse("no subject '" + req.subject_ref + "': record a lawful basis first (facevault basis add)", {}, json::object());
+  }
+  // Opt-out registry before anything is written.
+  {
+    FV_ASSIGN_OR_RETURN(auto matches, match_optouts(tmpl));
+    if (!matches.empty())
+      return refuse("this face matches an entry of the opt-out registry (do-not-enrol list)", {},
+                    {{"optout", matches[0].optout_uid}});
+  }
+  FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
+  FV_ASSIGN_OR_RETURN(auto subj, find_subject(req.subject_ref));
+  if (!subj || subj->ref != req.subject_ref) return refused("subject '" + req.subject_ref + "' was erased meanwhile");
+  res.subject_uid = subj->uid;
+  FV_ASSIGN_OR_RETURN(Stmt bq, db.prepare(
+      "SELECT subject_id, kind, expires_at, withdrawn_at FROM lawful_basis WHERE id=?"));
+  bq.bind(1, req.basis_id);
+  FV_ASSIGN_OR_RETURN(bool brow, bq.step());
+  std::string why;
+  std::optional<std::string> basis_expires;
+  if (!brow) why = "no lawful basis " + std::to_string(req.basis_id);
+  else if (bq.i64(0) != subj->id) why = "lawful basis " + std::to_string(req.basis_id) + " belongs to another subject";
+  else if (!bq.is_null(3)) why = "lawful basis " + std::to_string(req.basis_id) + " was withdrawn on " + bq.text(3);
+  else if (!bq.is_null(2) && bq.text(2) <= t) why = "lawful basis " + std::to_string(req.basis_id) + " expired on " + bq.text(2);
+  if (brow) basis_expires = bq.opt_text(2);
+  if (why.empty() && req.purpose) {
+    FV_ASSIGN_OR_RETURN(Stmt pq, db.prepare("SELECT 1 FROM basis_purpose WHERE basis_id=? AND purpose=?"));
+    pq.bind_all(req.basis_id, *req.purpose);
+    FV_ASSIGN_OR_RETURN(bool prow, pq.step());
+    if (!prow) why = "lawful basis " + std::to_string(req.basis_id) + " does not cover the purpose '" + *req.purpose + "'";
+  }
+  if (!why.empty()) {
+    auto st = txn.commit();  // nothing written yet: just release the write lock
+    (void)st;
+    return refuse(why, {subj->uid}, json::object());
+  }
+  FV_ASSIGN_OR_RETURN(SecretKey key, vault_->subject_key(subj->id));
+  FV_RETURN_IF_ERROR(vault_->check_master_key_current());
+  FV_ASSIGN_OR_RETURN(Stmt ii, db.prepare(
+      "INSERT INTO source_image(subject_id, basis_id, sha256, bytes, format, supplied_by, method, source, received_at, image)"
+      " VALUES(?,?,?,?,?,?,?,?,?,?)"));
+  ii.bind_all(subj->id, req.basis_id, sha256, static_cast<int64_t>(image_bytes), format,
+              req.provenance.supplied_by.empty() ? actor_.name : req.provenance.supplied_by, req.provenance.method,
+              req.provenance.source, t);
+  if (keep) ii.bind(10, vault::seal(key, *keep, image_ad(subj->id)));
+  else ii.bind_null(10);
+  FV_RETURN_IF_ERROR(ii.run());
+  res.image_id = db.last_insert_rowid();
+  Bytes sealed = vault::seal(key, vault::as_bytes(tmpl.values), face_ad(subj->id, tmpl.model_id, tmpl.model_version));
+  FV_ASSIGN_OR_RETURN(Stmt fi, db.prepare(
+      "INSERT INTO face(subject_id, image_id, basis_id, model_id, model_version, dim, template, box, quality, created_at)"
+      " VALUES(?,?,?,?,?,?,?,?,?,?)"));
+  fi.bind_all(subj->id, res.image_id, req.basis_id, tmpl.model_id, tmpl.model_version,
+              static_cast<int64_t>(tmpl.values.size()), sealed, face ? box_json(face->detection.box).dump() : "[]",
+              face ? quality_json(face->quality).dump() : "{}", t);
+  FV_RETURN_IF_ERROR(fi.run());
+  res.face_id = db.last_insert_rowid();
+  // Retention is renewed by enrolment, but never beyond the basis' own expiry.
+  std::string renewed = vault::add_days(t, vault_->config().default_retention_days);
+  if (basis_expires && *basis_expires < renewed) renewed = *basis_expires;
+  res.retention_until = std::max(renewed, subj->retention_until);
+  FV_ASSIGN_OR_RETURN(Stmt ru, db.prepare("UPDATE subject SET retention_until=? WHERE id=?"));
+  ru.bind_all(res.retention_until, subj->id);
+  FV_RETURN_IF_ERROR(ru.run());
+  AuditEntry e = entry("enroll");
+  e.purpose = req.purpose.value_or("");
+  e.subjects = {subj->uid};
+  e.details = {{"basis_id", req.basis_id}, {"face_id", res.face_id}, {"image_id", res.image_id},
+               {"image_kept", keep != nullptr}, {"model", tmpl.model_id}};
+  FV_ASSIGN_OR_RETURN(res.audit_hash, vault::append_audit(db, e));
+  FV_RETURN_IF_ERROR(txn.commit());
+  gallery_loaded_ = false;  // the next search reloads with the new template
+  return res;
+}
+
+Result<std::vector<Service::BatchRow>> Service::read_manifest(const fs::path& csv) {
+  std::ifstream in(csv);
+  if (!in) return not_found("cannot open manifest " + csv.string());
+  std::vector<BatchRow> rows;
+  int line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    // Simple CSV: fields separated by commas, optionally in double quotes ("" for a quote).
+    std::vector<std::string> f;
+    std::string cur;
+    bool q = false;
+    for (size_t i = 0; i < line.size(); ++i) {
+      char c = line[i];
+      if (q) {
+        if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') { cur += '"'; ++i; }
+        else if (c == '"') q = false;
+        else cur += c;
+      } else if (c == '"') q = true;
+      else if (c == ',') { f.push_back(cur); cur.clear(); }
+      else cur += c;
+    }
+    f.push_back(cur);
+    if (rows.empty() && line_no == 1 && !f.empty() && (f[0] == "image" || f[0] == "path")) continue;  // header
+    if (f.size() < 3) return invalid_argument(csv.string() + ":" + std::to_string(line_no) + ": expected image,subject,basis[,provenance]");
+    BatchRow r;
+    r.line = line_no;
+    r.image = f[0];
+    if (!r.image.empty() && fs::path(r.image).is_relative()) r.image = (csv.parent_path() / r.image).string();
+    r.subject_ref = f[1];
+    try {
+      size_t used = 0;
+      r.basis_id = std::stoll(f[2], &used);
+      if (used != f[2].size()) throw std::invalid_argument("x");
+    } catch (...) {
+      return invalid_argument(csv.string() + ":" + std::to_string(line_no) + ": basis id '" + f[2] + "' is not a number");
+    }
+    if (f.size() > 3) r.provenance = f[3];
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+Status Service::enroll_batch(const std::vector<BatchRow>& rows, int threads, bool keep_image, const std::string& method,
+                             const std::function<void(const BatchRow&, const Result<EnrollResult>&)>& on_row,
+                             const std::function<void(size_t, size_t)>& progress) {
+  FV_RETURN_IF_ERROR(authorize("enroll"));
+  threads = std::max(1, std::min<int>(threads, static_cast<int>(std::max<size_t>(1, rows.size()))));
+  std::vector<std::unique_ptr<face::FacePipeline>> pipelines;
+  for (int i = 0; i < threads; ++i) {
+    if (i == 0) {
+      FV_ASSIGN_OR_RETURN(face::FacePipeline * p, pipeline());
+      (void)p;
+      continue;
+    }
+    if (options_.pipeline_factory) {
+      FV_ASSIGN_OR_RETURN(auto p, options_.pipeline_factory());
+      pipelines.push_back(std::move(p));
+    } else {
+      face::PipelineOptions po;
+      po.detector = vault_->config().detector;
+      po.landmarker = vault_->config().landmarker;
+      po.embedder = vault_->config().embedder;
+      FV_ASSIGN_OR_RETURN(auto p, face::FacePipeline::create(nn::ModelStore(), po));
+      pipelines.push_back(std::move(p));
+    }
+  }
+  std::vector<std::optional<Result<PreparedFace>>> done(rows.size());
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<size_t> next{0};
+  size_t committed = 0;
+  auto work = [&](face::FacePipeline* p) {
+    for (size_t i; (i = next.fetch_add(1)) < rows.size();) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return i < committed + 16 * static_cast<size_t>(threads); });
+      }
+      Result<PreparedFace> r = not_found("x");
+      std::ifstream in(rows[i].image, std::ios::binary);
+      if (!in) {
+        r = not_found("cannot open " + rows[i].image);
+      } else {
+        std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        r = prepare(*p, std::move(bytes), -1, keep_image);
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        done[i].emplace(std::move(r));
+      }
+      cv.notify_all();
+    }
+  };
+  std::vector<std::thread> workers;
+  workers.emplace_back(work, pipeline_.get());
+  for (auto& p : pipelines) workers.emplace_back(work, p.get());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::optional<Result<PreparedFace>> r;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return done[i].has_value(); });
+      r = std::move(done[i]);
+      done[i].reset();
+    }
+    EnrollRequest req;
+    req.subject_ref = rows[i].subject_ref;
+    req.basis_id = rows[i].basis_id;
+    req.keep_image = keep_image;
+    req.provenance.method = method;
+    req.provenance.source = rows[i].provenance.empty() ? fs::path(rows[i].image).filename().string() : rows[i].provenance;
+    if (!(*r).is_ok()) {
+      AuditEntry e = entry("enroll");
+      e.outcome = "refused";
+      e.details = {{"basis_id", req.basis_id}, {"reason", (*r).status().message()}};
+      (void)audit_now(e);
+      on_row(rows[i], Result<EnrollResult>((*r).status()));
+    } else {
+      auto res = commit_enrollment(req, (*r).value());
+      (*r).value().wipe();
+      on_row(rows[i], res);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      committed = i + 1;
+    }
+    cv.notify_all();
+    if (progress) progress(i + 1, rows.size());
+  }
+  for (auto& w : workers) w.join();
+  return Status::ok();
+}
+
+// ---------------------------------------------------------------- search
+
+void Service::forget_subject(int64_t subject_id) {
+  auto it = std::remove_if(gallery_.begin(), gallery_.end(), [&](GalleryEntry& g) {
+    if (g.subject_id != subject_id) return false;
+    vault::wipe(g.tmpl.values);
+    return true;
+  });
+  gallery_.erase(it, gallery_.end());
+}
+
+Status Service::load_gallery() {
+  if (gallery_loaded_) return Status::ok();
+  for (auto& g : gallery_) vault::wipe(g.tmpl.values);
+  gallery_.clear();
+  FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
+      "SELECT f.id, f.subject_id, s.uid, s.ref, f.model_id, f.model_version, f.template, k.wrapped FROM face f "
+      "JOIN subject s ON s.id=f.subject_id JOIN subject_key k ON k.subject_id=f.subject_id ORDER BY f.subject_id, f.id"));
+  int64_t key_owner = -1;
+  SecretKey key;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    GalleryEntry g;
+    g.face_id = s.i64(0);
+    g.subject_id = s.i64(1);
+    g.uid = s.text(2);
+    g.ref = s.text(3);
+    if (g.subject_id != key_owner) {
+      FV_ASSIGN_OR_RETURN(key, vault_->subject_key_from_wrapped(g.subject_id, s.blob(7)));
+      key_owner = g.subject_id;
+    }
+    const std::string model = s.text(4);
+    const int version = static_cast<int>(s.i64(5));
+    FV_ASSIGN_OR_RETURN(g.tmpl, open_template(key, s.blob(6), face_ad(g.subject_id, model, version), model, version));
+    gallery_.push_back(std::move(g));
+  }
+  gallery_loaded_ = true;
+  return Status::ok();
+}
+
+Result<std::vector<Candidate>> Service::search_template(const SearchRequest& req, const face::FaceTemplate& probe) {
+  FV_RETURN_IF_ERROR(load_gallery());
+  // Subjects whose lawful basis covers the purpose today: the filter applied inside the scan.
+  std::set<int64_t> eligible;
+  {
+    FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
+        "SELECT DISTINCT b.subject_id FROM basis_purpose p JOIN lawful_basis b ON b.id=p.basis_id "
+        "JOIN subject s ON s.id=b.subject_id WHERE p.purpose=?1 AND b.withdrawn_at IS NULL "
+        "AND (b.expires_at IS NULL OR b.expires_at > ?2) AND s.retention_until > ?2"));
+    s.bind_all(req.purpose, now());
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, s.step());
+      if (!row) break;
+      eligible.insert(s.i64(0));
+    }
+  }
+  const double max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
+  const double threshold = search_threshold(max_fmr);
+  const size_t k = static_cast<size_t>(req.top_k > 0 ? req.top_k : vault_->config().search_default_top);
+  std::map<int64_t, std::pair<double, const GalleryEntry*>> best;  // per subject
+  for (const auto& g : gallery_) {
+    if (!eligible.count(g.subject_id)) continue;
+    const double sim = face::similarity(probe, g.tmpl);
+    if (sim < threshold || sim <= -2) continue;
+    auto& b = best[g.subject_id];
+    if (!b.second || sim > b.first) b = {sim, &g};
+  }
+  std::vector<Candidate> out;
+  for (auto& [sid, b] : best) {
+    Candidate c{b.second->ref, b.second->uid, b.first, std::nullopt};
+    if (const auto* cal = calibration()) c.fmr = cal->fmr_at(b.first);
+    out.push_back(std::move(c));
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.similarity > b.similarity; });
+  if (out.size() > k) out.resize(k);
+  return out;
+}
+
+Result<SearchResult> Service::search(const SearchRequest& req, std::vector<uint8_t> image_bytes) {
+  FV_RETURN_IF_ERROR(authorize("search", req.purpose, req.case_ref));
+  if (req.purpose.empty() || req.case_ref.empty() || !valid_token(req.purpose) || !valid_ref(req.case_ref)) {
+    AuditEntry e = entry("search");
+    e.outcome = "refused";
+    e.purpose = req.purpose;
+    e.case_ref = req.case_ref;
+    e.details = {{"reason", "a search needs a purpose and a case reference"}};
+    (void)audit_now(e);
+    return refused("a search needs a purpose (--purpose) and a case reference (--case)");
+  }
+  SearchResult res;
+  res.max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
+  res.threshold = search_threshold(res.max_fmr);
+  res.calibration = calibration() ? calibration()->source() : "none (no calibration table for this model)";
+  FV_ASSIGN_OR_RETURN(face::FacePipeline * p, pipeline());
+  auto img = image::decode_image(image_bytes);
+  vault::wipe(image_bytes);
+  if (!img.is_ok()) return img.status();
+  FV_ASSIGN_OR_RETURN(auto faces, p->analyze(img->rgb, true));
+  json per_face = json::array();
+  std::set<std::string> all;
+  for (auto& f : faces) {
+    SearchFace sf;
+    sf.box = f.detection.box;
+    sf.quality_ok = f.quality.acceptable;
+    if (f.face_template) {
+      FV_ASSIGN_OR_RETURN(sf.candidates, search_template(req, *f.face_template));
+      vault::wipe(f.face_template->values);
+    }
+    json ids = json::array();
+    for (auto& c : sf.candidates) {
+      ids.push_back(c.subject_uid);
+      all.insert(c.subject_uid);
+    }
+    per_face.push_back(ids);
+    res.faces.push_back(std::move(sf));
+  }
+  {
+    FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
+        "SELECT count(DISTINCT b.subject_id) FROM basis_purpose p JOIN lawful_basis b ON b.id=p.basis_id "
+        "JOIN subject s ON s.id=b.subject_id WHERE p.purpose=?1 AND b.withdrawn_at IS NULL "
+        "AND (b.expires_at IS NULL OR b.expires_at > ?2) AND s.retention_until > ?2"));
+    s.bind_all(req.purpose, now());
+    FV_ASSIGN_OR_RETURN(bool row, s.step());
+    res.eligible_subjects = row ? s.i64(0) : 0;
+  }
+  AuditEntry e = entry("search");
+  e.purpose = req.purpose;
+  e.case_ref = req.case_ref;
+  e.subjects.assign(all.begin(), all.end());
+  e.details = {{"faces", faces.size()}, {"candidates", per_face}, {"top", req.top_k > 0 ? req.top_k : vault_->config().search_default_top},
+               {"eligible_subjects", res.eligible_subjects}, {"image_sha256", nullptr}};
+  e.details.erase("image_sha256");
+  FV_ASSIGN_OR_RETURN(res.audit_hash, audit_now(e));
+  return res;
+}
+
+// ---------------------------------------------------------------- erasure, export, expiry
+
+Result<EraseReceipt> Service::erase(const std::string& subject, const std::string& reason) {
+  FV_RETURN_IF_ERROR(authorize("erase"));
+  EraseReceipt r;
+  int64_t sid = 0;
+  {
+    FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(vault_->db()));
+    FV_ASSIGN_OR_RETURN(auto s, find_subject(subject));
+    if (!s) return not_found("no subject '" + subject + "' in the vault (already erased?)");
+    sid = s->id;
+    FV_ASSIGN_OR_RETURN(r, erase_in_txn(*s, reason));
+    FV_RETURN_IF_ERROR(txn.commit());
+  }
+  forget_subject(sid);
+  Status w = vault_->wipe_free_space();
+  r.wiped = w.is_ok();
+  if (!w.is_ok()) return failed_precondition("subject erased (audit " + r.audit_hash + ") but " + w.message());
+  return r;
+}
+
+Result<json> Service::export_subject(const std::string& subject, bool include_templates,
+                                     const std::optional<fs::path>& images_dir) {
+  FV_RETURN_IF_ERROR(authorize("export"));
+  auto& db = vault_->db();
+  FV_ASSIGN_OR_RETURN(auto s, find_subject(subject));
+  if (!s) return not_found("no subject '" + subject + "' in the vault");
+  json j;
+  j["subject"] = {{"reference", s->ref}, {"id", s->uid}, {"created_at", s->created_at}, {"retention_until", s->retention_until}};
+  json bases = json::array();
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db.prepare(
+        "SELECT id, kind, reference, granted_at, expires_at, withdrawn_at, recorded_by, "
+        "(SELECT json_group_array(purpose) FROM basis_purpose WHERE basis_id=lawful_basis.id) "
+        "FROM lawful_basis WHERE subject_id=? ORDER BY id"));
+    q.bind(1, s->id);
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, q.step());
+      if (!row) break;
+      bases.push_back({{"id", q.i64(0)}, {"kind", q.text(1)}, {"reference", q.text(2)}, {"granted_at", q.text(3)},
+                       {"expires_at", q.is_null(4) ? json(nullptr) : json(q.text(4))},
+                       {"withdrawn_at", q.is_null(5) ? json(nullptr) : json(q.text(5))},
+                       {"recorded_by", q.text(6)}, {"purposes", json::parse(q.text(7))}});
+    }
+  }
+  j["lawful_bases"] = bases;
+  FV_ASSIGN_OR_RETURN(SecretKey key, vault_->subject_key(s->id));
+  json images = json::array();
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db.prepare(
+        "SELECT id, basis_id, sha256, bytes, format, supplied_by, method, source, received_at, image FROM source_image "
+        "WHERE subject_id=? ORDER BY id"));
+    q.bind(1, s->id);
+    if (images_dir) {
+      std::error_code ec;
+      fs::create_directories(*images_dir, ec);
+      if (ec) return io_error("cannot create " + images_dir->string() + ": " + ec.message());
+    }
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, q.step());
+      if (!row) break;
+      json im = {{"id", q.i64(0)}, {"basis_id", q.i64(1)}, {"sha256", q.text(2)}, {"bytes", q.i64(3)},
+                 {"format", q.text(4)}, {"provenance", {{"supplied_by", q.text(5)}, {"method", q.text(6)},
+                                                        {"source", q.text(7)}, {"received_at", q.text(8)}}},
+                 {"kept", !q.is_null(9)}};
+      if (!q.is_null(9) && images_dir) {
+        FV_ASSIGN_OR_RETURN(Bytes plain, vault::open_sealed(key, q.blob(9), image_ad(s->id)));
+        const fs::path out = *images_dir / ("image-" + std::to_string(q.i64(0)) + "." + (q.text(4).empty() ? "bin" : q.text(4)));
+        std::ofstream f(out, std::ios::binary);
+        f.write(reinterpret_cast<const char*>(plain.data()), static_cast<std::streamsize>(plain.size()));
+        vault::wipe(plain);
+        if (!f) return io_error("cannot write " + out.string());
+        im["file"] = out.string();
+      }
+      images.push_back(im);
+    }
+  }
+  j["source_images"] = images;
+  json faces = json::array();
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db.prepare(
+        "SELECT id, image_id, basis_id, model_id, model_version, dim, box, quality, created_at, template FROM face "
+        "WHERE subject_id=? ORDER BY id"));
+    q.bind(1, s->id);
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, q.step());
+      if (!row) break;
+      json f = {{"id", q.i64(0)}, {"image_id", q.is_null(1) ? json(nullptr) : json(q.i64(1))}, {"basis_id", q.i64(2)},
+                {"model", q.text(3)}, {"model_version", q.i64(4)}, {"dim", q.i64(5)},
+                {"box", json::parse(q.text(6), nullptr, false)}, {"quality", json::parse(q.text(7), nullptr, false)},
+                {"created_at", q.text(8)}, {"template", "held encrypted (pass --with-templates for the values)"}};
+      if (include_templates) {
+        FV_ASSIGN_OR_RETURN(auto t, open_template(key, q.blob(9), face_ad(s->id, q.text(3), static_cast<int>(q.i64(4))),
+                                                  q.text(3), static_cast<int>(q.i64(4))));
+        f["template"] = t.values;
+        vault::wipe(t.values);
+      }
+      faces.push_back(f);
+    }
+  }
+  j["templates"] = faces;
+  vault::AuditQuery aq;
+  aq.subject = s->uid;
+  FV_ASSIGN_OR_RETURN(auto entries, vault::read_audit(db, aq));
+  json audit = json::array();
+  for (auto& e : entries) {
+    json a = e.to_json();
+    // Another subject's ids are not this subject's data: keep only theirs.
+    a["subjects"] = json::array({s->uid});
+    if (e.action == "search" && a["details"].contains("candidates")) {
+      json mine = json::array();
+      for (size_t fi = 0; fi < a["details"]["candidates"].size(); ++fi) {
+        const auto& ids = a["details"]["candidates"][fi];
+        for (size_t rank = 0; rank < ids.size(); ++rank)
+          if (ids[rank] == s->uid) mine.push_back({{"face", fi}, {"rank", rank + 1}});
+      }
+      a["details"]["candidates"] = mine;
+      a["details"]["returned_as_candidate"] = !mine.empty();
+    }
+    audit.push_back(a);
+  }
+  j["audit"] = audit;
+  j["exported_at"] = now();
+  AuditEntry e = entry("export");
+  e.subjects = {s->uid};
+  e.details = {{"templates_included", include_templates}, {"images_written", images_dir.has_value()}};
+  FV_ASSIGN_OR_RETURN(std::string h, audit_now(e));
+  j["audit_hash"] = h;
+  return j;
+}
+
+Result<ExpireReport> Service::expire(const std::optional<std::string>& as_of_in, bool dry_run) {
+  FV_RETURN_IF_ERROR(authorize("expire"));
+  ExpireReport rep;
+  if (as_of_in) {
+    FV_ASSIGN_OR_RETURN(rep.as_of, vault::parse_time(*as_of_in));
+  } else {
+    rep.as_of = now();
+  }
+  auto& db = vault_->db();
+  // Due: retention passed, or no basis left that is in force (all withdrawn or expired).
+  std::vector<std::pair<SubjectRow, std::string>> due;
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db.prepare(
+        "SELECT id, uid, ref, created_at, retention_until, CASE WHEN retention_until <= ?1 THEN 'retention period ended' "
+        "ELSE 'no lawful basis in force' END FROM subject s WHERE retention_until <= ?1 OR NOT EXISTS ("
+        "SELECT 1 FROM lawful_basis b WHERE b.subject_id=s.id AND b.withdrawn_at IS NULL "
+        "AND (b.expires_at IS NULL OR b.expires_at > ?1)) ORDER BY id"));
+    q.bind(1, rep.as_of);
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, q.step());
+      if (!row) break;
+      due.push_back({SubjectRow{q.i64(0), q.text(1), q.text(2), q.text(3), q.text(4)}, q.text(5)});
+    }
+  }
+  for (auto& [s, why] : due) {
+    if (dry_run) {
+      EraseReceipt r;
+      r.subject_ref = s.ref;
+      r.subject_uid = s.uid;
+      r.reason = why;
+      rep.erased.push_back(r);
+      continue;
+    }
+    FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
+    FV_ASSIGN_OR_RETURN(EraseReceipt r, erase_in_txn(s, why));
+    FV_RETURN_IF_ERROR(txn.commit());
+    forget_subject(s.id);
+    rep.erased.push_back(r);
+  }
+  AuditEntry e = entry("expire");
+  for (auto& r : rep.erased) e.subjects.push_back(r.subject_uid);
+  e.details = {{"as_of", rep.as_of}, {"erased", dry_run ? 0 : rep.erased.size()}, {"dry_run", dry_run},
+               {"due", rep.erased.size()}};
+  FV_ASSIGN_OR_RETURN(rep.audit_hash, audit_now(e));
+  if (!dry_run && !rep.erased.empty()) {
+    Status w = vault_->wipe_free_space();
+    for (auto& r : rep.erased) r.wiped = w.is_ok();
+  }
+  return rep;
+}
+
+// ---------------------------------------------------------------- opt-out
+
+Result<std::vector<OptoutMatch>> Service::match_optouts(const face::FaceTemplate& t, const std::string& only_uid) {
+  std::vector<OptoutMatch> out;
+  auto& db = vault_->db();
+  FV_ASSIGN_OR_RETURN(int64_t n, db.query_int("SELECT count(*) FROM optout"));
+  if (n == 0) return out;
+  FV_ASSIGN_OR_RETURN(SecretKey key, vault_->optout_key(false));
+  const double thr = optout_threshold();
+  FV_ASSIGN_OR_RETURN(Stmt q, db.prepare("SELECT uid, model_id, model_version, template FROM optout ORDER BY id"));
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) break;
+    const std::string uid = q.text(0);
+    if (!only_uid.empty() && uid != only_uid) continue;
+    const int ver = static_cast<int>(q.i64(2));
+    if (q.text(1) != t.model_id || ver != t.model_version) continue;
+    FV_ASSIGN_OR_RETURN(auto o, open_template(key, q.blob(3), optout_ad(uid, q.text(1), ver), q.text(1), ver));
+    const double sim = face::similarity(t, o);
+    vault::wipe(o.values);
+    if (sim >= thr) out.push_back({"", "", uid, sim});
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.similarity > b.similarity; });
+  return out;
+}
+
+Result<OptoutResult> Service::optout_add(std::vector<uint8_t> image_bytes, int face_index) {
+  FV_RETURN_IF_ERROR(authorize("optout_add"));
+  FV_ASSIGN_OR_RETURN(face::FacePipeline * p, pipeline());
+  auto img = image::decode_image(image_bytes);
+  vault::wipe(image_bytes);
+  if (!img.is_ok()) return img.status();
+  FV_ASSIGN_OR_RETURN(auto faces, p->analyze(img->rgb, true));
+  // An opt-out is accepted from a lower-quality photo than an enrolment: refusing someone's
+  // request not to be enrolled because their photo is blurry would defeat its purpose.
+  int k = face_index;
+  if (faces.empty()) return refused("no face found in the photo");
+  if (k < 0) {
+    if (faces.size() > 1)
+      return refused("the photo has " + std::to_string(faces.size()) + " faces; choose one with --face INDEX");
+    k = 0;
+  } else if (k >= static_cast<int>(faces.size())) {
+    return invalid_argument("face index out of range: the photo has " + std::to_string(faces.size()) + " face(s)");
+  }
+  auto r = optout_add_template(*faces[k].face_template);
+  for (auto& f : faces)
+    if (f.face_template) vault::wipe(f.face_template->values);
+  return r;
+}
+
+Result<OptoutResult> Service::optout_add_template(const face::FaceTemplate& tmpl) {
+  FV_RETURN_IF_ERROR(authorize("optout_add"));
+  auto& db = vault_->db();
+  OptoutResult res;
+  res.optout_uid = vault::random_hex(8);
+  {
+    FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
+    FV_ASSIGN_OR_RETURN(SecretKey key, vault_->optout_key(true));
+    FV_ASSIGN_OR_RETURN(Stmt s, db.prepare(
+        "INSERT INTO optout(uid, model_id, model_version, template, created_at) VALUES(?,?,?,?,?)"));
+    s.bind_all(res.optout_uid, tmpl.model_id, tmpl.model_version,
+               vault::seal(key, vault::as_bytes(tmpl.values), optout_ad(res.optout_uid, tmpl.model_id, tmpl.model_version)),
+               now());
+    FV_RETURN_IF_ERROR(s.run());
+    AuditEntry e = entry("optout_add");
+    e.details = {{"optout", res.optout_uid}};
+    FV_ASSIGN_OR_RETURN(res.audit_hash, vault::append_audit(db, e));
+    FV_RETURN_IF_ERROR(txn.commit());
+  }
+  // Enrolled subjects the new entry matches, for the data-protection officer to act on.
+  FV_RETURN_IF_ERROR(load_gallery());
+  const double thr = optout_threshold();
+  std::map<int64_t, OptoutMatch> best;
+  for (auto& g : gallery_) {
+    const double sim = face::similarity(tmpl, g.tmpl);
+    if (sim >= thr && sim > best[g.subject_id].similarity) best[g.subject_id] = {g.ref, g.uid, res.optout_uid, sim};
+  }
+  for (auto& [sid, m] : best) res.enrolled_matches.push_back(m);
+  return res;
+}
+
+Result<std::vector<OptoutMatch>> Service::optout_check() {
+  FV_RETURN_IF_ERROR(authorize("optout_check"));
+  std::vector<OptoutMatch> out;
+  auto& db = vault_->db();
+  FV_ASSIGN_OR_RETURN(int64_t n, db.query_int("SELECT count(*) FROM optout"));
+  if (n > 0) {
+    FV_RETURN_IF_ERROR(load_gallery());
+    FV_ASSIGN_OR_RETURN(SecretKey key, vault_->optout_key(false));
+    const double thr = optout_threshold();
+    FV_ASSIGN_OR_RETURN(Stmt q, db.prepare("SELECT uid, model_id, model_version, template FROM optout ORDER BY id"));
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, q.step());
+      if (!row) break;
+      const std::string uid = q.text(0);
+      const int ver = static_cast<int>(q.i64(2));
+      FV_ASSIGN_OR_RETURN(auto o, open_template(key, q.blob(3), optout_ad(uid, q.text(1), ver), q.text(1), ver));
+      std::map<int64_t, OptoutMatch> best;
+      for (auto& g : gallery_) {
+        const double sim = face::similarity(o, g.tmpl);
+        if (sim >= thr && sim > best[g.subject_id].similarity) best[g.subject_id] = {g.ref, g.uid, uid, sim};
+      }
+      vault::wipe(o.values);
+      for (auto& [sid, m] : best) out.push_back(m);
+    }
+  }
+  AuditEntry e = entry("optout_check");
+  for (auto& m : out) e.subjects.push_back(m.subject_uid);
+  e.details = {{"optouts", n}, {"matches", out.size()}};
+  FV_ASSIGN_OR_RETURN(std::string h, audit_now(e));
+  (void)h;
+  return out;
+}
+
+// ---------------------------------------------------------------- audit, keys
+
+Result<vault::AuditVerifyReport> Service::audit_verify() {
+  FV_RETURN_IF_ERROR(authorize("audit_verify"));
+  return vault::verify_audit(vault_->db());
+}
+
+Result<std::vector<AuditEntry>> Service::audit_show(const std::optional<std::string>& since,
+                                                    const std::optional<std::string>& subject, size_t limit) {
+  FV_RETURN_IF_ERROR(authorize("audit_show"));
+  vault::AuditQuery q;
+  q.limit = limit;
+  if (since) {
+    FV_ASSIGN_OR_RETURN(auto t, vault::parse_time(*since));
+    q.since = t;
+  }
+  if (subject) {
+    FV_ASSIGN_OR_RETURN(auto s, find_subject(*subject));
+    // An erased subject is only known by the id on its receipt.
+    q.subject = s ? s->uid : *subject;
+  }
+  FV_ASSIGN_OR_RETURN(auto entries, vault::read_audit(vault_->db(), q));
+  AuditEntry e = entry("audit_show");
+  if (q.subject) e.subjects = {*q.subject};
+  e.details = {{"entries", entries.size()}};
+  if (since) e.details["since"] = *q.since;
+  FV_ASSIGN_OR_RETURN(std::string h, audit_now(e));
+  (void)h;
+  return entries;
+}
+
+Result<vault::Vault::RotateReport> Service::rotate_key(const std::function<void()>& after_commit) {
+  FV_RETURN_IF_ERROR(authorize("key_rotate"));
+  return vault_->rotate_master_key(
+      [&](const vault::Vault::RotateReport& r) -> Status {
+        AuditEntry e = entry("key_rotate");
+        e.details = {{"old_key_id", r.old_key_id}, {"new_key_id", r.new_key_id}, {"subject_keys", r.subject_keys},
+                     {"optout_key", r.optout_key}};
+        auto h = vault::append_audit(vault_->db(), e);
+        return h.is_ok() ? Status::ok() : h.status();
+      },
+      after_commit);
+}
+
+}  // namespace fv::service

@@ -1,0 +1,252 @@
+// The vault's use cases under policy: lawful basis, enrolment, search, erasure, access export,
+// retention, opt-out, audit and keys. Every use case checks the actor's role, applies purpose
+// limitation and writes its audit entry in the same transaction as its effect. It uses the
+// face module only through FacePipeline (create/analyze) and Calibration.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "face/calibration.h"
+#include "face/pipeline.h"
+#include "vault/audit.h"
+#include "vault/vault.h"
+
+namespace fv::service {
+
+// admin: everything; enroller: bases, enrolment, opt-outs; investigator: search;
+// auditor (data-protection officer): erasure, export, expiry, opt-out checks, the audit log.
+bool is_known_role(const std::string& role);
+bool role_may(const std::string& role, const std::string& action);
+
+struct Actor {
+  std::string name;
+  std::string role = "admin";
+};
+
+inline const std::vector<std::string> kBasisKinds = {"consent", "legal-obligation", "public-task", "law-enforcement"};
+
+struct BasisRequest {
+  std::string subject_ref;
+  std::string kind;       // one of kBasisKinds (underscores accepted)
+  std::string reference;  // consent form id, warrant number, statute
+  std::vector<std::string> purposes;
+  std::optional<std::string> expires;  // date or timestamp (UTC)
+};
+
+struct BasisResult {
+  int64_t basis_id = 0;
+  std::string subject_uid;
+  bool subject_created = false;
+  std::string retention_until;
+  std::string audit_hash;
+};
+
+struct Provenance {
+  std::string supplied_by;         // default: the actor
+  std::string method = "file";     // how it reached us: file, manifest, camera, ...
+  std::string source;              // free description (default: the file name)
+};
+
+struct EnrollRequest {
+  std::string subject_ref;
+  int64_t basis_id = 0;
+  std::optional<std::string> purpose;  // when given, the basis must cover it
+  int face_index = -1;                 // which face when the photo has several acceptable ones
+  bool keep_image = false;
+  Provenance provenance;
+};
+
+// The pipeline's work on one enrolment image, done before any transaction (and in parallel
+// in the batch form). Holds the template: wipe() it once committed.
+struct PreparedFace {
+  std::string sha256;
+  std::string format;
+  std::vector<uint8_t> image;  // the bytes, kept only when keep_image
+  size_t image_bytes = 0;
+  face::Face face;
+  int face_index = 0;
+  int faces_in_image = 0;
+  void wipe();
+};
+
+struct EnrollResult {
+  std::string subject_ref, subject_uid;
+  int64_t face_id = 0, image_id = 0;
+  std::string sha256;
+  face::Box box;
+  int face_index = 0;
+  std::string retention_until;
+  std::string audit_hash;
+};
+
+struct Candidate {
+  std::string subject_ref, subject_uid;
+  double similarity = 0;
+  std::optional<double> fmr;  // calibrated false-match rate of this score (absent without a table)
+};
+
+struct SearchFace {
+  face::Box box;
+  bool quality_ok = false;
+  std::vector<Candidate> candidates;
+};
+
+struct SearchRequest {
+  std::string purpose, case_ref;
+  int top_k = 0;                  // 0: the config default
+  std::optional<double> max_fmr;  // default: config search_max_fmr
+};
+
+struct SearchResult {
+  std::vector<SearchFace> faces;
+  int64_t eligible_subjects = 0;  // subjects whose basis covers the purpose
+  double threshold = 0, max_fmr = 0;
+  std::string calibration;
+  std::string audit_hash;
+};
+
+struct EraseReceipt {
+  std::string subject_ref, subject_uid, reason;
+  std::string erased_at;
+  int64_t faces = 0, images = 0, kept_images = 0, bases = 0;
+  bool key_destroyed = false;
+  bool wiped = false;  // WAL checkpointed and freed pages overwritten
+  int64_t audit_seq = 0;
+  std::string audit_hash;
+  nlohmann::json to_json() const;
+};
+
+struct ExpireReport {
+  std::string as_of;
+  std::vector<EraseReceipt> erased;
+  std::string audit_hash;
+};
+
+struct OptoutMatch {
+  std::string subject_ref, subject_uid, optout_uid;
+  double similarity = 0;
+};
+
+struct OptoutResult {
+  std::string optout_uid;
+  std::vector<OptoutMatch> enrolled_matches;  // enrolled subjects the new entry matches
+  std::string audit_hash;
+};
+
+struct ServiceOptions {
+  // Builds pipelines (tests share one). Default: FacePipeline::create with the vault's models.
+  std::function<Result<std::unique_ptr<face::FacePipeline>>()> pipeline_factory;
+  std::function<std::string()> clock;  // default: vault::utc_now
+};
+
+class Service {
+ public:
+  static Result<std::unique_ptr<Service>> open(const std::filesystem::path& dir, Actor actor, ServiceOptions options = {});
+
+  vault::Vault& vault() { return *vault_; }
+  const Actor& actor() const { return actor_; }
+  void set_actor(Actor a) { actor_ = std::move(a); }
+  std::string now() const;
+
+  // Lawful basis. Creates the subject (and its data key) when the reference is new.
+  Result<BasisResult> add_basis(const BasisRequest& req);
+  // Withdrawal erases what the basis covered; when no other basis remains, the whole subject.
+  Result<EraseReceipt> withdraw_basis(int64_t basis_id);
+
+  // Enrolment: image bytes → one acceptable face → quality gate → opt-out check → sealed
+  // template + provenance + audit, all or nothing.
+  Result<PreparedFace> prepare(face::FacePipeline& pipeline, std::vector<uint8_t> bytes, int face_index,
+                               bool keep_image) const;
+  Result<EnrollResult> enroll(const EnrollRequest& req, std::vector<uint8_t> image_bytes);
+  Result<EnrollResult> commit_enrollment(const EnrollRequest& req, PreparedFace& prepared);
+  // Synthetic or pre-computed templates (benchmarks, crash tests); same policy and records.
+  Result<EnrollResult> enroll_template(const EnrollRequest& req, const face::FaceTemplate& tmpl,
+                                       const std::string& image_sha256 = std::string(64, '0'));
+
+  struct BatchRow {
+    std::string image, subject_ref, provenance;
+    int64_t basis_id = 0;
+    int line = 0;
+  };
+  // CSV: image,subject,basis[,provenance] (header row optional). Paths relative to the file.
+  static Result<std::vector<BatchRow>> read_manifest(const std::filesystem::path& csv);
+  // Runs the pipeline on `threads` workers and commits in manifest order; on_row for each.
+  Status enroll_batch(const std::vector<BatchRow>& rows, int threads, bool keep_image, const std::string& method,
+                      const std::function<void(const BatchRow&, const Result<EnrollResult>&)>& on_row,
+                      const std::function<void(size_t done, size_t total)>& progress = {});
+
+  // Search: refuses without purpose and case; the purpose filter runs inside the scan.
+  Result<SearchResult> search(const SearchRequest& req, std::vector<uint8_t> image_bytes);
+  Result<std::vector<Candidate>> search_template(const SearchRequest& req, const face::FaceTemplate& probe);
+
+  Result<EraseReceipt> erase(const std::string& subject, const std::string& reason = "erasure request");
+  // Everything held about a subject; kept images are written to images_dir when given.
+  Result<nlohmann::json> export_subject(const std::string& subject, bool include_templates,
+                                        const std::optional<std::filesystem::path>& images_dir);
+  Result<ExpireReport> expire(const std::optional<std::string>& as_of, bool dry_run);
+
+  Result<OptoutResult> optout_add(std::vector<uint8_t> image_bytes, int face_index = -1);
+  Result<OptoutResult> optout_add_template(const face::FaceTemplate& tmpl);
+  Result<std::vector<OptoutMatch>> optout_check();
+
+  Result<vault::AuditVerifyReport> audit_verify();
+  Result<std::vector<vault::AuditEntry>> audit_show(const std::optional<std::string>& since,
+                                                    const std::optional<std::string>& subject, size_t limit = 0);
+
+  Result<vault::Vault::RotateReport> rotate_key(const std::function<void()>& after_commit = {});
+
+  // Thresholds in use (calibrated when the embedder has a table).
+  double optout_threshold();
+  double search_threshold(double max_fmr);
+  const face::Calibration* calibration();
+
+  // The exact-scan gallery held in memory after the first search (tests look at its size).
+  size_t gallery_size() const { return gallery_.size(); }
+
+ private:
+  Service() = default;
+  Status authorize(const std::string& action, const std::string& purpose = "", const std::string& case_ref = "");
+  Result<std::string> audit_now(vault::AuditEntry e);  // own transaction
+  vault::AuditEntry entry(const std::string& action) const;
+  Result<face::FacePipeline*> pipeline();
+  Status load_gallery();
+  void forget_subject(int64_t subject_id);
+  struct SubjectRow {
+    int64_t id = 0;
+    std::string uid, ref, created_at, retention_until;
+  };
+  Result<std::optional<SubjectRow>> find_subject(const std::string& ref_or_uid);
+  Result<EraseReceipt> erase_in_txn(const SubjectRow& s, const std::string& reason);
+  Result<std::vector<OptoutMatch>> match_optouts(const face::FaceTemplate& t, const std::string& only_uid = "");
+  Result<EnrollResult> commit_template(const EnrollRequest& req, const face::FaceTemplate& tmpl, const std::string& sha256,
+                                       const std::string& format, size_t image_bytes, const std::vector<uint8_t>* keep,
+                                       const face::Face* face, int face_index);
+
+  std::unique_ptr<vault::Vault> vault_;
+  Actor actor_;
+  ServiceOptions options_;
+  std::unique_ptr<face::FacePipeline> pipeline_;
+  std::optional<face::Calibration> calibration_;
+  bool calibration_tried_ = false;
+
+  struct GalleryEntry {
+    int64_t face_id = 0, subject_id = 0;
+    std::string uid, ref;
+    face::FaceTemplate tmpl;
+  };
+  std::vector<GalleryEntry> gallery_;
+  bool gallery_loaded_ = false;
+};
+
+// The face to enrol from a photo: the only acceptable one, or `face_index` when given;
+// otherwise a reason (no face, not good enough, ambiguous).
+Result<int> choose_enrollment_face(const std::vector<face::Face>& faces, int face_index);
+
+}  // namespace fv::service

@@ -1,0 +1,181 @@
+#include "vault/audit.h"
+
+#include <map>
+
+#include "vault/crypto.h"
+
+namespace fv::vault {
+
+std::string AuditEntry::canonical() const {
+  // nlohmann::json objects keep keys sorted, so dump() is canonical for this structure.
+  nlohmann::json j = {{"ts", ts},           {"actor", actor},       {"role", role},
+                      {"action", action},   {"outcome", outcome},   {"purpose", purpose},
+                      {"case", case_ref},   {"subjects", subjects}, {"details", details}};
+  return j.dump(-1, ' ', true);
+}
+
+nlohmann::json AuditEntry::to_json() const {
+  return {{"seq", seq},        {"ts", ts},         {"actor", actor},       {"role", role},
+          {"action", action},  {"outcome", outcome}, {"purpose", purpose}, {"case", case_ref},
+          {"subjects", subjects}, {"details", details}, {"prev_hash", prev_hash}, {"hash", hash}};
+}
+
+std::string genesis_hash() { return std::string(64, '0'); }
+
+std::string chain_hash(const std::string& prev_hash_hex, const std::string& canonical) {
+  auto prev = from_hex(prev_hash_hex);
+  Bytes p = prev.is_ok() ? *prev : Bytes(32, 0);
+  auto h = blake2b_256(p, as_bytes(canonical));
+  return to_hex(h);
+}
+
+Result<std::string> append_audit(Db& db, AuditEntry& e) {
+  FV_ASSIGN_OR_RETURN(auto head_seq, db.query_text("SELECT value FROM meta WHERE key='audit_head_seq'"));
+  FV_ASSIGN_OR_RETURN(auto head_hash, db.query_text("SELECT value FROM meta WHERE key='audit_head_hash'"));
+  const int64_t last = head_seq ? std::stoll(*head_seq) : 0;
+  e.seq = last + 1;
+  e.prev_hash = head_hash ? *head_hash : genesis_hash();
+  e.hash = chain_hash(e.prev_hash, e.canonical());
+  FV_ASSIGN_OR_RETURN(Stmt ins, db.prepare(
+      "INSERT INTO audit(seq, ts, actor, role, action, outcome, purpose, case_ref, subjects, details, prev_hash, hash)"
+      " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
+  ins.bind_all(e.seq, e.ts, e.actor, e.role, e.action, e.outcome, e.purpose, e.case_ref,
+               nlohmann::json(e.subjects).dump(), e.details.dump(-1, ' ', true), e.prev_hash, e.hash);
+  FV_RETURN_IF_ERROR(ins.run());
+  FV_ASSIGN_OR_RETURN(Stmt meta, db.prepare(
+      "INSERT INTO meta(key, value) VALUES('audit_head_seq', ?1), ('audit_head_hash', ?2)"
+      " ON CONFLICT(key) DO UPDATE SET value=excluded.value"));
+  meta.bind_all(std::to_string(e.seq), e.hash);
+  FV_RETURN_IF_ERROR(meta.run());
+  return e.hash;
+}
+
+namespace {
+
+AuditEntry row_entry(const Stmt& s) {
+  AuditEntry e;
+  e.seq = s.i64(0);
+  e.ts = s.text(1);
+  e.actor = s.text(2);
+  e.role = s.text(3);
+  e.action = s.text(4);
+  e.outcome = s.text(5);
+  e.purpose = s.text(6);
+  e.case_ref = s.text(7);
+  auto subj = nlohmann::json::parse(s.text(8), nullptr, false);
+  if (subj.is_array())
+    for (auto& x : subj) e.subjects.push_back(x.is_string() ? x.get<std::string>() : x.dump());
+  e.details = nlohmann::json::parse(s.text(9), nullptr, false);
+  if (e.details.is_discarded()) e.details = s.text(9);  // keep the bytes so verification sees the edit
+  e.prev_hash = s.text(10);
+  e.hash = s.text(11);
+  return e;
+}
+
+constexpr const char* kSelect =
+    "SELECT seq, ts, actor, role, action, outcome, purpose, case_ref, subjects, details, prev_hash, hash FROM audit";
+
+}  // namespace
+
+nlohmann::json AuditVerifyReport::to_json() const {
+  nlohmann::json j = {{"ok", ok}, {"entries", entries}, {"head", head}};
+  if (!ok) {
+    j["first_bad_seq"] = first_bad_seq;
+    j["problem"] = problem;
+    j["message"] = message;
+  }
+  return j;
+}
+
+Result<AuditVerifyReport> verify_audit(Db& db) {
+  std::vector<AuditEntry> rows;
+  {
+    FV_ASSIGN_OR_RETURN(Stmt s, db.prepare(std::string(kSelect) + " ORDER BY seq"));
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, s.step());
+      if (!row) break;
+      rows.push_back(row_entry(s));
+    }
+  }
+  // Every stored hash, to tell a reordered entry (links to an entry that exists elsewhere)
+  // from one whose predecessor was removed (links to nothing we hold).
+  std::map<std::string, int64_t> by_hash;
+  for (auto& r : rows) by_hash[r.hash] = r.seq;
+
+  AuditVerifyReport rep;
+  rep.entries = static_cast<int64_t>(rows.size());
+  auto fail = [&](int64_t seq, const std::string& problem, const std::string& msg) {
+    rep.ok = false;
+    rep.first_bad_seq = seq;
+    rep.problem = problem;
+    rep.message = msg;
+    return rep;
+  };
+  std::string prev = genesis_hash();
+  int64_t expected = 1;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    const std::string seq = std::to_string(r.seq);
+    if (r.seq != expected) {
+      return fail(expected, "removed", "audit entry " + std::to_string(expected) + " was removed (the log jumps from " +
+                                           std::to_string(expected - 1) + " to " + seq + ")");
+    }
+    if (chain_hash(r.prev_hash, r.canonical()) != r.hash) {
+      return fail(r.seq, "altered", "audit entry " + seq + " was altered: its hash does not match its contents");
+    }
+    if (r.prev_hash != prev) {
+      // A self-consistent entry that does not link to its predecessor.
+      const bool next_links_to_prev = i + 1 < rows.size() && rows[i + 1].prev_hash == prev;
+      if (next_links_to_prev)
+        return fail(r.seq, "inserted", "audit entry " + seq + " was inserted: entry " + std::to_string(r.seq + 1) +
+                                           " links to entry " + std::to_string(r.seq - 1));
+      auto it = by_hash.find(r.prev_hash);
+      if (it != by_hash.end() && it->second != r.seq - 1)
+        return fail(r.seq, "reordered", "audit entry " + seq + " is out of order: it follows entry " +
+                                            std::to_string(it->second) + " in the chain");
+      return fail(r.seq, "removed", "an audit entry before entry " + seq + " was removed: entry " + seq +
+                                        " links to a hash the log no longer holds");
+    }
+    prev = r.hash;
+    ++expected;
+  }
+  rep.head = prev;
+  // The head recorded at each append catches removal (or addition) at the end of the log.
+  FV_ASSIGN_OR_RETURN(auto head_seq, db.query_text("SELECT value FROM meta WHERE key='audit_head_seq'"));
+  FV_ASSIGN_OR_RETURN(auto head_hash, db.query_text("SELECT value FROM meta WHERE key='audit_head_hash'"));
+  const int64_t hs = head_seq ? std::stoll(*head_seq) : 0;
+  const std::string hh = head_hash ? *head_hash : genesis_hash();
+  if (hs != rep.entries || hh != prev) {
+    if (hs > rep.entries)
+      return fail(rep.entries + 1, "truncated", "audit entries " + std::to_string(rep.entries + 1) + ".." +
+                                                    std::to_string(hs) + " were removed from the end of the log");
+    if (hs < rep.entries)
+      return fail(hs + 1, "inserted", "audit entry " + std::to_string(hs + 1) +
+                                          " was inserted after the recorded head of the log");
+    return fail(rep.entries, "altered", "audit entry " + std::to_string(rep.entries) +
+                                            " does not match the recorded head of the log");
+  }
+  return rep;
+}
+
+Result<std::vector<AuditEntry>> read_audit(Db& db, const AuditQuery& q) {
+  std::string sql = std::string(kSelect) + " WHERE 1";
+  if (q.since) sql += " AND ts >= ?1";
+  if (q.subject) sql += " AND subjects LIKE ?2";
+  if (q.action) sql += " AND action = ?3";
+  sql += " ORDER BY seq";
+  if (q.limit) sql += " LIMIT " + std::to_string(q.limit);
+  FV_ASSIGN_OR_RETURN(Stmt s, db.prepare(sql));
+  if (q.since) s.bind(1, *q.since);
+  if (q.subject) s.bind(2, "%\"" + *q.subject + "\"%");
+  if (q.action) s.bind(3, *q.action);
+  std::vector<AuditEntry> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    out.push_back(row_entry(s));
+  }
+  return out;
+}
+
+}  // namespace fv::vault

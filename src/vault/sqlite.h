@@ -1,0 +1,116 @@
+// A small RAII layer over the SQLite C API: Db (one connection), Stmt (prepared statement with
+// chained binds), Txn (BEGIN IMMEDIATE … COMMIT, rolled back unless committed). Errors are
+// Status values naming the SQL that failed.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace fv::vault {
+
+class Stmt {
+ public:
+  Stmt() = default;
+  Stmt(sqlite3* db, sqlite3_stmt* s) : db_(db), s_(s) {}
+  ~Stmt() { if (s_) sqlite3_finalize(s_); }
+  Stmt(Stmt&& o) noexcept : db_(o.db_), s_(o.s_), err_(std::move(o.err_)) { o.s_ = nullptr; }
+  Stmt& operator=(Stmt&& o) noexcept;
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  // Parameters are 1-based, as in SQLite.
+  Stmt& bind(int i, int64_t v);
+  Stmt& bind(int i, int v) { return bind(i, static_cast<int64_t>(v)); }
+  Stmt& bind(int i, double v);
+  Stmt& bind(int i, const std::string& v);
+  Stmt& bind(int i, const char* v) { return bind(i, std::string(v)); }
+  Stmt& bind(int i, std::span<const uint8_t> blob);
+  Stmt& bind(int i, const std::vector<uint8_t>& blob) { return bind(i, std::span<const uint8_t>(blob)); }
+  Stmt& bind(int i, const std::optional<std::string>& v);
+  Stmt& bind_null(int i);
+  template <class... A>
+  Stmt& bind_all(const A&... a) {
+    int i = 0;
+    (bind(++i, a), ...);
+    return *this;
+  }
+
+  // true: a row is available; false: done.
+  Result<bool> step();
+  // Runs to completion (for INSERT/UPDATE/DELETE).
+  Status run();
+  Status reset();
+
+  int64_t i64(int col) const { return sqlite3_column_int64(s_, col); }
+  double f64(int col) const { return sqlite3_column_double(s_, col); }
+  std::string text(int col) const;
+  std::optional<std::string> opt_text(int col) const;
+  std::vector<uint8_t> blob(int col) const;
+  bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* s_ = nullptr;
+  Status err_;
+};
+
+class Db {
+ public:
+  Db() = default;
+  ~Db();
+  Db(Db&& o) noexcept : h_(o.h_) { o.h_ = nullptr; }
+  Db& operator=(Db&& o) noexcept;
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  static Result<Db> open(const std::filesystem::path& path, bool create);
+  void close();
+  bool is_open() const { return h_ != nullptr; }
+
+  Status exec(const std::string& sql);
+  Result<Stmt> prepare(const std::string& sql);
+  // One value from the first row of a query, or nullopt when there is no row.
+  Result<std::optional<std::string>> query_text(const std::string& sql);
+  Result<int64_t> query_int(const std::string& sql);
+  int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(h_); }
+  int changes() const { return sqlite3_changes(h_); }
+  sqlite3* handle() { return h_; }
+
+ private:
+  explicit Db(sqlite3* h) : h_(h) {}
+  sqlite3* h_ = nullptr;
+};
+
+// BEGIN IMMEDIATE: takes the write lock up front (waiting up to the busy timeout), so two
+// processes never deadlock upgrading read locks.
+class Txn {
+ public:
+  static Result<Txn> begin(Db& db);
+  Txn(Txn&& o) noexcept : db_(o.db_), done_(o.done_) { o.done_ = true; }
+  Txn(const Txn&) = delete;
+  ~Txn();
+  Status commit();
+
+ private:
+  explicit Txn(Db& db) : db_(&db) {}
+  Db* db_;
+  bool done_ = false;
+};
+
+}  // namespace fv::vault
+
+// Result<T> helpers local to the vault and service code.
+#define FV_ASSIGN_OR_RETURN(lhs, expr)                  \
+  auto FV_CONCAT_(fv_r_, __LINE__) = (expr);            \
+  if (!FV_CONCAT_(fv_r_, __LINE__).is_ok()) return FV_CONCAT_(fv_r_, __LINE__).status(); \
+  lhs = std::move(FV_CONCAT_(fv_r_, __LINE__)).value()
+#define FV_CONCAT_(a, b) FV_CONCAT2_(a, b)
+#define FV_CONCAT2_(a, b) a##b

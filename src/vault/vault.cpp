@@ -1,0 +1,484 @@
+#include "vault/vault.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "vault/audit.h"
+#include "vault/timeutil.h"
+
+namespace fs = std::filesystem;
+
+namespace fv::vault {
+namespace {
+
+constexpr int kBusyTimeoutMs = 15000;
+
+// Schema migrations: kMigrations[i] takes the database from version i to i + 1.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE subject(
+  id INTEGER PRIMARY KEY,
+  uid TEXT NOT NULL UNIQUE,          -- opaque id used in the audit log and receipts
+  ref TEXT NOT NULL UNIQUE,          -- the operator's external reference
+  created_at TEXT NOT NULL,
+  retention_until TEXT NOT NULL);
+CREATE TABLE subject_key(
+  subject_id INTEGER PRIMARY KEY REFERENCES subject(id) ON DELETE CASCADE,
+  wrapped BLOB NOT NULL,             -- the subject's data key sealed by the master key
+  master_key_id TEXT NOT NULL);
+CREATE TABLE lawful_basis(
+  id INTEGER PRIMARY KEY,
+  subject_id INTEGER NOT NULL REFERENCES subject(id) ON DELETE CASCADE,
+  kind TEXT NOT NULL CHECK(kind IN ('consent','legal-obligation','public-task','law-enforcement')),
+  reference TEXT NOT NULL,
+  granted_at TEXT NOT NULL,
+  expires_at TEXT,
+  withdrawn_at TEXT,
+  recorded_by TEXT NOT NULL);
+CREATE TABLE basis_purpose(
+  basis_id INTEGER NOT NULL REFERENCES lawful_basis(id) ON DELETE CASCADE,
+  purpose TEXT NOT NULL,
+  PRIMARY KEY(basis_id, purpose)) WITHOUT ROWID;
+CREATE INDEX basis_purpose_by_purpose ON basis_purpose(purpose, basis_id);
+CREATE INDEX lawful_basis_by_subject ON lawful_basis(subject_id);
+CREATE TABLE source_image(
+  id INTEGER PRIMARY KEY,
+  subject_id INTEGER NOT NULL REFERENCES subject(id) ON DELETE CASCADE,
+  basis_id INTEGER NOT NULL REFERENCES lawful_basis(id) ON DELETE CASCADE,
+  sha256 TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  format TEXT NOT NULL,
+  supplied_by TEXT NOT NULL,
+  method TEXT NOT NULL,
+  source TEXT NOT NULL,
+  received_at TEXT NOT NULL,
+  image BLOB);                        -- sealed with the subject key; NULL unless kept
+CREATE INDEX source_image_by_subject ON source_image(subject_id);
+CREATE TABLE face(
+  id INTEGER PRIMARY KEY,
+  subject_id INTEGER NOT NULL REFERENCES subject(id) ON DELETE CASCADE,
+  image_id INTEGER REFERENCES source_image(id) ON DELETE CASCADE,
+  basis_id INTEGER NOT NULL REFERENCES lawful_basis(id) ON DELETE CASCADE,
+  model_id TEXT NOT NULL,
+  model_version INTEGER NOT NULL,
+  dim INTEGER NOT NULL,
+  template BLOB NOT NULL,             -- float32 values sealed with the subject key
+  box TEXT NOT NULL,
+  quality TEXT NOT NULL,
+  created_at TEXT NOT NULL);
+CREATE INDEX face_by_subject ON face(subject_id);
+CREATE TABLE optout(
+  id INTEGER PRIMARY KEY,
+  uid TEXT NOT NULL UNIQUE,
+  model_id TEXT NOT NULL,
+  model_version INTEGER NOT NULL,
+  template BLOB NOT NULL,             -- sealed with the opt-out key; nothing else about the person
+  created_at TEXT NOT NULL);
+CREATE TABLE audit(
+  seq INTEGER PRIMARY KEY,
+  ts TEXT NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL,
+  outcome TEXT NOT NULL, purpose TEXT NOT NULL, case_ref TEXT NOT NULL,
+  subjects TEXT NOT NULL, details TEXT NOT NULL,
+  prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX audit_by_ts ON audit(ts);
+CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+)sql",
+};
+constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
+static_assert(kNumMigrations == kSchemaVersion);
+
+Status fsync_path(const fs::path& p, bool dir) {
+  const int fd = ::open(p.c_str(), (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) return io_error("cannot open " + p.string() + ": " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return io_error("fsync " + p.string() + ": " + std::strerror(errno));
+  return Status::ok();
+}
+
+// Writes a secret file with mode 0600 from the start (never world-readable, even briefly).
+Status write_secret_file(const fs::path& p, const std::string& content) {
+  const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return io_error("cannot create " + p.string() + ": " + std::strerror(errno));
+  const ssize_t n = ::write(fd, content.data(), content.size());
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (n != static_cast<ssize_t>(content.size()) || rc != 0) return io_error("cannot write " + p.string());
+  return Status::ok();
+}
+
+Result<SecretKey> read_key_file(const fs::path& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0)
+    return failed_precondition("no master key: " + p.string() + " is missing and " + kMasterKeyEnv + " is not set");
+  if (st.st_mode & 077)
+    return failed_precondition("master key file " + p.string() + " is readable by others (mode " +
+                               [&] { char b[8]; std::snprintf(b, sizeof b, "%04o", st.st_mode & 0777); return std::string(b); }() +
+                               "): chmod 600 it");
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  auto k = SecretKey::from_hex(text);
+  wipe(text);
+  if (!k.is_ok()) return failed_precondition("master key file " + p.string() + " is malformed: " + k.status().message());
+  return k;
+}
+
+}  // namespace
+
+nlohmann::json VaultConfig::to_json() const {
+  return {{"format", 1},
+          {"default_retention_days", default_retention_days},
+          {"search_max_fmr", search_max_fmr},
+          {"search_default_top", search_default_top},
+          {"optout_fmr", optout_fmr},
+          {"optout_fallback_threshold", optout_fallback_threshold},
+          {"search_fallback_threshold", search_fallback_threshold},
+          {"erase_vacuum", erase_vacuum},
+          {"models", {{"detector", detector}, {"landmarker", landmarker}, {"embedder", embedder}}},
+          {"master_key", master_key}};
+}
+
+Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) return corrupt_data("config.json is not a JSON object");
+  VaultConfig c;
+  try {
+    c.default_retention_days = j.value("default_retention_days", c.default_retention_days);
+    c.search_max_fmr = j.value("search_max_fmr", c.search_max_fmr);
+    c.search_default_top = j.value("search_default_top", c.search_default_top);
+    c.optout_fmr = j.value("optout_fmr", c.optout_fmr);
+    c.optout_fallback_threshold = j.value("optout_fallback_threshold", c.optout_fallback_threshold);
+    c.search_fallback_threshold = j.value("search_fallback_threshold", c.search_fallback_threshold);
+    c.erase_vacuum = j.value("erase_vacuum", c.erase_vacuum);
+    c.master_key = j.value("master_key", c.master_key);
+    if (j.contains("models")) {
+      const auto& m = j["models"];
+      c.detector = m.value("detector", c.detector);
+      c.landmarker = m.value("landmarker", c.landmarker);
+      c.embedder = m.value("embedder", c.embedder);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return corrupt_data(std::string("config.json: ") + e.what());
+  }
+  if (c.default_retention_days <= 0) return corrupt_data("config.json: default_retention_days must be > 0");
+  if (!(c.search_max_fmr > 0 && c.search_max_fmr <= 1)) return corrupt_data("config.json: search_max_fmr must be in (0, 1]");
+  if (!(c.optout_fmr > 0 && c.optout_fmr < 1)) return corrupt_data("config.json: optout_fmr must be in (0, 1)");
+  if (c.master_key != "file" && c.master_key != "env") return corrupt_data("config.json: master_key must be file or env");
+  return c;
+}
+
+fs::path default_vault_dir() {
+  if (const char* v = std::getenv("FACEVAULT_VAULT"); v && *v) return v;
+  return fs::path("var") / "vault";
+}
+
+Result<SecretKey> load_master_key(const VaultPaths& paths, const VaultConfig& config) {
+  if (const char* env = std::getenv(kMasterKeyEnv); env && *env) {
+    auto k = SecretKey::from_hex(env);
+    if (!k.is_ok()) return failed_precondition(std::string(kMasterKeyEnv) + " is malformed: " + k.status().message());
+    return k;
+  }
+  if (config.master_key == "env")
+    return failed_precondition(std::string("no master key: this vault keeps its key outside the directory; set ") +
+                               kMasterKeyEnv);
+  return read_key_file(paths.key());
+}
+
+Status Vault::init(const fs::path& dir, const VaultConfig& config_in) {
+  FV_RETURN_IF_ERROR(ensure_sodium());
+  VaultPaths paths{dir};
+  std::error_code ec;
+  if (fs::exists(paths.db(), ec)) return failed_precondition(dir.string() + " already holds a vault");
+  fs::create_directories(dir, ec);
+  if (ec) return io_error("cannot create " + dir.string() + ": " + ec.message());
+  fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  VaultConfig config = config_in;
+  SecretKey master;
+  if (const char* env = std::getenv(kMasterKeyEnv); env && *env) {
+    auto k = SecretKey::from_hex(env);
+    if (!k.is_ok()) return failed_precondition(std::string(kMasterKeyEnv) + " is malformed: " + k.status().message());
+    master = std::move(*k);
+    config.master_key = "env";
+  } else {
+    if (fs::exists(paths.key())) return failed_precondition(paths.key().string() + " already exists");
+    master = SecretKey::random();
+    config.master_key = "file";
+    std::string hex = master.to_hex() + "\n";
+    Status st = write_secret_file(paths.key(), hex);
+    wipe(hex);
+    FV_RETURN_IF_ERROR(st);
+  }
+  {
+    std::ofstream out(paths.config());
+    out << config.to_json().dump(2) << "\n";
+    if (!out) return io_error("cannot write " + paths.config().string());
+  }
+  {
+    // The database (and so its WAL, which SQLite creates with the same mode) is private.
+    const int fd = ::open(paths.db().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return io_error("cannot create " + paths.db().string() + ": " + std::strerror(errno));
+    ::close(fd);
+  }
+  FV_ASSIGN_OR_RETURN(Db db, Db::open(paths.db(), true));
+  FV_RETURN_IF_ERROR(db.exec("PRAGMA journal_mode=WAL"));
+  FV_RETURN_IF_ERROR(db.exec("PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL"));
+  FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
+  FV_RETURN_IF_ERROR(db.exec(kMigrations[0]));
+  FV_RETURN_IF_ERROR(db.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));
+  FV_ASSIGN_OR_RETURN(Stmt meta, db.prepare("INSERT INTO meta(key, value) VALUES('master_key_id', ?1), ('created_at', ?2)"));
+  meta.bind_all(master.id(), utc_now());
+  FV_RETURN_IF_ERROR(meta.run());
+  FV_RETURN_IF_ERROR(txn.commit());
+  db.close();
+  return fsync_path(dir, true);
+}
+
+Status Vault::lock(int how) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+  for (;;) {
+    if (::flock(lock_fd_, how | LOCK_NB) == 0) return Status::ok();
+    if (errno != EWOULDBLOCK && errno != EINTR) return io_error(std::string("cannot lock the vault: ") + std::strerror(errno));
+    if (std::chrono::steady_clock::now() > deadline)
+      return failed_precondition(how == LOCK_EX ? "the vault is in use by another process (this needs it to itself)"
+                                                : "the vault is locked by another process (key rotation under way?)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+Result<std::unique_ptr<Vault>> Vault::open(const fs::path& dir) {
+  FV_RETURN_IF_ERROR(ensure_sodium());
+  std::unique_ptr<Vault> v(new Vault());
+  v->paths_ = VaultPaths{dir};
+  std::error_code ec;
+  if (!fs::exists(v->paths_.db(), ec))
+    return not_found("no vault at " + dir.string() + " (create one with `facevault init " + dir.string() + "`)");
+  {
+    std::ifstream in(v->paths_.config());
+    if (!in) return failed_precondition("vault config missing: " + v->paths_.config().string());
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded()) return corrupt_data("vault config is not valid JSON: " + v->paths_.config().string());
+    FV_ASSIGN_OR_RETURN(v->config_, VaultConfig::from_json(j));
+  }
+  v->lock_fd_ = ::open(v->paths_.lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (v->lock_fd_ < 0) return io_error("cannot open " + v->paths_.lock().string() + ": " + std::strerror(errno));
+  const bool pending_rotation = fs::exists(v->paths_.new_key(), ec);
+  FV_RETURN_IF_ERROR(v->lock(pending_rotation ? LOCK_EX : LOCK_SH));
+
+  FV_ASSIGN_OR_RETURN(v->db_, Db::open(v->paths_.db(), false));
+  FV_RETURN_IF_ERROR(v->apply_pragmas());
+  FV_RETURN_IF_ERROR(v->migrate());
+  FV_ASSIGN_OR_RETURN(auto want, v->db_.query_text("SELECT value FROM meta WHERE key='master_key_id'"));
+  if (!want) return corrupt_data("vault has no master key id");
+
+  if (pending_rotation && fs::exists(v->paths_.new_key(), ec)) {
+    // A rotation was interrupted: keep whichever key the database is wrapped under.
+    auto nk = read_key_file(v->paths_.new_key());
+    if (nk.is_ok() && nk->id() == *want) {
+      fs::rename(v->paths_.new_key(), v->paths_.key(), ec);
+      if (ec) return io_error("cannot finish the interrupted key rotation: " + ec.message());
+    } else {
+      fs::remove(v->paths_.new_key(), ec);
+    }
+    FV_RETURN_IF_ERROR(fsync_path(dir, true));
+  }
+  if (pending_rotation) FV_RETURN_IF_ERROR(v->lock(LOCK_SH));
+
+  FV_ASSIGN_OR_RETURN(v->master_, load_master_key(v->paths_, v->config_));
+  v->master_id_ = v->master_.id();
+  if (v->master_id_ != *want)
+    return failed_precondition("wrong master key: it does not open this vault (vault key id " + *want + ", given key id " +
+                               v->master_id_ + ")");
+  return v;
+}
+
+Vault::~Vault() {
+  db_.close();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+Status Vault::apply_pragmas() {
+  sqlite3_busy_timeout(db_.handle(), kBusyTimeoutMs);
+  FV_ASSIGN_OR_RETURN(auto mode, db_.query_text("PRAGMA journal_mode=WAL"));
+  if (!mode || *mode != "wal") return failed_precondition("the vault database could not be put in WAL mode");
+  // secure_delete: freed content is overwritten with zeros; temp_store: VACUUM's scratch copy
+  // stays in memory instead of a file outside the vault directory.
+  return db_.exec("PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY");
+}
+
+Status Vault::migrate() {
+  FV_ASSIGN_OR_RETURN(int64_t version, db_.query_int("PRAGMA user_version"));
+  if (version > kSchemaVersion)
+    return failed_precondition("the vault's schema (version " + std::to_string(version) +
+                               ") is newer than this facevault understands (" + std::to_string(kSchemaVersion) +
+                               "): upgrade facevault");
+  if (version == kSchemaVersion) return Status::ok();
+  FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db_));
+  FV_ASSIGN_OR_RETURN(version, db_.query_int("PRAGMA user_version"));  // another process may have migrated
+  for (int64_t v = version; v < kSchemaVersion; ++v) FV_RETURN_IF_ERROR(db_.exec(kMigrations[v]));
+  FV_RETURN_IF_ERROR(db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));
+  return txn.commit();
+}
+
+Status Vault::check_master_key_current() {
+  FV_ASSIGN_OR_RETURN(auto want, db_.query_text("SELECT value FROM meta WHERE key='master_key_id'"));
+  if (!want || *want != master_id_)
+    return failed_precondition("the master key was rotated by another process: run the command again");
+  return Status::ok();
+}
+
+static std::string subject_key_ad(int64_t subject_id) { return "facevault/subject-key/" + std::to_string(subject_id); }
+
+Result<SecretKey> Vault::create_subject_key(int64_t subject_id) {
+  FV_RETURN_IF_ERROR(check_master_key_current());
+  SecretKey k = SecretKey::random();
+  FV_ASSIGN_OR_RETURN(Stmt s, db_.prepare("INSERT INTO subject_key(subject_id, wrapped, master_key_id) VALUES(?,?,?)"));
+  s.bind_all(subject_id, wrap_key(master_, k, subject_key_ad(subject_id)), master_id_);
+  FV_RETURN_IF_ERROR(s.run());
+  return k;
+}
+
+Result<SecretKey> Vault::subject_key_from_wrapped(int64_t subject_id, std::span<const uint8_t> wrapped) const {
+  auto k = unwrap_key(master_, wrapped, subject_key_ad(subject_id));
+  if (!k.is_ok()) return corrupt_data("subject key " + std::to_string(subject_id) + " does not unwrap: " + k.status().message());
+  return k;
+}
+
+Result<SecretKey> Vault::subject_key(int64_t subject_id) {
+  FV_ASSIGN_OR_RETURN(Stmt s, db_.prepare("SELECT wrapped FROM subject_key WHERE subject_id=?"));
+  s.bind(1, subject_id);
+  FV_ASSIGN_OR_RETURN(bool row, s.step());
+  if (!row) return not_found("subject " + std::to_string(subject_id) + " has no key (erased?)");
+  return subject_key_from_wrapped(subject_id, s.blob(0));
+}
+
+Result<SecretKey> Vault::optout_key(bool create) {
+  constexpr const char* kAd = "facevault/optout-key";
+  FV_ASSIGN_OR_RETURN(auto hex, db_.query_text("SELECT value FROM meta WHERE key='optout_key'"));
+  if (hex) {
+    FV_ASSIGN_OR_RETURN(Bytes wrapped, from_hex(*hex));
+    auto k = unwrap_key(master_, wrapped, kAd);
+    if (!k.is_ok()) return corrupt_data("the opt-out key does not unwrap: " + k.status().message());
+    return k;
+  }
+  if (!create) return not_found("the opt-out registry is empty");
+  FV_RETURN_IF_ERROR(check_master_key_current());
+  SecretKey k = SecretKey::random();
+  FV_ASSIGN_OR_RETURN(Stmt s, db_.prepare("INSERT INTO meta(key, value) VALUES('optout_key', ?)"));
+  s.bind(1, to_hex(wrap_key(master_, k, kAd)));
+  FV_RETURN_IF_ERROR(s.run());
+  return k;
+}
+
+Status Vault::wipe_free_space() {
+  // TRUNCATE: copy every WAL frame into the database, then cut the WAL to zero bytes. It
+  // fails (SQLITE_BUSY) only while another connection reads; busy_timeout waits for that.
+  auto checkpoint = [&]() -> Status {
+    FV_ASSIGN_OR_RETURN(Stmt ck, db_.prepare("PRAGMA wal_checkpoint(TRUNCATE)"));
+    FV_ASSIGN_OR_RETURN(bool row, ck.step());
+    if (row && ck.i64(0) != 0)
+      return failed_precondition("the WAL checkpoint was blocked by another reader; erased pages stay in the WAL until the next checkpoint");
+    return Status::ok();
+  };
+  FV_RETURN_IF_ERROR(checkpoint());
+  if (!config_.erase_vacuum) return Status::ok();
+  FV_RETURN_IF_ERROR(db_.exec("VACUUM"));
+  return checkpoint();
+}
+
+Result<Vault::RotateReport> Vault::rotate_master_key(const std::function<Status(const RotateReport&)>& in_txn,
+                                                     const std::function<void()>& after_commit) {
+  RotateReport rep;
+  rep.old_key_id = master_id_;
+  SecretKey next;
+  const bool env_mode = std::getenv(kMasterKeyEnv) && *std::getenv(kMasterKeyEnv);
+  if (env_mode) {
+    const char* nk = std::getenv(kNewMasterKeyEnv);
+    if (!nk || !*nk)
+      return failed_precondition(std::string("the master key comes from ") + kMasterKeyEnv + ": put the new key (64 hex digits, e.g. from `facevault key generate`) in " + kNewMasterKeyEnv);
+    auto k = SecretKey::from_hex(nk);
+    if (!k.is_ok()) return failed_precondition(std::string(kNewMasterKeyEnv) + " is malformed: " + k.status().message());
+    next = std::move(*k);
+  } else {
+    next = SecretKey::random();
+  }
+  rep.new_key_id = next.id();
+  if (rep.new_key_id == rep.old_key_id) return invalid_argument("the new master key is the current one");
+
+  Status locked = lock(LOCK_EX);
+  if (!locked.is_ok()) {
+    (void)lock(LOCK_SH);
+    return locked;
+  }
+  struct Relock {
+    Vault* v;
+    ~Relock() { (void)v->lock(LOCK_SH); }
+  } relock{this};
+
+  std::error_code ec;
+  if (!env_mode) {
+    fs::remove(paths_.new_key(), ec);
+    std::string hex = next.to_hex() + "\n";
+    Status st = write_secret_file(paths_.new_key(), hex);
+    wipe(hex);
+    FV_RETURN_IF_ERROR(st);
+    FV_RETURN_IF_ERROR(fsync_path(paths_.dir, true));
+  }
+  {
+    FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db_));
+    FV_RETURN_IF_ERROR(check_master_key_current());
+    {
+      FV_ASSIGN_OR_RETURN(Stmt sel, db_.prepare("SELECT subject_id, wrapped FROM subject_key ORDER BY subject_id"));
+      FV_ASSIGN_OR_RETURN(Stmt upd, db_.prepare("UPDATE subject_key SET wrapped=?, master_key_id=? WHERE subject_id=?"));
+      for (;;) {
+        FV_ASSIGN_OR_RETURN(bool row, sel.step());
+        if (!row) break;
+        const int64_t sid = sel.i64(0);
+        FV_ASSIGN_OR_RETURN(SecretKey k, subject_key_from_wrapped(sid, sel.blob(1)));
+        FV_RETURN_IF_ERROR(upd.reset());
+        upd.bind_all(wrap_key(next, k, subject_key_ad(sid)), rep.new_key_id, sid);
+        FV_RETURN_IF_ERROR(upd.run());
+        ++rep.subject_keys;
+      }
+    }
+    auto ok = optout_key(false);
+    if (ok.is_ok()) {
+      FV_ASSIGN_OR_RETURN(Stmt s, db_.prepare("UPDATE meta SET value=? WHERE key='optout_key'"));
+      s.bind(1, to_hex(wrap_key(next, *ok, "facevault/optout-key")));
+      FV_RETURN_IF_ERROR(s.run());
+      rep.optout_key = true;
+    } else if (ok.status().code() != StatusCode::kNotFound) {
+      return ok.status();
+    }
+    FV_ASSIGN_OR_RETURN(Stmt m, db_.prepare("UPDATE meta SET value=? WHERE key='master_key_id'"));
+    m.bind(1, rep.new_key_id);
+    FV_RETURN_IF_ERROR(m.run());
+    if (in_txn) FV_RETURN_IF_ERROR(in_txn(rep));
+    FV_RETURN_IF_ERROR(txn.commit());
+  }
+  if (after_commit) after_commit();
+  if (!env_mode) {
+    fs::rename(paths_.new_key(), paths_.key(), ec);
+    if (ec) return io_error("key rotation committed but " + paths_.new_key().string() + " could not replace " +
+                            paths_.key().string() + " (" + ec.message() + "); the next open finishes it");
+    FV_RETURN_IF_ERROR(fsync_path(paths_.dir, true));
+  }
+  master_ = std::move(next);
+  master_id_ = rep.new_key_id;
+  return rep;
+}
+
+}  // namespace fv::vault

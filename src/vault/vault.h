@@ -1,0 +1,119 @@
+// A vault on disk: DIR/vault.db (SQLite, WAL, secure_delete, foreign keys, versioned schema),
+// DIR/master.key (32 random bytes as hex, mode 0600; or FACEVAULT_MASTER_KEY), DIR/config.json
+// and DIR/vault.lock. The Vault object owns the connection, the master key and the lock; the
+// catalog's rows are read and written by the service through db() inside transactions.
+//
+// Keys: every subject has its own random data key, wrapped (XChaCha20-Poly1305) by the master
+// key. Templates and kept images are sealed with the subject key, so deleting the wrapped
+// subject key makes any copy of the ciphertext (an old backup) unreadable.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "vault/crypto.h"
+#include "vault/sqlite.h"
+
+namespace fv::vault {
+
+inline constexpr const char* kMasterKeyEnv = "FACEVAULT_MASTER_KEY";
+inline constexpr const char* kNewMasterKeyEnv = "FACEVAULT_NEW_MASTER_KEY";
+inline constexpr int kSchemaVersion = 1;
+
+struct VaultConfig {
+  double default_retention_days = 365;  // subject retention from creation, renewed by enrolment
+  double search_max_fmr = 1e-3;         // candidates weaker than this false-match rate are not returned
+  int search_default_top = 5;
+  double optout_fmr = 1e-5;             // opt-out matches at this (strict) false-match rate
+  double optout_fallback_threshold = 0.49;  // used only when the embedder has no calibration table
+  double search_fallback_threshold = 0.34;  // idem
+  bool erase_vacuum = true;             // VACUUM after erasure (rebuilds the file; see docs/privacy.md)
+  std::string detector = "ultralight-rfb320";
+  std::string landmarker = "faceplugin-lm68";
+  std::string embedder = "faceplugin-mobilefacenet-512";
+  std::string master_key = "file";      // "file" (DIR/master.key) or "env" (FACEVAULT_MASTER_KEY)
+
+  nlohmann::json to_json() const;
+  static Result<VaultConfig> from_json(const nlohmann::json& j);
+};
+
+struct VaultPaths {
+  std::filesystem::path dir;
+  std::filesystem::path db() const { return dir / "vault.db"; }
+  std::filesystem::path key() const { return dir / "master.key"; }
+  std::filesystem::path new_key() const { return dir / "master.key.new"; }
+  std::filesystem::path config() const { return dir / "config.json"; }
+  std::filesystem::path lock() const { return dir / "vault.lock"; }
+};
+
+// Where a command finds its vault: --vault, else $FACEVAULT_VAULT, else ./var/vault.
+std::filesystem::path default_vault_dir();
+
+class Vault {
+ public:
+  // Creates DIR (mode 0700) with a new database, config and master key. With
+  // FACEVAULT_MASTER_KEY set, that key is used and no key file is written. Refuses a DIR that
+  // already holds a vault.
+  static Status init(const std::filesystem::path& dir, const VaultConfig& config = {});
+  // Opens an existing vault: takes a shared lock on DIR/vault.lock for the object's lifetime,
+  // loads and checks the master key, applies schema migrations, finishes an interrupted key
+  // rotation.
+  static Result<std::unique_ptr<Vault>> open(const std::filesystem::path& dir);
+  ~Vault();
+
+  Db& db() { return db_; }
+  const VaultConfig& config() const { return config_; }
+  const VaultPaths& paths() const { return paths_; }
+  const std::string& master_key_id() const { return master_id_; }
+
+  // Subject keys, inside the caller's transaction.
+  Result<SecretKey> create_subject_key(int64_t subject_id);
+  Result<SecretKey> subject_key(int64_t subject_id);
+  Result<SecretKey> subject_key_from_wrapped(int64_t subject_id, std::span<const uint8_t> wrapped) const;
+  // The key sealing the opt-out registry, created on first use (inside the caller's transaction).
+  Result<SecretKey> optout_key(bool create);
+  // Fails when another process rotated the master key since this one opened the vault.
+  Status check_master_key_current();
+
+  // After an erasure: moves the WAL into the database and truncates it, then (if configured)
+  // VACUUMs and truncates again, so no freed page of the erased rows survives in any file.
+  Status wipe_free_space();
+
+  struct RotateReport {
+    std::string old_key_id, new_key_id;
+    int64_t subject_keys = 0;
+    bool optout_key = false;
+    std::string new_key_hex;  // only when the caller must store it (env mode): empty otherwise
+  };
+  // Re-wraps every subject key (and the opt-out key) under a new master key in one transaction;
+  // templates are not touched. File mode: a new key file replaces the old one, crash-safely
+  // (DIR/master.key.new is written first; open() completes or discards it). Env mode: the new
+  // key is taken from FACEVAULT_NEW_MASTER_KEY. Needs the vault to itself (exclusive lock).
+  // `in_txn` runs inside the re-wrapping transaction (the service appends its audit entry
+  // there); `after_commit` (tests) runs between the database commit and the key file rename.
+  Result<RotateReport> rotate_master_key(const std::function<Status(const RotateReport&)>& in_txn,
+                                         const std::function<void()>& after_commit = {});
+
+ private:
+  Vault() = default;
+  Status apply_pragmas();
+  Status migrate();
+  Status lock(int how);  // LOCK_SH / LOCK_EX with a busy wait
+
+  VaultPaths paths_;
+  VaultConfig config_;
+  SecretKey master_;
+  std::string master_id_;
+  Db db_;
+  int lock_fd_ = -1;
+};
+
+// Loads the master key: FACEVAULT_MASTER_KEY if set, else DIR/master.key (must be mode 0600).
+Result<SecretKey> load_master_key(const VaultPaths& paths, const VaultConfig& config);
+
+}  // namespace fv::vault

@@ -183,6 +183,7 @@ Status Service::authorize(const std::string& action, const std::string& purpose,
 }
 
 Result<face::FacePipeline*> Service::pipeline() {
+  if (options_.shared_pipeline) return options_.shared_pipeline;
   if (!pipeline_) {
     if (options_.pipeline_factory) {
       FV_ASSIGN_OR_RETURN(pipeline_, options_.pipeline_factory());
@@ -631,7 +632,7 @@ Status Service::enroll_batch(const std::vector<BatchRow>& rows, int threads, boo
     }
   };
   std::vector<std::thread> workers;
-  workers.emplace_back(work, pipeline_.get());
+  workers.emplace_back(work, options_.shared_pipeline ? options_.shared_pipeline : pipeline_.get());
   for (auto& p : pipelines) workers.emplace_back(work, p.get());
   for (size_t i = 0; i < rows.size(); ++i) {
     std::optional<Result<PreparedFace>> r;
@@ -710,22 +711,25 @@ Status Service::load_gallery() {
   return Status::ok();
 }
 
-Result<std::vector<Candidate>> Service::search_template(const SearchRequest& req, const face::FaceTemplate& probe) {
-  FV_RETURN_IF_ERROR(load_gallery());
-  // Subjects whose lawful basis covers the purpose today: the filter applied inside the scan.
+Result<std::set<int64_t>> Service::eligible_subjects(const std::string& purpose) {
+  // Subjects whose lawful basis covers the purpose now, within retention: the filter the scan
+  // applies to every gallery entry, so K eligible candidates come back whoever else is near.
   std::set<int64_t> eligible;
-  {
-    FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
-        "SELECT DISTINCT b.subject_id FROM basis_purpose p JOIN lawful_basis b ON b.id=p.basis_id "
-        "JOIN subject s ON s.id=b.subject_id WHERE p.purpose=?1 AND b.withdrawn_at IS NULL "
-        "AND (b.expires_at IS NULL OR b.expires_at > ?2) AND s.retention_until > ?2"));
-    s.bind_all(req.purpose, now());
-    for (;;) {
-      FV_ASSIGN_OR_RETURN(bool row, s.step());
-      if (!row) break;
-      eligible.insert(s.i64(0));
-    }
+  FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
+      "SELECT DISTINCT b.subject_id FROM basis_purpose p JOIN lawful_basis b ON b.id=p.basis_id "
+      "JOIN subject s ON s.id=b.subject_id WHERE p.purpose=?1 AND b.withdrawn_at IS NULL "
+      "AND (b.expires_at IS NULL OR b.expires_at > ?2) AND s.retention_until > ?2"));
+  s.bind_all(purpose, now());
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    eligible.insert(s.i64(0));
   }
+  return eligible;
+}
+
+Result<std::vector<Candidate>> Service::scan(const SearchRequest& req, const face::FaceTemplate& probe,
+                                             const std::set<int64_t>& eligible) {
   const double max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
   const double threshold = search_threshold(max_fmr);
   const size_t k = static_cast<size_t>(req.top_k > 0 ? req.top_k : vault_->config().search_default_top);
@@ -733,7 +737,7 @@ Result<std::vector<Candidate>> Service::search_template(const SearchRequest& req
   for (const auto& g : gallery_) {
     if (!eligible.count(g.subject_id)) continue;
     const double sim = face::similarity(probe, g.tmpl);
-    if (sim < threshold || sim <= -2) continue;
+    if (sim <= -2 || sim < threshold) continue;
     auto& b = best[g.subject_id];
     if (!b.second || sim > b.first) b = {sim, &g};
   }
@@ -748,61 +752,84 @@ Result<std::vector<Candidate>> Service::search_template(const SearchRequest& req
   return out;
 }
 
-Result<SearchResult> Service::search(const SearchRequest& req, std::vector<uint8_t> image_bytes) {
+Status Service::check_search(const SearchRequest& req) {
   FV_RETURN_IF_ERROR(authorize("search", req.purpose, req.case_ref));
-  if (req.purpose.empty() || req.case_ref.empty() || !valid_token(req.purpose) || !valid_ref(req.case_ref)) {
-    AuditEntry e = entry("search");
-    e.outcome = "refused";
-    e.purpose = req.purpose;
-    e.case_ref = req.case_ref;
-    e.details = {{"reason", "a search needs a purpose and a case reference"}};
-    (void)audit_now(e);
-    return refused("a search needs a purpose (--purpose) and a case reference (--case)");
-  }
-  SearchResult res;
-  res.max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
-  res.threshold = search_threshold(res.max_fmr);
-  res.calibration = calibration() ? calibration()->source() : "none (no calibration table for this model)";
-  FV_ASSIGN_OR_RETURN(face::FacePipeline * p, pipeline());
-  auto img = image::decode_image(image_bytes);
-  vault::wipe(image_bytes);
-  if (!img.is_ok()) return img.status();
-  FV_ASSIGN_OR_RETURN(auto faces, p->analyze(img->rgb, true));
+  if (!req.purpose.empty() && !req.case_ref.empty() && valid_token(req.purpose) && valid_ref(req.case_ref))
+    return Status::ok();
+  AuditEntry e = entry("search");
+  e.outcome = "refused";
+  e.purpose = req.purpose;
+  e.case_ref = req.case_ref;
+  e.details = {{"reason", "a search needs a purpose and a case reference"}};
+  (void)audit_now(e);
+  return refused("a search needs a purpose (--purpose) and a case reference (--case)");
+}
+
+Result<std::string> Service::audit_search(const SearchRequest& req, const SearchResult& res) {
   json per_face = json::array();
   std::set<std::string> all;
-  for (auto& f : faces) {
-    SearchFace sf;
-    sf.box = f.detection.box;
-    sf.quality_ok = f.quality.acceptable;
-    if (f.face_template) {
-      FV_ASSIGN_OR_RETURN(sf.candidates, search_template(req, *f.face_template));
-      vault::wipe(f.face_template->values);
-    }
+  for (auto& f : res.faces) {
     json ids = json::array();
-    for (auto& c : sf.candidates) {
+    for (auto& c : f.candidates) {
       ids.push_back(c.subject_uid);
       all.insert(c.subject_uid);
     }
     per_face.push_back(ids);
-    res.faces.push_back(std::move(sf));
-  }
-  {
-    FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
-        "SELECT count(DISTINCT b.subject_id) FROM basis_purpose p JOIN lawful_basis b ON b.id=p.basis_id "
-        "JOIN subject s ON s.id=b.subject_id WHERE p.purpose=?1 AND b.withdrawn_at IS NULL "
-        "AND (b.expires_at IS NULL OR b.expires_at > ?2) AND s.retention_until > ?2"));
-    s.bind_all(req.purpose, now());
-    FV_ASSIGN_OR_RETURN(bool row, s.step());
-    res.eligible_subjects = row ? s.i64(0) : 0;
   }
   AuditEntry e = entry("search");
   e.purpose = req.purpose;
   e.case_ref = req.case_ref;
   e.subjects.assign(all.begin(), all.end());
-  e.details = {{"faces", faces.size()}, {"candidates", per_face}, {"top", req.top_k > 0 ? req.top_k : vault_->config().search_default_top},
-               {"eligible_subjects", res.eligible_subjects}, {"image_sha256", nullptr}};
-  e.details.erase("image_sha256");
-  FV_ASSIGN_OR_RETURN(res.audit_hash, audit_now(e));
+  e.details = {{"faces", res.faces.size()}, {"candidates", per_face},
+               {"top", req.top_k > 0 ? req.top_k : vault_->config().search_default_top},
+               {"eligible_subjects", res.eligible_subjects}};
+  return audit_now(e);
+}
+
+Result<SearchResult> Service::search_templates(const SearchRequest& req, const std::vector<face::FaceTemplate>& probes) {
+  FV_RETURN_IF_ERROR(check_search(req));
+  FV_RETURN_IF_ERROR(load_gallery());
+  SearchResult res;
+  res.max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
+  res.threshold = search_threshold(res.max_fmr);
+  res.calibration = calibration() ? calibration()->source() : "none (no calibration table for this model)";
+  FV_ASSIGN_OR_RETURN(auto eligible, eligible_subjects(req.purpose));
+  res.eligible_subjects = static_cast<int64_t>(eligible.size());
+  for (auto& p : probes) {
+    SearchFace sf;
+    sf.quality_ok = true;
+    FV_ASSIGN_OR_RETURN(sf.candidates, scan(req, p, eligible));
+    res.faces.push_back(std::move(sf));
+  }
+  FV_ASSIGN_OR_RETURN(res.audit_hash, audit_search(req, res));
+  return res;
+}
+
+Result<SearchResult> Service::search(const SearchRequest& req, std::vector<uint8_t> image_bytes) {
+  FV_RETURN_IF_ERROR(check_search(req));
+  FV_ASSIGN_OR_RETURN(face::FacePipeline * p, pipeline());
+  auto img = image::decode_image(image_bytes);
+  vault::wipe(image_bytes);
+  if (!img.is_ok()) return img.status();
+  FV_ASSIGN_OR_RETURN(auto faces, p->analyze(img->rgb, true));
+  FV_RETURN_IF_ERROR(load_gallery());
+  SearchResult res;
+  res.max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
+  res.threshold = search_threshold(res.max_fmr);
+  res.calibration = calibration() ? calibration()->source() : "none (no calibration table for this model)";
+  FV_ASSIGN_OR_RETURN(auto eligible, eligible_subjects(req.purpose));
+  res.eligible_subjects = static_cast<int64_t>(eligible.size());
+  for (auto& f : faces) {
+    SearchFace sf;
+    sf.box = f.detection.box;
+    sf.quality_ok = f.quality.acceptable;
+    if (f.face_template) {
+      FV_ASSIGN_OR_RETURN(sf.candidates, scan(req, *f.face_template, eligible));
+      vault::wipe(f.face_template->values);
+    }
+    res.faces.push_back(std::move(sf));
+  }
+  FV_ASSIGN_OR_RETURN(res.audit_hash, audit_search(req, res));
   return res;
 }
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -141,6 +142,8 @@ struct OptoutResult {
 };
 
 struct ServiceOptions {
+  // A pipeline owned by the caller (tests load the models once), used instead of building one.
+  face::FacePipeline* shared_pipeline = nullptr;
   // Builds pipelines (tests share one). Default: FacePipeline::create with the vault's models.
   std::function<Result<std::unique_ptr<face::FacePipeline>>()> pipeline_factory;
   std::function<std::string()> clock;  // default: vault::utc_now
@@ -184,7 +187,8 @@ class Service {
 
   // Search: refuses without purpose and case; the purpose filter runs inside the scan.
   Result<SearchResult> search(const SearchRequest& req, std::vector<uint8_t> image_bytes);
-  Result<std::vector<Candidate>> search_template(const SearchRequest& req, const face::FaceTemplate& probe);
+  // The same for probes already embedded (one SearchFace per template; boxes left empty).
+  Result<SearchResult> search_templates(const SearchRequest& req, const std::vector<face::FaceTemplate>& probes);
 
   Result<EraseReceipt> erase(const std::string& subject, const std::string& reason = "erasure request");
   // Everything held about a subject; kept images are written to images_dir when given.
@@ -223,6 +227,11 @@ class Service {
     std::string uid, ref, created_at, retention_until;
   };
   Result<std::optional<SubjectRow>> find_subject(const std::string& ref_or_uid);
+  Status check_search(const SearchRequest& req);
+  Result<std::vector<Candidate>> scan(const SearchRequest& req, const face::FaceTemplate& probe,
+                                      const std::set<int64_t>& eligible);
+  Result<std::set<int64_t>> eligible_subjects(const std::string& purpose);
+  Result<std::string> audit_search(const SearchRequest& req, const SearchResult& res);
   Result<EraseReceipt> erase_in_txn(const SubjectRow& s, const std::string& reason);
   Result<std::vector<OptoutMatch>> match_optouts(const face::FaceTemplate& t, const std::string& only_uid = "");
   Result<EnrollResult> commit_template(const EnrollRequest& req, const face::FaceTemplate& tmpl, const std::string& sha256,

@@ -125,14 +125,18 @@ Result<AuditVerifyReport> verify_audit(Db& db) {
     }
     if (r.prev_hash != prev) {
       // A self-consistent entry that does not link to its predecessor.
-      const bool next_links_to_prev = i + 1 < rows.size() && rows[i + 1].prev_hash == prev;
-      if (next_links_to_prev)
-        return fail(r.seq, "inserted", "audit entry " + seq + " was inserted: entry " + std::to_string(r.seq + 1) +
-                                           " links to entry " + std::to_string(r.seq - 1));
+      if (i > 0 && r.prev_hash == rows[i - 1].prev_hash)
+        return fail(r.seq - 1, "inserted", "audit entry " + std::to_string(r.seq - 1) + " was inserted: entries " +
+                                               std::to_string(r.seq - 1) + " and " + seq + " both follow entry " +
+                                               std::to_string(r.seq - 2));
       auto it = by_hash.find(r.prev_hash);
       if (it != by_hash.end() && it->second != r.seq - 1)
         return fail(r.seq, "reordered", "audit entry " + seq + " is out of order: it follows entry " +
                                             std::to_string(it->second) + " in the chain");
+      const bool next_links_to_prev = i + 1 < rows.size() && rows[i + 1].prev_hash == prev;
+      if (next_links_to_prev)
+        return fail(r.seq, "inserted", "audit entry " + seq + " was inserted: entry " + std::to_string(r.seq + 1) +
+                                           " links to entry " + std::to_string(r.seq - 1));
       return fail(r.seq, "removed", "an audit entry before entry " + seq + " was removed: entry " + seq +
                                         " links to a hash the log no longer holds");
     }

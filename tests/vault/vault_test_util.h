@@ -1,0 +1,109 @@
+// Helpers for the vault tests: temporary vaults, synthetic templates, and the byte scan that
+// proves erasure (no 16-byte window of a secret left in any file of the vault directory).
+#pragma once
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <fstream>
+#include <random>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "service/service.h"
+#include "vault/crypto.h"
+#include "vault/timeutil.h"
+
+namespace fv::test {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "fv-vault-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline face::FaceTemplate random_template(std::mt19937& rng, const std::string& model = "faceplugin-mobilefacenet-512") {
+  std::normal_distribution<float> n(0.f, 1.f);
+  face::FaceTemplate t{model, 1, std::vector<float>(512)};
+  double s = 0;
+  for (auto& v : t.values) { v = n(rng); s += v * v; }
+  for (auto& v : t.values) v = static_cast<float>(v / std::sqrt(s));
+  return t;
+}
+
+// Another "photo" of the same synthetic person: similarity ≈ 1 / sqrt(1 + noise²).
+inline face::FaceTemplate near_template(const face::FaceTemplate& base, std::mt19937& rng, float noise = 0.5f) {
+  std::normal_distribution<float> n(0.f, noise / std::sqrt(512.f));
+  face::FaceTemplate t = base;
+  double s = 0;
+  for (auto& v : t.values) { v += n(rng); s += v * v; }
+  for (auto& v : t.values) v = static_cast<float>(v / std::sqrt(s));
+  return t;
+}
+
+inline std::vector<uint8_t> file_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Files of `dir` holding any 16-byte window of `secret`. Windows with fewer than 6 distinct
+// byte values (runs of zeros, padding) are skipped: they occur in any file by chance.
+inline std::vector<std::string> files_holding(const std::filesystem::path& dir, std::span<const uint8_t> secret) {
+  constexpr size_t W = 16;
+  std::unordered_set<std::string> windows;
+  for (size_t i = 0; i + W <= secret.size(); ++i) {
+    std::string w(reinterpret_cast<const char*>(secret.data() + i), W);
+    std::unordered_set<char> distinct(w.begin(), w.end());
+    if (distinct.size() >= 6) windows.insert(std::move(w));
+  }
+  std::vector<std::string> hits;
+  if (windows.empty()) return hits;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    auto bytes = file_bytes(e.path());
+    for (size_t i = 0; i + W <= bytes.size(); ++i) {
+      if (windows.count(std::string(reinterpret_cast<const char*>(bytes.data() + i), W))) {
+        hits.push_back(e.path().filename().string() + "@" + std::to_string(i));
+        break;
+      }
+    }
+  }
+  return hits;
+}
+
+inline std::span<const uint8_t> float_bytes(const std::vector<float>& v) {
+  return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)};
+}
+
+// A service over `dir` with a settable clock.
+struct Clock {
+  std::string now = vault::utc_now();
+  std::function<std::string()> fn() { return [this] { return now; }; }
+};
+
+inline std::unique_ptr<service::Service> open_service(const std::filesystem::path& dir, const std::string& role = "admin",
+                                                      Clock* clock = nullptr, face::FacePipeline* pipeline = nullptr) {
+  service::ServiceOptions o;
+  if (clock) o.clock = clock->fn();
+  o.shared_pipeline = pipeline;
+  auto s = service::Service::open(dir, {"tester", role}, o);
+  EXPECT_TRUE(s.is_ok()) << s.status().to_string();
+  return s.is_ok() ? std::move(s).value() : nullptr;
+}
+
+}  // namespace fv::test

@@ -1,0 +1,100 @@
+// The detector's image pyramid: tiles cover the image, overlap, and find a small face that the
+// whole-frame pass cannot see.
+#include <gtest/gtest.h>
+#include <opencv2/imgproc.hpp>
+
+#include "face/ultralight_detector.h"
+#include "image/decode.h"
+#include "support/paths.h"
+
+namespace fv::face {
+namespace {
+
+UltraLightDetector& detector(bool tiling) {
+  static std::unique_ptr<UltraLightDetector> tiled, untiled;
+  auto& d = tiling ? tiled : untiled;
+  if (!d) {
+    UltraLightOptions o;
+    o.tiling = tiling;
+    auto r = UltraLightDetector::create(nn::ModelStore(), o);
+    if (r.is_ok()) d = std::move(r).value();
+  }
+  return *d;
+}
+
+TEST(Tiling, PlanCoversEveryPixelAtEveryLevel) {
+  FV_REQUIRE_MODELS();
+  for (cv::Size size : {cv::Size(250, 250), cv::Size(640, 480), cv::Size(1920, 1080), cv::Size(768, 1024), cv::Size(5000, 300)}) {
+    auto tiles = detector(true).plan_tiles(size);
+    ASSERT_FALSE(tiles.empty());
+    EXPECT_TRUE(tiles.front().stretch) << "the reference whole-frame pass comes first";
+    std::map<double, cv::Mat> coverage;
+    for (const auto& t : tiles) {
+      if (t.stretch) continue;
+      EXPECT_NEAR(double(t.rect.width) / t.rect.height, 4.0 / 3.0, 0.02) << "tiles keep the network's aspect";
+      auto& m = coverage[t.level];
+      if (m.empty()) m = cv::Mat::zeros(size, CV_8U);
+      m(t.rect & cv::Rect({0, 0}, size)).setTo(1);
+    }
+    ASSERT_FALSE(coverage.empty());
+    for (auto& [level, m] : coverage) EXPECT_EQ(cv::countNonZero(m), size.area()) << size << " level " << level;
+    // The coarsest level sees the whole image in one tile.
+    const double top = coverage.rbegin()->first;
+    int top_tiles = 0;
+    for (const auto& t : tiles) top_tiles += !t.stretch && t.level == top;
+    EXPECT_EQ(top_tiles, 1) << size;
+  }
+}
+
+TEST(Tiling, NeighbouringTilesOverlapByAQuarter) {
+  FV_REQUIRE_MODELS();
+  auto tiles = detector(true).plan_tiles({1920, 1080});
+  const double finest = tiles[1].level;
+  std::vector<cv::Rect> row;
+  for (const auto& t : tiles) if (!t.stretch && t.level == finest && t.rect.y == 0) row.push_back(t.rect);
+  ASSERT_GE(row.size(), 2u);
+  for (size_t i = 1; i < row.size(); ++i) {
+    const int overlap = row[i - 1].x + row[i - 1].width - row[i].x;
+    EXPECT_GE(overlap, row[i].width / 4 - 1);
+  }
+}
+
+TEST(Tiling, FindsASmallFaceTheWholeFramePassMisses) {
+  FV_REQUIRE_MODELS();
+  const auto path = test::golden_dir() / "obama_small/source.jpg";
+  FV_REQUIRE_PATH(path);
+  auto img = image::read_image_file(path);
+  ASSERT_TRUE(img.is_ok());
+  // The face (~150 px tall in a 320×240 photo) shrunk to ~26 px and placed in a 1920×1080 scene.
+  cv::Mat small;
+  cv::resize(img->rgb, small, {}, 0.175, 0.175, cv::INTER_AREA);
+  cv::Mat scene(1080, 1920, CV_8UC3, cv::Scalar(90, 110, 100));
+  const cv::Point at(1400, 700);
+  small.copyTo(scene(cv::Rect(at, small.size())));
+  const Box face{at.x + 104.8 * 0.175, at.y + 37.3 * 0.175, at.x + 211.4 * 0.175, at.y + 186.1 * 0.175};
+
+  auto untiled = detector(false).detect(scene);
+  ASSERT_TRUE(untiled.is_ok());
+  for (const auto& d : *untiled) EXPECT_LT(iou(d.box, face), 0.3) << "the whole-frame pass should not see a 26 px face";
+
+  auto tiled = detector(true).detect(scene);
+  ASSERT_TRUE(tiled.is_ok());
+  double best = 0;
+  for (const auto& d : *tiled) best = std::max(best, iou(d.box, face));
+  EXPECT_GT(best, 0.5) << "the pyramid must find the small face at its place";
+  EXPECT_LE(tiled->size(), 2u) << "and not much else on a flat background";
+}
+
+TEST(Tiling, PartOfAFaceInsideALargerDetectionIsDropped) {
+  std::vector<Detection> d = {{{100, 100, 300, 340}, 0.999f}, {{150, 250, 260, 330}, 0.95f}, {{400, 100, 500, 220}, 0.9f}};
+  auto kept = drop_contained(d, 0.6);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].box.x1, 100);
+  EXPECT_EQ(kept[1].box.x1, 400);
+  // A small box that outscores the large one is a face in its own right: kept.
+  d[1].score = 0.9999f;
+  EXPECT_EQ(drop_contained(d, 0.6).size(), 3u);
+}
+
+}  // namespace
+}  // namespace fv::face

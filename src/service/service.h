@@ -56,6 +56,9 @@ struct Provenance {
 };
 
 struct EnrollRequest {
+  EnrollRequest() = default;
+  EnrollRequest(std::string ref, int64_t basis, std::optional<std::string> purpose_ = std::nullopt)
+      : subject_ref(std::move(ref)), basis_id(basis), purpose(std::move(purpose_)) {}
   std::string subject_ref;
   int64_t basis_id = 0;
   std::optional<std::string> purpose;  // when given, the basis must cover it
@@ -100,6 +103,9 @@ struct SearchFace {
 };
 
 struct SearchRequest {
+  SearchRequest() = default;
+  SearchRequest(std::string purpose_, std::string case_, int top = 0)
+      : purpose(std::move(purpose_)), case_ref(std::move(case_)), top_k(top) {}
   std::string purpose, case_ref;
   int top_k = 0;                  // 0: the config default
   std::optional<double> max_fmr;  // default: config search_max_fmr

@@ -487,7 +487,9 @@ TEST_F(VaultTest, ExpireErasesWhatIsDueAndAuditsIt) {
 TEST_F(VaultTest, OptOutBlocksEnrolmentAndFlagsEnrolledMatches) {
   const double thr = svc_->optout_threshold();
   auto cal = face::Calibration::builtin("faceplugin-mobilefacenet-512");
-  if (cal.is_ok()) EXPECT_DOUBLE_EQ(thr, cal->threshold_at(1e-5));
+  if (cal.is_ok()) {
+    EXPECT_DOUBLE_EQ(thr, cal->threshold_at(1e-5));
+  }
   auto person = random_template(rng_), early = random_template(rng_);
   const int64_t e = basis("early", {"access-control"});
   ASSERT_TRUE(enroll("early", e, early).is_ok());

@@ -96,6 +96,13 @@ CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
 CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 )sql",
+    // 1 → 2: indexes on the remaining foreign-key columns, so that deleting an image or a
+    // basis (erasure, withdrawal) does not scan every template.
+    R"sql(
+CREATE INDEX face_by_image ON face(image_id);
+CREATE INDEX face_by_basis ON face(basis_id);
+CREATE INDEX source_image_by_basis ON source_image(basis_id);
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);
@@ -237,7 +244,7 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in) {
   FV_RETURN_IF_ERROR(db.exec("PRAGMA journal_mode=WAL"));
   FV_RETURN_IF_ERROR(db.exec("PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL"));
   FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
-  FV_RETURN_IF_ERROR(db.exec(kMigrations[0]));
+  for (int v = 0; v < kSchemaVersion; ++v) FV_RETURN_IF_ERROR(db.exec(kMigrations[v]));
   FV_RETURN_IF_ERROR(db.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));
   FV_ASSIGN_OR_RETURN(Stmt meta, db.prepare("INSERT INTO meta(key, value) VALUES('master_key_id', ?1), ('created_at', ?2)"));
   meta.bind_all(master.id(), utc_now());

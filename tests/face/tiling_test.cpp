@@ -24,7 +24,7 @@ UltraLightDetector& detector(bool tiling) {
 
 TEST(Tiling, PlanCoversEveryPixelAtEveryLevel) {
   FV_REQUIRE_MODELS();
-  for (cv::Size size : {cv::Size(250, 250), cv::Size(640, 480), cv::Size(1920, 1080), cv::Size(768, 1024), cv::Size(5000, 300)}) {
+  for (cv::Size size : {cv::Size(640, 480), cv::Size(1920, 1080), cv::Size(768, 1024), cv::Size(5000, 300)}) {
     auto tiles = detector(true).plan_tiles(size);
     ASSERT_FALSE(tiles.empty());
     EXPECT_TRUE(tiles.front().stretch) << "the reference whole-frame pass comes first";
@@ -44,6 +44,17 @@ TEST(Tiling, PlanCoversEveryPixelAtEveryLevel) {
     for (const auto& t : tiles) top_tiles += !t.stretch && t.level == top;
     EXPECT_EQ(top_tiles, 1) << size;
   }
+}
+
+TEST(Tiling, SmallImageNeedsOnlyTheWholeFramePass) {
+  FV_REQUIRE_MODELS();
+  // 250×250 (LFW): one letterboxed pass, already finer than the finest pyramid level.
+  auto tiles = detector(true).plan_tiles({250, 250});
+  ASSERT_EQ(tiles.size(), 1u);
+  EXPECT_FALSE(tiles[0].stretch) << "letterboxed, keeping the face's aspect";
+  EXPECT_EQ(tiles[0].rect & cv::Rect(0, 0, 250, 250), cv::Rect(0, 0, 250, 250));
+  // A small but very wide image is stretched too much by the whole-frame pass: tiles too.
+  EXPECT_GT(detector(true).plan_tiles({400, 100}).size(), 1u);
 }
 
 TEST(Tiling, NeighbouringTilesOverlapByAQuarter) {

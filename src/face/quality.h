@@ -11,10 +11,10 @@ namespace fv::face {
 
 struct QualityThresholds {
   double min_inter_eye_px = 24;  // below this the 112 px crop is an upscale: detail is invented
-  double min_sharpness = 40;     // variance of the Laplacian of the 112×112 grey crop
+  double min_sharpness = 30;     // variance of the Laplacian of the 112×112 grey crop
   double max_abs_yaw_deg = 40;
   double max_abs_roll_deg = 35;
-  double min_pitch_ratio = 0.28, max_pitch_ratio = 0.72;  // nose between eye and mouth lines
+  double min_pitch_ratio = 0.2, max_pitch_ratio = 0.82;  // nose between eye and mouth lines
 };
 
 // Pose is estimated from the 5 points: roll from the eye line; yaw from how far the nose tip

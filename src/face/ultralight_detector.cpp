@@ -158,7 +158,12 @@ Result<std::vector<Detection>> UltraLightDetector::detect_frame(const cv::Mat& r
 }
 
 Result<std::vector<Detection>> UltraLightDetector::detect(const cv::Mat& rgb) {
-  return run_tiles(rgb, plan_tiles(rgb.size()));
+  const auto tiles = plan_tiles(rgb.size());
+  auto found = run_tiles(rgb, tiles);
+  // A small image gets one letterboxed pass; when that finds nothing, the stretched reference
+  // pass gets its chance (it finds the one LFW face the letterboxed pass misses).
+  if (found.is_ok() && found->empty() && tiles.size() == 1 && !tiles[0].stretch) return detect_frame(rgb);
+  return found;
 }
 
 }  // namespace fv::face

@@ -8,10 +8,10 @@
 
 namespace fv::cli {
 
-nlohmann::json quality_json(const face::Quality& q);
-nlohmann::json face_json(const face::Face& f, bool with_template);
+nlohmann::ordered_json quality_json(const face::Quality& q);
+nlohmann::ordered_json face_json(const face::Face& f, bool with_template);
 // {"file", "width", "height", "faces": [...]} or {"file", "error"}.
-nlohmann::json image_result_json(const ImageResult& r, bool with_template);
-nlohmann::json verification_json(const eval::VerificationReport& r);
+nlohmann::ordered_json image_result_json(const ImageResult& r, bool with_template);
+nlohmann::ordered_json verification_json(const eval::VerificationReport& r);
 
 }  // namespace fv::cli

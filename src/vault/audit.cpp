@@ -1,17 +1,45 @@
 #include "vault/audit.h"
 
+#include <algorithm>
+#include <charconv>
 #include <map>
 
 #include "vault/crypto.h"
 
 namespace fv::vault {
 
+namespace {
+constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
+}  // namespace
+
+std::string dump_json(const nlohmann::json& j, int indent, bool ensure_ascii) {
+  // Invalid UTF-8 in a string becomes U+FFFD instead of throwing (type_error 316).
+  return j.dump(indent, ' ', ensure_ascii, kReplace);
+}
+
+std::string audit_subjects_text(const std::vector<std::string>& subjects) {
+  return dump_json(nlohmann::json(subjects), -1, false);
+}
+
+std::string audit_details_text(const nlohmann::json& details) { return dump_json(details, -1, true); }
+
+Result<int64_t> parse_meta_int(const std::optional<std::string>& text, const std::string& key) {
+  if (!text) return int64_t{0};
+  int64_t v = 0;
+  const char* b = text->data();
+  const char* e = b + text->size();
+  auto [p, ec] = std::from_chars(b, e, v);
+  if (ec != std::errc() || p != e || v < 0)
+    return corrupt_data("the vault's meta value '" + key + "' is not a number: the database was altered");
+  return v;
+}
+
 std::string AuditEntry::canonical() const {
   // nlohmann::json objects keep keys sorted, so dump() is canonical for this structure.
   nlohmann::json j = {{"ts", ts},           {"actor", actor},       {"role", role},
                       {"action", action},   {"outcome", outcome},   {"purpose", purpose},
                       {"case", case_ref},   {"subjects", subjects}, {"details", details}};
-  return j.dump(-1, ' ', true);
+  return dump_json(j, -1, true);
 }
 
 nlohmann::json AuditEntry::to_json() const {
@@ -32,7 +60,7 @@ std::string chain_hash(const std::string& prev_hash_hex, const std::string& cano
 Result<std::string> append_audit(Db& db, AuditEntry& e) {
   FV_ASSIGN_OR_RETURN(auto head_seq, db.query_text("SELECT value FROM meta WHERE key='audit_head_seq'"));
   FV_ASSIGN_OR_RETURN(auto head_hash, db.query_text("SELECT value FROM meta WHERE key='audit_head_hash'"));
-  const int64_t last = head_seq ? std::stoll(*head_seq) : 0;
+  FV_ASSIGN_OR_RETURN(const int64_t last, parse_meta_int(head_seq, "audit_head_seq"));
   e.seq = last + 1;
   e.prev_hash = head_hash ? *head_hash : genesis_hash();
   e.hash = chain_hash(e.prev_hash, e.canonical());
@@ -40,7 +68,7 @@ Result<std::string> append_audit(Db& db, AuditEntry& e) {
       "INSERT INTO audit(seq, ts, actor, role, action, outcome, purpose, case_ref, subjects, details, prev_hash, hash)"
       " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"));
   ins.bind_all(e.seq, e.ts, e.actor, e.role, e.action, e.outcome, e.purpose, e.case_ref,
-               nlohmann::json(e.subjects).dump(), e.details.dump(-1, ' ', true), e.prev_hash, e.hash);
+               audit_subjects_text(e.subjects), audit_details_text(e.details), e.prev_hash, e.hash);
   FV_RETURN_IF_ERROR(ins.run());
   FV_ASSIGN_OR_RETURN(Stmt meta, db.prepare(
       "INSERT INTO meta(key, value) VALUES('audit_head_seq', ?1), ('audit_head_hash', ?2)"
@@ -89,12 +117,18 @@ nlohmann::json AuditVerifyReport::to_json() const {
 
 Result<AuditVerifyReport> verify_audit(Db& db) {
   std::vector<AuditEntry> rows;
+  // Entries whose subjects or details column is not byte for byte the canonical text of
+  // its parsed value: the hash (computed over parsed values) would still match, but a
+  // re-encoded column hides the entry from text searches (audit show --subject, export).
+  std::vector<bool> reencoded;
   {
     FV_ASSIGN_OR_RETURN(Stmt s, db.prepare(std::string(kSelect) + " ORDER BY seq"));
     for (;;) {
       FV_ASSIGN_OR_RETURN(bool row, s.step());
       if (!row) break;
       rows.push_back(row_entry(s));
+      reencoded.push_back(s.text(8) != audit_subjects_text(rows.back().subjects) ||
+                          s.text(9) != audit_details_text(rows.back().details));
     }
   }
   // Every stored hash, to tell a reordered entry (links to an entry that exists elsewhere)
@@ -123,6 +157,10 @@ Result<AuditVerifyReport> verify_audit(Db& db) {
     if (chain_hash(r.prev_hash, r.canonical()) != r.hash) {
       return fail(r.seq, "altered", "audit entry " + seq + " was altered: its hash does not match its contents");
     }
+    if (reencoded[i]) {
+      return fail(r.seq, "altered", "audit entry " + seq +
+                                        " was altered: its subjects or details are not stored in canonical form");
+    }
     if (r.prev_hash != prev) {
       // A self-consistent entry that does not link to its predecessor.
       if (i > 0 && r.prev_hash == rows[i - 1].prev_hash)
@@ -147,7 +185,7 @@ Result<AuditVerifyReport> verify_audit(Db& db) {
   // The head recorded at each append catches removal (or addition) at the end of the log.
   FV_ASSIGN_OR_RETURN(auto head_seq, db.query_text("SELECT value FROM meta WHERE key='audit_head_seq'"));
   FV_ASSIGN_OR_RETURN(auto head_hash, db.query_text("SELECT value FROM meta WHERE key='audit_head_hash'"));
-  const int64_t hs = head_seq ? std::stoll(*head_seq) : 0;
+  FV_ASSIGN_OR_RETURN(const int64_t hs, parse_meta_int(head_seq, "audit_head_seq"));
   const std::string hh = head_hash ? *head_hash : genesis_hash();
   if (hs != rep.entries || hh != prev) {
     if (hs > rep.entries)
@@ -165,19 +203,31 @@ Result<AuditVerifyReport> verify_audit(Db& db) {
 Result<std::vector<AuditEntry>> read_audit(Db& db, const AuditQuery& q) {
   std::string sql = std::string(kSelect) + " WHERE 1";
   if (q.since) sql += " AND ts >= ?1";
-  if (q.subject) sql += " AND subjects LIKE ?2";
+  // LIKE narrows the rows (with its wildcards escaped); the exact match on the parsed array
+  // below decides.
+  if (q.subject) sql += " AND subjects LIKE ?2 ESCAPE '\\'";
   if (q.action) sql += " AND action = ?3";
   sql += " ORDER BY seq";
-  if (q.limit) sql += " LIMIT " + std::to_string(q.limit);
+  if (q.limit && !q.subject) sql += " LIMIT " + std::to_string(q.limit);
   FV_ASSIGN_OR_RETURN(Stmt s, db.prepare(sql));
   if (q.since) s.bind(1, *q.since);
-  if (q.subject) s.bind(2, "%\"" + *q.subject + "\"%");
+  if (q.subject) {
+    std::string pattern = "%";
+    for (char c : dump_json(nlohmann::json(*q.subject), -1, false)) {
+      if (c == '%' || c == '_' || c == '\\') pattern += '\\';
+      pattern += c;
+    }
+    s.bind(2, pattern + "%");
+  }
   if (q.action) s.bind(3, *q.action);
   std::vector<AuditEntry> out;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, s.step());
     if (!row) break;
-    out.push_back(row_entry(s));
+    AuditEntry e = row_entry(s);
+    if (q.subject && std::find(e.subjects.begin(), e.subjects.end(), *q.subject) == e.subjects.end()) continue;
+    out.push_back(std::move(e));
+    if (q.limit && out.size() >= q.limit) break;
   }
   return out;
 }

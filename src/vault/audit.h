@@ -32,6 +32,16 @@ struct AuditEntry {
 };
 
 std::string genesis_hash();  // 64 zeros
+
+// JSON text that never throws on invalid UTF-8 (such bytes become U+FFFD): use it wherever
+// text supplied by a user is dumped.
+std::string dump_json(const nlohmann::json& j, int indent = -1, bool ensure_ascii = false);
+// The stored (canonical) text of an entry's subjects and details columns.
+std::string audit_subjects_text(const std::vector<std::string>& subjects);
+std::string audit_details_text(const nlohmann::json& details);
+// A non-negative integer kept as text in the meta table (0 when absent); kCorruptData when
+// it is not one.
+Result<int64_t> parse_meta_int(const std::optional<std::string>& text, const std::string& key);
 std::string chain_hash(const std::string& prev_hash_hex, const std::string& canonical);
 
 // Appends inside the caller's transaction; fills seq, prev_hash and hash. Returns the new hash.
@@ -47,11 +57,13 @@ struct AuditVerifyReport {
   nlohmann::json to_json() const;
 };
 
+// Checks every hash and link, and that each entry's subjects and details columns hold exactly
+// the canonical text of their values (a re-encoded column counts as altered).
 Result<AuditVerifyReport> verify_audit(Db& db);
 
 struct AuditQuery {
   std::optional<std::string> since;    // ts >= since
-  std::optional<std::string> subject;  // subject uid
+  std::optional<std::string> subject;  // subject uid, matched exactly
   std::optional<std::string> action;
   size_t limit = 0;                    // 0: all
 };

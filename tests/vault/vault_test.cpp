@@ -41,6 +41,11 @@ class VaultTest : public ::testing::Test {
     return svc_->enroll_template(req, t);
   }
   int64_t count(const std::string& sql) { return *svc_->vault().db().query_int(sql); }
+  std::vector<vault::AuditEntry> read_audit_or_die(const vault::AuditQuery& q) {
+    auto r = vault::read_audit(svc_->vault().db(), q);
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? *r : std::vector<vault::AuditEntry>{};
+  }
   std::vector<vault::AuditEntry> audit(const std::string& action) {
     vault::AuditQuery q;
     q.action = action;
@@ -644,6 +649,84 @@ TEST_F(AuditTamperTest, AppendedForgeryIsNamed) {
   auto r = verify();
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.first_bad_seq, 9);
+}
+
+TEST_F(AuditTamperTest, ReencodedSubjectsColumnIsNamed) {
+  // The same parsed value in other bytes ("\u0061" for "a"): the hash still matches, but a
+  // text search for the uid (audit show --subject, export) would no longer find the entry.
+  sql("UPDATE audit SET subjects='[\"\\u' || printf('%04x', unicode(substr(subjects, 3, 1))) || substr(subjects, 4) "
+      "WHERE seq=3");
+  auto r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq, 3);
+  EXPECT_EQ(r.problem, "altered") << r.message;
+}
+
+TEST_F(AuditTamperTest, ReencodedDetailsColumnIsNamed) {
+  sql("UPDATE audit SET details=replace(details, ',', ', ') WHERE seq=4");
+  auto r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq, 4);
+  EXPECT_EQ(r.problem, "altered") << r.message;
+}
+
+TEST_F(AuditTamperTest, NonNumericAuditHeadIsCorruptDataNotACrash) {
+  sql("UPDATE meta SET value='8x' WHERE key='audit_head_seq'");
+  sqlite3_close(db_);
+  db_ = nullptr;
+  svc_ = open_service(dir_);
+  ASSERT_TRUE(svc_);
+  auto v = svc_->audit_verify();
+  ASSERT_FALSE(v.is_ok());
+  EXPECT_EQ(v.status().code(), StatusCode::kCorruptData) << v.status().to_string();
+  auto b = svc_->add_basis({"e", "consent", "f", {"access-control"}, std::nullopt});
+  ASSERT_FALSE(b.is_ok());
+  EXPECT_EQ(b.status().code(), StatusCode::kCorruptData) << b.status().to_string();
+  EXPECT_EQ(count("SELECT count(*) FROM subject WHERE ref='e'"), 0) << "nothing committed";
+}
+
+TEST_F(VaultTest, AuditSubjectFilterMatchesExactlyNotAsAPattern) {
+  const int64_t a = basis("alice", {"access-control"});
+  ASSERT_GT(a, 0);
+  ASSERT_GT(basis("bob", {"access-control"}), 0);
+  auto show = [&](const std::string& subject) {
+    vault::AuditQuery q;
+    q.subject = subject;
+    return read_audit_or_die(q).size();
+  };
+  const std::string uid = **svc_->vault().db().query_text("SELECT uid FROM subject WHERE ref='alice'");
+  EXPECT_EQ(show(uid), 1u);
+  EXPECT_EQ(show("%"), 0u);
+  EXPECT_EQ(show(std::string(uid.size(), '_')), 0u) << "'_' is not a wildcard";
+  EXPECT_EQ(show(uid.substr(0, 4) + "%"), 0u);
+  vault::AuditQuery limited;
+  limited.subject = uid;
+  limited.limit = 1;
+  EXPECT_EQ(read_audit_or_die(limited).size(), 1u);
+  // Through the service too (auditor's `audit show --subject`).
+  auto entries = svc_->audit_show(std::nullopt, std::string(uid.size(), '_'));
+  ASSERT_TRUE(entries.is_ok());
+  EXPECT_TRUE(entries->empty());
+}
+
+TEST_F(VaultTest, InvalidUtf8InAuditTextIsReplacedNotThrown) {
+  vault::AuditEntry e;
+  e.ts = clock_.now;
+  e.actor = "bad\xff\xfe" "actor";
+  e.role = "admin";
+  e.action = "test";
+  e.details = {{"reason", std::string("no \xc3( utf-8")}};
+  std::string canonical;
+  EXPECT_NO_THROW(canonical = e.canonical());
+  auto& db = svc_->vault().db();
+  auto txn = vault::Txn::begin(db);
+  ASSERT_TRUE(txn.is_ok());
+  auto h = vault::append_audit(db, e);
+  ASSERT_TRUE(h.is_ok()) << h.status().to_string();
+  ASSERT_TRUE(txn->commit().is_ok());
+  auto v = svc_->audit_verify();
+  ASSERT_TRUE(v.is_ok());
+  EXPECT_TRUE(v->ok) << v->message;
 }
 
 // ------------------------------------------------------------------ key rotation

@@ -1,0 +1,502 @@
+// The HTTP API over real HTTP on 127.0.0.1 (an ephemeral port): every route with success,
+// wrong role, missing key, missing purpose/case, malformed JSON, oversized and non-image
+// uploads and unknown ids: the status code, a JSON error body, and nothing written on failure.
+// Also: every route of the router is in /v1/openapi.json and every path there is routed.
+// Needs the models and ../shared/data/samples; skips without them.
+#include <httplib.h>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include <map>
+#include <set>
+
+#include "server/server.h"
+#include "support/paths.h"
+#include "vault/api_keys.h"
+#include "vault/vault_test_util.h"
+
+namespace fv::test {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+fs::path samples() { return data_dir() / "samples" / "face-api-js" / "images"; }
+fs::path photo(const std::string& who, int n) { return samples() / who / (who + std::to_string(n) + ".png"); }
+std::string file_text(const fs::path& p) {
+  auto b = file_bytes(p);
+  return std::string(b.begin(), b.end());
+}
+
+struct Env {
+  TempDir tmp;
+  fs::path dir;
+  std::unique_ptr<server::Server> srv;
+  std::map<std::string, std::string> key;  // role → key; plus "revoked", "narrow"
+  std::map<std::string, std::string> key_id;
+};
+Env* env = nullptr;
+
+class ApiTest : public ::testing::Test {
+ public:
+  static void SetUpTestSuite() {
+    if (!models_present() || !fs::exists(samples())) return;
+    ASSERT_TRUE(vault::ensure_sodium().is_ok());
+    unsetenv(vault::kMasterKeyEnv);
+    env = new Env();
+    env->dir = env->tmp.path() / "v";
+    ASSERT_TRUE(vault::Vault::init(env->dir).is_ok());
+    {
+      auto v = vault::Vault::open(env->dir);
+      ASSERT_TRUE(v.is_ok());
+      for (std::string role : {"admin", "enroller", "investigator", "auditor"}) {
+        auto k = vault::create_api_key((*v)->db(), role, {"access-control"}, "test " + role, "tester");
+        ASSERT_TRUE(k.is_ok()) << k.status().to_string();
+        env->key[role] = k->secret;
+        env->key_id[role] = k->key.id;
+      }
+      auto narrow = vault::create_api_key((*v)->db(), "investigator", {"other-purpose"}, "narrow", "tester");
+      env->key["narrow"] = narrow->secret;
+      auto rev = vault::create_api_key((*v)->db(), "admin", {}, "revoked", "tester");
+      env->key["revoked"] = rev->secret;
+      ASSERT_TRUE(vault::revoke_api_key((*v)->db(), rev->key.id, "tester").is_ok());
+    }
+    server::ServerOptions o;
+    o.vault_dir = env->dir;
+    o.port = 0;
+    o.pipelines = 1;
+    o.http_threads = 4;
+    o.max_upload_bytes = 2u << 20;
+    o.rate_per_s = 0;  // no limit here; RateLimit test below runs its own server
+    o.access_log = false;
+    auto s = server::Server::create(o);
+    ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+    env->srv = std::move(*s);
+    ASSERT_TRUE(env->srv->start().is_ok());
+  }
+  static void TearDownTestSuite() {
+    delete env;
+    env = nullptr;
+  }
+
+ protected:
+  void SetUp() override {
+    FV_REQUIRE_MODELS();
+    FV_REQUIRE_PATH(samples());
+    ASSERT_NE(env, nullptr);
+  }
+
+  httplib::Client client() {
+    httplib::Client c("127.0.0.1", env->srv->port());
+    c.set_read_timeout(60);
+    return c;
+  }
+  static httplib::Headers auth(const std::string& who) {
+    if (who.empty()) return {};
+    return {{"Authorization", "Bearer " + env->key.at(who)}};
+  }
+
+  struct Resp {
+    int status = 0;
+    json body;
+    std::string raw;
+    httplib::Headers headers;
+  };
+  static Resp wrap(const httplib::Result& r) {
+    Resp out;
+    if (!r) return out;
+    out.status = r->status;
+    out.raw = r->body;
+    out.headers = r->headers;
+    out.body = json::parse(r->body, nullptr, false);
+    return out;
+  }
+  Resp get(const std::string& path, const std::string& who) { return wrap(client().Get(path.c_str(), auth(who))); }
+  Resp del(const std::string& path, const std::string& who) { return wrap(client().Delete(path.c_str(), auth(who))); }
+  Resp post_json(const std::string& path, const std::string& who, const std::string& body) {
+    return wrap(client().Post(path.c_str(), auth(who), body, "application/json"));
+  }
+  Resp post_form(const std::string& path, const std::string& who, const httplib::MultipartFormDataItems& items) {
+    return wrap(client().Post(path.c_str(), auth(who), items));
+  }
+  static httplib::MultipartFormData img(const std::string& name, const fs::path& p) {
+    return {name, file_text(p), p.filename().string(), "image/png"};
+  }
+  static httplib::MultipartFormData text(const std::string& name, const std::string& v) { return {name, v, "", ""}; }
+
+  // An error: the status, and a JSON body {error: {status, code, message}}.
+  static void expect_error(const Resp& r, int status, const std::string& context = "") {
+    EXPECT_EQ(r.status, status) << context << " " << r.raw;
+    ASSERT_TRUE(r.body.is_object()) << context << " not JSON: " << r.raw;
+    ASSERT_TRUE(r.body.contains("error")) << context << " " << r.raw;
+    EXPECT_EQ(r.body["error"]["status"], status) << context;
+    EXPECT_FALSE(r.body["error"]["message"].get<std::string>().empty()) << context;
+    EXPECT_FALSE(r.body["error"]["code"].get<std::string>().empty()) << context;
+  }
+
+  // Rows of every table that holds personal data: nothing of it may change on a failure.
+  static std::map<std::string, int64_t> data_rows() {
+    auto db = vault::Db::open(env->dir / "vault.db", false);
+    std::map<std::string, int64_t> m;
+    for (std::string t : {"subject", "lawful_basis", "basis_purpose", "source_image", "face", "subject_key", "optout", "api_key"}) {
+      auto n = db->query_int("SELECT count(*) FROM " + t);
+      m[t] = n.is_ok() ? *n : -1;
+    }
+    return m;
+  }
+
+  int64_t make_subject(const std::string& ref, const std::string& purpose = "access-control") {
+    auto r = post_json("/v1/subjects/" + ref + "/bases", "enroller",
+                       json{{"kind", "consent"}, {"reference", "form-" + ref}, {"purposes", {purpose}}}.dump());
+    EXPECT_EQ(r.status, 201) << r.raw;
+    return r.body.value("id", int64_t{0});
+  }
+  void enrol(const std::string& ref, int64_t basis, const fs::path& p) {
+    auto r = post_form("/v1/subjects/" + ref + "/faces", "enroller", {img("image", p), text("basis", std::to_string(basis))});
+    ASSERT_EQ(r.status, 201) << r.raw;
+  }
+  Resp search(const fs::path& p, const std::string& who = "investigator", const std::string& purpose = "access-control",
+              const std::string& case_ref = "case-7") {
+    httplib::MultipartFormDataItems items = {img("image", p)};
+    if (!purpose.empty()) items.push_back(text("purpose", purpose));
+    if (!case_ref.empty()) items.push_back(text("case", case_ref));
+    return post_form("/v1/search", who, items);
+  }
+};
+
+std::string request_path(const server::RouteInfo& r) {
+  std::string p = r.path;
+  for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{{"{ref}", "nobody"}, {"{id}", "999999"}}) {
+    auto at = p.find(from);
+    if (at != std::string::npos) p.replace(at, from.size(), to);
+  }
+  return p;
+}
+
+TEST_F(ApiTest, OpenApiDocumentMatchesTheRouter) {
+  auto r = get("/v1/openapi.json", "");
+  ASSERT_EQ(r.status, 200);
+  ASSERT_TRUE(r.body.is_object());
+  EXPECT_EQ(r.body["openapi"].get<std::string>().substr(0, 2), "3.");
+  std::set<std::string> documented, routed;
+  for (auto& [path, ops] : r.body["paths"].items())
+    for (auto& [method, op] : ops.items()) {
+      std::string m = method;
+      for (auto& ch : m) ch = static_cast<char>(std::toupper(ch));
+      documented.insert(m + " " + path);
+      // The roles the document states are the ones the router enforces.
+      for (auto& route : env->srv->routes())
+        if (route.method == m && route.path == path) {
+          std::set<std::string> doc_roles(op["x-roles"].begin(), op["x-roles"].end());
+          EXPECT_EQ(doc_roles, std::set<std::string>(route.roles.begin(), route.roles.end())) << m << " " << path;
+        }
+    }
+  for (auto& route : env->srv->routes()) routed.insert(route.method + " " + route.path);
+  for (auto& x : routed) EXPECT_TRUE(documented.count(x)) << x << " is routed but not in openapi.json";
+  for (auto& x : documented) EXPECT_TRUE(routed.count(x)) << x << " is in openapi.json but not routed";
+  EXPECT_GE(routed.size(), 18u);
+}
+
+TEST_F(ApiTest, PublicRoutes) {
+  auto h = get("/healthz", "");
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(h.body["status"], "ok");
+  auto m = wrap(client().Get("/metrics"));
+  EXPECT_EQ(m.status, 200);
+  EXPECT_NE(m.raw.find("facevault_http_requests_total"), std::string::npos);
+  EXPECT_NE(m.raw.find("facevault_gallery_templates"), std::string::npos);
+  auto ui = wrap(client().Get("/"));
+  EXPECT_EQ(ui.status, 200);
+  EXPECT_NE(ui.raw.find("<html"), std::string::npos);
+  expect_error(get("/no/such/route", ""), 404);
+  expect_error(get("/ui/no-such-file.js", ""), 404);
+}
+
+TEST_F(ApiTest, EveryProtectedRouteNeedsAValidKey) {
+  const auto before = data_rows();
+  for (auto& route : env->srv->routes()) {
+    if (route.roles.empty()) continue;
+    const std::string p = request_path(route);
+    for (std::string who : {"", "revoked"}) {
+      Resp r;
+      if (route.method == "GET") r = get(p, who);
+      else if (route.method == "DELETE") r = del(p, who);
+      else r = post_json(p, who, "{}");
+      expect_error(r, 401, route.method + " " + p + " as '" + who + "'");
+    }
+    auto bogus = wrap(client().Get(p.c_str(), {{"Authorization", "Bearer fvk_000000000000_" + std::string(64, '0')}}));
+    if (route.method == "GET") expect_error(bogus, 401, "bogus key on " + p);
+  }
+  EXPECT_EQ(before, data_rows());
+}
+
+TEST_F(ApiTest, EveryProtectedRouteRefusesOtherRoles) {
+  const auto before = data_rows();
+  int checked = 0;
+  for (auto& route : env->srv->routes()) {
+    if (route.roles.empty()) continue;
+    for (std::string role : {"admin", "enroller", "investigator", "auditor"}) {
+      if (std::find(route.roles.begin(), route.roles.end(), role) != route.roles.end()) continue;
+      const std::string p = request_path(route);
+      Resp r;
+      if (route.method == "GET") r = get(p, role);
+      else if (route.method == "DELETE") r = del(p, role);
+      else r = post_json(p, role, "{}");
+      expect_error(r, 403, route.method + " " + p + " as " + role);
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 20);
+  EXPECT_EQ(before, data_rows());
+  // The refusals are in the audit log, under the key's id.
+  auto a = get("/v1/audit?outcome=denied&limit=500", "auditor");
+  ASSERT_EQ(a.status, 200);
+  std::set<std::string> actors;
+  for (auto& e : a.body["entries"]) actors.insert(e["actor"].get<std::string>());
+  EXPECT_TRUE(actors.count("key:" + env->key_id["investigator"]));
+  EXPECT_TRUE(actors.count("key:" + env->key_id["enroller"]));
+}
+
+TEST_F(ApiTest, WhoAmI) {
+  auto r = get("/v1/whoami", "investigator");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body["key"]["role"], "investigator");
+  EXPECT_EQ(r.body["key"]["id"], env->key_id["investigator"]);
+  EXPECT_EQ(r.body["key"]["purposes"], json::array({"access-control"}));
+  EXPECT_EQ(r.raw.find(env->key["investigator"].substr(17)), std::string::npos) << "the secret must never come back";
+}
+
+TEST_F(ApiTest, SubjectsAndBases) {
+  auto ok = post_json("/v1/subjects", "enroller",
+                      json{{"ref", "sb-1"}, {"kind", "consent"}, {"reference", "F-1"}, {"purposes", {"access-control"}}}.dump());
+  ASSERT_EQ(ok.status, 201) << ok.raw;
+  EXPECT_TRUE(ok.body["subject_created"].get<bool>());
+  EXPECT_GT(ok.body["id"].get<int64_t>(), 0);
+  auto second = post_json("/v1/subjects/sb-1/bases", "admin",
+                          json{{"kind", "public-task"}, {"reference", "S-2"}, {"purposes", {"investigation"}}, {"expires", "2099-01-01"}}.dump());
+  ASSERT_EQ(second.status, 201) << second.raw;
+  EXPECT_FALSE(second.body["subject_created"].get<bool>());
+
+  const auto before = data_rows();
+  expect_error(post_json("/v1/subjects", "enroller", R"({"ref":"sb-2"})"), 400, "ref only");
+  expect_error(post_json("/v1/subjects", "enroller", R"({"ref": "sb-2", "kind": )"), 400, "malformed JSON");
+  expect_error(post_json("/v1/subjects", "enroller", R"(["sb-2"])"), 400, "not an object");
+  expect_error(post_json("/v1/subjects", "enroller", R"({"ref":"sb-2","kind":"consent","reference":"x","purposes":[1]})"), 400);
+  expect_error(post_json("/v1/subjects", "enroller", R"({"ref":"sb-2","kind":"whim","reference":"x","purposes":["a"]})"), 400, "kind");
+  expect_error(post_json("/v1/subjects", "enroller", R"({"ref":"sb-2","kind":"consent","reference":"x","purposes":[]})"), 400);
+  expect_error(post_json("/v1/subjects/sb-2/bases", "enroller", "not json"), 400, "malformed JSON");
+  expect_error(post_json("/v1/subjects/sb-2/bases", "enroller",
+                         R"({"kind":"consent","reference":"x","purposes":["a"],"expires":"2001-01-01"})"), 400, "expired");
+  expect_error(post_json("/v1/subjects", "enroller", std::string(100 << 10, ' ')), 413, "oversized JSON");
+  EXPECT_EQ(before, data_rows());
+
+  auto w = wrap(client().Post(("/v1/bases/" + std::to_string(second.body["id"].get<int64_t>()) + "/withdraw").c_str(),
+                              auth("auditor"), "", "application/json"));
+  EXPECT_EQ(w.status, 200) << w.raw;
+  EXPECT_EQ(w.body["receipt"], "erasure");
+  expect_error(wrap(client().Post("/v1/bases/999999/withdraw", auth("auditor"), "", "application/json")), 404, "unknown basis");
+  expect_error(wrap(client().Post("/v1/bases/abc/withdraw", auth("auditor"), "", "application/json")), 400, "bad id");
+}
+
+TEST_F(ApiTest, EnrolmentSearchExportErase) {
+  const int64_t b = make_subject("penny");
+  const int64_t other = make_subject("raj", "investigation");
+  // Success, audited with the enroller key's id.
+  auto e = post_form("/v1/subjects/penny/faces", "enroller", {img("image", photo("penny", 1)), text("basis", std::to_string(b))});
+  ASSERT_EQ(e.status, 201) << e.raw;
+  EXPECT_EQ(e.body["subject"], "penny");
+  EXPECT_EQ(e.body["box"].size(), 4u);
+  enrol("penny", b, photo("penny", 2));
+  enrol("raj", other, photo("raj", 1));
+
+  const auto before = data_rows();
+  const std::string bs = std::to_string(b);
+  expect_error(post_form("/v1/subjects/penny/faces", "enroller", {img("image", photo("penny", 3))}), 400, "no basis");
+  expect_error(post_form("/v1/subjects/penny/faces", "enroller", {img("image", photo("penny", 3)), text("basis", "x")}), 400);
+  expect_error(post_form("/v1/subjects/penny/faces", "enroller", {text("basis", bs)}), 400, "no image");
+  expect_error(post_form("/v1/subjects/penny/faces", "enroller", {{"image", "just some text", "a.png", "image/png"}, text("basis", bs)}),
+               415, "non-image");
+  expect_error(post_json("/v1/subjects/penny/faces", "enroller", "{}"), 415, "not multipart");
+  {
+    std::vector<uchar> png;
+    cv::imencode(".png", cv::Mat(240, 320, CV_8UC3, cv::Scalar(128, 128, 128)), png);
+    expect_error(post_form("/v1/subjects/penny/faces", "enroller",
+                           {{"image", std::string(png.begin(), png.end()), "grey.png", "image/png"}, text("basis", bs)}),
+                 422, "no face");
+  }
+  {
+    std::string big(3u << 20, 'x');
+    big.replace(0, 8, "\x89PNG\r\n\x1a\n");
+    expect_error(post_form("/v1/subjects/penny/faces", "enroller", {{"image", big, "big.png", "image/png"}, text("basis", bs)}),
+                 413, "oversized");
+  }
+  expect_error(post_form("/v1/subjects/nobody/faces", "enroller", {img("image", photo("penny", 3)), text("basis", bs)}), 404,
+               "unknown subject");
+  expect_error(post_form("/v1/subjects/penny/faces", "enroller", {img("image", photo("penny", 3)), text("basis", "999999")}),
+               404, "unknown basis");
+  expect_error(post_form("/v1/subjects/penny/faces", "enroller",
+                         {img("image", photo("penny", 3)), text("basis", std::to_string(other))}),
+               422, "another subject's basis");
+  EXPECT_EQ(before, data_rows());
+
+  // Search: the top candidate, with the same JSON as `facevault search --json`.
+  auto s = search(photo("penny", 3));
+  ASSERT_EQ(s.status, 200) << s.raw;
+  ASSERT_EQ(s.body["faces"].size(), 1u);
+  ASSERT_FALSE(s.body["faces"][0]["candidates"].empty());
+  EXPECT_EQ(s.body["faces"][0]["candidates"][0]["subject"], "penny");
+  EXPECT_LT(s.body["faces"][0]["candidates"][0]["fmr"].get<double>(), 1e-3);
+  for (auto k : {"purpose", "case", "eligible_subjects", "max_fmr", "threshold", "calibration", "audit_hash"})
+    EXPECT_TRUE(s.body.contains(k)) << k;
+  EXPECT_EQ(s.body["case"], "case-7");
+  // Purpose limitation: raj's basis does not cover access-control.
+  auto sr = search(photo("raj", 2));
+  ASSERT_EQ(sr.status, 200);
+  for (auto& c : sr.body["faces"][0]["candidates"]) EXPECT_NE(c["subject"], "raj");
+
+  expect_error(search(photo("penny", 3), "investigator", ""), 400, "no purpose");
+  expect_error(search(photo("penny", 3), "investigator", "access-control", ""), 400, "no case");
+  expect_error(search(photo("penny", 3), "narrow"), 403, "purpose outside the key");
+  expect_error(search(photo("penny", 3), "enroller"), 403, "role");
+  expect_error(post_form("/v1/search", "investigator", {{"image", "GIF89a? no", "x.gif", "image/gif"}, text("purpose", "access-control"), text("case", "c")}),
+               415, "non-image probe");
+  expect_error(post_form("/v1/search", "investigator", {img("image", photo("penny", 3)), text("purpose", "access-control"), text("case", "c"), text("top", "0")}),
+               400, "top");
+  expect_error(post_json("/v1/search", "investigator", R"({"purpose":"access-control"})"), 415, "JSON instead of multipart");
+
+  // Export: every record, the download header, unknown ids.
+  auto x = get("/v1/subjects/penny/export?download=1", "auditor");
+  ASSERT_EQ(x.status, 200) << x.raw;
+  EXPECT_EQ(x.body["subject"]["reference"], "penny");
+  EXPECT_EQ(x.body["templates"].size(), 2u);
+  EXPECT_NE(httplib::detail::get_header_value(x.headers, "Content-Disposition", 0, ""), std::string(""));
+  bool enrolled_by_key = false;
+  for (auto& a : x.body["audit"])
+    if (a["action"] == "enroll" && a["actor"] == "key:" + env->key_id["enroller"]) enrolled_by_key = true;
+  EXPECT_TRUE(enrolled_by_key) << "the audit must name the API key";
+  expect_error(get("/v1/subjects/nobody/export", "auditor"), 404, "unknown export");
+
+  // Erase: a receipt; then the subject is gone from search, and a second erase is 404.
+  auto d = del("/v1/subjects/penny?reason=test%20erasure", "auditor");
+  ASSERT_EQ(d.status, 200) << d.raw;
+  EXPECT_EQ(d.body["receipt"], "erasure");
+  EXPECT_EQ(d.body["reason"], "test erasure");
+  EXPECT_EQ(d.body["erased"]["templates"], 2);
+  auto s2 = search(photo("penny", 3));
+  ASSERT_EQ(s2.status, 200);
+  for (auto& c : s2.body["faces"][0]["candidates"]) EXPECT_NE(c["subject"], "penny");
+  expect_error(del("/v1/subjects/penny", "auditor"), 404, "erase twice");
+}
+
+TEST_F(ApiTest, VerifyAndDetect) {
+  auto v = post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), img("b", photo("amy", 2))});
+  ASSERT_EQ(v.status, 200) << v.raw;
+  EXPECT_TRUE(v.body["same"].get<bool>());
+  auto v2 = post_form("/v1/verify", "enroller", {img("a", photo("amy", 1)), img("b", photo("sheldon", 1))});
+  ASSERT_EQ(v2.status, 200) << v2.raw;
+  EXPECT_FALSE(v2.body["same"].get<bool>());
+  expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1))}), 400, "one photo");
+  expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), {"b", "text", "b.txt", "text/plain"}}), 415);
+  expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), text("subject", "amy")}), 501, "subject");
+  expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), img("b", photo("amy", 2)), text("fmr", "2")}), 400);
+
+  auto d = post_form("/v1/detect", "enroller", {img("image", photo("amy", 1))});
+  ASSERT_EQ(d.status, 200) << d.raw;
+  EXPECT_EQ(d.body["faces"].size(), 1u);
+  EXPECT_EQ(d.body["enrollable_face"], 0);
+  EXPECT_EQ(d.body["faces"][0]["keypoints"].size(), 5u);
+  EXPECT_GT(d.body["width"].get<int>(), 0);
+  auto group = post_form("/v1/detect", "enroller", {img("image", samples() / "bbt1.jpg")});
+  if (fs::exists(samples() / "bbt1.jpg")) {
+    ASSERT_EQ(group.status, 200);
+    EXPECT_GT(group.body["faces"].size(), 1u);
+  }
+  expect_error(post_form("/v1/detect", "enroller", {{"image", "", "e.png", "image/png"}}), 400, "empty");
+  expect_error(post_form("/v1/detect", "enroller", {{"image", "%PDF-1.4", "e.pdf", "application/pdf"}}), 415, "pdf");
+  {
+    std::string trunc = file_text(photo("amy", 1)).substr(0, 200);
+    expect_error(post_form("/v1/detect", "enroller", {{"image", trunc, "t.png", "image/png"}}), 422, "truncated");
+  }
+  // Both are in the audit under the key's id.
+  auto a = get("/v1/audit?action=detect&limit=5", "admin");
+  ASSERT_EQ(a.status, 200);
+  ASSERT_FALSE(a.body["entries"].empty());
+  EXPECT_EQ(a.body["entries"][0]["actor"].get<std::string>().substr(0, 4), "key:");
+}
+
+TEST_F(ApiTest, OptOut) {
+  const int64_t b = make_subject("leonard");
+  enrol("leonard", b, photo("leonard", 1));
+  const auto before = data_rows();
+  expect_error(post_form("/v1/optout", "investigator", {img("image", photo("leonard", 2))}), 403, "investigator");
+  expect_error(post_form("/v1/optout", "", {{"image", "nope", "n.png", "image/png"}}), 415, "public non-image");
+  expect_error(post_form("/v1/optout", "revoked", {img("image", photo("leonard", 2))}), 401, "revoked key");
+  EXPECT_EQ(before, data_rows());
+  // The public form: recorded, and nothing said about enrolment.
+  auto pub = post_form("/v1/optout", "", {img("image", photo("leonard", 2))});
+  ASSERT_EQ(pub.status, 201) << pub.raw;
+  EXPECT_TRUE(pub.body["recorded"].get<bool>());
+  EXPECT_FALSE(pub.body.contains("enrolled_matches"));
+  EXPECT_EQ(pub.raw.find("leonard"), std::string::npos);
+  // With a key the officer sees who matches, and the check lists them.
+  auto dpo = post_form("/v1/optout", "auditor", {img("image", photo("leonard", 3))});
+  ASSERT_EQ(dpo.status, 201) << dpo.raw;
+  ASSERT_TRUE(dpo.body.contains("enrolled_matches"));
+  auto chk = get("/v1/optout/check", "auditor");
+  ASSERT_EQ(chk.status, 200);
+  bool found = false;
+  for (auto& m : chk.body["matches"]) found = found || m["subject"] == "leonard";
+  EXPECT_TRUE(found);
+  // Enrolment of an opted-out face is refused (422) and writes nothing.
+  const auto before2 = data_rows();
+  expect_error(post_form("/v1/subjects/leonard/faces", "enroller", {img("image", photo("leonard", 4)), text("basis", std::to_string(b))}),
+               422, "opted out");
+  EXPECT_EQ(before2, data_rows());
+}
+
+TEST_F(ApiTest, RetentionAndAudit) {
+  auto dry = post_json("/v1/retention/run", "auditor", R"({"dry_run": true, "as_of": "2100-01-01"})");
+  ASSERT_EQ(dry.status, 200) << dry.raw;
+  EXPECT_TRUE(dry.body["dry_run"].get<bool>());
+  const auto before = data_rows();
+  expect_error(post_json("/v1/retention/run", "auditor", R"({"dry_run": "yes"})"), 400);
+  expect_error(post_json("/v1/retention/run", "auditor", R"({"dry_run": tru)"), 400, "malformed");
+  expect_error(post_json("/v1/retention/run", "auditor", R"({"as_of": "not a date"})"), 400, "bad date");
+  EXPECT_EQ(before, data_rows());
+  auto now = wrap(client().Post("/v1/retention/run", auth("admin"), "", "application/json"));
+  EXPECT_EQ(now.status, 200) << now.raw;
+
+  auto a = get("/v1/audit?limit=10", "auditor");
+  ASSERT_EQ(a.status, 200);
+  EXPECT_LE(a.body["entries"].size(), 10u);
+  EXPECT_GT(a.body["total"].get<int64_t>(), 0);
+  expect_error(get("/v1/audit?limit=0", "auditor"), 400, "limit");
+  expect_error(get("/v1/audit?since=yesterday-ish", "auditor"), 400, "since");
+  auto v = get("/v1/audit/verify", "auditor");
+  ASSERT_EQ(v.status, 200);
+  EXPECT_TRUE(v.body["ok"].get<bool>()) << v.raw;
+}
+
+TEST_F(ApiTest, RateLimitPerKey) {
+  server::ServerOptions o;
+  o.vault_dir = env->dir;
+  o.port = 0;
+  o.pipelines = 1;
+  o.rate_per_s = 0.01;
+  o.rate_burst = 2;
+  o.access_log = false;
+  auto s = server::Server::create(o);
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  ASSERT_TRUE((*s)->start().is_ok());
+  httplib::Client c("127.0.0.1", (*s)->port());
+  EXPECT_EQ(c.Get("/v1/whoami", auth("auditor"))->status, 200);
+  EXPECT_EQ(c.Get("/v1/whoami", auth("auditor"))->status, 200);
+  auto third = wrap(c.Get("/v1/whoami", auth("auditor")));
+  expect_error(third, 429, "third call");
+  EXPECT_TRUE(third.headers.count("Retry-After"));
+  EXPECT_EQ(c.Get("/v1/whoami", auth("admin"))->status, 200) << "another key has its own bucket";
+  (*s)->stop();
+}
+
+}  // namespace
+}  // namespace fv::test

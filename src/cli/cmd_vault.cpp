@@ -23,6 +23,9 @@ using nlohmann::json;
 namespace fv::cli {
 namespace {
 
+// JSON output never throws on invalid UTF-8 in user-supplied text (it prints U+FFFD).
+constexpr auto kReplace = json::error_handler_t::replace;
+
 std::string os_user() {
   if (const char* u = std::getenv("USER"); u && *u) return u;
   if (const passwd* pw = getpwuid(getuid())) return pw->pw_name;
@@ -85,7 +88,7 @@ std::string one_in(double fmr) {
 
 void print_receipt(const service::EraseReceipt& r, bool as_json) {
   if (as_json) {
-    std::cout << r.to_json().dump() << "\n";
+    std::cout << r.to_json().dump(-1, ' ', false, kReplace) << "\n";
     return;
   }
   std::printf("ERASURE RECEIPT\n  subject        %s (vault id %s)\n  reason         %s\n  erased at      %s\n",
@@ -134,7 +137,7 @@ void add_init(CLI::App& app, int& exit_code) {
     const auto& v = (*svc)->vault();
     if (a->c.json) {
       std::cout << json{{"vault", dir.string()}, {"master_key", v.config().master_key}, {"master_key_id", v.master_key_id()},
-                        {"schema_version", vault::kSchemaVersion}}.dump() << "\n";
+                        {"schema_version", vault::kSchemaVersion}}.dump(-1, ' ', false, kReplace) << "\n";
     } else {
       std::printf("vault created at %s\n", dir.c_str());
       if (v.config().master_key == "file")
@@ -171,7 +174,7 @@ void add_basis(CLI::App& app, int& exit_code) {
       if (a->c.json)
         std::cout << json{{"basis", r->basis_id}, {"subject", a->r.subject_ref}, {"subject_id", r->subject_uid},
                           {"subject_created", r->subject_created}, {"retention_until", r->retention_until},
-                          {"audit_hash", r->audit_hash}}.dump() << "\n";
+                          {"audit_hash", r->audit_hash}}.dump(-1, ' ', false, kReplace) << "\n";
       else
         std::printf("%lld\n", static_cast<long long>(r->basis_id));
       exit_code = kExitOk;
@@ -236,13 +239,13 @@ void add_enroll(CLI::App& app, int& exit_code) {
           std::cout << json{{"file", file}, {"subject", subject}, {"subject_id", r->subject_uid}, {"face_id", r->face_id},
                             {"image_id", r->image_id}, {"face", r->face_index}, {"box", box_json(r->box)},
                             {"sha256", r->sha256}, {"retention_until", r->retention_until}, {"audit_hash", r->audit_hash}}
-                           .dump() << "\n";
+                           .dump(-1, ' ', false, kReplace) << "\n";
         else
           std::printf("enrolled %s → %s (template %lld, retention until %s)\n", file.c_str(), subject.c_str(),
                       static_cast<long long>(r->face_id), r->retention_until.c_str());
       } else {
         ++bad;
-        if (a->c.json) std::cout << json{{"file", file}, {"subject", subject}, {"error", r.status().message()}}.dump() << "\n";
+        if (a->c.json) std::cout << json{{"file", file}, {"subject", subject}, {"error", r.status().message()}}.dump(-1, ' ', false, kReplace) << "\n";
         std::cerr << "facevault: " << file << ": " << r.status().message() << "\n";
       }
       std::cout.flush();
@@ -323,7 +326,7 @@ void add_search(CLI::App& app, int& exit_code) {
       std::cout << json{{"faces", faces}, {"purpose", a->r.purpose}, {"case", a->r.case_ref},
                         {"eligible_subjects", r->eligible_subjects}, {"max_fmr", r->max_fmr},
                         {"threshold", r->threshold}, {"calibration", r->calibration}, {"audit_hash", r->audit_hash}}
-                       .dump() << "\n";
+                       .dump(-1, ' ', false, kReplace) << "\n";
     } else {
       std::printf("%zu face(s); searched %lld subject(s) whose basis covers '%s' (case %s)\n", r->faces.size(),
                   static_cast<long long>(r->eligible_subjects), a->r.purpose.c_str(), a->r.case_ref.c_str());
@@ -377,7 +380,7 @@ void add_erase_export_expire(CLI::App& app, int& exit_code) {
       if (!a->images_dir.empty()) dir = a->images_dir;
       auto r = (*svc)->export_subject(a->subject, a->templates, dir);
       if (!r.is_ok()) { exit_code = fail(r.status()); return; }
-      std::cout << (a->c.json ? r->dump() : r->dump(2)) << "\n";
+      std::cout << (a->c.json ? r->dump() : r->dump(2, ' ', false, kReplace)) << "\n";
       exit_code = kExitOk;
     });
   }
@@ -398,7 +401,7 @@ void add_erase_export_expire(CLI::App& app, int& exit_code) {
       if (a->c.json) {
         json er = json::array();
         for (auto& e : r->erased) er.push_back(e.to_json());
-        std::cout << json{{"as_of", r->as_of}, {"dry_run", a->dry_run}, {"erased", er}, {"audit_hash", r->audit_hash}}.dump() << "\n";
+        std::cout << json{{"as_of", r->as_of}, {"dry_run", a->dry_run}, {"erased", er}, {"audit_hash", r->audit_hash}}.dump(-1, ' ', false, kReplace) << "\n";
       } else {
         std::printf("%s %zu subject(s) as of %s\n", a->dry_run ? "due:" : "erased", r->erased.size(), r->as_of.c_str());
         for (auto& e : r->erased) std::printf("  %s (vault id %s): %s\n", e.subject_ref.c_str(), e.subject_uid.c_str(), e.reason.c_str());
@@ -430,7 +433,7 @@ void add_optout(CLI::App& app, int& exit_code) {
       if (a->c.json) {
         json m = json::array();
         for (auto& x : r->enrolled_matches) m.push_back({{"subject", x.subject_ref}, {"similarity", x.similarity}});
-        std::cout << json{{"optout", r->optout_uid}, {"enrolled_matches", m}, {"audit_hash", r->audit_hash}}.dump() << "\n";
+        std::cout << json{{"optout", r->optout_uid}, {"enrolled_matches", m}, {"audit_hash", r->audit_hash}}.dump(-1, ' ', false, kReplace) << "\n";
       } else {
         std::printf("opt-out %s recorded (only an encrypted template is kept)\n", r->optout_uid.c_str());
         for (auto& x : r->enrolled_matches)
@@ -451,7 +454,7 @@ void add_optout(CLI::App& app, int& exit_code) {
       if (c->json) {
         json m = json::array();
         for (auto& x : *r) m.push_back({{"subject", x.subject_ref}, {"subject_id", x.subject_uid}, {"optout", x.optout_uid}, {"similarity", x.similarity}});
-        std::cout << json{{"matches", m}, {"threshold", (*svc)->optout_threshold()}}.dump() << "\n";
+        std::cout << json{{"matches", m}, {"threshold", (*svc)->optout_threshold()}}.dump(-1, ' ', false, kReplace) << "\n";
       } else {
         if (r->empty()) std::printf("no enrolled subject matches an opt-out\n");
         for (auto& x : *r)
@@ -477,7 +480,7 @@ void add_audit_key(CLI::App& app, int& exit_code) {
       if (!svc.is_ok()) { exit_code = fail(svc.status()); return; }
       auto r = (*svc)->audit_verify();
       if (!r.is_ok()) { exit_code = fail(r.status()); return; }
-      if (c->json) std::cout << r->to_json().dump() << "\n";
+      if (c->json) std::cout << r->to_json().dump(-1, ' ', false, kReplace) << "\n";
       if (!r->ok) { exit_code = fail(failed_precondition("audit chain broken: " + r->message)); return; }
       if (!c->json) std::printf("audit chain intact: %lld entries, head %s\n", static_cast<long long>(r->entries), r->head.c_str());
       exit_code = kExitOk;
@@ -500,13 +503,13 @@ void add_audit_key(CLI::App& app, int& exit_code) {
       auto r = (*svc)->audit_show(since, subject, a->limit);
       if (!r.is_ok()) { exit_code = fail(r.status()); return; }
       for (auto& e : *r) {
-        if (a->c.json) { std::cout << e.to_json().dump() << "\n"; continue; }
+        if (a->c.json) { std::cout << e.to_json().dump(-1, ' ', false, kReplace) << "\n"; continue; }
         std::printf("#%-5lld %s %-10s %-12s %-14s %-7s", static_cast<long long>(e.seq), e.ts.c_str(), e.actor.c_str(),
                     e.role.c_str(), e.action.c_str(), e.outcome.c_str());
         if (!e.purpose.empty()) std::printf(" purpose=%s", e.purpose.c_str());
         if (!e.case_ref.empty()) std::printf(" case=%s", e.case_ref.c_str());
-        if (!e.subjects.empty()) std::printf(" subjects=%s", json(e.subjects).dump().c_str());
-        std::printf(" %s\n", e.details.dump().c_str());
+        if (!e.subjects.empty()) std::printf(" subjects=%s", json(e.subjects).dump(-1, ' ', false, kReplace).c_str());
+        std::printf(" %s\n", e.details.dump(-1, ' ', false, kReplace).c_str());
       }
       exit_code = kExitOk;
     });
@@ -524,7 +527,7 @@ void add_audit_key(CLI::App& app, int& exit_code) {
       if (!r.is_ok()) { exit_code = fail(r.status()); return; }
       if (c->json)
         std::cout << json{{"old_key_id", r->old_key_id}, {"new_key_id", r->new_key_id}, {"subject_keys", r->subject_keys},
-                          {"optout_key", r->optout_key}}.dump() << "\n";
+                          {"optout_key", r->optout_key}}.dump(-1, ' ', false, kReplace) << "\n";
       else
         std::printf("master key rotated: %s → %s; %lld subject key(s) re-wrapped, templates untouched\n",
                     r->old_key_id.c_str(), r->new_key_id.c_str(), static_cast<long long>(r->subject_keys));

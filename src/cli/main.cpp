@@ -1,5 +1,6 @@
 // facevault: one binary, one subcommand per use case.
 #include <iostream>
+#include <string>
 
 #include <sodium.h>
 
@@ -27,6 +28,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : fv::cli::kExitUsage;
+  } catch (const std::exception& e) {
+    // A bug, not a reason: still one line on stderr and a failure exit code, never an abort.
+    std::string m = e.what();
+    for (auto& ch : m)
+      if (ch == '\n' || ch == '\r') ch = ' ';
+    std::cerr << "facevault: internal error: " << m << "\n";
+    return fv::cli::kExitFailure;
   }
   return exit_code;
 }

@@ -51,12 +51,41 @@ bool valid_token(const std::string& s, size_t max = 64) {
   return true;
 }
 
-bool valid_ref(const std::string& s) {
-  if (s.empty() || s.size() > 200) return false;
-  for (unsigned char c : s)
-    if (c < 0x20 || c == 0x7f) return false;
+// Well-formed UTF-8 (no overlong forms, surrogates or code points above U+10FFFF).
+bool valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    if (c < 0x80) { ++i; continue; }
+    size_t len;
+    uint32_t cp;
+    if ((c & 0xe0) == 0xc0) { len = 2; cp = c & 0x1f; }
+    else if ((c & 0xf0) == 0xe0) { len = 3; cp = c & 0x0f; }
+    else if ((c & 0xf8) == 0xf0) { len = 4; cp = c & 0x07; }
+    else return false;
+    if (i + len > n) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += len;
+  }
   return true;
 }
+
+// Free text that is stored and shown: UTF-8 without control characters, at most `max` bytes.
+bool valid_text(const std::string& s, size_t max) {
+  if (s.size() > max) return false;
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) return false;
+  return valid_utf8(s);
+}
+
+bool valid_ref(const std::string& s) { return !s.empty() && valid_text(s, 200); }
 
 std::string face_ad(int64_t subject_id, const std::string& model_id, int version) {
   return "facevault/face/" + std::to_string(subject_id) + "/" + model_id + "/" + std::to_string(version);
@@ -146,6 +175,7 @@ Result<std::unique_ptr<Service>> Service::open(const fs::path& dir, Actor actor,
   if (!is_known_role(actor.role))
     return invalid_argument("unknown role '" + actor.role + "' (admin, enroller, investigator, auditor)");
   if (actor.name.empty()) return invalid_argument("an actor name is required");
+  if (!valid_ref(actor.name)) return invalid_argument("the actor name must be 1-200 printable UTF-8 characters");
   std::unique_ptr<Service> s(new Service());
   FV_ASSIGN_OR_RETURN(s->vault_, vault::Vault::open(dir));
   s->actor_ = std::move(actor);
@@ -235,11 +265,11 @@ Result<BasisResult> Service::add_basis(const BasisRequest& req_in) {
   std::replace(req.kind.begin(), req.kind.end(), '_', '-');
   if (req.kind == "law-enforcement-authorisation" || req.kind == "law-enforcement-authorization") req.kind = "law-enforcement";
   FV_RETURN_IF_ERROR(authorize("basis_add"));
-  if (!valid_ref(req.subject_ref)) return invalid_argument("a subject reference is required (1-200 printable characters)");
+  if (!valid_ref(req.subject_ref)) return invalid_argument("a subject reference is required (1-200 printable UTF-8 characters)");
   if (std::find(kBasisKinds.begin(), kBasisKinds.end(), req.kind) == kBasisKinds.end())
     return invalid_argument("unknown basis kind '" + req_in.kind +
                             "' (consent, legal-obligation, public-task, law-enforcement)");
-  if (!valid_ref(req.reference)) return invalid_argument("a basis reference is required (consent form id, warrant number, ...)");
+  if (!valid_ref(req.reference)) return invalid_argument("a basis reference is required (consent form id, warrant number, ...; 1-200 printable UTF-8 characters)");
   if (req.purposes.empty()) return invalid_argument("a basis must name at least one purpose");
   for (auto& p : req.purposes)
     if (!valid_token(p)) return invalid_argument("invalid purpose '" + p + "' (letters, digits, . _ : / -)");
@@ -442,6 +472,9 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
                                               const std::string& sha256, const std::string& format, size_t image_bytes,
                                               const std::vector<uint8_t>* keep, const face::Face* face, int face_index) {
   FV_RETURN_IF_ERROR(authorize("enroll", req.purpose.value_or("")));
+  for (const std::string* f : {&req.provenance.supplied_by, &req.provenance.method, &req.provenance.source})
+    if (!valid_text(*f, 1000))
+      return invalid_argument("provenance (supplied by, method, source) must be printable UTF-8 text of at most 1000 bytes");
   auto& db = vault_->db();
   const std::string t = now();
   // Refusals are audited in their own transaction after the enrolment's is rolled back.

@@ -233,6 +233,39 @@ TEST_F(VaultTest, EnrolmentNeedsAValidBasisCoveringThePurpose) {
   EXPECT_EQ(count("SELECT count(*) FROM face"), 3);
 }
 
+TEST_F(VaultTest, NonUtf8TextIsRefusedCleanlyWithNoPartialCommit) {
+  const int64_t audit_before = count("SELECT count(*) FROM audit");
+  // A Latin-1 "café" (not UTF-8): a clear refusal, not an exception from the JSON library.
+  auto r = svc_->add_basis({"caf\xe9", "consent", "form-1", {"access-control"}, std::nullopt});
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("UTF-8"), std::string::npos) << r.status().message();
+  for (const char* bad : {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "ab\xe2\x82"})  // overlong, surrogate, > U+10FFFF, cut
+    EXPECT_FALSE(svc_->add_basis({bad, "consent", "form-1", {"access-control"}, std::nullopt}).is_ok());
+  EXPECT_FALSE(svc_->add_basis({"carol", "consent", "form-\xff", {"access-control"}, std::nullopt}).is_ok());
+  EXPECT_EQ(count("SELECT count(*) FROM subject") + count("SELECT count(*) FROM lawful_basis") +
+                count("SELECT count(*) FROM subject_key"),
+            0)
+      << "nothing committed";
+  EXPECT_EQ(count("SELECT count(*) FROM audit"), audit_before);
+  EXPECT_TRUE(svc_->add_basis({"caf\xc3\xa9", "consent", "form-1", {"access-control"}, std::nullopt}).is_ok())
+      << "UTF-8 is fine";
+
+  // Actor names, case references and provenance too.
+  auto bad_actor = service::Service::open(dir_, {"\xff", "admin"});
+  ASSERT_FALSE(bad_actor.is_ok());
+  EXPECT_NE(bad_actor.status().message().find("UTF-8"), std::string::npos);
+  auto search = svc_->search_templates({"access-control", "case-\xff"}, {random_template(rng_)});
+  EXPECT_FALSE(search.is_ok());
+  EnrollRequest req{"caf\xc3\xa9", 1};
+  req.provenance.source = "scan-\xff.png";
+  auto enrolled = svc_->enroll_template(req, random_template(rng_));
+  ASSERT_FALSE(enrolled.is_ok());
+  EXPECT_NE(enrolled.status().message().find("UTF-8"), std::string::npos);
+  EXPECT_EQ(count("SELECT count(*) FROM face"), 0);
+  EXPECT_TRUE(svc_->audit_verify()->ok);
+}
+
 TEST_F(VaultTest, RolesAreEnforcedAndDenialsAudited) {
   const int64_t a = basis("alice", {"access-control"});
   ASSERT_TRUE(enroll("alice", a, random_template(rng_)).is_ok());

@@ -99,6 +99,16 @@ TEST_F(VaultCli, ErrorsExitNonZeroWithOneLineReason) {
   one_line_reason(run("facevault enroll --subject a --basis 1 missing.png"));
   one_line_reason(run("facevault audit show --role investigator"));
   one_line_reason(run("facevault export a --role nobody"));
+  // Text that is not UTF-8 gets a reason, not an abort from the JSON library.
+  r = run("facevault basis add --subject \"$(printf 'caf\\351')\" --kind consent --reference f --purpose p");
+  one_line_reason(r);
+  EXPECT_NE(r.err.find("UTF-8"), std::string::npos) << r.err;
+  one_line_reason(run("facevault audit verify --actor \"$(printf '\\377')\""));
+  ASSERT_EQ(run("facevault basis add --subject u8 --kind consent --reference f --purpose p").rc, 0);
+  auto erased = run("facevault erase u8 --reason \"$(printf 'asked by letter \\377')\" --json");
+  ASSERT_EQ(erased.rc, 0) << erased.err;
+  EXPECT_EQ(nlohmann::json::parse(erased.out)["erased"]["lawful_bases"], 1);
+  EXPECT_EQ(run("facevault audit verify").rc, 0);
   // Missing and wrong master keys.
   std::filesystem::rename(vault_ / "master.key", tmp_.path() / "saved.key");
   r = run("facevault audit verify");

@@ -7,8 +7,10 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include <future>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "server/server.h"
 #include "support/paths.h"
@@ -496,6 +498,88 @@ TEST_F(ApiTest, RateLimitPerKey) {
   EXPECT_TRUE(third.headers.count("Retry-After"));
   EXPECT_EQ(c.Get("/v1/whoami", auth("admin"))->status, 200) << "another key has its own bucket";
   (*s)->stop();
+}
+
+
+// Searches, enrolments, detections and an erasure at the same time, with health checks in
+// between: all answer correctly (no timing assertion: the machine is shared).
+TEST_F(ApiTest, ConcurrentSearchesEnrolmentsAndErasure) {
+  const int64_t b = make_subject("howard");
+  enrol("howard", b, photo("howard", 1));
+  const int64_t e = make_subject("bernadette");
+  enrol("bernadette", e, photo("bernadette", 1));
+  std::vector<std::future<bool>> jobs;
+  for (int t = 0; t < 3; ++t)
+    jobs.push_back(std::async(std::launch::async, [&, t] {
+      bool ok = true;
+      for (int i = 0; i < 3; ++i) {
+        auto r = search(photo("howard", 2 + (i + t) % 3), "investigator", "access-control", "case-c" + std::to_string(t));
+        ok = ok && r.status == 200 && !r.body["faces"][0]["candidates"].empty() &&
+             r.body["faces"][0]["candidates"][0]["subject"] == "howard";
+      }
+      return ok;
+    }));
+  for (int t = 0; t < 2; ++t)
+    jobs.push_back(std::async(std::launch::async, [&, t] {
+      bool ok = true;
+      for (int i = 2; i <= 3; ++i) {
+        auto r = post_form("/v1/subjects/howard/faces", "enroller",
+                           {img("image", photo("howard", i + t)), text("basis", std::to_string(b))});
+        ok = ok && r.status == 201;
+      }
+      return ok;
+    }));
+  jobs.push_back(std::async(std::launch::async, [&] {
+    return del("/v1/subjects/bernadette?reason=concurrency", "auditor").status == 200;
+  }));
+  jobs.push_back(std::async(std::launch::async, [&] {
+    bool ok = true;
+    for (int i = 0; i < 20; ++i) {
+      ok = ok && get("/healthz", "").status == 200;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return ok;
+  }));
+  for (auto& j : jobs) EXPECT_TRUE(j.get());
+  auto x = get("/v1/subjects/howard/export", "auditor");
+  ASSERT_EQ(x.status, 200);
+  EXPECT_EQ(x.body["templates"].size(), 5u);
+  expect_error(get("/v1/subjects/bernadette/export", "auditor"), 404, "erased during the run");
+  auto v = get("/v1/audit/verify", "auditor");
+  EXPECT_TRUE(v.body["ok"].get<bool>()) << v.raw;
+}
+
+// HTTPS from certificate files (a self-signed pair made with the openssl tool).
+TEST_F(ApiTest, Tls) {
+  if (std::system("command -v openssl >/dev/null 2>&1") != 0) GTEST_SKIP() << "the openssl tool is not installed";
+  const fs::path cert = env->tmp.path() / "cert.pem", key = env->tmp.path() / "key.pem";
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -keyout " + key.string() +
+                          " -out " + cert.string() + " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  server::ServerOptions o;
+  o.vault_dir = env->dir;
+  o.port = 0;
+  o.pipelines = 1;
+  o.access_log = false;
+  o.tls_cert = cert.string();
+  o.tls_key = key.string();
+  auto s = server::Server::create(o);
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  ASSERT_TRUE((*s)->start().is_ok());
+  EXPECT_TRUE((*s)->tls());
+  httplib::SSLClient c("127.0.0.1", (*s)->port());
+  c.enable_server_certificate_verification(false);
+  auto h = c.Get("/healthz");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_NE(h->body.find("\"tls\":true"), std::string::npos);
+  auto w = c.Get("/v1/whoami", auth("auditor"));
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->status, 200);
+  (*s)->stop();
+  server::ServerOptions bad = o;
+  bad.tls_key = (env->tmp.path() / "missing.pem").string();
+  EXPECT_FALSE(server::Server::create(bad).is_ok());
 }
 
 }  // namespace

@@ -431,13 +431,13 @@ void add_optout(CLI::App& app, int& exit_code) {
       auto r = (*svc)->optout_add(std::move(*bytes), a->face);
       if (!r.is_ok()) { exit_code = fail(r.status()); return; }
       if (a->c.json) {
-        json m = json::array();
-        for (auto& x : r->enrolled_matches) m.push_back({{"subject", x.subject_ref}, {"similarity", x.similarity}});
-        std::cout << json{{"optout", r->optout_uid}, {"enrolled_matches", m}, {"audit_hash", r->audit_hash}}.dump(-1, ' ', false, kReplace) << "\n";
+        std::cout << json{{"optout", r->optout_uid}, {"enrolled_matches", r->enrolled_match_count},
+                          {"audit_hash", r->audit_hash}}.dump(-1, ' ', false, kReplace) << "\n";
       } else {
         std::printf("opt-out %s recorded (only an encrypted template is kept)\n", r->optout_uid.c_str());
-        for (auto& x : r->enrolled_matches)
-          std::printf("  already enrolled and matching: %s (similarity %.4f): erase or review\n", x.subject_ref.c_str(), x.similarity);
+        if (r->enrolled_match_count > 0)
+          std::printf("  %lld enrolled subject(s) match it: an auditor lists them with `facevault optout check --role auditor`\n",
+                      static_cast<long long>(r->enrolled_match_count));
       }
       exit_code = kExitOk;
     });

@@ -1103,6 +1103,13 @@ Result<OptoutResult> Service::optout_add_template(const face::FaceTemplate& tmpl
   auto& db = vault_->db();
   OptoutResult res;
   res.optout_uid = vault::random_hex(8);
+  // Enrolled subjects the new entry matches, whatever their purpose (the registry protects
+  // against enrolment as such): counted and audited here, listed only by optout_check.
+  FV_RETURN_IF_ERROR(load_gallery());
+  const double thr = optout_threshold();
+  std::set<std::string> matched;
+  for (auto& g : gallery_)
+    if (face::similarity(tmpl, g.tmpl) >= thr) matched.insert(g.uid);
   {
     FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
     FV_ASSIGN_OR_RETURN(SecretKey key, vault_->optout_key(true));
@@ -1113,19 +1120,12 @@ Result<OptoutResult> Service::optout_add_template(const face::FaceTemplate& tmpl
                now());
     FV_RETURN_IF_ERROR(s.run());
     AuditEntry e = entry("optout_add");
-    e.details = {{"optout", res.optout_uid}};
+    e.subjects.assign(matched.begin(), matched.end());
+    e.details = {{"optout", res.optout_uid}, {"enrolled_matches", matched.size()}};
     FV_ASSIGN_OR_RETURN(res.audit_hash, vault::append_audit(db, e));
     FV_RETURN_IF_ERROR(txn.commit());
   }
-  // Enrolled subjects the new entry matches, for the data-protection officer to act on.
-  FV_RETURN_IF_ERROR(load_gallery());
-  const double thr = optout_threshold();
-  std::map<int64_t, OptoutMatch> best;
-  for (auto& g : gallery_) {
-    const double sim = face::similarity(tmpl, g.tmpl);
-    if (sim >= thr && sim > best[g.subject_id].similarity) best[g.subject_id] = {g.ref, g.uid, res.optout_uid, sim};
-  }
-  for (auto& [sid, m] : best) res.enrolled_matches.push_back(m);
+  res.enrolled_match_count = static_cast<int64_t>(matched.size());
   return res;
 }
 

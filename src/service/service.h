@@ -143,7 +143,12 @@ struct OptoutMatch {
 
 struct OptoutResult {
   std::string optout_uid;
-  std::vector<OptoutMatch> enrolled_matches;  // enrolled subjects the new entry matches
+  // How many enrolled subjects the new entry matches. Only the number: adding an opt-out is
+  // not a search (no purpose, no case, open to enrollers), so who they are is listed only by
+  // optout_check (auditor/admin). The number and their vault ids are in the audit entry.
+  int64_t enrolled_match_count = 0;
+  // Always empty (kept so that existing callers compile): use enrolled_match_count.
+  std::vector<OptoutMatch> enrolled_matches;
   std::string audit_hash;
 };
 

@@ -546,7 +546,7 @@ TEST_F(VaultTest, OptOutBlocksEnrolmentAndFlagsEnrolledMatches) {
   ASSERT_TRUE(enroll("early", e, early).is_ok());
   auto r = svc_->optout_add_template(person);
   ASSERT_TRUE(r.is_ok());
-  EXPECT_TRUE(r->enrolled_matches.empty());
+  EXPECT_EQ(r->enrolled_match_count, 0);
   EXPECT_TRUE(files_holding(dir_, float_bytes(person.values)).empty()) << "only an encrypted template is stored";
   EXPECT_EQ(count("SELECT count(*) FROM pragma_table_info('optout')"), 6) << "nothing but id, uid, model, template, time";
 
@@ -559,17 +559,27 @@ TEST_F(VaultTest, OptOutBlocksEnrolmentAndFlagsEnrolledMatches) {
   EXPECT_EQ(last.details["optout"], r->optout_uid);
   EXPECT_TRUE(enroll("again", a, random_template(rng_)).is_ok()) << "someone else is not blocked";
 
-  // A person enrolled before they opted out is listed for the data-protection officer.
+  // A person enrolled before they opted out. Whoever adds the opt-out (an enroller may) learns
+  // only how many enrolled subjects match, not who: adding an opt-out is not a search. The
+  // audit entry records the number and the subjects' vault ids.
+  svc_->set_actor({"eve", "enroller"});
   auto r2 = svc_->optout_add_template(near_template(early, rng_, 0.3f));
   ASSERT_TRUE(r2.is_ok());
-  ASSERT_EQ(r2->enrolled_matches.size(), 1u);
-  EXPECT_EQ(r2->enrolled_matches[0].subject_ref, "early");
+  EXPECT_EQ(r2->enrolled_match_count, 1);
+  const std::string early_uid = **svc_->vault().db().query_text("SELECT uid FROM subject WHERE ref='early'");
+  auto added = audit("optout_add").back();
+  EXPECT_EQ(added.details["optout"], r2->optout_uid);
+  EXPECT_EQ(added.details["enrolled_matches"], 1);
+  EXPECT_EQ(added.subjects, std::vector<std::string>{early_uid});
+  EXPECT_EQ(added.canonical().find("early\""), std::string::npos) << "no external reference in the log";
+  // Listing them is the auditor's optout_check, itself audited with their ids.
   svc_->set_actor({"dora", "auditor"});
   auto check = svc_->optout_check();
   ASSERT_TRUE(check.is_ok());
   ASSERT_EQ(check->size(), 1u);
   EXPECT_EQ((*check)[0].subject_ref, "early");
   EXPECT_EQ((*check)[0].optout_uid, r2->optout_uid);
+  EXPECT_EQ(audit("optout_check").back().subjects, std::vector<std::string>{early_uid});
 }
 
 // ------------------------------------------------------------------ audit chain

@@ -18,6 +18,7 @@ BatchOptions PipelineFlags::to_batch(bool embed) const {
   o.pipeline.components.ultralight.min_face = min_face;
   o.pipeline.components.ultralight.score_threshold = det_score;
   if (tile_score >= 0) o.pipeline.components.ultralight.tile_score_threshold = tile_score;
+  o.pipeline.embedder = embedder;
   return o;
 }
 
@@ -27,6 +28,9 @@ void add_pipeline_flags(CLI::App* cmd, PipelineFlags& f) {
   cmd->add_option("--min-face", f.min_face, "smallest face height in pixels the detector looks for")->check(CLI::Range(8.0, 10000.0));
   cmd->add_option("--det-score", f.det_score, "detector score threshold, whole-frame pass (default 0.65)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--tile-score", f.tile_score, "detector score threshold for pyramid tiles (default 0.85)")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--embedder", f.embedder,
+                  "faceplugin-mobilefacenet-512 (default), faceapi-dlib-resnet-128, or fusion (both, one template)")
+      ->check(CLI::IsMember({"faceplugin-mobilefacenet-512", "faceapi-dlib-resnet-128", "fusion"}));
   cmd->add_flag("--progress", f.progress, "progress bar on stderr even when it is not a terminal");
   cmd->add_flag("--no-progress", f.no_progress, "no progress bar");
 }

@@ -22,6 +22,7 @@ struct PipelineFlags {
   double min_face = 20;
   float det_score = 0.65f;
   float tile_score = -1;  // < 0: the detector's default
+  std::string embedder = "faceplugin-mobilefacenet-512";
   bool progress = false;
   bool no_progress = false;
   BatchOptions to_batch(bool embed) const;

@@ -25,6 +25,11 @@ class Embedder {
   virtual cv::Mat align(const cv::Mat& rgb, const Landmarks& landmarks) const = 0;
   // Templates for a batch of crops made by align(); L2-normalised.
   virtual Result<std::vector<FaceTemplate>> embed(const std::vector<cv::Mat>& aligned) = 0;
+  // Templates for faces of one image. `crops`, when given, are this embedder's align() of
+  // each face (the pipeline already made them for quality). The default embeds the crops in
+  // one batch; an embedder that needs more than one crop per face (fusion) overrides it.
+  virtual Result<std::vector<FaceTemplate>> embed_faces(const cv::Mat& rgb, const std::vector<Landmarks>& faces,
+                                                        const std::vector<cv::Mat>* crops = nullptr);
 };
 
 // faceplugin fr_feature.onnx: MobileFaceNet, 512-D, 112×112 ArcFace alignment, BGR input
@@ -54,5 +59,26 @@ class MobileFaceNetEmbedder final : public Embedder {
 };
 
 void l2_normalise(std::vector<float>& v);
+
+// FusionEmbedder: MobileFaceNet (512-D) and the dlib ResNet (128-D) in one template,
+// [m, √w·d] / √(1+w) with m, d unit vectors, so one cosine compares two fused templates:
+// cos = (m₁·m₂ + w·d₁·d₂) / (1 + w). A named model choice, never a hidden default.
+class FusionEmbedder final : public Embedder {
+ public:
+  FusionEmbedder(std::unique_ptr<Embedder> a, std::unique_ptr<Embedder> b, double weight_b);
+  std::string model_id() const override { return model_id_; }
+  int model_version() const override { return 1; }
+  int dim() const override { return a_->dim() + b_->dim(); }
+  // The first model's crop (what quality is measured on).
+  cv::Mat align(const cv::Mat& rgb, const Landmarks& landmarks) const override { return a_->align(rgb, landmarks); }
+  Result<std::vector<FaceTemplate>> embed(const std::vector<cv::Mat>& aligned) override;
+  Result<std::vector<FaceTemplate>> embed_faces(const cv::Mat& rgb, const std::vector<Landmarks>& faces,
+                                                const std::vector<cv::Mat>* crops = nullptr) override;
+
+ private:
+  std::unique_ptr<Embedder> a_, b_;
+  double weight_b_;
+  std::string model_id_;
+};
 
 }  // namespace fv::face

@@ -12,6 +12,14 @@ void l2_normalise(std::vector<float>& v) {
   if (n > 0) for (float& x : v) x = static_cast<float>(x / n);
 }
 
+Result<std::vector<FaceTemplate>> Embedder::embed_faces(const cv::Mat& rgb, const std::vector<Landmarks>& faces,
+                                                         const std::vector<cv::Mat>* crops) {
+  if (crops && crops->size() == faces.size()) return embed(*crops);
+  std::vector<cv::Mat> made;
+  for (const auto& f : faces) made.push_back(align(rgb, f));
+  return embed(made);
+}
+
 Result<std::unique_ptr<MobileFaceNetEmbedder>> MobileFaceNetEmbedder::create(const nn::ModelStore& store) {
   auto path = store.locate(kPackage, kFile);
   if (!path.is_ok()) return path.status();

@@ -46,9 +46,12 @@ Result<std::vector<Face>> FacePipeline::analyze(const cv::Mat& rgb, bool embed) 
   }
   if (embed && !faces.empty()) {
     // Batches of 16 keep memory flat for crowd photos and still amortise the forward call.
-    for (size_t start = 0; start < crops.size(); start += 16) {
-      std::vector<cv::Mat> batch(crops.begin() + start, crops.begin() + std::min(crops.size(), start + 16));
-      auto t = embedder_->embed(batch);
+    for (size_t start = 0; start < faces.size(); start += 16) {
+      const size_t end = std::min(faces.size(), start + 16);
+      std::vector<Landmarks> batch;
+      for (size_t i = start; i < end; ++i) batch.push_back(faces[i].landmarks);
+      const std::vector<cv::Mat> batch_crops(crops.begin() + start, crops.begin() + end);
+      auto t = embedder_->embed_faces(rgb, batch, &batch_crops);
       if (!t.is_ok()) return t.status();
       for (size_t i = 0; i < t->size(); ++i) faces[start + i].face_template = std::move((*t)[i]);
     }

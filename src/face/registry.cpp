@@ -1,5 +1,7 @@
 #include "face/registry.h"
 
+#include "face/dlib_resnet_embedder.h"
+
 namespace fv::face {
 namespace {
 
@@ -21,6 +23,16 @@ Registry builtin_registry() {
   };
   r.embedders["faceplugin-mobilefacenet-512"] = [](const nn::ModelStore& s) {
     return upcast<Embedder>(MobileFaceNetEmbedder::create(s));
+  };
+  r.embedders["faceapi-dlib-resnet-128"] = [](const nn::ModelStore& s) {
+    return upcast<Embedder>(DlibResNetEmbedder::create(s));
+  };
+  r.embedders["fusion"] = [](const nn::ModelStore& s) -> Result<std::unique_ptr<Embedder>> {
+    auto a = MobileFaceNetEmbedder::create(s);
+    if (!a.is_ok()) return a.status();
+    auto b = DlibResNetEmbedder::create(s);
+    if (!b.is_ok()) return b.status();
+    return std::unique_ptr<Embedder>(new FusionEmbedder(std::move(a).value(), std::move(b).value(), kFusionWeight));
   };
   return r;
 }

@@ -28,6 +28,9 @@ struct Registry {
   std::map<std::string, EmbedderFactory> embedders;
 };
 
+// Weight of the dlib ResNet in the "fusion" embedder (see FusionEmbedder).
+inline constexpr double kFusionWeight = 2.0;  // fitted on LFW View-1 DevTrain (docs/benchmarks.md)
+
 Registry builtin_registry();
 
 }  // namespace fv::face

@@ -74,6 +74,9 @@ Result<TfjsWeights> TfjsWeights::parse(const std::string& manifest_json,
         n *= static_cast<uint64_t>(t.shape.back());
         if (n > kMaxElements) return corrupt_data("weight " + name + ": too many elements");
       }
+      if ((e.contains("dtype") && !e["dtype"].is_string()) ||
+          (e.contains("quantization") && (!e["quantization"].is_object() || !e["quantization"].value("dtype", nlohmann::json("")).is_string())))
+        return corrupt_data("weight " + name + ": dtype is not a string");
       const std::string dtype = e.value("dtype", std::string("float32"));
       if (dtype != "float32") return unsupported("weight " + name + ": dtype " + dtype);
       t.values.resize(n);

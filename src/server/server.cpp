@@ -545,15 +545,28 @@ void Server::Impl::define_routes() {
     require_multipart(c.req);
     service::EnrollRequest req;
     req.subject_ref = c.req.matches[1];
-    const std::string basis = field(c.req, "basis");
+    // The fields come as form fields, or as one JSON part "metadata" (form fields win).
+    json meta = json::object();
+    if (c.req.has_file("metadata")) {
+      meta = json::parse(field(c.req, "metadata"), nullptr, false);
+      if (meta.is_discarded() || !meta.is_object()) throw http_error(400, "malformed JSON in the 'metadata' part");
+    }
+    auto get = [&](const std::string& k) -> std::string {
+      if (c.req.has_file(k)) return field(c.req, k);
+      if (!meta.contains(k) || meta[k].is_null()) return "";
+      if (meta[k].is_string()) return meta[k].get<std::string>();
+      if (meta[k].is_number_integer() || meta[k].is_boolean()) return meta[k].dump();
+      throw http_error(400, "metadata field '" + k + "' has the wrong type");
+    };
+    const std::string basis = get("basis");
     if (basis.empty()) throw http_error(400, "missing field 'basis' (the lawful basis id)");
     req.basis_id = int_field(basis, "basis", 1, 2'000'000'000, 0);
-    req.face_index = int_field(field(c.req, "face"), "face", 0, 199, -1);
-    if (auto p = field(c.req, "purpose"); !p.empty()) req.purpose = p;
-    req.keep_image = field(c.req, "keep_image") == "true";
+    req.face_index = int_field(get("face"), "face", 0, 199, -1);
+    if (auto p = get("purpose"); !p.empty()) req.purpose = p;
+    req.keep_image = get("keep_image") == "true";
     req.provenance.method = "http";
-    req.provenance.supplied_by = field(c.req, "supplied_by");
-    req.provenance.source = field(c.req, "source");
+    req.provenance.supplied_by = get("supplied_by");
+    req.provenance.source = get("source");
     if (req.provenance.source.empty()) req.provenance.source = c.req.get_file_value("image").filename;
     std::vector<uint8_t> bytes = image_part(c.req, "image");
     // The pipeline runs here, outside the service lock; only the commit is serialised.

@@ -308,7 +308,10 @@ TEST_F(ApiTest, EnrolmentSearchExportErase) {
   ASSERT_EQ(e.status, 201) << e.raw;
   EXPECT_EQ(e.body["subject"], "penny");
   EXPECT_EQ(e.body["box"].size(), 4u);
-  enrol("penny", b, photo("penny", 2));
+  // The same with the fields as one JSON part.
+  auto m = post_form("/v1/subjects/penny/faces", "enroller",
+                     {img("image", photo("penny", 2)), {"metadata", json{{"basis", b}}.dump(), "", "application/json"}});
+  ASSERT_EQ(m.status, 201) << m.raw;
   enrol("raj", other, photo("raj", 1));
 
   const auto before = data_rows();
@@ -319,6 +322,10 @@ TEST_F(ApiTest, EnrolmentSearchExportErase) {
   expect_error(post_form("/v1/subjects/penny/faces", "enroller", {{"image", "just some text", "a.png", "image/png"}, text("basis", bs)}),
                415, "non-image");
   expect_error(post_json("/v1/subjects/penny/faces", "enroller", "{}"), 415, "not multipart");
+  expect_error(post_form("/v1/subjects/penny/faces", "enroller", {img("image", photo("penny", 3)), {"metadata", "{basis:", "", "application/json"}}),
+               400, "malformed metadata");
+  expect_error(post_form("/v1/subjects/penny/faces", "enroller", {img("image", photo("penny", 3)), {"metadata", R"({"basis": [1]})", "", "application/json"}}),
+               400, "metadata type");
   {
     std::vector<uchar> png;
     cv::imencode(".png", cv::Mat(240, 320, CV_8UC3, cv::Scalar(128, 128, 128)), png);

@@ -105,6 +105,15 @@ Result<face::FaceTemplate> open_template(const SecretKey& key, const Bytes& seal
   return t;
 }
 
+// A search request may tighten the vault's false-match-rate limit (config search_max_fmr),
+// never loosen it: `--max-fmr 1` must not turn a search into a list of everyone eligible.
+SearchRequest within_limits(const SearchRequest& req, double config_max_fmr) {
+  SearchRequest r = req;
+  const double asked = req.max_fmr.value_or(config_max_fmr);
+  r.max_fmr = asked > 0 && asked < config_max_fmr ? asked : config_max_fmr;
+  return r;
+}
+
 json box_json(const face::Box& b) {
   return json::array({std::round(b.x1 * 10) / 10, std::round(b.y1 * 10) / 10, std::round(b.width() * 10) / 10,
                       std::round(b.height() * 10) / 10});
@@ -815,11 +824,12 @@ Result<std::string> Service::audit_search(const SearchRequest& req, const Search
   e.subjects.assign(all.begin(), all.end());
   e.details = {{"faces", res.faces.size()}, {"candidates", per_face},
                {"top", req.top_k > 0 ? req.top_k : vault_->config().search_default_top},
-               {"eligible_subjects", res.eligible_subjects}};
+               {"eligible_subjects", res.eligible_subjects}, {"max_fmr", res.max_fmr}, {"threshold", res.threshold}};
   return audit_now(e);
 }
 
-Result<SearchResult> Service::search_templates(const SearchRequest& req, const std::vector<face::FaceTemplate>& probes) {
+Result<SearchResult> Service::search_templates(const SearchRequest& req_in, const std::vector<face::FaceTemplate>& probes) {
+  const SearchRequest req = within_limits(req_in, vault_->config().search_max_fmr);
   FV_RETURN_IF_ERROR(check_search(req));
   FV_RETURN_IF_ERROR(load_gallery());
   SearchResult res;
@@ -838,7 +848,8 @@ Result<SearchResult> Service::search_templates(const SearchRequest& req, const s
   return res;
 }
 
-Result<SearchResult> Service::search(const SearchRequest& req, std::vector<uint8_t> image_bytes) {
+Result<SearchResult> Service::search(const SearchRequest& req_in, std::vector<uint8_t> image_bytes) {
+  const SearchRequest req = within_limits(req_in, vault_->config().search_max_fmr);
   FV_RETURN_IF_ERROR(check_search(req));
   FV_ASSIGN_OR_RETURN(face::FacePipeline * p, pipeline());
   auto img = image::decode_image(image_bytes);

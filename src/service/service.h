@@ -108,7 +108,7 @@ struct SearchRequest {
       : purpose(std::move(purpose_)), case_ref(std::move(case_)), top_k(top) {}
   std::string purpose, case_ref;
   int top_k = 0;                  // 0: the config default
-  std::optional<double> max_fmr;  // default: config search_max_fmr
+  std::optional<double> max_fmr;  // default and upper bound: config search_max_fmr (a request only tightens it)
 };
 
 struct SearchResult {

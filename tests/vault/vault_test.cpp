@@ -338,6 +338,30 @@ TEST_F(VaultTest, PurposeFilterRunsInsideTheScan) {
   EXPECT_EQ(e.details.dump().find("similarity"), std::string::npos);
 }
 
+TEST_F(VaultTest, SearchMayTightenButNotLoosenTheFalseMatchLimit) {
+  for (int i = 0; i < 20; ++i) {
+    const std::string ref = std::to_string(100 + i);
+    ASSERT_TRUE(enroll(ref, basis(ref, {"access-control"}), random_template(rng_)).is_ok());
+  }
+  svc_->set_actor({"ivan", "investigator"});
+  SearchRequest loose{"access-control", "case-9", 50};
+  loose.max_fmr = 1.0;  // "any score": would list every eligible subject
+  auto r = svc_->search_templates(loose, {random_template(rng_)});
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r->faces[0].candidates.empty()) << "a stranger's face returns nobody, whatever max_fmr asks";
+  EXPECT_DOUBLE_EQ(r->max_fmr, config_.search_max_fmr);
+  auto e = audit("search").back();
+  EXPECT_DOUBLE_EQ(e.details["max_fmr"].get<double>(), config_.search_max_fmr) << "the limit used is audited";
+  EXPECT_DOUBLE_EQ(e.details["threshold"].get<double>(), r->threshold);
+  SearchRequest strict{"access-control", "case-9"};
+  strict.max_fmr = 1e-6;
+  auto s = svc_->search_templates(strict, {random_template(rng_)});
+  ASSERT_TRUE(s.is_ok());
+  EXPECT_DOUBLE_EQ(s->max_fmr, 1e-6) << "tightening is honoured";
+  EXPECT_GE(s->threshold, r->threshold);
+  EXPECT_DOUBLE_EQ(audit("search").back().details["max_fmr"].get<double>(), 1e-6);
+}
+
 TEST_F(VaultTest, ExpiredOrWithdrawnBasisTakesSubjectOutOfSearch) {
   auto probe = random_template(rng_);
   const int64_t b = basis("alice", {"investigation"}, "law-enforcement", vault::add_days(clock_.now, 5));

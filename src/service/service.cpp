@@ -486,8 +486,11 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
       return invalid_argument("provenance (supplied by, method, source) must be printable UTF-8 text of at most 1000 bytes");
   auto& db = vault_->db();
   const std::string t = now();
-  // Refusals are audited in their own transaction after the enrolment's is rolled back.
-  auto refuse = [&](const std::string& reason, const std::vector<std::string>& subjects, json extra) -> Status {
+  // Refusals are audited in their own transaction after the enrolment's is rolled back. The
+  // audited reason never holds an external reference (the log is append-only: it could not
+  // be erased); `shown`, for the caller only, may.
+  auto refuse = [&](const std::string& reason, const std::vector<std::string>& subjects, json extra,
+                    const std::string& shown = "") -> Status {
     AuditEntry e = entry("enroll");
     e.outcome = "refused";
     e.purpose = req.purpose.value_or("");
@@ -495,7 +498,7 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
     e.details = {{"basis_id", req.basis_id}, {"reason", reason}};
     for (auto& [k, v] : extra.items()) e.details[k] = v;
     (void)audit_now(e);
-    return refused(reason);
+    return refused(shown.empty() ? reason : shown);
   };
   EnrollResult res;
   res.subject_ref = req.subject_ref;
@@ -505,7 +508,8 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
   {
     FV_ASSIGN_OR_RETURN(auto subj, find_subject(req.subject_ref));
     if (!subj || subj->ref != req.subject_ref)
-      return refuse("no subject '" + req.subject_ref + "': record a lawful basis first (facevault basis add)", {}, json::object());
+      return refuse("unknown subject: record a lawful basis first (facevault basis add)", {}, json::object(),
+                    "no subject '" + req.subject_ref + "': record a lawful basis first (facevault basis add)");
   }
   // Opt-out registry before anything is written.
   {
@@ -661,7 +665,8 @@ Status Service::enroll_batch(const std::vector<BatchRow>& rows, int threads, boo
       Result<PreparedFace> r = not_found("x");
       std::ifstream in(rows[i].image, std::ios::binary);
       if (!in) {
-        r = not_found("cannot open " + rows[i].image);
+        // No path in the message: it is audited (the caller reports the row with its path).
+        r = not_found("cannot open the image file");
       } else {
         std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
         r = prepare(*p, std::move(bytes), -1, keep_image);
@@ -693,7 +698,7 @@ Status Service::enroll_batch(const std::vector<BatchRow>& rows, int threads, boo
     if (!(*r).is_ok()) {
       AuditEntry e = entry("enroll");
       e.outcome = "refused";
-      e.details = {{"basis_id", req.basis_id}, {"reason", (*r).status().message()}};
+      e.details = {{"basis_id", req.basis_id}, {"reason", (*r).status().message()}, {"manifest_line", rows[i].line}};
       (void)audit_now(e);
       on_row(rows[i], Result<EnrollResult>((*r).status()));
     } else {
@@ -1189,15 +1194,20 @@ Result<std::vector<AuditEntry>> Service::audit_show(const std::optional<std::str
     FV_ASSIGN_OR_RETURN(auto t, vault::parse_time(*since));
     q.since = t;
   }
+  bool known = false;
   if (subject) {
     FV_ASSIGN_OR_RETURN(auto s, find_subject(*subject));
     // An erased subject is only known by the id on its receipt.
     q.subject = s ? s->uid : *subject;
+    known = s.has_value();
   }
   FV_ASSIGN_OR_RETURN(auto entries, vault::read_audit(vault_->db(), q));
   AuditEntry e = entry("audit_show");
-  if (q.subject) e.subjects = {*q.subject};
-  e.details = {{"entries", entries.size()}};
+  // Only a vault id goes into the log: a subject of the vault, or one the log names (an
+  // erased subject's id). Anything else may be an external reference: not recorded.
+  if (q.subject && (known || !entries.empty())) e.subjects = {*q.subject};
+  else if (q.subject) e.details["subject"] = "unknown subject";
+  e.details["entries"] = entries.size();
   if (since) e.details["since"] = *q.since;
   FV_ASSIGN_OR_RETURN(std::string h, audit_now(e));
   (void)h;

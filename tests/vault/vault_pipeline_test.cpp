@@ -185,7 +185,7 @@ TEST_F(VaultPipelineTest, BatchManifestWithTwoWorkersReportsEveryRow) {
   for (auto& p : people) bases[p] = basis(p, {"access-control"});
   for (auto& p : people)
     for (int i = 1; i <= 2; ++i) csv << photo(p, i).string() << "," << p << "," << bases[p] << ",\"studio, day 1\"\n";
-  csv << "missing.png,amy," << bases["amy"] << ",\n";
+  csv << "missing-PATH-5521.png,amy," << bases["amy"] << ",\n";
   csv << (samples() / "bbt1.jpg").string() << ",amy," << bases["amy"] << ",group\n";
   csv.close();
   auto rows = service::Service::read_manifest(tmp_.path() / "manifest.csv");
@@ -208,6 +208,13 @@ TEST_F(VaultPipelineTest, BatchManifestWithTwoWorkersReportsEveryRow) {
   EXPECT_EQ(*svc_->vault().db().query_int("SELECT count(*) FROM face"), 16);
   EXPECT_EQ(**svc_->vault().db().query_text("SELECT source FROM source_image WHERE id=1"), "studio, day 1");
   EXPECT_EQ(**svc_->vault().db().query_text("SELECT method FROM source_image WHERE id=1"), "manifest");
+  // The refusals are audited without the image paths or the subjects' references.
+  const std::string log = audit_table_text(svc_->vault().db());
+  EXPECT_NE(log.find("cannot open the image file"), std::string::npos);
+  EXPECT_EQ(log.find("PATH-5521"), std::string::npos);
+  EXPECT_EQ(log.find(tmp_.path().string()), std::string::npos);
+  EXPECT_EQ(log.find(samples().string()), std::string::npos);
+  for (auto& p : people) EXPECT_EQ(log.find("\"" + p + "\""), std::string::npos) << p;
 }
 
 }  // namespace

@@ -480,6 +480,46 @@ TEST_F(VaultTest, WithdrawalErasesWhatTheBasisCovered) {
             0);
 }
 
+TEST_F(VaultTest, NoExternalReferenceOrPathEntersTheAuditLog) {
+  // The log is append-only and outlives erasure: it must hold vault ids, never the operator's
+  // references or file paths.
+  const std::string alice = "alice-REF-7731", bob = "bob-REF-8842", ghost = "ghost-REF-9953";
+  const int64_t a = basis(alice, {"access-control"});
+  const int64_t b = basis(bob, {"access-control"});
+  auto t = random_template(rng_);
+  EnrollRequest req{alice, a};
+  req.provenance = {"desk-3", "file", "/srv/intake/PATH-4410/alice.png"};
+  ASSERT_TRUE(svc_->enroll_template(req, t).is_ok());
+  ASSERT_TRUE(enroll(bob, b, random_template(rng_)).is_ok());
+  auto unknown = enroll(ghost, a, random_template(rng_));
+  ASSERT_FALSE(unknown.is_ok());
+  EXPECT_NE(unknown.status().message().find(ghost), std::string::npos) << "the caller is told which reference";
+  EXPECT_FALSE(enroll(alice, b, random_template(rng_)).is_ok());
+  EXPECT_FALSE(enroll(bob, 999, random_template(rng_)).is_ok());
+  svc_->set_actor({"ivan", "investigator"});
+  ASSERT_TRUE(svc_->search_templates({"access-control", "case-1"}, {t}).is_ok());
+  svc_->set_actor({"dora", "auditor"});
+  ASSERT_TRUE(svc_->export_subject(bob, false, std::nullopt).is_ok());
+  auto receipt = svc_->erase(alice);
+  ASSERT_TRUE(receipt.is_ok());
+  for (const auto& s : {alice, ghost, std::string("nobody-REF-0")}) {
+    auto shown = svc_->audit_show(std::nullopt, s);
+    ASSERT_TRUE(shown.is_ok());
+    EXPECT_TRUE(shown->empty()) << s;
+  }
+  auto by_uid = svc_->audit_show(std::nullopt, receipt->subject_uid);
+  ASSERT_TRUE(by_uid.is_ok());
+  EXPECT_GE(by_uid->size(), 4u) << "the erased subject's history is found by the id on the receipt";
+  EXPECT_EQ(audit("audit_show").back().subjects, std::vector<std::string>{receipt->subject_uid});
+  EXPECT_EQ(audit("audit_show").front().details["subject"], "unknown subject");
+
+  const std::string log = audit_table_text(svc_->vault().db());
+  ASSERT_FALSE(log.empty());
+  for (const char* needle : {"REF-", "PATH-4410", "/srv/intake", "alice", "bob", "ghost", "nobody"})
+    EXPECT_EQ(log.find(needle), std::string::npos) << needle << " is in the audit log";
+  EXPECT_TRUE(svc_->audit_verify()->ok);
+}
+
 // ------------------------------------------------------------------ export
 
 TEST_F(VaultTest, ExportHoldsEverythingIncludingSearchesThatReturnedTheSubject) {

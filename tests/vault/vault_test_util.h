@@ -90,6 +90,18 @@ inline std::span<const uint8_t> float_bytes(const std::vector<float>& v) {
   return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)};
 }
 
+// Every column of every audit entry, as one text: to prove that something is nowhere in the log.
+inline std::string audit_table_text(vault::Db& db) {
+  std::string all;
+  auto s = db.prepare(
+      "SELECT seq || '|' || ts || '|' || actor || '|' || role || '|' || action || '|' || outcome || '|' || purpose || "
+      "'|' || case_ref || '|' || subjects || '|' || details || '|' || prev_hash || '|' || hash FROM audit ORDER BY seq");
+  EXPECT_TRUE(s.is_ok());
+  if (!s.is_ok()) return all;
+  while (*s->step()) all += s->text(0) + "\n";
+  return all;
+}
+
 // A service over `dir` with a settable clock.
 struct Clock {
   std::string now = vault::utc_now();

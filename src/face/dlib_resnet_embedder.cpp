@@ -195,8 +195,9 @@ Result<std::unique_ptr<DlibResNetEmbedder>> DlibResNetEmbedder::create(const nn:
 
 Result<std::unique_ptr<DlibResNetEmbedder>> DlibResNetEmbedder::from_weights(const nn::TfjsWeights& w) {
   std::unique_ptr<DlibResNetEmbedder> e(new DlibResNetEmbedder());
-  NetBuilder b(e->net_, w);
-  e->net_.setInputsNames({"data"});
+  cv::dnn::Net net;
+  NetBuilder b(net, w);
+  net.setInputsNames({"data"});
   using T = NetBuilder::T;
   Result<T> x = b.conv("conv32_down", T{0, 3, kSize}, 2, false, true);
   if (!x.is_ok()) return x.status();
@@ -211,8 +212,9 @@ Result<std::unique_ptr<DlibResNetEmbedder>> DlibResNetEmbedder::from_weights(con
   }
   auto out = b.head(*x);
   if (!out.is_ok()) return out.status();
-  e->net_.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
-  e->net_.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+  auto model = nn::Model::from_net(std::move(net), {3, kSize, kSize}, {"fc"}, "faceapi-dlib-resnet");
+  if (!model.is_ok()) return model.status();
+  e->model_ = std::move(model).value();
   return e;
 }
 
@@ -234,13 +236,9 @@ void DlibResNetEmbedder::fill_input(const cv::Mat& chip, cv::Mat& blob, int i) {
 }
 
 Result<cv::Mat> DlibResNetEmbedder::forward_raw(const cv::Mat& blob) {
-  std::lock_guard<std::mutex> lock(mu_);
-  try {
-    net_.setInput(blob);
-    return net_.forward().clone();
-  } catch (const cv::Exception& e) {
-    return internal_error(std::string("dlib ResNet forward failed: ") + e.what());
-  }
+  auto out = model_->forward(blob);
+  if (!out.is_ok()) return out.status();
+  return (*out)[0];
 }
 
 Result<std::vector<FaceTemplate>> DlibResNetEmbedder::embed(const std::vector<cv::Mat>& aligned) {

@@ -40,8 +40,7 @@ class DlibResNetEmbedder final : public Embedder {
 
  private:
   DlibResNetEmbedder() = default;
-  cv::dnn::Net net_;
-  std::mutex mu_;
+  std::unique_ptr<nn::Model> model_;
 };
 
 }  // namespace fv::face

@@ -35,6 +35,14 @@ Result<std::unique_ptr<Model>> Model::load_onnx(const std::filesystem::path& pat
     return corrupt_data("cannot load ONNX model " + path.string() + ": " + e.what());
   }
   if (model->net_.empty()) return corrupt_data("ONNX model " + path.string() + " has no layers");
+  return from_net(std::move(model->net_), input, std::move(outputs), path.filename().string(), options);
+}
+
+Result<std::unique_ptr<Model>> Model::from_net(cv::dnn::Net net, InputSpec input, std::vector<std::string> outputs,
+                                               std::string name, ModelOptions options) {
+  std::unique_ptr<Model> model(new Model());
+  model->net_ = std::move(net);
+  if (model->net_.empty()) return invalid_argument("model " + name + " has no layers");
   model->net_.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
   model->net_.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
   if (options.flush_denormal_weights) {
@@ -47,7 +55,7 @@ Result<std::unique_ptr<Model>> Model::load_onnx(const std::filesystem::path& pat
   }
   model->input_ = input;
   model->outputs_ = std::move(outputs);
-  model->name_ = path.filename().string();
+  model->name_ = std::move(name);
   return model;
 }
 

@@ -35,6 +35,11 @@ class Model {
                                                   std::vector<std::string> outputs,
                                                   ModelOptions options = {});
 
+  // Wraps a network built in code (e.g. from TF.js weights, see TfjsWeights), so every model
+  // runs through this one seam whatever its file format.
+  static Result<std::unique_ptr<Model>> from_net(cv::dnn::Net net, InputSpec input, std::vector<std::string> outputs,
+                                                 std::string name, ModelOptions options = {});
+
   const InputSpec& input_spec() const { return input_; }
   const std::string& name() const { return name_; }
   // How many weights were flushed to zero at load (for tests and model cards).

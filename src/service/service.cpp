@@ -29,7 +29,9 @@ namespace {
 
 const std::map<std::string, std::set<std::string>> kPolicy = {
     {"basis_add", {"admin", "enroller"}},
-    {"basis_withdraw", {"admin", "enroller", "auditor"}},
+    // Withdrawal erases what the basis covered (the whole subject when no other basis is in
+    // force): only the roles that may erase may withdraw.
+    {"basis_withdraw", {"admin", "auditor"}},
     {"enroll", {"admin", "enroller"}},
     {"search", {"admin", "investigator"}},
     {"erase", {"admin", "auditor"}},
@@ -381,9 +383,13 @@ Result<EraseReceipt> Service::withdraw_basis(int64_t basis_id) {
     if (!row) return not_found("no lawful basis " + std::to_string(basis_id));
     SubjectRow s{q.i64(0), q.text(1), q.text(2), q.text(3), q.text(4)};
     sid = s.id;
+    if (!q.is_null(5))
+      return failed_precondition("lawful basis " + std::to_string(basis_id) + " was already withdrawn on " + q.text(5));
+    // The subject stays only if another basis is in force (neither withdrawn nor expired).
     FV_ASSIGN_OR_RETURN(Stmt others, db.prepare(
-        "SELECT count(*) FROM lawful_basis WHERE subject_id=? AND id<>? AND withdrawn_at IS NULL"));
-    others.bind_all(s.id, basis_id);
+        "SELECT count(*) FROM lawful_basis WHERE subject_id=? AND id<>? AND withdrawn_at IS NULL "
+        "AND (expires_at IS NULL OR expires_at > ?)"));
+    others.bind_all(s.id, basis_id, now());
     FV_ASSIGN_OR_RETURN(bool orow, others.step());
     const int64_t remaining = orow ? others.i64(0) : 0;
     if (remaining == 0) {
@@ -402,13 +408,14 @@ Result<EraseReceipt> Service::withdraw_basis(int64_t basis_id) {
         d.bind(1, basis_id);
         return d.run();
       };
-      int64_t dummy = 0;
       FV_RETURN_IF_ERROR(del("SELECT count(*) FROM face WHERE basis_id=?", "DELETE FROM face WHERE basis_id=?", r.faces));
       FV_RETURN_IF_ERROR(del("SELECT count(*) FROM source_image WHERE basis_id=? AND image IS NOT NULL",
                              "SELECT 1 WHERE ?", r.kept_images));
       FV_RETURN_IF_ERROR(del("SELECT count(*) FROM source_image WHERE basis_id=?",
                              "DELETE FROM source_image WHERE basis_id=?", r.images));
-      FV_RETURN_IF_ERROR(del("SELECT 0 WHERE ?", "UPDATE lawful_basis SET withdrawn_at='" + r.erased_at + "' WHERE id=?", dummy));
+      FV_ASSIGN_OR_RETURN(Stmt w, db.prepare("UPDATE lawful_basis SET withdrawn_at=? WHERE id=?"));
+      w.bind_all(r.erased_at, basis_id);
+      FV_RETURN_IF_ERROR(w.run());
       r.bases = 0;
       AuditEntry e = entry("basis_withdraw");
       e.subjects = {s.uid};

@@ -22,7 +22,8 @@
 namespace fv::service {
 
 // admin: everything; enroller: bases, enrolment, opt-outs; investigator: search;
-// auditor (data-protection officer): erasure, export, expiry, opt-out checks, the audit log.
+// auditor (data-protection officer): erasure, basis withdrawal (it erases), export, expiry,
+// opt-out checks, the audit log.
 bool is_known_role(const std::string& role);
 bool role_may(const std::string& role, const std::string& action);
 
@@ -171,7 +172,9 @@ class Service {
 
   // Lawful basis. Creates the subject (and its data key) when the reference is new.
   Result<BasisResult> add_basis(const BasisRequest& req);
-  // Withdrawal erases what the basis covered; when no other basis remains, the whole subject.
+  // Withdrawal erases what the basis covered; when no other basis is in force (withdrawn or
+  // expired ones do not count), the whole subject. Auditor or admin only; a basis is
+  // withdrawn once (a second withdrawal is refused and keeps the first date).
   Result<EraseReceipt> withdraw_basis(int64_t basis_id);
 
   // Enrolment: image bytes → one acceptable face → quality gate → opt-out check → sealed

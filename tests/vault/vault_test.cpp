@@ -520,6 +520,52 @@ TEST_F(VaultTest, NoExternalReferenceOrPathEntersTheAuditLog) {
   EXPECT_TRUE(svc_->audit_verify()->ok);
 }
 
+TEST_F(VaultTest, WithdrawingABasisTwiceIsRefusedAndKeepsTheFirstDate) {
+  const int64_t b1 = basis("alice", {"access-control"});
+  ASSERT_GT(basis("alice", {"payroll"}), 0);
+  ASSERT_TRUE(svc_->withdraw_basis(b1).is_ok());
+  const std::string first = **svc_->vault().db().query_text("SELECT withdrawn_at FROM lawful_basis WHERE id=" + std::to_string(b1));
+  clock_.now = vault::add_days(clock_.now, 3);
+  auto again = svc_->withdraw_basis(b1);
+  ASSERT_FALSE(again.is_ok());
+  EXPECT_NE(again.status().message().find("already withdrawn"), std::string::npos) << again.status().message();
+  EXPECT_EQ(**svc_->vault().db().query_text("SELECT withdrawn_at FROM lawful_basis WHERE id=" + std::to_string(b1)), first);
+  EXPECT_EQ(audit("basis_withdraw").size(), 1u);
+}
+
+TEST_F(VaultTest, WithdrawalErasesTheSubjectWhenNoOtherBasisIsInForce) {
+  // Alice's other basis has expired: withdrawing the one in force leaves her none.
+  const int64_t old = basis("alice", {"access-control"}, "consent", vault::add_days(clock_.now, 5));
+  const int64_t cur = basis("alice", {"payroll"});
+  ASSERT_TRUE(enroll("alice", old, random_template(rng_)).is_ok());
+  ASSERT_TRUE(enroll("alice", cur, random_template(rng_)).is_ok());
+  clock_.now = vault::add_days(clock_.now, 6);
+  auto r = svc_->withdraw_basis(cur);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r->key_destroyed) << "an expired basis does not keep the subject";
+  EXPECT_EQ(r->faces, 2);
+  EXPECT_EQ(count("SELECT count(*) FROM subject") + count("SELECT count(*) FROM face") +
+                count("SELECT count(*) FROM lawful_basis") + count("SELECT count(*) FROM subject_key"),
+            0);
+}
+
+TEST_F(VaultTest, OnlyRolesThatMayEraseMayWithdrawABasis) {
+  const int64_t b = basis("alice", {"access-control"});
+  ASSERT_TRUE(enroll("alice", b, random_template(rng_)).is_ok());
+  for (const char* role : {"enroller", "investigator"}) {
+    svc_->set_actor({"eve", role});
+    auto r = svc_->withdraw_basis(b);
+    ASSERT_FALSE(r.is_ok()) << role;
+    EXPECT_NE(r.status().message().find("may not"), std::string::npos);
+  }
+  EXPECT_EQ(count("SELECT count(*) FROM face"), 1) << "nothing erased";
+  EXPECT_EQ(count("SELECT count(*) FROM audit WHERE action='basis_withdraw' AND outcome='denied'"), 2);
+  svc_->set_actor({"dora", "auditor"});
+  auto ok = svc_->withdraw_basis(b);
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_TRUE(ok->key_destroyed);
+}
+
 // ------------------------------------------------------------------ export
 
 TEST_F(VaultTest, ExportHoldsEverythingIncludingSearchesThatReturnedTheSubject) {

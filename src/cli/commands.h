@@ -33,6 +33,7 @@ void add_face_commands(CLI::App& app, int& exit_code);
 void add_verify_command(CLI::App& app, int& exit_code);
 void add_eval_commands(CLI::App& app, int& exit_code);
 void add_vault_commands(CLI::App& app, int& exit_code);
+void add_index_commands(CLI::App& app, int& exit_code);  // eval ident, bench index
 void add_serve_commands(CLI::App& app, int& exit_code);  // after add_vault_commands: joins its `key` group
 
 }  // namespace fv::cli

@@ -1,0 +1,172 @@
+// Scale benchmark (issue 4, item 7): the production indexes (exact int8 scan, IVF with
+// re-rank) and the FAISS anchors (IndexFlatIP: exact float32; IndexHNSWFlat: ANN) on the same
+// synthetic gallery, one configuration per process so that each peak memory is its own.
+//
+//   index_bench --size 1000000 --kind exact|ivf|faiss-flat|faiss-hnsw [--threads 1,2]
+//               [--queries 200] [--lfw out/lfw_templates.jsonl] [--nprobe 32] [--rerank 64]
+//               [--store FILE] [--hnsw-m 32] [--ef-search 64] [--ef-construction 40]
+//
+// Prints one JSON object (the same fields as `facevault bench index`).
+#include <cstring>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "index/bench_harness.h"
+#include "index/secure_io.h"
+
+#ifdef FACEVAULT_HAVE_FAISS
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIDMap.h>
+#include <omp.h>
+#endif
+
+namespace {
+
+using namespace fv;
+using namespace fv::index;
+
+size_t hnsw_m = 32, ef_search = 64, ef_construction = 40;
+
+#ifdef FACEVAULT_HAVE_FAISS
+using fidx = faiss::Index::idx_t;  // FAISS 1.7.3 (Debian 12) spells it here
+#endif
+
+#ifdef FACEVAULT_HAVE_FAISS
+// A FAISS index behind our interface, so the harness drives it exactly like ours. No filter
+// and no removal: the anchors measure speed and recall only.
+class FaissAnchor final : public VectorIndex {
+ public:
+  FaissAnchor(size_t dim, bool hnsw) : dim_(dim), hnsw_(hnsw) {
+    if (hnsw) {
+      auto* h = new faiss::IndexHNSWFlat(static_cast<int>(dim), static_cast<int>(hnsw_m), faiss::METRIC_INNER_PRODUCT);
+      h->hnsw.efConstruction = static_cast<int>(ef_construction);
+      h->hnsw.efSearch = static_cast<int>(ef_search);
+      inner_ = h;
+    } else {
+      inner_ = new faiss::IndexFlatIP(static_cast<int>(dim));
+    }
+    map_ = std::make_unique<faiss::IndexIDMap>(inner_);
+    map_->own_fields = true;
+  }
+  std::string kind() const override { return hnsw_ ? "faiss-hnsw" : "faiss-flat"; }
+  size_t dim() const override { return dim_; }
+  size_t size() const override { return static_cast<size_t>(map_->ntotal); }
+  bool contains(Id) const override { return false; }
+  Status add(std::span<const Id> ids, std::span<const float> v) override {
+    try {
+      map_->add_with_ids(static_cast<fidx>(ids.size()), v.data(), reinterpret_cast<const fidx*>(ids.data()));
+    } catch (const std::exception& e) {
+      return internal_error(std::string("faiss: ") + e.what());
+    }
+    return Status::ok();
+  }
+  Result<size_t> remove(std::span<const Id>) override { return unsupported("the FAISS anchors are not timed for removal"); }
+  Result<SearchResult> search(std::span<const float> q, size_t k, const IdFilter*) const override {
+    omp_set_num_threads(threads_);
+    std::vector<float> D(k);
+    std::vector<fidx> I(k);
+    map_->search(1, q.data(), static_cast<fidx>(k), D.data(), I.data());
+    SearchResult r;
+    for (size_t i = 0; i < k; ++i)
+      if (I[i] >= 0) {
+        r.ids.push_back(I[i]);
+        r.scores.push_back(D[i]);
+      }
+    return r;
+  }
+  Result<std::vector<SearchResult>> search_batch(std::span<const float> qs, size_t k, const IdFilter*) const override {
+    omp_set_num_threads(threads_);
+    const size_t nq = qs.size() / dim_;
+    std::vector<float> D(nq * k);
+    std::vector<fidx> I(nq * k);
+    map_->search(static_cast<fidx>(nq), qs.data(), static_cast<fidx>(k), D.data(), I.data());
+    std::vector<SearchResult> out(nq);
+    for (size_t j = 0; j < nq; ++j)
+      for (size_t i = 0; i < k; ++i)
+        if (I[j * k + i] >= 0) {
+          out[j].ids.push_back(I[j * k + i]);
+          out[j].scores.push_back(D[j * k + i]);
+        }
+    return out;
+  }
+  void set_threads(int t) override { threads_ = t; }
+  IndexStats stats() const override {
+    IndexStats s;
+    s.size = size();
+    s.scan_bytes_per_item = dim_ * sizeof(float);
+    s.memory_bytes = size() * (dim_ * sizeof(float) + sizeof(fidx) + (hnsw_ ? hnsw_m * 2 * sizeof(int) * 1.07 : 0));
+    return s;
+  }
+  Status save(const std::filesystem::path&, const IndexKey&) const override { return unsupported("anchor"); }
+
+ private:
+  size_t dim_;
+  bool hnsw_;
+  int threads_ = 1;
+  faiss::Index* inner_ = nullptr;
+  std::unique_ptr<faiss::IndexIDMap> map_;
+};
+#endif
+
+std::vector<int> parse_threads(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  for (std::string t; std::getline(ss, t, ',');) out.push_back(std::max(1, std::atoi(t.c_str())));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (sodium_init() < 0) return 2;
+  BenchConfig cfg;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << "index_bench: " << a << " needs a value\n";
+        std::exit(1);
+      }
+      return argv[++i];
+    };
+    if (a == "--size") cfg.size = std::stoull(next());
+    else if (a == "--dim") cfg.dim = std::stoull(next());
+    else if (a == "--kind") cfg.kind = next();
+    else if (a == "--threads") cfg.threads = parse_threads(next());
+    else if (a == "--queries") cfg.queries = std::stoull(next());
+    else if (a == "--lfw") cfg.lfw = next();
+    else if (a == "--nlist") cfg.ivf.nlist = std::stoull(next());
+    else if (a == "--nprobe") cfg.ivf.nprobe = std::stoull(next());
+    else if (a == "--rerank") cfg.ivf.rerank = std::stoull(next());
+    else if (a == "--store") cfg.ivf.store_path = next();
+    else if (a == "--removals") cfg.removals = std::stoull(next());
+    else if (a == "--seed") cfg.seed = std::stoull(next());
+    else if (a == "--hnsw-m") hnsw_m = std::stoull(next());
+    else if (a == "--ef-search") ef_search = std::stoull(next());
+    else if (a == "--ef-construction") ef_construction = std::stoull(next());
+    else if (a == "--no-truth") cfg.ground_truth = false;
+    else {
+      std::cerr << "index_bench: unknown argument " << a << "\n";
+      return 1;
+    }
+  }
+  IndexFactory factory = production_factory();
+#ifdef FACEVAULT_HAVE_FAISS
+  if (cfg.kind == "faiss-flat" || cfg.kind == "faiss-hnsw") {
+    factory = [](std::span<const float>, const BenchConfig& c) -> Result<std::unique_ptr<VectorIndex>> {
+      omp_set_num_threads(*std::max_element(c.threads.begin(), c.threads.end()));
+      return std::unique_ptr<VectorIndex>(std::make_unique<FaissAnchor>(c.dim, c.kind == "faiss-hnsw"));
+    };
+  }
+#endif
+  auto r = run_index_bench(cfg, factory, [](const std::string& m) { std::cerr << "index_bench: " << m << "\n"; });
+  if (!r.is_ok()) {
+    std::cerr << "index_bench: " << r.status().to_string() << "\n";
+    return 2;
+  }
+  if (cfg.kind == "faiss-hnsw") (*r)["hnsw"] = {{"M", hnsw_m}, {"ef_search", ef_search}, {"ef_construction", ef_construction}};
+  std::cout << r->dump() << "\n";
+  return 0;
+}

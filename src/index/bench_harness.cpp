@@ -1,0 +1,272 @@
+#include "index/bench_harness.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <random>
+#include <unordered_set>
+
+#include "index/exact_index.h"
+#include "index/kernels.h"
+#include "index/parallel.h"
+#include "index/secure_io.h"
+#include "index/synthetic.h"
+
+namespace fv::index {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(std::ceil(p * v.size())) - (p > 0 ? 1 : 0));
+  return v[i];
+}
+
+}  // namespace
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+IndexFactory production_factory() {
+  return [](std::span<const float> sample, const BenchConfig& c) -> Result<std::unique_ptr<VectorIndex>> {
+    if (c.kind == "exact") return std::unique_ptr<VectorIndex>(std::make_unique<ExactIndex>(c.dim));
+    if (c.kind == "ivf" || c.kind == "ann") {
+      IvfOptions o = c.ivf;
+      if (!o.expected_size) o.expected_size = c.size;
+      o.threads = *std::max_element(c.threads.begin(), c.threads.end());
+      auto idx = std::make_unique<IvfIndex>(c.dim, o);
+      FV_RETURN_IF_ERROR(idx->train(sample));
+      return std::unique_ptr<VectorIndex>(std::move(idx));
+    }
+    return invalid_argument("unknown index kind '" + c.kind + "' (exact, ivf)");
+  };
+}
+
+Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactory& factory,
+                                       const std::function<void(const std::string&)>& log_fn) {
+  auto log = [&](const std::string& m) {
+    if (log_fn) log_fn(m);
+  };
+  if (cfg.threads.empty() || cfg.size == 0 || cfg.dim == 0) return invalid_argument("bench: empty configuration");
+  const size_t d = cfg.dim;
+  const int max_threads = *std::max_element(cfg.threads.begin(), cfg.threads.end());
+
+  // ---- LFW templates: gallery = first image of each identity (the rest of an identity's
+  // images are the probes), as in `facevault eval ident`.
+  TemplateSet lfw;
+  std::vector<size_t> lfw_gallery, lfw_probes;  // rows of lfw
+  std::map<std::string, size_t> lfw_gallery_row;
+  if (!cfg.lfw.empty()) {
+    FV_ASSIGN_OR_RETURN(lfw, read_template_jsonl(cfg.lfw));
+    if (lfw.dim != d) return invalid_argument("bench: LFW templates have dimension " + std::to_string(lfw.dim));
+    for (size_t i = 0; i < lfw.files.size(); ++i) {
+      auto [it, fresh] = lfw_gallery_row.emplace(lfw.identity[i], i);
+      if (fresh) lfw_gallery.push_back(i);
+      else lfw_probes.push_back(i);
+    }
+    if (lfw_gallery.size() >= cfg.size) return invalid_argument("bench: --size must exceed the LFW gallery");
+  }
+  const size_t n_syn = cfg.size - lfw_gallery.size();
+  SyntheticGallery gen({n_syn, d, 0.85f, cfg.seed});
+
+  // ---- queries and what counts as their mate
+  const size_t nq = cfg.lfw.empty() ? cfg.queries : std::min(cfg.queries, lfw_probes.size());
+  std::vector<float> queries(nq * d);
+  std::vector<std::vector<Id>> mates(nq);
+  for (size_t j = 0; j < nq; ++j) {
+    if (cfg.lfw.empty()) {
+      std::vector<size_t> m;
+      gen.query(j, queries.data() + j * d, &m);
+      mates[j].assign(m.begin(), m.end());
+    } else {
+      const size_t row = lfw_probes[j * lfw_probes.size() / nq];
+      std::memcpy(queries.data() + j * d, lfw.values.data() + row * d, d * sizeof(float));
+      const size_t g = lfw_gallery_row[lfw.identity[row]];
+      const size_t gi = std::find(lfw_gallery.begin(), lfw_gallery.end(), g) - lfw_gallery.begin();
+      mates[j].push_back(static_cast<Id>(n_syn + gi));
+    }
+  }
+
+  // ---- training sample (IVF): the first templates of the gallery (they are as mixed as any).
+  double build_s = 0;
+  std::unique_ptr<VectorIndex> index;
+  {
+    const size_t nlist = cfg.ivf.nlist ? cfg.ivf.nlist : std::clamp<size_t>(size_t(4 * std::sqrt(double(cfg.size))), 16, 65536);
+    const size_t ns = (cfg.kind == "exact" || cfg.kind == "faiss-flat") ? 0
+                      : std::min(n_syn, cfg.ivf.train_max ? cfg.ivf.train_max : std::max<size_t>(65536, 16 * nlist));
+    std::vector<float> sample(ns * d);
+    run_parallel(max_threads, [&](int t) {
+      auto [b, e] = split_range(ns, max_threads, t);
+      gen.generate(b, e, sample.data() + b * d);
+    });
+    log("training on " + std::to_string(ns) + " templates");
+    const auto t0 = Clock::now();
+    FV_ASSIGN_OR_RETURN(index, factory(sample, cfg));
+    build_s += secs(t0, Clock::now());
+  }
+  const double train_s = build_s;
+
+  // ---- stream the gallery: generate, ground truth, add
+  std::vector<TopK> truth(nq, TopK(cfg.k));
+  auto ground_truth = [&](const float* rows, size_t m, Id first) {
+    if (!cfg.ground_truth) return;
+    run_parallel(max_threads, [&](int t) {
+      for (size_t j = t; j < nq; j += max_threads) {
+        const float* q = queries.data() + j * d;
+        for (size_t i = 0; i < m; ++i) truth[j].push(kernels::dot_f32(rows + i * d, q, d), first + static_cast<Id>(i));
+      }
+    });
+  };
+  constexpr size_t kChunk = 131072;
+  std::vector<float> chunk(kChunk * d);
+  std::vector<Id> ids(kChunk);
+  for (size_t c0 = 0; c0 < n_syn; c0 += kChunk) {
+    const size_t m = std::min(kChunk, n_syn - c0);
+    run_parallel(max_threads, [&](int t) {
+      auto [b, e] = split_range(m, max_threads, t);
+      gen.generate(c0 + b, c0 + e, chunk.data() + b * d);
+    });
+    ground_truth(chunk.data(), m, static_cast<Id>(c0));
+    for (size_t i = 0; i < m; ++i) ids[i] = static_cast<Id>(c0 + i);
+    const auto t0 = Clock::now();
+    FV_RETURN_IF_ERROR(index->add(std::span<const Id>(ids.data(), m), std::span<const float>(chunk.data(), m * d)));
+    build_s += secs(t0, Clock::now());
+    if ((c0 / kChunk) % 8 == 7) log("added " + std::to_string(c0 + m) + " / " + std::to_string(cfg.size));
+  }
+  if (!lfw_gallery.empty()) {
+    std::vector<float> g(lfw_gallery.size() * d);
+    std::vector<Id> gid(lfw_gallery.size());
+    for (size_t i = 0; i < lfw_gallery.size(); ++i) {
+      std::memcpy(g.data() + i * d, lfw.values.data() + lfw_gallery[i] * d, d * sizeof(float));
+      gid[i] = static_cast<Id>(n_syn + i);
+    }
+    ground_truth(g.data(), g.size() / d, static_cast<Id>(n_syn));
+    const auto t0 = Clock::now();
+    FV_RETURN_IF_ERROR(index->add(gid, g));
+    build_s += secs(t0, Clock::now());
+  }
+  if (auto* ivf = dynamic_cast<IvfIndex*>(index.get())) {
+    const auto t0 = Clock::now();
+    ivf->shrink();
+    build_s += secs(t0, Clock::now());
+  }
+  sodium_memzero(chunk.data(), chunk.size() * sizeof(float));
+  log("built in " + std::to_string(build_s) + " s");
+
+  // ---- single-query latency with each thread count
+  nlohmann::json j;
+  nlohmann::json by_threads = nlohmann::json::object();
+  std::vector<SearchResult> results(nq);
+  for (size_t ti = 0; ti < cfg.threads.size(); ++ti) {
+    const int t = cfg.threads[ti];
+    index->set_threads(t);
+    for (size_t w = 0; w < std::min<size_t>(nq, 5); ++w) (void)index->search(std::span<const float>(queries.data() + w * d, d), cfg.k);
+    std::vector<double> ms;
+    for (size_t q = 0; q < nq; ++q) {
+      const auto t0 = Clock::now();
+      FV_ASSIGN_OR_RETURN(auto r, index->search(std::span<const float>(queries.data() + q * d, d), cfg.k));
+      ms.push_back(secs(t0, Clock::now()) * 1e3);
+      if (ti == 0) results[q] = std::move(r);
+    }
+    by_threads[std::to_string(t)] = {{"p50_ms", percentile(ms, 0.5)}, {"p99_ms", percentile(ms, 0.99)},
+                                     {"mean_ms", std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size()}};
+    log("threads " + std::to_string(t) + ": p50 " + std::to_string(percentile(ms, 0.5)) + " ms");
+  }
+  // ---- batch throughput with the most threads
+  index->set_threads(max_threads);
+  double qps = 0;
+  {
+    const auto t0 = Clock::now();
+    FV_ASSIGN_OR_RETURN(auto rs, index->search_batch(queries, cfg.k));
+    qps = nq / secs(t0, Clock::now());
+  }
+  // ---- recall against float32 exact search, and whether the mate came first
+  double r1 = 0, r10 = 0, mate1 = 0;
+  for (size_t q = 0; q < nq; ++q) {
+    const auto gt = truth[q].sorted();
+    const auto& got = results[q].ids;
+    if (!gt.empty() && !got.empty() && got[0] == gt[0].second) r1 += 1;
+    size_t hit = 0;
+    for (size_t i = 0; i < std::min(cfg.k, gt.size()); ++i)
+      if (std::find(got.begin(), got.end(), gt[i].second) != got.end()) ++hit;
+    r10 += gt.empty() ? 0 : double(hit) / std::min(cfg.k, gt.size());
+    if (!got.empty() && std::find(mates[q].begin(), mates[q].end(), got[0]) != mates[q].end()) mate1 += 1;
+  }
+  const IndexStats st = index->stats();
+  const auto& lat = by_threads[std::to_string(cfg.threads[0])];
+  j["kind"] = cfg.kind;
+  j["size"] = index->size();
+  j["dim"] = d;
+  j["queries"] = nq;
+  j["query_source"] = cfg.lfw.empty() ? "synthetic near-duplicates" : "LFW mated probes";
+  j["threads"] = cfg.threads[0];
+  j["p50_ms"] = lat["p50_ms"];
+  j["p99_ms"] = lat["p99_ms"];
+  j["latency_by_threads"] = by_threads;
+  j["qps"] = qps;
+  j["qps_threads"] = max_threads;
+  if (cfg.ground_truth) {
+    j["recall_at_1"] = r1 / nq;
+    j["recall_at_10"] = r10 / nq;
+  }
+  j["mate_at_rank1"] = mate1 / nq;
+  j["bytes_per_template"] = st.scan_bytes_per_item;
+  j["memory_bytes_per_template"] = double(st.memory_bytes) / std::max<size_t>(1, st.size);
+  j["disk_bytes_per_template"] = double(st.disk_bytes) / std::max<size_t>(1, st.size);
+  j["build_s"] = build_s;
+  j["train_s"] = train_s;
+  j["isa"] = kernels::isa_name(kernels::active_isa());
+  if (cfg.kind == "exact") {
+    const double p50 = lat["p50_ms"].get<double>();
+    j["scan_gb_per_s"] = p50 > 0 ? double(st.scan_bytes_per_item) * index->size() / (p50 * 1e-3) / 1e9 : 0;
+  }
+  if (auto* ivf = dynamic_cast<IvfIndex*>(index.get())) {
+    j["nlist"] = ivf->nlist();
+    j["nprobe"] = ivf->options().nprobe;
+    j["rerank"] = ivf->options().rerank;
+    j["scanned_fraction"] = ivf->scanned_fraction();
+  }
+  // ---- removal: a batch of random ids, timed; then each removed template, searched for
+  // with its own vector, must not come back.
+  if (cfg.removals > 0 && n_syn > cfg.removals) {
+    std::mt19937_64 rng(cfg.seed + 7);
+    std::unordered_set<Id> pick;
+    while (pick.size() < cfg.removals) pick.insert(static_cast<Id>(rng() % n_syn));
+    std::vector<Id> gone(pick.begin(), pick.end());
+    const auto t0 = Clock::now();
+    auto rm = index->remove(std::span<const Id>(gone.data(), gone.size() - 1));
+    const double batch_ms = secs(t0, Clock::now()) * 1e3;
+    if (!rm.is_ok() && rm.status().code() == StatusCode::kUnsupported) {
+      j["removal"] = "unsupported";
+      j["peak_rss_mib"] = peak_rss_mib();
+      return j;
+    }
+    FV_ASSIGN_OR_RETURN(size_t removed, std::move(rm));
+    const auto t1 = Clock::now();
+    FV_ASSIGN_OR_RETURN(size_t one, index->remove(std::span<const Id>(&gone.back(), 1)));
+    const double one_ms = secs(t1, Clock::now()) * 1e3;
+    size_t found = 0;
+    std::vector<float> v(d);
+    for (size_t i = 0; i < std::min<size_t>(gone.size(), 50); ++i) {
+      gen.generate(static_cast<size_t>(gone[i]), static_cast<size_t>(gone[i]) + 1, v.data());
+      FV_ASSIGN_OR_RETURN(auto r, index->search(v, cfg.k));
+      for (Id id : r.ids) found += pick.count(id);
+    }
+    j["removal"] = {{"batch", removed}, {"batch_ms", batch_ms}, {"single_ms", one_ms}, {"single_removed", one},
+                    {"removed_returned_by_search", found}};
+  }
+  j["peak_rss_mib"] = peak_rss_mib();
+  return j;
+}
+
+}  // namespace fv::index

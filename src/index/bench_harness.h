@@ -1,0 +1,43 @@
+// The scale benchmark behind `facevault bench index` and bench/index_bench: builds a synthetic
+// gallery (synthetic.h, optionally with real LFW templates mixed in as the mated pairs),
+// streams it into an index through the production add/search/remove code, computes float32
+// exact ground truth in the same pass, and reports one JSON object.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "index/ivf_index.h"
+#include "index/vector_index.h"
+
+namespace fv::index {
+
+struct BenchConfig {
+  size_t size = 100000;
+  size_t dim = 512;
+  std::string kind = "exact";    // exact | ivf (bench/index_bench adds faiss-flat, faiss-hnsw)
+  std::vector<int> threads = {1, 2};  // single-query latency is measured with each
+  size_t queries = 200;
+  size_t k = 10;
+  std::string lfw;               // embed JSONL: LFW gallery mixed in, its mated probes are the queries
+  IvfOptions ivf;
+  uint64_t seed = 42;
+  size_t removals = 1000;
+  bool ground_truth = true;      // float32 exact top-k for recall (costs Q·N·D multiply-adds)
+};
+
+// Makes the empty (trained, when it needs training) index under test from a training sample.
+using IndexFactory = std::function<Result<std::unique_ptr<VectorIndex>>(std::span<const float> sample, const BenchConfig&)>;
+
+// The factory for the production kinds (exact, ivf).
+IndexFactory production_factory();
+
+Result<nlohmann::json> run_index_bench(const BenchConfig& config, const IndexFactory& factory,
+                                       const std::function<void(const std::string&)>& log = {});
+
+// Peak resident memory of this process so far (MiB).
+double peak_rss_mib();
+
+}  // namespace fv::index

@@ -1,0 +1,55 @@
+#include "index/index.h"
+
+#include <cstring>
+
+namespace fv::index {
+
+Result<std::vector<SearchResult>> VectorIndex::search_batch(std::span<const float> queries, size_t k,
+                                                            const IdFilter* filter) const {
+  if (dim() == 0 || queries.size() % dim() != 0) return invalid_argument("search_batch: queries are not a multiple of the dimension");
+  std::vector<SearchResult> out;
+  for (size_t q = 0; q < queries.size() / dim(); ++q) {
+    FV_ASSIGN_OR_RETURN(auto r, search(queries.subspan(q * dim(), dim()), k, filter));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Result<std::unique_ptr<VectorIndex>> load_index(const std::filesystem::path& path, const IndexKey& key) {
+  FV_ASSIGN_OR_RETURN(auto in, SealedReader::open(path, key));
+  char tag[8];
+  FV_RETURN_IF_ERROR(in->read(tag, 8));
+  std::unique_ptr<VectorIndex> idx;
+  if (std::memcmp(tag, "exact\0\0\1", 8) == 0) {
+    FV_ASSIGN_OR_RETURN(idx, ExactIndex::load_body(*in));
+  } else if (std::memcmp(tag, "ivf\0\0\0\0\1", 8) == 0) {
+    FV_ASSIGN_OR_RETURN(idx, IvfIndex::load_body(*in));
+  } else {
+    return corrupt_data(path.string() + ": unknown index kind");
+  }
+  FV_RETURN_IF_ERROR(in->expect_end());
+  return idx;
+}
+
+Result<std::unique_ptr<VectorIndex>> build_index(const IndexOptions& options, size_t dim, std::span<const Id> ids,
+                                                 std::span<const float> vectors) {
+  const bool ivf = options.kind == "ivf" || (options.kind == "auto" && ids.size() >= options.ann_min_size);
+  if (options.kind != "auto" && options.kind != "exact" && options.kind != "ivf")
+    return invalid_argument("unknown index kind '" + options.kind + "' (auto, exact, ivf)");
+  if (!ivf) {
+    auto idx = std::make_unique<ExactIndex>(dim);
+    idx->set_threads(options.threads);
+    FV_RETURN_IF_ERROR(idx->add(ids, vectors));
+    return std::unique_ptr<VectorIndex>(std::move(idx));
+  }
+  IvfOptions o = options.ivf;
+  o.threads = options.threads;
+  if (!o.expected_size) o.expected_size = ids.size();
+  auto idx = std::make_unique<IvfIndex>(dim, o);
+  FV_RETURN_IF_ERROR(idx->train(vectors));
+  FV_RETURN_IF_ERROR(idx->add(ids, vectors));
+  idx->shrink();
+  return std::unique_ptr<VectorIndex>(std::move(idx));
+}
+
+}  // namespace fv::index

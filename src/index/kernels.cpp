@@ -1,0 +1,380 @@
+#include "index/kernels.h"
+
+// GCC 12 warns inside its own _mm512_reduce_add_* helpers (an undefined-vector idiom it
+// uses on purpose); the warning is about the header, not this file.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace fv::index::kernels {
+namespace {
+
+// ------------------------------------------------------------------ scalar
+
+int32_t u8s8_scalar(const uint8_t* g, const int8_t* q, size_t dim) {
+  int32_t s = 0;
+  for (size_t i = 0; i < dim; ++i) s += int32_t(g[i]) * int32_t(q[i]);
+  return s;
+}
+
+int32_t u4s8_scalar(const uint8_t* p, const int8_t* q, size_t dim) {
+  int32_t s = 0;
+  for (size_t b = 0; b < dim; b += 64, p += 32, q += 64)
+    for (size_t j = 0; j < 32; ++j) s += int32_t(p[j] & 15) * q[j] + int32_t(p[j] >> 4) * q[32 + j];
+  return s;
+}
+
+float f32_scalar(const float* a, const float* b, size_t dim) {
+  float s = 0;
+  for (size_t i = 0; i < dim; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void u8s8_rows_scalar(const uint8_t* g, size_t n, size_t dim, const int8_t* q, int32_t* out) {
+  for (size_t r = 0; r < n; ++r) out[r] = u8s8_scalar(g + r * dim, q, dim);
+}
+void u4s8_rows_scalar(const uint8_t* g, size_t n, size_t dim, const int8_t* q, int32_t* out) {
+  const size_t row = dim / 2;
+  for (size_t r = 0; r < n; ++r) out[r] = u4s8_scalar(g + r * row, q, dim);
+}
+
+// ------------------------------------------------------------------ AVX2
+
+#define FV_AVX2 __attribute__((target("avx2,fma")))
+
+FV_AVX2 inline int32_t hsum256(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+FV_AVX2 int32_t u8s8_avx2(const uint8_t* g, const int8_t* q, size_t dim) {
+  // Widen to int16 and use madd: exact (maddubs would saturate at ±32767).
+  __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 32 <= dim; i += 32) {
+    __m256i g0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + i)));
+    __m256i q0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i)));
+    __m256i g1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + i + 16)));
+    __m256i q1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i + 16)));
+    acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(g0, q0));
+    acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(g1, q1));
+  }
+  int32_t s = hsum256(_mm256_add_epi32(acc0, acc1));
+  for (; i < dim; ++i) s += int32_t(g[i]) * q[i];
+  return s;
+}
+
+FV_AVX2 int32_t u4s8_avx2(const uint8_t* p, const int8_t* q, size_t dim) {
+  const __m256i mask = _mm256_set1_epi8(15);
+  __m256i acc = _mm256_setzero_si256();
+  for (size_t b = 0; b < dim; b += 64, p += 32, q += 64) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    __m256i lo = _mm256_and_si256(v, mask);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+#define q16(off) _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + (off))))
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(lo)), q16(0)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(lo, 1)), q16(16)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(hi)), q16(32)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(hi, 1)), q16(48)));
+#undef q16
+  }
+  return hsum256(acc);
+}
+
+FV_AVX2 float f32_avx2(const float* a, const float* b, size_t dim) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= dim; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  __m256 acc = _mm256_add_ps(acc0, acc1);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  float r = _mm_cvtss_f32(s);
+  for (; i < dim; ++i) r += a[i] * b[i];
+  return r;
+}
+
+FV_AVX2 void u8s8_rows_avx2(const uint8_t* g, size_t n, size_t dim, const int8_t* q, int32_t* out) {
+  for (size_t r = 0; r < n; ++r) out[r] = u8s8_avx2(g + r * dim, q, dim);
+}
+FV_AVX2 void u4s8_rows_avx2(const uint8_t* g, size_t n, size_t dim, const int8_t* q, int32_t* out) {
+  for (size_t r = 0; r < n; ++r) out[r] = u4s8_avx2(g + r * (dim / 2), q, dim);
+}
+
+// ------------------------------------------------------------------ AVX-512 (BW, no VNNI)
+
+#define FV_AVX512 __attribute__((target("avx512f,avx512bw,avx2,fma")))
+
+FV_AVX512 int32_t u8s8_avx512(const uint8_t* g, const int8_t* q, size_t dim) {
+  __m512i acc = _mm512_setzero_si512();
+  size_t i = 0;
+  for (; i + 32 <= dim; i += 32) {
+    __m512i g0 = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + i)));
+    __m512i q0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i)));
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(g0, q0));
+  }
+  int32_t s = _mm512_reduce_add_epi32(acc);
+  for (; i < dim; ++i) s += int32_t(g[i]) * q[i];
+  return s;
+}
+
+FV_AVX512 int32_t u4s8_avx512(const uint8_t* p, const int8_t* q, size_t dim) {
+  const __m256i mask = _mm256_set1_epi8(15);
+  __m512i acc = _mm512_setzero_si512();
+  for (size_t b = 0; b < dim; b += 64, p += 32, q += 64) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    __m256i lo = _mm256_and_si256(v, mask);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    __m512i qlo = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
+    __m512i qhi = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32)));
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_cvtepu8_epi16(lo), qlo));
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_cvtepu8_epi16(hi), qhi));
+  }
+  return _mm512_reduce_add_epi32(acc);
+}
+
+FV_AVX512 float f32_avx512(const float* a, const float* b, size_t dim) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= dim; i += 32) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+  }
+  if (i + 16 <= dim) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+    i += 16;
+  }
+  float r = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  for (; i < dim; ++i) r += a[i] * b[i];
+  return r;
+}
+
+FV_AVX512 void u8s8_rows_avx512(const uint8_t* g, size_t n, size_t dim, const int8_t* q, int32_t* out) {
+  for (size_t r = 0; r < n; ++r) out[r] = u8s8_avx512(g + r * dim, q, dim);
+}
+FV_AVX512 void u4s8_rows_avx512(const uint8_t* g, size_t n, size_t dim, const int8_t* q, int32_t* out) {
+  for (size_t r = 0; r < n; ++r) out[r] = u4s8_avx512(g + r * (dim / 2), q, dim);
+}
+
+// ------------------------------------------------------------------ AVX-512 VNNI
+
+#define FV_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma")))
+
+FV_VNNI inline __mmask64 tail_mask(size_t n) { return n >= 64 ? ~0ULL : ((1ULL << n) - 1); }
+
+FV_VNNI int32_t u8s8_vnni(const uint8_t* g, const int8_t* q, size_t dim) {
+  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+  size_t i = 0;
+  for (; i + 128 <= dim; i += 128) {
+    acc0 = _mm512_dpbusd_epi32(acc0, _mm512_loadu_si512(g + i), _mm512_loadu_si512(q + i));
+    acc1 = _mm512_dpbusd_epi32(acc1, _mm512_loadu_si512(g + i + 64), _mm512_loadu_si512(q + i + 64));
+  }
+  for (; i < dim; i += 64) {
+    const __mmask64 m = tail_mask(dim - i);
+    acc0 = _mm512_dpbusd_epi32(acc0, _mm512_maskz_loadu_epi8(m, g + i), _mm512_maskz_loadu_epi8(m, q + i));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+}
+
+// Four rows at a time: four independent dependency chains keep the VNNI units busy while
+// the loads stream in; the query stays in L1.
+FV_VNNI void u8s8_rows_vnni(const uint8_t* g, size_t n, size_t dim, const int8_t* q, int32_t* out) {
+  size_t r = 0;
+  if (dim % 64 == 0) {
+    for (; r + 4 <= n; r += 4) {
+      const uint8_t* g0 = g + r * dim;
+      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+      for (size_t i = 0; i < dim; i += 64) {
+        const __m512i qv = _mm512_loadu_si512(q + i);
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(g0 + i), qv);
+        a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(g0 + dim + i), qv);
+        a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512(g0 + 2 * dim + i), qv);
+        a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512(g0 + 3 * dim + i), qv);
+      }
+      out[r] = _mm512_reduce_add_epi32(a0);
+      out[r + 1] = _mm512_reduce_add_epi32(a1);
+      out[r + 2] = _mm512_reduce_add_epi32(a2);
+      out[r + 3] = _mm512_reduce_add_epi32(a3);
+    }
+  }
+  for (; r < n; ++r) out[r] = u8s8_vnni(g + r * dim, q, dim);
+}
+
+// The query rearranged once per search so the inner loop is two plain loads per 128
+// dimensions: for each pair of 64-dim blocks, [q0..31, q64..95, q32..63, q96..127].
+FV_VNNI void permute_u4_query(const int8_t* q, size_t dim, int8_t* out) {
+  size_t b = 0;
+  for (; b + 128 <= dim; b += 128) {
+    std::memcpy(out + b, q + b, 32);
+    std::memcpy(out + b + 32, q + b + 64, 32);
+    std::memcpy(out + b + 64, q + b + 32, 32);
+    std::memcpy(out + b + 96, q + b + 96, 32);
+  }
+  if (b < dim) std::memcpy(out + b, q + b, 64);
+}
+
+FV_VNNI inline int32_t u4s8_vnni_perm(const uint8_t* p, const int8_t* qp, size_t dim) {
+  const __m512i mask = _mm512_set1_epi8(15);
+  __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+  size_t b = 0;
+  for (; b + 128 <= dim; b += 128, p += 64) {
+    const __m512i v = _mm512_loadu_si512(p);
+    acc0 = _mm512_dpbusd_epi32(acc0, _mm512_and_si512(v, mask), _mm512_loadu_si512(qp + b));
+    acc1 = _mm512_dpbusd_epi32(acc1, _mm512_and_si512(_mm512_srli_epi16(v, 4), mask), _mm512_loadu_si512(qp + b + 64));
+  }
+  if (b < dim) {  // one 64-dim block left: 32 bytes
+    const __m512i v = _mm512_maskz_loadu_epi8(0xffffffffULL, p);
+    acc0 = _mm512_dpbusd_epi32(acc0, _mm512_and_si512(v, mask), _mm512_maskz_loadu_epi8(0xffffffffULL, qp + b));
+    acc1 = _mm512_dpbusd_epi32(acc1, _mm512_and_si512(_mm512_srli_epi16(v, 4), mask),
+                               _mm512_maskz_loadu_epi8(0xffffffffULL, qp + b + 32));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+}
+
+constexpr size_t kMaxDim = 4096;
+
+FV_VNNI int32_t u4s8_vnni(const uint8_t* p, const int8_t* q, size_t dim) {
+  alignas(64) int8_t qp[kMaxDim];
+  if (dim > kMaxDim) return u4s8_scalar(p, q, dim);
+  permute_u4_query(q, dim, qp);
+  return u4s8_vnni_perm(p, qp, dim);
+}
+
+FV_VNNI void u4s8_rows_vnni(const uint8_t* g, size_t n, size_t dim, const int8_t* q, int32_t* out) {
+  alignas(64) int8_t qp[kMaxDim];
+  if (dim > kMaxDim) return u4s8_rows_scalar(g, n, dim, q, out);
+  permute_u4_query(q, dim, qp);
+  const size_t row = dim / 2;
+  for (size_t r = 0; r < n; ++r) out[r] = u4s8_vnni_perm(g + r * row, qp, dim);
+}
+
+// ------------------------------------------------------------------ dispatch
+
+struct Table {
+  int32_t (*u8s8)(const uint8_t*, const int8_t*, size_t);
+  void (*u8s8_rows)(const uint8_t*, size_t, size_t, const int8_t*, int32_t*);
+  int32_t (*u4s8)(const uint8_t*, const int8_t*, size_t);
+  void (*u4s8_rows)(const uint8_t*, size_t, size_t, const int8_t*, int32_t*);
+  float (*f32)(const float*, const float*, size_t);
+};
+
+const Table kTables[] = {
+    {u8s8_scalar, u8s8_rows_scalar, u4s8_scalar, u4s8_rows_scalar, f32_scalar},
+    {u8s8_avx2, u8s8_rows_avx2, u4s8_avx2, u4s8_rows_avx2, f32_avx2},
+    {u8s8_avx512, u8s8_rows_avx512, u4s8_avx512, u4s8_rows_avx512, f32_avx512},
+    {u8s8_vnni, u8s8_rows_vnni, u4s8_vnni, u4s8_rows_vnni, f32_avx512},
+};
+
+Isa cpu_isa() {
+  __builtin_cpu_init();
+  Isa best = Isa::kScalar;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::kAvx2;
+  if (best == Isa::kAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) best = Isa::kAvx512;
+  if (best == Isa::kAvx512 && __builtin_cpu_supports("avx512vnni")) best = Isa::kAvx512Vnni;
+  if (const char* env = std::getenv("FACEVAULT_ISA"); env && *env) {
+    const std::string e = env;
+    Isa want = e == "scalar" ? Isa::kScalar : e == "avx2" ? Isa::kAvx2 : e == "avx512" ? Isa::kAvx512 : Isa::kAvx512Vnni;
+    if (static_cast<int>(want) < static_cast<int>(best)) best = want;
+  }
+  return best;
+}
+
+Isa& detected() {
+  static Isa isa = cpu_isa();
+  return isa;
+}
+std::atomic<const Table*>& table() {
+  static std::atomic<const Table*> t{&kTables[static_cast<int>(detected())]};
+  return t;
+}
+
+}  // namespace
+
+Isa detected_isa() { return detected(); }
+
+Isa active_isa() {
+  const Table* t = table().load(std::memory_order_relaxed);
+  return static_cast<Isa>(t - kTables);
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return "scalar";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx512Vnni: return "avx512-vnni";
+  }
+  return "?";
+}
+
+bool set_isa(Isa isa) {
+  if (static_cast<int>(isa) > static_cast<int>(detected())) return false;
+  table().store(&kTables[static_cast<int>(isa)]);
+  return true;
+}
+
+int32_t dot_u8s8(const uint8_t* g, const int8_t* q, size_t dim) { return table().load(std::memory_order_relaxed)->u8s8(g, q, dim); }
+void dot_u8s8_rows(const uint8_t* g, size_t n, size_t dim, const int8_t* q, int32_t* out) {
+  table().load(std::memory_order_relaxed)->u8s8_rows(g, n, dim, q, out);
+}
+void dot_u8s8_rows_multi(const uint8_t* g, size_t n, size_t dim, const int8_t* qs, size_t nq, int32_t* out) {
+  // Row-major over the gallery: a row is fetched from memory once and then stays in L1 while
+  // every query of the batch is scored against it.
+  const auto f = table().load(std::memory_order_relaxed)->u8s8;
+  for (size_t r = 0; r < n; ++r)
+    for (size_t j = 0; j < nq; ++j) out[r * nq + j] = f(g + r * dim, qs + j * dim, dim);
+}
+int32_t dot_u4s8(const uint8_t* p, const int8_t* q, size_t dim) { return table().load(std::memory_order_relaxed)->u4s8(p, q, dim); }
+void dot_u4s8_rows(const uint8_t* p, size_t n, size_t dim, const int8_t* q, int32_t* out) {
+  table().load(std::memory_order_relaxed)->u4s8_rows(p, n, dim, q, out);
+}
+float dot_f32(const float* a, const float* b, size_t dim) { return table().load(std::memory_order_relaxed)->f32(a, b, dim); }
+
+int32_t dot_u8s8_ref(const uint8_t* g, const int8_t* q, size_t dim) { return u8s8_scalar(g, q, dim); }
+int32_t dot_u4s8_ref(const uint8_t* p, const int8_t* q, size_t dim) { return u4s8_scalar(p, q, dim); }
+float dot_f32_ref(const float* a, const float* b, size_t dim) { return f32_scalar(a, b, dim); }
+
+float quantize_s8(const float* v, size_t dim, int8_t* out) {
+  float m = 0;
+  for (size_t i = 0; i < dim; ++i) m = std::max(m, std::fabs(v[i]));
+  if (m == 0) {
+    std::memset(out, 0, dim);
+    return 0;
+  }
+  const float s = m / 127.0f, inv = 127.0f / m;
+  for (size_t i = 0; i < dim; ++i) out[i] = static_cast<int8_t>(std::lrint(std::clamp(v[i] * inv, -127.0f, 127.0f)));
+  return s;
+}
+
+float quantize_u8(const float* v, size_t dim, uint8_t* out) {
+  const float s = quantize_s8(v, dim, reinterpret_cast<int8_t*>(out));
+  for (size_t i = 0; i < dim; ++i) out[i] = static_cast<uint8_t>(static_cast<int8_t>(out[i]) + 128);
+  return s;
+}
+
+void pack_u4(const uint8_t* values, size_t dim, uint8_t* packed) {
+  for (size_t b = 0; b < dim; b += 64, values += 64, packed += 32)
+    for (size_t j = 0; j < 32; ++j) packed[j] = static_cast<uint8_t>((values[j] & 15) | ((values[32 + j] & 15) << 4));
+}
+
+void unpack_u4(const uint8_t* packed, size_t dim, uint8_t* values) {
+  for (size_t b = 0; b < dim; b += 64, values += 64, packed += 32)
+    for (size_t j = 0; j < 32; ++j) {
+      values[j] = packed[j] & 15;
+      values[32 + j] = packed[j] >> 4;
+    }
+}
+
+}  // namespace fv::index::kernels

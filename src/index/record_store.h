@@ -1,0 +1,50 @@
+// RecordStore: the full-precision copy the approximate index re-ranks from (int8 codes and
+// scale of each template, dim + 4 bytes), in one of two places:
+//   memory — a SecureBuffer (fastest; counts toward the index's memory);
+//   file   — fixed-size records sealed one by one (XChaCha20-Poly1305, random nonce, the slot
+//            number as associated data so records cannot be moved), read with pread: the
+//            full-precision templates live on disk, encrypted with a key that exists only in
+//            this process's memory, so the file is useless once the process ends.
+// erase() overwrites the slot (zeros in memory; zeros on disk followed by fdatasync) before it
+// returns: removal is physical, not a tombstone.
+#pragma once
+
+#include <filesystem>
+#include <mutex>
+#include <vector>
+
+#include "index/secure_io.h"
+
+namespace fv::index {
+
+class RecordStore {
+ public:
+  // record_bytes: plaintext size of one record. path empty: memory mode.
+  static Result<std::unique_ptr<RecordStore>> create(size_t record_bytes, const std::filesystem::path& path);
+  ~RecordStore();
+
+  size_t record_bytes() const { return rec_; }
+  bool on_disk() const { return fd_ >= 0; }
+  // Writes n records (plain: n × record_bytes) and returns their slots in `slots`.
+  Status put(const uint8_t* plain, size_t n, uint32_t* slots, int threads = 1);
+  // Reads (and, on disk, decrypts and authenticates) one record into `plain`.
+  Status get(uint32_t slot, uint8_t* plain) const;
+  Status erase(const uint32_t* slots, size_t n);
+  size_t live() const { return live_; }
+  size_t memory_bytes() const { return mem_.capacity() + free_.capacity() * sizeof(uint32_t); }
+  size_t disk_bytes() const { return on_disk() ? size_t(slots_) * sealed_bytes() : 0; }
+
+ private:
+  RecordStore() = default;
+  size_t sealed_bytes() const { return rec_ + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES; }
+  size_t rec_ = 0;
+  int fd_ = -1;
+  std::filesystem::path path_;
+  IndexKey key_ = IndexKey::random();
+  SecureBuffer<uint8_t> mem_;
+  std::vector<uint32_t> free_;
+  uint32_t slots_ = 0;
+  size_t live_ = 0;
+};
+
+}  // namespace fv::index

@@ -1,0 +1,461 @@
+// The vector index: SIMD kernels against scalar, exact and IVF search, the purpose filter
+// inside the search, physical removal, encrypted persistence (save → load, byte scan).
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "index/bench_harness.h"
+#include "index/index.h"
+#include "index/kernels.h"
+#include "index/synthetic.h"
+
+namespace fv::index {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path temp_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("fv_index_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A clustered synthetic gallery (see synthetic.h): n templates of dimension d.
+std::vector<float> gallery(size_t n, size_t d, uint64_t seed = 7) {
+  std::vector<float> v(n * d);
+  SyntheticGallery({n, d, 0.85f, seed}).generate(0, n, v.data());
+  return v;
+}
+
+std::vector<Id> iota_ids(size_t n, Id first = 0) {
+  std::vector<Id> ids(n);
+  std::iota(ids.begin(), ids.end(), first);
+  return ids;
+}
+
+std::span<const float> row(const std::vector<float>& v, size_t i, size_t d) { return {v.data() + i * d, d}; }
+
+// Float32 brute force: the truth the indexes are compared with.
+SearchResult brute(const std::vector<float>& v, size_t d, std::span<const float> q, size_t k) {
+  TopK top(k);
+  for (size_t i = 0; i < v.size() / d; ++i) top.push(kernels::dot_f32_ref(v.data() + i * d, q.data(), d), static_cast<Id>(i));
+  return top.result();
+}
+
+std::vector<kernels::Isa> supported_isas() {
+  std::vector<kernels::Isa> out;
+  for (int i = 0; i <= static_cast<int>(kernels::detected_isa()); ++i) out.push_back(static_cast<kernels::Isa>(i));
+  return out;
+}
+
+struct IsaGuard {
+  kernels::Isa saved = kernels::active_isa();
+  ~IsaGuard() { kernels::set_isa(saved); }
+};
+
+// ------------------------------------------------------------------ kernels
+
+TEST(Kernels, EveryIsaAgreesWithScalar) {
+  IsaGuard guard;
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int> u8(0, 255), s8(-127, 127), u4(0, 15);
+  std::uniform_real_distribution<float> f(-1, 1);
+  for (kernels::Isa isa : supported_isas()) {
+    ASSERT_TRUE(kernels::set_isa(isa));
+    SCOPED_TRACE(kernels::isa_name(isa));
+    for (size_t dim : {1, 17, 64, 100, 128, 255, 512, 513, 1024}) {
+      const size_t n = 37;
+      std::vector<uint8_t> g(n * dim);
+      std::vector<int8_t> q(dim * 3);
+      for (auto& x : g) x = static_cast<uint8_t>(u8(rng));
+      for (auto& x : q) x = static_cast<int8_t>(s8(rng));
+      // Extremes too: the widest products must not saturate anywhere.
+      if (dim >= 2) { g[0] = 255; q[0] = -127; g[1] = 255; q[1] = 127; }
+      std::vector<int32_t> rows(n), multi(n * 3);
+      kernels::dot_u8s8_rows(g.data(), n, dim, q.data(), rows.data());
+      kernels::dot_u8s8_rows_multi(g.data(), n, dim, q.data(), 3, multi.data());
+      for (size_t r = 0; r < n; ++r) {
+        const int32_t ref = kernels::dot_u8s8_ref(g.data() + r * dim, q.data(), dim);
+        ASSERT_EQ(kernels::dot_u8s8(g.data() + r * dim, q.data(), dim), ref) << "dim " << dim;
+        ASSERT_EQ(rows[r], ref) << "dim " << dim << " row " << r;
+        for (size_t j = 0; j < 3; ++j)
+          ASSERT_EQ(multi[r * 3 + j], kernels::dot_u8s8_ref(g.data() + r * dim, q.data() + j * dim, dim));
+      }
+      std::vector<float> a(dim), b(dim);
+      for (size_t i = 0; i < dim; ++i) { a[i] = f(rng); b[i] = f(rng); }
+      EXPECT_NEAR(kernels::dot_f32(a.data(), b.data(), dim), kernels::dot_f32_ref(a.data(), b.data(), dim), 1e-4 * dim);
+    }
+    for (size_t dim : {64, 128, 192, 448, 512, 1024}) {
+      const size_t n = 23;
+      std::vector<uint8_t> vals(dim), packed(n * dim / 2), back(dim);
+      std::vector<int8_t> q(dim);
+      for (auto& x : q) x = static_cast<int8_t>(s8(rng));
+      for (size_t r = 0; r < n; ++r) {
+        for (auto& x : vals) x = static_cast<uint8_t>(u4(rng));
+        kernels::pack_u4(vals.data(), dim, packed.data() + r * dim / 2);
+        kernels::unpack_u4(packed.data() + r * dim / 2, dim, back.data());
+        ASSERT_EQ(vals, back);
+        int32_t plain = 0;
+        for (size_t i = 0; i < dim; ++i) plain += int32_t(vals[i]) * q[i];
+        ASSERT_EQ(kernels::dot_u4s8_ref(packed.data() + r * dim / 2, q.data(), dim), plain);
+        ASSERT_EQ(kernels::dot_u4s8(packed.data() + r * dim / 2, q.data(), dim), plain) << "dim " << dim;
+      }
+      std::vector<int32_t> rows(n);
+      kernels::dot_u4s8_rows(packed.data(), n, dim, q.data(), rows.data());
+      for (size_t r = 0; r < n; ++r) ASSERT_EQ(rows[r], kernels::dot_u4s8_ref(packed.data() + r * dim / 2, q.data(), dim));
+    }
+  }
+}
+
+TEST(Kernels, Int8QuantisationKeepsCosine) {
+  const size_t d = 512;
+  auto v = gallery(200, d);
+  double worst = 0;
+  for (size_t i = 0; i + 1 < 200; ++i) {
+    std::vector<uint8_t> a(d);
+    std::vector<int8_t> b(d);
+    const float sa = kernels::quantize_u8(v.data() + i * d, d, a.data());
+    const float sb = kernels::quantize_s8(v.data() + (i + 1) * d, d, b.data());
+    int32_t sum = 0;
+    for (auto x : b) sum += x;
+    const double approx = double(kernels::dot_u8s8(a.data(), b.data(), d) - 128 * sum) * sa * sb;
+    worst = std::max(worst, std::fabs(approx - kernels::dot_f32_ref(v.data() + i * d, v.data() + (i + 1) * d, d)));
+  }
+  EXPECT_LT(worst, 0.01);
+}
+
+TEST(TopK, KeepsBestAndBreaksTiesBySmallerId) {
+  TopK t(3);
+  for (Id id : {5, 1, 9, 3}) t.push(0.5f, id);
+  t.push(0.7f, 42);
+  auto r = t.result();
+  EXPECT_EQ(r.ids, (std::vector<Id>{42, 1, 3}));
+}
+
+// ------------------------------------------------------------------ both implementations
+
+struct Built {
+  std::unique_ptr<VectorIndex> idx;
+  std::vector<float> v;
+  size_t d;
+};
+
+Built build(const std::string& kind, size_t n, size_t d, const fs::path& store = {}) {
+  Built b{nullptr, gallery(n, d), d};
+  IndexOptions o;
+  o.kind = kind;
+  o.ivf.nlist = 64;
+  o.ivf.nprobe = 16;
+  o.ivf.rerank = 100;
+  o.ivf.store_path = store;
+  auto ids = iota_ids(n);
+  auto r = build_index(o, d, ids, b.v);
+  EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+  if (r.is_ok()) b.idx = std::move(r).value();
+  return b;
+}
+
+class BothKinds : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BothKinds, FindsItselfAndAgreesWithFloatBruteForce) {
+  auto b = build(GetParam(), 6000, 256);
+  ASSERT_TRUE(b.idx);
+  EXPECT_EQ(b.idx->size(), 6000u);
+  double overlap = 0;
+  const size_t nq = 60;
+  for (size_t i = 0; i < nq; ++i) {
+    const size_t qi = i * 97;
+    auto r = b.idx->search(row(b.v, qi, b.d), 10);
+    ASSERT_TRUE(r.is_ok());
+    ASSERT_EQ(r->ids.size(), 10u);
+    EXPECT_EQ(r->ids[0], static_cast<Id>(qi));
+    EXPECT_NEAR(r->scores[0], 1.0, 0.02);
+    EXPECT_TRUE(std::is_sorted(r->scores.rbegin(), r->scores.rend()));
+    auto t = brute(b.v, b.d, row(b.v, qi, b.d), 10);
+    // Rank 1..k among clustered identities; the ties at noise level are what can differ.
+    size_t hit = 0;
+    for (Id id : t.ids) hit += std::count(r->ids.begin(), r->ids.end(), id);
+    overlap += hit / 10.0;
+  }
+  EXPECT_GT(overlap / nq, GetParam() == "exact" ? 0.9 : 0.6);
+}
+
+TEST_P(BothKinds, RejectsBadInput) {
+  auto b = build(GetParam(), 3000, 128);
+  ASSERT_TRUE(b.idx);
+  std::vector<float> one(b.v.begin(), b.v.begin() + 128);
+  EXPECT_EQ(b.idx->add(std::vector<Id>{5}, one).code(), StatusCode::kInvalidArgument);        // present
+  EXPECT_EQ(b.idx->add(std::vector<Id>{9001, 9001}, b.v).code(), StatusCode::kInvalidArgument);  // sizes
+  EXPECT_EQ(b.idx->search(std::vector<float>(64, 0.f), 5).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(b.idx->size(), 3000u);
+}
+
+TEST_P(BothKinds, RemovedIdNeverReturns) {
+  auto b = build(GetParam(), 4000, 128);
+  ASSERT_TRUE(b.idx);
+  std::vector<Id> gone;
+  for (Id i = 0; i < 4000; i += 7) gone.push_back(i);
+  auto rm = b.idx->remove(gone);
+  ASSERT_TRUE(rm.is_ok());
+  EXPECT_EQ(*rm, gone.size());
+  EXPECT_EQ(b.idx->size(), 4000 - gone.size());
+  // Removing again is a no-op (erasure is idempotent).
+  EXPECT_EQ(*b.idx->remove(gone), 0u);
+  const std::set<Id> g(gone.begin(), gone.end());
+  for (Id i : gone) {
+    EXPECT_FALSE(b.idx->contains(i));
+    // Its own vector as the query, asking for everything: it must not come back.
+    auto r = b.idx->search(row(b.v, static_cast<size_t>(i), b.d), i % 70 == 0 ? 4000 : 20);
+    ASSERT_TRUE(r.is_ok());
+    for (Id id : r->ids) ASSERT_FALSE(g.count(id)) << "removed id " << id << " returned";
+  }
+  // The remaining ones are still found.
+  for (Id i = 1; i < 4000; i += 211) {
+    if (g.count(i)) continue;
+    auto r = b.idx->search(row(b.v, static_cast<size_t>(i), b.d), 1);
+    ASSERT_TRUE(r.is_ok());
+    EXPECT_EQ(r->ids.at(0), i);
+  }
+  // Re-adding an erased id (re-enrolment) works.
+  EXPECT_TRUE(b.idx->add(std::vector<Id>{0}, std::vector<float>(row(b.v, 0, b.d).begin(), row(b.v, 0, b.d).end())).is_ok());
+}
+
+TEST_P(BothKinds, PurposeFilterNeverLeaksAndStillReturnsK) {
+  auto b = build(GetParam(), 5000, 128);
+  ASSERT_TRUE(b.idx);
+  for (size_t qi : {3, 1007, 2512, 3020, 4040}) {
+    auto unfiltered = b.idx->search(row(b.v, qi, b.d), 20);
+    ASSERT_TRUE(unfiltered.is_ok());
+    // Purpose A covers ids ≡ 0 (mod 50) outside the query's unfiltered top-20: every one of
+    // the nearest candidates belongs to another purpose.
+    const std::set<Id> near(unfiltered->ids.begin(), unfiltered->ids.end());
+    FunctionFilter only_a([&](Id id) { return id % 50 == 0 && !near.count(id); });
+    size_t eligible = 0;
+    for (Id id = 0; id < 5000; id += 50) eligible += !near.count(id);
+    auto r = b.idx->search(row(b.v, qi, b.d), 10, &only_a);
+    ASSERT_TRUE(r.is_ok());
+    EXPECT_EQ(r->ids.size(), 10u) << "k eligible candidates must come back";
+    for (Id id : r->ids) EXPECT_TRUE(only_a.allowed(id)) << "id " << id << " of another purpose leaked";
+    // Asking for more than exist returns exactly the eligible ones.
+    auto all = b.idx->search(row(b.v, qi, b.d), 500, &only_a);
+    ASSERT_TRUE(all.is_ok());
+    EXPECT_EQ(all->ids.size(), eligible);
+    for (Id id : all->ids) EXPECT_TRUE(only_a.allowed(id));
+  }
+  FunctionFilter nobody([](Id) { return false; });
+  auto none = b.idx->search(row(b.v, 0, b.d), 10, &nobody);
+  ASSERT_TRUE(none.is_ok());
+  EXPECT_TRUE(none->ids.empty());
+}
+
+TEST_P(BothKinds, ThreadsAndBatchesGiveTheSameAnswers) {
+  auto b = build(GetParam(), 8000, 128);
+  ASSERT_TRUE(b.idx);
+  std::vector<float> qs;
+  for (size_t i = 0; i < 40; ++i) qs.insert(qs.end(), row(b.v, i * 131, b.d).begin(), row(b.v, i * 131, b.d).end());
+  FunctionFilter odd([](Id id) { return id % 2 == 1; });
+  for (const IdFilter* f : {static_cast<const IdFilter*>(nullptr), static_cast<const IdFilter*>(&odd)}) {
+    b.idx->set_threads(1);
+    std::vector<SearchResult> one;
+    for (size_t i = 0; i < 40; ++i) one.push_back(*b.idx->search(row(qs, i, b.d), 10, f));
+    b.idx->set_threads(2);
+    auto batch = b.idx->search_batch(qs, 10, f);
+    ASSERT_TRUE(batch.is_ok());
+    for (size_t i = 0; i < 40; ++i) {
+      auto two = b.idx->search(row(qs, i, b.d), 10, f);
+      ASSERT_TRUE(two.is_ok());
+      EXPECT_EQ(two->ids, one[i].ids) << "query " << i;
+      EXPECT_EQ((*batch)[i].ids, one[i].ids) << "query " << i;
+    }
+  }
+}
+
+TEST_P(BothKinds, SaveLoadGivesIdenticalResultsAndNoPlaintextOnDisk) {
+  const fs::path dir = temp_dir("save_" + GetParam());
+  auto b = build(GetParam(), 3000, 256, GetParam() == "ivf" ? dir / "rerank.bin" : fs::path());
+  ASSERT_TRUE(b.idx);
+  ASSERT_TRUE(b.idx->remove(std::vector<Id>{3, 4, 5}).is_ok());
+  const IndexKey key = IndexKey::random();
+  const fs::path file = dir / "gallery.fvidx";
+  ASSERT_TRUE(b.idx->save(file, key).is_ok());
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 077, 0u) << "index files are private (0600)";
+  auto loaded = load_index(file, key);
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+  EXPECT_EQ((*loaded)->kind(), GetParam());
+  EXPECT_EQ((*loaded)->size(), b.idx->size());
+  FunctionFilter even([](Id id) { return id % 2 == 0; });
+  for (size_t i = 0; i < 3000; i += 101) {
+    auto x = b.idx->search(row(b.v, i, b.d), 10, i % 2 ? &even : nullptr);
+    auto y = (*loaded)->search(row(b.v, i, b.d), 10, i % 2 ? &even : nullptr);
+    ASSERT_TRUE(x.is_ok() && y.is_ok());
+    EXPECT_EQ(x->ids, y->ids);
+    EXPECT_EQ(x->scores, y->scores);
+  }
+  EXPECT_FALSE((*loaded)->contains(4));
+
+  // Byte scan: neither the float32 templates nor their int8 codes appear in any file the
+  // index wrote (the saved file, and the IVF's re-rank store).
+  std::vector<std::string> files = {slurp(file)};
+  if (fs::exists(dir / "rerank.bin")) files.push_back(slurp(dir / "rerank.bin"));
+  for (size_t i = 0; i < 3000; i += 37) {
+    const std::string f32(reinterpret_cast<const char*>(b.v.data() + i * b.d) + 64, 32);
+    std::vector<uint8_t> code(b.d);
+    kernels::quantize_u8(b.v.data() + i * b.d, b.d, code.data());
+    const std::string c8(reinterpret_cast<const char*>(code.data()) + 32, 24);
+    for (const auto& bytes : files) {
+      ASSERT_EQ(bytes.find(f32), std::string::npos) << "float template " << i << " in plaintext";
+      ASSERT_EQ(bytes.find(c8), std::string::npos) << "int8 code of template " << i << " in plaintext";
+    }
+  }
+  // Wrong key, flipped byte, truncation: refused, never garbage.
+  EXPECT_EQ(load_index(file, IndexKey::random()).status().code(), StatusCode::kCorruptData);
+  std::string bytes = slurp(file);
+  bytes[bytes.size() / 2] ^= 1;
+  std::ofstream(dir / "flipped.fvidx", std::ios::binary) << bytes;
+  EXPECT_EQ(load_index(dir / "flipped.fvidx", key).status().code(), StatusCode::kCorruptData);
+  std::ofstream(dir / "short.fvidx", std::ios::binary) << slurp(file).substr(0, bytes.size() - 100);
+  EXPECT_EQ(load_index(dir / "short.fvidx", key).status().code(), StatusCode::kCorruptData);
+  b.idx.reset();
+  fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Index, BothKinds, ::testing::Values("exact", "ivf"));
+
+// ------------------------------------------------------------------ removal is physical
+
+TEST(ExactIndex, RemovalOverwritesTheCodeInMemory) {
+  const size_t d = 128, n = 500;
+  auto v = gallery(n, d);
+  ExactIndex idx(d);
+  ASSERT_TRUE(idx.add(iota_ids(n), v).is_ok());
+  std::vector<uint8_t> code(d);
+  kernels::quantize_u8(v.data() + 123 * d, d, code.data());
+  auto in_buffer = [&] {
+    const uint8_t* p = idx.code_data();
+    return std::search(p, p + idx.code_capacity_bytes(), code.begin(), code.end()) != p + idx.code_capacity_bytes();
+  };
+  ASSERT_TRUE(in_buffer());
+  ASSERT_EQ(*idx.remove(std::vector<Id>{123}), 1u);
+  EXPECT_FALSE(in_buffer()) << "the removed template's bytes are still in the index's memory";
+  // The last row (moved into the hole) is zeroed at its old place too: removing every
+  // template leaves nothing but zeros.
+  std::vector<Id> rest;
+  for (Id i = 0; i < static_cast<Id>(n); ++i) if (i != 123) rest.push_back(i);
+  ASSERT_EQ(*idx.remove(rest), n - 1);
+  const uint8_t* p = idx.code_data();
+  EXPECT_TRUE(std::all_of(p, p + idx.code_capacity_bytes(), [](uint8_t b) { return b == 0; }));
+}
+
+TEST(IvfIndex, ReRankStoreIsEncryptedAndErasedOnDisk) {
+  const fs::path dir = temp_dir("store");
+  const size_t d = 128, n = 3000;
+  auto v = gallery(n, d);
+  IvfOptions o;
+  o.nlist = 32;
+  o.store_path = dir / "rerank.bin";
+  auto holder = std::make_unique<IvfIndex>(d, o);
+  IvfIndex& idx = *holder;
+  ASSERT_TRUE(idx.train(v).is_ok());
+  ASSERT_TRUE(idx.add(iota_ids(n), v).is_ok());
+  const auto before = slurp(dir / "rerank.bin");
+  EXPECT_EQ(idx.stats().disk_bytes, before.size());
+  ASSERT_EQ(*idx.remove(std::vector<Id>{10, 11}), 2u);
+  const auto after = slurp(dir / "rerank.bin");
+  // Two records are now all zeros on disk (and the file was fdatasync'ed before remove returned).
+  const size_t rec = before.size() / n;
+  size_t zero_records = 0;
+  for (size_t r = 0; r < n; ++r)
+    if (std::all_of(after.begin() + r * rec, after.begin() + (r + 1) * rec, [](char c) { return c == 0; })) ++zero_records;
+  EXPECT_EQ(zero_records, 2u);
+  for (Id id : {10, 11}) {
+    auto r = idx.search(row(v, static_cast<size_t>(id), d), 50);
+    ASSERT_TRUE(r.is_ok());
+    EXPECT_EQ(std::count(r->ids.begin(), r->ids.end(), id), 0);
+  }
+  // The store file dies with the index.
+  holder.reset();
+  EXPECT_FALSE(fs::exists(dir / "rerank.bin"));
+  fs::remove_all(dir);
+}
+
+TEST(IvfIndex, ScansMoreCellsWhenTheFilterLeavesTooFew) {
+  const size_t d = 128, n = 6000;
+  auto v = gallery(n, d);
+  IvfOptions o;
+  o.nlist = 128;
+  o.nprobe = 2;
+  IvfIndex idx(d, o);
+  ASSERT_TRUE(idx.train(v).is_ok());
+  ASSERT_TRUE(idx.add(iota_ids(n), v).is_ok());
+  FunctionFilter rare([](Id id) { return id % 1000 == 999; });  // 6 eligible in the gallery
+  auto r = idx.search(row(v, 0, d), 10, &rare);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->ids.size(), 6u);
+  for (Id id : r->ids) EXPECT_EQ(id % 1000, 999);
+}
+
+TEST(IvfIndex, UntrainedIndexRefusesAdd) {
+  IvfIndex idx(128, {});
+  std::vector<float> v(128, 0.1f);
+  EXPECT_EQ(idx.add(std::vector<Id>{1}, v).code(), StatusCode::kFailedPrecondition);
+}
+
+// ------------------------------------------------------------------ synthetic data, bench
+
+TEST(Synthetic, DeterministicClusteredAndQueriesHaveMates) {
+  SyntheticGallery g({1000, 512, 0.85f, 3});
+  std::vector<float> a(10 * 512), b(512);
+  g.generate(0, 10, a.data());
+  g.generate(3, 4, b.data());
+  EXPECT_TRUE(std::equal(b.begin(), b.end(), a.begin() + 3 * 512));
+  // Positions 2..4 are one identity with 3 photos: mated cosine near 1/(1 + 0.85²) ≈ 0.58.
+  const float mated = kernels::dot_f32_ref(a.data() + 2 * 512, a.data() + 3 * 512, 512);
+  EXPECT_NEAR(mated, 0.58, 0.1);
+  const float unrelated = kernels::dot_f32_ref(a.data(), a.data() + 2 * 512, 512);
+  EXPECT_LT(std::fabs(unrelated), 0.2);
+  std::vector<size_t> mates;
+  g.query(5, b.data(), &mates);
+  ASSERT_FALSE(mates.empty());
+  std::vector<float> m(512);
+  g.generate(mates[0], mates[0] + 1, m.data());
+  EXPECT_GT(kernels::dot_f32_ref(b.data(), m.data(), 512), 0.35);
+}
+
+TEST(Bench, SmallRunReportsEveryField) {
+  for (const char* kind : {"exact", "ivf"}) {
+    BenchConfig c;
+    c.size = 20000;
+    c.dim = 128;
+    c.kind = kind;
+    c.queries = 30;
+    c.removals = 50;
+    c.ivf.nlist = 64;
+    auto r = run_index_bench(c, production_factory());
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    for (const char* f : {"p50_ms", "p99_ms", "qps", "recall_at_1", "recall_at_10", "bytes_per_template", "build_s"})
+      EXPECT_TRUE(r->contains(f)) << kind << ": " << f;
+    EXPECT_EQ((*r)["removal"]["removed_returned_by_search"], 0);
+    EXPECT_GT((*r)["recall_at_10"].get<double>(), 0.5) << kind;
+    EXPECT_GT((*r)["mate_at_rank1"].get<double>(), 0.9) << kind;
+  }
+}
+
+}  // namespace
+}  // namespace fv::index

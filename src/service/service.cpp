@@ -92,6 +92,8 @@ bool valid_ref(const std::string& s) { return !s.empty() && valid_text(s, 200); 
 std::string face_ad(int64_t subject_id, const std::string& model_id, int version) {
   return "facevault/face/" + std::to_string(subject_id) + "/" + model_id + "/" + std::to_string(version);
 }
+// Which index a template lives in: templates of different models never compare.
+std::string model_key(const std::string& model_id, int version) { return model_id + "/" + std::to_string(version); }
 std::string image_ad(int64_t subject_id) { return "facevault/image/" + std::to_string(subject_id); }
 std::string optout_ad(const std::string& uid, const std::string& model_id, int version) {
   return "facevault/optout/" + uid + "/" + model_id + "/" + std::to_string(version);
@@ -151,6 +153,7 @@ json EraseReceipt::to_json() const {
           {"erased", {{"templates", faces}, {"source_images", images}, {"kept_images", kept_images},
                       {"lawful_bases", bases}, {"subject_key", key_destroyed}}},
           {"free_pages_wiped", wiped},
+          {"search_index_removed", index_removed},
           {"audit_seq", audit_seq},
           {"audit_hash", audit_hash}};
 }
@@ -426,8 +429,10 @@ Result<EraseReceipt> Service::withdraw_basis(int64_t basis_id) {
     }
     FV_RETURN_IF_ERROR(txn.commit());
   }
-  forget_subject(sid);  // reloaded on the next search without the withdrawn templates
-  gallery_loaded_ = false;
+  // Out of the index at once; the subject's remaining templates come back with the next load.
+  auto forgotten = forget_subject(sid);
+  drop_gallery();
+  r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
   Status w = vault_->wipe_free_space();
   r.wiped = w.is_ok();
   return r;
@@ -586,7 +591,33 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
                {"image_kept", keep != nullptr}, {"model", tmpl.model_id}};
   FV_ASSIGN_OR_RETURN(res.audit_hash, vault::append_audit(db, e));
   FV_RETURN_IF_ERROR(txn.commit());
-  gallery_loaded_ = false;  // the next search reloads with the new template
+  // Online add: the loaded index takes the new template now (a failure drops the index, which
+  // the next search rebuilds from the vault).
+  if (gallery_loaded_) {
+    const std::string mk = model_key(tmpl.model_id, tmpl.model_version);
+    auto ix = indexes_.find(mk);
+    Status added = Status::ok();
+    if (ix == indexes_.end()) {
+      index::IndexOptions o;
+      o.kind = vault_->config().index_kind == "ivf" ? "exact" : vault_->config().index_kind;  // an IVF needs a training set
+      o.threads = vault_->config().search_threads;
+      auto b = index::build_index(o, tmpl.values.size(), std::vector<index::Id>{res.face_id}, tmpl.values);
+      if (b.is_ok()) indexes_[mk] = std::move(b).value();
+      else added = b.status();
+    } else {
+      added = ix->second->add(std::vector<index::Id>{res.face_id}, tmpl.values);
+    }
+    if (added.is_ok()) {
+      face_owner_[res.face_id] = {subj->id, mk};
+      auto& info = subjects_[subj->id];
+      info.uid = subj->uid;
+      info.ref = subj->ref;
+      info.faces.push_back(res.face_id);
+      max_faces_per_subject_ = std::max(max_faces_per_subject_, info.faces.size());
+    } else {
+      drop_gallery();
+    }
+  }
   return res;
 }
 
@@ -726,43 +757,147 @@ Status Service::enroll_batch(const std::vector<BatchRow>& rows, int threads, boo
 
 // ---------------------------------------------------------------- search
 
-void Service::forget_subject(int64_t subject_id) {
-  auto it = std::remove_if(gallery_.begin(), gallery_.end(), [&](GalleryEntry& g) {
-    if (g.subject_id != subject_id) return false;
-    vault::wipe(g.tmpl.values);
-    return true;
-  });
-  gallery_.erase(it, gallery_.end());
+// Erasure: the subject's templates leave the index physically (index::VectorIndex::remove
+// overwrites them before it returns) — the erase path waits for this, there is no tombstone.
+Result<size_t> Service::forget_subject(int64_t subject_id) {
+  auto it = subjects_.find(subject_id);
+  if (it == subjects_.end()) return size_t(0);
+  std::map<std::string, std::vector<index::Id>> by_model;
+  for (int64_t f : it->second.faces) {
+    auto o = face_owner_.find(f);
+    if (o == face_owner_.end()) continue;
+    by_model[o->second.model_key].push_back(f);
+    face_owner_.erase(o);
+  }
+  subjects_.erase(it);
+  size_t removed = 0;
+  for (auto& [key, ids] : by_model) {
+    auto ix = indexes_.find(key);
+    if (ix == indexes_.end()) continue;
+    auto r = ix->second->remove(ids);
+    if (!r.is_ok()) {
+      drop_gallery();  // never keep an index that may still hold the subject
+      return r.status();
+    }
+    removed += *r;
+  }
+  return removed;
 }
 
+void Service::drop_gallery() {
+  indexes_.clear();  // index buffers zero themselves when freed
+  face_owner_.clear();
+  subjects_.clear();
+  max_faces_per_subject_ = 1;
+  gallery_loaded_ = false;
+}
+
+size_t Service::gallery_size() const {
+  size_t n = 0;
+  for (auto& [k, ix] : indexes_) n += ix->size();
+  return n;
+}
+
+const index::VectorIndex* Service::search_index(const std::string& model_id, int model_version) const {
+  auto it = indexes_.find(model_key(model_id, model_version));
+  return it == indexes_.end() ? nullptr : it->second.get();
+}
+
+// Rebuilds the index from the vault (the persistence choice of docs/index.md: no second copy
+// of the templates on disk; the vault is decrypted once per process).
 Status Service::load_gallery() {
   if (gallery_loaded_) return Status::ok();
-  for (auto& g : gallery_) vault::wipe(g.tmpl.values);
-  gallery_.clear();
+  drop_gallery();
   FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
       "SELECT f.id, f.subject_id, s.uid, s.ref, f.model_id, f.model_version, f.template, k.wrapped FROM face f "
       "JOIN subject s ON s.id=f.subject_id JOIN subject_key k ON k.subject_id=f.subject_id ORDER BY f.subject_id, f.id"));
+  struct Pending {
+    size_t dim = 0;
+    std::vector<index::Id> ids;
+    std::vector<float> values;
+  };
+  std::map<std::string, Pending> pending;
+  struct Wipe {
+    std::map<std::string, Pending>& p;
+    ~Wipe() {
+      for (auto& [k, v] : p) vault::wipe(v.values);
+    }
+  } wipe_on_exit{pending};
   int64_t key_owner = -1;
   SecretKey key;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, s.step());
     if (!row) break;
-    GalleryEntry g;
-    g.face_id = s.i64(0);
-    g.subject_id = s.i64(1);
-    g.uid = s.text(2);
-    g.ref = s.text(3);
-    if (g.subject_id != key_owner) {
-      FV_ASSIGN_OR_RETURN(key, vault_->subject_key_from_wrapped(g.subject_id, s.blob(7)));
-      key_owner = g.subject_id;
+    const int64_t face_id = s.i64(0), subject_id = s.i64(1);
+    if (subject_id != key_owner) {
+      FV_ASSIGN_OR_RETURN(key, vault_->subject_key_from_wrapped(subject_id, s.blob(7)));
+      key_owner = subject_id;
     }
     const std::string model = s.text(4);
     const int version = static_cast<int>(s.i64(5));
-    FV_ASSIGN_OR_RETURN(g.tmpl, open_template(key, s.blob(6), face_ad(g.subject_id, model, version), model, version));
-    gallery_.push_back(std::move(g));
+    FV_ASSIGN_OR_RETURN(auto t, open_template(key, s.blob(6), face_ad(subject_id, model, version), model, version));
+    const std::string mk = model_key(model, version);
+    Pending& p = pending[mk];
+    if (p.dim == 0) p.dim = t.values.size();
+    if (t.values.size() != p.dim || p.dim == 0) {
+      vault::wipe(t.values);
+      return corrupt_data("face " + std::to_string(face_id) + ": template dimension differs from the model's");
+    }
+    p.ids.push_back(face_id);
+    p.values.insert(p.values.end(), t.values.begin(), t.values.end());
+    vault::wipe(t.values);
+    face_owner_[face_id] = {subject_id, mk};
+    auto& info = subjects_[subject_id];
+    if (info.uid.empty()) {
+      info.uid = s.text(2);
+      info.ref = s.text(3);
+    }
+    info.faces.push_back(face_id);
+    max_faces_per_subject_ = std::max(max_faces_per_subject_, info.faces.size());
+  }
+  index::IndexOptions o;
+  o.kind = vault_->config().index_kind;
+  o.ann_min_size = static_cast<size_t>(vault_->config().index_ann_min_size);
+  o.threads = vault_->config().search_threads;
+  for (auto& [mk, p] : pending) {
+    auto ix = index::build_index(o, p.dim, p.ids, p.values);
+    if (!ix.is_ok()) {
+      drop_gallery();
+      return ix.status();
+    }
+    indexes_[mk] = std::move(ix).value();
   }
   gallery_loaded_ = true;
   return Status::ok();
+}
+
+// Up to k_subjects subjects (SIZE_MAX: every one) scoring >= threshold, best face each:
+// subject id → (similarity, face id). Subjects have several faces, so the index is asked
+// for k × (most faces any subject has), which always covers k distinct subjects; a search
+// for everyone above a threshold widens until the list ends below it.
+Result<std::map<int64_t, std::pair<double, int64_t>>> Service::search_gallery(const face::FaceTemplate& probe, size_t k_subjects,
+                                                                              double threshold, const index::IdFilter* filter) {
+  std::map<int64_t, std::pair<double, int64_t>> best;
+  auto ix = indexes_.find(model_key(probe.model_id, probe.model_version));
+  if (ix == indexes_.end() || ix->second->size() == 0 || probe.values.size() != ix->second->dim()) return best;
+  const size_t n = ix->second->size();
+  const bool range = k_subjects == SIZE_MAX;
+  size_t want = range ? 64 : std::min(n, k_subjects * max_faces_per_subject_);
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(auto r, ix->second->search(probe.values, want, filter));
+    best.clear();
+    for (size_t i = 0; i < r.ids.size(); ++i) {
+      if (r.scores[i] < threshold) break;
+      auto o = face_owner_.find(r.ids[i]);
+      if (o == face_owner_.end()) continue;
+      auto& b = best[o->second.subject_id];
+      if (b.second == 0 || r.scores[i] > b.first) b = {r.scores[i], r.ids[i]};
+    }
+    const bool exhausted = r.ids.size() < want || want >= n;
+    if (!range || exhausted || r.scores.back() < threshold) break;
+    want = std::min(n, want * 4);
+  }
+  return best;
 }
 
 Result<std::set<int64_t>> Service::eligible_subjects(const std::string& purpose) {
@@ -784,21 +919,24 @@ Result<std::set<int64_t>> Service::eligible_subjects(const std::string& purpose)
 
 Result<std::vector<Candidate>> Service::scan(const SearchRequest& req, const face::FaceTemplate& probe,
                                              const std::set<int64_t>& eligible) {
-  const double max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
-  const double threshold = search_threshold(max_fmr);
-  const size_t k = static_cast<size_t>(req.top_k > 0 ? req.top_k : vault_->config().search_default_top);
-  std::map<int64_t, std::pair<double, const GalleryEntry*>> best;  // per subject
-  for (const auto& g : gallery_) {
-    if (!eligible.count(g.subject_id)) continue;
-    const double sim = face::similarity(probe, g.tmpl);
-    if (sim <= -2 || sim < threshold) continue;
-    auto& b = best[g.subject_id];
-    if (!b.second || sim > b.first) b = {sim, &g};
-  }
+  const size_t k = static_cast<size_t>(req.top_k > 0 ? req.top_k
+                                       : req.mode == "investigation" ? 50 : vault_->config().search_default_top);
+  const double threshold = search_plan_threshold_;
+  // Purpose limitation inside the index: a face of a subject outside `eligible` never takes
+  // a place in the candidate list, so k eligible candidates come back whoever else is near.
+  index::FunctionFilter filter([&](index::Id face) {
+    auto o = face_owner_.find(face);
+    return o != face_owner_.end() && eligible.count(o->second.subject_id) > 0;
+  });
+  FV_ASSIGN_OR_RETURN(auto best, search_gallery(probe, k, threshold, &filter));
   std::vector<Candidate> out;
   for (auto& [sid, b] : best) {
-    Candidate c{b.second->ref, b.second->uid, b.first, std::nullopt};
-    if (const auto* cal = calibration()) c.fmr = cal->fmr_at(b.first);
+    const auto& info = subjects_.at(sid);
+    Candidate c{info.ref, info.uid, b.first, std::nullopt, std::nullopt};
+    if (const auto* cal = calibration()) {
+      c.fmr = cal->fmr_at(b.first);
+      c.fpir = cal->fpir_at(b.first, static_cast<size_t>(std::max<int64_t>(1, search_plan_templates_)));
+    }
     out.push_back(std::move(c));
   }
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.similarity > b.similarity; });
@@ -806,8 +944,39 @@ Result<std::vector<Candidate>> Service::scan(const SearchRequest& req, const fac
   return out;
 }
 
+// The operating point of a search: threshold by FMR (default), by FPIR for the number of
+// eligible templates (identification), or none (investigation: the top k for review).
+Status Service::plan_search(const SearchRequest& req, const std::set<int64_t>& eligible, SearchResult& res) {
+  res.mode = req.mode;
+  res.max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
+  res.calibration = calibration() ? calibration()->source() : "none (no calibration table for this model)";
+  res.eligible_subjects = static_cast<int64_t>(eligible.size());
+  int64_t templates = 0;
+  for (int64_t sid : eligible)
+    if (auto it = subjects_.find(sid); it != subjects_.end()) templates += static_cast<int64_t>(it->second.faces.size());
+  res.eligible_templates = templates;
+  if (req.mode == "investigation") {
+    res.threshold = -1.0;
+    res.max_fmr = 1.0;
+  } else if (req.mode == "identification") {
+    const double fpir = req.max_fpir.value_or(0.01);
+    if (!(fpir > 0 && fpir < 1)) return invalid_argument("max_fpir must be in (0, 1)");
+    // FPIR(N) = 1 − (1 − FMR)^N  ⇒  FMR = 1 − (1 − FPIR)^(1/N).
+    const double n = static_cast<double>(std::max<int64_t>(1, templates));
+    res.max_fmr = -std::expm1(std::log1p(-fpir) / n);
+    res.threshold = search_threshold(res.max_fmr);
+  } else {
+    res.threshold = search_threshold(res.max_fmr);
+  }
+  search_plan_threshold_ = res.threshold;
+  search_plan_templates_ = templates;
+  return Status::ok();
+}
+
 Status Service::check_search(const SearchRequest& req) {
   FV_RETURN_IF_ERROR(authorize("search", req.purpose, req.case_ref));
+  if (std::find(kSearchModes.begin(), kSearchModes.end(), req.mode) == kSearchModes.end())
+    return invalid_argument("unknown search mode '" + req.mode + "' (threshold, identification, investigation)");
   if (!req.purpose.empty() && !req.case_ref.empty() && valid_token(req.purpose) && valid_ref(req.case_ref))
     return Status::ok();
   AuditEntry e = entry("search");
@@ -835,8 +1004,8 @@ Result<std::string> Service::audit_search(const SearchRequest& req, const Search
   e.case_ref = req.case_ref;
   e.subjects.assign(all.begin(), all.end());
   e.details = {{"faces", res.faces.size()}, {"candidates", per_face},
-               {"top", req.top_k > 0 ? req.top_k : vault_->config().search_default_top},
-               {"eligible_subjects", res.eligible_subjects}, {"max_fmr", res.max_fmr}, {"threshold", res.threshold}};
+               {"top", req.top_k > 0 ? req.top_k : req.mode == "investigation" ? 50 : vault_->config().search_default_top},
+               {"eligible_subjects", res.eligible_subjects}, {"max_fmr", res.max_fmr}, {"threshold", res.threshold}, {"mode", res.mode}};
   return audit_now(e);
 }
 
@@ -845,11 +1014,8 @@ Result<SearchResult> Service::search_templates(const SearchRequest& req_in, cons
   FV_RETURN_IF_ERROR(check_search(req));
   FV_RETURN_IF_ERROR(load_gallery());
   SearchResult res;
-  res.max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
-  res.threshold = search_threshold(res.max_fmr);
-  res.calibration = calibration() ? calibration()->source() : "none (no calibration table for this model)";
   FV_ASSIGN_OR_RETURN(auto eligible, eligible_subjects(req.purpose));
-  res.eligible_subjects = static_cast<int64_t>(eligible.size());
+  FV_RETURN_IF_ERROR(plan_search(req, eligible, res));
   for (auto& p : probes) {
     SearchFace sf;
     sf.quality_ok = true;
@@ -870,11 +1036,8 @@ Result<SearchResult> Service::search(const SearchRequest& req_in, std::vector<ui
   FV_ASSIGN_OR_RETURN(auto faces, p->analyze(img->rgb, true));
   FV_RETURN_IF_ERROR(load_gallery());
   SearchResult res;
-  res.max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
-  res.threshold = search_threshold(res.max_fmr);
-  res.calibration = calibration() ? calibration()->source() : "none (no calibration table for this model)";
   FV_ASSIGN_OR_RETURN(auto eligible, eligible_subjects(req.purpose));
-  res.eligible_subjects = static_cast<int64_t>(eligible.size());
+  FV_RETURN_IF_ERROR(plan_search(req, eligible, res));
   for (auto& f : faces) {
     SearchFace sf;
     sf.box = f.detection.box;
@@ -903,7 +1066,11 @@ Result<EraseReceipt> Service::erase(const std::string& subject, const std::strin
     FV_ASSIGN_OR_RETURN(r, erase_in_txn(*s, reason));
     FV_RETURN_IF_ERROR(txn.commit());
   }
-  forget_subject(sid);
+  // Physical removal from the search index before the receipt is issued.
+  auto forgotten = forget_subject(sid);
+  if (!forgotten.is_ok()) return failed_precondition("subject erased (audit " + r.audit_hash + ") but the search index failed: " +
+                                                      forgotten.status().message() + "; it was dropped and is rebuilt from the vault");
+  r.index_removed = static_cast<int64_t>(*forgotten);
   Status w = vault_->wipe_free_space();
   r.wiped = w.is_ok();
   if (!w.is_ok()) return failed_precondition("subject erased (audit " + r.audit_hash + ") but " + w.message());
@@ -1056,7 +1223,8 @@ Result<ExpireReport> Service::expire(const std::optional<std::string>& as_of_in,
     FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
     FV_ASSIGN_OR_RETURN(EraseReceipt r, erase_in_txn(s, why));
     FV_RETURN_IF_ERROR(txn.commit());
-    forget_subject(s.id);
+    auto forgotten = forget_subject(s.id);
+    r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
     rep.erased.push_back(r);
   }
   AuditEntry e = entry("expire");
@@ -1131,8 +1299,11 @@ Result<OptoutResult> Service::optout_add_template(const face::FaceTemplate& tmpl
   FV_RETURN_IF_ERROR(load_gallery());
   const double thr = optout_threshold();
   std::set<std::string> matched;
-  for (auto& g : gallery_)
-    if (face::similarity(tmpl, g.tmpl) >= thr) matched.insert(g.uid);
+  {
+    // A range search through the index (no purpose filter).
+    FV_ASSIGN_OR_RETURN(auto best, search_gallery(tmpl, SIZE_MAX, thr, nullptr));
+    for (auto& [sid, b] : best) matched.insert(subjects_.at(sid).uid);
+  }
   {
     FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
     FV_ASSIGN_OR_RETURN(SecretKey key, vault_->optout_key(true));
@@ -1168,13 +1339,13 @@ Result<std::vector<OptoutMatch>> Service::optout_check() {
       const std::string uid = q.text(0);
       const int ver = static_cast<int>(q.i64(2));
       FV_ASSIGN_OR_RETURN(auto o, open_template(key, q.blob(3), optout_ad(uid, q.text(1), ver), q.text(1), ver));
-      std::map<int64_t, OptoutMatch> best;
-      for (auto& g : gallery_) {
-        const double sim = face::similarity(o, g.tmpl);
-        if (sim >= thr && sim > best[g.subject_id].similarity) best[g.subject_id] = {g.ref, g.uid, uid, sim};
-      }
+      auto best = search_gallery(o, SIZE_MAX, thr, nullptr);
       vault::wipe(o.values);
-      for (auto& [sid, m] : best) out.push_back(m);
+      if (!best.is_ok()) return best.status();
+      for (auto& [sid, b] : *best) {
+        const auto& info = subjects_.at(sid);
+        out.push_back({info.ref, info.uid, uid, b.first});
+      }
     }
   }
   AuditEntry e = entry("optout_check");

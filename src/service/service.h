@@ -10,12 +10,14 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "face/calibration.h"
 #include "face/pipeline.h"
+#include "index/index.h"
 #include "vault/audit.h"
 #include "vault/vault.h"
 
@@ -94,8 +96,16 @@ struct EnrollResult {
 struct Candidate {
   std::string subject_ref, subject_uid;
   double similarity = 0;
-  std::optional<double> fmr;  // calibrated false-match rate of this score (absent without a table)
+  std::optional<double> fmr;   // calibrated false-match rate of this score (absent without a table)
+  std::optional<double> fpir;  // false-positive identification rate of this score for the gallery searched
 };
+
+// How a search chooses its candidates (NIST FRTE distinguishes the two uses):
+//   threshold       candidates above a false-match rate (config search_max_fmr): the default;
+//   identification  candidates above the score whose FPIR, for the number of templates
+//                   searched, is max_fpir (default 1 %): "is this person enrolled?";
+//   investigation   the top_k best (default 50) whatever their score, for human review.
+inline const std::vector<std::string> kSearchModes = {"threshold", "identification", "investigation"};
 
 struct SearchFace {
   face::Box box;
@@ -108,13 +118,17 @@ struct SearchRequest {
   SearchRequest(std::string purpose_, std::string case_, int top = 0)
       : purpose(std::move(purpose_)), case_ref(std::move(case_)), top_k(top) {}
   std::string purpose, case_ref;
-  int top_k = 0;                  // 0: the config default
+  int top_k = 0;                  // 0: the config default (investigation: 50)
   std::optional<double> max_fmr;  // default and upper bound: config search_max_fmr (a request only tightens it)
+  std::string mode = "threshold"; // one of kSearchModes
+  std::optional<double> max_fpir; // identification mode (default 0.01)
 };
 
 struct SearchResult {
   std::vector<SearchFace> faces;
+  std::string mode;
   int64_t eligible_subjects = 0;  // subjects whose basis covers the purpose
+  int64_t eligible_templates = 0; // their templates: the gallery size FPIR refers to
   double threshold = 0, max_fmr = 0;
   std::string calibration;
   std::string audit_hash;
@@ -126,6 +140,7 @@ struct EraseReceipt {
   int64_t faces = 0, images = 0, kept_images = 0, bases = 0;
   bool key_destroyed = false;
   bool wiped = false;  // WAL checkpointed and freed pages overwritten
+  int64_t index_removed = 0;  // templates physically removed from the in-memory search index
   int64_t audit_seq = 0;
   std::string audit_hash;
   nlohmann::json to_json() const;
@@ -225,8 +240,11 @@ class Service {
   double search_threshold(double max_fmr);
   const face::Calibration* calibration();
 
-  // The exact-scan gallery held in memory after the first search (tests look at its size).
-  size_t gallery_size() const { return gallery_.size(); }
+  // Templates in the in-memory search index (loaded at the first search; tests look at it).
+  size_t gallery_size() const;
+  // The index serving a model's templates (null before the first search); tests and the
+  // server's metrics look at its kind and statistics.
+  const index::VectorIndex* search_index(const std::string& model_id, int model_version) const;
 
  private:
   Service() = default;
@@ -235,13 +253,17 @@ class Service {
   vault::AuditEntry entry(const std::string& action) const;
   Result<face::FacePipeline*> pipeline();
   Status load_gallery();
-  void forget_subject(int64_t subject_id);
+  Result<size_t> forget_subject(int64_t subject_id);
+  void drop_gallery();
+  Result<std::map<int64_t, std::pair<double, int64_t>>> search_gallery(const face::FaceTemplate& probe, size_t k_subjects,
+                                                                       double threshold, const index::IdFilter* filter);
   struct SubjectRow {
     int64_t id = 0;
     std::string uid, ref, created_at, retention_until;
   };
   Result<std::optional<SubjectRow>> find_subject(const std::string& ref_or_uid);
   Status check_search(const SearchRequest& req);
+  Status plan_search(const SearchRequest& req, const std::set<int64_t>& eligible, SearchResult& res);
   Result<std::vector<Candidate>> scan(const SearchRequest& req, const face::FaceTemplate& probe,
                                       const std::set<int64_t>& eligible);
   Result<std::set<int64_t>> eligible_subjects(const std::string& purpose);
@@ -259,13 +281,24 @@ class Service {
   std::optional<face::Calibration> calibration_;
   bool calibration_tried_ = false;
 
-  struct GalleryEntry {
-    int64_t face_id = 0, subject_id = 0;
-    std::string uid, ref;
-    face::FaceTemplate tmpl;
+  // The gallery: one index per embedder model (templates of different models never compare),
+  // keyed by face id, and who each face belongs to. The index holds the only in-memory copy
+  // of the templates (quantised); the vault's float templates are wiped once added.
+  struct FaceOwner {
+    int64_t subject_id = 0;
+    std::string model_key;
   };
-  std::vector<GalleryEntry> gallery_;
+  struct SubjectInfo {
+    std::string uid, ref;
+    std::vector<int64_t> faces;
+  };
+  std::map<std::string, std::unique_ptr<index::VectorIndex>> indexes_;  // "model/version"
+  std::unordered_map<int64_t, FaceOwner> face_owner_;
+  std::unordered_map<int64_t, SubjectInfo> subjects_;
+  size_t max_faces_per_subject_ = 1;
   bool gallery_loaded_ = false;
+  double search_plan_threshold_ = 0;   // set by plan_search for the scans of one request
+  int64_t search_plan_templates_ = 0;
 };
 
 // The face to enrol from a photo: the only acceptable one, or `face_index` when given;

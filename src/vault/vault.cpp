@@ -157,7 +157,8 @@ nlohmann::json VaultConfig::to_json() const {
           {"search_fallback_threshold", search_fallback_threshold},
           {"erase_vacuum", erase_vacuum},
           {"models", {{"detector", detector}, {"landmarker", landmarker}, {"embedder", embedder}}},
-          {"master_key", master_key}};
+          {"master_key", master_key},
+          {"index", {{"kind", index_kind}, {"ann_min_size", index_ann_min_size}, {"search_threads", search_threads}}}};
 }
 
 Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
@@ -172,6 +173,12 @@ Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
     c.search_fallback_threshold = j.value("search_fallback_threshold", c.search_fallback_threshold);
     c.erase_vacuum = j.value("erase_vacuum", c.erase_vacuum);
     c.master_key = j.value("master_key", c.master_key);
+    if (j.contains("index")) {
+      const auto& ix = j["index"];
+      c.index_kind = ix.value("kind", c.index_kind);
+      c.index_ann_min_size = ix.value("ann_min_size", c.index_ann_min_size);
+      c.search_threads = ix.value("search_threads", c.search_threads);
+    }
     if (j.contains("models")) {
       const auto& m = j["models"];
       c.detector = m.value("detector", c.detector);
@@ -185,6 +192,10 @@ Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
   if (!(c.search_max_fmr > 0 && c.search_max_fmr <= 1)) return corrupt_data("config.json: search_max_fmr must be in (0, 1]");
   if (!(c.optout_fmr > 0 && c.optout_fmr < 1)) return corrupt_data("config.json: optout_fmr must be in (0, 1)");
   if (c.master_key != "file" && c.master_key != "env") return corrupt_data("config.json: master_key must be file or env");
+  if (c.index_kind != "auto" && c.index_kind != "exact" && c.index_kind != "ivf")
+    return corrupt_data("config.json: index.kind must be auto, exact or ivf");
+  if (c.index_ann_min_size < 1) return corrupt_data("config.json: index.ann_min_size must be >= 1");
+  if (c.search_threads < 1 || c.search_threads > 256) return corrupt_data("config.json: index.search_threads must be 1..256");
   return c;
 }
 

@@ -37,6 +37,11 @@ struct VaultConfig {
   std::string landmarker = "faceplugin-lm68";
   std::string embedder = "faceplugin-mobilefacenet-512";
   std::string master_key = "file";      // "file" (DIR/master.key) or "env" (FACEVAULT_MASTER_KEY)
+  // Search index (docs/index.md): exact int8 scan below index_ann_min_size templates, IVF
+  // with exact re-rank above; rebuilt from the vault at the first search of each process.
+  std::string index_kind = "auto";      // auto | exact | ivf
+  int64_t index_ann_min_size = 1000000;
+  int search_threads = 1;
 
   nlohmann::json to_json() const;
   static Result<VaultConfig> from_json(const nlohmann::json& j);

@@ -1,0 +1,170 @@
+// The service over the vector index: search and the opt-out check go through it, enrolment
+// adds to it online, erasure removes from it (physically, before the receipt), the purpose
+// filter runs inside it, and the three search modes (threshold, identification by FPIR,
+// investigation top-k). Synthetic templates; no models needed.
+#include <random>
+
+#include "vault_test_util.h"
+
+namespace fv::test {
+namespace {
+
+using service::EnrollRequest;
+using service::SearchRequest;
+
+class VaultIndexTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(vault::ensure_sodium().is_ok());
+    unsetenv(vault::kMasterKeyEnv);
+    dir_ = tmp_.path() / "v";
+    config_.index_kind = GetParam();
+    ASSERT_TRUE(vault::Vault::init(dir_, config_).is_ok());
+    svc_ = open_service(dir_);
+    ASSERT_TRUE(svc_);
+  }
+  // n subjects with `photos` templates each under one purpose; returns their first templates.
+  std::vector<face::FaceTemplate> enrol(const std::string& prefix, const std::string& purpose, int n, int photos = 2) {
+    std::vector<face::FaceTemplate> firsts;
+    for (int i = 0; i < n; ++i) {
+      const std::string ref = prefix + std::to_string(i);
+      auto b = svc_->add_basis({ref, "consent", "form", {purpose}, std::nullopt});
+      EXPECT_TRUE(b.is_ok()) << b.status().to_string();
+      auto base = random_template(rng_);
+      firsts.push_back(base);
+      for (int p = 0; p < photos; ++p) {
+        EnrollRequest req(ref, b->basis_id);
+        auto e = svc_->enroll_template(req, p == 0 ? base : near_template(base, rng_, 0.4f));
+        EXPECT_TRUE(e.is_ok()) << e.status().to_string();
+      }
+    }
+    return firsts;
+  }
+  std::vector<std::string> refs(const service::SearchResult& r) {
+    std::vector<std::string> out;
+    for (auto& c : r.faces.at(0).candidates) out.push_back(c.subject_ref);
+    return out;
+  }
+
+  TempDir tmp_;
+  std::filesystem::path dir_;
+  vault::VaultConfig config_;
+  std::mt19937 rng_{11};
+  std::unique_ptr<service::Service> svc_;
+};
+
+TEST_P(VaultIndexTest, SearchModesThroughTheIndex) {
+  auto access = enrol("acc-", "access-control", 60);
+  enrol("oth-", "other", 60);
+  auto probe = near_template(access[7], rng_, 0.4f);
+
+  SearchRequest thr("access-control", "case-1", 5);
+  auto r = svc_->search_templates(thr, {probe});
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  const auto* ix = svc_->search_index("faceplugin-mobilefacenet-512", 1);
+  ASSERT_NE(ix, nullptr);
+  EXPECT_EQ(ix->kind(), GetParam() == "ivf" ? "ivf" : "exact");
+  EXPECT_EQ(svc_->gallery_size(), 240u);
+  EXPECT_EQ(r->mode, "threshold");
+  ASSERT_EQ(refs(*r), std::vector<std::string>{"acc-7"}) << "random others are far below FMR 1e-3";
+  EXPECT_EQ(r->eligible_templates, 120);
+
+  // Investigation: the top 50 for review whatever the score — all eligible, none of `other`.
+  SearchRequest inv("access-control", "case-2");
+  inv.mode = "investigation";
+  auto ri = svc_->search_templates(inv, {probe});
+  ASSERT_TRUE(ri.is_ok());
+  auto names = refs(*ri);
+  ASSERT_EQ(names.size(), 50u);
+  EXPECT_EQ(names[0], "acc-7");
+  for (auto& n : names) EXPECT_EQ(n.rfind("acc-", 0), 0u) << n << " leaked from another purpose";
+  std::set<std::string> uniq(names.begin(), names.end());
+  EXPECT_EQ(uniq.size(), names.size()) << "one candidate per subject";
+
+  // Identification: threshold from FPIR 1 % for 120 eligible templates; candidates carry FPIR.
+  SearchRequest idn("access-control", "case-3");
+  idn.mode = "identification";
+  auto rid = svc_->search_templates(idn, {probe});
+  ASSERT_TRUE(rid.is_ok());
+  ASSERT_EQ(refs(*rid), std::vector<std::string>{"acc-7"});
+  ASSERT_TRUE(rid->faces[0].candidates[0].fpir.has_value());
+  EXPECT_LT(*rid->faces[0].candidates[0].fpir, 0.01);
+  EXPECT_NEAR(rid->max_fmr, 1 - std::pow(0.99, 1.0 / 120), 1e-9);
+
+  SearchRequest bad("access-control", "case-4");
+  bad.mode = "guess";
+  EXPECT_EQ(svc_->search_templates(bad, {probe}).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_P(VaultIndexTest, PurposeFilterHoldsWhenEveryNearestFaceIsIneligible) {
+  enrol("acc-", "access-control", 40);
+  auto others = enrol("oth-", "other", 40, 3);
+  // The probe is another photo of an `other` subject: its nearest faces are all ineligible.
+  SearchRequest inv("access-control", "case");
+  inv.mode = "investigation";
+  inv.top_k = 10;
+  auto r = svc_->search_templates(inv, {near_template(others[3], rng_, 0.3f)});
+  ASSERT_TRUE(r.is_ok());
+  auto names = refs(*r);
+  EXPECT_EQ(names.size(), 10u) << "k eligible candidates still come back";
+  for (auto& n : names) EXPECT_EQ(n.rfind("acc-", 0), 0u) << n << " leaked";
+}
+
+TEST_P(VaultIndexTest, OnlineAddAndPhysicalRemovalOnErase) {
+  auto access = enrol("acc-", "access-control", 50);
+  SearchRequest inv("access-control", "case");
+  inv.mode = "investigation";
+  ASSERT_TRUE(svc_->search_templates(inv, {access[0]}).is_ok());  // loads the index
+  EXPECT_EQ(svc_->gallery_size(), 100u);
+
+  // Enrolment adds to the loaded index without a reload.
+  auto late = enrol("late-", "access-control", 1);
+  EXPECT_EQ(svc_->gallery_size(), 102u);
+  auto r = svc_->search_templates({"access-control", "c", 1}, {late[0]});
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(refs(*r), std::vector<std::string>{"late-0"});
+
+  // Erasure: out of the index before the receipt; even an investigation search (no
+  // threshold) with the subject's own template never returns it.
+  auto receipt = svc_->erase("acc-3");
+  ASSERT_TRUE(receipt.is_ok()) << receipt.status().to_string();
+  EXPECT_EQ(receipt->index_removed, 2);
+  EXPECT_EQ(receipt->to_json()["search_index_removed"], 2);
+  EXPECT_EQ(svc_->gallery_size(), 100u);
+  inv.top_k = 200;
+  auto after = svc_->search_templates(inv, {access[3]});
+  ASSERT_TRUE(after.is_ok());
+  for (auto& n : refs(*after)) EXPECT_NE(n, "acc-3");
+  EXPECT_EQ(refs(*after).size(), 50u);
+
+  // Withdrawal of the only basis erases too.
+  auto b = svc_->add_basis({"wd", "consent", "form", {"access-control"}, std::nullopt});
+  ASSERT_TRUE(b.is_ok());
+  auto t = random_template(rng_);
+  ASSERT_TRUE(svc_->enroll_template(EnrollRequest("wd", b->basis_id), t).is_ok());
+  ASSERT_TRUE(svc_->withdraw_basis(b->basis_id).is_ok());
+  auto w = svc_->search_templates(inv, {t});
+  ASSERT_TRUE(w.is_ok());
+  for (auto& n : refs(*w)) EXPECT_NE(n, "wd");
+}
+
+TEST_P(VaultIndexTest, OptOutChecksUseTheIndex) {
+  auto access = enrol("acc-", "access-control", 30);
+  enrol("oth-", "other", 30);
+  // An opt-out entry for acc-4 (a new photo): counted as an enrolled match, whatever purpose,
+  // and listed by the check.
+  auto o = svc_->optout_add_template(near_template(access[4], rng_, 0.3f));
+  ASSERT_TRUE(o.is_ok()) << o.status().to_string();
+  EXPECT_EQ(o->enrolled_match_count, 1);
+  auto c = svc_->optout_check();
+  ASSERT_TRUE(c.is_ok());
+  ASSERT_EQ(c->size(), 1u);
+  EXPECT_EQ((*c)[0].subject_ref, "acc-4");
+  ASSERT_TRUE(svc_->erase("acc-4").is_ok());
+  EXPECT_TRUE(svc_->optout_check()->empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Index, VaultIndexTest, ::testing::Values("exact", "ivf"));
+
+}  // namespace
+}  // namespace fv::test

@@ -388,7 +388,7 @@ void add_erase_export_expire(CLI::App& app, int& exit_code) {
     struct A { std::string as_of; bool dry_run = false; Common c; };
     auto a = std::make_shared<A>();
     auto* cmd = app.add_subcommand("expire", "erase every subject whose retention has ended or whose lawful bases have all lapsed");
-    cmd->add_option("--as-of", a->as_of, "evaluate at this date instead of now (YYYY-MM-DD or timestamp, UTC)");
+    cmd->add_option("--as-of", a->as_of, "evaluate at this date instead of now (YYYY-MM-DD or timestamp, UTC; a future date only with --dry-run)");
     cmd->add_flag("--dry-run", a->dry_run, "list what is due without erasing");
     add_common(cmd, a->c);
     cmd->callback([a, &exit_code] {

@@ -1190,10 +1190,15 @@ Result<json> Service::export_subject(const std::string& subject, bool include_te
 Result<ExpireReport> Service::expire(const std::optional<std::string>& as_of_in, bool dry_run) {
   FV_RETURN_IF_ERROR(authorize("expire"));
   ExpireReport rep;
+  const std::string t = now();
   if (as_of_in) {
     FV_ASSIGN_OR_RETURN(rep.as_of, vault::parse_time(*as_of_in));
+    // A date in the future would erase, today, subjects that are not due: only a dry run
+    // may look ahead.
+    if (rep.as_of > t && !dry_run)
+      return invalid_argument("--as-of " + rep.as_of + " is in the future: only a dry run (--dry-run) may look ahead");
   } else {
-    rep.as_of = now();
+    rep.as_of = t;
   }
   auto& db = vault_->db();
   // Due: retention passed, or no basis left that is in force (all withdrawn or expired).

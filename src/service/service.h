@@ -223,6 +223,7 @@ class Service {
   // Everything held about a subject; kept images are written to images_dir when given.
   Result<nlohmann::json> export_subject(const std::string& subject, bool include_templates,
                                         const std::optional<std::filesystem::path>& images_dir);
+  // Erases the subjects due at `as_of` (default now); a future `as_of` needs dry_run.
   Result<ExpireReport> expire(const std::optional<std::string>& as_of, bool dry_run);
 
   Result<OptoutResult> optout_add(std::vector<uint8_t> image_bytes, int face_index = -1);

@@ -631,15 +631,26 @@ TEST_F(VaultTest, ExpireErasesWhatIsDueAndAuditsIt) {
   ASSERT_EQ(r->erased.size(), 1u);
   EXPECT_EQ(r->erased[0].subject_ref, "bob");
   EXPECT_EQ(r->erased[0].reason, "no lawful basis in force");
+  // A date in the future erases nothing: it is refused unless it is a dry run.
+  auto ahead = svc_->expire(vault::add_days(t0, 366), false);
+  ASSERT_FALSE(ahead.is_ok());
+  EXPECT_NE(ahead.status().message().find("--dry-run"), std::string::npos) << ahead.status().message();
+  EXPECT_EQ(count("SELECT count(*) FROM subject"), 2);
+  dry = svc_->expire(vault::add_days(t0, 566), true);
+  ASSERT_TRUE(dry.is_ok());
+  EXPECT_EQ(dry->erased.size(), 2u);
+  EXPECT_EQ(count("SELECT count(*) FROM subject"), 2);
+  clock_.now = vault::add_days(t0, 366);
   r = svc_->expire(vault::add_days(t0, 366), false);
   ASSERT_EQ(r->erased.size(), 1u);
   EXPECT_EQ(r->erased[0].subject_ref, "alice");
   EXPECT_EQ(r->erased[0].reason, "retention period ended");
-  r = svc_->expire(vault::add_days(t0, 566), false);
+  clock_.now = vault::add_days(t0, 566);
+  r = svc_->expire(std::nullopt, false);
   ASSERT_EQ(r->erased.size(), 1u);
   EXPECT_EQ(r->erased[0].subject_ref, "carol");
   EXPECT_EQ(audit("erase").size(), 3u);
-  EXPECT_EQ(audit("expire").size(), 5u);
+  EXPECT_EQ(audit("expire").size(), 6u);
   EXPECT_TRUE(svc_->audit_verify()->ok);
 }
 

@@ -146,7 +146,18 @@ TEST_F(VaultCli, JsonShapes) {
     EXPECT_TRUE(e.contains("hash") && e.contains("prev_hash") && e.contains("actor"));
   }
   EXPECT_EQ(n, 2);
-  auto ex = run("facevault expire --json --as-of 2099-01-01");
+  // A date in the future would erase subjects that are not due: only a dry run may look ahead.
+  one_line_reason(run("facevault expire --json --as-of 2099-01-01"));
+  auto ahead = run("facevault expire --json --dry-run --as-of 2099-01-01");
+  ASSERT_EQ(ahead.rc, 0) << ahead.err;
+  EXPECT_EQ(nlohmann::json::parse(ahead.out)["erased"].size(), 1u);
+  // Make the subject due now (its retention ended), then expire for real.
+  {
+    auto db = vault::Db::open(vault_ / "vault.db", false);
+    ASSERT_TRUE(db.is_ok());
+    ASSERT_TRUE(db->exec("UPDATE subject SET retention_until='2001-01-01T00:00:00.000Z'").is_ok());
+  }
+  auto ex = run("facevault expire --json");
   ASSERT_EQ(ex.rc, 0) << ex.err;
   auto exj = nlohmann::json::parse(ex.out);
   ASSERT_EQ(exj["erased"].size(), 1u);

@@ -754,10 +754,8 @@ void Server::Impl::define_routes() {
           j["message"] = "Your opt-out is recorded: only an encrypted template of your face is kept, and no enrolment "
                          "that matches it will be accepted. Keep this reference: " + r.optout_uid;
         } else {
-          json m = json::array();
-          for (auto& x : r.enrolled_matches)
-            m.push_back({{"subject", x.subject_ref}, {"subject_id", x.subject_uid}, {"similarity", x.similarity}});
-          j["enrolled_matches"] = m;
+          // Only the number (as the service gives it): who they are is for optout_check.
+          j["enrolled_match_count"] = r.enrolled_match_count;
           j["audit_hash"] = r.audit_hash;
         }
         reply(c.res, 201, j);

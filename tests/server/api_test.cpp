@@ -445,12 +445,14 @@ TEST_F(ApiTest, OptOut) {
   auto pub = post_form("/v1/optout", "", {img("image", photo("leonard", 2))});
   ASSERT_EQ(pub.status, 201) << pub.raw;
   EXPECT_TRUE(pub.body["recorded"].get<bool>());
-  EXPECT_FALSE(pub.body.contains("enrolled_matches"));
+  EXPECT_FALSE(pub.body.contains("enrolled_match_count"));
   EXPECT_EQ(pub.raw.find("leonard"), std::string::npos);
   // With a key the officer sees who matches, and the check lists them.
   auto dpo = post_form("/v1/optout", "auditor", {img("image", photo("leonard", 3))});
   ASSERT_EQ(dpo.status, 201) << dpo.raw;
-  ASSERT_TRUE(dpo.body.contains("enrolled_matches"));
+  ASSERT_TRUE(dpo.body.contains("enrolled_match_count"));
+  EXPECT_GE(dpo.body["enrolled_match_count"].get<int64_t>(), 1);
+  EXPECT_EQ(dpo.raw.find("leonard"), std::string::npos) << "adding an opt-out names nobody";
   auto chk = get("/v1/optout/check", "auditor");
   ASSERT_EQ(chk.status, 200);
   bool found = false;

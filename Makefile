@@ -5,7 +5,7 @@ JOBS ?= 2
 SHARED ?= $(abspath ../shared)
 SAMPLES := $(SHARED)/data/samples/face-api-js/images
 
-.PHONY: all deps models configure build run test test-unit test-fuzz bench clean
+.PHONY: all deps models configure build run demo test test-fuzz bench clean
 
 all: build
 
@@ -23,9 +23,13 @@ configure: deps $(BUILD)/CMakeCache.txt
 build: configure
 	cmake --build $(BUILD) -j$(JOBS)
 
-# The main job on the embedded default: detect and embed the sample photos, then verify two
-# photos of one person and of two people.
+# The main job on the embedded default: a demo vault of the sample photos (enrolled under a
+# demo consent record), one API key per role, and the API + web UI on http://127.0.0.1:8080.
 run: models build
+	@bash scripts/serve-demo.sh $(BUILD)/facevault "$(SAMPLES)"
+
+# The engine alone on the sample photos: detect, embed, verify (no vault, no server).
+demo: models build
 	@bash scripts/demo.sh $(BUILD)/facevault "$(SAMPLES)"
 
 test: models build

@@ -1,6 +1,11 @@
 #include "service/service.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -1110,9 +1115,13 @@ Result<json> Service::export_subject(const std::string& subject, bool include_te
         "WHERE subject_id=? ORDER BY id"));
     q.bind(1, s->id);
     if (images_dir) {
+      // Decrypted photos: a private folder (0700) when we create it, private files (0600).
       std::error_code ec;
-      fs::create_directories(*images_dir, ec);
-      if (ec) return io_error("cannot create " + images_dir->string() + ": " + ec.message());
+      if (!fs::exists(*images_dir, ec)) {
+        if (images_dir->has_parent_path()) fs::create_directories(images_dir->parent_path(), ec);
+        if (ec || (::mkdir(images_dir->c_str(), 0700) != 0 && errno != EEXIST))
+          return io_error("cannot create " + images_dir->string() + ": " + (ec ? ec.message() : std::strerror(errno)));
+      }
     }
     for (;;) {
       FV_ASSIGN_OR_RETURN(bool row, q.step());
@@ -1124,10 +1133,17 @@ Result<json> Service::export_subject(const std::string& subject, bool include_te
       if (!q.is_null(9) && images_dir) {
         FV_ASSIGN_OR_RETURN(Bytes plain, vault::open_sealed(key, q.blob(9), image_ad(s->id)));
         const fs::path out = *images_dir / ("image-" + std::to_string(q.i64(0)) + "." + (q.text(4).empty() ? "bin" : q.text(4)));
-        std::ofstream f(out, std::ios::binary);
-        f.write(reinterpret_cast<const char*>(plain.data()), static_cast<std::streamsize>(plain.size()));
+        const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        bool written = fd >= 0 && ::fchmod(fd, 0600) == 0;  // an existing file keeps its mode otherwise
+        for (size_t off = 0; written && off < plain.size();) {
+          const ssize_t n = ::write(fd, plain.data() + off, plain.size() - off);
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) written = false;
+          else off += static_cast<size_t>(n);
+        }
+        if (fd >= 0 && ::close(fd) != 0) written = false;
         vault::wipe(plain);
-        if (!f) return io_error("cannot write " + out.string());
+        if (!written) return io_error("cannot write " + out.string());
         im["file"] = out.string();
       }
       images.push_back(im);

@@ -607,6 +607,36 @@ TEST_F(VaultTest, ExportHoldsEverythingIncludingSearchesThatReturnedTheSubject) 
   EXPECT_EQ(audit("export").size(), 2u);
 }
 
+TEST_F(VaultTest, ExportedPhotosArePrivateFilesInAPrivateFolder) {
+  const int64_t a = basis("alice", {"access-control"});
+  service::PreparedFace pf;
+  pf.image.assign(3000, 0);
+  for (auto& x : pf.image) x = static_cast<uint8_t>(rng_());
+  pf.sha256 = vault::sha256_hex(pf.image);
+  pf.format = "png";
+  pf.image_bytes = pf.image.size();
+  pf.face.face_template = random_template(rng_);
+  EnrollRequest kept{"alice", a};
+  kept.keep_image = true;
+  const auto image = pf.image;
+  ASSERT_TRUE(svc_->commit_enrollment(kept, pf).is_ok());
+  const mode_t old_umask = ::umask(022);  // the usual umask: would give 0755 and 0644
+  const auto out = tmp_.path() / "exports" / "alice";
+  auto j = svc_->export_subject("alice", false, out);
+  ASSERT_TRUE(j.is_ok()) << j.status().to_string();
+  // An existing file is made private too.
+  const std::string file = (*j)["source_images"][0]["file"];
+  std::filesystem::permissions(file, std::filesystem::perms::others_read, std::filesystem::perm_options::add);
+  ASSERT_TRUE(svc_->export_subject("alice", false, out).is_ok());
+  ::umask(old_umask);
+  struct stat st {};
+  ASSERT_EQ(::stat(out.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(file_bytes(file), image);
+}
+
 // ------------------------------------------------------------------ retention
 
 TEST_F(VaultTest, ExpireErasesWhatIsDueAndAuditsIt) {

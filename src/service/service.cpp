@@ -94,12 +94,8 @@ bool valid_text(const std::string& s, size_t max) {
 
 bool valid_ref(const std::string& s) { return !s.empty() && valid_text(s, 200); }
 
-std::string face_ad(int64_t subject_id, const std::string& model_id, int version) {
-  return "facevault/face/" + std::to_string(subject_id) + "/" + model_id + "/" + std::to_string(version);
-}
 // Which index a template lives in: templates of different models never compare.
 std::string model_key(const std::string& model_id, int version) { return model_id + "/" + std::to_string(version); }
-std::string image_ad(int64_t subject_id) { return "facevault/image/" + std::to_string(subject_id); }
 std::string optout_ad(const std::string& uid, const std::string& model_id, int version) {
   return "facevault/optout/" + uid + "/" + model_id + "/" + std::to_string(version);
 }
@@ -569,19 +565,30 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
   ii.bind_all(subj->id, req.basis_id, sha256, static_cast<int64_t>(image_bytes), format,
               req.provenance.supplied_by.empty() ? actor_.name : req.provenance.supplied_by, req.provenance.method,
               req.provenance.source, t);
-  if (keep) ii.bind(10, vault::seal(key, *keep, image_ad(subj->id)));
-  else ii.bind_null(10);
+  ii.bind_null(10);
   FV_RETURN_IF_ERROR(ii.run());
   res.image_id = db.last_insert_rowid();
-  Bytes sealed = vault::seal(key, vault::as_bytes(tmpl.values), face_ad(subj->id, tmpl.model_id, tmpl.model_version));
+  // Sealed once the row ids are known: the associated data binds each blob to its own row.
+  if (keep) {
+    FV_ASSIGN_OR_RETURN(Stmt ki, db.prepare("UPDATE source_image SET image=? WHERE id=?"));
+    ki.bind_all(vault::seal(key, *keep, vault::image_ad(subj->id, res.image_id)), res.image_id);
+    FV_RETURN_IF_ERROR(ki.run());
+  }
   FV_ASSIGN_OR_RETURN(Stmt fi, db.prepare(
       "INSERT INTO face(subject_id, image_id, basis_id, model_id, model_version, dim, template, box, quality, created_at)"
-      " VALUES(?,?,?,?,?,?,?,?,?,?)"));
+      " VALUES(?,?,?,?,?,?,X'',?,?,?)"));
   fi.bind_all(subj->id, res.image_id, req.basis_id, tmpl.model_id, tmpl.model_version,
-              static_cast<int64_t>(tmpl.values.size()), sealed, face ? box_json(face->detection.box).dump() : "[]",
+              static_cast<int64_t>(tmpl.values.size()), face ? box_json(face->detection.box).dump() : "[]",
               face ? quality_json(face->quality).dump() : "{}", t);
   FV_RETURN_IF_ERROR(fi.run());
   res.face_id = db.last_insert_rowid();
+  {
+    FV_ASSIGN_OR_RETURN(Stmt ft, db.prepare("UPDATE face SET template=? WHERE id=?"));
+    ft.bind_all(vault::seal(key, vault::as_bytes(tmpl.values),
+                            vault::face_ad(subj->id, res.face_id, tmpl.model_id, tmpl.model_version)),
+                res.face_id);
+    FV_RETURN_IF_ERROR(ft.run());
+  }
   // Retention is renewed by enrolment, but never beyond the basis' own expiry.
   std::string renewed = vault::add_days(t, vault_->config().default_retention_days);
   if (basis_expires && *basis_expires < renewed) renewed = *basis_expires;
@@ -840,7 +847,7 @@ Status Service::load_gallery() {
     }
     const std::string model = s.text(4);
     const int version = static_cast<int>(s.i64(5));
-    FV_ASSIGN_OR_RETURN(auto t, open_template(key, s.blob(6), face_ad(subject_id, model, version), model, version));
+    FV_ASSIGN_OR_RETURN(auto t, open_template(key, s.blob(6), vault::face_ad(subject_id, face_id, model, version), model, version));
     const std::string mk = model_key(model, version);
     Pending& p = pending[mk];
     if (p.dim == 0) p.dim = t.values.size();
@@ -1131,7 +1138,7 @@ Result<json> Service::export_subject(const std::string& subject, bool include_te
                                                         {"source", q.text(7)}, {"received_at", q.text(8)}}},
                  {"kept", !q.is_null(9)}};
       if (!q.is_null(9) && images_dir) {
-        FV_ASSIGN_OR_RETURN(Bytes plain, vault::open_sealed(key, q.blob(9), image_ad(s->id)));
+        FV_ASSIGN_OR_RETURN(Bytes plain, vault::open_sealed(key, q.blob(9), vault::image_ad(s->id, q.i64(0))));
         const fs::path out = *images_dir / ("image-" + std::to_string(q.i64(0)) + "." + (q.text(4).empty() ? "bin" : q.text(4)));
         const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         bool written = fd >= 0 && ::fchmod(fd, 0600) == 0;  // an existing file keeps its mode otherwise
@@ -1164,7 +1171,8 @@ Result<json> Service::export_subject(const std::string& subject, bool include_te
                 {"box", json::parse(q.text(6), nullptr, false)}, {"quality", json::parse(q.text(7), nullptr, false)},
                 {"created_at", q.text(8)}, {"template", "held encrypted (pass --with-templates for the values)"}};
       if (include_templates) {
-        FV_ASSIGN_OR_RETURN(auto t, open_template(key, q.blob(9), face_ad(s->id, q.text(3), static_cast<int>(q.i64(4))),
+        FV_ASSIGN_OR_RETURN(auto t, open_template(key, q.blob(9),
+                                                  vault::face_ad(s->id, q.i64(0), q.text(3), static_cast<int>(q.i64(4))),
                                                   q.text(3), static_cast<int>(q.i64(4))));
         f["template"] = t.values;
         vault::wipe(t.values);

@@ -103,9 +103,192 @@ CREATE INDEX face_by_image ON face(image_id);
 CREATE INDEX face_by_basis ON face(basis_id);
 CREATE INDEX source_image_by_basis ON source_image(basis_id);
 )sql",
+    // 2 → 3: AUTOINCREMENT for subject, lawful_basis, source_image and face, so that an id is
+    // never given again after its row was erased (a late `basis withdraw 2` meant for an
+    // erased subject must not reach a new one). SQLite cannot add AUTOINCREMENT in place:
+    // each table is rebuilt (run_migrations turns foreign-key enforcement off around this, as
+    // a DROP would otherwise cascade). Ids erased before this migration are recovered from the
+    // audit log, which records every basis, template and image id it created.
+    R"sql(
+CREATE TABLE subject_v3(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  uid TEXT NOT NULL UNIQUE,
+  ref TEXT NOT NULL UNIQUE,
+  created_at TEXT NOT NULL,
+  retention_until TEXT NOT NULL);
+INSERT INTO subject_v3(id, uid, ref, created_at, retention_until)
+  SELECT id, uid, ref, created_at, retention_until FROM subject;
+DROP TABLE subject;
+ALTER TABLE subject_v3 RENAME TO subject;
+
+CREATE TABLE lawful_basis_v3(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  subject_id INTEGER NOT NULL REFERENCES subject(id) ON DELETE CASCADE,
+  kind TEXT NOT NULL CHECK(kind IN ('consent','legal-obligation','public-task','law-enforcement')),
+  reference TEXT NOT NULL,
+  granted_at TEXT NOT NULL,
+  expires_at TEXT,
+  withdrawn_at TEXT,
+  recorded_by TEXT NOT NULL);
+INSERT INTO lawful_basis_v3(id, subject_id, kind, reference, granted_at, expires_at, withdrawn_at, recorded_by)
+  SELECT id, subject_id, kind, reference, granted_at, expires_at, withdrawn_at, recorded_by FROM lawful_basis;
+DROP TABLE lawful_basis;
+ALTER TABLE lawful_basis_v3 RENAME TO lawful_basis;
+CREATE INDEX lawful_basis_by_subject ON lawful_basis(subject_id);
+
+CREATE TABLE source_image_v3(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  subject_id INTEGER NOT NULL REFERENCES subject(id) ON DELETE CASCADE,
+  basis_id INTEGER NOT NULL REFERENCES lawful_basis(id) ON DELETE CASCADE,
+  sha256 TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  format TEXT NOT NULL,
+  supplied_by TEXT NOT NULL,
+  method TEXT NOT NULL,
+  source TEXT NOT NULL,
+  received_at TEXT NOT NULL,
+  image BLOB);
+INSERT INTO source_image_v3(id, subject_id, basis_id, sha256, bytes, format, supplied_by, method, source, received_at, image)
+  SELECT id, subject_id, basis_id, sha256, bytes, format, supplied_by, method, source, received_at, image FROM source_image;
+DROP TABLE source_image;
+ALTER TABLE source_image_v3 RENAME TO source_image;
+CREATE INDEX source_image_by_subject ON source_image(subject_id);
+CREATE INDEX source_image_by_basis ON source_image(basis_id);
+
+CREATE TABLE face_v3(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  subject_id INTEGER NOT NULL REFERENCES subject(id) ON DELETE CASCADE,
+  image_id INTEGER REFERENCES source_image(id) ON DELETE CASCADE,
+  basis_id INTEGER NOT NULL REFERENCES lawful_basis(id) ON DELETE CASCADE,
+  model_id TEXT NOT NULL,
+  model_version INTEGER NOT NULL,
+  dim INTEGER NOT NULL,
+  template BLOB NOT NULL,
+  box TEXT NOT NULL,
+  quality TEXT NOT NULL,
+  created_at TEXT NOT NULL);
+INSERT INTO face_v3(id, subject_id, image_id, basis_id, model_id, model_version, dim, template, box, quality, created_at)
+  SELECT id, subject_id, image_id, basis_id, model_id, model_version, dim, template, box, quality, created_at FROM face;
+DROP TABLE face;
+ALTER TABLE face_v3 RENAME TO face;
+CREATE INDEX face_by_subject ON face(subject_id);
+CREATE INDEX face_by_image ON face(image_id);
+CREATE INDEX face_by_basis ON face(basis_id);
+
+INSERT INTO sqlite_sequence(name, seq)
+  SELECT t.name, 0 FROM (SELECT 'subject' AS name UNION ALL SELECT 'lawful_basis' UNION ALL SELECT 'source_image'
+                         UNION ALL SELECT 'face') t
+  WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence s WHERE s.name = t.name);
+-- Ids are given as max(id) + 1 without AUTOINCREMENT, so no id ever given exceeds the number
+-- of rows ever created, which the log counts (subject ids are in no entry: the count is all
+-- there is for them); the ids it names are taken into account too.
+UPDATE sqlite_sequence SET seq = max(seq, (SELECT count(*) FROM audit WHERE action = 'basis_add' AND outcome = 'ok'
+    AND CASE WHEN json_valid(details) THEN json_extract(details, '$.subject_created') = 1 ELSE 0 END))
+  WHERE name = 'subject';
+UPDATE sqlite_sequence SET seq = max(seq,
+    (SELECT count(*) FROM audit WHERE action = 'basis_add' AND outcome = 'ok'),
+    (SELECT coalesce(max(CASE WHEN json_valid(details) THEN CAST(json_extract(details, '$.basis_id') AS INTEGER) END), 0)
+       FROM audit WHERE action = 'basis_add' AND outcome = 'ok'))
+  WHERE name = 'lawful_basis';
+UPDATE sqlite_sequence SET seq = max(seq,
+    (SELECT count(*) FROM audit WHERE action = 'enroll' AND outcome = 'ok'),
+    (SELECT coalesce(max(CASE WHEN json_valid(details) THEN CAST(json_extract(details, '$.image_id') AS INTEGER) END), 0)
+       FROM audit WHERE action = 'enroll' AND outcome = 'ok'))
+  WHERE name = 'source_image';
+UPDATE sqlite_sequence SET seq = max(seq,
+    (SELECT count(*) FROM audit WHERE action = 'enroll' AND outcome = 'ok'),
+    (SELECT coalesce(max(CASE WHEN json_valid(details) THEN CAST(json_extract(details, '$.face_id') AS INTEGER) END), 0)
+       FROM audit WHERE action = 'enroll' AND outcome = 'ok'))
+  WHERE name = 'face';
+)sql",
+    // 3 → 4: sealed templates and kept images are bound to their own row (face_ad and
+    // image_ad name the face or image id), so that two blobs of one subject cannot be swapped.
+    // No schema change: run_migrations re-seals every existing row under the new binding.
+    "SELECT 1",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);
+
+std::string subject_key_ad(int64_t subject_id) { return "facevault/subject-key/" + std::to_string(subject_id); }
+
+// Schema 4: re-seals every template and kept image, from the subject-only binding of schema
+// ≤ 3 to the row's own (face_ad, image_ad), inside the migration's transaction.
+Status reseal_bound_to_rows(Db& db, const SecretKey& master) {
+  auto legacy_face_ad = [](int64_t sid, const std::string& model, int64_t version) {
+    return "facevault/face/" + std::to_string(sid) + "/" + model + "/" + std::to_string(version);
+  };
+  auto legacy_image_ad = [](int64_t sid) { return "facevault/image/" + std::to_string(sid); };
+  struct Row {
+    int64_t id, sid;
+    std::string model;
+    int64_t version;
+  };
+  for (const bool faces : {true, false}) {
+    std::vector<Row> rows;
+    {
+      FV_ASSIGN_OR_RETURN(Stmt s, db.prepare(faces ? "SELECT id, subject_id, model_id, model_version FROM face ORDER BY id"
+                                                   : "SELECT id, subject_id, '', 0 FROM source_image WHERE image IS NOT NULL "
+                                                     "ORDER BY id"));
+      for (;;) {
+        FV_ASSIGN_OR_RETURN(bool row, s.step());
+        if (!row) break;
+        rows.push_back({s.i64(0), s.i64(1), s.text(2), s.i64(3)});
+      }
+    }
+    FV_ASSIGN_OR_RETURN(Stmt get, db.prepare(faces ? "SELECT f.template, k.wrapped FROM face f JOIN subject_key k ON "
+                                                     "k.subject_id=f.subject_id WHERE f.id=?"
+                                                   : "SELECT i.image, k.wrapped FROM source_image i JOIN subject_key k ON "
+                                                     "k.subject_id=i.subject_id WHERE i.id=?"));
+    FV_ASSIGN_OR_RETURN(Stmt put, db.prepare(faces ? "UPDATE face SET template=? WHERE id=?"
+                                                   : "UPDATE source_image SET image=? WHERE id=?"));
+    for (const Row& r : rows) {
+      FV_RETURN_IF_ERROR(get.reset());
+      get.bind(1, r.id);
+      FV_ASSIGN_OR_RETURN(bool found, get.step());
+      if (!found) continue;  // no subject key: nothing can open it
+      auto key = unwrap_key(master, get.blob(1), subject_key_ad(r.sid));
+      if (!key.is_ok()) return corrupt_data("schema migration: subject key " + std::to_string(r.sid) + " does not unwrap");
+      const std::string what = (faces ? "template " : "image ") + std::to_string(r.id);
+      auto plain = open_sealed(*key, get.blob(0), faces ? legacy_face_ad(r.sid, r.model, r.version) : legacy_image_ad(r.sid));
+      if (!plain.is_ok()) return corrupt_data("schema migration: " + what + " does not decrypt");
+      Bytes sealed = seal(*key, *plain, faces ? face_ad(r.sid, r.id, r.model, static_cast<int>(r.version))
+                                              : image_ad(r.sid, r.id));
+      wipe(*plain);
+      FV_RETURN_IF_ERROR(put.reset());
+      put.bind_all(sealed, r.id);
+      FV_RETURN_IF_ERROR(put.run());
+    }
+  }
+  return Status::ok();
+}
+
+// Takes the database from its schema version to `target` in one transaction. Foreign-key
+// enforcement is off meanwhile (it cannot change inside a transaction): rebuilding a table
+// drops it, and with enforcement on that DROP would cascade-delete every row that refers to
+// it. The foreign keys are checked before the commit.
+Status run_migrations(Db& db, const SecretKey& master, int64_t target) {
+  FV_RETURN_IF_ERROR(db.exec("PRAGMA foreign_keys=OFF"));
+  struct KeysBackOn {
+    Db& db;
+    ~KeysBackOn() { (void)db.exec("PRAGMA foreign_keys=ON"); }
+  } back_on{db};
+  FV_ASSIGN_OR_RETURN(int64_t fk, db.query_int("PRAGMA foreign_keys"));
+  if (fk != 0) return internal_error("the schema migration could not turn foreign-key enforcement off");
+  FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
+  FV_ASSIGN_OR_RETURN(int64_t version, db.query_int("PRAGMA user_version"));  // another process may have migrated
+  if (version >= target) return Status::ok();
+  for (int64_t v = version; v < target; ++v) {
+    FV_RETURN_IF_ERROR(db.exec(kMigrations[v]));
+    if (v + 1 == 4) FV_RETURN_IF_ERROR(reseal_bound_to_rows(db, master));
+  }
+  {
+    FV_ASSIGN_OR_RETURN(Stmt ck, db.prepare("PRAGMA foreign_key_check"));
+    FV_ASSIGN_OR_RETURN(bool broken, ck.step());
+    if (broken) return corrupt_data("schema migration: a row of " + ck.text(0) + " refers to a missing row");
+  }
+  FV_RETURN_IF_ERROR(db.exec("PRAGMA user_version=" + std::to_string(target)));
+  return txn.commit();
+}
 
 Status fsync_path(const fs::path& p, bool dir) {
   const int fd = ::open(p.c_str(), (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
@@ -199,6 +382,15 @@ Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
   return c;
 }
 
+std::string face_ad(int64_t subject_id, int64_t face_id, const std::string& model_id, int version) {
+  return "facevault/face/" + std::to_string(subject_id) + "/" + std::to_string(face_id) + "/" + model_id + "/" +
+         std::to_string(version);
+}
+
+std::string image_ad(int64_t subject_id, int64_t image_id) {
+  return "facevault/image/" + std::to_string(subject_id) + "/" + std::to_string(image_id);
+}
+
 fs::path default_vault_dir() {
   if (const char* v = std::getenv("FACEVAULT_VAULT"); v && *v) return v;
   return fs::path("var") / "vault";
@@ -216,7 +408,7 @@ Result<SecretKey> load_master_key(const VaultPaths& paths, const VaultConfig& co
   return read_key_file(paths.key());
 }
 
-Status Vault::init(const fs::path& dir, const VaultConfig& config_in) {
+Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema_version) {
   FV_RETURN_IF_ERROR(ensure_sodium());
   VaultPaths paths{dir};
   std::error_code ec;
@@ -254,9 +446,9 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in) {
   FV_ASSIGN_OR_RETURN(Db db, Db::open(paths.db(), true));
   FV_RETURN_IF_ERROR(db.exec("PRAGMA journal_mode=WAL"));
   FV_RETURN_IF_ERROR(db.exec("PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL"));
+  if (schema_version < 1 || schema_version > kSchemaVersion) return invalid_argument("no such schema version");
+  FV_RETURN_IF_ERROR(run_migrations(db, master, schema_version));
   FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
-  for (int v = 0; v < kSchemaVersion; ++v) FV_RETURN_IF_ERROR(db.exec(kMigrations[v]));
-  FV_RETURN_IF_ERROR(db.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));
   FV_ASSIGN_OR_RETURN(Stmt meta, db.prepare("INSERT INTO meta(key, value) VALUES('master_key_id', ?1), ('created_at', ?2)"));
   meta.bind_all(master.id(), utc_now());
   FV_RETURN_IF_ERROR(meta.run());
@@ -298,7 +490,11 @@ Result<std::unique_ptr<Vault>> Vault::open(const fs::path& dir) {
 
   FV_ASSIGN_OR_RETURN(v->db_, Db::open(v->paths_.db(), false));
   FV_RETURN_IF_ERROR(v->apply_pragmas());
-  FV_RETURN_IF_ERROR(v->migrate());
+  FV_ASSIGN_OR_RETURN(int64_t version, v->db_.query_int("PRAGMA user_version"));
+  if (version > kSchemaVersion)
+    return failed_precondition("the vault's schema (version " + std::to_string(version) +
+                               ") is newer than this facevault understands (" + std::to_string(kSchemaVersion) +
+                               "): upgrade facevault");
   FV_ASSIGN_OR_RETURN(auto want, v->db_.query_text("SELECT value FROM meta WHERE key='master_key_id'"));
   if (!want) return corrupt_data("vault has no master key id");
 
@@ -320,6 +516,8 @@ Result<std::unique_ptr<Vault>> Vault::open(const fs::path& dir) {
   if (v->master_id_ != *want)
     return failed_precondition("wrong master key: it does not open this vault (vault key id " + *want + ", given key id " +
                                v->master_id_ + ")");
+  // Migrations run with the master key at hand (schema 4 re-seals every template).
+  FV_RETURN_IF_ERROR(v->migrate());
   return v;
 }
 
@@ -344,11 +542,7 @@ Status Vault::migrate() {
                                ") is newer than this facevault understands (" + std::to_string(kSchemaVersion) +
                                "): upgrade facevault");
   if (version == kSchemaVersion) return Status::ok();
-  FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db_));
-  FV_ASSIGN_OR_RETURN(version, db_.query_int("PRAGMA user_version"));  // another process may have migrated
-  for (int64_t v = version; v < kSchemaVersion; ++v) FV_RETURN_IF_ERROR(db_.exec(kMigrations[v]));
-  FV_RETURN_IF_ERROR(db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion)));
-  return txn.commit();
+  return run_migrations(db_, master_, kSchemaVersion);
 }
 
 Status Vault::check_master_key_current() {
@@ -358,7 +552,6 @@ Status Vault::check_master_key_current() {
   return Status::ok();
 }
 
-static std::string subject_key_ad(int64_t subject_id) { return "facevault/subject-key/" + std::to_string(subject_id); }
 
 Result<SecretKey> Vault::create_subject_key(int64_t subject_id) {
   FV_RETURN_IF_ERROR(check_master_key_current());

@@ -23,7 +23,7 @@ namespace fv::vault {
 
 inline constexpr const char* kMasterKeyEnv = "FACEVAULT_MASTER_KEY";
 inline constexpr const char* kNewMasterKeyEnv = "FACEVAULT_NEW_MASTER_KEY";
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 4;
 
 struct VaultConfig {
   double default_retention_days = 365;  // subject retention from creation, renewed by enrolment
@@ -56,6 +56,12 @@ struct VaultPaths {
   std::filesystem::path lock() const { return dir / "vault.lock"; }
 };
 
+// Associated data of a sealed template or kept image: binds the blob to its subject and to its
+// own row, so that it opens nowhere else (another subject's row, or another row of the same
+// subject). A row is inserted first and sealed once its id is known.
+std::string face_ad(int64_t subject_id, int64_t face_id, const std::string& model_id, int version);
+std::string image_ad(int64_t subject_id, int64_t image_id);
+
 // Where a command finds its vault: --vault, else $FACEVAULT_VAULT, else ./var/vault.
 std::filesystem::path default_vault_dir();
 
@@ -63,11 +69,13 @@ class Vault {
  public:
   // Creates DIR (mode 0700) with a new database, config and master key. With
   // FACEVAULT_MASTER_KEY set, that key is used and no key file is written. Refuses a DIR that
-  // already holds a vault.
-  static Status init(const std::filesystem::path& dir, const VaultConfig& config = {});
+  // already holds a vault. `schema_version` below the current one builds an older vault
+  // (tests of the migrations); open() migrates it.
+  static Status init(const std::filesystem::path& dir, const VaultConfig& config = {},
+                     int schema_version = kSchemaVersion);
   // Opens an existing vault: takes a shared lock on DIR/vault.lock for the object's lifetime,
-  // loads and checks the master key, applies schema migrations, finishes an interrupted key
-  // rotation.
+  // finishes an interrupted key rotation, loads and checks the master key, then applies
+  // schema migrations.
   static Result<std::unique_ptr<Vault>> open(const std::filesystem::path& dir);
   ~Vault();
 

@@ -167,6 +167,161 @@ TEST_F(VaultTest, OlderSchemaIsMigratedOnOpen) {
                   "('face_by_image','face_by_basis','source_image_by_basis')"), 3);
 }
 
+TEST_F(VaultTest, ErasedIdsAreNeverGivenAgain) {
+  const int64_t a = basis("alice", {"access-control"});
+  const int64_t b = basis("bob", {"access-control"});
+  ASSERT_TRUE(enroll("alice", a, random_template(rng_)).is_ok());
+  auto bob = enroll("bob", b, random_template(rng_));
+  ASSERT_TRUE(bob.is_ok());
+  const int64_t bob_subject = count("SELECT id FROM subject WHERE ref='bob'");
+  ASSERT_TRUE(svc_->erase("bob").is_ok());
+  // Bob's rows had the highest ids: without AUTOINCREMENT, SQLite would give them again.
+  const int64_t c = basis("carol", {"access-control"});
+  EXPECT_GT(c, b);
+  EXPECT_GT(count("SELECT id FROM subject WHERE ref='carol'"), bob_subject);
+  auto carol = enroll("carol", c, random_template(rng_));
+  ASSERT_TRUE(carol.is_ok());
+  EXPECT_GT(carol->face_id, bob->face_id);
+  EXPECT_GT(carol->image_id, bob->image_id);
+  // A late withdrawal meant for bob's basis reaches nobody.
+  auto late = svc_->withdraw_basis(b);
+  ASSERT_FALSE(late.is_ok());
+  EXPECT_EQ(late.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(count("SELECT count(*) FROM face WHERE subject_id=(SELECT id FROM subject WHERE ref='carol')"), 1);
+  for (const char* table : {"subject", "lawful_basis", "source_image", "face"})
+    EXPECT_EQ(count(std::string("SELECT count(*) FROM sqlite_master WHERE name='") + table + "' AND sql LIKE '%AUTOINCREMENT%'"), 1)
+        << table;
+}
+
+TEST_F(VaultTest, SealedBlobsAreBoundToTheirOwnRow) {
+  // Two kept photos and two templates of one subject: a blob moved to the other row (same
+  // subject, same key) must not open there.
+  const int64_t a = basis("alice", {"access-control"});
+  std::vector<int64_t> faces, images;
+  for (int i = 0; i < 2; ++i) {
+    service::PreparedFace pf;
+    pf.image.assign(2000, 0);
+    for (auto& x : pf.image) x = static_cast<uint8_t>(rng_());
+    pf.sha256 = vault::sha256_hex(pf.image);
+    pf.format = "png";
+    pf.image_bytes = pf.image.size();
+    pf.face.face_template = random_template(rng_);
+    EnrollRequest kept{"alice", a};
+    kept.keep_image = true;
+    auto r = svc_->commit_enrollment(kept, pf);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    faces.push_back(r->face_id);
+    images.push_back(r->image_id);
+  }
+  auto& db = svc_->vault().db();
+  auto copy_blob = [&](const std::string& table, const std::string& col, int64_t from, int64_t to) {
+    ASSERT_TRUE(db.exec("UPDATE " + table + " SET " + col + "=(SELECT " + col + " FROM " + table + " WHERE id=" +
+                        std::to_string(from) + ") WHERE id=" + std::to_string(to)).is_ok());
+  };
+  ASSERT_TRUE(svc_->export_subject("alice", true, tmp_.path() / "ok").is_ok());
+  copy_blob("source_image", "image", images[1], images[0]);
+  auto img = svc_->export_subject("alice", false, tmp_.path() / "x1");
+  ASSERT_FALSE(img.is_ok()) << "photo 2 opened as photo 1";
+  copy_blob("face", "template", faces[1], faces[0]);
+  auto tmpl = svc_->export_subject("alice", true, std::nullopt);
+  ASSERT_FALSE(tmpl.is_ok()) << "template 2 opened as template 1";
+  EXPECT_EQ(tmpl.status().code(), StatusCode::kCorruptData);
+  svc_->set_actor({"ivan", "investigator"});
+  EXPECT_FALSE(svc_->search_templates({"access-control", "c"}, {random_template(rng_)}).is_ok());
+}
+
+TEST(VaultMigration, Schema2VaultIsResealedAndNeverReusesErasedIds) {
+  // A vault as facevault wrote it at schema 2: no AUTOINCREMENT, blobs bound to the subject
+  // only. Alice stays; Bob (the highest ids) was erased before the upgrade.
+  ASSERT_TRUE(vault::ensure_sodium().is_ok());
+  unsetenv(vault::kMasterKeyEnv);
+  TempDir tmp;
+  const auto dir = tmp.path() / "v";
+  ASSERT_TRUE(vault::Vault::init(dir, {}, 2).is_ok());
+  std::mt19937 rng(7);
+  const auto t1 = random_template(rng);
+  std::vector<uint8_t> photo(5000);
+  for (auto& x : photo) x = static_cast<uint8_t>(rng());
+  {
+    const auto key_file = file_bytes(dir / "master.key");
+    auto master = vault::SecretKey::from_hex(std::string(key_file.begin(), key_file.end()));
+    ASSERT_TRUE(master.is_ok());
+    auto db = vault::Db::open(dir / "vault.db", false);
+    ASSERT_TRUE(db.is_ok());
+    ASSERT_EQ(*db->query_int("PRAGMA user_version"), 2);
+    const std::string now = vault::utc_now(), later = vault::add_days(now, 365), model = t1.model_id;
+    auto run = [&](const std::string& sql, auto... args) {
+      auto s = db->prepare(sql);
+      ASSERT_TRUE(s.is_ok()) << sql;
+      s->bind_all(args...);
+      ASSERT_TRUE(s->run().is_ok()) << sql;
+    };
+    auto audit = [&](const std::string& action, nlohmann::json details) {
+      vault::AuditEntry e;
+      e.ts = now;
+      e.actor = "old";
+      e.role = "admin";
+      e.action = action;
+      e.details = std::move(details);
+      auto txn = vault::Txn::begin(*db);
+      ASSERT_TRUE(vault::append_audit(*db, e).is_ok());
+      ASSERT_TRUE(txn->commit().is_ok());
+    };
+    for (int64_t id : {1, 2}) {
+      const auto key = vault::SecretKey::random();
+      const std::string sid = std::to_string(id);
+      run("INSERT INTO subject(id, uid, ref, created_at, retention_until) VALUES(?,?,?,?,?)", id, "uid" + sid,
+          std::string(id == 1 ? "alice" : "bob"), now, later);
+      run("INSERT INTO subject_key(subject_id, wrapped, master_key_id) VALUES(?,?,?)", id,
+          vault::wrap_key(*master, key, "facevault/subject-key/" + sid), master->id());
+      run("INSERT INTO lawful_basis(id, subject_id, kind, reference, granted_at, recorded_by) VALUES(?,?,'consent','f',?,'old')",
+          id, id, now);
+      run("INSERT INTO basis_purpose(basis_id, purpose) VALUES(?, 'access-control')", id);
+      audit("basis_add", {{"basis_id", id}, {"subject_created", true}});
+      run("INSERT INTO source_image(id, subject_id, basis_id, sha256, bytes, format, supplied_by, method, source, received_at, image)"
+          " VALUES(?,?,?,'0',?,'png','old','file','s',?,?)",
+          id, id, id, static_cast<int64_t>(photo.size()), now, vault::seal(key, photo, "facevault/image/" + sid));
+      run("INSERT INTO face(id, subject_id, image_id, basis_id, model_id, model_version, dim, template, box, quality, created_at)"
+          " VALUES(?,?,?,?,?,1,512,?,'[]','{}',?)",
+          id, id, id, id, model, vault::seal(key, vault::as_bytes(t1.values), "facevault/face/" + sid + "/" + model + "/1"), now);
+      audit("enroll", {{"basis_id", id}, {"face_id", id}, {"image_id", id}});
+    }
+    for (const char* sql : {"DELETE FROM face WHERE subject_id=2", "DELETE FROM source_image WHERE subject_id=2",
+                            "DELETE FROM basis_purpose WHERE basis_id=2", "DELETE FROM lawful_basis WHERE subject_id=2",
+                            "DELETE FROM subject_key WHERE subject_id=2", "DELETE FROM subject WHERE id=2"})
+      ASSERT_TRUE(db->exec(sql).is_ok()) << sql;
+    audit("erase", {{"reason", "erasure request"}});
+  }
+  auto svc = open_service(dir);
+  ASSERT_TRUE(svc);
+  auto& db = svc->vault().db();
+  EXPECT_EQ(*db.query_int("PRAGMA user_version"), vault::kSchemaVersion);
+  EXPECT_EQ(*db.query_int("SELECT count(*) FROM sqlite_master WHERE type='table' AND sql LIKE '%AUTOINCREMENT%'"), 4);
+  EXPECT_EQ(**db.query_text("PRAGMA integrity_check"), "ok");
+  EXPECT_FALSE(*db.prepare("PRAGMA foreign_key_check")->step());
+  EXPECT_EQ(*db.query_int("PRAGMA foreign_keys"), 1) << "enforcement back on after the migration";
+  // Alice's template and photo, re-sealed under the row-bound associated data.
+  auto j = svc->export_subject("alice", true, tmp.path() / "export");
+  ASSERT_TRUE(j.is_ok()) << j.status().to_string();
+  EXPECT_NEAR((*j)["templates"][0]["template"][3].get<double>(), t1.values[3], 1e-7);
+  EXPECT_EQ(file_bytes((*j)["source_images"][0]["file"].get<std::string>()), photo);
+  auto found = svc->search_templates({"access-control", "c"}, {t1});
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  ASSERT_EQ(found->faces[0].candidates.size(), 1u);
+  // New rows never take Bob's ids, although his rows were gone before AUTOINCREMENT existed.
+  auto b = svc->add_basis({"carol", "consent", "f", {"access-control"}, std::nullopt});
+  ASSERT_TRUE(b.is_ok());
+  EXPECT_EQ(b->basis_id, 3);
+  EXPECT_EQ(*db.query_int("SELECT id FROM subject WHERE ref='carol'"), 3);
+  service::EnrollRequest req{"carol", b->basis_id};
+  auto e = svc->enroll_template(req, random_template(rng));
+  ASSERT_TRUE(e.is_ok());
+  EXPECT_EQ(e->face_id, 3);
+  EXPECT_EQ(e->image_id, 3);
+  EXPECT_EQ(svc->withdraw_basis(2).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(svc->audit_verify()->ok);
+}
+
 // ------------------------------------------------------------------ lawful basis and enrolment
 
 TEST_F(VaultTest, BasisIsValidatedAndCreatesTheSubject) {

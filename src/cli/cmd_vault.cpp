@@ -87,6 +87,9 @@ std::string one_in(double fmr) {
 }
 
 void print_receipt(const service::EraseReceipt& r, bool as_json) {
+  if (!r.wiped && !r.audit_hash.empty())
+    std::cerr << "facevault: warning: erased, but freed pages are not overwritten yet (" << r.wipe_error
+              << "); the next command that opens the vault finishes it\n";
   if (as_json) {
     std::cout << r.to_json().dump(-1, ' ', false, kReplace) << "\n";
     return;
@@ -96,7 +99,8 @@ void print_receipt(const service::EraseReceipt& r, bool as_json) {
   std::printf("  erased         %lld template(s), %lld source image record(s) (%lld kept image(s)), %lld lawful basis record(s)%s\n",
               static_cast<long long>(r.faces), static_cast<long long>(r.images), static_cast<long long>(r.kept_images),
               static_cast<long long>(r.bases), r.key_destroyed ? ", subject key destroyed" : "");
-  std::printf("  free pages     %s\n", r.wiped ? "WAL checkpointed and truncated, freed pages overwritten" : "NOT wiped");
+  std::printf("  free pages     %s\n", r.wiped ? "WAL checkpointed and truncated, freed pages overwritten"
+                                              : "NOT wiped yet (pending: the next command that opens the vault does it)");
   std::printf("  audit entry    #%lld %s\n", static_cast<long long>(r.audit_seq), r.audit_hash.c_str());
 }
 

@@ -154,6 +154,7 @@ json EraseReceipt::to_json() const {
           {"erased", {{"templates", faces}, {"source_images", images}, {"kept_images", kept_images},
                       {"lawful_bases", bases}, {"subject_key", key_destroyed}}},
           {"free_pages_wiped", wiped},
+          {"wipe_pending", !wiped && !audit_hash.empty()},
           {"search_index_removed", index_removed},
           {"audit_seq", audit_seq},
           {"audit_hash", audit_hash}};
@@ -363,6 +364,7 @@ Result<EraseReceipt> Service::erase_in_txn(const SubjectRow& s, const std::strin
     FV_RETURN_IF_ERROR(d.run());
   }
   r.key_destroyed = keys > 0;
+  FV_RETURN_IF_ERROR(vault_->mark_wipe_pending());
   AuditEntry e = entry("erase");
   e.subjects = {s.uid};
   e.details = {{"reason", reason}, {"templates", r.faces}, {"source_images", r.images}, {"kept_images", r.kept_images},
@@ -420,6 +422,7 @@ Result<EraseReceipt> Service::withdraw_basis(int64_t basis_id) {
       FV_ASSIGN_OR_RETURN(Stmt w, db.prepare("UPDATE lawful_basis SET withdrawn_at=? WHERE id=?"));
       w.bind_all(r.erased_at, basis_id);
       FV_RETURN_IF_ERROR(w.run());
+      FV_RETURN_IF_ERROR(vault_->mark_wipe_pending());
       r.bases = 0;
       AuditEntry e = entry("basis_withdraw");
       e.subjects = {s.uid};
@@ -436,6 +439,7 @@ Result<EraseReceipt> Service::withdraw_basis(int64_t basis_id) {
   r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
   Status w = vault_->wipe_free_space();
   r.wiped = w.is_ok();
+  if (!w.is_ok()) r.wipe_error = w.message();
   return r;
 }
 
@@ -1083,9 +1087,11 @@ Result<EraseReceipt> Service::erase(const std::string& subject, const std::strin
   if (!forgotten.is_ok()) return failed_precondition("subject erased (audit " + r.audit_hash + ") but the search index failed: " +
                                                       forgotten.status().message() + "; it was dropped and is rebuilt from the vault");
   r.index_removed = static_cast<int64_t>(*forgotten);
+  // The erasure is committed: its receipt is returned whatever the wipe does. A wipe that
+  // fails stays pending and is finished by the next open of the vault.
   Status w = vault_->wipe_free_space();
   r.wiped = w.is_ok();
-  if (!w.is_ok()) return failed_precondition("subject erased (audit " + r.audit_hash + ") but " + w.message());
+  if (!w.is_ok()) r.wipe_error = w.message();
   return r;
 }
 
@@ -1263,7 +1269,10 @@ Result<ExpireReport> Service::expire(const std::optional<std::string>& as_of_in,
   FV_ASSIGN_OR_RETURN(rep.audit_hash, audit_now(e));
   if (!dry_run && !rep.erased.empty()) {
     Status w = vault_->wipe_free_space();
-    for (auto& r : rep.erased) r.wiped = w.is_ok();
+    for (auto& r : rep.erased) {
+      r.wiped = w.is_ok();
+      if (!w.is_ok()) r.wipe_error = w.message();
+    }
   }
   return rep;
 }

@@ -140,6 +140,7 @@ struct EraseReceipt {
   int64_t faces = 0, images = 0, kept_images = 0, bases = 0;
   bool key_destroyed = false;
   bool wiped = false;  // WAL checkpointed and freed pages overwritten
+  std::string wipe_error;  // why not (the wipe stays pending: the next open of the vault finishes it)
   int64_t index_removed = 0;  // templates physically removed from the in-memory search index
   int64_t audit_seq = 0;
   std::string audit_hash;
@@ -219,6 +220,8 @@ class Service {
   // The same for probes already embedded (one SearchFace per template; boxes left empty).
   Result<SearchResult> search_templates(const SearchRequest& req, const std::vector<face::FaceTemplate>& probes);
 
+  // Once the erasure is committed its receipt is returned, also when the wipe of freed pages
+  // fails (wiped = false, wipe_error says why; the next open of the vault finishes it).
   Result<EraseReceipt> erase(const std::string& subject, const std::string& reason = "erasure request");
   // Everything held about a subject; kept images are written to images_dir when given.
   Result<nlohmann::json> export_subject(const std::string& subject, bool include_templates,

@@ -518,6 +518,9 @@ Result<std::unique_ptr<Vault>> Vault::open(const fs::path& dir) {
                                v->master_id_ + ")");
   // Migrations run with the master key at hand (schema 4 re-seals every template).
   FV_RETURN_IF_ERROR(v->migrate());
+  // An erasure committed but its wipe did not finish (another reader, a crash): finish it.
+  FV_ASSIGN_OR_RETURN(auto wipe_pending, v->db_.query_text("SELECT value FROM meta WHERE key='wipe_pending'"));
+  if (wipe_pending) (void)v->wipe_free_space();  // still pending on failure: the next open tries again
   return v;
 }
 
@@ -594,7 +597,13 @@ Result<SecretKey> Vault::optout_key(bool create) {
   return k;
 }
 
+Status Vault::mark_wipe_pending() {
+  return db_.exec("INSERT INTO meta(key, value) VALUES('wipe_pending', '1') "
+                  "ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+}
+
 Status Vault::wipe_free_space() {
+  if (wipe_fault_for_testing) FV_RETURN_IF_ERROR(wipe_fault_for_testing());
   // TRUNCATE: copy every WAL frame into the database, then cut the WAL to zero bytes. It
   // fails (SQLITE_BUSY) only while another connection reads; busy_timeout waits for that.
   auto checkpoint = [&]() -> Status {
@@ -605,9 +614,15 @@ Status Vault::wipe_free_space() {
     return Status::ok();
   };
   FV_RETURN_IF_ERROR(checkpoint());
-  if (!config_.erase_vacuum) return Status::ok();
-  FV_RETURN_IF_ERROR(db_.exec("VACUUM"));
-  return checkpoint();
+  if (config_.erase_vacuum) {
+    FV_RETURN_IF_ERROR(db_.exec("VACUUM"));
+    FV_RETURN_IF_ERROR(checkpoint());
+  }
+  // Done: clear the pending flag (a write to the meta page, which holds no erased data) and
+  // take that out of the WAL as well when nobody is reading.
+  FV_RETURN_IF_ERROR(db_.exec("DELETE FROM meta WHERE key='wipe_pending'"));
+  (void)checkpoint();
+  return Status::ok();
 }
 
 Result<Vault::RotateReport> Vault::rotate_master_key(const std::function<Status(const RotateReport&)>& in_txn,

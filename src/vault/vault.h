@@ -95,7 +95,13 @@ class Vault {
 
   // After an erasure: moves the WAL into the database and truncates it, then (if configured)
   // VACUUMs and truncates again, so no freed page of the erased rows survives in any file.
+  // Clears the "wipe pending" flag on success.
   Status wipe_free_space();
+  // Inside an erasure's transaction: flags a wipe as due, so that if wipe_free_space() cannot
+  // run or fails after the commit, the next open() of the vault does it.
+  Status mark_wipe_pending();
+  // Tests: a failure injected at the start of wipe_free_space().
+  std::function<Status()> wipe_fault_for_testing;
 
   struct RotateReport {
     std::string old_key_id, new_key_id;

@@ -617,6 +617,49 @@ TEST_P(EraseTest, NoByteOfTheErasedSubjectRemainsInAnyFile) {
 INSTANTIATE_TEST_SUITE_P(Vacuum, EraseTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "with_vacuum" : "checkpoint_only"; });
 
+TEST_F(VaultTest, ErasureWhoseWipeFailsKeepsItsReceiptAndTheNextOpenWipes) {
+  auto t = random_template(rng_);
+  const int64_t a = basis("alice", {"access-control"});
+  ASSERT_TRUE(enroll("alice", a, t).is_ok());
+  const int64_t b = basis("bob", {"access-control"});
+  ASSERT_TRUE(enroll("bob", b, random_template(rng_)).is_ok());
+  std::vector<uint8_t> stored;
+  {
+    auto s = svc_->vault().db().prepare("SELECT template FROM face WHERE subject_id=(SELECT id FROM subject WHERE ref='alice')");
+    ASSERT_TRUE(*s->step());
+    stored = s->blob(0);
+  }
+  svc_->vault().wipe_fault_for_testing = [] { return io_error("injected: the disk said no"); };
+  auto r = svc_->erase("alice");
+  ASSERT_TRUE(r.is_ok()) << "the erasure is committed: its receipt must not be lost: " << r.status().to_string();
+  EXPECT_FALSE(r->wiped);
+  EXPECT_NE(r->wipe_error.find("injected"), std::string::npos);
+  EXPECT_TRUE(r->key_destroyed);
+  EXPECT_EQ(r->faces, 1);
+  ASSERT_FALSE(r->audit_hash.empty());
+  EXPECT_EQ(audit("erase").back().hash, r->audit_hash);
+  EXPECT_EQ(r->to_json()["wipe_pending"], true);
+  EXPECT_EQ(count("SELECT count(*) FROM meta WHERE key='wipe_pending'"), 1);
+  // The same for a withdrawal that erases part of a subject.
+  const int64_t b2 = basis("bob", {"payroll"});
+  ASSERT_TRUE(enroll("bob", b2, random_template(rng_)).is_ok());
+  auto w = svc_->withdraw_basis(b2);
+  ASSERT_TRUE(w.is_ok());
+  EXPECT_FALSE(w->wiped);
+  EXPECT_FALSE(files_holding(dir_, stored).empty()) << "not wiped yet: the old page is still in the WAL";
+  svc_.reset();
+  // The next open finishes the wipe.
+  svc_ = open_service(dir_);
+  ASSERT_TRUE(svc_);
+  EXPECT_EQ(count("SELECT count(*) FROM meta WHERE key='wipe_pending'"), 0);
+  EXPECT_EQ(files_holding(dir_, stored), std::vector<std::string>());
+  EXPECT_EQ(files_holding(dir_, float_bytes(t.values)), std::vector<std::string>());
+  // A wipe that succeeds leaves nothing pending.
+  ASSERT_TRUE(svc_->erase("bob")->wiped);
+  EXPECT_EQ(count("SELECT count(*) FROM meta WHERE key='wipe_pending'"), 0);
+  EXPECT_TRUE(svc_->audit_verify()->ok);
+}
+
 TEST_F(VaultTest, WithdrawalErasesWhatTheBasisCovered) {
   const int64_t b1 = basis("alice", {"access-control"});
   const int64_t b2 = basis("alice", {"payroll"});

@@ -310,6 +310,29 @@ Status write_secret_file(const fs::path& p, const std::string& content) {
   return Status::ok();
 }
 
+// Replaces `p` atomically: a temporary file next to it (mode 0600), fsync, rename. A crash
+// leaves the old file or the new one, never a part of either.
+Status write_file_atomic(const fs::path& p, const std::string& content) {
+  const fs::path tmp = p.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return io_error("cannot create " + tmp.string() + ": " + std::strerror(errno));
+  size_t off = 0;
+  while (off < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + off, content.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  const bool ok = off == content.size() && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), p.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return io_error("cannot write " + p.string() + ": " + why);
+  }
+  return Status::ok();
+}
+
 Result<SecretKey> read_key_file(const fs::path& p) {
   struct stat st {};
   if (::stat(p.c_str(), &st) != 0)
@@ -408,14 +431,32 @@ Result<SecretKey> load_master_key(const VaultPaths& paths, const VaultConfig& co
   return read_key_file(paths.key());
 }
 
+// Crash-safe and resumable: the database is built under a temporary name and renamed into
+// place last, so DIR holds a vault (vault.db) only once it is complete. A run that was
+// interrupted leaves at most a key file, a config and temporary files: the next init removes
+// the temporary files and reuses the key file (nothing was sealed with it yet).
 Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema_version) {
   FV_RETURN_IF_ERROR(ensure_sodium());
+  if (schema_version < 1 || schema_version > kSchemaVersion) return invalid_argument("no such schema version");
   VaultPaths paths{dir};
   std::error_code ec;
   if (fs::exists(paths.db(), ec)) return failed_precondition(dir.string() + " already holds a vault");
   fs::create_directories(dir, ec);
   if (ec) return io_error("cannot create " + dir.string() + ": " + ec.message());
   fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  if (ec) return io_error("cannot make " + dir.string() + " private (mode 0700): " + ec.message());
+  // One init at a time (and none while a process has the directory open).
+  const int lock_fd = ::open(paths.lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) return io_error("cannot open " + paths.lock().string() + ": " + std::strerror(errno));
+  struct CloseLock {
+    int fd;
+    ~CloseLock() { ::close(fd); }
+  } close_lock{lock_fd};
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) return failed_precondition(dir.string() + " is in use by another process");
+  if (fs::exists(paths.db(), ec)) return failed_precondition(dir.string() + " already holds a vault");
+  const fs::path building = paths.dir / "vault.db.init";
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(building.string() + suffix, ec);
+  fs::remove(paths.config().string() + ".tmp", ec);
   VaultConfig config = config_in;
   SecretKey master;
   if (const char* env = std::getenv(kMasterKeyEnv); env && *env) {
@@ -423,8 +464,15 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema
     if (!k.is_ok()) return failed_precondition(std::string(kMasterKeyEnv) + " is malformed: " + k.status().message());
     master = std::move(*k);
     config.master_key = "env";
+  } else if (fs::exists(paths.key(), ec)) {
+    // Left by an interrupted init (there is no database): nothing was sealed with it yet.
+    auto k = read_key_file(paths.key());
+    if (!k.is_ok())
+      return failed_precondition(paths.key().string() + " (from an earlier, interrupted init?) cannot be used: " +
+                                 k.status().message() + "; remove it to start afresh");
+    master = std::move(*k);
+    config.master_key = "file";
   } else {
-    if (fs::exists(paths.key())) return failed_precondition(paths.key().string() + " already exists");
     master = SecretKey::random();
     config.master_key = "file";
     std::string hex = master.to_hex() + "\n";
@@ -432,28 +480,30 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema
     wipe(hex);
     FV_RETURN_IF_ERROR(st);
   }
-  {
-    std::ofstream out(paths.config());
-    out << config.to_json().dump(2) << "\n";
-    if (!out) return io_error("cannot write " + paths.config().string());
-  }
+  FV_RETURN_IF_ERROR(write_file_atomic(paths.config(), config.to_json().dump(2) + "\n"));
   {
     // The database (and so its WAL, which SQLite creates with the same mode) is private.
-    const int fd = ::open(paths.db().c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return io_error("cannot create " + paths.db().string() + ": " + std::strerror(errno));
+    const int fd = ::open(building.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return io_error("cannot create " + building.string() + ": " + std::strerror(errno));
     ::close(fd);
   }
-  FV_ASSIGN_OR_RETURN(Db db, Db::open(paths.db(), true));
-  FV_RETURN_IF_ERROR(db.exec("PRAGMA journal_mode=WAL"));
-  FV_RETURN_IF_ERROR(db.exec("PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL"));
-  if (schema_version < 1 || schema_version > kSchemaVersion) return invalid_argument("no such schema version");
-  FV_RETURN_IF_ERROR(run_migrations(db, master, schema_version));
-  FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
-  FV_ASSIGN_OR_RETURN(Stmt meta, db.prepare("INSERT INTO meta(key, value) VALUES('master_key_id', ?1), ('created_at', ?2)"));
-  meta.bind_all(master.id(), utc_now());
-  FV_RETURN_IF_ERROR(meta.run());
-  FV_RETURN_IF_ERROR(txn.commit());
-  db.close();
+  {
+    FV_ASSIGN_OR_RETURN(Db db, Db::open(building, true));
+    FV_RETURN_IF_ERROR(db.exec("PRAGMA journal_mode=WAL"));
+    FV_RETURN_IF_ERROR(db.exec("PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL"));
+    FV_RETURN_IF_ERROR(run_migrations(db, master, schema_version));
+    FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
+    FV_ASSIGN_OR_RETURN(Stmt meta, db.prepare("INSERT INTO meta(key, value) VALUES('master_key_id', ?1), ('created_at', ?2)"));
+    meta.bind_all(master.id(), utc_now());
+    FV_RETURN_IF_ERROR(meta.run());
+    FV_RETURN_IF_ERROR(txn.commit());
+    db.close();  // the last connection: the WAL is checkpointed into the file and removed
+  }
+  if (fs::exists(building.string() + "-wal", ec))
+    return io_error("the new database's WAL was not checkpointed; run init again");
+  FV_RETURN_IF_ERROR(fsync_path(building, false));
+  if (::rename(building.c_str(), paths.db().c_str()) != 0)
+    return io_error("cannot move the new database into place: " + std::string(std::strerror(errno)));
   return fsync_path(dir, true);
 }
 

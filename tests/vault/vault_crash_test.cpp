@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <map>
 #include <random>
 #include <set>
@@ -160,6 +161,48 @@ TEST(VaultCrash, KilledAtRandomPointsTheVaultStaysConsistent) {
   EXPECT_GT(acks, kIterations) << "the children should complete operations between kills";
   EXPECT_GT(rotations, 0);
   EXPECT_GT(acked_erased.size(), 0u);
+}
+
+// init killed at a random moment: running init again completes the vault (the database
+// appears only once complete; a key file left behind is reused), and the vault opens.
+TEST(VaultCrash, InitKilledAtRandomPointsIsCompletedByTheNextInit) {
+  ASSERT_TRUE(vault::ensure_sodium().is_ok());
+  unsetenv(vault::kMasterKeyEnv);
+  TempDir tmp;
+  // How long one init takes here, to spread the kills over it (not an assertion).
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(vault::Vault::init(tmp.path() / "probe").is_ok());
+  const auto span_us = std::max<int64_t>(
+      200, std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count());
+  std::mt19937 rng(11);
+  int before_db = 0, after_db = 0;
+  for (int it = 0; it < 40; ++it) {
+    SCOPED_TRACE("iteration " + std::to_string(it));
+    const auto dir = tmp.path() / ("v" + std::to_string(it));
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) _exit(vault::Vault::init(dir).is_ok() ? 0 : 1);
+    usleep(static_cast<useconds_t>(rng() % static_cast<uint64_t>(span_us)));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << "init failed by itself";
+    if (std::filesystem::exists(dir / "vault.db")) {
+      ++after_db;
+      EXPECT_FALSE(vault::Vault::init(dir).is_ok()) << "a complete vault is never initialised twice";
+    } else {
+      ++before_db;
+      auto again = vault::Vault::init(dir);
+      ASSERT_TRUE(again.is_ok()) << again.to_string();
+    }
+    auto v = vault::Vault::open(dir);
+    ASSERT_TRUE(v.is_ok()) << v.status().to_string();
+    EXPECT_EQ(**(*v)->db().query_text("PRAGMA integrity_check"), "ok");
+    EXPECT_EQ(*(*v)->db().query_int("PRAGMA user_version"), vault::kSchemaVersion);
+    for (const char* left : {"vault.db.init", "vault.db.init-wal", "config.json.tmp"})
+      EXPECT_FALSE(std::filesystem::exists(dir / left)) << left;
+  }
+  std::printf("init: %d kills before the database was in place, %d after\n", before_db, after_db);
 }
 
 }  // namespace

@@ -146,6 +146,44 @@ TEST(VaultKeys, MasterKeyFromEnvironmentWritesNoKeyFile) {
   EXPECT_NE(missing.status().message().find(vault::kMasterKeyEnv), std::string::npos);
 }
 
+TEST(VaultInit, AnInterruptedInitIsResumedAndItsKeyFileReused) {
+  ASSERT_TRUE(vault::ensure_sodium().is_ok());
+  unsetenv(vault::kMasterKeyEnv);
+  TempDir tmp;
+  const auto dir = tmp.path() / "v";
+  // What a killed init can leave: the key file, a half-written database and config.
+  std::filesystem::create_directories(dir);
+  const std::string hex = vault::SecretKey::random().to_hex() + "\n";
+  { std::ofstream(dir / "master.key") << hex; }
+  std::filesystem::permissions(dir / "master.key", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::replace);
+  { std::ofstream(dir / "vault.db.init") << "half a database"; }
+  { std::ofstream(dir / "vault.db.init-wal") << "half a WAL"; }
+  { std::ofstream(dir / "config.json.tmp") << "{\"format\":"; }
+  auto st = vault::Vault::init(dir);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(file_bytes(dir / "master.key"), std::vector<uint8_t>(hex.begin(), hex.end())) << "the key file is reused";
+  for (const char* left : {"vault.db.init", "vault.db.init-wal", "config.json.tmp"})
+    EXPECT_FALSE(std::filesystem::exists(dir / left)) << left;
+  struct stat st_cfg {};
+  ASSERT_EQ(::stat((dir / "config.json").c_str(), &st_cfg), 0);
+  EXPECT_EQ(st_cfg.st_mode & 077, 0u);
+  auto v = vault::Vault::open(dir);
+  ASSERT_TRUE(v.is_ok()) << v.status().to_string();
+  EXPECT_EQ(*(*v)->db().query_int("PRAGMA user_version"), vault::kSchemaVersion);
+  v->reset();
+  // A key file that cannot be used is named, and nothing is created.
+  const auto dir2 = tmp.path() / "w";
+  std::filesystem::create_directories(dir2);
+  { std::ofstream(dir2 / "master.key") << "not a key\n"; }
+  std::filesystem::permissions(dir2 / "master.key", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::replace);
+  auto bad = vault::Vault::init(dir2);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.message().find("master.key"), std::string::npos) << bad.message();
+  EXPECT_FALSE(std::filesystem::exists(dir2 / "vault.db"));
+}
+
 TEST_F(VaultTest, NewerSchemaIsRefused) {
   ASSERT_TRUE(svc_->vault().db().exec("PRAGMA user_version=99").is_ok());
   svc_.reset();

@@ -455,10 +455,17 @@ void add_optout(CLI::App& app, int& exit_code) {
       if (!svc.is_ok()) { exit_code = fail(svc.status()); return; }
       auto r = (*svc)->optout_check();
       if (!r.is_ok()) { exit_code = fail(r.status()); return; }
+      auto incomparable = (*svc)->incomparable_optouts();
+      if (!incomparable.is_ok()) { exit_code = fail(incomparable.status()); return; }
+      if (*incomparable > 0)
+        std::cerr << "facevault: WARNING: " << *incomparable
+                  << " opt-out(s) were made with another face model and are compared with nothing: they do NOT block "
+                     "enrolment. Take them again from new photos with the current model.\n";
       if (c->json) {
         json m = json::array();
         for (auto& x : *r) m.push_back({{"subject", x.subject_ref}, {"subject_id", x.subject_uid}, {"optout", x.optout_uid}, {"similarity", x.similarity}});
-        std::cout << json{{"matches", m}, {"threshold", (*svc)->optout_threshold()}}.dump(-1, ' ', false, kReplace) << "\n";
+        std::cout << json{{"matches", m}, {"threshold", (*svc)->optout_threshold()}, {"incomparable_optouts", *incomparable}}
+                         .dump(-1, ' ', false, kReplace) << "\n";
       } else {
         if (r->empty()) std::printf("no enrolled subject matches an opt-out\n");
         for (auto& x : *r)

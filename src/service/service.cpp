@@ -528,13 +528,6 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
       return refuse("unknown subject: record a lawful basis first (facevault basis add)", {}, json::object(),
                     "no subject '" + req.subject_ref + "': record a lawful basis first (facevault basis add)");
   }
-  // Opt-out registry before anything is written.
-  {
-    FV_ASSIGN_OR_RETURN(auto matches, match_optouts(tmpl));
-    if (!matches.empty())
-      return refuse("this face matches an entry of the opt-out registry (do-not-enrol list)", {},
-                    {{"optout", matches[0].optout_uid}});
-  }
   FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
   FV_ASSIGN_OR_RETURN(auto subj, find_subject(req.subject_ref));
   if (!subj || subj->ref != req.subject_ref) return refused("subject '" + req.subject_ref + "' was erased meanwhile");
@@ -560,6 +553,18 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
     auto st = txn.commit();  // nothing written yet: just release the write lock
     (void)st;
     return refuse(why, {subj->uid}, json::object());
+  }
+  // The opt-out registry, inside the transaction (its write lock keeps an opt-out from being
+  // added between this check and the insert). Only opt-outs of the template's own model are
+  // compared: see incomparable_optouts().
+  {
+    FV_ASSIGN_OR_RETURN(auto matches, match_optouts(tmpl));
+    if (!matches.empty()) {
+      auto st = txn.commit();  // nothing written yet: just release the write lock
+      (void)st;
+      return refuse("this face matches an entry of the opt-out registry (do-not-enrol list)", {},
+                    {{"optout", matches[0].optout_uid}});
+    }
   }
   FV_ASSIGN_OR_RETURN(SecretKey key, vault_->subject_key(subj->id));
   FV_RETURN_IF_ERROR(vault_->check_master_key_current());
@@ -1361,6 +1366,16 @@ Result<OptoutResult> Service::optout_add_template(const face::FaceTemplate& tmpl
   return res;
 }
 
+Result<int64_t> Service::incomparable_optouts() {
+  // Not of the vault's embedder, or of a model version that no enrolled template has.
+  FV_ASSIGN_OR_RETURN(Stmt q, vault_->db().prepare(
+      "SELECT count(*) FROM optout o WHERE o.model_id <> ?1 OR (EXISTS (SELECT 1 FROM face) AND NOT EXISTS "
+      "(SELECT 1 FROM face f WHERE f.model_id = o.model_id AND f.model_version = o.model_version))"));
+  q.bind(1, vault_->config().embedder);
+  FV_ASSIGN_OR_RETURN(bool row, q.step());
+  return row ? q.i64(0) : 0;
+}
+
 Result<std::vector<OptoutMatch>> Service::optout_check() {
   FV_RETURN_IF_ERROR(authorize("optout_check"));
   std::vector<OptoutMatch> out;
@@ -1386,9 +1401,10 @@ Result<std::vector<OptoutMatch>> Service::optout_check() {
       }
     }
   }
+  FV_ASSIGN_OR_RETURN(const int64_t incomparable, incomparable_optouts());
   AuditEntry e = entry("optout_check");
   for (auto& m : out) e.subjects.push_back(m.subject_uid);
-  e.details = {{"optouts", n}, {"matches", out.size()}};
+  e.details = {{"optouts", n}, {"matches", out.size()}, {"incomparable_optouts", incomparable}};
   FV_ASSIGN_OR_RETURN(std::string h, audit_now(e));
   (void)h;
   return out;

@@ -232,6 +232,11 @@ class Service {
   Result<OptoutResult> optout_add(std::vector<uint8_t> image_bytes, int face_index = -1);
   Result<OptoutResult> optout_add_template(const face::FaceTemplate& tmpl);
   Result<std::vector<OptoutMatch>> optout_check();
+  // Opt-outs that are compared with nothing: a template is compared only with templates of
+  // the same embedder model and version, so after a model change the registry's entries no
+  // longer block enrolment. They must be taken again (new photo) with the current model.
+  // optout_check() audits this number; `optout check` warns about it.
+  Result<int64_t> incomparable_optouts();
 
   Result<vault::AuditVerifyReport> audit_verify();
   Result<std::vector<vault::AuditEntry>> audit_show(const std::optional<std::string>& since,

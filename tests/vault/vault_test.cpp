@@ -969,6 +969,27 @@ TEST_F(VaultTest, OptOutBlocksEnrolmentAndFlagsEnrolledMatches) {
   EXPECT_EQ(audit("optout_check").back().subjects, std::vector<std::string>{early_uid});
 }
 
+TEST_F(VaultTest, OptOutsOfAnotherModelAreCountedAndAudited) {
+  // Opt-outs are compared only with templates of their own model: after a model change the
+  // old entries block nothing, and `optout check` must say so instead of staying silent.
+  ASSERT_TRUE(enroll("alice", basis("alice", {"access-control"}), random_template(rng_)).is_ok());
+  auto old_model = random_template(rng_, "some-older-embedder");
+  ASSERT_TRUE(svc_->optout_add_template(old_model).is_ok());
+  ASSERT_TRUE(svc_->optout_add_template(random_template(rng_)).is_ok());
+  auto other_version = random_template(rng_);
+  other_version.model_version = 2;
+  ASSERT_TRUE(svc_->optout_add_template(other_version).is_ok());
+  EXPECT_EQ(*svc_->incomparable_optouts(), 2);
+  svc_->set_actor({"dora", "auditor"});
+  ASSERT_TRUE(svc_->optout_check().is_ok());
+  EXPECT_EQ(audit("optout_check").back().details["incomparable_optouts"], 2);
+  // An enrolment of the old model's face is not blocked by it (the documented limitation).
+  svc_->set_actor({"tester", "admin"});
+  auto again = near_template(old_model, rng_, 0.2f);
+  again.model_id = "faceplugin-mobilefacenet-512";
+  EXPECT_TRUE(enroll("bob", basis("bob", {"access-control"}), again).is_ok());
+}
+
 // ------------------------------------------------------------------ audit chain
 
 TEST_F(VaultTest, AuditTableIsAppendOnly) {

@@ -548,7 +548,9 @@ void add_audit_key(CLI::App& app, int& exit_code) {
   {
     auto* cmd = key->add_subcommand("generate", "print a new random master key (64 hex digits) for $FACEVAULT_MASTER_KEY");
     cmd->callback([&exit_code] {
-      std::printf("%s\n", vault::SecretKey::random().to_hex().c_str());
+      std::string hex = vault::SecretKey::random().to_hex();
+      std::printf("%s\n", hex.c_str());
+      vault::wipe(hex);
       exit_code = kExitOk;
     });
   }

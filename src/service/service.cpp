@@ -100,6 +100,21 @@ std::string optout_ad(const std::string& uid, const std::string& model_id, int v
   return "facevault/optout/" + uid + "/" + model_id + "/" + std::to_string(version);
 }
 
+// Zeroes, when its scope ends (early returns included), what the analysis of a photo leaves
+// in memory: the photo's bytes, its decoded pixels and the template of every face found.
+struct WipeOnExit {
+  std::vector<uint8_t>* bytes = nullptr;
+  cv::Mat* pixels = nullptr;
+  std::vector<face::Face>* faces = nullptr;
+  ~WipeOnExit() {
+    if (bytes) vault::wipe(*bytes);
+    if (pixels && pixels->data && pixels->isContinuous()) vault::wipe(pixels->data, pixels->total() * pixels->elemSize());
+    if (faces)
+      for (auto& f : *faces)
+        if (f.face_template) vault::wipe(f.face_template->values);
+  }
+};
+
 Result<face::FaceTemplate> open_template(const SecretKey& key, const Bytes& sealed, const std::string& ad,
                                          const std::string& model_id, int version) {
   auto plain = vault::open_sealed(key, sealed, ad);
@@ -448,13 +463,16 @@ Result<EraseReceipt> Service::withdraw_basis(int64_t basis_id) {
 Result<PreparedFace> Service::prepare(face::FacePipeline& pipeline, std::vector<uint8_t> bytes, int face_index,
                                       bool keep_image) const {
   PreparedFace p;
+  WipeOnExit wipe_on_exit{&bytes};  // a refused photo too (kept bytes are moved out first)
   p.sha256 = vault::sha256_hex(bytes);
   p.image_bytes = bytes.size();
   auto img = image::decode_image(bytes);
   if (!img.is_ok()) return img.status();
+  wipe_on_exit.pixels = &img->rgb;
   p.format = img->format;
   auto faces = pipeline.analyze(img->rgb, true);
   if (!faces.is_ok()) return faces.status();
+  wipe_on_exit.faces = &*faces;
   FV_ASSIGN_OR_RETURN(int k, choose_enrollment_face(*faces, face_index));
   p.faces_in_image = static_cast<int>(faces->size());
   p.face_index = k;
@@ -1054,7 +1072,9 @@ Result<SearchResult> Service::search(const SearchRequest& req_in, std::vector<ui
   auto img = image::decode_image(image_bytes);
   vault::wipe(image_bytes);
   if (!img.is_ok()) return img.status();
+  WipeOnExit wipe_on_exit{nullptr, &img->rgb};
   FV_ASSIGN_OR_RETURN(auto faces, p->analyze(img->rgb, true));
+  wipe_on_exit.faces = &faces;
   FV_RETURN_IF_ERROR(load_gallery());
   SearchResult res;
   FV_ASSIGN_OR_RETURN(auto eligible, eligible_subjects(req.purpose));
@@ -1314,7 +1334,9 @@ Result<OptoutResult> Service::optout_add(std::vector<uint8_t> image_bytes, int f
   auto img = image::decode_image(image_bytes);
   vault::wipe(image_bytes);
   if (!img.is_ok()) return img.status();
+  WipeOnExit wipe_on_exit{nullptr, &img->rgb};
   FV_ASSIGN_OR_RETURN(auto faces, p->analyze(img->rgb, true));
+  wipe_on_exit.faces = &faces;
   // An opt-out is accepted from a lower-quality photo than an enrolment: refusing someone's
   // request not to be enrolled because their photo is blurry would defeat its purpose.
   int k = face_index;

@@ -299,14 +299,23 @@ Status fsync_path(const fs::path& p, bool dir) {
   return Status::ok();
 }
 
-// Writes a secret file with mode 0600 from the start (never world-readable, even briefly).
-Status write_secret_file(const fs::path& p, const std::string& content) {
+// Writes a key file (the key as hex, then a newline) with mode 0600 from the start (never
+// world-readable, even briefly). The newline is written on its own: no second copy of the
+// key is made in memory.
+Status write_key_file(const fs::path& p, const SecretKey& key) {
+  std::string hex = key.to_hex();
   const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return io_error("cannot create " + p.string() + ": " + std::strerror(errno));
-  const ssize_t n = ::write(fd, content.data(), content.size());
+  if (fd < 0) {
+    wipe(hex);
+    return io_error("cannot create " + p.string() + ": " + std::strerror(errno));
+  }
+  const ssize_t n = ::write(fd, hex.data(), hex.size());
+  const ssize_t nl = ::write(fd, "\n", 1);
   const int rc = ::fsync(fd);
   ::close(fd);
-  if (n != static_cast<ssize_t>(content.size()) || rc != 0) return io_error("cannot write " + p.string());
+  const bool ok = n == static_cast<ssize_t>(hex.size()) && nl == 1 && rc == 0;
+  wipe(hex);
+  if (!ok) return io_error("cannot write " + p.string());
   return Status::ok();
 }
 
@@ -341,12 +350,19 @@ Result<SecretKey> read_key_file(const fs::path& p) {
     return failed_precondition("master key file " + p.string() + " is readable by others (mode " +
                                [&] { char b[8]; std::snprintf(b, sizeof b, "%04o", st.st_mode & 0777); return std::string(b); }() +
                                "): chmod 600 it");
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  auto k = SecretKey::from_hex(text);
-  wipe(text);
+  // Read into one buffer that is wiped afterwards (a stream would leave copies in its own).
+  char buf[256];
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return failed_precondition("cannot read the master key file " + p.string() + ": " + std::strerror(errno));
+  size_t len = 0;
+  for (ssize_t n; len < sizeof buf && (n = ::read(fd, buf + len, sizeof buf - len)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    len += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  auto k = SecretKey::from_hex(std::string_view(buf, len));
+  wipe(buf, sizeof buf);
   if (!k.is_ok()) return failed_precondition("master key file " + p.string() + " is malformed: " + k.status().message());
   return k;
 }
@@ -475,10 +491,7 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema
   } else {
     master = SecretKey::random();
     config.master_key = "file";
-    std::string hex = master.to_hex() + "\n";
-    Status st = write_secret_file(paths.key(), hex);
-    wipe(hex);
-    FV_RETURN_IF_ERROR(st);
+    FV_RETURN_IF_ERROR(write_key_file(paths.key(), master));
   }
   FV_RETURN_IF_ERROR(write_file_atomic(paths.config(), config.to_json().dump(2) + "\n"));
   {
@@ -707,10 +720,7 @@ Result<Vault::RotateReport> Vault::rotate_master_key(const std::function<Status(
   std::error_code ec;
   if (!env_mode) {
     fs::remove(paths_.new_key(), ec);
-    std::string hex = next.to_hex() + "\n";
-    Status st = write_secret_file(paths_.new_key(), hex);
-    wipe(hex);
-    FV_RETURN_IF_ERROR(st);
+    FV_RETURN_IF_ERROR(write_key_file(paths_.new_key(), next));
     FV_RETURN_IF_ERROR(fsync_path(paths_.dir, true));
   }
   {

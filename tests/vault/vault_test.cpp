@@ -562,6 +562,24 @@ TEST_F(VaultTest, ExpiredOrWithdrawnBasisTakesSubjectOutOfSearch) {
   EXPECT_EQ(svc_->search_templates({"investigation", "c"}, {probe})->faces[0].candidates.size(), 1u);
   clock_.now = vault::add_days(clock_.now, 6);
   EXPECT_TRUE(svc_->search_templates({"investigation", "c"}, {probe})->faces[0].candidates.empty());
+
+  // Withdrawn: Bob's investigation basis goes; he stays enrolled under his payroll basis.
+  auto bob_probe = random_template(rng_);
+  const int64_t inv = basis("bob", {"investigation"}, "law-enforcement");
+  const int64_t pay = basis("bob", {"payroll"});
+  ASSERT_TRUE(enroll("bob", inv, near_template(bob_probe, rng_, 0.2f)).is_ok());
+  ASSERT_TRUE(enroll("bob", pay, near_template(bob_probe, rng_, 0.2f)).is_ok());
+  EXPECT_EQ(svc_->search_templates({"investigation", "c"}, {bob_probe})->faces[0].candidates.size(), 1u);
+  auto w = svc_->withdraw_basis(inv);
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  EXPECT_FALSE(w->key_destroyed) << "the payroll basis is still in force";
+  EXPECT_EQ(w->faces, 1);
+  EXPECT_TRUE(svc_->search_templates({"investigation", "c"}, {bob_probe})->faces[0].candidates.empty())
+      << "no basis in force covers the purpose any more";
+  EXPECT_EQ(svc_->search_templates({"payroll", "c"}, {bob_probe})->faces[0].candidates.size(), 1u);
+  svc_.reset();  // and in a new process
+  svc_ = open_service(dir_, "admin", &clock_);
+  EXPECT_TRUE(svc_->search_templates({"investigation", "c"}, {bob_probe})->faces[0].candidates.empty());
 }
 
 // ------------------------------------------------------------------ erasure

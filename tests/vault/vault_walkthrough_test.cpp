@@ -94,8 +94,31 @@ TEST_F(VaultCli, ErrorsExitNonZeroWithOneLineReason) {
   one_line_reason(run("facevault init"));  // already a vault
   one_line_reason(run("facevault erase nobody"));
   one_line_reason(run("facevault basis add --subject a --kind whim --reference x --purpose p"));
-  one_line_reason(run("facevault search x.png --purpose p --case c --role enroller"));
-  one_line_reason(run("facevault search x.png --role investigator"));
+  // A readable image, so that the refusal is the policy's, not a missing file's.
+  {
+    std::ofstream ppm(tmp_.path() / "probe.ppm", std::ios::binary);
+    ppm << "P6\n2 2\n255\n" << std::string(12, '\x80');
+  }
+  r = run("facevault search probe.ppm --purpose p --case c --role enroller");
+  one_line_reason(r);
+  EXPECT_NE(r.err.find("may not search"), std::string::npos) << r.err;
+  r = run("facevault search probe.ppm --role investigator");
+  one_line_reason(r);
+  EXPECT_NE(r.err.find("purpose"), std::string::npos) << r.err;
+  {
+    auto log = run("facevault audit show --json --role auditor");
+    ASSERT_EQ(log.rc, 0) << log.err;
+    int denied = 0, refused = 0;
+    std::istringstream lines(log.out);
+    for (std::string l; std::getline(lines, l);) {
+      auto e = nlohmann::json::parse(l);
+      if (e["action"] != "search") continue;
+      if (e["outcome"] == "denied" && e["role"] == "enroller") ++denied;
+      if (e["outcome"] == "refused" && e["role"] == "investigator") ++refused;
+    }
+    EXPECT_EQ(denied, 1) << "the role refusal is audited";
+    EXPECT_EQ(refused, 1) << "the missing purpose and case are audited";
+  }
   one_line_reason(run("facevault enroll --subject a --basis 1 missing.png"));
   one_line_reason(run("facevault audit show --role investigator"));
   one_line_reason(run("facevault export a --role nobody"));

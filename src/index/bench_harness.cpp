@@ -236,6 +236,36 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     j["rerank"] = ivf->options().rerank;
     j["scanned_fraction"] = ivf->scanned_fraction();
   }
+  // ---- IVF operating points from one build: recall against latency as nprobe grows.
+  if (auto* ivf = dynamic_cast<IvfIndex*>(index.get()); ivf && !cfg.nprobe_sweep.empty()) {
+    const size_t keep = ivf->options().nprobe;
+    nlohmann::json sweep = nlohmann::json::array();
+    ivf->set_threads(1);
+    for (size_t np : cfg.nprobe_sweep) {
+      ivf->set_nprobe(np);
+      std::vector<double> ms;
+      double s1 = 0, s10 = 0, m1 = 0;
+      for (size_t q = 0; q < nq; ++q) {
+        const auto t0 = Clock::now();
+        FV_ASSIGN_OR_RETURN(auto r, index->search(std::span<const float>(queries.data() + q * d, d), cfg.k));
+        ms.push_back(secs(t0, Clock::now()) * 1e3);
+        const auto gt = truth[q].sorted();
+        if (!gt.empty() && !r.ids.empty() && r.ids[0] == gt[0].second) s1 += 1;
+        size_t hit = 0;
+        for (size_t i = 0; i < std::min(cfg.k, gt.size()); ++i)
+          if (std::find(r.ids.begin(), r.ids.end(), gt[i].second) != r.ids.end()) ++hit;
+        s10 += gt.empty() ? 0 : double(hit) / std::min(cfg.k, gt.size());
+        if (!r.ids.empty() && std::find(mates[q].begin(), mates[q].end(), r.ids[0]) != mates[q].end()) m1 += 1;
+      }
+      sweep.push_back({{"nprobe", np}, {"p50_ms", percentile(ms, 0.5)}, {"p99_ms", percentile(ms, 0.99)},
+                       {"recall_at_1", s1 / nq}, {"recall_at_10", s10 / nq}, {"mate_at_rank1", m1 / nq},
+                       {"scanned_fraction", double(np) / double(ivf->nlist())}});
+      log("nprobe " + std::to_string(np) + ": p50 " + std::to_string(percentile(ms, 0.5)) + " ms, recall@10 " +
+          std::to_string(s10 / nq));
+    }
+    j["nprobe_sweep"] = sweep;
+    ivf->set_nprobe(keep);
+  }
   // ---- removal: a batch of random ids, timed; then each removed template, searched for
   // with its own vector, must not come back.
   if (cfg.removals > 0 && n_syn > cfg.removals) {

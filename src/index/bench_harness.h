@@ -26,6 +26,7 @@ struct BenchConfig {
   uint64_t seed = 42;
   size_t removals = 1000;
   bool ground_truth = true;      // float32 exact top-k for recall (costs Q·N·D multiply-adds)
+  std::vector<size_t> nprobe_sweep;  // IVF: recall/latency at each nprobe after one build (1 thread)
 };
 
 // Makes the empty (trained, when it needs training) index under test from a training sample.

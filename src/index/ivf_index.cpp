@@ -68,7 +68,13 @@ Status IvfIndex::build_quantizer(const float* centroids, size_t n) {
   for (size_t c = 0; c < n; ++c) {
     float* dst = centroids_.data() + c * (cd_ + 1);
     std::memcpy(dst, centroids + c * cd_, cd_ * sizeof(float));
-    dst[cd_] = kernels::dot_f32(dst, dst, cd_);
+    // Spherical cells: unit-norm centroids, so |y − c|² = |y|² + 1 − 2·y·c ranks cells by
+    // y·c. Plain L2 k-means on near-isotropic data lets the shortest centroid (the mean of
+    // the most vectors) swallow most of the gallery; a cell then holds 20 % of it.
+    const float nrm = std::sqrt(kernels::dot_f32(dst, dst, cd_));
+    if (nrm > 0)
+      for (size_t j = 0; j < cd_; ++j) dst[j] /= nrm;
+    dst[cd_] = 1.0f;
   }
   try {
     space_ = std::make_unique<L2NormSpace>(cd_);
@@ -194,7 +200,7 @@ Status IvfIndex::train(std::span<const float> sample) {
   std::vector<uint32_t> assign(ns);
   for (int it = 0; it < opt_.kmeans_iters; ++it) {
     FV_RETURN_IF_ERROR(build_quantizer(cent.data(), nlist));
-    hnsw_->setEf(32);
+    hnsw_->setEf(opt_.hnsw_ef_add);
     run_parallel(opt_.threads, [&](int t) {
       auto [b, e] = split_range(ns, opt_.threads, t);
       for (size_t i = b; i < e; ++i) assign[i] = static_cast<uint32_t>(nearest_list(y.data() + i * cd_));
@@ -239,6 +245,13 @@ Status IvfIndex::add(std::span<const Id> ids, std::span<const float> vectors) {
       if (fresh.count(id)) return invalid_argument("add: id " + std::to_string(id) + " is already in the index");
   const size_t cb = cd_ / 2, rb = dim_ + sizeof(float);
   constexpr size_t kChunk = 16384;
+  // Cell assignment needs only the nearest centroid: a narrower graph search than queries
+  // use (adds and removals are not concurrent with searches, see vector_index.h).
+  hnsw_->setEf(opt_.hnsw_ef_add);
+  struct RestoreEf {
+    IvfIndex* self;
+    ~RestoreEf() { self->apply_ef(); }
+  } restore{this};
   std::vector<uint32_t> cell(kChunk), slots(kChunk);
   std::vector<uint8_t> codes(kChunk * cb);
   SecureBuffer<uint8_t> recs;

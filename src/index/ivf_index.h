@@ -37,6 +37,7 @@ struct IvfOptions {
   size_t train_max = 0;    // training sample cap; 0: max(65536, 16·nlist)
   int kmeans_iters = 8;
   size_t hnsw_m = 16, hnsw_ef_construction = 80, hnsw_ef_search = 0;  // 0: 2·nprobe
+  size_t hnsw_ef_add = 16;  // graph search width for assigning templates to cells
   std::filesystem::path store_path;  // re-rank records: empty = memory, else an encrypted file
   uint64_t seed = 1234;
   int threads = 1;

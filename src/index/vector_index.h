@@ -10,7 +10,9 @@
 //     memory structure the index holds (and in its scratch files), not merely marked deleted;
 //   - save() writes nothing in plaintext: the file is encrypted and authenticated with a key
 //     the caller holds (the service wraps it with the vault's master key);
-//   - no exception leaves the module: errors are Status / Result.
+//   - no exception leaves the module: errors are Status / Result;
+//   - searches may run concurrently with each other; add() and remove() need the index to
+//     themselves (the service serialises them).
 #pragma once
 
 #include <array>

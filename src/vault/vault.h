@@ -5,7 +5,9 @@
 //
 // Keys: every subject has its own random data key, wrapped (XChaCha20-Poly1305) by the master
 // key. Templates and kept images are sealed with the subject key, so deleting the wrapped
-// subject key makes any copy of the ciphertext (an old backup) unreadable.
+// subject key makes what is left of them in the live vault unreadable. A backup made before
+// holds the wrapped key too: it stays readable with the master key of its time until that key
+// is retired (key rotate, then destroy the old key; docs/privacy.md).
 #pragma once
 
 #include <filesystem>

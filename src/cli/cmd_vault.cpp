@@ -307,7 +307,7 @@ void add_search(CLI::App& app, int& exit_code) {
   cmd->add_option("--purpose", a->r.purpose, "the purpose of this search (required)");
   cmd->add_option("--case", a->r.case_ref, "the case reference this search is for (required)");
   cmd->add_option("--top", a->r.top_k, "at most K candidates per face (default 5)")->check(CLI::Range(1, 1000));
-  cmd->add_option("--max-fmr", a->max_fmr, "drop candidates whose false-match rate is above this (default: vault config, 1e-3)")
+  cmd->add_option("--max-fmr", a->max_fmr, "drop candidates whose false-match rate is above this (default and upper bound: the vault's search_max_fmr, 1e-3)")
       ->check(CLI::Range(1e-9, 1.0));
   add_common(cmd, a->c);
   cmd->callback([a, &exit_code] {

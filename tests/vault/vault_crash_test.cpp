@@ -178,7 +178,7 @@ TEST(VaultCrash, InitKilledAtRandomPointsIsCompletedByTheNextInit) {
   int before_db = 0, after_db = 0;
   for (int it = 0; it < 40; ++it) {
     SCOPED_TRACE("iteration " + std::to_string(it));
-    const auto dir = tmp.path() / ("v" + std::to_string(it));
+    const auto dir = tmp.path() / std::to_string(1000 + it);
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) _exit(vault::Vault::init(dir).is_ok() ? 0 : 1);

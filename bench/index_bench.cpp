@@ -4,9 +4,12 @@
 //
 //   index_bench --size 1000000 --kind exact|ivf|faiss-flat|faiss-hnsw [--threads 1,2]
 //               [--queries 200] [--lfw out/lfw_templates.jsonl] [--nprobe 32] [--rerank 64]
-//               [--store FILE] [--hnsw-m 32] [--ef-search 64] [--ef-construction 40]
+//               [--store FILE] [--nprobe-sweep 16,64,256] [--hnsw-m 32] [--ef-search 64]
+//               [--ef-construction 40] [--no-truth]
+//   index_bench --vault-start N      start time of a service over a vault of N templates
 //
 // Prints one JSON object (the same fields as `facevault bench index`).
+#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <sstream>
@@ -14,6 +17,8 @@
 
 #include "index/bench_harness.h"
 #include "index/secure_io.h"
+#include "index/synthetic.h"
+#include "service/service.h"
 
 #ifdef FACEVAULT_HAVE_FAISS
 #include <faiss/IndexFlat.h>
@@ -110,6 +115,58 @@ class FaissAnchor final : public VectorIndex {
 };
 #endif
 
+// Start time of the persistence choice (rebuild from the vault): a vault of n subjects with
+// one synthetic template each; a fresh Service's first search decrypts every template with
+// its subject key and builds the index; the second search is the steady state.
+int vault_start(size_t n, const std::string& dir) {
+  namespace fs = std::filesystem;
+  using Clock = std::chrono::steady_clock;
+  fs::remove_all(dir);
+  vault::VaultConfig cfg;
+  if (auto st = vault::Vault::init(dir, cfg); !st.is_ok()) {
+    std::cerr << st.to_string() << "\n";
+    return 2;
+  }
+  SyntheticGallery gen({n, 512, 0.85f, 42});
+  std::vector<float> v(512);
+  const auto t0 = Clock::now();
+  {
+    auto svc = service::Service::open(dir, {"bench", "admin"});
+    if (!svc.is_ok()) return 2;
+    (void)(*svc)->vault().db().exec("PRAGMA synchronous=OFF");  // filling is not what is measured
+    for (size_t i = 0; i < n; ++i) {
+      const std::string ref = "s" + std::to_string(i);
+      auto b = (*svc)->add_basis({ref, "consent", "bench", {"access-control"}, std::nullopt});
+      gen.generate(i, i + 1, v.data());
+      if (!b.is_ok() || !(*svc)->enroll_template(service::EnrollRequest(ref, b->basis_id), {"faceplugin-mobilefacenet-512", 1, v}).is_ok()) {
+        std::cerr << "enrolment failed\n";
+        return 2;
+      }
+    }
+    (void)(*svc)->vault().db().exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+  const double fill_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  auto svc = service::Service::open(dir, {"bench", "investigator"});
+  if (!svc.is_ok()) return 2;
+  std::vector<float> q(512);
+  gen.query(0, q.data());
+  service::SearchRequest req("access-control", "bench");
+  req.mode = "investigation";
+  const auto t1 = Clock::now();
+  auto r1 = (*svc)->search_templates(req, {{"faceplugin-mobilefacenet-512", 1, q}});
+  const double first_s = std::chrono::duration<double>(Clock::now() - t1).count();
+  const auto t2 = Clock::now();
+  auto r2 = (*svc)->search_templates(req, {{"faceplugin-mobilefacenet-512", 1, q}});
+  const double warm_s = std::chrono::duration<double>(Clock::now() - t2).count();
+  if (!r1.is_ok() || !r2.is_ok()) return 2;
+  nlohmann::json j = {{"kind", "vault-start"}, {"subjects", n}, {"templates", (*svc)->gallery_size()}, {"fill_s", fill_s},
+                      {"first_search_s", first_s}, {"warm_search_ms", warm_s * 1e3},
+                      {"load_us_per_template", (first_s - warm_s) * 1e6 / double(n)}, {"peak_rss_mib", peak_rss_mib()}};
+  std::cout << j.dump() << "\n";
+  fs::remove_all(dir);
+  return 0;
+}
+
 std::vector<int> parse_threads(const std::string& s) {
   std::vector<int> out;
   std::stringstream ss(s);
@@ -122,6 +179,7 @@ std::vector<int> parse_threads(const std::string& s) {
 int main(int argc, char** argv) {
   if (sodium_init() < 0) return 2;
   BenchConfig cfg;
+  size_t vault_start_n = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -147,11 +205,16 @@ int main(int argc, char** argv) {
     else if (a == "--ef-search") ef_search = std::stoull(next());
     else if (a == "--ef-construction") ef_construction = std::stoull(next());
     else if (a == "--no-truth") cfg.ground_truth = false;
+    else if (a == "--vault-start") vault_start_n = std::stoull(next());
+    else if (a == "--nprobe-sweep") {
+      for (int t : parse_threads(next())) cfg.nprobe_sweep.push_back(static_cast<size_t>(t));
+    }
     else {
       std::cerr << "index_bench: unknown argument " << a << "\n";
       return 1;
     }
   }
+  if (vault_start_n) return vault_start(vault_start_n, "out/bench/vault-start");
   IndexFactory factory = production_factory();
 #ifdef FACEVAULT_HAVE_FAISS
   if (cfg.kind == "faiss-flat" || cfg.kind == "faiss-hnsw") {

@@ -898,7 +898,12 @@ Status Service::load_gallery() {
   o.kind = vault_->config().index_kind;
   o.ann_min_size = static_cast<size_t>(vault_->config().index_ann_min_size);
   o.threads = vault_->config().search_threads;
+  // An IVF keeps its full-precision re-rank copy on disk, each record sealed under a key that
+  // lives only in this process (the file is unreadable once the process ends, and removed
+  // with the index); an exact index ignores it.
+  size_t nth = 0;
   for (auto& [mk, p] : pending) {
+    o.ivf.store_path = vault_->paths().dir / ("search-index-" + std::to_string(::getpid()) + "-" + std::to_string(nth++) + ".rerank");
     auto ix = index::build_index(o, p.dim, p.ids, p.values);
     if (!ix.is_ok()) {
       drop_gallery();

@@ -164,8 +164,6 @@ struct OptoutResult {
   // not a search (no purpose, no case, open to enrollers), so who they are is listed only by
   // optout_check (auditor/admin). The number and their vault ids are in the audit entry.
   int64_t enrolled_match_count = 0;
-  // Always empty (kept so that existing callers compile): use enrolled_match_count.
-  std::vector<OptoutMatch> enrolled_matches;
   std::string audit_hash;
 };
 

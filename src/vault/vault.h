@@ -72,8 +72,9 @@ class Vault {
   // Creates DIR (mode 0700) with a new database, config and master key. With
   // FACEVAULT_MASTER_KEY set, that key is used and no key file is written. Refuses a DIR that
   // already holds a vault. Crash-safe: vault.db appears (by rename) only once complete, and an
-  // interrupted init is resumed by running it again (its key file is reused). `schema_version` below the current one builds an older vault
-  // (tests of the migrations); open() migrates it.
+  // interrupted init is resumed by running it again (its key file is reused).
+  // `schema_version` below the current one builds an older vault (tests of the migrations);
+  // open() migrates it.
   static Status init(const std::filesystem::path& dir, const VaultConfig& config = {},
                      int schema_version = kSchemaVersion);
   // Opens an existing vault: takes a shared lock on DIR/vault.lock for the object's lifetime,

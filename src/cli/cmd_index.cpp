@@ -83,7 +83,7 @@ void draw_det(const std::string& path, const std::vector<std::pair<double, doubl
   for (size_t i = 1; i < det.size(); ++i)
     if (det[i - 1].first > 0 && det[i].first > 0) cv::line(img, px(det[i - 1].first, det[i - 1].second), px(det[i].first, det[i].second), cv::Scalar(200, 60, 0), 2);
   cv::putText(img, "FPIR", cv::Point(W / 2, H - 15), cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(0, 0, 0));
-  cv::putText(img, "FNIR", cv::Point(5, T + 10), cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(0, 0, 0));
+  cv::putText(img, "FNIR", cv::Point(5, H / 2), cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(0, 0, 0));
   cv::putText(img, title, cv::Point(L, 25), cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(0, 0, 0));
   cv::imwrite(path, img);
 }

@@ -8,7 +8,7 @@ namespace fv::index {
 
 struct IndexOptions {
   std::string kind = "auto";       // auto | exact | ivf
-  size_t ann_min_size = 1000000;   // auto: IVF from this many templates on
+  size_t ann_min_size = 16000000;  // auto: IVF from this many templates on (see docs/index.md)
   int threads = 1;
   IvfOptions ivf;
 };

@@ -301,13 +301,16 @@ Status fsync_path(const fs::path& p, bool dir) {
 
 // Writes a key file (the key as hex, then a newline) with mode 0600 from the start (never
 // world-readable, even briefly). The newline is written on its own: no second copy of the
-// key is made in memory.
+// key is made in memory. The key goes to a temporary file first and is linked into place
+// only once complete and synced, so a crash never leaves a partial key file behind (link,
+// unlike rename, fails when `p` exists: an existing key is never replaced).
 Status write_key_file(const fs::path& p, const SecretKey& key) {
   std::string hex = key.to_hex();
-  const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  const fs::path tmp = p.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     wipe(hex);
-    return io_error("cannot create " + p.string() + ": " + std::strerror(errno));
+    return io_error("cannot create " + tmp.string() + ": " + std::strerror(errno));
   }
   const ssize_t n = ::write(fd, hex.data(), hex.size());
   const ssize_t nl = ::write(fd, "\n", 1);
@@ -315,7 +318,12 @@ Status write_key_file(const fs::path& p, const SecretKey& key) {
   ::close(fd);
   const bool ok = n == static_cast<ssize_t>(hex.size()) && nl == 1 && rc == 0;
   wipe(hex);
-  if (!ok) return io_error("cannot write " + p.string());
+  if (!ok || ::link(tmp.c_str(), p.c_str()) != 0) {
+    const std::string why = ok ? std::strerror(errno) : "short write";
+    ::unlink(tmp.c_str());
+    return io_error("cannot write " + p.string() + ": " + why);
+  }
+  ::unlink(tmp.c_str());
   return Status::ok();
 }
 

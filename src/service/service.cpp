@@ -629,10 +629,16 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
   e.details = {{"basis_id", req.basis_id}, {"face_id", res.face_id}, {"image_id", res.image_id},
                {"image_kept", keep != nullptr}, {"model", tmpl.model_id}};
   FV_ASSIGN_OR_RETURN(res.audit_hash, vault::append_audit(db, e));
+  // Our one face row bumped the generation by one; if nobody else changed the templates since
+  // the index was built, the online add below keeps it current without a rebuild.
+  FV_ASSIGN_OR_RETURN(const int64_t generation, read_gallery_generation());
+  const bool index_current = gallery_loaded_ && generation == gallery_generation_ + 1;
   FV_RETURN_IF_ERROR(txn.commit());
+  if (gallery_loaded_ && !index_current) drop_gallery();
   // Online add: the loaded index takes the new template now (a failure drops the index, which
   // the next search rebuilds from the vault).
   if (gallery_loaded_) {
+    gallery_generation_ = generation;
     const std::string mk = model_key(tmpl.model_id, tmpl.model_version);
     auto ix = indexes_.find(mk);
     Status added = Status::ok();
@@ -647,7 +653,7 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
       added = ix->second->add(std::vector<index::Id>{res.face_id}, tmpl.values);
     }
     if (added.is_ok()) {
-      face_owner_[res.face_id] = {subj->id, mk};
+      face_owner_[res.face_id] = {subj->id, mk, req.basis_id};
       auto& info = subjects_[subj->id];
       info.uid = subj->uid;
       info.ref = subj->ref;
@@ -844,11 +850,20 @@ const index::VectorIndex* Service::search_index(const std::string& model_id, int
 
 // Rebuilds the index from the vault (the persistence choice of docs/index.md: no second copy
 // of the templates on disk; the vault is decrypted once per process).
+Result<int64_t> Service::read_gallery_generation() {
+  FV_ASSIGN_OR_RETURN(Stmt g, vault_->db().prepare("SELECT CAST(value AS INTEGER) FROM meta WHERE key='gallery_generation'"));
+  FV_ASSIGN_OR_RETURN(bool row, g.step());
+  return row ? g.i64(0) : int64_t{0};
+}
+
 Status Service::load_gallery() {
-  if (gallery_loaded_) return Status::ok();
+  // Another process may have enrolled or erased since the index was built: then rebuild.
+  FV_ASSIGN_OR_RETURN(const int64_t generation, read_gallery_generation());
+  if (gallery_loaded_ && generation == gallery_generation_) return Status::ok();
   drop_gallery();
+  gallery_generation_ = generation;
   FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
-      "SELECT f.id, f.subject_id, s.uid, s.ref, f.model_id, f.model_version, f.template, k.wrapped FROM face f "
+      "SELECT f.id, f.subject_id, s.uid, s.ref, f.model_id, f.model_version, f.template, k.wrapped, f.basis_id FROM face f "
       "JOIN subject s ON s.id=f.subject_id JOIN subject_key k ON k.subject_id=f.subject_id ORDER BY f.subject_id, f.id"));
   struct Pending {
     size_t dim = 0;
@@ -885,7 +900,7 @@ Status Service::load_gallery() {
     p.ids.push_back(face_id);
     p.values.insert(p.values.end(), t.values.begin(), t.values.end());
     vault::wipe(t.values);
-    face_owner_[face_id] = {subject_id, mk};
+    face_owner_[face_id] = {subject_id, mk, s.i64(8)};
     auto& info = subjects_[subject_id];
     if (info.uid.empty()) {
       info.uid = s.text(2);
@@ -947,16 +962,22 @@ Result<std::map<int64_t, std::pair<double, int64_t>>> Service::search_gallery(co
 Result<std::set<int64_t>> Service::eligible_subjects(const std::string& purpose) {
   // Subjects whose lawful basis covers the purpose now, within retention: the filter the scan
   // applies to every gallery entry, so K eligible candidates come back whoever else is near.
+  // Purpose limitation is per template: only templates collected under a basis that is in
+  // force and covers the purpose are searchable (search_plan_bases_), and their subjects are
+  // the eligible ones. A subject with a second basis for another purpose does not make a
+  // template collected under the first searchable for the second.
   std::set<int64_t> eligible;
+  search_plan_bases_.clear();
   FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
-      "SELECT DISTINCT b.subject_id FROM basis_purpose p JOIN lawful_basis b ON b.id=p.basis_id "
+      "SELECT b.id, b.subject_id FROM basis_purpose p JOIN lawful_basis b ON b.id=p.basis_id "
       "JOIN subject s ON s.id=b.subject_id WHERE p.purpose=?1 AND b.withdrawn_at IS NULL "
       "AND (b.expires_at IS NULL OR b.expires_at > ?2) AND s.retention_until > ?2"));
   s.bind_all(purpose, now());
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, s.step());
     if (!row) break;
-    eligible.insert(s.i64(0));
+    search_plan_bases_.insert(s.i64(0));
+    eligible.insert(s.i64(1));
   }
   return eligible;
 }
@@ -970,7 +991,8 @@ Result<std::vector<Candidate>> Service::scan(const SearchRequest& req, const fac
   // a place in the candidate list, so k eligible candidates come back whoever else is near.
   index::FunctionFilter filter([&](index::Id face) {
     auto o = face_owner_.find(face);
-    return o != face_owner_.end() && eligible.count(o->second.subject_id) > 0;
+    return o != face_owner_.end() && eligible.count(o->second.subject_id) > 0 &&
+           search_plan_bases_.count(o->second.basis_id) > 0;
   });
   FV_ASSIGN_OR_RETURN(auto best, search_gallery(probe, k, threshold, &filter));
   std::vector<Candidate> out;

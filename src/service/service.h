@@ -262,6 +262,7 @@ class Service {
   Status load_gallery();
   Result<size_t> forget_subject(int64_t subject_id);
   void drop_gallery();
+  Result<int64_t> read_gallery_generation();
   Result<std::map<int64_t, std::pair<double, int64_t>>> search_gallery(const face::FaceTemplate& probe, size_t k_subjects,
                                                                        double threshold, const index::IdFilter* filter);
   struct SubjectRow {
@@ -294,6 +295,7 @@ class Service {
   struct FaceOwner {
     int64_t subject_id = 0;
     std::string model_key;
+    int64_t basis_id = 0;  // the lawful basis the template was collected under
   };
   struct SubjectInfo {
     std::string uid, ref;
@@ -304,7 +306,9 @@ class Service {
   std::unordered_map<int64_t, SubjectInfo> subjects_;
   size_t max_faces_per_subject_ = 1;
   bool gallery_loaded_ = false;
+  int64_t gallery_generation_ = -1;    // the vault's gallery_generation the index reflects
   double search_plan_threshold_ = 0;   // set by plan_search for the scans of one request
+  std::set<int64_t> search_plan_bases_;  // bases in force covering the request's purpose
   int64_t search_plan_templates_ = 0;
 };
 

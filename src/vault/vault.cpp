@@ -205,6 +205,19 @@ UPDATE sqlite_sequence SET seq = max(seq,
     // image_ad name the face or image id), so that two blobs of one subject cannot be swapped.
     // No schema change: run_migrations re-seals every existing row under the new binding.
     "SELECT 1",
+    // 4 → 5: a gallery generation, bumped by every face row added or deleted, by any process.
+    // A long-lived service (the server) compares it before each search and rebuilds its index
+    // when another process (a CLI erasure, say) changed the templates: an erased subject
+    // must not stay searchable in a process that did not do the erasure.
+    R"sql(
+INSERT OR IGNORE INTO meta(key, value) VALUES('gallery_generation', '0');
+CREATE TRIGGER gallery_face_insert AFTER INSERT ON face BEGIN
+  UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'gallery_generation';
+END;
+CREATE TRIGGER gallery_face_delete AFTER DELETE ON face BEGIN
+  UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'gallery_generation';
+END;
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);

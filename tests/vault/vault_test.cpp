@@ -531,6 +531,49 @@ TEST_F(VaultTest, PurposeFilterRunsInsideTheScan) {
   EXPECT_EQ(e.details.dump().find("similarity"), std::string::npos);
 }
 
+// Purpose limitation is per template: a template collected under a consent for access
+// control is not searchable for an investigation just because the same subject also has a
+// law-enforcement basis (with no template of its own).
+TEST_F(VaultTest, PurposeLimitationIsPerTemplateNotPerSubject) {
+  auto face = random_template(rng_);
+  const int64_t consent = basis("alice", {"access-control"});
+  ASSERT_TRUE(enroll("alice", consent, face).is_ok());
+  ASSERT_GT(basis("alice", {"investigation"}, "law-enforcement"), 0);
+  auto inv = svc_->search_templates({"investigation", "case-1", 5}, {face});
+  ASSERT_TRUE(inv.is_ok()) << inv.status().to_string();
+  EXPECT_TRUE(inv->faces[0].candidates.empty()) << "the badge photo was consented for access control only";
+  auto ac = svc_->search_templates({"access-control", "door-1", 5}, {face});
+  ASSERT_TRUE(ac.is_ok());
+  ASSERT_EQ(ac->faces[0].candidates.size(), 1u);
+  EXPECT_EQ(ac->faces[0].candidates[0].subject_ref, "alice");
+}
+
+// A long-lived service (the server) must not keep returning a subject that another process
+// erased: the vault's gallery generation tells it to rebuild its index.
+TEST_F(VaultTest, ErasureByAnotherProcessTakesTheSubjectOutOfThisProcessesSearches) {
+  auto face = random_template(rng_);
+  ASSERT_TRUE(enroll("carol", basis("carol", {"access-control"}), random_template(rng_)).is_ok());
+  ASSERT_TRUE(enroll("alice", basis("alice", {"access-control"}), face).is_ok());
+  auto before = svc_->search_templates({"access-control", "door-1", 5}, {face});
+  ASSERT_TRUE(before.is_ok());
+  ASSERT_EQ(before->faces[0].candidates.size(), 1u) << "the index is loaded and finds alice";
+  {
+    auto other = open_service(dir_, "admin", &clock_);  // a second connection: another process
+    ASSERT_TRUE(other->erase("alice").is_ok());
+    ASSERT_TRUE(other->add_basis({"bob", "consent", "form-bob", {"access-control"}, std::nullopt}).is_ok());
+  }
+  auto after = svc_->search_templates({"access-control", "door-1", 5}, {face});
+  ASSERT_TRUE(after.is_ok());
+  EXPECT_TRUE(after->faces[0].candidates.empty()) << "alice was erased elsewhere; this index must not still hold her";
+  // And this process's own enrolments still go into its index without a rebuild.
+  auto face2 = random_template(rng_);
+  ASSERT_TRUE(enroll("dave", basis("dave", {"access-control"}), face2).is_ok());
+  auto dave = svc_->search_templates({"access-control", "door-1", 5}, {face2});
+  ASSERT_TRUE(dave.is_ok());
+  ASSERT_EQ(dave->faces[0].candidates.size(), 1u);
+  EXPECT_EQ(dave->faces[0].candidates[0].subject_ref, "dave");
+}
+
 TEST_F(VaultTest, SearchMayTightenButNotLoosenTheFalseMatchLimit) {
   for (int i = 0; i < 20; ++i) {
     const std::string ref = std::to_string(100 + i);

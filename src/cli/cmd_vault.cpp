@@ -300,7 +300,7 @@ void add_enroll(CLI::App& app, int& exit_code) {
 // ------------------------------------------------------------------ search
 
 void add_search(CLI::App& app, int& exit_code) {
-  struct A { std::string image; service::SearchRequest r; double max_fmr = 0; Common c; };
+  struct A { std::string image; service::SearchRequest r; double max_fmr = 0, max_fpir = 0; Common c; };
   auto a = std::make_shared<A>();
   auto* cmd = app.add_subcommand("search", "1:N search of every face in a photo, among subjects whose lawful basis covers the purpose");
   cmd->add_option("image", a->image, "probe photo")->required();
@@ -309,11 +309,18 @@ void add_search(CLI::App& app, int& exit_code) {
   cmd->add_option("--top", a->r.top_k, "at most K candidates per face (default 5)")->check(CLI::Range(1, 1000));
   cmd->add_option("--max-fmr", a->max_fmr, "drop candidates whose false-match rate is above this (default and upper bound: the vault's search_max_fmr, 1e-3)")
       ->check(CLI::Range(1e-9, 1.0));
+  cmd->add_option("--mode", a->r.mode,
+                  "threshold (default: candidates above the false-match limit), identification (above the "
+                  "threshold for --max-fpir of the eligible gallery) or investigation (the top 50 for human review)")
+      ->check(CLI::IsMember(service::kSearchModes));
+  cmd->add_option("--max-fpir", a->max_fpir, "identification mode: false-positive identification rate (default 0.01)")
+      ->check(CLI::Range(1e-9, 0.5));
   add_common(cmd, a->c);
   cmd->callback([a, &exit_code] {
     auto svc = open_service(a->c);
     if (!svc.is_ok()) { exit_code = fail(svc.status()); return; }
     if (a->max_fmr > 0) a->r.max_fmr = a->max_fmr;
+    if (a->max_fpir > 0) a->r.max_fpir = a->max_fpir;
     auto bytes = read_file(a->image);
     if (!bytes.is_ok()) { exit_code = fail(bytes.status()); return; }
     auto r = (*svc)->search(a->r, std::move(*bytes));

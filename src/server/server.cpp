@@ -644,9 +644,35 @@ void Server::Impl::define_routes() {
 
   add("POST", "/v1/verify", {"admin", "enroller", "investigator"}, "verify", [this](Call& c) {
     require_multipart(c.req);
-    if (c.req.has_file("subject"))
-      throw http_error(501, "verification of a photo against an enrolled subject needs a service use case that does not "
-                            "exist yet; send two photos (parts a and b)");
+    if (c.req.has_file("subject")) {
+      // Photo against an enrolled subject: the service's 1:1 use case, under search policy
+      // (investigator or admin, purpose, case; only templates whose basis covers the purpose).
+      service::SearchRequest sr;
+      sr.purpose = field(c.req, "purpose");
+      sr.case_ref = field(c.req, "case");
+      sr.max_fmr = double_field(field(c.req, "fmr"), "fmr", 1e-7, 0.5);
+      const std::string subject = field(c.req, "subject");
+      std::vector<uint8_t> a = image_part(c.req, "a");
+      auto fa = analyze(a, true);
+      int ka = -1;
+      for (size_t i = 0; i < fa.size(); ++i)
+        if (fa[i].face_template && (ka < 0 || fa[i].detection.box.area() > fa[ka].detection.box.area()))
+          ka = static_cast<int>(i);
+      if (ka < 0) {
+        audit(c.caller, "verify", "refused", {{"reason", "no face found"}});
+        throw http_error(422, "no face found in photo a");
+      }
+      auto r = with_service(c.caller, [&](service::Service& s) { return s.verify_subject(sr, subject, *fa[ka].face_template); });
+      for (auto& f : fa)
+        if (f.face_template) vault::wipe(f.face_template->values);
+      auto v = value_or_throw(std::move(r));
+      reply(c.res, 200,
+            {{"subject", subject}, {"similarity", std::round(v.similarity * 1e4) / 1e4}, {"same", v.same},
+             {"threshold", v.threshold}, {"threshold_fmr", v.max_fmr}, {"score_fmr", v.fmr ? json(*v.fmr) : json(nullptr)},
+             {"box_a", box_json(fa[ka].detection.box)}, {"audit_hash", v.audit_hash},
+             {"notice", "a similarity for human review, not an identification"}});
+      return;
+    }
     const double fmr = double_field(field(c.req, "fmr"), "fmr", 1e-7, 0.5).value_or(1e-4);
     std::vector<uint8_t> a = image_part(c.req, "a"), b = image_part(c.req, "b");
     auto fa = analyze(a, true), fb = analyze(b, true);

@@ -1092,6 +1092,40 @@ Result<SearchResult> Service::search_templates(const SearchRequest& req_in, cons
   return res;
 }
 
+Result<VerifyResult> Service::verify_subject(const SearchRequest& req_in, const std::string& subject_ref,
+                                             const face::FaceTemplate& probe) {
+  const SearchRequest req = within_limits(req_in, vault_->config().search_max_fmr);
+  FV_RETURN_IF_ERROR(check_search(req));
+  FV_RETURN_IF_ERROR(load_gallery());
+  FV_ASSIGN_OR_RETURN(auto eligible, eligible_subjects(req.purpose));
+  FV_ASSIGN_OR_RETURN(auto subj, find_subject(subject_ref));
+  AuditEntry e = entry("verify_subject");
+  e.purpose = req.purpose;
+  e.case_ref = req.case_ref;
+  if (!subj || subj->ref != subject_ref || !eligible.count(subj->id)) {
+    e.outcome = "refused";
+    e.details = {{"reason", "no subject enrolled for this purpose under that reference"}};
+    (void)audit_now(e);
+    return not_found("no subject enrolled for the purpose '" + req.purpose + "' under that reference");
+  }
+  VerifyResult r;
+  r.max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
+  r.threshold = search_threshold(r.max_fmr);
+  const int64_t sid = subj->id;
+  index::FunctionFilter filter([&](index::Id face) {
+    auto o = face_owner_.find(face);
+    return o != face_owner_.end() && o->second.subject_id == sid && search_plan_bases_.count(o->second.basis_id) > 0;
+  });
+  FV_ASSIGN_OR_RETURN(auto best, search_gallery(probe, 1, -2.0, &filter));
+  if (auto it = best.find(sid); it != best.end()) r.similarity = it->second.first;
+  if (const auto* cal = calibration()) r.fmr = cal->fmr_at(r.similarity);
+  r.same = r.similarity >= r.threshold;
+  e.subjects = {subj->uid};
+  e.details = {{"same", r.same}, {"max_fmr", r.max_fmr}, {"threshold", r.threshold}};
+  FV_ASSIGN_OR_RETURN(r.audit_hash, audit_now(e));
+  return r;
+}
+
 Result<SearchResult> Service::search(const SearchRequest& req_in, std::vector<uint8_t> image_bytes) {
   const SearchRequest req = within_limits(req_in, vault_->config().search_max_fmr);
   FV_RETURN_IF_ERROR(check_search(req));

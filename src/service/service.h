@@ -107,6 +107,15 @@ struct Candidate {
 //   investigation   the top_k best (default 50) whatever their score, for human review.
 inline const std::vector<std::string> kSearchModes = {"threshold", "identification", "investigation"};
 
+struct VerifyResult {
+  double similarity = -1;  // best over the subject's eligible templates
+  double threshold = 0;    // decision threshold at max_fmr
+  double max_fmr = 0;
+  std::optional<double> fmr;  // calibrated false-match rate of the similarity
+  bool same = false;
+  std::string audit_hash;
+};
+
 struct SearchFace {
   face::Box box;
   bool quality_ok = false;
@@ -217,6 +226,11 @@ class Service {
   Result<SearchResult> search(const SearchRequest& req, std::vector<uint8_t> image_bytes);
   // The same for probes already embedded (one SearchFace per template; boxes left empty).
   Result<SearchResult> search_templates(const SearchRequest& req, const std::vector<face::FaceTemplate>& probes);
+  // 1:1 verification of a probe template against one enrolled subject, under the same policy
+  // as a search (role, purpose, case; only templates whose basis covers the purpose count).
+  // An unknown subject and one not enrolled for the purpose give the same answer.
+  Result<VerifyResult> verify_subject(const SearchRequest& req, const std::string& subject_ref,
+                                      const face::FaceTemplate& probe);
 
   // Once the erasure is committed its receipt is returned, also when the wipe of freed pages
   // fails (wiped = false, wipe_error says why; the next open of the vault finishes it).

@@ -406,7 +406,26 @@ TEST_F(ApiTest, VerifyAndDetect) {
   EXPECT_FALSE(v2.body["same"].get<bool>());
   expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1))}), 400, "one photo");
   expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), {"b", "text", "b.txt", "text/plain"}}), 415);
-  expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), text("subject", "amy")}), 501, "subject");
+  // Photo against an enrolled subject: the search policy applies (purpose and case, role,
+  // templates whose basis covers the purpose), and an unknown subject is a 404.
+  expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), text("subject", "amy")}), 422, "purpose");
+  const int64_t b = make_subject("vamy");
+  enrol("vamy", b, photo("amy", 1));
+  auto vs = post_form("/v1/verify", "investigator",
+                      {img("a", photo("amy", 2)), text("subject", "vamy"), text("purpose", "access-control"), text("case", "C-9")});
+  ASSERT_EQ(vs.status, 200) << vs.raw;
+  EXPECT_TRUE(vs.body["same"].get<bool>());
+  EXPECT_GT(vs.body["similarity"].get<double>(), vs.body["threshold"].get<double>());
+  auto other = post_form("/v1/verify", "investigator",
+                         {img("a", photo("sheldon", 1)), text("subject", "vamy"), text("purpose", "access-control"), text("case", "C-9")});
+  ASSERT_EQ(other.status, 200) << other.raw;
+  EXPECT_FALSE(other.body["same"].get<bool>());
+  expect_error(post_form("/v1/verify", "investigator",
+                         {img("a", photo("amy", 2)), text("subject", "vamy"), text("purpose", "marketing"), text("case", "C-9")}),
+               404, "not enrolled for marketing");
+  expect_error(post_form("/v1/verify", "enroller",
+                         {img("a", photo("amy", 2)), text("subject", "vamy"), text("purpose", "access-control"), text("case", "C-9")}),
+               403, "enroller may not verify against a subject");
   expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), img("b", photo("amy", 2)), text("fmr", "2")}), 400);
 
   auto d = post_form("/v1/detect", "enroller", {img("image", photo("amy", 1))});

@@ -242,24 +242,7 @@ Result<cv::Mat> DlibResNetEmbedder::forward_raw(const cv::Mat& blob) {
 }
 
 Result<std::vector<FaceTemplate>> DlibResNetEmbedder::embed(const std::vector<cv::Mat>& aligned) {
-  std::vector<FaceTemplate> out;
-  if (aligned.empty()) return out;
-  int dims[4] = {static_cast<int>(aligned.size()), 3, kSize, kSize};
-  cv::Mat blob(4, dims, CV_32F);
-  for (size_t i = 0; i < aligned.size(); ++i) {
-    if (aligned[i].rows != kSize || aligned[i].cols != kSize || aligned[i].type() != CV_8UC3)
-      return invalid_argument("dlib ResNet input must be 150×150 RGB8 chips from align()");
-    fill_input(aligned[i], blob, static_cast<int>(i));
-  }
-  auto raw = forward_raw(blob);
-  if (!raw.is_ok()) return raw.status();
-  const cv::Mat m = raw->reshape(1, static_cast<int>(aligned.size()));
-  for (int i = 0; i < m.rows; ++i) {
-    FaceTemplate t{model_id(), model_version(), std::vector<float>(m.ptr<float>(i), m.ptr<float>(i) + m.cols)};
-    l2_normalise(t.values);
-    out.push_back(std::move(t));
-  }
-  return out;
+  return embed_crops(*model_, aligned, kSize, &fill_input, *this);
 }
 
 }  // namespace fv::face

@@ -60,6 +60,12 @@ class MobileFaceNetEmbedder final : public Embedder {
 
 void l2_normalise(std::vector<float>& v);
 
+// The batch step every single-network embedder shares: checks each crop is size×size RGB8,
+// fills one N×3×size×size tensor with `fill`, runs `model` and L2-normalises each row.
+using FillInput = void (*)(const cv::Mat& crop, cv::Mat& blob, int slot);
+Result<std::vector<FaceTemplate>> embed_crops(nn::Model& model, const std::vector<cv::Mat>& crops, int size, FillInput fill,
+                                              const Embedder& who);
+
 // FusionEmbedder: MobileFaceNet (512-D) and the dlib ResNet (128-D) in one template,
 // [m, √w·d] / √(1+w) with m, d unit vectors, so one cosine compares two fused templates:
 // cos = (m₁·m₂ + w·d₁·d₂) / (1 + w). A named model choice, never a hidden default.

@@ -51,22 +51,27 @@ Result<cv::Mat> MobileFaceNetEmbedder::forward_raw(const cv::Mat& blob) {
 }
 
 Result<std::vector<FaceTemplate>> MobileFaceNetEmbedder::embed(const std::vector<cv::Mat>& aligned) {
+  return embed_crops(*model_, aligned, kSize, &fill_input, *this);
+}
+
+Result<std::vector<FaceTemplate>> embed_crops(nn::Model& model, const std::vector<cv::Mat>& crops, int size, FillInput fill,
+                                              const Embedder& who) {
   std::vector<FaceTemplate> out;
-  if (aligned.empty()) return out;
-  int dims[4] = {static_cast<int>(aligned.size()), 3, kSize, kSize};
+  if (crops.empty()) return out;
+  int dims[4] = {static_cast<int>(crops.size()), 3, size, size};
   cv::Mat blob(4, dims, CV_32F);
-  for (size_t i = 0; i < aligned.size(); ++i) {
-    if (aligned[i].rows != kSize || aligned[i].cols != kSize || aligned[i].type() != CV_8UC3) {
-      return invalid_argument("embedder input must be 112×112 RGB8 crops from align()");
-    }
-    fill_input(aligned[i], blob, static_cast<int>(i));
+  for (size_t i = 0; i < crops.size(); ++i) {
+    if (crops[i].rows != size || crops[i].cols != size || crops[i].type() != CV_8UC3)
+      return invalid_argument(who.model_id() + ": input must be " + std::to_string(size) + "×" + std::to_string(size) +
+                              " RGB8 crops from align()");
+    fill(crops[i], blob, static_cast<int>(i));
   }
-  auto raw = forward_raw(blob);
+  auto raw = model.forward(blob);
   if (!raw.is_ok()) return raw.status();
-  const cv::Mat m = raw->reshape(1, static_cast<int>(aligned.size()));
+  const cv::Mat m = (*raw)[0].reshape(1, static_cast<int>(crops.size()));
   for (int i = 0; i < m.rows; ++i) {
-    FaceTemplate t{model_id(), model_version(), std::vector<float>(m.ptr<float>(i), m.ptr<float>(i) + m.cols)};
-    if (static_cast<int>(t.values.size()) != dim()) return internal_error("embedder produced an unexpected dimension");
+    FaceTemplate t{who.model_id(), who.model_version(), std::vector<float>(m.ptr<float>(i), m.ptr<float>(i) + m.cols)};
+    if (static_cast<int>(t.values.size()) != who.dim()) return internal_error(who.model_id() + " produced an unexpected dimension");
     l2_normalise(t.values);
     out.push_back(std::move(t));
   }

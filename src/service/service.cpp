@@ -115,6 +115,24 @@ struct WipeOnExit {
   }
 };
 
+// A probe photo decoded and analysed. Its pixels and every face's template are wiped when it
+// goes (on every exit, refusals included); the photo bytes as soon as they are decoded.
+struct AnalysedPhoto {
+  cv::Mat rgb;
+  std::vector<face::Face> faces;
+  ~AnalysedPhoto() { WipeOnExit{nullptr, &rgb, &faces}; }
+};
+
+Result<std::unique_ptr<AnalysedPhoto>> analyse_photo(face::FacePipeline& pipeline, std::vector<uint8_t>& bytes) {
+  auto img = image::decode_image(bytes);
+  vault::wipe(bytes);
+  if (!img.is_ok()) return img.status();
+  auto photo = std::make_unique<AnalysedPhoto>();
+  photo->rgb = std::move(img->rgb);
+  FV_ASSIGN_OR_RETURN(photo->faces, pipeline.analyze(photo->rgb, true));
+  return photo;
+}
+
 Result<face::FaceTemplate> open_template(const SecretKey& key, const Bytes& sealed, const std::string& ad,
                                          const std::string& model_id, int version) {
   auto plain = vault::open_sealed(key, sealed, ad);
@@ -1130,12 +1148,8 @@ Result<SearchResult> Service::search(const SearchRequest& req_in, std::vector<ui
   const SearchRequest req = within_limits(req_in, vault_->config().search_max_fmr);
   FV_RETURN_IF_ERROR(check_search(req));
   FV_ASSIGN_OR_RETURN(face::FacePipeline * p, pipeline());
-  auto img = image::decode_image(image_bytes);
-  vault::wipe(image_bytes);
-  if (!img.is_ok()) return img.status();
-  WipeOnExit wipe_on_exit{nullptr, &img->rgb};
-  FV_ASSIGN_OR_RETURN(auto faces, p->analyze(img->rgb, true));
-  wipe_on_exit.faces = &faces;
+  FV_ASSIGN_OR_RETURN(auto photo, analyse_photo(*p, image_bytes));
+  auto& faces = photo->faces;
   FV_RETURN_IF_ERROR(load_gallery());
   SearchResult res;
   FV_ASSIGN_OR_RETURN(auto eligible, eligible_subjects(req.purpose));
@@ -1392,12 +1406,8 @@ Result<std::vector<OptoutMatch>> Service::match_optouts(const face::FaceTemplate
 Result<OptoutResult> Service::optout_add(std::vector<uint8_t> image_bytes, int face_index) {
   FV_RETURN_IF_ERROR(authorize("optout_add"));
   FV_ASSIGN_OR_RETURN(face::FacePipeline * p, pipeline());
-  auto img = image::decode_image(image_bytes);
-  vault::wipe(image_bytes);
-  if (!img.is_ok()) return img.status();
-  WipeOnExit wipe_on_exit{nullptr, &img->rgb};
-  FV_ASSIGN_OR_RETURN(auto faces, p->analyze(img->rgb, true));
-  wipe_on_exit.faces = &faces;
+  FV_ASSIGN_OR_RETURN(auto photo, analyse_photo(*p, image_bytes));
+  auto& faces = photo->faces;
   // An opt-out is accepted from a lower-quality photo than an enrolment: refusing someone's
   // request not to be enrolled because their photo is blurry would defeat its purpose.
   int k = face_index;

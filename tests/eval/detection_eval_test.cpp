@@ -8,26 +8,13 @@
 
 #include <gtest/gtest.h>
 
+#include "support/temp_file.h"
 #include "eval/detection_eval.h"
 
 namespace fv::eval {
 namespace {
 
-class TempFile {
- public:
-  explicit TempFile(const std::string& content) {
-    path_ = std::filesystem::temp_directory_path() /
-            ("fv_wider_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++) + ".txt");
-    std::ofstream out(path_, std::ios::binary);
-    out << content;
-  }
-  ~TempFile() { std::error_code ec; std::filesystem::remove(path_, ec); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  static inline int counter_ = 0;
-  std::filesystem::path path_;
-};
+using test::TempFile;
 
 GtBox gt(double x, double y, double w, double h, bool invalid = false) { return GtBox{x, y, w, h, invalid}; }
 PredBox on(const GtBox& g, double score) { return PredBox{g.x, g.y, g.x + g.w, g.y + g.h, score}; }

@@ -10,26 +10,13 @@
 
 #include <gtest/gtest.h>
 
+#include "support/temp_file.h"
 #include "eval/lfw.h"
 
 namespace fv::eval {
 namespace {
 
-class TempFile {
- public:
-  explicit TempFile(const std::string& content) {
-    path_ = std::filesystem::temp_directory_path() /
-            ("fv_lfw_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++) + ".txt");
-    std::ofstream out(path_, std::ios::binary);
-    out << content;
-  }
-  ~TempFile() { std::error_code ec; std::filesystem::remove(path_, ec); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  static inline int counter_ = 0;
-  std::filesystem::path path_;
-};
+using test::TempFile;
 
 ScoredPair sp(double score, bool same, int fold = 0, bool missing = false) {
   ScoredPair p;

@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(cmake make g++ pkg-config libopencv-dev libsodium-dev libsqlite3-dev nlohmann-json3-dev
       libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev ca-certificates sqlite3 jq
       libcpp-httplib-dev chromium libjpeg-dev
-      libhnswlib-dev libfaiss-dev)
+      libhnswlib-dev libfaiss-dev
+      clang libclang-rt-14-dev)  # libFuzzer and the sanitizer runtimes (make fuzz, make test)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

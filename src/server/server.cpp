@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -49,8 +50,8 @@ HttpError http_error(int status, std::string message) {
       {400, "bad_request"},   {401, "unauthenticated"},        {403, "forbidden"},
       {404, "not_found"},     {405, "method_not_allowed"},     {409, "conflict"},
       {413, "payload_too_large"}, {415, "unsupported_media_type"}, {422, "refused"},
-      {429, "rate_limited"},  {500, "internal"},               {501, "not_implemented"},
-      {503, "unavailable"}};
+      {429, "rate_limited"},  {431, "header_fields_too_large"},   {500, "internal"},
+      {501, "not_implemented"}, {503, "unavailable"}};
   auto it = codes.find(status);
   return {status, it == codes.end() ? "error" : it->second, std::move(message)};
 }
@@ -173,8 +174,11 @@ struct Server::Impl {
   struct Route {
     RouteInfo info;
     std::string action;  // the use case, named in audit entries of refusals at the door
-    bool optional_auth = false;
     std::function<void(Call&)> fn;
+    bool is_public() const { return info.roles.empty(); }
+    bool takes_key() const { return !info.roles.empty() || !info.key_roles.empty(); }
+    // The roles a key must have here; empty: no key is looked at.
+    const std::vector<std::string>& key_roles() const { return info.roles.empty() ? info.key_roles : info.roles; }
   };
 
   ServerOptions opt;
@@ -319,9 +323,12 @@ struct Server::Impl {
     return value_or_throw(std::move(faces));
   }
 
-  void reply(httplib::Response& res, int status, const json& j) {
+  static void reply(httplib::Response& res, int status, const json& j) {
     res.status = status;
-    res.set_content(j.dump(), "application/json");
+    // Error messages echo request text (a path, a subject reference) that may not be UTF-8:
+    // nlohmann's default dump() throws on it, and a throw from the error handler (outside any
+    // route's try) ends the process. Invalid bytes become U+FFFD (security_test Traversal).
+    res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
   }
 
   // ---------------------------------------------------------------- dispatch
@@ -329,8 +336,10 @@ struct Server::Impl {
   Caller authenticate(const Route& r, const httplib::Request& req) {
     Caller c;
     const std::string auth = req.get_header_value("Authorization");
-    if (auth.empty()) {
-      if (r.info.roles.empty() || r.optional_auth) {
+    // A public route that takes no key ignores one sent anyway (a stale key in a browser or a
+    // monitoring probe must not turn /healthz into a 401): security_test RoleMatrix.
+    if (auth.empty() || !r.takes_key()) {
+      if (r.is_public()) {
         c.is_public = true;
         c.limiter_id = "addr:" + req.remote_addr;
         return c;
@@ -364,7 +373,7 @@ struct Server::Impl {
     try {
       Caller caller = authenticate(r, req);
       if (!caller.actor.empty()) who = caller.actor;
-      if (caller.key || r.optional_auth) {
+      if (caller.key || !r.info.key_roles.empty()) {
         double retry = 1;
         RateLimiter& lim = caller.key ? *key_limiter : *public_limiter;
         if (!lim.take(caller.limiter_id, &retry)) {
@@ -373,11 +382,12 @@ struct Server::Impl {
           throw http_error(429, "too many requests: retry in " + std::to_string(static_cast<int>(std::ceil(retry))) + " s");
         }
       }
-      if (caller.key && !r.info.roles.empty() &&
-          std::find(r.info.roles.begin(), r.info.roles.end(), caller.role) == r.info.roles.end()) {
+      const auto& allowed_roles = r.key_roles();
+      if (caller.key && !allowed_roles.empty() &&
+          std::find(allowed_roles.begin(), allowed_roles.end(), caller.role) == allowed_roles.end()) {
         audit(caller, r.action, "denied", {{"reason", "role " + caller.role + " may not " + r.action}, {"route", r.info.path}});
         std::string allowed;
-        for (auto& x : r.info.roles) allowed += (allowed.empty() ? "" : ", ") + x;
+        for (auto& x : allowed_roles) allowed += (allowed.empty() ? "" : ", ") + x;
         throw http_error(403, "role '" + caller.role + "' may not " + r.action + " (allowed: " + allowed + ")");
       }
       Call call{req, res, std::move(caller)};
@@ -396,8 +406,8 @@ struct Server::Impl {
   }
 
   void add(const std::string& method, const std::string& path, std::vector<std::string> roles, const std::string& action,
-           std::function<void(Call&)> fn, bool optional_auth = false) {
-    routes.push_back({{method, path, std::move(roles)}, action, optional_auth, std::move(fn)});
+           std::function<void(Call&)> fn, std::vector<std::string> key_roles = {}) {
+    routes.push_back({{method, path, std::move(roles), std::move(key_roles)}, action, std::move(fn)});
   }
 
   void install() {
@@ -429,6 +439,20 @@ struct Server::Impl {
       metrics.request(req.method, "(unrouted)", res.status, 0);
       return httplib::Server::HandlerResponse::Handled;
     }));
+    // Header limits, before any route runs (cpp-httplib 0.11 has no header count limit):
+    // security_test OversizedRequests.
+    http->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      size_t bytes = req.method.size() + req.target.size();
+      for (const auto& [k, v] : req.headers) bytes += k.size() + v.size() + 4;
+      if (req.headers.size() <= opt.max_header_count && bytes <= opt.max_header_bytes)
+        return httplib::Server::HandlerResponse::Unhandled;
+      security_headers(res);
+      reply(res, 431, error_body(http_error(431, "the request headers are over the limit (" +
+                                                     std::to_string(opt.max_header_count) + " headers, " +
+                                                     std::to_string(opt.max_header_bytes >> 10) + " KiB)")));
+      metrics.request(req.method, "(unrouted)", 431, 0);
+      return httplib::Server::HandlerResponse::Handled;
+    });
     http->set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
       reply(res, 500, error_body(http_error(500, "internal error")));
     });
@@ -441,8 +465,17 @@ struct Server::Impl {
                    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'");
     std::string content;
     if (!opt.web_root.empty()) {
-      std::ifstream in(opt.web_root / name, std::ios::binary);
-      if (in) {
+      // The route admits only [A-Za-z0-9_.-]+ (decoded), so no separator can reach here; still,
+      // a dot file ("..", ".git") or a symbolic link leading out of the web root is not served:
+      // security_test Traversal.
+      std::error_code ec;
+      const fs::path root = fs::canonical(opt.web_root, ec);
+      const fs::path file = ec ? fs::path() : fs::canonical(root / name, ec);
+      const bool inside = !ec && !name.empty() && name[0] != '.' && file.parent_path() == root &&
+                          fs::is_regular_file(file, ec);
+      std::ifstream in;
+      if (inside) in.open(file, std::ios::binary);
+      if (inside && in) {
         std::stringstream ss;
         ss << in.rdbuf();
         content = ss.str();
@@ -535,7 +568,9 @@ void Server::Impl::define_routes() {
     reply(c.res, 201, basis_json(r, ref));
   });
 
-  add("POST", "/v1/bases/{id}/withdraw", {"admin", "enroller", "auditor"}, "basis_withdraw", [this](Call& c) {
+  // Withdrawal erases: the service admits auditor and admin only (docs/privacy.md), and so does
+  // the route (it declared enroller too, which then got the service's 403: security_test RoleMatrix).
+  add("POST", "/v1/bases/{id}/withdraw", admin_auditor, "basis_withdraw", [this](Call& c) {
     const int id = int_field(c.req.matches[1], "id", 1, 2'000'000'000, 0);
     auto r = value_or_throw(with_service(c.caller, [&](service::Service& s) { return s.withdraw_basis(id); }));
     reply(c.res, 200, r.to_json());
@@ -752,6 +787,9 @@ void Server::Impl::define_routes() {
         with_service(c.caller, [&](service::Service& s) { return s.export_subject(ref, false, std::nullopt); }));
     if (c.req.get_param_value("download") == "1") {
       std::string uid = j["subject"].value("id", "subject");
+      // The vault's id, never the caller's reference, and only filename-safe characters: no
+      // quote, CR or LF can reach the header (security_test ExportFilename).
+      std::erase_if(uid, [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_'; });
       c.res.set_header("Content-Disposition", "attachment; filename=\"facevault-export-" + uid + ".json\"");
     }
     reply(c.res, 200, j);
@@ -766,10 +804,7 @@ void Server::Impl::define_routes() {
           // opt-out requests; the audit names the form, not a person.
           c.caller.actor = "public:optout-form";
           c.caller.role = "auditor";
-        } else if (c.caller.role == "investigator") {
-          audit(c.caller, "optout_add", "denied", {{"reason", "role investigator may not optout_add"}});
-          throw http_error(403, "role 'investigator' may not optout_add");
-        }
+        }  // with a key: its role was checked against key_roles at the door (and a denial audited)
         std::vector<uint8_t> bytes = image_part(c.req, "image");
         const int face_index = int_field(field(c.req, "face"), "face", 0, 199, -1);
         auto r = value_or_throw(
@@ -786,7 +821,7 @@ void Server::Impl::define_routes() {
         }
         reply(c.res, 201, j);
       },
-      /*optional_auth=*/true);
+      /*key_roles=*/{"admin", "enroller", "auditor"});
 
   add("GET", "/v1/optout/check", admin_auditor, "optout_check", [this](Call& c) {
     auto r = value_or_throw(with_service(c.caller, [&](service::Service& s) { return s.optout_check(); }));
@@ -884,9 +919,9 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   m.http->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   m.http->set_payload_max_length(m.opt.max_upload_bytes + (64u << 10));
   m.http->set_keep_alive_max_count(1000);
-  m.http->set_keep_alive_timeout(2);
-  m.http->set_read_timeout(30);
-  m.http->set_write_timeout(30);
+  m.http->set_keep_alive_timeout(std::max(1, m.opt.keep_alive_timeout_s));
+  m.http->set_read_timeout(std::max(1, m.opt.read_timeout_s));
+  m.http->set_write_timeout(std::max(1, m.opt.write_timeout_s));
   m.define_routes();
   m.install();
   return s;

@@ -38,6 +38,17 @@ struct ServerOptions {
   bool public_optout = true;  // POST /v1/optout without a key (recorded as "public:optout-form")
   std::filesystem::path web_root;  // serve the UI from here instead of the embedded copy
   bool access_log = true;
+  // Slow or idle clients: a connection that sends nothing for read_timeout_s while a request is
+  // being read, or stays idle for keep_alive_timeout_s between requests, is closed, so that
+  // clients that open connections and never send (or stop halfway) do not hold HTTP threads for
+  // long. The timeouts are per read: a client trickling a byte at a time keeps its connection
+  // (and one HTTP thread) until it stops; put a reverse proxy with a request deadline in front
+  // of a server exposed to untrusted networks (docs/security.md).
+  int read_timeout_s = 10, write_timeout_s = 30, keep_alive_timeout_s = 2;
+  // Request headers beyond these limits are refused with 431 before any route runs. (A single
+  // header line over 8 KiB is refused by cpp-httplib itself with 400.)
+  size_t max_header_count = 100;
+  size_t max_header_bytes = 64u << 10;
   // Builds a face pipeline (tests share model files); default: FacePipeline::create with the
   // vault's configured models.
   std::function<Result<std::unique_ptr<face::FacePipeline>>()> pipeline_factory;
@@ -46,7 +57,10 @@ struct ServerOptions {
 struct RouteInfo {
   std::string method;  // GET, POST, DELETE
   std::string path;    // OpenAPI template, e.g. /v1/subjects/{ref}
-  std::vector<std::string> roles;  // empty: public
+  std::vector<std::string> roles;  // empty: public (no key needed; a key sent anyway is ignored)
+  // Public routes that also take a key (POST /v1/optout: the public form, or an officer's key):
+  // a key sent must be valid (401 otherwise) and have one of these roles (403 otherwise).
+  std::vector<std::string> key_roles;
 };
 
 class Server {

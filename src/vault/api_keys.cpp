@@ -173,11 +173,17 @@ Result<std::optional<ApiKey>> authenticate_api_key(Db& db, const std::string& pr
       "SELECT id, role, purposes, label, created_at, created_by, revoked_at, salt, hash FROM api_key WHERE id=?"));
   q.bind(1, id);
   FV_ASSIGN_OR_RETURN(bool row, q.step());
-  if (!row) return std::optional<ApiKey>();
-  const Bytes salt = q.blob(7), stored = q.blob(8);
+  // An unknown id takes the same path as a wrong secret: the secret is hashed (with a fixed
+  // dummy salt) and compared with sodium_memcmp (constant time) against a dummy hash, so the
+  // work after the lookup does not depend on whether the id exists, nor on how many bytes of
+  // the hash match. The lookup itself is one primary-key probe either way. Every refusal is
+  // the same nullopt. (security_test KeyComparison; ids are public anyway: they name keys in
+  // the audit log.)
+  static const Bytes kDummySalt(32, 0x5a), kDummyHash(32, 0);
+  const Bytes salt = row ? q.blob(7) : kDummySalt, stored = row ? q.blob(8) : kDummyHash;
   const Bytes got = key_hash(secret, salt);
-  if (stored.size() != got.size() || sodium_memcmp(stored.data(), got.data(), got.size()) != 0)
-    return std::optional<ApiKey>();
+  const bool match = stored.size() == got.size() && sodium_memcmp(stored.data(), got.data(), got.size()) == 0;
+  if (!row || !match) return std::optional<ApiKey>();
   ApiKey k = row_key(q);
   if (k.revoked_at) return std::optional<ApiKey>();
   return std::optional<ApiKey>(std::move(k));

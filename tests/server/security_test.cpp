@@ -207,6 +207,9 @@ TEST_F(SecurityTest, RoleMatrix) {
   }
   EXPECT_EQ(cases, static_cast<int>(routes.size() * kCallers.size()));
   EXPECT_EQ(failed, 0) << failed << " of " << cases << " cases failed";
+  // The web UI's pages are public too (outside routes(): no key, no audit), whoever calls.
+  for (const std::string page : {"/", "/optout", "/ui/app.js"})
+    for (const auto& caller : kCallers) EXPECT_EQ(get(page, caller).status, 200) << page << " as " << caller;
   // 401s are not audited: nothing was ever recorded as the revoked or the unknown key.
   EXPECT_EQ(audit_count(env()->dir, "key:" + env()->key_id["revoked"]), 0);
   EXPECT_EQ(audit_count(env()->dir, "key:" + env()->key_id["unknown"]), 0);

@@ -316,6 +316,14 @@ TEST_F(SecurityLimitsTest, NoTemplateOrImageBytesInLogsErrorsOrMetrics) {
   std::vector<uint8_t> u8(tmpl.size());
   index::kernels::quantize_s8(tmpl.data(), tmpl.size(), s8.data());
   index::kernels::quantize_u8(tmpl.data(), tmpl.size(), u8.data());
+  // The scanner finds what it looks for (so that the checks below can fail): a window of the
+  // template or photo, in each encoding, at an unaligned offset inside other text.
+  EXPECT_EQ(leak_of("log: " + f32.substr(101, 16) + " end", f32, 16), "raw bytes");
+  EXPECT_EQ(leak_of("{\"t\":\"" + hex(f32.substr(33, 20), true) + "\"}", f32, 16), "hex");
+  for (size_t off : {7u, 8u, 9u}) {
+    EXPECT_EQ(leak_of("x=" + b64(f32.substr(off, 24)) + ";", f32, 16), "base64") << off;
+    EXPECT_EQ(leak_of("x=" + b64(enrol_photo.substr(1000 + off, 40)) + ";", enrol_photo, 32), "base64") << off;
+  }
   const std::map<std::string, std::string> haystacks = {{"access log", log}, {"error bodies", errors}, {"metrics", metrics}};
   for (const auto& [where, hay] : haystacks) {
     for (const auto& [what, secret, w] : std::vector<std::tuple<std::string, std::string, size_t>>{
@@ -363,8 +371,28 @@ TEST_F(SecurityLimitsTest, VaultFileModes) {
     const mode_t saved = ::umask(mask);
     TempDir tmp;
     const fs::path dir = tmp.path() / "vault";
-    ASSERT_TRUE(vault::Vault::init(dir).is_ok());
+    // The IVF index keeps a re-rank file in the vault directory while the server runs: forced
+    // here (one template is enough to build one) so that its mode is checked too.
+    vault::VaultConfig cfg;
+    cfg.index_kind = "ivf";
+    ASSERT_TRUE(vault::Vault::init(dir, cfg).is_ok());
     EXPECT_EQ(wrong_modes(dir), std::vector<std::string>()) << "after init";
+    {
+      // 20 synthetic templates: enough for the IVF to train its 16 cells.
+      auto svc = open_service(dir, "admin");
+      ASSERT_NE(svc, nullptr);
+      std::mt19937 rng(7);
+      for (int i = 0; i < 20; ++i) {
+        service::BasisRequest br;
+        br.subject_ref = "synthetic-" + std::to_string(i);
+        br.kind = "consent";
+        br.reference = "F";
+        br.purposes = {"access-control"};
+        auto b = svc->add_basis(br);
+        ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+        ASSERT_TRUE(svc->enroll_template(service::EnrollRequest(br.subject_ref, b->basis_id), random_template(rng)).is_ok());
+      }
+    }
     std::string enroller, investigator;
     {
       auto v = vault::Vault::open(dir);
@@ -397,7 +425,13 @@ TEST_F(SecurityLimitsTest, VaultFileModes) {
       ASSERT_TRUE(v.is_ok());
       ASSERT_TRUE(vault::create_api_key((*v)->db(), "auditor", {}, "a", "tester").is_ok());
     }
-    // While serving (the WAL and shared-memory files exist now) and after.
+    // While serving (the WAL and shared-memory files and the index's re-rank file exist now)
+    // and after.
+    std::set<std::string> names;
+    for (auto& f : fs::directory_iterator(dir)) names.insert(f.path().filename().string());
+    EXPECT_TRUE(names.count("vault.db-wal") && names.count("vault.db-shm")) << "the WAL files were not there to check";
+    EXPECT_TRUE(std::any_of(names.begin(), names.end(), [](const std::string& n) { return n.rfind("search-index-", 0) == 0; }))
+        << "the IVF re-rank file was not there to check";
     EXPECT_EQ(wrong_modes(dir), std::vector<std::string>()) << "while serving";
     s->stop();
     s.reset();

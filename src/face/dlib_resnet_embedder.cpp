@@ -218,7 +218,9 @@ Result<std::unique_ptr<DlibResNetEmbedder>> DlibResNetEmbedder::from_weights(con
   return e;
 }
 
-cv::Mat DlibResNetEmbedder::align(const cv::Mat& rgb, const Landmarks& landmarks) const {
+cv::Mat DlibResNetEmbedder::align(const cv::Mat& rgb, const Landmarks& landmarks) const { return chip(rgb, landmarks); }
+
+cv::Mat DlibResNetEmbedder::chip(const cv::Mat& rgb, const Landmarks& landmarks) {
   cv::Mat chip;
   cv::warpAffine(rgb, chip, cv::Mat(dlib_chip_transform(landmarks.points68, kSize)), cv::Size(kSize, kSize),
                  cv::INTER_LINEAR | cv::WARP_INVERSE_MAP, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));

@@ -31,6 +31,8 @@ class DlibResNetEmbedder final : public Embedder {
   int model_version() const override { return 1; }
   int dim() const override { return 128; }
   cv::Mat align(const cv::Mat& rgb, const Landmarks& landmarks) const override;
+  // align() without a loaded model (fuzzing).
+  static cv::Mat chip(const cv::Mat& rgb, const Landmarks& landmarks);
   Result<std::vector<FaceTemplate>> embed(const std::vector<cv::Mat>& aligned) override;
 
   // Raw (not normalised) descriptors for an N×3×150×150 input (golden tests).

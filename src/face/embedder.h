@@ -44,7 +44,9 @@ class MobileFaceNetEmbedder final : public Embedder {
   std::string model_id() const override { return "faceplugin-mobilefacenet-512"; }
   int model_version() const override { return 1; }
   int dim() const override { return 512; }
-  cv::Mat align(const cv::Mat& rgb, const Landmarks& landmarks) const override;
+  cv::Mat align(const cv::Mat& rgb, const Landmarks& landmarks) const override { return crop(rgb, landmarks); }
+  // align() without a loaded model (fuzzing).
+  static cv::Mat crop(const cv::Mat& rgb, const Landmarks& landmarks);
   Result<std::vector<FaceTemplate>> embed(const std::vector<cv::Mat>& aligned) override;
 
   // Raw network output (not normalised) for a batch N×3×112×112 BGR tensor (golden tests).

@@ -28,6 +28,11 @@ cv::Rect FacepluginLandmarker::crop_rect(const Box& box, cv::Size image) {
   const double cx = (box.x1 + box.x2) / 2, cy = (box.y1 + box.y2) / 2;
   const double x1 = std::max(0.0, cx - s / 2), y1 = std::max(0.0, cy - s / 2);
   const double x2 = std::min(image.width - 1.0, cx + s / 2), y2 = std::min(image.height - 1.0, cy + s / 2);
+  // The box comes from a network: it can hold any float (huge, inf, NaN), and converting such
+  // a value to int is undefined behaviour. No crop then (found by fuzz/face_post_fuzzer).
+  constexpr double kLimit = 1 << 30;
+  for (double v : {x1, y1, x2, y2})
+    if (!(std::fabs(v) < kLimit)) return {};
   const int X = static_cast<int>(std::trunc(x1)), Y = static_cast<int>(std::trunc(y1));
   const int w = std::abs(static_cast<int>(std::trunc(x2)) - X), h = std::abs(static_cast<int>(std::trunc(y2)) - Y);
   return {X, Y, w, h};
@@ -52,7 +57,10 @@ Result<Landmarks> FacepluginLandmarker::locate(const cv::Mat& rgb, const Box& bo
   }
   auto out = model_->forward(input_tensor(rgb, crop));
   if (!out.is_ok()) return out.status();
-  const float* v = (*out)[0].ptr<float>();
+  return from_output((*out)[0].ptr<float>(), crop);
+}
+
+Landmarks FacepluginLandmarker::from_output(const float* v, const cv::Rect& crop) {
   Landmarks lm;
   lm.points68.resize(68);
   for (int i = 0; i < 68; ++i) lm.points68[i] = {v[2 * i] * crop.width + crop.x, v[2 * i + 1] * crop.height + crop.y};

@@ -36,6 +36,8 @@ class FacepluginLandmarker final : public Landmarker {
   static cv::Rect crop_rect(const Box& box, cv::Size image);
   // 1×1×64×64 float: grey(resize(crop, 64×64)) / 256.
   static cv::Mat input_tensor(const cv::Mat& rgb, const cv::Rect& crop);
+  // The network's 136 outputs (x, y in 0..1 of the crop) → points in image pixels.
+  static Landmarks from_output(const float* v, const cv::Rect& crop);
 
  private:
   explicit FacepluginLandmarker(std::unique_ptr<nn::Model> m) : model_(std::move(m)) {}

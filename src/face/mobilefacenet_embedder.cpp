@@ -28,7 +28,7 @@ Result<std::unique_ptr<MobileFaceNetEmbedder>> MobileFaceNetEmbedder::create(con
   return std::unique_ptr<MobileFaceNetEmbedder>(new MobileFaceNetEmbedder(std::move(model).value()));
 }
 
-cv::Mat MobileFaceNetEmbedder::align(const cv::Mat& rgb, const Landmarks& landmarks) const {
+cv::Mat MobileFaceNetEmbedder::crop(const cv::Mat& rgb, const Landmarks& landmarks) {
   return warp_crop(rgb, similarity_transform(landmarks.five, kArcFace112), kSize);
 }
 

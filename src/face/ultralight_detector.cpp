@@ -17,12 +17,13 @@ Result<std::unique_ptr<UltraLightDetector>> UltraLightDetector::create(const nn:
   return std::unique_ptr<UltraLightDetector>(new UltraLightDetector(std::move(model).value(), options));
 }
 
-std::vector<Tile> UltraLightDetector::plan_tiles(cv::Size image) const {
+std::vector<Tile> plan_tiles(cv::Size image, const UltraLightOptions& options) {
+  constexpr int kWidth = UltraLightDetector::kWidth, kHeight = UltraLightDetector::kHeight;
   std::vector<Tile> tiles;
   tiles.push_back({cv::Rect(0, 0, image.width, image.height), true, 0});
-  if (!options_.tiling || image.width <= 0 || image.height <= 0) return tiles;
+  if (!options.tiling || image.width <= 0 || image.height <= 0) return tiles;
   // The smallest prior of RFB-320 is 10 px; 16 px faces are found reliably.
-  const double t_min = std::max(options_.min_face / 16.0, 0.25);
+  const double t_min = std::max(options.min_face / 16.0, 0.25);
   // A small image (finer than the finest level, not badly stretched) needs one pass: a single
   // letterboxed tile, which keeps the face's aspect. Measured on LFW View-1: letterbox alone
   // 99.30 %, stretch alone 99.00 % (undistorted boxes give better landmarks).
@@ -37,7 +38,7 @@ std::vector<Tile> UltraLightDetector::plan_tiles(cv::Size image) const {
     auto starts = [&](int extent, int tile) {
       std::vector<int> s;
       if (extent <= tile) { s.push_back(0); return s; }
-      const int step = std::max(1, static_cast<int>(tile * (1.0 - options_.tile_overlap)));
+      const int step = std::max(1, static_cast<int>(tile * (1.0 - options.tile_overlap)));
       const int n = static_cast<int>(std::ceil(double(extent - tile) / step)) + 1;
       for (int i = 0; i < n; ++i) {
         // Spread the tiles evenly so the last one ends at the image border.
@@ -83,6 +84,38 @@ void UltraLightDetector::fill_input(const cv::Mat& tile_rgb, cv::Mat& blob, int 
   }
 }
 
+void UltraLightDetector::decode_outputs(const float* s, const float* b, int priors, const Tile& tile, cv::Size image,
+                                        float threshold, std::vector<Detection>& candidates) {
+  const int W = image.width, H = image.height;
+  for (int a = 0; a < priors; ++a) {
+    const float score = s[2 * a + 1];
+    if (score < threshold) continue;
+    Detection d;
+    d.score = score;
+    if (tile.stretch) {
+      d.box = {b[4 * a] * double(W), b[4 * a + 1] * double(H), b[4 * a + 2] * double(W), b[4 * a + 3] * double(H)};
+    } else {
+      // A face cut by a tile edge that lies inside the image is a partial face: the
+      // overlapping neighbour tile (or the next level) sees it whole.
+      const double margin = 2.0 / kWidth;
+      const bool cut = (b[4 * a] < margin && tile.rect.x > 0) ||
+                       (b[4 * a + 1] < margin && tile.rect.y > 0) ||
+                       (b[4 * a + 2] > 1 - margin && tile.rect.x + tile.rect.width < W) ||
+                       (b[4 * a + 3] > 1 - margin && tile.rect.y + tile.rect.height < H);
+      if (cut) continue;
+      d.box = {tile.rect.x + b[4 * a] * double(tile.rect.width), tile.rect.y + b[4 * a + 1] * double(tile.rect.height),
+               tile.rect.x + b[4 * a + 2] * double(tile.rect.width),
+               tile.rect.y + b[4 * a + 3] * double(tile.rect.height)};
+      d.box.x1 = std::max(0.0, d.box.x1);
+      d.box.y1 = std::max(0.0, d.box.y1);
+      d.box.x2 = std::min(double(W), d.box.x2);
+      d.box.y2 = std::min(double(H), d.box.y2);
+      if (d.box.area() <= 0) continue;
+    }
+    candidates.push_back(d);
+  }
+}
+
 Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb, const std::vector<Tile>& tiles) {
   if (rgb.empty() || rgb.type() != CV_8UC3) return invalid_argument("detector input must be a non-empty RGB8 image");
   std::vector<Detection> candidates;
@@ -103,33 +136,7 @@ Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb,
       const float* b = boxes.ptr<float>(i);
       // One pass over the whole image (stretched or letterboxed) uses the frame threshold.
       const float threshold = tile.stretch || tiles.size() == 1 ? options_.score_threshold : options_.tile_score_threshold;
-      for (int a = 0; a < priors; ++a) {
-        const float score = s[2 * a + 1];
-        if (score < threshold) continue;
-        Detection d;
-        d.score = score;
-        if (tile.stretch) {
-          d.box = {b[4 * a] * double(W), b[4 * a + 1] * double(H), b[4 * a + 2] * double(W), b[4 * a + 3] * double(H)};
-        } else {
-          // A face cut by a tile edge that lies inside the image is a partial face: the
-          // overlapping neighbour tile (or the next level) sees it whole.
-          const double margin = 2.0 / kWidth;
-          const bool cut = (b[4 * a] < margin && tile.rect.x > 0) ||
-                           (b[4 * a + 1] < margin && tile.rect.y > 0) ||
-                           (b[4 * a + 2] > 1 - margin && tile.rect.x + tile.rect.width < W) ||
-                           (b[4 * a + 3] > 1 - margin && tile.rect.y + tile.rect.height < H);
-          if (cut) continue;
-          d.box = {tile.rect.x + b[4 * a] * double(tile.rect.width), tile.rect.y + b[4 * a + 1] * double(tile.rect.height),
-                   tile.rect.x + b[4 * a + 2] * double(tile.rect.width),
-                   tile.rect.y + b[4 * a + 3] * double(tile.rect.height)};
-          d.box.x1 = std::max(0.0, d.box.x1);
-          d.box.y1 = std::max(0.0, d.box.y1);
-          d.box.x2 = std::min(double(W), d.box.x2);
-          d.box.y2 = std::min(double(H), d.box.y2);
-          if (d.box.area() <= 0) continue;
-        }
-        candidates.push_back(d);
-      }
+      decode_outputs(s, b, priors, tile, cv::Size(W, H), threshold, candidates);
     }
   }
   auto kept = nms(std::move(candidates), options_.nms_iou, options_.top_k);

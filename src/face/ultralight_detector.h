@@ -42,6 +42,9 @@ struct Tile {
 // a score at least as high.
 std::vector<Detection> drop_contained(std::vector<Detection> dets, double containment);
 
+// The tiles UltraLightDetector::detect() runs for an image of this size (no network needed).
+std::vector<Tile> plan_tiles(cv::Size image, const UltraLightOptions& options);
+
 class UltraLightDetector final : public Detector {
  public:
   static constexpr const char* kPackage = "faceplugin-face-recognition-js@0.0.1";
@@ -58,13 +61,19 @@ class UltraLightDetector final : public Detector {
   Result<std::vector<Detection>> detect_frame(const cv::Mat& rgb);
 
   // The tiles detect() runs for an image of this size (exposed for tests and benchmarks).
-  std::vector<Tile> plan_tiles(cv::Size image) const;
+  std::vector<Tile> plan_tiles(cv::Size image) const { return face::plan_tiles(image, options_); }
   // A tile as the network sees it: 320×240 RGB u8 (INTER_LINEAR resize, zero padding).
   static cv::Mat tile_pixels(const cv::Mat& rgb, const Tile& tile);
   // u8 RGB 320×240 → (x − 127)/128 written into batch slot i of an N×3×240×320 blob.
   static void fill_input(const cv::Mat& tile_rgb, cv::Mat& blob, int i);
 
   const UltraLightOptions& options() const { return options_; }
+
+  // One tile's raw network outputs (`priors` rows of scores [bg, face] and boxes
+  // [x1, y1, x2, y2] in 0..1 of the tile) → candidates in image pixels, appended to `out`.
+  // A free-standing step so the code after the net can be tested and fuzzed without it.
+  static void decode_outputs(const float* scores, const float* boxes, int priors, const Tile& tile, cv::Size image,
+                             float threshold, std::vector<Detection>& out);
 
  private:
   UltraLightDetector(std::unique_ptr<nn::Model> model, UltraLightOptions options)

@@ -97,7 +97,9 @@ Result<TfjsWeights> TfjsWeights::parse(const std::string& manifest_json,
         offset += n * bytes_per;
       } else {
         if (offset + n * 4 > stream.size()) return corrupt_data("weight " + name + ": shard data ends early");
-        std::memcpy(t.values.data(), stream.data() + offset, n * 4);
+        // memcpy from or to a null pointer is undefined even for 0 bytes (an empty shape or
+        // an empty stream); found by fuzz/tfjs_fuzzer.
+        if (n) std::memcpy(t.values.data(), stream.data() + offset, n * 4);
         offset += n * 4;
       }
       w.tensors_[name] = std::move(t);

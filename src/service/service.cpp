@@ -481,16 +481,25 @@ Result<EraseReceipt> Service::withdraw_basis(int64_t basis_id) {
 Result<PreparedFace> Service::prepare(face::FacePipeline& pipeline, std::vector<uint8_t> bytes, int face_index,
                                       bool keep_image) const {
   PreparedFace p;
+  // The decoded pixels and the faces are held here, declared before wipe_on_exit so they
+  // outlive it: pointing the wiper at `img` and `faces` (declared later, destroyed first) made
+  // its destructor read dead objects (ASan stack-use-after-scope, found by fuzz/http_fuzzer on
+  // POST /v1/subjects/{ref}/faces; fuzz/regressions/http/).
+  cv::Mat pixels;
+  std::vector<face::Face> found;
   WipeOnExit wipe_on_exit{&bytes};  // a refused photo too (kept bytes are moved out first)
   p.sha256 = vault::sha256_hex(bytes);
   p.image_bytes = bytes.size();
   auto img = image::decode_image(bytes);
   if (!img.is_ok()) return img.status();
-  wipe_on_exit.pixels = &img->rgb;
+  pixels = img->rgb;  // shares the buffer
+  wipe_on_exit.pixels = &pixels;
   p.format = img->format;
-  auto faces = pipeline.analyze(img->rgb, true);
-  if (!faces.is_ok()) return faces.status();
-  wipe_on_exit.faces = &*faces;
+  auto analysed = pipeline.analyze(img->rgb, true);
+  if (!analysed.is_ok()) return analysed.status();
+  found = std::move(analysed).value();
+  wipe_on_exit.faces = &found;
+  std::vector<face::Face>* const faces = &found;
   FV_ASSIGN_OR_RETURN(int k, choose_enrollment_face(*faces, face_index));
   p.faces_in_image = static_cast<int>(faces->size());
   p.face_index = k;
@@ -685,10 +694,17 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
 }
 
 Result<std::vector<Service::BatchRow>> Service::read_manifest(const fs::path& csv) {
-  std::ifstream in(csv);
+  std::ifstream in(csv, std::ios::binary);
   if (!in) return not_found("cannot open manifest " + csv.string());
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  if (in.bad()) return io_error("read error on manifest " + csv.string());
+  return parse_manifest(text, csv);
+}
+
+Result<std::vector<Service::BatchRow>> Service::parse_manifest(std::string_view text, const fs::path& csv) {
   std::vector<BatchRow> rows;
   int line_no = 0;
+  std::istringstream in{std::string(text)};
   for (std::string line; std::getline(in, line);) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();

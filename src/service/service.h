@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -217,6 +218,9 @@ class Service {
   };
   // CSV: image,subject,basis[,provenance] (header row optional). Paths relative to the file.
   static Result<std::vector<BatchRow>> read_manifest(const std::filesystem::path& csv);
+  // The same from the manifest's text; `csv` names it in errors and relative image paths are
+  // taken relative to its folder (fuzzed on its own: fuzz/manifest_fuzzer.cpp).
+  static Result<std::vector<BatchRow>> parse_manifest(std::string_view text, const std::filesystem::path& csv);
   // Runs the pipeline on `threads` workers and commits in manifest order; on_row for each.
   Status enroll_batch(const std::vector<BatchRow>& rows, int threads, bool keep_image, const std::string& method,
                       const std::function<void(const BatchRow&, const Result<EnrollResult>&)>& on_row,

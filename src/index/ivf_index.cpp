@@ -76,6 +76,7 @@ Status IvfIndex::build_quantizer(const float* centroids, size_t n) {
       for (size_t j = 0; j < cd_; ++j) dst[j] /= nrm;
     dst[cd_] = 1.0f;
   }
+  if (opt_.hnsw_m < 2 || opt_.hnsw_m > 10000) return invalid_argument("IVF: hnsw_m must be 2..10000");
   try {
     space_ = std::make_unique<L2NormSpace>(cd_);
     hnsw_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), n, opt_.hnsw_m, opt_.hnsw_ef_construction, opt_.seed);
@@ -358,7 +359,9 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
   for (size_t j = 0; j < cd_; ++j) w[j] = (yq[j] + pm_[j]) * step_[j];
   int8_t v8[4096];
   kernels::quantize_s8(w, cd_, v8);
-  const size_t R = std::max(k, opt_.rerank);
+  // Re-ranking more candidates than the index holds changes nothing; the clamp keeps a huge
+  // rerank (from options or a loaded file) from sizing the candidate heap (bad_alloc).
+  const size_t R = std::max(k, std::min(opt_.rerank, size_));
   const size_t cb = cd_ / 2;
   threads = std::max(1, threads);
   std::vector<TopK> tops(threads, TopK(R));
@@ -486,6 +489,9 @@ Result<std::unique_ptr<IvfIndex>> IvfIndex::load_body(SealedReader& in) {
   const size_t dim = hdr[0], cd = hdr[1], nlist = hdr[2];
   if (dim == 0 || dim > 4096 || cd == 0 || cd % 64 || cd > dim || nlist == 0 || nlist > (1u << 24))
     return corrupt_data("index file: bad IVF header");
+  // The cell graph's degree: hnswlib divides by log(M) and crashes on M < 2 (a file sealed
+  // with the right key but a damaged header reached it: tests/fault/index_corruption_test).
+  if (hdr[5] < 2 || hdr[5] > 10000) return corrupt_data("index file: bad IVF graph degree");
   IvfOptions o;
   o.code_dim = cd;
   o.nlist = nlist;

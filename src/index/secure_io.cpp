@@ -1,6 +1,7 @@
 #include "index/secure_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -94,6 +95,9 @@ Result<std::unique_ptr<SealedReader>> SealedReader::open(const std::filesystem::
   std::unique_ptr<SealedReader> r(new SealedReader());
   r->f_ = std::fopen(path.c_str(), "rb");
   if (!r->f_) return not_found("cannot open index file " + path.string() + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(::fileno(r->f_), &st) != 0 || !S_ISREG(st.st_mode)) return corrupt_data(path.string() + " is not a regular file");
+  r->file_size_ = static_cast<uint64_t>(st.st_size);
   char magic[8];
   unsigned char header[crypto_secretstream_xchacha20poly1305_HEADERBYTES];
   if (std::fread(magic, 1, 8, r->f_) != 8 || std::memcmp(magic, kMagic, 8) != 0)
@@ -141,6 +145,12 @@ Status SealedReader::read(void* p, size_t n) {
     n -= take;
   }
   return Status::ok();
+}
+
+uint64_t SealedReader::bytes_left() const {
+  const off_t at = ::ftello(f_);
+  const uint64_t in_file = at >= 0 && static_cast<uint64_t>(at) <= file_size_ ? file_size_ - static_cast<uint64_t>(at) : 0;
+  return (buf_.size() - pos_) + in_file;
 }
 
 Status SealedReader::expect_end() {

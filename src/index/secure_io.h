@@ -191,11 +191,17 @@ class SealedReader {
     uint64_t n = 0;
     FV_RETURN_IF_ERROR(read_pod(n));
     if (n > max) return corrupt_data("index file: an array is longer than the header allows");
+    // A length the rest of the file cannot hold is refused before anything is allocated
+    // (a std::vector would throw, a SecureBuffer abort, on a length near 2^36).
+    if (n > bytes_left() / sizeof(T)) return corrupt_data("index file: an array is longer than the file");
     out.resize(n);
     return read(out.data(), n * sizeof(T));
   }
   // The stream must end here (final tag, no trailing bytes).
   Status expect_end();
+  // An upper bound on the plaintext still to come: what is buffered plus what is left of the
+  // file (ciphertext is never shorter than its plaintext).
+  uint64_t bytes_left() const;
 
  private:
   SealedReader() = default;
@@ -205,6 +211,7 @@ class SealedReader {
   std::vector<uint8_t> buf_, in_;
   size_t pos_ = 0;
   bool final_ = false;
+  uint64_t file_size_ = 0;
 };
 
 }  // namespace fv::index

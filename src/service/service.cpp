@@ -973,11 +973,29 @@ Result<std::map<int64_t, std::pair<double, int64_t>>> Service::search_gallery(co
   std::map<int64_t, std::pair<double, int64_t>> best;
   auto ix = indexes_.find(model_key(probe.model_id, probe.model_version));
   if (ix == indexes_.end() || ix->second->size() == 0 || probe.values.size() != ix->second->dim()) return best;
-  const size_t n = ix->second->size();
+  size_t n = ix->second->size();
   const bool range = k_subjects == SIZE_MAX;
   size_t want = range ? 64 : std::min(n, k_subjects * max_faces_per_subject_);
+  bool rebuilt = false;
   for (;;) {
-    FV_ASSIGN_OR_RETURN(auto r, ix->second->search(probe.values, want, filter));
+    auto found = ix->second->search(probe.values, want, filter);
+    if (!found.is_ok() && !rebuilt &&
+        (found.status().code() == StatusCode::kCorruptData || found.status().code() == StatusCode::kIoError)) {
+      // An IVF re-ranks from a scratch file in the vault directory; if that file was damaged
+      // or cut (a disk error, a stray hand), every later search of this process would fail.
+      // The index is a cache of the vault: rebuild it from the vault once and search again
+      // (tests/fault/index_corruption_test.cpp).
+      rebuilt = true;
+      drop_gallery();
+      FV_RETURN_IF_ERROR(load_gallery());
+      ix = indexes_.find(model_key(probe.model_id, probe.model_version));
+      if (ix == indexes_.end() || ix->second->size() == 0 || probe.values.size() != ix->second->dim()) return best;
+      n = ix->second->size();
+      want = range ? 64 : std::min(n, k_subjects * max_faces_per_subject_);
+      continue;
+    }
+    if (!found.is_ok()) return found.status();
+    auto& r = *found;
     best.clear();
     for (size_t i = 0; i < r.ids.size(); ++i) {
       if (r.scores[i] < threshold) break;

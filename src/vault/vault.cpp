@@ -776,15 +776,23 @@ Result<Vault::RotateReport> Vault::rotate_master_key(const std::function<Status(
     if (in_txn) FV_RETURN_IF_ERROR(in_txn(rep));
     FV_RETURN_IF_ERROR(txn.commit());
   }
+  // Committed: the database is wrapped under the new key from here on, so this object uses it
+  // whatever happens to the key file below (a failure there used to leave the old key in
+  // memory, and an fsync failure was reported as if the rotation had not happened:
+  // tests/fault/fault_injection_test.cpp, key rotate on a full disk).
+  master_ = std::move(next);
+  master_id_ = rep.new_key_id;
   if (after_commit) after_commit();
   if (!env_mode) {
     fs::rename(paths_.new_key(), paths_.key(), ec);
     if (ec) return io_error("key rotation committed but " + paths_.new_key().string() + " could not replace " +
                             paths_.key().string() + " (" + ec.message() + "); the next open finishes it");
-    FV_RETURN_IF_ERROR(fsync_path(paths_.dir, true));
+    Status synced = fsync_path(paths_.dir, true);
+    if (!synced.is_ok())
+      return io_error("key rotation committed and " + paths_.key().string() + " replaced (new key id " + rep.new_key_id +
+                      "), but the directory could not be synced: " + synced.message() +
+                      "; back up the new key file now (a crash before the next sync could bring the old one back)");
   }
-  master_ = std::move(next);
-  master_id_ = rep.new_key_id;
   return rep;
 }
 

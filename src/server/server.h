@@ -39,12 +39,14 @@ struct ServerOptions {
   std::filesystem::path web_root;  // serve the UI from here instead of the embedded copy
   bool access_log = true;
   // Slow or idle clients: a connection that sends nothing for read_timeout_s while a request is
-  // being read, or stays idle for keep_alive_timeout_s between requests, is closed, so that
-  // clients that open connections and never send (or stop halfway) do not hold HTTP threads for
-  // long. The timeouts are per read: a client trickling a byte at a time keeps its connection
-  // (and one HTTP thread) until it stops; put a reverse proxy with a request deadline in front
-  // of a server exposed to untrusted networks (docs/security.md).
+  // being read, or stays idle for keep_alive_timeout_s between requests, is closed; and a
+  // request not read in full request_timeout_s after its first byte (a client trickling a
+  // byte at a time: slowloris) is refused and its connection closed. So each slow client
+  // holds one of the http_threads for a bounded time. Over TLS (cpp-httplib's own connection
+  // loop) only the per-read timeouts apply. request_timeout_s also bounds uploads: 60 s for
+  // 16 MiB asks for about 2.2 Mbit/s.
   int read_timeout_s = 10, write_timeout_s = 30, keep_alive_timeout_s = 2;
+  int request_timeout_s = 60;
   // Request headers beyond these limits are refused with 431 before any route runs. (A single
   // header line over 8 KiB is refused by cpp-httplib itself with 400.)
   size_t max_header_count = 100;

@@ -3,8 +3,9 @@
 //
 //  - OversizedRequests: a 100 KB header, 10,000 headers, over-limit multipart, JSON and chunked
 //    bodies, lying Content-Lengths: a 4xx each, and the server serves the next request.
-//  - SlowClients: slowloris and silent connections do not stop a normal client, and silent
-//    ones are closed after the read timeout (ServerOptions::read_timeout_s).
+//  - SlowClients: slowloris and silent connections do not stop a normal client; silent ones
+//    are closed after the keep-alive/read timeout, slowloris ones (still trickling) after
+//    the request deadline (ServerOptions::request_timeout_s).
 //  - NoTemplateOrImageBytesInLogsErrorsOrMetrics: enrolment, search, verify, export, erasure
 //    and refusals with the access log captured; no window of the template (float32, int8 as
 //    the index stores it) or of the photos, raw, hex or base64, in the log, any error body or
@@ -19,6 +20,10 @@
 //    serving" and "after serving" under umask 0000 and 0022), each naming both paths.
 //  - the pre-routing header limit removed (as before this test): OversizedRequests failed 3
 //    cases (10,000 headers, 13 headers of 8 KB, 500 headers via httplib: all 200).
+//  - a plain httplib::Server instead of GuardedServer (the state before this test): SlowClients
+//    failed 2 checks: 2 of the 4 slowloris connections were still open, still trickling, after
+//    30 s (cpp-httplib had dropped the other 2 early; with GuardedServer all 4 are closed
+//    after the 3 s request deadline).
 //  - reply() back to plain json::dump(): the whole binary aborted on GET /ui/%c0%ae%c0%ae/…
 //    (type_error 316 thrown from the error handler → std::terminate): Traversal in
 //    security_test.cpp; this was the state of the code before this test.
@@ -58,6 +63,7 @@ std::unique_ptr<server::Server> limits_server() {
   o.max_json_bytes = 64u << 10;
   o.read_timeout_s = 2;
   o.keep_alive_timeout_s = 1;
+  o.request_timeout_s = 3;
   o.http_threads = 16;
   o.access_log = false;
   return start_server(no_pipeline(o));
@@ -159,14 +165,28 @@ TEST_F(SecurityLimitsTest, SlowClients) {
     EXPECT_LE(::recv(fd, &b, 1, 0), 0) << "closed without a byte sent";
     ::close(fd);
   }
-  // A slowloris that stops sending is closed the same way.
+  // The slowloris connections, still sending a byte every 100 ms (their requests would take
+  // hours), are closed by the server once their request deadline (request_timeout_s, 3 s
+  // here) has passed: an EOF, or a 4xx and then EOF, well within 30 s.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (int fd : slow_fds) {
+    std::string got;
+    bool eof = false;
+    char buf[4096];
+    while (!eof && std::chrono::steady_clock::now() < give_up) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 1000) <= 0) continue;
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) eof = true;
+      else got.append(buf, static_cast<size_t>(n));
+    }
+    EXPECT_TRUE(eof) << "a slowloris connection was never closed by the server";
+    EXPECT_TRUE(got.empty() || raw_status(got) >= 400) << got.substr(0, 200);
+  }
+  EXPECT_FALSE(stop) << "the clients were still sending when they were cut off";
   stop = true;
   for (auto& t : slow) t.join();
-  for (int fd : slow_fds) {
-    const std::string rest = raw_read_all(fd, 30);
-    EXPECT_TRUE(rest.empty() || raw_status(rest) >= 400) << rest.substr(0, 200);
-    ::close(fd);
-  }
+  for (int fd : slow_fds) ::close(fd);
   EXPECT_TRUE(still_serves(port));
   s->stop();
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -72,6 +73,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     if (present[i]) tmpl[i] = slurp(tdir / kFiles[i]);
   }
   if (!present[0] || !present[1] || !present[2]) die("template vault lacks a file");
+  fs::create_directories(scratch);
+  fs::permissions(scratch, fs::perms::owner_all, fs::perm_options::replace);
   std::atexit([] { std::error_code e; fs::remove_all(root, e); });
   return 0;
 }
@@ -94,14 +97,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 3: s.insert(off, bytes); break;                                          // insert
     }
   }
+  // The scratch folder is reused (cheaper than a new one per exec): every file is rewritten or
+  // removed, and so is whatever SQLite or the vault may have left beside them.
   std::error_code ec;
-  fs::remove_all(scratch, ec);
-  fs::create_directories(scratch, ec);
-  fs::permissions(scratch, fs::perms::owner_all, fs::perm_options::replace, ec);
+  for (const auto& e : fs::directory_iterator(scratch, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name != "vault.lock" && std::find(std::begin(kFiles), std::end(kFiles), name) == std::end(kFiles))
+      fs::remove_all(e.path(), ec);
+  }
   for (int i = 0; i < kNumFiles; ++i) {
-    if (!exists[i]) continue;
     const fs::path p = scratch / kFiles[i];
-    std::ofstream(p, std::ios::binary).write(files[i].data(), static_cast<std::streamsize>(files[i].size()));
+    if (!exists[i]) {
+      ::unlink(p.c_str());
+      continue;
+    }
+    std::ofstream(p, std::ios::binary | std::ios::trunc).write(files[i].data(), static_cast<std::streamsize>(files[i].size()));
     ::chmod(p.c_str(), 0600);
   }
 

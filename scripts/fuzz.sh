@@ -70,7 +70,7 @@ for f in "${fuzzers[@]}"; do
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
   cov0=$(grep -m1 -o 'INITED cov: [0-9]*' "$log" | grep -o '[0-9]*' || echo "$cov")
   crashes=$(( after - before ))
-  printf 'fuzz %-11s execs=%s exec/s=%s wall=%ss cov=%s (+%s since the seeds) artifacts=%s rc=%s log=%s\n' \
+  printf 'fuzz %-11s execs=%s exec/s=%s wall=%ss cov=%s (+%s in this run) artifacts=%s rc=%s log=%s\n' \
     "$f" "${execs:-0}" "${eps:-0}" "$wall" "${cov:-0}" "$(( ${cov:-0} - ${cov0:-0} ))" "$crashes" "$rc" "$log"
   if [[ $rc -ne 0 || $crashes -ne 0 ]]; then
     status=1

@@ -37,7 +37,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr long kRestartEvery = 4000;
+constexpr long kRestartEvery = 1000;
 
 fv::server::Server* server = nullptr;  // lives until exit (its threads serve every input)
 std::string admin_key, inv_key;

@@ -575,6 +575,9 @@ Result<std::unique_ptr<Vault>> Vault::open(const fs::path& dir) {
   FV_ASSIGN_OR_RETURN(v->db_, Db::open(v->paths_.db(), false));
   FV_RETURN_IF_ERROR(v->apply_pragmas());
   FV_ASSIGN_OR_RETURN(int64_t version, v->db_.query_int("PRAGMA user_version"));
+  // Every vault is built at schema 1 or later. A damaged header can hold any 32-bit value, and
+  // migrate() indexes its migration table with it (found by fuzz/vault_open_fuzzer: -1.7e9).
+  if (version < 1) return corrupt_data("the vault's schema version (" + std::to_string(version) + ") is not valid");
   if (version > kSchemaVersion)
     return failed_precondition("the vault's schema (version " + std::to_string(version) +
                                ") is newer than this facevault understands (" + std::to_string(kSchemaVersion) +
@@ -629,6 +632,7 @@ Status Vault::migrate() {
                                ") is newer than this facevault understands (" + std::to_string(kSchemaVersion) +
                                "): upgrade facevault");
   if (version == kSchemaVersion) return Status::ok();
+  if (version < 1) return corrupt_data("the vault's schema version (" + std::to_string(version) + ") is not valid");
   return run_migrations(db_, master_, kSchemaVersion);
 }
 

@@ -45,6 +45,12 @@ Result<std::unique_ptr<Model>> Model::from_net(cv::dnn::Net net, InputSpec input
   if (model->net_.empty()) return invalid_argument("model " + name + " has no layers");
   model->net_.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
   model->net_.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+#ifdef FACEVAULT_TSAN
+  // Under ThreadSanitizer (make test-tsan) the networks run on the calling thread: OpenCV's
+  // worker threads synchronise inside TBB, which is not instrumented, so TSan would report
+  // every hand-off of a tensor to them as a race and could check nothing of ours there.
+  cv::setNumThreads(1);
+#endif
   if (options.flush_denormal_weights) {
     // Layer blobs share memory with the network, so flushing them in place before the first
     // forward() (when OpenCV fuses layers) changes the weights the network computes with.

@@ -48,6 +48,7 @@ opts=(-rss_limit_mb=2560 -timeout=10 -print_final_stats=1 -max_len=65536)
 [[ -n "$seconds" ]] && opts+=(-max_total_time="$seconds")
 [[ -n "$runs" ]] && opts+=(-runs="$runs")
 
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"  # a UBSan finding with its call stack
 status=0
 for f in "${fuzzers[@]}"; do
   bin="$build/fuzz/${f}_fuzzer"

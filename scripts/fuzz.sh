@@ -3,7 +3,7 @@
 # the other (fuzz/README.md). Seeds come from fuzz/corpus/<name>/ (and fuzz/regressions/<name>/)
 # copied into a scratch corpus under the build folder, so the repository stays clean.
 #
-#   scripts/fuzz.sh [--seconds N] [--runs N] [--build DIR] [--no-build] [fuzzer ...]
+#   scripts/fuzz.sh [--seconds N] [--runs N] [--build DIR] [--no-build] [fuzzer ...] [-- libFuzzer flags]
 #
 # --seconds N: each fuzzer runs N seconds (-max_total_time); --runs N: N executions (-runs);
 # both: whichever ends first. Default: 60 seconds each. Fuzzers: image face_post tfjs manifest
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 ALL=(image face_post tfjs manifest vault_open http)
-seconds="" runs="" build="build-fuzz" do_build=1 extra=()
+seconds="" runs="" build="build-fuzz" do_build=1 extra=() fuzzers=()
 root="$(cd "$(dirname "$0")/.." && pwd)"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -23,10 +23,9 @@ while [[ $# -gt 0 ]]; do
     --) shift; extra=("$@"); break ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
-    *) break ;;
+    *) fuzzers+=("$1"); shift ;;
   esac
 done
-fuzzers=("$@")
 [[ ${#fuzzers[@]} -eq 0 ]] && fuzzers=("${ALL[@]}")
 [[ -z "$seconds" && -z "$runs" ]] && seconds=60
 [[ "$build" = /* ]] || build="$root/$build"

@@ -2,8 +2,10 @@
 
 // GCC 12 warns inside its own _mm512_reduce_add_* helpers (an undefined-vector idiom it
 // uses on purpose); the warning is about the header, not this file.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>

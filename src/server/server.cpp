@@ -454,7 +454,7 @@ struct Server::Impl {
       metrics.request(req.method, "(unrouted)", 431, 0);
       return httplib::Server::HandlerResponse::Handled;
     });
-    http->set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    http->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
       reply(res, 500, error_body(http_error(500, "internal error")));
     });
   }

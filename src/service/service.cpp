@@ -120,7 +120,7 @@ struct WipeOnExit {
 struct AnalysedPhoto {
   cv::Mat rgb;
   std::vector<face::Face> faces;
-  ~AnalysedPhoto() { WipeOnExit{nullptr, &rgb, &faces}; }
+  ~AnalysedPhoto() { WipeOnExit wipe{nullptr, &rgb, &faces}; }
 };
 
 Result<std::unique_ptr<AnalysedPhoto>> analyse_photo(face::FacePipeline& pipeline, std::vector<uint8_t>& bytes) {

@@ -66,6 +66,15 @@ class WrongMasterKey : public ::testing::Test {
     unsetenv(vault::kNewMasterKeyEnv);
   }
 
+  // The same, with its master key only in FACEVAULT_MASTER_KEY (no key file); returns the key.
+  static std::string make_env_mode_vault(const fs::path& v) {
+    const std::string key = vault::SecretKey::random().to_hex();
+    setenv(vault::kMasterKeyEnv, key.c_str(), 1);
+    make_vault(v);
+    unsetenv(vault::kMasterKeyEnv);
+    return key;
+  }
+
   // A vault with one enrolled subject (synthetic template: no model needed) and a kept image.
   static void make_vault(const fs::path& v) {
     ASSERT_TRUE(vault::Vault::init(v).is_ok());
@@ -147,10 +156,7 @@ TEST_F(WrongMasterKey, KeyFileVaultRefusesEveryWrongKeyAndChangesNothing) {
 TEST_F(WrongMasterKey, EnvKeyVaultRefusesAMissingOrWrongKeyAndChangesNothing) {
   TempDir tmp;
   const fs::path v = tmp.path() / "v";
-  const std::string key = vault::SecretKey::random().to_hex();
-  setenv(vault::kMasterKeyEnv, key.c_str(), 1);
-  make_vault(v);
-  unsetenv(vault::kMasterKeyEnv);
+  const std::string key = make_env_mode_vault(v);
   ASSERT_FALSE(fs::exists(v / "master.key"));
   std::vector<KeyCase> cases = {
       {"env vault without FACEVAULT_MASTER_KEY", {}, {}, "set FACEVAULT_MASTER_KEY"},
@@ -167,10 +173,7 @@ TEST_F(WrongMasterKey, EnvKeyVaultRefusesAMissingOrWrongKeyAndChangesNothing) {
 TEST_F(WrongMasterKey, RotationWithAMalformedNewKeyChangesNothing) {
   TempDir tmp;
   const fs::path v = tmp.path() / "v";
-  const std::string key = vault::SecretKey::random().to_hex();
-  setenv(vault::kMasterKeyEnv, key.c_str(), 1);
-  make_vault(v);
-  unsetenv(vault::kMasterKeyEnv);
+  const std::string key = make_env_mode_vault(v);
   const auto before = hash_tree(v);
   for (const auto& [nk, expect] : std::vector<std::pair<std::string, std::string>>{
            {"", "FACEVAULT_NEW_MASTER_KEY"}, {"zz", "FACEVAULT_NEW_MASTER_KEY is malformed"}, {key, "the new master key is the current one"}}) {

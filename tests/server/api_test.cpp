@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "server/http_resp.h"
 #include "server/server.h"
 #include "support/paths.h"
 #include "vault/api_keys.h"
@@ -98,21 +99,6 @@ class ApiTest : public ::testing::Test {
     return {{"Authorization", "Bearer " + env->key.at(who)}};
   }
 
-  struct Resp {
-    int status = 0;
-    json body;
-    std::string raw;
-    httplib::Headers headers;
-  };
-  static Resp wrap(const httplib::Result& r) {
-    Resp out;
-    if (!r) return out;
-    out.status = r->status;
-    out.raw = r->body;
-    out.headers = r->headers;
-    out.body = json::parse(r->body, nullptr, false);
-    return out;
-  }
   Resp get(const std::string& path, const std::string& who) { return wrap(client().Get(path.c_str(), auth(who))); }
   Resp del(const std::string& path, const std::string& who) { return wrap(client().Delete(path.c_str(), auth(who))); }
   Resp post_json(const std::string& path, const std::string& who, const std::string& body) {

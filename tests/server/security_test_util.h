@@ -16,6 +16,7 @@
 #include <map>
 #include <string>
 
+#include "server/http_resp.h"
 #include "server/server.h"
 #include "support/paths.h"
 #include "vault/api_keys.h"
@@ -106,22 +107,6 @@ inline Env* env() {
 
 inline bool have_models_and_samples() { return models_present() && fs::exists(samples()); }
 
-struct Resp {
-  int status = 0;  // 0: no response
-  json body;
-  std::string raw;
-  httplib::Headers headers;
-  std::string header(const std::string& k) const { return httplib::detail::get_header_value(headers, k.c_str(), 0, ""); }
-};
-inline Resp wrap(const httplib::Result& r) {
-  Resp out;
-  if (!r) return out;
-  out.status = r->status;
-  out.raw = r->body;
-  out.headers = r->headers;
-  out.body = json::parse(r->body, nullptr, false);
-  return out;
-}
 inline httplib::Client client(int port) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(60);

@@ -13,6 +13,7 @@
 #include "eval/detection_eval.h"
 #include "eval/lfw.h"
 #include "face/calibration.h"
+#include "index/synthetic.h"
 
 namespace fv::cli {
 namespace {
@@ -173,7 +174,7 @@ int run_detect_eval(const DetectArgs& a) {
 }
 
 struct CalibrateArgs {
-  std::string root;
+  std::string root, templates;
   PipelineFlags flags;
 };
 
@@ -193,18 +194,34 @@ int run_calibrate(const CalibrateArgs& a) {
     for (auto& f : imgs) { files.push_back(f); identity.push_back(static_cast<int>(i)); }
   }
   size_t no_face = 0;
-  auto templates = central_templates(files, a.flags, no_face);
-  if (!templates.is_ok()) { std::cerr << "facevault: " << templates.status().to_string() << "\n"; return kExitFailure; }
   std::vector<int> ids;
   std::string model;
   cv::Mat m;
-  for (size_t i = 0; i < files.size(); ++i) {
-    auto it = templates->find(files[i]);
-    if (it == templates->end()) continue;
-    model = it->second.model_id;
-    m.push_back(cv::Mat(1, static_cast<int>(it->second.values.size()), CV_32F, it->second.values.data()).clone());
-    ids.push_back(identity[i]);
+  if (!a.templates.empty()) {
+    // Cached `facevault embed` output of the same folder (the face nearest the centre).
+    auto set = index::read_template_jsonl(a.templates);
+    if (!set.is_ok()) { std::cerr << "facevault: " << set.status().to_string() << "\n"; return kExitFailure; }
+    std::map<std::string, size_t> row;
+    for (size_t i = 0; i < set->files.size(); ++i) row[std::filesystem::weakly_canonical(set->files[i]).string()] = i;
+    model = set->model;
+    for (size_t i = 0; i < files.size(); ++i) {
+      auto it = row.find(std::filesystem::weakly_canonical(files[i]).string());
+      if (it == row.end()) { ++no_face; continue; }
+      m.push_back(cv::Mat(1, static_cast<int>(set->dim), CV_32F, set->values.data() + it->second * set->dim).clone());
+      ids.push_back(identity[i]);
+    }
+  } else {
+    auto templates = central_templates(files, a.flags, no_face);
+    if (!templates.is_ok()) { std::cerr << "facevault: " << templates.status().to_string() << "\n"; return kExitFailure; }
+    for (size_t i = 0; i < files.size(); ++i) {
+      auto it = templates->find(files[i]);
+      if (it == templates->end()) continue;
+      model = it->second.model_id;
+      m.push_back(cv::Mat(1, static_cast<int>(it->second.values.size()), CV_32F, it->second.values.data()).clone());
+      ids.push_back(identity[i]);
+    }
   }
+  if (m.rows < 2) { std::cerr << "facevault: fewer than two templates\n"; return kExitFailure; }
   std::vector<float> impostor;
   impostor.reserve(size_t(m.rows) * m.rows / 2);
   const int block = 1024;
@@ -253,6 +270,7 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   auto cal = std::make_shared<CalibrateArgs>();
   auto* c = eval->add_subcommand("calibrate", "false-match-rate table from impostor pairs of an LFW-layout folder");
   c->add_option("--root", cal->root, "folder of <identity>/<image> files")->required();
+  c->add_option("--templates", cal->templates, "cached `facevault embed` JSON lines of that folder (instead of running the pipeline)");
   add_pipeline_flags(c, cal->flags);
   c->callback([cal, &exit_code] { exit_code = run_calibrate(*cal); });
 }

@@ -29,8 +29,8 @@ void add_pipeline_flags(CLI::App* cmd, PipelineFlags& f) {
   cmd->add_option("--det-score", f.det_score, "detector score threshold, whole-frame pass (default 0.65)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--tile-score", f.tile_score, "detector score threshold for pyramid tiles (default 0.85)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--embedder", f.embedder,
-                  "faceplugin-mobilefacenet-512 (default), faceapi-dlib-resnet-128, or fusion (both, one template)")
-      ->check(CLI::IsMember({"faceplugin-mobilefacenet-512", "faceapi-dlib-resnet-128", "fusion"}));
+                  "faceplugin-mobilefacenet-512 (default), faceplugin-mobilefacenet-512+flip (mirror-averaged), faceapi-dlib-resnet-128, fusion (both, one template), or fusion+flip (the most accurate)")
+      ->check(CLI::IsMember({"faceplugin-mobilefacenet-512", "faceplugin-mobilefacenet-512+flip", "faceapi-dlib-resnet-128", "fusion", "fusion+flip"}));
   cmd->add_flag("--progress", f.progress, "progress bar on stderr even when it is not a terminal");
   cmd->add_flag("--no-progress", f.no_progress, "no progress bar");
 }

@@ -110,6 +110,7 @@ int run_ident(const IdentArgs& a) {
     auto set = index::read_template_jsonl(a.templates);
     if (!set.is_ok()) { std::cerr << "facevault: " << set.status().to_string() << "\n"; return kExitFailure; }
     dim = set->dim;
+    model = set->model;  // the calibration table is the model's own, or none
     for (size_t i = 0; i < set->files.size(); ++i)
       tmpl[std::filesystem::weakly_canonical(set->files[i]).string()] =
           std::vector<float>(set->values.begin() + i * dim, set->values.begin() + (i + 1) * dim);

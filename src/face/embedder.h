@@ -89,4 +89,23 @@ class FusionEmbedder final : public Embedder {
   std::string model_id_;
 };
 
+// FlipAveragedEmbedder: the template of a crop and of its mirror image, summed and
+// L2-normalised (test-time augmentation; the ArcFace 112 template is left-right symmetric, so
+// the mirrored crop is still an aligned face). Costs two network passes per face; the model id
+// says so, because flip-averaged templates do not compare with the inner model's.
+class FlipAveragedEmbedder final : public Embedder {
+ public:
+  explicit FlipAveragedEmbedder(std::unique_ptr<Embedder> inner)
+      : inner_(std::move(inner)), model_id_(inner_->model_id() + "+flip") {}
+  std::string model_id() const override { return model_id_; }
+  int model_version() const override { return inner_->model_version(); }
+  int dim() const override { return inner_->dim(); }
+  cv::Mat align(const cv::Mat& rgb, const Landmarks& landmarks) const override { return inner_->align(rgb, landmarks); }
+  Result<std::vector<FaceTemplate>> embed(const std::vector<cv::Mat>& aligned) override;
+
+ private:
+  std::unique_ptr<Embedder> inner_;
+  std::string model_id_;
+};
+
 }  // namespace fv::face

@@ -112,7 +112,10 @@ Result<TemplateSet> read_template_jsonl(const std::string& path) {
     }
     if (!best) continue;
     const auto& t = (*best)["template"];
-    if (set.dim == 0) set.dim = t.size();
+    if (set.dim == 0) {
+      set.dim = t.size();
+      if (best->contains("model") && (*best)["model"].is_string()) set.model = (*best)["model"].get<std::string>();
+    }
     if (t.size() != set.dim || set.dim == 0) return corrupt_data(path + ":" + std::to_string(line_no) + ": template dimension differs");
     for (const auto& v : t) set.values.push_back(v.get<float>());
     const std::string file = j.value("file", "");

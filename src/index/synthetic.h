@@ -45,6 +45,7 @@ class SyntheticGallery {
 // central face (first face) of each image; identity = the image's parent folder (LFW layout).
 struct TemplateSet {
   size_t dim = 0;
+  std::string model;  // the model id of the first template ("" when the file does not say)
   std::vector<std::string> files, identity;
   std::vector<float> values;  // files.size() × dim
 };

@@ -165,6 +165,24 @@ TEST(Calibration, HandBuiltTableInterpolatesLogLinearly) {
   EXPECT_NEAR(c.fmr_at(0.35), std::pow(10.0, -2.5), 1e-15);
 }
 
+// Every model the registry offers for templates has a measured table (else identification
+// mode cannot set its FPIR threshold), and each table is a proper one: FMR falling as the
+// threshold rises.
+TEST(Calibration, EveryEmbedderHasAMonotoneBuiltinTable) {
+  for (const std::string model : {"faceplugin-mobilefacenet-512", "faceplugin-mobilefacenet-512+flip",
+                                  "fusion(faceplugin-mobilefacenet-512+flip+2*faceapi-dlib-resnet-128)"}) {
+    auto r = Calibration::builtin(model);
+    ASSERT_TRUE(r.is_ok()) << model;
+    const auto& pts = r->points();
+    ASSERT_GE(pts.size(), 10u) << model;
+    for (size_t i = 1; i < pts.size(); ++i) {
+      EXPECT_LT(pts[i].fmr, pts[i - 1].fmr) << model;
+      EXPECT_GT(pts[i].threshold, pts[i - 1].threshold) << model;
+    }
+    EXPECT_NEAR(r->fmr_at(r->threshold_at(1e-3)), 1e-3, 1e-9) << model;
+  }
+}
+
 TEST(Calibration, BuiltinWithoutTableIsNotFound) {
   auto r = Calibration::builtin("no-such-model");
   ASSERT_FALSE(r.is_ok());

@@ -686,6 +686,7 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
       info.ref = subj->ref;
       info.faces.push_back(res.face_id);
       max_faces_per_subject_ = std::max(max_faces_per_subject_, info.faces.size());
+      ++gallery_version_;
     } else {
       drop_gallery();
     }
@@ -849,6 +850,7 @@ Result<size_t> Service::forget_subject(int64_t subject_id) {
     face_owner_.erase(o);
   }
   subjects_.erase(it);
+  ++gallery_version_;
   size_t removed = 0;
   for (auto& [key, ids] : by_model) {
     auto ix = indexes_.find(key);
@@ -869,6 +871,7 @@ void Service::drop_gallery() {
   subjects_.clear();
   max_faces_per_subject_ = 1;
   gallery_loaded_ = false;
+  ++gallery_version_;
 }
 
 size_t Service::gallery_size() const {
@@ -884,6 +887,12 @@ const index::VectorIndex* Service::search_index(const std::string& model_id, int
 
 // Rebuilds the index from the vault (the persistence choice of docs/index.md: no second copy
 // of the templates on disk; the vault is decrypted once per process).
+namespace {
+// Templates decrypted before they go into the index together: the first chunk of a model is
+// an IVF's training sample (its cap, max(65536, 16·nlist), is 256 k at 16 M templates).
+constexpr size_t kLoadFirstChunk = 262144, kLoadChunk = 65536;
+}  // namespace
+
 Result<int64_t> Service::read_gallery_generation() {
   FV_ASSIGN_OR_RETURN(Stmt g, vault_->db().prepare("SELECT CAST(value AS INTEGER) FROM meta WHERE key='gallery_generation'"));
   FV_ASSIGN_OR_RETURN(bool row, g.step());
@@ -896,6 +905,22 @@ Status Service::load_gallery() {
   if (gallery_loaded_ && generation == gallery_generation_) return Status::ok();
   drop_gallery();
   gallery_generation_ = generation;
+  // How many templates each model has decides its index kind before the first one is read:
+  // the templates stream into the index in chunks, so a 10 M gallery never exists as floats
+  // in memory all at once (20 GB at 512-D), only the index's compact copy.
+  std::map<std::string, size_t> totals;
+  {
+    FV_ASSIGN_OR_RETURN(Stmt c, vault_->db().prepare("SELECT model_id, model_version, count(*) FROM face GROUP BY 1, 2"));
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, c.step());
+      if (!row) break;
+      totals[model_key(c.text(0), static_cast<int>(c.i64(1)))] = static_cast<size_t>(c.i64(2));
+    }
+  }
+  index::IndexOptions o;
+  o.kind = vault_->config().index_kind;
+  o.ann_min_size = static_cast<size_t>(vault_->config().index_ann_min_size);
+  o.threads = vault_->config().search_threads;
   FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
       "SELECT f.id, f.subject_id, s.uid, s.ref, f.model_id, f.model_version, f.template, k.wrapped, f.basis_id FROM face f "
       "JOIN subject s ON s.id=f.subject_id JOIN subject_key k ON k.subject_id=f.subject_id ORDER BY f.subject_id, f.id"));
@@ -911,6 +936,37 @@ Status Service::load_gallery() {
       for (auto& [k, v] : p) vault::wipe(v.values);
     }
   } wipe_on_exit{pending};
+  size_t nth = 0;
+  // Moves one model's pending chunk into its index (building it from the first chunk, which
+  // is also an IVF's training sample) and wipes the floats.
+  auto flush = [&](const std::string& mk, Pending& p) -> Status {
+    if (p.ids.empty()) return Status::ok();
+    auto ix = indexes_.find(mk);
+    Status st = Status::ok();
+    if (ix == indexes_.end()) {
+      index::IndexOptions mo = o;
+      const size_t total = totals.count(mk) ? totals[mk] : p.ids.size();
+      if (mo.kind == "auto") mo.kind = total >= mo.ann_min_size ? "ivf" : "exact";
+      mo.ivf.expected_size = total;
+      // An IVF keeps its full-precision re-rank copy on disk, each record sealed under a key
+      // that lives only in this process (the file is unreadable once the process ends, and
+      // removed with the index); an exact index ignores it.
+      mo.ivf.store_path = vault_->paths().dir / ("search-index-" + std::to_string(::getpid()) + "-" + std::to_string(nth++) + ".rerank");
+      auto built = index::build_index(mo, p.dim, p.ids, p.values);
+      if (built.is_ok()) indexes_[mk] = std::move(built).value();
+      else st = built.status();
+    } else {
+      st = ix->second->add(p.ids, p.values);
+    }
+    vault::wipe(p.values);
+    p.values.clear();
+    p.ids.clear();
+    return st;
+  };
+  auto fail = [&](Status st) {
+    drop_gallery();
+    return st;
+  };
   int64_t key_owner = -1;
   SecretKey key;
   for (;;) {
@@ -918,18 +974,22 @@ Status Service::load_gallery() {
     if (!row) break;
     const int64_t face_id = s.i64(0), subject_id = s.i64(1);
     if (subject_id != key_owner) {
-      FV_ASSIGN_OR_RETURN(key, vault_->subject_key_from_wrapped(subject_id, s.blob(7)));
+      auto k = vault_->subject_key_from_wrapped(subject_id, s.blob(7));
+      if (!k.is_ok()) return fail(k.status());
+      key = std::move(k).value();
       key_owner = subject_id;
     }
     const std::string model = s.text(4);
     const int version = static_cast<int>(s.i64(5));
-    FV_ASSIGN_OR_RETURN(auto t, open_template(key, s.blob(6), vault::face_ad(subject_id, face_id, model, version), model, version));
+    auto opened = open_template(key, s.blob(6), vault::face_ad(subject_id, face_id, model, version), model, version);
+    if (!opened.is_ok()) return fail(opened.status());
+    auto t = std::move(opened).value();
     const std::string mk = model_key(model, version);
     Pending& p = pending[mk];
     if (p.dim == 0) p.dim = t.values.size();
     if (t.values.size() != p.dim || p.dim == 0) {
       vault::wipe(t.values);
-      return corrupt_data("face " + std::to_string(face_id) + ": template dimension differs from the model's");
+      return fail(corrupt_data("face " + std::to_string(face_id) + ": template dimension differs from the model's"));
     }
     p.ids.push_back(face_id);
     p.values.insert(p.values.end(), t.values.begin(), t.values.end());
@@ -942,24 +1002,16 @@ Status Service::load_gallery() {
     }
     info.faces.push_back(face_id);
     max_faces_per_subject_ = std::max(max_faces_per_subject_, info.faces.size());
+    // The first chunk of a model trains an IVF: as large as its training sample can be.
+    const size_t chunk = indexes_.count(mk) ? kLoadChunk : kLoadFirstChunk;
+    if (p.ids.size() >= chunk)
+      if (Status st = flush(mk, p); !st.is_ok()) return fail(st);
   }
-  index::IndexOptions o;
-  o.kind = vault_->config().index_kind;
-  o.ann_min_size = static_cast<size_t>(vault_->config().index_ann_min_size);
-  o.threads = vault_->config().search_threads;
-  // An IVF keeps its full-precision re-rank copy on disk, each record sealed under a key that
-  // lives only in this process (the file is unreadable once the process ends, and removed
-  // with the index); an exact index ignores it.
-  size_t nth = 0;
-  for (auto& [mk, p] : pending) {
-    o.ivf.store_path = vault_->paths().dir / ("search-index-" + std::to_string(::getpid()) + "-" + std::to_string(nth++) + ".rerank");
-    auto ix = index::build_index(o, p.dim, p.ids, p.values);
-    if (!ix.is_ok()) {
-      drop_gallery();
-      return ix.status();
-    }
-    indexes_[mk] = std::move(ix).value();
-  }
+  for (auto& [mk, p] : pending)
+    if (Status st = flush(mk, p); !st.is_ok()) return fail(st);
+  for (auto& [mk, ix] : indexes_)
+    if (auto* ivf = dynamic_cast<index::IvfIndex*>(ix.get())) ivf->shrink();
+  ++gallery_version_;
   gallery_loaded_ = true;
   return Status::ok();
 }
@@ -1011,31 +1063,52 @@ Result<std::map<int64_t, std::pair<double, int64_t>>> Service::search_gallery(co
   return best;
 }
 
-Result<std::set<int64_t>> Service::eligible_subjects(const std::string& purpose) {
+Result<std::shared_ptr<Service::Eligibility>> Service::eligible_subjects(const std::string& purpose) {
   // Subjects whose lawful basis covers the purpose now, within retention: the filter the scan
   // applies to every gallery entry, so K eligible candidates come back whoever else is near.
   // Purpose limitation is per template: only templates collected under a basis that is in
-  // force and covers the purpose are searchable (search_plan_bases_), and their subjects are
-  // the eligible ones. A subject with a second basis for another purpose does not make a
-  // template collected under the first searchable for the second.
-  std::set<int64_t> eligible;
-  search_plan_bases_.clear();
+  // force and covers the purpose are searchable (`bases`), and their subjects are the eligible
+  // ones. A subject with a second basis for another purpose does not make a template collected
+  // under the first searchable for the second.
+  FV_ASSIGN_OR_RETURN(Stmt g, vault_->db().prepare("SELECT CAST(value AS INTEGER) FROM meta WHERE key='eligibility_generation'"));
+  FV_ASSIGN_OR_RETURN(bool has_generation, g.step());
+  const int64_t generation = has_generation ? g.i64(0) : -1;
+  const std::string t = now();
+  if (auto it = eligibility_.find(purpose); it != eligibility_.end()) {
+    const Eligibility& c = *it->second;
+    // A clock that went back (tests set it) could make an expired basis current again.
+    if (has_generation && c.generation == generation && t >= c.computed_at && (c.valid_until.empty() || t < c.valid_until))
+      return it->second;
+  }
+  auto e = std::make_shared<Eligibility>();
+  e->generation = generation;
+  e->computed_at = t;
   FV_ASSIGN_OR_RETURN(Stmt s, vault_->db().prepare(
-      "SELECT b.id, b.subject_id FROM basis_purpose p JOIN lawful_basis b ON b.id=p.basis_id "
+      "SELECT b.id, b.subject_id, b.expires_at, s.retention_until FROM basis_purpose p JOIN lawful_basis b ON b.id=p.basis_id "
       "JOIN subject s ON s.id=b.subject_id WHERE p.purpose=?1 AND b.withdrawn_at IS NULL "
       "AND (b.expires_at IS NULL OR b.expires_at > ?2) AND s.retention_until > ?2"));
-  s.bind_all(purpose, now());
+  s.bind_all(purpose, t);
+  auto earlier = [&](const std::string& when) {
+    if (!when.empty() && (e->valid_until.empty() || when < e->valid_until)) e->valid_until = when;
+  };
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, s.step());
     if (!row) break;
-    search_plan_bases_.insert(s.i64(0));
-    eligible.insert(s.i64(1));
+    e->bases.insert(s.i64(0));
+    e->subjects.insert(s.i64(1));
+    if (!s.is_null(2)) earlier(s.text(2));
+    earlier(s.text(3));
   }
-  return eligible;
+  // Without the generation (a vault not yet migrated cannot be: open() migrates) nothing is kept.
+  if (has_generation) {
+    if (eligibility_.size() >= 64) eligibility_.clear();  // purposes are few; bound it anyway
+    eligibility_[purpose] = e;
+  }
+  return e;
 }
 
 Result<std::vector<Candidate>> Service::scan(const SearchRequest& req, const face::FaceTemplate& probe,
-                                             const std::set<int64_t>& eligible) {
+                                             const Eligibility& eligible) {
   const size_t k = static_cast<size_t>(req.top_k > 0 ? req.top_k
                                        : req.mode == "investigation" ? 50 : vault_->config().search_default_top);
   const double threshold = search_plan_threshold_;
@@ -1043,8 +1116,7 @@ Result<std::vector<Candidate>> Service::scan(const SearchRequest& req, const fac
   // a place in the candidate list, so k eligible candidates come back whoever else is near.
   index::FunctionFilter filter([&](index::Id face) {
     auto o = face_owner_.find(face);
-    return o != face_owner_.end() && eligible.count(o->second.subject_id) > 0 &&
-           search_plan_bases_.count(o->second.basis_id) > 0;
+    return o != face_owner_.end() && eligible.bases.count(o->second.basis_id) > 0;
   });
   FV_ASSIGN_OR_RETURN(auto best, search_gallery(probe, k, threshold, &filter));
   std::vector<Candidate> out;
@@ -1064,14 +1136,18 @@ Result<std::vector<Candidate>> Service::scan(const SearchRequest& req, const fac
 
 // The operating point of a search: threshold by FMR (default), by FPIR for the number of
 // eligible templates (identification), or none (investigation: the top k for review).
-Status Service::plan_search(const SearchRequest& req, const std::set<int64_t>& eligible, SearchResult& res) {
+Status Service::plan_search(const SearchRequest& req, Eligibility& eligible, SearchResult& res) {
   res.mode = req.mode;
   res.max_fmr = req.max_fmr.value_or(vault_->config().search_max_fmr);
   res.calibration = calibration() ? calibration()->source() : "none (no calibration table for this model)";
-  res.eligible_subjects = static_cast<int64_t>(eligible.size());
-  int64_t templates = 0;
-  for (int64_t sid : eligible)
-    if (auto it = subjects_.find(sid); it != subjects_.end()) templates += static_cast<int64_t>(it->second.faces.size());
+  res.eligible_subjects = static_cast<int64_t>(eligible.subjects.size());
+  if (eligible.templates_at != gallery_version_) {
+    eligible.templates = 0;
+    for (int64_t sid : eligible.subjects)
+      if (auto it = subjects_.find(sid); it != subjects_.end()) eligible.templates += static_cast<int64_t>(it->second.faces.size());
+    eligible.templates_at = gallery_version_;
+  }
+  const int64_t templates = eligible.templates;
   res.eligible_templates = templates;
   if (req.mode == "investigation") {
     res.threshold = -1.0;
@@ -1133,11 +1209,11 @@ Result<SearchResult> Service::search_templates(const SearchRequest& req_in, cons
   FV_RETURN_IF_ERROR(load_gallery());
   SearchResult res;
   FV_ASSIGN_OR_RETURN(auto eligible, eligible_subjects(req.purpose));
-  FV_RETURN_IF_ERROR(plan_search(req, eligible, res));
+  FV_RETURN_IF_ERROR(plan_search(req, *eligible, res));
   for (auto& p : probes) {
     SearchFace sf;
     sf.quality_ok = true;
-    FV_ASSIGN_OR_RETURN(sf.candidates, scan(req, p, eligible));
+    FV_ASSIGN_OR_RETURN(sf.candidates, scan(req, p, *eligible));
     res.faces.push_back(std::move(sf));
   }
   FV_ASSIGN_OR_RETURN(res.audit_hash, audit_search(req, res));
@@ -1154,7 +1230,7 @@ Result<VerifyResult> Service::verify_subject(const SearchRequest& req_in, const 
   AuditEntry e = entry("verify_subject");
   e.purpose = req.purpose;
   e.case_ref = req.case_ref;
-  if (!subj || subj->ref != subject_ref || !eligible.count(subj->id)) {
+  if (!subj || subj->ref != subject_ref || !eligible->subjects.count(subj->id)) {
     e.outcome = "refused";
     e.details = {{"reason", "no subject enrolled for this purpose under that reference"}};
     (void)audit_now(e);
@@ -1166,7 +1242,7 @@ Result<VerifyResult> Service::verify_subject(const SearchRequest& req_in, const 
   const int64_t sid = subj->id;
   index::FunctionFilter filter([&](index::Id face) {
     auto o = face_owner_.find(face);
-    return o != face_owner_.end() && o->second.subject_id == sid && search_plan_bases_.count(o->second.basis_id) > 0;
+    return o != face_owner_.end() && o->second.subject_id == sid && eligible->bases.count(o->second.basis_id) > 0;
   });
   FV_ASSIGN_OR_RETURN(auto best, search_gallery(probe, 1, -2.0, &filter));
   if (auto it = best.find(sid); it != best.end()) r.similarity = it->second.first;
@@ -1187,13 +1263,13 @@ Result<SearchResult> Service::search(const SearchRequest& req_in, std::vector<ui
   FV_RETURN_IF_ERROR(load_gallery());
   SearchResult res;
   FV_ASSIGN_OR_RETURN(auto eligible, eligible_subjects(req.purpose));
-  FV_RETURN_IF_ERROR(plan_search(req, eligible, res));
+  FV_RETURN_IF_ERROR(plan_search(req, *eligible, res));
   for (auto& f : faces) {
     SearchFace sf;
     sf.box = f.detection.box;
     sf.quality_ok = f.quality.acceptable;
     if (f.face_template) {
-      FV_ASSIGN_OR_RETURN(sf.candidates, scan(req, *f.face_template, eligible));
+      FV_ASSIGN_OR_RETURN(sf.candidates, scan(req, *f.face_template, *eligible));
       vault::wipe(f.face_template->values);
     }
     res.faces.push_back(std::move(sf));

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -289,10 +290,21 @@ class Service {
   };
   Result<std::optional<SubjectRow>> find_subject(const std::string& ref_or_uid);
   Status check_search(const SearchRequest& req);
-  Status plan_search(const SearchRequest& req, const std::set<int64_t>& eligible, SearchResult& res);
-  Result<std::vector<Candidate>> scan(const SearchRequest& req, const face::FaceTemplate& probe,
-                                      const std::set<int64_t>& eligible);
-  Result<std::set<int64_t>> eligible_subjects(const std::string& purpose);
+  // Who a search for one purpose may return: the lawful bases in force that cover it and their
+  // subjects. Cached per purpose (a search must not cost a pass over every basis): valid while
+  // the vault's eligibility_generation is unchanged (bumped by triggers on every basis,
+  // basis-purpose and subject change, by any process) and the clock is before the earliest
+  // expiry or retention end among them.
+  struct Eligibility {
+    std::unordered_set<int64_t> subjects, bases;
+    int64_t generation = -1;
+    std::string computed_at, valid_until;  // valid_until empty: nothing in it expires
+    int64_t templates = 0;                 // the subjects' templates (the N of FPIR) ...
+    uint64_t templates_at = ~uint64_t{0};  // ... as of this gallery_version_
+  };
+  Status plan_search(const SearchRequest& req, Eligibility& eligible, SearchResult& res);
+  Result<std::vector<Candidate>> scan(const SearchRequest& req, const face::FaceTemplate& probe, const Eligibility& eligible);
+  Result<std::shared_ptr<Eligibility>> eligible_subjects(const std::string& purpose);
   Result<std::string> audit_search(const SearchRequest& req, const SearchResult& res);
   Result<EraseReceipt> erase_in_txn(const SubjectRow& s, const std::string& reason);
   Result<std::vector<OptoutMatch>> match_optouts(const face::FaceTemplate& t, const std::string& only_uid = "");
@@ -326,7 +338,8 @@ class Service {
   bool gallery_loaded_ = false;
   int64_t gallery_generation_ = -1;    // the vault's gallery_generation the index reflects
   double search_plan_threshold_ = 0;   // set by plan_search for the scans of one request
-  std::set<int64_t> search_plan_bases_;  // bases in force covering the request's purpose
+  std::map<std::string, std::shared_ptr<Eligibility>> eligibility_;  // by purpose
+  uint64_t gallery_version_ = 0;       // bumped by every change to subjects_ / face_owner_
   int64_t search_plan_templates_ = 0;
 };
 

@@ -218,6 +218,38 @@ CREATE TRIGGER gallery_face_delete AFTER DELETE ON face BEGIN
   UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'gallery_generation';
 END;
 )sql",
+    // 5 → 6: an eligibility generation, bumped by every change to a lawful basis, its purposes
+    // or a subject (retention), by any process. A service caches who a purpose may return and
+    // recomputes it only when this changed (or the earliest expiry in it passed), so a search
+    // does not pay a pass over every basis of a large gallery. (A later migration that rebuilds
+    // one of these tables must create its triggers again: DROP TABLE drops them.)
+    R"sql(
+INSERT OR IGNORE INTO meta(key, value) VALUES('eligibility_generation', '0');
+CREATE TRIGGER IF NOT EXISTS eligibility_basis_insert AFTER INSERT ON lawful_basis BEGIN
+  UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'eligibility_generation';
+END;
+CREATE TRIGGER IF NOT EXISTS eligibility_basis_update AFTER UPDATE ON lawful_basis BEGIN
+  UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'eligibility_generation';
+END;
+CREATE TRIGGER IF NOT EXISTS eligibility_basis_delete AFTER DELETE ON lawful_basis BEGIN
+  UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'eligibility_generation';
+END;
+CREATE TRIGGER IF NOT EXISTS eligibility_purpose_insert AFTER INSERT ON basis_purpose BEGIN
+  UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'eligibility_generation';
+END;
+CREATE TRIGGER IF NOT EXISTS eligibility_purpose_update AFTER UPDATE ON basis_purpose BEGIN
+  UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'eligibility_generation';
+END;
+CREATE TRIGGER IF NOT EXISTS eligibility_purpose_delete AFTER DELETE ON basis_purpose BEGIN
+  UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'eligibility_generation';
+END;
+CREATE TRIGGER IF NOT EXISTS eligibility_subject_update AFTER UPDATE ON subject BEGIN
+  UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'eligibility_generation';
+END;
+CREATE TRIGGER IF NOT EXISTS eligibility_subject_delete AFTER DELETE ON subject BEGIN
+  UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'eligibility_generation';
+END;
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);

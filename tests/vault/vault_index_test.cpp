@@ -148,6 +148,48 @@ TEST_P(VaultIndexTest, OnlineAddAndPhysicalRemovalOnErase) {
   for (auto& n : refs(*w)) EXPECT_NE(n, "wd");
 }
 
+// Who a purpose may return is cached per purpose (a search must not re-read every basis);
+// the cache must still follow another process's change to a basis (the vault's eligibility
+// generation, kept by triggers) and the clock passing a basis's expiry.
+TEST_P(VaultIndexTest, EligibilityFollowsOtherProcessesAndTheClock) {
+  Clock clock;
+  clock.now = "2026-01-01T00:00:00Z";
+  svc_ = open_service(dir_, "admin", &clock);
+  ASSERT_TRUE(svc_);
+  auto access = enrol("acc-", "access-control", 20);
+  auto b = svc_->add_basis({"exp", "consent", "form", {"access-control"}, std::string("2026-01-01T12:00:00Z")});
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  auto t = random_template(rng_);
+  ASSERT_TRUE(svc_->enroll_template(EnrollRequest("exp", b->basis_id), t).is_ok());
+  SearchRequest inv("access-control", "case");
+  inv.mode = "investigation";
+  inv.top_k = 1;
+  auto top = [&](const face::FaceTemplate& q) {
+    auto r = svc_->search_templates(inv, {q});
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() && !refs(*r).empty() ? refs(*r)[0] : std::string("(none)");
+  };
+  EXPECT_EQ(top(t), "exp");
+  EXPECT_EQ(top(access[4]), "acc-4");
+
+  // Another process (here: another connection) ends acc-4's basis; no face row changes.
+  {
+    auto other = vault::Vault::open(dir_);
+    ASSERT_TRUE(other.is_ok()) << other.status().to_string();
+    ASSERT_TRUE((*other)->db().exec("UPDATE lawful_basis SET expires_at='2025-12-31T00:00:00Z' WHERE subject_id="
+                                    "(SELECT id FROM subject WHERE ref='acc-4')").is_ok());
+  }
+  EXPECT_NE(top(access[4]), "acc-4") << "a cached eligibility outlived another process's change";
+  EXPECT_EQ(top(t), "exp");
+
+  // The clock passes the expiry of `exp`'s basis: no longer eligible, without any write.
+  clock.now = "2026-01-01T12:00:01Z";
+  EXPECT_NE(top(t), "exp") << "a cached eligibility outlived its earliest expiry";
+  auto r = svc_->search_templates(inv, {access[0]});
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->eligible_subjects, 19);
+}
+
 TEST_P(VaultIndexTest, OptOutChecksUseTheIndex) {
   auto access = enrol("acc-", "access-control", 30);
   enrol("oth-", "other", 30);

@@ -52,4 +52,11 @@ Registry builtin_registry() {
   return r;
 }
 
+std::string builtin_embedder_model_id(const std::string& name) {
+  // kFusionWeight printed as FusionEmbedder prints it (%g).
+  if (name == "fusion") return "fusion(faceplugin-mobilefacenet-512+2*faceapi-dlib-resnet-128)";
+  if (name == "fusion+flip") return "fusion(faceplugin-mobilefacenet-512+flip+2*faceapi-dlib-resnet-128)";
+  return name;
+}
+
 }  // namespace fv::face

@@ -33,4 +33,9 @@ inline constexpr double kFusionWeight = 2.0;  // fitted on LFW View-1 DevTrain (
 
 Registry builtin_registry();
 
+// The model id the templates of a builtin embedder carry, from its registry name without
+// loading it (a vault stores the name; calibration tables and opt-out records use the id).
+// The two differ only for the composed embedders: "fusion" → "fusion(a+2*b)".
+std::string builtin_embedder_model_id(const std::string& registry_name);
+
 }  // namespace fv::face

@@ -280,7 +280,7 @@ Result<face::FacePipeline*> Service::pipeline() {
 const face::Calibration* Service::calibration() {
   if (!calibration_tried_) {
     calibration_tried_ = true;
-    auto c = face::Calibration::builtin(vault_->config().embedder);
+    auto c = face::Calibration::builtin(face::builtin_embedder_model_id(vault_->config().embedder));
     if (c.is_ok()) calibration_ = std::move(*c);
   }
   return calibration_ ? &*calibration_ : nullptr;
@@ -1574,7 +1574,7 @@ Result<int64_t> Service::incomparable_optouts() {
   FV_ASSIGN_OR_RETURN(Stmt q, vault_->db().prepare(
       "SELECT count(*) FROM optout o WHERE o.model_id <> ?1 OR (EXISTS (SELECT 1 FROM face) AND NOT EXISTS "
       "(SELECT 1 FROM face f WHERE f.model_id = o.model_id AND f.model_version = o.model_version))"));
-  q.bind(1, vault_->config().embedder);
+  q.bind(1, face::builtin_embedder_model_id(vault_->config().embedder));
   FV_ASSIGN_OR_RETURN(bool row, q.step());
   return row ? q.i64(0) : 0;
 }

@@ -115,5 +115,15 @@ TEST(FusionFlipEmbedder, OneUnitTemplateOfBothNetworks) {
   for (size_t i = 0; i < 512; i += 37) EXPECT_NEAR(t.values[i], m.values[i] / std::sqrt(3.0), 1e-5) << i;
 }
 
+// The vault stores the registry name; calibration and opt-out records need the model id.
+TEST(Registry, ModelIdFromTheNameMatchesTheBuiltEmbedder) {
+  FV_REQUIRE_MODELS();
+  for (const auto& [name, factory] : face::builtin_registry().embedders) {
+    auto e = factory(nn::ModelStore());
+    ASSERT_TRUE(e.is_ok()) << name << ": " << e.status().to_string();
+    EXPECT_EQ(face::builtin_embedder_model_id(name), (*e)->model_id()) << name;
+  }
+}
+
 }  // namespace
 }  // namespace fv

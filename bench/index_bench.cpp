@@ -2,10 +2,11 @@
 // re-rank) and the FAISS anchors (IndexFlatIP: exact float32; IndexHNSWFlat: ANN) on the same
 // synthetic gallery, one configuration per process so that each peak memory is its own.
 //
-//   index_bench --size 1000000 --kind exact|ivf|faiss-flat|faiss-hnsw [--threads 1,2]
+//   index_bench --size 1000000 --kind exact|ivf|faiss-flat|faiss-hnsw|hnswlib [--threads 1,2]
 //               [--queries 200] [--lfw out/lfw_templates.jsonl] [--nprobe 32] [--rerank 64]
 //               [--store FILE] [--nprobe-sweep 16,64,256] [--hnsw-m 32] [--ef-search 64]
 //               [--ef-construction 40] [--no-truth]
+//   index_bench --kind hnswlib --ef-sweep 16,64,256,1024 …   hnswlib HNSW anchor (float32)
 //   index_bench --vault-start N      start time of a service over a vault of N templates
 //
 // Prints one JSON object (the same fields as `facevault bench index`).
@@ -19,6 +20,32 @@
 #include "index/secure_io.h"
 #include "index/synthetic.h"
 #include "service/service.h"
+#include "index/kernels.h"
+#include "index/parallel.h"
+
+// hnswlib (Debian 0.7) defines functions and variables in its headers without `inline`;
+// ivf_index.cpp, in the library, includes it too, so this second translation unit renames them.
+#define cpuid bench_hnswlib_cpuid
+#define xgetbv bench_hnswlib_xgetbv
+#define AVXCapable bench_hnswlib_AVXCapable
+#define AVX512Capable bench_hnswlib_AVX512Capable
+#define InnerProductDistanceSIMD16Ext bench_hnswlib_InnerProductDistanceSIMD16Ext
+#define InnerProductDistanceSIMD4Ext bench_hnswlib_InnerProductDistanceSIMD4Ext
+#define InnerProductSIMD16Ext bench_hnswlib_InnerProductSIMD16Ext
+#define InnerProductSIMD4Ext bench_hnswlib_InnerProductSIMD4Ext
+#define L2SqrSIMD16Ext bench_hnswlib_L2SqrSIMD16Ext
+#define L2SqrSIMD4Ext bench_hnswlib_L2SqrSIMD4Ext
+#include <hnswlib/hnswlib.h>
+#undef cpuid
+#undef xgetbv
+#undef AVXCapable
+#undef AVX512Capable
+#undef InnerProductDistanceSIMD16Ext
+#undef InnerProductDistanceSIMD4Ext
+#undef InnerProductSIMD16Ext
+#undef InnerProductSIMD4Ext
+#undef L2SqrSIMD16Ext
+#undef L2SqrSIMD4Ext
 
 #ifdef FACEVAULT_HAVE_FAISS
 #include <faiss/IndexFlat.h>
@@ -115,6 +142,73 @@ class FaissAnchor final : public VectorIndex {
 };
 #endif
 
+// hnswlib's HNSW on the full float32 templates, as an anchor: the best a graph index can do
+// on this data with exact distances, i.e. an upper bound on recall for any graph over
+// compressed codes at the same search width. No filter, no removal (hnswlib only marks
+// deleted), ~2.2 KB per template: it is not a candidate for production, it is a yardstick.
+struct IpSpace final : public hnswlib::SpaceInterface<float> {
+  explicit IpSpace(size_t d) : dim(d) {}
+  size_t get_data_size() override { return dim * sizeof(float); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return &dist; }
+  void* get_dist_func_param() override { return &dim; }
+  // Through the dispatched kernel (AVX-512 here): hnswlib's own SIMD is fixed at compile time.
+  static float dist(const void* a, const void* b, const void* p) {
+    return 1.0f - kernels::dot_f32(static_cast<const float*>(a), static_cast<const float*>(b), *static_cast<const size_t*>(p));
+  }
+  size_t dim;
+};
+
+class HnswlibAnchor final : public VectorIndex {
+ public:
+  HnswlibAnchor(size_t dim, size_t capacity, int threads)
+      : dim_(dim), space_(dim), g_(&space_, capacity, hnsw_m, ef_construction, 100), build_threads_(threads) {
+    g_.setEf(ef_search);
+  }
+  std::string kind() const override { return "hnswlib"; }
+  size_t dim() const override { return dim_; }
+  size_t size() const override { return g_.cur_element_count; }
+  bool contains(Id) const override { return false; }
+  Status add(std::span<const Id> ids, std::span<const float> v) override {
+    try {
+      run_parallel(build_threads_, [&](int t) {
+        auto [b, e] = split_range(ids.size(), build_threads_, t);
+        for (size_t i = b; i < e; ++i) g_.addPoint(v.data() + i * dim_, static_cast<hnswlib::labeltype>(ids[i]));
+      });
+    } catch (const std::exception& e) {
+      return internal_error(std::string("hnswlib: ") + e.what());
+    }
+    return Status::ok();
+  }
+  Result<size_t> remove(std::span<const Id>) override { return unsupported("the hnswlib anchor is not timed for removal"); }
+  Result<SearchResult> search(std::span<const float> q, size_t k, const IdFilter*) const override {
+    auto pq = g_.searchKnn(q.data(), k);
+    SearchResult r;
+    r.ids.resize(pq.size());
+    r.scores.resize(pq.size());
+    for (size_t i = pq.size(); i-- > 0; pq.pop()) {
+      r.ids[i] = static_cast<Id>(pq.top().second);
+      r.scores[i] = 1.0f - pq.top().first;
+    }
+    return r;
+  }
+  void set_threads(int) override {}  // one query, one thread
+  void set_ef(size_t ef) { g_.setEf(ef); }
+  IndexStats stats() const override {
+    IndexStats s;
+    s.size = size();
+    s.scan_bytes_per_item = dim_ * sizeof(float);
+    s.memory_bytes = size() * (dim_ * sizeof(float) + (hnsw_m * 2 + 1) * sizeof(int) + sizeof(hnswlib::labeltype));
+    return s;
+  }
+  Status save(const std::filesystem::path&, const IndexKey&) const override { return unsupported("anchor"); }
+
+ private:
+  size_t dim_;
+  IpSpace space_;
+  mutable hnswlib::HierarchicalNSW<float> g_;
+  int build_threads_;
+};
+
 // Start time of the persistence choice (rebuild from the vault): a vault of n subjects with
 // one synthetic template each; a fresh Service's first search decrypts every template with
 // its subject key and builds the index; the second search is the steady state.
@@ -206,7 +300,7 @@ int main(int argc, char** argv) {
     else if (a == "--ef-construction") ef_construction = std::stoull(next());
     else if (a == "--no-truth") cfg.ground_truth = false;
     else if (a == "--vault-start") vault_start_n = std::stoull(next());
-    else if (a == "--nprobe-sweep") {
+    else if (a == "--nprobe-sweep" || a == "--ef-sweep") {
       for (int t : parse_threads(next())) cfg.nprobe_sweep.push_back(static_cast<size_t>(t));
     }
     else {
@@ -224,12 +318,23 @@ int main(int argc, char** argv) {
     };
   }
 #endif
+  if (cfg.kind == "hnswlib") {
+    factory = [](std::span<const float>, const BenchConfig& c) -> Result<std::unique_ptr<VectorIndex>> {
+      return std::unique_ptr<VectorIndex>(
+          std::make_unique<HnswlibAnchor>(c.dim, c.size, *std::max_element(c.threads.begin(), c.threads.end())));
+    };
+    cfg.set_search_width = [](VectorIndex& ix, size_t ef) {
+      auto* h = dynamic_cast<HnswlibAnchor*>(&ix);
+      if (h) h->set_ef(ef);
+      return h != nullptr;
+    };
+  }
   auto r = run_index_bench(cfg, factory, [](const std::string& m) { std::cerr << "index_bench: " << m << "\n"; });
   if (!r.is_ok()) {
     std::cerr << "index_bench: " << r.status().to_string() << "\n";
     return 2;
   }
-  if (cfg.kind == "faiss-hnsw") (*r)["hnsw"] = {{"M", hnsw_m}, {"ef_search", ef_search}, {"ef_construction", ef_construction}};
+  if (cfg.kind == "faiss-hnsw" || cfg.kind == "hnswlib") (*r)["hnsw"] = {{"M", hnsw_m}, {"ef_search", ef_search}, {"ef_construction", ef_construction}};
   std::cout << r->dump() << "\n";
   return 0;
 }

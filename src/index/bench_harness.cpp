@@ -237,12 +237,14 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     j["scanned_fraction"] = ivf->scanned_fraction();
   }
   // ---- IVF operating points from one build: recall against latency as nprobe grows.
-  if (auto* ivf = dynamic_cast<IvfIndex*>(index.get()); ivf && !cfg.nprobe_sweep.empty()) {
-    const size_t keep = ivf->options().nprobe;
+  auto* ivf = dynamic_cast<IvfIndex*>(index.get());
+  if ((ivf || cfg.set_search_width) && !cfg.nprobe_sweep.empty()) {
+    const size_t keep = ivf ? ivf->options().nprobe : 0;
     nlohmann::json sweep = nlohmann::json::array();
-    ivf->set_threads(1);
+    index->set_threads(1);
     for (size_t np : cfg.nprobe_sweep) {
-      ivf->set_nprobe(np);
+      if (ivf) ivf->set_nprobe(np);
+      else if (!cfg.set_search_width(*index, np)) return invalid_argument("bench: this index has no search width to sweep");
       std::vector<double> ms;
       double s1 = 0, s10 = 0, m1 = 0;
       for (size_t q = 0; q < nq; ++q) {
@@ -259,12 +261,12 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
       }
       sweep.push_back({{"nprobe", np}, {"p50_ms", percentile(ms, 0.5)}, {"p99_ms", percentile(ms, 0.99)},
                        {"recall_at_1", s1 / nq}, {"recall_at_10", s10 / nq}, {"mate_at_rank1", m1 / nq},
-                       {"scanned_fraction", double(np) / double(ivf->nlist())}});
+                       {"scanned_fraction", ivf ? double(np) / double(ivf->nlist()) : -1.0}});
       log("nprobe " + std::to_string(np) + ": p50 " + std::to_string(percentile(ms, 0.5)) + " ms, recall@10 " +
           std::to_string(s10 / nq));
     }
     j["nprobe_sweep"] = sweep;
-    ivf->set_nprobe(keep);
+    if (ivf) ivf->set_nprobe(keep);
   }
   // ---- removal: a batch of random ids, timed; then each removed template, searched for
   // with its own vector, must not come back.

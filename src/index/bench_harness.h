@@ -27,6 +27,8 @@ struct BenchConfig {
   size_t removals = 1000;
   bool ground_truth = true;      // float32 exact top-k for recall (costs Q·N·D multiply-adds)
   std::vector<size_t> nprobe_sweep;  // IVF: recall/latency at each nprobe after one build (1 thread)
+  // Other indexes: sets their search width (e.g. HNSW ef) for the same sweep; false if it cannot.
+  std::function<bool(VectorIndex&, size_t)> set_search_width;
 };
 
 // Makes the empty (trained, when it needs training) index under test from a training sample.

@@ -650,6 +650,9 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
   FV_ASSIGN_OR_RETURN(Stmt ru, db.prepare("UPDATE subject SET retention_until=? WHERE id=?"));
   ru.bind_all(res.retention_until, subj->id);
   FV_RETURN_IF_ERROR(ru.run());
+  // A subject whose retention had ended by this service's clock is eligible again: the vault's
+  // trigger judges "ended" by the real clock, so this process forgets its own cache too.
+  if (subj->retention_until <= t) eligibility_.clear();
   AuditEntry e = entry("enroll");
   e.purpose = req.purpose.value_or("");
   e.subjects = {subj->uid};

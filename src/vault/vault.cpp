@@ -221,7 +221,10 @@ END;
     // 5 → 6: an eligibility generation, bumped by every change to a lawful basis, its purposes
     // or a subject (retention), by any process. A service caches who a purpose may return and
     // recomputes it only when this changed (or the earliest expiry in it passed), so a search
-    // does not pay a pass over every basis of a large gallery. (A later migration that rebuilds
+    // does not pay a pass over every basis of a large gallery. Every enrolment renews its
+    // subject's retention; a renewal only lengthens it and cannot end anyone's eligibility, so
+    // it bumps the generation only when the old retention had ended, or ends within a day
+    // (it may bring an expired subject back). (A later migration that rebuilds
     // one of these tables must create its triggers again: DROP TABLE drops them.)
     R"sql(
 INSERT OR IGNORE INTO meta(key, value) VALUES('eligibility_generation', '0');
@@ -243,7 +246,9 @@ END;
 CREATE TRIGGER IF NOT EXISTS eligibility_purpose_delete AFTER DELETE ON basis_purpose BEGIN
   UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'eligibility_generation';
 END;
-CREATE TRIGGER IF NOT EXISTS eligibility_subject_update AFTER UPDATE ON subject BEGIN
+CREATE TRIGGER IF NOT EXISTS eligibility_subject_update AFTER UPDATE OF retention_until ON subject
+WHEN NEW.retention_until < OLD.retention_until OR OLD.retention_until <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1 day')
+BEGIN
   UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'eligibility_generation';
 END;
 CREATE TRIGGER IF NOT EXISTS eligibility_subject_delete AFTER DELETE ON subject BEGIN

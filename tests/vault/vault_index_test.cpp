@@ -190,6 +190,40 @@ TEST_P(VaultIndexTest, EligibilityFollowsOtherProcessesAndTheClock) {
   EXPECT_EQ(r->eligible_subjects, 19);
 }
 
+// Every enrolment renews its subject's retention. A renewal cannot end anyone's eligibility,
+// so it must not throw the cache away (else every search after an enrolment re-reads every
+// basis); but a renewal that brings back a subject whose retention had ended must be seen.
+TEST_P(VaultIndexTest, RetentionRenewalKeepsTheCacheUnlessItRevivesASubject) {
+  auto generation = [&] {
+    auto g = svc_->vault().db().query_int("SELECT CAST(value AS INTEGER) FROM meta WHERE key='eligibility_generation'");
+    EXPECT_TRUE(g.is_ok());
+    return g.is_ok() ? *g : -1;
+  };
+  auto access = enrol("acc-", "access-control", 12);  // an IVF needs 16 templates to train
+  const int64_t before = generation();
+  auto b = svc_->vault().db().query_int("SELECT id FROM lawful_basis WHERE subject_id=(SELECT id FROM subject WHERE ref='acc-2')");
+  ASSERT_TRUE(b.is_ok());
+  ASSERT_TRUE(svc_->enroll_template(EnrollRequest("acc-2", *b), near_template(access[2], rng_, 0.4f)).is_ok());
+  EXPECT_EQ(generation(), before) << "a renewal of a retention far from its end invalidated every cache";
+
+  // In another process's clock-free view: retention ended yesterday; a renewal revives it.
+  SearchRequest inv("access-control", "case");
+  inv.mode = "investigation";
+  inv.top_k = 1;
+  ASSERT_TRUE(svc_->vault().db().exec("UPDATE subject SET retention_until='2000-01-01T00:00:00.000Z' WHERE ref='acc-3'").is_ok());
+  auto gone = svc_->search_templates(inv, {access[3]});
+  ASSERT_TRUE(gone.is_ok()) << gone.status().to_string();
+  ASSERT_FALSE(refs(*gone).empty());
+  EXPECT_NE(refs(*gone)[0], "acc-3") << "retention ended: not searchable";
+  auto b3 = svc_->vault().db().query_int("SELECT id FROM lawful_basis WHERE subject_id=(SELECT id FROM subject WHERE ref='acc-3')");
+  ASSERT_TRUE(b3.is_ok());
+  ASSERT_TRUE(svc_->enroll_template(EnrollRequest("acc-3", *b3), near_template(access[3], rng_, 0.4f)).is_ok());
+  auto back = svc_->search_templates(inv, {access[3]});
+  ASSERT_TRUE(back.is_ok());
+  ASSERT_FALSE(refs(*back).empty());
+  EXPECT_EQ(refs(*back)[0], "acc-3") << "a renewed retention did not make the subject searchable again";
+}
+
 TEST_P(VaultIndexTest, OptOutChecksUseTheIndex) {
   auto access = enrol("acc-", "access-control", 30);
   enrol("oth-", "other", 30);

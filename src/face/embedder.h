@@ -74,6 +74,9 @@ Result<std::vector<FaceTemplate>> embed_crops(nn::Model& model, const std::vecto
 class FusionEmbedder final : public Embedder {
  public:
   FusionEmbedder(std::unique_ptr<Embedder> a, std::unique_ptr<Embedder> b, double weight_b);
+  // The model id of a fusion of models `a` and `b` (the weight is part of it: templates fused
+  // with different weights never compare).
+  static std::string id_for(const std::string& a, const std::string& b, double weight_b);
   std::string model_id() const override { return model_id_; }
   int model_version() const override { return 1; }
   int dim() const override { return a_->dim() + b_->dim(); }
@@ -96,7 +99,8 @@ class FusionEmbedder final : public Embedder {
 class FlipAveragedEmbedder final : public Embedder {
  public:
   explicit FlipAveragedEmbedder(std::unique_ptr<Embedder> inner)
-      : inner_(std::move(inner)), model_id_(inner_->model_id() + "+flip") {}
+      : inner_(std::move(inner)), model_id_(id_for(inner_->model_id())) {}
+  static std::string id_for(const std::string& inner) { return inner + "+flip"; }
   std::string model_id() const override { return model_id_; }
   int model_version() const override { return inner_->model_version(); }
   int dim() const override { return inner_->dim(); }

@@ -6,11 +6,12 @@
 namespace fv::face {
 
 FusionEmbedder::FusionEmbedder(std::unique_ptr<Embedder> a, std::unique_ptr<Embedder> b, double weight_b)
-    : a_(std::move(a)), b_(std::move(b)), weight_b_(weight_b) {
+    : a_(std::move(a)), b_(std::move(b)), weight_b_(weight_b), model_id_(id_for(a_->model_id(), b_->model_id(), weight_b)) {}
+
+std::string FusionEmbedder::id_for(const std::string& a, const std::string& b, double weight_b) {
   char w[32];
   std::snprintf(w, sizeof w, "%g", weight_b);
-  // The weight is part of the model id: templates fused with different weights never compare.
-  model_id_ = "fusion(" + a_->model_id() + "+" + w + "*" + b_->model_id() + ")";
+  return "fusion(" + a + "+" + w + "*" + b + ")";
 }
 
 Result<std::vector<FaceTemplate>> FusionEmbedder::embed(const std::vector<cv::Mat>&) {

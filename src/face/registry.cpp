@@ -11,6 +11,17 @@ Result<std::unique_ptr<Base>> upcast(Result<std::unique_ptr<T>> r) {
   return std::unique_ptr<Base>(std::move(r).value());
 }
 
+// MobileFaceNet (mirror-averaged when `flip`) and the dlib ResNet in one template.
+Result<std::unique_ptr<Embedder>> make_fusion(const nn::ModelStore& s, bool flip) {
+  auto a = MobileFaceNetEmbedder::create(s);
+  if (!a.is_ok()) return a.status();
+  auto b = DlibResNetEmbedder::create(s);
+  if (!b.is_ok()) return b.status();
+  std::unique_ptr<Embedder> first = std::move(a).value();
+  if (flip) first = std::make_unique<FlipAveragedEmbedder>(std::move(first));
+  return std::unique_ptr<Embedder>(new FusionEmbedder(std::move(first), std::move(b).value(), kFusionWeight));
+}
+
 }  // namespace
 
 Registry builtin_registry() {
@@ -32,30 +43,17 @@ Registry builtin_registry() {
   r.embedders["faceapi-dlib-resnet-128"] = [](const nn::ModelStore& s) {
     return upcast<Embedder>(DlibResNetEmbedder::create(s));
   };
-  r.embedders["fusion"] = [](const nn::ModelStore& s) -> Result<std::unique_ptr<Embedder>> {
-    auto a = MobileFaceNetEmbedder::create(s);
-    if (!a.is_ok()) return a.status();
-    auto b = DlibResNetEmbedder::create(s);
-    if (!b.is_ok()) return b.status();
-    return std::unique_ptr<Embedder>(new FusionEmbedder(std::move(a).value(), std::move(b).value(), kFusionWeight));
-  };
+  r.embedders["fusion"] = [](const nn::ModelStore& s) { return make_fusion(s, false); };
   // The most accurate choice (LFW identification rank-1 99.05 %, docs/benchmarks.md), at three
   // network passes per face: mirror-averaged MobileFaceNet fused with the dlib ResNet.
-  r.embedders["fusion+flip"] = [](const nn::ModelStore& s) -> Result<std::unique_ptr<Embedder>> {
-    auto a = MobileFaceNetEmbedder::create(s);
-    if (!a.is_ok()) return a.status();
-    auto b = DlibResNetEmbedder::create(s);
-    if (!b.is_ok()) return b.status();
-    return std::unique_ptr<Embedder>(new FusionEmbedder(std::make_unique<FlipAveragedEmbedder>(std::move(a).value()),
-                                                        std::move(b).value(), kFusionWeight));
-  };
+  r.embedders["fusion+flip"] = [](const nn::ModelStore& s) { return make_fusion(s, true); };
   return r;
 }
 
 std::string builtin_embedder_model_id(const std::string& name) {
-  // kFusionWeight printed as FusionEmbedder prints it (%g).
-  if (name == "fusion") return "fusion(faceplugin-mobilefacenet-512+2*faceapi-dlib-resnet-128)";
-  if (name == "fusion+flip") return "fusion(faceplugin-mobilefacenet-512+flip+2*faceapi-dlib-resnet-128)";
+  const std::string mfn = "faceplugin-mobilefacenet-512", dlib = "faceapi-dlib-resnet-128";
+  if (name == "fusion") return FusionEmbedder::id_for(mfn, dlib, kFusionWeight);
+  if (name == "fusion+flip") return FusionEmbedder::id_for(FlipAveragedEmbedder::id_for(mfn), dlib, kFusionWeight);
   return name;
 }
 

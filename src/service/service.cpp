@@ -661,7 +661,7 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
   FV_ASSIGN_OR_RETURN(res.audit_hash, vault::append_audit(db, e));
   // Our one face row bumped the generation by one; if nobody else changed the templates since
   // the index was built, the online add below keeps it current without a rebuild.
-  FV_ASSIGN_OR_RETURN(const int64_t generation, read_gallery_generation());
+  FV_ASSIGN_OR_RETURN(const int64_t generation, read_generation("gallery_generation"));
   const bool index_current = gallery_loaded_ && generation == gallery_generation_ + 1;
   FV_RETURN_IF_ERROR(txn.commit());
   if (gallery_loaded_ && !index_current) drop_gallery();
@@ -896,15 +896,18 @@ namespace {
 constexpr size_t kLoadFirstChunk = 262144, kLoadChunk = 65536;
 }  // namespace
 
-Result<int64_t> Service::read_gallery_generation() {
-  FV_ASSIGN_OR_RETURN(Stmt g, vault_->db().prepare("SELECT CAST(value AS INTEGER) FROM meta WHERE key='gallery_generation'"));
+Result<int64_t> Service::read_generation(const char* key) {
+  // Kept by triggers in the vault (schema 5 and 6), so they count every process's changes.
+  FV_ASSIGN_OR_RETURN(Stmt g, vault_->db().prepare("SELECT CAST(value AS INTEGER) FROM meta WHERE key=?"));
+  g.bind(1, std::string(key));
   FV_ASSIGN_OR_RETURN(bool row, g.step());
-  return row ? g.i64(0) : int64_t{0};
+  if (!row) return corrupt_data(std::string("the vault has no ") + key);  // open() migrates: it always has
+  return g.i64(0);
 }
 
 Status Service::load_gallery() {
   // Another process may have enrolled or erased since the index was built: then rebuild.
-  FV_ASSIGN_OR_RETURN(const int64_t generation, read_gallery_generation());
+  FV_ASSIGN_OR_RETURN(const int64_t generation, read_generation("gallery_generation"));
   if (gallery_loaded_ && generation == gallery_generation_) return Status::ok();
   drop_gallery();
   gallery_generation_ = generation;
@@ -942,15 +945,17 @@ Status Service::load_gallery() {
   size_t nth = 0;
   // Moves one model's pending chunk into its index (building it from the first chunk, which
   // is also an IVF's training sample) and wipes the floats.
+  auto kind_for = [&](const std::string& mk) {
+    return o.kind != "auto" ? o.kind : totals[mk] >= o.ann_min_size ? "ivf" : "exact";
+  };
   auto flush = [&](const std::string& mk, Pending& p) -> Status {
     if (p.ids.empty()) return Status::ok();
     auto ix = indexes_.find(mk);
     Status st = Status::ok();
     if (ix == indexes_.end()) {
       index::IndexOptions mo = o;
-      const size_t total = totals.count(mk) ? totals[mk] : p.ids.size();
-      if (mo.kind == "auto") mo.kind = total >= mo.ann_min_size ? "ivf" : "exact";
-      mo.ivf.expected_size = total;
+      mo.kind = kind_for(mk);
+      mo.ivf.expected_size = std::max(totals[mk], p.ids.size());
       // An IVF keeps its full-precision re-rank copy on disk, each record sealed under a key
       // that lives only in this process (the file is unreadable once the process ends, and
       // removed with the index); an exact index ignores it.
@@ -1006,7 +1011,7 @@ Status Service::load_gallery() {
     info.faces.push_back(face_id);
     max_faces_per_subject_ = std::max(max_faces_per_subject_, info.faces.size());
     // The first chunk of a model trains an IVF: as large as its training sample can be.
-    const size_t chunk = indexes_.count(mk) ? kLoadChunk : kLoadFirstChunk;
+    const size_t chunk = !indexes_.count(mk) && kind_for(mk) == "ivf" ? kLoadFirstChunk : kLoadChunk;
     if (p.ids.size() >= chunk)
       if (Status st = flush(mk, p); !st.is_ok()) return fail(st);
   }
@@ -1073,14 +1078,12 @@ Result<std::shared_ptr<Service::Eligibility>> Service::eligible_subjects(const s
   // force and covers the purpose are searchable (`bases`), and their subjects are the eligible
   // ones. A subject with a second basis for another purpose does not make a template collected
   // under the first searchable for the second.
-  FV_ASSIGN_OR_RETURN(Stmt g, vault_->db().prepare("SELECT CAST(value AS INTEGER) FROM meta WHERE key='eligibility_generation'"));
-  FV_ASSIGN_OR_RETURN(bool has_generation, g.step());
-  const int64_t generation = has_generation ? g.i64(0) : -1;
+  FV_ASSIGN_OR_RETURN(const int64_t generation, read_generation("eligibility_generation"));
   const std::string t = now();
   if (auto it = eligibility_.find(purpose); it != eligibility_.end()) {
     const Eligibility& c = *it->second;
     // A clock that went back (tests set it) could make an expired basis current again.
-    if (has_generation && c.generation == generation && t >= c.computed_at && (c.valid_until.empty() || t < c.valid_until))
+    if (c.generation == generation && t >= c.computed_at && (c.valid_until.empty() || t < c.valid_until))
       return it->second;
   }
   auto e = std::make_shared<Eligibility>();
@@ -1102,11 +1105,8 @@ Result<std::shared_ptr<Service::Eligibility>> Service::eligible_subjects(const s
     if (!s.is_null(2)) earlier(s.text(2));
     earlier(s.text(3));
   }
-  // Without the generation (a vault not yet migrated cannot be: open() migrates) nothing is kept.
-  if (has_generation) {
-    if (eligibility_.size() >= 64) eligibility_.clear();  // purposes are few; bound it anyway
-    eligibility_[purpose] = e;
-  }
+  if (eligibility_.size() >= 64) eligibility_.clear();  // purposes are few; bound it anyway
+  eligibility_[purpose] = e;
   return e;
 }
 

@@ -281,7 +281,7 @@ class Service {
   Status load_gallery();
   Result<size_t> forget_subject(int64_t subject_id);
   void drop_gallery();
-  Result<int64_t> read_gallery_generation();
+  Result<int64_t> read_generation(const char* key);  // "gallery_generation" | "eligibility_generation"
   Result<std::map<int64_t, std::pair<double, int64_t>>> search_gallery(const face::FaceTemplate& probe, size_t k_subjects,
                                                                        double threshold, const index::IdFilter* filter);
   struct SubjectRow {
@@ -292,9 +292,9 @@ class Service {
   Status check_search(const SearchRequest& req);
   // Who a search for one purpose may return: the lawful bases in force that cover it and their
   // subjects. Cached per purpose (a search must not cost a pass over every basis): valid while
-  // the vault's eligibility_generation is unchanged (bumped by triggers on every basis,
-  // basis-purpose and subject change, by any process) and the clock is before the earliest
-  // expiry or retention end among them.
+  // the vault's eligibility_generation is unchanged (bumped by triggers on every basis and
+  // basis-purpose change, a deleted subject and a retention that shortens or had ended, by any
+  // process) and the clock is before the earliest expiry or retention end among them.
   struct Eligibility {
     std::unordered_set<int64_t> subjects, bases;
     int64_t generation = -1;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "face/calibration.h"
+#include "face/registry.h"
 
 namespace fv::face {
 namespace {
@@ -165,12 +166,12 @@ TEST(Calibration, HandBuiltTableInterpolatesLogLinearly) {
   EXPECT_NEAR(c.fmr_at(0.35), std::pow(10.0, -2.5), 1e-15);
 }
 
-// Every model the registry offers for templates has a measured table (else identification
-// mode cannot set its FPIR threshold), and each table is a proper one: FMR falling as the
-// threshold rises.
+// Every embedder the registry offers has a measured table (else identification mode cannot
+// set its FPIR threshold, nor the opt-out check its FMR), and each table is a proper one: FMR
+// falling as the threshold rises.
 TEST(Calibration, EveryEmbedderHasAMonotoneBuiltinTable) {
-  for (const std::string model : {"faceplugin-mobilefacenet-512", "faceplugin-mobilefacenet-512+flip",
-                                  "fusion(faceplugin-mobilefacenet-512+flip+2*faceapi-dlib-resnet-128)"}) {
+  for (const auto& [name, factory] : face::builtin_registry().embedders) {
+    const std::string model = face::builtin_embedder_model_id(name);
     auto r = Calibration::builtin(model);
     ASSERT_TRUE(r.is_ok()) << model;
     const auto& pts = r->points();

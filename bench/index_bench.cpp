@@ -2,10 +2,10 @@
 // re-rank) and the FAISS anchors (IndexFlatIP: exact float32; IndexHNSWFlat: ANN) on the same
 // synthetic gallery, one configuration per process so that each peak memory is its own.
 //
-//   index_bench --size 1000000 --kind exact|ivf|faiss-flat|faiss-hnsw|hnswlib [--threads 1,2]
+//   index_bench --size 1000000 --kind exact|ivf|hnsw|faiss-flat|faiss-hnsw|hnswlib [--threads 1,2]
 //               [--queries 200] [--lfw out/lfw_templates.jsonl] [--nprobe 32] [--rerank 64]
 //               [--store FILE] [--nprobe-sweep 16,64,256] [--hnsw-m 32] [--ef-search 64]
-//               [--ef-construction 40] [--no-truth]
+//               [--ef-construction 40] [--entry-width 16] [--no-truth]
 //   index_bench --kind hnswlib --ef-sweep 16,64,256,1024 …   hnswlib HNSW anchor (float32)
 //   index_bench --vault-start N      start time of a service over a vault of N templates
 //
@@ -274,8 +274,10 @@ int main(int argc, char** argv) {
   if (sodium_init() < 0) return 2;
   BenchConfig cfg;
   size_t vault_start_n = 0;
+  std::vector<std::string> given;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    given.push_back(a);
     auto next = [&]() -> std::string {
       if (i + 1 >= argc) {
         std::cerr << "index_bench: " << a << " needs a value\n";
@@ -299,6 +301,7 @@ int main(int argc, char** argv) {
     else if (a == "--ef-search") ef_search = std::stoull(next());
     else if (a == "--ef-construction") ef_construction = std::stoull(next());
     else if (a == "--no-truth") cfg.ground_truth = false;
+    else if (a == "--entry-width") cfg.graph.entry_width = std::stoull(next());
     else if (a == "--vault-start") vault_start_n = std::stoull(next());
     else if (a == "--nprobe-sweep" || a == "--ef-sweep") {
       for (int t : parse_threads(next())) cfg.nprobe_sweep.push_back(static_cast<size_t>(t));
@@ -309,6 +312,15 @@ int main(int argc, char** argv) {
     }
   }
   if (vault_start_n) return vault_start(vault_start_n, "out/bench/vault-start");
+  if (cfg.kind == "hnsw") {  // our graph: the same flags, its own defaults where not given
+    for (const auto& a : given) {
+      if (a == "--hnsw-m") cfg.graph.m = hnsw_m;
+      if (a == "--ef-search") cfg.graph.ef_search = ef_search;
+      if (a == "--ef-construction") cfg.graph.ef_construction = ef_construction;
+      if (a == "--rerank") cfg.graph.rerank = cfg.ivf.rerank;
+      if (a == "--store") cfg.graph.store_path = cfg.ivf.store_path;
+    }
+  }
   IndexFactory factory = production_factory();
 #ifdef FACEVAULT_HAVE_FAISS
   if (cfg.kind == "faiss-flat" || cfg.kind == "faiss-hnsw") {

@@ -165,7 +165,7 @@ int run_ident(const IdentArgs& a) {
     (void)idx->add(gids, gvec);
   } else {
     index::IndexOptions o;
-    o.kind = a.index == "ivf" ? "ivf" : "exact";
+    o.kind = a.index == "ivf" || a.index == "hnsw" ? a.index : "exact";
     o.threads = std::max(1, a.flags.threads);
     auto b = index::build_index(o, dim, gids, gvec);
     if (!b.is_ok()) { std::cerr << "facevault: " << b.status().to_string() << "\n"; return kExitFailure; }
@@ -284,7 +284,7 @@ struct BenchArgs {
 };
 
 int run_bench(BenchArgs& a) {
-  a.cfg.kind = a.kind == "ann" ? "ivf" : a.kind;
+  a.cfg.kind = a.kind == "ann" ? "hnsw" : a.kind;
   a.cfg.threads = a.both_threads ? std::vector<int>{1, 2} : std::vector<int>{a.threads};
   auto r = index::run_index_bench(a.cfg, index::production_factory(), [](const std::string& m) { std::cerr << "bench: " << m << "\n"; });
   if (!r.is_ok()) { std::cerr << "facevault: " << r.status().to_string() << "\n"; return kExitFailure; }
@@ -302,7 +302,7 @@ void add_index_commands(CLI::App& app, int& exit_code) {
   auto* c = eval->add_subcommand("ident", "open-set 1:N identification on an LFW-layout folder: rank-1/10, FNIR at FPIR, DET");
   c->add_option("--root", id->root, "folder of <identity>/<image> files")->required();
   c->add_option("--templates", id->templates, "templates from `facevault embed --list` (JSON lines) instead of running the pipeline");
-  c->add_option("--index", id->index, "exact (int8, default), float (float32 reference), ivf")->check(CLI::IsMember({"exact", "float", "ivf"}));
+  c->add_option("--index", id->index, "exact (int8, default), float (float32 reference), ivf, hnsw")->check(CLI::IsMember({"exact", "float", "ivf", "hnsw"}));
   c->add_option("--list", id->list, "candidate list length (investigation mode)")->check(CLI::Range(1, 1000));
   c->add_option("--det-csv", id->det_csv, "write the DET curve (threshold, FPIR, FNIR) as CSV");
   c->add_option("--det-png", id->det_png, "draw the DET curve as PNG");
@@ -317,7 +317,10 @@ void add_index_commands(CLI::App& app, int& exit_code) {
   auto* bi = bench->add_subcommand("index", "search a synthetic gallery through the production index; one JSON object");
   bi->add_option("--size", b->cfg.size, "gallery templates")->required()->check(CLI::Range(size_t(1000), size_t(1) << 32));
   bi->add_option("--dim", b->cfg.dim, "dimension")->check(CLI::Range(64, 4096));
-  bi->add_option("--kind", b->kind, "exact | ann (IVF with re-rank)")->check(CLI::IsMember({"exact", "ann", "ivf"}));
+  bi->add_option("--kind", b->kind, "exact | ann (= hnsw: graph over 1-bit codes, re-ranked) | ivf")->check(CLI::IsMember({"exact", "ann", "ivf", "hnsw"}));
+  bi->add_option("--ef-search", b->cfg.graph.ef_search, "graph: beam width of a search");
+  bi->add_option("--ef-construction", b->cfg.graph.ef_construction, "graph: beam width while inserting");
+  bi->add_option("--hnsw-m", b->cfg.graph.m, "graph: links per node (2·m on level 0)")->check(CLI::Range(2, 100));
   bi->add_option("--threads", b->threads, "threads per search (and for batch QPS)")->check(CLI::Range(1, 256));
   bi->add_flag("--both-threads", b->both_threads, "measure latency with 1 and with 2 threads");
   bi->add_option("--queries", b->cfg.queries, "queries to time");

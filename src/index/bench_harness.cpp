@@ -40,7 +40,7 @@ double peak_rss_mib() {
 IndexFactory production_factory() {
   return [](std::span<const float> sample, const BenchConfig& c) -> Result<std::unique_ptr<VectorIndex>> {
     if (c.kind == "exact") return std::unique_ptr<VectorIndex>(std::make_unique<ExactIndex>(c.dim));
-    if (c.kind == "ivf" || c.kind == "ann") {
+    if (c.kind == "ivf") {
       IvfOptions o = c.ivf;
       if (!o.expected_size) o.expected_size = c.size;
       o.threads = *std::max_element(c.threads.begin(), c.threads.end());
@@ -48,7 +48,13 @@ IndexFactory production_factory() {
       FV_RETURN_IF_ERROR(idx->train(sample));
       return std::unique_ptr<VectorIndex>(std::move(idx));
     }
-    return invalid_argument("unknown index kind '" + c.kind + "' (exact, ivf)");
+    if (c.kind == "hnsw" || c.kind == "ann") {
+      GraphOptions g = c.graph;
+      g.threads = *std::max_element(c.threads.begin(), c.threads.end());
+      FV_ASSIGN_OR_RETURN(auto idx, GraphIndex::create(c.dim, g));
+      return std::unique_ptr<VectorIndex>(std::move(idx));
+    }
+    return invalid_argument("unknown index kind '" + c.kind + "' (exact, ivf, hnsw)");
   };
 }
 
@@ -102,7 +108,8 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
   std::unique_ptr<VectorIndex> index;
   {
     const size_t nlist = cfg.ivf.nlist ? cfg.ivf.nlist : std::clamp<size_t>(size_t(4 * std::sqrt(double(cfg.size))), 16, 65536);
-    const size_t ns = (cfg.kind == "exact" || cfg.kind == "faiss-flat") ? 0
+    const bool trains = cfg.kind == "ivf";  // only an IVF learns from a sample
+    const size_t ns = !trains ? 0
                       : std::min(n_syn, cfg.ivf.train_max ? cfg.ivf.train_max : std::max<size_t>(65536, 16 * nlist));
     std::vector<float> sample(ns * d);
     run_parallel(max_threads, [&](int t) {
@@ -159,6 +166,8 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     const auto t0 = Clock::now();
     ivf->shrink();
     build_s += secs(t0, Clock::now());
+  } else if (auto* graph = dynamic_cast<GraphIndex*>(index.get())) {
+    graph->shrink();
   }
   sodium_memzero(chunk.data(), chunk.size() * sizeof(float));
   log("built in " + std::to_string(build_s) + " s");
@@ -236,14 +245,25 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     j["rerank"] = ivf->options().rerank;
     j["scanned_fraction"] = ivf->scanned_fraction();
   }
-  // ---- IVF operating points from one build: recall against latency as nprobe grows.
+  auto* graph = dynamic_cast<GraphIndex*>(index.get());
+  if (graph) {
+    j["m"] = graph->options().m;
+    j["ef_construction"] = graph->options().ef_construction;
+    j["ef_search"] = graph->options().ef_search;
+    j["rerank"] = graph->options().rerank ? graph->options().rerank : graph->options().ef_search;
+    j["entry_width"] = graph->options().entry_width;
+    j["visited_per_search"] = graph->visited_per_search();
+  }
+  // ---- operating points from one build: recall against latency as nprobe (IVF) or the
+  // beam width ef (graph) grows.
   auto* ivf = dynamic_cast<IvfIndex*>(index.get());
-  if ((ivf || cfg.set_search_width) && !cfg.nprobe_sweep.empty()) {
-    const size_t keep = ivf ? ivf->options().nprobe : 0;
+  if ((ivf || graph || cfg.set_search_width) && !cfg.nprobe_sweep.empty()) {
+    const size_t keep = ivf ? ivf->options().nprobe : graph ? graph->options().ef_search : 0;
     nlohmann::json sweep = nlohmann::json::array();
     index->set_threads(1);
     for (size_t np : cfg.nprobe_sweep) {
       if (ivf) ivf->set_nprobe(np);
+      else if (graph) graph->set_ef(np);
       else if (!cfg.set_search_width(*index, np)) return invalid_argument("bench: this index has no search width to sweep");
       std::vector<double> ms;
       double s1 = 0, s10 = 0, m1 = 0;
@@ -267,6 +287,7 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     }
     j["nprobe_sweep"] = sweep;
     if (ivf) ivf->set_nprobe(keep);
+    if (graph) graph->set_ef(keep);
   }
   // ---- removal: a batch of random ids, timed; then each removed template, searched for
   // with its own vector, must not come back.

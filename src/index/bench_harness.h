@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "index/graph_index.h"
 #include "index/ivf_index.h"
 #include "index/vector_index.h"
 
@@ -17,12 +18,13 @@ namespace fv::index {
 struct BenchConfig {
   size_t size = 100000;
   size_t dim = 512;
-  std::string kind = "exact";    // exact | ivf (bench/index_bench adds faiss-flat, faiss-hnsw)
+  std::string kind = "exact";    // exact | ivf | hnsw (= ann) (bench/index_bench adds faiss-flat, faiss-hnsw, hnswlib)
   std::vector<int> threads = {1, 2};  // single-query latency is measured with each
   size_t queries = 200;
   size_t k = 10;
   std::string lfw;               // embed JSONL: LFW gallery mixed in, its mated probes are the queries
   IvfOptions ivf;
+  GraphOptions graph;
   uint64_t seed = 42;
   size_t removals = 1000;
   bool ground_truth = true;      // float32 exact top-k for recall (costs Q·N·D multiply-adds)
@@ -34,7 +36,7 @@ struct BenchConfig {
 // Makes the empty (trained, when it needs training) index under test from a training sample.
 using IndexFactory = std::function<Result<std::unique_ptr<VectorIndex>>(std::span<const float> sample, const BenchConfig&)>;
 
-// The factory for the production kinds (exact, ivf).
+// The factory for the production kinds (exact, ivf, hnsw).
 IndexFactory production_factory();
 
 Result<nlohmann::json> run_index_bench(const BenchConfig& config, const IndexFactory& factory,

@@ -24,6 +24,8 @@ Result<std::unique_ptr<VectorIndex>> load_index(const std::filesystem::path& pat
     FV_ASSIGN_OR_RETURN(idx, ExactIndex::load_body(*in));
   } else if (std::memcmp(tag, "ivf\0\0\0\0\1", 8) == 0) {
     FV_ASSIGN_OR_RETURN(idx, IvfIndex::load_body(*in));
+  } else if (std::memcmp(tag, "hnsw\0\0\0\1", 8) == 0) {
+    FV_ASSIGN_OR_RETURN(idx, GraphIndex::load_body(*in));
   } else {
     return corrupt_data(path.string() + ": unknown index kind");
   }
@@ -34,8 +36,16 @@ Result<std::unique_ptr<VectorIndex>> load_index(const std::filesystem::path& pat
 Result<std::unique_ptr<VectorIndex>> build_index(const IndexOptions& options, size_t dim, std::span<const Id> ids,
                                                  std::span<const float> vectors) {
   const bool ivf = options.kind == "ivf" || (options.kind == "auto" && ids.size() >= options.ann_min_size);
-  if (options.kind != "auto" && options.kind != "exact" && options.kind != "ivf")
-    return invalid_argument("unknown index kind '" + options.kind + "' (auto, exact, ivf)");
+  if (options.kind != "auto" && options.kind != "exact" && options.kind != "ivf" && options.kind != "hnsw")
+    return invalid_argument("unknown index kind '" + options.kind + "' (auto, exact, ivf, hnsw)");
+  if (options.kind == "hnsw") {
+    GraphOptions g = options.graph;
+    g.threads = options.threads;
+    FV_ASSIGN_OR_RETURN(auto idx, GraphIndex::create(dim, g));
+    FV_RETURN_IF_ERROR(idx->add(ids, vectors));
+    idx->shrink();
+    return std::unique_ptr<VectorIndex>(std::move(idx));
+  }
   if (!ivf) {
     auto idx = std::make_unique<ExactIndex>(dim);
     idx->set_threads(options.threads);

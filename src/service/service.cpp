@@ -676,6 +676,8 @@ Result<EnrollResult> Service::commit_template(const EnrollRequest& req, const fa
       index::IndexOptions o;
       o.kind = vault_->config().index_kind == "ivf" ? "exact" : vault_->config().index_kind;  // an IVF needs a training set
       o.threads = vault_->config().search_threads;
+      // A graph keeps its re-rank copy on disk, sealed, as load_gallery's indexes do.
+      o.graph.store_path = vault_->paths().dir / ("search-index-" + std::to_string(::getpid()) + "-new-" + std::to_string(indexes_.size()) + ".rerank");
       auto b = index::build_index(o, tmpl.values.size(), std::vector<index::Id>{res.face_id}, tmpl.values);
       if (b.is_ok()) indexes_[mk] = std::move(b).value();
       else added = b.status();
@@ -960,6 +962,7 @@ Status Service::load_gallery() {
       // that lives only in this process (the file is unreadable once the process ends, and
       // removed with the index); an exact index ignores it.
       mo.ivf.store_path = vault_->paths().dir / ("search-index-" + std::to_string(::getpid()) + "-" + std::to_string(nth++) + ".rerank");
+      mo.graph.store_path = mo.ivf.store_path;
       auto built = index::build_index(mo, p.dim, p.ids, p.values);
       if (built.is_ok()) indexes_[mk] = std::move(built).value();
       else st = built.status();
@@ -1019,6 +1022,7 @@ Status Service::load_gallery() {
     if (Status st = flush(mk, p); !st.is_ok()) return fail(st);
   for (auto& [mk, ix] : indexes_)
     if (auto* ivf = dynamic_cast<index::IvfIndex*>(ix.get())) ivf->shrink();
+    else if (auto* graph = dynamic_cast<index::GraphIndex*>(ix.get())) graph->shrink();
   ++gallery_version_;
   gallery_loaded_ = true;
   return Status::ok();

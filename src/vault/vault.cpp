@@ -472,8 +472,8 @@ Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
   if (!(c.search_max_fmr > 0 && c.search_max_fmr <= 1)) return corrupt_data("config.json: search_max_fmr must be in (0, 1]");
   if (!(c.optout_fmr > 0 && c.optout_fmr < 1)) return corrupt_data("config.json: optout_fmr must be in (0, 1)");
   if (c.master_key != "file" && c.master_key != "env") return corrupt_data("config.json: master_key must be file or env");
-  if (c.index_kind != "auto" && c.index_kind != "exact" && c.index_kind != "ivf")
-    return corrupt_data("config.json: index.kind must be auto, exact or ivf");
+  if (c.index_kind != "auto" && c.index_kind != "exact" && c.index_kind != "ivf" && c.index_kind != "hnsw")
+    return corrupt_data("config.json: index.kind must be auto, exact, ivf or hnsw");
   if (c.index_ann_min_size < 1) return corrupt_data("config.json: index.ann_min_size must be >= 1");
   if (c.search_threads < 1 || c.search_threads > 256) return corrupt_data("config.json: index.search_threads must be 1..256");
   return c;

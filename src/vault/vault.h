@@ -41,7 +41,7 @@ struct VaultConfig {
   std::string master_key = "file";      // "file" (DIR/master.key) or "env" (FACEVAULT_MASTER_KEY)
   // Search index (docs/index.md): exact int8 scan below index_ann_min_size templates, IVF
   // with exact re-rank above; rebuilt from the vault at the first search of each process.
-  std::string index_kind = "auto";      // auto | exact | ivf
+  std::string index_kind = "auto";      // auto | exact | ivf | hnsw
   // Exact up to 16 M: at 10 M the exact scan costs 180 ms and 575 B/template but never misses a
   // candidate, while the IVF (docs/benchmarks.md) loses recall on near-isotropic templates.
   int64_t index_ann_min_size = 16000000;

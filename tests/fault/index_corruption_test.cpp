@@ -130,7 +130,7 @@ TEST_P(SavedIndex, EveryDamageIsRefusedCleanly) {
   EXPECT_EQ((*again)->size(), ix->size());
 }
 
-INSTANTIATE_TEST_SUITE_P(Fault, SavedIndex, ::testing::Values("exact", "ivf"));
+INSTANTIATE_TEST_SUITE_P(Fault, SavedIndex, ::testing::Values("exact", "ivf", "hnsw"));
 
 // Files sealed with the right key but holding the wrong content: the loader's own checks.
 TEST(SealedIndexContent, WrongContentUnderTheRightKeyIsRefused) {
@@ -164,8 +164,10 @@ TEST(SealedIndexContent, WrongContentUnderTheRightKeyIsRefused) {
 
   exact(8, 4, 4, 32);
   ASSERT_TRUE(load_index(p, key).is_ok()) << "the well-formed crafted file must load";
-  craft([&](index::SealedWriter& w) { return w.write("hnsw\0\0\0\1", 8); });
+  craft([&](index::SealedWriter& w) { return w.write("bogus\0\0\1", 8); });
   refused("an unknown index kind");
+  craft([&](index::SealedWriter& w) { return w.write("hnsw\0\0\0\1", 8); });
+  refused("a graph tag and nothing after it");
   craft([&](index::SealedWriter& w) { return w.write("exact\0\0\2", 8); });
   refused("another exact format version");
   craft([&](index::SealedWriter& w) { return w.write("exa", 3); });
@@ -263,6 +265,63 @@ TEST(SealedIndexContent, WrongContentUnderTheRightKeyIsRefused) {
     reseal(b);
     refused("an IVF array longer than the file");
   }
+}
+
+// The graph: a real saved graph, decrypted, one field or one link changed, sealed again with
+// the same key. The loader checks the header and then the graph itself (GraphIndex::check):
+// a link out of range or to a free node would otherwise be followed by every search.
+TEST(SealedIndexContent, DamagedGraphUnderTheRightKeyIsRefused) {
+  TempDir tmp;
+  const IndexKey key = IndexKey::random();
+  const size_t n = 1500, d = 128;
+  auto g = build("hnsw", n, d);
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(g->remove(std::vector<Id>{7}).is_ok());  // one free node in the file
+  const fs::path saved = tmp.path() / "graph.fvidx", p = tmp.path() / "crafted.fvidx";
+  ASSERT_TRUE(g->save(saved, key).is_ok());
+  std::string plain;
+  {
+    auto r = index::SealedReader::open(saved, key);
+    ASSERT_TRUE(r.is_ok());
+    char c;
+    while ((*r)->read(&c, 1).is_ok()) plain.push_back(c);
+  }
+  auto reseal = [&](const std::string& body) {
+    auto w = index::SealedWriter::create(p, key);
+    ASSERT_TRUE(w.is_ok());
+    ASSERT_TRUE((*w)->write(body.data(), body.size()).is_ok());
+    ASSERT_TRUE((*w)->finish().is_ok());
+  };
+  reseal(plain);
+  ASSERT_TRUE(load_index(p, key).is_ok()) << "the re-sealed graph must load";
+  auto put64 = [&](size_t at, uint64_t v) {
+    std::string b = plain;
+    std::memcpy(b.data() + at, &v, 8);
+    return b;
+  };
+  // Header after the 8-byte tag: dim, words, m, ef_construction, ef_search, rerank, seed,
+  // nodes, live, entry, max_level, entry_width.
+  const std::pair<int, uint64_t> bad_fields[] = {{0, 0},  {0, 4097}, {1, 3},  {2, 1}, {2, 1000}, {3, 1},
+                                                 {7, ~uint64_t(0)}, {8, n + 1}, {8, n}, {9, n + 5}, {10, 17},
+                                                 {11, uint64_t(1) << 40}};
+  for (auto [field, value] : bad_fields) {
+    reseal(put64(8 + 8 * size_t(field), value));
+    expect_refused(p, key, "graph header field " + std::to_string(field) + " = " + std::to_string(value));
+  }
+  // The arrays: codes (n × 2 words), a (n floats), then level-0 links (n × 32).
+  const size_t links_at = 8 + 96 + 8 + n * 16 + 8 + n * 4 + 8;
+  std::string b = plain;
+  const uint32_t far = 0xFFFFFFF0u;
+  std::memcpy(b.data() + links_at, &far, 4);  // node 0's first link out of range
+  reseal(b);
+  expect_refused(p, key, "a link out of range");
+  b = plain;
+  const uint32_t freed = 6;  // id 7 was node 6: it is free now
+  std::memcpy(b.data() + links_at + 4 * 32 * 10, &freed, 4);
+  reseal(b);
+  expect_refused(p, key, "a link to a free node");
+  reseal(plain.substr(0, plain.size() - 10));
+  expect_refused(p, key, "a graph cut short");
 }
 
 // A service with an IVF gallery (config index.kind = ivf): its re-rank store damaged under it.

@@ -88,7 +88,7 @@ TEST(EvalIdent, ProtocolCountsAndOutputs) {
 }
 
 TEST(BenchIndex, PrintsOneJsonObjectWithTheDocumentedFields) {
-  for (const char* kind : {"exact", "ann"}) {
+  for (const char* kind : {"exact", "ann", "ivf"}) {
     auto r = run_facevault({"bench", "index", "--size", "20000", "--dim", "128", "--kind", kind, "--queries", "20",
                             "--nlist", "64", "--removals", "20"});
     ASSERT_EQ(r.exit_code, 0) << r.out;

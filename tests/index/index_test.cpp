@@ -163,6 +163,7 @@ Built build(const std::string& kind, size_t n, size_t d, const fs::path& store =
   o.ivf.nprobe = 16;
   o.ivf.rerank = 100;
   o.ivf.store_path = store;
+  o.graph.store_path = store;
   auto ids = iota_ids(n);
   auto r = build_index(o, d, ids, b.v);
   EXPECT_TRUE(r.is_ok()) << r.status().to_string();
@@ -287,7 +288,7 @@ TEST_P(BothKinds, ThreadsAndBatchesGiveTheSameAnswers) {
 
 TEST_P(BothKinds, SaveLoadGivesIdenticalResultsAndNoPlaintextOnDisk) {
   const fs::path dir = temp_dir("save_" + GetParam());
-  auto b = build(GetParam(), 3000, 256, GetParam() == "ivf" ? dir / "rerank.bin" : fs::path());
+  auto b = build(GetParam(), 3000, 256, GetParam() != "exact" ? dir / "rerank.bin" : fs::path());
   ASSERT_TRUE(b.idx);
   ASSERT_TRUE(b.idx->remove(std::vector<Id>{3, 4, 5}).is_ok());
   const IndexKey key = IndexKey::random();
@@ -336,7 +337,7 @@ TEST_P(BothKinds, SaveLoadGivesIdenticalResultsAndNoPlaintextOnDisk) {
   fs::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Index, BothKinds, ::testing::Values("exact", "ivf"));
+INSTANTIATE_TEST_SUITE_P(Index, BothKinds, ::testing::Values("exact", "ivf", "hnsw"));
 
 // ------------------------------------------------------------------ removal is physical
 
@@ -415,6 +416,114 @@ TEST(IvfIndex, UntrainedIndexRefusesAdd) {
   IvfIndex idx(128, {});
   std::vector<float> v(128, 0.1f);
   EXPECT_EQ(idx.add(std::vector<Id>{1}, v).code(), StatusCode::kFailedPrecondition);
+}
+
+// ------------------------------------------------------------------ the graph
+
+std::unique_ptr<GraphIndex> graph(size_t d, const fs::path& store = {}) {
+  GraphOptions o;
+  o.store_path = store;
+  auto g = GraphIndex::create(d, o);
+  EXPECT_TRUE(g.is_ok()) << g.status().to_string();
+  return g.is_ok() ? std::move(g).value() : nullptr;
+}
+
+TEST(GraphIndex, RemovalOverwritesTheCodeAndReusesTheSlot) {
+  const size_t d = 128, n = 2000;
+  auto v = gallery(n, d);
+  auto g = graph(d);
+  ASSERT_TRUE(g && g->add(iota_ids(n), v).is_ok());
+  // The code of template 123, as a one-node graph with the same seed computes it.
+  auto one = graph(d);
+  ASSERT_TRUE(one && one->add(std::vector<Id>{123}, std::vector<float>(row(v, 123, d).begin(), row(v, 123, d).end())).is_ok());
+  const std::vector<uint64_t> code(one->code_memory().begin(), one->code_memory().begin() + one->code_words());
+  auto in_memory = [&] {
+    auto m = g->code_memory();
+    for (size_t r = 0; r + code.size() <= m.size(); r += code.size())
+      if (std::equal(code.begin(), code.end(), m.begin() + r)) return true;
+    return false;
+  };
+  ASSERT_TRUE(in_memory());
+  ASSERT_EQ(*g->remove(std::vector<Id>{123}), 1u);
+  EXPECT_FALSE(in_memory()) << "the removed template's code is still in the graph's memory";
+  EXPECT_TRUE(g->check().is_ok()) << g->check().to_string();
+  // The next add takes the freed node: the arrays do not grow.
+  const size_t before = g->code_memory().size();
+  std::vector<float> extra(d);
+  SyntheticGallery({n + 1, d, 0.85f, 99}).generate(n, n + 1, extra.data());
+  ASSERT_TRUE(g->add(std::vector<Id>{5000}, extra).is_ok());
+  EXPECT_EQ(g->code_memory().size(), before);
+  EXPECT_EQ(g->size(), n);
+  auto r = g->search(extra, 1);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->ids.at(0), 5000);
+  EXPECT_TRUE(g->check().is_ok());
+}
+
+TEST(GraphIndex, RemovingMostOfTheGalleryKeepsEveryRemainingTemplateFindable) {
+  const size_t d = 128, n = 6000;
+  auto v = gallery(n, d);
+  auto g = graph(d);
+  ASSERT_TRUE(g && g->add(iota_ids(n), v).is_ok());
+  std::set<Id> gone;
+  // Three rounds, whole neighbourhoods at a time (a clustered identity's photos are adjacent
+  // ids), until 70 % is gone.
+  for (int round = 0; round < 3; ++round) {
+    std::vector<Id> batch;
+    for (Id i = round; i < static_cast<Id>(n); i += 100)
+      for (Id j = i; j < std::min<Id>(i + 23 + round, static_cast<Id>(n)); ++j)
+        if (!gone.count(j)) batch.push_back(j);
+    ASSERT_EQ(*g->remove(batch), batch.size());
+    gone.insert(batch.begin(), batch.end());
+    ASSERT_TRUE(g->check().is_ok()) << "round " << round << ": " << g->check().to_string();
+  }
+  ASSERT_EQ(g->size(), n - gone.size());
+  size_t found = 0, asked = 0;
+  for (Id i = 0; i < static_cast<Id>(n); ++i) {
+    if (gone.count(i)) continue;
+    ++asked;
+    auto r = g->search(row(v, static_cast<size_t>(i), d), 1);
+    ASSERT_TRUE(r.is_ok());
+    found += !r->ids.empty() && r->ids[0] == i;
+  }
+  EXPECT_GE(double(found) / double(asked), 0.995) << found << " of " << asked;
+}
+
+TEST(GraphIndex, StrictFilterFallsBackToScanningTheCodes) {
+  const size_t d = 128, n = 6000;
+  auto v = gallery(n, d);
+  auto g = graph(d);
+  ASSERT_TRUE(g && g->add(iota_ids(n), v).is_ok());
+  // A narrow beam gives up walking after max(64·ef, n/16) nodes; the scan finds the rest.
+  g->set_ef(8);
+  FunctionFilter rare([](Id id) { return id % 1000 == 999; });  // 6 eligible in the gallery
+  auto r = g->search(row(v, 0, d), 10, &rare);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->ids.size(), 6u);
+  for (Id id : r->ids) EXPECT_EQ(id % 1000, 999);
+}
+
+TEST(GraphIndex, RefusesBadOptionsAndDamagedFiles) {
+  GraphOptions o;
+  o.m = 1;
+  EXPECT_EQ(GraphIndex::create(128, o).status().code(), StatusCode::kInvalidArgument);
+  o.m = 16;
+  o.ef_construction = 4;
+  EXPECT_EQ(GraphIndex::create(128, o).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(GraphIndex::create(0, {}).status().code(), StatusCode::kInvalidArgument);
+  // An empty graph saves and loads; searching it returns nothing.
+  const fs::path dir = temp_dir("graph_empty");
+  auto g = graph(64);
+  ASSERT_TRUE(g);
+  const IndexKey key = IndexKey::random();
+  ASSERT_TRUE(g->save(dir / "g.fvidx", key).is_ok());
+  auto l = load_index(dir / "g.fvidx", key);
+  ASSERT_TRUE(l.is_ok()) << l.status().to_string();
+  EXPECT_EQ((*l)->size(), 0u);
+  auto r = (*l)->search(std::vector<float>(64, 0.125f), 5);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_TRUE(r->ids.empty());
+  fs::remove_all(dir);
 }
 
 // ------------------------------------------------------------------ synthetic data, bench

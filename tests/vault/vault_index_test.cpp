@@ -63,7 +63,7 @@ TEST_P(VaultIndexTest, SearchModesThroughTheIndex) {
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   const auto* ix = svc_->search_index("faceplugin-mobilefacenet-512", 1);
   ASSERT_NE(ix, nullptr);
-  EXPECT_EQ(ix->kind(), GetParam() == "ivf" ? "ivf" : "exact");
+  EXPECT_EQ(ix->kind(), GetParam() == "auto" ? "exact" : GetParam());
   EXPECT_EQ(svc_->gallery_size(), 240u);
   EXPECT_EQ(r->mode, "threshold");
   ASSERT_EQ(refs(*r), std::vector<std::string>{"acc-7"}) << "random others are far below FMR 1e-3";
@@ -240,7 +240,7 @@ TEST_P(VaultIndexTest, OptOutChecksUseTheIndex) {
   EXPECT_TRUE(svc_->optout_check()->empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Index, VaultIndexTest, ::testing::Values("exact", "ivf"));
+INSTANTIATE_TEST_SUITE_P(Index, VaultIndexTest, ::testing::Values("exact", "ivf", "hnsw"));
 
 }  // namespace
 }  // namespace fv::test

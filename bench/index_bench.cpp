@@ -132,6 +132,12 @@ class FaissAnchor final : public VectorIndex {
     return s;
   }
   Status save(const std::filesystem::path&, const IndexKey&) const override { return unsupported("anchor"); }
+  // FAISS HNSW's search width (efSearch), for --ef-sweep after one build.
+  bool set_ef(size_t ef) {
+    if (!hnsw_) return false;
+    static_cast<faiss::IndexHNSW*>(inner_)->hnsw.efSearch = static_cast<int>(ef);
+    return true;
+  }
 
  private:
   size_t dim_;
@@ -327,6 +333,10 @@ int main(int argc, char** argv) {
     factory = [](std::span<const float>, const BenchConfig& c) -> Result<std::unique_ptr<VectorIndex>> {
       omp_set_num_threads(*std::max_element(c.threads.begin(), c.threads.end()));
       return std::unique_ptr<VectorIndex>(std::make_unique<FaissAnchor>(c.dim, c.kind == "faiss-hnsw"));
+    };
+    cfg.set_search_width = [](VectorIndex& ix, size_t ef) {
+      auto* f = dynamic_cast<FaissAnchor*>(&ix);
+      return f != nullptr && f->set_ef(ef);
     };
   }
 #endif

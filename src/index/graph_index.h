@@ -48,7 +48,7 @@ struct GraphOptions {
   // Level 0 is entered from the best `entry_width` nodes of a beam on level 1, not from the
   // single node a greedy descent ends on: on near-isotropic data a query's neighbourhood is
   // a small region the greedy path rarely ends next to.
-  size_t entry_width = 16;
+  size_t entry_width = 128;
   std::filesystem::path store_path;  // re-rank records: empty = memory, else an encrypted file
   uint64_t seed = 1234;
   int threads = 1;

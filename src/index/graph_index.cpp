@@ -212,10 +212,10 @@ void GraphIndex::give_visited(std::unique_ptr<Visited> v) const {
   pool_.push_back(std::move(v));
 }
 
-uint32_t GraphIndex::descend(const Query& q, int to_level, bool locked) const {
-  uint32_t cur = entry_;
+uint32_t GraphIndex::descend(const Query& q, uint32_t from, int from_level, int to_level, bool locked) const {
+  uint32_t cur = from;
   float d = estimate(q, cur);
-  for (int l = max_level_; l > to_level; --l) {
+  for (int l = from_level; l > to_level; --l) {
     for (bool changed = true; changed;) {
       changed = false;
       uint32_t buf[128];
@@ -335,30 +335,7 @@ void GraphIndex::insert(uint32_t node, const Query& q) {
     return;
   }
   if (level <= top_level) el.unlock();  // only a new top level keeps the entry locked
-  uint32_t cur = ep;
-  {
-    // Greedy through the levels above this node's, like descend() but from the captured entry.
-    float d = estimate(q, cur);
-    for (int l = top_level; l > level; --l)
-      for (bool changed = true; changed;) {
-        changed = false;
-        uint32_t buf[128];
-        uint32_t n;
-        {
-          std::lock_guard<std::mutex> g(lock_of(cur));
-          n = link_count(cur, l);
-          std::memcpy(buf, links(cur, l), n * sizeof(uint32_t));
-        }
-        for (uint32_t i = 0; i < n; ++i) {
-          const float e = estimate(q, buf[i]);
-          if (e < d) {
-            d = e;
-            cur = buf[i];
-            changed = true;
-          }
-        }
-      }
-  }
+  const uint32_t cur = descend(q, ep, top_level, level, true);
   std::vector<uint32_t> seeds = level == 0 ? level0_seeds(q, cur, top_level, true) : std::vector<uint32_t>{cur};
   for (int l = std::min(level, top_level); l >= 0; --l) {
     auto w = search_level(q, seeds, opt_.ef_construction, l, true);
@@ -534,7 +511,7 @@ void GraphIndex::relink(uint32_t node, int level, const std::vector<uint8_t>& go
     for (size_t w = 0; w < words_; ++w) sum += 15u * static_cast<uint64_t>(__builtin_popcountll(b[w]));
     q.total = q.lo * float(D) + q.step * float(sum);
     q.scale = 1.0f / std::sqrt(float(D));
-    const uint32_t start = descend(q, level, false);
+    const uint32_t start = descend(q, entry_, max_level_, level, false);
     for (const auto& [d, x] : search_level(q, {start}, opt_.ef_construction, level, false))
       if (!gone[x] && x != node && (level == 0 || level_[x] >= level)) pool.push_back(x);
     std::sort(pool.begin(), pool.end());
@@ -626,23 +603,7 @@ Result<SearchResult> GraphIndex::search(std::span<const float> query, size_t k, 
 
 Result<std::vector<SearchResult>> GraphIndex::search_batch(std::span<const float> queries, size_t k,
                                                            const IdFilter* filter) const {
-  if (queries.size() % dim_ != 0) return invalid_argument("search_batch: queries are not a multiple of the dimension");
-  const size_t nq = queries.size() / dim_;
-  std::vector<SearchResult> out(nq);
-  const int threads = std::max(1, opt_.threads);
-  std::vector<Status> errs(threads);
-  run_parallel(threads, [&](int t) {
-    for (size_t q = t; q < nq; q += threads) {
-      auto r = search_impl(queries.subspan(q * dim_, dim_), k, filter);
-      if (!r.is_ok()) {
-        errs[t] = r.status();
-        return;
-      }
-      out[q] = std::move(r).value();
-    }
-  });
-  for (auto& e : errs) FV_RETURN_IF_ERROR(e);
-  return out;
+  return search_each_in_parallel(queries, dim_, opt_.threads, [&](std::span<const float> q) { return search_impl(q, k, filter); });
 }
 
 Result<SearchResult> GraphIndex::search_impl(std::span<const float> query, size_t k, const IdFilter* filter) const {
@@ -666,7 +627,7 @@ Result<SearchResult> GraphIndex::search_impl(std::span<const float> query, size_
     if (top.size() > ef) top.pop();
   };
   {
-    for (uint32_t s : level0_seeds(q, descend(q, std::min(1, max_level_), false), max_level_, false)) {
+    for (uint32_t s : level0_seeds(q, descend(q, entry_, max_level_, std::min(1, max_level_), false), max_level_, false)) {
       if (vis->test_and_set(s)) continue;
       const float d0 = estimate(q, s);
       cand.emplace(d0, s);

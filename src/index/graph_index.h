@@ -112,7 +112,8 @@ class GraphIndex final : public VectorIndex {
   std::vector<Cand> search_level(const Query& q, const std::vector<uint32_t>& seeds, size_t ef, int level, bool locked) const;
   // The seeds of the level-0 beam: a greedy descent to level 1, then its best entry_width.
   std::vector<uint32_t> level0_seeds(const Query& q, uint32_t from, int from_level, bool locked) const;
-  uint32_t descend(const Query& q, int to_level, bool locked) const;
+  // Greedy from `from` (a node on from_level) down to a node on to_level + 1.
+  uint32_t descend(const Query& q, uint32_t from, int from_level, int to_level, bool locked) const;
   // hnswlib's getNeighborsByHeuristic2: from candidates sorted by distance to the base, keep
   // one unless an already kept neighbour is closer to it than the base is.
   std::vector<uint32_t> select(const std::vector<Cand>& sorted, size_t m) const;

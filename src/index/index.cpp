@@ -1,6 +1,9 @@
 #include "index/index.h"
 
+#include <algorithm>
 #include <cstring>
+
+#include "index/parallel.h"
 
 namespace fv::index {
 
@@ -12,6 +15,27 @@ Result<std::vector<SearchResult>> VectorIndex::search_batch(std::span<const floa
     FV_ASSIGN_OR_RETURN(auto r, search(queries.subspan(q * dim(), dim()), k, filter));
     out.push_back(std::move(r));
   }
+  return out;
+}
+
+Result<std::vector<SearchResult>> search_each_in_parallel(std::span<const float> queries, size_t dim, int threads,
+                                                          const std::function<Result<SearchResult>(std::span<const float>)>& one) {
+  if (dim == 0 || queries.size() % dim != 0) return invalid_argument("search_batch: queries are not a multiple of the dimension");
+  const size_t nq = queries.size() / dim;
+  threads = std::max(1, threads);
+  std::vector<SearchResult> out(nq);
+  std::vector<Status> errs(threads);
+  run_parallel(threads, [&](int t) {
+    for (size_t q = t; q < nq; q += threads) {
+      auto r = one(queries.subspan(q * dim, dim));
+      if (!r.is_ok()) {
+        errs[t] = r.status();
+        return;
+      }
+      out[q] = std::move(r).value();
+    }
+  });
+  for (auto& e : errs) FV_RETURN_IF_ERROR(e);
   return out;
 }
 

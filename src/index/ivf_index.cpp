@@ -330,23 +330,9 @@ Result<SearchResult> IvfIndex::search(std::span<const float> query, size_t k, co
 
 Result<std::vector<SearchResult>> IvfIndex::search_batch(std::span<const float> queries, size_t k,
                                                          const IdFilter* filter) const {
-  if (queries.size() % dim_ != 0) return invalid_argument("search_batch: queries are not a multiple of the dimension");
   // Queries in parallel, each on one thread: cells are too small to split one query well.
-  const size_t nq = queries.size() / dim_;
-  std::vector<SearchResult> out(nq);
-  std::vector<Status> errs(opt_.threads);
-  run_parallel(opt_.threads, [&](int t) {
-    for (size_t q = t; q < nq; q += opt_.threads) {
-      auto r = search_impl(queries.subspan(q * dim_, dim_), k, filter, 1);
-      if (!r.is_ok()) {
-        errs[t] = r.status();
-        return;
-      }
-      out[q] = std::move(r).value();
-    }
-  });
-  for (auto& e : errs) FV_RETURN_IF_ERROR(e);
-  return out;
+  return search_each_in_parallel(queries, dim_, opt_.threads,
+                                 [&](std::span<const float> q) { return search_impl(q, k, filter, 1); });
 }
 
 Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t k, const IdFilter* filter, int threads) const {

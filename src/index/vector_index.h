@@ -81,7 +81,7 @@ class VectorIndex {
  public:
   virtual ~VectorIndex() = default;
 
-  virtual std::string kind() const = 0;  // "exact" or "ivf"
+  virtual std::string kind() const = 0;  // "exact", "ivf" or "hnsw"
   virtual size_t dim() const = 0;
   virtual size_t size() const = 0;
   virtual bool contains(Id id) const = 0;
@@ -104,6 +104,11 @@ class VectorIndex {
 
   virtual Status save(const std::filesystem::path& path, const IndexKey& key) const = 0;
 };
+
+// Runs `one` on each query (dim values each), queries spread over `threads` threads, each
+// query on one thread: search_batch for indexes whose single search does not split well.
+Result<std::vector<SearchResult>> search_each_in_parallel(std::span<const float> queries, size_t dim, int threads,
+                                                          const std::function<Result<SearchResult>(std::span<const float>)>& one);
 
 // Reads a file written by any implementation's save().
 Result<std::unique_ptr<VectorIndex>> load_index(const std::filesystem::path& path, const IndexKey& key);

@@ -62,6 +62,16 @@ std::unique_ptr<index::VectorIndex> build(const std::string& kind, size_t n, siz
   return ix.is_ok() ? std::move(ix).value() : nullptr;
 }
 
+// The plaintext of a sealed index file ("" when it does not open).
+std::string unseal(const fs::path& p, const IndexKey& key) {
+  std::string plain;
+  auto r = index::SealedReader::open(p, key);
+  if (!r.is_ok()) return plain;
+  char c;
+  while ((*r)->read(&c, 1).is_ok()) plain.push_back(c);
+  return plain;
+}
+
 void put(const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary | std::ios::trunc) << bytes; }
 
 // A load that must fail cleanly.
@@ -195,13 +205,7 @@ TEST(SealedIndexContent, WrongContentUnderTheRightKeyIsRefused) {
   ASSERT_TRUE(ivf_index);
   const fs::path saved = tmp.path() / "ivf.fvidx";
   ASSERT_TRUE(ivf_index->save(saved, key).is_ok());
-  std::string plain;
-  {
-    auto r = index::SealedReader::open(saved, key);
-    ASSERT_TRUE(r.is_ok());
-    char c;
-    while ((*r)->read(&c, 1).is_ok()) plain.push_back(c);
-  }
+  const std::string plain = unseal(saved, key);
   ASSERT_GT(plain.size(), 8 + 80u);
   auto reseal = [&](std::string body) {
     craft([&](index::SealedWriter& w) { return w.write(body.data(), body.size()); });
@@ -279,13 +283,7 @@ TEST(SealedIndexContent, DamagedGraphUnderTheRightKeyIsRefused) {
   ASSERT_TRUE(g->remove(std::vector<Id>{7}).is_ok());  // one free node in the file
   const fs::path saved = tmp.path() / "graph.fvidx", p = tmp.path() / "crafted.fvidx";
   ASSERT_TRUE(g->save(saved, key).is_ok());
-  std::string plain;
-  {
-    auto r = index::SealedReader::open(saved, key);
-    ASSERT_TRUE(r.is_ok());
-    char c;
-    while ((*r)->read(&c, 1).is_ok()) plain.push_back(c);
-  }
+  const std::string plain = unseal(saved, key);
   auto reseal = [&](const std::string& body) {
     auto w = index::SealedWriter::create(p, key);
     ASSERT_TRUE(w.is_ok());

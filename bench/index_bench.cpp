@@ -3,7 +3,8 @@
 // synthetic gallery, one configuration per process so that each peak memory is its own.
 //
 //   index_bench --size 1000000 --kind exact|ivf|hnsw|faiss-flat|faiss-hnsw|hnswlib [--threads 1,2]
-//               [--queries 200] [--lfw out/lfw_templates.jsonl] [--nprobe 32] [--rerank 64]
+//               [--queries 200] [--lfw out/lfw_templates.jsonl] [--gallery isotropic|face] [--lfw-order end|spread]
+//               [--nprobe 32] [--rerank 64]
 //               [--store FILE] [--nprobe-sweep 16,64,256] [--hnsw-m 32] [--ef-search 64]
 //               [--ef-construction 40] [--entry-width 16] [--no-truth]
 //   index_bench --kind hnswlib --ef-sweep 16,64,256,1024 …   hnswlib HNSW anchor (float32)
@@ -227,7 +228,7 @@ int vault_start(size_t n, const std::string& dir) {
     std::cerr << st.to_string() << "\n";
     return 2;
   }
-  SyntheticGallery gen({n, 512, 0.85f, 42});
+  SyntheticGallery gen({n, 512, 0.85f, 42, nullptr});
   std::vector<float> v(512);
   const auto t0 = Clock::now();
   {
@@ -297,6 +298,8 @@ int main(int argc, char** argv) {
     else if (a == "--threads") cfg.threads = parse_threads(next());
     else if (a == "--queries") cfg.queries = std::stoull(next());
     else if (a == "--lfw") cfg.lfw = next();
+    else if (a == "--gallery") cfg.gallery = next();
+    else if (a == "--lfw-order") cfg.lfw_order = next();
     else if (a == "--nlist") cfg.ivf.nlist = std::stoull(next());
     else if (a == "--nprobe") cfg.ivf.nprobe = std::stoull(next());
     else if (a == "--rerank") cfg.ivf.rerank = std::stoull(next());

@@ -325,6 +325,10 @@ void add_index_commands(CLI::App& app, int& exit_code) {
   bi->add_flag("--both-threads", b->both_threads, "measure latency with 1 and with 2 threads");
   bi->add_option("--queries", b->cfg.queries, "queries to time");
   bi->add_option("--lfw", b->cfg.lfw, "templates JSONL: LFW gallery mixed in, its mated probes as the queries");
+  bi->add_option("--gallery", b->cfg.gallery, "random templates: isotropic (uniform on the sphere) | face (Gaussian fitted to the --lfw templates)")
+      ->check(CLI::IsMember({"isotropic", "face"}));
+  bi->add_option("--lfw-order", b->cfg.lfw_order, "where the --lfw gallery enters the stream: end | spread (evenly through it)")
+      ->check(CLI::IsMember({"end", "spread"}));
   bi->add_option("--nlist", b->cfg.ivf.nlist, "IVF cells (default 4·√size)");
   bi->add_option("--nprobe", b->cfg.ivf.nprobe, "IVF cells scanned per query");
   bi->add_option("--rerank", b->cfg.ivf.rerank, "candidates re-scored at full precision");

@@ -83,7 +83,14 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     if (lfw_gallery.size() >= cfg.size) return invalid_argument("bench: --size must exceed the LFW gallery");
   }
   const size_t n_syn = cfg.size - lfw_gallery.size();
-  SyntheticGallery gen({n_syn, d, 0.85f, cfg.seed});
+  SyntheticSpec spec{n_syn, d, 0.85f, cfg.seed, nullptr};
+  if (cfg.gallery == "face") {
+    if (lfw.files.empty()) return invalid_argument("bench: --gallery face is fitted to real templates: give them with --lfw");
+    FV_ASSIGN_OR_RETURN(spec.shape, TemplateDistribution::fit(lfw.values, d));
+  } else if (cfg.gallery != "isotropic") {
+    return invalid_argument("bench: unknown gallery shape '" + cfg.gallery + "' (isotropic, face)");
+  }
+  SyntheticGallery gen(spec);
 
   // ---- queries and what counts as their mate
   const size_t nq = cfg.lfw.empty() ? cfg.queries : std::min(cfg.queries, lfw_probes.size());
@@ -134,6 +141,29 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
       }
     });
   };
+  // The LFW gallery, ground truth computed once; LFW template i enters after synthetic
+  // template enter_at[i] ("end": all after the last one).
+  if (cfg.lfw_order != "end" && cfg.lfw_order != "spread")
+    return invalid_argument("bench: unknown LFW order '" + cfg.lfw_order + "' (end, spread)");
+  std::vector<float> lfw_rows(lfw_gallery.size() * d);
+  for (size_t i = 0; i < lfw_gallery.size(); ++i)
+    std::memcpy(lfw_rows.data() + i * d, lfw.values.data() + lfw_gallery[i] * d, d * sizeof(float));
+  ground_truth(lfw_rows.data(), lfw_gallery.size(), static_cast<Id>(n_syn));
+  size_t lfw_next = 0;
+  auto add_lfw_before = [&](size_t synthetic_added) -> Status {  // every LFW template due by then
+    size_t end = lfw_next;
+    while (end < lfw_gallery.size() &&
+           (cfg.lfw_order == "spread" ? (end + 1) * n_syn / (lfw_gallery.size() + 1) : n_syn) <= synthetic_added)
+      ++end;
+    if (end == lfw_next) return Status();
+    std::vector<Id> gid(end - lfw_next);
+    std::iota(gid.begin(), gid.end(), static_cast<Id>(n_syn + lfw_next));
+    const auto t0 = Clock::now();
+    FV_RETURN_IF_ERROR(index->add(gid, std::span<const float>(lfw_rows.data() + lfw_next * d, gid.size() * d)));
+    build_s += secs(t0, Clock::now());
+    lfw_next = end;
+    return Status();
+  };
   constexpr size_t kChunk = 131072;
   std::vector<float> chunk(kChunk * d);
   std::vector<Id> ids(kChunk);
@@ -148,20 +178,11 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     const auto t0 = Clock::now();
     FV_RETURN_IF_ERROR(index->add(std::span<const Id>(ids.data(), m), std::span<const float>(chunk.data(), m * d)));
     build_s += secs(t0, Clock::now());
+    FV_RETURN_IF_ERROR(add_lfw_before(c0 + m));
     if ((c0 / kChunk) % 8 == 7) log("added " + std::to_string(c0 + m) + " / " + std::to_string(cfg.size));
   }
-  if (!lfw_gallery.empty()) {
-    std::vector<float> g(lfw_gallery.size() * d);
-    std::vector<Id> gid(lfw_gallery.size());
-    for (size_t i = 0; i < lfw_gallery.size(); ++i) {
-      std::memcpy(g.data() + i * d, lfw.values.data() + lfw_gallery[i] * d, d * sizeof(float));
-      gid[i] = static_cast<Id>(n_syn + i);
-    }
-    ground_truth(g.data(), g.size() / d, static_cast<Id>(n_syn));
-    const auto t0 = Clock::now();
-    FV_RETURN_IF_ERROR(index->add(gid, g));
-    build_s += secs(t0, Clock::now());
-  }
+  FV_RETURN_IF_ERROR(add_lfw_before(n_syn));
+  sodium_memzero(lfw_rows.data(), lfw_rows.size() * sizeof(float));
   if (auto* ivf = dynamic_cast<IvfIndex*>(index.get())) {
     const auto t0 = Clock::now();
     ivf->shrink();
@@ -218,6 +239,9 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
   j["dim"] = d;
   j["queries"] = nq;
   j["query_source"] = cfg.lfw.empty() ? "synthetic near-duplicates" : "LFW mated probes";
+  j["gallery"] = cfg.gallery;
+  if (!lfw_gallery.empty()) j["lfw_order"] = cfg.lfw_order;
+  if (spec.shape) j["gallery_effective_dim"] = spec.shape->effective_dim();
   j["threads"] = cfg.threads[0];
   j["p50_ms"] = lat["p50_ms"];
   j["p99_ms"] = lat["p99_ms"];

@@ -23,6 +23,12 @@ struct BenchConfig {
   size_t queries = 200;
   size_t k = 10;
   std::string lfw;               // embed JSONL: LFW gallery mixed in, its mated probes are the queries
+  // Shape of the random templates (synthetic.h): "isotropic" (uniform on the sphere) or "face"
+  // (Gaussian with the mean and covariance of the templates in `lfw`, which it then needs).
+  std::string gallery = "isotropic";
+  // Where the LFW gallery enters the stream: "end" (after every synthetic template) or
+  // "spread" (evenly through it, as enrolments of real people would arrive).
+  std::string lfw_order = "end";
   IvfOptions ivf;
   GraphOptions graph;
   uint64_t seed = 42;

@@ -1,5 +1,6 @@
 #include "index/synthetic.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -47,13 +48,91 @@ uint64_t mix(uint64_t a, uint64_t b, uint64_t c) {
 
 }  // namespace
 
+Result<std::shared_ptr<const TemplateDistribution>> TemplateDistribution::fit(std::span<const float> templates, size_t d) {
+  if (d == 0 || templates.size() % d != 0) return invalid_argument("template distribution: rows are not of the dimension");
+  const size_t n = templates.size() / d;
+  if (n <= d) return invalid_argument("template distribution: needs more templates (" + std::to_string(n) + ") than dimensions");
+  std::vector<double> mean(d, 0.0), cov(d * d, 0.0);
+  for (size_t r = 0; r < n; ++r)
+    for (size_t i = 0; i < d; ++i) mean[i] += templates[r * d + i];
+  for (auto& m : mean) m /= double(n);
+  std::vector<double> x(d);
+  for (size_t r = 0; r < n; ++r) {
+    for (size_t i = 0; i < d; ++i) x[i] = templates[r * d + i] - mean[i];
+    for (size_t i = 0; i < d; ++i) {
+      double* row = cov.data() + i * d;
+      const double xi = x[i];
+      for (size_t j = 0; j <= i; ++j) row[j] += xi * x[j];
+    }
+  }
+  double trace = 0, frob = 0;
+  for (size_t i = 0; i < d; ++i)
+    for (size_t j = 0; j <= i; ++j) {
+      double& c = cov[i * d + j];
+      c /= double(n - 1);
+      cov[j * d + i] = c;
+      frob += (i == j ? 1.0 : 2.0) * c * c;
+      if (i == j) trace += c;
+    }
+  if (!(trace > 0)) return invalid_argument("template distribution: the templates do not vary");
+  const double ridge = 1e-6 * trace / double(d);
+  for (size_t i = 0; i < d; ++i) cov[i * d + i] += ridge;
+  // Cholesky, in place in the lower triangle.
+  for (size_t j = 0; j < d; ++j) {
+    double s = cov[j * d + j];
+    for (size_t k = 0; k < j; ++k) s -= cov[j * d + k] * cov[j * d + k];
+    if (!(s > 0)) return invalid_argument("template distribution: covariance is not positive definite");
+    const double l = std::sqrt(s);
+    cov[j * d + j] = l;
+    for (size_t i = j + 1; i < d; ++i) {
+      double t = cov[i * d + j];
+      for (size_t k = 0; k < j; ++k) t -= cov[i * d + k] * cov[j * d + k];
+      cov[i * d + j] = t / l;
+    }
+  }
+  auto dist = std::make_shared<TemplateDistribution>();
+  dist->mean_.assign(mean.begin(), mean.end());
+  dist->lt_.assign(d * d, 0.0f);
+  for (size_t i = 0; i < d; ++i)
+    for (size_t j = 0; j <= i; ++j) dist->lt_[j * d + i] = float(cov[i * d + j]);
+  dist->effective_dim_ = trace * trace / frob;
+  return std::shared_ptr<const TemplateDistribution>(std::move(dist));
+}
+
+void TemplateDistribution::draw(const float* z, float* out, bool centred) const {
+  const size_t d = mean_.size();
+  if (centred) std::fill(out, out + d, 0.0f);
+  else std::copy(mean_.begin(), mean_.end(), out);
+  for (size_t k = 0; k < d; ++k) {  // out += z_k · (column k of L), which is row k of Lᵀ from k on
+    const float zk = z[k];
+    const float* col = lt_.data() + k * d;
+    for (size_t i = k; i < d; ++i) out[i] += zk * col[i];
+  }
+}
+
+void SyntheticGallery::random_template(uint64_t key, float* out) const {
+  const size_t d = spec_.dim;
+  if (!spec_.shape) {
+    gaussian(key, out, d);
+  } else {
+    std::vector<float> z(d);
+    gaussian(key, z.data(), d);
+    spec_.shape->draw(z.data(), out);
+  }
+  normalise(out, d);
+}
+
 void SyntheticGallery::member(uint64_t identity, uint64_t photo, float* out) const {
   const size_t d = spec_.dim;
   std::vector<float> noise(d);
-  gaussian(mix(spec_.seed, identity, 0), out, d);
-  normalise(out, d);
+  random_template(mix(spec_.seed, identity, 0), out);
   gaussian(mix(spec_.seed, identity, photo + 1), noise.data(), d);
-  const float a = spec_.noise / std::sqrt(float(d));
+  float a = spec_.noise / std::sqrt(float(d));  // an isotropic Gaussian of norm ≈ √d
+  if (spec_.shape) {  // a face-shaped deviation, of norm ≈ √trace(Σ) ≈ 1
+    std::vector<float> z = noise;
+    spec_.shape->draw(z.data(), noise.data(), /*centred=*/true);
+    a = spec_.noise;
+  }
   for (size_t i = 0; i < d; ++i) out[i] += a * noise[i];
   normalise(out, d);
 }
@@ -63,8 +142,7 @@ void SyntheticGallery::generate(size_t begin, size_t end, float* out) const {
   for (size_t i = begin; i < end; ++i, out += d) {
     const size_t block = i / kBlock, pos = i % kBlock;
     if (pos >= kClustered) {  // a single-photo identity
-      gaussian(mix(spec_.seed, ~uint64_t(i), 7), out, d);
-      normalise(out, d);
+      random_template(mix(spec_.seed, ~uint64_t(i), 7), out);
       continue;
     }
     size_t c = 0;

@@ -47,7 +47,7 @@ using index::load_index;
 
 std::vector<float> gallery(size_t n, size_t d, uint64_t seed = 7) {
   std::vector<float> v(n * d);
-  index::SyntheticGallery({n, d, 0.85f, seed}).generate(0, n, v.data());
+  index::SyntheticGallery({n, d, 0.85f, seed, nullptr}).generate(0, n, v.data());
   return v;
 }
 

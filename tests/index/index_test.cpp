@@ -38,7 +38,7 @@ std::string slurp(const fs::path& p) {
 // A clustered synthetic gallery (see synthetic.h): n templates of dimension d.
 std::vector<float> gallery(size_t n, size_t d, uint64_t seed = 7) {
   std::vector<float> v(n * d);
-  SyntheticGallery({n, d, 0.85f, seed}).generate(0, n, v.data());
+  SyntheticGallery({n, d, 0.85f, seed, nullptr}).generate(0, n, v.data());
   return v;
 }
 
@@ -450,7 +450,7 @@ TEST(GraphIndex, RemovalOverwritesTheCodeAndReusesTheSlot) {
   // The next add takes the freed node: the arrays do not grow.
   const size_t before = g->code_memory().size();
   std::vector<float> extra(d);
-  SyntheticGallery({n + 1, d, 0.85f, 99}).generate(n, n + 1, extra.data());
+  SyntheticGallery({n + 1, d, 0.85f, 99, nullptr}).generate(n, n + 1, extra.data());
   ASSERT_TRUE(g->add(std::vector<Id>{5000}, extra).is_ok());
   EXPECT_EQ(g->code_memory().size(), before);
   EXPECT_EQ(g->size(), n);
@@ -554,7 +554,7 @@ TEST(GraphIndex, RefusesBadOptionsAndDamagedFiles) {
 // ------------------------------------------------------------------ synthetic data, bench
 
 TEST(Synthetic, DeterministicClusteredAndQueriesHaveMates) {
-  SyntheticGallery g({1000, 512, 0.85f, 3});
+  SyntheticGallery g({1000, 512, 0.85f, 3, nullptr});
   std::vector<float> a(10 * 512), b(512);
   g.generate(0, 10, a.data());
   g.generate(3, 4, b.data());
@@ -570,6 +570,55 @@ TEST(Synthetic, DeterministicClusteredAndQueriesHaveMates) {
   std::vector<float> m(512);
   g.generate(mates[0], mates[0] + 1, m.data());
   EXPECT_GT(kernels::dot_f32_ref(b.data(), m.data(), 512), 0.35);
+}
+
+// A face-shaped gallery follows the templates it was fitted to: here "templates" that fill
+// only the first 32 of 128 dimensions, with variances 1..32 (participation ratio ≈ 24).
+TEST(Synthetic, FaceShapedGalleryFollowsTheFittedTemplates) {
+  const size_t d = 128, sub = 32, n = 4000;
+  std::vector<float> real(n * d, 0.0f);
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> g;
+  for (size_t r = 0; r < n; ++r) {
+    float* x = real.data() + r * d;
+    for (size_t i = 0; i < sub; ++i) x[i] = std::sqrt(float(i + 1)) * g(rng);
+    float s = 0;
+    for (size_t i = 0; i < d; ++i) s += x[i] * x[i];
+    for (size_t i = 0; i < d; ++i) x[i] /= std::sqrt(s);
+  }
+  auto shape = TemplateDistribution::fit(real, d);
+  ASSERT_TRUE(shape.is_ok()) << shape.status().to_string();
+  EXPECT_NEAR((*shape)->effective_dim(), 24.0, 3.0);
+
+  const size_t m = 500;
+  SyntheticGallery face({m, d, 0.85f, 3, *shape}), iso({m, d, 0.85f, 3, nullptr});
+  std::vector<float> a(m * d), b(m * d), again(d);
+  face.generate(0, m, a.data());
+  iso.generate(0, m, b.data());
+  face.generate(77, 78, again.data());
+  EXPECT_TRUE(std::equal(again.begin(), again.end(), a.begin() + 77 * d));
+  double outside = 0, spread_face = 0, spread_iso = 0;
+  for (size_t r = 0; r < m; ++r) {
+    EXPECT_NEAR(kernels::dot_f32_ref(a.data() + r * d, a.data() + r * d, d), 1.0f, 1e-4);
+    for (size_t i = sub; i < d; ++i) outside += double(a[r * d + i]) * a[r * d + i];
+    if (r % 100 >= 35 && r + 1 < m && (r + 1) % 100 >= 35) {  // two single-photo identities
+      spread_face += std::pow(kernels::dot_f32_ref(a.data() + r * d, a.data() + (r + 1) * d, d), 2);
+      spread_iso += std::pow(kernels::dot_f32_ref(b.data() + r * d, b.data() + (r + 1) * d, d), 2);
+    }
+  }
+  EXPECT_LT(outside / m, 0.01);  // the energy stays in the fitted subspace
+  EXPECT_GT(spread_face, 2.0 * spread_iso);  // strangers spread wider than on the sphere
+  // Two photos of one clustered identity are still close (positions 2..4: one identity).
+  EXPECT_NEAR(kernels::dot_f32_ref(a.data() + 2 * d, a.data() + 3 * d, d), 0.58, 0.15);
+
+  EXPECT_FALSE(TemplateDistribution::fit(std::span<const float>(real.data(), d * d), d).is_ok());  // n ≤ d
+  EXPECT_FALSE(TemplateDistribution::fit(std::span<const float>(real.data(), d * 200 + 1), d).is_ok());
+  BenchConfig c;
+  c.size = 5000;
+  c.gallery = "face";  // fitted to --lfw templates, none given
+  EXPECT_FALSE(run_index_bench(c, production_factory()).is_ok());
+  c.gallery = "round";
+  EXPECT_FALSE(run_index_bench(c, production_factory()).is_ok());
 }
 
 TEST(Bench, SmallRunReportsEveryField) {
@@ -589,6 +638,56 @@ TEST(Bench, SmallRunReportsEveryField) {
     EXPECT_GT((*r)["recall_at_10"].get<double>(), 0.5) << kind;
     EXPECT_GT((*r)["mate_at_rank1"].get<double>(), 0.9) << kind;
   }
+}
+
+// Real templates mixed in (here: 40 identities × 3 photos written as `facevault embed`
+// output): at the end of the stream or spread through it, the same data and the same truth.
+TEST(Bench, MixesTheRealGalleryInAtTheEndOrSpreadThroughTheStream) {
+  const size_t d = 128;
+  const fs::path dir = temp_dir("bench_lfw");
+  const fs::path file = dir / "templates.jsonl";
+  {
+    std::ofstream out(file);
+    std::mt19937_64 rng(11);
+    std::normal_distribution<float> g;
+    for (int id = 0; id < 40; ++id) {
+      std::vector<float> centre(d);
+      for (auto& v : centre) v = g(rng);
+      for (int photo = 1; photo <= 3; ++photo) {
+        std::vector<float> t(d);
+        float s = 0;
+        for (size_t i = 0; i < d; ++i) s += (t[i] = centre[i] + 0.6f * g(rng)) * t[i];
+        out << "{\"file\":\"/lfw/p" << id << "/p" << id << "_" << photo << ".jpg\",\"width\":10,\"height\":10,"
+            << "\"faces\":[{\"box\":[0,0,10,10],\"template\":[";
+        for (size_t i = 0; i < d; ++i) out << (i ? "," : "") << t[i] / std::sqrt(s);
+        out << "]}]}\n";
+      }
+    }
+  }
+  for (const char* order : {"end", "spread"}) {
+    BenchConfig c;
+    c.size = 20000;
+    c.dim = d;
+    c.kind = "hnsw";
+    c.queries = 80;
+    c.removals = 0;
+    c.lfw = file.string();
+    c.lfw_order = order;
+    auto r = run_index_bench(c, production_factory());
+    ASSERT_TRUE(r.is_ok()) << order << ": " << r.status().to_string();
+    EXPECT_EQ((*r)["size"], 20000u) << order;
+    EXPECT_EQ((*r)["lfw_order"], order);
+    EXPECT_EQ((*r)["query_source"], "LFW mated probes");
+    EXPECT_GT((*r)["mate_at_rank1"].get<double>(), 0.95) << order;
+    EXPECT_GT((*r)["recall_at_1"].get<double>(), 0.95) << order;  // the mate, found as exact search finds it
+  }
+  BenchConfig c;
+  c.size = 20000;
+  c.dim = d;
+  c.lfw = file.string();
+  c.lfw_order = "first";
+  EXPECT_FALSE(run_index_bench(c, production_factory()).is_ok());
+  fs::remove_all(dir);
 }
 
 }  // namespace

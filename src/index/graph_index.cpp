@@ -281,10 +281,33 @@ std::vector<GraphIndex::Cand> GraphIndex::search_level(const Query& q, const std
   return out;
 }
 
+std::vector<uint32_t> GraphIndex::best_hubs(const Query& q, size_t width) const {
+  std::vector<Cand> best;
+  best.reserve(width + 1);
+  const size_t n = hubs_.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (i + 8 < n) __builtin_prefetch(bits_.data() + size_t(hubs_[i + 8]) * words_);
+    const Cand c(estimate(q, hubs_[i]), hubs_[i]);
+    if (best.size() < width) {
+      best.push_back(c);
+      std::push_heap(best.begin(), best.end());
+    } else if (c < best.front()) {  // ties by node: the same hubs in any order (a loaded index)
+      std::pop_heap(best.begin(), best.end());
+      best.back() = c;
+      std::push_heap(best.begin(), best.end());
+    }
+  }
+  std::vector<uint32_t> out;
+  for (const auto& [e, x] : best) out.push_back(x);
+  return out;
+}
+
 std::vector<uint32_t> GraphIndex::level0_seeds(const Query& q, uint32_t from, int from_level, bool locked) const {
   if (from_level < 1 || opt_.entry_width <= 1) return {from};
+  std::vector<uint32_t> seeds = best_hubs(q, opt_.entry_width);
+  seeds.push_back(from);
   std::vector<uint32_t> out;
-  for (const auto& [d, x] : search_level(q, {from}, opt_.entry_width, 1, locked)) out.push_back(x);
+  for (const auto& [d, x] : search_level(q, seeds, opt_.entry_width, 1, locked)) out.push_back(x);
   return out;
 }
 
@@ -453,6 +476,7 @@ Status GraphIndex::add(std::span<const Id> ids, std::span<const float> vectors) 
       level_[nd] = static_cast<uint8_t>(draw_level(nd));
       count0_[nd] = 0;
       if (level_[nd] > 0) upper_[nd].assign(size_t(level_[nd]) * (opt_.m + 1), 0);
+      if (level_[nd] >= kHubLevel) hubs_.push_back(nd);  // before the threads start: read-only while they insert
     }
     sodium_memzero(recs.data(), recs.size());
     // Linking. The first node of an empty graph is inserted alone (it becomes the entry).
@@ -581,6 +605,7 @@ Result<size_t> GraphIndex::remove(std::span<const Id> ids) {
     a_[d] = 0;
     std::fill(links0_.begin() + size_t(d) * r0, links0_.begin() + size_t(d + 1) * r0, 0u);
     count0_[d] = 0;
+    if (level_[d] >= kHubLevel) hubs_.erase(std::find(hubs_.begin(), hubs_.end(), d));
     level_[d] = 0;
     upper_.erase(d);
     ids_[d] = kFree;
@@ -741,6 +766,10 @@ Status GraphIndex::check() const {
   }
   if (live_ && (entry_ == kNone || ids_[entry_] == kFree || level_[entry_] != max_level_))
     return internal_error("graph: bad entry point");
+  size_t hubs = 0;
+  for (size_t i = 0; i < n; ++i) hubs += ids_[i] != kFree && level_[i] >= kHubLevel;
+  if (hubs != hubs_.size() || std::any_of(hubs_.begin(), hubs_.end(), [&](uint32_t h) { return h >= n || ids_[h] == kFree || level_[h] < kHubLevel; }))
+    return internal_error("graph: the hub list does not match the levels");
   return Status::ok();
 }
 
@@ -829,6 +858,7 @@ Result<std::unique_ptr<GraphIndex>> GraphIndex::load_body(SealedReader& in) {
     }
     if (!seen.insert(g->ids_[i]).second) return corrupt_data("index file: a graph id is repeated");
     if (g->level_[i] > 0 && !g->upper_.count(static_cast<uint32_t>(i))) return corrupt_data("index file: bad upper level");
+    if (g->level_[i] >= kHubLevel) g->hubs_.push_back(static_cast<uint32_t>(i));
     FV_RETURN_IF_ERROR(in.read(rec.data(), rec.size()));
     FV_RETURN_IF_ERROR(g->store_->put(rec.data(), 1, &g->slot_[i]));
     ++count;

@@ -110,8 +110,11 @@ class GraphIndex final : public VectorIndex {
   // Beam search on one level from `entry`; returns up to ef (distance, node) best first.
   using Cand = std::pair<float, uint32_t>;
   std::vector<Cand> search_level(const Query& q, const std::vector<uint32_t>& seeds, size_t ef, int level, bool locked) const;
-  // The seeds of the level-0 beam: a greedy descent to level 1, then its best entry_width.
+  // The seeds of the level-0 beam: the best entry_width nodes of a beam on level 1 that starts
+  // from a greedy descent's end and from the best entry_width hubs.
   std::vector<uint32_t> level0_seeds(const Query& q, uint32_t from, int from_level, bool locked) const;
+  // The best `width` hubs for q, every hub's code scored.
+  std::vector<uint32_t> best_hubs(const Query& q, size_t width) const;
   // Greedy from `from` (a node on from_level) down to a node on to_level + 1.
   uint32_t descend(const Query& q, uint32_t from, int from_level, int to_level, bool locked) const;
   // hnswlib's getNeighborsByHeuristic2: from candidates sorted by distance to the base, keep
@@ -138,6 +141,12 @@ class GraphIndex final : public VectorIndex {
   std::vector<uint8_t> level_;    // nodes
   // Upper levels of the nodes that have them (~1/m of all): per level, a count and m links.
   std::unordered_map<uint32_t, std::vector<uint32_t>> upper_;
+  // Hubs: the nodes on level ≥ kHubLevel (1 in m², 39 k at 10 M), all scored at the start of a
+  // search. Greedy routing from the top enters a region of the gallery only through the few
+  // links that lead into it; a small population that differs from the rest (a batch enrolled
+  // late, a region the top levels barely cover) is reached more reliably from the best hubs.
+  static constexpr int kHubLevel = 2;
+  std::vector<uint32_t> hubs_;
   std::vector<Id> ids_;           // kFree for a free slot
   std::vector<uint32_t> slot_;    // re-rank record of each node
   std::vector<uint32_t> free_;

@@ -141,8 +141,8 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
       }
     });
   };
-  // The LFW gallery, ground truth computed once; LFW template i enters after synthetic
-  // template enter_at[i] ("end": all after the last one).
+  // The LFW gallery, ground truth computed once. LFW template i enters once (i + 1)·n_syn /
+  // (n_lfw + 1) synthetic ones are in ("spread"), or after the last of them ("end").
   if (cfg.lfw_order != "end" && cfg.lfw_order != "spread")
     return invalid_argument("bench: unknown LFW order '" + cfg.lfw_order + "' (end, spread)");
   std::vector<float> lfw_rows(lfw_gallery.size() * d);
@@ -150,7 +150,7 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     std::memcpy(lfw_rows.data() + i * d, lfw.values.data() + lfw_gallery[i] * d, d * sizeof(float));
   ground_truth(lfw_rows.data(), lfw_gallery.size(), static_cast<Id>(n_syn));
   size_t lfw_next = 0;
-  auto add_lfw_before = [&](size_t synthetic_added) -> Status {  // every LFW template due by then
+  auto add_lfw_due = [&](size_t synthetic_added) -> Status {  // every LFW template due by then
     size_t end = lfw_next;
     while (end < lfw_gallery.size() &&
            (cfg.lfw_order == "spread" ? (end + 1) * n_syn / (lfw_gallery.size() + 1) : n_syn) <= synthetic_added)
@@ -178,10 +178,10 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     const auto t0 = Clock::now();
     FV_RETURN_IF_ERROR(index->add(std::span<const Id>(ids.data(), m), std::span<const float>(chunk.data(), m * d)));
     build_s += secs(t0, Clock::now());
-    FV_RETURN_IF_ERROR(add_lfw_before(c0 + m));
+    FV_RETURN_IF_ERROR(add_lfw_due(c0 + m));
     if ((c0 / kChunk) % 8 == 7) log("added " + std::to_string(c0 + m) + " / " + std::to_string(cfg.size));
   }
-  FV_RETURN_IF_ERROR(add_lfw_before(n_syn));
+  FV_RETURN_IF_ERROR(add_lfw_due(n_syn));
   sodium_memzero(lfw_rows.data(), lfw_rows.size() * sizeof(float));
   if (auto* ivf = dynamic_cast<IvfIndex*>(index.get())) {
     const auto t0 = Clock::now();

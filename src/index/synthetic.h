@@ -52,7 +52,7 @@ struct SyntheticSpec {
   size_t dim = 512;
   float noise = 0.85f;
   uint64_t seed = 42;
-  std::shared_ptr<const TemplateDistribution> shape;  // null: isotropic
+  std::shared_ptr<const TemplateDistribution> shape;  // null: isotropic; else of dimension `dim`
 };
 
 class SyntheticGallery {

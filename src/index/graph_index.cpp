@@ -100,7 +100,7 @@ Result<std::unique_ptr<GraphIndex>> GraphIndex::create(size_t dim, GraphOptions 
   if (o.ef_construction < o.m) return invalid_argument("graph index: ef_construction must be at least m");
   std::unique_ptr<GraphIndex> g(new GraphIndex(dim, std::move(o)));
   g->make_rotation();
-  FV_ASSIGN_OR_RETURN(g->store_, RecordStore::create(dim + sizeof(float), g->opt_.store_path));
+  FV_ASSIGN_OR_RETURN(g->store_, RecordStore::create(RerankRecord::bytes(dim), g->opt_.store_path));
   return g;
 }
 
@@ -429,9 +429,9 @@ Status GraphIndex::add(std::span<const Id> ids, std::span<const float> vectors) 
       if (node[i] < ids_.size()) free_.push_back(node[i]);
     return st;
   }
-  const size_t rb = dim_ + sizeof(float);
+  const size_t rb = RerankRecord::bytes(dim_) / sizeof(int16_t);  // int16 units
   constexpr size_t kChunk = 16384;
-  SecureBuffer<uint8_t> recs;
+  SecureBuffer<int16_t> recs;
   recs.resize(std::min(kChunk, ids.size()) * rb);
   std::vector<uint32_t> slots(kChunk);
   const int threads = std::max(1, opt_.threads);
@@ -454,19 +454,17 @@ Status GraphIndex::add(std::span<const Id> ids, std::span<const float> vectors) 
           l2 += double(q.rot[j]) * q.rot[j];
         }
         a_[nd] = l2 > 0 ? static_cast<float>(l1 / std::sqrt(double(q.rot.size()) * l2)) : 1.0f;
-        uint8_t* r = recs.data() + i * rb;
-        const float s = kernels::quantize_u8(x, dim_, r);
-        std::memcpy(r + dim_, &s, sizeof s);
+        RerankRecord::encode(x, dim_, recs.data() + i * rb);
       }
       sodium_memzero(q.rot.data(), q.rot.size() * sizeof(float));
     });
-    if (Status st = store_->put(recs.data(), m, slots.data(), threads); !st.is_ok()) {
+    if (Status st = store_->put(reinterpret_cast<const uint8_t*>(recs.data()), m, slots.data(), threads); !st.is_ok()) {
       // Nothing of this chunk or later ones is linked yet: give their nodes back.
       for (size_t i = c0; i < ids.size(); ++i) {
         std::fill(bits_.data() + size_t(node[i]) * words_, bits_.data() + size_t(node[i] + 1) * words_, 0);
         free_.push_back(node[i]);
       }
-      sodium_memzero(recs.data(), recs.size());
+      sodium_memzero(recs.data(), recs.size() * sizeof(int16_t));
       return st;
     }
     for (size_t i = 0; i < m; ++i) {
@@ -478,7 +476,7 @@ Status GraphIndex::add(std::span<const Id> ids, std::span<const float> vectors) 
       if (level_[nd] > 0) upper_[nd].assign(size_t(level_[nd]) * (opt_.m + 1), 0);
       if (level_[nd] >= kHubLevel) hubs_.push_back(nd);  // before the threads start: read-only while they insert
     }
-    sodium_memzero(recs.data(), recs.size());
+    sodium_memzero(recs.data(), recs.size() * sizeof(int16_t));
     // Linking. The first node of an empty graph is inserted alone (it becomes the entry).
     size_t first = 0;
     if (entry_ == kNone) {
@@ -701,23 +699,17 @@ Result<SearchResult> GraphIndex::search_impl(std::span<const float> query, size_
   for (size_t i = cands.size(); i-- > 0; top.pop()) cands[i] = top.top();
   const size_t R = std::max(k, opt_.rerank ? opt_.rerank : ef);
   if (cands.size() > R) cands.resize(R);
-  // Exact re-rank on the full-dimension int8 records.
-  int8_t q8[4096];
-  const float qs = kernels::quantize_s8(query.data(), dim_, q8);
-  int32_t qsum = 0;
-  for (size_t i = 0; i < dim_; ++i) qsum += q8[i];
+  // Exact re-rank on the full-dimension records, against the float query.
   TopK best(k);
-  std::vector<uint8_t> rec(dim_ + sizeof(float));
+  std::vector<int16_t> rec(RerankRecord::bytes(dim_) / sizeof(int16_t));
   for (const auto& [e, nd] : cands) {
-    if (Status st = store_->get(slot_[nd], rec.data()); !st.is_ok()) {
-      sodium_memzero(rec.data(), rec.size());
+    if (Status st = store_->get(slot_[nd], reinterpret_cast<uint8_t*>(rec.data())); !st.is_ok()) {
+      sodium_memzero(rec.data(), rec.size() * sizeof(int16_t));
       return st;
     }
-    float gs;
-    std::memcpy(&gs, rec.data() + dim_, sizeof gs);
-    best.push(static_cast<float>(kernels::dot_u8s8(rec.data(), q8, dim_) - 128 * qsum) * gs * qs, ids_[nd]);
+    best.push(RerankRecord::score(rec.data(), query.data(), dim_), ids_[nd]);
   }
-  sodium_memzero(rec.data(), rec.size());
+  sodium_memzero(rec.data(), rec.size() * sizeof(int16_t));
   sodium_memzero(q.rot.data(), q.rot.size() * sizeof(float));
   return best.result();
 }
@@ -792,7 +784,7 @@ Status GraphIndex::save_body(SealedWriter& out) const {
       up.insert(up.end(), it->second.begin(), it->second.end());
     }
   FV_RETURN_IF_ERROR(out.write_vec(up.data(), up.size()));
-  std::vector<uint8_t> rec(dim_ + sizeof(float));
+  std::vector<uint8_t> rec(RerankRecord::bytes(dim_));
   for (size_t i = 0; i < ids_.size(); ++i) {
     if (ids_[i] == kFree) continue;
     FV_RETURN_IF_ERROR(store_->get(slot_[i], rec.data()));
@@ -804,7 +796,7 @@ Status GraphIndex::save_body(SealedWriter& out) const {
 
 Status GraphIndex::save(const std::filesystem::path& path, const IndexKey& key) const {
   FV_ASSIGN_OR_RETURN(auto out, SealedWriter::create(path, key));
-  const char tag[8] = {'h', 'n', 's', 'w', 0, 0, 0, 1};
+  const char tag[8] = {'h', 'n', 's', 'w', 0, 0, 0, 2};  // 2: 16-bit re-rank records
   FV_RETURN_IF_ERROR(out->write(tag, 8));
   FV_RETURN_IF_ERROR(save_body(*out));
   return out->finish();
@@ -852,7 +844,7 @@ Result<std::unique_ptr<GraphIndex>> GraphIndex::load_body(SealedReader& in) {
   g->slot_.assign(n, 0);
   size_t count = 0;
   std::unordered_set<Id> seen;
-  std::vector<uint8_t> rec(dim + sizeof(float));
+  std::vector<uint8_t> rec(RerankRecord::bytes(dim));
   for (size_t i = 0; i < n; ++i) {
     if (g->ids_[i] == kFree) {
       g->free_.push_back(static_cast<uint32_t>(i));

@@ -15,8 +15,8 @@
 //            eligible ones enter the result list, and the beam does not stop before it holds
 //            ef eligible ones (or has walked a bounded part of the graph, after which the codes
 //            of every node are scanned with the filter: k eligible results always come back).
-//            The best `rerank` by estimate are re-scored exactly from the RecordStore (int8
-//            full-dimension templates, in memory or encrypted on disk).
+//            The best `rerank` by estimate are re-scored exactly from the RecordStore (16-bit
+//            full-dimension records, RerankRecord; in memory or encrypted on disk).
 //   remove:  physical at once. Every node that linked to a removed one is re-linked (its other
 //            links plus the removed node's links, chosen again by the heuristic), the removed
 //            node's code, links and id are zeroed, its re-rank record erased, and its slot is

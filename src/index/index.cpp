@@ -46,10 +46,13 @@ Result<std::unique_ptr<VectorIndex>> load_index(const std::filesystem::path& pat
   std::unique_ptr<VectorIndex> idx;
   if (std::memcmp(tag, "exact\0\0\1", 8) == 0) {
     FV_ASSIGN_OR_RETURN(idx, ExactIndex::load_body(*in));
-  } else if (std::memcmp(tag, "ivf\0\0\0\0\1", 8) == 0) {
+  } else if (std::memcmp(tag, "ivf\0\0\0\0\2", 8) == 0) {
     FV_ASSIGN_OR_RETURN(idx, IvfIndex::load_body(*in));
-  } else if (std::memcmp(tag, "hnsw\0\0\0\1", 8) == 0) {
+  } else if (std::memcmp(tag, "hnsw\0\0\0\2", 8) == 0) {
     FV_ASSIGN_OR_RETURN(idx, GraphIndex::load_body(*in));
+  } else if (std::memcmp(tag, "ivf\0\0\0\0\1", 8) == 0 || std::memcmp(tag, "hnsw\0\0\0\1", 8) == 0) {
+    // Version 1 kept int8 re-rank records; the index is a cache of the vault: rebuild it.
+    return corrupt_data(path.string() + ": an index saved by an older facevault (8-bit re-rank records): rebuild it");
   } else {
     return corrupt_data(path.string() + ": unknown index kind");
   }

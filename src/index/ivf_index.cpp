@@ -225,7 +225,7 @@ Status IvfIndex::train(std::span<const float> sample) {
   sodium_memzero(y.data(), y.size() * sizeof(float));
   lists_.clear();
   lists_.resize(nlist);
-  FV_ASSIGN_OR_RETURN(store_, RecordStore::create(dim_ + sizeof(float), opt_.store_path));
+  FV_ASSIGN_OR_RETURN(store_, RecordStore::create(RerankRecord::bytes(dim_), opt_.store_path));
   trained_ = true;
   return Status::ok();
 }
@@ -244,7 +244,7 @@ Status IvfIndex::add(std::span<const Id> ids, std::span<const float> vectors) {
   for (const auto& l : lists_)
     for (Id id : l.ids)
       if (fresh.count(id)) return invalid_argument("add: id " + std::to_string(id) + " is already in the index");
-  const size_t cb = cd_ / 2, rb = dim_ + sizeof(float);
+  const size_t cb = cd_ / 2, rb = RerankRecord::bytes(dim_) / sizeof(int16_t);  // rb in int16 units
   constexpr size_t kChunk = 16384;
   // Cell assignment needs only the nearest centroid: a narrower graph search than queries
   // use (adds and removals are not concurrent with searches, see vector_index.h).
@@ -255,7 +255,7 @@ Status IvfIndex::add(std::span<const Id> ids, std::span<const float> vectors) {
   } restore{this};
   std::vector<uint32_t> cell(kChunk), slots(kChunk);
   std::vector<uint8_t> codes(kChunk * cb);
-  SecureBuffer<uint8_t> recs;
+  SecureBuffer<int16_t> recs;
   recs.resize(kChunk * rb);
   for (size_t c0 = 0; c0 < ids.size(); c0 += kChunk) {
     const size_t m = std::min(kChunk, ids.size() - c0);
@@ -267,12 +267,10 @@ Status IvfIndex::add(std::span<const Id> ids, std::span<const float> vectors) {
         project(x, y);
         cell[i] = static_cast<uint32_t>(nearest_list(y));
         encode(y, codes.data() + i * cb);
-        uint8_t* r = recs.data() + i * rb;
-        const float s = kernels::quantize_u8(x, dim_, r);
-        std::memcpy(r + dim_, &s, sizeof s);
+        RerankRecord::encode(x, dim_, recs.data() + i * rb);
       }
     });
-    FV_RETURN_IF_ERROR(store_->put(recs.data(), m, slots.data(), opt_.threads));
+    FV_RETURN_IF_ERROR(store_->put(reinterpret_cast<const uint8_t*>(recs.data()), m, slots.data(), opt_.threads));
     for (size_t i = 0; i < m; ++i) {
       List& l = lists_[cell[i]];
       l.codes.append(codes.data() + i * cb, cb);
@@ -280,7 +278,7 @@ Status IvfIndex::add(std::span<const Id> ids, std::span<const float> vectors) {
       l.recs.push_back(slots[i]);
     }
     sodium_memzero(codes.data(), codes.size());
-    sodium_memzero(recs.data(), recs.size());
+    sodium_memzero(recs.data(), recs.size() * sizeof(int16_t));
   }
   size_ += ids.size();
   return Status::ok();
@@ -385,33 +383,26 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
   searches_.fetch_add(1, std::memory_order_relaxed);
   scanned_.fetch_add(std::accumulate(scanned.begin(), scanned.end(), size_t(0)), std::memory_order_relaxed);
 
-  // Exact re-rank on the full-dimension int8 codes.
-  int8_t q8[4096];
-  const float qs = kernels::quantize_s8(query.data(), dim_, q8);
-  int32_t qsum = 0;
-  for (size_t i = 0; i < dim_; ++i) qsum += q8[i];
+  // Exact re-rank on the full-dimension records.
   const auto cands = cand.sorted();
   const int rt = cands.size() >= 64 ? threads : 1;
   std::vector<TopK> best(rt, TopK(k));
   std::vector<Status> errs(rt);
   run_parallel(rt, [&](int t) {
     auto [b, e] = split_range(cands.size(), rt, t);
-    std::vector<uint8_t> rec(dim_ + sizeof(float));
+    std::vector<int16_t> rec(RerankRecord::bytes(dim_) / sizeof(int16_t));
     for (size_t i = b; i < e; ++i) {
       const uint64_t code = static_cast<uint64_t>(cands[i].second);
       const List& l = lists_[code >> 32];
       const size_t p = code & 0xffffffffu;
-      Status st = store_->get(l.recs[p], rec.data());
+      Status st = store_->get(l.recs[p], reinterpret_cast<uint8_t*>(rec.data()));
       if (!st.is_ok()) {
         errs[t] = st;
         break;
       }
-      float gs;
-      std::memcpy(&gs, rec.data() + dim_, sizeof gs);
-      const float s = static_cast<float>(kernels::dot_u8s8(rec.data(), q8, dim_) - 128 * qsum) * gs * qs;
-      best[t].push(s, l.ids[p]);
+      best[t].push(RerankRecord::score(rec.data(), query.data(), dim_), l.ids[p]);
     }
-    sodium_memzero(rec.data(), rec.size());
+    sodium_memzero(rec.data(), rec.size() * sizeof(int16_t));
   });
   for (auto& e : errs) FV_RETURN_IF_ERROR(e);
   for (int t = 1; t < rt; ++t) best[0].merge(best[t]);
@@ -448,7 +439,7 @@ Status IvfIndex::save_body(SealedWriter& out) const {
   std::vector<float> cent(lists_.size() * cd_);
   for (size_t c = 0; c < lists_.size(); ++c) std::memcpy(cent.data() + c * cd_, centroids_.data() + c * (cd_ + 1), cd_ * sizeof(float));
   FV_RETURN_IF_ERROR(out.write_vec(cent.data(), cent.size()));
-  std::vector<uint8_t> rec(dim_ + sizeof(float));
+  std::vector<uint8_t> rec(RerankRecord::bytes(dim_));
   for (const auto& l : lists_) {
     FV_RETURN_IF_ERROR(out.write_vec(l.ids.data(), l.ids.size()));
     FV_RETURN_IF_ERROR(out.write_vec(l.codes.data(), l.codes.size()));
@@ -463,7 +454,7 @@ Status IvfIndex::save_body(SealedWriter& out) const {
 
 Status IvfIndex::save(const std::filesystem::path& path, const IndexKey& key) const {
   FV_ASSIGN_OR_RETURN(auto out, SealedWriter::create(path, key));
-  const char tag[8] = {'i', 'v', 'f', 0, 0, 0, 0, 1};
+  const char tag[8] = {'i', 'v', 'f', 0, 0, 0, 0, 2};  // 2: 16-bit re-rank records
   FV_RETURN_IF_ERROR(out->write(tag, 8));
   FV_RETURN_IF_ERROR(save_body(*out));
   return out->finish();
@@ -499,9 +490,9 @@ Result<std::unique_ptr<IvfIndex>> IvfIndex::load_body(SealedReader& in) {
       cent.size() != nlist * cd)
     return corrupt_data("index file: inconsistent IVF arrays");
   FV_RETURN_IF_ERROR(idx->build_quantizer(cent.data(), nlist));
-  FV_ASSIGN_OR_RETURN(idx->store_, RecordStore::create(dim + sizeof(float), {}));
+  FV_ASSIGN_OR_RETURN(idx->store_, RecordStore::create(RerankRecord::bytes(dim), {}));
   idx->lists_.resize(nlist);
-  std::vector<uint8_t> rec(dim + sizeof(float));
+  std::vector<uint8_t> rec(RerankRecord::bytes(dim));
   for (auto& l : idx->lists_) {
     FV_RETURN_IF_ERROR((in.read_vec<Id>(l.ids, kMax)));
     FV_RETURN_IF_ERROR((in.read_vec<uint8_t>(l.codes, kMax)));

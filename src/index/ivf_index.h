@@ -8,8 +8,8 @@
 //   search: the query's `nprobe` nearest cells are scanned with the 4-bit kernel, keeping the
 //           best `rerank` eligible candidates (filter applied while scanning; more cells are
 //           scanned when fewer than k eligible ones were found); those are re-scored exactly
-//           on int8 full-dimension codes from the RecordStore (in memory, or encrypted on
-//           disk), and the best k returned.
+//           from their 16-bit records (RerankRecord) in the RecordStore (in memory, or
+//           encrypted on disk), and the best k returned.
 //   remove: swap-remove inside the cell (the moved code overwrites the removed one, the
 //           vacated tail is zeroed) and erase of the re-rank record: physical at once.
 #pragma once

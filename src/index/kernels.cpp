@@ -39,6 +39,12 @@ float f32_scalar(const float* a, const float* b, size_t dim) {
   return s;
 }
 
+float s16f32_scalar(const int16_t* g, const float* q, size_t dim) {
+  float s = 0;
+  for (size_t i = 0; i < dim; ++i) s += float(g[i]) * q[i];
+  return s;
+}
+
 void u8s8_rows_scalar(const uint8_t* g, size_t n, size_t dim, const int8_t* q, int32_t* out) {
   for (size_t r = 0; r < n; ++r) out[r] = u8s8_scalar(g + r * dim, q, dim);
 }
@@ -108,6 +114,25 @@ FV_AVX2 float f32_avx2(const float* a, const float* b, size_t dim) {
   return r;
 }
 
+FV_AVX2 float s16f32_avx2(const int16_t* g, const float* q, size_t dim) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= dim; i += 16) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + i));
+    const __m256 g0 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(w)));
+    const __m256 g1 = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(w, 1)));
+    acc0 = _mm256_fmadd_ps(g0, _mm256_loadu_ps(q + i), acc0);
+    acc1 = _mm256_fmadd_ps(g1, _mm256_loadu_ps(q + i + 8), acc1);
+  }
+  __m256 acc = _mm256_add_ps(acc0, acc1);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  float r = _mm_cvtss_f32(s);
+  for (; i < dim; ++i) r += float(g[i]) * q[i];
+  return r;
+}
+
 FV_AVX2 void u8s8_rows_avx2(const uint8_t* g, size_t n, size_t dim, const int8_t* q, int32_t* out) {
   for (size_t r = 0; r < n; ++r) out[r] = u8s8_avx2(g + r * dim, q, dim);
 }
@@ -160,6 +185,21 @@ FV_AVX512 float f32_avx512(const float* a, const float* b, size_t dim) {
   }
   float r = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
   for (; i < dim; ++i) r += a[i] * b[i];
+  return r;
+}
+
+FV_AVX512 float s16f32_avx512(const int16_t* g, const float* q, size_t dim) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= dim; i += 32) {
+    const __m512i w = _mm512_loadu_si512(g + i);
+    const __m512 g0 = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_castsi512_si256(w)));
+    const __m512 g1 = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(w, 1)));
+    acc0 = _mm512_fmadd_ps(g0, _mm512_loadu_ps(q + i), acc0);
+    acc1 = _mm512_fmadd_ps(g1, _mm512_loadu_ps(q + i + 16), acc1);
+  }
+  float r = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  for (; i < dim; ++i) r += float(g[i]) * q[i];
   return r;
 }
 
@@ -316,13 +356,14 @@ struct Table {
   int32_t (*u4s8)(const uint8_t*, const int8_t*, size_t);
   void (*u4s8_rows)(const uint8_t*, size_t, size_t, const int8_t*, int32_t*);
   float (*f32)(const float*, const float*, size_t);
+  float (*s16f32)(const int16_t*, const float*, size_t);
 };
 
 const Table kTables[] = {
-    {u8s8_scalar, u8s8_rows_scalar, u4s8_scalar, u4s8_rows_scalar, f32_scalar},
-    {u8s8_avx2, u8s8_rows_avx2, u4s8_avx2, u4s8_rows_avx2, f32_avx2},
-    {u8s8_avx512, u8s8_rows_avx512, u4s8_avx512, u4s8_rows_avx512, f32_avx512},
-    {u8s8_vnni, u8s8_rows_vnni, u4s8_vnni, u4s8_rows_vnni, f32_avx512},
+    {u8s8_scalar, u8s8_rows_scalar, u4s8_scalar, u4s8_rows_scalar, f32_scalar, s16f32_scalar},
+    {u8s8_avx2, u8s8_rows_avx2, u4s8_avx2, u4s8_rows_avx2, f32_avx2, s16f32_avx2},
+    {u8s8_avx512, u8s8_rows_avx512, u4s8_avx512, u4s8_rows_avx512, f32_avx512, s16f32_avx512},
+    {u8s8_vnni, u8s8_rows_vnni, u4s8_vnni, u4s8_rows_vnni, f32_avx512, s16f32_avx512},
 };
 
 Isa cpu_isa() {
@@ -393,6 +434,8 @@ float dot_f32(const float* a, const float* b, size_t dim) { return table().load(
 int32_t dot_u8s8_ref(const uint8_t* g, const int8_t* q, size_t dim) { return u8s8_scalar(g, q, dim); }
 int32_t dot_u4s8_ref(const uint8_t* p, const int8_t* q, size_t dim) { return u4s8_scalar(p, q, dim); }
 float dot_f32_ref(const float* a, const float* b, size_t dim) { return f32_scalar(a, b, dim); }
+float dot_s16f32(const int16_t* g, const float* q, size_t dim) { return table().load(std::memory_order_relaxed)->s16f32(g, q, dim); }
+float dot_s16f32_ref(const int16_t* g, const float* q, size_t dim) { return s16f32_scalar(g, q, dim); }
 
 float quantize_s8(const float* v, size_t dim, int8_t* out) {
   float m = 0;
@@ -409,6 +452,18 @@ float quantize_s8(const float* v, size_t dim, int8_t* out) {
 float quantize_u8(const float* v, size_t dim, uint8_t* out) {
   const float s = quantize_s8(v, dim, reinterpret_cast<int8_t*>(out));
   for (size_t i = 0; i < dim; ++i) out[i] = static_cast<uint8_t>(static_cast<int8_t>(out[i]) + 128);
+  return s;
+}
+
+float quantize_s16(const float* v, size_t dim, int16_t* out) {
+  float m = 0;
+  for (size_t i = 0; i < dim; ++i) m = std::max(m, std::fabs(v[i]));
+  if (m == 0) {
+    std::fill(out, out + dim, int16_t(0));
+    return 0;
+  }
+  const float s = m / 32767.0f, inv = 32767.0f / m;
+  for (size_t i = 0; i < dim; ++i) out[i] = static_cast<int16_t>(std::lrint(std::clamp(v[i] * inv, -32767.0f, 32767.0f)));
   return s;
 }
 

@@ -1,7 +1,7 @@
 // The inner loops of every search: int8 and 4-bit dot products and float dot products, with
-// runtime dispatch between AVX-512 VNNI, AVX-512 BW, AVX2 and scalar code. Everything here is
-// exact integer arithmetic (no saturation), so every ISA returns bit-identical results; the
-// tests check each against the scalar reference.
+// runtime dispatch between AVX-512 VNNI, AVX-512 BW, AVX2 and scalar code. The integer kernels
+// are exact (no saturation), so every ISA returns bit-identical results; the float ones agree
+// to rounding. The tests check each against the scalar reference.
 //
 // Code formats (chosen so the widest instruction, VNNI's vpdpbusd = u8 × s8, needs no fix-up
 // inside the loop):
@@ -39,17 +39,23 @@ int32_t dot_u4s8(const uint8_t* packed, const int8_t* q, size_t dim);
 void dot_u4s8_rows(const uint8_t* packed, size_t n, size_t dim, const int8_t* q, int32_t* out);
 
 float dot_f32(const float* a, const float* b, size_t dim);
+// Σ g[i]·q[i], g int16 (the re-rank records), q float: the one kernel here in float
+// arithmetic besides dot_f32, so ISAs agree to rounding, not bit for bit.
+float dot_s16f32(const int16_t* g, const float* q, size_t dim);
 
 // Scalar references (tests compare every ISA against these).
 int32_t dot_u8s8_ref(const uint8_t* g, const int8_t* q, size_t dim);
 int32_t dot_u4s8_ref(const uint8_t* packed, const int8_t* q, size_t dim);
 float dot_f32_ref(const float* a, const float* b, size_t dim);
+float dot_s16f32_ref(const int16_t* g, const float* q, size_t dim);
 
 // Symmetric int8 quantisation with one scale per vector: out[i] = round(v[i] / s) in
 // [-127, 127], s = max|v| / 127. Returns s (0 for an all-zero vector).
 float quantize_s8(const float* v, size_t dim, int8_t* out);
 // The same, stored offset-binary (u8 = s8 + 128).
 float quantize_u8(const float* v, size_t dim, uint8_t* out);
+// The same at 16 bits: out[i] = round(v[i] / s) in [-32767, 32767], s = max|v| / 32767.
+float quantize_s16(const float* v, size_t dim, int16_t* out);
 // Packs 4-bit values (0..15, one per byte, `dim` of them) into the block layout above.
 void pack_u4(const uint8_t* values, size_t dim, uint8_t* packed);
 void unpack_u4(const uint8_t* packed, size_t dim, uint8_t* values);

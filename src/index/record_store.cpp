@@ -5,9 +5,21 @@
 
 #include <cerrno>
 
+#include "index/kernels.h"
 #include "index/parallel.h"
 
 namespace fv::index {
+
+void RerankRecord::encode(const float* x, size_t dim, int16_t* out) {
+  const float s = kernels::quantize_s16(x, dim, out);
+  std::memcpy(out + dim, &s, sizeof s);
+}
+
+float RerankRecord::score(const int16_t* rec, const float* q, size_t dim) {
+  float s;
+  std::memcpy(&s, rec + dim, sizeof s);
+  return kernels::dot_s16f32(rec, q, dim) * s;
+}
 
 Result<std::unique_ptr<RecordStore>> RecordStore::create(size_t record_bytes, const std::filesystem::path& path) {
   if (sodium_init() < 0) return internal_error("libsodium failed to initialise");

@@ -176,8 +176,14 @@ TEST(SealedIndexContent, WrongContentUnderTheRightKeyIsRefused) {
   ASSERT_TRUE(load_index(p, key).is_ok()) << "the well-formed crafted file must load";
   craft([&](index::SealedWriter& w) { return w.write("bogus\0\0\1", 8); });
   refused("an unknown index kind");
-  craft([&](index::SealedWriter& w) { return w.write("hnsw\0\0\0\1", 8); });
+  craft([&](index::SealedWriter& w) { return w.write("hnsw\0\0\0\2", 8); });
   refused("a graph tag and nothing after it");
+  craft([&](index::SealedWriter& w) { return w.write("hnsw\0\0\0\1", 8); });
+  {
+    auto r = load_index(p, key);
+    ASSERT_FALSE(r.is_ok()) << "a version-1 graph (8-bit re-rank records)";
+    EXPECT_NE(r.status().message().find("rebuild"), std::string::npos) << r.status().message();
+  }
   craft([&](index::SealedWriter& w) { return w.write("exact\0\0\2", 8); });
   refused("another exact format version");
   craft([&](index::SealedWriter& w) { return w.write("exa", 3); });

@@ -330,12 +330,14 @@ TEST_F(SecurityLimitsTest, NoTemplateOrImageBytesInLogsErrorsOrMetrics) {
   EXPECT_GE(std::count(errors.begin(), errors.end(), '\n'), 7);
 
   // The template as float32 (little endian, as in memory here), and as the index's int8 codes
-  // (signed, and offset-binary as stored).
+  // (signed, and offset-binary as stored) and 16-bit re-rank records.
   const std::string f32(reinterpret_cast<const char*>(tmpl.data()), tmpl.size() * sizeof(float));
   std::vector<int8_t> s8(tmpl.size());
   std::vector<uint8_t> u8(tmpl.size());
   index::kernels::quantize_s8(tmpl.data(), tmpl.size(), s8.data());
   index::kernels::quantize_u8(tmpl.data(), tmpl.size(), u8.data());
+  std::vector<int16_t> s16(tmpl.size());  // the approximate index's re-rank record
+  index::kernels::quantize_s16(tmpl.data(), tmpl.size(), s16.data());
   // The scanner finds what it looks for (so that the checks below can fail): a window of the
   // template or photo, in each encoding, at an unaligned offset inside other text.
   EXPECT_EQ(leak_of("log: " + f32.substr(101, 16) + " end", f32, 16), "raw bytes");
@@ -350,6 +352,7 @@ TEST_F(SecurityLimitsTest, NoTemplateOrImageBytesInLogsErrorsOrMetrics) {
              {"template float32", f32, 16},
              {"template int8", std::string(reinterpret_cast<const char*>(s8.data()), s8.size()), 16},
              {"template uint8", std::string(reinterpret_cast<const char*>(u8.data()), u8.size()), 16},
+             {"template int16", std::string(reinterpret_cast<const char*>(s16.data()), s16.size() * 2), 16},
              {"enrolled photo", enrol_photo, 32},
              {"probe photo", probe_photo, 32}}) {
       EXPECT_EQ(leak_of(hay, secret, w), "") << what << " found in the " << where;

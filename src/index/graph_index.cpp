@@ -83,12 +83,19 @@ struct GraphIndex::Visited {
       epoch = 1;
     }
   }
+  void prefetch(uint32_t i) const { __builtin_prefetch(mark.data() + i); }
   bool test_and_set(uint32_t i) {
     if (mark[i] == epoch) return true;
     mark[i] = epoch;
     return false;
   }
 };
+
+void GraphIndex::prefetch_code(uint32_t node, const Visited& vis) const {
+  __builtin_prefetch(bits_.data() + size_t(node) * words_);
+  __builtin_prefetch(&a_[node]);
+  vis.prefetch(node);
+}
 
 GraphIndex::GraphIndex(size_t dim, GraphOptions options) : dim_(dim), words_((dim + 63) / 64), opt_(std::move(options)) {}
 
@@ -256,6 +263,7 @@ std::vector<GraphIndex::Cand> GraphIndex::search_level(const Query& q, const std
     const auto [d, c] = cand.top();
     if (d > top.top().first && top.size() >= ef) break;
     cand.pop();
+    if (level == 0 && !cand.empty()) prefetch_links0(cand.top().second);
     uint32_t n;
     {
       std::unique_lock<std::mutex> g(lock_of(c), std::defer_lock);
@@ -263,7 +271,7 @@ std::vector<GraphIndex::Cand> GraphIndex::search_level(const Query& q, const std
       n = link_count(c, level);
       std::memcpy(buf, links(c, level), n * sizeof(uint32_t));
     }
-    for (uint32_t i = 0; i < n; ++i) __builtin_prefetch(bits_.data() + size_t(buf[i]) * words_);
+    for (uint32_t i = 0; i < n; ++i) prefetch_code(buf[i], *vis);
     for (uint32_t i = 0; i < n; ++i) {
       const uint32_t nb = buf[i];
       if (vis->test_and_set(nb)) continue;
@@ -286,7 +294,10 @@ std::vector<uint32_t> GraphIndex::best_hubs(const Query& q, size_t width) const 
   best.reserve(width + 1);
   const size_t n = hubs_.size();
   for (size_t i = 0; i < n; ++i) {
-    if (i + 8 < n) __builtin_prefetch(bits_.data() + size_t(hubs_[i + 8]) * words_);
+    if (i + 8 < n) {
+      __builtin_prefetch(bits_.data() + size_t(hubs_[i + 8]) * words_);
+      __builtin_prefetch(&a_[hubs_[i + 8]]);
+    }
     const Cand c(estimate(q, hubs_[i]), hubs_[i]);
     if (best.size() < width) {
       best.push_back(c);
@@ -665,9 +676,10 @@ Result<SearchResult> GraphIndex::search_impl(std::span<const float> query, size_
       if (worse && top.size() >= ef) break;
       if (walked > budget && (top.size() < k || worse)) break;  // the scan below finishes a strict filter
       cand.pop();
+      if (!cand.empty()) prefetch_links0(cand.top().second);
       const uint32_t n = count0_[c];
       std::memcpy(buf, links0_.data() + size_t(c) * 2 * opt_.m, n * sizeof(uint32_t));
-      for (uint32_t i = 0; i < n; ++i) __builtin_prefetch(bits_.data() + size_t(buf[i]) * words_);
+      for (uint32_t i = 0; i < n; ++i) prefetch_code(buf[i], *vis);
       for (uint32_t i = 0; i < n; ++i) {
         const uint32_t nb = buf[i];
         if (vis->test_and_set(nb)) continue;

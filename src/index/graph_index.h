@@ -126,6 +126,14 @@ class GraphIndex final : public VectorIndex {
   Result<SearchResult> search_impl(std::span<const float> query, size_t k, const IdFilter* filter) const;
   Status grow(size_t nodes);
   std::mutex& lock_of(uint32_t node) const { return locks_[node % locks_.size()]; }
+  // A search is a chain of cache misses (a node's code, its norm factor, its visited mark;
+  // the next candidate's link count and links): these start them before they are needed.
+  void prefetch_code(uint32_t node, const Visited& vis) const;
+  void prefetch_links0(uint32_t node) const {
+    __builtin_prefetch(&count0_[node]);
+    __builtin_prefetch(links0_.data() + size_t(node) * 2 * opt_.m);
+    __builtin_prefetch(links0_.data() + size_t(node) * 2 * opt_.m + 16);  // 2·m links span two lines at m 16
+  }
   std::unique_ptr<Visited> take_visited() const;
   void give_visited(std::unique_ptr<Visited> v) const;
 

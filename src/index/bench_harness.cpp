@@ -277,6 +277,7 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     j["rerank"] = graph->options().rerank ? graph->options().rerank : graph->options().ef_search;
     j["entry_width"] = graph->options().entry_width;
     j["visited_per_search"] = graph->visited_per_search();
+    j["second_looks"] = graph->second_looks();
   }
   // ---- operating points from one build: recall against latency as nprobe (IVF) or the
   // beam width ef (graph) grows.

@@ -506,7 +506,57 @@ Status GraphIndex::add(std::span<const Id> ids, std::span<const float> vectors) 
     });
     live_ += m;
   }
+  if (live_ > ids.size() && ids.size() >= kMinPopulation && is_population(node)) {
+    run_parallel(threads, [&](int t) {
+      Query q;
+      for (size_t i = t; i < ids.size(); i += threads) {
+        prepare(vectors.data() + i * dim_, q);
+        second_look(node[i], q);
+      }
+      sodium_memzero(q.rot.data(), q.rot.size() * sizeof(float));
+    });
+    second_looks_ += ids.size();
+  }
   return Status::ok();
+}
+
+// Whether a batch just linked is a population of its own: its nodes' level-0 links stay
+// inside the batch far more often than its share of the graph would give by chance (a gallery
+// of random templates added in chunks: about its share; LFW added to a random gallery: most).
+bool GraphIndex::is_population(std::vector<uint32_t> batch) const {
+  std::sort(batch.begin(), batch.end());
+  size_t inside = 0, total = 0;
+  for (uint32_t nd : batch) {
+    const uint32_t n = count0_[nd];
+    const uint32_t* l = links(nd, 0);
+    total += n;
+    for (uint32_t i = 0; i < n; ++i) inside += std::binary_search(batch.begin(), batch.end(), l[i]);
+  }
+  const double share = double(batch.size()) / double(live_), affinity = total ? double(inside) / double(total) : 0.0;
+  return affinity >= 0.25 && affinity >= 4 * share;
+}
+
+// A node of a population batch, linked again at level 0 now that its whole batch is in the
+// graph: a beam of ef_construction from the entry as at insertion, merged with its links, up
+// to 2·m chosen by the heuristic, and linked back.
+void GraphIndex::second_look(uint32_t nd, const Query& q) {
+  const uint32_t cur = descend(q, entry_, max_level_, 0, true);
+  auto w = search_level(q, level0_seeds(q, cur, max_level_, true), opt_.ef_construction, 0, true);
+  {
+    std::lock_guard<std::mutex> g(lock_of(nd));
+    const uint32_t n = count0_[nd];
+    const uint32_t* l = links(nd, 0);
+    for (uint32_t i = 0; i < n; ++i) w.emplace_back(estimate(q, l[i]), l[i]);
+  }
+  w.erase(std::remove_if(w.begin(), w.end(), [&](const Cand& c) { return c.second == nd; }), w.end());
+  std::sort(w.begin(), w.end());
+  w.erase(std::unique(w.begin(), w.end(), [](const Cand& a, const Cand& b) { return a.second == b.second; }), w.end());
+  const auto sel = select(w, max_links(0));
+  {
+    std::lock_guard<std::mutex> g(lock_of(nd));
+    set_links(nd, 0, sel.data(), static_cast<uint32_t>(sel.size()));
+  }
+  for (uint32_t x : sel) link_back(x, nd, 0);
 }
 
 // Re-links `node` on `level` without the removed nodes: its remaining links plus the links of

@@ -17,6 +17,8 @@
 //            of every node are scanned with the filter: k eligible results always come back).
 //            The best `rerank` by estimate are re-scored exactly from the RecordStore (16-bit
 //            full-dimension records, RerankRecord; in memory or encrypted on disk).
+//   batches: a batch whose links stay inside it far more than chance (a population enrolled
+//            after the rest and unlike it) is linked a second time once it is all in.
 //   remove:  physical at once. Every node that linked to a removed one is re-linked (its other
 //            links plus the removed node's links, chosen again by the heuristic), the removed
 //            node's code, links and id are zeroed, its re-rank record erased, and its slot is

@@ -607,6 +607,7 @@ TEST(GraphIndex, FindsAPopulationEnrolledLateInItsOwnRegion) {
   o.ef_construction = 64;
   o.ef_search = 32;
   o.entry_width = 16;
+  o.threads = 2;  // insertion and the second look run on two threads (also under TSan)
   auto idx = GraphIndex::create(d, o);
   ASSERT_TRUE(idx.is_ok());
   ASSERT_TRUE((*idx)->add(iota_ids(n), v).is_ok());
@@ -629,8 +630,9 @@ TEST(GraphIndex, FindsAPopulationEnrolledLateInItsOwnRegion) {
         best = q;
     exact += best == p;
   }
-  // Measured: 577 of 600 first (exact search: 592); without the second look 478, without the
-  // hubs as well 159. The rest is this deliberately sparse graph's own limit (m 4, ef 32).
+  // Measured: 575–583 of 600 first (exact search: 592); one thread without the second look
+  // 478, without the hubs as well 159. The rest is this deliberately sparse graph's own limit
+  // (m 4, ef 32).
   EXPECT_GE(double(found) / people, 0.9) << found << " of " << people << " (exact search: " << exact << ")";
 }
 

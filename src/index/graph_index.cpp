@@ -440,7 +440,7 @@ Status GraphIndex::add(std::span<const Id> ids, std::span<const float> vectors) 
       if (node[i] < ids_.size()) free_.push_back(node[i]);
     return st;
   }
-  const size_t rb = RerankRecord::bytes(dim_) / sizeof(int16_t);  // int16 units
+  const size_t rb = RerankRecord::values(dim_);
   constexpr size_t kChunk = 16384;
   SecureBuffer<int16_t> recs;
   recs.resize(std::min(kChunk, ids.size()) * rb);
@@ -763,7 +763,7 @@ Result<SearchResult> GraphIndex::search_impl(std::span<const float> query, size_
   if (cands.size() > R) cands.resize(R);
   // Exact re-rank on the full-dimension records, against the float query.
   TopK best(k);
-  std::vector<int16_t> rec(RerankRecord::bytes(dim_) / sizeof(int16_t));
+  std::vector<int16_t> rec(RerankRecord::values(dim_));
   for (const auto& [e, nd] : cands) {
     if (Status st = store_->get(slot_[nd], reinterpret_cast<uint8_t*>(rec.data())); !st.is_ok()) {
       sodium_memzero(rec.data(), rec.size() * sizeof(int16_t));

@@ -244,7 +244,7 @@ Status IvfIndex::add(std::span<const Id> ids, std::span<const float> vectors) {
   for (const auto& l : lists_)
     for (Id id : l.ids)
       if (fresh.count(id)) return invalid_argument("add: id " + std::to_string(id) + " is already in the index");
-  const size_t cb = cd_ / 2, rb = RerankRecord::bytes(dim_) / sizeof(int16_t);  // rb in int16 units
+  const size_t cb = cd_ / 2, rb = RerankRecord::values(dim_);  // rb in int16 slots
   constexpr size_t kChunk = 16384;
   // Cell assignment needs only the nearest centroid: a narrower graph search than queries
   // use (adds and removals are not concurrent with searches, see vector_index.h).
@@ -390,7 +390,7 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
   std::vector<Status> errs(rt);
   run_parallel(rt, [&](int t) {
     auto [b, e] = split_range(cands.size(), rt, t);
-    std::vector<int16_t> rec(RerankRecord::bytes(dim_) / sizeof(int16_t));
+    std::vector<int16_t> rec(RerankRecord::values(dim_));
     for (size_t i = b; i < e; ++i) {
       const uint64_t code = static_cast<uint64_t>(cands[i].second);
       const List& l = lists_[code >> 32];

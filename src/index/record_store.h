@@ -24,7 +24,9 @@ namespace fv::index {
 // at 16 bits the error is ~1e-6 and the float32 order is kept, at half float32's bytes.
 struct RerankRecord {
   static size_t bytes(size_t dim) { return 2 * dim + sizeof(float); }
-  // out: dim + 2 int16 slots (the scale's bytes in the last two).
+  // The record in int16 slots: dim values, then the scale's bytes in the last two.
+  static size_t values(size_t dim) { return bytes(dim) / sizeof(int16_t); }
+  // out: values(dim) slots.
   static void encode(const float* x, size_t dim, int16_t* out);
   // ≈ q·x, with the query at full precision.
   static float score(const int16_t* rec, const float* q, size_t dim);

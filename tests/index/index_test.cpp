@@ -150,7 +150,7 @@ TEST(Kernels, Int8QuantisationKeepsCosine) {
 TEST(RerankRecord, ScoresAtFloat32Precision) {
   const size_t d = 512;
   auto v = gallery(200, d);
-  std::vector<int16_t> rec(RerankRecord::bytes(d) / 2);
+  std::vector<int16_t> rec(RerankRecord::values(d));
   ASSERT_EQ(RerankRecord::bytes(d), 2 * d + 4);
   double worst = 0;
   for (size_t i = 0; i + 1 < 200; ++i) {

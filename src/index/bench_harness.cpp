@@ -229,16 +229,18 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
   for (size_t q = 0; q < nq; ++q) {
     const auto gt = truth[q].sorted();
     const auto& got = results[q].ids;
+    if (!got.empty() && std::find(mates[q].begin(), mates[q].end(), got[0]) != mates[q].end()) mate1 += 1;
     if (!gt.empty() && !got.empty() && got[0] == gt[0].second) r1 += 1;
-    if (!gt.empty()) kth_score += gt[std::min(cfg.k, gt.size()) - 1].first;
+    const size_t kq = std::min(cfg.k, gt.size());
+    if (kq == 0) continue;  // no ground truth (--no-truth)
+    kth_score += gt[kq - 1].first;
     size_t hit = 0;
-    for (size_t i = 0; i < std::min(cfg.k, gt.size()); ++i) {
-      ++truth_n;
+    for (size_t i = 0; i < kq; ++i) {
       truth_real += gt[i].second >= static_cast<Id>(n_syn);  // LFW ids follow the synthetic ones
       if (std::find(got.begin(), got.end(), gt[i].second) != got.end()) ++hit;
     }
-    r10 += gt.empty() ? 0 : double(hit) / std::min(cfg.k, gt.size());
-    if (!got.empty() && std::find(mates[q].begin(), mates[q].end(), got[0]) != mates[q].end()) mate1 += 1;
+    truth_n += kq;
+    r10 += double(hit) / kq;
   }
   const IndexStats st = index->stats();
   const auto& lat = by_threads[std::to_string(cfg.threads[0])];

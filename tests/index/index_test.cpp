@@ -809,6 +809,21 @@ TEST(Bench, MixesTheRealGalleryInAtTheEndOrSpreadThroughTheStream) {
     EXPECT_GT((*r)["truth_kth_score"].get<double>(), 0.15) << order;
     EXPECT_LT((*r)["truth_kth_score"].get<double>(), 0.5) << order;
   }
+  {  // Without ground truth (--no-truth, for galleries too big to scan): the mates still count.
+    BenchConfig c;
+    c.size = 20000;
+    c.dim = d;
+    c.kind = "exact";
+    c.queries = 80;
+    c.removals = 0;
+    c.lfw = file.string();
+    c.ground_truth = false;
+    auto r = run_index_bench(c, production_factory());
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_GT((*r)["mate_at_rank1"].get<double>(), 0.95);
+    EXPECT_FALSE(r->contains("recall_at_10"));
+    EXPECT_FALSE(r->contains("truth_lfw_fraction"));
+  }
   BenchConfig c;
   c.size = 20000;
   c.dim = d;

@@ -7,6 +7,7 @@
 //               [--nprobe 32] [--rerank 64]
 //               [--store FILE] [--nprobe-sweep 16,64,256] [--hnsw-m 32] [--ef-search 64]
 //               [--ef-construction 40] [--entry-width 16] [--no-truth]
+//               [--save-synthetic FILE | --load-synthetic FILE]   build a gallery once (BenchConfig)
 //   index_bench --kind hnswlib --ef-sweep 16,64,256,1024 …   hnswlib HNSW anchor (float32)
 //   index_bench --vault-start N      start time of a service over a vault of N templates
 //
@@ -311,6 +312,8 @@ int main(int argc, char** argv) {
     else if (a == "--ef-construction") ef_construction = std::stoull(next());
     else if (a == "--no-truth") cfg.ground_truth = false;
     else if (a == "--entry-width") cfg.graph.entry_width = std::stoull(next());
+    else if (a == "--save-synthetic") cfg.save_synthetic = next();
+    else if (a == "--load-synthetic") cfg.load_synthetic = next();
     else if (a == "--vault-start") vault_start_n = std::stoull(next());
     else if (a == "--nprobe-sweep" || a == "--ef-sweep") {
       for (int t : parse_threads(next())) cfg.nprobe_sweep.push_back(static_cast<size_t>(t));

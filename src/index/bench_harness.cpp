@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <random>
@@ -27,6 +28,59 @@ double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   const size_t i = std::min(v.size() - 1, static_cast<size_t>(std::ceil(p * v.size())) - (p > 0 ? 1 : 0));
   return v[i];
+}
+
+// What must match for a saved synthetic gallery to stand in for building it again.
+nlohmann::json cache_settings(const BenchConfig& c, size_t n_syn) {
+  return {{"kind", c.kind}, {"synthetic", n_syn}, {"dim", c.dim}, {"seed", c.seed}, {"gallery", c.gallery},
+          {"lfw", c.lfw}};
+}
+
+std::string to_hex(const uint8_t* p, size_t n) {
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s += {digits[p[i] >> 4], digits[p[i] & 15]};
+  return s;
+}
+
+Status save_cache(const VectorIndex& index, const BenchConfig& c, size_t n_syn) {
+  const IndexKey key = IndexKey::random();
+  FV_RETURN_IF_ERROR(index.save(c.save_synthetic, key));
+  nlohmann::json side = cache_settings(c, n_syn);
+  side["key"] = to_hex(key.bytes.data(), key.bytes.size());
+  const auto side_path = c.save_synthetic.string() + ".json";
+  std::ofstream out(side_path, std::ios::trunc);
+  out << side.dump() << "\n";
+  out.close();
+  if (!out) return io_error("bench: cannot write " + side_path);
+  std::error_code ec;
+  std::filesystem::permissions(side_path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::replace, ec);
+  return Status::ok();
+}
+
+Result<std::unique_ptr<VectorIndex>> load_cache(const BenchConfig& c, size_t n_syn) {
+  const auto side_path = c.load_synthetic.string() + ".json";
+  std::ifstream in(side_path);
+  if (!in) return not_found("bench: no " + side_path + " beside the saved gallery");
+  const nlohmann::json side = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const bool hex_key = side.is_object() && side.contains("key") && side["key"].is_string() &&
+                       side["key"].get<std::string>().size() == 64 &&
+                       side["key"].get<std::string>().find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (!hex_key)
+    return corrupt_data("bench: " + side_path + " is not a saved gallery's settings");
+  const nlohmann::json want = cache_settings(c, n_syn);  // named: items() would outlive a temporary
+  for (const auto& [name, value] : want.items())
+    if (side.value(name, nlohmann::json()) != value)
+      return invalid_argument("bench: the saved gallery was made with " + name + " " + side.value(name, nlohmann::json()).dump() +
+                              ", this run asks for " + value.dump());
+  IndexKey key;
+  const std::string hex = side["key"].get<std::string>();
+  for (size_t i = 0; i < key.bytes.size(); ++i) key.bytes[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+  const auto& store = c.kind == "ivf" ? c.ivf.store_path : c.graph.store_path;
+  FV_ASSIGN_OR_RETURN(auto idx, load_index(c.load_synthetic, key, store));
+  if (idx->size() != n_syn || idx->dim() != c.dim) return corrupt_data("bench: the saved gallery does not hold the synthetic templates");
+  return idx;
 }
 
 }  // namespace
@@ -110,12 +164,17 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     }
   }
 
+  if ((!cfg.save_synthetic.empty() || !cfg.load_synthetic.empty()) && cfg.lfw_order != "end")
+    return invalid_argument("bench: a saved gallery holds the synthetic templates alone: LFW order must be 'end'");
+  if (!cfg.save_synthetic.empty() && !cfg.load_synthetic.empty())
+    return invalid_argument("bench: save a gallery or load one, not both");
+
   // ---- training sample (IVF): the first templates of the gallery (they are as mixed as any).
-  double build_s = 0;
+  double build_s = 0, load_s = 0;
   std::unique_ptr<VectorIndex> index;
   {
     const size_t nlist = cfg.ivf.nlist ? cfg.ivf.nlist : std::clamp<size_t>(size_t(4 * std::sqrt(double(cfg.size))), 16, 65536);
-    const bool trains = cfg.kind == "ivf";  // only an IVF learns from a sample
+    const bool trains = cfg.kind == "ivf" && cfg.load_synthetic.empty();  // only an IVF learns from a sample
     const size_t ns = !trains ? 0
                       : std::min(n_syn, cfg.ivf.train_max ? cfg.ivf.train_max : std::max<size_t>(65536, 16 * nlist));
     std::vector<float> sample(ns * d);
@@ -123,10 +182,17 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
       auto [b, e] = split_range(ns, max_threads, t);
       gen.generate(b, e, sample.data() + b * d);
     });
-    log("training on " + std::to_string(ns) + " templates");
     const auto t0 = Clock::now();
-    FV_ASSIGN_OR_RETURN(index, factory(sample, cfg));
-    build_s += secs(t0, Clock::now());
+    if (!cfg.load_synthetic.empty()) {
+      log("loading the synthetic gallery from " + cfg.load_synthetic.string());
+      FV_ASSIGN_OR_RETURN(index, load_cache(cfg, n_syn));
+      index->set_threads(max_threads);
+      load_s = secs(t0, Clock::now());
+    } else {
+      log("training on " + std::to_string(ns) + " templates");
+      FV_ASSIGN_OR_RETURN(index, factory(sample, cfg));
+      build_s += secs(t0, Clock::now());
+    }
   }
   const double train_s = build_s;
 
@@ -174,10 +240,17 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
       gen.generate(c0 + b, c0 + e, chunk.data() + b * d);
     });
     ground_truth(chunk.data(), m, static_cast<Id>(c0));
-    for (size_t i = 0; i < m; ++i) ids[i] = static_cast<Id>(c0 + i);
-    const auto t0 = Clock::now();
-    FV_RETURN_IF_ERROR(index->add(std::span<const Id>(ids.data(), m), std::span<const float>(chunk.data(), m * d)));
-    build_s += secs(t0, Clock::now());
+    if (cfg.load_synthetic.empty()) {
+      for (size_t i = 0; i < m; ++i) ids[i] = static_cast<Id>(c0 + i);
+      const auto t0 = Clock::now();
+      FV_RETURN_IF_ERROR(index->add(std::span<const Id>(ids.data(), m), std::span<const float>(chunk.data(), m * d)));
+      build_s += secs(t0, Clock::now());
+    }
+    if (c0 + m == n_syn && !cfg.save_synthetic.empty()) {
+      const auto t0 = Clock::now();
+      FV_RETURN_IF_ERROR(save_cache(*index, cfg, n_syn));
+      log("saved the synthetic gallery to " + cfg.save_synthetic.string() + " in " + std::to_string(secs(t0, Clock::now())) + " s");
+    }
     FV_RETURN_IF_ERROR(add_lfw_due(c0 + m));
     if ((c0 / kChunk) % 8 == 7) log("added " + std::to_string(c0 + m) + " / " + std::to_string(cfg.size));
   }
@@ -270,6 +343,10 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
   j["disk_bytes_per_template"] = double(st.disk_bytes) / std::max<size_t>(1, st.size);
   j["build_s"] = build_s;
   j["train_s"] = train_s;
+  if (!cfg.load_synthetic.empty()) {
+    j["loaded_synthetic"] = cfg.load_synthetic.string();  // build_s: the LFW templates alone
+    j["load_s"] = load_s;
+  }
   j["isa"] = kernels::isa_name(kernels::active_isa());
   if (cfg.kind == "exact") {
     const double p50 = lat["p50_ms"].get<double>();

@@ -34,6 +34,13 @@ struct BenchConfig {
   uint64_t seed = 42;
   size_t removals = 1000;
   bool ground_truth = true;      // float32 exact top-k for recall (costs Q·N·D multiply-adds)
+  // A cache for galleries that take hours to build (the graph at 10 M: ~2 h here). save_synthetic:
+  // once the synthetic templates are in (before any LFW template, so lfw_order "end"), the
+  // index is saved to this file, sealed with a random key written beside it (FILE.json, with
+  // the settings that made the gallery). load_synthetic: the index starts from such a file
+  // instead of being built; the synthetic templates are still generated, for the ground truth.
+  // Only synthetic (random) templates are ever in the file: no biometric data.
+  std::filesystem::path save_synthetic, load_synthetic;
   std::vector<size_t> nprobe_sweep;  // IVF: recall/latency at each nprobe after one build (1 thread)
   // Other indexes: sets their search width (e.g. HNSW ef) for the same sweep; false if it cannot.
   std::function<bool(VectorIndex&, size_t)> set_search_width;

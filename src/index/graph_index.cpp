@@ -864,7 +864,7 @@ Status GraphIndex::save(const std::filesystem::path& path, const IndexKey& key) 
   return out->finish();
 }
 
-Result<std::unique_ptr<GraphIndex>> GraphIndex::load_body(SealedReader& in) {
+Result<std::unique_ptr<GraphIndex>> GraphIndex::load_body(SealedReader& in, const std::filesystem::path& store_path) {
   uint64_t hdr[12];
   FV_RETURN_IF_ERROR(in.read(hdr, sizeof hdr));
   const size_t dim = hdr[0], words = hdr[1], n = hdr[7], live = hdr[8];
@@ -875,6 +875,7 @@ Result<std::unique_ptr<GraphIndex>> GraphIndex::load_body(SealedReader& in) {
   o.rerank = hdr[5];
   o.seed = hdr[6];
   o.entry_width = hdr[11];
+  o.store_path = store_path;
   if (dim == 0 || dim > 4096 || words != (dim + 63) / 64 || o.m < 2 || o.m > 100 || o.ef_construction < o.m ||
       n >= UINT32_MAX || live > n || o.ef_search > (size_t(1) << 24) || o.rerank > (size_t(1) << 24) || o.entry_width > 4096)
     return corrupt_data("index file: bad graph header");

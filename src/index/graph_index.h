@@ -93,7 +93,7 @@ class GraphIndex final : public VectorIndex {
   // every live node reachable from the entry point); the tests call it after removals.
   Status check() const;
 
-  static Result<std::unique_ptr<GraphIndex>> load_body(SealedReader& in);
+  static Result<std::unique_ptr<GraphIndex>> load_body(SealedReader& in, const std::filesystem::path& store_path = {});
   Status save_body(SealedWriter& out) const;
 
  private:

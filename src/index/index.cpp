@@ -39,7 +39,8 @@ Result<std::vector<SearchResult>> search_each_in_parallel(std::span<const float>
   return out;
 }
 
-Result<std::unique_ptr<VectorIndex>> load_index(const std::filesystem::path& path, const IndexKey& key) {
+Result<std::unique_ptr<VectorIndex>> load_index(const std::filesystem::path& path, const IndexKey& key,
+                                                const std::filesystem::path& store_path) {
   FV_ASSIGN_OR_RETURN(auto in, SealedReader::open(path, key));
   char tag[8];
   FV_RETURN_IF_ERROR(in->read(tag, 8));
@@ -47,9 +48,9 @@ Result<std::unique_ptr<VectorIndex>> load_index(const std::filesystem::path& pat
   if (std::memcmp(tag, "exact\0\0\1", 8) == 0) {
     FV_ASSIGN_OR_RETURN(idx, ExactIndex::load_body(*in));
   } else if (std::memcmp(tag, "ivf\0\0\0\0\2", 8) == 0) {
-    FV_ASSIGN_OR_RETURN(idx, IvfIndex::load_body(*in));
+    FV_ASSIGN_OR_RETURN(idx, IvfIndex::load_body(*in, store_path));
   } else if (std::memcmp(tag, "hnsw\0\0\0\2", 8) == 0) {
-    FV_ASSIGN_OR_RETURN(idx, GraphIndex::load_body(*in));
+    FV_ASSIGN_OR_RETURN(idx, GraphIndex::load_body(*in, store_path));
   } else if (std::memcmp(tag, "ivf\0\0\0\0\1", 8) == 0 || std::memcmp(tag, "hnsw\0\0\0\1", 8) == 0) {
     // Version 1 kept int8 re-rank records; the index is a cache of the vault: rebuild it.
     return corrupt_data(path.string() + ": an index saved by an older facevault (8-bit re-rank records): rebuild it");

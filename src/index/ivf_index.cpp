@@ -460,7 +460,7 @@ Status IvfIndex::save(const std::filesystem::path& path, const IndexKey& key) co
   return out->finish();
 }
 
-Result<std::unique_ptr<IvfIndex>> IvfIndex::load_body(SealedReader& in) {
+Result<std::unique_ptr<IvfIndex>> IvfIndex::load_body(SealedReader& in, const std::filesystem::path& store_path) {
   uint64_t hdr[10];
   FV_RETURN_IF_ERROR(in.read(hdr, sizeof hdr));
   const size_t dim = hdr[0], cd = hdr[1], nlist = hdr[2];
@@ -478,6 +478,7 @@ Result<std::unique_ptr<IvfIndex>> IvfIndex::load_body(SealedReader& in) {
   o.hnsw_ef_construction = hdr[6];
   o.hnsw_ef_search = hdr[7];
   o.seed = hdr[8];
+  o.store_path = store_path;
   auto idx = std::make_unique<IvfIndex>(dim, o);
   constexpr size_t kMax = size_t(1) << 36;
   FV_RETURN_IF_ERROR((in.read_vec<float>(idx->mean_, dim)));
@@ -490,7 +491,7 @@ Result<std::unique_ptr<IvfIndex>> IvfIndex::load_body(SealedReader& in) {
       cent.size() != nlist * cd)
     return corrupt_data("index file: inconsistent IVF arrays");
   FV_RETURN_IF_ERROR(idx->build_quantizer(cent.data(), nlist));
-  FV_ASSIGN_OR_RETURN(idx->store_, RecordStore::create(RerankRecord::bytes(dim), {}));
+  FV_ASSIGN_OR_RETURN(idx->store_, RecordStore::create(RerankRecord::bytes(dim), store_path));
   idx->lists_.resize(nlist);
   std::vector<uint8_t> rec(RerankRecord::bytes(dim));
   for (auto& l : idx->lists_) {

@@ -78,7 +78,7 @@ class IvfIndex final : public VectorIndex {
   // Mean fraction of the gallery the last searches scanned (diagnostics for the benchmark).
   double scanned_fraction() const;
 
-  static Result<std::unique_ptr<IvfIndex>> load_body(SealedReader& in);
+  static Result<std::unique_ptr<IvfIndex>> load_body(SealedReader& in, const std::filesystem::path& store_path = {});
   Status save_body(SealedWriter& out) const;
 
  private:

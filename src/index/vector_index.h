@@ -110,7 +110,10 @@ class VectorIndex {
 Result<std::vector<SearchResult>> search_each_in_parallel(std::span<const float> queries, size_t dim, int threads,
                                                           const std::function<Result<SearchResult>(std::span<const float>)>& one);
 
-// Reads a file written by any implementation's save().
-Result<std::unique_ptr<VectorIndex>> load_index(const std::filesystem::path& path, const IndexKey& key);
+// Reads a file written by any implementation's save(). store_path: where an approximate
+// index keeps its re-rank records once loaded (empty: memory; else a new encrypted file, as
+// GraphOptions::store_path) — at 10 M they are ~10 GB, more than memory should hold.
+Result<std::unique_ptr<VectorIndex>> load_index(const std::filesystem::path& path, const IndexKey& key,
+                                                const std::filesystem::path& store_path = {});
 
 }  // namespace fv::index

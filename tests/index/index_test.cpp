@@ -762,6 +762,51 @@ TEST(Bench, SmallRunReportsEveryField) {
   }
 }
 
+// A gallery saved once the synthetic templates are in, loaded by a later run, answers as the
+// one built in that run (the 10 M graph takes hours to build: benchmarks are run from a save).
+TEST(Bench, ASavedSyntheticGalleryStandsInForBuildingIt) {
+  const fs::path dir = temp_dir("bench_cache");
+  BenchConfig c;
+  c.size = 6000;
+  c.dim = 64;
+  c.kind = "hnsw";
+  c.threads = {1};
+  c.queries = 40;
+  c.removals = 0;
+  c.graph.store_path = dir / "records";
+  c.save_synthetic = dir / "gallery.idx";
+  auto built = run_index_bench(c, production_factory());
+  ASSERT_TRUE(built.is_ok()) << built.status().to_string();
+  ASSERT_TRUE(fs::exists(dir / "gallery.idx.json"));
+  c.save_synthetic.clear();
+  c.load_synthetic = dir / "gallery.idx";
+  auto loaded = run_index_bench(c, production_factory());
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+  EXPECT_EQ((*loaded)["size"], 6000u);
+  EXPECT_TRUE(loaded->contains("load_s"));
+  for (const char* f : {"recall_at_1", "recall_at_10", "mate_at_rank1", "truth_kth_score"})
+    EXPECT_EQ((*loaded)[f], (*built)[f]) << f;
+  EXPECT_GT((*loaded)["disk_bytes_per_template"].get<double>(), 0) << "records kept in the given file";
+  // A run that would make a different gallery refuses the save instead of measuring the wrong one.
+  BenchConfig other = c;
+  other.seed = 43;
+  EXPECT_FALSE(run_index_bench(other, production_factory()).is_ok());
+  other = c;
+  other.size = 6001;
+  EXPECT_FALSE(run_index_bench(other, production_factory()).is_ok());
+  other = c;
+  other.lfw_order = "spread";  // LFW templates would be inside a saved gallery
+  EXPECT_FALSE(run_index_bench(other, production_factory()).is_ok());
+  other = c;
+  other.save_synthetic = dir / "again.idx";
+  EXPECT_FALSE(run_index_bench(other, production_factory()).is_ok());
+  {
+    std::ofstream(dir / "gallery.idx.json", std::ios::trunc) << "{\"key\": \"zz\"}";
+  }
+  EXPECT_FALSE(run_index_bench(c, production_factory()).is_ok());
+  fs::remove_all(dir);
+}
+
 // Real templates mixed in (here: 40 identities × 3 photos written as `facevault embed`
 // output): at the end of the stream or spread through it, the same data and the same truth.
 TEST(Bench, MixesTheRealGalleryInAtTheEndOrSpreadThroughTheStream) {

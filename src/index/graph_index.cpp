@@ -22,46 +22,6 @@ uint64_t splitmix(uint64_t& s) {
 }
 double uniform01(uint64_t& s) { return (double(splitmix(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
-// Popcounts of a code and of its AND with the four bit-planes of a query: the hardware
-// instruction where the CPU has it (every x86-64 since 2008), portable code otherwise.
-__attribute__((target("popcnt"))) void plane_counts_hw(const uint64_t* b, const uint64_t* pl, size_t w, uint32_t* c) {
-  uint32_t n = 0, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  for (size_t i = 0; i < w; ++i) {
-    const uint64_t x = b[i];
-    n += __builtin_popcountll(x);
-    s0 += __builtin_popcountll(x & pl[i]);
-    s1 += __builtin_popcountll(x & pl[w + i]);
-    s2 += __builtin_popcountll(x & pl[2 * w + i]);
-    s3 += __builtin_popcountll(x & pl[3 * w + i]);
-  }
-  c[0] = n;
-  c[1] = s0 + 2 * s1 + 4 * s2 + 8 * s3;
-}
-void plane_counts_sw(const uint64_t* b, const uint64_t* pl, size_t w, uint32_t* c) {
-  uint32_t n = 0, s = 0;
-  for (size_t i = 0; i < w; ++i) {
-    const uint64_t x = b[i];
-    n += __builtin_popcountll(x);
-    for (int p = 0; p < 4; ++p) s += uint32_t(__builtin_popcountll(x & pl[p * w + i])) << p;
-  }
-  c[0] = n;
-  c[1] = s;
-}
-__attribute__((target("popcnt"))) uint32_t hamming_hw(const uint64_t* a, const uint64_t* b, size_t w) {
-  uint32_t h = 0;
-  for (size_t i = 0; i < w; ++i) h += __builtin_popcountll(a[i] ^ b[i]);
-  return h;
-}
-uint32_t hamming_sw(const uint64_t* a, const uint64_t* b, size_t w) {
-  uint32_t h = 0;
-  for (size_t i = 0; i < w; ++i) h += __builtin_popcountll(a[i] ^ b[i]);
-  return h;
-}
-bool have_popcnt() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("popcnt");
-}
-
 using MinHeap = std::priority_queue<std::pair<float, uint32_t>, std::vector<std::pair<float, uint32_t>>, std::greater<>>;
 using MaxHeap = std::priority_queue<std::pair<float, uint32_t>>;
 
@@ -74,7 +34,7 @@ struct GraphIndex::Query {
 };
 
 struct GraphIndex::Visited {
-  std::vector<uint8_t> mark;
+  std::vector<uint8_t, LargePageAllocator<uint8_t>> mark;
   uint8_t epoch = 0;
   void reset(size_t n) {
     if (mark.size() < n) mark.resize(n, 0);
@@ -161,17 +121,18 @@ void GraphIndex::prepare(const float* x, Query& q) const {
 // −(q·x) estimated from x's code: ⟨Rq, s⟩ = 2·Σ_{s_j=+1} (Rq)_j − Σ_j (Rq)_j, divided by
 // √D·a (a = ⟨s/√D, Rx⟩, stored with the code).
 float GraphIndex::estimate(const Query& q, uint32_t node) const {
-  static const bool hw = have_popcnt();
+  return estimate_code(q, bits_.data() + size_t(node) * words_, a_[node]);
+}
+float GraphIndex::estimate_code(const Query& q, const uint64_t* code, float a) const {
   uint32_t c[2];
-  (hw ? plane_counts_hw : plane_counts_sw)(bits_.data() + size_t(node) * words_, q.planes.data(), words_, c);
+  kernels::plane_counts(code, q.planes.data(), words_, c);
   const float selected = q.lo * float(c[0]) + q.step * float(c[1]);
-  return -(2.0f * selected - q.total) * q.scale / a_[node];
+  return -(2.0f * selected - q.total) * q.scale / a;
 }
 
 // Between two codes: the angle estimate of sign-random-projection hashing, θ ≈ π·h/D.
 float GraphIndex::code_distance(uint32_t x, uint32_t y) const {
-  static const bool hw = have_popcnt();
-  const uint32_t h = (hw ? hamming_hw : hamming_sw)(bits_.data() + size_t(x) * words_, bits_.data() + size_t(y) * words_, words_);
+  const uint32_t h = kernels::hamming(bits_.data() + size_t(x) * words_, bits_.data() + size_t(y) * words_, words_);
   return -std::cos(float(M_PI) * float(h) / float(64 * words_));
 }
 

@@ -104,6 +104,7 @@ class GraphIndex final : public VectorIndex {
   void make_rotation();
   void prepare(const float* x, Query& q) const;
   float estimate(const Query& q, uint32_t node) const;      // lower = closer (−cosine estimate)
+  float estimate_code(const Query& q, const uint64_t* code, float a) const;
   float code_distance(uint32_t a, uint32_t b) const;       // between two stored codes
   int draw_level(uint32_t node) const;
   uint32_t* links(uint32_t node, int level);
@@ -155,8 +156,8 @@ class GraphIndex final : public VectorIndex {
   std::vector<float> rot_;     // D × dim, orthonormal rows (columns when D > dim)
   SecureBuffer<uint64_t> bits_;   // nodes × words_
   SecureBuffer<float> a_;         // nodes
-  std::vector<uint32_t> links0_;  // nodes × 2m
-  std::vector<uint8_t> count0_;   // links on level 0
+  std::vector<uint32_t, LargePageAllocator<uint32_t>> links0_;  // nodes × 2m
+  std::vector<uint8_t, LargePageAllocator<uint8_t>> count0_;    // links on level 0
   std::vector<uint8_t> level_;    // nodes
   // Upper levels of the nodes that have them (~1/m of all): per level, a count and m links.
   std::unordered_map<uint32_t, std::vector<uint32_t>> upper_;

@@ -348,6 +348,102 @@ FV_VNNI void u4s8_rows_vnni(const uint8_t* g, size_t n, size_t dim, const int8_t
   for (; r < n; ++r) out[r] = u4s8_vnni_perm(g + r * row, qp, dim);
 }
 
+// ------------------------------------------------------------------ 1-bit codes
+
+void planes_scalar(const uint64_t* b, const uint64_t* pl, size_t w, uint32_t* c) {
+  uint32_t n = 0, s = 0;
+  for (size_t i = 0; i < w; ++i) {
+    const uint64_t x = b[i];
+    n += static_cast<uint32_t>(__builtin_popcountll(x));
+    for (int p = 0; p < 4; ++p) s += uint32_t(__builtin_popcountll(x & pl[p * w + i])) << p;
+  }
+  c[0] = n;
+  c[1] = s;
+}
+uint32_t hamming_scalar(const uint64_t* a, const uint64_t* b, size_t w) {
+  uint32_t h = 0;
+  for (size_t i = 0; i < w; ++i) h += static_cast<uint32_t>(__builtin_popcountll(a[i] ^ b[i]));
+  return h;
+}
+// The same with the popcnt instruction (every x86-64 since 2008; AVX2 CPUs all have it).
+__attribute__((target("popcnt"))) void planes_popcnt(const uint64_t* b, const uint64_t* pl, size_t w, uint32_t* c) {
+  uint32_t n = 0, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (size_t i = 0; i < w; ++i) {
+    const uint64_t x = b[i];
+    n += static_cast<uint32_t>(__builtin_popcountll(x));
+    s0 += static_cast<uint32_t>(__builtin_popcountll(x & pl[i]));
+    s1 += static_cast<uint32_t>(__builtin_popcountll(x & pl[w + i]));
+    s2 += static_cast<uint32_t>(__builtin_popcountll(x & pl[2 * w + i]));
+    s3 += static_cast<uint32_t>(__builtin_popcountll(x & pl[3 * w + i]));
+  }
+  c[0] = n;
+  c[1] = s0 + 2 * s1 + 4 * s2 + 8 * s3;
+}
+__attribute__((target("popcnt"))) uint32_t hamming_popcnt(const uint64_t* a, const uint64_t* b, size_t w) {
+  uint32_t h = 0;
+  for (size_t i = 0; i < w; ++i) h += static_cast<uint32_t>(__builtin_popcountll(a[i] ^ b[i]));
+  return h;
+}
+// Eight words per instruction. Each lane sums the weighted plane counts (≤ 64·15 per block)
+// in its low 32 bits and the code's own count in its high 32, so one reduction gives both.
+__attribute__((target("avx512f,avx512vpopcntdq"))) void planes_vpopcnt(const uint64_t* b, const uint64_t* pl, size_t w,
+                                                                       uint32_t* c) {
+  __m512i acc = _mm512_setzero_si512();
+  size_t i = 0;
+  for (; i + 8 <= w; i += 8) {
+    const __m512i x = _mm512_loadu_si512(b + i);
+    __m512i s = _mm512_popcnt_epi64(_mm512_and_si512(x, _mm512_loadu_si512(pl + i)));
+    s = _mm512_add_epi64(s, _mm512_slli_epi64(_mm512_popcnt_epi64(_mm512_and_si512(x, _mm512_loadu_si512(pl + w + i))), 1));
+    s = _mm512_add_epi64(s, _mm512_slli_epi64(_mm512_popcnt_epi64(_mm512_and_si512(x, _mm512_loadu_si512(pl + 2 * w + i))), 2));
+    s = _mm512_add_epi64(s, _mm512_slli_epi64(_mm512_popcnt_epi64(_mm512_and_si512(x, _mm512_loadu_si512(pl + 3 * w + i))), 3));
+    acc = _mm512_add_epi64(acc, _mm512_add_epi64(s, _mm512_slli_epi64(_mm512_popcnt_epi64(x), 32)));
+  }
+  const uint64_t t = static_cast<uint64_t>(_mm512_reduce_add_epi64(acc));
+  uint32_t tail[2] = {0, 0};
+  if (i < w) {  // fewer than 8 words left: the four planes of the tail are w apart as well
+    uint32_t n = 0, s = 0;
+    for (; i < w; ++i) {
+      n += static_cast<uint32_t>(__builtin_popcountll(b[i]));
+      for (int p = 0; p < 4; ++p) s += uint32_t(__builtin_popcountll(b[i] & pl[p * w + i])) << p;
+    }
+    tail[0] = n;
+    tail[1] = s;
+  }
+  c[0] = static_cast<uint32_t>(t >> 32) + tail[0];
+  c[1] = static_cast<uint32_t>(t & 0xFFFFFFFFu) + tail[1];
+}
+__attribute__((target("avx512f,avx512vpopcntdq"))) uint32_t hamming_vpopcnt(const uint64_t* a, const uint64_t* b, size_t w) {
+  __m512i acc = _mm512_setzero_si512();
+  size_t i = 0;
+  for (; i + 8 <= w; i += 8)
+    acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i))));
+  uint32_t h = static_cast<uint32_t>(_mm512_reduce_add_epi64(acc));
+  for (; i < w; ++i) h += static_cast<uint32_t>(__builtin_popcountll(a[i] ^ b[i]));
+  return h;
+}
+// The scalar level still uses the popcnt instruction where the CPU has it (pre-AVX2 x86-64).
+void planes_base(const uint64_t* b, const uint64_t* pl, size_t w, uint32_t* c) {
+  static const bool hw = (__builtin_cpu_init(), __builtin_cpu_supports("popcnt"));
+  (hw ? planes_popcnt : planes_scalar)(b, pl, w, c);
+}
+uint32_t hamming_base(const uint64_t* a, const uint64_t* b, size_t w) {
+  static const bool hw = (__builtin_cpu_init(), __builtin_cpu_supports("popcnt"));
+  return (hw ? hamming_popcnt : hamming_scalar)(a, b, w);
+}
+// VPOPCNTDQ is its own CPU feature (Ice Lake, Zen 4), not implied by AVX-512 BW or VNNI.
+bool have_vpopcnt() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+}
+void planes_avx512(const uint64_t* b, const uint64_t* pl, size_t w, uint32_t* c) {
+  static const bool v = have_vpopcnt();
+  (v ? planes_vpopcnt : planes_popcnt)(b, pl, w, c);
+}
+uint32_t hamming_avx512(const uint64_t* a, const uint64_t* b, size_t w) {
+  static const bool v = have_vpopcnt();
+  return (v ? hamming_vpopcnt : hamming_popcnt)(a, b, w);
+}
+
 // ------------------------------------------------------------------ dispatch
 
 struct Table {
@@ -357,13 +453,15 @@ struct Table {
   void (*u4s8_rows)(const uint8_t*, size_t, size_t, const int8_t*, int32_t*);
   float (*f32)(const float*, const float*, size_t);
   float (*s16f32)(const int16_t*, const float*, size_t);
+  void (*planes)(const uint64_t*, const uint64_t*, size_t, uint32_t*);
+  uint32_t (*hamming)(const uint64_t*, const uint64_t*, size_t);
 };
 
 const Table kTables[] = {
-    {u8s8_scalar, u8s8_rows_scalar, u4s8_scalar, u4s8_rows_scalar, f32_scalar, s16f32_scalar},
-    {u8s8_avx2, u8s8_rows_avx2, u4s8_avx2, u4s8_rows_avx2, f32_avx2, s16f32_avx2},
-    {u8s8_avx512, u8s8_rows_avx512, u4s8_avx512, u4s8_rows_avx512, f32_avx512, s16f32_avx512},
-    {u8s8_vnni, u8s8_rows_vnni, u4s8_vnni, u4s8_rows_vnni, f32_avx512, s16f32_avx512},
+    {u8s8_scalar, u8s8_rows_scalar, u4s8_scalar, u4s8_rows_scalar, f32_scalar, s16f32_scalar, planes_base, hamming_base},
+    {u8s8_avx2, u8s8_rows_avx2, u4s8_avx2, u4s8_rows_avx2, f32_avx2, s16f32_avx2, planes_popcnt, hamming_popcnt},
+    {u8s8_avx512, u8s8_rows_avx512, u4s8_avx512, u4s8_rows_avx512, f32_avx512, s16f32_avx512, planes_avx512, hamming_avx512},
+    {u8s8_vnni, u8s8_rows_vnni, u4s8_vnni, u4s8_rows_vnni, f32_avx512, s16f32_avx512, planes_avx512, hamming_avx512},
 };
 
 Isa cpu_isa() {
@@ -436,6 +534,16 @@ int32_t dot_u4s8_ref(const uint8_t* p, const int8_t* q, size_t dim) { return u4s
 float dot_f32_ref(const float* a, const float* b, size_t dim) { return f32_scalar(a, b, dim); }
 float dot_s16f32(const int16_t* g, const float* q, size_t dim) { return table().load(std::memory_order_relaxed)->s16f32(g, q, dim); }
 float dot_s16f32_ref(const int16_t* g, const float* q, size_t dim) { return s16f32_scalar(g, q, dim); }
+void plane_counts(const uint64_t* code, const uint64_t* planes, size_t words, uint32_t* out) {
+  table().load(std::memory_order_relaxed)->planes(code, planes, words, out);
+}
+uint32_t hamming(const uint64_t* a, const uint64_t* b, size_t words) {
+  return table().load(std::memory_order_relaxed)->hamming(a, b, words);
+}
+void plane_counts_ref(const uint64_t* code, const uint64_t* planes, size_t words, uint32_t* out) {
+  planes_scalar(code, planes, words, out);
+}
+uint32_t hamming_ref(const uint64_t* a, const uint64_t* b, size_t words) { return hamming_scalar(a, b, words); }
 
 float quantize_s8(const float* v, size_t dim, int8_t* out) {
   float m = 0;

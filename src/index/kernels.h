@@ -43,11 +43,21 @@ float dot_f32(const float* a, const float* b, size_t dim);
 // arithmetic besides dot_f32, so ISAs agree to rounding, not bit for bit.
 float dot_s16f32(const int16_t* g, const float* q, size_t dim);
 
+// The graph's 1-bit codes (GraphIndex), `words` 64-bit words each; exact integers on every ISA
+// (AVX-512 VPOPCNTDQ where the CPU has it, the popcnt instruction or portable code otherwise).
+// out[0] = popcount(code); out[1] = Σ_p 2^p · popcount(code & planes[p·words …]) over the
+// query's four bit-planes — the two counts the RaBitQ estimate is made of.
+void plane_counts(const uint64_t* code, const uint64_t* planes, size_t words, uint32_t* out);
+// popcount(a XOR b): the Hamming distance between two codes.
+uint32_t hamming(const uint64_t* a, const uint64_t* b, size_t words);
+
 // Scalar references (tests compare every ISA against these).
 int32_t dot_u8s8_ref(const uint8_t* g, const int8_t* q, size_t dim);
 int32_t dot_u4s8_ref(const uint8_t* packed, const int8_t* q, size_t dim);
 float dot_f32_ref(const float* a, const float* b, size_t dim);
 float dot_s16f32_ref(const int16_t* g, const float* q, size_t dim);
+void plane_counts_ref(const uint64_t* code, const uint64_t* planes, size_t words, uint32_t* out);
+uint32_t hamming_ref(const uint64_t* a, const uint64_t* b, size_t words);
 
 // Symmetric int8 quantisation with one scale per vector: out[i] = round(v[i] / s) in
 // [-127, 127], s = max|v| / 127. Returns s (0 for an all-zero vector).

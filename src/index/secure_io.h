@@ -19,6 +19,7 @@
 
 #include <sodium.h>
 
+#include "index/large_pages.h"
 #include "index/vector_index.h"
 
 namespace fv::index {
@@ -51,7 +52,7 @@ class SecureBuffer {
 
   void reserve(size_t cap) {
     if (cap <= cap_) return;
-    T* n = static_cast<T*>(std::malloc(cap * sizeof(T)));
+    T* n = static_cast<T*>(allocate_large(cap * sizeof(T)));  // 2 MiB pages when large
     if (!n) std::abort();  // out of memory: nothing sensible to return to
     if (size_) std::memcpy(n, p_, size_ * sizeof(T));
     const size_t keep = size_;

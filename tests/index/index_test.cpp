@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <bitset>
 #include <cmath>
 #include <fstream>
 #include <numeric>
@@ -123,6 +124,36 @@ TEST(Kernels, EveryIsaAgreesWithScalar) {
       std::vector<int32_t> rows(n);
       kernels::dot_u4s8_rows(packed.data(), n, dim, q.data(), rows.data());
       for (size_t r = 0; r < n; ++r) ASSERT_EQ(rows[r], kernels::dot_u4s8_ref(packed.data() + r * dim / 2, q.data(), dim));
+    }
+    // The graph's 1-bit codes: counts against four bit-planes, and Hamming distances, with
+    // whole 8-word blocks and tails (words 1 … 17), all-ones codes included.
+    std::mt19937_64 r64(5);
+    for (size_t words : {1, 3, 7, 8, 9, 16, 17}) {
+      std::vector<uint64_t> code(words), other(words), planes(4 * words);
+      for (int trial = 0; trial < 20; ++trial) {
+        for (auto& x : code) x = trial == 0 ? ~uint64_t(0) : r64();
+        for (auto& x : other) x = r64();
+        for (auto& x : planes) x = trial == 0 ? ~uint64_t(0) : r64();
+        // By hand: popcount of the code, and Σ_p 2^p · popcount(code & plane p).
+        uint32_t n = 0, s = 0;
+        for (size_t i = 0; i < words; ++i)
+          for (int bit = 0; bit < 64; ++bit) {
+            if (!(code[i] >> bit & 1)) continue;
+            ++n;
+            for (int p = 0; p < 4; ++p) s += uint32_t(planes[p * words + i] >> bit & 1) << p;
+          }
+        uint32_t ref[2], got[2];
+        kernels::plane_counts_ref(code.data(), planes.data(), words, ref);
+        kernels::plane_counts(code.data(), planes.data(), words, got);
+        ASSERT_EQ(ref[0], n);
+        ASSERT_EQ(ref[1], s);
+        ASSERT_EQ(got[0], n) << "words " << words;
+        ASSERT_EQ(got[1], s) << "words " << words;
+        uint32_t h = 0;
+        for (size_t i = 0; i < words; ++i) h += static_cast<uint32_t>(std::bitset<64>(code[i] ^ other[i]).count());
+        ASSERT_EQ(kernels::hamming_ref(code.data(), other.data(), words), h);
+        ASSERT_EQ(kernels::hamming(code.data(), other.data(), words), h) << "words " << words;
+      }
     }
   }
 }

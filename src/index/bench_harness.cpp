@@ -186,6 +186,11 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     if (!cfg.load_synthetic.empty()) {
       log("loading the synthetic gallery from " + cfg.load_synthetic.string());
       FV_ASSIGN_OR_RETURN(index, load_cache(cfg, n_syn));
+      if (auto* g = dynamic_cast<GraphIndex*>(index.get())) {  // search settings are this run's, not the saved ones
+        g->set_population_hubs(cfg.graph.population_hubs);
+        g->set_ef(cfg.graph.ef_search);
+        g->set_rerank(cfg.graph.rerank);
+      }
       index->set_threads(max_threads);
       load_s = secs(t0, Clock::now());
     } else {
@@ -367,6 +372,8 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     j["entry_width"] = graph->options().entry_width;
     j["visited_per_search"] = graph->visited_per_search();
     j["second_looks"] = graph->second_looks();
+    j["hubs"] = graph->hub_count();
+    j["population_hubs"] = graph->population_hub_count();
   }
   // ---- operating points from one build: recall against latency as nprobe (IVF) or the
   // beam width ef (graph) grows.

@@ -250,16 +250,18 @@ std::vector<GraphIndex::Cand> GraphIndex::search_level(const Query& q, const std
   return out;
 }
 
+void GraphIndex::add_hub(uint32_t node) {
+  hubs_.push_back(node);
+  hub_bits_.append(bits_.data() + size_t(node) * words_, words_);
+  hub_a_.push_back(a_[node]);
+}
+
 std::vector<uint32_t> GraphIndex::best_hubs(const Query& q, size_t width) const {
   std::vector<Cand> best;
   best.reserve(width + 1);
   const size_t n = hubs_.size();
   for (size_t i = 0; i < n; ++i) {
-    if (i + 8 < n) {
-      __builtin_prefetch(bits_.data() + size_t(hubs_[i + 8]) * words_);
-      __builtin_prefetch(&a_[hubs_[i + 8]]);
-    }
-    const Cand c(estimate(q, hubs_[i]), hubs_[i]);
+    const Cand c(estimate_code(q, hub_bits_.data() + i * words_, hub_a_[i]), hubs_[i]);
     if (best.size() < width) {
       best.push_back(c);
       std::push_heap(best.begin(), best.end());
@@ -446,7 +448,7 @@ Status GraphIndex::add(std::span<const Id> ids, std::span<const float> vectors) 
       level_[nd] = static_cast<uint8_t>(draw_level(nd));
       count0_[nd] = 0;
       if (level_[nd] > 0) upper_[nd].assign(size_t(level_[nd]) * (opt_.m + 1), 0);
-      if (level_[nd] >= kHubLevel) hubs_.push_back(nd);  // before the threads start: read-only while they insert
+      if (level_[nd] >= kHubLevel) add_hub(nd);  // before the threads start: read-only while they insert
     }
     sodium_memzero(recs.data(), recs.size() * sizeof(int16_t));
     // Linking. The first node of an empty graph is inserted alone (it becomes the entry).
@@ -468,6 +470,13 @@ Status GraphIndex::add(std::span<const Id> ids, std::span<const float> vectors) 
     live_ += m;
   }
   if (live_ > ids.size() && ids.size() >= kMinPopulation && is_population(node)) {
+    // Its own hubs first, so that the second look's beams start inside it as well.
+    if (opt_.population_hubs && ids.size() < kPopulationHubs * opt_.m * opt_.m)
+      for (uint32_t nd : node)
+        if (level_[nd] == 1) {
+          add_hub(nd);
+          population_hubs_.push_back(nd);
+        }
     run_parallel(threads, [&](int t) {
       Query q;
       for (size_t i = t; i < ids.size(); i += threads) {
@@ -621,7 +630,23 @@ Result<size_t> GraphIndex::remove(std::span<const Id> ids) {
   // Then the removed nodes themselves: hub entry, code, links, id and record, gone from
   // memory and disk (the hub list in one pass: erasing most of a 10 M gallery must not cost
   // a search of the list per node).
-  hubs_.erase(std::remove_if(hubs_.begin(), hubs_.end(), [&](uint32_t h) { return gone[h] != 0; }), hubs_.end());
+  {  // the hub list and its copy of the codes, compacted together; the tail is wiped by resize
+    size_t kept = 0;
+    for (size_t i = 0; i < hubs_.size(); ++i) {
+      if (gone[hubs_[i]]) continue;
+      if (kept != i) {
+        hubs_[kept] = hubs_[i];
+        std::memcpy(hub_bits_.data() + kept * words_, hub_bits_.data() + i * words_, words_ * sizeof(uint64_t));
+        hub_a_[kept] = hub_a_[i];
+      }
+      ++kept;
+    }
+    hubs_.resize(kept);
+    hub_bits_.resize(kept * words_);
+    hub_a_.resize(kept);
+  }
+  population_hubs_.erase(std::remove_if(population_hubs_.begin(), population_hubs_.end(), [&](uint32_t h) { return gone[h] != 0; }),
+                         population_hubs_.end());
   std::vector<uint32_t> slots;
   for (uint32_t d : dead) {
     sodium_memzero(bits_.data() + size_t(d) * words_, words_ * sizeof(uint64_t));
@@ -747,7 +772,8 @@ IndexStats GraphIndex::stats() const {
   s.size = live_;
   size_t mem = bits_.capacity() * sizeof(uint64_t) + a_.capacity() * sizeof(float) + links0_.capacity() * sizeof(uint32_t) +
                count0_.capacity() + level_.capacity() + ids_.capacity() * sizeof(Id) + slot_.capacity() * sizeof(uint32_t) +
-               free_.capacity() * sizeof(uint32_t) + rot_.capacity() * sizeof(float);
+               free_.capacity() * sizeof(uint32_t) + rot_.capacity() * sizeof(float) + hubs_.capacity() * sizeof(uint32_t) +
+               population_hubs_.capacity() * sizeof(uint32_t) + hub_bits_.capacity() * sizeof(uint64_t) + hub_a_.capacity() * sizeof(float);
   // The hash map of upper levels: its nodes (~2 pointers + key + vector header) and buckets.
   mem += upper_.bucket_count() * sizeof(void*) + upper_.size() * (2 * sizeof(void*) + sizeof(uint32_t) + sizeof(std::vector<uint32_t>));
   for (const auto& [nd, v] : upper_) mem += v.capacity() * sizeof(uint32_t);
@@ -783,10 +809,25 @@ Status GraphIndex::check() const {
   }
   if (live_ && (entry_ == kNone || ids_[entry_] == kFree || level_[entry_] != max_level_))
     return internal_error("graph: bad entry point");
-  size_t hubs = 0;
-  for (size_t i = 0; i < n; ++i) hubs += ids_[i] != kFree && level_[i] >= kHubLevel;
-  if (hubs != hubs_.size() || std::any_of(hubs_.begin(), hubs_.end(), [&](uint32_t h) { return h >= n || ids_[h] == kFree || level_[h] < kHubLevel; }))
+  // Hubs: every live node on level ≥ kHubLevel and the population hubs (live, level 1), once each.
+  std::vector<uint32_t> want;
+  for (size_t i = 0; i < n; ++i)
+    if (ids_[i] != kFree && level_[i] >= kHubLevel) want.push_back(static_cast<uint32_t>(i));
+  for (uint32_t h : population_hubs_) {
+    if (h >= n || ids_[h] == kFree || level_[h] != 1) return internal_error("graph: a population hub is not a live level-1 node");
+    want.push_back(h);
+  }
+  std::vector<uint32_t> have = hubs_;
+  std::sort(want.begin(), want.end());
+  std::sort(have.begin(), have.end());
+  if (want != have || std::adjacent_find(have.begin(), have.end()) != have.end())
     return internal_error("graph: the hub list does not match the levels");
+  if (hub_bits_.size() != hubs_.size() * words_ || hub_a_.size() != hubs_.size())
+    return internal_error("graph: the hubs' codes are not one per hub");
+  for (size_t i = 0; i < hubs_.size(); ++i)
+    if (std::memcmp(hub_bits_.data() + i * words_, bits_.data() + size_t(hubs_[i]) * words_, words_ * sizeof(uint64_t)) != 0 ||
+        hub_a_[i] != a_[hubs_[i]])
+      return internal_error("graph: a hub's code differs from its node's");
   return Status::ok();
 }
 
@@ -807,6 +848,7 @@ Status GraphIndex::save_body(SealedWriter& out) const {
       up.insert(up.end(), it->second.begin(), it->second.end());
     }
   FV_RETURN_IF_ERROR(out.write_vec(up.data(), up.size()));
+  FV_RETURN_IF_ERROR(out.write_vec(population_hubs_.data(), population_hubs_.size()));
   std::vector<uint8_t> rec(RerankRecord::bytes(dim_));
   for (size_t i = 0; i < ids_.size(); ++i) {
     if (ids_[i] == kFree) continue;
@@ -819,13 +861,14 @@ Status GraphIndex::save_body(SealedWriter& out) const {
 
 Status GraphIndex::save(const std::filesystem::path& path, const IndexKey& key) const {
   FV_ASSIGN_OR_RETURN(auto out, SealedWriter::create(path, key));
-  const char tag[8] = {'h', 'n', 's', 'w', 0, 0, 0, 2};  // 2: 16-bit re-rank records
+  const char tag[8] = {'h', 'n', 's', 'w', 0, 0, 0, kFormat};  // 2: 16-bit re-rank records; 3: population hubs
   FV_RETURN_IF_ERROR(out->write(tag, 8));
   FV_RETURN_IF_ERROR(save_body(*out));
   return out->finish();
 }
 
-Result<std::unique_ptr<GraphIndex>> GraphIndex::load_body(SealedReader& in, const std::filesystem::path& store_path) {
+Result<std::unique_ptr<GraphIndex>> GraphIndex::load_body(SealedReader& in, const std::filesystem::path& store_path, int version) {
+  if (version != 2 && version != kFormat) return corrupt_data("index file: unknown graph format " + std::to_string(version));
   uint64_t hdr[12];
   FV_RETURN_IF_ERROR(in.read(hdr, sizeof hdr));
   const size_t dim = hdr[0], words = hdr[1], n = hdr[7], live = hdr[8];
@@ -865,6 +908,8 @@ Result<std::unique_ptr<GraphIndex>> GraphIndex::load_body(SealedReader& in, cons
     g->upper_[nd].assign(up.begin() + static_cast<std::ptrdiff_t>(p), up.begin() + static_cast<std::ptrdiff_t>(p + len));
     p += len;
   }
+  std::vector<uint32_t> pop;
+  if (version >= 3) FV_RETURN_IF_ERROR((in.read_vec<uint32_t>(pop, n)));
   g->slot_.assign(n, 0);
   size_t count = 0;
   std::unordered_set<Id> seen;
@@ -876,10 +921,15 @@ Result<std::unique_ptr<GraphIndex>> GraphIndex::load_body(SealedReader& in, cons
     }
     if (!seen.insert(g->ids_[i]).second) return corrupt_data("index file: a graph id is repeated");
     if (g->level_[i] > 0 && !g->upper_.count(static_cast<uint32_t>(i))) return corrupt_data("index file: bad upper level");
-    if (g->level_[i] >= kHubLevel) g->hubs_.push_back(static_cast<uint32_t>(i));
+    if (g->level_[i] >= kHubLevel) g->add_hub(static_cast<uint32_t>(i));
     FV_RETURN_IF_ERROR(in.read(rec.data(), rec.size()));
     FV_RETURN_IF_ERROR(g->store_->put(rec.data(), 1, &g->slot_[i]));
     ++count;
+  }
+  for (uint32_t h : pop) {  // check() below refuses one that is not a live level-1 node, or repeated
+    if (h >= n) return corrupt_data("index file: a population hub out of range");
+    g->add_hub(h);
+    g->population_hubs_.push_back(h);
   }
   std::reverse(g->free_.begin(), g->free_.end());
   sodium_memzero(rec.data(), rec.size());

@@ -52,6 +52,9 @@ struct GraphOptions {
   // a small region the greedy path rarely ends next to.
   size_t entry_width = 128;
   std::filesystem::path store_path;  // re-rank records: empty = memory, else an encrypted file
+  // A small late population gets hubs of its own (GraphIndex::kPopulationHubs); off only to
+  // measure what they bring (index_bench --no-population-hubs).
+  bool population_hubs = true;
   uint64_t seed = 1234;
   int threads = 1;
 };
@@ -82,18 +85,27 @@ class GraphIndex final : public VectorIndex {
   // that a removal overwrites them.
   std::span<const uint64_t> code_memory() const { return {bits_.data(), bits_.size()}; }
   size_t code_words() const { return words_; }
+  // The copy of the hubs' codes (hubs × words), for the same tests.
+  std::span<const uint64_t> hub_code_memory() const { return {hub_bits_.data(), hub_bits_.size()}; }
   void set_ef(size_t ef) { opt_.ef_search = ef; }
   void set_rerank(size_t r) { opt_.rerank = r; }
+  void set_population_hubs(bool on) { opt_.population_hubs = on; }
   const GraphOptions& options() const { return opt_; }
   // Mean number of nodes a search scored (diagnostics for the benchmark).
   double visited_per_search() const;
   // Nodes that took a second look because their batch was a population of its own.
   size_t second_looks() const { return second_looks_; }
+  // Hubs: in all, and those given to small late populations.
+  size_t hub_count() const { return hubs_.size(); }
+  size_t population_hub_count() const { return population_hubs_.size(); }
   // Checks the graph's invariants (links in range, no link to a free slot or to itself,
   // every live node reachable from the entry point); the tests call it after removals.
   Status check() const;
 
-  static Result<std::unique_ptr<GraphIndex>> load_body(SealedReader& in, const std::filesystem::path& store_path = {});
+  // version: the file format after the "hnsw" tag (2: no population hubs; 3: the current one).
+  static constexpr int kFormat = 3;
+  static Result<std::unique_ptr<GraphIndex>> load_body(SealedReader& in, const std::filesystem::path& store_path = {},
+                                                       int version = kFormat);
   Status save_body(SealedWriter& out) const;
 
  private:
@@ -167,6 +179,19 @@ class GraphIndex final : public VectorIndex {
   // late, a region the top levels barely cover) is reached more reliably from the best hubs.
   static constexpr int kHubLevel = 2;
   std::vector<uint32_t> hubs_;
+  // A population (above) of fewer than kPopulationHubs·m² nodes would bring fewer than
+  // kPopulationHubs hubs of its own (LFW's 5,749 at 10 M: ~22 among 39 k, and a probe's best
+  // LFW hub ranked ~146th by estimate, outside the 128 seeds for 1 probe in 5): its level-1
+  // nodes become hubs too (~360 for LFW), listed here because the levels alone do not say it.
+  static constexpr size_t kPopulationHubs = 256;
+  std::vector<uint32_t> population_hubs_;
+  // A copy of the hubs' codes and norm factors, in hub order: every search scores all of them
+  // (39 k at 10 M), and read in a stream they cost a fraction of 39 k scattered cache misses
+  // (~0.27 bytes per template). Kept equal to the nodes' codes by add_hub / remove; check()
+  // verifies it.
+  SecureBuffer<uint64_t> hub_bits_;
+  SecureBuffer<float> hub_a_;
+  void add_hub(uint32_t node);
   std::vector<Id> ids_;           // kFree for a free slot
   std::vector<uint32_t> slot_;    // re-rank record of each node
   std::vector<uint32_t> free_;

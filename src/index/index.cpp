@@ -49,8 +49,8 @@ Result<std::unique_ptr<VectorIndex>> load_index(const std::filesystem::path& pat
     FV_ASSIGN_OR_RETURN(idx, ExactIndex::load_body(*in));
   } else if (std::memcmp(tag, "ivf\0\0\0\0\2", 8) == 0) {
     FV_ASSIGN_OR_RETURN(idx, IvfIndex::load_body(*in, store_path));
-  } else if (std::memcmp(tag, "hnsw\0\0\0\2", 8) == 0) {
-    FV_ASSIGN_OR_RETURN(idx, GraphIndex::load_body(*in, store_path));
+  } else if (std::memcmp(tag, "hnsw\0\0\0", 7) == 0 && (tag[7] == 2 || tag[7] == GraphIndex::kFormat)) {
+    FV_ASSIGN_OR_RETURN(idx, GraphIndex::load_body(*in, store_path, tag[7]));
   } else if (std::memcmp(tag, "ivf\0\0\0\0\1", 8) == 0 || std::memcmp(tag, "hnsw\0\0\0\1", 8) == 0) {
     // Version 1 kept int8 re-rank records; the index is a cache of the vault: rebuild it.
     return corrupt_data(path.string() + ": an index saved by an older facevault (8-bit re-rank records): rebuild it");

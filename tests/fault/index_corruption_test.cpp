@@ -178,6 +178,10 @@ TEST(SealedIndexContent, WrongContentUnderTheRightKeyIsRefused) {
   refused("an unknown index kind");
   craft([&](index::SealedWriter& w) { return w.write("hnsw\0\0\0\2", 8); });
   refused("a graph tag and nothing after it");
+  craft([&](index::SealedWriter& w) { return w.write("hnsw\0\0\0\3", 8); });
+  refused("a version-3 graph tag and nothing after it");
+  craft([&](index::SealedWriter& w) { return w.write("hnsw\0\0\0\4", 8); });
+  refused("a graph format from a later facevault");
   craft([&](index::SealedWriter& w) { return w.write("hnsw\0\0\0\1", 8); });
   {
     auto r = load_index(p, key);

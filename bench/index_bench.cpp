@@ -6,7 +6,7 @@
 //               [--queries 200] [--lfw out/lfw_templates.jsonl] [--gallery isotropic|face] [--lfw-order end|spread]
 //               [--nprobe 32] [--rerank 64]
 //               [--store FILE] [--nprobe-sweep 16,64,256] [--hnsw-m 32] [--ef-search 64]
-//               [--ef-construction 40] [--entry-width 16] [--no-population-hubs] [--no-truth]
+//               [--ef-construction 40] [--entry-width 16] [--no-population-hubs] [--rerank-confidence 3.5] [--no-truth]
 //               [--save-synthetic FILE | --load-synthetic FILE]   build a gallery once (BenchConfig)
 //   index_bench --kind hnswlib --ef-sweep 16,64,256,1024 …   hnswlib HNSW anchor (float32)
 //   index_bench --vault-start N      start time of a service over a vault of N templates
@@ -311,6 +311,7 @@ int main(int argc, char** argv) {
     else if (a == "--ef-search") ef_search = std::stoull(next());
     else if (a == "--ef-construction") ef_construction = std::stoull(next());
     else if (a == "--no-truth") cfg.ground_truth = false;
+    else if (a == "--rerank-confidence") cfg.graph.rerank_confidence = std::stof(next());
     else if (a == "--no-population-hubs") cfg.graph.population_hubs = false;
     else if (a == "--entry-width") cfg.graph.entry_width = std::stoull(next());
     else if (a == "--save-synthetic") cfg.save_synthetic = next();

@@ -190,6 +190,7 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
         g->set_population_hubs(cfg.graph.population_hubs);
         g->set_ef(cfg.graph.ef_search);
         g->set_rerank(cfg.graph.rerank);
+        g->set_rerank_confidence(cfg.graph.rerank_confidence);
       }
       index->set_threads(max_threads);
       load_s = secs(t0, Clock::now());
@@ -371,6 +372,8 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     j["rerank"] = graph->options().rerank ? graph->options().rerank : graph->options().ef_search;
     j["entry_width"] = graph->options().entry_width;
     j["visited_per_search"] = graph->visited_per_search();
+    j["reranked_per_search"] = graph->reranked_per_search();
+    j["rerank_confidence"] = graph->options().rerank_confidence;
     j["second_looks"] = graph->second_looks();
     j["hubs"] = graph->hub_count();
     j["population_hubs"] = graph->population_hub_count();

@@ -31,6 +31,7 @@ struct GraphIndex::Query {
   std::vector<float> rot;        // R·x (D values)
   std::vector<uint64_t> planes;  // 4 × words: bit p of the 4-bit quantised R·x
   float lo = 0, step = 1, total = 0, scale = 1;  // Σ_j q_j ≈ total; scale = 1/√D
+  float norm = 1;                // ‖x‖ (the estimator's error scales with it)
 };
 
 struct GraphIndex::Visited {
@@ -116,6 +117,9 @@ void GraphIndex::prepare(const float* x, Query& q) const {
   }
   q.total = q.lo * float(D) + q.step * float(sum);
   q.scale = 1.0f / std::sqrt(float(D));
+  double n2 = 0;
+  for (float v : q.rot) n2 += double(v) * v;
+  q.norm = static_cast<float>(std::sqrt(n2));
 }
 
 // −(q·x) estimated from x's code: ⟨Rq, s⟩ = 2·Σ_{s_j=+1} (Rq)_j − Σ_j (Rq)_j, divided by
@@ -747,10 +751,22 @@ Result<SearchResult> GraphIndex::search_impl(std::span<const float> query, size_
   for (size_t i = cands.size(); i-- > 0; top.pop()) cands[i] = top.top();
   const size_t R = std::max(k, opt_.rerank ? opt_.rerank : ef);
   if (cands.size() > R) cands.resize(R);
-  // Exact re-rank on the full-dimension records, against the float query.
+  // Exact re-rank on the full-dimension records, against the float query, best estimate
+  // first; once k are in, a candidate whose estimate plus its error bound cannot reach the
+  // k-th exact score is not read. The bound: the RaBitQ estimator's standard error for a code
+  // with norm factor a is √(1 − a²)/a/√(D − 1) for unit vectors (×‖q‖), and the query's 4-bit
+  // rounding adds at most step/(√12·a) in the same units (both in quadrature).
   TopK best(k);
   std::vector<int16_t> rec(RerankRecord::values(dim_));
+  const float inv_sqrt_d1 = 1.0f / std::sqrt(float(64 * words_ - 1)), round_err = q.step / std::sqrt(12.0f);
+  size_t reread = 0;
   for (const auto& [e, nd] : cands) {
+    if (opt_.rerank_confidence > 0 && best.full()) {
+      const float a = std::clamp(a_[nd], 0.05f, 1.0f);
+      const float code_err = std::sqrt(1.0f - a * a) / a * inv_sqrt_d1 * q.norm, q_err = round_err / a;
+      if (-e + opt_.rerank_confidence * std::sqrt(code_err * code_err + q_err * q_err) < best.threshold()) continue;
+    }
+    ++reread;
     if (Status st = store_->get(slot_[nd], reinterpret_cast<uint8_t*>(rec.data())); !st.is_ok()) {
       sodium_memzero(rec.data(), rec.size() * sizeof(int16_t));
       return st;
@@ -759,12 +775,17 @@ Result<SearchResult> GraphIndex::search_impl(std::span<const float> query, size_
   }
   sodium_memzero(rec.data(), rec.size() * sizeof(int16_t));
   sodium_memzero(q.rot.data(), q.rot.size() * sizeof(float));
+  reranked_.fetch_add(reread, std::memory_order_relaxed);
   return best.result();
 }
 
 double GraphIndex::visited_per_search() const {
   const uint64_t s = searches_.load();
   return s ? double(visited_.load()) / double(s) : 0.0;
+}
+double GraphIndex::reranked_per_search() const {
+  const uint64_t s = searches_.load();
+  return s ? double(reranked_.load()) / double(s) : 0.0;
 }
 
 IndexStats GraphIndex::stats() const {

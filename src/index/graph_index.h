@@ -47,6 +47,12 @@ struct GraphOptions {
   size_t ef_construction = 200;  // beam width while inserting (100 lost recall at 1 M: docs/benchmarks.md)
   size_t ef_search = 128;        // beam width of a search (raised to k when smaller)
   size_t rerank = 0;             // candidates re-scored at full precision; 0: the beam width
+  // Of those, a candidate is re-scored only if its estimate could still reach the k-th exact
+  // score: estimate + rerank_confidence · σ ≥ k-th, σ the estimator's standard error for that
+  // code (RaBitQ: √(1 − a²)/a/√(D − 1), a the code's norm factor, plus the query's 4-bit
+  // rounding). Re-scoring a record means reading and decrypting it from the store (~2 µs),
+  // the largest part of a search. 0: re-score all `rerank` candidates.
+  float rerank_confidence = 3.5f;
   // Level 0 is entered from the best `entry_width` nodes of a beam on level 1, not from the
   // single node a greedy descent ends on: on near-isotropic data a query's neighbourhood is
   // a small region the greedy path rarely ends next to.
@@ -91,8 +97,10 @@ class GraphIndex final : public VectorIndex {
   void set_rerank(size_t r) { opt_.rerank = r; }
   void set_population_hubs(bool on) { opt_.population_hubs = on; }
   const GraphOptions& options() const { return opt_; }
-  // Mean number of nodes a search scored (diagnostics for the benchmark).
+  // Mean number of nodes a search scored, and of records it re-scored (diagnostics).
   double visited_per_search() const;
+  double reranked_per_search() const;
+  void set_rerank_confidence(float c) { opt_.rerank_confidence = c < 0 ? 0 : c; }
   // Nodes that took a second look because their batch was a population of its own.
   size_t second_looks() const { return second_looks_; }
   // Hubs: in all, and those given to small late populations.
@@ -203,7 +211,7 @@ class GraphIndex final : public VectorIndex {
   std::mutex entry_lock_;
   mutable std::mutex pool_lock_;
   mutable std::vector<std::unique_ptr<Visited>> pool_;
-  mutable std::atomic<uint64_t> searches_{0}, visited_{0};
+  mutable std::atomic<uint64_t> searches_{0}, visited_{0}, reranked_{0};
   size_t second_looks_ = 0;
 };
 

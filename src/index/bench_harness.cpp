@@ -191,6 +191,7 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
         g->set_ef(cfg.graph.ef_search);
         g->set_rerank(cfg.graph.rerank);
         g->set_rerank_confidence(cfg.graph.rerank_confidence);
+        g->set_entry_width(cfg.graph.entry_width);
       }
       index->set_threads(max_threads);
       load_s = secs(t0, Clock::now());

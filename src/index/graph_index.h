@@ -96,6 +96,7 @@ class GraphIndex final : public VectorIndex {
   void set_ef(size_t ef) { opt_.ef_search = ef; }
   void set_rerank(size_t r) { opt_.rerank = r; }
   void set_population_hubs(bool on) { opt_.population_hubs = on; }
+  void set_entry_width(size_t w) { opt_.entry_width = w; }
   const GraphOptions& options() const { return opt_; }
   // Mean number of nodes a search scored, and of records it re-scored (diagnostics).
   double visited_per_search() const;

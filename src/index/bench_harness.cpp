@@ -36,18 +36,13 @@ nlohmann::json cache_settings(const BenchConfig& c, size_t n_syn) {
           {"lfw", c.lfw}};
 }
 
-std::string to_hex(const uint8_t* p, size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) s += {digits[p[i] >> 4], digits[p[i] & 15]};
-  return s;
-}
-
 Status save_cache(const VectorIndex& index, const BenchConfig& c, size_t n_syn) {
   const IndexKey key = IndexKey::random();
   FV_RETURN_IF_ERROR(index.save(c.save_synthetic, key));
   nlohmann::json side = cache_settings(c, n_syn);
-  side["key"] = to_hex(key.bytes.data(), key.bytes.size());
+  char hex[2 * sizeof key.bytes + 1];
+  side["key"] = std::string(sodium_bin2hex(hex, sizeof hex, key.bytes.data(), key.bytes.size()));
+  sodium_memzero(hex, sizeof hex);
   const auto side_path = c.save_synthetic.string() + ".json";
   std::ofstream out(side_path, std::ios::trunc);
   out << side.dump() << "\n";
@@ -64,19 +59,17 @@ Result<std::unique_ptr<VectorIndex>> load_cache(const BenchConfig& c, size_t n_s
   std::ifstream in(side_path);
   if (!in) return not_found("bench: no " + side_path + " beside the saved gallery");
   const nlohmann::json side = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  const bool hex_key = side.is_object() && side.contains("key") && side["key"].is_string() &&
-                       side["key"].get<std::string>().size() == 64 &&
-                       side["key"].get<std::string>().find_first_not_of("0123456789abcdef") == std::string::npos;
-  if (!hex_key)
+  IndexKey key;
+  const std::string hex = side.is_object() && side.contains("key") && side["key"].is_string() ? side["key"].get<std::string>() : "";
+  size_t got = 0;
+  if (sodium_hex2bin(key.bytes.data(), key.bytes.size(), hex.data(), hex.size(), nullptr, &got, nullptr) != 0 ||
+      got != key.bytes.size() || hex.size() != 2 * key.bytes.size())
     return corrupt_data("bench: " + side_path + " is not a saved gallery's settings");
   const nlohmann::json want = cache_settings(c, n_syn);  // named: items() would outlive a temporary
   for (const auto& [name, value] : want.items())
     if (side.value(name, nlohmann::json()) != value)
       return invalid_argument("bench: the saved gallery was made with " + name + " " + side.value(name, nlohmann::json()).dump() +
                               ", this run asks for " + value.dump());
-  IndexKey key;
-  const std::string hex = side["key"].get<std::string>();
-  for (size_t i = 0; i < key.bytes.size(); ++i) key.bytes[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
   const auto& store = c.kind == "ivf" ? c.ivf.store_path : c.graph.store_path;
   FV_ASSIGN_OR_RETURN(auto idx, load_index(c.load_synthetic, key, store));
   if (idx->size() != n_syn || idx->dim() != c.dim) return corrupt_data("bench: the saved gallery does not hold the synthetic templates");

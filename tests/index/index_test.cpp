@@ -565,14 +565,12 @@ TEST(GraphIndex, RemovalOverwritesTheCodeAndReusesTheSlot) {
       if (std::equal(hub.begin(), hub.end(), m.begin() + r)) return true;
     return false;
   };
+  // Its node: the row of the codes that holds it. Nodes were filled in id order by the one
+  // bulk add, except node 123, which id 5000 took over above.
   Id hub_id = -1;
-  for (Id id = 0; id < static_cast<Id>(n) && hub_id < 0; ++id) {
-    auto probe = graph(d);
-    std::vector<float> x(row(v, static_cast<size_t>(id), d).begin(), row(v, static_cast<size_t>(id), d).end());
-    if (id == 123) continue;  // removed above
-    ASSERT_TRUE(probe && probe->add(std::vector<Id>{id}, x).is_ok());
-    if (std::equal(hub.begin(), hub.end(), probe->code_memory().begin())) hub_id = id;
-  }
+  const auto codes = g->code_memory();
+  for (size_t r = 0; r * w < codes.size() && hub_id < 0; ++r)
+    if (std::equal(hub.begin(), hub.end(), codes.begin() + r * w)) hub_id = r == 123 ? 5000 : static_cast<Id>(r);
   ASSERT_GE(hub_id, 0);
   ASSERT_EQ(*g->remove(std::vector<Id>{hub_id}), 1u);
   EXPECT_FALSE(holds(g->hub_code_memory())) << "the removed hub's code is still in the hubs' copy";

@@ -13,6 +13,10 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::kIoError: return "I/O error";
     case StatusCode::kFailedPrecondition: return "failed precondition";
     case StatusCode::kInternal: return "internal error";
+    case StatusCode::kPermissionDenied: return "permission denied";
+    case StatusCode::kAlreadyExists: return "already exists";
+    case StatusCode::kUnauthenticated: return "unauthenticated";
+    case StatusCode::kUnavailable: return "unavailable";
   }
   return "unknown";
 }

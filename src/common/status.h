@@ -18,6 +18,10 @@ enum class StatusCode {
   kIoError,            // the operating system refused a read or write
   kFailedPrecondition, // the system is not in a state to do this (model not fetched, ...)
   kInternal,           // a bug or a library failure we did not expect
+  kPermissionDenied,   // the caller is known but its role (or key) may not do this
+  kAlreadyExists,      // a record that may exist once is already there (a basis withdrawn twice, ...)
+  kUnauthenticated,    // no caller could be established (missing, unknown or revoked API key)
+  kUnavailable,        // a dependency is down or over capacity right now; the same call may succeed later
 };
 
 const char* status_code_name(StatusCode code);
@@ -46,6 +50,10 @@ inline Status resource_exhausted(std::string m) { return {StatusCode::kResourceE
 inline Status io_error(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
 inline Status failed_precondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
 inline Status internal_error(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status permission_denied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
+inline Status already_exists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
+inline Status unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
+inline Status unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 
 // A value or the Status explaining why there is none.
 template <class T>
@@ -76,3 +84,12 @@ class [[nodiscard]] Result {
     ::fv::Status fv_status_ = (expr);       \
     if (!fv_status_.is_ok()) return fv_status_; \
   } while (0)
+
+// Binds the value of a Result<T> expression to `lhs`, or returns its Status from the enclosing
+// function. `lhs` may declare a variable: FV_ASSIGN_OR_RETURN(auto x, f());
+#define FV_ASSIGN_OR_RETURN(lhs, expr)                                                    \
+  auto FV_CONCAT_(fv_r_, __LINE__) = (expr);                                              \
+  if (!FV_CONCAT_(fv_r_, __LINE__).is_ok()) return FV_CONCAT_(fv_r_, __LINE__).status(); \
+  lhs = std::move(FV_CONCAT_(fv_r_, __LINE__)).value()
+#define FV_CONCAT_(a, b) FV_CONCAT2_(a, b)
+#define FV_CONCAT2_(a, b) a##b

@@ -107,10 +107,3 @@ class Txn {
 
 }  // namespace fv::vault
 
-// Result<T> helpers local to the vault and service code.
-#define FV_ASSIGN_OR_RETURN(lhs, expr)                  \
-  auto FV_CONCAT_(fv_r_, __LINE__) = (expr);            \
-  if (!FV_CONCAT_(fv_r_, __LINE__).is_ok()) return FV_CONCAT_(fv_r_, __LINE__).status(); \
-  lhs = std::move(FV_CONCAT_(fv_r_, __LINE__)).value()
-#define FV_CONCAT_(a, b) FV_CONCAT2_(a, b)
-#define FV_CONCAT2_(a, b) a##b

@@ -1,4 +1,4 @@
-// Choosing and building an index: exact below a configurable size, IVF above it (DESIGN §2);
+// Choosing and building an index: exact below a configurable size, IVF above it;
 // the HNSW graph (graph_index.h) when a vault asks for it.
 #pragma once
 

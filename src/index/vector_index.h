@@ -5,7 +5,7 @@
 //   - scores are inner products of L2-normalised vectors (cosine), best first;
 //   - `filter` is applied inside the search: a candidate the filter refuses never takes a place
 //     in the top-k, so a search returns min(k, eligible) results even when every one of the
-//     nearest vectors is ineligible (purpose limitation, DESIGN §6);
+//     nearest vectors is ineligible (purpose limitation);
 //   - remove() is physical: when it returns, the removed vectors' bytes are overwritten in every
 //     memory structure the index holds (and in its scratch files), not merely marked deleted;
 //   - save() writes nothing in plaintext: the file is encrypted and authenticated with a key
@@ -26,15 +26,6 @@
 
 #include "common/status.h"
 
-// The same helper the vault defines (token for token, so both headers may be included).
-#ifndef FV_ASSIGN_OR_RETURN
-#define FV_ASSIGN_OR_RETURN(lhs, expr)                  \
-  auto FV_CONCAT_(fv_r_, __LINE__) = (expr);            \
-  if (!FV_CONCAT_(fv_r_, __LINE__).is_ok()) return FV_CONCAT_(fv_r_, __LINE__).status(); \
-  lhs = std::move(FV_CONCAT_(fv_r_, __LINE__)).value()
-#define FV_CONCAT_(a, b) FV_CONCAT2_(a, b)
-#define FV_CONCAT2_(a, b) a##b
-#endif
 
 namespace fv::index {
 

@@ -13,10 +13,10 @@
 
 #include <gtest/gtest.h>
 
-#include "index/bench_harness.h"
+#include "bench/harness/index_harness.h"
+#include "bench/harness/synthetic.h"
 #include "index/index.h"
 #include "index/kernels.h"
-#include "index/synthetic.h"
 
 namespace fv::index {
 namespace {
@@ -285,7 +285,7 @@ TEST_P(BothKinds, RemovedIdNeverReturns) {
     ASSERT_TRUE(r.is_ok());
     EXPECT_EQ(r->ids.at(0), i);
   }
-  // Re-adding an erased id (re-enrolment) works.
+  // Re-adding an erased id (re-enrollment) works.
   EXPECT_TRUE(b.idx->add(std::vector<Id>{0}, std::vector<float>(row(b.v, 0, b.d).begin(), row(b.v, 0, b.d).end())).is_ok());
 }
 

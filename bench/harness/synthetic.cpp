@@ -1,4 +1,4 @@
-#include "index/synthetic.h"
+#include "bench/harness/synthetic.h"
 
 #include <algorithm>
 #include <cmath>

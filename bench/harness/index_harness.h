@@ -27,7 +27,7 @@ struct BenchConfig {
   // (Gaussian with the mean and covariance of the templates in `lfw`, which it then needs).
   std::string gallery = "isotropic";
   // Where the LFW gallery enters the stream: "end" (after every synthetic template) or
-  // "spread" (evenly through it, as enrolments of real people would arrive).
+  // "spread" (evenly through it, as enrollments of real people would arrive).
   std::string lfw_order = "end";
   IvfOptions ivf;
   GraphOptions graph;

@@ -1,4 +1,4 @@
-#include "index/bench_harness.h"
+#include "bench/harness/index_harness.h"
 
 #include <sys/resource.h>
 
@@ -11,11 +11,11 @@
 #include <random>
 #include <unordered_set>
 
+#include "bench/harness/synthetic.h"
 #include "index/exact_index.h"
 #include "index/kernels.h"
 #include "index/parallel.h"
 #include "index/secure_io.h"
-#include "index/synthetic.h"
 
 namespace fv::index {
 namespace {

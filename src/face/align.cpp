@@ -8,7 +8,7 @@ const FivePoints kArcFace112 = {cv::Point2d(38.2946, 51.6963), cv::Point2d(73.53
                                 cv::Point2d(56.0252, 71.7366), cv::Point2d(41.5493, 92.3655),
                                 cv::Point2d(70.7299, 92.2041)};
 
-cv::Matx23d similarity_transform(const FivePoints& src, const FivePoints& dst) {
+cv::Matx23d similarity_transform(std::span<const cv::Point2d> src, std::span<const cv::Point2d> dst) {
   cv::Point2d ms(0, 0), md(0, 0);
   for (size_t i = 0; i < src.size(); ++i) { ms += src[i]; md += dst[i]; }
   ms *= 1.0 / src.size();

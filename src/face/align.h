@@ -4,6 +4,8 @@
 // of LFW accuracy in the faceplugin package).
 #pragma once
 
+#include <span>
+
 #include <opencv2/core.hpp>
 
 #include "face/types.h"
@@ -13,8 +15,10 @@ namespace fv::face {
 // ArcFace / InsightFace 112×112 template (left eye, right eye, nose, left mouth, right mouth).
 extern const FivePoints kArcFace112;
 
-// 2×3 matrix mapping image points onto `dst` in the least-squares sense.
-cv::Matx23d similarity_transform(const FivePoints& src, const FivePoints& dst);
+// 2×3 matrix mapping `src` points onto `dst` (same count) in the least-squares sense. The one
+// fit of the project: the 5-point alignment here and dlib's 68-point chip use it alike.
+// Coincident `src` points give the translation between the centroids.
+cv::Matx23d similarity_transform(std::span<const cv::Point2d> src, std::span<const cv::Point2d> dst);
 
 // Warp rgb with M into a size×size crop (bilinear, zero border).
 cv::Mat warp_crop(const cv::Mat& rgb, const cv::Matx23d& M, int size);

@@ -162,19 +162,8 @@ cv::Matx23d dlib_chip_transform(const std::vector<cv::Point2d>& p68, int size, d
     from.emplace_back(size * (padding + kMeanX[i - 17]) / (2 * padding + 1), size * (padding + kMeanY[i - 17]) / (2 * padding + 1));
     to.push_back(p68[i]);
   }
-  cv::Point2d ms(0, 0), md(0, 0);
-  for (size_t i = 0; i < from.size(); ++i) { ms += from[i]; md += to[i]; }
-  ms *= 1.0 / from.size();
-  md *= 1.0 / to.size();
-  double na = 0, nb = 0, den = 0;
-  for (size_t i = 0; i < from.size(); ++i) {
-    const cv::Point2d s = from[i] - ms, d = to[i] - md;
-    na += s.x * d.x + s.y * d.y;
-    nb += s.x * d.y - s.y * d.x;
-    den += s.x * s.x + s.y * s.y;
-  }
-  const double a = na / den, b = nb / den;
-  const double tx = md.x - (a * ms.x - b * ms.y), ty = md.y - (b * ms.x + a * ms.y);
+  const cv::Matx23d fit = similarity_transform(from, to);
+  const double a = fit(0, 0), b = fit(1, 0), tx = fit(0, 2), ty = fit(1, 2);
   // dlib's chip rectangle: centred at tform(size/2, size/2), side size·scale − 1, rotated by
   // the fit's angle; chip corners (0,0), (size−1,0), (0,size−1) map onto its corners.
   const double angle = std::atan2(b, a), scale = std::hypot(a, b);

@@ -1,4 +1,4 @@
-// Quality: is this face good enough to enrol? Size, sharpness and pose, each with a
+// Quality: is this face good enough to enroll? Size, sharpness and pose, each with a
 // threshold and a human-readable reason when it fails. Thresholds and their rationale are
 // documented in docs/quality.md.
 #pragma once

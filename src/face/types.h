@@ -51,7 +51,7 @@ struct Quality {
   double yaw_deg = 0;    // estimated from the 5 points (see quality.h)
   double roll_deg = 0;
   double pitch_ratio = 0;
-  bool acceptable = false;                 // passes the enrolment thresholds
+  bool acceptable = false;                 // passes the enrollment thresholds
   std::vector<std::string> reasons;        // why not, one line each
 };
 

@@ -82,9 +82,9 @@ nlohmann::json ApiKey::to_json() const {
           {"revoked_at", revoked_at ? nlohmann::json(*revoked_at) : nlohmann::json(nullptr)}};
 }
 
-// Not a numbered migration of vault.cpp's schema: the table belongs to the server, which the
-// vault module knows nothing of (DESIGN §2), and a vault used only from the command line never
-// needs it. CREATE TABLE IF NOT EXISTS is idempotent and safe to run from every process.
+// Not a numbered migration of vault.cpp's schema: the table serves the HTTP API, which a vault
+// used only from the command line never needs. CREATE TABLE IF NOT EXISTS is idempotent and
+// safe to run from every process.
 Status ensure_api_key_table(Db& db) {
   return db.exec(
       "CREATE TABLE IF NOT EXISTS api_key("

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "vault/api_keys.h"
 #include "vault/audit.h"
 #include "vault/timeutil.h"
 
@@ -221,7 +222,7 @@ END;
     // 5 → 6: an eligibility generation, bumped by every change to a lawful basis, its purposes
     // or a subject (retention), by any process. A service caches who a purpose may return and
     // recomputes it only when this changed (or the earliest expiry in it passed), so a search
-    // does not pay a pass over every basis of a large gallery. Every enrolment renews its
+    // does not pay a pass over every basis of a large gallery. Every enrollment renews its
     // subject's retention; a renewal only lengthens it and cannot end anyone's eligibility, so
     // it bumps the generation only when the old retention had ended, or ends within a day
     // (it may bring an expired subject back). (A later migration that rebuilds
@@ -514,7 +515,7 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema
   if (schema_version < 1 || schema_version > kSchemaVersion) return invalid_argument("no such schema version");
   VaultPaths paths{dir};
   std::error_code ec;
-  if (fs::exists(paths.db(), ec)) return failed_precondition(dir.string() + " already holds a vault");
+  if (fs::exists(paths.db(), ec)) return already_exists(dir.string() + " already holds a vault");
   fs::create_directories(dir, ec);
   if (ec) return io_error("cannot create " + dir.string() + ": " + ec.message());
   fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
@@ -527,7 +528,7 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema
     ~CloseLock() { ::close(fd); }
   } close_lock{lock_fd};
   if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) return failed_precondition(dir.string() + " is in use by another process");
-  if (fs::exists(paths.db(), ec)) return failed_precondition(dir.string() + " already holds a vault");
+  if (fs::exists(paths.db(), ec)) return already_exists(dir.string() + " already holds a vault");
   const fs::path building = paths.dir / "vault.db.init";
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(building.string() + suffix, ec);
   fs::remove(paths.config().string() + ".tmp", ec);
@@ -611,6 +612,7 @@ Result<std::unique_ptr<Vault>> Vault::open(const fs::path& dir) {
 
   FV_ASSIGN_OR_RETURN(v->db_, Db::open(v->paths_.db(), false));
   FV_RETURN_IF_ERROR(v->apply_pragmas());
+  v->catalog_ = std::make_unique<Catalog>(v->db_);
   FV_ASSIGN_OR_RETURN(int64_t version, v->db_.query_int("PRAGMA user_version"));
   // Every vault is built at schema 1 or later. A damaged header can hold any 32-bit value, and
   // migrate() indexes its migration table with it (found by fuzz/vault_open_fuzzer: -1.7e9).
@@ -648,7 +650,18 @@ Result<std::unique_ptr<Vault>> Vault::open(const fs::path& dir) {
   return v;
 }
 
+Result<std::unique_ptr<Catalog>> Vault::open_second_connection() const {
+  FV_ASSIGN_OR_RETURN(Db db, Db::open(paths_.db(), false));
+  sqlite3_busy_timeout(db.handle(), kBusyTimeoutMs);
+  FV_RETURN_IF_ERROR(db.exec("PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL"));
+  FV_RETURN_IF_ERROR(ensure_api_key_table(db));
+  return std::make_unique<Catalog>(std::move(db));
+}
+
+Db& testing::raw_db(Vault& v) { return v.db_; }
+
 Vault::~Vault() {
+  catalog_.reset();
   db_.close();
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }

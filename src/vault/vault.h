@@ -1,7 +1,7 @@
 // A vault on disk: DIR/vault.db (SQLite, WAL, secure_delete, foreign keys, versioned schema),
 // DIR/master.key (32 random bytes as hex, mode 0600; or FACEVAULT_MASTER_KEY), DIR/config.json
-// and DIR/vault.lock. The Vault object owns the connection, the master key and the lock; the
-// catalog's rows are read and written by the service through db() inside transactions.
+// and DIR/vault.lock. The Vault object owns the connection, the master key and the lock; its
+// rows are read and written through the typed catalog (catalog.h) inside explicit transactions.
 //
 // Keys: every subject has its own random data key, wrapped (XChaCha20-Poly1305) by the master
 // key. Templates and kept images are sealed with the subject key, so deleting the wrapped
@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "vault/catalog.h"
 #include "vault/crypto.h"
 #include "vault/sqlite.h"
 
@@ -28,7 +29,7 @@ inline constexpr const char* kNewMasterKeyEnv = "FACEVAULT_NEW_MASTER_KEY";
 inline constexpr int kSchemaVersion = 6;
 
 struct VaultConfig {
-  double default_retention_days = 365;  // subject retention from creation, renewed by enrolment
+  double default_retention_days = 365;  // subject retention from creation, renewed by enrollment
   double search_max_fmr = 1e-3;         // candidates weaker than this false-match rate are not returned
   int search_default_top = 5;
   double optout_fmr = 1e-5;             // opt-out matches at this (strict) false-match rate
@@ -69,6 +70,11 @@ std::string image_ad(int64_t subject_id, int64_t image_id);
 // Where a command finds its vault: --vault, else $FACEVAULT_VAULT, else ./var/vault.
 std::filesystem::path default_vault_dir();
 
+class Vault;
+namespace testing {
+Db& raw_db(Vault& v);
+}
+
 class Vault {
  public:
   // Creates DIR (mode 0700) with a new database, config and master key. With
@@ -85,7 +91,13 @@ class Vault {
   static Result<std::unique_ptr<Vault>> open(const std::filesystem::path& dir);
   ~Vault();
 
-  Db& db() { return db_; }
+  // Every read and write of the vault's rows, on this vault's connection.
+  Catalog& catalog() { return *catalog_; }
+  // BEGIN IMMEDIATE on this vault's connection (the catalog's operations run inside it).
+  Result<Txn> begin() { return catalog_->begin(); }
+  // A second connection to the same database with the vault's pragmas, for work that must
+  // not wait behind this one (API-key checks, denials at the door, gauges).
+  Result<std::unique_ptr<Catalog>> open_second_connection() const;
   const VaultConfig& config() const { return config_; }
   const VaultPaths& paths() const { return paths_; }
   const std::string& master_key_id() const { return master_id_; }
@@ -135,7 +147,10 @@ class Vault {
   SecretKey master_;
   std::string master_id_;
   Db db_;
+  std::unique_ptr<Catalog> catalog_;
   int lock_fd_ = -1;
+
+  friend Db& testing::raw_db(Vault& v);  // tests tamper with rows (src/vault/testing.h)
 };
 
 // Loads the master key: FACEVAULT_MASTER_KEY if set, else DIR/master.key (must be mode 0600).

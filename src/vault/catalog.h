@@ -1,0 +1,222 @@
+// The typed catalog: every read and write of the vault's rows, named as the domain names them
+// (find_subject, insert_face, erase_subject, eligible_bases, ...). Rows are plain structs:
+// templates and kept images travel sealed (the caller holds the keys), so the vault needs
+// neither OpenCV nor the search index. Transactions are explicit: begin() opens one and the
+// operations run inside the caller's, except where a comment says "own transaction".
+//
+// The implementation is split by table family: catalog_subjects.cpp (subjects, lawful bases,
+// eligibility, expiry, erasure), catalog_faces.cpp (source images, faces, the gallery's rows,
+// opt-outs, generations) and catalog_audit.cpp (audit chain, API keys, gauges).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vault/api_keys.h"
+#include "vault/audit.h"
+#include "vault/crypto.h"
+#include "vault/sqlite.h"
+
+namespace fv::vault {
+
+struct SubjectRow {
+  int64_t id = 0;
+  std::string uid, ref, created_at, retention_until;
+};
+
+struct NewBasis {
+  int64_t subject_id = 0;
+  std::string kind, reference, granted_at;
+  std::optional<std::string> expires_at;
+  std::string recorded_by;
+  std::vector<std::string> purposes;  // distinct
+};
+
+// What enrollment checks about the basis it is asked to collect under.
+struct BasisCheckRow {
+  int64_t subject_id = 0;
+  std::string kind;
+  std::optional<std::string> expires_at, withdrawn_at;
+};
+
+// A basis and its subject, as withdrawal needs them.
+struct BasisOwnerRow {
+  SubjectRow subject;
+  std::optional<std::string> withdrawn_at;
+};
+
+struct BasisRecord {  // the access export's view of a basis
+  int64_t id = 0;
+  std::string kind, reference, granted_at;
+  std::optional<std::string> expires_at, withdrawn_at;
+  std::string recorded_by;
+  std::string purposes_json;  // JSON array of the purposes
+};
+
+struct EligibleBasisRow {  // a basis in force that covers a purpose, and its subject
+  int64_t basis_id = 0, subject_id = 0;
+  std::optional<std::string> expires_at;
+  std::string retention_until;
+};
+
+struct DueSubject {
+  SubjectRow subject;
+  std::string reason;  // "retention period ended" | "no lawful basis in force"
+};
+
+struct ErasedCounts {  // what an erasure removed
+  int64_t faces = 0, images = 0, kept_images = 0, bases = 0, keys = 0;
+};
+
+struct WithdrawnCounts {  // what the withdrawal of one basis removed
+  int64_t faces = 0, images = 0, kept_images = 0;
+};
+
+struct NewSourceImage {
+  int64_t subject_id = 0, basis_id = 0;
+  std::string sha256;
+  int64_t bytes = 0;
+  std::string format, supplied_by, method, source, received_at;
+};
+
+struct SourceImageRow {
+  int64_t id = 0, basis_id = 0;
+  std::string sha256;
+  int64_t bytes = 0;
+  std::string format, supplied_by, method, source, received_at;
+  std::optional<Bytes> sealed_image;  // present when the image was kept
+};
+
+struct NewFace {
+  int64_t subject_id = 0, image_id = 0, basis_id = 0;
+  std::string model_id;
+  int model_version = 0;
+  int64_t dim = 0;
+  std::string box_json, quality_json, created_at;
+};
+
+struct FaceRow {  // the access export's view of a template
+  int64_t id = 0;
+  std::optional<int64_t> image_id;
+  int64_t basis_id = 0;
+  std::string model_id;
+  int model_version = 0;
+  int64_t dim = 0;
+  std::string box_json, quality_json, created_at;
+  Bytes sealed_template;
+};
+
+// One template as the search gallery loads it, with its subject and the subject's wrapped key
+// (rows come ordered by subject, so the key is unwrapped once per subject).
+struct GalleryFaceRow {
+  int64_t face_id = 0, subject_id = 0, basis_id = 0;
+  std::string subject_uid, subject_ref, model_id;
+  int model_version = 0;
+  Bytes sealed_template, wrapped_key;
+};
+
+struct ModelCount {
+  std::string model_id;
+  int model_version = 0;
+  int64_t faces = 0;
+};
+
+struct OptoutRow {
+  std::string uid, model_id;
+  int model_version = 0;
+  Bytes sealed_template;
+};
+
+struct NewOptout {
+  std::string uid, model_id;
+  int model_version = 0;
+  Bytes sealed_template;
+  std::string created_at;
+};
+
+// Counters kept by triggers in the vault (every process's changes count): the gallery's
+// changes with every face row inserted or deleted; eligibility's with every basis,
+// basis-purpose and subject change that can narrow who a search may return.
+enum class Generation { kGallery, kEligibility };
+
+class Catalog {
+ public:
+  explicit Catalog(Db& db) : db_(&db) {}
+  explicit Catalog(Db&& owned);  // a connection of its own (Vault::open_second_connection)
+  Catalog(const Catalog&) = delete;
+  Catalog& operator=(const Catalog&) = delete;
+
+  Result<Txn> begin() { return Txn::begin(*db_); }
+
+  // ---- subjects and lawful bases (catalog_subjects.cpp)
+  // By reference first, else by vault id (uid).
+  Result<std::optional<SubjectRow>> find_subject(const std::string& ref_or_uid);
+  Result<int64_t> insert_subject(const std::string& uid, const std::string& ref, const std::string& created_at,
+                                 const std::string& retention_until);
+  Status set_retention(int64_t subject_id, const std::string& until);
+  // The basis row and its purposes; returns the basis id.
+  Result<int64_t> insert_basis(const NewBasis& b);
+  Result<std::optional<BasisOwnerRow>> basis_owner(int64_t basis_id);
+  Result<std::optional<BasisCheckRow>> basis_for_enrollment(int64_t basis_id);
+  Result<bool> basis_covers(int64_t basis_id, const std::string& purpose);
+  // Bases of the subject other than `except` that are in force at `now`.
+  Result<int64_t> other_bases_in_force(int64_t subject_id, int64_t except, const std::string& now);
+  // Deletes what the basis covered (faces, source images) and marks it withdrawn.
+  Result<WithdrawnCounts> withdraw_basis_rows(int64_t basis_id, const std::string& withdrawn_at);
+  // Deletes the subject, its faces, images, bases and key.
+  Result<ErasedCounts> erase_subject(int64_t subject_id);
+  // The bases in force at `now` that cover `purpose`, of subjects within retention.
+  Result<std::vector<EligibleBasisRow>> eligible_bases(const std::string& purpose, const std::string& now);
+  // Subjects whose retention ended or who have no basis in force at `as_of`.
+  Result<std::vector<DueSubject>> due_for_expiry(const std::string& as_of);
+  Result<std::vector<BasisRecord>> bases_of_subject(int64_t subject_id);
+
+  // ---- images, faces, the gallery, opt-outs (catalog_faces.cpp)
+  Result<int64_t> insert_source_image(const NewSourceImage& img);
+  // Sealed once the row id is known: the associated data binds the blob to its row.
+  Status seal_source_image(int64_t image_id, const Bytes& sealed);
+  Result<int64_t> insert_face(const NewFace& f);
+  Status seal_face(int64_t face_id, const Bytes& sealed_template);
+  Status for_each_source_image(int64_t subject_id, const std::function<Status(const SourceImageRow&)>& fn);
+  Status for_each_face(int64_t subject_id, const std::function<Status(const FaceRow&)>& fn);
+  Result<std::vector<ModelCount>> faces_by_model();
+  // Every template with its subject, ordered by subject then face (streamed, never all at once).
+  Status faces_for_gallery(const std::function<Status(const GalleryFaceRow&)>& fn);
+  Result<int64_t> generation(Generation g);
+
+  Result<int64_t> optout_count();
+  Status for_each_optout(const std::function<Status(const OptoutRow&)>& fn);
+  Status insert_optout(const NewOptout& o);
+  // Opt-outs compared with nothing: not of `embedder_model_id`, or of a model version no
+  // enrolled template has.
+  Result<int64_t> incomparable_optouts(const std::string& embedder_model_id);
+
+  // ---- audit, API keys, gauges (catalog_audit.cpp)
+  // Inside the caller's transaction; fills seq and the hashes.
+  Result<std::string> append_audit(AuditEntry& e);
+  // In a transaction of its own.
+  Result<std::string> record_audit(AuditEntry& e);
+  Result<std::vector<AuditEntry>> read_audit(const AuditQuery& q);
+  Result<AuditVerifyReport> verify_audit();
+
+  Status ensure_api_key_table();
+  Result<NewApiKey> create_api_key(const std::string& role, const std::vector<std::string>& purposes,
+                                   const std::string& label, const std::string& actor);
+  Status revoke_api_key(const std::string& id, const std::string& actor);
+  Result<std::vector<ApiKey>> list_api_keys();
+  Result<std::optional<ApiKey>> authenticate_api_key(const std::string& presented);
+
+  Result<int64_t> count_faces();
+  Result<int64_t> count_subjects();
+  Status ping();  // the database answers
+
+ private:
+  std::unique_ptr<Db> owned_;
+  Db* db_;
+};
+
+}  // namespace fv::vault

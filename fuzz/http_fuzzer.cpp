@@ -30,7 +30,7 @@
 #include "face/align.h"
 #include "face/pipeline.h"
 #include "server/server.h"
-#include "vault/api_keys.h"
+#include "service/service.h"
 #include "vault/vault.h"
 
 namespace fs = std::filesystem;
@@ -148,11 +148,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   fs::remove_all(root, ec);
   if (auto st = fv::vault::Vault::init(root / "template"); !st.is_ok()) die(st.to_string());
   {
-    auto v = fv::vault::Vault::open(root / "template");
-    if (!v.is_ok()) die(v.status().to_string());
-    if (auto st = fv::vault::ensure_api_key_table((*v)->db()); !st.is_ok()) die(st.to_string());
-    auto a = fv::vault::create_api_key((*v)->db(), "admin", {"access-control"}, "fuzz admin", "fuzz-setup");
-    auto i = fv::vault::create_api_key((*v)->db(), "investigator", {"access-control"}, "fuzz inv", "fuzz-setup");
+    auto svc = fv::service::Service::open(root / "template");
+    if (!svc.is_ok()) die(svc.status().to_string());
+    const fv::service::Actor setup{"fuzz-setup", fv::service::Role::kAdmin};
+    auto a = (*svc)->create_api_key(setup, fv::service::Role::kAdmin, {"access-control"}, "fuzz admin");
+    auto i = (*svc)->create_api_key(setup, fv::service::Role::kInvestigator, {"access-control"}, "fuzz inv");
     if (!a.is_ok() || !i.is_ok()) die("cannot create API keys");
     admin_key = a->secret;
     inv_key = i->secret;

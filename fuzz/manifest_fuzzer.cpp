@@ -1,4 +1,4 @@
-// The batch-enrolment CSV manifest (`facevault enroll --manifest`): Service::parse_manifest.
+// The batch-enrollment CSV manifest (`facevault enroll --manifest`): service::parse_manifest.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -8,7 +8,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
-  auto rows = fv::service::Service::parse_manifest(text, "/srv/batch/manifest.csv");
+  auto rows = fv::service::parse_manifest(text, "/srv/batch/manifest.csv");
   if (!rows.is_ok()) {
     if (rows.status().message().empty()) { std::fprintf(stderr, "error without a message\n"); std::abort(); }
     return 0;

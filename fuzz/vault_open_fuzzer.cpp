@@ -22,8 +22,6 @@
 #include <vector>
 
 #include "service/service.h"
-#include "vault/api_keys.h"
-#include "vault/audit.h"
 #include "vault/vault.h"
 
 namespace fs = std::filesystem;
@@ -61,11 +59,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   scratch = root / "v";
   if (auto st = fv::vault::Vault::init(tdir); !st.is_ok()) die(st.to_string());
   {
-    auto svc = fv::service::Service::open(tdir, {"fuzz-setup", "admin"});
+    auto svc = fv::service::Service::open(tdir);
     if (!svc.is_ok()) die(svc.status().to_string());
-    auto& db = (*svc)->vault().db();
-    if (auto st = fv::vault::ensure_api_key_table(db); !st.is_ok()) die(st.to_string());
-    auto k = fv::vault::create_api_key(db, "investigator", {"access-control"}, "fuzz", "fuzz-setup");
+    const fv::service::Actor setup{"fuzz-setup", fv::service::Role::kAdmin};
+    auto k = (*svc)->create_api_key(setup, fv::service::Role::kInvestigator, {"access-control"}, "fuzz");
     if (!k.is_ok()) die(k.status().to_string());
   }
   for (int i = 0; i < kNumFiles; ++i) {
@@ -115,17 +112,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ::chmod(p.c_str(), 0600);
   }
 
-  auto svc = fv::service::Service::open(scratch, {"fuzz", "admin"});
+  auto svc = fv::service::Service::open(scratch);
   if (!svc.is_ok()) {
     if (svc.status().is_ok() || svc.status().message().empty()) { std::fprintf(stderr, "error without a message\n"); std::abort(); }
     return 0;
   }
   fv::service::Service& s = **svc;
-  (void)s.audit_verify();
-  (void)s.audit_show(std::nullopt, std::nullopt);
-  (void)fv::vault::list_api_keys(s.vault().db());
+  const fv::service::Actor admin{"fuzz", fv::service::Role::kAdmin};
+  (void)s.audit_verify(admin);
+  (void)s.audit_show(admin, {});
+  (void)s.list_api_keys(admin);
   fv::face::FaceTemplate probe{"faceplugin-mobilefacenet-512", 1, std::vector<float>(512, 0.0f)};
   probe.values[0] = 1.0f;
-  (void)s.search_templates(fv::service::SearchRequest("access-control", "case-1"), {probe});
+  (void)s.search_templates(admin, fv::service::SearchRequest("access-control", "case-1"), {probe});
   return 0;
 }

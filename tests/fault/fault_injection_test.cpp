@@ -113,7 +113,7 @@ class DiskFault : public ::testing::Test {
     if (!models_present() || !fs::exists(samples())) return;
     tmp_ = new TempDir();
     const fs::path base = tmp_->path() / "base";
-    // raj (to enrol again, or to erase: one template with its kept image) and penny (stays).
+    // raj (to enroll again, or to erase: one template with its kept image) and penny (stays).
     auto cli = [&](std::vector<std::string> args) {
       args.push_back("--vault");
       args.push_back(base.string());
@@ -161,7 +161,7 @@ class DiskFault : public ::testing::Test {
     Secrets s;
     auto svc = open_service(v);
     if (!svc) return s;
-    auto& db = svc->vault().db();
+    auto& db = raw_db(*svc);
     auto q = db.prepare("SELECT f.id, f.subject_id, f.model_id, f.model_version, f.template, k.wrapped, i.image FROM face f "
                         "JOIN subject s ON s.id=f.subject_id JOIN subject_key k ON k.subject_id=s.id "
                         "JOIN source_image i ON i.id=f.image_id WHERE s.ref='raj'");
@@ -171,7 +171,7 @@ class DiskFault : public ::testing::Test {
       s.blobs.push_back(sealed);
       s.blobs.push_back(q->blob(5));
       if (!q->is_null(6)) s.blobs.push_back(q->blob(6));
-      auto key = svc->vault().subject_key(q->i64(1));
+      auto key = svc->vault_for_testing().subject_key(q->i64(1));
       EXPECT_TRUE(key.is_ok());
       auto plain = vault::open_sealed(*key, sealed, vault::face_ad(q->i64(1), q->i64(0), q->text(2), static_cast<int>(q->i64(3))));
       EXPECT_TRUE(plain.is_ok());
@@ -188,15 +188,15 @@ class DiskFault : public ::testing::Test {
       ADD_FAILURE() << what << ": the vault does not open";
       return std::nullopt;
     }
-    VaultCounts c = counts(svc->vault().db());
+    VaultCounts c = counts(raw_db(*svc));
     expect_consistent(*svc, what);
     // Every template decrypts under the master key in force (the search decrypts them all).
     std::mt19937 rng(1);
-    auto r = svc->search_templates({"access-control", "fault-check"}, {random_template(rng)});
+    auto r = svc->search_templates(kAdmin, {"access-control", "fault-check"}, {random_template(rng)});
     EXPECT_TRUE(r.is_ok()) << what << ": " << r.status().to_string();
     // Every kept image decrypts.
     for (const char* ref : {"raj", "penny"}) {
-      auto e = svc->export_subject(ref, false, v.parent_path() / "export");
+      auto e = svc->export_subject(kAdmin, ref, false, v.parent_path() / "export");
       if (!e.is_ok()) {
         EXPECT_EQ(e.status().code(), StatusCode::kNotFound) << what << ": " << e.status().to_string();
       }

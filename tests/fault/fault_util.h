@@ -161,7 +161,7 @@ inline VaultCounts counts(vault::Db& db) {
 // The structural invariants: SQLite integrity, foreign keys, no orphan, every subject with a
 // key and a basis, no wipe left pending once the vault was opened, and the audit chain.
 inline void expect_consistent(service::Service& svc, const std::string& what) {
-  auto& db = svc.vault().db();
+  auto& db = raw_db(svc);
   EXPECT_EQ(**db.query_text("PRAGMA integrity_check"), "ok") << what;
   EXPECT_FALSE(db.query_text("PRAGMA foreign_key_check")->has_value()) << what;
   const char* orphans[] = {
@@ -177,7 +177,7 @@ inline void expect_consistent(service::Service& svc, const std::string& what) {
       "SELECT count(*) FROM meta WHERE key='wipe_pending'",
   };
   for (const char* sql : orphans) EXPECT_EQ(*db.query_int(sql), 0) << what << ": " << sql;
-  auto v = svc.audit_verify();
+  auto v = svc.audit_verify(kAdmin);
   ASSERT_TRUE(v.is_ok()) << what << ": " << v.status().to_string();
   EXPECT_TRUE(v->ok) << what << ": " << v->message;
 }

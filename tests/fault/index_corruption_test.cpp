@@ -31,10 +31,10 @@
 #include <cstring>
 #include <fstream>
 
+#include "bench/harness/synthetic.h"
 #include "fault/fault_util.h"
 #include "index/index.h"
 #include "index/secure_io.h"
-#include "index/synthetic.h"
 
 namespace fs = std::filesystem;
 
@@ -347,13 +347,13 @@ TEST(RerankStore, DamagedStoreNeverGivesWrongCandidatesAndTheServiceRecovers) {
   std::vector<std::pair<std::string, face::FaceTemplate>> people;
   for (int i = 0; i < 300; ++i) {
     const std::string ref = "p" + std::to_string(i);
-    auto b = svc->add_basis({ref, "consent", "form", {"access-control"}, std::nullopt});
+    auto b = svc->add_basis(kAdmin, {ref, service::BasisKind::kConsent, "form", {"access-control"}, std::nullopt});
     ASSERT_TRUE(b.is_ok());
     auto t = random_template(rng);
-    ASSERT_TRUE(svc->enroll_template({ref, b->basis_id}, t).is_ok());
+    ASSERT_TRUE(svc->enroll_template(kAdmin, {ref, b->basis_id}, t).is_ok());
     people.emplace_back(ref, t);
   }
-  auto search = [&](int who) { return svc->search_templates({"access-control", "c"}, {near_template(people[who].second, rng, 0.3f)}); };
+  auto search = [&](int who) { return svc->search_templates(kAdmin, {"access-control", "c"}, {near_template(people[who].second, rng, 0.3f)}); };
   auto r = search(0);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   ASSERT_EQ(svc->search_index("faceplugin-mobilefacenet-512", 1)->kind(), "ivf");

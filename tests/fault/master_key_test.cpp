@@ -80,18 +80,11 @@ class WrongMasterKey : public ::testing::Test {
     ASSERT_TRUE(vault::Vault::init(v).is_ok());
     auto svc = open_service(v);
     ASSERT_TRUE(svc);
-    auto b = svc->add_basis({"raj", "consent", "form", {"access-control"}, std::nullopt});
+    auto b = svc->add_basis(kAdmin, {"raj", service::BasisKind::kConsent, "form", {"access-control"}, std::nullopt});
     ASSERT_TRUE(b.is_ok());
     std::mt19937 rng(3);
-    service::EnrollRequest req{"raj", b->basis_id};
-    req.keep_image = true;
-    service::PreparedFace pf;
-    pf.image.assign(2000, 7);
-    pf.image_bytes = pf.image.size();
-    pf.sha256 = vault::sha256_hex(pf.image);
-    pf.format = "bin";
-    pf.face.face_template = random_template(rng);
-    ASSERT_TRUE(svc->commit_enrollment(req, pf).is_ok());
+    auto kept = enroll_kept_photo(*svc, kAdmin, {"raj", b->basis_id}, std::vector<uint8_t>(2000, 7), random_template(rng), "bin");
+    ASSERT_TRUE(kept.is_ok()) << kept.status().to_string();
   }
 
   void check_cases(const fs::path& v, const std::vector<KeyCase>& cases) {

@@ -7,10 +7,10 @@
 //     record; every subject its key and basis), the audit chain verifies, and no wipe is left
 //     pending: an erasure cut off between its commit and the wipe of freed pages is finished
 //     by the open (the vault's promise);
-//   - every acknowledged enrolment (201) is there, every acknowledged erasure (200) is
+//   - every acknowledged enrollment (201) is there, every acknowledged erasure (200) is
 //     complete (no row of the subject left) and its receipt's audit entry exists; the one
 //     request in flight at the kill is all or nothing: an erasure left the subject whole or
-//     gone, an enrolment added its template or not;
+//     gone, an enrollment added its template or not;
 //   - every template decrypts (a search scans them all);
 //   - a subject erased since the last check (acknowledged, or in flight and committed) has
 //     left no 16-byte window of its sealed templates, kept images or wrapped key in any file
@@ -226,7 +226,7 @@ TEST(ServerKill, KilledAtRandomPointsTheVaultStaysConsistent) {
     // The vault as the next process finds it.
     auto svc = open_service(v);
     ASSERT_TRUE(svc) << "the vault does not open after a kill";
-    auto& db = svc->vault().db();
+    auto& db = raw_db(*svc);
     std::lock_guard<std::mutex> l(led.mu);
     if (!led.inflight_erase.empty()) {
       ++kills_mid_erase;
@@ -253,7 +253,7 @@ TEST(ServerKill, KilledAtRandomPointsTheVaultStaysConsistent) {
     }
     for (auto& [ref, faces] : led.enrolled) {
       bool exists = false;
-      EXPECT_EQ(subject_faces(db, ref, &exists), faces) << "acknowledged enrolment of " << ref;
+      EXPECT_EQ(subject_faces(db, ref, &exists), faces) << "acknowledged enrollment of " << ref;
     }
     for (auto& [ref, hash] : led.erased) {
       bool exists = false;
@@ -293,12 +293,12 @@ TEST(ServerKill, KilledAtRandomPointsTheVaultStaysConsistent) {
     }
     for (auto& [ref, faces] : led.enrolled)
       if (!secrets.count(ref)) secrets[ref] = stored_secrets(db, ref);
-    auto r = svc->search_templates({"access-control", "kill-check"}, {random_template(rng)});
+    auto r = svc->search_templates(kAdmin, {"access-control", "kill-check"}, {random_template(rng)});
     EXPECT_TRUE(r.is_ok()) << r.status().to_string();
     if (::testing::Test::HasFailure()) break;
   }
   std::printf("%d kills: %d acknowledged requests, %zu subjects enrolled, %zu erased (%zu byte-scanned); %d kills during "
-              "an erasure (%d had committed), %d during an enrolment\n",
+              "an erasure (%d had committed), %d during an enrollment\n",
               kills, led.acks, led.enrolled.size(), led.erased.size(), scanned, kills_mid_erase, erase_committed_at_kill,
               kills_mid_enroll);
   EXPECT_GT(led.acks, kIterations);

@@ -1,4 +1,4 @@
-// The vault with the real face pipeline on the sample photos (8 people × 5 crops): enrolment
+// The vault with the real face pipeline on the sample photos (8 people × 5 crops): enrollment
 // gates, purpose-bound search, erasure of a kept photo proved by byte scan, opt-out, the batch
 // manifest with 2 workers. Needs the models and ../shared/data/samples; skips without them.
 #include <opencv2/imgcodecs.hpp>
@@ -34,10 +34,11 @@ class VaultPipelineTest : public ::testing::Test {
     unsetenv(vault::kMasterKeyEnv);
     dir_ = tmp_.path() / "v";
     ASSERT_TRUE(vault::Vault::init(dir_).is_ok());
-    svc_ = open_service(dir_, "admin", nullptr, shared_pipeline());
+    svc_ = open_service(dir_, nullptr, shared_pipeline());
   }
-  int64_t basis(const std::string& ref, std::vector<std::string> purposes, const std::string& kind = "consent") {
-    auto r = svc_->add_basis({ref, kind, "ref-" + ref, purposes, std::nullopt});
+  int64_t basis(const std::string& ref, std::vector<std::string> purposes,
+                service::BasisKind kind = service::BasisKind::kConsent) {
+    auto r = svc_->add_basis(kAdmin, {ref, kind, "ref-" + ref, purposes, std::nullopt});
     EXPECT_TRUE(r.is_ok()) << r.status().to_string();
     return r.is_ok() ? r->basis_id : 0;
   }
@@ -46,22 +47,19 @@ class VaultPipelineTest : public ::testing::Test {
     service::EnrollRequest req{ref, b};
     req.keep_image = keep;
     req.face_index = face;
-    return svc_->enroll(req, file_bytes(img));
+    return svc_->enroll(kAdmin, req, file_bytes(img));
   }
   Result<service::SearchResult> search(const std::filesystem::path& img, const std::string& purpose) {
-    svc_->set_actor({"ivan", "investigator"});
-    auto r = svc_->search({purpose, "case-1", 3}, file_bytes(img));
-    svc_->set_actor({"tester", "admin"});
-    return r;
+    return svc_->search(kInvestigator, {purpose, "case-1", 3}, file_bytes(img));
   }
   TempDir tmp_;
   std::filesystem::path dir_;
   std::unique_ptr<service::Service> svc_;
 };
 
-TEST_F(VaultPipelineTest, EnrolAndSearchUnderEachPurpose) {
+TEST_F(VaultPipelineTest, EnrollAndSearchUnderEachPurpose) {
   const int64_t p = basis("penny", {"access-control"});
-  const int64_t r = basis("raj", {"investigation"}, "law-enforcement");
+  const int64_t r = basis("raj", {"investigation"}, service::BasisKind::kLawEnforcement);
   const int64_t h = basis("howard", {"access-control", "investigation"});
   for (int i = 1; i <= 2; ++i) {
     ASSERT_TRUE(enroll("penny", p, photo("penny", i)).is_ok());
@@ -99,23 +97,23 @@ TEST_F(VaultPipelineTest, PhotosWithoutExactlyOneAcceptableFaceAreRefused) {
   // No face at all.
   std::vector<uchar> png;
   cv::imencode(".png", cv::Mat(240, 320, CV_8UC3, cv::Scalar(128, 128, 128)), png);
-  auto blank = svc_->enroll({"someone", b}, std::vector<uint8_t>(png.begin(), png.end()));
+  auto blank = svc_->enroll(kAdmin, {"someone", b}, std::vector<uint8_t>(png.begin(), png.end()));
   ASSERT_FALSE(blank.is_ok());
   EXPECT_NE(blank.status().message().find("no face"), std::string::npos);
-  // Too small to enrol: the quality gate speaks.
+  // Too small to enroll: the quality gate speaks.
   cv::Mat img = cv::imread(photo("penny", 1).string());
   cv::Mat tiny;
   cv::resize(img, tiny, {}, 0.25, 0.25, cv::INTER_AREA);
   cv::Mat canvas(480, 640, CV_8UC3, cv::Scalar(90, 90, 90));
   tiny.copyTo(canvas(cv::Rect(300, 200, tiny.cols, tiny.rows)));
   cv::imencode(".png", canvas, png);
-  auto small = svc_->enroll({"someone", b}, std::vector<uint8_t>(png.begin(), png.end()));
+  auto small = svc_->enroll(kAdmin, {"someone", b}, std::vector<uint8_t>(png.begin(), png.end()));
   ASSERT_FALSE(small.is_ok());
   EXPECT_TRUE(small.status().message().find("not good enough") != std::string::npos ||
               small.status().message().find("no face") != std::string::npos)
       << small.status().message();
-  EXPECT_EQ(*svc_->vault().db().query_int("SELECT count(*) FROM face"), 1);
-  EXPECT_EQ(*svc_->vault().db().query_int("SELECT count(*) FROM audit WHERE action='enroll' AND outcome='refused'"), 3);
+  EXPECT_EQ(*raw_db(*svc_).query_int("SELECT count(*) FROM face"), 1);
+  EXPECT_EQ(*raw_db(*svc_).query_int("SELECT count(*) FROM audit WHERE action='enroll' AND outcome='refused'"), 3);
 }
 
 TEST_F(VaultPipelineTest, ErasureLeavesNoTraceOfAKeptPhotoOrItsTemplate) {
@@ -130,7 +128,7 @@ TEST_F(VaultPipelineTest, ErasureLeavesNoTraceOfAKeptPhotoOrItsTemplate) {
   auto faces = shared_pipeline()->analyze(decoded->rgb, true);
   ASSERT_TRUE(faces.is_ok() && !faces->empty());
   const auto tmpl = faces->at(0).face_template->values;
-  auto exported = svc_->export_subject("penny", true, tmp_.path() / "export");
+  auto exported = svc_->export_subject(kAdmin, "penny", true, tmp_.path() / "export");
   ASSERT_TRUE(exported.is_ok());
   EXPECT_NEAR((*exported)["templates"][0]["template"][7].get<double>(), tmpl[7], 1e-6);
   EXPECT_EQ(file_bytes((*exported)["source_images"][0]["file"].get<std::string>()), img) << "kept photo exported intact";
@@ -138,7 +136,7 @@ TEST_F(VaultPipelineTest, ErasureLeavesNoTraceOfAKeptPhotoOrItsTemplate) {
 
   std::vector<uint8_t> stored_img;
   {
-    auto s = svc_->vault().db().prepare(
+    auto s = raw_db(*svc_).prepare(
         "SELECT image FROM source_image WHERE image IS NOT NULL AND subject_id=(SELECT id FROM subject WHERE ref='penny')");
     ASSERT_TRUE(*s->step());
     stored_img = s->blob(0);
@@ -146,7 +144,7 @@ TEST_F(VaultPipelineTest, ErasureLeavesNoTraceOfAKeptPhotoOrItsTemplate) {
   EXPECT_TRUE(files_holding(dir_, img).empty()) << "kept photos are encrypted";
   EXPECT_FALSE(files_holding(dir_, stored_img).empty());
   ASSERT_TRUE(search(photo("penny", 3), "access-control").is_ok());
-  auto receipt = svc_->erase("penny");
+  auto receipt = svc_->erase(kAdmin, "penny");
   ASSERT_TRUE(receipt.is_ok()) << receipt.status().to_string();
   EXPECT_EQ(receipt->faces, 2);
   EXPECT_EQ(receipt->kept_images, 1);
@@ -154,27 +152,25 @@ TEST_F(VaultPipelineTest, ErasureLeavesNoTraceOfAKeptPhotoOrItsTemplate) {
   EXPECT_EQ(files_holding(dir_, img), std::vector<std::string>());
   EXPECT_EQ(files_holding(dir_, stored_img), std::vector<std::string>());
   EXPECT_EQ(files_holding(dir_, float_bytes(tmpl)), std::vector<std::string>());
-  svc_ = open_service(dir_, "admin", nullptr, shared_pipeline());
+  svc_ = open_service(dir_, nullptr, shared_pipeline());
   auto after = search(photo("penny", 3), "access-control");
   ASSERT_TRUE(after.is_ok());
   for (auto& c : after->faces[0].candidates) EXPECT_NE(c.subject_ref, "penny");
-  EXPECT_TRUE(svc_->audit_verify()->ok);
+  EXPECT_TRUE(svc_->audit_verify(kAdmin)->ok);
 }
 
 TEST_F(VaultPipelineTest, OptOutRefusesAnotherPhotoOfTheSamePerson) {
-  svc_->set_actor({"dora", "auditor"});
-  auto o = svc_->optout_add(file_bytes(photo("sheldon", 1)));
+  auto o = svc_->optout_add(kAuditor, file_bytes(photo("sheldon", 1)));
   ASSERT_TRUE(o.is_ok()) << o.status().to_string();
-  svc_->set_actor({"tester", "admin"});
   const int64_t b = basis("sheldon", {"access-control"});
   auto r = enroll("sheldon", b, photo("sheldon", 2));
   ASSERT_FALSE(r.is_ok());
   EXPECT_NE(r.status().message().find("opt-out"), std::string::npos);
   const int64_t l = basis("leonard", {"access-control"});
   for (int i = 1; i <= 5; ++i) EXPECT_TRUE(enroll("leonard", l, photo("leonard", i)).is_ok()) << i;
-  auto check = svc_->optout_check();
+  auto check = svc_->optout_check(kAdmin);
   ASSERT_TRUE(check.is_ok());
-  EXPECT_TRUE(check->empty());
+  EXPECT_TRUE(check->matches.empty());
 }
 
 TEST_F(VaultPipelineTest, BatchManifestWithTwoWorkersReportsEveryRow) {
@@ -188,15 +184,15 @@ TEST_F(VaultPipelineTest, BatchManifestWithTwoWorkersReportsEveryRow) {
   csv << "missing-PATH-5521.png,amy," << bases["amy"] << ",\n";
   csv << (samples() / "bbt1.jpg").string() << ",amy," << bases["amy"] << ",group\n";
   csv.close();
-  auto rows = service::Service::read_manifest(tmp_.path() / "manifest.csv");
+  auto rows = service::read_manifest(tmp_.path() / "manifest.csv");
   ASSERT_TRUE(rows.is_ok()) << rows.status().to_string();
   ASSERT_EQ(rows->size(), 18u);
   EXPECT_EQ((*rows)[0].provenance, "studio, day 1");
   std::vector<std::pair<int, bool>> seen;
   size_t last_progress = 0;
-  auto st = svc_->enroll_batch(
+  auto st = svc_->enroll_batch(kAdmin, 
       *rows, 2, false, "manifest",
-      [&](const service::Service::BatchRow& row, const Result<service::EnrollResult>& r) { seen.push_back({row.line, r.is_ok()}); },
+      [&](const service::BatchRow& row, const Result<service::EnrollResult>& r) { seen.push_back({row.line, r.is_ok()}); },
       [&](size_t done, size_t) { last_progress = done; });
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   ASSERT_EQ(seen.size(), 18u);
@@ -205,11 +201,11 @@ TEST_F(VaultPipelineTest, BatchManifestWithTwoWorkersReportsEveryRow) {
     EXPECT_EQ(seen[i].first, static_cast<int>(i) + 2) << "rows reported in manifest order";
     EXPECT_EQ(seen[i].second, i < 16) << "line " << seen[i].first;
   }
-  EXPECT_EQ(*svc_->vault().db().query_int("SELECT count(*) FROM face"), 16);
-  EXPECT_EQ(**svc_->vault().db().query_text("SELECT source FROM source_image WHERE id=1"), "studio, day 1");
-  EXPECT_EQ(**svc_->vault().db().query_text("SELECT method FROM source_image WHERE id=1"), "manifest");
+  EXPECT_EQ(*raw_db(*svc_).query_int("SELECT count(*) FROM face"), 16);
+  EXPECT_EQ(**raw_db(*svc_).query_text("SELECT source FROM source_image WHERE id=1"), "studio, day 1");
+  EXPECT_EQ(**raw_db(*svc_).query_text("SELECT method FROM source_image WHERE id=1"), "manifest");
   // The refusals are audited without the image paths or the subjects' references.
-  const std::string log = audit_table_text(svc_->vault().db());
+  const std::string log = audit_table_text(raw_db(*svc_));
   EXPECT_NE(log.find("cannot open the image file"), std::string::npos);
   EXPECT_EQ(log.find("PATH-5521"), std::string::npos);
   EXPECT_EQ(log.find(tmp_.path().string()), std::string::npos);

@@ -1,5 +1,6 @@
-// Helpers for the vault tests: temporary vaults, synthetic templates, and the byte scan that
-// proves erasure (no 16-byte window of a secret left in any file of the vault directory).
+// Helpers for the vault and service tests: temporary vaults, synthetic templates, the actors
+// of each role, the byte scan that proves erasure (no 16-byte window of a secret left in any
+// file of the vault directory), and the one place that reaches the vault's rows directly.
 #pragma once
 
 #include <unistd.h>
@@ -17,6 +18,8 @@
 
 #include "service/service.h"
 #include "vault/crypto.h"
+#include "vault/sqlite.h"
+#include "vault/testing.h"
 #include "vault/timeutil.h"
 
 namespace fv::test {
@@ -102,20 +105,46 @@ inline std::string audit_table_text(vault::Db& db) {
   return all;
 }
 
+// One caller of each role (use cases take the actor as an argument).
+inline const service::Actor kAdmin{"tester", service::Role::kAdmin};
+inline const service::Actor kEnroller{"eve", service::Role::kEnroller};
+inline const service::Actor kInvestigator{"ivan", service::Role::kInvestigator};
+inline const service::Actor kAuditor{"dora", service::Role::kAuditor};
+
+// The vault's own SQLite connection, for tests that count rows, read stored blobs or tamper
+// with them: no use case does either. The only place in the tests that reaches past the
+// catalog.
+inline vault::Db& raw_db(vault::Vault& v) { return vault::testing::raw_db(v); }
+inline vault::Db& raw_db(service::Service& s) { return raw_db(s.vault_for_testing()); }
+
 // A service over `dir` with a settable clock.
 struct Clock {
   std::string now = vault::utc_now();
   std::function<std::string()> fn() { return [this] { return now; }; }
 };
 
-inline std::unique_ptr<service::Service> open_service(const std::filesystem::path& dir, const std::string& role = "admin",
-                                                      Clock* clock = nullptr, face::FacePipeline* pipeline = nullptr) {
+inline std::unique_ptr<service::Service> open_service(const std::filesystem::path& dir, Clock* clock = nullptr,
+                                                      face::FacePipeline* pipeline = nullptr) {
   service::ServiceOptions o;
   if (clock) o.clock = clock->fn();
   o.shared_pipeline = pipeline;
-  auto s = service::Service::open(dir, {"tester", role}, o);
+  auto s = service::Service::open(dir, o);
   EXPECT_TRUE(s.is_ok()) << s.status().to_string();
   return s.is_ok() ? std::move(s).value() : nullptr;
+}
+
+// An enrollment that keeps a "photo" of arbitrary bytes with a synthetic template, without the
+// models: one enroll_template transaction (policy, audit, gallery) that stores the photo sealed
+// and bound to its row, so erasure, export and the row binding can be tested on it.
+inline Result<service::EnrollResult> enroll_kept_photo(service::Service& s, const service::Actor& actor,
+                                                       service::EnrollRequest req, const std::vector<uint8_t>& photo,
+                                                       const face::FaceTemplate& t, const std::string& format = "png") {
+  req.keep_image = true;
+  service::TemplateOrigin origin;
+  origin.image_sha256 = vault::sha256_hex(photo);
+  origin.format = format;
+  origin.kept_image = photo;
+  return s.enroll_template(actor, req, t, std::move(origin));
 }
 
 }  // namespace fv::test

@@ -1,0 +1,160 @@
+// Audit log (verify, show with filters), the master key's rotation, API keys, the caller
+// behind a presented key, refusals and events recorded for the adapters, health and gauges.
+// Key checks, door denials, events and gauges use the second connection (aux), so they never
+// wait behind a long search on the main one.
+#include "service/service_impl.h"
+#include "vault/timeutil.h"
+
+namespace fv::service {
+
+using vault::AuditEntry;
+
+Result<vault::AuditVerifyReport> Service::audit_verify(const Actor& actor) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kAuditVerify));
+  return m.catalog().verify_audit();
+}
+
+Result<AuditPage> Service::audit_show(const Actor& actor, const AuditFilter& filter) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kAuditShow));
+  vault::AuditQuery q;
+  if (filter.since) {
+    FV_ASSIGN_OR_RETURN(auto t, vault::parse_time(*filter.since));
+    q.since = t;
+  }
+  bool known = false;
+  if (filter.subject) {
+    FV_ASSIGN_OR_RETURN(auto s, m.catalog().find_subject(*filter.subject));
+    // An erased subject is only known by the id on its receipt.
+    q.subject = s ? s->uid : *filter.subject;
+    known = s.has_value();
+  }
+  FV_ASSIGN_OR_RETURN(auto entries, m.catalog().read_audit(q));
+  AuditPage page;
+  page.total = entries.size();
+  auto keep = [&](const AuditEntry& e) {
+    return (!filter.action || e.action == *filter.action) && (!filter.outcome || e.outcome == *filter.outcome) &&
+           (!filter.actor || e.actor == *filter.actor);
+  };
+  auto take = [&](AuditEntry& e) {
+    if (!keep(e)) return;
+    ++page.matched;
+    if (filter.limit == 0 || page.entries.size() < filter.limit) page.entries.push_back(std::move(e));
+  };
+  if (filter.newest_first)
+    for (auto it = entries.rbegin(); it != entries.rend(); ++it) take(*it);
+  else
+    for (auto& e : entries) take(e);
+  AuditEntry e = m.entry(actor, Action::kAuditShow);
+  // Only a vault id goes into the log: a subject of the vault, or one the log names (an
+  // erased subject's id). Anything else may be an external reference: not recorded.
+  if (q.subject && (known || !entries.empty())) e.subjects = {*q.subject};
+  else if (q.subject) e.details["subject"] = "unknown subject";
+  e.details["entries"] = page.entries.size();
+  if (filter.since) e.details["since"] = *q.since;
+  if (auto h = m.audit_now(e); !h.is_ok()) return h.status();
+  return page;
+}
+
+Result<vault::Vault::RotateReport> Service::rotate_key(const Actor& actor, const std::function<void()>& after_commit) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kKeyRotate));
+  return m.vault->rotate_master_key(
+      [&](const vault::Vault::RotateReport& r) -> Status {
+        AuditEntry e = m.entry(actor, Action::kKeyRotate);
+        e.details = {{"old_key_id", r.old_key_id}, {"new_key_id", r.new_key_id}, {"subject_keys", r.subject_keys},
+                     {"optout_key", r.optout_key}};
+        auto h = m.audit_in_txn(e);
+        return h.is_ok() ? Status::ok() : h.status();
+      },
+      after_commit);
+}
+
+Result<vault::NewApiKey> Service::create_api_key(const Actor& actor, Role role, const std::vector<std::string>& purposes,
+                                                 const std::string& label) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kKeyManage));
+  FV_RETURN_IF_ERROR(m.catalog().ensure_api_key_table());
+  return m.catalog().create_api_key(role_name(role), purposes, label, actor.name);
+}
+
+Status Service::revoke_api_key(const Actor& actor, const std::string& key_id) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kKeyManage));
+  return m.catalog().revoke_api_key(key_id, actor.name);
+}
+
+Result<std::vector<vault::ApiKey>> Service::list_api_keys(const Actor& actor) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kKeyManage));
+  return m.catalog().list_api_keys();
+}
+
+Result<std::pair<Actor, vault::ApiKey>> Service::authenticate_key(const std::string& presented) {
+  Impl& m = *impl_;
+  std::optional<vault::ApiKey> key;
+  {
+    std::lock_guard<std::mutex> l(m.aux_mu);
+    FV_ASSIGN_OR_RETURN(vault::Catalog * aux, m.aux_catalog());
+    FV_ASSIGN_OR_RETURN(key, aux->authenticate_api_key(presented));
+  }
+  if (!key) return unauthenticated("unknown or revoked API key");
+  const auto role = parse_role(key->role);
+  if (!role) return unauthenticated("unknown or revoked API key");
+  Actor a{"key:" + key->id, *role};
+  return std::pair<Actor, vault::ApiKey>(std::move(a), std::move(*key));
+}
+
+Status Service::record_denial(const Actor& actor, Action action, const std::string& reason, const nlohmann::json& details,
+                              const std::string& purpose, const std::string& case_ref) {
+  Impl& m = *impl_;
+  AuditEntry e = m.entry(actor, action);
+  e.outcome = "denied";
+  e.purpose = purpose;
+  e.case_ref = case_ref;
+  e.details = {{"reason", reason}};
+  if (details.is_object())
+    for (auto& [k, v] : details.items()) e.details[k] = v;
+  auto h = m.audit_aux(e);
+  return h.is_ok() ? Status::ok() : h.status();
+}
+
+Result<std::string> Service::record_event(const Actor& actor, Action action, const nlohmann::json& details) {
+  Impl& m = *impl_;
+  AuditEntry e = m.entry(actor, action);
+  if (details.is_object()) e.details = details;
+  return m.audit_aux(e);
+}
+
+Status Service::health() {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.aux_mu);
+  auto aux = m.aux_catalog();
+  Status st = aux.is_ok() ? (*aux)->ping() : aux.status();
+  if (!st.is_ok()) return unavailable("the vault database does not answer: " + st.message());
+  return Status::ok();
+}
+
+Result<ServiceStats> Service::stats() {
+  Impl& m = *impl_;
+  ServiceStats s;
+  {
+    std::lock_guard<std::mutex> l(m.aux_mu);
+    FV_ASSIGN_OR_RETURN(vault::Catalog * aux, m.aux_catalog());
+    FV_ASSIGN_OR_RETURN(s.templates, aux->count_faces());
+    FV_ASSIGN_OR_RETURN(s.subjects, aux->count_subjects());
+  }
+  s.pipelines = m.pool->capacity();
+  s.audit_write_failures = m.audit_write_failures.load();
+  s.calibration = m.calibration() ? m.calibration()->source() : "";
+  return s;
+}
+
+}  // namespace fv::service

@@ -1,0 +1,107 @@
+// Lawful basis: recorded before any enrollment (creating the subject and its data key when the
+// reference is new), and withdrawn — which erases what it covered.
+#include <set>
+
+#include "service/service_impl.h"
+#include "vault/timeutil.h"
+
+namespace fv::service {
+
+using vault::AuditEntry;
+
+Result<BasisResult> Service::add_basis(const Actor& actor, const BasisRequest& req) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kBasisAdd));
+  if (!valid_ref(req.subject_ref)) return invalid_argument("a subject reference is required (1-200 printable UTF-8 characters)");
+  if (!valid_ref(req.reference)) return invalid_argument("a basis reference is required (consent form id, warrant number, ...; 1-200 printable UTF-8 characters)");
+  if (req.purposes.empty()) return invalid_argument("a basis must name at least one purpose");
+  for (auto& p : req.purposes)
+    if (!valid_token(p)) return invalid_argument("invalid purpose '" + p + "' (letters, digits, . _ : / -)");
+  const std::string kind = basis_kind_name(req.kind);
+  const std::string t = m.now();
+  std::optional<std::string> expires;
+  if (req.expires) {
+    FV_ASSIGN_OR_RETURN(std::string e, vault::parse_time(*req.expires, true));
+    if (e <= t) return invalid_argument("the basis would already have expired (" + e + ")");
+    expires = e;
+  }
+  auto& cat = m.catalog();
+  FV_ASSIGN_OR_RETURN(vault::Txn txn, cat.begin());
+  BasisResult res;
+  res.subject_ref = req.subject_ref;
+  FV_ASSIGN_OR_RETURN(auto subj, cat.find_subject(req.subject_ref));
+  int64_t sid;
+  if (subj && subj->ref == req.subject_ref) {
+    sid = subj->id;
+    res.subject_uid = subj->uid;
+    res.retention_until = subj->retention_until;
+  } else {
+    res.subject_uid = vault::random_hex(8);
+    res.retention_until = vault::add_days(t, m.config().default_retention_days);
+    FV_ASSIGN_OR_RETURN(sid, cat.insert_subject(res.subject_uid, req.subject_ref, t, res.retention_until));
+    FV_ASSIGN_OR_RETURN(vault::SecretKey k, m.vault->create_subject_key(sid));
+    (void)k;  // created and stored wrapped; sealing uses it later
+    res.subject_created = true;
+  }
+  const std::set<std::string> uniq(req.purposes.begin(), req.purposes.end());
+  vault::NewBasis nb{sid, kind, req.reference, t, expires, actor.name, std::vector<std::string>(uniq.begin(), uniq.end())};
+  FV_ASSIGN_OR_RETURN(res.basis_id, cat.insert_basis(nb));
+  AuditEntry e = m.entry(actor, Action::kBasisAdd);
+  e.subjects = {res.subject_uid};
+  e.details = {{"basis_id", res.basis_id}, {"kind", kind}, {"purposes", nb.purposes},
+               {"subject_created", res.subject_created}};
+  if (expires) e.details["expires_at"] = *expires;
+  FV_ASSIGN_OR_RETURN(res.audit_hash, m.audit_in_txn(e));
+  FV_RETURN_IF_ERROR(txn.commit());
+  return res;
+}
+
+Result<EraseReceipt> Service::withdraw_basis(const Actor& actor, int64_t basis_id) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kBasisWithdraw));
+  auto& cat = m.catalog();
+  EraseReceipt r;
+  int64_t sid = 0;
+  {
+    FV_ASSIGN_OR_RETURN(vault::Txn txn, cat.begin());
+    FV_ASSIGN_OR_RETURN(auto owner, cat.basis_owner(basis_id));
+    if (!owner) return not_found("no lawful basis " + std::to_string(basis_id));
+    const vault::SubjectRow& s = owner->subject;
+    sid = s.id;
+    if (owner->withdrawn_at)
+      return already_exists("lawful basis " + std::to_string(basis_id) + " was already withdrawn on " + *owner->withdrawn_at);
+    // The subject stays only if another basis is in force (neither withdrawn nor expired).
+    FV_ASSIGN_OR_RETURN(const int64_t remaining, cat.other_bases_in_force(s.id, basis_id, m.now()));
+    if (remaining == 0) {
+      FV_ASSIGN_OR_RETURN(r, m.erase_in_txn(actor, s, "consent withdrawn (basis " + std::to_string(basis_id) + ")"));
+    } else {
+      r.subject_ref = s.ref;
+      r.subject_uid = s.uid;
+      r.reason = "basis " + std::to_string(basis_id) + " withdrawn";
+      r.erased_at = m.now();
+      FV_ASSIGN_OR_RETURN(auto gone, cat.withdraw_basis_rows(basis_id, r.erased_at));
+      r.faces = gone.faces;
+      r.images = gone.images;
+      r.kept_images = gone.kept_images;
+      FV_RETURN_IF_ERROR(m.vault->mark_wipe_pending());
+      r.bases = 0;
+      AuditEntry e = m.entry(actor, Action::kBasisWithdraw);
+      e.subjects = {s.uid};
+      e.details = {{"basis_id", basis_id}, {"templates", r.faces}, {"source_images", r.images},
+                   {"kept_images", r.kept_images}, {"subject_erased", false}};
+      FV_ASSIGN_OR_RETURN(r.audit_hash, m.audit_in_txn(e));
+      r.audit_seq = e.seq;
+    }
+    FV_RETURN_IF_ERROR(txn.commit());
+  }
+  // Out of the index at once; the subject's remaining templates come back with the next load.
+  auto forgotten = m.gallery->forget_subject(sid);
+  m.gallery->drop();
+  r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
+  m.finish_erasure(r);
+  return r;
+}
+
+}  // namespace fv::service

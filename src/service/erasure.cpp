@@ -1,0 +1,114 @@
+// Erasure (on request) and retention (expiry of the subjects due): the rows go in one
+// transaction with their audit entry, the templates leave the search index physically, and
+// the freed pages are overwritten before the receipt says "wiped".
+#include "service/service_impl.h"
+#include "vault/timeutil.h"
+
+namespace fv::service {
+
+using vault::AuditEntry;
+
+Result<EraseReceipt> Service::Impl::erase_in_txn(const Actor& actor, const vault::SubjectRow& s, const std::string& reason) {
+  EraseReceipt r;
+  r.subject_ref = s.ref;
+  r.subject_uid = s.uid;
+  r.reason = reason;
+  r.erased_at = now();
+  FV_ASSIGN_OR_RETURN(auto gone, catalog().erase_subject(s.id));
+  r.faces = gone.faces;
+  r.images = gone.images;
+  r.kept_images = gone.kept_images;
+  r.bases = gone.bases;
+  r.key_destroyed = gone.keys > 0;
+  FV_RETURN_IF_ERROR(vault->mark_wipe_pending());
+  AuditEntry e = entry(actor, Action::kErase);
+  e.subjects = {s.uid};
+  e.details = {{"reason", reason}, {"templates", r.faces}, {"source_images", r.images}, {"kept_images", r.kept_images},
+               {"lawful_bases", r.bases}, {"subject_key", r.key_destroyed}};
+  FV_ASSIGN_OR_RETURN(r.audit_hash, audit_in_txn(e));
+  r.audit_seq = e.seq;
+  return r;
+}
+
+void Service::Impl::finish_erasure(EraseReceipt& r) {
+  // The erasure is committed: its receipt is returned whatever the wipe does. A wipe that
+  // fails stays pending and is finished by the next open of the vault.
+  Status w = vault->wipe_free_space();
+  r.wiped = w.is_ok();
+  if (!w.is_ok()) r.wipe_error = w.message();
+}
+
+Result<EraseReceipt> Service::erase(const Actor& actor, const std::string& subject, const std::string& reason) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kErase));
+  EraseReceipt r;
+  int64_t sid = 0;
+  {
+    FV_ASSIGN_OR_RETURN(vault::Txn txn, m.catalog().begin());
+    FV_ASSIGN_OR_RETURN(auto s, m.catalog().find_subject(subject));
+    if (!s) return not_found("no subject '" + subject + "' in the vault (already erased?)");
+    sid = s->id;
+    FV_ASSIGN_OR_RETURN(r, m.erase_in_txn(actor, *s, reason));
+    FV_RETURN_IF_ERROR(txn.commit());
+  }
+  // Physical removal from the search index before the receipt is issued.
+  auto forgotten = m.gallery->forget_subject(sid);
+  if (!forgotten.is_ok())
+    return failed_precondition("subject erased (audit " + r.audit_hash + ") but the search index failed: " +
+                               forgotten.status().message() + "; it was dropped and is rebuilt from the vault");
+  r.index_removed = static_cast<int64_t>(*forgotten);
+  m.finish_erasure(r);
+  return r;
+}
+
+Result<ExpireReport> Service::expire(const Actor& actor, const std::optional<std::string>& as_of_in, bool dry_run) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kExpire));
+  ExpireReport rep;
+  rep.dry_run = dry_run;
+  const std::string t = m.now();
+  if (as_of_in) {
+    FV_ASSIGN_OR_RETURN(rep.as_of, vault::parse_time(*as_of_in));
+    // A date in the future would erase, today, subjects that are not due: only a dry run
+    // may look ahead.
+    if (rep.as_of > t && !dry_run)
+      return invalid_argument("--as-of " + rep.as_of + " is in the future: only a dry run (--dry-run) may look ahead");
+  } else {
+    rep.as_of = t;
+  }
+  // Due: retention passed, or no basis left that is in force (all withdrawn or expired).
+  FV_ASSIGN_OR_RETURN(auto due, m.catalog().due_for_expiry(rep.as_of));
+  for (auto& [s, why] : due) {
+    if (dry_run) {
+      EraseReceipt r;
+      r.subject_ref = s.ref;
+      r.subject_uid = s.uid;
+      r.reason = why;
+      rep.erased.push_back(r);
+      continue;
+    }
+    FV_ASSIGN_OR_RETURN(vault::Txn txn, m.catalog().begin());
+    FV_ASSIGN_OR_RETURN(EraseReceipt r, m.erase_in_txn(actor, s, why));
+    FV_RETURN_IF_ERROR(txn.commit());
+    auto forgotten = m.gallery->forget_subject(s.id);
+    r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
+    rep.erased.push_back(r);
+  }
+  AuditEntry e = m.entry(actor, Action::kExpire);
+  for (auto& r : rep.erased) e.subjects.push_back(r.subject_uid);
+  e.details = {{"as_of", rep.as_of}, {"erased", dry_run ? 0 : rep.erased.size()}, {"dry_run", dry_run},
+               {"due", rep.erased.size()}};
+  FV_ASSIGN_OR_RETURN(rep.audit_hash, m.audit_now(e));
+  if (!dry_run && !rep.erased.empty()) {
+    Status w = m.vault->wipe_free_space();
+    for (auto& r : rep.erased) {
+      r.wiped = w.is_ok();
+      if (!w.is_ok()) r.wipe_error = w.message();
+    }
+  }
+  return rep;
+}
+
+}  // namespace fv::service

@@ -1,0 +1,131 @@
+// The access export (right of access): everything held about one subject — bases, source
+// images (decrypted to a private folder when asked), templates, and the audit entries that
+// name the subject, with other subjects' ids removed.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "service/service_impl.h"
+
+namespace fv::service {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using vault::AuditEntry;
+
+namespace {
+
+// Decrypted photos go into a private folder (0700) when we create it, as private files (0600).
+Status make_private_dir(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec)) return Status::ok();
+  if (dir.has_parent_path()) fs::create_directories(dir.parent_path(), ec);
+  if (ec || (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST))
+    return io_error("cannot create " + dir.string() + ": " + (ec ? ec.message() : std::strerror(errno)));
+  return Status::ok();
+}
+
+bool write_private_file(const fs::path& out, const vault::Bytes& plain) {
+  const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  bool written = fd >= 0 && ::fchmod(fd, 0600) == 0;  // an existing file keeps its mode otherwise
+  for (size_t off = 0; written && off < plain.size();) {
+    const ssize_t n = ::write(fd, plain.data() + off, plain.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) written = false;
+    else off += static_cast<size_t>(n);
+  }
+  if (fd >= 0 && ::close(fd) != 0) written = false;
+  return written;
+}
+
+json opt_json(const std::optional<std::string>& s) { return s ? json(*s) : json(nullptr); }
+
+}  // namespace
+
+Result<json> Service::export_subject(const Actor& actor, const std::string& subject, bool include_templates,
+                                     const std::optional<fs::path>& images_dir) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kExport));
+  auto& cat = m.catalog();
+  FV_ASSIGN_OR_RETURN(auto s, cat.find_subject(subject));
+  if (!s) return not_found("no subject '" + subject + "' in the vault");
+  json j;
+  j["subject"] = {{"reference", s->ref}, {"id", s->uid}, {"created_at", s->created_at}, {"retention_until", s->retention_until}};
+  json bases = json::array();
+  FV_ASSIGN_OR_RETURN(auto basis_rows, cat.bases_of_subject(s->id));
+  for (auto& b : basis_rows)
+    bases.push_back({{"id", b.id}, {"kind", b.kind}, {"reference", b.reference}, {"granted_at", b.granted_at},
+                     {"expires_at", opt_json(b.expires_at)}, {"withdrawn_at", opt_json(b.withdrawn_at)},
+                     {"recorded_by", b.recorded_by}, {"purposes", json::parse(b.purposes_json)}});
+  j["lawful_bases"] = bases;
+  FV_ASSIGN_OR_RETURN(vault::SecretKey key, m.vault->subject_key(s->id));
+  json images = json::array();
+  if (images_dir) FV_RETURN_IF_ERROR(make_private_dir(*images_dir));
+  FV_RETURN_IF_ERROR(cat.for_each_source_image(s->id, [&](const vault::SourceImageRow& r) -> Status {
+    json im = {{"id", r.id}, {"basis_id", r.basis_id}, {"sha256", r.sha256}, {"bytes", r.bytes},
+               {"format", r.format}, {"provenance", {{"supplied_by", r.supplied_by}, {"method", r.method},
+                                                      {"source", r.source}, {"received_at", r.received_at}}},
+               {"kept", r.sealed_image.has_value()}};
+    if (r.sealed_image && images_dir) {
+      FV_ASSIGN_OR_RETURN(vault::Bytes plain, vault::open_sealed(key, *r.sealed_image, vault::image_ad(s->id, r.id)));
+      const fs::path out = *images_dir / ("image-" + std::to_string(r.id) + "." + (r.format.empty() ? "bin" : r.format));
+      const bool written = write_private_file(out, plain);
+      vault::wipe(plain);
+      if (!written) return io_error("cannot write " + out.string());
+      im["file"] = out.string();
+    }
+    images.push_back(im);
+    return Status::ok();
+  }));
+  j["source_images"] = images;
+  json faces = json::array();
+  FV_RETURN_IF_ERROR(cat.for_each_face(s->id, [&](const vault::FaceRow& r) -> Status {
+    json f = {{"id", r.id}, {"image_id", r.image_id ? json(*r.image_id) : json(nullptr)}, {"basis_id", r.basis_id},
+              {"model", r.model_id}, {"model_version", r.model_version}, {"dim", r.dim},
+              {"box", json::parse(r.box_json, nullptr, false)}, {"quality", json::parse(r.quality_json, nullptr, false)},
+              {"created_at", r.created_at}, {"template", "held encrypted (pass --with-templates for the values)"}};
+    if (include_templates) {
+      FV_ASSIGN_OR_RETURN(auto t, open_template(key, r.sealed_template, vault::face_ad(s->id, r.id, r.model_id, r.model_version),
+                                                r.model_id, r.model_version));
+      f["template"] = t.values;
+      vault::wipe(t.values);
+    }
+    faces.push_back(f);
+    return Status::ok();
+  }));
+  j["templates"] = faces;
+  vault::AuditQuery aq;
+  aq.subject = s->uid;
+  FV_ASSIGN_OR_RETURN(auto entries, cat.read_audit(aq));
+  json audit = json::array();
+  for (auto& e : entries) {
+    json a = e.to_json();
+    // Another subject's ids are not this subject's data: keep only theirs.
+    a["subjects"] = json::array({s->uid});
+    if (e.action == "search" && a["details"].contains("candidates")) {
+      json mine = json::array();
+      for (size_t fi = 0; fi < a["details"]["candidates"].size(); ++fi) {
+        const auto& ids = a["details"]["candidates"][fi];
+        for (size_t rank = 0; rank < ids.size(); ++rank)
+          if (ids[rank] == s->uid) mine.push_back({{"face", fi}, {"rank", rank + 1}});
+      }
+      a["details"]["candidates"] = mine;
+      a["details"]["returned_as_candidate"] = !mine.empty();
+    }
+    audit.push_back(a);
+  }
+  j["audit"] = audit;
+  j["exported_at"] = m.now();
+  AuditEntry e = m.entry(actor, Action::kExport);
+  e.subjects = {s->uid};
+  e.details = {{"templates_included", include_templates}, {"images_written", images_dir.has_value()}};
+  FV_ASSIGN_OR_RETURN(std::string h, m.audit_now(e));
+  j["audit_hash"] = h;
+  return j;
+}
+
+}  // namespace fv::service

@@ -1,0 +1,171 @@
+#include "service/render.h"
+
+#include <cmath>
+
+using nlohmann::json;
+
+namespace fv::service::render {
+namespace {
+
+double round_to(double v, double inverse_step) { return std::round(v * inverse_step) / inverse_step; }
+double px(double v) { return round_to(v, 10); }           // pixels: 0.1 px
+double similarity(double v) { return round_to(v, 1e4); }  // similarities and scores: 4 decimals
+json optional_number(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+
+json quality(const face::Quality& q) {
+  return {{"acceptable", q.acceptable},
+          {"reasons", q.reasons},
+          {"box_height_px", px(q.box_height_px)},
+          {"inter_eye_px", px(q.inter_eye_px)},
+          {"sharpness", px(q.sharpness)},
+          {"yaw_deg", round_to(q.yaw_deg, 10)},
+          {"roll_deg", round_to(q.roll_deg, 10)},
+          {"pitch_ratio", round_to(q.pitch_ratio, 1000)}};
+}
+
+}  // namespace
+
+json box(const face::Box& b) { return json::array({px(b.x1), px(b.y1), px(b.width()), px(b.height())}); }
+
+json face(const face::Face& f, bool with_template) {
+  json kp = json::array();
+  for (const auto& p : f.landmarks.five) kp.push_back({px(p.x), px(p.y)});
+  json j = {{"box", box(f.detection.box)},
+            {"score", similarity(f.detection.score)},
+            {"keypoints", kp},
+            {"quality", quality(f.quality)}};
+  if (with_template && f.face_template) {
+    j["model"] = f.face_template->model_id;
+    j["template"] = f.face_template->values;
+  }
+  return j;
+}
+
+json basis(const BasisResult& r) {
+  // "id" and "basis" both name the new basis: the HTTP API has said "id", the CLI "basis".
+  return {{"id", r.basis_id},
+          {"basis", r.basis_id},
+          {"subject", r.subject_ref},
+          {"subject_id", r.subject_uid},
+          {"subject_created", r.subject_created},
+          {"retention_until", r.retention_until},
+          {"audit_hash", r.audit_hash}};
+}
+
+json enrollment(const EnrollResult& r) {
+  return {{"subject", r.subject_ref}, {"subject_id", r.subject_uid},         {"face_id", r.face_id},
+          {"image_id", r.image_id},   {"face", r.face_index},                {"box", box(r.box)},
+          {"sha256", r.sha256},       {"retention_until", r.retention_until}, {"audit_hash", r.audit_hash}};
+}
+
+json search(const SearchResult& r) {
+  json faces = json::array();
+  for (const auto& f : r.faces) {
+    json cands = json::array();
+    for (const auto& c : f.candidates)
+      cands.push_back({{"subject", c.subject_ref}, {"similarity", similarity(c.similarity)}, {"fmr", optional_number(c.fmr)}});
+    faces.push_back({{"box", box(f.box)}, {"quality_ok", f.quality_ok}, {"candidates", cands}});
+  }
+  return {{"faces", faces},
+          {"purpose", r.purpose},
+          {"case", r.case_ref},
+          {"eligible_subjects", r.eligible_subjects},
+          {"max_fmr", r.max_fmr},
+          {"threshold", r.threshold},
+          {"calibration", r.calibration},
+          {"audit_hash", r.audit_hash},
+          {"notice", "candidates for human review, not an identification"}};
+}
+
+json verify_subject(const VerifyResult& r) {
+  return {{"subject", r.subject_ref},
+          {"similarity", similarity(r.similarity)},
+          {"same", r.same},
+          {"threshold", r.threshold},
+          {"threshold_fmr", r.max_fmr},
+          {"score_fmr", optional_number(r.fmr)},
+          {"box_a", box(r.box)},
+          {"audit_hash", r.audit_hash},
+          {"notice", "a similarity for human review, not an identification"}};
+}
+
+json verify_photos(const PhotoComparison& r) {
+  const auto& c = r.comparison;
+  json j = {{"similarity", similarity(c.similarity)},
+            {"faces_a", r.faces_a},
+            {"faces_b", r.faces_b},
+            {"box_a", box(r.box_a)},
+            {"box_b", box(r.box_b)},
+            {"model", r.model}};
+  // The decision needs the model's calibration table; without one only the similarity is given.
+  if (c.threshold) {
+    j["same"] = c.same;
+    j["threshold"] = *c.threshold;
+    j["threshold_fmr"] = c.threshold_fmr;
+    j["score_fmr"] = optional_number(c.score_fmr);
+    j["calibration"] = c.calibration;
+  }
+  j["audit_hash"] = r.audit_hash;
+  return j;
+}
+
+json detection(const Detection& d) {
+  json faces = json::array();
+  for (const auto& f : d.faces) faces.push_back(face(f, false));
+  json j = {{"width", d.width}, {"height", d.height}, {"format", d.format}, {"faces", faces}};
+  if (d.enrollable_face) {
+    j["enrollable_face"] = *d.enrollable_face;
+  } else {
+    j["enrollable_face"] = nullptr;
+    j["enrollable_reason"] = d.enrollable_reason;
+  }
+  j["audit_hash"] = d.audit_hash;
+  return j;
+}
+
+json erase_receipt(const EraseReceipt& r) {
+  return {{"receipt", "erasure"},
+          {"subject", r.subject_ref},
+          {"subject_id", r.subject_uid},
+          {"reason", r.reason},
+          {"erased_at", r.erased_at},
+          {"erased", {{"templates", r.faces}, {"source_images", r.images}, {"kept_images", r.kept_images},
+                      {"lawful_bases", r.bases}, {"subject_key", r.key_destroyed}}},
+          {"free_pages_wiped", r.wiped},
+          {"wipe_pending", !r.wiped && !r.audit_hash.empty()},
+          {"search_index_removed", r.index_removed},
+          {"audit_seq", r.audit_seq},
+          {"audit_hash", r.audit_hash}};
+}
+
+json expire_report(const ExpireReport& r) {
+  json erased = json::array();
+  for (const auto& e : r.erased) erased.push_back(erase_receipt(e));
+  return {{"as_of", r.as_of}, {"dry_run", r.dry_run}, {"erased", erased}, {"audit_hash", r.audit_hash}};
+}
+
+json optout(const OptoutResult& r) {
+  return {{"optout", r.optout_uid}, {"enrolled_match_count", r.enrolled_match_count}, {"audit_hash", r.audit_hash}};
+}
+
+json optout_check(const OptoutCheck& r) {
+  json m = json::array();
+  for (const auto& x : r.matches)
+    m.push_back({{"subject", x.subject_ref}, {"subject_id", x.subject_uid}, {"optout", x.optout_uid}, {"similarity", x.similarity}});
+  return {{"matches", m}, {"threshold", r.threshold}, {"incomparable_optouts", r.incomparable_optouts},
+          {"audit_hash", r.audit_hash}};
+}
+
+json audit_page(const AuditPage& p) {
+  json entries = json::array();
+  for (const auto& e : p.entries) entries.push_back(e.to_json());
+  return {{"entries", entries}, {"matched", p.matched}, {"total", p.total}};
+}
+
+json rotate_report(const vault::Vault::RotateReport& r) {
+  // new_key_hex is never rendered: a caller that must store it prints it on its own.
+  return {{"old_key_id", r.old_key_id}, {"new_key_id", r.new_key_id}, {"subject_keys", r.subject_keys},
+          {"optout_key", r.optout_key}};
+}
+
+}  // namespace fv::service::render

@@ -1,0 +1,267 @@
+// Search and verification against the vault: 1:N (search, search_templates) and 1:1 of a
+// probe against one enrolled subject (verify_subject), under purpose limitation.
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "service/service_impl.h"
+
+namespace fv::service {
+
+using vault::AuditEntry;
+using nlohmann::json;
+
+namespace {
+
+// A search request may tighten the vault's false-match-rate limit (config search_max_fmr),
+// never loosen it: `--max-fmr 1` must not turn a search into a list of everyone eligible.
+SearchRequest within_limits(const SearchRequest& req, double config_max_fmr) {
+  SearchRequest r = req;
+  const double asked = req.max_fmr.value_or(config_max_fmr);
+  r.max_fmr = asked > 0 && asked < config_max_fmr ? asked : config_max_fmr;
+  return r;
+}
+
+size_t top_of(const SearchRequest& req, int config_default) {
+  return static_cast<size_t>(req.top_k > 0 ? req.top_k : req.mode == "investigation" ? 50 : config_default);
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Gallery::Eligibility>> Service::Impl::eligible_subjects(const std::string& purpose) {
+  // Subjects whose lawful basis covers the purpose now, within retention: the filter the scan
+  // applies to every gallery entry, so K eligible candidates come back whoever else is near.
+  // Purpose limitation is per template: only templates collected under a basis that is in
+  // force and covers the purpose are searchable (`bases`), and their subjects are the eligible
+  // ones. A subject with a second basis for another purpose does not make a template collected
+  // under the first searchable for the second. Cached per purpose (a search must not cost a
+  // pass over every basis) while the vault's eligibility generation is unchanged (bumped by
+  // triggers, by any process) and the clock is before the earliest expiry among them.
+  FV_ASSIGN_OR_RETURN(const int64_t generation, catalog().generation(vault::Generation::kEligibility));
+  const std::string t = now();
+  if (auto cached = gallery->cached_eligibility(purpose, generation, t)) return cached;
+  auto e = std::make_shared<Gallery::Eligibility>();
+  e->generation = generation;
+  e->computed_at = t;
+  auto earlier = [&](const std::string& when) {
+    if (!when.empty() && (e->valid_until.empty() || when < e->valid_until)) e->valid_until = when;
+  };
+  FV_ASSIGN_OR_RETURN(auto rows, catalog().eligible_bases(purpose, t));
+  for (auto& r : rows) {
+    e->bases.insert(r.basis_id);
+    e->subjects.insert(r.subject_id);
+    if (r.expires_at) earlier(*r.expires_at);
+    earlier(r.retention_until);
+  }
+  gallery->remember_eligibility(purpose, e);
+  return e;
+}
+
+Status Service::Impl::check_search(const Actor& actor, const SearchRequest& req) {
+  FV_RETURN_IF_ERROR(authorize(actor, Action::kSearch, req.purpose, req.case_ref));
+  if (std::find(kSearchModes.begin(), kSearchModes.end(), req.mode) == kSearchModes.end())
+    return invalid_argument("unknown search mode '" + req.mode + "' (threshold, identification, investigation)");
+  AuditEntry e = entry(actor, Action::kSearch);
+  e.purpose = req.purpose;
+  e.case_ref = req.case_ref;
+  if (req.purpose.empty() || req.case_ref.empty() || !valid_token(req.purpose) || !valid_ref(req.case_ref))
+    return refuse(std::move(e), "refused", {{"reason", "a search needs a purpose and a case reference"}},
+                  invalid_argument("a search needs a purpose (--purpose) and a case reference (--case)"));
+  // A credential limited to some purposes (an API key's scope).
+  if (req.allowed_purposes &&
+      std::find(req.allowed_purposes->begin(), req.allowed_purposes->end(), req.purpose) == req.allowed_purposes->end()) {
+    std::string allowed;
+    for (auto& p : *req.allowed_purposes) allowed += (allowed.empty() ? "" : ", ") + p;
+    return refuse(std::move(e), "denied", {{"reason", "purpose not allowed for this API key"}},
+                  permission_denied("this API key may not search for the purpose '" + req.purpose + "' (allowed: " +
+                                    (allowed.empty() ? "none" : allowed) + ")"));
+  }
+  return Status::ok();
+}
+
+// The operating point of a search: threshold by FMR (default), by FPIR for the number of
+// eligible templates (identification), or none (investigation: the top k for review).
+Status Service::Impl::plan_search(const SearchRequest& req, Gallery::Eligibility& eligible, SearchResult& res,
+                                  SearchPlan& plan) {
+  res.purpose = req.purpose;
+  res.case_ref = req.case_ref;
+  res.mode = req.mode;
+  res.max_fmr = req.max_fmr.value_or(config().search_max_fmr);
+  res.calibration = calibration() ? calibration()->source() : "none (no calibration table for this model)";
+  res.eligible_subjects = static_cast<int64_t>(eligible.subjects.size());
+  const int64_t templates = gallery->eligible_templates(eligible);
+  res.eligible_templates = templates;
+  if (req.mode == "investigation") {
+    res.threshold = -1.0;
+    res.max_fmr = 1.0;
+  } else if (req.mode == "identification") {
+    const double fpir = req.max_fpir.value_or(0.01);
+    if (!(fpir > 0 && fpir < 1)) return invalid_argument("max_fpir must be in (0, 1)");
+    // FPIR(N) = 1 − (1 − FMR)^N  ⇒  FMR = 1 − (1 − FPIR)^(1/N).
+    const double n = static_cast<double>(std::max<int64_t>(1, templates));
+    res.max_fmr = -std::expm1(std::log1p(-fpir) / n);
+    res.threshold = search_threshold(res.max_fmr);
+  } else {
+    res.threshold = search_threshold(res.max_fmr);
+  }
+  plan.threshold = res.threshold;
+  plan.templates = templates;
+  plan.top = top_of(req, config().search_default_top);
+  return Status::ok();
+}
+
+Result<std::vector<Candidate>> Service::Impl::scan(const SearchPlan& plan, const face::FaceTemplate& probe,
+                                                   const Gallery::Eligibility& eligible) {
+  // Purpose limitation inside the index: a face of a subject outside `eligible` never takes
+  // a place in the candidate list, so k eligible candidates come back whoever else is near.
+  index::FunctionFilter filter([&](index::Id face) {
+    const auto* o = gallery->owner(face);
+    return o && eligible.bases.count(o->basis_id) > 0;
+  });
+  FV_ASSIGN_OR_RETURN(auto best, gallery->search(probe, plan.top, plan.threshold, &filter, rebuild_hook()));
+  std::vector<Candidate> out;
+  for (auto& [sid, b] : best) {
+    const auto* info = gallery->subject(sid);
+    if (!info) continue;
+    Candidate c{info->ref, info->uid, b.similarity, std::nullopt, std::nullopt};
+    if (const auto* cal = calibration()) {
+      c.fmr = cal->fmr_at(b.similarity);
+      c.fpir = cal->fpir_at(b.similarity, static_cast<size_t>(std::max<int64_t>(1, plan.templates)));
+    }
+    out.push_back(std::move(c));
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.similarity > b.similarity; });
+  if (out.size() > plan.top) out.resize(plan.top);
+  return out;
+}
+
+Result<std::string> Service::Impl::audit_search(const Actor& actor, const SearchRequest& req, const SearchResult& res) {
+  json per_face = json::array();
+  std::set<std::string> all;
+  for (auto& f : res.faces) {
+    json ids = json::array();
+    for (auto& c : f.candidates) {
+      ids.push_back(c.subject_uid);
+      all.insert(c.subject_uid);
+    }
+    per_face.push_back(ids);
+  }
+  AuditEntry e = entry(actor, Action::kSearch);
+  e.purpose = req.purpose;
+  e.case_ref = req.case_ref;
+  e.subjects.assign(all.begin(), all.end());
+  e.details = {{"faces", res.faces.size()}, {"candidates", per_face},
+               {"top", req.top_k > 0 ? req.top_k : req.mode == "investigation" ? 50 : config().search_default_top},
+               {"eligible_subjects", res.eligible_subjects}, {"max_fmr", res.max_fmr}, {"threshold", res.threshold}, {"mode", res.mode}};
+  return audit_now(e);
+}
+
+Result<SearchResult> Service::search_templates(const Actor& actor, const SearchRequest& req_in,
+                                               const std::vector<face::FaceTemplate>& probes) {
+  Impl& m = *impl_;
+  const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.check_search(actor, req));
+  FV_RETURN_IF_ERROR(m.load_gallery());
+  SearchResult res;
+  SearchPlan plan;
+  FV_ASSIGN_OR_RETURN(auto eligible, m.eligible_subjects(req.purpose));
+  FV_RETURN_IF_ERROR(m.plan_search(req, *eligible, res, plan));
+  for (auto& p : probes) {
+    SearchFace sf;
+    sf.quality_ok = true;
+    FV_ASSIGN_OR_RETURN(sf.candidates, m.scan(plan, p, *eligible));
+    res.faces.push_back(std::move(sf));
+  }
+  FV_ASSIGN_OR_RETURN(res.audit_hash, m.audit_search(actor, req, res));
+  return res;
+}
+
+Result<SearchResult> Service::search(const Actor& actor, const SearchRequest& req_in, std::vector<uint8_t> image_bytes) {
+  Impl& m = *impl_;
+  Upload upload(std::move(image_bytes), m.options.on_wipe);
+  const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
+  {
+    std::lock_guard<std::mutex> l(m.mu);
+    FV_RETURN_IF_ERROR(m.check_search(actor, req));
+  }
+  FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), PhotoOptions{}, m.options.on_wipe));
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.load_gallery());
+  SearchResult res;
+  SearchPlan plan;
+  FV_ASSIGN_OR_RETURN(auto eligible, m.eligible_subjects(req.purpose));
+  FV_RETURN_IF_ERROR(m.plan_search(req, *eligible, res, plan));
+  for (auto& f : photo->faces()) {
+    SearchFace sf;
+    sf.box = f.detection.box;
+    sf.quality_ok = f.quality.acceptable;
+    if (f.face_template) {
+      FV_ASSIGN_OR_RETURN(sf.candidates, m.scan(plan, *f.face_template, *eligible));
+    }
+    res.faces.push_back(std::move(sf));
+  }
+  FV_ASSIGN_OR_RETURN(res.audit_hash, m.audit_search(actor, req, res));
+  return res;
+}
+
+Result<VerifyResult> Service::Impl::verify_locked(const Actor& actor, const SearchRequest& req,
+                                                  const std::string& subject_ref, const face::FaceTemplate& probe) {
+  FV_RETURN_IF_ERROR(load_gallery());
+  FV_ASSIGN_OR_RETURN(auto eligible, eligible_subjects(req.purpose));
+  FV_ASSIGN_OR_RETURN(auto subj, catalog().find_subject(subject_ref));
+  AuditEntry e = entry(actor, "verify_subject");
+  e.purpose = req.purpose;
+  e.case_ref = req.case_ref;
+  if (!subj || subj->ref != subject_ref || !eligible->subjects.count(subj->id))
+    return refuse(std::move(e), "refused", {{"reason", "no subject enrolled for this purpose under that reference"}},
+                  not_found("no subject enrolled for the purpose '" + req.purpose + "' under that reference"));
+  VerifyResult r;
+  r.subject_ref = subject_ref;
+  r.max_fmr = req.max_fmr.value_or(config().search_max_fmr);
+  r.threshold = search_threshold(r.max_fmr);
+  const int64_t sid = subj->id;
+  index::FunctionFilter filter([&](index::Id face) {
+    const auto* o = gallery->owner(face);
+    return o && o->subject_id == sid && eligible->bases.count(o->basis_id) > 0;
+  });
+  FV_ASSIGN_OR_RETURN(auto best, gallery->search(probe, 1, -2.0, &filter, rebuild_hook()));
+  if (auto it = best.find(sid); it != best.end()) r.similarity = it->second.similarity;
+  if (const auto* cal = calibration()) r.fmr = cal->fmr_at(r.similarity);
+  r.same = r.similarity >= r.threshold;
+  e.subjects = {subj->uid};
+  e.details = {{"same", r.same}, {"max_fmr", r.max_fmr}, {"threshold", r.threshold}};
+  FV_ASSIGN_OR_RETURN(r.audit_hash, audit_now(e));
+  return r;
+}
+
+Result<VerifyResult> Service::verify_subject_template(const Actor& actor, const SearchRequest& req_in,
+                                                      const std::string& subject_ref, const face::FaceTemplate& probe) {
+  Impl& m = *impl_;
+  const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.check_search(actor, req));
+  return m.verify_locked(actor, req, subject_ref, probe);
+}
+
+Result<VerifyResult> Service::verify_subject(const Actor& actor, const SearchRequest& req_in, const std::string& subject_ref,
+                                             std::vector<uint8_t> image_bytes) {
+  Impl& m = *impl_;
+  Upload upload(std::move(image_bytes), m.options.on_wipe);
+  const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
+  {
+    std::lock_guard<std::mutex> l(m.mu);
+    FV_RETURN_IF_ERROR(m.check_search(actor, req));
+  }
+  FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), PhotoOptions{}, m.options.on_wipe));
+  const int k = face::verification_face(photo->faces());
+  std::lock_guard<std::mutex> l(m.mu);
+  if (k < 0)
+    return m.refuse(m.entry(actor, "verify"), "refused", {{"reason", "no face found"}},
+                    failed_precondition("no face found in photo a"));
+  FV_ASSIGN_OR_RETURN(VerifyResult r, m.verify_locked(actor, req, subject_ref, *photo->faces()[k].face_template));
+  r.box = photo->faces()[k].detection.box;
+  return r;
+}
+
+}  // namespace fv::service

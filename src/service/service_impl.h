@@ -1,0 +1,114 @@
+// Service::Impl: what the use cases share — the vault and its catalog, the gallery, the
+// pipeline pool, the second connection, the audit helpers and the input checks. Internal to
+// src/service (the use-case files include it; nothing outside does).
+//
+// Locking: `mu` guards the vault's main connection and the gallery; every Impl helper below
+// that touches either expects the caller to hold it. `aux` (API keys, denials at the door,
+// events, gauges) has its own mutex. Photo analysis runs with neither held.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "service/gallery.h"
+#include "service/photo.h"
+#include "service/pipeline_pool.h"
+#include "service/service.h"
+#include "vault/catalog.h"
+
+namespace fv::service {
+
+// Input checks shared by the use cases.
+bool valid_token(const std::string& s, size_t max = 64);  // purposes: letters, digits, . _ : / -
+bool valid_text(const std::string& s, size_t max);         // printable UTF-8, at most `max` bytes
+bool valid_ref(const std::string& s);                      // 1-200 bytes of valid_text
+
+// Associated data of a sealed opt-out template.
+std::string optout_ad(const std::string& uid, const std::string& model_id, int version);
+// Opens a sealed template (kCorruptData when it does not decrypt).
+Result<face::FaceTemplate> open_template(const vault::SecretKey& key, const vault::Bytes& sealed, const std::string& ad,
+                                         const std::string& model_id, int version);
+
+// A search's operating point, computed once per request and passed to its scans.
+struct SearchPlan {
+  double threshold = 0;
+  int64_t templates = 0;  // eligible templates: the N of FPIR
+  size_t top = 0;         // candidates asked for
+};
+
+struct Service::Impl {
+  std::unique_ptr<vault::Vault> vault;
+  ServiceOptions options;
+  std::optional<face::Calibration> calibration_table;
+  std::unique_ptr<PipelinePool> pool;
+  std::unique_ptr<Gallery> gallery;
+  mutable std::mutex mu;  // the vault's main connection and the gallery
+
+  std::unique_ptr<vault::Catalog> aux;  // opened at first use
+  std::mutex aux_mu;
+  std::atomic<uint64_t> audit_write_failures{0};
+
+  vault::Catalog& catalog() { return vault->catalog(); }
+  const vault::VaultConfig& config() const { return vault->config(); }
+  std::string now() const;
+  const face::Calibration* calibration() const { return calibration_table ? &*calibration_table : nullptr; }
+  double optout_threshold() const;
+  double search_threshold(double max_fmr) const;
+
+  // ---- audit (callers hold mu, except audit_aux which takes aux_mu)
+  vault::AuditEntry entry(const Actor& actor, const std::string& action) const;
+  vault::AuditEntry entry(const Actor& actor, Action action) const { return entry(actor, action_name(action)); }
+  // In a transaction of its own / in the caller's. A failure is counted in
+  // stats().audit_write_failures and returned: the use case fails with it.
+  Result<std::string> audit_now(vault::AuditEntry& e);
+  Result<std::string> audit_in_txn(vault::AuditEntry& e);
+  Result<std::string> audit_aux(vault::AuditEntry& e);
+  Result<vault::Catalog*> aux_catalog();  // caller holds aux_mu
+  // A refusal: audited with `outcome` and `reason` (plus `details`), then `refusal` returned
+  // (or the audit's failure).
+  Status refuse(vault::AuditEntry e, const std::string& outcome, const nlohmann::json& details, Status refusal);
+  // The role check of every use case: a refusal is audited "denied" and is kPermissionDenied.
+  Status authorize(const Actor& actor, Action action, const std::string& purpose = "", const std::string& case_ref = "");
+
+  // ---- gallery (callers hold mu)
+  // Rebuilds the gallery when the vault's gallery generation moved (another process, or
+  // this one's rebuild after a damaged re-rank file).
+  Status load_gallery();
+  Status rebuild_gallery();
+  std::function<Status()> rebuild_hook() {
+    return [this] { return rebuild_gallery(); };
+  }
+  Result<std::shared_ptr<Gallery::Eligibility>> eligible_subjects(const std::string& purpose);
+
+  // ---- use-case parts (callers hold mu)
+  Status check_search(const Actor& actor, const SearchRequest& req);
+  Status plan_search(const SearchRequest& req, Gallery::Eligibility& eligible, SearchResult& res, SearchPlan& plan);
+  Result<std::vector<Candidate>> scan(const SearchPlan& plan, const face::FaceTemplate& probe,
+                                      const Gallery::Eligibility& eligible);
+  Result<std::string> audit_search(const Actor& actor, const SearchRequest& req, const SearchResult& res);
+  Result<VerifyResult> verify_locked(const Actor& actor, const SearchRequest& req, const std::string& subject_ref,
+                                     const face::FaceTemplate& probe);
+  Result<EraseReceipt> erase_in_txn(const Actor& actor, const vault::SubjectRow& s, const std::string& reason);
+  void finish_erasure(EraseReceipt& r);  // wipes freed pages (the receipt says whether it could)
+  Result<std::vector<OptoutMatch>> match_optouts(const face::FaceTemplate& t);
+  Result<int64_t> incomparable_optouts();
+  // The enrollment's commit: policy checks, opt-out check and the records, in one transaction.
+  struct TemplateSource {
+    std::string sha256, format;
+    size_t image_bytes = 0;
+    const std::vector<uint8_t>* keep = nullptr;  // the photo's bytes when kept
+    const face::Face* face = nullptr;
+    int face_index = 0;
+  };
+  Result<EnrollResult> commit_template(const Actor& actor, const EnrollRequest& req, const face::FaceTemplate& tmpl,
+                                       const TemplateSource& src);
+  Status audit_enroll_refusal(const Actor& actor, const EnrollRequest& req, const Status& why,
+                              const nlohmann::json& extra = nlohmann::json::object());
+};
+
+}  // namespace fv::service

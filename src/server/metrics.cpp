@@ -72,7 +72,7 @@ void Metrics::in_flight(int delta) {
   in_flight_ += delta;
 }
 
-std::string Metrics::render(const std::vector<std::tuple<std::string, std::string, double>>& gauges) const {
+std::string Metrics::render(const std::vector<Sample>& gauges, const std::vector<Sample>& counters) const {
   std::lock_guard<std::mutex> l(mu_);
   std::string o;
   o += "# HELP facevault_http_requests_total HTTP requests by method, route template and status code.\n";
@@ -83,7 +83,8 @@ std::string Metrics::render(const std::vector<std::tuple<std::string, std::strin
   o += "# HELP facevault_http_request_duration_seconds Time from routing to response, by route template.\n";
   o += "# TYPE facevault_http_request_duration_seconds histogram\n";
   for (auto& [route, h] : latency_) h.write(o, "facevault_http_request_duration_seconds", "route=\"" + esc(route) + "\"");
-  o += "# HELP facevault_inference_seconds Face pipeline time (decode, detect, landmarks, align, embed) per image.\n";
+  o += "# HELP facevault_inference_seconds Time of the use cases that analyze photos (decode, detect, landmarks, align, "
+       "embed, and the service's scan or commit), by use case.\n";
   o += "# TYPE facevault_inference_seconds histogram\n";
   for (auto& [stage, h] : inference_) h.write(o, "facevault_inference_seconds", "stage=\"" + esc(stage) + "\"");
   o += "# HELP facevault_http_rate_limited_total Requests refused with 429, by caller kind.\n";
@@ -93,6 +94,9 @@ std::string Metrics::render(const std::vector<std::tuple<std::string, std::strin
   o += "facevault_http_in_flight " + std::to_string(in_flight_) + "\n";
   for (auto& [name, help, v] : gauges) {
     o += "# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " + num(v) + "\n";
+  }
+  for (auto& [name, help, v] : counters) {
+    o += "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " + num(v) + "\n";
   }
   return o;
 }

@@ -1,5 +1,6 @@
 // Prometheus metrics kept by the server: requests by route, method and status; latency
-// histograms by route; model inference time; gauges filled at scrape time (gallery size).
+// histograms by route; time of the use cases that analyze a photo; gauges and counters read at
+// scrape time (gallery size, failed audit writes).
 #pragma once
 
 #include <map>
@@ -29,8 +30,10 @@ class Metrics {
   void inference(const std::string& stage, double seconds);
   void rate_limited(const std::string& who_kind);
   void in_flight(int delta);
-  // Prometheus text format 0.0.4; `gauges` are name → (help, value) added at scrape time.
-  std::string render(const std::vector<std::tuple<std::string, std::string, double>>& gauges) const;
+  // Prometheus text format 0.0.4; `gauges` and `counters` are (name, help, value) read at
+  // scrape time from elsewhere (the service's stats).
+  using Sample = std::tuple<std::string, std::string, double>;
+  std::string render(const std::vector<Sample>& gauges, const std::vector<Sample>& counters = {}) const;
 
  private:
   mutable std::mutex mu_;

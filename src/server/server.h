@@ -1,16 +1,16 @@
 // `facevault serve`: the HTTP/JSON API over the service (cpp-httplib) and the web UI.
 //
-// A thin adapter: every route declares the roles it admits and maps one request onto one
-// service use case; roles, purposes, lawful bases and the audit are enforced by the service,
-// with the request's API key as its actor ("key:<id>", the key's role). What the server adds
-// is transport: authentication by API key (Authorization: Bearer), per-key rate limits,
-// request size limits, status codes with JSON error bodies, metrics, and concurrency:
+// A thin adapter: every route names the service Action it performs, admits the roles the
+// policy table gives that action (service::roles_for), and maps one request onto one service
+// use case, with the request's API key as its actor ("key:<id>", the key's role). Roles,
+// purposes, lawful bases, photo analysis, wiping and the audit are the service's. What the
+// server adds is transport: authentication by API key (Authorization: Bearer), per-key rate
+// limits, request size limits, status codes (by StatusCode, http_status.h) with JSON error
+// bodies, metrics, the OpenAPI document and the web UI.
 //
-//  - requests are served by a pool of HTTP threads;
-//  - the face pipeline (decode, detect, align, embed: most of a request's CPU) runs outside
-//    any lock on a pool of pipelines, so searches, enrolments and detections overlap;
-//  - the service (one SQLite connection and its in-memory gallery) is entered under one mutex
-//    for the short part of a request: the scan, the commit, the audit entry.
+// Concurrency is the service's too (it is thread-safe): requests are served by a pool of HTTP
+// threads that call it directly; it runs photo analysis on its own pool of face pipelines
+// outside its lock.
 #pragma once
 
 #include <filesystem>
@@ -21,6 +21,7 @@
 
 #include "common/status.h"
 #include "face/pipeline.h"
+#include "service/service.h"
 
 namespace fv::server {
 
@@ -30,7 +31,7 @@ struct ServerOptions {
   int port = 8080;  // 0: an ephemeral port (see Server::port())
   std::string tls_cert, tls_key;  // both or neither: HTTPS from these PEM files
   int http_threads = 16;
-  int pipelines = 0;  // face pipelines for concurrent requests; 0: the number of cores (max 4)
+  int pipelines = 0;  // the service's face pipelines (photos analyzed at once); 0: the number of cores (max 4)
   size_t max_upload_bytes = 16u << 20;  // per request with an image
   size_t max_json_bytes = 64u << 10;
   double rate_per_s = 10, rate_burst = 30;      // per API key; rate <= 0: no limit
@@ -52,14 +53,21 @@ struct ServerOptions {
   size_t max_header_count = 100;
   size_t max_header_bytes = 64u << 10;
   // Builds a face pipeline (tests share model files); default: FacePipeline::create with the
-  // vault's configured models.
+  // vault's configured models. Handed to the service with `pipelines`.
   std::function<Result<std::unique_ptr<face::FacePipeline>>()> pipeline_factory;
+  // The rest of the service's options: its clock, a shared pipeline, and on_wipe, which the
+  // server also calls for the request buffers it zeroes itself (tests count the wipes).
+  // Its `pipelines` and `pipeline_factory` are replaced by the two fields above.
+  service::ServiceOptions service_options;
 };
 
 struct RouteInfo {
   std::string method;  // GET, POST, DELETE
   std::string path;    // OpenAPI template, e.g. /v1/subjects/{ref}
-  std::vector<std::string> roles;  // empty: public (no key needed; a key sent anyway is ignored)
+  service::Action action = service::Action::kHealth;  // what it does; its roles come from the policy table
+  // The names of service::roles_for(action); empty: public (no key needed; a key sent anyway
+  // is ignored).
+  std::vector<std::string> roles;
   // Public routes that also take a key (POST /v1/optout: the public form, or an officer's key):
   // a key sent must be valid (401 otherwise) and have one of these roles (403 otherwise).
   std::vector<std::string> key_roles;

@@ -50,19 +50,26 @@ class ApiTest : public ::testing::Test {
     env->dir = env->tmp.path() / "v";
     ASSERT_TRUE(vault::Vault::init(env->dir).is_ok());
     {
-      auto v = vault::Vault::open(env->dir);
-      ASSERT_TRUE(v.is_ok());
-      for (std::string role : {"admin", "enroller", "investigator", "auditor"}) {
-        auto k = vault::create_api_key((*v)->db(), role, {"access-control"}, "test " + role, "tester");
-        ASSERT_TRUE(k.is_ok()) << k.status().to_string();
-        env->key[role] = k->secret;
-        env->key_id[role] = k->key.id;
+      // Keys are issued through the service, as `facevault key create` does.
+      auto svc = open_service(env->dir);
+      ASSERT_NE(svc, nullptr);
+      auto issue = [&](service::Role role, std::vector<std::string> purposes, const std::string& label) {
+        auto k = svc->create_api_key(kAdmin, role, purposes, label);
+        EXPECT_TRUE(k.is_ok()) << k.status().to_string();
+        return k.is_ok() ? std::move(k).value() : vault::NewApiKey{};
+      };
+      for (auto role : service::all_roles()) {
+        const std::string name = service::role_name(role);
+        auto k = issue(role, {"access-control"}, "test " + name);
+        ASSERT_FALSE(k.secret.empty());
+        env->key[name] = k.secret;
+        env->key_id[name] = k.key.id;
       }
-      auto narrow = vault::create_api_key((*v)->db(), "investigator", {"other-purpose"}, "narrow", "tester");
-      env->key["narrow"] = narrow->secret;
-      auto rev = vault::create_api_key((*v)->db(), "admin", {}, "revoked", "tester");
-      env->key["revoked"] = rev->secret;
-      ASSERT_TRUE(vault::revoke_api_key((*v)->db(), rev->key.id, "tester").is_ok());
+      env->key["narrow"] = issue(service::Role::kInvestigator, {"other-purpose"}, "narrow").secret;
+      env->key["two-purposes"] = issue(service::Role::kInvestigator, {"access-control", "marketing"}, "two purposes").secret;
+      auto rev = issue(service::Role::kAdmin, {}, "revoked");
+      env->key["revoked"] = rev.secret;
+      ASSERT_TRUE(svc->revoke_api_key(kAdmin, rev.key.id).is_ok());
     }
     server::ServerOptions o;
     o.vault_dir = env->dir;
@@ -139,7 +146,7 @@ class ApiTest : public ::testing::Test {
     EXPECT_EQ(r.status, 201) << r.raw;
     return r.body.value("id", int64_t{0});
   }
-  void enrol(const std::string& ref, int64_t basis, const fs::path& p) {
+  void enroll(const std::string& ref, int64_t basis, const fs::path& p) {
     auto r = post_form("/v1/subjects/" + ref + "/faces", "enroller", {img("image", p), text("basis", std::to_string(basis))});
     ASSERT_EQ(r.status, 201) << r.raw;
   }
@@ -286,7 +293,7 @@ TEST_F(ApiTest, SubjectsAndBases) {
   expect_error(wrap(client().Post("/v1/bases/abc/withdraw", auth("auditor"), "", "application/json")), 400, "bad id");
 }
 
-TEST_F(ApiTest, EnrolmentSearchExportErase) {
+TEST_F(ApiTest, EnrollmentSearchExportErase) {
   const int64_t b = make_subject("penny");
   const int64_t other = make_subject("raj", "investigation");
   // Success, audited with the enroller key's id.
@@ -298,7 +305,7 @@ TEST_F(ApiTest, EnrolmentSearchExportErase) {
   auto m = post_form("/v1/subjects/penny/faces", "enroller",
                      {img("image", photo("penny", 2)), {"metadata", json{{"basis", b}}.dump(), "", "application/json"}});
   ASSERT_EQ(m.status, 201) << m.raw;
-  enrol("raj", other, photo("raj", 1));
+  enroll("raj", other, photo("raj", 1));
 
   const auto before = data_rows();
   const std::string bs = std::to_string(b);
@@ -394,9 +401,10 @@ TEST_F(ApiTest, VerifyAndDetect) {
   expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), {"b", "text", "b.txt", "text/plain"}}), 415);
   // Photo against an enrolled subject: the search policy applies (purpose and case, role,
   // templates whose basis covers the purpose), and an unknown subject is a 404.
-  expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), text("subject", "amy")}), 422, "purpose");
+  // No purpose: malformed input (kInvalidArgument), 400 as for a search without one.
+  expect_error(post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), text("subject", "amy")}), 400, "purpose");
   const int64_t b = make_subject("vamy");
-  enrol("vamy", b, photo("amy", 1));
+  enroll("vamy", b, photo("amy", 1));
   auto vs = post_form("/v1/verify", "investigator",
                       {img("a", photo("amy", 2)), text("subject", "vamy"), text("purpose", "access-control"), text("case", "C-9")});
   ASSERT_EQ(vs.status, 200) << vs.raw;
@@ -406,7 +414,12 @@ TEST_F(ApiTest, VerifyAndDetect) {
                          {img("a", photo("sheldon", 1)), text("subject", "vamy"), text("purpose", "access-control"), text("case", "C-9")});
   ASSERT_EQ(other.status, 200) << other.raw;
   EXPECT_FALSE(other.body["same"].get<bool>());
+  // A purpose outside the key's scope is refused as for a search (403, audited "denied") ...
   expect_error(post_form("/v1/verify", "investigator",
+                         {img("a", photo("amy", 2)), text("subject", "vamy"), text("purpose", "marketing"), text("case", "C-9")}),
+               403, "may not search for the purpose 'marketing'");
+  // ... and within it, a subject not enrolled for the purpose is not found.
+  expect_error(post_form("/v1/verify", "two-purposes",
                          {img("a", photo("amy", 2)), text("subject", "vamy"), text("purpose", "marketing"), text("case", "C-9")}),
                404, "not enrolled for marketing");
   expect_error(post_form("/v1/verify", "enroller",
@@ -440,13 +453,13 @@ TEST_F(ApiTest, VerifyAndDetect) {
 
 TEST_F(ApiTest, OptOut) {
   const int64_t b = make_subject("leonard");
-  enrol("leonard", b, photo("leonard", 1));
+  enroll("leonard", b, photo("leonard", 1));
   const auto before = data_rows();
   expect_error(post_form("/v1/optout", "investigator", {img("image", photo("leonard", 2))}), 403, "investigator");
   expect_error(post_form("/v1/optout", "", {{"image", "nope", "n.png", "image/png"}}), 415, "public non-image");
   expect_error(post_form("/v1/optout", "revoked", {img("image", photo("leonard", 2))}), 401, "revoked key");
   EXPECT_EQ(before, data_rows());
-  // The public form: recorded, and nothing said about enrolment.
+  // The public form: recorded, and nothing said about enrollment.
   auto pub = post_form("/v1/optout", "", {img("image", photo("leonard", 2))});
   ASSERT_EQ(pub.status, 201) << pub.raw;
   EXPECT_TRUE(pub.body["recorded"].get<bool>());
@@ -463,7 +476,7 @@ TEST_F(ApiTest, OptOut) {
   bool found = false;
   for (auto& m : chk.body["matches"]) found = found || m["subject"] == "leonard";
   EXPECT_TRUE(found);
-  // Enrolment of an opted-out face is refused (422) and writes nothing.
+  // Enrollment of an opted-out face is refused (422) and writes nothing.
   const auto before2 = data_rows();
   expect_error(post_form("/v1/subjects/leonard/faces", "enroller", {img("image", photo("leonard", 4)), text("basis", std::to_string(b))}),
                422, "opted out");
@@ -515,13 +528,13 @@ TEST_F(ApiTest, RateLimitPerKey) {
 }
 
 
-// Searches, enrolments, detections and an erasure at the same time, with health checks in
+// Searches, enrollments, detections and an erasure at the same time, with health checks in
 // between: all answer correctly (no timing assertion: the machine is shared).
-TEST_F(ApiTest, ConcurrentSearchesEnrolmentsAndErasure) {
+TEST_F(ApiTest, ConcurrentSearchesEnrollmentsAndErasure) {
   const int64_t b = make_subject("howard");
-  enrol("howard", b, photo("howard", 1));
+  enroll("howard", b, photo("howard", 1));
   const int64_t e = make_subject("bernadette");
-  enrol("bernadette", e, photo("bernadette", 1));
+  enroll("bernadette", e, photo("bernadette", 1));
   std::vector<std::future<bool>> jobs;
   for (int t = 0; t < 3; ++t)
     jobs.push_back(std::async(std::launch::async, [&, t] {

@@ -220,22 +220,23 @@ TEST_F(SecurityTest, RoleMatrix) {
 TEST_F(SecurityTest, RevokedKeyIsRefusedAtOnce) {
   std::string key, id;
   {
-    auto v = vault::Vault::open(env()->dir);
-    ASSERT_TRUE(v.is_ok());
-    auto k = vault::create_api_key((*v)->db(), "admin", {"access-control"}, "to revoke", "tester");
-    ASSERT_TRUE(k.is_ok());
-    key = k->secret;
-    id = k->key.id;
+    auto svc = open_service(env()->dir);
+    ASSERT_NE(svc, nullptr);
+    auto k = issue_key(*svc, "admin", {"access-control"}, "to revoke");
+    ASSERT_FALSE(k.secret.empty());
+    key = k.secret;
+    id = k.key.id;
   }
   const httplib::Headers h = {{"Authorization", "Bearer " + key}};
   ASSERT_EQ(wrap(client(port()).Get("/v1/whoami", h)).status, 200);
   const int64_t as_key = audit_count(env()->dir, "key:" + id);
   EXPECT_GE(as_key, 1);  // the sign-in
   {
-    // As `facevault key revoke` does it: another process's connection to the same vault.
-    auto v = vault::Vault::open(env()->dir);
-    ASSERT_TRUE(v.is_ok());
-    ASSERT_TRUE(vault::revoke_api_key((*v)->db(), id, "tester").is_ok());
+    // As `facevault key revoke` does it: another service over the same vault (another process's
+    // connection).
+    auto svc = open_service(env()->dir);
+    ASSERT_NE(svc, nullptr);
+    ASSERT_TRUE(svc->revoke_api_key(kAdmin, id).is_ok());
   }
   // The very next request, on a connection kept alive from before too: no cache window.
   auto c = client(port());
@@ -268,6 +269,8 @@ TEST_F(SecurityTest, KeyComparison) {
       {"truncated", valid.substr(0, valid.size() - 1)},
       {"no prefix", valid.substr(4)},
   };
+  auto svc = open_service(env()->dir);
+  ASSERT_NE(svc, nullptr);
   const int64_t total_before = audit_total(env()->dir);
   std::set<std::string> bodies;
   for (const auto& [what, k] : presented) {
@@ -280,6 +283,10 @@ TEST_F(SecurityTest, KeyComparison) {
     auto a = vault::authenticate_api_key(*db, k);
     ASSERT_TRUE(a.is_ok()) << what;
     EXPECT_FALSE(a->has_value()) << what;
+    // And the service's, which the server calls: kUnauthenticated, whichever the reason.
+    auto as = svc->authenticate_key(k);
+    ASSERT_FALSE(as.is_ok()) << what;
+    EXPECT_EQ(as.status().code(), StatusCode::kUnauthenticated) << what;
   }
   EXPECT_EQ(bodies.size(), 1u) << "the 401 body must not tell an unknown id from a wrong secret";
   EXPECT_EQ(audit_total(env()->dir), total_before) << "failed authentications are not audited, whichever the reason";
@@ -355,7 +362,7 @@ TEST_F(SecurityTest, Traversal) {
 }
 
 // File names in an upload (the part's filename, the `source` field) are provenance text,
-// never paths: an enrolment with hostile ones writes nothing outside the vault directory, and
+// never paths: an enrollment with hostile ones writes nothing outside the vault directory, and
 // nothing new in it but the database's own files.
 TEST_F(SecurityTest, UploadFileNamesWriteNothing) {
   auto [ref, basis] = make_subject("upload");
@@ -382,7 +389,7 @@ TEST_F(SecurityTest, UploadFileNamesWriteNothing) {
     statuses.insert(r.status);
     ++n;
   }
-  EXPECT_TRUE(statuses.count(201)) << "at least one enrolment with a hostile name went through";
+  EXPECT_TRUE(statuses.count(201)) << "at least one enrollment with a hostile name went through";
   EXPECT_FALSE(fs::exists(outside));
   std::set<std::string> added;
   for (const auto& p : list(env()->tmp.path()))

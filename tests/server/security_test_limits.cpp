@@ -6,11 +6,11 @@
 //  - SlowClients: slowloris and silent connections do not stop a normal client; silent ones
 //    are closed after the keep-alive/read timeout, slowloris ones (still trickling) after
 //    the request deadline (ServerOptions::request_timeout_s).
-//  - NoTemplateOrImageBytesInLogsErrorsOrMetrics: enrolment, search, verify, export, erasure
+//  - NoTemplateOrImageBytesInLogsErrorsOrMetrics: enrollment, search, verify, export, erasure
 //    and refusals with the access log captured; no window of the template (float32, int8 as
 //    the index stores it) or of the photos, raw, hex or base64, in the log, any error body or
 //    /metrics; the subject's reference not in /metrics or the log; no template in the export.
-//  - VaultFileModes: every directory 0700 and every file 0600 after init, keys, enrolment
+//  - VaultFileModes: every directory 0700 and every file 0600 after init, keys, enrollment
 //    with kept photos, search and serving, under umask 0000 and 0022.
 //
 // Mutations tried (applied locally, run, reverted):
@@ -265,7 +265,7 @@ class StderrCapture {
 TEST_F(SecurityLimitsTest, NoTemplateOrImageBytesInLogsErrorsOrMetrics) {
   const int port = env()->srv->port();
   const std::string ref = "leak-check-subject-4e2b";
-  const std::string enrol_photo = file_text(photo("penny", 1)), probe_photo = file_text(photo("penny", 2));
+  const std::string enroll_photo = file_text(photo("penny", 1)), probe_photo = file_text(photo("penny", 2));
   std::string errors;  // every error body seen
   auto note = [&](const Resp& r) {
     if (r.status >= 400) errors += r.raw + "\n";
@@ -283,15 +283,15 @@ TEST_F(SecurityLimitsTest, NoTemplateOrImageBytesInLogsErrorsOrMetrics) {
     ASSERT_EQ(b.status, 201) << b.raw;
     const std::string basis = std::to_string(b.body["id"].get<int64_t>());
     auto e = note(wrap(c.Post(("/v1/subjects/" + ref + "/faces").c_str(), auth_for("enroller"),
-                              httplib::MultipartFormDataItems{part("image", enrol_photo, "p1.png", "image/png"), part("basis", basis),
+                              httplib::MultipartFormDataItems{part("image", enroll_photo, "p1.png", "image/png"), part("basis", basis),
                                                               part("keep_image", "true")})));
     ASSERT_EQ(e.status, 201) << e.raw;
     // The stored template, as the service decrypts it (the server's own process, another
     // connection): what must appear nowhere.
     {
-      auto svc = service::Service::open(env()->dir, {"tester", "auditor"});
-      ASSERT_TRUE(svc.is_ok()) << svc.status().to_string();
-      auto x = (*svc)->export_subject(ref, true, std::nullopt);
+      auto svc = open_service(env()->dir);
+      ASSERT_NE(svc, nullptr);
+      auto x = svc->export_subject(kAuditor, ref, true, std::nullopt);
       ASSERT_TRUE(x.is_ok());
       ASSERT_EQ((*x)["templates"].size(), 1u);
       tmpl = (*x)["templates"][0]["template"].get<std::vector<float>>();
@@ -310,7 +310,7 @@ TEST_F(SecurityLimitsTest, NoTemplateOrImageBytesInLogsErrorsOrMetrics) {
     // Refusals: each with the photo in the request.
     note(wrap(c.Post("/v1/search", auth_for("enroller"), probe)));
     note(wrap(c.Post(("/v1/subjects/" + ref + "/faces").c_str(), auth_for("enroller"),
-                     httplib::MultipartFormDataItems{part("image", enrol_photo, "p1.png", "image/png"), part("basis", "999999")})));
+                     httplib::MultipartFormDataItems{part("image", enroll_photo, "p1.png", "image/png"), part("basis", "999999")})));
     note(wrap(c.Post("/v1/search", auth_for("investigator"),
                      httplib::MultipartFormDataItems{part("image", probe_photo, "p2.png", "image/png"), part("purpose", "marketing"),
                                                      part("case", "c")})));
@@ -344,7 +344,7 @@ TEST_F(SecurityLimitsTest, NoTemplateOrImageBytesInLogsErrorsOrMetrics) {
   EXPECT_EQ(leak_of("{\"t\":\"" + hex(f32.substr(33, 20), true) + "\"}", f32, 16), "hex");
   for (size_t off : {7u, 8u, 9u}) {
     EXPECT_EQ(leak_of("x=" + b64(f32.substr(off, 24)) + ";", f32, 16), "base64") << off;
-    EXPECT_EQ(leak_of("x=" + b64(enrol_photo.substr(1000 + off, 40)) + ";", enrol_photo, 32), "base64") << off;
+    EXPECT_EQ(leak_of("x=" + b64(enroll_photo.substr(1000 + off, 40)) + ";", enroll_photo, 32), "base64") << off;
   }
   const std::map<std::string, std::string> haystacks = {{"access log", log}, {"error bodies", errors}, {"metrics", metrics}};
   for (const auto& [where, hay] : haystacks) {
@@ -353,7 +353,7 @@ TEST_F(SecurityLimitsTest, NoTemplateOrImageBytesInLogsErrorsOrMetrics) {
              {"template int8", std::string(reinterpret_cast<const char*>(s8.data()), s8.size()), 16},
              {"template uint8", std::string(reinterpret_cast<const char*>(u8.data()), u8.size()), 16},
              {"template int16", std::string(reinterpret_cast<const char*>(s16.data()), s16.size() * 2), 16},
-             {"enrolled photo", enrol_photo, 32},
+             {"enrolled photo", enroll_photo, 32},
              {"probe photo", probe_photo, 32}}) {
       EXPECT_EQ(leak_of(hay, secret, w), "") << what << " found in the " << where;
     }
@@ -402,26 +402,27 @@ TEST_F(SecurityLimitsTest, VaultFileModes) {
     EXPECT_EQ(wrong_modes(dir), std::vector<std::string>()) << "after init";
     {
       // 20 synthetic templates: enough for the IVF to train its 16 cells.
-      auto svc = open_service(dir, "admin");
+      auto svc = open_service(dir);
       ASSERT_NE(svc, nullptr);
       std::mt19937 rng(7);
       for (int i = 0; i < 20; ++i) {
         service::BasisRequest br;
         br.subject_ref = "synthetic-" + std::to_string(i);
-        br.kind = "consent";
+        br.kind = service::BasisKind::kConsent;
         br.reference = "F";
         br.purposes = {"access-control"};
-        auto b = svc->add_basis(br);
+        auto b = svc->add_basis(kAdmin, br);
         ASSERT_TRUE(b.is_ok()) << b.status().to_string();
-        ASSERT_TRUE(svc->enroll_template(service::EnrollRequest(br.subject_ref, b->basis_id), random_template(rng)).is_ok());
+        ASSERT_TRUE(
+            svc->enroll_template(kAdmin, service::EnrollRequest(br.subject_ref, b->basis_id), random_template(rng)).is_ok());
       }
     }
     std::string enroller, investigator;
     {
-      auto v = vault::Vault::open(dir);
-      ASSERT_TRUE(v.is_ok());
-      enroller = vault::create_api_key((*v)->db(), "enroller", {}, "e", "tester")->secret;
-      investigator = vault::create_api_key((*v)->db(), "investigator", {"access-control"}, "i", "tester")->secret;
+      auto svc = open_service(dir);
+      ASSERT_NE(svc, nullptr);
+      enroller = issue_key(*svc, "enroller", {}, "e").secret;
+      investigator = issue_key(*svc, "investigator", {"access-control"}, "i").secret;
     }
     server::ServerOptions o;
     o.vault_dir = dir;
@@ -444,9 +445,9 @@ TEST_F(SecurityLimitsTest, VaultFileModes) {
     ASSERT_EQ(q.status, 200) << q.raw;
     {
       // A key created while the server runs (another process, as `facevault key create`).
-      auto v = vault::Vault::open(dir);
-      ASSERT_TRUE(v.is_ok());
-      ASSERT_TRUE(vault::create_api_key((*v)->db(), "auditor", {}, "a", "tester").is_ok());
+      auto svc = open_service(dir);
+      ASSERT_NE(svc, nullptr);
+      ASSERT_FALSE(issue_key(*svc, "auditor", {}, "a").secret.empty());
     }
     // While serving (the WAL and shared-memory files and the index's re-rank file exist now)
     // and after.

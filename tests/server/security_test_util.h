@@ -52,6 +52,16 @@ struct Env {
   std::map<std::string, std::string> key, key_id;  // caller → full key / its id
 };
 
+// A new API key issued by the test's admin ("tester"); an empty key on failure (the test fails).
+inline vault::NewApiKey issue_key(service::Service& svc, const std::string& role, const std::vector<std::string>& purposes,
+                                  const std::string& label) {
+  auto r = service::parse_role(role);
+  EXPECT_TRUE(r.has_value()) << role;
+  auto k = svc.create_api_key(kAdmin, r.value_or(service::Role::kAuditor), purposes, label);
+  EXPECT_TRUE(k.is_ok()) << k.status().to_string();
+  return k.is_ok() ? std::move(k).value() : vault::NewApiKey{};
+}
+
 // A server over `dir` with test defaults (no rate limit, ephemeral port).
 inline std::unique_ptr<server::Server> start_server(server::ServerOptions o) {
   o.port = 0;
@@ -78,22 +88,24 @@ inline Env* env() {
     unsetenv(vault::kMasterKeyEnv);
     e->dir = e->tmp.path() / "v";
     EXPECT_TRUE(vault::Vault::init(e->dir).is_ok());
-    auto v = vault::Vault::open(e->dir);
-    EXPECT_TRUE(v.is_ok());
-    for (const auto& role : kRoles) {
-      auto k = vault::create_api_key((*v)->db(), role, {"access-control"}, "sec " + role, "tester");
-      EXPECT_TRUE(k.is_ok());
-      e->key[role] = k->secret;
-      e->key_id[role] = k->key.id;
+    {
+      // Keys are issued through the service, as `facevault key create` does (no models loaded:
+      // the service builds its pipelines on first need).
+      auto svc = open_service(e->dir);
+      EXPECT_NE(svc, nullptr);
+      for (const auto& role : kRoles) {
+        auto k = issue_key(*svc, role, {"access-control"}, "sec " + role);
+        e->key[role] = k.secret;
+        e->key_id[role] = k.key.id;
+      }
+      auto rev = issue_key(*svc, "admin", {"access-control"}, "sec revoked");
+      e->key["revoked"] = rev.secret;
+      e->key_id["revoked"] = rev.key.id;
+      EXPECT_TRUE(svc->revoke_api_key(kAdmin, rev.key.id).is_ok());
     }
-    auto rev = vault::create_api_key((*v)->db(), "admin", {"access-control"}, "sec revoked", "tester");
-    e->key["revoked"] = rev->secret;
-    e->key_id["revoked"] = rev->key.id;
-    EXPECT_TRUE(vault::revoke_api_key((*v)->db(), rev->key.id, "tester").is_ok());
     // Well formed, never issued (its id is not in the vault).
     e->key_id["unknown"] = "0123456789ab";
     e->key["unknown"] = "fvk_0123456789ab_" + std::string(64, 'c');
-    v->reset();
     server::ServerOptions o;
     o.vault_dir = e->dir;
     o.http_threads = 8;

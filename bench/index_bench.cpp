@@ -18,12 +18,13 @@
 #include <sstream>
 #include <string>
 
-#include "index/bench_harness.h"
-#include "index/secure_io.h"
-#include "index/synthetic.h"
-#include "service/service.h"
+#include "bench/harness/index_harness.h"
+#include "bench/harness/synthetic.h"
 #include "index/kernels.h"
 #include "index/parallel.h"
+#include "index/secure_io.h"
+#include "service/service.h"
+#include "vault/testing.h"
 
 // hnswlib (Debian 0.7) defines functions and variables in its headers without `inline`;
 // ivf_index.cpp, in the library, includes it too, so this second translation unit renames them.
@@ -233,32 +234,35 @@ int vault_start(size_t n, const std::string& dir) {
   std::vector<float> v(512);
   const auto t0 = Clock::now();
   {
-    auto svc = service::Service::open(dir, {"bench", "admin"});
+    const service::Actor admin{"bench", service::Role::kAdmin};
+    auto svc = service::Service::open(dir);
     if (!svc.is_ok()) return 2;
-    (void)(*svc)->vault().db().exec("PRAGMA synchronous=OFF");  // filling is not what is measured
+    auto& db = vault::testing::raw_db((*svc)->vault_for_testing());
+    (void)db.exec("PRAGMA synchronous=OFF");  // filling is not what is measured
     for (size_t i = 0; i < n; ++i) {
       const std::string ref = "s" + std::to_string(i);
-      auto b = (*svc)->add_basis({ref, "consent", "bench", {"access-control"}, std::nullopt});
+      auto b = (*svc)->add_basis(admin, {ref, service::BasisKind::kConsent, "bench", {"access-control"}, std::nullopt});
       gen.generate(i, i + 1, v.data());
-      if (!b.is_ok() || !(*svc)->enroll_template(service::EnrollRequest(ref, b->basis_id), {"faceplugin-mobilefacenet-512", 1, v}).is_ok()) {
-        std::cerr << "enrolment failed\n";
+      if (!b.is_ok() || !(*svc)->enroll_template(admin, service::EnrollRequest(ref, b->basis_id), {"faceplugin-mobilefacenet-512", 1, v}).is_ok()) {
+        std::cerr << "enrollment failed\n";
         return 2;
       }
     }
-    (void)(*svc)->vault().db().exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    (void)db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }
   const double fill_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  auto svc = service::Service::open(dir, {"bench", "investigator"});
+  const service::Actor investigator{"bench", service::Role::kInvestigator};
+  auto svc = service::Service::open(dir);
   if (!svc.is_ok()) return 2;
   std::vector<float> q(512);
   gen.query(0, q.data());
   service::SearchRequest req("access-control", "bench");
   req.mode = "investigation";
   const auto t1 = Clock::now();
-  auto r1 = (*svc)->search_templates(req, {{"faceplugin-mobilefacenet-512", 1, q}});
+  auto r1 = (*svc)->search_templates(investigator, req, {{"faceplugin-mobilefacenet-512", 1, q}});
   const double first_s = std::chrono::duration<double>(Clock::now() - t1).count();
   const auto t2 = Clock::now();
-  auto r2 = (*svc)->search_templates(req, {{"faceplugin-mobilefacenet-512", 1, q}});
+  auto r2 = (*svc)->search_templates(investigator, req, {{"faceplugin-mobilefacenet-512", 1, q}});
   const double warm_s = std::chrono::duration<double>(Clock::now() - t2).count();
   if (!r1.is_ok() || !r2.is_ok()) return 2;
   nlohmann::json j = {{"kind", "vault-start"}, {"subjects", n}, {"templates", (*svc)->gallery_size()}, {"fill_s", fill_s},

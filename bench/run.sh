@@ -3,7 +3,7 @@
 #  1. stage timings (Google Benchmark: per face, detection at 640×480 and 1920×1080);
 #  2. whole-pipeline LFW throughput (decode included) with 1 and 2 threads;
 #  3. the best JavaScript peer (faceapi-aligned + BlazeFace, 2 processes) on the same images.
-#  4. the vault: enrolment images/s and erasure cost on 100,000 synthetic subjects.
+#  4. the vault: enrollment images/s and erasure cost on 100,000 synthetic subjects.
 # Usage: bench/run.sh BUILD_DIR [N_IMAGES]   (needs ../shared; about 6 minutes)
 set -euo pipefail
 build=${1:-build}
@@ -33,7 +33,7 @@ if [ -x "$shared/peers/run" ] && [ "${SKIP_PEERS:-0}" != 1 ]; then
   echo "peer faceapi-aligned (BlazeFace), 2 processes: $count LFW images in $(echo "$e - $s" | bc) s → $(echo "scale=1; $count / ($e - $s)" | bc) images/s"
 fi
 
-# The vault: enrolment throughput (1 and 2 workers) and erasure cost at 100,000 subjects.
+# The vault: enrollment throughput (1 and 2 workers) and erasure cost at 100,000 subjects.
 if [ -x "$build/src/vault/vault_bench" ] && [ "${SKIP_VAULT:-0}" != 1 ]; then
   "$build/src/vault/vault_bench" --subjects "${VAULT_SUBJECTS:-100000}"
 fi

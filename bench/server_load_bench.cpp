@@ -1,9 +1,9 @@
-// Load test of `facevault serve` on loopback: mixed search and enrolment traffic over real HTTP
+// Load test of `facevault serve` on loopback: mixed search and enrollment traffic over real HTTP
 // against a gallery of N synthetic templates (default 100,000) plus the sample characters
 // enrolled from their photos. Bounded in time (--seconds, default 120) and in count
 // (--max-requests); stops by itself. Only ever connects to 127.0.0.1.
 //
-//   server_load_bench [--gallery 100000] [--seconds 120] [--clients 4] [--enrol-share 0.1]
+//   server_load_bench [--gallery 100000] [--seconds 120] [--clients 4] [--enroll-share 0.1]
 //                     [--work DIR] [--samples DIR] [--max-requests 1000000]
 //
 // The gallery is built once in --work (kept between runs; delete the folder to rebuild).
@@ -23,8 +23,8 @@
 
 #include "server/server.h"
 #include "service/service.h"
-#include "vault/api_keys.h"
 #include "vault/crypto.h"
+#include "vault/testing.h"
 
 namespace fs = std::filesystem;
 using namespace fv;
@@ -32,6 +32,8 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 namespace {
+
+const service::Actor kAdmin{"load-bench", service::Role::kAdmin};
 
 double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
@@ -62,7 +64,7 @@ double pct(std::vector<double> v, double p) {
 
 int main(int argc, char** argv) {
   int gallery = 100000, clients = 4;
-  double seconds = 120, enrol_share = 0.1;
+  double seconds = 120, enroll_share = 0.1;
   long max_requests = 1000000;
   fs::path work = fs::temp_directory_path() / "facevault-load";
   fs::path samples = fs::path(FACEVAULT_SOURCE_DIR) / ".." / "shared" / "data" / "samples" / "face-api-js" / "images";
@@ -72,7 +74,7 @@ int main(int argc, char** argv) {
     if (a == "--gallery") gallery = std::stoi(next());
     else if (a == "--seconds") seconds = std::stod(next());
     else if (a == "--clients") clients = std::stoi(next());
-    else if (a == "--enrol-share") enrol_share = std::stod(next());
+    else if (a == "--enroll-share") enroll_share = std::stod(next());
     else if (a == "--max-requests") max_requests = std::stol(next());
     else if (a == "--work") work = next();
     else if (a == "--samples") samples = next();
@@ -101,41 +103,45 @@ int main(int argc, char** argv) {
     fs::remove_all(dir);
     fs::create_directories(work);
     if (auto st = vault::Vault::init(dir); !st.is_ok()) { std::fprintf(stderr, "%s\n", st.to_string().c_str()); return 2; }
-    auto svc = service::Service::open(dir, {"load-bench", "admin"});
+    auto svc = service::Service::open(dir);
     if (!svc.is_ok()) { std::fprintf(stderr, "%s\n", svc.status().to_string().c_str()); return 2; }
     // Building the gallery is not what is measured: no fsync per commit while filling it.
-    (void)(*svc)->vault().db().exec("PRAGMA synchronous=OFF");
+    auto& db = vault::testing::raw_db((*svc)->vault_for_testing());
+    (void)db.exec("PRAGMA synchronous=OFF");
     std::mt19937 rng(7);
     for (int i = 0; i < gallery; ++i) {
       const std::string ref = "synthetic-" + std::to_string(i);
-      auto b = (*svc)->add_basis({ref, "consent", "load-bench", {"access-control"}, std::nullopt});
+      auto b = (*svc)->add_basis(kAdmin, {ref, service::BasisKind::kConsent, "load-bench", {"access-control"}, std::nullopt});
       if (!b.is_ok()) { std::fprintf(stderr, "%s\n", b.status().to_string().c_str()); return 2; }
-      auto e = (*svc)->enroll_template(service::EnrollRequest(ref, b->basis_id), random_template(rng));
+      auto e = (*svc)->enroll_template(kAdmin, service::EnrollRequest(ref, b->basis_id), random_template(rng));
       if (!e.is_ok()) { std::fprintf(stderr, "%s\n", e.status().to_string().c_str()); return 2; }
       if ((i + 1) % 10000 == 0) std::fprintf(stderr, "  gallery: %d / %d\n", i + 1, gallery);
     }
     for (auto& [name, ph] : people) {
-      auto b = (*svc)->add_basis({name, "consent", "load-bench", {"access-control"}, std::nullopt});
+      auto b = (*svc)->add_basis(kAdmin, {name, service::BasisKind::kConsent, "load-bench", {"access-control"}, std::nullopt});
       if (!b.is_ok()) return 2;
       for (size_t k = 0; k + 1 < ph.size(); ++k) {
         auto bytes = slurp(ph[k]);
-        (void)(*svc)->enroll(service::EnrollRequest(name, b->basis_id), std::vector<uint8_t>(bytes.begin(), bytes.end()));
+        (void)(*svc)->enroll(kAdmin, service::EnrollRequest(name, b->basis_id), std::vector<uint8_t>(bytes.begin(), bytes.end()));
       }
     }
-    (void)(*svc)->vault().db().exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    (void)db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     std::ofstream(dir / "ready") << "ok\n";
     std::printf("built a gallery of %d synthetic + %zu sample subjects in %.1f s\n", gallery, people.size(),
                 secs(t_build, Clock::now()));
   }
 
-  // Keys, and the subjects the enrolment traffic adds photos to.
+  // Keys, and the subjects the enrollment traffic adds photos to.
   std::string inv_key, enr_key;
-  std::vector<std::pair<std::string, int64_t>> enrol_targets;
+  std::vector<std::pair<std::string, int64_t>> enroll_targets;
   {
-    auto v = vault::Vault::open(dir);
-    if (!v.is_ok()) return 2;
-    inv_key = vault::create_api_key((*v)->db(), "investigator", {"access-control"}, "load bench", "load-bench")->secret;
-    enr_key = vault::create_api_key((*v)->db(), "enroller", {}, "load bench", "load-bench")->secret;
+    auto svc = service::Service::open(dir);
+    if (!svc.is_ok()) return 2;
+    auto inv = (*svc)->create_api_key(kAdmin, service::Role::kInvestigator, {"access-control"}, "load bench");
+    auto enr = (*svc)->create_api_key(kAdmin, service::Role::kEnroller, {}, "load bench");
+    if (!inv.is_ok() || !enr.is_ok()) return 2;
+    inv_key = inv->secret;
+    enr_key = enr->secret;
   }
   server::ServerOptions o;
   o.vault_dir = dir;
@@ -151,12 +157,12 @@ int main(int argc, char** argv) {
   {
     httplib::Client c("127.0.0.1", port);
     for (size_t i = 0; i < people.size(); ++i) {
-      const std::string ref = "load-enrol-" + std::to_string(i) + "-" + vault::random_hex(3);
+      const std::string ref = "load-enroll-" + std::to_string(i) + "-" + vault::random_hex(3);
       json body = {{"kind", "consent"}, {"reference", "load-bench"}, {"purposes", {"access-control"}}};
       auto r = c.Post(("/v1/subjects/" + ref + "/bases").c_str(), {{"Authorization", "Bearer " + enr_key}}, body.dump(),
                       "application/json");
-      if (!r || r->status != 201) { std::fprintf(stderr, "cannot create enrolment subjects\n"); return 2; }
-      enrol_targets.push_back({ref, json::parse(r->body)["id"].get<int64_t>()});
+      if (!r || r->status != 201) { std::fprintf(stderr, "cannot create enrollment subjects\n"); return 2; }
+      enroll_targets.push_back({ref, json::parse(r->body)["id"].get<int64_t>()});
     }
     // One warm-up search so the first measured one does not pay for loading the gallery.
     auto probe = slurp(people[0].second.back());
@@ -166,13 +172,13 @@ int main(int argc, char** argv) {
     auto r = c.Post("/v1/search", {{"Authorization", "Bearer " + inv_key}}, items);
     std::printf("warm-up search (loads the gallery): %.2f s, status %d\n", secs(t0, Clock::now()), r ? r->status : -1);
   }
-  std::vector<std::string> probes, enrol_photos;
+  std::vector<std::string> probes, enroll_photos;
   for (auto& [name, ph] : people) {
     probes.push_back(slurp(ph.back()));
-    enrol_photos.push_back(slurp(ph.front()));
+    enroll_photos.push_back(slurp(ph.front()));
   }
 
-  struct Sample { bool enrol; double s; bool ok; };
+  struct Sample { bool enroll; double s; bool ok; };
   std::mutex mu;
   std::vector<Sample> samples_out;
   std::atomic<long> issued{0};
@@ -190,13 +196,13 @@ int main(int argc, char** argv) {
       std::uniform_real_distribution<double> u(0, 1);
       std::vector<Sample> mine;
       for (long n = 0; Clock::now() < deadline && (n = issued.fetch_add(1)) < max_requests;) {
-        const bool enrol = u(rng) < enrol_share;
+        const bool enroll = u(rng) < enroll_share;
         const size_t k = rng() % people.size();
         httplib::Result r{nullptr, httplib::Error::Unknown};
         const auto t0 = Clock::now();
-        if (enrol) {
-          auto& [ref, basis] = enrol_targets[k];
-          httplib::MultipartFormDataItems items = {{"image", enrol_photos[k], "e.png", "image/png"},
+        if (enroll) {
+          auto& [ref, basis] = enroll_targets[k];
+          httplib::MultipartFormDataItems items = {{"image", enroll_photos[k], "e.png", "image/png"},
                                                    {"basis", std::to_string(basis), "", ""}};
           r = c.Post(("/v1/subjects/" + ref + "/faces").c_str(), {{"Authorization", "Bearer " + enr_key}}, items);
         } else {
@@ -206,8 +212,8 @@ int main(int argc, char** argv) {
           r = c.Post("/v1/search", {{"Authorization", "Bearer " + inv_key}}, items);
         }
         const double dt = secs(t0, Clock::now());
-        bool ok = r && r->status == (enrol ? 201 : 200);
-        if (ok && !enrol) {
+        bool ok = r && r->status == (enroll ? 201 : 200);
+        if (ok && !enroll) {
           // A correct answer, not just a 200: the probe's own person is the top candidate.
           auto j = json::parse(r->body, nullptr, false);
           ok = !j.is_discarded() && !j["faces"].empty() && !j["faces"][0]["candidates"].empty() &&
@@ -219,7 +225,7 @@ int main(int argc, char** argv) {
           if (first_error.empty())
             first_error = r ? std::to_string(r->status) + " " + r->body.substr(0, 300) : "connection: " + httplib::to_string(r.error());
         }
-        mine.push_back({enrol, dt, ok});
+        mine.push_back({enroll, dt, ok});
       }
       std::lock_guard<std::mutex> l(mu);
       samples_out.insert(samples_out.end(), mine.begin(), mine.end());
@@ -232,7 +238,7 @@ int main(int argc, char** argv) {
   std::vector<double> all, s_lat, e_lat;
   for (auto& s : samples_out) {
     all.push_back(s.s);
-    (s.enrol ? e_lat : s_lat).push_back(s.s);
+    (s.enroll ? e_lat : s_lat).push_back(s.s);
   }
   json out = {{"gallery_synthetic", gallery},
               {"sample_subjects", people.size()},
@@ -241,16 +247,16 @@ int main(int argc, char** argv) {
               {"requests", all.size()},
               {"throughput_rps", all.size() / wall},
               {"searches", s_lat.size()},
-              {"enrolments", e_lat.size()},
+              {"enrollments", e_lat.size()},
               {"search_p50_ms", pct(s_lat, 0.5) * 1e3},
               {"search_p99_ms", pct(s_lat, 0.99) * 1e3},
-              {"enrol_p50_ms", pct(e_lat, 0.5) * 1e3},
-              {"enrol_p99_ms", pct(e_lat, 0.99) * 1e3},
+              {"enroll_p50_ms", pct(e_lat, 0.5) * 1e3},
+              {"enroll_p99_ms", pct(e_lat, 0.99) * 1e3},
               {"all_p50_ms", pct(all, 0.5) * 1e3},
               {"all_p99_ms", pct(all, 0.99) * 1e3},
               {"errors", errors.load()}};
   std::printf("%zu requests in %.1f s = %.1f req/s with %d clients; searches %zu (p50 %.0f ms, p99 %.0f ms), "
-              "enrolments %zu (p50 %.0f ms, p99 %.0f ms); errors %d\n",
+              "enrollments %zu (p50 %.0f ms, p99 %.0f ms); errors %d\n",
               all.size(), wall, all.size() / wall, clients, s_lat.size(), pct(s_lat, 0.5) * 1e3, pct(s_lat, 0.99) * 1e3,
               e_lat.size(), pct(e_lat, 0.5) * 1e3, pct(e_lat, 0.99) * 1e3, errors.load());
   if (!first_error.empty()) std::printf("first error: %s\n", first_error.c_str());

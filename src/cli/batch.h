@@ -13,7 +13,7 @@ namespace fv::cli {
 
 struct ImageResult {
   std::string file;
-  Status status;  // not ok: the file could not be read, decoded or analysed
+  Status status;  // not ok: the file could not be read, decoded or analyzed
   int width = 0, height = 0;
   std::vector<face::Face> faces;
 };

@@ -8,12 +8,12 @@
 
 #include <opencv2/core.hpp>
 
+#include "bench/harness/synthetic.h"
 #include "cli/commands.h"
 #include "cli/json_out.h"
 #include "eval/detection_eval.h"
 #include "eval/lfw.h"
 #include "face/calibration.h"
-#include "index/synthetic.h"
 
 namespace fv::cli {
 namespace {

@@ -11,12 +11,12 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "bench/harness/index_harness.h"
+#include "bench/harness/synthetic.h"
 #include "cli/commands.h"
 #include "face/calibration.h"
-#include "index/bench_harness.h"
 #include "index/index.h"
 #include "index/kernels.h"
-#include "index/synthetic.h"
 
 namespace fv::cli {
 namespace {

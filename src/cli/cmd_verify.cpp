@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/json_out.h"
 #include "face/calibration.h"
+#include "face/compare.h"
 
 namespace fv::cli {
 namespace {
@@ -17,15 +18,6 @@ struct VerifyArgs {
   bool json = false;
   PipelineFlags flags;
 };
-
-// The largest face: in a photo handed in for verification the subject is the one in front.
-int largest_face(const std::vector<face::Face>& faces) {
-  int best = -1;
-  for (size_t i = 0; i < faces.size(); ++i) {
-    if (best < 0 || faces[i].detection.box.area() > faces[best].detection.box.area()) best = static_cast<int>(i);
-  }
-  return best;
-}
 
 int run_verify(const VerifyArgs& a) {
   std::vector<ImageResult> results;
@@ -39,16 +31,15 @@ int run_verify(const VerifyArgs& a) {
       std::cerr << "facevault: " << results[i].file << ": " << results[i].status.to_string() << "\n";
       return kExitFailure;
     }
-    const int k = largest_face(results[i].faces);
+    const int k = face::verification_face(results[i].faces);
     if (k < 0) { std::cerr << "facevault: " << results[i].file << ": no face found\n"; return kExitFailure; }
     t[i] = &*results[i].faces[k].face_template;
   }
   auto cal = face::Calibration::builtin(t[0]->model_id);
   if (!cal.is_ok()) { std::cerr << "facevault: " << cal.status().to_string() << "\n"; return kExitFailure; }
-  const double sim = face::similarity(*t[0], *t[1]);
-  const double threshold = cal->threshold_at(a.fmr);
-  const bool same = sim >= threshold;
-  const double fmr_at_score = cal->fmr_at(sim);
+  const face::Comparison c = face::compare(*t[0], *t[1], &*cal, a.fmr);
+  const double sim = c.similarity, threshold = *c.threshold, fmr_at_score = *c.score_fmr;
+  const bool same = c.same;
   if (a.json) {
     nlohmann::json j = {{"a", a.a}, {"b", a.b}, {"similarity", sim}, {"same", same}, {"threshold", threshold},
                         {"threshold_fmr", a.fmr}, {"score_fmr", fmr_at_score}, {"model", t[0]->model_id},

@@ -32,8 +32,8 @@ void add_pipeline_flags(CLI::App* cmd, PipelineFlags& flags);
 void add_face_commands(CLI::App& app, int& exit_code);
 void add_verify_command(CLI::App& app, int& exit_code);
 void add_eval_commands(CLI::App& app, int& exit_code);
-void add_vault_commands(CLI::App& app, int& exit_code);
+void add_vault_commands(CLI::App& app, int& exit_code);  // init … key (vault_commands.h)
 void add_index_commands(CLI::App& app, int& exit_code);  // eval ident, bench index
-void add_serve_commands(CLI::App& app, int& exit_code);  // after add_vault_commands: joins its `key` group
+void add_serve_commands(CLI::App& app, int& exit_code);  // serve
 
 }  // namespace fv::cli

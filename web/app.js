@@ -2,7 +2,7 @@
 // Every value from the server is put into the page as text (never as HTML).
 'use strict';
 
-const state = { key: sessionStorage.getItem('fv-key') || '', me: null, detect: null, enrolImage: null, exportData: null };
+const state = { key: sessionStorage.getItem('fv-key') || '', me: null, detect: null, enrollImage: null, exportData: null };
 
 // ------------------------------------------------------------------ helpers
 
@@ -101,14 +101,14 @@ function download(name, text) {
 
 // ------------------------------------------------------------------ session and routing
 
-const views = { signin: 'view-signin', enrol: 'view-enrol', search: 'view-search', subject: 'view-subject', audit: 'view-audit' };
-const viewRoles = { enrol: ['admin', 'enroller'], search: ['admin', 'investigator'], subject: ['admin', 'auditor'], audit: ['admin', 'auditor'] };
+const views = { signin: 'view-signin', enroll: 'view-enroll', search: 'view-search', subject: 'view-subject', audit: 'view-audit' };
+const viewRoles = { enroll: ['admin', 'enroller'], search: ['admin', 'investigator'], subject: ['admin', 'auditor'], audit: ['admin', 'auditor'] };
 
 function defaultView() {
   const r = state.me ? state.me.role : '';
   if (r === 'investigator') return 'search';
   if (r === 'auditor') return 'audit';
-  return 'enrol';
+  return 'enroll';
 }
 
 function route() {
@@ -170,7 +170,7 @@ async function signIn(key) {
   }
 }
 
-// ------------------------------------------------------------------ enrol
+// ------------------------------------------------------------------ enroll
 
 async function recordBasis(ev) {
   ev.preventDefault();
@@ -185,14 +185,14 @@ async function recordBasis(ev) {
     const r = await api('POST', '/v1/subjects/' + encodeURIComponent(ref) + '/bases', body);
     $('basis-id').value = r.id;
     say(`Lawful basis ${r.id} recorded for ${ref}${r.subject_created ? ' (new subject)' : ''}. Now choose a photo.`, 'ok');
-    $('enrol-file').focus();
+    $('enroll-file').focus();
   } catch (e) {
     say('The lawful basis was not recorded: ' + e.message, 'error');
   }
 }
 
 function drawDetections(selected) {
-  const img = state.enrolImage, d = state.detect, c = $('enrol-canvas');
+  const img = state.enrollImage, d = state.detect, c = $('enroll-canvas');
   if (!img || !d) return;
   c.width = img.naturalWidth;
   c.height = img.naturalHeight;
@@ -215,21 +215,21 @@ function drawDetections(selected) {
   c.hidden = false;
 }
 
-async function detectForEnrol() {
-  const file = $('enrol-file').files[0];
-  $('enrol-submit').disabled = true;
-  $('enrol-faces').hidden = true;
-  $('enrol-result').replaceChildren();
+async function detectForEnroll() {
+  const file = $('enroll-file').files[0];
+  $('enroll-submit').disabled = true;
+  $('enroll-faces').hidden = true;
+  $('enroll-result').replaceChildren();
   state.detect = null;
   if (!file) return;
   try {
-    state.enrolImage = await loadImage(file);
+    state.enrollImage = await loadImage(file);
     const fd = new FormData();
     fd.append('image', file);
     say('Finding faces…');
     const d = await api('POST', '/v1/detect', fd);
     state.detect = d;
-    const list = $('enrol-face-list');
+    const list = $('enroll-face-list');
     list.replaceChildren();
     if (!d.faces.length) {
       say('No face was found in this photo.', 'error');
@@ -238,36 +238,36 @@ async function detectForEnrol() {
     }
     const chosen = d.enrollable_face === null || d.enrollable_face === undefined ? -1 : d.enrollable_face;
     d.faces.forEach((f, i) => {
-      const id = 'enrol-face-' + i;
-      const r = el('input', { type: 'radio', name: 'enrol-face', id, value: i, disabled: !f.quality.acceptable, checked: i === chosen });
-      r.addEventListener('change', () => { drawDetections(i); $('enrol-submit').disabled = false; });
-      const why = f.quality.acceptable ? 'good enough to enrol' : 'not good enough: ' + f.quality.reasons.join('; ');
+      const id = 'enroll-face-' + i;
+      const r = el('input', { type: 'radio', name: 'enroll-face', id, value: i, disabled: !f.quality.acceptable, checked: i === chosen });
+      r.addEventListener('change', () => { drawDetections(i); $('enroll-submit').disabled = false; });
+      const why = f.quality.acceptable ? 'good enough to enroll' : 'not good enough: ' + f.quality.reasons.join('; ');
       list.append(el('label', { for: id }, r, `Face ${i + 1} (${Math.round(f.box[2])}×${Math.round(f.box[3])} px): ${why}`));
     });
-    $('enrol-faces').hidden = false;
+    $('enroll-faces').hidden = false;
     drawDetections(chosen);
-    $('enrol-submit').disabled = chosen < 0;
+    $('enroll-submit').disabled = chosen < 0;
     say(`${d.faces.length} face(s) found.` + (chosen < 0 ? ' ' + (d.enrollable_reason || 'Choose one.') : ` Face ${chosen + 1} is selected.`),
       chosen < 0 && !d.faces.some((f) => f.quality.acceptable) ? 'error' : 'ok');
   } catch (e) {
-    say('The photo could not be analysed: ' + e.message, 'error');
+    say('The photo could not be analyzed: ' + e.message, 'error');
   }
 }
 
-async function enrol(ev) {
+async function enroll(ev) {
   ev.preventDefault();
   const ref = $('basis-subject').value.trim();
   const basis = $('basis-id').value.trim();
   if (!ref || !basis) { say('Record the lawful basis (or enter a subject reference and basis id) first.', 'error'); return; }
-  const picked = document.querySelector('input[name="enrol-face"]:checked');
+  const picked = document.querySelector('input[name="enroll-face"]:checked');
   const fd = new FormData();
-  fd.append('image', $('enrol-file').files[0]);
+  fd.append('image', $('enroll-file').files[0]);
   fd.append('basis', basis);
   if (picked) fd.append('face', picked.value);
-  if ($('enrol-keep').checked) fd.append('keep_image', 'true');
+  if ($('enroll-keep').checked) fd.append('keep_image', 'true');
   try {
     const r = await api('POST', '/v1/subjects/' + encodeURIComponent(ref) + '/faces', fd);
-    $('enrol-result').replaceChildren(el('div', { class: 'receipt', id: 'enrol-receipt' },
+    $('enroll-result').replaceChildren(el('div', { class: 'receipt', id: 'enroll-receipt' },
       el('p', {}, el('strong', { text: `Enrolled ${r.subject}.` })),
       el('dl', {}, el('dt', { text: 'template id' }), el('dd', { text: r.face_id }),
         el('dt', { text: 'retained until' }), el('dd', { text: r.retention_until }),
@@ -430,8 +430,8 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('signin-form').addEventListener('submit', (ev) => { ev.preventDefault(); signIn($('signin-key').value); });
   $('signout').addEventListener('click', () => signOut('Signed out.'));
   $('basis-form').addEventListener('submit', recordBasis);
-  $('enrol-file').addEventListener('change', detectForEnrol);
-  $('enrol-form').addEventListener('submit', enrol);
+  $('enroll-file').addEventListener('change', detectForEnroll);
+  $('enroll-form').addEventListener('submit', enroll);
   $('search-form').addEventListener('submit', search);
   $('subject-form').addEventListener('submit', loadSubject);
   $('audit-form').addEventListener('submit', loadAudit);

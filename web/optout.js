@@ -1,4 +1,4 @@
-// The public opt-out form: one photo → the do-not-enrol registry. No key, no cookies.
+// The public opt-out form: one photo → the do-not-enroll registry. No key, no cookies.
 'use strict';
 document.addEventListener('DOMContentLoaded', () => {
   const form = document.getElementById('optout-form');

@@ -1,7 +1,7 @@
 // Browser test of the web UI: Playwright (playwright-core) driving Debian's chromium against
 // `facevault serve` on 127.0.0.1 (an ephemeral port) over a fresh vault.
 //   node ui_test.mjs FACEVAULT_BINARY SAMPLES_DIR ARTIFACTS_DIR
-// An enroller enrols a person (lawful basis form, photo with detected faces, choice of face);
+// An enroller enrolls a person (lawful basis form, photo with detected faces, choice of face);
 // an investigator searches and sees them as the top candidate; an auditor exports and erases
 // them; the search no longer returns them; the audit page shows the chain intact; the public
 // opt-out page works at phone width. Screenshots go to ARTIFACTS_DIR. Exit 0: pass, 1: fail.
@@ -134,9 +134,9 @@ try {
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
 
-  console.log('enrol (enroller key)');
+  console.log('enroll (enroller key)');
   await signIn(page, key.enroller);
-  check(await page.isVisible('#view-enrol'), 'the enroller lands on the enrol page');
+  check(await page.isVisible('#view-enroll'), 'the enroller lands on the enroll page');
   check(!(await page.isVisible('#nav-search')), 'the enroller has no search in the menu');
   await page.fill('#basis-subject', 'penny-ui');
   await page.selectOption('#basis-kind', 'consent');
@@ -145,15 +145,15 @@ try {
   await page.click('#basis-submit');
   await until(page, () => document.getElementById('basis-id').value !== '', 'the basis id');
   check(/Lawful basis \d+ recorded/.test(await page.textContent('#status')), 'lawful basis recorded');
-  await page.setInputFiles('#enrol-file', photo('penny', 1));
-  await page.waitForSelector('#enrol-faces:not([hidden])');
-  check(await page.isVisible('#enrol-canvas'), 'the photo is shown with the detected face drawn');
-  check(await page.isChecked('#enrol-face-0'), 'the enrollable face is chosen');
-  await shot(page, 'enrol-detected');
-  await page.click('#enrol-submit');
-  await page.waitForSelector('#enrol-receipt');
-  check((await page.textContent('#enrol-receipt')).includes('Enrolled penny-ui'), 'enrolled');
-  await shot(page, 'enrol-done');
+  await page.setInputFiles('#enroll-file', photo('penny', 1));
+  await page.waitForSelector('#enroll-faces:not([hidden])');
+  check(await page.isVisible('#enroll-canvas'), 'the photo is shown with the detected face drawn');
+  check(await page.isChecked('#enroll-face-0'), 'the enrollable face is chosen');
+  await shot(page, 'enroll-detected');
+  await page.click('#enroll-submit');
+  await page.waitForSelector('#enroll-receipt');
+  check((await page.textContent('#enroll-receipt')).includes('Enrolled penny-ui'), 'enrolled');
+  await shot(page, 'enroll-done');
   await signOut(page);
 
   console.log('search (investigator key)');

@@ -180,7 +180,7 @@ INSTANTIATE_TEST_SUITE_P(Images, Golden, ::testing::Values("obama_small", "Abel_
 TEST(ModelLoad, DenormalWeightsAreFlushed) {
   FV_REQUIRE_MODELS();
   ASSERT_TRUE(models().embedder);
-  // fr_feature ships 8,938 denormal float32 weights (DESIGN.md §4).
+  // fr_feature ships 8,938 denormal float32 weights.
   EXPECT_GT(models().embedder->flushed_denormals(), 8000u);
 }
 

@@ -34,6 +34,6 @@ if [ -x "$shared/peers/run" ] && [ "${SKIP_PEERS:-0}" != 1 ]; then
 fi
 
 # The vault: enrollment throughput (1 and 2 workers) and erasure cost at 100,000 subjects.
-if [ -x "$build/src/vault/vault_bench" ] && [ "${SKIP_VAULT:-0}" != 1 ]; then
-  "$build/src/vault/vault_bench" --subjects "${VAULT_SUBJECTS:-100000}"
+if [ -x "$build/bench/vault_bench" ] && [ "${SKIP_VAULT:-0}" != 1 ]; then
+  "$build/bench/vault_bench" --subjects "${VAULT_SUBJECTS:-100000}"
 fi

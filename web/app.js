@@ -112,7 +112,8 @@ function defaultView() {
 }
 
 function route() {
-  const [, name, arg] = (location.hash || '').match(/^#\/([a-z]+)(?:\/(.*))?$/) || [];
+  const [, found, arg] = (location.hash || '').match(/^#\/([a-z]+)(?:\/(.*))?$/) || [];
+  const name = found === 'enrol' ? 'enroll' : found;  // bookmarks of the page's earlier address
   let v = name && views[name] ? name : null;
   if (!state.me) v = 'signin';
   else if (!v || v === 'signin' || !(viewRoles[v] || []).includes(state.me.role)) v = defaultView();

@@ -48,8 +48,10 @@ void require_multipart(const httplib::Request& req) {
 }
 
 std::string form_field(const httplib::Request& req, const std::string& name) {
-  if (!req.has_file(name)) return "";
-  return req.get_file_value(name).content;
+  // req.files itself: get_file_value() copies the whole part, and a copy of a photo part
+  // would be freed unwiped.
+  const auto part = req.files.find(name);
+  return part == req.files.end() ? "" : part->second.content;
 }
 
 int int_field(const std::string& text, const std::string& name, int lo, int hi, int fallback) {
@@ -128,6 +130,22 @@ std::vector<uint8_t> take_image_part(const httplib::Request& req, const std::str
   if (image::sniff_header(bytes).format.empty())
     throw refuse(415, "the part '" + name + "' is not an image (JPEG, PNG, WebP, BMP, TIFF or PNM expected)");
   return bytes;
+}
+
+PendingUpload::PendingUpload(std::vector<uint8_t> bytes, const WipeHook& on_wipe)
+    : bytes_(std::move(bytes)), on_wipe_(&on_wipe) {}
+
+PendingUpload::~PendingUpload() {
+  if (bytes_.empty()) return;  // handed over: the service wipes it
+  const size_t n = bytes_.size();
+  vault::wipe(bytes_);
+  if (*on_wipe_) (*on_wipe_)(service::WipeKind::kUploadedBytes, n);
+}
+
+std::vector<uint8_t> PendingUpload::release() {
+  std::vector<uint8_t> out = std::move(bytes_);
+  bytes_.clear();
+  return out;
 }
 
 void wipe_request_body(const httplib::Request& req, const WipeHook& on_wipe) {

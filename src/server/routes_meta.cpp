@@ -16,15 +16,15 @@ void add_meta_routes(Server::Impl& s) {
 
   s.add("GET", "/metrics", Action::kMetrics, [&s](Call& c) {
     std::vector<std::tuple<std::string, std::string, double>> gauges, counters;
-    if (auto st = s.svc->stats(); st.is_ok()) {
-      gauges.emplace_back("facevault_gallery_templates", "Templates enrolled in the vault.", static_cast<double>(st->templates));
-      gauges.emplace_back("facevault_subjects", "Subjects in the vault.", static_cast<double>(st->subjects));
-      gauges.emplace_back("facevault_face_pipelines", "Face pipelines serving requests concurrently.",
-                          static_cast<double>(st->pipelines));
-      counters.emplace_back("facevault_audit_write_failures_total",
-                            "Use cases failed because their audit entry could not be written.",
-                            static_cast<double>(st->audit_write_failures));
-    }
+    const service::ServiceStats st = s.svc->stats();
+    if (st.templates)
+      gauges.emplace_back("facevault_gallery_templates", "Templates enrolled in the vault.", static_cast<double>(*st.templates));
+    if (st.subjects) gauges.emplace_back("facevault_subjects", "Subjects in the vault.", static_cast<double>(*st.subjects));
+    gauges.emplace_back("facevault_face_pipelines", "Face pipelines serving requests concurrently.",
+                        static_cast<double>(st.pipelines));
+    counters.emplace_back("facevault_audit_write_failures_total",
+                          "Use cases failed because their audit entry could not be written.",
+                          static_cast<double>(st.audit_write_failures));
     c.res.status = 200;
     c.res.set_content(s.metrics.render(gauges, counters), "text/plain; version=0.0.4");
   });

@@ -56,10 +56,11 @@ void add_search_routes(Server::Impl& s) {
       return;
     }
     const double fmr = double_field(form_field(c.req, "fmr"), "fmr", 1e-7, 0.5).value_or(1e-4);
-    std::vector<uint8_t> a = s.image_part(c.req, "a");
+    // Photo a is held as pending while b is read: a refused b must not leave a behind.
+    PendingUpload a(s.image_part(c.req, "a"), s.on_wipe());
     std::vector<uint8_t> b = s.image_part(c.req, "b");
     auto v = value_or_throw(s.photo_use_case("verify", [&](service::Service& svc) {
-      return svc.verify_photos(c.caller.who(), std::move(a), std::move(b), fmr);
+      return svc.verify_photos(c.caller.who(), a.release(), std::move(b), fmr);
     }));
     reply(c.res, 200, service::render::verify_photos(v));
   });

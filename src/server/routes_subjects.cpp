@@ -50,7 +50,8 @@ service::EnrollRequest enroll_request(const httplib::Request& req, const std::st
   r.provenance.method = "http";
   r.provenance.supplied_by = get("supplied_by");
   r.provenance.source = get("source");
-  if (r.provenance.source.empty()) r.provenance.source = req.get_file_value("image").filename;
+  if (r.provenance.source.empty())
+    if (auto part = req.files.find("image"); part != req.files.end()) r.provenance.source = part->second.filename;
   return r;
 }
 

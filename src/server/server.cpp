@@ -176,6 +176,8 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   if (m.opt.pipeline_factory) so.pipeline_factory = m.opt.pipeline_factory;
   m.pipelines = so.pipelines;
   FV_ASSIGN_OR_RETURN(m.svc, service::Service::open(m.opt.vault_dir, std::move(so)));
+  // Every pipeline now: missing or damaged models stop `serve` at start, not its first photo.
+  FV_RETURN_IF_ERROR(m.svc->warm_up());
   m.key_limiter = std::make_unique<RateLimiter>(m.opt.rate_per_s, m.opt.rate_burst);
   m.public_limiter = std::make_unique<RateLimiter>(m.opt.public_rate_per_s, m.opt.public_burst);
   for (const auto& a : embedded_assets()) {

@@ -142,19 +142,41 @@ Status Service::health() {
   return Status::ok();
 }
 
-Result<ServiceStats> Service::stats() {
+ServiceStats Service::stats() {
   Impl& m = *impl_;
   ServiceStats s;
   {
     std::lock_guard<std::mutex> l(m.aux_mu);
-    FV_ASSIGN_OR_RETURN(vault::Catalog * aux, m.aux_catalog());
-    FV_ASSIGN_OR_RETURN(s.templates, aux->count_faces());
-    FV_ASSIGN_OR_RETURN(s.subjects, aux->count_subjects());
+    if (auto aux = m.aux_catalog(); aux.is_ok()) {
+      if (auto n = (*aux)->count_faces(); n.is_ok()) s.templates = *n;
+      if (auto n = (*aux)->count_subjects(); n.is_ok()) s.subjects = *n;
+    }
   }
   s.pipelines = m.pool->capacity();
   s.audit_write_failures = m.audit_write_failures.load();
   s.calibration = m.calibration() ? m.calibration()->source() : "";
   return s;
+}
+
+Status Service::warm_up() { return impl_->pool->warm_up(); }
+
+Status init_vault(const std::filesystem::path& dir, const vault::VaultConfig& config, const Actor& actor) {
+  if (actor.name.empty()) return invalid_argument("an actor name is required");
+  if (!valid_ref(actor.name)) return invalid_argument("the actor name must be 1-200 printable UTF-8 characters");
+  if (!role_may(actor.role, Action::kKeyManage))
+    return permission_denied(std::string("role '") + role_name(actor.role) + "' may not create a vault");
+  FV_RETURN_IF_ERROR(vault::Vault::init(dir, config));
+  // Written on the vault's own catalog: creating a vault is the one use case that runs before a
+  // service can be opened on it.
+  FV_ASSIGN_OR_RETURN(auto v, vault::Vault::open(dir));
+  vault::AuditEntry e;
+  e.ts = vault::utc_now();
+  e.actor = actor.name;
+  e.role = role_name(actor.role);
+  e.action = "init";
+  e.details = {{"schema_version", vault::kSchemaVersion}, {"master_key", v->config().master_key},
+               {"master_key_id", v->master_key_id()}};
+  return v->catalog().record_audit(e).status();
 }
 
 }  // namespace fv::service

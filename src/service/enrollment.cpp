@@ -171,12 +171,14 @@ Result<EnrollResult> Service::Impl::commit_template(const Actor& actor, const En
 Result<EnrollResult> Service::enroll(const Actor& actor, const EnrollRequest& req, std::vector<uint8_t> image_bytes) {
   Impl& m = *impl_;
   Upload upload(std::move(image_bytes), m.options.on_wipe);
-  {
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_RETURN_IF_ERROR(m.authorize(actor, Action::kEnroll, req.purpose.value_or("")));
-  }
+  // Before the photo is analyzed, without the lock (a denial is audited through the second
+  // connection).
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kEnroll, req.purpose.value_or(""), "", Impl::AuditVia::kAux));
   auto prepared = prepare(*m.pool, std::move(upload), req.face_index, req.keep_image, m.options.on_wipe);
   std::lock_guard<std::mutex> l(m.mu);
+  // A pipeline that could not be built is the server's failure, not a refusal of this photo:
+  // not written to the append-only log as one.
+  if (!prepared.is_ok() && prepared.status().code() == StatusCode::kUnavailable) return prepared.status();
   if (!prepared.is_ok()) return m.audit_enroll_refusal(actor, req, prepared.status());
   return m.commit_template(actor, req, *prepared->face().face_template, source_of(*prepared));
 }
@@ -256,7 +258,8 @@ Status Service::enroll_batch(const Actor& actor, const std::vector<BatchRow>& ro
     Result<EnrollResult> res = internal_error("not committed");
     {
       std::lock_guard<std::mutex> l(m.mu);
-      if (!r->is_ok()) res = m.audit_enroll_refusal(actor, req, r->status(), {{"manifest_line", rows[i].line}});
+      if (!r->is_ok() && r->status().code() == StatusCode::kUnavailable) res = r->status();
+      else if (!r->is_ok()) res = m.audit_enroll_refusal(actor, req, r->status(), {{"manifest_line", rows[i].line}});
       else res = m.commit_template(actor, req, *(*r)->face().face_template, source_of(**r));
     }
     r.reset();  // the photo's template and kept bytes are wiped here

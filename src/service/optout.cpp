@@ -77,10 +77,9 @@ Result<OptoutResult> Service::optout_add_template(const Actor& actor, const face
 Result<OptoutResult> Service::optout_add(const Actor& actor, std::vector<uint8_t> image_bytes, int face_index) {
   Impl& m = *impl_;
   Upload upload(std::move(image_bytes), m.options.on_wipe);
-  {
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_RETURN_IF_ERROR(m.authorize(actor, Action::kOptoutAdd));
-  }
+  // Before the photo is analyzed, without the lock (a denial is audited through the second
+  // connection).
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kOptoutAdd, "", "", Impl::AuditVia::kAux));
   FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), PhotoOptions{}, m.options.on_wipe));
   const auto& faces = photo->faces();
   // An opt-out is accepted from a lower-quality photo than an enrollment: refusing someone's

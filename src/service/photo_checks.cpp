@@ -10,10 +10,9 @@ Result<PhotoComparison> Service::verify_photos(const Actor& actor, std::vector<u
                                                double fmr) {
   Impl& m = *impl_;
   Upload upload_a(std::move(a), m.options.on_wipe), upload_b(std::move(b), m.options.on_wipe);
-  {
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_RETURN_IF_ERROR(m.authorize(actor, Action::kVerify));
-  }
+  // Before the photo is analyzed, without the lock (a denial is audited through the second
+  // connection).
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kVerify, "", "", Impl::AuditVia::kAux));
   FV_ASSIGN_OR_RETURN(auto pa, Photo::analyze(*m.pool, std::move(upload_a), PhotoOptions{}, m.options.on_wipe));
   FV_ASSIGN_OR_RETURN(auto pb, Photo::analyze(*m.pool, std::move(upload_b), PhotoOptions{}, m.options.on_wipe));
   const int ka = face::verification_face(pa->faces()), kb = face::verification_face(pb->faces());
@@ -41,10 +40,9 @@ Result<PhotoComparison> Service::verify_photos(const Actor& actor, std::vector<u
 Result<Detection> Service::detect(const Actor& actor, std::vector<uint8_t> image_bytes) {
   Impl& m = *impl_;
   Upload upload(std::move(image_bytes), m.options.on_wipe);
-  {
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_RETURN_IF_ERROR(m.authorize(actor, Action::kDetect));
-  }
+  // Before the photo is analyzed, without the lock (a denial is audited through the second
+  // connection).
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kDetect, "", "", Impl::AuditVia::kAux));
   PhotoOptions po;
   po.embed = false;  // faces and quality only: no template is computed
   FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), po, m.options.on_wipe));

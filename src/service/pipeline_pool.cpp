@@ -20,23 +20,44 @@ Result<PipelinePool::Lease> PipelinePool::acquire() {
     if (!shared_ && all_.size() + building_ < capacity_) break;
     cv_.wait(l);
   }
-  // Building loads the models (seconds): not under the lock, so other leases go on.
+  // Building loads the models (seconds): not under the lock, so other leases go on. The count
+  // of pipelines being built goes down however the factory returns (a throw included), or a
+  // pool at capacity would wait for a build that never ends.
   ++building_;
   l.unlock();
+  struct BuildDone {
+    PipelinePool& pool;
+    std::unique_lock<std::mutex>& lock;
+    ~BuildDone() {
+      if (!lock.owns_lock()) lock.lock();
+      --pool.building_;
+      pool.cv_.notify_all();  // a waiter may build in our place, or take what we built
+    }
+  } done{*this, l};
   auto built = factory_();
   l.lock();
-  --building_;
-  if (!built.is_ok()) {
-    cv_.notify_all();  // a waiter may try to build in our place
-    return built.status();
-  }
+  if (!built.is_ok())
+    return unavailable("the face pipeline could not be built (are the models fetched? make models): " +
+                       built.status().message());
   all_.push_back(std::move(built).value());
   return Lease(this, all_.back().get());
 }
 
 void PipelinePool::reserve(size_t capacity) {
-  std::lock_guard<std::mutex> l(mu_);
-  if (!shared_) capacity_ = std::max(capacity_, capacity);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!shared_) capacity_ = std::max(capacity_, capacity);
+  }
+  cv_.notify_all();  // waiters may now build a pipeline of their own
+}
+
+Status PipelinePool::warm_up() {
+  std::vector<Lease> leases;
+  for (size_t i = 0; i < capacity(); ++i) {
+    FV_ASSIGN_OR_RETURN(Lease lease, acquire());
+    leases.push_back(std::move(lease));
+  }
+  return Status::ok();
 }
 
 size_t PipelinePool::capacity() const {

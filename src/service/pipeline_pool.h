@@ -40,12 +40,16 @@ class PipelinePool {
     face::FacePipeline* p_;
   };
 
-  // Waits for a free pipeline; builds one when none is free and the pool is below capacity.
+  // Waits for a free pipeline; builds one when none is free and the pool is below capacity
+  // (kUnavailable when the build fails).
   Result<Lease> acquire();
   // Raises the capacity (a batch asks for as many pipelines as it has workers); a shared
   // pipeline stays one.
   void reserve(size_t capacity);
   size_t capacity() const;
+  // Builds every pipeline now (a server checks at start that the models load). A build that
+  // fails is kUnavailable, whatever the factory said: the request was not at fault.
+  Status warm_up();
 
  private:
   void release(face::FacePipeline* p);

@@ -57,8 +57,8 @@ Result<std::shared_ptr<Gallery::Eligibility>> Service::Impl::eligible_subjects(c
   return e;
 }
 
-Status Service::Impl::check_search(const Actor& actor, const SearchRequest& req) {
-  FV_RETURN_IF_ERROR(authorize(actor, Action::kSearch, req.purpose, req.case_ref));
+Status Service::Impl::check_search(const Actor& actor, const SearchRequest& req, AuditVia via) {
+  FV_RETURN_IF_ERROR(authorize(actor, Action::kSearch, req.purpose, req.case_ref, via));
   if (std::find(kSearchModes.begin(), kSearchModes.end(), req.mode) == kSearchModes.end())
     return invalid_argument("unknown search mode '" + req.mode + "' (threshold, identification, investigation)");
   AuditEntry e = entry(actor, Action::kSearch);
@@ -66,7 +66,7 @@ Status Service::Impl::check_search(const Actor& actor, const SearchRequest& req)
   e.case_ref = req.case_ref;
   if (req.purpose.empty() || req.case_ref.empty() || !valid_token(req.purpose) || !valid_ref(req.case_ref))
     return refuse(std::move(e), "refused", {{"reason", "a search needs a purpose and a case reference"}},
-                  invalid_argument("a search needs a purpose (--purpose) and a case reference (--case)"));
+                  invalid_argument("a search needs a purpose (--purpose) and a case reference (--case)"), via);
   // A credential limited to some purposes (an API key's scope).
   if (req.allowed_purposes &&
       std::find(req.allowed_purposes->begin(), req.allowed_purposes->end(), req.purpose) == req.allowed_purposes->end()) {
@@ -74,7 +74,7 @@ Status Service::Impl::check_search(const Actor& actor, const SearchRequest& req)
     for (auto& p : *req.allowed_purposes) allowed += (allowed.empty() ? "" : ", ") + p;
     return refuse(std::move(e), "denied", {{"reason", "purpose not allowed for this API key"}},
                   permission_denied("this API key may not search for the purpose '" + req.purpose + "' (allowed: " +
-                                    (allowed.empty() ? "none" : allowed) + ")"));
+                                    (allowed.empty() ? "none" : allowed) + ")"), via);
   }
   return Status::ok();
 }
@@ -181,10 +181,9 @@ Result<SearchResult> Service::search(const Actor& actor, const SearchRequest& re
   Impl& m = *impl_;
   Upload upload(std::move(image_bytes), m.options.on_wipe);
   const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
-  {
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_RETURN_IF_ERROR(m.check_search(actor, req));
-  }
+  // Checked before the photo is analyzed, without the lock (a refusal is audited through the
+  // second connection).
+  FV_RETURN_IF_ERROR(m.check_search(actor, req, Impl::AuditVia::kAux));
   FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), PhotoOptions{}, m.options.on_wipe));
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.load_gallery());
@@ -249,10 +248,9 @@ Result<VerifyResult> Service::verify_subject(const Actor& actor, const SearchReq
   Impl& m = *impl_;
   Upload upload(std::move(image_bytes), m.options.on_wipe);
   const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
-  {
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_RETURN_IF_ERROR(m.check_search(actor, req));
-  }
+  // Checked before the photo is analyzed, without the lock (a refusal is audited through the
+  // second connection).
+  FV_RETURN_IF_ERROR(m.check_search(actor, req, Impl::AuditVia::kAux));
   FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), PhotoOptions{}, m.options.on_wipe));
   const int k = face::verification_face(photo->faces());
   std::lock_guard<std::mutex> l(m.mu);

@@ -178,14 +178,16 @@ Result<std::string> Service::Impl::audit_aux(AuditEntry& e) {
   return h;
 }
 
-Status Service::Impl::refuse(AuditEntry e, const std::string& outcome, const nlohmann::json& details, Status refusal) {
+Status Service::Impl::refuse(AuditEntry e, const std::string& outcome, const nlohmann::json& details, Status refusal,
+                             AuditVia via) {
   e.outcome = outcome;
   for (auto& [k, v] : details.items()) e.details[k] = v;
-  auto h = audit_now(e);
+  auto h = via == AuditVia::kAux ? audit_aux(e) : audit_now(e);
   return h.is_ok() ? refusal : h.status();
 }
 
-Status Service::Impl::authorize(const Actor& actor, Action action, const std::string& purpose, const std::string& case_ref) {
+Status Service::Impl::authorize(const Actor& actor, Action action, const std::string& purpose, const std::string& case_ref,
+                                AuditVia via) {
   if (actor.name.empty()) return invalid_argument("an actor name is required");
   if (!valid_ref(actor.name)) return invalid_argument("the actor name must be 1-200 printable UTF-8 characters");
   if (role_may(actor.role, action)) return Status::ok();
@@ -194,7 +196,7 @@ Status Service::Impl::authorize(const Actor& actor, Action action, const std::st
   e.case_ref = case_ref;
   const std::string role = role_name(actor.role), what = action_name(action);
   return refuse(std::move(e), "denied", {{"reason", "role " + role + " may not " + what}},
-                permission_denied("role '" + role + "' may not " + what));
+                permission_denied("role '" + role + "' may not " + what), via);
 }
 
 // ---------------------------------------------------------------- Impl: the gallery from the vault

@@ -228,12 +228,19 @@ Result<std::vector<BatchRow>> read_manifest(const std::filesystem::path& csv);
 // taken relative to its folder (fuzzed on its own: fuzz/manifest_fuzzer.cpp).
 Result<std::vector<BatchRow>> parse_manifest(std::string_view text, const std::filesystem::path& csv);
 
+// Creates a vault in `dir` (vault::Vault::init) and writes its first audit entry, "init", by
+// `actor` (an admin, named by 1-200 printable UTF-8 characters): the one way every adapter
+// creates a vault, so that the log always starts with who made it.
+Status init_vault(const std::filesystem::path& dir, const vault::VaultConfig& config, const Actor& actor);
+
 // The face to enroll from a photo: the only acceptable one, or `face_index` when given;
 // otherwise a reason (no face, not good enough, ambiguous).
 Result<int> choose_enrollment_face(const std::vector<face::Face>& faces, int face_index);
 
 struct ServiceStats {
-  int64_t templates = 0, subjects = 0;  // in the vault
+  // In the vault; absent when the database does not answer (the counters below are still
+  // given: they matter most then).
+  std::optional<int64_t> templates, subjects;
   size_t pipelines = 0;
   uint64_t audit_write_failures = 0;    // use cases failed because their audit entry could not be written
   std::string calibration;
@@ -348,12 +355,15 @@ class Service {
   double search_threshold(double max_fmr);
   const face::Calibration* calibration();
   Status health();
-  Result<ServiceStats> stats();
+  ServiceStats stats();
+  // Builds every face pipeline of the pool now (they are otherwise built at the first photo):
+  // a server calls it at start so that missing models stop it there. kUnavailable on failure.
+  Status warm_up();
 
   // Templates in the in-memory search index (loaded at the first search; tests look at it).
   size_t gallery_size() const;
-  // The kind and statistics of the index serving a model's templates (null before the first
-  // search); tests and the metrics look at it.
+  // Tests only: the index serving a model's templates (null before the first search). The
+  // pointer is read without the service's lock: use it only while no other thread calls in.
   const index::VectorIndex* search_index(const std::string& model_id, int model_version) const;
 
   // Tests only: the vault underneath (its catalog, its failure injection).

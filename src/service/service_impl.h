@@ -69,11 +69,17 @@ struct Service::Impl {
   Result<std::string> audit_in_txn(vault::AuditEntry& e);
   Result<std::string> audit_aux(vault::AuditEntry& e);
   Result<vault::Catalog*> aux_catalog();  // caller holds aux_mu
+  // Which connection a refusal's audit entry goes through: the main one (the caller holds mu)
+  // or the second one (the caller holds no lock: the checks before a photo is analyzed, so
+  // that analysis never waits behind a long scan or a gallery load).
+  enum class AuditVia { kMain, kAux };
   // A refusal: audited with `outcome` and `reason` (plus `details`), then `refusal` returned
   // (or the audit's failure).
-  Status refuse(vault::AuditEntry e, const std::string& outcome, const nlohmann::json& details, Status refusal);
+  Status refuse(vault::AuditEntry e, const std::string& outcome, const nlohmann::json& details, Status refusal,
+                AuditVia via = AuditVia::kMain);
   // The role check of every use case: a refusal is audited "denied" and is kPermissionDenied.
-  Status authorize(const Actor& actor, Action action, const std::string& purpose = "", const std::string& case_ref = "");
+  Status authorize(const Actor& actor, Action action, const std::string& purpose = "", const std::string& case_ref = "",
+                   AuditVia via = AuditVia::kMain);
 
   // ---- gallery (callers hold mu)
   // Rebuilds the gallery when the vault's gallery generation moved (another process, or
@@ -86,7 +92,7 @@ struct Service::Impl {
   Result<std::shared_ptr<Gallery::Eligibility>> eligible_subjects(const std::string& purpose);
 
   // ---- use-case parts (callers hold mu)
-  Status check_search(const Actor& actor, const SearchRequest& req);
+  Status check_search(const Actor& actor, const SearchRequest& req, AuditVia via = AuditVia::kMain);
   Status plan_search(const SearchRequest& req, Gallery::Eligibility& eligible, SearchResult& res, SearchPlan& plan);
   Result<std::vector<Candidate>> scan(const SearchPlan& plan, const face::FaceTemplate& probe,
                                       const Gallery::Eligibility& eligible);

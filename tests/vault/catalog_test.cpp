@@ -112,10 +112,11 @@ TEST_F(CatalogTest, FacesStreamToTheGalleryAndBumpTheGeneration) {
   ASSERT_EQ(models->size(), 1u);
   EXPECT_EQ((*models)[0].faces, 2);
   std::vector<int64_t> seen;
+  const int64_t basis = bid;  // a structured binding cannot be captured by a lambda in C++20 (clang)
   ASSERT_TRUE(cat().faces_for_gallery([&](const GalleryFaceRow& r) {
     seen.push_back(r.face_id);
     EXPECT_EQ(r.subject_ref, "alice");
-    EXPECT_EQ(r.basis_id, bid);
+    EXPECT_EQ(r.basis_id, basis);
     auto key = vault_->subject_key_from_wrapped(r.subject_id, r.wrapped_key);
     EXPECT_TRUE(key.is_ok());
     EXPECT_TRUE(open_sealed(*key, r.sealed_template, face_ad(r.subject_id, r.face_id, r.model_id, r.model_version)).is_ok());

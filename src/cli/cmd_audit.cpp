@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "cli/grammar.h"
 #include "cli/vault_commands.h"
 #include "cli/vault_common.h"
 #include "service/render.h"
@@ -26,10 +27,12 @@ void print_entry_text(const vault::AuditEntry& e) {
 void add_audit_commands(CLI::App& app, int& exit_code) {
   auto* audit = app.add_subcommand("audit", "the tamper-evident audit log");
   audit->require_subcommand(1);
+  set_examples(audit, {"facevault audit verify --role auditor", "facevault audit show --subject S-1 --role auditor"});
   {
     auto c = std::make_shared<VaultOptions>();
     auto* cmd = audit->add_subcommand("verify", "recompute the hash chain; name the first altered, removed, inserted or reordered entry");
     add_vault_options(cmd, *c);
+    set_examples(cmd, {"facevault audit verify --role auditor --json"});
     cmd->callback(vault_command(*c, exit_code, [c](service::Service& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto r, svc.audit_verify(actor));
       if (c->json) print_json(r.to_json());
@@ -46,6 +49,8 @@ void add_audit_commands(CLI::App& app, int& exit_code) {
     cmd->add_option("--subject", a->subject, "entries naming this subject (reference, or vault id after erasure)");
     cmd->add_option("--limit", a->limit, "at most N entries");
     add_vault_options(cmd, a->c);
+    set_examples(cmd, {"facevault audit show --since 2024-01-01 --limit 20 --role auditor",
+                       "facevault audit show --subject S-1 --role auditor --json"});
     cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
       service::AuditFilter filter;
       if (!a->since.empty()) filter.since = a->since;

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <memory>
 
+#include "cli/grammar.h"
 #include "cli/vault_commands.h"
 #include "cli/vault_common.h"
 #include "nn/model.h"
@@ -120,6 +121,8 @@ void add_enroll_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--progress", a->progress, "progress bar on stderr even when it is not a terminal");
   cmd->add_flag("--no-progress", a->no_progress, "no progress bar");
   add_vault_options(cmd, a->c);
+  set_examples(cmd, {"facevault enroll --subject S-1 --basis 1 --purpose access-control photo1.jpg photo2.jpg",
+                     "facevault enroll --manifest staff.csv --threads 2 --json"});
   cmd->callback([a, &exit_code] {
     if (a->manifest.empty() && (a->subject.empty() || a->basis == 0 || a->images.empty())) {
       exit_code = fail(invalid_argument("enroll needs --subject REF --basis ID IMG… (or --manifest CSV)"), kExitUsage);

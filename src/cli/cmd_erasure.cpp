@@ -4,6 +4,7 @@
 #include <iostream>
 #include <memory>
 
+#include "cli/grammar.h"
 #include "cli/vault_commands.h"
 #include "cli/vault_common.h"
 #include "service/render.h"
@@ -17,9 +18,11 @@ void add_erasure_commands(CLI::App& app, int& exit_code) {
     struct A { std::string subject, reason = "erasure request"; VaultOptions c; };
     auto a = std::make_shared<A>();
     auto* cmd = app.add_subcommand("erase", "erase a subject: templates, images, bases, subject key; wipes freed pages; prints a receipt");
-    cmd->add_option("subject", a->subject, "external reference (or vault id)")->required();
+    // Positional, or --subject as in `basis add`, `enroll` and `audit show`.
+    cmd->add_option("subject,--subject", a->subject, "external reference (or vault id)")->required();
     cmd->add_option("--reason", a->reason, "recorded in the receipt and the audit log");
     add_vault_options(cmd, a->c);
+    set_examples(cmd, {"facevault erase S-1 --reason \"erasure request 2024-17\"", "facevault erase --subject S-1 --json"});
     cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto receipt, svc.erase(actor, a->subject, a->reason));
       print_receipt(receipt, a->c.json);
@@ -30,10 +33,11 @@ void add_erasure_commands(CLI::App& app, int& exit_code) {
     struct A { std::string subject, images_dir; bool templates = false; VaultOptions c; };
     auto a = std::make_shared<A>();
     auto* cmd = app.add_subcommand("export", "access export: everything held about a subject as JSON, with the audit entries naming them");
-    cmd->add_option("subject", a->subject, "external reference (or vault id)")->required();
+    cmd->add_option("subject,--subject", a->subject, "external reference (or vault id)")->required();
     cmd->add_option("--images-dir", a->images_dir, "also write the kept images (decrypted) into this folder");
     cmd->add_flag("--with-templates", a->templates, "include the template values");
     add_vault_options(cmd, a->c);
+    set_examples(cmd, {"facevault export S-1 --images-dir out/S-1 > S-1.json"});
     cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
       std::optional<fs::path> dir;
       if (!a->images_dir.empty()) dir = a->images_dir;
@@ -51,6 +55,7 @@ void add_erasure_commands(CLI::App& app, int& exit_code) {
     cmd->add_option("--as-of", a->as_of, "evaluate at this date instead of now (YYYY-MM-DD or timestamp, UTC; a future date only with --dry-run)");
     cmd->add_flag("--dry-run", a->dry_run, "list what is due without erasing");
     add_vault_options(cmd, a->c);
+    set_examples(cmd, {"facevault expire --dry-run --as-of 2030-01-01", "facevault expire --json"});
     cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
       std::optional<std::string> as_of;
       if (!a->as_of.empty()) as_of = a->as_of;

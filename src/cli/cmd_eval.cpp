@@ -10,6 +10,7 @@
 
 #include "bench/harness/synthetic.h"
 #include "cli/commands.h"
+#include "cli/grammar.h"
 #include "cli/json_out.h"
 #include "eval/detection_eval.h"
 #include "eval/lfw.h"
@@ -175,6 +176,7 @@ int run_detect_eval(const DetectArgs& a) {
 
 struct CalibrateArgs {
   std::string root, templates;
+  bool json = false;  // one line instead of the indented document
   PipelineFlags flags;
 };
 
@@ -238,7 +240,7 @@ int run_calibrate(const CalibrateArgs& a) {
   nlohmann::json pts = nlohmann::json::array();
   for (const auto& p : cal.points()) pts.push_back({{"fmr", p.fmr}, {"threshold", p.threshold}});
   std::cout << nlohmann::json{{"model", model}, {"images", files.size()}, {"no_face", no_face},
-                              {"impostor_pairs", n}, {"points", pts}}.dump(1) << "\n";
+                              {"impostor_pairs", n}, {"points", pts}}.dump(a.json ? -1 : 1) << "\n";
   return kExitOk;
 }
 
@@ -247,6 +249,8 @@ int run_calibrate(const CalibrateArgs& a) {
 void add_eval_commands(CLI::App& app, int& exit_code) {
   auto* eval = app.add_subcommand("eval", "measure accuracy: LFW verification, detection recall, calibration");
   eval->require_subcommand(1);
+  set_examples(eval, {"facevault eval lfw --root lfw/images --pairs lfw/pairsDevTest.txt --train lfw/pairsDevTrain.txt",
+                      "facevault eval ident --root lfw/images --json"});
 
   auto lfw = std::make_shared<LfwArgs>();
   auto* l = eval->add_subcommand("lfw", "LFW pairs protocol: accuracy, TAR@FAR=1e-3, ROC points");
@@ -256,6 +260,7 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   l->add_option("--roc-csv", lfw->roc_csv, "write the ROC points as CSV");
   l->add_flag("--json", lfw->json, "one JSON object instead of text");
   add_pipeline_flags(l, lfw->flags);
+  set_examples(l, {"facevault eval lfw --root lfw/images --pairs lfw/pairsDevTest.txt --train lfw/pairsDevTrain.txt --json"});
   l->callback([lfw, &exit_code] { exit_code = run_lfw(*lfw); });
 
   auto det = std::make_shared<DetectArgs>();
@@ -265,13 +270,17 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   d->add_option("--min-height", det->min_height, "evaluate faces at least this tall (px)");
   d->add_flag("--json", det->json, "one JSON object instead of text");
   add_pipeline_flags(d, det->flags);
+  set_examples(d, {"facevault eval detect --root wider/images --gt wider/wider_face_val_bbx_gt.txt --json"});
   d->callback([det, &exit_code] { exit_code = run_detect_eval(*det); });
 
   auto cal = std::make_shared<CalibrateArgs>();
   auto* c = eval->add_subcommand("calibrate", "false-match-rate table from impostor pairs of an LFW-layout folder");
   c->add_option("--root", cal->root, "folder of <identity>/<image> files")->required();
   c->add_option("--templates", cal->templates, "cached `facevault embed` JSON lines of that folder (instead of running the pipeline)");
+  c->add_flag("--json", cal->json, "the same JSON document on one line (default: indented)");
   add_pipeline_flags(c, cal->flags);
+  set_examples(c, {"facevault eval calibrate --root lfw/images --threads 2",
+                   "facevault eval calibrate --root lfw/images --templates lfw.jsonl --json"});
   c->callback([cal, &exit_code] { exit_code = run_calibrate(*cal); });
 }
 

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/grammar.h"
 #include "cli/json_out.h"
 
 namespace fv::cli {
@@ -72,6 +73,12 @@ void add_face_commands(CLI::App& app, int& exit_code) {
     cmd->add_option("images", args->files, "image files (JPEG, PNG, WebP, BMP, TIFF, PNM)");
     cmd->add_option("--list", args->list, "file with one image path per line");
     add_pipeline_flags(cmd, args->flags);
+    add_json_noop_flag(cmd, "JSON lines (one object per image)");
+    if (embed)
+      set_examples(cmd, {"facevault embed --json photo.jpg",
+                         "facevault embed --threads 2 --list photos.txt > templates.jsonl"});
+    else
+      set_examples(cmd, {"facevault detect --json group.jpg", "facevault detect --no-tiling a.jpg b.png"});
     cmd->callback([args, embed, &exit_code] { exit_code = run_faces(*args, embed); });
   }
 }

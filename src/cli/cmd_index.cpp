@@ -14,6 +14,7 @@
 #include "bench/harness/index_harness.h"
 #include "bench/harness/synthetic.h"
 #include "cli/commands.h"
+#include "cli/grammar.h"
 #include "face/calibration.h"
 #include "index/index.h"
 #include "index/kernels.h"
@@ -303,21 +304,26 @@ void add_index_commands(CLI::App& app, int& exit_code) {
   c->add_option("--root", id->root, "folder of <identity>/<image> files")->required();
   c->add_option("--templates", id->templates, "templates from `facevault embed --list` (JSON lines) instead of running the pipeline");
   c->add_option("--index", id->index, "exact (int8, default), float (float32 reference), ivf, hnsw")->check(CLI::IsMember({"exact", "float", "ivf", "hnsw"}));
-  c->add_option("--list", id->list, "candidate list length (investigation mode)")->check(CLI::Range(1, 1000));
+  // --top as in `search` (candidates per probe); --list, its first name, stays.
+  c->add_option("--top,--list", id->list, "candidate list length (investigation mode, default 50)")->check(CLI::Range(1, 1000));
   c->add_option("--det-csv", id->det_csv, "write the DET curve (threshold, FPIR, FNIR) as CSV");
   c->add_option("--det-png", id->det_png, "draw the DET curve as PNG");
   c->add_option("--misses", id->misses, "write the mated searches whose first candidate is wrong (CSV) for inspection");
   c->add_flag("--json", id->json, "one JSON object instead of text");
   add_pipeline_flags(c, id->flags);
+  set_examples(c, {"facevault eval ident --root lfw/images --templates lfw.jsonl --index hnsw --json",
+                   "facevault eval ident --root lfw/images --det-png det.png"});
   c->callback([id, &exit_code] { exit_code = run_ident(*id); });
 
   auto* bench = app.add_subcommand("bench", "reproducible speed measurements");
   bench->require_subcommand(1);
+  set_examples(bench, {"facevault bench index --size 100000 --index ann"});
   auto b = std::make_shared<BenchArgs>();
   auto* bi = bench->add_subcommand("index", "search a synthetic gallery through the production index; one JSON object");
   bi->add_option("--size", b->cfg.size, "gallery templates")->required()->check(CLI::Range(size_t(1000), size_t(1) << 32));
   bi->add_option("--dim", b->cfg.dim, "dimension")->check(CLI::Range(64, 4096));
-  bi->add_option("--kind", b->kind, "exact | ann (= hnsw: graph over 1-bit codes, re-ranked) | ivf")->check(CLI::IsMember({"exact", "ann", "ivf", "hnsw"}));
+  // --index as in `eval ident` (the index kind); --kind, its first name, stays.
+  bi->add_option("--index,--kind", b->kind, "exact | ann (= hnsw: graph over 1-bit codes, re-ranked) | ivf")->check(CLI::IsMember({"exact", "ann", "ivf", "hnsw"}));
   bi->add_option("--ef-search", b->cfg.graph.ef_search, "graph: beam width of a search");
   bi->add_option("--ef-construction", b->cfg.graph.ef_construction, "graph: beam width while inserting");
   bi->add_option("--hnsw-m", b->cfg.graph.m, "graph: links per node (2·m on level 0)")->check(CLI::Range(2, 100));
@@ -335,6 +341,9 @@ void add_index_commands(CLI::App& app, int& exit_code) {
   bi->add_option("--store", b->cfg.ivf.store_path, "re-rank records in this encrypted file (default: memory)");
   bi->add_option("--removals", b->cfg.removals, "templates removed (timed) at the end");
   bi->add_option("--seed", b->cfg.seed, "synthetic gallery seed");
+  add_json_noop_flag(bi, "one JSON object");
+  set_examples(bi, {"facevault bench index --size 100000 --index exact --threads 2",
+                    "facevault bench index --size 1000000 --index ann --lfw lfw.jsonl --gallery face"});
   bi->callback([b, &exit_code] { exit_code = run_bench(*b); });
 }
 

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 
+#include "cli/grammar.h"
 #include "cli/vault_commands.h"
 #include "cli/vault_common.h"
 #include "service/render.h"
@@ -26,6 +27,7 @@ void add_master_key_commands(CLI::App* key, int& exit_code) {
     auto c = std::make_shared<VaultOptions>();
     auto* cmd = key->add_subcommand("rotate", "re-wrap every subject key under a new master key (templates untouched)");
     add_vault_options(cmd, *c);
+    set_examples(cmd, {"facevault key rotate --json --actor ops --role admin"});
     cmd->callback(vault_command(*c, exit_code, [c](service::Service& svc, const service::Actor& actor) -> Status {
       return print_result(*c, svc.rotate_key(actor), service::render::rotate_report,
                           [](const vault::Vault::RotateReport& r) {
@@ -35,10 +37,20 @@ void add_master_key_commands(CLI::App* key, int& exit_code) {
     }));
   }
   {
+    auto json = std::make_shared<bool>(false);
     auto* cmd = key->add_subcommand("generate", "print a new random master key (64 hex digits) for $FACEVAULT_MASTER_KEY");
-    cmd->callback([&exit_code] {
+    cmd->add_flag("--json", *json, "{\"master_key\": HEX} instead of the bare key");
+    set_examples(cmd, {"(umask 077 && facevault key generate > /etc/facevault/master.key)",
+                       "export FACEVAULT_MASTER_KEY=$(facevault key generate)"});
+    cmd->callback([json, &exit_code] {
       std::string hex = vault::SecretKey::random().to_hex();
-      std::printf("%s\n", hex.c_str());
+      if (*json) {
+        std::string line = "{\"master_key\":\"" + hex + "\"}";
+        std::printf("%s\n", line.c_str());
+        vault::wipe(line);
+      } else {
+        std::printf("%s\n", hex.c_str());
+      }
       vault::wipe(hex);
       exit_code = kExitOk;
     });
@@ -56,6 +68,8 @@ void add_api_key_commands(CLI::App* key, int& exit_code) {
     add_vault_dir_option(cmd, a->c.vault);
     cmd->add_option("--actor", a->c.actor, "who creates it, recorded in the audit log (default: the OS user)");
     cmd->add_flag("--json", a->c.json, "machine-readable JSON output");
+    set_examples(cmd, {"facevault key create --role investigator --purpose access-control --label \"desk 3\"",
+                       "facevault key create --role enroller --json"});
     cmd->callback([a, &exit_code] {
       const auto role = service::parse_role(a->key_role);
       if (!role) {
@@ -92,6 +106,7 @@ void add_api_key_commands(CLI::App* key, int& exit_code) {
     add_vault_dir_option(cmd, a->c.vault);
     cmd->add_option("--actor", a->c.actor, "who revokes it, recorded in the audit log (default: the OS user)");
     cmd->add_flag("--json", a->c.json, "machine-readable JSON output");
+    set_examples(cmd, {"facevault key revoke 3f2a9c0d1e4b"});
     cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
       std::string id = a->id;
       if (id.rfind("fvk_", 0) == 0) id = id.substr(4, 12);  // a whole key pasted: take its id
@@ -105,7 +120,9 @@ void add_api_key_commands(CLI::App* key, int& exit_code) {
     auto c = std::make_shared<VaultOptions>();
     auto* cmd = key->add_subcommand("list", "list API keys (ids, roles, purposes; never the keys)");
     add_vault_dir_option(cmd, c->vault);
-    cmd->add_flag("--json", c->json, "machine-readable JSON output");
+    cmd->add_option("--actor", c->actor, "who is acting (default: the OS user); accepted as on every vault command");
+    cmd->add_flag("--json", c->json, "machine-readable JSON output (one key per line)");
+    set_examples(cmd, {"facevault key list --json"});
     cmd->callback(vault_command(*c, exit_code, [c](service::Service& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto keys, svc.list_api_keys(actor));
       for (auto& k : keys) {
@@ -124,6 +141,7 @@ void add_api_key_commands(CLI::App* key, int& exit_code) {
 void add_key_commands(CLI::App& app, int& exit_code) {
   auto* key = app.add_subcommand("key", "master key (rotate, generate) and API keys for `facevault serve` (create, revoke, list)");
   key->require_subcommand(1);
+  set_examples(key, {"facevault key create --role investigator --purpose access-control", "facevault key list"});
   add_master_key_commands(key, exit_code);
   add_api_key_commands(key, exit_code);
 }

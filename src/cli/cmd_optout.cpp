@@ -3,6 +3,7 @@
 #include <iostream>
 #include <memory>
 
+#include "cli/grammar.h"
 #include "cli/vault_commands.h"
 #include "cli/vault_common.h"
 #include "service/render.h"
@@ -12,6 +13,7 @@ namespace fv::cli {
 void add_optout_commands(CLI::App& app, int& exit_code) {
   auto* opt = app.add_subcommand("optout", "the do-not-enroll registry (encrypted templates only)");
   opt->require_subcommand(1);
+  set_examples(opt, {"facevault optout add selfie.jpg", "facevault optout check --role auditor"});
   {
     struct A { std::string image; int face = -1; VaultOptions c; };
     auto a = std::make_shared<A>();
@@ -19,6 +21,7 @@ void add_optout_commands(CLI::App& app, int& exit_code) {
     cmd->add_option("image", a->image, "photo of the person opting out")->required();
     cmd->add_option("--face", a->face, "which face when the photo has several");
     add_vault_options(cmd, a->c);
+    set_examples(cmd, {"facevault optout add selfie.jpg --json"});
     cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto bytes, read_file(a->image));
       return print_result(a->c, svc.optout_add(actor, std::move(bytes), a->face), service::render::optout,
@@ -35,6 +38,7 @@ void add_optout_commands(CLI::App& app, int& exit_code) {
     auto c = std::make_shared<VaultOptions>();
     auto* cmd = opt->add_subcommand("check", "list enrolled subjects that match an opt-out");
     add_vault_options(cmd, *c);
+    set_examples(cmd, {"facevault optout check --role auditor --actor dpo --json"});
     cmd->callback(vault_command(*c, exit_code, [c](service::Service& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto r, svc.optout_check(actor));
       if (r.incomparable_optouts > 0)

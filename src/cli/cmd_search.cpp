@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "cli/grammar.h"
 #include "cli/vault_commands.h"
 #include "cli/vault_common.h"
 #include "service/render.h"
@@ -45,6 +46,8 @@ void add_search_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-fpir", a->max_fpir, "identification mode: false-positive identification rate (default 0.01)")
       ->check(CLI::Range(1e-9, 0.5));
   add_vault_options(cmd, a->c);
+  set_examples(cmd, {"facevault search photo.jpg --purpose access-control --case C-1 --role investigator",
+                     "facevault search photo.jpg --purpose access-control --case C-1 --mode investigation --json"});
   cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
     if (a->max_fmr > 0) a->r.max_fmr = a->max_fmr;
     if (a->max_fpir > 0) a->r.max_fpir = a->max_fpir;

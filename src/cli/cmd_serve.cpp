@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/grammar.h"
 #include "cli/vault_common.h"
 #include "server/server.h"
 
@@ -21,7 +22,7 @@ void add_serve(CLI::App& app, int& exit_code) {
     std::string vault, listen = "127.0.0.1:8080", tls_cert, tls_key, web_root;
     int threads = 16, pipelines = 0;
     double max_upload_mb = 16, rate = 10, burst = 30;
-    bool no_public_optout = false, quiet = false;
+    bool no_public_optout = false, quiet = false, json = false;
   };
   auto a = std::make_shared<A>();
   auto* cmd = app.add_subcommand("serve", "the HTTP/JSON API (/v1, OpenAPI at /v1/openapi.json) and the web UI");
@@ -30,7 +31,9 @@ void add_serve(CLI::App& app, int& exit_code) {
   cmd->add_option("--tls-cert", a->tls_cert, "serve HTTPS with this PEM certificate (with --tls-key)");
   cmd->add_option("--tls-key", a->tls_key, "PEM private key for --tls-cert");
   cmd->add_option("--web-root", a->web_root, "serve the UI from this folder instead of the copy built into the binary");
-  cmd->add_option("--threads", a->threads, "HTTP worker threads (default 16)")->check(CLI::Range(2, 256));
+  // --http-threads: elsewhere --threads counts face pipelines, which serve calls --pipelines;
+  // --threads stays as an alias of the HTTP workers for the scripts that use it.
+  cmd->add_option("--http-threads,--threads", a->threads, "HTTP worker threads (default 16)")->check(CLI::Range(2, 256));
   cmd->add_option("--pipelines", a->pipelines, "face pipelines working concurrently (default: cores, at most 4)")
       ->check(CLI::Range(0, 64));
   cmd->add_option("--max-upload-mb", a->max_upload_mb, "largest request with an image, MiB (default 16)")
@@ -39,6 +42,10 @@ void add_serve(CLI::App& app, int& exit_code) {
   cmd->add_option("--burst", a->burst, "burst size per API key (default 30)")->check(CLI::Range(1.0, 1e6));
   cmd->add_flag("--no-public-optout", a->no_public_optout, "POST /v1/optout only with an API key (no public form)");
   cmd->add_flag("--quiet", a->quiet, "no access log on stderr");
+  cmd->add_flag("--json", a->json, "announce the listening address as one JSON object {url, host, port, tls, vault}");
+  set_examples(cmd, {"facevault serve --vault var/vault --listen 127.0.0.1:8080",
+                     "facevault serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem --pipelines 4",
+                     "facevault serve --listen 127.0.0.1:0 --json"});
   cmd->callback([a, &exit_code] {
     server::ServerOptions o;
     o.vault_dir = vault_dir(a->vault);
@@ -74,8 +81,16 @@ void add_serve(CLI::App& app, int& exit_code) {
     auto srv = server::Server::create(o);
     if (!srv.is_ok()) { exit_code = fail(srv.status()); return; }
     if (auto st = (*srv)->start(); !st.is_ok()) { exit_code = fail(st); return; }
-    std::printf("facevault serve: %s://%s:%d/ (vault %s); API under /v1, OpenAPI at /v1/openapi.json; Ctrl-C stops\n",
-                (*srv)->tls() ? "https" : "http", o.host.c_str(), (*srv)->port(), o.vault_dir.c_str());
+    const std::string scheme = (*srv)->tls() ? "https" : "http";
+    if (a->json) {
+      const std::string host = o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host;
+      print_json({{"url", scheme + "://" + host + ":" + std::to_string((*srv)->port()) + "/"}, {"host", o.host},
+                  {"port", (*srv)->port()}, {"tls", (*srv)->tls()}, {"vault", o.vault_dir.string()}});
+      std::cout.flush();
+    } else {
+      std::printf("facevault serve: %s://%s:%d/ (vault %s); API under /v1, OpenAPI at /v1/openapi.json; Ctrl-C stops\n",
+                  scheme.c_str(), o.host.c_str(), (*srv)->port(), o.vault_dir.c_str());
+    }
     std::fflush(stdout);
     int sig = 0;
     sigwait(&set, &sig);

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <memory>
 
+#include "cli/grammar.h"
 #include "cli/vault_commands.h"
 #include "cli/vault_common.h"
 #include "service/render.h"
@@ -19,19 +20,6 @@ using nlohmann::json;
 
 namespace fv::cli {
 namespace {
-
-// The first audit entry of a vault records who created it. Written on the vault's own catalog:
-// creating a vault is the one command that runs before a service can be opened on it.
-Status record_init(vault::Vault& v, const std::string& actor) {
-  vault::AuditEntry e;
-  e.ts = vault::utc_now();
-  e.actor = actor;
-  e.role = service::role_name(service::Role::kAdmin);
-  e.action = "init";
-  e.details = {{"schema_version", vault::kSchemaVersion}, {"master_key", v.config().master_key},
-               {"master_key_id", v.master_key_id()}};
-  return v.catalog().record_audit(e).status();
-}
 
 Result<service::BasisKind> basis_kind(const std::string& name) {
   if (auto k = service::parse_basis_kind(name)) return *k;
@@ -50,17 +38,15 @@ void add_init_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--retention-days", a->retention, "default retention of a subject's data (renewed by enrollment)")
       ->check(CLI::Range(1.0, 36500.0));
   add_vault_options(cmd, a->c);
+  set_examples(cmd, {"facevault init /srv/facevault", "facevault init --vault var/vault --retention-days 180 --json"});
   cmd->callback([a, &exit_code] {
     const fs::path dir = a->dir.empty() ? vault_dir(a->c.vault) : fs::path(a->dir);
     vault::VaultConfig cfg;
     cfg.default_retention_days = a->retention;
-    if (Status st = vault::Vault::init(dir, cfg); !st.is_ok()) { exit_code = fail(st); return; }
-    auto v = vault::Vault::open(dir);
+    const service::Actor creator{a->c.actor.empty() ? os_user() : a->c.actor, service::Role::kAdmin};
+    if (Status st = service::init_vault(dir, cfg, creator); !st.is_ok()) { exit_code = fail(st); return; }
+    auto v = vault::Vault::open(dir);  // what was made, for the report below
     if (!v.is_ok()) { exit_code = fail(v.status()); return; }
-    if (Status st = record_init(**v, a->c.actor.empty() ? os_user() : a->c.actor); !st.is_ok()) {
-      exit_code = fail(st);
-      return;
-    }
     if (a->c.json) {
       print_json({{"vault", dir.string()}, {"master_key", (*v)->config().master_key},
                   {"master_key_id", (*v)->master_key_id()}, {"schema_version", vault::kSchemaVersion}});
@@ -80,6 +66,7 @@ void add_init_command(CLI::App& app, int& exit_code) {
 void add_basis_commands(CLI::App& app, int& exit_code) {
   auto* basis = app.add_subcommand("basis", "lawful-basis records: consent, legal obligation, public task, law-enforcement authorisation");
   basis->require_subcommand(1);
+  set_examples(basis, {"facevault basis add --subject S-1 --kind consent --reference form-7 --purpose access-control"});
   {
     struct A { service::BasisRequest r; std::string kind, expires; VaultOptions c; };
     auto a = std::make_shared<A>();
@@ -90,6 +77,7 @@ void add_basis_commands(CLI::App& app, int& exit_code) {
     cmd->add_option("--purpose", a->r.purposes, "a purpose it covers (repeat for several)")->required();
     cmd->add_option("--expires", a->expires, "expiry date (YYYY-MM-DD, UTC end of day) or timestamp");
     add_vault_options(cmd, a->c);
+    set_examples(cmd, {"facevault basis add --subject S-1 --kind consent --reference form-7 --purpose access-control --expires 2030-12-31"});
     cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(a->r.kind, basis_kind(a->kind));
       if (!a->expires.empty()) a->r.expires = a->expires;
@@ -103,6 +91,7 @@ void add_basis_commands(CLI::App& app, int& exit_code) {
     auto* cmd = basis->add_subcommand("withdraw", "withdraw a basis (e.g. consent): erases what it covered; prints a receipt");
     cmd->add_option("id", a->id, "basis id")->required();
     add_vault_options(cmd, a->c);
+    set_examples(cmd, {"facevault basis withdraw 3 --json"});
     cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto receipt, svc.withdraw_basis(actor, a->id));
       print_receipt(receipt, a->c.json);

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/grammar.h"
 #include "cli/json_out.h"
 #include "face/calibration.h"
 #include "face/compare.h"
@@ -69,10 +70,13 @@ void add_verify_command(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("verify", "1:1 verification: similarity of the largest face in two photos");
   cmd->add_option("a", args->a, "first image")->required();
   cmd->add_option("b", args->b, "second image")->required();
-  cmd->add_option("--fmr", args->fmr, "false-match rate the decision threshold is set to (default 1e-4)")
+  // --max-fmr as in `search` (the same limit: a match only when its false-match rate is at most
+  // this); --fmr, the name of the HTTP field and of the Python argument, stays.
+  cmd->add_option("--max-fmr,--fmr", args->fmr, "false-match rate the decision threshold is set to (default 1e-4)")
       ->check(CLI::Range(1e-7, 0.5));
   cmd->add_flag("--json", args->json, "one JSON object instead of text");
   add_pipeline_flags(cmd, args->flags);
+  set_examples(cmd, {"facevault verify --json id-card.jpg selfie.jpg", "facevault verify a.jpg b.jpg --max-fmr 1e-5"});
   cmd->callback([args, &exit_code] { exit_code = run_verify(*args); });
 }
 

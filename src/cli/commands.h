@@ -1,5 +1,5 @@
 // The `facevault` subcommands. Each add_* registers its subcommands on the app; the callback
-// stores the process exit code in `exit_code` (see kExitCodes in main.cpp).
+// stores the process exit code in `exit_code` (ExitCode below; cli/README.md, "The grammar").
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -35,5 +35,6 @@ void add_eval_commands(CLI::App& app, int& exit_code);
 void add_vault_commands(CLI::App& app, int& exit_code);  // init … key (vault_commands.h)
 void add_index_commands(CLI::App& app, int& exit_code);  // eval ident, bench index
 void add_serve_commands(CLI::App& app, int& exit_code);  // serve
+void add_completion_command(CLI::App& app, int& exit_code);  // completion: register it last
 
 }  // namespace fv::cli

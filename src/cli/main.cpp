@@ -5,6 +5,7 @@
 #include <sodium.h>
 
 #include "cli/commands.h"
+#include "cli/grammar.h"
 
 int main(int argc, char** argv) {
   if (sodium_init() < 0) {
@@ -12,10 +13,9 @@ int main(int argc, char** argv) {
     return fv::cli::kExitFailure;
   }
   CLI::App app{"facevault: lawful face recognition and face search"};
-  app.footer(
-      "Exit codes: 0 success; 1 usage error; 2 the command could not run (missing models, unreadable "
-      "input files); 3 the command ran but some inputs failed (each reported in the output).\n"
-      "Models: fetched once by `make models` into $FACEVAULT_MODEL_DIR (default ~/.cache/facevault/models).");
+  // Subcommands set their own footer (an example, then the same exit codes): cli/grammar.h.
+  fv::cli::set_examples(&app, {"facevault detect --json photo.jpg", "facevault init && facevault serve",
+                                "facevault search --help"});
   app.require_subcommand(1);
   int exit_code = fv::cli::kExitOk;
   fv::cli::add_face_commands(app, exit_code);
@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   fv::cli::add_vault_commands(app, exit_code);
   fv::cli::add_index_commands(app, exit_code);
   fv::cli::add_serve_commands(app, exit_code);
+  fv::cli::add_completion_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

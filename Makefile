@@ -5,10 +5,14 @@ TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 20
 JOBS ?= 2
-SHARED ?= $(abspath ../shared)
+# This project's own test data, when present ($FACEVAULT_SHARED, else ../shared): `make run`
+# then enrolls its richer set. Without it the demo uses the photos pinned in demo-photos.lock.
+SHARED ?= $(or $(FACEVAULT_SHARED),$(abspath ../shared))
 SAMPLES := $(SHARED)/data/samples/face-api-js/images
+# Where `make run` serves (loopback only by default); tests pick a free port.
+LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps models configure build run demo test asan-configure test-asan test-tsan test-fuzz fuzz fuzz-smoke bench clean
+.PHONY: all deps models configure build binary run demo package test asan-configure test-asan test-tsan test-fuzz fuzz fuzz-smoke bench clean
 
 all: build
 
@@ -27,14 +31,31 @@ configure: deps $(BUILD)/CMakeCache.txt
 build: configure
 	cmake --build $(BUILD) -j$(JOBS)
 
-# The main job on the embedded default: a demo vault of the sample photos (enrolled under a
-# demo consent record), one API key per role, and the API + web UI on http://127.0.0.1:8080.
-run: models build
-	@bash scripts/serve-demo.sh $(BUILD)/facevault "$(SAMPLES)"
+# The facevault binary alone: what `make run` and `make demo` need (not the test suite).
+binary: configure
+	cmake --build $(BUILD) -j$(JOBS) --target facevault
 
-# The engine alone on the sample photos: detect, embed, verify (no vault, no server).
-demo: models build
-	@bash scripts/demo.sh $(BUILD)/facevault "$(SAMPLES)"
+# The main job on the embedded default: a demo vault of the sample photos (enrolled under a
+# demo consent record), a probe photo and the subject it should find, one API key per role,
+# and the API + web UI on http://$(LISTEN).
+run: models binary
+	@bash scripts/serve-demo.sh $(BUILD)/facevault "$(SAMPLES)" $(LISTEN)
+
+# The engine alone on the pinned demo photos: detect, embed, verify (no vault, no server).
+demo: models binary
+	@bash scripts/demo.sh $(BUILD)/facevault
+
+# A .deb of the binary, the Python module and the service unit (CPack, cmake/Packaging.cmake,
+# docs/deploy.md), built from what this target builds: the binary and the module, not the test
+# suite. CPack would otherwise build `all` first (its preinstall step depends on it unless
+# CMAKE_SKIP_INSTALL_ALL_DEPENDENCY; `cmake --install` never builds anything either).
+package: models
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DFACEVAULT_BUILD_BENCH=OFF -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON
+	cmake --build $(BUILD) -j$(JOBS) --target facevault
+	@if cmake --build $(BUILD) --target help | grep -Eq '^(\.\.\. )?_facevault(:|$$)'; then \
+	  echo "cmake --build $(BUILD) -j$(JOBS) --target _facevault"; \
+	  cmake --build $(BUILD) -j$(JOBS) --target _facevault; fi
+	cd $(BUILD) && cpack -G DEB
 
 # Everything CI runs: the suite on the release build; the whole suite under
 # AddressSanitizer + UBSan (clang, with the libFuzzer targets: the fuzz corpora and every

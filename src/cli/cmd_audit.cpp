@@ -1,5 +1,6 @@
-// facevault audit verify | show: the tamper-evident audit log.
+// facevault audit verify | checkpoint | show: the tamper-evident audit log and its signed checkpoints.
 #include <cstdio>
+#include <fstream>
 #include <memory>
 
 #include "cli/grammar.h"
@@ -27,17 +28,56 @@ void print_entry_text(const vault::AuditEntry& e) {
 void add_audit_commands(CLI::App& app, int& exit_code) {
   auto* audit = app.add_subcommand("audit", "the tamper-evident audit log");
   audit->require_subcommand(1);
-  set_examples(audit, {"facevault audit verify --role auditor", "facevault audit show --subject S-1 --role auditor"});
+  set_examples(audit, {"facevault audit verify --role auditor", "facevault audit checkpoint --role auditor --json",
+                       "facevault audit show --subject S-1 --role auditor"});
+  {
+    struct A { std::string against; VaultOptions c; };
+    auto a = std::make_shared<A>();
+    auto* cmd = audit->add_subcommand("verify", "recompute the hash chain and check every signed checkpoint; name the first "
+                                                "altered, removed, inserted or reordered entry or checkpoint");
+    cmd->add_option("--against", a->against,
+                    "also check a checkpoint kept elsewhere (the JSON printed by `audit checkpoint --json`)")
+        ->check(CLI::ExistingFile);
+    add_vault_options(cmd, a->c);
+    set_examples(cmd, {"facevault audit verify --role auditor --json",
+                       "facevault audit verify --against /mnt/offsite/checkpoint-2024-06-01.json --role auditor"});
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+      vault::AuditVerifyReport r;
+      if (!a->against.empty()) {
+        std::ifstream in(a->against);
+        if (!in) return invalid_argument("cannot read " + a->against);
+        auto j = json::parse(in, nullptr, false);
+        if (j.is_discarded()) return invalid_argument(a->against + " is not JSON (expected the output of `audit checkpoint --json`)");
+        FV_ASSIGN_OR_RETURN(auto external, vault::AuditCheckpoint::from_json(j));
+        FV_ASSIGN_OR_RETURN(r, svc.audit_verify_against(actor, external));
+      } else {
+        FV_ASSIGN_OR_RETURN(r, svc.audit_verify(actor));
+      }
+      if (a->c.json) print_json(r.to_json());
+      if (!r.ok) return failed_precondition("audit chain broken: " + r.message);
+      if (!a->c.json)
+        std::printf("audit chain intact: %lld entries, head %s, %lld signed checkpoints valid%s\n",
+                    static_cast<long long>(r.entries), r.head.c_str(), static_cast<long long>(r.checkpoints),
+                    a->against.empty() ? "" : ", external checkpoint matches");
+      return Status::ok();
+    }));
+  }
   {
     auto c = std::make_shared<VaultOptions>();
-    auto* cmd = audit->add_subcommand("verify", "recompute the hash chain; name the first altered, removed, inserted or reordered entry");
+    auto* cmd = audit->add_subcommand("checkpoint", "sign the audit chain's head now and print the checkpoint, to keep "
+                                                    "outside the vault (check it later with audit verify --against)");
     add_vault_options(cmd, *c);
-    set_examples(cmd, {"facevault audit verify --role auditor --json"});
+    set_examples(cmd, {"facevault audit checkpoint --role auditor --json > /mnt/offsite/checkpoint.json"});
     cmd->callback(vault_command(*c, exit_code, [c](service::Service& svc, const service::Actor& actor) -> Status {
-      FV_ASSIGN_OR_RETURN(auto r, svc.audit_verify(actor));
-      if (c->json) print_json(r.to_json());
-      if (!r.ok) return failed_precondition("audit chain broken: " + r.message);
-      if (!c->json) std::printf("audit chain intact: %lld entries, head %s\n", static_cast<long long>(r.entries), r.head.c_str());
+      FV_ASSIGN_OR_RETURN(auto cp, svc.audit_checkpoint(actor));
+      if (c->json) {
+        print_json(cp.to_json());
+        return Status::ok();
+      }
+      std::printf("checkpoint #%lld: audit entry %lld\nhead        %s\npublic key  %s\nsignature   %s\ncreated at  %s\n",
+                  static_cast<long long>(cp.id), static_cast<long long>(cp.seq), cp.head.c_str(), cp.public_key.c_str(),
+                  cp.signature.c_str(), cp.created_at.c_str());
+      std::printf("keep it outside the vault: facevault audit checkpoint --json > FILE; check with audit verify --against FILE\n");
       return Status::ok();
     }));
   }

@@ -16,6 +16,30 @@ Result<vault::AuditVerifyReport> Service::audit_verify(const Actor& actor) {
   return m.catalog().verify_audit();
 }
 
+Result<vault::AuditVerifyReport> Service::audit_verify_against(const Actor& actor,
+                                                               const vault::AuditCheckpoint& external) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kAuditVerify));
+  return m.catalog().verify_audit_against(external);
+}
+
+// Reuses audit verify's roles (admin, auditor): signing the head asserts nothing new about the
+// log, it only fixes what verify would check. The entry names "audit_checkpoint" as its action.
+Result<vault::AuditCheckpoint> Service::audit_checkpoint(const Actor& actor) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kAuditVerify));
+  FV_ASSIGN_OR_RETURN(vault::Txn txn, m.vault->begin());
+  AuditEntry e = m.entry(actor, "audit_checkpoint");
+  e.details = {{"public_key", m.vault->audit_public_key()}};
+  FV_RETURN_IF_ERROR(m.audit_in_txn(e).status());
+  // The N-th entry was signed already by the append: the same checkpoint is returned.
+  FV_ASSIGN_OR_RETURN(vault::AuditCheckpoint c, m.catalog().checkpoint_audit_head("manual"));
+  FV_RETURN_IF_ERROR(txn.commit());
+  return c;
+}
+
 Result<AuditPage> Service::audit_show(const Actor& actor, const AuditFilter& filter) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> l(m.mu);

@@ -335,6 +335,12 @@ class Service {
   // ---- audit and keys (admin.cpp)
   Result<vault::AuditVerifyReport> audit_verify(const Actor& actor);
   Result<AuditPage> audit_show(const Actor& actor, const AuditFilter& filter);
+  // Signs the audit chain's head now (role of audit verify: admin, auditor) and returns the
+  // checkpoint, to be kept outside the vault (`audit checkpoint --json`). The request is an
+  // audit entry ("audit_checkpoint") and the checkpoint signs the head that includes it.
+  Result<vault::AuditCheckpoint> audit_checkpoint(const Actor& actor);
+  // The chain and every checkpoint, then a checkpoint kept elsewhere (audit_checkpoint.h).
+  Result<vault::AuditVerifyReport> audit_verify_against(const Actor& actor, const vault::AuditCheckpoint& external);
   Result<vault::Vault::RotateReport> rotate_key(const Actor& actor, const std::function<void()>& after_commit = {});
   Result<vault::NewApiKey> create_api_key(const Actor& actor, Role role, const std::vector<std::string>& purposes,
                                           const std::string& label);

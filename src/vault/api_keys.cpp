@@ -6,6 +6,7 @@
 #include <set>
 
 #include "vault/audit.h"
+#include "vault/audit_checkpoint.h"
 #include "vault/crypto.h"
 #include "vault/timeutil.h"
 
@@ -55,7 +56,8 @@ ApiKey row_key(const Stmt& s) {
   return k;
 }
 
-Status audit_key(Db& db, const std::string& actor, const std::string& action, nlohmann::json details) {
+Status audit_key(Db& db, const std::string& actor, const std::string& action, nlohmann::json details,
+                 const AuditSigner* signer) {
   AuditEntry e;
   e.ts = utc_now();
   e.actor = actor;
@@ -63,7 +65,8 @@ Status audit_key(Db& db, const std::string& actor, const std::string& action, nl
   e.action = action;
   e.details = std::move(details);
   auto h = append_audit(db, e);
-  return h.is_ok() ? Status::ok() : h.status();
+  if (!h.is_ok()) return h.status();
+  return checkpoint_if_due(db, signer, e.seq);
 }
 
 }  // namespace
@@ -100,7 +103,7 @@ Status ensure_api_key_table(Db& db) {
 }
 
 Result<NewApiKey> create_api_key(Db& db, const std::string& role, const std::vector<std::string>& purposes_in,
-                                 const std::string& label, const std::string& actor) {
+                                 const std::string& label, const std::string& actor, const AuditSigner* signer) {
   FV_RETURN_IF_ERROR(ensure_sodium());
   if (!known_role(role)) return invalid_argument("unknown role '" + role + "' (admin, enroller, investigator, auditor)");
   std::set<std::string> uniq;
@@ -127,14 +130,14 @@ Result<NewApiKey> create_api_key(Db& db, const std::string& role, const std::vec
   ins.bind_all(out.key.id, role, nlohmann::json(out.key.purposes).dump(), label, salt, hash, out.key.created_at, actor);
   FV_RETURN_IF_ERROR(ins.run());
   FV_RETURN_IF_ERROR(audit_key(db, actor, "api_key_create",
-                               {{"key", out.key.id}, {"role", role}, {"purposes", out.key.purposes}}));
+                               {{"key", out.key.id}, {"role", role}, {"purposes", out.key.purposes}}, signer));
   FV_RETURN_IF_ERROR(txn.commit());
   out.secret = std::string(kPrefix) + out.key.id + "_" + secret;
   wipe(secret);
   return out;
 }
 
-Status revoke_api_key(Db& db, const std::string& id, const std::string& actor) {
+Status revoke_api_key(Db& db, const std::string& id, const std::string& actor, const AuditSigner* signer) {
   FV_RETURN_IF_ERROR(ensure_api_key_table(db));
   FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
   FV_ASSIGN_OR_RETURN(Stmt q, db.prepare("SELECT revoked_at FROM api_key WHERE id=?"));
@@ -145,7 +148,7 @@ Status revoke_api_key(Db& db, const std::string& id, const std::string& actor) {
   FV_ASSIGN_OR_RETURN(Stmt u, db.prepare("UPDATE api_key SET revoked_at=? WHERE id=?"));
   u.bind_all(utc_now(), id);
   FV_RETURN_IF_ERROR(u.run());
-  FV_RETURN_IF_ERROR(audit_key(db, actor, "api_key_revoke", {{"key", id}}));
+  FV_RETURN_IF_ERROR(audit_key(db, actor, "api_key_revoke", {{"key", id}}, signer));
   return txn.commit();
 }
 

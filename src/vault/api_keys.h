@@ -16,6 +16,10 @@
 #include "vault/sqlite.h"
 
 namespace fv::vault {
+class AuditSigner;
+}
+
+namespace fv::vault {
 
 struct ApiKey {
   std::string id;                     // 12 hex digits, public
@@ -38,9 +42,11 @@ Status ensure_api_key_table(Db& db);
 
 // Creates a key and appends an audit entry (actor, role "admin") in one transaction.
 Result<NewApiKey> create_api_key(Db& db, const std::string& role, const std::vector<std::string>& purposes,
-                                 const std::string& label, const std::string& actor);
+                                 const std::string& label, const std::string& actor,
+                                 const AuditSigner* signer = nullptr);
 // Marks a key revoked (kept for the audit trail); audited. not_found for an unknown id.
-Status revoke_api_key(Db& db, const std::string& id, const std::string& actor);
+// `signer`: the vault's audit signing key, for the checkpoint due at the entry (audit_checkpoint.h).
+Status revoke_api_key(Db& db, const std::string& id, const std::string& actor, const AuditSigner* signer = nullptr);
 Result<std::vector<ApiKey>> list_api_keys(Db& db);
 
 // The active key a presented "fvk_…" string belongs to, or nullopt (unknown, malformed,

@@ -106,16 +106,17 @@ constexpr const char* kSelect =
 }  // namespace
 
 nlohmann::json AuditVerifyReport::to_json() const {
-  nlohmann::json j = {{"ok", ok}, {"entries", entries}, {"head", head}};
+  nlohmann::json j = {{"ok", ok}, {"entries", entries}, {"head", head}, {"checkpoints", checkpoints}};
   if (!ok) {
     j["first_bad_seq"] = first_bad_seq;
+    if (first_bad_checkpoint) j["first_bad_checkpoint"] = first_bad_checkpoint;
     j["problem"] = problem;
     j["message"] = message;
   }
   return j;
 }
 
-Result<AuditVerifyReport> verify_audit(Db& db) {
+Result<AuditVerifyReport> verify_audit(Db& db, std::vector<std::string>* hashes) {
   std::vector<AuditEntry> rows;
   // Entries whose subjects or details column is not byte for byte the canonical text of
   // its parsed value: the hash (computed over parsed values) would still match, but a
@@ -196,6 +197,11 @@ Result<AuditVerifyReport> verify_audit(Db& db) {
                                           " was inserted after the recorded head of the log");
     return fail(rep.entries, "altered", "audit entry " + std::to_string(rep.entries) +
                                             " does not match the recorded head of the log");
+  }
+  if (hashes) {
+    hashes->clear();
+    hashes->push_back(genesis_hash());
+    for (auto& r : rows) hashes->push_back(r.hash);
   }
   return rep;
 }

@@ -52,14 +52,20 @@ struct AuditVerifyReport {
   int64_t entries = 0;
   std::string head;  // hash of the last entry
   int64_t first_bad_seq = 0;  // 0 when ok
-  std::string problem;        // altered | removed | inserted | reordered | truncated
+  // altered | removed | inserted | reordered | truncated (the chain), checkpoint_signature |
+  // checkpoint_head | checkpoint_key | checkpoint_missing (signed checkpoints,
+  // audit_checkpoint.h), external_signature | external_key | external_head (--against)
+  std::string problem;
   std::string message;        // one line naming the entry
+  int64_t checkpoints = 0;           // signed checkpoints checked
+  int64_t first_bad_checkpoint = 0;  // its row id, when a checkpoint is the problem
   nlohmann::json to_json() const;
 };
 
 // Checks every hash and link, and that each entry's subjects and details columns hold exactly
-// the canonical text of their values (a re-encoded column counts as altered).
-Result<AuditVerifyReport> verify_audit(Db& db);
+// the canonical text of their values (a re-encoded column counts as altered). `hashes`, when
+// given, receives the chain's hash at each seq (index 0: the genesis hash) when the chain is intact.
+Result<AuditVerifyReport> verify_audit(Db& db, std::vector<std::string>* hashes = nullptr);
 
 struct AuditQuery {
   std::optional<std::string> since;    // ts >= since

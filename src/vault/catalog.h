@@ -18,6 +18,7 @@
 
 #include "vault/api_keys.h"
 #include "vault/audit.h"
+#include "vault/audit_checkpoint.h"
 #include "vault/crypto.h"
 #include "vault/sqlite.h"
 
@@ -196,12 +197,23 @@ class Catalog {
   Result<int64_t> incomparable_optouts(const std::string& embedder_model_id);
 
   // ---- audit, API keys, gauges (catalog_audit.cpp)
+  // The vault's audit signing key (Vault sets it on every catalog it opens): every append
+  // that brings the chain to a multiple of its interval signs a checkpoint in the same
+  // transaction.
+  void set_signer(std::shared_ptr<const AuditSigner> signer) { signer_ = std::move(signer); }
+  const AuditSigner* signer() const { return signer_.get(); }
   // Inside the caller's transaction; fills seq and the hashes.
   Result<std::string> append_audit(AuditEntry& e);
   // In a transaction of its own.
   Result<std::string> record_audit(AuditEntry& e);
   Result<std::vector<AuditEntry>> read_audit(const AuditQuery& q);
+  // The chain, then (with a signer) every signed checkpoint (audit_checkpoint.h).
   Result<AuditVerifyReport> verify_audit();
+  // The chain, then a checkpoint kept outside the vault.
+  Result<AuditVerifyReport> verify_audit_against(const AuditCheckpoint& external);
+  // Inside the caller's transaction: signs the current head (kFailedPrecondition without a signer).
+  Result<AuditCheckpoint> checkpoint_audit_head(const std::string& kind);
+  Result<std::vector<AuditCheckpoint>> read_checkpoints();
 
   Status ensure_api_key_table();
   Result<NewApiKey> create_api_key(const std::string& role, const std::vector<std::string>& purposes,
@@ -217,6 +229,7 @@ class Catalog {
  private:
   std::unique_ptr<Db> owned_;
   Db* db_;
+  std::shared_ptr<const AuditSigner> signer_;
 };
 
 }  // namespace fv::vault

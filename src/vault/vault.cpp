@@ -256,6 +256,10 @@ CREATE TRIGGER IF NOT EXISTS eligibility_subject_delete AFTER DELETE ON subject 
   UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'eligibility_generation';
 END;
 )sql",
+    // 6 → 7: signed audit checkpoints (audit_checkpoint.h). run_migrations creates the table
+    // (kCheckpointSchemaSql) and signs the chain's head as it stands, the vault's "start"
+    // checkpoint: `audit verify` expects one every N entries from there on.
+    "SELECT 1",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);
@@ -317,7 +321,7 @@ Status reseal_bound_to_rows(Db& db, const SecretKey& master) {
 // enforcement is off meanwhile (it cannot change inside a transaction): rebuilding a table
 // drops it, and with enforcement on that DROP would cascade-delete every row that refers to
 // it. The foreign keys are checked before the commit.
-Status run_migrations(Db& db, const SecretKey& master, int64_t target) {
+Status run_migrations(Db& db, const SecretKey& master, int64_t target, const AuditSigner* signer) {
   FV_RETURN_IF_ERROR(db.exec("PRAGMA foreign_keys=OFF"));
   struct KeysBackOn {
     Db& db;
@@ -331,6 +335,11 @@ Status run_migrations(Db& db, const SecretKey& master, int64_t target) {
   for (int64_t v = version; v < target; ++v) {
     FV_RETURN_IF_ERROR(db.exec(kMigrations[v]));
     if (v + 1 == 4) FV_RETURN_IF_ERROR(reseal_bound_to_rows(db, master));
+    if (v + 1 == 7) {
+      if (!signer) return internal_error("schema migration 7 needs the audit signing key");
+      FV_RETURN_IF_ERROR(db.exec(kCheckpointSchemaSql));
+      FV_RETURN_IF_ERROR(checkpoint_audit_head(db, *signer, "start").status());
+    }
   }
   {
     FV_ASSIGN_OR_RETURN(Stmt ck, db.prepare("PRAGMA foreign_key_check"));
@@ -401,18 +410,19 @@ Status write_file_atomic(const fs::path& p, const std::string& content) {
   return Status::ok();
 }
 
-Result<SecretKey> read_key_file(const fs::path& p) {
+Result<SecretKey> read_key_file(const fs::path& p, const std::string& what = "master key",
+                                const char* env = kMasterKeyEnv) {
   struct stat st {};
   if (::stat(p.c_str(), &st) != 0)
-    return failed_precondition("no master key: " + p.string() + " is missing and " + kMasterKeyEnv + " is not set");
+    return failed_precondition("no " + what + ": " + p.string() + " is missing and " + env + " is not set");
   if (st.st_mode & 077)
-    return failed_precondition("master key file " + p.string() + " is readable by others (mode " +
+    return failed_precondition(what + " file " + p.string() + " is readable by others (mode " +
                                [&] { char b[8]; std::snprintf(b, sizeof b, "%04o", st.st_mode & 0777); return std::string(b); }() +
                                "): chmod 600 it");
   // Read into one buffer that is wiped afterwards (a stream would leave copies in its own).
   char buf[256];
   const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return failed_precondition("cannot read the master key file " + p.string() + ": " + std::strerror(errno));
+  if (fd < 0) return failed_precondition("cannot read the " + what + " file " + p.string() + ": " + std::strerror(errno));
   size_t len = 0;
   for (ssize_t n; len < sizeof buf && (n = ::read(fd, buf + len, sizeof buf - len)) != 0;) {
     if (n < 0 && errno == EINTR) continue;
@@ -422,7 +432,7 @@ Result<SecretKey> read_key_file(const fs::path& p) {
   ::close(fd);
   auto k = SecretKey::from_hex(std::string_view(buf, len));
   wipe(buf, sizeof buf);
-  if (!k.is_ok()) return failed_precondition("master key file " + p.string() + " is malformed: " + k.status().message());
+  if (!k.is_ok()) return failed_precondition(what + " file " + p.string() + " is malformed: " + k.status().message());
   return k;
 }
 
@@ -439,6 +449,8 @@ nlohmann::json VaultConfig::to_json() const {
           {"erase_vacuum", erase_vacuum},
           {"models", {{"detector", detector}, {"landmarker", landmarker}, {"embedder", embedder}}},
           {"master_key", master_key},
+          {"audit_signing_key", audit_signing_key},
+          {"audit_checkpoint_every", audit_checkpoint_every},
           {"index", {{"kind", index_kind}, {"ann_min_size", index_ann_min_size}, {"search_threads", search_threads}}}};
 }
 
@@ -454,6 +466,8 @@ Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
     c.search_fallback_threshold = j.value("search_fallback_threshold", c.search_fallback_threshold);
     c.erase_vacuum = j.value("erase_vacuum", c.erase_vacuum);
     c.master_key = j.value("master_key", c.master_key);
+    c.audit_signing_key = j.value("audit_signing_key", c.audit_signing_key);
+    c.audit_checkpoint_every = j.value("audit_checkpoint_every", c.audit_checkpoint_every);
     if (j.contains("index")) {
       const auto& ix = j["index"];
       c.index_kind = ix.value("kind", c.index_kind);
@@ -473,6 +487,9 @@ Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
   if (!(c.search_max_fmr > 0 && c.search_max_fmr <= 1)) return corrupt_data("config.json: search_max_fmr must be in (0, 1]");
   if (!(c.optout_fmr > 0 && c.optout_fmr < 1)) return corrupt_data("config.json: optout_fmr must be in (0, 1)");
   if (c.master_key != "file" && c.master_key != "env") return corrupt_data("config.json: master_key must be file or env");
+  if (c.audit_signing_key != "file" && c.audit_signing_key != "env")
+    return corrupt_data("config.json: audit_signing_key must be file or env");
+  if (c.audit_checkpoint_every < 0) return corrupt_data("config.json: audit_checkpoint_every must be >= 0");
   if (c.index_kind != "auto" && c.index_kind != "exact" && c.index_kind != "ivf" && c.index_kind != "hnsw")
     return corrupt_data("config.json: index.kind must be auto, exact, ivf or hnsw");
   if (c.index_ann_min_size < 1) return corrupt_data("config.json: index.ann_min_size must be >= 1");
@@ -504,6 +521,35 @@ Result<SecretKey> load_master_key(const VaultPaths& paths, const VaultConfig& co
     return failed_precondition(std::string("no master key: this vault keeps its key outside the directory; set ") +
                                kMasterKeyEnv);
   return read_key_file(paths.key());
+}
+
+Result<SecretKey> load_audit_signing_key(const VaultPaths& paths, const VaultConfig& config, bool may_create) {
+  if (const char* env = std::getenv(kAuditSigningKeyEnv); env && *env) {
+    auto k = SecretKey::from_hex(env);
+    if (!k.is_ok()) return failed_precondition(std::string(kAuditSigningKeyEnv) + " is malformed: " + k.status().message());
+    return k;
+  }
+  if (config.audit_signing_key == "env")
+    return failed_precondition(std::string("no audit signing key: this vault keeps it outside the directory; set ") +
+                               kAuditSigningKeyEnv);
+  const fs::path p = paths.signing_key();
+  std::error_code ec;
+  if (fs::exists(p, ec) || !may_create) {
+    if (!fs::exists(p, ec))
+      return failed_precondition("no audit signing key: " + p.string() +
+                                 " is missing, and this vault's audit checkpoints were signed with it; restore it from "
+                                 "the backup of the vault directory (or set " + kAuditSigningKeyEnv + ")");
+    return read_key_file(p, "audit signing key", kAuditSigningKeyEnv);
+  }
+  // Created like the master key: mode 0600 from the start, linked into place once complete.
+  SecretKey seed = SecretKey::random();
+  Status written = write_key_file(p, seed);
+  if (!written.is_ok()) {
+    if (fs::exists(p, ec)) return read_key_file(p, "audit signing key", kAuditSigningKeyEnv);  // another process won
+    return written;
+  }
+  FV_RETURN_IF_ERROR(fsync_path(paths.dir, true));
+  return seed;
 }
 
 // Crash-safe and resumable: the database is built under a temporary name and renamed into
@@ -552,6 +598,14 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema
     config.master_key = "file";
     FV_RETURN_IF_ERROR(write_key_file(paths.key(), master));
   }
+  // The audit signing key, kept like the master key (an older schema gets it at its migration).
+  std::shared_ptr<AuditSigner> signer;
+  if (schema_version >= 7) {
+    const char* senv = std::getenv(kAuditSigningKeyEnv);
+    config.audit_signing_key = senv && *senv ? "env" : "file";
+    FV_ASSIGN_OR_RETURN(SecretKey seed, load_audit_signing_key(paths, config, true));  // reuses an interrupted init's
+    signer = std::make_shared<AuditSigner>(seed, config.audit_checkpoint_every);
+  }
   FV_RETURN_IF_ERROR(write_file_atomic(paths.config(), config.to_json().dump(2) + "\n"));
   {
     // The database (and so its WAL, which SQLite creates with the same mode) is private.
@@ -563,7 +617,7 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema
     FV_ASSIGN_OR_RETURN(Db db, Db::open(building, true));
     FV_RETURN_IF_ERROR(db.exec("PRAGMA journal_mode=WAL"));
     FV_RETURN_IF_ERROR(db.exec("PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL"));
-    FV_RETURN_IF_ERROR(run_migrations(db, master, schema_version));
+    FV_RETURN_IF_ERROR(run_migrations(db, master, schema_version, signer.get()));
     FV_ASSIGN_OR_RETURN(Txn txn, Txn::begin(db));
     FV_ASSIGN_OR_RETURN(Stmt meta, db.prepare("INSERT INTO meta(key, value) VALUES('master_key_id', ?1), ('created_at', ?2)"));
     meta.bind_all(master.id(), utc_now());
@@ -642,7 +696,16 @@ Result<std::unique_ptr<Vault>> Vault::open(const fs::path& dir) {
   if (v->master_id_ != *want)
     return failed_precondition("wrong master key: it does not open this vault (vault key id " + *want + ", given key id " +
                                v->master_id_ + ")");
-  // Migrations run with the master key at hand (schema 4 re-seals every template).
+  // The audit signing key: created here for a vault that has no signed checkpoint yet (one made
+  // before schema 7), required once checkpoints were signed with it.
+  {
+    FV_ASSIGN_OR_RETURN(int64_t checkpoints, count_checkpoints(v->db_));
+    FV_ASSIGN_OR_RETURN(SecretKey seed, load_audit_signing_key(v->paths_, v->config_, checkpoints == 0));
+    v->signer_ = std::make_shared<AuditSigner>(seed, v->config_.audit_checkpoint_every);
+    v->catalog_->set_signer(v->signer_);
+  }
+  // Migrations run with the master key at hand (schema 4 re-seals every template) and the
+  // signing key (schema 7 signs the start checkpoint).
   FV_RETURN_IF_ERROR(v->migrate());
   // An erasure committed but its wipe did not finish (another reader, a crash): finish it.
   FV_ASSIGN_OR_RETURN(auto wipe_pending, v->db_.query_text("SELECT value FROM meta WHERE key='wipe_pending'"));
@@ -655,7 +718,9 @@ Result<std::unique_ptr<Catalog>> Vault::open_second_connection() const {
   sqlite3_busy_timeout(db.handle(), kBusyTimeoutMs);
   FV_RETURN_IF_ERROR(db.exec("PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL"));
   FV_RETURN_IF_ERROR(ensure_api_key_table(db));
-  return std::make_unique<Catalog>(std::move(db));
+  auto c = std::make_unique<Catalog>(std::move(db));
+  c->set_signer(signer_);
+  return c;
 }
 
 Db& testing::raw_db(Vault& v) { return v.db_; }
@@ -683,7 +748,7 @@ Status Vault::migrate() {
                                "): upgrade facevault");
   if (version == kSchemaVersion) return Status::ok();
   if (version < 1) return corrupt_data("the vault's schema version (" + std::to_string(version) + ") is not valid");
-  return run_migrations(db_, master_, kSchemaVersion);
+  return run_migrations(db_, master_, kSchemaVersion, signer_.get());
 }
 
 Status Vault::check_master_key_current() {

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "vault/audit_checkpoint.h"
 #include "vault/catalog.h"
 #include "vault/crypto.h"
 #include "vault/sqlite.h"
@@ -26,7 +27,7 @@ namespace fv::vault {
 
 inline constexpr const char* kMasterKeyEnv = "FACEVAULT_MASTER_KEY";
 inline constexpr const char* kNewMasterKeyEnv = "FACEVAULT_NEW_MASTER_KEY";
-inline constexpr int kSchemaVersion = 6;
+inline constexpr int kSchemaVersion = 7;
 
 struct VaultConfig {
   double default_retention_days = 365;  // subject retention from creation, renewed by enrollment
@@ -40,6 +41,11 @@ struct VaultConfig {
   std::string landmarker = "faceplugin-lm68";
   std::string embedder = "faceplugin-mobilefacenet-512";
   std::string master_key = "file";      // "file" (DIR/master.key) or "env" (FACEVAULT_MASTER_KEY)
+  // Signed audit checkpoints (audit_checkpoint.h): the Ed25519 key is "file"
+  // (DIR/audit-signing.key) or "env" (FACEVAULT_AUDIT_SIGNING_KEY); a checkpoint is signed every
+  // audit_checkpoint_every entries (0: only at creation/migration and on demand).
+  std::string audit_signing_key = "file";
+  int64_t audit_checkpoint_every = 1000;
   // Search index (docs/index.md): exact int8 scan below index_ann_min_size templates, IVF
   // with exact re-rank above; rebuilt from the vault at the first search of each process.
   std::string index_kind = "auto";      // auto | exact | ivf | hnsw
@@ -57,6 +63,7 @@ struct VaultPaths {
   std::filesystem::path db() const { return dir / "vault.db"; }
   std::filesystem::path key() const { return dir / "master.key"; }
   std::filesystem::path new_key() const { return dir / "master.key.new"; }
+  std::filesystem::path signing_key() const { return dir / "audit-signing.key"; }
   std::filesystem::path config() const { return dir / "config.json"; }
   std::filesystem::path lock() const { return dir / "vault.lock"; }
 };
@@ -101,6 +108,9 @@ class Vault {
   const VaultConfig& config() const { return config_; }
   const VaultPaths& paths() const { return paths_; }
   const std::string& master_key_id() const { return master_id_; }
+  // The audit signing key's public half (hex), and the key itself (the catalog signs with it).
+  const std::string& audit_public_key() const { return signer_->public_key(); }
+  std::shared_ptr<const AuditSigner> audit_signer() const { return signer_; }
 
   // Subject keys, inside the caller's transaction.
   Result<SecretKey> create_subject_key(int64_t subject_id);
@@ -146,6 +156,7 @@ class Vault {
   VaultConfig config_;
   SecretKey master_;
   std::string master_id_;
+  std::shared_ptr<const AuditSigner> signer_;
   Db db_;
   std::unique_ptr<Catalog> catalog_;
   int lock_fd_ = -1;
@@ -155,5 +166,10 @@ class Vault {
 
 // Loads the master key: FACEVAULT_MASTER_KEY if set, else DIR/master.key (must be mode 0600).
 Result<SecretKey> load_master_key(const VaultPaths& paths, const VaultConfig& config);
+// Loads the audit signing key's seed: FACEVAULT_AUDIT_SIGNING_KEY if set, else
+// DIR/audit-signing.key (mode 0600). A missing file is created (crash-safely, mode 0600) only
+// when `may_create` (a new vault, or one without a signed checkpoint yet): once checkpoints were
+// signed with it, a lost key is an error, never silently replaced.
+Result<SecretKey> load_audit_signing_key(const VaultPaths& paths, const VaultConfig& config, bool may_create);
 
 }  // namespace fv::vault

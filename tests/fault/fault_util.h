@@ -185,7 +185,8 @@ inline void expect_consistent(service::Service& svc, const std::string& what) {
 // Files a vault directory may hold when no command runs (SQLite's -wal and -shm included: a
 // WAL left by a failed checkpoint is replayed by the next open).
 inline std::vector<std::string> unexpected_files(const std::filesystem::path& dir) {
-  static const std::set<std::string> ok = {"vault.db", "vault.db-wal", "vault.db-shm", "master.key", "config.json", "vault.lock"};
+  static const std::set<std::string> ok = {"vault.db",   "vault.db-wal", "vault.db-shm",     "master.key",
+                                            "config.json", "vault.lock",   "audit-signing.key"};
   std::vector<std::string> extra;
   for (auto& e : std::filesystem::directory_iterator(dir))
     if (!ok.count(e.path().filename().string())) extra.push_back(e.path().filename().string());

@@ -1,6 +1,8 @@
 // `facevault serve`: the HTTP API and web UI over the vault, until SIGINT or SIGTERM.
 #include <signal.h>
 
+#include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -13,13 +15,30 @@
 namespace fv::cli {
 namespace {
 
+// --expire-every: "3600", "3600s", "5m", "1h", "1d" → seconds; 0 (in any unit) disables.
+Result<std::chrono::seconds> parse_duration(const std::string& text) {
+  const auto bad = [&] {
+    return invalid_argument("--expire-every takes seconds or a number with s, m, h or d (30s, 5m, 1h; 0 disables), not '" +
+                            text + "'");
+  };
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  if (digits == 0 || digits > 9 || text.size() - digits > 1) return bad();
+  const long long n = std::stoll(text.substr(0, digits));
+  const char unit = digits < text.size() ? text[digits] : 's';
+  const long long mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 0;
+  if (mult == 0) return bad();
+  if (n * mult > 366LL * 86400) return invalid_argument("--expire-every is at most 366 days");
+  return std::chrono::seconds(n * mult);
+}
+
 bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
 void add_serve(CLI::App& app, int& exit_code) {
   struct A {
-    std::string vault, listen = "127.0.0.1:8080", tls_cert, tls_key, web_root;
+    std::string vault, listen = "127.0.0.1:8080", tls_cert, tls_key, web_root, expire_every = "1h";
     int threads = 16, pipelines = 0;
     double max_upload_mb = 16, rate = 10, burst = 30;
     bool no_public_optout = false, quiet = false, json = false;
@@ -40,12 +59,16 @@ void add_serve(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(0.1, 64.0));
   cmd->add_option("--rate", a->rate, "requests per second per API key (default 10; 0: no limit)")->check(CLI::Range(0.0, 1e6));
   cmd->add_option("--burst", a->burst, "burst size per API key (default 30)")->check(CLI::Range(1.0, 1e6));
+  cmd->add_option("--expire-every", a->expire_every,
+                  "run retention expiry (as `facevault expire`, audited as scheduler:retention) this often: seconds, or "
+                  "30s, 5m, 1h, 1d (default 1h; 0 disables; the first run comes one interval after start)");
   cmd->add_flag("--no-public-optout", a->no_public_optout, "POST /v1/optout only with an API key (no public form)");
   cmd->add_flag("--quiet", a->quiet, "no access log on stderr");
   cmd->add_flag("--json", a->json, "announce the listening address as one JSON object {url, host, port, tls, vault}");
   set_examples(cmd, {"facevault serve --vault var/vault --listen 127.0.0.1:8080",
                      "facevault serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem --pipelines 4",
-                     "facevault serve --listen 127.0.0.1:0 --json"});
+                     "facevault serve --listen 127.0.0.1:0 --json",
+                     "facevault serve --vault var/vault --expire-every 15m"});
   cmd->callback([a, &exit_code] {
     server::ServerOptions o;
     o.vault_dir = vault_dir(a->vault);
@@ -69,6 +92,9 @@ void add_serve(CLI::App& app, int& exit_code) {
     o.rate_burst = a->burst;
     o.public_optout = !a->no_public_optout;
     o.access_log = !a->quiet;
+    auto every = parse_duration(a->expire_every);
+    if (!every.is_ok()) { exit_code = fail(every.status(), kExitUsage); return; }
+    o.retention_interval = *every;
     if (!is_loopback(o.host) && o.tls_cert.empty())
       std::cerr << "facevault serve: warning: listening on " << o.host
                 << " without TLS: API keys and photos would cross the network in clear text\n";
@@ -85,11 +111,17 @@ void add_serve(CLI::App& app, int& exit_code) {
     if (a->json) {
       const std::string host = o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host;
       print_json({{"url", scheme + "://" + host + ":" + std::to_string((*srv)->port()) + "/"}, {"host", o.host},
-                  {"port", (*srv)->port()}, {"tls", (*srv)->tls()}, {"vault", o.vault_dir.string()}});
+                  {"port", (*srv)->port()}, {"tls", (*srv)->tls()}, {"vault", o.vault_dir.string()},
+                  {"expire_every_seconds", o.retention_interval.count()}});
       std::cout.flush();
     } else {
       std::printf("facevault serve: %s://%s:%d/ (vault %s); API under /v1, OpenAPI at /v1/openapi.json; Ctrl-C stops\n",
                   scheme.c_str(), o.host.c_str(), (*srv)->port(), o.vault_dir.c_str());
+      if (o.retention_interval.count() > 0)
+        std::printf("facevault serve: retention expiry every %lld s (--expire-every; last run at /v1/retention/last)\n",
+                    static_cast<long long>(o.retention_interval.count()));
+      else
+        std::printf("facevault serve: scheduled retention expiry is off (--expire-every 0): run `facevault expire`\n");
     }
     std::fflush(stdout);
     int sig = 0;

@@ -1,4 +1,5 @@
-// The audit log (filtered pages, chain verification) and the retention run.
+// The audit log (filtered pages, chain verification), the retention run and the scheduler's
+// last run.
 #include "server/server_impl.h"
 #include "service/render.h"
 
@@ -28,6 +29,14 @@ void add_audit_routes(Server::Impl& s) {
     }
     auto r = value_or_throw(s.svc->expire(c.caller.who(), as_of, dry));
     reply(c.res, 200, service::render::expire_report(r));
+  });
+
+  // What the scheduler did last (retention_scheduler.h): its schedule, counts, and the last
+  // successful run's report with one receipt per erased subject. The same receipts are in the
+  // audit log (an `expire` entry per run, an `erase` entry per subject, actor
+  // "scheduler:retention"); this is a copy kept in memory, lost when the server stops.
+  s.add("GET", "/v1/retention/last", Action::kExpire, [&s](Call& c) {
+    reply(c.res, 200, s.retention->state().to_json());
   });
 
   s.add("GET", "/v1/audit", Action::kAuditShow, [&s](Call& c) {

@@ -25,6 +25,21 @@ void add_meta_routes(Server::Impl& s) {
     counters.emplace_back("facevault_audit_write_failures_total",
                           "Use cases failed because their audit entry could not be written.",
                           static_cast<double>(st.audit_write_failures));
+    // Retention that runs itself (retention_scheduler.h).
+    const RetentionState rs = s.retention->state();
+    gauges.emplace_back("facevault_retention_interval_seconds", "Seconds between scheduled retention runs (0: disabled).",
+                        static_cast<double>(rs.interval.count()));
+    if (rs.last_run_unix)
+      gauges.emplace_back("facevault_retention_last_run_timestamp_seconds",
+                          "When the last scheduled retention run ended (Unix time), successful or not.", *rs.last_run_unix);
+    if (rs.last_success_unix)
+      gauges.emplace_back("facevault_retention_last_success_timestamp_seconds",
+                          "When the last successful scheduled retention run ended (Unix time).", *rs.last_success_unix);
+    gauges.emplace_back("facevault_retention_last_run_erased", "Subjects erased by the last successful scheduled retention run.",
+                        static_cast<double>(rs.last_erased));
+    counters.emplace_back("facevault_retention_runs_total", "Scheduled retention runs.", static_cast<double>(rs.runs));
+    counters.emplace_back("facevault_retention_failures_total", "Scheduled retention runs that failed (retried at the next run).",
+                          static_cast<double>(rs.failures));
     c.res.status = 200;
     c.res.set_content(s.metrics.render(gauges, counters), "text/plain; version=0.0.4");
   });

@@ -180,6 +180,8 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   FV_RETURN_IF_ERROR(m.svc->warm_up());
   m.key_limiter = std::make_unique<RateLimiter>(m.opt.rate_per_s, m.opt.rate_burst);
   m.public_limiter = std::make_unique<RateLimiter>(m.opt.public_rate_per_s, m.opt.public_burst);
+  if (m.opt.retention_interval.count() < 0) return invalid_argument("the retention interval cannot be negative");
+  m.retention = std::make_unique<RetentionScheduler>(*m.svc, m.opt.retention_interval, m.opt.access_log);
   for (const auto& a : embedded_assets()) {
     std::string content(reinterpret_cast<const char*>(a.data), a.size);
     if (a.name == "openapi.json") m.openapi = std::move(content);
@@ -224,6 +226,7 @@ Status Server::bind() {
 }
 
 Status Server::run() {
+  impl_->retention->start();  // idempotent; nothing when the interval is 0
   impl_->running = true;
   const bool ok = impl_->http->listen_after_bind();
   impl_->running = false;
@@ -239,6 +242,8 @@ Status Server::start() {
 
 void Server::stop() {
   if (!impl_) return;
+  // The scheduler first: its wait ends at once; a run in progress finishes its transaction.
+  if (impl_->retention) impl_->retention->stop();
   if (impl_->http) impl_->http->stop();
   if (impl_->thread.joinable()) impl_->thread.join();
 }

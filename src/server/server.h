@@ -13,6 +13,7 @@
 // outside its lock.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -52,6 +53,10 @@ struct ServerOptions {
   // header line over 8 KiB is refused by cpp-httplib itself with 400.)
   size_t max_header_count = 100;
   size_t max_header_bytes = 64u << 10;
+  // Retention that runs itself: Service::expire as "scheduler:retention" (role auditor) every
+  // this often, the first run one interval after start (retention_scheduler.h); 0: never.
+  // The last run is in /metrics (facevault_retention_*) and GET /v1/retention/last.
+  std::chrono::seconds retention_interval{3600};
   // Builds a face pipeline (tests share model files); default: FacePipeline::create with the
   // vault's configured models. Handed to the service with `pipelines`.
   std::function<Result<std::unique_ptr<face::FacePipeline>>()> pipeline_factory;

@@ -17,6 +17,7 @@
 #include "server/http_util.h"
 #include "server/metrics.h"
 #include "server/rate_limit.h"
+#include "server/retention_scheduler.h"
 #include "server/server.h"
 #include "service/policy.h"
 #include "service/service.h"
@@ -57,6 +58,8 @@ struct Server::Impl {
   int pipelines = 0;                      // the service's pool size (shown by /healthz)
   Metrics metrics;
   std::unique_ptr<RateLimiter> key_limiter, public_limiter;
+  // After svc: destroyed (and its thread joined) before the service it calls.
+  std::unique_ptr<RetentionScheduler> retention;
   std::vector<Route> routes;
   std::map<std::string, std::string> web;  // file name → content
   std::string openapi;
@@ -106,6 +109,6 @@ void add_meta_routes(Server::Impl& s);      // healthz, metrics, openapi, whoami
 void add_subject_routes(Server::Impl& s);   // subjects, bases, faces, erase, export, withdraw
 void add_search_routes(Server::Impl& s);    // search, verify, detect
 void add_optout_routes(Server::Impl& s);    // optout, optout check
-void add_audit_routes(Server::Impl& s);     // audit, audit verify, retention run
+void add_audit_routes(Server::Impl& s);     // audit, audit verify, retention run and last run
 
 }  // namespace fv::server

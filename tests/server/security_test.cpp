@@ -86,6 +86,7 @@ std::map<std::string, std::function<Request(const Fixture&)>> builders() {
   b["GET /v1/optout/check"] = get("/v1/optout/check");
   b["GET /v1/audit"] = get("/v1/audit?limit=1");
   b["GET /v1/audit/verify"] = get("/v1/audit/verify");
+  b["GET /v1/retention/last"] = get("/v1/retention/last");
   b["GET /v1/subjects/{ref}/export"] = get("/v1/subjects/{ref}/export");
   b["POST /v1/subjects"] = [](const Fixture& f) {
     return Request{"POST", "/v1/subjects",

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "server/http_resp.h"
+#include "server/sample_photos.h"
 #include "server/server.h"
 #include "support/paths.h"
 #include "vault/vault_test_util.h"
@@ -22,12 +23,9 @@ namespace fv::test::photo {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-inline fs::path samples() { return data_dir() / "samples" / "face-api-js" / "images"; }
-inline fs::path photo(const std::string& who, int n) { return samples() / who / (who + std::to_string(n) + ".png"); }
-inline std::string file_text(const fs::path& p) {
-  auto b = file_bytes(p);
-  return std::string(b.begin(), b.end());
-}
+using sample_photos::file_text;
+using sample_photos::photo;
+using sample_photos::samples;
 
 // Every wipe reported, in order: (what, bytes).
 class WipeLog {

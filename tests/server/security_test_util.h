@@ -17,6 +17,7 @@
 #include <string>
 
 #include "server/http_resp.h"
+#include "server/sample_photos.h"
 #include "server/server.h"
 #include "support/paths.h"
 #include "vault/api_keys.h"
@@ -27,12 +28,9 @@ namespace fv::test::sec {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-inline fs::path samples() { return data_dir() / "samples" / "face-api-js" / "images"; }
-inline fs::path photo(const std::string& who, int n) { return samples() / who / (who + std::to_string(n) + ".png"); }
-inline std::string file_text(const fs::path& p) {
-  auto b = file_bytes(p);
-  return std::string(b.begin(), b.end());
-}
+using sample_photos::file_text;
+using sample_photos::photo;
+using sample_photos::samples;
 // A valid image with no face: every image route accepts it past authentication, cheaply.
 inline std::string grey_png() {
   std::vector<uchar> png;

@@ -454,25 +454,49 @@ nlohmann::json VaultConfig::to_json() const {
           {"index", {{"kind", index_kind}, {"ann_min_size", index_ann_min_size}, {"search_threads", search_threads}}}};
 }
 
+namespace {
+
+// An integer setting of config.json: a JSON integer in [lo, hi], or `out` unchanged when the key
+// is absent. A float is refused, not converted: nlohmann converts 1.6e53 to an integer by a cast
+// that is undefined behaviour (found by fuzz/vault_open_fuzzer).
+template <class T>
+Status read_int(const nlohmann::json& j, const char* key, T& out, int64_t lo, int64_t hi, const char* where) {
+  if (!j.contains(key)) return Status::ok();
+  const auto& v = j[key];
+  if (!v.is_number_integer())
+    return corrupt_data(std::string("config.json: ") + where + key + " must be a whole number");
+  const bool is_unsigned = v.is_number_unsigned();
+  const int64_t n = is_unsigned ? -1 : v.get<int64_t>();
+  if (is_unsigned ? v.get<uint64_t>() > static_cast<uint64_t>(hi) : (n < lo || n > hi))
+    return corrupt_data(std::string("config.json: ") + where + key + " must be " + std::to_string(lo) + ".." +
+                        std::to_string(hi));
+  out = static_cast<T>(is_unsigned ? static_cast<int64_t>(v.get<uint64_t>()) : n);
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
   if (!j.is_object()) return corrupt_data("config.json is not a JSON object");
   VaultConfig c;
+  FV_RETURN_IF_ERROR(read_int(j, "search_default_top", c.search_default_top, 1, 1000, ""));
+  FV_RETURN_IF_ERROR(read_int(j, "audit_checkpoint_every", c.audit_checkpoint_every, 0, INT64_MAX, ""));
+  if (j.contains("index") && j["index"].is_object()) {
+    FV_RETURN_IF_ERROR(read_int(j["index"], "ann_min_size", c.index_ann_min_size, 1, INT64_MAX, "index."));
+    FV_RETURN_IF_ERROR(read_int(j["index"], "search_threads", c.search_threads, 1, 256, "index."));
+  }
   try {
     c.default_retention_days = j.value("default_retention_days", c.default_retention_days);
     c.search_max_fmr = j.value("search_max_fmr", c.search_max_fmr);
-    c.search_default_top = j.value("search_default_top", c.search_default_top);
     c.optout_fmr = j.value("optout_fmr", c.optout_fmr);
     c.optout_fallback_threshold = j.value("optout_fallback_threshold", c.optout_fallback_threshold);
     c.search_fallback_threshold = j.value("search_fallback_threshold", c.search_fallback_threshold);
     c.erase_vacuum = j.value("erase_vacuum", c.erase_vacuum);
     c.master_key = j.value("master_key", c.master_key);
     c.audit_signing_key = j.value("audit_signing_key", c.audit_signing_key);
-    c.audit_checkpoint_every = j.value("audit_checkpoint_every", c.audit_checkpoint_every);
     if (j.contains("index")) {
       const auto& ix = j["index"];
       c.index_kind = ix.value("kind", c.index_kind);
-      c.index_ann_min_size = ix.value("ann_min_size", c.index_ann_min_size);
-      c.search_threads = ix.value("search_threads", c.search_threads);
     }
     if (j.contains("models")) {
       const auto& m = j["models"];

@@ -132,22 +132,6 @@ std::vector<uint8_t> take_image_part(const httplib::Request& req, const std::str
   return bytes;
 }
 
-PendingUpload::PendingUpload(std::vector<uint8_t> bytes, const WipeHook& on_wipe)
-    : bytes_(std::move(bytes)), on_wipe_(&on_wipe) {}
-
-PendingUpload::~PendingUpload() {
-  if (bytes_.empty()) return;  // handed over: the service wipes it
-  const size_t n = bytes_.size();
-  vault::wipe(bytes_);
-  if (*on_wipe_) (*on_wipe_)(service::WipeKind::kUploadedBytes, n);
-}
-
-std::vector<uint8_t> PendingUpload::release() {
-  std::vector<uint8_t> out = std::move(bytes_);
-  bytes_.clear();
-  return out;
-}
-
 void wipe_request_body(const httplib::Request& req, const WipeHook& on_wipe) {
   zero_in_place(req.body, service::WipeKind::kUploadedBytes, on_wipe);
 }

@@ -64,22 +64,6 @@ using WipeHook = std::function<void(service::WipeKind, size_t bytes)>;
 // the copied bytes when the part is refused here (empty, over `max_bytes`, not an image).
 std::vector<uint8_t> take_image_part(const httplib::Request& req, const std::string& name, size_t max_bytes,
                                      const WipeHook& on_wipe);
-// Photo bytes taken from a request and not yet handed to the service. If the handler throws
-// before release() (the second photo of a pair refused, a malformed field read after the
-// photo), the bytes are zeroed and reported as kUploadedBytes when it goes.
-class PendingUpload {
- public:
-  PendingUpload(std::vector<uint8_t> bytes, const WipeHook& on_wipe);
-  PendingUpload(const PendingUpload&) = delete;
-  PendingUpload& operator=(const PendingUpload&) = delete;
-  ~PendingUpload();
-  std::vector<uint8_t> release();  // for the service, which wipes them
-
- private:
-  std::vector<uint8_t> bytes_;
-  const WipeHook* on_wipe_;
-};
-
 // Zeroes the request's raw body (empty for multipart requests: cpp-httplib parses the parts
 // straight into their own buffers) and reports it when there was anything to zero.
 void wipe_request_body(const httplib::Request& req, const WipeHook& on_wipe);

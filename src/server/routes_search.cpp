@@ -2,6 +2,7 @@
 // against an enrolled subject) and detection. Every photo goes to the service, which analyzes
 // it on its pipeline pool, wipes it and audits the call; the server only reads the form.
 #include "server/server_impl.h"
+#include "service/photo.h"
 #include "service/render.h"
 
 using nlohmann::json;
@@ -56,8 +57,8 @@ void add_search_routes(Server::Impl& s) {
       return;
     }
     const double fmr = double_field(form_field(c.req, "fmr"), "fmr", 1e-7, 0.5).value_or(1e-4);
-    // Photo a is held as pending while b is read: a refused b must not leave a behind.
-    PendingUpload a(s.image_part(c.req, "a"), s.on_wipe());
+    // Photo a is held as an Upload while b is read: a refused b must not leave a behind.
+    service::Upload a(s.image_part(c.req, "a"), s.on_wipe());
     std::vector<uint8_t> b = s.image_part(c.req, "b");
     auto v = value_or_throw(s.photo_use_case("verify", [&](service::Service& svc) {
       return svc.verify_photos(c.caller.who(), a.release(), std::move(b), fmr);

@@ -32,6 +32,14 @@ class Upload {
 
   const std::vector<uint8_t>& bytes() const { return bytes_; }
   void wipe();
+  // Hands the bytes on to a use case that wipes them itself (an adapter holding a photo while
+  // it reads the rest of a request); nothing is wiped or reported here then.
+  std::vector<uint8_t> release() {
+    wiped_ = true;
+    std::vector<uint8_t> out = std::move(bytes_);
+    bytes_.clear();
+    return out;
+  }
 
  private:
   std::vector<uint8_t> bytes_;

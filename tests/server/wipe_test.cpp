@@ -162,6 +162,23 @@ TEST_F(WipeTest, VerifyTwoPhotos) {
   EXPECT_EQ(w.bytes(WipeKind::kFaceTemplates), std::vector<size_t>(2, kTemplateBytes)) << w.str();
 }
 
+TEST_F(WipeTest, VerifyTwoPhotosSecondRefused) {
+  // b is not an image (415) after a was taken: a's copy must not go unwiped.
+  const fs::path a = photo("amy", 1);
+  const std::string b = "not an image at all";
+  auto w = run([&] {
+    return post_form("/v1/verify", "investigator", {img("a", a), {"b", b, "b.txt", "text/plain"}});
+  }, 415);
+  // 4 uploaded: part a and the server's copy of a (held while b is read), part b and its copy
+  // (refused as not an image). Nothing decoded.
+  auto up = w.bytes(WipeKind::kUploadedBytes);
+  std::sort(up.begin(), up.end());
+  std::vector<size_t> want = {b.size(), b.size(), upload_size(a), upload_size(a)};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(up, want) << w.str();
+  EXPECT_EQ(w.count(WipeKind::kDecodedPixels), 0u) << w.str();
+}
+
 TEST_F(WipeTest, VerifyAgainstSubject) {
   [[maybe_unused]] static const int64_t basis = enrolled_subject("wipe-amy", photo("amy", 3));
   const fs::path a = photo("amy", 2);

@@ -19,14 +19,19 @@ Result<EraseReceipt> Service::Impl::erase_in_txn(const Actor& actor, const vault
   r.images = gone.images;
   r.kept_images = gone.kept_images;
   r.bases = gone.bases;
+  r.reference_crops = gone.reference_crops;
+  r.review_candidates_removed = gone.review_candidates;
   r.key_destroyed = gone.keys > 0;
   FV_RETURN_IF_ERROR(vault->mark_wipe_pending());
   AuditEntry e = entry(actor, Action::kErase);
   e.subjects = {s.uid};
   e.details = {{"reason", reason}, {"templates", r.faces}, {"source_images", r.images}, {"kept_images", r.kept_images},
-               {"lawful_bases", r.bases}, {"subject_key", r.key_destroyed}};
+               {"lawful_bases", r.bases}, {"subject_key", r.key_destroyed}, {"reference_crops", r.reference_crops},
+               {"review_candidates", r.review_candidates_removed}};
   FV_ASSIGN_OR_RETURN(r.audit_hash, audit_in_txn(e));
   r.audit_seq = e.seq;
+  // Open review cases the subject left: one with nothing left to decide closes now.
+  FV_RETURN_IF_ERROR(settle_cases_after_erasure(actor, gone.open_review_cases));
   return r;
 }
 
@@ -96,10 +101,15 @@ Result<ExpireReport> Service::expire(const Actor& actor, const std::optional<std
     r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
     rep.erased.push_back(r);
   }
+  // Oversight's own expiry: pending authorisations past their deadline, aged-out probe crops.
+  if (!dry_run) {
+    FV_ASSIGN_OR_RETURN(rep.oversight, m.sweep_oversight(actor, rep.as_of));
+  }
   AuditEntry e = m.entry(actor, Action::kExpire);
   for (auto& r : rep.erased) e.subjects.push_back(r.subject_uid);
   e.details = {{"as_of", rep.as_of}, {"erased", dry_run ? 0 : rep.erased.size()}, {"dry_run", dry_run},
-               {"due", rep.erased.size()}};
+               {"due", rep.erased.size()}, {"authorisations_lapsed", rep.oversight.lapsed.size()},
+               {"probe_crops_destroyed", rep.oversight.probe_crops_destroyed}};
   FV_ASSIGN_OR_RETURN(rep.audit_hash, m.audit_now(e));
   if (!dry_run && !rep.erased.empty()) {
     Status w = m.vault->wipe_free_space();

@@ -31,7 +31,12 @@ const std::vector<PolicyRow>& table() {
       {Action::kAuditVerify, "audit_verify", {R::kAdmin, R::kAuditor}},
       {Action::kKeyRotate, "key_rotate", {R::kAdmin}},
       {Action::kKeyManage, "key_manage", {R::kAdmin}},
-      {Action::kSignIn, "sign_in", {R::kAdmin, R::kEnroller, R::kInvestigator, R::kAuditor}},
+      {Action::kReviewRead, "review_read", {R::kAdmin, R::kInvestigator, R::kAuditor, R::kReviewer}},
+      {Action::kReviewDecide, "review_decide", {R::kAdmin, R::kReviewer}},
+      {Action::kAuthorisationManage, "authorisation_manage", {R::kAdmin, R::kAuditor}},
+      {Action::kAuthorisationRead, "authorisation_read", {R::kAdmin, R::kInvestigator, R::kAuditor}},
+      {Action::kReport, "report", {R::kAdmin, R::kAuditor}},
+      {Action::kSignIn, "sign_in", {R::kAdmin, R::kEnroller, R::kInvestigator, R::kAuditor, R::kReviewer}},
       {Action::kHealth, "health", {}},
       {Action::kMetrics, "metrics", {}},
       {Action::kOpenApi, "openapi", {}},
@@ -53,7 +58,7 @@ const std::vector<Action>& all_actions() {
 }
 
 const std::vector<Role>& all_roles() {
-  static const std::vector<Role> all = {R::kAdmin, R::kEnroller, R::kInvestigator, R::kAuditor};
+  static const std::vector<Role> all = {R::kAdmin, R::kEnroller, R::kInvestigator, R::kAuditor, R::kReviewer};
   return all;
 }
 
@@ -63,6 +68,7 @@ const char* role_name(Role r) {
     case R::kEnroller: return "enroller";
     case R::kInvestigator: return "investigator";
     case R::kAuditor: return "auditor";
+    case R::kReviewer: return "reviewer";
   }
   return "unknown";
 }

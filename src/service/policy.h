@@ -13,8 +13,9 @@ namespace fv::service {
 
 // admin: everything; enroller: bases, enrollment, opt-outs; investigator: search;
 // auditor (data-protection officer): erasure, basis withdrawal (it erases), export, expiry,
-// opt-out checks, the audit log.
-enum class Role { kAdmin, kEnroller, kInvestigator, kAuditor };
+// opt-out checks, the audit log, authorisations, the transparency report; reviewer: the
+// two-person review of search candidates (EU AI Act Art 14(5)).
+enum class Role { kAdmin, kEnroller, kInvestigator, kAuditor, kReviewer };
 
 enum class Action {
   kBasisAdd,
@@ -32,6 +33,11 @@ enum class Action {
   kAuditVerify,
   kKeyRotate,      // the master key
   kKeyManage,      // API keys: create, list, revoke
+  kReviewRead,     // review cases: list, show, the probe and reference crops
+  kReviewDecide,   // a reviewer's decision on a candidate
+  kAuthorisationManage,  // add, grant, refuse authorisations of searches
+  kAuthorisationRead,    // list them (an investigator must know which one to cite)
+  kReport,         // the transparency report
   kSignIn,         // any valid API key
   kHealth,         // public
   kMetrics,        // public
@@ -44,7 +50,7 @@ const std::vector<Role>& all_roles();
 
 const char* role_name(Role r);
 std::optional<Role> parse_role(std::string_view name);
-// "admin, enroller, investigator, auditor": for error messages.
+// "admin, enroller, investigator, auditor, reviewer": for error messages.
 std::string role_names(const std::vector<Role>& roles);
 
 const char* action_name(Action a);  // as written in audit entries: "basis_add", "search", ...

@@ -25,4 +25,13 @@ nlohmann::json optout_check(const OptoutCheck& r);
 nlohmann::json audit_page(const AuditPage& p);
 nlohmann::json rotate_report(const vault::Vault::RotateReport& r);
 
+// Human oversight (render_oversight.cpp: review cases; render_report.cpp: authorisations and
+// the transparency report).
+nlohmann::json review_case(const ReviewCase& c, int reviewers_required);
+nlohmann::json review_decision(const ReviewDecision& d);
+nlohmann::json authorisation(const Authorisation& a);
+nlohmann::json lapse_report(const LapseReport& r);
+// The report as a standalone HTML page (inline SVG chart, no script, no external resource).
+std::string report_html(const nlohmann::json& report);
+
 }  // namespace fv::service::render

@@ -162,6 +162,7 @@ Result<SearchResult> Service::search_templates(const Actor& actor, const SearchR
   const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.check_search(actor, req));
+  FV_ASSIGN_OR_RETURN(const CitedAuthorisation auth, m.check_authorisation(actor, req, Impl::AuditVia::kMain));
   FV_RETURN_IF_ERROR(m.load_gallery());
   SearchResult res;
   SearchPlan plan;
@@ -184,6 +185,7 @@ Result<SearchResult> Service::search(const Actor& actor, const SearchRequest& re
   // Checked before the photo is analyzed, without the lock (a refusal is audited through the
   // second connection).
   FV_RETURN_IF_ERROR(m.check_search(actor, req, Impl::AuditVia::kAux));
+  FV_ASSIGN_OR_RETURN(const CitedAuthorisation auth, m.check_authorisation(actor, req, Impl::AuditVia::kAux));
   FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), PhotoOptions{}, m.options.on_wipe));
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.load_gallery());
@@ -240,6 +242,7 @@ Result<VerifyResult> Service::verify_subject_template(const Actor& actor, const 
   const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.check_search(actor, req));
+  FV_RETURN_IF_ERROR(m.check_authorisation(actor, req, Impl::AuditVia::kMain).status());
   return m.verify_locked(actor, req, subject_ref, probe);
 }
 
@@ -251,6 +254,7 @@ Result<VerifyResult> Service::verify_subject(const Actor& actor, const SearchReq
   // Checked before the photo is analyzed, without the lock (a refusal is audited through the
   // second connection).
   FV_RETURN_IF_ERROR(m.check_search(actor, req, Impl::AuditVia::kAux));
+  FV_RETURN_IF_ERROR(m.check_authorisation(actor, req, Impl::AuditVia::kAux).status());
   FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), PhotoOptions{}, m.options.on_wipe));
   const int k = face::verification_face(photo->faces());
   std::lock_guard<std::mutex> l(m.mu);

@@ -71,6 +71,9 @@ struct EnrollRequest {
   std::optional<std::string> purpose;  // when given, the basis must cover it
   int face_index = -1;                 // which face when the photo has several acceptable ones
   bool keep_image = false;
+  // Keep a sealed aligned crop of the face for reviewers to compare (review cases); nullopt:
+  // the vault's oversight.keep_reference_crops.
+  std::optional<bool> keep_reference;
   Provenance provenance;
 };
 
@@ -81,6 +84,7 @@ struct EnrollResult {
   face::Box box;
   int face_index = 0;
   std::string retention_until;
+  bool reference_kept = false;
   std::string audit_hash;
 };
 
@@ -117,6 +121,9 @@ struct SearchRequest {
   // Purposes the caller's credential is limited to (an API key's scope); nullopt: no limit.
   // A purpose outside them is refused with kPermissionDenied and audited as "denied".
   std::optional<std::vector<std::string>> allowed_purposes;
+  // The authorisation the search cites (its id, "au_…"); required when the purpose is in the
+  // vault's oversight.authorisation_required.
+  std::optional<std::string> authorisation;
 };
 
 struct SearchFace {
@@ -132,6 +139,11 @@ struct SearchResult {
   int64_t eligible_templates = 0; // their templates: the gallery size FPIR refers to
   double threshold = 0, max_fmr = 0;
   std::string calibration;
+  // The review case the search opened: its candidates are for two-person review and none is
+  // a confirmed identification until reviewers confirm it (Service::review_decide).
+  std::string review_case;
+  std::optional<std::string> authorisation;  // cited
+  bool authorisation_pending = false;        // cited while pending: unusable if it lapses
   std::string audit_hash;
 };
 
@@ -175,10 +187,17 @@ struct EraseReceipt {
   std::string audit_hash;
 };
 
+struct LapseReport {  // pending authorisations whose deadline passed without a grant
+  std::vector<std::string> lapsed;  // their ids
+  int64_t cases_marked_unusable = 0;
+  int64_t probe_crops_destroyed = 0;  // cases whose probe crops aged out (oversight.probe_crop_days)
+};
+
 struct ExpireReport {
   std::string as_of;
   bool dry_run = false;
   std::vector<EraseReceipt> erased;
+  LapseReport oversight;  // lapsed authorisations and aged-out probe crops (not in a dry run)
   std::string audit_hash;
 };
 
@@ -215,6 +234,84 @@ struct AuditPage {
   std::vector<vault::AuditEntry> entries;  // at most `limit`, in the order asked for
   size_t matched = 0;                      // entries that pass every filter
   size_t total = 0;                        // entries since/for the subject, before the other filters
+};
+
+// ---- human oversight: review cases (reviews.cpp), authorisations (authorisations.cpp), the
+// transparency report (report.cpp). EU AI Act Art 14(5), 12(3)(d), 26(6), 26(10).
+
+enum class ReviewVerdict { kConfirm, kReject, kInconclusive };
+const char* review_verdict_name(ReviewVerdict v);  // confirm, reject, inconclusive
+std::optional<ReviewVerdict> parse_review_verdict(std::string_view name);
+
+struct ReviewDecision {
+  int64_t candidate_id = 0;
+  std::string reviewer, reviewer_role, decision, reason, decided_at;
+  bool reference_available = false;  // an enrolled reference crop existed to compare with
+  std::string audit_hash;            // of the decision's audit entry (when just recorded)
+};
+
+struct ReviewCandidate {
+  int64_t id = 0;
+  int face_index = 0, rank = 0;
+  std::string subject_ref, subject_uid;  // ref empty once the subject was erased
+  double similarity = 0;
+  std::optional<double> fmr, fpir;
+  // pending: fewer than the required decisions; confirmed: at least reviewers_required
+  // confirmations and no other decision; rejected: only rejections; inconclusive: no
+  // confirmation, not only rejections; disputed: confirmations and other decisions.
+  std::string status;
+  int decisions_recorded = 0;
+  // Absent when the caller may not see them yet: a reviewer sees the decisions on a
+  // candidate only after recording their own (independent review); auditors and admins see
+  // them; the searcher once the case is closed.
+  std::optional<std::vector<ReviewDecision>> decisions;
+  bool reference_available = false;
+  bool decided_by_caller = false;
+};
+
+struct ReviewCase {
+  std::string id;  // "rv_…"
+  std::string opened_at, searcher, purpose, case_ref, mode, probe_sha256, status;  // status: open | closed
+  std::optional<std::string> closed_at, authorisation, unusable;
+  int64_t search_audit_seq = 0;
+  std::vector<int> probe_faces;  // faces whose probe crop is kept (for the review page)
+  std::vector<ReviewCandidate> candidates;
+};
+
+struct ReviewListFilter {
+  std::optional<std::string> status;  // open | closed
+  bool awaiting_caller = false;       // open cases with a candidate the caller may still decide
+  size_t limit = 100;
+};
+
+struct ReviewDecisionRequest {
+  int64_t candidate_id = 0;
+  ReviewVerdict verdict = ReviewVerdict::kInconclusive;
+  std::string reason;  // free text, 1-2000 bytes
+};
+
+struct ReviewImage {  // a JPEG for the review page
+  std::vector<uint8_t> jpeg;
+};
+
+struct AuthorisationRequest {
+  std::string authority, reference;  // issuing authority, its reference
+  std::vector<std::string> purposes;
+  std::string valid_from, valid_until;  // dates or timestamps (UTC)
+  bool pending = false;                 // requested, not yet granted (Art 26(10): within 48 h)
+  std::optional<std::string> deadline;  // pending: default now + oversight.authorisation_pending_hours
+  std::string note;
+};
+
+struct Authorisation {
+  std::string id;  // "au_…"
+  std::string authority, reference;
+  std::vector<std::string> purposes;
+  std::string valid_from, valid_until, status, requested_at;  // granted | pending | refused | lapsed
+  std::optional<std::string> deadline, decided_at, decided_by;
+  std::string recorded_by, note;
+  int64_t cases_citing = 0;
+  std::string audit_hash;
 };
 
 struct BatchRow {
@@ -331,6 +428,31 @@ class Service {
   // version, so after a model change the registry's entries no longer block enrollment; they
   // must be taken again (new photo) with the current model.
   Result<OptoutCheck> optout_check(const Actor& actor);
+
+  // ---- human oversight: review cases (reviews.cpp)
+  // Cases the caller may see: reviewers, auditors and admins all; an investigator those they opened.
+  Result<std::vector<ReviewCase>> review_list(const Actor& actor, const ReviewListFilter& filter);
+  Result<ReviewCase> review_show(const Actor& actor, const std::string& case_id);
+  // One reviewer's decision on one candidate: audited naming the reviewer; the case closes
+  // (and its probe crops are destroyed) once every candidate has the decisions required.
+  Result<ReviewDecision> review_decide(const Actor& actor, const std::string& case_id, const ReviewDecisionRequest& req);
+  // The probe face of a case, and a candidate's enrolled reference face (kNotFound when none
+  // is kept: the page says so). Audited, as a viewing of biometric data.
+  Result<ReviewImage> review_probe_image(const Actor& actor, const std::string& case_id, int face_index);
+  Result<ReviewImage> review_reference_image(const Actor& actor, const std::string& case_id, int64_t candidate_id);
+
+  // ---- human oversight: authorisations (authorisations.cpp)
+  Result<Authorisation> authorisation_add(const Actor& actor, const AuthorisationRequest& req);
+  Result<Authorisation> authorisation_grant(const Actor& actor, const std::string& id, const std::string& note);
+  Result<Authorisation> authorisation_refuse(const Actor& actor, const std::string& id, const std::string& note);
+  Result<std::vector<Authorisation>> authorisation_list(const Actor& actor);
+  // Lapses the pending authorisations past their deadline (their cases become unusable) and
+  // destroys aged-out probe crops; expire() runs it too. Audited.
+  Result<LapseReport> oversight_sweep(const Actor& actor, const std::optional<std::string>& as_of);
+
+  // ---- the transparency report (report.cpp): counts from the audit log, no personal data.
+  // `from` and `to` are dates or timestamps (UTC; a date `to` includes that day).
+  Result<nlohmann::json> transparency_report(const Actor& actor, const std::string& from, const std::string& to);
 
   // ---- audit and keys (admin.cpp)
   Result<vault::AuditVerifyReport> audit_verify(const Actor& actor);

@@ -41,6 +41,13 @@ struct SearchPlan {
   size_t top = 0;         // candidates asked for
 };
 
+// The authorisation a search cites, as checked before it runs (authorisations.cpp).
+struct CitedAuthorisation {
+  std::optional<int64_t> id;  // row id; absent when the search cites none
+  std::string uid;
+  bool pending = false;
+};
+
 struct Service::Impl {
   std::unique_ptr<vault::Vault> vault;
   ServiceOptions options;
@@ -97,6 +104,13 @@ struct Service::Impl {
   Result<std::vector<Candidate>> scan(const SearchPlan& plan, const face::FaceTemplate& probe,
                                       const Gallery::Eligibility& eligible);
   Result<std::string> audit_search(const Actor& actor, const SearchRequest& req, const SearchResult& res);
+  // The search's authorisation (authorisations.cpp): when the purpose needs one
+  // (oversight.authorisation_required) a search without one, or citing one that is unknown,
+  // refused, lapsed, out of its validity or scope, or pending past its deadline, is refused
+  // (kFailedPrecondition, audited "refused"); a cited authorisation is checked whatever the purpose.
+  Result<CitedAuthorisation> check_authorisation(const Actor& actor, const SearchRequest& req, AuditVia via);
+  // Lapses overdue pending authorisations and destroys aged-out probe crops (caller holds mu).
+  Result<LapseReport> sweep_oversight(const Actor& actor, const std::string& as_of);
   Result<VerifyResult> verify_locked(const Actor& actor, const SearchRequest& req, const std::string& subject_ref,
                                      const face::FaceTemplate& probe);
   Result<EraseReceipt> erase_in_txn(const Actor& actor, const vault::SubjectRow& s, const std::string& reason);

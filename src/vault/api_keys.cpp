@@ -30,7 +30,7 @@ Bytes key_hash(const std::string& secret, std::span<const uint8_t> salt) {
 }
 
 bool known_role(const std::string& r) {
-  return r == "admin" || r == "enroller" || r == "investigator" || r == "auditor";
+  return r == "admin" || r == "enroller" || r == "investigator" || r == "auditor" || r == "reviewer";
 }
 
 bool valid_purpose(const std::string& p) {
@@ -105,7 +105,7 @@ Status ensure_api_key_table(Db& db) {
 Result<NewApiKey> create_api_key(Db& db, const std::string& role, const std::vector<std::string>& purposes_in,
                                  const std::string& label, const std::string& actor, const AuditSigner* signer) {
   FV_RETURN_IF_ERROR(ensure_sodium());
-  if (!known_role(role)) return invalid_argument("unknown role '" + role + "' (admin, enroller, investigator, auditor)");
+  if (!known_role(role)) return invalid_argument("unknown role '" + role + "' (admin, enroller, investigator, auditor, reviewer)");
   std::set<std::string> uniq;
   for (auto& p : purposes_in) {
     if (!valid_purpose(p)) return invalid_argument("invalid purpose '" + p + "' (letters, digits, . _ : / -)");

@@ -139,6 +139,69 @@ struct NewOptout {
   std::string created_at;
 };
 
+// ---- human oversight (catalog_reviews.cpp, catalog_authorisations.cpp)
+
+struct NewReviewCandidate {
+  int face_index = 0, rank = 0;
+  int64_t subject_id = 0;
+  std::string subject_uid;
+  double similarity = 0;
+  std::optional<double> fmr, fpir;
+};
+
+struct NewReviewCase {
+  std::string uid, opened_at, searcher, searcher_role, purpose, case_ref, mode, probe_sha256;
+  std::optional<int64_t> authorisation_id;
+  int64_t search_audit_seq = 0;
+  std::optional<Bytes> wrapped_probe_key;  // with the master key's id, when probe crops are kept
+  std::string probe_master_key_id;
+  std::vector<NewReviewCandidate> candidates;
+  std::vector<std::pair<int, Bytes>> sealed_probe_crops;  // face index → sealed JPEG
+};
+
+struct ReviewDecisionRow {
+  int64_t id = 0, candidate_id = 0;
+  std::string reviewer, reviewer_role, decision, reason, decided_at;
+  bool reference_available = false;
+  int64_t audit_seq = 0;
+};
+
+struct ReviewCandidateRow {
+  int64_t id = 0, case_id = 0;
+  int face_index = 0, rank = 0;
+  std::optional<int64_t> subject_id;  // absent once the subject was erased
+  std::string subject_uid, subject_ref;  // ref empty once erased
+  double similarity = 0;
+  std::optional<double> fmr, fpir;
+  std::vector<ReviewDecisionRow> decisions;
+};
+
+struct ReviewCaseRow {
+  int64_t id = 0;
+  std::string uid, opened_at, searcher, searcher_role, purpose, case_ref, mode, probe_sha256, status;
+  std::optional<std::string> closed_at, unusable, authorisation_uid;
+  int64_t search_audit_seq = 0;
+  std::optional<Bytes> wrapped_probe_key;
+  std::vector<int> probe_faces;  // face indexes with a sealed probe crop
+  std::vector<ReviewCandidateRow> candidates;
+};
+
+struct ReviewCaseQuery {
+  std::optional<std::string> status;    // open | closed
+  std::optional<std::string> searcher;  // only cases this actor opened
+  size_t limit = 100;
+};
+
+struct AuthorisationRow {
+  int64_t id = 0;
+  std::string uid, authority, reference;
+  std::vector<std::string> purposes;
+  std::string valid_from, valid_until, status, requested_at;
+  std::optional<std::string> deadline, decided_at, decided_by;
+  std::string recorded_by, note;
+  int64_t cases_citing = 0;
+};
+
 // Counters kept by triggers in the vault (every process's changes count): the gallery's
 // changes with every face row inserted or deleted; eligibility's with every basis,
 // basis-purpose and subject change that can narrow who a search may return.
@@ -221,6 +284,36 @@ class Catalog {
   Status revoke_api_key(const std::string& id, const std::string& actor);
   Result<std::vector<ApiKey>> list_api_keys();
   Result<std::optional<ApiKey>> authenticate_api_key(const std::string& presented);
+
+  // ---- human oversight: review cases (catalog_reviews.cpp)
+  Result<int64_t> insert_review_case(const NewReviewCase& c);
+  Result<std::optional<ReviewCaseRow>> find_review_case(const std::string& uid);  // with candidates and decisions
+  Result<std::vector<ReviewCaseRow>> list_review_cases(const ReviewCaseQuery& q);  // with candidates and decisions
+  Result<int64_t> insert_review_decision(const ReviewDecisionRow& d);
+  Result<std::optional<Bytes>> sealed_probe_crop(int64_t case_id, int face_index);
+  // Closes a case; destroys its probe crops and key.
+  Status close_review_case(int64_t case_id, const std::string& closed_at);
+  // Destroys probe crops and keys of cases opened before `before` (probe_crop_days); returns how many cases.
+  Result<int64_t> destroy_probe_crops_before(const std::string& before);
+  Status mark_cases_unusable(int64_t authorisation_id, const std::string& why);
+  // The subject's review decisions (the access export), by candidate.
+  Result<std::vector<ReviewCandidateRow>> review_candidates_of_subject(int64_t subject_id);
+  // Re-wraps every case key (master-key rotation), inside the caller's transaction.
+  Status for_each_probe_key(const std::function<Result<Bytes>(const std::string& case_uid, const Bytes& wrapped)>& rewrap,
+                            const std::string& new_master_key_id);
+  // Reference crops of enrolled faces, sealed under the subject key.
+  Status insert_reference_crop(int64_t face_id, int64_t subject_id, const Bytes& sealed);
+  // The subject's reference crops (face id → sealed JPEG), newest face first.
+  Result<std::vector<std::pair<int64_t, Bytes>>> reference_crops(int64_t subject_id);
+
+  // ---- human oversight: authorisations (catalog_authorisations.cpp)
+  Result<int64_t> insert_authorisation(const AuthorisationRow& a);
+  Result<std::optional<AuthorisationRow>> find_authorisation(const std::string& uid);
+  Result<std::vector<AuthorisationRow>> list_authorisations();
+  Status update_authorisation_status(int64_t id, const std::string& status, const std::string& decided_at,
+                                     const std::string& decided_by, const std::string& note);
+  // Pending authorisations whose deadline is at or before `as_of`.
+  Result<std::vector<AuthorisationRow>> lapsed_pending(const std::string& as_of);
 
   Result<int64_t> count_faces();
   Result<int64_t> count_subjects();

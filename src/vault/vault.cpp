@@ -260,6 +260,82 @@ END;
     // (kCheckpointSchemaSql) and signs the chain's head as it stands, the vault's "start"
     // checkpoint: `audit verify` expects one every N entries from there on.
     "SELECT 1",
+    // 7 → 8: human oversight. Review cases hold each search's candidates and the reviewers'
+    // decisions; a candidate keeps its subject's opaque uid (as the audit does) so that a
+    // closed case still records what was decided after the subject is erased (the catalog
+    // removes an erased subject from open cases). Probe crops are sealed under a key of the
+    // case (wrapped by the master key) and destroyed when the case closes or ages out.
+    // Reference crops of enrolled faces (opt-in) are sealed under the subject key and go with
+    // their face. Authorisations of searches (Art 26(10)) are cited by the cases they allowed.
+    R"sql(
+CREATE TABLE authorisation(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  uid TEXT NOT NULL UNIQUE,
+  authority TEXT NOT NULL,
+  reference TEXT NOT NULL,
+  purposes TEXT NOT NULL,             -- JSON array
+  valid_from TEXT NOT NULL,
+  valid_until TEXT NOT NULL,
+  status TEXT NOT NULL CHECK(status IN ('granted','pending','refused','lapsed')),
+  requested_at TEXT NOT NULL,
+  deadline TEXT,                      -- pending: a grant must be recorded before this
+  decided_at TEXT,
+  recorded_by TEXT NOT NULL,
+  decided_by TEXT,
+  note TEXT NOT NULL DEFAULT '');
+CREATE TABLE review_case(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  uid TEXT NOT NULL UNIQUE,
+  opened_at TEXT NOT NULL,
+  searcher TEXT NOT NULL,
+  searcher_role TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  case_ref TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  probe_sha256 TEXT NOT NULL,         -- '' for a search of templates
+  authorisation_id INTEGER REFERENCES authorisation(id),
+  search_audit_seq INTEGER NOT NULL,
+  status TEXT NOT NULL CHECK(status IN ('open','closed')),
+  closed_at TEXT,
+  unusable TEXT,                      -- why its results may not be used (authorisation lapsed or refused)
+  probe_key BLOB,                     -- the case key wrapped by the master key; NULL once destroyed
+  probe_master_key_id TEXT);
+CREATE INDEX review_case_by_status ON review_case(status, id);
+CREATE INDEX review_case_by_authorisation ON review_case(authorisation_id);
+CREATE TABLE review_probe(
+  case_id INTEGER NOT NULL REFERENCES review_case(id) ON DELETE CASCADE,
+  face_index INTEGER NOT NULL,
+  crop BLOB NOT NULL,                 -- JPEG of the aligned probe face, sealed with the case key
+  PRIMARY KEY(case_id, face_index)) WITHOUT ROWID;
+CREATE TABLE review_candidate(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  case_id INTEGER NOT NULL REFERENCES review_case(id) ON DELETE CASCADE,
+  face_index INTEGER NOT NULL,
+  rank INTEGER NOT NULL,
+  subject_id INTEGER REFERENCES subject(id) ON DELETE SET NULL,
+  subject_uid TEXT NOT NULL,
+  similarity REAL NOT NULL,
+  fmr REAL,
+  fpir REAL);
+CREATE INDEX review_candidate_by_case ON review_candidate(case_id);
+CREATE INDEX review_candidate_by_subject ON review_candidate(subject_id);
+CREATE TABLE review_decision(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  candidate_id INTEGER NOT NULL REFERENCES review_candidate(id) ON DELETE CASCADE,
+  reviewer TEXT NOT NULL,
+  reviewer_role TEXT NOT NULL,
+  decision TEXT NOT NULL CHECK(decision IN ('confirm','reject','inconclusive')),
+  reason TEXT NOT NULL,
+  reference_available INTEGER NOT NULL,
+  decided_at TEXT NOT NULL,
+  audit_seq INTEGER NOT NULL,
+  UNIQUE(candidate_id, reviewer));
+CREATE TABLE reference_crop(
+  face_id INTEGER PRIMARY KEY REFERENCES face(id) ON DELETE CASCADE,
+  subject_id INTEGER NOT NULL REFERENCES subject(id) ON DELETE CASCADE,
+  crop BLOB NOT NULL);                -- JPEG of the aligned face, sealed with the subject key (reference_ad)
+CREATE INDEX reference_crop_by_subject ON reference_crop(subject_id);
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);
@@ -451,7 +527,14 @@ nlohmann::json VaultConfig::to_json() const {
           {"master_key", master_key},
           {"audit_signing_key", audit_signing_key},
           {"audit_checkpoint_every", audit_checkpoint_every},
-          {"index", {{"kind", index_kind}, {"ann_min_size", index_ann_min_size}, {"search_threads", search_threads}}}};
+          {"index", {{"kind", index_kind}, {"ann_min_size", index_ann_min_size}, {"search_threads", search_threads}}},
+          {"oversight",
+           {{"reviewers_required", reviewers_required},
+            {"searcher_may_review", searcher_may_review},
+            {"keep_reference_crops", keep_reference_crops},
+            {"probe_crop_days", probe_crop_days},
+            {"authorisation_required", authorisation_required},
+            {"authorisation_pending_hours", authorisation_pending_hours}}}};
 }
 
 namespace {
@@ -484,6 +567,21 @@ Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
   if (j.contains("index") && j["index"].is_object()) {
     FV_RETURN_IF_ERROR(read_int(j["index"], "ann_min_size", c.index_ann_min_size, 1, INT64_MAX, "index."));
     FV_RETURN_IF_ERROR(read_int(j["index"], "search_threads", c.search_threads, 1, 256, "index."));
+  }
+  if (j.contains("oversight")) {
+    const auto& o = j["oversight"];
+    if (!o.is_object()) return corrupt_data("config.json: oversight must be an object");
+    FV_RETURN_IF_ERROR(read_int(o, "reviewers_required", c.reviewers_required, 2, 10, "oversight."));
+    FV_RETURN_IF_ERROR(read_int(o, "probe_crop_days", c.probe_crop_days, 0, 3650, "oversight."));
+    FV_RETURN_IF_ERROR(read_int(o, "authorisation_pending_hours", c.authorisation_pending_hours, 1, 24 * 365, "oversight."));
+    try {
+      c.searcher_may_review = o.value("searcher_may_review", c.searcher_may_review);
+      c.keep_reference_crops = o.value("keep_reference_crops", c.keep_reference_crops);
+      if (o.contains("authorisation_required"))
+        c.authorisation_required = o["authorisation_required"].get<std::vector<std::string>>();
+    } catch (const nlohmann::json::exception& e) {
+      return corrupt_data(std::string("config.json: oversight: ") + e.what());
+    }
   }
   try {
     c.default_retention_days = j.value("default_retention_days", c.default_retention_days);
@@ -524,6 +622,14 @@ Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
 std::string face_ad(int64_t subject_id, int64_t face_id, const std::string& model_id, int version) {
   return "facevault/face/" + std::to_string(subject_id) + "/" + std::to_string(face_id) + "/" + model_id + "/" +
          std::to_string(version);
+}
+
+std::string reference_ad(int64_t subject_id, int64_t face_id) {
+  return "facevault/reference/" + std::to_string(subject_id) + "/" + std::to_string(face_id);
+}
+
+std::string probe_ad(const std::string& case_uid, int face_index) {
+  return "facevault/probe/" + case_uid + "/" + std::to_string(face_index);
 }
 
 std::string image_ad(int64_t subject_id, int64_t image_id) {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -27,7 +28,7 @@ namespace fv::vault {
 
 inline constexpr const char* kMasterKeyEnv = "FACEVAULT_MASTER_KEY";
 inline constexpr const char* kNewMasterKeyEnv = "FACEVAULT_NEW_MASTER_KEY";
-inline constexpr int kSchemaVersion = 7;
+inline constexpr int kSchemaVersion = 8;
 
 struct VaultConfig {
   double default_retention_days = 365;  // subject retention from creation, renewed by enrollment
@@ -53,6 +54,19 @@ struct VaultConfig {
   // candidate, while the IVF (docs/benchmarks.md) loses recall on near-isotropic templates.
   int64_t index_ann_min_size = 16000000;
   int search_threads = 1;
+  // Human oversight (config "oversight"; docs/privacy.md). A candidate is a confirmed
+  // identification only after `reviewers_required` distinct reviewers confirmed it; the
+  // searcher may be one of them only with searcher_may_review. Reference crops of enrolled
+  // faces are kept (sealed) when keep_reference_crops, or when an enrollment asks; probe crops
+  // of a review case are destroyed when it closes or after probe_crop_days (0: at closure
+  // only). A search for a purpose in authorisation_required must cite an authorisation; a
+  // pending one allows searches for authorisation_pending_hours (Art 26(10): 48 h).
+  int reviewers_required = 2;
+  bool searcher_may_review = false;
+  bool keep_reference_crops = false;
+  int probe_crop_days = 30;
+  std::vector<std::string> authorisation_required;
+  int authorisation_pending_hours = 48;
 
   nlohmann::json to_json() const;
   static Result<VaultConfig> from_json(const nlohmann::json& j);
@@ -73,6 +87,10 @@ struct VaultPaths {
 // subject). A row is inserted first and sealed once its id is known.
 std::string face_ad(int64_t subject_id, int64_t face_id, const std::string& model_id, int version);
 std::string image_ad(int64_t subject_id, int64_t image_id);
+// A reference crop of an enrolled face (sealed with the subject key), and a probe crop of a
+// review case (sealed with the case key), bound to their rows likewise.
+std::string reference_ad(int64_t subject_id, int64_t face_id);
+std::string probe_ad(const std::string& case_uid, int face_index);
 
 // Where a command finds its vault: --vault, else $FACEVAULT_VAULT, else ./var/vault.
 std::filesystem::path default_vault_dir();
@@ -118,6 +136,10 @@ class Vault {
   Result<SecretKey> subject_key_from_wrapped(int64_t subject_id, std::span<const uint8_t> wrapped) const;
   // The key sealing the opt-out registry, created on first use (inside the caller's transaction).
   Result<SecretKey> optout_key(bool create);
+  // A review case's key (its probe crops): a new one wrapped by the master key, and one
+  // unwrapped; bound to the case's uid. Master-key rotation re-wraps them.
+  Result<std::pair<SecretKey, Bytes>> create_case_key(const std::string& case_uid);
+  Result<SecretKey> case_key(const std::string& case_uid, std::span<const uint8_t> wrapped) const;
   // Fails when another process rotated the master key since this one opened the vault.
   Status check_master_key_current();
 

@@ -37,10 +37,12 @@ struct PreparedPhoto {
   const face::Face& face() const { return photo->faces()[face_index]; }
 };
 
-Result<PreparedPhoto> prepare(PipelinePool& pool, Upload upload, int face_index, bool keep_image, const WipeHook& on_wipe) {
+Result<PreparedPhoto> prepare(PipelinePool& pool, Upload upload, int face_index, bool keep_image, bool keep_reference,
+                              const WipeHook& on_wipe) {
   PhotoOptions po;
   po.keep_bytes = keep_image;
   po.hash = true;
+  po.crops = keep_reference;
   PreparedPhoto p;
   FV_ASSIGN_OR_RETURN(p.photo, Photo::analyze(pool, std::move(upload), po, on_wipe));
   FV_ASSIGN_OR_RETURN(p.face_index, choose_enrollment_face(p.photo->faces(), face_index));
@@ -56,6 +58,7 @@ Service::Impl::TemplateSource source_of(const PreparedPhoto& p) {
   src.keep = p.photo->kept_bytes();
   src.face = &p.face();
   src.face_index = p.face_index;
+  src.crop = p.photo->crop(static_cast<size_t>(p.face_index));
   return src;
 }
 
@@ -146,6 +149,13 @@ Result<EnrollResult> Service::Impl::commit_template(const Actor& actor, const En
   FV_RETURN_IF_ERROR(cat.seal_face(res.face_id, vault::seal(key, vault::as_bytes(tmpl.values),
                                                             vault::face_ad(subj->id, res.face_id, tmpl.model_id,
                                                                            tmpl.model_version))));
+  // The reviewers' reference crop (opt-in per vault or per enrollment): sealed with the
+  // subject key and bound to its face, so it goes with the face and with the subject.
+  if (req.keep_reference.value_or(config().keep_reference_crops) && src.crop) {
+    FV_RETURN_IF_ERROR(cat.insert_reference_crop(
+        res.face_id, subj->id, vault::seal(key, *src.crop, vault::reference_ad(subj->id, res.face_id))));
+    res.reference_kept = true;
+  }
   // Retention is renewed by enrollment, but never beyond the basis' own expiry.
   std::string renewed = vault::add_days(t, config().default_retention_days);
   if (basis->expires_at && *basis->expires_at < renewed) renewed = *basis->expires_at;
@@ -158,7 +168,7 @@ Result<EnrollResult> Service::Impl::commit_template(const Actor& actor, const En
   e.purpose = req.purpose.value_or("");
   e.subjects = {subj->uid};
   e.details = {{"basis_id", req.basis_id}, {"face_id", res.face_id}, {"image_id", res.image_id},
-               {"image_kept", src.keep != nullptr}, {"model", tmpl.model_id}};
+               {"image_kept", src.keep != nullptr}, {"reference_kept", res.reference_kept}, {"model", tmpl.model_id}};
   FV_ASSIGN_OR_RETURN(res.audit_hash, audit_in_txn(e));
   // Our one face row bumped the generation by one; if nobody else changed the templates since
   // the index was built, the online add keeps it current without a rebuild.
@@ -174,7 +184,8 @@ Result<EnrollResult> Service::enroll(const Actor& actor, const EnrollRequest& re
   // Before the photo is analyzed, without the lock (a denial is audited through the second
   // connection).
   FV_RETURN_IF_ERROR(m.authorize(actor, Action::kEnroll, req.purpose.value_or(""), "", Impl::AuditVia::kAux));
-  auto prepared = prepare(*m.pool, std::move(upload), req.face_index, req.keep_image, m.options.on_wipe);
+  auto prepared = prepare(*m.pool, std::move(upload), req.face_index, req.keep_image,
+                         req.keep_reference.value_or(m.config().keep_reference_crops), m.options.on_wipe);
   std::lock_guard<std::mutex> l(m.mu);
   // A pipeline that could not be built is the server's failure, not a refusal of this photo:
   // not written to the append-only log as one.
@@ -229,7 +240,7 @@ Status Service::enroll_batch(const Actor& actor, const std::vector<BatchRow>& ro
       if (in) {
         Upload upload(std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()),
                       m.options.on_wipe);
-        r = prepare(*m.pool, std::move(upload), -1, keep_image, m.options.on_wipe);
+        r = prepare(*m.pool, std::move(upload), -1, keep_image, m.config().keep_reference_crops, m.options.on_wipe);
       }
       {
         std::lock_guard<std::mutex> lock(mu);

@@ -98,6 +98,47 @@ Result<json> Service::export_subject(const Actor& actor, const std::string& subj
     return Status::ok();
   }));
   j["templates"] = faces;
+  // Reviewers' reference crops of the subject's faces (aligned face JPEGs, sealed).
+  json references = json::array();
+  FV_ASSIGN_OR_RETURN(auto crops, cat.reference_crops(s->id));
+  for (auto& [face_id, sealed] : crops) {
+    json rc = {{"face_id", face_id}, {"format", "jpeg"}};
+    if (images_dir) {
+      FV_ASSIGN_OR_RETURN(vault::Bytes plain, vault::open_sealed(key, sealed, vault::reference_ad(s->id, face_id)));
+      const fs::path out = *images_dir / ("reference-" + std::to_string(face_id) + ".jpg");
+      const bool written = write_private_file(out, plain);
+      vault::wipe(plain);
+      if (!written) return io_error("cannot write " + out.string());
+      rc["file"] = out.string();
+    }
+    references.push_back(rc);
+  }
+  j["reference_crops"] = {{"count", references.size()}, {"crops", references}};
+  // Every review case the subject was a candidate in, with every decision about them. Only a
+  // candidacy whose status is "confirmed" is a confirmed identification; all others are
+  // search candidates only.
+  const int required = m.config().reviewers_required;
+  json reviews = json::array();
+  int64_t confirmed = 0;
+  FV_ASSIGN_OR_RETURN(auto candidacies, cat.review_candidates_of_subject(s->id));
+  for (const auto& k : candidacies) {
+    const std::string status = review_candidate_status(k, required);
+    confirmed += status == "confirmed";
+    json decisions = json::array();
+    for (const auto& d : k.decisions)
+      decisions.push_back({{"reviewer", d.reviewer}, {"reviewer_role", d.reviewer_role}, {"decision", d.decision},
+                           {"reason", d.reason}, {"decided_at", d.decided_at}, {"reference_available", d.reference_available}});
+    reviews.push_back({{"review_case", k.case_uid}, {"case_status", k.case_status}, {"candidate", k.id},
+                       {"face_index", k.face_index}, {"rank", k.rank}, {"status", status},
+                       {"confirmed", status == "confirmed"}, {"decisions", decisions}});
+  }
+  j["review_cases"] = reviews;
+  j["review_summary"] = {
+      {"candidacies", reviews.size()},
+      {"confirmed_identifications", confirmed},
+      {"notice", "a candidacy is a confirmed identification only when its status is \"confirmed\" (" +
+                     std::to_string(required) + " reviewers confirmed it and none disagreed); every other one is a "
+                     "search candidate only, not an identification"}};
   vault::AuditQuery aq;
   aq.subject = s->uid;
   FV_ASSIGN_OR_RETURN(auto entries, cat.read_audit(aq));

@@ -1,8 +1,9 @@
 // Photos handed to the service: decoding and analysis on a leased pipeline, and the one place
 // where what a photo leaves in memory is wiped — the uploaded bytes (as soon as they are
 // decoded, or when an Upload goes unused: a refusal before any analysis), the decoded pixels
-// (as soon as the pipeline is done with them) and every face's template (when the Photo
-// goes, on every path, refusals included). Each wipe is reported to ServiceOptions::on_wipe.
+// (as soon as the pipeline is done with them), every face's template and aligned crop (when
+// the Photo goes, on every path, refusals included). Each wipe is reported to
+// ServiceOptions::on_wipe.
 #pragma once
 
 #include <cstdint>
@@ -50,8 +51,13 @@ class Upload {
 struct PhotoOptions {
   bool embed = true;        // compute templates
   bool keep_bytes = false;  // keep the uploaded bytes (enrollment --keep-image) until the Photo goes
-  bool hash = false;        // SHA-256 of the bytes (enrollment's provenance)
+  bool hash = false;        // SHA-256 of the bytes (enrollment's provenance, a review case's probe)
+  // Keep, per face, a JPEG of the face aligned on its 5 points with some margin (kCropSize²):
+  // what a reviewer compares (a review case's probe crop, an enrolled face's reference crop).
+  bool crops = false;
 };
+
+inline constexpr int kCropSize = 160;
 
 // A photo decoded and analyzed. Its faces' templates (and kept bytes) are wiped when it goes.
 class Photo {
@@ -68,6 +74,10 @@ class Photo {
   const std::string& sha256() const { return sha256_; }
   size_t byte_count() const { return byte_count_; }
   const std::vector<uint8_t>* kept_bytes() const { return kept_ ? &kept_->bytes() : nullptr; }
+  // The aligned crop (JPEG) of face i, when PhotoOptions::crops; null otherwise.
+  const std::vector<uint8_t>* crop(size_t i) const {
+    return i < crops_.size() && !crops_[i].empty() ? &crops_[i] : nullptr;
+  }
 
   // Decodes the upload (and wipes it, unless kept), analyzes it on a pipeline leased from
   // `pool`, and wipes the pixels. A photo that cannot be decoded is kCorruptData/kUnsupported.
@@ -82,6 +92,7 @@ class Photo {
   std::string format_, sha256_;
   size_t byte_count_ = 0;
   std::optional<Upload> kept_;
+  std::vector<std::vector<uint8_t>> crops_;  // per face; empty when not kept
   const WipeHook* on_wipe_;
 };
 

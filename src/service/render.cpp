@@ -62,10 +62,15 @@ json search(const SearchResult& r) {
   json faces = json::array();
   for (const auto& f : r.faces) {
     json cands = json::array();
+    // A search's candidates are never confirmed: only reviewers confirm (Service::review_decide).
     for (const auto& c : f.candidates)
-      cands.push_back({{"subject", c.subject_ref}, {"similarity", similarity(c.similarity)}, {"fmr", optional_number(c.fmr)}});
+      cands.push_back({{"subject", c.subject_ref}, {"similarity", similarity(c.similarity)}, {"fmr", optional_number(c.fmr)},
+                       {"confirmed", false}});
     faces.push_back({{"box", box(f.box)}, {"quality_ok", f.quality_ok}, {"candidates", cands}});
   }
+  std::string notice = "candidates for human review, not an identification";
+  if (!r.review_case.empty())
+    notice += ": none is confirmed until reviewers confirm it in review case " + r.review_case;
   return {{"faces", faces},
           {"purpose", r.purpose},
           {"case", r.case_ref},
@@ -73,8 +78,11 @@ json search(const SearchResult& r) {
           {"max_fmr", r.max_fmr},
           {"threshold", r.threshold},
           {"calibration", r.calibration},
+          {"review_case", r.review_case},
+          {"authorisation", r.authorisation ? json(*r.authorisation) : json(nullptr)},
+          {"authorisation_pending", r.authorisation_pending},
           {"audit_hash", r.audit_hash},
-          {"notice", "candidates for human review, not an identification"}};
+          {"notice", notice}};
 }
 
 json verify_subject(const VerifyResult& r) {
@@ -130,7 +138,8 @@ json erase_receipt(const EraseReceipt& r) {
           {"reason", r.reason},
           {"erased_at", r.erased_at},
           {"erased", {{"templates", r.faces}, {"source_images", r.images}, {"kept_images", r.kept_images},
-                      {"lawful_bases", r.bases}, {"subject_key", r.key_destroyed}}},
+                      {"lawful_bases", r.bases}, {"subject_key", r.key_destroyed}, {"reference_crops", r.reference_crops},
+                      {"review_candidates", r.review_candidates_removed}}},
           {"free_pages_wiped", r.wiped},
           {"wipe_pending", !r.wiped && !r.audit_hash.empty()},
           {"search_index_removed", r.index_removed},
@@ -141,7 +150,8 @@ json erase_receipt(const EraseReceipt& r) {
 json expire_report(const ExpireReport& r) {
   json erased = json::array();
   for (const auto& e : r.erased) erased.push_back(erase_receipt(e));
-  return {{"as_of", r.as_of}, {"dry_run", r.dry_run}, {"erased", erased}, {"audit_hash", r.audit_hash}};
+  return {{"as_of", r.as_of}, {"dry_run", r.dry_run}, {"erased", erased}, {"oversight", lapse_report(r.oversight)},
+          {"audit_hash", r.audit_hash}};
 }
 
 json optout(const OptoutResult& r) {

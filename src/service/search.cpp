@@ -111,7 +111,8 @@ Status Service::Impl::plan_search(const SearchRequest& req, Gallery::Eligibility
 }
 
 Result<std::vector<Candidate>> Service::Impl::scan(const SearchPlan& plan, const face::FaceTemplate& probe,
-                                                   const Gallery::Eligibility& eligible) {
+                                                   const Gallery::Eligibility& eligible,
+                                                   std::vector<int64_t>* subject_ids) {
   // Purpose limitation inside the index: a face of a subject outside `eligible` never takes
   // a place in the candidate list, so k eligible candidates come back whoever else is near.
   index::FunctionFilter filter([&](index::Id face) {
@@ -119,7 +120,7 @@ Result<std::vector<Candidate>> Service::Impl::scan(const SearchPlan& plan, const
     return o && eligible.bases.count(o->basis_id) > 0;
   });
   FV_ASSIGN_OR_RETURN(auto best, gallery->search(probe, plan.top, plan.threshold, &filter, rebuild_hook()));
-  std::vector<Candidate> out;
+  std::vector<std::pair<int64_t, Candidate>> found;
   for (auto& [sid, b] : best) {
     const auto* info = gallery->subject(sid);
     if (!info) continue;
@@ -128,14 +129,20 @@ Result<std::vector<Candidate>> Service::Impl::scan(const SearchPlan& plan, const
       c.fmr = cal->fmr_at(b.similarity);
       c.fpir = cal->fpir_at(b.similarity, static_cast<size_t>(std::max<int64_t>(1, plan.templates)));
     }
+    found.emplace_back(sid, std::move(c));
+  }
+  std::sort(found.begin(), found.end(), [](auto& a, auto& b) { return a.second.similarity > b.second.similarity; });
+  if (found.size() > plan.top) found.resize(plan.top);
+  std::vector<Candidate> out;
+  for (auto& [sid, c] : found) {
+    if (subject_ids) subject_ids->push_back(sid);
     out.push_back(std::move(c));
   }
-  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.similarity > b.similarity; });
-  if (out.size() > plan.top) out.resize(plan.top);
   return out;
 }
 
-Result<std::string> Service::Impl::audit_search(const Actor& actor, const SearchRequest& req, const SearchResult& res) {
+Status Service::Impl::record_search(const Actor& actor, const SearchRequest& req, const CitedAuthorisation& auth,
+                                    const SearchProbe& probe, SearchResult& res) {
   json per_face = json::array();
   std::set<std::string> all;
   for (auto& f : res.faces) {
@@ -146,14 +153,63 @@ Result<std::string> Service::Impl::audit_search(const Actor& actor, const Search
     }
     per_face.push_back(ids);
   }
+  const std::string case_uid = "rv_" + vault::random_hex(8);
   AuditEntry e = entry(actor, Action::kSearch);
   e.purpose = req.purpose;
   e.case_ref = req.case_ref;
   e.subjects.assign(all.begin(), all.end());
   e.details = {{"faces", res.faces.size()}, {"candidates", per_face},
                {"top", req.top_k > 0 ? req.top_k : req.mode == "investigation" ? 50 : config().search_default_top},
-               {"eligible_subjects", res.eligible_subjects}, {"max_fmr", res.max_fmr}, {"threshold", res.threshold}, {"mode", res.mode}};
-  return audit_now(e);
+               {"eligible_subjects", res.eligible_subjects}, {"max_fmr", res.max_fmr}, {"threshold", res.threshold}, {"mode", res.mode},
+               {"review_case", case_uid}, {"authorisation_pending", auth.pending}};
+  if (auth.id) e.details["authorisation"] = auth.uid;
+
+  vault::NewReviewCase rc;
+  rc.uid = case_uid;
+  rc.opened_at = e.ts;
+  rc.searcher = actor.name;
+  rc.searcher_role = role_name(actor.role);
+  rc.purpose = req.purpose;
+  rc.case_ref = req.case_ref;
+  rc.mode = res.mode;
+  rc.probe_sha256 = probe.sha256;
+  rc.authorisation_id = auth.id;
+  for (size_t fi = 0; fi < res.faces.size(); ++fi) {
+    const auto& cands = res.faces[fi].candidates;
+    if (fi >= probe.subject_ids.size() || probe.subject_ids[fi].size() != cands.size())
+      return internal_error("the search's candidates and their subject ids differ");
+    for (size_t k = 0; k < cands.size(); ++k)
+      rc.candidates.push_back({static_cast<int>(fi), static_cast<int>(k + 1), probe.subject_ids[fi][k], cands[k].subject_uid,
+                               cands[k].similarity, cands[k].fmr, cands[k].fpir});
+  }
+  // Nothing to review: the case is a record of the search only, opened closed, with no crop.
+  if (rc.candidates.empty()) rc.closed_at = rc.opened_at;
+
+  FV_ASSIGN_OR_RETURN(vault::Txn txn, catalog().begin());
+  if (!rc.candidates.empty()) {
+    // The probe faces a reviewer compares (only those with candidates), under a key of the
+    // case's own that is destroyed when it closes.
+    std::optional<vault::SecretKey> key;
+    for (size_t fi = 0; fi < res.faces.size() && fi < probe.crops.size(); ++fi) {
+      if (!probe.crops[fi] || res.faces[fi].candidates.empty()) continue;
+      if (!key) {
+        FV_ASSIGN_OR_RETURN(auto made, vault->create_case_key(case_uid));
+        key = std::move(made.first);
+        rc.wrapped_probe_key = std::move(made.second);
+        rc.probe_master_key_id = vault->master_key_id();
+      }
+      rc.sealed_probe_crops.emplace_back(static_cast<int>(fi),
+                                         vault::seal(*key, *probe.crops[fi], vault::probe_ad(case_uid, static_cast<int>(fi))));
+    }
+  }
+  FV_ASSIGN_OR_RETURN(res.audit_hash, audit_in_txn(e));
+  rc.search_audit_seq = e.seq;
+  FV_RETURN_IF_ERROR(catalog().insert_review_case(rc).status());
+  FV_RETURN_IF_ERROR(txn.commit());
+  res.review_case = case_uid;
+  if (auth.id) res.authorisation = auth.uid;
+  res.authorisation_pending = auth.pending;
+  return Status::ok();
 }
 
 Result<SearchResult> Service::search_templates(const Actor& actor, const SearchRequest& req_in,
@@ -168,13 +224,15 @@ Result<SearchResult> Service::search_templates(const Actor& actor, const SearchR
   SearchPlan plan;
   FV_ASSIGN_OR_RETURN(auto eligible, m.eligible_subjects(req.purpose));
   FV_RETURN_IF_ERROR(m.plan_search(req, *eligible, res, plan));
+  Impl::SearchProbe probe;  // no photo: no hash, no crop
   for (auto& p : probes) {
     SearchFace sf;
     sf.quality_ok = true;
-    FV_ASSIGN_OR_RETURN(sf.candidates, m.scan(plan, p, *eligible));
+    probe.subject_ids.emplace_back();
+    FV_ASSIGN_OR_RETURN(sf.candidates, m.scan(plan, p, *eligible, &probe.subject_ids.back()));
     res.faces.push_back(std::move(sf));
   }
-  FV_ASSIGN_OR_RETURN(res.audit_hash, m.audit_search(actor, req, res));
+  FV_RETURN_IF_ERROR(m.record_search(actor, req, auth, probe, res));
   return res;
 }
 
@@ -186,23 +244,31 @@ Result<SearchResult> Service::search(const Actor& actor, const SearchRequest& re
   // second connection).
   FV_RETURN_IF_ERROR(m.check_search(actor, req, Impl::AuditVia::kAux));
   FV_ASSIGN_OR_RETURN(const CitedAuthorisation auth, m.check_authorisation(actor, req, Impl::AuditVia::kAux));
-  FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), PhotoOptions{}, m.options.on_wipe));
+  PhotoOptions po;
+  po.hash = true;   // the review case records which photo was searched
+  po.crops = true;  // and keeps its faces for the reviewers (sealed; destroyed at closure)
+  FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), po, m.options.on_wipe));
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.load_gallery());
   SearchResult res;
   SearchPlan plan;
   FV_ASSIGN_OR_RETURN(auto eligible, m.eligible_subjects(req.purpose));
   FV_RETURN_IF_ERROR(m.plan_search(req, *eligible, res, plan));
-  for (auto& f : photo->faces()) {
+  Impl::SearchProbe probe;
+  probe.sha256 = photo->sha256();
+  for (size_t i = 0; i < photo->faces().size(); ++i) {
+    const auto& f = photo->faces()[i];
     SearchFace sf;
     sf.box = f.detection.box;
     sf.quality_ok = f.quality.acceptable;
+    probe.subject_ids.emplace_back();
+    probe.crops.push_back(photo->crop(i));
     if (f.face_template) {
-      FV_ASSIGN_OR_RETURN(sf.candidates, m.scan(plan, *f.face_template, *eligible));
+      FV_ASSIGN_OR_RETURN(sf.candidates, m.scan(plan, *f.face_template, *eligible, &probe.subject_ids.back()));
     }
     res.faces.push_back(std::move(sf));
   }
-  FV_ASSIGN_OR_RETURN(res.audit_hash, m.audit_search(actor, req, res));
+  FV_RETURN_IF_ERROR(m.record_search(actor, req, auth, probe, res));
   return res;
 }
 

@@ -179,6 +179,8 @@ struct EraseReceipt {
   std::string subject_ref, subject_uid, reason;
   std::string erased_at;
   int64_t faces = 0, images = 0, kept_images = 0, bases = 0;
+  int64_t reference_crops = 0;            // reviewers' reference crops of the subject's faces
+  int64_t review_candidates_removed = 0;  // the subject's candidacies in open review cases
   bool key_destroyed = false;
   bool wiped = false;  // WAL checkpointed and freed pages overwritten
   std::string wipe_error;  // why not (the wipe stays pending: the next open of the vault finishes it)
@@ -344,7 +346,8 @@ struct ServiceStats {
 };
 
 // What the service wiped, reported to ServiceOptions::on_wipe (tests prove every path wipes).
-enum class WipeKind { kUploadedBytes, kDecodedPixels, kFaceTemplates };
+// kFaceCrops: the aligned face crops (JPEG) a photo keeps for review cases and reference crops.
+enum class WipeKind { kUploadedBytes, kDecodedPixels, kFaceTemplates, kFaceCrops };
 
 struct ServiceOptions {
   // A pipeline owned by the caller (tests load the models once), used instead of a pool.

@@ -34,6 +34,10 @@ std::string optout_ad(const std::string& uid, const std::string& model_id, int v
 Result<face::FaceTemplate> open_template(const vault::SecretKey& key, const vault::Bytes& sealed, const std::string& ad,
                                          const std::string& model_id, int version);
 
+// A review candidate's status (reviews.cpp; ReviewCandidate::status says what each means):
+// pending, confirmed, rejected, inconclusive or disputed.
+std::string review_candidate_status(const vault::ReviewCandidateRow& c, int reviewers_required);
+
 // A search's operating point, computed once per request and passed to its scans.
 struct SearchPlan {
   double threshold = 0;
@@ -101,9 +105,29 @@ struct Service::Impl {
   // ---- use-case parts (callers hold mu)
   Status check_search(const Actor& actor, const SearchRequest& req, AuditVia via = AuditVia::kMain);
   Status plan_search(const SearchRequest& req, Gallery::Eligibility& eligible, SearchResult& res, SearchPlan& plan);
+  // The candidates of one probe, best first; `subject_ids` (when given) receives their vault ids.
   Result<std::vector<Candidate>> scan(const SearchPlan& plan, const face::FaceTemplate& probe,
-                                      const Gallery::Eligibility& eligible);
-  Result<std::string> audit_search(const Actor& actor, const SearchRequest& req, const SearchResult& res);
+                                      const Gallery::Eligibility& eligible, std::vector<int64_t>* subject_ids = nullptr);
+  // The search's audit entry and the review case it opens, in one transaction (the case names
+  // the entry's seq, the entry the case): candidates with their subject ids (per face, as in
+  // res.faces), the probe's hash ('' for templates) and the probe crops of the faces that
+  // have candidates, sealed under a new case key. A search with no candidate opens its case
+  // closed, with no crop. Fills res.review_case, authorisation and audit_hash.
+  struct SearchProbe {
+    std::string sha256;                                    // '' for templates
+    std::vector<std::vector<int64_t>> subject_ids;         // per face, as res.faces[i].candidates
+    std::vector<const std::vector<uint8_t>*> crops;        // per face (null: none)
+  };
+  Status record_search(const Actor& actor, const SearchRequest& req, const CitedAuthorisation& auth,
+                       const SearchProbe& probe, SearchResult& res);
+
+  // ---- review cases (reviews.cpp; callers hold mu)
+  // Closes the case when every candidate has the decisions required (or none is left, after
+  // an erasure): probe crops and key destroyed, audit "review_close" in the caller's
+  // transaction, a wipe of freed pages flagged as due. Returns whether it closed.
+  Result<bool> close_if_settled(const Actor& actor, const vault::ReviewCaseRow& c);
+  // The open cases an erasure took candidates from (erase_in_txn, inside its transaction).
+  Status settle_cases_after_erasure(const Actor& actor, const std::vector<std::string>& case_uids);
   // The search's authorisation (authorisations.cpp): when the purpose needs one
   // (oversight.authorisation_required) a search without one, or citing one that is unknown,
   // refused, lapsed, out of its validity or scope, or pending past its deadline, is refused
@@ -124,6 +148,7 @@ struct Service::Impl {
     const std::vector<uint8_t>* keep = nullptr;  // the photo's bytes when kept
     const face::Face* face = nullptr;
     int face_index = 0;
+    const std::vector<uint8_t>* crop = nullptr;  // the face's aligned crop (JPEG), when taken
   };
   Result<EnrollResult> commit_template(const Actor& actor, const EnrollRequest& req, const face::FaceTemplate& tmpl,
                                        const TemplateSource& src);

@@ -71,6 +71,12 @@ struct DueSubject {
 
 struct ErasedCounts {  // what an erasure removed
   int64_t faces = 0, images = 0, kept_images = 0, bases = 0, keys = 0;
+  int64_t reference_crops = 0;
+  // Candidates (and their decisions) removed from open review cases, and those cases' uids
+  // (the service closes the ones left with nothing to decide). Candidates of closed cases stay,
+  // with their opaque subject uid only.
+  int64_t review_candidates = 0;
+  std::vector<std::string> open_review_cases;
 };
 
 struct WithdrawnCounts {  // what the withdrawal of one basis removed
@@ -151,6 +157,7 @@ struct NewReviewCandidate {
 
 struct NewReviewCase {
   std::string uid, opened_at, searcher, searcher_role, purpose, case_ref, mode, probe_sha256;
+  std::optional<std::string> closed_at;  // opened closed (a search with no candidate)
   std::optional<int64_t> authorisation_id;
   int64_t search_audit_seq = 0;
   std::optional<Bytes> wrapped_probe_key;  // with the master key's id, when probe crops are kept
@@ -168,6 +175,7 @@ struct ReviewDecisionRow {
 
 struct ReviewCandidateRow {
   int64_t id = 0, case_id = 0;
+  std::string case_uid, case_status;  // filled by review_candidates_of_subject
   int face_index = 0, rank = 0;
   std::optional<int64_t> subject_id;  // absent once the subject was erased
   std::string subject_uid, subject_ref;  // ref empty once erased
@@ -189,7 +197,7 @@ struct ReviewCaseRow {
 struct ReviewCaseQuery {
   std::optional<std::string> status;    // open | closed
   std::optional<std::string> searcher;  // only cases this actor opened
-  size_t limit = 100;
+  size_t limit = 100;  // 0: no limit
 };
 
 struct AuthorisationRow {
@@ -305,6 +313,7 @@ class Catalog {
   Status insert_reference_crop(int64_t face_id, int64_t subject_id, const Bytes& sealed);
   // The subject's reference crops (face id → sealed JPEG), newest face first.
   Result<std::vector<std::pair<int64_t, Bytes>>> reference_crops(int64_t subject_id);
+  Result<int64_t> count_reference_crops(int64_t subject_id);
 
   // ---- human oversight: authorisations (catalog_authorisations.cpp)
   Result<int64_t> insert_authorisation(const AuthorisationRow& a);

@@ -117,7 +117,25 @@ Result<ErasedCounts> Catalog::erase_subject(int64_t subject_id) {
                                                  subject_id));
   FV_ASSIGN_OR_RETURN(c.bases, count_by_id(*db_, "SELECT count(*) FROM lawful_basis WHERE subject_id=?", subject_id));
   FV_ASSIGN_OR_RETURN(c.keys, count_by_id(*db_, "SELECT count(*) FROM subject_key WHERE subject_id=?", subject_id));
-  for (const char* sql : {"DELETE FROM face WHERE subject_id=?", "DELETE FROM source_image WHERE subject_id=?",
+  FV_ASSIGN_OR_RETURN(c.reference_crops, count_by_id(*db_, "SELECT count(*) FROM reference_crop WHERE subject_id=?", subject_id));
+  // Review cases: the subject leaves every open case (its candidates and their decisions go);
+  // in a closed case the candidate stays with its opaque uid only (subject_id becomes NULL
+  // when the subject row goes), so the record of what was decided survives without biometrics.
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
+        "SELECT r.uid, count(*) FROM review_candidate c JOIN review_case r ON r.id=c.case_id "
+        "WHERE c.subject_id=? AND r.status='open' GROUP BY r.id ORDER BY r.id"));
+    q.bind(1, subject_id);
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, q.step());
+      if (!row) break;
+      c.open_review_cases.push_back(q.text(0));
+      c.review_candidates += q.i64(1);
+    }
+  }
+  for (const char* sql : {"DELETE FROM review_candidate WHERE subject_id=? AND case_id IN "
+                          "(SELECT id FROM review_case WHERE status='open')",
+                          "DELETE FROM reference_crop WHERE subject_id=?", "DELETE FROM face WHERE subject_id=?", "DELETE FROM source_image WHERE subject_id=?",
                           "DELETE FROM basis_purpose WHERE basis_id IN (SELECT id FROM lawful_basis WHERE subject_id=?)",
                           "DELETE FROM lawful_basis WHERE subject_id=?", "DELETE FROM subject_key WHERE subject_id=?",
                           "DELETE FROM subject WHERE id=?"})

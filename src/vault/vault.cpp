@@ -267,8 +267,9 @@ END;
     // case (wrapped by the master key) and destroyed when the case closes or ages out.
     // Reference crops of enrolled faces (opt-in) are sealed under the subject key and go with
     // their face. Authorisations of searches (Art 26(10)) are cited by the cases they allowed.
+    // IF NOT EXISTS: re-running the migrations over a current schema must be harmless.
     R"sql(
-CREATE TABLE authorisation(
+CREATE TABLE IF NOT EXISTS authorisation(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   uid TEXT NOT NULL UNIQUE,
   authority TEXT NOT NULL,
@@ -283,7 +284,7 @@ CREATE TABLE authorisation(
   recorded_by TEXT NOT NULL,
   decided_by TEXT,
   note TEXT NOT NULL DEFAULT '');
-CREATE TABLE review_case(
+CREATE TABLE IF NOT EXISTS review_case(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   uid TEXT NOT NULL UNIQUE,
   opened_at TEXT NOT NULL,
@@ -300,14 +301,14 @@ CREATE TABLE review_case(
   unusable TEXT,                      -- why its results may not be used (authorisation lapsed or refused)
   probe_key BLOB,                     -- the case key wrapped by the master key; NULL once destroyed
   probe_master_key_id TEXT);
-CREATE INDEX review_case_by_status ON review_case(status, id);
-CREATE INDEX review_case_by_authorisation ON review_case(authorisation_id);
-CREATE TABLE review_probe(
+CREATE INDEX IF NOT EXISTS review_case_by_status ON review_case(status, id);
+CREATE INDEX IF NOT EXISTS review_case_by_authorisation ON review_case(authorisation_id);
+CREATE TABLE IF NOT EXISTS review_probe(
   case_id INTEGER NOT NULL REFERENCES review_case(id) ON DELETE CASCADE,
   face_index INTEGER NOT NULL,
   crop BLOB NOT NULL,                 -- JPEG of the aligned probe face, sealed with the case key
   PRIMARY KEY(case_id, face_index)) WITHOUT ROWID;
-CREATE TABLE review_candidate(
+CREATE TABLE IF NOT EXISTS review_candidate(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   case_id INTEGER NOT NULL REFERENCES review_case(id) ON DELETE CASCADE,
   face_index INTEGER NOT NULL,
@@ -317,9 +318,9 @@ CREATE TABLE review_candidate(
   similarity REAL NOT NULL,
   fmr REAL,
   fpir REAL);
-CREATE INDEX review_candidate_by_case ON review_candidate(case_id);
-CREATE INDEX review_candidate_by_subject ON review_candidate(subject_id);
-CREATE TABLE review_decision(
+CREATE INDEX IF NOT EXISTS review_candidate_by_case ON review_candidate(case_id);
+CREATE INDEX IF NOT EXISTS review_candidate_by_subject ON review_candidate(subject_id);
+CREATE TABLE IF NOT EXISTS review_decision(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   candidate_id INTEGER NOT NULL REFERENCES review_candidate(id) ON DELETE CASCADE,
   reviewer TEXT NOT NULL,
@@ -330,11 +331,11 @@ CREATE TABLE review_decision(
   decided_at TEXT NOT NULL,
   audit_seq INTEGER NOT NULL,
   UNIQUE(candidate_id, reviewer));
-CREATE TABLE reference_crop(
+CREATE TABLE IF NOT EXISTS reference_crop(
   face_id INTEGER PRIMARY KEY REFERENCES face(id) ON DELETE CASCADE,
   subject_id INTEGER NOT NULL REFERENCES subject(id) ON DELETE CASCADE,
   crop BLOB NOT NULL);                -- JPEG of the aligned face, sealed with the subject key (reference_ad)
-CREATE INDEX reference_crop_by_subject ON reference_crop(subject_id);
+CREATE INDEX IF NOT EXISTS reference_crop_by_subject ON reference_crop(subject_id);
 )sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -930,6 +931,23 @@ Result<SecretKey> Vault::optout_key(bool create) {
   return k;
 }
 
+namespace {
+std::string case_key_ad(const std::string& case_uid) { return "facevault/case-key/" + case_uid; }
+}  // namespace
+
+Result<std::pair<SecretKey, Bytes>> Vault::create_case_key(const std::string& case_uid) {
+  FV_RETURN_IF_ERROR(check_master_key_current());
+  SecretKey k = SecretKey::random();
+  Bytes wrapped = wrap_key(master_, k, case_key_ad(case_uid));
+  return std::make_pair(std::move(k), std::move(wrapped));
+}
+
+Result<SecretKey> Vault::case_key(const std::string& case_uid, std::span<const uint8_t> wrapped) const {
+  auto k = unwrap_key(master_, wrapped, case_key_ad(case_uid));
+  if (!k.is_ok()) return corrupt_data("the key of review case " + case_uid + " does not unwrap: " + k.status().message());
+  return k;
+}
+
 Status Vault::mark_wipe_pending() {
   return db_.exec("INSERT INTO meta(key, value) VALUES('wipe_pending', '1') "
                   "ON CONFLICT(key) DO UPDATE SET value=excluded.value");
@@ -1010,6 +1028,14 @@ Result<Vault::RotateReport> Vault::rotate_master_key(const std::function<Status(
         ++rep.subject_keys;
       }
     }
+    // Review cases' keys (their probe crops) are re-wrapped with the same care: a key that
+    // does not unwrap stops the rotation rather than being lost.
+    FV_RETURN_IF_ERROR(catalog_->for_each_probe_key(
+        [&](const std::string& case_uid, const Bytes& wrapped) -> Result<Bytes> {
+          FV_ASSIGN_OR_RETURN(SecretKey k, case_key(case_uid, wrapped));
+          return wrap_key(next, k, case_key_ad(case_uid));
+        },
+        rep.new_key_id));
     auto ok = optout_key(false);
     if (ok.is_ok()) {
       FV_ASSIGN_OR_RETURN(Stmt s, db_.prepare("UPDATE meta SET value=? WHERE key='optout_key'"));

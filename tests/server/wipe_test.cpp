@@ -34,6 +34,7 @@ const char* kind_name(WipeKind k) {
     case WipeKind::kUploadedBytes: return "uploaded bytes";
     case WipeKind::kDecodedPixels: return "decoded pixels";
     case WipeKind::kFaceTemplates: return "face templates";
+    case WipeKind::kFaceCrops: return "face crops";
   }
   return "?";
 }

@@ -254,7 +254,7 @@ TEST_F(CheckpointTest, EnvModeKeepsNoKeyFile) {
 TEST_F(CheckpointTest, PreviousSchemaMigratesWithKeyAndStartCheckpoint) {
   svc_.reset();
   const auto d = tmp_.path() / "old";
-  ASSERT_TRUE(vault::Vault::init(d, config_, vault::kSchemaVersion - 1).is_ok());
+  ASSERT_TRUE(vault::Vault::init(d, config_, 6).is_ok());  // the schema before signed checkpoints
   EXPECT_FALSE(std::filesystem::exists(d / "audit-signing.key"));
   {
     auto v = vault::Vault::open(d);  // migrates

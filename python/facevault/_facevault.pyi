@@ -202,6 +202,12 @@ class SearchResult:
     @property
     def audit_hash(self) -> str: ...
     @property
+    def review_case(self) -> str: ...
+    @property
+    def authorisation(self) -> Optional[str]: ...
+    @property
+    def authorisation_pending(self) -> bool: ...
+    @property
     def notice(self) -> str: ...
     def to_dict(self) -> dict[str, Any]:
         """The result as `--json` and the HTTP API render it (service::render): plain dicts and lists."""
@@ -344,6 +350,7 @@ class Vault:
         source: Optional[str] = None,
         supplied_by: Optional[str] = None,
         method: str = "python",
+        keep_reference: Optional[bool] = None,
     ) -> Enrollment:
         """Enrolls the one acceptable face of a photo (or face=index) under a basis, all or nothing."""
     def search(
@@ -355,10 +362,17 @@ class Vault:
         mode: str = "threshold",
         max_fmr: Optional[float] = None,
         max_fpir: Optional[float] = None,
+        authorisation: Optional[str] = None,
     ) -> SearchResult:
         """Searches the faces of a photo among the subjects enrolled for purpose, for case (both required)."""
     def verify(
-        self, image: Photo, subject: str, purpose: str, case: str, max_fmr: Optional[float] = None
+        self,
+        image: Photo,
+        subject: str,
+        purpose: str,
+        case: str,
+        max_fmr: Optional[float] = None,
+        authorisation: Optional[str] = None,
     ) -> SubjectVerification:
         """Compares a photo's largest face with one enrolled subject, under search policy (purpose and case)."""
     def erase(self, subject: str, reason: str = "erasure request") -> ErasureReceipt:
@@ -371,6 +385,12 @@ class Vault:
         """Everything held about a subject (the access export) as a dict; kept photos are written to images_dir."""
     def optout_add(self, image: Photo, face: Optional[int] = None) -> Optout:
         """Adds a face to the opt-out registry: enrollment of a matching face is refused from then on."""
+    def review_list(self, status: Optional[str] = None, awaiting: bool = False) -> list[dict[str, Any]]:
+        """The review cases this caller may see (status: open or closed; awaiting: those the caller may still decide)."""
+    def review_show(self, case: str) -> dict[str, Any]:
+        """One review case: candidates, their status, and the decisions the caller may see."""
+    def review_decide(self, case: str, candidate: int, decision: str, reason: str) -> dict[str, Any]:
+        """Records this caller's decision (confirm, reject or inconclusive, with a reason) on a candidate."""
     def audit_verify(self) -> AuditReport:
         """Checks the audit chain's hashes and links."""
     def close(self) -> None:

@@ -118,11 +118,12 @@ class Vault {
   service::EnrollResult enroll(const std::string& subject, int64_t basis_id, const py::handle& image,
                                std::optional<int> face, bool keep_image, std::optional<std::string> purpose,
                                std::optional<std::string> source, std::optional<std::string> supplied_by,
-                               const std::string& method) {
+                               const std::string& method, std::optional<bool> keep_reference) {
     EncodedPhoto photo = encoded_photo(image);
     service::EnrollRequest req(subject, basis_id, std::move(purpose));
     req.face_index = face.value_or(-1);
     req.keep_image = keep_image;
+    req.keep_reference = keep_reference;
     req.provenance.method = method;
     req.provenance.source = source ? *source : photo.name;
     if (supplied_by) req.provenance.supplied_by = *supplied_by;
@@ -132,21 +133,24 @@ class Vault {
 
   service::SearchResult search(const py::handle& image, const std::string& purpose, const std::string& case_ref,
                                std::optional<int> top, const std::string& mode, std::optional<double> max_fmr,
-                               std::optional<double> max_fpir) {
+                               std::optional<double> max_fpir, std::optional<std::string> authorisation) {
     EncodedPhoto photo = encoded_photo(image);
     service::SearchRequest req(purpose, case_ref, top.value_or(0));
     req.mode = mode;
     req.max_fmr = max_fmr;
     req.max_fpir = max_fpir;
+    req.authorisation = std::move(authorisation);
     auto svc = service();
     return without_gil([&] { return svc->search(actor_, req, std::move(photo.bytes)); });
   }
 
   service::VerifyResult verify(const py::handle& image, const std::string& subject, const std::string& purpose,
-                               const std::string& case_ref, std::optional<double> max_fmr) {
+                               const std::string& case_ref, std::optional<double> max_fmr,
+                               std::optional<std::string> authorisation) {
     EncodedPhoto photo = encoded_photo(image);
     service::SearchRequest req(purpose, case_ref);
     req.max_fmr = max_fmr;
+    req.authorisation = std::move(authorisation);
     auto svc = service();
     return without_gil([&] { return svc->verify_subject(actor_, req, subject, std::move(photo.bytes)); });
   }
@@ -159,6 +163,34 @@ class Vault {
   service::ExpireReport expire(std::optional<std::string> as_of, bool dry_run) {
     auto svc = service();
     return without_gil([&] { return svc->expire(actor_, as_of, dry_run); });
+  }
+
+  // Review cases (two-person review of search candidates): dicts in the shape of the HTTP API.
+  py::object review_list(std::optional<std::string> status, bool awaiting) {
+    service::ReviewListFilter f;
+    f.status = std::move(status);
+    f.awaiting_caller = awaiting;
+    auto svc = service();
+    auto cases = without_gil([&] { return svc->review_list(actor_, f); });
+    nlohmann::json out = nlohmann::json::array();
+    for (auto& c : cases) out.push_back(service::render::review_case(c, svc->config().reviewers_required));
+    return to_python(out);
+  }
+
+  py::object review_show(const std::string& case_id) {
+    auto svc = service();
+    auto c = without_gil([&] { return svc->review_show(actor_, case_id); });
+    return to_python(service::render::review_case(c, svc->config().reviewers_required));
+  }
+
+  py::object review_decide(const std::string& case_id, int64_t candidate, const std::string& decision,
+                           const std::string& reason) {
+    const auto verdict = service::parse_review_verdict(decision);
+    if (!verdict) throw StatusError(invalid_argument("decision must be confirm, reject or inconclusive"));
+    service::ReviewDecisionRequest req{candidate, *verdict, reason};
+    auto svc = service();
+    auto d = without_gil([&] { return svc->review_decide(actor_, case_id, req); });
+    return to_python(service::render::review_decision(d));
   }
 
   py::object export_subject(const std::string& subject, bool include_templates, std::optional<fs::path> images_dir) {
@@ -242,7 +274,6 @@ void bind_results(py::module_& m) {
       .def_readonly("quality_ok", &SearchFace::quality_ok, "Whether the probe face passes the quality thresholds.")
       .def_readonly("candidates", &SearchFace::candidates, "The Candidates, best first.");
 
-  static const std::string kSearchNotice = render::search(SearchResult{})["notice"].get<std::string>();
   py::class_<SearchResult> search(m, "SearchResult", "A purpose-bound 1:N search of a photo: candidates for human review.");
   search.def_readonly("faces", &SearchResult::faces, "One SearchFace per face of the probe photo.")
       .def_readonly("purpose", &SearchResult::purpose, "The purpose searched under.")
@@ -254,7 +285,12 @@ void bind_results(py::module_& m) {
       .def_readonly("max_fmr", &SearchResult::max_fmr, "The false-match rate the threshold is set to.")
       .def_readonly("calibration", &SearchResult::calibration, "Where the calibration table comes from.")
       .def_readonly("audit_hash", &SearchResult::audit_hash, "Hash of the audit entry that records the search.")
-      .def_property_readonly("notice", [](const SearchResult&) { return kSearchNotice; },
+      .def_readonly("review_case", &SearchResult::review_case,
+                    "The review case the search opened: its candidates await two-person review.")
+      .def_readonly("authorisation", &SearchResult::authorisation, "The authorisation cited, if any.")
+      .def_readonly("authorisation_pending", &SearchResult::authorisation_pending,
+                    "Cited while pending: the results become unusable if it lapses without a grant.")
+      .def_property_readonly("notice", [](const SearchResult& r) { return render::search(r)["notice"].get<std::string>(); },
                              "What the candidates are (and are not), as every adapter states it.");
   def_to_dict(search, render::search, kAsJson);
 
@@ -323,7 +359,7 @@ void bind_vault(py::module_& m) {
            py::arg("actor") = py::none(), py::arg("role") = "admin", py::arg("threads") = 1,
            "Opens the vault at path (master key from $FACEVAULT_MASTER_KEY or the vault's key file).\n"
            "actor: who is acting, recorded in the audit log (default: the OS user); role: admin, enroller,\n"
-           "investigator or auditor; threads: photos analyzed at once. Models from $FACEVAULT_MODEL_DIR or the cache.")
+           "investigator, auditor or reviewer; threads: photos analyzed at once. Models from $FACEVAULT_MODEL_DIR or the cache.")
       .def_static("init", &Vault::init, py::arg("path"), py::arg("retention_days") = 365.0, py::arg("actor") = py::none(),
                   py::arg("threads") = 1,
                   "Creates a vault at path (database, master key, config), records who created it, and returns an\n"
@@ -344,18 +380,22 @@ void bind_vault(py::module_& m) {
            "Withdraws a basis (e.g. consent): erases what it covered and returns the ErasureReceipt.")
       .def("enroll", &Vault::enroll, py::arg("subject"), py::arg("basis_id"), py::arg("image"), py::arg("face") = py::none(),
            py::arg("keep_image") = false, py::arg("purpose") = py::none(), py::arg("source") = py::none(),
-           py::arg("supplied_by") = py::none(), py::arg("method") = "python",
+           py::arg("supplied_by") = py::none(), py::arg("method") = "python", py::arg("keep_reference") = py::none(),
            "Enrolls the one acceptable face of a photo (or face=index) under a basis: quality gate, opt-out\n"
            "check, sealed template, provenance (source: default the file name; supplied_by: default the actor;\n"
            "method: how the photo reached you) and audit entry, all or nothing. purpose: a purpose the basis must\n"
-           "cover. keep_image: also keep the photo, sealed.")
+           "cover. keep_image: also keep the photo, sealed. keep_reference: keep a sealed aligned crop of the face\n"
+           "for reviewers to compare (default: the vault's oversight.keep_reference_crops).")
       .def("search", &Vault::search, py::arg("image"), py::arg("purpose"), py::arg("case"), py::arg("top") = py::none(),
            py::arg("mode") = "threshold", py::arg("max_fmr") = py::none(), py::arg("max_fpir") = py::none(),
+           py::arg("authorisation") = py::none(),
            "Searches the faces of a photo among the subjects enrolled under a basis that covers purpose, for case\n"
            "(both required). mode: threshold (candidates above max_fmr), identification (max_fpir) or investigation\n"
-           "(the top best). Returns candidates for human review, not an identification.")
+           "(the top best). authorisation: the authorisation cited (required for purposes the vault lists in\n"
+           "oversight.authorisation_required). Opens a review case: the candidates are for two-person review,\n"
+           "none is an identification until reviewers confirm it.")
       .def("verify", &Vault::verify, py::arg("image"), py::arg("subject"), py::arg("purpose"), py::arg("case"),
-           py::arg("max_fmr") = py::none(),
+           py::arg("max_fmr") = py::none(), py::arg("authorisation") = py::none(),
            "Compares a photo's largest face with one enrolled subject, under search policy (purpose and case).")
       .def("erase", &Vault::erase, py::arg("subject"), py::arg("reason") = "erasure request",
            "Erases everything held about a subject (reference or vault id) and returns the ErasureReceipt.")
@@ -366,6 +406,16 @@ void bind_vault(py::module_& m) {
            "Everything held about a subject (the access export) as a dict; kept photos are written to images_dir.")
       .def("optout_add", &Vault::optout_add, py::arg("image"), py::arg("face") = py::none(),
            "Adds a face to the opt-out registry: enrollment of a matching face is refused from then on.")
+      .def("review_list", &Vault::review_list, py::arg("status") = py::none(), py::arg("awaiting") = false,
+           "The review cases this caller may see (status: open or closed; awaiting: those with a candidate\n"
+           "the caller may still decide), as dicts.")
+      .def("review_show", &Vault::review_show, py::arg("case"),
+           "One review case as a dict: candidates, their status, and the decisions the caller may see (a\n"
+           "reviewer sees the others' decisions on a candidate only after recording their own).")
+      .def("review_decide", &Vault::review_decide, py::arg("case"), py::arg("candidate"), py::arg("decision"),
+           py::arg("reason"),
+           "Records this caller's decision (confirm, reject or inconclusive, with a reason) on a candidate of a\n"
+           "review case; audited naming the caller. Returns the decision as a dict.")
       .def("audit_verify", &Vault::audit_verify, "Checks the audit chain's hashes and links.")
       .def("close", &Vault::close, "Releases this handle (the vault closes with its last handle).")
       .def("__enter__", [](Vault& v) -> Vault& { return v; }, py::return_value_policy::reference)

@@ -60,10 +60,29 @@ def test_enroll_search_erase_forgets(vault: facevault.Vault, photos: Photos) -> 
     best = max((c for f in found.faces for c in f.candidates), key=lambda c: c.similarity)
     assert best.subject == "alice" and best.similarity >= found.threshold
     assert found.purpose == PURPOSE and found.case == "case-7" and found.eligible_subjects == 1
-    assert found.notice == "candidates for human review, not an identification"
+    assert found.notice.startswith("candidates for human review, not an identification")
+    assert found.review_case.startswith("rv_") and found.review_case in found.notice
+    assert found.authorisation is None and not found.authorisation_pending
     rendered = found.to_dict()
     assert rendered["notice"] == found.notice and rendered["case"] == "case-7"
     assert rendered["faces"][0]["candidates"][0]["subject"] == "alice"
+    assert rendered["faces"][0]["candidates"][0]["confirmed"] is False
+
+    # Two reviewers confirm the candidate; one confirmation is not enough.
+    case = vault.as_actor("rita", "reviewer").review_show(found.review_case)
+    alice = next(c for c in case["candidates"] if c["subject"] == "alice")
+    assert alice["status"] == "pending" and "decisions" not in alice
+    with pytest.raises(facevault.PermissionDenied):
+        investigator.review_decide(found.review_case, alice["id"], "confirm", "same person")
+    vault.as_actor("rita", "reviewer").review_decide(found.review_case, alice["id"], "confirm", "same scar")
+    after_one = vault.as_actor("sam", "reviewer").review_show(found.review_case)
+    one = next(c for c in after_one["candidates"] if c["id"] == alice["id"])
+    assert one["status"] == "pending" and one["decisions_recorded"] == 1 and "decisions" not in one
+    decision = vault.as_actor("sam", "reviewer").review_decide(found.review_case, alice["id"], "confirm", "agree")
+    assert decision["reviewer"] == "sam" and decision["decision"] == "confirm"
+    after_two = vault.as_actor("sam", "reviewer").review_show(found.review_case)
+    two = next(c for c in after_two["candidates"] if c["id"] == alice["id"])
+    assert two["status"] == "confirmed" and two["confirmed"] is True and len(two["decisions"]) == 2
 
     exported = vault.with_role("auditor").export("alice")
     assert isinstance(exported, dict) and "alice" in str(exported)

@@ -75,7 +75,8 @@ Result<EraseReceipt> Service::withdraw_basis(const Actor& actor, int64_t basis_i
     // The subject stays only if another basis is in force (neither withdrawn nor expired).
     FV_ASSIGN_OR_RETURN(const int64_t remaining, cat.other_bases_in_force(s.id, basis_id, m.now()));
     if (remaining == 0) {
-      FV_ASSIGN_OR_RETURN(r, m.erase_in_txn(actor, s, "consent withdrawn (basis " + std::to_string(basis_id) + ")"));
+      FV_ASSIGN_OR_RETURN(r, m.erase_in_txn(actor, s, "consent withdrawn (basis " + std::to_string(basis_id) + ")",
+                                                 ErasureCause::kWithdrawal));
     } else {
       r.subject_ref = s.ref;
       r.subject_uid = s.uid;

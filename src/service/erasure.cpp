@@ -8,7 +8,8 @@ namespace fv::service {
 
 using vault::AuditEntry;
 
-Result<EraseReceipt> Service::Impl::erase_in_txn(const Actor& actor, const vault::SubjectRow& s, const std::string& reason) {
+Result<EraseReceipt> Service::Impl::erase_in_txn(const Actor& actor, const vault::SubjectRow& s, const std::string& reason,
+                                                 ErasureCause cause) {
   EraseReceipt r;
   r.subject_ref = s.ref;
   r.subject_uid = s.uid;
@@ -25,7 +26,7 @@ Result<EraseReceipt> Service::Impl::erase_in_txn(const Actor& actor, const vault
   FV_RETURN_IF_ERROR(vault->mark_wipe_pending());
   AuditEntry e = entry(actor, Action::kErase);
   e.subjects = {s.uid};
-  e.details = {{"reason", reason}, {"templates", r.faces}, {"source_images", r.images}, {"kept_images", r.kept_images},
+  e.details = {{"reason", reason}, {"cause", erasure_cause_name(cause)}, {"templates", r.faces}, {"source_images", r.images}, {"kept_images", r.kept_images},
                {"lawful_bases", r.bases}, {"subject_key", r.key_destroyed}, {"reference_crops", r.reference_crops},
                {"review_candidates", r.review_candidates_removed}};
   FV_ASSIGN_OR_RETURN(r.audit_hash, audit_in_txn(e));
@@ -95,7 +96,7 @@ Result<ExpireReport> Service::expire(const Actor& actor, const std::optional<std
       continue;
     }
     FV_ASSIGN_OR_RETURN(vault::Txn txn, m.catalog().begin());
-    FV_ASSIGN_OR_RETURN(EraseReceipt r, m.erase_in_txn(actor, s, why));
+    FV_ASSIGN_OR_RETURN(EraseReceipt r, m.erase_in_txn(actor, s, why, ErasureCause::kRetention));
     FV_RETURN_IF_ERROR(txn.commit());
     auto forgotten = m.gallery->forget_subject(s.id);
     r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;

@@ -25,8 +25,8 @@ nlohmann::json optout_check(const OptoutCheck& r);
 nlohmann::json audit_page(const AuditPage& p);
 nlohmann::json rotate_report(const vault::Vault::RotateReport& r);
 
-// Human oversight (render_oversight.cpp: review cases; render_report.cpp: authorisations and
-// the transparency report).
+// Human oversight (render_oversight.cpp: review cases; render_authorisation.cpp: authorisations
+// and the oversight sweep; render_report.cpp: the transparency report).
 nlohmann::json review_case(const ReviewCase& c, int reviewers_required);
 nlohmann::json review_decision(const ReviewDecision& d);
 nlohmann::json authorisation(const Authorisation& a);

@@ -13,11 +13,12 @@
 //   authorisations_lapsed   "authorisation_lapsed" entries, under each purpose they covered
 //                           (details.purposes) and once in the totals
 //   enrolments, optouts, access_exports   ok "enroll", "optout_add", "export"
-//   erasures                ok "erase" entries by cause: retention ("retention period ended",
-//                           "no lawful basis in force", the reasons of expiry), withdrawal
-//                           (an "erase" written by a withdrawal, "consent withdrawn (basis N)",
-//                           and ok "basis_withdraw": a withdrawal that left other bases in
-//                           force), request (any other reason)
+//   erasures                ok "erase" entries by details.cause (request, withdrawal,
+//                           retention), and ok "basis_withdraw" (a withdrawal that left other
+//                           bases in force) as withdrawals. Entries written before the cause
+//                           was recorded are told by their reason: "retention period ended" and
+//                           "no lawful basis in force" (expiry), "consent withdrawn (basis N)"
+//                           (withdrawal), any other (request).
 //
 // Purposes: a denied request records the purpose its caller typed, which may be anything (a
 // name, a sentence). Only purposes the operator defined reach the report: those named by a
@@ -82,9 +83,11 @@ int64_t candidates_in(const json& details) {
   return n;
 }
 
-enum class ErasureCause { kRequest, kWithdrawal, kRetention };
-
-ErasureCause erasure_cause(const std::string& reason) {
+// details.cause (written since schema 8); entries written before it are told by their reason.
+ErasureCause erasure_cause(const std::string& cause, const std::string& reason) {
+  if (cause == "request") return ErasureCause::kRequest;
+  if (cause == "withdrawal") return ErasureCause::kWithdrawal;
+  if (cause == "retention") return ErasureCause::kRetention;
   if (reason == "retention period ended" || reason == "no lawful basis in force") return ErasureCause::kRetention;
   // The reason withdraw_basis gives an erasure (basis.cpp) when no other basis is left.
   if (reason.rfind("consent withdrawn (basis ", 0) == 0) return ErasureCause::kWithdrawal;
@@ -131,7 +134,7 @@ class Counter {
     } else if (e.action == "enroll") {
       ++t_.enrolments;
     } else if (e.action == "erase") {
-      switch (erasure_cause(text_field(e.details, "reason"))) {
+      switch (erasure_cause(text_field(e.details, "cause"), text_field(e.details, "reason"))) {
         case ErasureCause::kRequest: ++t_.erasure_request; break;
         case ErasureCause::kWithdrawal: ++t_.erasure_withdrawal; break;
         case ErasureCause::kRetention: ++t_.erasure_retention; break;

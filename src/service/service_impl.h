@@ -45,6 +45,12 @@ struct SearchPlan {
   size_t top = 0;         // candidates asked for
 };
 
+// Why a subject is erased (the erase audit entry's details.cause: request, withdrawal, retention).
+enum class ErasureCause { kRequest, kWithdrawal, kRetention };
+inline const char* erasure_cause_name(ErasureCause c) {
+  return c == ErasureCause::kWithdrawal ? "withdrawal" : c == ErasureCause::kRetention ? "retention" : "request";
+}
+
 // The authorisation a search cites, as checked before it runs (authorisations.cpp).
 struct CitedAuthorisation {
   std::optional<int64_t> id;  // row id; absent when the search cites none
@@ -137,7 +143,9 @@ struct Service::Impl {
   Result<LapseReport> sweep_oversight(const Actor& actor, const std::string& as_of);
   Result<VerifyResult> verify_locked(const Actor& actor, const SearchRequest& req, const std::string& subject_ref,
                                      const face::FaceTemplate& probe);
-  Result<EraseReceipt> erase_in_txn(const Actor& actor, const vault::SubjectRow& s, const std::string& reason);
+  // `cause` goes into the audit entry (details.cause) for the transparency report.
+  Result<EraseReceipt> erase_in_txn(const Actor& actor, const vault::SubjectRow& s, const std::string& reason,
+                                    ErasureCause cause = ErasureCause::kRequest);
   void finish_erasure(EraseReceipt& r);  // wipes freed pages (the receipt says whether it could)
   Result<std::vector<OptoutMatch>> match_optouts(const face::FaceTemplate& t);
   Result<int64_t> incomparable_optouts();

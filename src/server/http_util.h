@@ -39,6 +39,12 @@ T value_or_throw(Result<T> r) {
 
 nlohmann::json error_body(const HttpError& e);
 void security_headers(httplib::Response& res);
+// The Content-Security-Policy of the web UI's pages (static_ui.cpp sends the same text), the
+// base of the transparency report page's (routes_report.cpp: plus the hash of its own inline
+// style); tests/server/oversight_test.cpp compares the two.
+inline constexpr const char* kPageContentSecurityPolicy =
+    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 // JSON reply that never throws on invalid UTF-8 echoed from a request (it becomes U+FFFD).
 void reply(httplib::Response& res, int status, const nlohmann::json& j);
 

@@ -11,12 +11,15 @@ using fv::service::Action;
 namespace fv::server {
 namespace {
 
-// Purpose and case: the search policy's inputs from a form.
+// Purpose, case and authorisation: the search policy's inputs from a form.
 service::SearchRequest search_request(const Call& c, const char* fmr_field, double fmr_lo, double fmr_hi) {
   service::SearchRequest sr;
   sr.purpose = form_field(c.req, "purpose");
   sr.case_ref = form_field(c.req, "case");
   sr.max_fmr = double_field(form_field(c.req, fmr_field), fmr_field, fmr_lo, fmr_hi);
+  // The authorisation the search cites ("au_…"); whether the purpose needs one, and whether
+  // this one covers it, is the service's rule (422 when required and missing or not usable).
+  if (auto au = form_field(c.req, "authorisation"); !au.empty()) sr.authorisation = au;
   // The key's purpose scope, for a search and a verification against a subject alike: the
   // service refuses a purpose outside it (403, audited "denied").
   sr.allowed_purposes = c.caller.key->purposes;

@@ -47,6 +47,10 @@ service::EnrollRequest enroll_request(const httplib::Request& req, const std::st
   r.face_index = int_field(get("face"), "face", 0, 199, -1);
   if (auto p = get("purpose"); !p.empty()) r.purpose = p;
   r.keep_image = get("keep_image") == "true";
+  // A sealed reference crop for reviewers (review cases); absent: the vault's setting.
+  if (const std::string keep = get("keep_reference"); keep == "true") r.keep_reference = true;
+  else if (keep == "false") r.keep_reference = false;
+  else if (!keep.empty()) throw http_error(400, "'keep_reference' must be true or false");
   r.provenance.method = "http";
   r.provenance.supplied_by = get("supplied_by");
   r.provenance.source = get("source");

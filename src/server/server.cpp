@@ -121,8 +121,9 @@ void Server::Impl::dispatch(const Route& r, const httplib::Request& req, httplib
 
 void Server::Impl::install() {
   for (size_t i = 0; i < routes.size(); ++i) {
-    // OpenAPI template → regex: {name} matches one path segment.
-    const std::string pattern = std::regex_replace(routes[i].info.path, std::regex(R"(\{[a-z_]+\})"), "([^/]+)");
+    // OpenAPI template → regex: a dot is a dot ("{face}.jpg"), {name} matches one path segment.
+    const std::string literal = std::regex_replace(routes[i].info.path, std::regex(R"(\.)"), R"(\.)");
+    const std::string pattern = std::regex_replace(literal, std::regex(R"(\{[a-z_]+\})"), "([^/]+)");
     auto h = [this, i](const httplib::Request& req, httplib::Response& res) { dispatch(routes[i], req, res); };
     const auto& m = routes[i].info.method;
     if (m == "GET") http->Get(pattern, h);
@@ -206,6 +207,9 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   add_search_routes(m);
   add_optout_routes(m);
   add_audit_routes(m);
+  add_review_routes(m);
+  add_authorisation_routes(m);
+  add_report_routes(m);
   m.install();
   return s;
 }

@@ -110,5 +110,8 @@ void add_subject_routes(Server::Impl& s);   // subjects, bases, faces, erase, ex
 void add_search_routes(Server::Impl& s);    // search, verify, detect
 void add_optout_routes(Server::Impl& s);    // optout, optout check
 void add_audit_routes(Server::Impl& s);     // audit, audit verify, retention run and last run
+void add_review_routes(Server::Impl& s);    // review cases, decisions, probe and reference crops
+void add_authorisation_routes(Server::Impl& s);  // authorisations of searches
+void add_report_routes(Server::Impl& s);    // the transparency report
 
 }  // namespace fv::server

@@ -38,10 +38,11 @@ inline std::string grey_png() {
   return std::string(png.begin(), png.end());
 }
 
-inline const std::vector<std::string> kRoles = {"admin", "enroller", "investigator", "auditor"};
+inline const std::vector<std::string> kRoles = {"admin", "enroller", "investigator", "auditor", "reviewer"};
 // Every kind of caller the matrix tries: no key, a well-formed key the vault never issued, a
 // revoked key, and one key per role.
-inline const std::vector<std::string> kCallers = {"none", "unknown", "revoked", "admin", "enroller", "investigator", "auditor"};
+inline const std::vector<std::string> kCallers = {"none",    "unknown", "revoked", "admin",
+                                                   "enroller", "investigator", "auditor", "reviewer"};
 
 struct Env {
   TempDir tmp;

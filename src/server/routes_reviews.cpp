@@ -1,0 +1,92 @@
+// Review cases (EU AI Act Art 14(5)): the two-person review of a search's candidates. Every
+// search opens a case; reviewers list and read cases, compare the probe face with each
+// candidate's enrolled reference face, and record their decisions. Who may see which case and
+// which decisions (a reviewer sees the others' decisions only after recording their own) is the
+// service's rule: the routes only read the request and render the answer.
+#include "server/server_impl.h"
+#include "service/render.h"
+#include "vault/crypto.h"
+
+using nlohmann::json;
+using fv::service::Action;
+
+namespace fv::server {
+namespace {
+
+// A crop of a face as image/jpeg. The dispatcher has set Cache-Control: no-store already (a
+// face must not be kept by a browser or a proxy cache); the service's copy is wiped once the
+// response holds its own.
+void reply_jpeg(httplib::Response& res, service::ReviewImage img) {
+  res.status = 200;
+  res.set_content(std::string(img.jpeg.begin(), img.jpeg.end()), "image/jpeg");
+  vault::wipe(img.jpeg);
+}
+
+bool flag_param(const httplib::Request& req, const char* name) {
+  const std::string v = req.get_param_value(name);
+  if (v.empty() || v == "0" || v == "false") return false;
+  if (v == "1" || v == "true") return true;
+  throw http_error(400, std::string("'") + name + "' must be 1, 0, true or false");
+}
+
+service::ReviewDecisionRequest decision_request(const json& j) {
+  service::ReviewDecisionRequest r;
+  if (!j.contains("candidate")) throw http_error(400, "missing field 'candidate' (the candidate's id in the case)");
+  if (!j["candidate"].is_number_integer() || j["candidate"].get<int64_t>() < 1)
+    throw http_error(400, "field 'candidate' must be a positive integer (the candidate's id in the case)");
+  r.candidate_id = j["candidate"].get<int64_t>();
+  const std::string decision = json_string(j, "decision", true);
+  auto v = service::parse_review_verdict(decision);
+  if (!v) throw http_error(400, "unknown decision '" + decision + "' (confirm, reject, inconclusive)");
+  r.verdict = *v;
+  // A missing or empty reason is the service's refusal (audited), like one too long.
+  r.reason = json_string(j, "reason", false);
+  return r;
+}
+
+}  // namespace
+
+void add_review_routes(Server::Impl& s) {
+  s.add("GET", "/v1/reviews", Action::kReviewRead, [&s](Call& c) {
+    service::ReviewListFilter f;
+    if (const std::string st = c.req.get_param_value("status"); !st.empty()) {
+      if (st != "open" && st != "closed") throw http_error(400, "'status' must be open or closed");
+      f.status = st;
+    }
+    f.awaiting_caller = flag_param(c.req, "awaiting");
+    f.limit = static_cast<size_t>(int_field(c.req.get_param_value("limit"), "limit", 1, 1000, 100));
+    auto cases = value_or_throw(s.svc->review_list(c.caller.who(), f));
+    const int required = s.svc->config().reviewers_required;
+    json out = json::array();
+    for (const auto& rc : cases) out.push_back(service::render::review_case(rc, required));
+    reply(c.res, 200, {{"cases", out}});
+  });
+
+  s.add("GET", "/v1/reviews/{id}", Action::kReviewRead, [&s](Call& c) {
+    auto rc = value_or_throw(s.svc->review_show(c.caller.who(), c.req.matches[1]));
+    reply(c.res, 200, service::render::review_case(rc, s.svc->config().reviewers_required));
+  });
+
+  s.add("POST", "/v1/reviews/{id}/decisions", Action::kReviewDecide, [&s](Call& c) {
+    const std::string id = c.req.matches[1];
+    const service::ReviewDecisionRequest req = decision_request(s.json_body(c.req));
+    auto d = value_or_throw(s.svc->review_decide(c.caller.who(), id, req));
+    reply(c.res, 201, service::render::review_decision(d));
+  });
+
+  s.add("GET", "/v1/reviews/{id}/probe/{face}.jpg", Action::kReviewRead, [&s](Call& c) {
+    const std::string id = c.req.matches[1];
+    const int face = int_field(c.req.matches[2], "face", 0, 199, 0);
+    reply_jpeg(c.res, value_or_throw(s.svc->review_probe_image(c.caller.who(), id, face)));
+  });
+
+  // 404 (the usual JSON error) when no reference crop of the candidate is kept: the review page
+  // then says the comparison is made without one.
+  s.add("GET", "/v1/reviews/{id}/candidates/{cid}/reference.jpg", Action::kReviewRead, [&s](Call& c) {
+    const std::string id = c.req.matches[1];
+    const int64_t candidate = int_field(c.req.matches[2], "cid", 1, 2'000'000'000, 0);
+    reply_jpeg(c.res, value_or_throw(s.svc->review_reference_image(c.caller.who(), id, candidate)));
+  });
+}
+
+}  // namespace fv::server

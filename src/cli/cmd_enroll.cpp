@@ -24,6 +24,7 @@ struct EnrollArgs {
   int64_t basis = 0;
   int face = -1, threads = 1;
   bool keep = false, progress = false, no_progress = false;
+  bool keep_reference = false, no_keep_reference = false;
   std::vector<std::string> images;
   VaultOptions c;
 };
@@ -40,8 +41,9 @@ class EnrollReport {
         j["file"] = file;
         print_json(j);
       } else {
-        std::printf("enrolled %s → %s (template %lld, retention until %s)\n", file.c_str(), subject.c_str(),
-                    static_cast<long long>(r->face_id), r->retention_until.c_str());
+        std::printf("enrolled %s → %s (template %lld, retention until %s%s)\n", file.c_str(), subject.c_str(),
+                    static_cast<long long>(r->face_id), r->retention_until.c_str(),
+                    r->reference_kept ? "; reference crop kept for reviewers" : "");
       }
     } else {
       ++bad_;
@@ -92,6 +94,8 @@ int run_enroll(const EnrollArgs& a, service::Service& svc, const service::Actor&
     if (!a.purpose.empty()) req.purpose = a.purpose;
     req.face_index = a.face;
     req.keep_image = a.keep;
+    if (a.keep_reference) req.keep_reference = true;
+    if (a.no_keep_reference) req.keep_reference = false;
     req.provenance.supplied_by = a.supplied_by;
     req.provenance.method = a.method.empty() ? "file" : a.method;
     req.provenance.source = a.source.empty() ? fs::path(file).filename().string() : a.source;
@@ -113,6 +117,11 @@ void add_enroll_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--purpose", a->purpose, "refuse unless the basis covers this purpose");
   cmd->add_option("--face", a->face, "which face (0-based, best detection first) when a photo has several");
   cmd->add_flag("--keep-image", a->keep, "also keep the photo, encrypted with the subject's key (off: templates only)");
+  auto* keep_ref = cmd->add_flag("--keep-reference", a->keep_reference,
+                                 "keep an encrypted aligned crop of the face for reviewers to compare with "
+                                 "(default: the vault's oversight.keep_reference_crops)");
+  cmd->add_flag("--no-keep-reference", a->no_keep_reference, "keep no reference crop, whatever the vault's default")
+      ->excludes(keep_ref);
   cmd->add_option("--source", a->source, "provenance: where the photo comes from (default: its file name)");
   cmd->add_option("--supplied-by", a->supplied_by, "provenance: who supplied it (default: the actor)");
   cmd->add_option("--method", a->method, "provenance: how it was received (default: file, or manifest)");
@@ -122,10 +131,18 @@ void add_enroll_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--no-progress", a->no_progress, "no progress bar");
   add_vault_options(cmd, a->c);
   set_examples(cmd, {"facevault enroll --subject S-1 --basis 1 --purpose access-control photo1.jpg photo2.jpg",
+                     "facevault enroll --subject S-2 --basis 2 --keep-reference photo.jpg",
                      "facevault enroll --manifest staff.csv --threads 2 --json"});
   cmd->callback([a, &exit_code] {
     if (a->manifest.empty() && (a->subject.empty() || a->basis == 0 || a->images.empty())) {
       exit_code = fail(invalid_argument("enroll needs --subject REF --basis ID IMG… (or --manifest CSV)"), kExitUsage);
+      return;
+    }
+    if (!a->manifest.empty() && (a->keep_reference || a->no_keep_reference)) {
+      // A manifest's rows follow the vault's setting (the batch use case takes no per-row choice).
+      exit_code = fail(invalid_argument("--keep-reference and --no-keep-reference apply to photos on the command line; a "
+                                        "manifest follows the vault's oversight.keep_reference_crops"),
+                       kExitUsage);
       return;
     }
     // The skeleton's Status cannot carry "some photos failed" (exit 3): the code travels beside it.

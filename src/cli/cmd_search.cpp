@@ -23,14 +23,21 @@ void print_search_text(const service::SearchResult& r) {
       std::printf("  %-20s similarity %.4f  false-match rate %s\n", c.subject_ref.c_str(), c.similarity,
                   c.fmr ? one_in(*c.fmr).c_str() : "unknown");
   }
-  std::printf("candidates are for human review, not identifications; this search is in the audit log (%s)\n",
-              r.audit_hash.substr(0, 16).c_str());
+  if (r.authorisation)
+    std::printf("under authorisation %s%s\n", r.authorisation->c_str(),
+                r.authorisation_pending ? " (pending: the results become unusable if it is not granted by its deadline)" : "");
+  if (!r.review_case.empty())
+    std::printf("review case %s: candidates are for two-person review, not identifications, until reviewers confirm "
+                "them (facevault review show %s)\n", r.review_case.c_str(), r.review_case.c_str());
+  else
+    std::printf("candidates are for human review, not identifications\n");
+  std::printf("this search is in the audit log (%s)\n", r.audit_hash.substr(0, 16).c_str());
 }
 
 }  // namespace
 
 void add_search_command(CLI::App& app, int& exit_code) {
-  struct A { std::string image; service::SearchRequest r; double max_fmr = 0, max_fpir = 0; VaultOptions c; };
+  struct A { std::string image, authorisation; service::SearchRequest r; double max_fmr = 0, max_fpir = 0; VaultOptions c; };
   auto a = std::make_shared<A>();
   auto* cmd = app.add_subcommand("search", "1:N search of every face in a photo, among subjects whose lawful basis covers the purpose");
   cmd->add_option("image", a->image, "probe photo")->required();
@@ -43,14 +50,19 @@ void add_search_command(CLI::App& app, int& exit_code) {
                   "threshold (default: candidates above the false-match limit), identification (above the "
                   "threshold for --max-fpir of the eligible gallery) or investigation (the top 50 for human review)")
       ->check(CLI::IsMember(service::kSearchModes));
+  cmd->add_option("--authorisation", a->authorisation,
+                  "the authorisation this search cites (au_…; required when the purpose needs one: "
+                  "facevault authorisation list)");
   cmd->add_option("--max-fpir", a->max_fpir, "identification mode: false-positive identification rate (default 0.01)")
       ->check(CLI::Range(1e-9, 0.5));
   add_vault_options(cmd, a->c);
   set_examples(cmd, {"facevault search photo.jpg --purpose access-control --case C-1 --role investigator",
-                     "facevault search photo.jpg --purpose access-control --case C-1 --mode investigation --json"});
+                     "facevault search photo.jpg --purpose access-control --case C-1 --mode investigation --json",
+                     "facevault search photo.jpg --purpose investigation --case C-2 --authorisation au_0123 --role investigator"});
   cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
     if (a->max_fmr > 0) a->r.max_fmr = a->max_fmr;
     if (a->max_fpir > 0) a->r.max_fpir = a->max_fpir;
+    if (!a->authorisation.empty()) a->r.authorisation = a->authorisation;
     FV_ASSIGN_OR_RETURN(auto bytes, read_file(a->image));
     return print_result(a->c, svc.search(actor, a->r, std::move(bytes)), service::render::search, print_search_text);
   }));

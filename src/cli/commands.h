@@ -35,6 +35,11 @@ void add_eval_commands(CLI::App& app, int& exit_code);
 void add_vault_commands(CLI::App& app, int& exit_code);  // init … key (vault_commands.h)
 void add_index_commands(CLI::App& app, int& exit_code);  // eval ident, bench index
 void add_serve_commands(CLI::App& app, int& exit_code);  // serve
+// Human oversight: review, authorisation, report (cmd_review.cpp registers the three).
+void add_oversight_commands(CLI::App& app, int& exit_code);
+void add_review_commands(CLI::App& app, int& exit_code);         // cmd_review.cpp
+void add_authorisation_commands(CLI::App& app, int& exit_code);  // cmd_authorisation.cpp
+void add_report_command(CLI::App& app, int& exit_code);          // cmd_report.cpp
 void add_completion_command(CLI::App& app, int& exit_code);  // completion: register it last
 
 }  // namespace fv::cli

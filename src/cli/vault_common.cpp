@@ -22,7 +22,7 @@ void add_vault_options(CLI::App* cmd, VaultOptions& o) {
   cmd->add_option("--vault", o.vault, kVaultHelp);
   cmd->add_flag("--json", o.json, "machine-readable JSON output");
   cmd->add_option("--actor", o.actor, "who is acting, recorded in the audit log (default: the OS user)");
-  cmd->add_option("--role", o.role, "admin, enroller, investigator or auditor (default admin)");
+  cmd->add_option("--role", o.role, "admin, enroller, investigator, auditor or reviewer (default admin)");
 }
 
 void add_vault_dir_option(CLI::App* cmd, std::string& vault) { cmd->add_option("--vault", vault, kVaultHelp); }

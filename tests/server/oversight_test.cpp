@@ -325,6 +325,17 @@ TEST_F(OversightTest, APurposeThatNeedsAnAuthorisationIsRefusedWithoutAllowedWit
   ASSERT_EQ(ok.status, 200) << ok.raw;
   EXPECT_EQ(ok.body["authorisation"], au);
   EXPECT_EQ(ok.body["authorisation_pending"], false);
+  // A photo against an enrolled subject is a search for the policy: the same field.
+  auto verify = [](const std::string& authorisation) {
+    httplib::MultipartFormDataItems items = {img("a", photo("amy", 2)), text("subject", "ov-amy"),
+                                             text("purpose", "investigation"), text("case", "C-auth-v")};
+    if (!authorisation.empty()) items.push_back(text("authorisation", authorisation));
+    return post_form("/v1/verify", "investigator", items);
+  };
+  EXPECT_TRUE(is_error(verify(""), 422));
+  auto verified = verify(au);
+  ASSERT_EQ(verified.status, 200) << verified.raw;
+  EXPECT_EQ(verified.body["same"], true) << verified.raw;
 
   // Pending, due in an hour: searches may cite it meanwhile, flagged as pending.
   auto pending = post_json("/v1/authorisations", "admin",

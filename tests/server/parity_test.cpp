@@ -67,9 +67,17 @@ TEST(SearchParity, CliJsonAndHttpRenderTheSameFields) {
   ASSERT_FALSE(web["faces"][0]["candidates"].empty());
   EXPECT_EQ(web["faces"][0]["candidates"][0]["subject"], "parity-howard");
   // The same policy inputs and outputs; a search is audited each time (different entries).
-  for (const char* k : {"purpose", "case", "eligible_subjects", "max_fmr", "threshold", "calibration", "notice"})
+  for (const char* k : {"purpose", "case", "eligible_subjects", "max_fmr", "threshold", "calibration"})
     EXPECT_EQ(cli[k], web[k]) << k;
   EXPECT_NE(cli["audit_hash"], web["audit_hash"]);
+  // Each search opens its own review case, which the notice names: the same text otherwise.
+  ASSERT_NE(cli.value("review_case", ""), web.value("review_case", ""));
+  auto notice_of = [](const json& r) {
+    std::string n = r.value("notice", ""), id = r.value("review_case", "");
+    if (auto at = n.find(id); !id.empty() && at != std::string::npos) n.replace(at, id.size(), "CASE");
+    return n;
+  };
+  EXPECT_EQ(notice_of(cli), notice_of(web));
 }
 
 }  // namespace

@@ -80,7 +80,8 @@ void add_authorisation_commands(CLI::App& app, int& exit_code) {
   add_decision_command(group, exit_code, "grant", "record that a pending authorisation was granted",
                        &service::Service::authorisation_grant,
                        "facevault authorisation grant au_0123 --note \"granted by letter of 2 Jan\" --role auditor");
-  add_decision_command(group, exit_code, "refuse", "record that a pending authorisation was refused (searches may no longer cite it)",
+  add_decision_command(group, exit_code, "refuse", "record that an authorisation was refused (pending) or withdrawn (granted): searches may no longer "
+                       "cite it and the cases that cited it become unusable",
                        &service::Service::authorisation_refuse,
                        "facevault authorisation refuse au_0123 --note \"refused by the court\" --role auditor --json");
   {

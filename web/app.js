@@ -2,7 +2,8 @@
 // Every value from the server is put into the page as text (never as HTML).
 'use strict';
 
-const state = { key: sessionStorage.getItem('fv-key') || '', me: null, detect: null, enrollImage: null, exportData: null };
+const state = { key: sessionStorage.getItem('fv-key') || '', me: null, detect: null, enrollImage: null, exportData: null,
+  imageUrls: [], authorisations: null, reviewGen: 0 };
 
 // ------------------------------------------------------------------ helpers
 
@@ -55,6 +56,31 @@ async function api(method, path, body) {
   return data;
 }
 
+// A JPEG the API serves only with the key (review crops): an object URL for an <img>, kept in
+// state.imageUrls so that leaving the page revokes it; null when there is none (404).
+async function apiImage(path) {
+  let res;
+  try {
+    res = await fetch(path, { headers: { Authorization: 'Bearer ' + state.key }, cache: 'no-store' });
+  } catch (e) {
+    throw new ApiError(0, 'the server cannot be reached');
+  }
+  if (res.status === 404) return null;
+  if (!res.ok) {
+    let msg = res.statusText;
+    try { msg = (await res.json()).error.message; } catch (e) { /* not JSON */ }
+    throw new ApiError(res.status, msg);
+  }
+  const url = URL.createObjectURL(await res.blob());
+  state.imageUrls.push(url);
+  return url;
+}
+
+function releaseImages() {
+  for (const u of state.imageUrls) URL.revokeObjectURL(u);
+  state.imageUrls = [];
+}
+
 function oneIn(fmr) {
   if (fmr === null || fmr === undefined) return 'unknown';
   if (fmr <= 0) return '0';
@@ -101,13 +127,17 @@ function download(name, text) {
 
 // ------------------------------------------------------------------ session and routing
 
-const views = { signin: 'view-signin', enroll: 'view-enroll', search: 'view-search', subject: 'view-subject', audit: 'view-audit' };
-const viewRoles = { enroll: ['admin', 'enroller'], search: ['admin', 'investigator'], subject: ['admin', 'auditor'], audit: ['admin', 'auditor'] };
+const views = { signin: 'view-signin', enroll: 'view-enroll', search: 'view-search', subject: 'view-subject', audit: 'view-audit',
+  reviews: 'view-reviews', review: 'view-review', oversight: 'view-oversight' };
+const reviewRoles = ['admin', 'investigator', 'auditor', 'reviewer'];
+const viewRoles = { enroll: ['admin', 'enroller'], search: ['admin', 'investigator'], subject: ['admin', 'auditor'], audit: ['admin', 'auditor'],
+  reviews: reviewRoles, review: reviewRoles, oversight: ['admin', 'auditor'] };
 
 function defaultView() {
   const r = state.me ? state.me.role : '';
   if (r === 'investigator') return 'search';
   if (r === 'auditor') return 'audit';
+  if (r === 'reviewer') return 'reviews';
   return 'enroll';
 }
 
@@ -117,6 +147,9 @@ function route() {
   let v = name && views[name] ? name : null;
   if (!state.me) v = 'signin';
   else if (!v || v === 'signin' || !(viewRoles[v] || []).includes(state.me.role)) v = defaultView();
+  if (v === 'review' && !arg) v = 'reviews';
+  releaseImages();  // the crops of a review case live only while its page is shown
+  state.reviewGen++;  // and a case still loading is not shown any more
   for (const [k, id] of Object.entries(views)) $(id).hidden = k !== v;
   document.querySelectorAll('#nav a').forEach((a) => {
     if (a.getAttribute('href') === '#/' + v) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
@@ -125,6 +158,10 @@ function route() {
   const h = $(views[v]).querySelector('h1');
   if (h) h.focus();
   if (v === 'audit') loadAudit();
+  if (v === 'search') loadSearchAuthorisations();
+  if (v === 'reviews') loadReviews();
+  if (v === 'review') loadReviewCase(decodeURIComponent(arg));
+  if (v === 'oversight') loadOversight();
   if (v === 'subject' && arg) { $('subject-ref').value = decodeURIComponent(arg); loadSubject(); }
 }
 
@@ -266,12 +303,15 @@ async function enroll(ev) {
   fd.append('basis', basis);
   if (picked) fd.append('face', picked.value);
   if ($('enroll-keep').checked) fd.append('keep_image', 'true');
+  if ($('enroll-keep-reference').value) fd.append('keep_reference', $('enroll-keep-reference').value);
   try {
     const r = await api('POST', '/v1/subjects/' + encodeURIComponent(ref) + '/faces', fd);
     $('enroll-result').replaceChildren(el('div', { class: 'receipt', id: 'enroll-receipt' },
       el('p', {}, el('strong', { text: `Enrolled ${r.subject}.` })),
       el('dl', {}, el('dt', { text: 'template id' }), el('dd', { text: r.face_id }),
         el('dt', { text: 'retained until' }), el('dd', { text: r.retention_until }),
+        r.reference_kept === undefined ? null : [el('dt', { text: 'reference face' }),
+          el('dd', { text: r.reference_kept ? 'kept (encrypted) for reviewers' : 'not kept' })],
         el('dt', { text: 'audit entry' }), el('dd', { text: r.audit_hash.slice(0, 16) + '…' }))));
     say(`Enrolled ${r.subject} (template ${r.face_id}).`, 'ok');
   } catch (e) {
@@ -281,21 +321,80 @@ async function enroll(ev) {
 
 // ------------------------------------------------------------------ search
 
+// The authorisations a search may cite: those covering the chosen purpose that are granted or
+// still pending. Whether the purpose needs one is the vault's configuration, which the page
+// cannot read: the field is always there and optional, and a refusal says so next to it.
+async function loadSearchAuthorisations() {
+  try {
+    state.authorisations = (await api('GET', '/v1/authorisations')).authorisations;
+  } catch (e) {
+    state.authorisations = null;  // not readable with this key: the id can still be typed
+  }
+  fillAuthorisationField();
+}
+
+function fillAuthorisationField() {
+  const old = $('search-authorisation');
+  const chosen = old.value;
+  const described = 'search-authorisation-help search-authorisation-error';
+  let field;
+  if (state.authorisations === null) {
+    field = el('input', { id: 'search-authorisation', autocomplete: 'off', placeholder: 'au_…', 'aria-describedby': described });
+  } else {
+    const purpose = $('search-purpose').value;
+    const usable = state.authorisations.filter((a) => ['granted', 'pending'].includes(a.status) && a.purposes.includes(purpose));
+    field = el('select', { id: 'search-authorisation', 'aria-describedby': described },
+      el('option', { value: '', text: usable.length ? 'none cited' : 'none cited (none recorded for this purpose)' }),
+      usable.map((a) => el('option', { value: a.id, text: `${a.id}: ${a.authority}, ${a.reference} (${a.status}, valid until ${a.valid_until})` })));
+  }
+  field.value = chosen;
+  if (field.value !== chosen) field.value = '';
+  field.addEventListener('change', clearAuthorisationError);
+  field.addEventListener('input', clearAuthorisationError);
+  old.replaceWith(field);
+}
+
+function clearAuthorisationError() {
+  $('search-authorisation-error').hidden = true;
+  $('search-authorisation').removeAttribute('aria-invalid');
+}
+
+function showAuthorisationError(message) {
+  const p = $('search-authorisation-error');
+  p.textContent = 'Authorisation: ' + message;
+  p.hidden = false;
+  $('search-authorisation').setAttribute('aria-invalid', 'true');
+  $('search-authorisation').focus();
+}
+
 async function search(ev) {
   ev.preventDefault();
   const file = $('search-file').files[0];
   const out = $('search-results');
   out.replaceChildren();
+  clearAuthorisationError();
   const fd = new FormData();
   fd.append('image', file);
   fd.append('purpose', $('search-purpose').value);
   fd.append('case', $('search-case').value.trim());
   fd.append('top', $('search-top').value || '5');
+  const auth = $('search-authorisation').value.trim();
+  if (auth) fd.append('authorisation', auth);
   try {
     say('Searching…');
     const [img, r] = await Promise.all([loadImage(file), api('POST', '/v1/search', fd)]);
     out.append(el('p', { class: 'notice', id: 'search-notice', role: 'note' },
-      'Candidates for human review, not an identification. A person must compare the photos before anything is decided.'));
+      'Candidates for human review, not an identification. Every candidate is only a candidate until two reviewers ' +
+      'have each compared the photos and confirmed it.'));
+    if (r.review_case) {
+      out.append(el('p', { class: 'case-line', id: 'search-review' }, 'This search opened review case ',
+        el('a', { href: '#/review/' + encodeURIComponent(r.review_case), id: 'search-review-link', text: r.review_case }),
+        ': the reviewers decide there.'));
+    }
+    if (r.authorisation) {
+      out.append(el('p', { class: 'help', id: 'search-authorisation-cited' }, `Cited authorisation ${r.authorisation}` +
+        (r.authorisation_pending ? ' (pending: if it is not granted by its deadline, this search is marked unusable).' : '.')));
+    }
     out.append(el('p', { class: 'help' },
       `${r.faces.length} face(s) in the probe; searched ${r.eligible_subjects} subject(s) whose lawful basis covers “${r.purpose}”, ` +
       `case ${r.case}. Candidates shown when their false-match rate is at most ${oneIn(r.max_fmr)} (${r.calibration}).`));
@@ -304,17 +403,23 @@ async function search(ev) {
       const rows = f.candidates.map((c, k) => {
         const who = state.me && ['admin', 'auditor'].includes(state.me.role)
           ? el('a', { href: '#/subject/' + encodeURIComponent(c.subject), text: c.subject }) : c.subject;
-        return [String(k + 1), who, c.similarity.toFixed(4), oneIn(c.fmr)];
+        return [String(k + 1), who, c.similarity.toFixed(4), oneIn(c.fmr), c.confirmed ? 'confirmed' : 'candidate only'];
       });
       out.append(el('section', { class: 'card face-result', 'aria-label': `Probe face ${i + 1}` },
         el('figure', {}, cropCanvas(img, f.box), el('figcaption', { class: 'help', text: `Probe face ${i + 1}` + (f.quality_ok ? '' : ' (low quality: extra care)') })),
         el('div', {}, f.candidates.length
-          ? table(`Candidates for probe face ${i + 1}`, ['Rank', 'Subject', 'Similarity', 'False-match rate'], rows, 'candidates-' + i)
+          ? table(`Candidates for probe face ${i + 1}`, ['Rank', 'Subject', 'Similarity', 'False-match rate', 'Review'], rows, 'candidates-' + i)
           : el('p', { text: 'No candidate above the threshold.' }))));
     });
-    say(`Search done; recorded in the audit log (${r.audit_hash.slice(0, 12)}…).`, 'ok');
+    say(`Search done; recorded in the audit log (${r.audit_hash.slice(0, 12)}…)` + (r.review_case ? `; review case ${r.review_case} opened.` : '.'), 'ok');
   } catch (e) {
-    say('Search refused: ' + e.message, 'error');
+    // A refusal (422) or a malformed value (400) about the authorisation belongs beside its field.
+    if ((e.status === 422 || e.status === 400) && /authori[sz]ation/i.test(e.message)) {
+      say('Search refused: an authorisation is needed (see the field).', 'error');
+      showAuthorisationError(e.message);
+    } else {
+      say('Search refused: ' + e.message, 'error');
+    }
   }
 }
 
@@ -434,6 +539,12 @@ document.addEventListener('DOMContentLoaded', async () => {
   $('enroll-file').addEventListener('change', detectForEnroll);
   $('enroll-form').addEventListener('submit', enroll);
   $('search-form').addEventListener('submit', search);
+  $('search-purpose').addEventListener('change', () => { clearAuthorisationError(); fillAuthorisationField(); });
+  $('reviews-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadReviews(); });
+  $('report-form').addEventListener('submit', loadReport);
+  $('auth-form').addEventListener('submit', addAuthorisation);
+  $('auth-dialog-form').addEventListener('submit', decideAuthorisation);
+  $('auth-dialog-cancel').addEventListener('click', () => $('auth-dialog').close());
   $('subject-form').addEventListener('submit', loadSubject);
   $('audit-form').addEventListener('submit', loadAudit);
   $('erase-form').addEventListener('submit', erase);

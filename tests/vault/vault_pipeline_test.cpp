@@ -213,5 +213,84 @@ TEST_F(VaultPipelineTest, BatchManifestWithTwoWorkersReportsEveryRow) {
   for (auto& p : people) EXPECT_EQ(log.find("\"" + p + "\""), std::string::npos) << p;
 }
 
+// Review crops: a reference crop is kept only on opt-in, sealed, and goes with its subject; a
+// probe crop is readable while the case is open (across a master-key rotation) and destroyed
+// when it closes. Proven on disk: the sealed blobs' bytes leave every file of the vault.
+TEST_F(VaultPipelineTest, ReviewCropsAreKeptSealedAndDestroyed) {
+  const service::Actor rita{"rita", service::Role::kReviewer}, ravi{"ravi", service::Role::kReviewer};
+  const int64_t p = basis("penny", {"investigation"}, service::BasisKind::kLawEnforcement);
+  const int64_t r = basis("raj", {"investigation"}, service::BasisKind::kLawEnforcement);
+  service::EnrollRequest with_ref{"penny", p};
+  with_ref.keep_reference = true;
+  auto penny = svc_->enroll(kAdmin, with_ref, file_bytes(photo("penny", 1)));
+  ASSERT_TRUE(penny.is_ok()) << penny.status().to_string();
+  EXPECT_TRUE(penny->reference_kept);
+  auto raj = enroll("raj", r, photo("raj", 1));  // the vault's default: no reference crop
+  ASSERT_TRUE(raj.is_ok());
+  EXPECT_FALSE(raj->reference_kept);
+  auto sealed_blob = [&](const std::string& sql) {
+    auto s = raw_db(*svc_).prepare(sql);
+    EXPECT_TRUE(s.is_ok() && *s->step()) << sql;
+    return s.is_ok() ? s->blob(0) : std::vector<uint8_t>{};
+  };
+  const auto sealed_ref = sealed_blob("SELECT crop FROM reference_crop");
+  EXPECT_EQ(*raw_db(*svc_).query_int("SELECT count(*) FROM reference_crop"), 1);
+
+  auto s = search(photo("penny", 3), "investigation");
+  ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+  ASSERT_FALSE(s->faces[0].candidates.empty());
+  EXPECT_EQ(s->faces[0].candidates[0].subject_ref, "penny");
+  auto c = svc_->review_show(rita, s->review_case);
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->probe_sha256, vault::sha256_hex(file_bytes(photo("penny", 3))));
+  ASSERT_EQ(c->probe_faces, std::vector<int>{0});
+  EXPECT_TRUE(c->candidates[0].reference_available);
+  const auto sealed_probe = sealed_blob("SELECT crop FROM review_probe");
+
+  auto decodes_as_crop = [](const std::vector<uint8_t>& jpeg) {
+    cv::Mat m = cv::imdecode(jpeg, cv::IMREAD_COLOR);
+    return !m.empty() && m.cols == 160 && m.rows == 160;
+  };
+  auto ref = svc_->review_reference_image(rita, s->review_case, c->candidates[0].id);
+  ASSERT_TRUE(ref.is_ok()) << ref.status().to_string();
+  EXPECT_TRUE(decodes_as_crop(ref->jpeg));
+  auto probe = svc_->review_probe_image(rita, s->review_case, 0);
+  ASSERT_TRUE(probe.is_ok()) << probe.status().to_string();
+  EXPECT_TRUE(decodes_as_crop(probe->jpeg));
+  EXPECT_EQ(*raw_db(*svc_).query_int("SELECT count(*) FROM audit WHERE action='review_read'"), 2);
+  EXPECT_TRUE(files_holding(dir_, probe->jpeg).empty()) << "crops are stored encrypted";
+  EXPECT_TRUE(files_holding(dir_, ref->jpeg).empty()) << "crops are stored encrypted";
+  EXPECT_FALSE(files_holding(dir_, sealed_probe).empty());
+
+  // A master-key rotation re-wraps the case key: the probe face still opens.
+  auto rotated = svc_->rotate_key(kAdmin);
+  ASSERT_TRUE(rotated.is_ok()) << rotated.status().to_string();
+  auto again = svc_->review_probe_image(rita, s->review_case, 0);
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_EQ(again->jpeg, probe->jpeg);
+
+  // Every candidate decided twice: the case closes and its probe crop is destroyed.
+  for (const auto& k : c->candidates)
+    for (const auto* who : {&rita, &ravi})
+      ASSERT_TRUE(svc_->review_decide(*who, s->review_case, {k.id, service::ReviewVerdict::kConfirm, "same face"}).is_ok());
+  auto closed = svc_->review_show(rita, s->review_case);
+  ASSERT_TRUE(closed.is_ok());
+  EXPECT_EQ(closed->status, "closed");
+  EXPECT_TRUE(closed->probe_faces.empty());
+  EXPECT_EQ(svc_->review_probe_image(rita, s->review_case, 0).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(*raw_db(*svc_).query_int("SELECT count(*) FROM review_case WHERE probe_key IS NOT NULL"), 0);
+
+  // Erasure takes the reference crop with the subject.
+  auto receipt = svc_->erase(kAdmin, "penny");
+  ASSERT_TRUE(receipt.is_ok()) << receipt.status().to_string();
+  EXPECT_EQ(receipt->reference_crops, 1);
+  EXPECT_EQ(*raw_db(*svc_).query_int("SELECT count(*) FROM reference_crop"), 0);
+  svc_.reset();
+  EXPECT_EQ(files_holding(dir_, sealed_probe), std::vector<std::string>());
+  EXPECT_EQ(files_holding(dir_, sealed_ref), std::vector<std::string>());
+  EXPECT_EQ(files_holding(dir_, ref->jpeg), std::vector<std::string>());
+  EXPECT_EQ(files_holding(dir_, probe->jpeg), std::vector<std::string>());
+}
+
 }  // namespace
 }  // namespace fv::test

@@ -288,6 +288,22 @@ TEST_F(ReviewTest, AClosedCaseRefusesDecisions) {
   EXPECT_EQ(outcomes("review_decide", "refused"), 1u);
 }
 
+TEST_F(ReviewTest, AnUnusableCaseStillTakesDecisionsAndStaysMarked) {
+  auto alice = enrolled("alice");
+  const std::string id = search({near_template(alice, rng_, 0.3f)});
+  ASSERT_TRUE(raw_db(*svc_).exec("UPDATE review_case SET unusable='authorisation lapsed' WHERE uid='" + id + "'").is_ok());
+  const int64_t k = candidate(id, "alice");
+  ASSERT_TRUE(decide(kRita, id, k, ReviewVerdict::kConfirm).is_ok());
+  ASSERT_TRUE(decide(kRavi, id, k, ReviewVerdict::kConfirm).is_ok());
+  auto c = show(id);
+  EXPECT_EQ(c.status, "closed");
+  ASSERT_TRUE(c.unusable.has_value());
+  EXPECT_EQ(*c.unusable, "authorisation lapsed");
+  auto j = service::render::review_case(c, 2);
+  EXPECT_EQ(j["unusable"], "authorisation lapsed");
+  EXPECT_NE(j["notice"].get<std::string>().find("may not be used"), std::string::npos);
+}
+
 TEST_F(ReviewTest, ADecisionNeedsAReasonAndACandidateOfTheCase) {
   auto alice = enrolled("alice");
   const std::string id = search({near_template(alice, rng_, 0.3f)});

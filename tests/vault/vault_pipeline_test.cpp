@@ -290,6 +290,19 @@ TEST_F(VaultPipelineTest, ReviewCropsAreKeptSealedAndDestroyed) {
   EXPECT_EQ(files_holding(dir_, sealed_ref), std::vector<std::string>());
   EXPECT_EQ(files_holding(dir_, ref->jpeg), std::vector<std::string>());
   EXPECT_EQ(files_holding(dir_, probe->jpeg), std::vector<std::string>());
+
+  // The crops a search takes in memory are zeroed when its photo goes (reported as face crops).
+  std::vector<size_t> crop_wipes;
+  service::ServiceOptions o;
+  o.shared_pipeline = shared_pipeline();
+  o.on_wipe = [&](service::WipeKind k, size_t n) {
+    if (k == service::WipeKind::kFaceCrops) crop_wipes.push_back(n);
+  };
+  auto watched = service::Service::open(dir_, o);
+  ASSERT_TRUE(watched.is_ok()) << watched.status().to_string();
+  ASSERT_TRUE((*watched)->search(kInvestigator, {"investigation", "case-2", 3}, file_bytes(photo("raj", 3))).is_ok());
+  ASSERT_EQ(crop_wipes.size(), 1u);
+  EXPECT_GT(crop_wipes[0], 0u);
 }
 
 }  // namespace

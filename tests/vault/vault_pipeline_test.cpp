@@ -280,6 +280,15 @@ TEST_F(VaultPipelineTest, ReviewCropsAreKeptSealedAndDestroyed) {
   EXPECT_EQ(svc_->review_probe_image(rita, s->review_case, 0).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(*raw_db(*svc_).query_int("SELECT count(*) FROM review_case WHERE probe_key IS NOT NULL"), 0);
 
+  // The access export counts the reference crop and writes it out when asked, and lists the
+  // decisions about the subject.
+  auto exported = svc_->export_subject(kAdmin, "penny", false, tmp_.path() / "export");
+  ASSERT_TRUE(exported.is_ok()) << exported.status().to_string();
+  EXPECT_EQ((*exported)["reference_crops"]["count"], 1);
+  EXPECT_EQ(file_bytes((*exported)["reference_crops"]["crops"][0]["file"].get<std::string>()), ref->jpeg);
+  EXPECT_EQ((*exported)["review_cases"][0]["decisions"].size(), 2u);
+  std::filesystem::remove_all(tmp_.path() / "export");
+
   // Erasure takes the reference crop with the subject.
   auto receipt = svc_->erase(kAdmin, "penny");
   ASSERT_TRUE(receipt.is_ok()) << receipt.status().to_string();

@@ -25,16 +25,16 @@ std::string report_text(const json& r) {
   out << "transparency report " << r.value("from", "") << " → " << r.value("to", "") << " (generated "
       << r.value("generated_at", "") << "): counts from the audit log, no personal data\n";
   char line[512];
-  std::snprintf(line, sizeof line, "%-24s %9s %11s %8s %7s %13s %8s %11s %12s\n", "purpose", "searches", "candidates",
-                "confirm", "reject", "inconclusive", "denials", "auth cited", "auth lapsed");
+  std::snprintf(line, sizeof line, "%-24s %9s %11s %8s %7s %13s %8s %9s %11s %12s\n", "purpose", "searches",
+                "candidates", "confirm", "reject", "inconclusive", "denials", "refusals", "auth cited", "auth lapsed");
   out << line;
   auto row = [&](const std::string& name, const json& p) {
     const json d = p.value("decisions", json::object());
-    std::snprintf(line, sizeof line, "%-24s %9lld %11lld %8lld %7lld %13lld %8lld %11lld %12lld\n", name.c_str(),
+    std::snprintf(line, sizeof line, "%-24s %9lld %11lld %8lld %7lld %13lld %8lld %9lld %11lld %12lld\n", name.c_str(),
                   static_cast<long long>(count(p, "searches")), static_cast<long long>(count(p, "candidates_shown")),
                   static_cast<long long>(count(d, "confirm")), static_cast<long long>(count(d, "reject")),
                   static_cast<long long>(count(d, "inconclusive")), static_cast<long long>(count(p, "denials")),
-                  static_cast<long long>(count(p, "authorisations_cited")),
+                  static_cast<long long>(count(p, "refusals")), static_cast<long long>(count(p, "authorisations_cited")),
                   static_cast<long long>(count(p, "authorisations_lapsed")));
     out << line;
   };

@@ -80,7 +80,8 @@ std::vector<Metric> chart_metrics(const json& c) {
           {"Confirmed", "#2f855a", num(d, "confirm")},
           {"Rejected", "#c53030", num(d, "reject")},
           {"Inconclusive", "#975a16", num(d, "inconclusive")},
-          {"Denials", "#4a5568", num(c, "denials")}};
+          {"Denials", "#4a5568", num(c, "denials")},
+          {"Refusals", "#718096", num(c, "refusals")}};
 }
 
 std::string chart(const std::string& purpose, const json& c, int64_t scale_max, int id) {
@@ -123,7 +124,7 @@ std::string purpose_rows(const json& c) {
   return row("Searches", num(c, "searches")) + row("Candidates shown", num(c, "candidates_shown")) +
          row("Review decisions: confirmed", num(d, "confirm")) + row("Review decisions: rejected", num(d, "reject")) +
          row("Review decisions: inconclusive", num(d, "inconclusive")) + row("Denials", num(c, "denials")) +
-         row("Searches citing an authorisation", num(c, "authorisations_cited")) +
+         row("Refusals", num(c, "refusals")) + row("Searches citing an authorisation", num(c, "authorisations_cited")) +
          row("Authorisations lapsed", num(c, "authorisations_lapsed"));
 }
 

@@ -8,8 +8,11 @@
 //                           details.candidates (one array of subject ids per probe face);
 //                           authorisations_cited: those whose details name an authorisation
 //   decisions               ok "review_decide" entries, by details.decision
-//   denials                 every entry with outcome "denied", whatever its action (no purpose:
-//                           under "(none)")
+//   denials                 every entry with outcome "denied" (a role or a key's scope did not
+//                           allow it), whatever its action (no purpose: under "(none)")
+//   refusals                every entry with outcome "refused" (the request broke a rule: a
+//                           search without a case or without the authorisation its purpose
+//                           needs, a reviewer deciding twice, ...), likewise
 //   authorisations_lapsed   "authorisation_lapsed" entries, under each purpose they covered
 //                           (details.purposes) and once in the totals
 //   enrolments, optouts, access_exports   ok "enroll", "optout_add", "export"
@@ -47,7 +50,7 @@ constexpr const char* kNoPurpose = "(none)";
 constexpr const char* kOtherPurpose = "(other)";
 
 struct PurposeCounts {
-  int64_t searches = 0, candidates_shown = 0, confirm = 0, reject = 0, inconclusive = 0, denials = 0,
+  int64_t searches = 0, candidates_shown = 0, confirm = 0, reject = 0, inconclusive = 0, denials = 0, refusals = 0,
           authorisations_cited = 0, authorisations_lapsed = 0;
 };
 
@@ -62,6 +65,7 @@ json purpose_json(const PurposeCounts& c) {
           {"candidates_shown", c.candidates_shown},
           {"decisions", {{"confirm", c.confirm}, {"reject", c.reject}, {"inconclusive", c.inconclusive}}},
           {"denials", c.denials},
+          {"refusals", c.refusals},
           {"authorisations_cited", c.authorisations_cited},
           {"authorisations_lapsed", c.authorisations_lapsed}};
 }
@@ -105,7 +109,12 @@ class Counter {
       ++t_.all.denials;
       return;
     }
-    if (!ok) return;  // refusals and failures: nothing happened to count
+    if (e.outcome == "refused") {
+      ++bucket(e.purpose).refusals;
+      ++t_.all.refusals;
+      return;
+    }
+    if (!ok) return;  // failures: nothing happened to count
     if (e.action == "search") {
       const int64_t shown = candidates_in(e.details);
       const bool cited = !text_field(e.details, "authorisation").empty();

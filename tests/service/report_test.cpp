@@ -132,7 +132,7 @@ class ReportTest : public ServiceTest {
     cited.authorisation = au->id;
     ASSERT_EQ(search_as(kInv, cited, {probe_inv, random_template(rng_)}, &s3), 2u);
     ASSERT_TRUE(s3.authorisation_pending);
-    // A refused search (no case) is not a search, nor a denial.
+    // A refused search (no case) is not a search, nor a denial: a refusal.
     ASSERT_EQ(svc_->search_templates(kInv, {"access-control", ""}, {probe_ac}).status().code(),
               StatusCode::kInvalidArgument);
     // Denials: by role without a purpose, by role and by key scope under a purpose, and two
@@ -150,7 +150,7 @@ class ReportTest : public ServiceTest {
     ASSERT_TRUE(svc_->export_subject(kAud, "subj-Qx7-a1", false, std::nullopt).is_ok());
     // Review: two confirmations and a rejection of the investigation's candidates, an
     // inconclusive one in access control; a second decision by the same reviewer (refused:
-    // not counted), the searcher deciding on their own search (denied under its purpose), an
+    // a refusal, not a decision), the searcher deciding on their own search (denied under its purpose), an
     // investigator deciding at all (denied by role, no purpose).
     auto cases = [&](const SearchResult& r) {
       secrets_.insert(r.review_case);
@@ -214,22 +214,24 @@ class ReportTest : public ServiceTest {
 
 // The counts the script made, by hand.
 void ExpectScriptedCounts(const json& r) {
-  auto purpose = [](int64_t s, int64_t c, int64_t conf, int64_t rej, int64_t inc, int64_t den, int64_t cited,
-                    int64_t lapsed) {
+  auto purpose = [](int64_t s, int64_t c, int64_t conf, int64_t rej, int64_t inc, int64_t den, int64_t ref,
+                    int64_t cited, int64_t lapsed) {
     return json{{"searches", s},
                 {"candidates_shown", c},
                 {"decisions", {{"confirm", conf}, {"reject", rej}, {"inconclusive", inc}}},
                 {"denials", den},
+                {"refusals", ref},
                 {"authorisations_cited", cited},
                 {"authorisations_lapsed", lapsed}};
   };
-  json per = {{"access-control", purpose(3, 6, 0, 0, 1, 1, 0, 0)},
-              {"investigation", purpose(1, 2, 2, 1, 0, 2, 1, 1)},
-              {"border-control", purpose(0, 0, 0, 0, 0, 0, 0, 1)},
-              {"(none)", purpose(0, 0, 0, 0, 0, 2, 0, 0)},
-              {"(other)", purpose(0, 0, 0, 0, 0, 2, 0, 0)}};
+  // Refusals: the search without a case (access control), the reviewer deciding twice (investigation).
+  json per = {{"access-control", purpose(3, 6, 0, 0, 1, 1, 1, 0, 0)},
+              {"investigation", purpose(1, 2, 2, 1, 0, 2, 1, 1, 1)},
+              {"border-control", purpose(0, 0, 0, 0, 0, 0, 0, 0, 1)},
+              {"(none)", purpose(0, 0, 0, 0, 0, 2, 0, 0, 0)},
+              {"(other)", purpose(0, 0, 0, 0, 0, 2, 0, 0, 0)}};
   EXPECT_EQ(r["per_purpose"], per) << r["per_purpose"].dump(1);
-  json totals = purpose(4, 8, 2, 1, 1, 7, 1, 1);
+  json totals = purpose(4, 8, 2, 1, 1, 7, 2, 1, 1);
   totals["enrolments"] = 5;
   totals["erasures"] = {{"request", 2}, {"withdrawal", 2}, {"retention", 1}};
   totals["optouts"] = 1;
@@ -275,6 +277,7 @@ json CountFromEntries(const std::vector<AuditEntry>& all, const std::string& fro
         {"candidates_shown", sum([&](const AuditEntry& e) { return ok(e, "search") && in(e) ? shown(e) : 0; })},
         {"decisions", {{"confirm", decided("confirm")}, {"reject", decided("reject")}, {"inconclusive", decided("inconclusive")}}},
         {"denials", sum([&](const AuditEntry& e) { return e.outcome == "denied" && in(e); })},
+        {"refusals", sum([&](const AuditEntry& e) { return e.outcome == "refused" && in(e); })},
         {"authorisations_cited",
          sum([&](const AuditEntry& e) { return ok(e, "search") && in(e) && e.details.contains("authorisation"); })},
         {"authorisations_lapsed", sum([&](const AuditEntry& e) {
@@ -283,7 +286,7 @@ json CountFromEntries(const std::vector<AuditEntry>& all, const std::string& fro
   };
   std::set<std::string> purposes;
   for (auto& e : es) {
-    if (e.outcome == "denied" || ok(e, "search") || ok(e, "review_decide")) purposes.insert(bucket(e.purpose));
+    if (e.outcome == "denied" || e.outcome == "refused" || ok(e, "search") || ok(e, "review_decide")) purposes.insert(bucket(e.purpose));
     if (e.action == "authorisation_lapsed")
       for (auto& q : list(e, "purposes")) purposes.insert(q.get<std::string>());
   }

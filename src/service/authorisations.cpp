@@ -63,7 +63,7 @@ Result<CitedAuthorisation> Service::Impl::check_authorisation(const Actor& actor
     if (!required) return CitedAuthorisation{};
     return refuse(std::move(e), "refused", {{"reason", "the purpose needs an authorisation and none was cited"}},
                   failed_precondition("searches for the purpose '" + req.purpose +
-                                      "' need an authorisation (cite one: --authorisation ID)"),
+                                      "' need an authorisation: cite a granted or pending one by its id (au_…)"),
                   via);
   }
   const std::string& uid = *req.authorisation;

@@ -55,7 +55,8 @@ json basis(const BasisResult& r) {
 json enrollment(const EnrollResult& r) {
   return {{"subject", r.subject_ref}, {"subject_id", r.subject_uid},         {"face_id", r.face_id},
           {"image_id", r.image_id},   {"face", r.face_index},                {"box", box(r.box)},
-          {"sha256", r.sha256},       {"retention_until", r.retention_until}, {"audit_hash", r.audit_hash}};
+          {"sha256", r.sha256},       {"retention_until", r.retention_until}, {"reference_kept", r.reference_kept},
+          {"audit_hash", r.audit_hash}};
 }
 
 json search(const SearchResult& r) {

@@ -63,7 +63,7 @@ json review_case(const ReviewCase& c, int reviewers_required) {
                        how_many(reviewers_required) + " reviewers";
   if (confirmed > 0)
     notice += "; " + std::to_string(confirmed) + " candidate" + (confirmed == 1 ? " is" : "s are") +
-              " confirmed (\"confirmed\": true), every other one is a candidate only";
+              " confirmed by the reviewers, every other one is a candidate only";
   if (c.unusable) notice += "; its results may not be used: " + *c.unusable;
   json probe_faces = json::array();
   for (int f : c.probe_faces) probe_faces.push_back(f);

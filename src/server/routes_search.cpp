@@ -60,11 +60,16 @@ void add_search_routes(Server::Impl& s) {
       return;
     }
     const double fmr = double_field(form_field(c.req, "fmr"), "fmr", 1e-7, 0.5).value_or(1e-4);
+    // liveness=1: photo a is the probe presented live and is checked for a presentation attack.
+    const std::string lv = form_field(c.req, "liveness");
+    if (!lv.empty() && lv != "0" && lv != "1" && lv != "false" && lv != "true")
+      throw http_error(400, "'liveness' must be 1, 0, true or false");
+    const bool liveness = lv == "1" || lv == "true";
     // Photo a is held as an Upload while b is read: a refused b must not leave a behind.
     service::Upload a(s.image_part(c.req, "a"), s.on_wipe());
     std::vector<uint8_t> b = s.image_part(c.req, "b");
     auto v = value_or_throw(s.photo_use_case("verify", [&](service::Service& svc) {
-      return svc.verify_photos(c.caller.who(), a.release(), std::move(b), fmr);
+      return svc.verify_photos(c.caller.who(), a.release(), std::move(b), fmr, liveness);
     }));
     reply(c.res, 200, service::render::verify_photos(v));
   });

@@ -4,6 +4,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "face/align.h"
+#include "face/compare.h"
 #include "image/decode.h"
 #include "vault/crypto.h"
 
@@ -112,6 +113,12 @@ Result<std::unique_ptr<Photo>> Photo::analyze(PipelinePool& pool, Upload upload,
     photo->crops_.resize(photo->faces_.size());
     for (size_t i = 0; i < photo->faces_.size(); ++i) {
       FV_ASSIGN_OR_RETURN(photo->crops_[i], aligned_crop_jpeg(img->rgb, photo->faces_[i]));
+    }
+  }
+  if (options.liveness) {
+    const int k = face::verification_face(photo->faces_);
+    if (k >= 0) {
+      FV_ASSIGN_OR_RETURN(photo->liveness_, options.liveness->score(img->rgb, photo->faces_[k].detection.box));
     }
   }
   return photo;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "face/liveness.h"
 #include "face/types.h"
 #include "service/pipeline_pool.h"
 #include "service/service.h"
@@ -55,6 +56,9 @@ struct PhotoOptions {
   // Keep, per face, a JPEG of the face aligned on its 5 points with some margin (kCropSize²):
   // what a reviewer compares (a review case's probe crop, an enrolled face's reference crop).
   bool crops = false;
+  // Score the face 1:1 verification compares (face::verification_face; needs embed) for a
+  // presentation attack while the pixels are held (Photo::liveness()). Null: not scored.
+  face::LivenessChecker* liveness = nullptr;
 };
 
 inline constexpr int kCropSize = 160;
@@ -78,6 +82,8 @@ class Photo {
   const std::vector<uint8_t>* crop(size_t i) const {
     return i < crops_.size() && !crops_[i].empty() ? &crops_[i] : nullptr;
   }
+  // The verification face's liveness, when PhotoOptions::liveness and the photo has one.
+  const std::optional<face::LivenessScore>& liveness() const { return liveness_; }
 
   // Decodes the upload (and wipes it, unless kept), analyzes it on a pipeline leased from
   // `pool`, and wipes the pixels. A photo that cannot be decoded is kCorruptData/kUnsupported.
@@ -93,6 +99,7 @@ class Photo {
   size_t byte_count_ = 0;
   std::optional<Upload> kept_;
   std::vector<std::vector<uint8_t>> crops_;  // per face; empty when not kept
+  std::optional<face::LivenessScore> liveness_;
   const WipeHook* on_wipe_;
 };
 

@@ -1,19 +1,52 @@
 // Use cases on photos alone, no vault data: 1:1 of two photos and face detection. Each is
 // audited (who looked at faces, and what came of it), never with a template or a score.
+#include <cstdio>
+
+#include "face/compare.h"
+#include "face/liveness.h"
+#include "nn/model_store.h"
 #include "service/service_impl.h"
 
 namespace fv::service {
 
 using vault::AuditEntry;
 
+Result<face::LivenessChecker*> Service::Impl::liveness_checker() {
+  std::lock_guard<std::mutex> lock(liveness_mu);
+  if (!liveness_model) {
+    auto made = face::MiniFasNetLiveness::create(nn::ModelStore());
+    // The model missing or damaged is the server's fault, not the request's.
+    if (!made.is_ok()) return unavailable("the liveness check is not available: " + made.status().message());
+    liveness_model = std::move(made).value();
+  }
+  return liveness_model.get();
+}
+
 Result<PhotoComparison> Service::verify_photos(const Actor& actor, std::vector<uint8_t> a, std::vector<uint8_t> b,
-                                               double fmr) {
+                                               double fmr, bool liveness) {
   Impl& m = *impl_;
   Upload upload_a(std::move(a), m.options.on_wipe), upload_b(std::move(b), m.options.on_wipe);
   // Before the photo is analyzed, without the lock (a denial is audited through the second
   // connection).
   FV_RETURN_IF_ERROR(m.authorize(actor, Action::kVerify, "", "", Impl::AuditVia::kAux));
-  FV_ASSIGN_OR_RETURN(auto pa, Photo::analyze(*m.pool, std::move(upload_a), PhotoOptions{}, m.options.on_wipe));
+  PhotoOptions probe_options;
+  if (liveness) { FV_ASSIGN_OR_RETURN(probe_options.liveness, m.liveness_checker()); }
+  FV_ASSIGN_OR_RETURN(auto pa, Photo::analyze(*m.pool, std::move(upload_a), probe_options, m.options.on_wipe));
+  std::optional<LivenessCheck> live;
+  if (liveness && pa->liveness()) {
+    // Photo a is the probe (the face presented to the camera); b is the reference it is
+    // compared with, e.g. an ID photo, which is a photo of a photo by nature and never checked.
+    live = LivenessCheck{pa->liveness()->live, m.config().liveness_threshold, false};
+    live->live = live->score >= live->threshold;
+    if (!live->live) {
+      char why[160];
+      std::snprintf(why, sizeof why, "presentation attack suspected in photo a (liveness score %.4f < threshold %.2f)",
+                    live->score, live->threshold);
+      // The audit says what happened, never the score (no biometric measurement is logged).
+      return m.refuse(m.entry(actor, Action::kVerify), "refused", {{"reason", "presentation attack suspected"}},
+                      failed_precondition(why), Impl::AuditVia::kAux);
+    }
+  }
   FV_ASSIGN_OR_RETURN(auto pb, Photo::analyze(*m.pool, std::move(upload_b), PhotoOptions{}, m.options.on_wipe));
   const int ka = face::verification_face(pa->faces()), kb = face::verification_face(pb->faces());
   if (ka < 0 || kb < 0) {
@@ -24,6 +57,7 @@ Result<PhotoComparison> Service::verify_photos(const Actor& actor, std::vector<u
     return failed_precondition(std::string("no face found in photo ") + (ka < 0 ? "a" : "b"));
   }
   PhotoComparison r;
+  r.liveness = live;
   const auto& ta = *pa->faces()[ka].face_template;
   r.comparison = face::compare(ta, *pb->faces()[kb].face_template, m.calibration(), fmr);
   r.box_a = pa->faces()[ka].detection.box;
@@ -33,6 +67,7 @@ Result<PhotoComparison> Service::verify_photos(const Actor& actor, std::vector<u
   r.model = ta.model_id;
   AuditEntry e = m.entry(actor, Action::kVerify);
   e.details = {{"faces_a", r.faces_a}, {"faces_b", r.faces_b}, {"same", r.comparison.same}};
+  if (live) e.details["liveness_checked"] = true;
   FV_ASSIGN_OR_RETURN(r.audit_hash, m.audit_aux(e));
   return r;
 }

@@ -114,6 +114,13 @@ json verify_photos(const PhotoComparison& r) {
     j["score_fmr"] = optional_number(c.score_fmr);
     j["calibration"] = c.calibration;
   }
+  // Only when the request asked for the check: without it the result is as it always was.
+  if (r.liveness) {
+    j["liveness"] = {{"checked", true},
+                     {"score", r.liveness->score},
+                     {"threshold", r.liveness->threshold},
+                     {"live", r.liveness->live}};
+  }
   j["audit_hash"] = r.audit_hash;
   return j;
 }

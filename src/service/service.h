@@ -158,8 +158,16 @@ struct VerifyResult {  // a photo against one enrolled subject
   std::string audit_hash;
 };
 
+// The presentation-attack check of a verification's probe (photo a), when asked for.
+struct LivenessCheck {
+  double score = 0;      // P(live) of the probe's compared face (face/liveness.h)
+  double threshold = 0;  // VaultConfig::liveness_threshold
+  bool live = false;     // score >= threshold; a probe that is not live is refused, never returned
+};
+
 struct PhotoComparison {  // two photos, no vault data
   face::Comparison comparison;
+  std::optional<LivenessCheck> liveness;  // only when the request asked for the check
   face::Box box_a, box_b;
   size_t faces_a = 0, faces_b = 0;
   std::string model;
@@ -407,7 +415,12 @@ class Service {
   Result<VerifyResult> verify_subject_template(const Actor& actor, const SearchRequest& req,
                                                const std::string& subject_ref, const face::FaceTemplate& probe);
   // 1:1 of two photos (largest face each, face::verification_face) at a false-match rate.
-  Result<PhotoComparison> verify_photos(const Actor& actor, std::vector<uint8_t> a, std::vector<uint8_t> b, double fmr);
+  // `liveness`: photo a is the probe presented live; its compared face is checked for a
+  // presentation attack first and the request refused (kFailedPrecondition, audited
+  // "refused") when the check judges it an attack. Off by default: the model is weak
+  // (docs/models.md).
+  Result<PhotoComparison> verify_photos(const Actor& actor, std::vector<uint8_t> a, std::vector<uint8_t> b, double fmr,
+                                        bool liveness = false);
   // Faces, keypoints and quality of a photo, and which face enrollment would take. Audited.
   Result<Detection> detect(const Actor& actor, std::vector<uint8_t> image_bytes);
 

@@ -66,6 +66,13 @@ struct Service::Impl {
   std::unique_ptr<Gallery> gallery;
   mutable std::mutex mu;  // the vault's main connection and the gallery
 
+  // The presentation-attack model of verify_photos(liveness), loaded at its first use (a
+  // service that is never asked for the check never loads it). One for all requests: its
+  // forward() is serialised (nn::Model). Guarded by liveness_mu until built.
+  std::unique_ptr<face::LivenessChecker> liveness_model;
+  std::mutex liveness_mu;
+  Result<face::LivenessChecker*> liveness_checker();  // photo_checks.cpp
+
   std::unique_ptr<vault::Catalog> aux;  // opened at first use
   std::mutex aux_mu;
   std::atomic<uint64_t> audit_write_failures{0};

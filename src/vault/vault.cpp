@@ -524,6 +524,7 @@ nlohmann::json VaultConfig::to_json() const {
           {"optout_fallback_threshold", optout_fallback_threshold},
           {"search_fallback_threshold", search_fallback_threshold},
           {"erase_vacuum", erase_vacuum},
+          {"liveness_threshold", liveness_threshold},
           {"models", {{"detector", detector}, {"landmarker", landmarker}, {"embedder", embedder}}},
           {"master_key", master_key},
           {"audit_signing_key", audit_signing_key},
@@ -591,6 +592,7 @@ Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
     c.optout_fallback_threshold = j.value("optout_fallback_threshold", c.optout_fallback_threshold);
     c.search_fallback_threshold = j.value("search_fallback_threshold", c.search_fallback_threshold);
     c.erase_vacuum = j.value("erase_vacuum", c.erase_vacuum);
+    c.liveness_threshold = j.value("liveness_threshold", c.liveness_threshold);
     c.master_key = j.value("master_key", c.master_key);
     c.audit_signing_key = j.value("audit_signing_key", c.audit_signing_key);
     if (j.contains("index")) {
@@ -609,6 +611,8 @@ Result<VaultConfig> VaultConfig::from_json(const nlohmann::json& j) {
   if (c.default_retention_days <= 0) return corrupt_data("config.json: default_retention_days must be > 0");
   if (!(c.search_max_fmr > 0 && c.search_max_fmr <= 1)) return corrupt_data("config.json: search_max_fmr must be in (0, 1]");
   if (!(c.optout_fmr > 0 && c.optout_fmr < 1)) return corrupt_data("config.json: optout_fmr must be in (0, 1)");
+  if (!(c.liveness_threshold > 0 && c.liveness_threshold < 1))
+    return corrupt_data("config.json: liveness_threshold must be in (0, 1)");
   if (c.master_key != "file" && c.master_key != "env") return corrupt_data("config.json: master_key must be file or env");
   if (c.audit_signing_key != "file" && c.audit_signing_key != "env")
     return corrupt_data("config.json: audit_signing_key must be file or env");

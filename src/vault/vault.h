@@ -67,6 +67,10 @@ struct VaultConfig {
   int probe_crop_days = 30;
   std::vector<std::string> authorisation_required;
   int authorisation_pending_hours = 48;
+  // Presentation-attack check of 1:1 verification, on request only (docs/models.md, liveness
+  // card): the probe is refused when the liveness model's P(live) is below this. 0.5 is the
+  // model's own decision (class "live" most probable), not a threshold fitted to evidence.
+  double liveness_threshold = 0.5;
 
   nlohmann::json to_json() const;
   static Result<VaultConfig> from_json(const nlohmann::json& j);

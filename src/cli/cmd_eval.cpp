@@ -1,4 +1,5 @@
-// facevault eval lfw | detect | calibrate: the measurements behind docs/benchmarks.md.
+// facevault eval lfw | detect | calibrate | cohorts: the measurements behind docs/benchmarks.md
+// and docs/quality.md.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/grammar.h"
 #include "cli/json_out.h"
+#include "eval/cohorts.h"
 #include "eval/detection_eval.h"
 #include "eval/lfw.h"
 #include "face/calibration.h"
@@ -244,10 +246,135 @@ int run_calibrate(const CalibrateArgs& a) {
   return kExitOk;
 }
 
+struct CohortsArgs {
+  std::string root, pairs, cohorts, fmr = "1e-3,1e-4", html, png, templates;
+  size_t min_trials = 30;
+  bool json = false;
+  PipelineFlags flags;
+};
+
+// FNMR and FMR per evaluator-labelled cohort at the vault's operating thresholds (docs/quality.md).
+int run_cohorts(const CohortsArgs& a) {
+  auto fail = [](const std::string& m) { std::cerr << "facevault: " << m << "\n"; return kExitFailure; };
+  std::vector<double> targets;
+  for (size_t start = 0; start <= a.fmr.size();) {
+    const size_t comma = std::min(a.fmr.find(',', start), a.fmr.size());
+    const std::string item = a.fmr.substr(start, comma - start);
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    if (item.empty() || end != item.c_str() + item.size() || !(v > 0 && v < 1))
+      return fail("--fmr: '" + item + "' is not a false-match rate in (0, 1) (e.g. --fmr 1e-3,1e-4)");
+    targets.push_back(v);
+    start = comma + 1;
+  }
+  auto pf = eval::read_pairs(a.pairs);
+  if (!pf.is_ok()) return fail(pf.status().to_string());
+  auto labels = eval::read_cohort_labels(a.cohorts);
+  if (!labels.is_ok()) return fail(labels.status().to_string());
+
+  // Templates by canonical image path: cached `facevault embed` lines or the pipeline now.
+  std::map<std::string, std::vector<float>> tmpl;
+  std::string model;
+  std::set<std::string> unique;
+  for (const auto& p : pf->pairs) {
+    unique.insert(eval::lfw_image_path(a.root, p.name_a, p.index_a).string());
+    unique.insert(eval::lfw_image_path(a.root, p.name_b, p.index_b).string());
+  }
+  auto key = [](const std::string& f) { return std::filesystem::weakly_canonical(f).string(); };
+  if (!a.templates.empty()) {
+    auto set = index::read_template_jsonl(a.templates);
+    if (!set.is_ok()) return fail(set.status().to_string());
+    model = set->model;
+    for (size_t i = 0; i < set->files.size(); ++i)
+      tmpl[key(set->files[i])] = std::vector<float>(set->values.begin() + i * set->dim, set->values.begin() + (i + 1) * set->dim);
+  } else {
+    size_t failed = 0;
+    auto t = central_templates({unique.begin(), unique.end()}, a.flags, failed);
+    if (!t.is_ok()) return fail(t.status().to_string());
+    for (auto& [file, ft] : *t) { model = ft.model_id; tmpl[key(file)] = ft.values; }
+  }
+  // The thresholds a search uses: the vault's FMR setting through the model's calibration table.
+  auto cal = face::Calibration::builtin(model);
+  if (!cal.is_ok()) return fail(cal.status().to_string() + " (the operating thresholds come from it)");
+  eval::CohortReport rep;
+  for (double t : targets) rep.ops.push_back({t, cal->threshold_at(t)});
+  rep.model = model;
+  rep.calibration = cal->source();
+  rep.pairs_file = a.pairs;
+  rep.labels_file = a.cohorts;
+  rep.pairs = pf->pairs.size();
+  rep.images = unique.size();
+  rep.options.min_trials = a.min_trials;
+  rep.command = "facevault eval cohorts --root " + a.root + " --pairs " + a.pairs + " --cohorts " + a.cohorts + " --fmr " + a.fmr +
+                (a.templates.empty() ? "" : " --templates " + a.templates);
+  std::map<std::string, const std::vector<float>*> by_file;
+  for (const auto& f : unique) {
+    auto it = tmpl.find(key(f));
+    if (it == tmpl.end()) ++rep.images_without_face;
+    else by_file[f] = &it->second;
+  }
+  std::vector<std::vector<eval::CohortRecord>> records(labels->attributes.size());
+  size_t labelled = 0;
+  for (const auto& p : pf->pairs) {
+    const auto fa = eval::lfw_image_path(a.root, p.name_a, p.index_a), fb = eval::lfw_image_path(a.root, p.name_b, p.index_b);
+    auto ia = by_file.find(fa.string()), ib = by_file.find(fb.string());
+    eval::CohortRecord r;
+    r.same = p.same;
+    r.missing = ia == by_file.end() || ib == by_file.end() || ia->second->size() != ib->second->size();
+    if (!r.missing) {
+      double dot = 0, na = 0, nb = 0;
+      const auto& va = *ia->second;
+      const auto& vb = *ib->second;
+      for (size_t i = 0; i < va.size(); ++i) { dot += double(va[i]) * vb[i]; na += double(va[i]) * va[i]; nb += double(vb[i]) * vb[i]; }
+      r.score = na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0;
+    }
+    bool any = false;
+    for (size_t i = 0; i < records.size(); ++i) {
+      r.cohort_a = labels->label(i, p.name_a, fa.filename().string());
+      r.cohort_b = labels->label(i, p.name_b, fb.filename().string());
+      any = any || !r.cohort_a.empty() || !r.cohort_b.empty();
+      records[i].push_back(r);
+    }
+    labelled += any;
+  }
+  if (labelled == 0)
+    return fail(std::string("no image of the pairs has a label in ") + a.cohorts + " (its keys are " +
+                (labels->by_image ? "image file names such as Name_0001.jpg" : "identities (folder names)") + ")");
+  for (size_t i = 0; i < records.size(); ++i)
+    rep.attributes.push_back(eval::analyse_attribute(labels->attributes[i], records[i], rep.ops, rep.options));
+  if (!a.html.empty()) {
+    std::ofstream out(a.html, std::ios::binary);
+    out << eval::cohort_report_html(rep);
+    if (!out) return fail("cannot write " + a.html);
+  }
+  if (!a.png.empty()) {
+    auto st = eval::write_cohort_png(rep, a.png);
+    if (!st.is_ok()) return fail(st.to_string());
+  }
+  if (a.json) { std::cout << eval::cohort_report_json(rep).dump() << "\n"; return kExitOk; }
+  std::printf("Accuracy per cohort: %s, %zu pairs, %zu images (%zu without a face)\n", model.c_str(), rep.pairs, rep.images,
+              rep.images_without_face);
+  std::printf("  95 %% Clopper-Pearson intervals; flag: Fisher's exact test vs the other cohorts, Holm-adjusted, p < 0.05\n");
+  for (const auto& at : rep.attributes) {
+    std::printf("%s\n  %-5s %-6s %-24s %13s %9s  %-22s %-9s %s\n", at.attribute.c_str(), "", "FMR", "cohort", "errors/trials", "rate",
+                "95 % CI", "p (Holm)", "status");
+    for (const auto& r : at.rows) {
+      const std::string counts = std::to_string(r.errors) + "/" + std::to_string(r.trials);
+      char p[32] = "";
+      if (r.tested) std::snprintf(p, sizeof p, "%.3g", r.p_adjusted);
+      std::printf("  %-5s %-6.0e %-24s %13s %8.2f%%  [%6.2f%%, %6.2f%%]  %-9s %s\n", r.metric.c_str(), r.target_fmr, r.cohort.c_str(),
+                  counts.c_str(), 100 * r.rate, 100 * r.ci.low, 100 * r.ci.high, p,
+                  r.too_small ? "n too small" : r.significant ? ("differs: " + r.direction).c_str()
+                                : r.tested ? "no significant difference" : r.kind.c_str());
+    }
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_eval_commands(CLI::App& app, int& exit_code) {
-  auto* eval = app.add_subcommand("eval", "measure accuracy: LFW verification, detection recall, calibration");
+  auto* eval = app.add_subcommand("eval", "measure accuracy: LFW verification, detection recall, calibration, accuracy per cohort");
   eval->require_subcommand(1);
   set_examples(eval, {"facevault eval lfw --root lfw/images --pairs lfw/pairsDevTest.txt --train lfw/pairsDevTrain.txt",
                       "facevault eval ident --root lfw/images --json"});
@@ -282,6 +409,27 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   set_examples(c, {"facevault eval calibrate --root lfw/images --threads 2",
                    "facevault eval calibrate --root lfw/images --templates lfw.jsonl --json"});
   c->callback([cal, &exit_code] { exit_code = run_calibrate(*cal); });
+
+  auto co = std::make_shared<CohortsArgs>();
+  auto* k = eval->add_subcommand("cohorts",
+                                 "FNMR and FMR per cohort (labels you supply: facevault never infers sex, age or any attribute) "
+                                 "at the vault's operating thresholds, with confidence intervals and a significance flag");
+  k->add_option("--root", co->root, "images folder (<Name>/<Name>_NNNN.jpg)")->required();
+  k->add_option("--pairs", co->pairs, "LFW-format pairs file (e.g. View-1 pairsDevTest.txt, or your own pairs)")->required();
+  k->add_option("--cohorts", co->cohorts,
+                "labels CSV given by the evaluator: header identity,<attribute>,... (or image,<attribute>,... with file names "
+                "such as Name_0001.jpg), one row per identity or image; an empty cell = not labelled")->required();
+  k->add_option("--fmr", co->fmr, "operating points as false-match rates, comma-separated (default 1e-3,1e-4: the vault's "
+                                  "search_max_fmr default and a stricter one), turned into thresholds by the model's calibration table");
+  k->add_option("--min-trials", co->min_trials, "below this many pairs a cohort's rate is marked \"n too small\" and not tested (default 30)");
+  k->add_option("--html", co->html, "write a standalone HTML report (charts with intervals, counts, definitions)");
+  k->add_option("--png", co->png, "write the charts as PNG");
+  k->add_option("--templates", co->templates, "templates from `facevault embed --list` (JSON lines) instead of running the pipeline");
+  k->add_flag("--json", co->json, "one JSON object instead of text (field names: docs/quality.md)");
+  add_pipeline_flags(k, co->flags);
+  set_examples(k, {"facevault eval cohorts --root lfw/images --pairs lfw/pairsDevTest.txt --cohorts sex.csv --html cohorts.html",
+                   "facevault eval cohorts --root photos --pairs my-pairs.txt --cohorts labels.csv --fmr 1e-3 --json"});
+  k->callback([co, &exit_code] { exit_code = run_cohorts(*co); });
 }
 
 }  // namespace fv::cli

@@ -84,7 +84,13 @@ async function loadReviewCase(id) {
       refs[k.id] = null;
     }
   }
-  if (gen !== state.reviewGen) { releaseImages(); return; }
+  if (gen !== state.reviewGen) {
+    // A newer load has started: revoke only this load's images, not the ones it shows.
+    const mine = [...Object.values(probes), ...Object.values(refs)].filter(Boolean);
+    for (const u of mine) URL.revokeObjectURL(u);
+    state.imageUrls = state.imageUrls.filter((u) => !mine.includes(u));
+    return;
+  }
   out.replaceChildren(...renderCase(c, probes, refs));
   out.dataset.case = c.id;  // rendered (the browser test waits for it)
 }

@@ -3,6 +3,10 @@
 // candidate's enrolled reference face, and record their decisions. Who may see which case and
 // which decisions (a reviewer sees the others' decisions only after recording their own) is the
 // service's rule: the routes only read the request and render the answer.
+#include <algorithm>
+#include <memory>
+#include <vector>
+
 #include "server/server_impl.h"
 #include "service/render.h"
 #include "vault/crypto.h"
@@ -14,12 +18,20 @@ namespace fv::server {
 namespace {
 
 // A crop of a face as image/jpeg. The dispatcher has set Cache-Control: no-store already (a
-// face must not be kept by a browser or a proxy cache); the service's copy is wiped once the
-// response holds its own.
+// face must not be kept by a browser or a proxy cache). The bytes are streamed from the
+// service's own buffer, which the releaser wipes once the response is sent (or abandoned):
+// no copy of the face is left in freed memory by the server.
 void reply_jpeg(httplib::Response& res, service::ReviewImage img) {
+  auto jpeg = std::make_shared<std::vector<uint8_t>>(std::move(img.jpeg));
+  const size_t size = jpeg->size();
   res.status = 200;
-  res.set_content(std::string(img.jpeg.begin(), img.jpeg.end()), "image/jpeg");
-  vault::wipe(img.jpeg);
+  res.set_content_provider(
+      size, "image/jpeg",
+      [jpeg](size_t offset, size_t length, httplib::DataSink& sink) {
+        if (offset > jpeg->size()) return false;
+        return sink.write(reinterpret_cast<const char*>(jpeg->data()) + offset, std::min(length, jpeg->size() - offset));
+      },
+      [jpeg](bool) { vault::wipe(*jpeg); });
 }
 
 bool flag_param(const httplib::Request& req, const char* name) {

@@ -57,6 +57,8 @@ Result<AuditPage> Service::audit_show(const Actor& actor, const AuditFilter& fil
     known = s.has_value();
   }
   FV_ASSIGN_OR_RETURN(auto entries, m.catalog().read_audit(q));
+  // An admin may also review: the decisions of cases they may still decide stay hidden here.
+  FV_RETURN_IF_ERROR(m.redact_hidden_decisions(actor, entries));
   AuditPage page;
   page.total = entries.size();
   auto keep = [&](const AuditEntry& e) {

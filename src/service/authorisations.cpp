@@ -39,8 +39,10 @@ bool covers(const vault::AuthorisationRow& a, const std::string& purpose) {
   return std::find(a.purposes.begin(), a.purposes.end(), purpose) != a.purposes.end();
 }
 
-// Why a search may not cite `a` at `now` for `purpose`; empty when it may.
-std::string unusable_for(const vault::AuthorisationRow& a, const std::string& purpose, const std::string& now) {
+}  // namespace
+
+std::string Service::Impl::authorisation_unusable(const vault::AuthorisationRow& a, const std::string& purpose,
+                                                  const std::string& now) {
   if (a.status == "refused") return "authorisation " + a.uid + " was refused";
   if (a.status == "lapsed") return "authorisation " + a.uid + " lapsed without a grant";
   if (a.status == "pending" && a.deadline && now >= *a.deadline)
@@ -50,8 +52,6 @@ std::string unusable_for(const vault::AuthorisationRow& a, const std::string& pu
   if (now >= a.valid_until) return "authorisation " + a.uid + " ended at " + a.valid_until;
   return "";
 }
-
-}  // namespace
 
 Result<CitedAuthorisation> Service::Impl::check_authorisation(const Actor& actor, const SearchRequest& req, AuditVia via) {
   const auto& needing = config().authorisation_required;
@@ -83,7 +83,7 @@ Result<CitedAuthorisation> Service::Impl::check_authorisation(const Actor& actor
     return refuse(std::move(e), "refused", {{"reason", "unknown authorisation"}, {"authorisation", uid}},
                   failed_precondition("no authorisation " + uid + " is recorded"), via);
   const vault::AuthorisationRow& a = **found;
-  const std::string why = unusable_for(a, req.purpose, now());
+  const std::string why = authorisation_unusable(a, req.purpose, now());
   if (!why.empty())
     return refuse(std::move(e), "refused", {{"reason", why}, {"authorisation", uid}}, failed_precondition(why), via);
   return CitedAuthorisation{a.id, a.uid, a.status == "pending"};
@@ -114,11 +114,19 @@ Result<Authorisation> Service::authorisation_add(const Actor& actor, const Autho
   a.note = req.note;
   if (req.pending) {
     a.status = "pending";
+    // Art 26(10): the request must be granted within a window (48 h by default); a deadline
+    // given with the request may shorten that window, never lengthen it.
+    const std::string latest = vault::add_days(t, m.config().authorisation_pending_hours / 24.0);
     if (req.deadline) {
       FV_ASSIGN_OR_RETURN(std::string d, vault::parse_time(*req.deadline));
+      if (d <= t) return invalid_argument("the deadline of a pending authorisation must be in the future");
+      if (d > latest)
+        return invalid_argument("the deadline of a pending authorisation may be at most " +
+                                std::to_string(m.config().authorisation_pending_hours) +
+                                " hours after the request (oversight.authorisation_pending_hours): " + latest);
       a.deadline = d;
     } else {
-      a.deadline = vault::add_days(t, m.config().authorisation_pending_hours / 24.0);
+      a.deadline = latest;
     }
   } else {
     if (req.deadline) return invalid_argument("a deadline is for a pending authorisation (--pending)");

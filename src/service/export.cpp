@@ -128,9 +128,16 @@ Result<json> Service::export_subject(const Actor& actor, const std::string& subj
     for (const auto& d : k.decisions)
       decisions.push_back({{"reviewer", d.reviewer}, {"reviewer_role", d.reviewer_role}, {"decision", d.decision},
                            {"reason", d.reason}, {"decided_at", d.decided_at}, {"reference_available", d.reference_available}});
-    reviews.push_back({{"review_case", k.case_uid}, {"case_status", k.case_status}, {"candidate", k.id},
-                       {"face_index", k.face_index}, {"rank", k.rank}, {"status", status},
-                       {"confirmed", status == "confirmed"}, {"decisions", decisions}});
+    json row = {{"review_case", k.case_uid}, {"case_status", k.case_status}, {"candidate", k.id},
+                {"face_index", k.face_index}, {"rank", k.rank}, {"status", status},
+                {"confirmed", status == "confirmed"}, {"decisions_recorded", k.decisions.size()}};
+    if (k.case_unusable) row["unusable"] = *k.case_unusable;
+    // An admin exporting may also review this candidate: its decisions stay hidden from them
+    // until they decided it or the case closed (independent review).
+    FV_ASSIGN_OR_RETURN(const bool hidden, m.decisions_hidden(actor, k.case_uid, k.id));
+    if (hidden) row["decisions_hidden"] = "until you record your own decision on this candidate or its case closes";
+    else row["decisions"] = decisions;
+    reviews.push_back(row);
   }
   j["review_cases"] = reviews;
   j["review_summary"] = {
@@ -142,6 +149,7 @@ Result<json> Service::export_subject(const Actor& actor, const std::string& subj
   vault::AuditQuery aq;
   aq.subject = s->uid;
   FV_ASSIGN_OR_RETURN(auto entries, cat.read_audit(aq));
+  FV_RETURN_IF_ERROR(m.redact_hidden_decisions(actor, entries));
   json audit = json::array();
   for (auto& e : entries) {
     json a = e.to_json();

@@ -56,7 +56,10 @@ Result<std::vector<uint8_t>> aligned_crop_jpeg(const cv::Mat& rgb, const face::F
   cv::Mat bgr;
   cv::cvtColor(crop, bgr, cv::COLOR_RGB2BGR);
   std::vector<uint8_t> jpeg;
-  jpeg.reserve(64 * 1024);  // one buffer: no reallocation leaves a copy of the JPEG behind
+  // One buffer, so that no reallocation of ours leaves a copy behind. (OpenCV's encoder still
+  // passes the data through working buffers of its own that it frees without wiping: the
+  // crop is small and short-lived, but not copy-free.)
+  jpeg.reserve(64 * 1024);
   const bool ok = cv::imencode(".jpg", bgr, jpeg, {cv::IMWRITE_JPEG_QUALITY, 90});
   wipe_mat(crop);
   wipe_mat(bgr);

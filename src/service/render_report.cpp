@@ -188,7 +188,7 @@ std::string report_html(const json& report) {
   h += "<p class=\"note\">Generated " + esc(when(str(report, "generated_at"))) +
        ". Every number counts entries of the vault's audit log in this period; the report names no person, "
        "subject, reference or case. Candidates shown are suggestions for human review, not identifications: "
-       "a candidate is confirmed only when two reviewers confirm it.</p>\n";
+       "a candidate is confirmed only when the required number of reviewers (at least two) confirm it.</p>\n";
 
   h += "<h2>Totals</h2>\n";
   const json& erasures = sub(totals, "erasures");
@@ -218,6 +218,8 @@ std::string report_html(const json& report) {
        "<dt>Candidates shown</dt><dd>Candidates listed in those searches' results, for all probe faces.</dd>\n"
        "<dt>Review decisions</dt><dd>Each reviewer's decision on a candidate: confirm, reject or inconclusive.</dd>\n"
        "<dt>Denials</dt><dd>Requests refused because the caller's role or key did not allow them.</dd>\n"
+       "<dt>Refusals</dt><dd>Requests refused because they broke a rule: a search without a case reference or "
+       "without the authorisation its purpose needs, a reviewer deciding a candidate twice, and the like.</dd>\n"
        "<dt>Searches citing an authorisation</dt><dd>Searches made under an authorisation of a judicial or "
        "administrative authority.</dd>\n"
        "<dt>Authorisations lapsed</dt><dd>Pending authorisations whose deadline passed without a grant; the "

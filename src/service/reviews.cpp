@@ -83,7 +83,7 @@ ReviewDecision decision_of(const vault::ReviewDecisionRow& d) {
 
 // The case as the caller may see it.
 Result<ReviewCase> case_view(vault::Catalog& cat, const Actor& actor, const vault::ReviewCaseRow& r,
-                             const vault::VaultConfig& cfg) {
+                             const vault::VaultConfig& cfg, const std::string& now) {
   ReviewCase c;
   c.id = r.uid;
   c.opened_at = r.opened_at;
@@ -96,6 +96,13 @@ Result<ReviewCase> case_view(vault::Catalog& cat, const Actor& actor, const vaul
   c.closed_at = r.closed_at;
   c.authorisation = r.authorisation_uid;
   c.unusable = r.unusable;
+  // A pending authorisation past its deadline makes the case unusable from that moment, not
+  // only once the expiry records the lapse.
+  if (!c.unusable && r.authorisation_uid) {
+    FV_ASSIGN_OR_RETURN(auto a, cat.find_authorisation(*r.authorisation_uid));
+    if (a && a->status == "pending" && a->deadline && now >= *a->deadline)
+      c.unusable = "authorisation " + a->uid + " passed its deadline " + *a->deadline + " without a grant";
+  }
   c.search_audit_seq = r.search_audit_seq;
   c.probe_faces = r.probe_faces;
   std::map<int64_t, bool> has_reference;
@@ -115,7 +122,7 @@ Result<ReviewCase> case_view(vault::Catalog& cat, const Actor& actor, const vaul
     if (k.subject_id) {
       auto it = has_reference.find(*k.subject_id);
       if (it == has_reference.end()) {
-        FV_ASSIGN_OR_RETURN(const int64_t n, cat.count_reference_crops(*k.subject_id));
+        FV_ASSIGN_OR_RETURN(const int64_t n, cat.count_reference_crops(*k.subject_id, r.purpose));
         it = has_reference.emplace(*k.subject_id, n > 0).first;
       }
       v.reference_available = it->second;
@@ -155,6 +162,37 @@ Result<bool> Service::Impl::close_if_settled(const Actor& actor, const vault::Re
   return true;
 }
 
+Result<bool> Service::Impl::decisions_hidden(const Actor& actor, const std::string& case_uid, int64_t candidate_id) {
+  if (!role_may(actor.role, Action::kReviewDecide)) return false;
+  FV_ASSIGN_OR_RETURN(auto c, catalog().find_review_case(case_uid));
+  if (!c || c->status != "open") return false;
+  for (const auto& k : c->candidates)
+    if (k.id == candidate_id) return !decided_by(k, actor.name);
+  return false;
+}
+
+Status Service::Impl::redact_hidden_decisions(const Actor& actor, std::vector<AuditEntry>& entries) {
+  if (!role_may(actor.role, Action::kReviewDecide)) return Status::ok();
+  std::map<std::pair<std::string, int64_t>, bool> hidden;  // one lookup per candidate
+  for (auto& e : entries) {
+    if (e.action != "review_decide" || !e.details.is_object()) continue;
+    const auto cs = e.details.find("review_case");
+    const auto cand = e.details.find("candidate");
+    if (cs == e.details.end() || !cs->is_string() || cand == e.details.end() || !cand->is_number_integer()) continue;
+    const std::pair<std::string, int64_t> key{cs->get<std::string>(), cand->get<int64_t>()};
+    auto it = hidden.find(key);
+    if (it == hidden.end()) {
+      FV_ASSIGN_OR_RETURN(const bool h, decisions_hidden(actor, key.first, key.second));
+      it = hidden.emplace(key, h).first;
+    }
+    if (!it->second) continue;
+    e.details.erase("decision");
+    e.details.erase("reason");
+    e.details["decision_hidden"] = "until you record your own decision on this candidate or its case closes";
+  }
+  return Status::ok();
+}
+
 Status Service::Impl::settle_cases_after_erasure(const Actor& actor, const std::vector<std::string>& case_uids) {
   for (const auto& uid : case_uids) {
     FV_ASSIGN_OR_RETURN(auto c, catalog().find_review_case(uid));
@@ -182,7 +220,7 @@ Result<std::vector<ReviewCase>> Service::review_list(const Actor& actor, const R
         std::none_of(r.candidates.begin(), r.candidates.end(),
                      [&](const auto& k) { return may_decide_now(actor, r, k, m.config()); }))
       continue;
-    FV_ASSIGN_OR_RETURN(ReviewCase c, case_view(m.catalog(), actor, r, m.config()));
+    FV_ASSIGN_OR_RETURN(ReviewCase c, case_view(m.catalog(), actor, r, m.config(), m.now()));
     out.push_back(std::move(c));
   }
   return out;
@@ -212,7 +250,7 @@ Result<ReviewCase> Service::review_show(const Actor& actor, const std::string& c
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.authorize(actor, Action::kReviewRead));
   FV_ASSIGN_OR_RETURN(vault::ReviewCaseRow c, readable_case(m, actor, case_id));
-  return case_view(m.catalog(), actor, c, m.config());
+  return case_view(m.catalog(), actor, c, m.config(), m.now());
 }
 
 Result<ReviewDecision> Service::review_decide(const Actor& actor, const std::string& case_id, const ReviewDecisionRequest& req) {
@@ -258,6 +296,10 @@ Result<ReviewDecision> Service::review_decide(const Actor& actor, const std::str
   else if (decided_by(*k, actor.name))
     no.emplace("refused", already_exists("you already decided on candidate " + std::to_string(k->id) +
                                          " (each reviewer decides once)"));
+  else if (static_cast<int>(k->decisions.size()) >= std::max(1, m.config().reviewers_required))
+    // Its outcome is settled (and shown): a later decision would not be an independent one.
+    no.emplace("refused", failed_precondition("candidate " + std::to_string(k->id) + " already has the " +
+                                              std::to_string(m.config().reviewers_required) + " decisions required"));
   else if (actor.name == c->searcher && !m.config().searcher_may_review)
     no.emplace("denied", permission_denied("the searcher may not review their own search's candidates"));
   else if (actor.name == c->searcher && !k->decisions.empty())
@@ -270,7 +312,7 @@ Result<ReviewDecision> Service::review_decide(const Actor& actor, const std::str
 
   int64_t references = 0;
   if (k->subject_id) {
-    FV_ASSIGN_OR_RETURN(references, cat.count_reference_crops(*k->subject_id));
+    FV_ASSIGN_OR_RETURN(references, cat.count_reference_crops(*k->subject_id, c->purpose));
   }
   AuditEntry e = m.entry(actor, Action::kReviewDecide);
   e.purpose = c->purpose;
@@ -340,7 +382,7 @@ Result<ReviewImage> Service::review_reference_image(const Actor& actor, const st
   if (k == c.candidates.end())
     return not_found("review case " + c.uid + " has no candidate " + std::to_string(candidate_id));
   if (!k->subject_id) return not_found("the candidate's subject was erased: no reference face is kept");
-  FV_ASSIGN_OR_RETURN(auto crops, m.catalog().reference_crops(*k->subject_id));
+  FV_ASSIGN_OR_RETURN(auto crops, m.catalog().reference_crops(*k->subject_id, c.purpose));
   if (crops.empty())
     return not_found("no reference face is kept for this candidate (the vault keeps none unless enrollment asked): "
                      "compare without one");

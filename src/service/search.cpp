@@ -202,9 +202,18 @@ Status Service::Impl::record_search(const Actor& actor, const SearchRequest& req
                                          vault::seal(*key, *probe.crops[fi], vault::probe_ad(case_uid, static_cast<int>(fi))));
     }
   }
+  // The authorisation was checked before the photo was analysed; if it was refused, or its
+  // deadline passed, meanwhile, the search stands but its case is unusable from the start.
+  std::string unusable;
+  if (auth.id) {
+    FV_ASSIGN_OR_RETURN(auto a, catalog().find_authorisation(auth.uid));
+    unusable = a ? authorisation_unusable(*a, req.purpose, now()) : "authorisation " + auth.uid + " is gone";
+    if (!unusable.empty()) e.details["authorisation_unusable"] = unusable;
+  }
   FV_ASSIGN_OR_RETURN(res.audit_hash, audit_in_txn(e));
   rc.search_audit_seq = e.seq;
   FV_RETURN_IF_ERROR(catalog().insert_review_case(rc).status());
+  if (!unusable.empty()) FV_RETURN_IF_ERROR(catalog().mark_cases_unusable(*auth.id, unusable));
   FV_RETURN_IF_ERROR(txn.commit());
   res.review_case = case_uid;
   if (auth.id) res.authorisation = auth.uid;
@@ -273,7 +282,8 @@ Result<SearchResult> Service::search(const Actor& actor, const SearchRequest& re
 }
 
 Result<VerifyResult> Service::Impl::verify_locked(const Actor& actor, const SearchRequest& req,
-                                                  const std::string& subject_ref, const face::FaceTemplate& probe) {
+                                                  const std::string& subject_ref, const face::FaceTemplate& probe,
+                                                  const CitedAuthorisation& auth) {
   FV_RETURN_IF_ERROR(load_gallery());
   FV_ASSIGN_OR_RETURN(auto eligible, eligible_subjects(req.purpose));
   FV_ASSIGN_OR_RETURN(auto subj, catalog().find_subject(subject_ref));
@@ -298,6 +308,10 @@ Result<VerifyResult> Service::Impl::verify_locked(const Actor& actor, const Sear
   r.same = r.similarity >= r.threshold;
   e.subjects = {subj->uid};
   e.details = {{"same", r.same}, {"max_fmr", r.max_fmr}, {"threshold", r.threshold}};
+  if (auth.id) {
+    e.details["authorisation"] = auth.uid;
+    e.details["authorisation_pending"] = auth.pending;
+  }
   FV_ASSIGN_OR_RETURN(r.audit_hash, audit_now(e));
   return r;
 }
@@ -308,8 +322,8 @@ Result<VerifyResult> Service::verify_subject_template(const Actor& actor, const 
   const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.check_search(actor, req));
-  FV_RETURN_IF_ERROR(m.check_authorisation(actor, req, Impl::AuditVia::kMain).status());
-  return m.verify_locked(actor, req, subject_ref, probe);
+  FV_ASSIGN_OR_RETURN(const CitedAuthorisation auth, m.check_authorisation(actor, req, Impl::AuditVia::kMain));
+  return m.verify_locked(actor, req, subject_ref, probe, auth);
 }
 
 Result<VerifyResult> Service::verify_subject(const Actor& actor, const SearchRequest& req_in, const std::string& subject_ref,
@@ -320,14 +334,14 @@ Result<VerifyResult> Service::verify_subject(const Actor& actor, const SearchReq
   // Checked before the photo is analyzed, without the lock (a refusal is audited through the
   // second connection).
   FV_RETURN_IF_ERROR(m.check_search(actor, req, Impl::AuditVia::kAux));
-  FV_RETURN_IF_ERROR(m.check_authorisation(actor, req, Impl::AuditVia::kAux).status());
+  FV_ASSIGN_OR_RETURN(const CitedAuthorisation auth, m.check_authorisation(actor, req, Impl::AuditVia::kAux));
   FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), PhotoOptions{}, m.options.on_wipe));
   const int k = face::verification_face(photo->faces());
   std::lock_guard<std::mutex> l(m.mu);
   if (k < 0)
     return m.refuse(m.entry(actor, "verify"), "refused", {{"reason", "no face found"}},
                     failed_precondition("no face found in photo a"));
-  FV_ASSIGN_OR_RETURN(VerifyResult r, m.verify_locked(actor, req, subject_ref, *photo->faces()[k].face_template));
+  FV_ASSIGN_OR_RETURN(VerifyResult r, m.verify_locked(actor, req, subject_ref, *photo->faces()[k].face_template, auth));
   r.box = photo->faces()[k].detection.box;
   return r;
 }

@@ -141,6 +141,15 @@ struct Service::Impl {
   Result<bool> close_if_settled(const Actor& actor, const vault::ReviewCaseRow& c);
   // The open cases an erasure took candidates from (erase_in_txn, inside its transaction).
   Status settle_cases_after_erasure(const Actor& actor, const std::vector<std::string>& case_uids);
+  // Independence beyond review_show (reviews.cpp): whether `actor` may not yet see the
+  // decisions on a candidate — they may decide it, its case is open and they have not decided
+  // it. An admin reads the audit log and the access export too: the decisions there are
+  // redacted for them the same way.
+  Result<bool> decisions_hidden(const Actor& actor, const std::string& case_uid, int64_t candidate_id);
+  Status redact_hidden_decisions(const Actor& actor, std::vector<vault::AuditEntry>& entries);
+  // Why an authorisation no longer allows searches at `now` for `purpose` ("" when it does).
+  static std::string authorisation_unusable(const vault::AuthorisationRow& a, const std::string& purpose,
+                                            const std::string& now);
   // The search's authorisation (authorisations.cpp): when the purpose needs one
   // (oversight.authorisation_required) a search without one, or citing one that is unknown,
   // refused, lapsed, out of its validity or scope, or pending past its deadline, is refused
@@ -149,7 +158,7 @@ struct Service::Impl {
   // Lapses overdue pending authorisations and destroys aged-out probe crops (caller holds mu).
   Result<LapseReport> sweep_oversight(const Actor& actor, const std::string& as_of);
   Result<VerifyResult> verify_locked(const Actor& actor, const SearchRequest& req, const std::string& subject_ref,
-                                     const face::FaceTemplate& probe);
+                                     const face::FaceTemplate& probe, const CitedAuthorisation& auth);
   // `cause` goes into the audit entry (details.cause) for the transparency report.
   Result<EraseReceipt> erase_in_txn(const Actor& actor, const vault::SubjectRow& s, const std::string& reason,
                                     ErasureCause cause = ErasureCause::kRequest);

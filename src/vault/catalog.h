@@ -176,6 +176,7 @@ struct ReviewDecisionRow {
 struct ReviewCandidateRow {
   int64_t id = 0, case_id = 0;
   std::string case_uid, case_status;  // filled by review_candidates_of_subject
+  std::optional<std::string> case_unusable;  // idem
   int face_index = 0, rank = 0;
   std::optional<int64_t> subject_id;  // absent once the subject was erased
   std::string subject_uid, subject_ref;  // ref empty once erased
@@ -312,8 +313,10 @@ class Catalog {
   // Reference crops of enrolled faces, sealed under the subject key.
   Status insert_reference_crop(int64_t face_id, int64_t subject_id, const Bytes& sealed);
   // The subject's reference crops (face id → sealed JPEG), newest face first.
-  Result<std::vector<std::pair<int64_t, Bytes>>> reference_crops(int64_t subject_id);
-  Result<int64_t> count_reference_crops(int64_t subject_id);
+  // With a purpose: only the crops of faces collected under a basis that covers it.
+  Result<std::vector<std::pair<int64_t, Bytes>>> reference_crops(int64_t subject_id,
+                                                                 const std::optional<std::string>& purpose = std::nullopt);
+  Result<int64_t> count_reference_crops(int64_t subject_id, const std::optional<std::string>& purpose = std::nullopt);
 
   // ---- human oversight: authorisations (catalog_authorisations.cpp)
   Result<int64_t> insert_authorisation(const AuthorisationRow& a);

@@ -42,7 +42,7 @@ Result<std::vector<ReviewDecisionRow>> decisions_of(Db& db, int64_t candidate_id
 // Candidates (with the subject's current reference, empty once erased) and their decisions.
 constexpr const char* kCandidateColumns =
     "c.id, c.case_id, c.face_index, c.rank, c.subject_id, c.subject_uid, coalesce(s.ref, ''), c.similarity, c.fmr, "
-    "c.fpir, r.uid, r.status FROM review_candidate c JOIN review_case r ON r.id=c.case_id "
+    "c.fpir, r.uid, r.status, r.unusable FROM review_candidate c JOIN review_case r ON r.id=c.case_id "
     "LEFT JOIN subject s ON s.id=c.subject_id ";
 
 Result<std::vector<ReviewCandidateRow>> candidates_where(Db& db, const std::string& where, int64_t id) {
@@ -65,6 +65,7 @@ Result<std::vector<ReviewCandidateRow>> candidates_where(Db& db, const std::stri
     c.fpir = opt_f64(q, 9);
     c.case_uid = q.text(10);
     c.case_status = q.text(11);
+    c.case_unusable = q.opt_text(12);
     out.push_back(std::move(c));
   }
   for (auto& c : out) {
@@ -271,9 +272,19 @@ Status Catalog::insert_reference_crop(int64_t face_id, int64_t subject_id, const
   return ins.run();
 }
 
-Result<std::vector<std::pair<int64_t, Bytes>>> Catalog::reference_crops(int64_t subject_id) {
-  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT face_id, crop FROM reference_crop WHERE subject_id=? ORDER BY face_id DESC"));
+namespace {
+// A face's reference crop counts for a purpose when the face was collected under a basis that
+// covers it: a reviewer for one purpose is not shown a photo collected for another.
+constexpr const char* kCropsFor =
+    " FROM reference_crop rc JOIN face f ON f.id = rc.face_id WHERE rc.subject_id = ?1 AND (?2 IS NULL OR EXISTS("
+    "SELECT 1 FROM basis_purpose bp WHERE bp.basis_id = f.basis_id AND bp.purpose = ?2))";
+}  // namespace
+
+Result<std::vector<std::pair<int64_t, Bytes>>> Catalog::reference_crops(int64_t subject_id,
+                                                                        const std::optional<std::string>& purpose) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(std::string("SELECT rc.face_id, rc.crop") + kCropsFor + " ORDER BY rc.face_id DESC"));
   q.bind(1, subject_id);
+  q.bind(2, purpose);
   std::vector<std::pair<int64_t, Bytes>> out;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, q.step());
@@ -283,9 +294,10 @@ Result<std::vector<std::pair<int64_t, Bytes>>> Catalog::reference_crops(int64_t 
   return out;
 }
 
-Result<int64_t> Catalog::count_reference_crops(int64_t subject_id) {
-  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT count(*) FROM reference_crop WHERE subject_id=?"));
+Result<int64_t> Catalog::count_reference_crops(int64_t subject_id, const std::optional<std::string>& purpose) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(std::string("SELECT count(*)") + kCropsFor));
   q.bind(1, subject_id);
+  q.bind(2, purpose);
   FV_ASSIGN_OR_RETURN(bool row, q.step());
   return row ? q.i64(0) : 0;
 }

@@ -117,8 +117,14 @@ TEST_F(AuthorisationTest, APendingAuthorisationAllowsSearchesUntilItsDeadlineThe
   EXPECT_TRUE(r->authorisation_pending) << "a search under a pending authorisation is flagged";
   const std::string review_case = r->review_case;
   ASSERT_FALSE(review_case.empty());
-  // 48 hours (the default window) pass without a grant.
+  // 48 hours (the default window) pass without a grant: the case is unusable from then on,
+  // before the expiry records the lapse.
   clock_.now = vault::add_days(clock_.now, 2.01);
+  {
+    auto c = svc_->review_show(kAuditor, review_case);
+    ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+    ASSERT_TRUE(c->unusable.has_value()) << "unusable once the deadline passed, whether or not the sweep ran";
+  }
   auto late = search(id);
   ASSERT_FALSE(late.is_ok());
   EXPECT_EQ(late.status().code(), StatusCode::kFailedPrecondition);
@@ -177,6 +183,50 @@ TEST_F(AuthorisationTest, RefusingAnAuthorisationMarksItsCasesUnusable) {
   ASSERT_TRUE(c.is_ok());
   ASSERT_TRUE(c->unusable.has_value());
   EXPECT_FALSE(search(id).is_ok());
+}
+
+TEST_F(AuthorisationTest, APendingDeadlineMayShortenTheWindowNeverLengthenIt) {
+  auto too_late = request(true);
+  too_late.deadline = vault::add_days(clock_.now, 3);  // the window is 48 hours
+  auto past = request(true);
+  past.deadline = vault::add_days(clock_.now, -0.5);
+  for (auto& r : {too_late, past}) {
+    auto a = svc_->authorisation_add(kAuditor, r);
+    ASSERT_FALSE(a.is_ok());
+    EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument) << a.status().to_string();
+  }
+  auto shorter = request(true);
+  shorter.deadline = vault::add_days(clock_.now, 0.5);
+  auto a = svc_->authorisation_add(kAuditor, shorter);
+  ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+  ASSERT_TRUE(a->deadline.has_value());
+  EXPECT_EQ(*a->deadline, *shorter.deadline);
+}
+
+TEST_F(AuthorisationTest, AVerificationAgainstASubjectRecordsTheAuthorisationItCited) {
+  const std::string id = add(request());
+  SearchRequest req{"investigation", "case-43"};
+  req.authorisation = id;
+  auto v = svc_->verify_subject_template(kInvestigator, req, "suspect-1", probe_);
+  ASSERT_TRUE(v.is_ok()) << v.status().to_string();
+  auto entries = audit("verify_subject");
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].details.value("authorisation", ""), id);
+  SearchRequest without{"investigation", "case-44"};
+  EXPECT_EQ(svc_->verify_subject_template(kInvestigator, without, "suspect-1", probe_).status().code(),
+            StatusCode::kFailedPrecondition);
+}
+
+TEST_F(AuthorisationTest, TheAccessExportMarksACandidacyWhoseAuthorisationWasRefused) {
+  const std::string id = add(request());
+  ASSERT_TRUE(search(id).is_ok());
+  ASSERT_TRUE(svc_->authorisation_refuse(kAuditor, id, "revoked").is_ok());
+  auto exported = svc_->export_subject(kAuditor, "suspect-1", false, std::nullopt);
+  ASSERT_TRUE(exported.is_ok()) << exported.status().to_string();
+  const auto& cases = (*exported)["review_cases"];
+  ASSERT_EQ(cases.size(), 1u);
+  ASSERT_TRUE(cases[0].contains("unusable")) << cases[0].dump();
+  EXPECT_NE(cases[0]["unusable"].get<std::string>().find(id), std::string::npos);
 }
 
 TEST_F(AuthorisationTest, OnlyAdminsAndAuditorsRecordThem) {

@@ -253,6 +253,57 @@ TEST_F(ReviewTest, TheSecondReviewerCannotReadTheFirstDecisionBeforeRecordingThe
   EXPECT_FALSE(show(id, kAdmin).candidates[0].decisions.has_value());
 }
 
+TEST_F(ReviewTest, AnAdminWhoMayStillDecideReadsNoDecisionInTheAuditOrTheExport) {
+  auto alice = enrolled("alice");
+  const std::string id = search({near_template(alice, rng_, 0.3f)});
+  const int64_t k = candidate(id, "alice");
+  const std::string secret_reason = "the mole under the left eye";
+  ASSERT_TRUE(decide(kRita, id, k, ReviewVerdict::kConfirm, secret_reason).is_ok());
+  auto decision_entries = [&](const Actor& who) {
+    service::AuditFilter f;
+    f.action = "review_decide";
+    auto page = svc_->audit_show(who, f);
+    EXPECT_TRUE(page.is_ok()) << page.status().to_string();
+    return page.is_ok() ? page->entries : std::vector<vault::AuditEntry>{};
+  };
+  auto admin_view = decision_entries(kAdmin);
+  ASSERT_EQ(admin_view.size(), 1u);
+  EXPECT_FALSE(admin_view[0].details.contains("decision")) << admin_view[0].details.dump();
+  EXPECT_FALSE(admin_view[0].details.contains("reason"));
+  EXPECT_TRUE(admin_view[0].details.contains("decision_hidden"));
+  EXPECT_EQ(admin_view[0].actor, kRita.name) << "who decided stays visible; what they decided does not";
+  auto exported = svc_->export_subject(kAdmin, "alice", false, std::nullopt);
+  ASSERT_TRUE(exported.is_ok()) << exported.status().to_string();
+  EXPECT_EQ(exported->dump().find(secret_reason), std::string::npos);
+  EXPECT_TRUE((*exported)["review_cases"][0].contains("decisions_hidden"));
+  // The auditor, who cannot decide, reads everything.
+  auto auditor_view = decision_entries(kAuditor);
+  ASSERT_EQ(auditor_view.size(), 1u);
+  EXPECT_EQ(auditor_view[0].details.value("reason", ""), secret_reason);
+  auto audited = svc_->export_subject(kAuditor, "alice", false, std::nullopt);
+  ASSERT_TRUE(audited.is_ok());
+  EXPECT_NE(audited->dump().find(secret_reason), std::string::npos);
+  // Once the admin decided, the admin reads them too.
+  ASSERT_TRUE(decide(kAdmin, id, k, ReviewVerdict::kConfirm, "agree").is_ok());
+  EXPECT_EQ(decision_entries(kAdmin)[0].details.value("reason", ""), secret_reason);
+}
+
+TEST_F(ReviewTest, ACandidateWithTheDecisionsRequiredTakesNoMore) {
+  auto alice = enrolled("alice");
+  auto bob = enrolled("bob");
+  const std::string id = search({near_template(alice, rng_, 0.3f), near_template(bob, rng_, 0.3f)});
+  const int64_t ka = candidate(id, "alice");
+  ASSERT_TRUE(decide(kRita, id, ka, ReviewVerdict::kConfirm).is_ok());
+  ASSERT_TRUE(decide(kRavi, id, ka, ReviewVerdict::kConfirm).is_ok());
+  ASSERT_EQ(show(id).status, "open") << "bob is still pending";
+  // A third reviewer, who can see that alice is confirmed, cannot add a decision to her.
+  auto third = decide(kRosa, id, ka, ReviewVerdict::kReject);
+  ASSERT_FALSE(third.is_ok());
+  EXPECT_EQ(third.status().code(), StatusCode::kFailedPrecondition) << third.status().to_string();
+  EXPECT_EQ(find(show(id), ka)->status, "confirmed");
+  EXPECT_EQ(outcomes("review_decide", "refused"), 1u);
+}
+
 TEST_F(ReviewTest, DisagreementIsDisputedAndStaysVisible) {
   auto alice = enrolled("alice");
   auto bob = enrolled("bob");

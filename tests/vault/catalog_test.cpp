@@ -241,6 +241,43 @@ TEST_F(CatalogTest, AuditChainApiKeysAndTheSecondConnection) {
   EXPECT_FALSE(testing::raw_db(*vault_).exec("DELETE FROM audit WHERE seq=1").is_ok());  // append-only
 }
 
+TEST_F(CatalogTest, AReferenceCropCountsForThePurposesOfTheBasisItsFaceWasCollectedUnder) {
+  auto [sid, work] = subject("rc", {"employee-access"});
+  const int64_t work_face = face(sid, work);
+  int64_t police = 0;
+  {
+    auto txn = cat().begin();
+    ASSERT_TRUE(txn.is_ok());
+    auto b = cat().insert_basis({sid, "law-enforcement", "warrant-1", "2025-01-01T00:00:00.000Z", std::nullopt, "tester",
+                                 {"investigation"}});
+    ASSERT_TRUE(b.is_ok());
+    police = *b;
+    ASSERT_TRUE(txn->commit().is_ok());
+  }
+  const int64_t police_face = face(sid, police);
+  {
+    auto txn = cat().begin();
+    ASSERT_TRUE(txn.is_ok());
+    ASSERT_TRUE(cat().insert_reference_crop(work_face, sid, Bytes{1, 2, 3}).is_ok());
+    ASSERT_TRUE(txn->commit().is_ok());
+  }
+  EXPECT_EQ(*cat().count_reference_crops(sid), 1);
+  EXPECT_EQ(*cat().count_reference_crops(sid, std::string("employee-access")), 1);
+  EXPECT_EQ(*cat().count_reference_crops(sid, std::string("investigation")), 0)
+      << "a reviewer for investigations is not shown the photo collected for employee access";
+  {
+    auto txn = cat().begin();
+    ASSERT_TRUE(txn.is_ok());
+    ASSERT_TRUE(cat().insert_reference_crop(police_face, sid, Bytes{4, 5, 6}).is_ok());
+    ASSERT_TRUE(txn->commit().is_ok());
+  }
+  auto crops = cat().reference_crops(sid, std::string("investigation"));
+  ASSERT_TRUE(crops.is_ok());
+  ASSERT_EQ(crops->size(), 1u);
+  EXPECT_EQ((*crops)[0].first, police_face);
+  EXPECT_EQ(cat().reference_crops(sid)->size(), 2u);
+}
+
 TEST_F(CatalogTest, InitRefusesADirectoryThatHoldsAVault) {
   EXPECT_EQ(Vault::init(dir_).code(), StatusCode::kAlreadyExists);
 }

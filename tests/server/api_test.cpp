@@ -390,6 +390,36 @@ TEST_F(ApiTest, EnrollmentSearchExportErase) {
   expect_error(del("/v1/subjects/penny", "auditor"), 404, "erase twice");
 }
 
+// Presentation-attack detection on 1:1 verification (opt-in per request): a staged attack as
+// photo a is refused with its reason (422) and audited "refused"; a live photo passes with the
+// liveness object; without the flag the answer carries no liveness field.
+TEST_F(ApiTest, VerifyWithLivenessRefusesAStagedAttack) {
+  const fs::path spoof = data_dir() / "spoof" / "silent-face";
+  FV_REQUIRE_PATH(spoof);
+  auto refused_verifies = [&] {
+    auto a = get("/v1/audit?action=verify&outcome=refused&limit=500", "auditor");
+    EXPECT_EQ(a.status, 200) << a.raw;
+    return a.body["entries"].size();
+  };
+  const size_t refused_before = refused_verifies();
+  auto attack = post_form("/v1/verify", "investigator",
+                          {img("a", spoof / "image_F1.jpg"), img("b", spoof / "image_T1.jpg"), text("liveness", "1")});
+  ASSERT_EQ(attack.status, 422) << attack.raw;
+  EXPECT_NE(attack.raw.find("presentation attack"), std::string::npos) << attack.raw;
+  EXPECT_EQ(refused_verifies(), refused_before + 1);
+  auto live = post_form("/v1/verify", "investigator",
+                        {img("a", spoof / "image_T1.jpg"), img("b", spoof / "image_F1.jpg"), text("liveness", "true")});
+  ASSERT_EQ(live.status, 200) << live.raw;
+  ASSERT_TRUE(live.body.contains("liveness")) << live.raw;
+  EXPECT_TRUE(live.body["liveness"]["live"].get<bool>());
+  auto off = post_form("/v1/verify", "investigator", {img("a", spoof / "image_F1.jpg"), img("b", spoof / "image_T1.jpg")});
+  ASSERT_EQ(off.status, 200) << off.raw;
+  EXPECT_FALSE(off.body.contains("liveness")) << "off by default: the answer is as before";
+  expect_error(post_form("/v1/verify", "investigator",
+                         {img("a", spoof / "image_T1.jpg"), img("b", spoof / "image_F2.jpg"), text("liveness", "maybe")}),
+               400, "liveness");
+}
+
 TEST_F(ApiTest, VerifyAndDetect) {
   auto v = post_form("/v1/verify", "investigator", {img("a", photo("amy", 1)), img("b", photo("amy", 2))});
   ASSERT_EQ(v.status, 200) << v.raw;

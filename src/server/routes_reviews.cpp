@@ -41,6 +41,13 @@ bool flag_param(const httplib::Request& req, const char* name) {
   throw http_error(400, std::string("'") + name + "' must be 1, 0, true or false");
 }
 
+// A key created with purposes (`key create --purpose P`) reads and decides only the review
+// cases of those purposes; a key without any is not limited here (its role decides).
+service::PurposeScope scope_of(const Call& c) {
+  if (!c.caller.key || c.caller.key->purposes.empty()) return std::nullopt;
+  return c.caller.key->purposes;
+}
+
 service::ReviewDecisionRequest decision_request(const json& j) {
   service::ReviewDecisionRequest r;
   if (!j.contains("candidate")) throw http_error(400, "missing field 'candidate' (the candidate's id in the case)");
@@ -67,6 +74,7 @@ void add_review_routes(Server::Impl& s) {
     }
     f.awaiting_caller = flag_param(c.req, "awaiting");
     f.limit = static_cast<size_t>(int_field(c.req.get_param_value("limit"), "limit", 1, 1000, 100));
+    f.allowed_purposes = scope_of(c);
     auto cases = value_or_throw(s.svc->review_list(c.caller.who(), f));
     const int required = s.svc->config().reviewers_required;
     json out = json::array();
@@ -75,13 +83,14 @@ void add_review_routes(Server::Impl& s) {
   });
 
   s.add("GET", "/v1/reviews/{id}", Action::kReviewRead, [&s](Call& c) {
-    auto rc = value_or_throw(s.svc->review_show(c.caller.who(), c.req.matches[1]));
+    auto rc = value_or_throw(s.svc->review_show(c.caller.who(), c.req.matches[1], scope_of(c)));
     reply(c.res, 200, service::render::review_case(rc, s.svc->config().reviewers_required));
   });
 
   s.add("POST", "/v1/reviews/{id}/decisions", Action::kReviewDecide, [&s](Call& c) {
     const std::string id = c.req.matches[1];
-    const service::ReviewDecisionRequest req = decision_request(s.json_body(c.req));
+    service::ReviewDecisionRequest req = decision_request(s.json_body(c.req));
+    req.allowed_purposes = scope_of(c);
     auto d = value_or_throw(s.svc->review_decide(c.caller.who(), id, req));
     reply(c.res, 201, service::render::review_decision(d));
   });
@@ -89,7 +98,7 @@ void add_review_routes(Server::Impl& s) {
   s.add("GET", "/v1/reviews/{id}/probe/{face}.jpg", Action::kReviewRead, [&s](Call& c) {
     const std::string id = c.req.matches[1];
     const int face = int_field(c.req.matches[2], "face", 0, 199, 0);
-    reply_jpeg(c.res, value_or_throw(s.svc->review_probe_image(c.caller.who(), id, face)));
+    reply_jpeg(c.res, value_or_throw(s.svc->review_probe_image(c.caller.who(), id, face, scope_of(c))));
   });
 
   // 404 (the usual JSON error) when no reference crop of the candidate is kept: the review page
@@ -97,7 +106,7 @@ void add_review_routes(Server::Impl& s) {
   s.add("GET", "/v1/reviews/{id}/candidates/{cid}/reference.jpg", Action::kReviewRead, [&s](Call& c) {
     const std::string id = c.req.matches[1];
     const int64_t candidate = int_field(c.req.matches[2], "cid", 1, 2'000'000'000, 0);
-    reply_jpeg(c.res, value_or_throw(s.svc->review_reference_image(c.caller.who(), id, candidate)));
+    reply_jpeg(c.res, value_or_throw(s.svc->review_reference_image(c.caller.who(), id, candidate, scope_of(c))));
   });
 }
 

@@ -92,8 +92,12 @@ Result<EraseReceipt> Service::withdraw_basis(const Actor& actor, int64_t basis_i
       e.subjects = {s.uid};
       e.details = {{"basis_id", basis_id}, {"templates", r.faces}, {"source_images", r.images},
                    {"kept_images", r.kept_images}, {"subject_erased", false}};
+      FV_ASSIGN_OR_RETURN(auto cases, cat.drop_candidacies_without_basis(s.id, r.erased_at));
+      if (!cases.empty()) e.details["review_cases_left"] = cases.size();
       FV_ASSIGN_OR_RETURN(r.audit_hash, m.audit_in_txn(e));
       r.audit_seq = e.seq;
+      // An open case left with nothing to decide closes now.
+      FV_RETURN_IF_ERROR(m.settle_cases_after_erasure(actor, cases));
     }
     FV_RETURN_IF_ERROR(txn.commit());
   }

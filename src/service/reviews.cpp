@@ -54,6 +54,10 @@ bool may_see_case(const Actor& a, const vault::ReviewCaseRow& c) {
   return a.role != Role::kInvestigator || c.searcher == a.name;
 }
 
+bool in_scope(const PurposeScope& scope, const std::string& purpose) {
+  return !scope || std::find(scope->begin(), scope->end(), purpose) != scope->end();
+}
+
 // Independence: the decisions on a candidate are shown to auditors, to whoever already decided
 // that candidate, and to the searcher once the case is closed. Nobody else — an admin can
 // decide, so an admin is blinded like a reviewer.
@@ -212,10 +216,12 @@ Result<std::vector<ReviewCase>> Service::review_list(const Actor& actor, const R
   vault::ReviewCaseQuery q;
   q.status = filter.awaiting_caller ? std::optional<std::string>("open") : filter.status;
   if (actor.role == Role::kInvestigator) q.searcher = actor.name;
-  q.limit = filter.awaiting_caller ? 0 : filter.limit;  // the queue is filtered here, then limited
+  // The queue and a key's purpose scope are filtered here, then limited.
+  q.limit = filter.awaiting_caller || filter.allowed_purposes ? 0 : filter.limit;
   FV_ASSIGN_OR_RETURN(auto rows, m.catalog().list_review_cases(q));
   for (const auto& r : rows) {
     if (filter.limit > 0 && out.size() >= filter.limit) break;
+    if (!in_scope(filter.allowed_purposes, r.purpose)) continue;
     if (filter.awaiting_caller &&
         std::none_of(r.candidates.begin(), r.candidates.end(),
                      [&](const auto& k) { return may_decide_now(actor, r, k, m.config()); }))
@@ -230,9 +236,17 @@ namespace {
 
 // The case a read names, when the caller may see it (an investigator's look at another
 // investigator's case is a denial, audited).
-Result<vault::ReviewCaseRow> readable_case(Service::Impl& m, const Actor& actor, const std::string& case_id) {
+Result<vault::ReviewCaseRow> readable_case(Service::Impl& m, const Actor& actor, const std::string& case_id,
+                                           const PurposeScope& scope) {
   FV_ASSIGN_OR_RETURN(auto c, m.catalog().find_review_case(case_id));
   if (!c) return not_found("no review case '" + case_id + "'");
+  if (!in_scope(scope, c->purpose)) {
+    AuditEntry e = m.entry(actor, Action::kReviewRead);
+    e.purpose = c->purpose;
+    e.case_ref = c->case_ref;
+    return m.refuse(std::move(e), "denied", {{"review_case", c->uid}, {"reason", "purpose not allowed for this API key"}},
+                    permission_denied("this API key may not read review cases of the purpose '" + c->purpose + "'"));
+  }
   if (!may_see_case(actor, *c)) {
     AuditEntry e = m.entry(actor, Action::kReviewRead);
     e.purpose = c->purpose;
@@ -245,11 +259,11 @@ Result<vault::ReviewCaseRow> readable_case(Service::Impl& m, const Actor& actor,
 
 }  // namespace
 
-Result<ReviewCase> Service::review_show(const Actor& actor, const std::string& case_id) {
+Result<ReviewCase> Service::review_show(const Actor& actor, const std::string& case_id, const PurposeScope& scope) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.authorize(actor, Action::kReviewRead));
-  FV_ASSIGN_OR_RETURN(vault::ReviewCaseRow c, readable_case(m, actor, case_id));
+  FV_ASSIGN_OR_RETURN(vault::ReviewCaseRow c, readable_case(m, actor, case_id, scope));
   return case_view(m.catalog(), actor, c, m.config(), m.now());
 }
 
@@ -289,7 +303,9 @@ Result<ReviewDecision> Service::review_decide(const Actor& actor, const std::str
   auto k = std::find_if(c->candidates.begin(), c->candidates.end(), [&](const auto& x) { return x.id == req.candidate_id; });
   // Each refusal is decided inside the transaction (another process may have decided meanwhile).
   std::optional<std::pair<std::string, Status>> no;
-  if (k == c->candidates.end())
+  if (!in_scope(req.allowed_purposes, c->purpose))
+    no.emplace("denied", permission_denied("this API key may not decide review cases of the purpose '" + c->purpose + "'"));
+  else if (k == c->candidates.end())
     no.emplace("refused", not_found("review case " + c->uid + " has no candidate " + std::to_string(req.candidate_id)));
   else if (c->status != "open")
     no.emplace("refused", failed_precondition("review case " + c->uid + " is closed: it takes no more decisions"));
@@ -347,11 +363,12 @@ Result<ReviewDecision> Service::review_decide(const Actor& actor, const std::str
   return out;
 }
 
-Result<ReviewImage> Service::review_probe_image(const Actor& actor, const std::string& case_id, int face_index) {
+Result<ReviewImage> Service::review_probe_image(const Actor& actor, const std::string& case_id, int face_index,
+                                                const PurposeScope& scope) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.authorize(actor, Action::kReviewRead));
-  FV_ASSIGN_OR_RETURN(vault::ReviewCaseRow c, readable_case(m, actor, case_id));
+  FV_ASSIGN_OR_RETURN(vault::ReviewCaseRow c, readable_case(m, actor, case_id, scope));
   const bool kept = std::find(c.probe_faces.begin(), c.probe_faces.end(), face_index) != c.probe_faces.end();
   if (!kept || !c.wrapped_probe_key)
     return not_found("no probe face " + std::to_string(face_index) + " is kept for review case " + c.uid +
@@ -373,11 +390,12 @@ Result<ReviewImage> Service::review_probe_image(const Actor& actor, const std::s
   return ReviewImage{std::move(*plain)};
 }
 
-Result<ReviewImage> Service::review_reference_image(const Actor& actor, const std::string& case_id, int64_t candidate_id) {
+Result<ReviewImage> Service::review_reference_image(const Actor& actor, const std::string& case_id, int64_t candidate_id,
+                                                    const PurposeScope& scope) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.authorize(actor, Action::kReviewRead));
-  FV_ASSIGN_OR_RETURN(vault::ReviewCaseRow c, readable_case(m, actor, case_id));
+  FV_ASSIGN_OR_RETURN(vault::ReviewCaseRow c, readable_case(m, actor, case_id, scope));
   auto k = std::find_if(c.candidates.begin(), c.candidates.end(), [&](const auto& x) { return x.id == candidate_id; });
   if (k == c.candidates.end())
     return not_found("review case " + c.uid + " has no candidate " + std::to_string(candidate_id));

@@ -288,16 +288,22 @@ struct ReviewCase {
   std::vector<ReviewCandidate> candidates;
 };
 
+// The purposes a caller's credential is limited to (an API key's scope), as for a search:
+// cases of other purposes are not listed, and reading or deciding one is refused.
+using PurposeScope = std::optional<std::vector<std::string>>;
+
 struct ReviewListFilter {
   std::optional<std::string> status;  // open | closed
   bool awaiting_caller = false;       // open cases with a candidate the caller may still decide
   size_t limit = 100;
+  PurposeScope allowed_purposes;
 };
 
 struct ReviewDecisionRequest {
   int64_t candidate_id = 0;
   ReviewVerdict verdict = ReviewVerdict::kInconclusive;
   std::string reason;  // free text, 1-2000 bytes
+  PurposeScope allowed_purposes;
 };
 
 struct ReviewImage {  // a JPEG for the review page
@@ -448,14 +454,16 @@ class Service {
   // ---- human oversight: review cases (reviews.cpp)
   // Cases the caller may see: reviewers, auditors and admins all; an investigator those they opened.
   Result<std::vector<ReviewCase>> review_list(const Actor& actor, const ReviewListFilter& filter);
-  Result<ReviewCase> review_show(const Actor& actor, const std::string& case_id);
+  Result<ReviewCase> review_show(const Actor& actor, const std::string& case_id, const PurposeScope& scope = std::nullopt);
   // One reviewer's decision on one candidate: audited naming the reviewer; the case closes
   // (and its probe crops are destroyed) once every candidate has the decisions required.
   Result<ReviewDecision> review_decide(const Actor& actor, const std::string& case_id, const ReviewDecisionRequest& req);
   // The probe face of a case, and a candidate's enrolled reference face (kNotFound when none
   // is kept: the page says so). Audited, as a viewing of biometric data.
-  Result<ReviewImage> review_probe_image(const Actor& actor, const std::string& case_id, int face_index);
-  Result<ReviewImage> review_reference_image(const Actor& actor, const std::string& case_id, int64_t candidate_id);
+  Result<ReviewImage> review_probe_image(const Actor& actor, const std::string& case_id, int face_index,
+                                         const PurposeScope& scope = std::nullopt);
+  Result<ReviewImage> review_reference_image(const Actor& actor, const std::string& case_id, int64_t candidate_id,
+                                             const PurposeScope& scope = std::nullopt);
 
   // ---- human oversight: authorisations (authorisations.cpp)
   Result<Authorisation> authorisation_add(const Actor& actor, const AuthorisationRequest& req);

@@ -305,6 +305,9 @@ class Catalog {
   // Destroys probe crops and keys of cases opened before `before` (probe_crop_days); returns how many cases.
   Result<int64_t> destroy_probe_crops_before(const std::string& before);
   Status mark_cases_unusable(int64_t authorisation_id, const std::string& why);
+  // After a withdrawal: removes the subject's candidacies from open cases whose purpose none of
+  // their bases in force at `now` covers; returns those cases' uids.
+  Result<std::vector<std::string>> drop_candidacies_without_basis(int64_t subject_id, const std::string& now);
   // The subject's review decisions (the access export), by candidate.
   Result<std::vector<ReviewCandidateRow>> review_candidates_of_subject(int64_t subject_id);
   // Re-wraps every case key (master-key rotation), inside the caller's transaction.

@@ -302,4 +302,29 @@ Result<int64_t> Catalog::count_reference_crops(int64_t subject_id, const std::op
   return row ? q.i64(0) : 0;
 }
 
+Result<std::vector<std::string>> Catalog::drop_candidacies_without_basis(int64_t subject_id, const std::string& now) {
+  // The subject's candidacies in open cases whose purpose no basis of theirs in force covers
+  // any more (after a withdrawal): a reviewer must not go on looking at them for that purpose.
+  constexpr const char* kUncovered =
+      "FROM review_candidate c JOIN review_case r ON r.id = c.case_id WHERE c.subject_id = ?1 AND r.status = 'open' "
+      "AND NOT EXISTS (SELECT 1 FROM lawful_basis b JOIN basis_purpose bp ON bp.basis_id = b.id WHERE b.subject_id = ?1 "
+      "AND bp.purpose = r.purpose AND b.withdrawn_at IS NULL AND (b.expires_at IS NULL OR b.expires_at > ?2))";
+  std::vector<std::string> cases;
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(std::string("SELECT DISTINCT r.uid ") + kUncovered));
+    q.bind(1, subject_id);
+    q.bind(2, now);
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, q.step());
+      if (!row) break;
+      cases.push_back(q.text(0));
+    }
+  }
+  FV_ASSIGN_OR_RETURN(Stmt d, db_->prepare(std::string("DELETE FROM review_candidate WHERE id IN (SELECT c.id ") + kUncovered + ")"));
+  d.bind(1, subject_id);
+  d.bind(2, now);
+  FV_RETURN_IF_ERROR(d.run());
+  return cases;
+}
+
 }  // namespace fv::vault

@@ -288,6 +288,59 @@ TEST_F(ReviewTest, AnAdminWhoMayStillDecideReadsNoDecisionInTheAuditOrTheExport)
   EXPECT_EQ(decision_entries(kAdmin)[0].details.value("reason", ""), secret_reason);
 }
 
+TEST_F(ReviewTest, AKeysPurposeScopeHoldsForReviewCases) {
+  auto alice = enrolled("alice");
+  const std::string id = search({near_template(alice, rng_, 0.3f)});
+  const int64_t k = candidate(id, "alice");
+  const service::PurposeScope border = std::vector<std::string>{"border-control"};
+  const service::PurposeScope inv = std::vector<std::string>{"investigation"};
+  auto shown = svc_->review_show(kRita, id, border);
+  ASSERT_FALSE(shown.is_ok());
+  EXPECT_EQ(shown.status().code(), StatusCode::kPermissionDenied);
+  service::ReviewListFilter f;
+  f.allowed_purposes = border;
+  EXPECT_TRUE(svc_->review_list(kRita, f)->empty());
+  f.allowed_purposes = inv;
+  EXPECT_EQ(svc_->review_list(kRita, f)->size(), 1u);
+  ReviewDecisionRequest req;
+  req.candidate_id = k;
+  req.verdict = ReviewVerdict::kConfirm;
+  req.reason = "same face";
+  req.allowed_purposes = border;
+  auto refused = svc_->review_decide(kRita, id, req);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(svc_->review_probe_image(kRita, id, 0, border).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(find(show(id), k)->decisions_recorded, 0);
+  req.allowed_purposes = inv;
+  EXPECT_TRUE(svc_->review_decide(kRita, id, req).is_ok());
+  EXPECT_EQ(outcomes("review_read", "denied"), 2u);
+  EXPECT_EQ(outcomes("review_decide", "denied"), 1u);
+}
+
+TEST_F(ReviewTest, WithdrawingTheBasisOfACasesPurposeTakesTheSubjectOutOfItsOpenCases) {
+  auto t = random_template(rng_);
+  const int64_t police = basis("alice", {"investigation"}, service::BasisKind::kLawEnforcement);
+  ASSERT_TRUE(enroll("alice", police, t).is_ok());
+  const int64_t work = basis("alice", {"access-control"});
+  ASSERT_TRUE(enroll("alice", work, t).is_ok());
+  auto bob = enrolled("bob");
+  const std::string id = search({near_template(t, rng_, 0.3f), near_template(bob, rng_, 0.3f)});
+  ASSERT_EQ(show(id).candidates.size(), 2u);
+  const int64_t kb = candidate(id, "bob");
+  // The access-control basis is withdrawn: alice stays a candidate for investigations.
+  ASSERT_TRUE(svc_->withdraw_basis(kAuditor, work).is_ok());
+  EXPECT_EQ(show(id).candidates.size(), 2u);
+  // The investigation basis is withdrawn too: alice leaves the investigation's open case.
+  ASSERT_TRUE(svc_->add_basis(kAdmin, {"alice", service::BasisKind::kConsent, "f", {"access-control"}, std::nullopt}).is_ok());
+  ASSERT_TRUE(svc_->withdraw_basis(kAuditor, police).is_ok());
+  auto after = show(id);
+  ASSERT_EQ(after.candidates.size(), 1u);
+  EXPECT_EQ(after.candidates[0].id, kb);
+  EXPECT_EQ(after.status, "open");
+  EXPECT_EQ(audit("basis_withdraw").back().details.value("review_cases_left", 0), 1);
+}
+
 TEST_F(ReviewTest, ACandidateWithTheDecisionsRequiredTakesNoMore) {
   auto alice = enrolled("alice");
   auto bob = enrolled("bob");

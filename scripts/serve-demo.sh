@@ -31,7 +31,8 @@ add_person() {
   shift
   basis=$("$FV" basis add --subject "$subject" --kind consent --reference "$CONSENT" "${PURPOSES[@]}" --actor demo)
   local rc=0
-  "$FV" enroll --subject "$subject" --basis "$basis" --actor demo "$@" >/dev/null || rc=$?
+  # --keep-reference: reviewers see each enrolled face beside the probe on the review page.
+  "$FV" enroll --subject "$subject" --basis "$basis" --actor demo --keep-reference "$@" >/dev/null || rc=$?
   if [ "$rc" -eq 0 ] || [ "$rc" -eq 3 ]; then n=$((n + 1)); fi
   return 0
 }
@@ -92,11 +93,13 @@ echo "expected subject: $expected ($why)"
 echo "  search it in the web UI as the investigator (purpose demo-investigation, any case reference)"
 keys=var/demo-keys.txt
 ( umask 077; : > "$keys" )
-for role in admin enroller investigator auditor; do
+# Two reviewer keys: a candidate is confirmed only when two different reviewers confirm it.
+for who in admin enroller investigator auditor reviewer reviewer-2; do
+  role=${who%-2}
   purposes=()
   case $role in admin|investigator) purposes=("${PURPOSES[@]}") ;; esac
-  k=$("$FV" key create --role "$role" "${purposes[@]}" --label "demo $role" --actor demo 2>/dev/null)
-  printf '%-13s %s\n' "$role" "$k" | tee -a "$keys"
+  k=$("$FV" key create --role "$role" "${purposes[@]}" --label "demo $who" --actor demo 2>/dev/null)
+  printf '%-13s %s\n' "$who" "$k" | tee -a "$keys"
 done
 echo "(keys also in $keys; public opt-out page: /optout; serving on http://$LISTEN)"
 exec "$FV" serve --listen "$LISTEN"

@@ -7,6 +7,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "common/html.h"
 #include "eval/cohorts.h"
 
 namespace fv::eval {
@@ -20,19 +21,7 @@ std::string fmt(const char* f, double v) {
 std::string pct(double v) { return fmt(v > 0 && v < 0.001 ? "%.3f %%" : "%.2f %%", 100 * v); }
 std::string sci(double v) { return fmt("%.0e", v); }
 
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
+std::string esc(const std::string& s) { return html_escape(s); }
 
 // OpenCV's Hershey fonts draw ASCII only.
 std::string ascii(const std::string& s) {

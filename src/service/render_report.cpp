@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/html.h"
 #include "service/render.h"
 
 using nlohmann::json;
@@ -15,21 +16,7 @@ using nlohmann::json;
 namespace fv::service::render {
 namespace {
 
-std::string esc(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
+std::string esc(const std::string& s) { return html_escape(s); }
 
 // The report is built by the service, but this page must not throw on anything it is given.
 int64_t num(const json& j, const char* key) {

@@ -132,6 +132,10 @@ Result<json> Service::export_subject(const Actor& actor, const std::string& subj
                 {"face_index", k.face_index}, {"rank", k.rank}, {"status", status},
                 {"confirmed", status == "confirmed"}, {"decisions_recorded", k.decisions.size()}};
     if (k.case_unusable) row["unusable"] = *k.case_unusable;
+    // The authorisation the search cited: part of the legal basis of that processing (Art 15(1)).
+    if (k.case_authorisation)
+      row["authorisation"] = {{"id", k.case_authorisation->uid}, {"authority", k.case_authorisation->authority},
+                              {"reference", k.case_authorisation->reference}};
     // An admin exporting may also review this candidate: its decisions stay hidden from them
     // until they decided it or the case closed (independent review).
     FV_ASSIGN_OR_RETURN(const bool hidden, m.decisions_hidden(actor, k.case_uid, k.id));

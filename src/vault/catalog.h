@@ -173,10 +173,15 @@ struct ReviewDecisionRow {
   int64_t audit_seq = 0;
 };
 
+struct CitedAuthorisationRow {  // an authorisation as a case cites it
+  std::string uid, authority, reference;
+};
+
 struct ReviewCandidateRow {
   int64_t id = 0, case_id = 0;
   std::string case_uid, case_status;  // filled by review_candidates_of_subject
   std::optional<std::string> case_unusable;  // idem
+  std::optional<CitedAuthorisationRow> case_authorisation;  // idem: what the case's search cited
   int face_index = 0, rank = 0;
   std::optional<int64_t> subject_id;  // absent once the subject was erased
   std::string subject_uid, subject_ref;  // ref empty once erased

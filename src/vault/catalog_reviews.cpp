@@ -42,8 +42,9 @@ Result<std::vector<ReviewDecisionRow>> decisions_of(Db& db, int64_t candidate_id
 // Candidates (with the subject's current reference, empty once erased) and their decisions.
 constexpr const char* kCandidateColumns =
     "c.id, c.case_id, c.face_index, c.rank, c.subject_id, c.subject_uid, coalesce(s.ref, ''), c.similarity, c.fmr, "
-    "c.fpir, r.uid, r.status, r.unusable FROM review_candidate c JOIN review_case r ON r.id=c.case_id "
-    "LEFT JOIN subject s ON s.id=c.subject_id ";
+    "c.fpir, r.uid, r.status, r.unusable, a.uid, a.authority, a.reference FROM review_candidate c "
+    "JOIN review_case r ON r.id=c.case_id LEFT JOIN subject s ON s.id=c.subject_id "
+    "LEFT JOIN authorisation a ON a.id=r.authorisation_id ";
 
 Result<std::vector<ReviewCandidateRow>> candidates_where(Db& db, const std::string& where, int64_t id) {
   FV_ASSIGN_OR_RETURN(Stmt q, db.prepare(std::string("SELECT ") + kCandidateColumns + where));
@@ -66,6 +67,7 @@ Result<std::vector<ReviewCandidateRow>> candidates_where(Db& db, const std::stri
     c.case_uid = q.text(10);
     c.case_status = q.text(11);
     c.case_unusable = q.opt_text(12);
+    if (!q.is_null(13)) c.case_authorisation = CitedAuthorisationRow{q.text(13), q.text(14), q.text(15)};
     out.push_back(std::move(c));
   }
   for (auto& c : out) {

@@ -227,6 +227,10 @@ TEST_F(AuthorisationTest, TheAccessExportMarksACandidacyWhoseAuthorisationWasRef
   ASSERT_EQ(cases.size(), 1u);
   ASSERT_TRUE(cases[0].contains("unusable")) << cases[0].dump();
   EXPECT_NE(cases[0]["unusable"].get<std::string>().find(id), std::string::npos);
+  // The export names the authorisation the search cited.
+  ASSERT_TRUE(cases[0].contains("authorisation")) << cases[0].dump();
+  EXPECT_EQ(cases[0]["authorisation"]["id"], id);
+  EXPECT_EQ(cases[0]["authorisation"]["reference"], "ORD-2026-114");
 }
 
 TEST_F(AuthorisationTest, OnlyAdminsAndAuditorsRecordThem) {

@@ -42,6 +42,7 @@ from .errors import (
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
+    Aborted,
     Unsupported,
 )
 
@@ -73,6 +74,7 @@ __all__ = [
     "SubjectVerification",
     "Unauthenticated",
     "Unavailable",
+    "Aborted",
     "Unsupported",
     "Vault",
     "decode",

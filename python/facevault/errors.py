@@ -70,6 +70,10 @@ class Unavailable(Error):
     """A dependency is down or over capacity right now; the same call may succeed later."""
 
 
+class Aborted(Error):
+    """A concurrent write won (a replicated shard moved on): the same call may succeed again."""
+
+
 ERRORS_BY_CODE: dict[str, type[Error]] = {
     "INVALID_ARGUMENT": InvalidArgument,
     "NOT_FOUND": NotFound,
@@ -83,6 +87,7 @@ ERRORS_BY_CODE: dict[str, type[Error]] = {
     "ALREADY_EXISTS": AlreadyExists,
     "UNAUTHENTICATED": Unauthenticated,
     "UNAVAILABLE": Unavailable,
+    "ABORTED": Aborted,
 }
 
 

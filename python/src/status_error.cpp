@@ -22,13 +22,14 @@ const char* code_name(StatusCode code) {
     case StatusCode::kAlreadyExists: return "ALREADY_EXISTS";
     case StatusCode::kUnauthenticated: return "UNAUTHENTICATED";
     case StatusCode::kUnavailable: return "UNAVAILABLE";
+    case StatusCode::kAborted: return "ABORTED";
   }
   return "INTERNAL";
 }
 
 std::vector<StatusCode> error_codes() {
   std::vector<StatusCode> codes;
-  for (int c = static_cast<int>(StatusCode::kInvalidArgument); c <= static_cast<int>(StatusCode::kUnavailable); ++c)
+  for (int c = static_cast<int>(StatusCode::kInvalidArgument); c <= static_cast<int>(StatusCode::kAborted); ++c)
     codes.push_back(static_cast<StatusCode>(c));
   return codes;
 }

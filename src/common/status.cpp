@@ -17,6 +17,7 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::kAlreadyExists: return "already exists";
     case StatusCode::kUnauthenticated: return "unauthenticated";
     case StatusCode::kUnavailable: return "unavailable";
+    case StatusCode::kAborted: return "aborted";
   }
   return "unknown";
 }

@@ -22,6 +22,7 @@ enum class StatusCode {
   kAlreadyExists,      // a record that may exist once is already there (a basis withdrawn twice, ...)
   kUnauthenticated,    // no caller could be established (missing, unknown or revoked API key)
   kUnavailable,        // a dependency is down or over capacity right now; the same call may succeed later
+  kAborted,            // a concurrent write won (a replicated shard moved on): catch up and redo the call
 };
 
 const char* status_code_name(StatusCode code);
@@ -54,6 +55,7 @@ inline Status permission_denied(std::string m) { return {StatusCode::kPermission
 inline Status already_exists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
 inline Status unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
 inline Status unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
+inline Status aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
 
 // A value or the Status explaining why there is none.
 template <class T>

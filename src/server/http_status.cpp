@@ -15,6 +15,7 @@ int http_status_for(StatusCode code) {
     case StatusCode::kCorruptData: return 422;
     case StatusCode::kFailedPrecondition: return 422;
     case StatusCode::kUnavailable: return 503;
+    case StatusCode::kAborted: return 409;
     case StatusCode::kIoError: return 500;
     case StatusCode::kInternal: return 500;
   }

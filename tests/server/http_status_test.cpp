@@ -27,6 +27,7 @@ const std::map<StatusCode, int>& expected() {
       {StatusCode::kCorruptData, 422},
       {StatusCode::kFailedPrecondition, 422},
       {StatusCode::kUnavailable, 503},
+      {StatusCode::kAborted, 409},
       {StatusCode::kIoError, 500},
       {StatusCode::kInternal, 500},
   };

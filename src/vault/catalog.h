@@ -335,6 +335,25 @@ class Catalog {
   // Pending authorisations whose deadline is at or before `as_of`.
   Result<std::vector<AuthorisationRow>> lapsed_pending(const std::string& as_of);
 
+  // ---- replication (catalog_replication.cpp; cluster mode, changeset.h)
+  // The last sequence of `stream` applied to this vault (0 when none).
+  Result<int64_t> applied_seq(const std::string& stream);
+  // Inside the caller's transaction (the one that applied the message). A sequence never goes
+  // back: one at or below the stream's current one is kFailedPrecondition.
+  Status set_applied_seq(const std::string& stream, int64_t seq, const std::string& applied_at);
+  struct ReplicationStateRow {
+    std::string stream;
+    int64_t applied_seq = 0;
+    std::string applied_at;
+  };
+  Result<std::vector<ReplicationStateRow>> replication_state();  // every stream, by name
+  // The messages of `stream` that were sealed under a subject's key (an erasure removes them
+  // from the stream): recorded in the applying transaction, listed by sequence, forgotten once
+  // the erasure removed them.
+  Status record_subject_message(const std::string& stream, int64_t seq, const std::string& subject_uid);
+  Result<std::vector<int64_t>> subject_messages(const std::string& stream, const std::string& subject_uid);
+  Status forget_subject_messages(const std::string& stream, const std::string& subject_uid);
+
   Result<int64_t> count_faces();
   Result<int64_t> count_subjects();
   Status ping();  // the database answers

@@ -337,6 +337,24 @@ CREATE TABLE IF NOT EXISTS reference_crop(
   crop BLOB NOT NULL);                -- JPEG of the aligned face, sealed with the subject key (reference_ad)
 CREATE INDEX IF NOT EXISTS reference_crop_by_subject ON reference_crop(subject_id);
 )sql",
+    // 8 → 9: cluster mode. Each vault records, per stream it applies, the last sequence
+    // applied, in the transaction that applied it, and the messages sealed under each
+    // subject's key, which its erasure removes from the stream (catalog_replication.cpp). Both
+    // are local to the vault, never replicated (changeset.h). run_migrations also creates the
+    // API-key table here (until now created on first use), so that every replica has the same
+    // tables: a patchset naming a table the replica lacks cannot apply.
+    R"sql(
+CREATE TABLE IF NOT EXISTS replication_state(
+  stream TEXT PRIMARY KEY,
+  applied_seq INTEGER NOT NULL,
+  applied_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replication_message(
+  stream TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  subject_uid TEXT NOT NULL,          -- the subject whose key sealed the message
+  PRIMARY KEY(stream, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS replication_message_by_subject ON replication_message(subject_uid, stream, seq);
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);
@@ -417,6 +435,7 @@ Status run_migrations(Db& db, const SecretKey& master, int64_t target, const Aud
       FV_RETURN_IF_ERROR(db.exec(kCheckpointSchemaSql));
       FV_RETURN_IF_ERROR(checkpoint_audit_head(db, *signer, "start").status());
     }
+    if (v + 1 == 9) FV_RETURN_IF_ERROR(ensure_api_key_table(db));
   }
   {
     FV_ASSIGN_OR_RETURN(Stmt ck, db.prepare("PRAGMA foreign_key_check"));

@@ -21,6 +21,7 @@
 
 #include "vault/audit_checkpoint.h"
 #include "vault/catalog.h"
+#include "vault/changeset.h"
 #include "vault/crypto.h"
 #include "vault/sqlite.h"
 
@@ -28,7 +29,7 @@ namespace fv::vault {
 
 inline constexpr const char* kMasterKeyEnv = "FACEVAULT_MASTER_KEY";
 inline constexpr const char* kNewMasterKeyEnv = "FACEVAULT_NEW_MASTER_KEY";
-inline constexpr int kSchemaVersion = 8;
+inline constexpr int kSchemaVersion = 9;
 
 struct VaultConfig {
   double default_retention_days = 365;  // subject retention from creation, renewed by enrollment
@@ -146,6 +147,22 @@ class Vault {
   Result<SecretKey> case_key(const std::string& case_uid, std::span<const uint8_t> wrapped) const;
   // Fails when another process rotated the master key since this one opened the vault.
   Status check_master_key_current();
+
+  // ---- cluster mode (vault_replication.cpp; changeset.h)
+  // Records the row changes made on this vault's connection: start it in the writer's
+  // transaction, take the patchset, roll back.
+  Result<ChangeCapture> capture_changes() { return ChangeCapture::start(db_); }
+  // Applies message `seq` of `stream` in one BEGIN IMMEDIATE transaction: the patchset and the
+  // stream's applied sequence together. false (and nothing done) when `seq` is at or below the
+  // stream's applied sequence: a replay. A gap after it is fine (JetStream's sequences skip
+  // erased messages): only the order matters. A patchset that deletes rows flags a wipe as
+  // pending in the same transaction (wipe_free_space() clears it; the next open() does it
+  // otherwise). A conflict is kFailedPrecondition with nothing applied (apply_patchset).
+  // `subject_uid`: the subject whose key sealed the message (recorded for its erasure,
+  // Catalog::subject_messages); empty for a message sealed under the cluster's key.
+  // Its own transaction, never a commit interceptor's (sqlite.h): this is replication's end.
+  Result<bool> apply_replicated(const std::string& stream, int64_t seq, std::span<const uint8_t> patchset,
+                                const std::string& applied_at, const std::string& subject_uid = "");
 
   // After an erasure: moves the WAL into the database and truncates it, then (if configured)
   // VACUUMs and truncates again, so no freed page of the erased rows survives in any file.

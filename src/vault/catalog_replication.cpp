@@ -1,0 +1,71 @@
+// The catalog's replication state: per stream, the last sequence applied to this vault, written
+// in the transaction that applied it (so a crash never leaves a message applied but unrecorded,
+// or recorded but unapplied), and which messages were sealed under which subject's key. Local
+// to each vault: never captured (changeset.h).
+#include "vault/catalog.h"
+
+namespace fv::vault {
+
+Result<int64_t> Catalog::applied_seq(const std::string& stream) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT applied_seq FROM replication_state WHERE stream=?"));
+  q.bind(1, stream);
+  FV_ASSIGN_OR_RETURN(bool row, q.step());
+  return row ? q.i64(0) : int64_t{0};
+}
+
+Status Catalog::set_applied_seq(const std::string& stream, int64_t seq, const std::string& applied_at) {
+  if (stream.empty()) return invalid_argument("a stream name is required");
+  if (seq <= 0) return invalid_argument("a stream sequence starts at 1 (got " + std::to_string(seq) + ")");
+  FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare(
+      "INSERT INTO replication_state(stream, applied_seq, applied_at) VALUES(?1, ?2, ?3) "
+      "ON CONFLICT(stream) DO UPDATE SET applied_seq=excluded.applied_seq, applied_at=excluded.applied_at "
+      "WHERE excluded.applied_seq > replication_state.applied_seq"));
+  s.bind_all(stream, seq, applied_at);
+  FV_RETURN_IF_ERROR(s.run());
+  if (db_->changes() == 0) {
+    FV_ASSIGN_OR_RETURN(int64_t at, applied_seq(stream));
+    return failed_precondition("stream " + stream + " is already at sequence " + std::to_string(at) +
+                               " in this vault: sequence " + std::to_string(seq) + " would go back");
+  }
+  return Status::ok();
+}
+
+Result<std::vector<Catalog::ReplicationStateRow>> Catalog::replication_state() {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT stream, applied_seq, applied_at FROM replication_state ORDER BY stream"));
+  std::vector<ReplicationStateRow> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) break;
+    out.push_back({q.text(0), q.i64(1), q.text(2)});
+  }
+  return out;
+}
+
+Status Catalog::record_subject_message(const std::string& stream, int64_t seq, const std::string& subject_uid) {
+  if (subject_uid.empty()) return invalid_argument("a subject uid is required");
+  FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare(
+      "INSERT INTO replication_message(stream, seq, subject_uid) VALUES(?,?,?)"));
+  s.bind_all(stream, seq, subject_uid);
+  return s.run();
+}
+
+Result<std::vector<int64_t>> Catalog::subject_messages(const std::string& stream, const std::string& subject_uid) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
+      "SELECT seq FROM replication_message WHERE subject_uid=? AND stream=? ORDER BY seq"));
+  q.bind_all(subject_uid, stream);
+  std::vector<int64_t> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) break;
+    out.push_back(q.i64(0));
+  }
+  return out;
+}
+
+Status Catalog::forget_subject_messages(const std::string& stream, const std::string& subject_uid) {
+  FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare("DELETE FROM replication_message WHERE subject_uid=? AND stream=?"));
+  s.bind_all(subject_uid, stream);
+  return s.run();
+}
+
+}  // namespace fv::vault

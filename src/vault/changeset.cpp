@@ -1,0 +1,499 @@
+// Session capture, patchset filtering, application and summary (changeset.h).
+//
+// The session extension's declarations in sqlite3.h are compiled only with these two macros;
+// Debian's libsqlite3 has the extension built in.
+#ifndef SQLITE_ENABLE_SESSION
+#define SQLITE_ENABLE_SESSION 1
+#endif
+#ifndef SQLITE_ENABLE_PREUPDATE_HOOK
+#define SQLITE_ENABLE_PREUPDATE_HOOK 1
+#endif
+#include <sqlite3.h>
+
+#include "vault/changeset.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+
+namespace fv::vault {
+namespace {
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+struct Column {
+  std::string name;
+  int pk = 0;  // position in the primary key (1, 2, …), 0 outside it
+};
+
+Result<std::vector<Column>> table_columns(Db& db, const std::string& table) {
+  FV_ASSIGN_OR_RETURN(Stmt s, db.prepare("SELECT name, pk FROM pragma_table_info(?) ORDER BY cid"));
+  s.bind(1, table);
+  std::vector<Column> cols;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    cols.push_back({s.text(0), static_cast<int>(s.i64(1))});
+  }
+  return cols;
+}
+
+Result<std::vector<std::string>> main_tables(Db& db) {
+  FV_ASSIGN_OR_RETURN(Stmt s, db.prepare("SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite\\_%' "
+                                         "ESCAPE '\\' ORDER BY name"));
+  std::vector<std::string> names;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, s.step());
+    if (!row) break;
+    names.push_back(s.text(0));
+  }
+  return names;
+}
+
+// ---- the patchset format (sqlite3session.c, "PATCHSET FORMAT"): per table a header ('P',
+// varint column count, one PK byte per column (0, or its position in the key), NUL-terminated
+// name), then its changes: op byte, indirect byte, one record (every column for INSERT and
+// UPDATE, undefined ones as 0x00; the PK columns only for DELETE). A field is a type byte, then
+// 8 bytes (integer, real), or a varint length and the bytes (text, blob), or nothing
+// (undefined, NULL).
+
+struct Cursor {
+  std::span<const uint8_t> b;
+  size_t i = 0;
+  bool ok = true;
+
+  bool at_end() const { return i >= b.size(); }
+  uint8_t byte() {
+    if (i >= b.size()) { ok = false; return 0; }
+    return b[i++];
+  }
+  uint64_t varint() {  // SQLite's varint: 7 bits a byte, big-endian, the 9th byte whole
+    uint64_t v = 0;
+    for (int k = 0; k < 8; ++k) {
+      const uint8_t c = byte();
+      v = (v << 7) | (c & 0x7f);
+      if (!(c & 0x80)) return v;
+    }
+    return (v << 8) | byte();
+  }
+  void skip(uint64_t n) {
+    if (n > b.size() - std::min(i, b.size())) { ok = false; i = b.size(); return; }
+    i += static_cast<size_t>(n);
+  }
+  // One field; its text when it is a text field (the key of a meta row).
+  std::string field(bool want_text) {
+    const uint8_t t = byte();
+    switch (t) {
+      case 0x00: case 0x05: return {};
+      case 0x01: case 0x02: skip(8); return {};
+      case 0x03: case 0x04: {
+        const uint64_t n = varint();
+        const size_t at = i;
+        skip(n);
+        if (!ok || !want_text || t != 0x03) return {};
+        return std::string(reinterpret_cast<const char*>(b.data() + at), static_cast<size_t>(n));
+      }
+      default: ok = false; return {};
+    }
+  }
+};
+
+// One change of a patchset, as walk_patchset() finds it: byte ranges of its table's header and
+// of itself, its operation, and the text of its first field (a meta row's key).
+struct ChangeView {
+  const std::string& table;
+  int op;
+  size_t header_begin, header_end, begin, end;
+  const std::string& first_text;
+};
+
+// Walks every change of a patchset, checking its structure strictly: what SQLite's own reader
+// would accept, and nothing it may mishandle (SQLite 3.40's iterator loops forever on some
+// truncated patchsets). Malformed input is kInvalidArgument.
+Status walk_patchset(std::span<const uint8_t> in, const std::function<Status(const ChangeView&)>& fn) {
+  Cursor c{in};
+  auto bad = [](const std::string& why) { return invalid_argument("malformed patchset: " + why); };
+  if (in.empty()) return Status::ok();
+  while (!c.at_end()) {
+    const size_t header_begin = c.i;
+    if (c.byte() != 'P') return bad("no table header at byte " + std::to_string(header_begin));
+    const uint64_t ncol = c.varint();
+    if (!c.ok || ncol == 0 || ncol > 2000) return bad("column count");
+    std::vector<bool> pk(static_cast<size_t>(ncol));
+    size_t npk = 0;
+    for (size_t k = 0; k < pk.size(); ++k) {
+      const uint8_t f = c.byte();  // 0, or the column's position in the primary key (1, 2, …)
+      if (f > ncol) return bad("primary-key flags");
+      pk[k] = f != 0;
+      npk += f != 0;
+    }
+    if (!c.ok || npk == 0) return bad("primary-key flags");
+    std::string table;
+    for (uint8_t ch; c.ok && (ch = c.byte()) != 0;) table.push_back(static_cast<char>(ch));
+    if (!c.ok || table.empty()) return bad("table name");
+    const size_t header_end = c.i;
+    int changes = 0;
+    while (!c.at_end() && c.b[c.i] != 'P') {
+      const size_t begin = c.i;
+      const uint8_t op = c.byte();
+      const uint8_t indirect = c.byte();
+      if ((op != SQLITE_INSERT && op != SQLITE_UPDATE && op != SQLITE_DELETE) || indirect > 1 || !c.ok)
+        return bad("change header in table " + table);
+      std::string first_text;
+      size_t field = 0;
+      for (size_t col = 0; col < pk.size(); ++col) {
+        if (op == SQLITE_DELETE && !pk[col]) continue;  // a delete carries its key only
+        const uint8_t type = c.ok && !c.at_end() ? c.b[c.i] : 0xff;
+        // Every field of an insert, and the key of an update or delete, is defined; a key is
+        // never NULL (the session extension records no row whose key is).
+        if (type == 0x00 && (op == SQLITE_INSERT || pk[col])) return bad("undefined field in table " + table);
+        if (type == 0x05 && pk[col]) return bad("NULL key in table " + table);
+        std::string text = c.field(field == 0);
+        if (field++ == 0) first_text = std::move(text);
+        if (!c.ok) return bad("record in table " + table);
+      }
+      ++changes;
+      FV_RETURN_IF_ERROR(fn(ChangeView{table, op, header_begin, header_end, begin, c.i, first_text}));
+    }
+    if (changes == 0) return bad("table " + table + " has no change");
+  }
+  return Status::ok();
+}
+
+// The patchset without the changes of local-only meta rows; fails on an unclassified meta key.
+Result<std::vector<uint8_t>> drop_local_rows(std::span<const uint8_t> in) {
+  std::vector<uint8_t> out;
+  out.reserve(in.size());
+  size_t written_header = SIZE_MAX;  // the header last copied to `out`
+  Status st = walk_patchset(in, [&](const ChangeView& v) -> Status {
+    if (v.table == "meta") {
+      if (contains(local_meta_keys(), v.first_text)) return Status::ok();
+      if (!contains(replicated_meta_keys(), v.first_text))
+        return internal_error("meta key '" + v.first_text +
+                              "' is neither replicated nor local-only (src/vault/changeset.cpp lists both): "
+                              "classify it before it is replicated");
+    }
+    if (written_header != v.header_begin) {
+      out.insert(out.end(), in.begin() + static_cast<std::ptrdiff_t>(v.header_begin),
+                 in.begin() + static_cast<std::ptrdiff_t>(v.header_end));
+      written_header = v.header_begin;
+    }
+    out.insert(out.end(), in.begin() + static_cast<std::ptrdiff_t>(v.begin), in.begin() + static_cast<std::ptrdiff_t>(v.end));
+    return Status::ok();
+  });
+  if (st.code() == StatusCode::kInvalidArgument) return internal_error("the session's patchset: " + st.message());
+  if (!st.is_ok()) return st;
+  return out;
+}
+
+// ---- iterating a patchset with SQLite's own reader
+
+struct IterCloser {
+  sqlite3_changeset_iter* it;
+  ~IterCloser() {
+    if (it) sqlite3changeset_finalize(it);
+  }
+};
+
+std::string value_text(sqlite3_value* v) {
+  if (!v) return "?";
+  switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER: return std::to_string(sqlite3_value_int64(v));
+    case SQLITE_TEXT: return "'" + std::string(reinterpret_cast<const char*>(sqlite3_value_text(v))) + "'";
+    case SQLITE_NULL: return "NULL";
+    default: return "(value)";  // a key is never a blob or real here; never print blob bytes
+  }
+}
+
+// The primary key of the iterator's current change, as text ("id=5", "basis_id=3,purpose='x'").
+std::string change_key(sqlite3_changeset_iter* it, const std::vector<Column>* cols) {
+  const char* table = nullptr;
+  int ncol = 0, op = 0, indirect = 0;
+  if (sqlite3changeset_op(it, &table, &ncol, &op, &indirect) != SQLITE_OK) return "?";
+  unsigned char* pk = nullptr;
+  if (sqlite3changeset_pk(it, &pk, nullptr) != SQLITE_OK || !pk) return "?";
+  std::string out;
+  for (int i = 0; i < ncol; ++i) {
+    if (!pk[i]) continue;
+    sqlite3_value* v = nullptr;
+    if (op == SQLITE_INSERT) sqlite3changeset_new(it, i, &v);
+    else sqlite3changeset_old(it, i, &v);
+    if (!out.empty()) out += ",";
+    out += (cols && static_cast<size_t>(i) < cols->size() ? (*cols)[i].name : "col" + std::to_string(i)) + "=" +
+           value_text(v);
+  }
+  return out;
+}
+
+const char* op_name(int op) {
+  return op == SQLITE_INSERT ? "insert into" : op == SQLITE_UPDATE ? "update of" : "delete from";
+}
+
+struct ApplyContext {
+  std::map<std::string, std::vector<Column>> columns;
+  std::string conflict;  // the first conflict, described
+};
+
+int on_conflict(void* ctx, int kind, sqlite3_changeset_iter* it) {
+  auto* a = static_cast<ApplyContext*>(ctx);
+  if (!a->conflict.empty()) return SQLITE_CHANGESET_ABORT;
+  if (kind == SQLITE_CHANGESET_FOREIGN_KEY) {
+    a->conflict = "foreign keys fail after applying it (a row refers to a row the replica does not have)";
+    return SQLITE_CHANGESET_ABORT;
+  }
+  const char* table = nullptr;
+  int ncol = 0, op = 0, indirect = 0;
+  sqlite3changeset_op(it, &table, &ncol, &op, &indirect);
+  const std::string t = table ? table : "?";
+  auto cols = a->columns.find(t);
+  const std::string what = std::string(op_name(op)) + " " + t + " (" +
+                           change_key(it, cols == a->columns.end() ? nullptr : &cols->second) + ")";
+  switch (kind) {
+    case SQLITE_CHANGESET_NOTFOUND: a->conflict = what + ": the row does not exist"; break;
+    case SQLITE_CHANGESET_CONFLICT: a->conflict = what + ": a row with that key exists"; break;
+    case SQLITE_CHANGESET_DATA: a->conflict = what + ": the row differs"; break;
+    case SQLITE_CHANGESET_CONSTRAINT: a->conflict = what + ": a constraint fails"; break;
+    default: a->conflict = what + ": conflict " + std::to_string(kind); break;
+  }
+  return SQLITE_CHANGESET_ABORT;
+}
+
+}  // namespace
+
+const std::vector<std::string>& local_only_tables() {
+  static const std::vector<std::string> t{"replication_state", "replication_message"};
+  return t;
+}
+
+const std::vector<std::string>& replicated_meta_keys() {
+  // The audit chain's head goes with the audit rows; the opt-out key with the opt-outs it
+  // seals; the master key's id with the subject keys wrapped under it (a rotation replicated
+  // without it would leave replicas naming the old key).
+  static const std::vector<std::string> k{"audit_head_seq", "audit_head_hash", "optout_key", "master_key_id"};
+  return k;
+}
+
+const std::vector<std::string>& local_meta_keys() {
+  // Generations: bumped by triggers on every vault as it writes (or applies) the rows they
+  // count; replicating them too would count twice. wipe_pending: each replica wipes its own
+  // files (apply_replicated sets it when a patchset deletes rows). created_at: the vault's own.
+  static const std::vector<std::string> k{"gallery_generation", "eligibility_generation", "wipe_pending", "created_at"};
+  return k;
+}
+
+Result<std::vector<std::string>> captured_tables(Db& db) {
+  FV_ASSIGN_OR_RETURN(std::vector<std::string> all, main_tables(db));
+  std::vector<std::string> names;
+  for (auto& n : all)
+    if (!contains(local_only_tables(), n)) names.push_back(n);
+  // Parents of each table (its foreign keys), and refuse tables without a primary key.
+  std::map<std::string, std::set<std::string>> children;  // parent → tables referring to it
+  for (auto& n : names) {
+    FV_ASSIGN_OR_RETURN(std::vector<Column> cols, table_columns(db, n));
+    if (std::none_of(cols.begin(), cols.end(), [](const Column& c) { return c.pk > 0; }))
+      return failed_precondition("table " + n +
+                                 " has no PRIMARY KEY: the session extension would not record its changes, so it "
+                                 "cannot be replicated (give it one, or list it in local_only_tables())");
+    FV_ASSIGN_OR_RETURN(Stmt fk, db.prepare("SELECT DISTINCT \"table\" FROM pragma_foreign_key_list(?)"));
+    fk.bind(1, n);
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, fk.step());
+      if (!row) break;
+      const std::string parent = fk.text(0);
+      if (parent != n) children[parent].insert(n);
+    }
+  }
+  // Children first: a table comes once every table that refers to it came (by name among equals).
+  std::vector<std::string> order;
+  std::set<std::string> placed;
+  while (order.size() < names.size()) {
+    bool progress = false;
+    for (auto& n : names) {
+      if (placed.count(n)) continue;
+      bool ready = true;
+      for (auto& child : children[n])
+        if (!placed.count(child) && contains(names, child)) ready = false;
+      if (!ready) continue;
+      order.push_back(n);
+      placed.insert(n);
+      progress = true;
+    }
+    if (!progress) return internal_error("the vault's foreign keys form a cycle: no order applies deletes safely");
+  }
+  return order;
+}
+
+Result<ChangeCapture> ChangeCapture::start(Db& db) {
+  FV_ASSIGN_OR_RETURN(std::vector<std::string> tables, captured_tables(db));
+  ChangeCapture c;
+  c.db_ = &db;
+  int rc = sqlite3session_create(db.handle(), "main", &c.session_);
+  if (rc != SQLITE_OK) return internal_error(std::string("cannot start a session: ") + sqlite3_errstr(rc));
+  for (auto& t : tables) {
+    rc = sqlite3session_attach(c.session_, t.c_str());
+    if (rc != SQLITE_OK) return internal_error("cannot record table " + t + ": " + sqlite3_errstr(rc));
+  }
+  c.tables_ = std::move(tables);
+  return c;
+}
+
+ChangeCapture::ChangeCapture(ChangeCapture&& o) noexcept
+    : db_(o.db_), session_(o.session_), tables_(std::move(o.tables_)) {
+  o.session_ = nullptr;
+}
+
+ChangeCapture& ChangeCapture::operator=(ChangeCapture&& o) noexcept {
+  if (this != &o) {
+    if (session_) sqlite3session_delete(session_);
+    db_ = o.db_;
+    session_ = o.session_;
+    tables_ = std::move(o.tables_);
+    o.session_ = nullptr;
+  }
+  return *this;
+}
+
+ChangeCapture::~ChangeCapture() {
+  if (session_) sqlite3session_delete(session_);
+}
+
+Result<std::vector<uint8_t>> ChangeCapture::patchset() {
+  if (!session_) return failed_precondition("the change capture was moved from");
+  // A table created since start() (the API-key table is created on first use) was not recorded.
+  FV_ASSIGN_OR_RETURN(std::vector<std::string> now, main_tables(*db_));
+  for (auto& t : now)
+    if (!contains(tables_, t) && !contains(local_only_tables(), t))
+      return failed_precondition("table " + t + " was created after the change capture started: its changes were not recorded");
+  int n = 0;
+  void* p = nullptr;
+  const int rc = sqlite3session_patchset(session_, &n, &p);
+  if (rc != SQLITE_OK) return internal_error(std::string("cannot take the session's patchset: ") + sqlite3_errstr(rc));
+  std::span<const uint8_t> raw(static_cast<const uint8_t*>(p), static_cast<size_t>(n));
+  auto out = drop_local_rows(raw);
+  sqlite3_free(p);
+  return out;
+}
+
+bool ChangeCapture::empty() {
+  if (!session_ || sqlite3session_isempty(session_)) return true;
+  auto p = patchset();
+  return !p.is_ok() || p->empty();
+}
+
+Status apply_patchset(Db& db, std::span<const uint8_t> patchset) {
+  if (patchset.empty()) return Status::ok();
+  if (patchset.size() > static_cast<size_t>(INT32_MAX)) return invalid_argument("the patchset is too large");
+  if (patchset[0] != 'P') return invalid_argument("not a patchset (a changeset, or other bytes)");
+  FV_RETURN_IF_ERROR(walk_patchset(patchset, [](const ChangeView&) { return Status::ok(); }));
+  ApplyContext ctx;
+  // Then with SQLite's reader: every table is one this vault has, with the same columns and key
+  // (SQLite skips the changes of any other table without an error), and nothing local-only is
+  // touched.
+  {
+    sqlite3_changeset_iter* raw = nullptr;
+    void* data = const_cast<uint8_t*>(patchset.data());
+    int rc = sqlite3changeset_start(&raw, static_cast<int>(patchset.size()), data);
+    IterCloser closer{raw};
+    if (rc != SQLITE_OK) return invalid_argument(std::string("the patchset does not parse: ") + sqlite3_errstr(rc));
+    while ((rc = sqlite3changeset_next(raw)) == SQLITE_ROW) {
+      const char* table = nullptr;
+      int ncol = 0, op = 0, indirect = 0;
+      if (sqlite3changeset_op(raw, &table, &ncol, &op, &indirect) != SQLITE_OK || !table)
+        return invalid_argument("the patchset does not parse");
+      const std::string t = table;
+      if (contains(local_only_tables(), t)) return invalid_argument("the patchset changes local-only table " + t);
+      if (!ctx.columns.count(t)) {
+        FV_ASSIGN_OR_RETURN(std::vector<Column> cols, table_columns(db, t));
+        unsigned char* pk = nullptr;
+        int npk = 0;
+        sqlite3changeset_pk(raw, &pk, &npk);
+        bool same = !cols.empty() && static_cast<int>(cols.size()) == ncol && npk == ncol;
+        for (int i = 0; same && i < ncol; ++i) same = cols[static_cast<size_t>(i)].pk == pk[i];
+        if (!same)
+          return failed_precondition("the patchset's table " + t + " (" + std::to_string(ncol) +
+                                     " columns) is not this vault's: the replica's schema differs from the writer's");
+        ctx.columns.emplace(t, std::move(cols));
+      }
+      if (t == "meta") {
+        sqlite3_value* key = nullptr;
+        if (op == SQLITE_INSERT) sqlite3changeset_new(raw, 0, &key);
+        else sqlite3changeset_old(raw, 0, &key);
+        const std::string k = key && sqlite3_value_type(key) == SQLITE_TEXT
+                                  ? reinterpret_cast<const char*>(sqlite3_value_text(key)) : "";
+        if (!contains(replicated_meta_keys(), k))
+          return invalid_argument("the patchset changes meta key '" + k + "', which is not replicated");
+      }
+    }
+    if (rc != SQLITE_DONE) return invalid_argument(std::string("the patchset does not parse: ") + sqlite3_errstr(rc));
+  }
+  // SQLite applies it inside a savepoint of its own (rolled back on failure), with foreign keys
+  // deferred to its end; every conflict aborts.
+  void* data = const_cast<uint8_t*>(patchset.data());
+  const int rc = sqlite3changeset_apply_v2(db.handle(), static_cast<int>(patchset.size()), data, nullptr, on_conflict,
+                                           &ctx, nullptr, nullptr, 0);
+  if (rc == SQLITE_OK) return Status::ok();
+  if (!ctx.conflict.empty() || rc == SQLITE_ABORT || rc == SQLITE_CONSTRAINT)
+    return failed_precondition("the patchset does not apply to this replica (it diverged from the stream): " +
+                               (ctx.conflict.empty() ? std::string(sqlite3_errstr(rc)) : ctx.conflict));
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+    return failed_precondition(std::string("applying the patchset: ") + sqlite3_errmsg(db.handle()));
+  return internal_error(std::string("applying the patchset: ") + sqlite3_errstr(rc) + " (" + sqlite3_errmsg(db.handle()) + ")");
+}
+
+int64_t PatchsetSummary::total_deletes() const {
+  int64_t n = 0;
+  for (auto& d : deletes) n += d.second;
+  return n;
+}
+
+int64_t PatchsetSummary::count(const std::string& table, int op) const {
+  const auto& v = op == SQLITE_INSERT ? inserts : op == SQLITE_UPDATE ? updates : deletes;
+  for (auto& e : v)
+    if (e.first == table) return e.second;
+  return 0;
+}
+
+Result<PatchsetSummary> summarize_patchset(std::span<const uint8_t> patchset) {
+  PatchsetSummary s;
+  if (patchset.empty()) return s;
+  if (patchset.size() > static_cast<size_t>(INT32_MAX)) return invalid_argument("the patchset is too large");
+  if (patchset[0] != 'P') return invalid_argument("not a patchset (a changeset, or other bytes)");
+  FV_RETURN_IF_ERROR(walk_patchset(patchset, [](const ChangeView&) { return Status::ok(); }));
+  sqlite3_changeset_iter* raw = nullptr;
+  void* data = const_cast<uint8_t*>(patchset.data());
+  int rc = sqlite3changeset_start(&raw, static_cast<int>(patchset.size()), data);
+  IterCloser closer{raw};
+  if (rc != SQLITE_OK) return invalid_argument(std::string("the patchset does not parse: ") + sqlite3_errstr(rc));
+  auto bump = [](std::vector<std::pair<std::string, int64_t>>& v, const std::string& t) {
+    auto e = std::find_if(v.begin(), v.end(), [&](const std::pair<std::string, int64_t>& x) { return x.first == t; });
+    if (e == v.end()) v.emplace_back(t, 1);
+    else ++e->second;
+  };
+  while ((rc = sqlite3changeset_next(raw)) == SQLITE_ROW) {
+    const char* table = nullptr;
+    int ncol = 0, op = 0, indirect = 0;
+    if (sqlite3changeset_op(raw, &table, &ncol, &op, &indirect) != SQLITE_OK || !table)
+      return invalid_argument("the patchset does not parse");
+    const std::string t = table;
+    bump(op == SQLITE_INSERT ? s.inserts : op == SQLITE_UPDATE ? s.updates : s.deletes, t);
+    if ((t == "face" && op != SQLITE_UPDATE) || (t == "subject" && op == SQLITE_DELETE)) {
+      sqlite3_value* id = nullptr;  // column 0: `id INTEGER PRIMARY KEY` of both tables
+      if (op == SQLITE_INSERT) sqlite3changeset_new(raw, 0, &id);
+      else sqlite3changeset_old(raw, 0, &id);
+      if (!id || sqlite3_value_type(id) != SQLITE_INTEGER) return invalid_argument("the patchset's " + t + " row has no integer id");
+      const int64_t v = sqlite3_value_int64(id);
+      if (t == "subject") s.subject_ids_deleted.push_back(v);
+      else if (op == SQLITE_INSERT) s.face_ids_inserted.push_back(v);
+      else s.face_ids_deleted.push_back(v);
+    }
+  }
+  if (rc != SQLITE_DONE) return invalid_argument(std::string("the patchset does not parse: ") + sqlite3_errstr(rc));
+  for (auto* v : {&s.face_ids_inserted, &s.face_ids_deleted, &s.subject_ids_deleted}) std::sort(v->begin(), v->end());
+  return s;
+}
+
+}  // namespace fv::vault

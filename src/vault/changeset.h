@@ -1,0 +1,93 @@
+// Replication of vault transactions (cluster mode, docs/cluster.md): a writer runs a use case
+// in a transaction with a ChangeCapture started on its connection, takes the transaction's row
+// changes as an SQLite session *patchset*, rolls back, and publishes the patchset; every
+// replica (the writer included) applies it in a transaction of its own (Vault::apply_replicated).
+//
+// A patchset carries inserts and updates with their new values and deletes with the primary
+// key only, so an erasure's patchset holds none of the erased bytes. Ids, timestamps and nonces
+// are in the rows it carries: applying it gives every replica the same rows.
+//
+// What is not replicated (local-only): the tables `replication_state` and `replication_message`
+// (each replica's own progress through its streams, by stream sequence) and, in table `meta`, the rows that each vault keeps for
+// itself: the generation counters (triggers recompute them on each replica as it applies the
+// rows they count), `wipe_pending` (each replica wipes its own files) and `created_at`. Every
+// other table is captured, and must have a PRIMARY KEY (the session extension silently ignores
+// a table without one: start() refuses instead). Tables are captured children first (by their
+// foreign keys), so that applying a patchset deletes child rows before their parent's
+// ON DELETE CASCADE could remove them under it.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "vault/sqlite.h"
+
+struct sqlite3_session;
+
+namespace fv::vault {
+
+// Tables that are never captured nor applied.
+const std::vector<std::string>& local_only_tables();
+// Rows of `meta` (by key) that are replicated, and those each vault keeps for itself. A change
+// of a meta key in neither list makes ChangeCapture::patchset() fail: a new key must be
+// classified before it can be lost or leaked by replication.
+const std::vector<std::string>& replicated_meta_keys();
+const std::vector<std::string>& local_meta_keys();
+
+// The tables of `db`'s main schema that a capture records, children before parents; fails
+// naming any that has no PRIMARY KEY.
+Result<std::vector<std::string>> captured_tables(Db& db);
+
+// RAII over an sqlite3_session on one connection. Start it inside (or right before) the
+// writer's transaction and take the patchset before the rollback: the session does not see a
+// rollback, so one capture serves one transaction.
+class ChangeCapture {
+ public:
+  static Result<ChangeCapture> start(Db& db);
+  ChangeCapture(ChangeCapture&& o) noexcept;
+  ChangeCapture& operator=(ChangeCapture&& o) noexcept;
+  ChangeCapture(const ChangeCapture&) = delete;
+  ChangeCapture& operator=(const ChangeCapture&) = delete;
+  ~ChangeCapture();
+
+  // The changes recorded so far, local-only meta rows left out. Fails when a table was created
+  // after start() (its changes were not recorded) or a meta key is unclassified.
+  Result<std::vector<uint8_t>> patchset();
+  // No replicated change was recorded (true as well when patchset() would fail).
+  bool empty();
+  // The tables recorded, in the order of the patchset.
+  const std::vector<std::string>& tables() const { return tables_; }
+
+ private:
+  ChangeCapture() = default;
+  Db* db_ = nullptr;
+  sqlite3_session* session_ = nullptr;
+  std::vector<std::string> tables_;
+};
+
+// Applies a patchset inside the caller's transaction. Any conflict (a row to update or delete
+// that is missing, an insert whose key exists, a constraint or foreign key that fails) aborts
+// it with kFailedPrecondition naming the table and key: the replica diverged from the stream.
+// Nothing of it stays applied on failure. A patchset naming a local-only table or meta key is
+// kInvalidArgument, one naming a table this vault lacks or has with other columns
+// kFailedPrecondition (SQLite would skip those changes silently). Foreign keys are checked at
+// the end of the patchset, not change by change; triggers fire as for any write.
+Status apply_patchset(Db& db, std::span<const uint8_t> patchset);
+
+// What a patchset does, per table (in patchset order), and which faces and subjects it adds or
+// removes: the cluster layer updates its in-memory index and wipes freed pages after applying.
+struct PatchsetSummary {
+  std::vector<std::pair<std::string, int64_t>> inserts, updates, deletes;  // table → count
+  std::vector<int64_t> face_ids_inserted, face_ids_deleted;
+  std::vector<int64_t> subject_ids_deleted;
+
+  int64_t total_deletes() const;
+  int64_t count(const std::string& table, int op) const;  // op: SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE
+};
+Result<PatchsetSummary> summarize_patchset(std::span<const uint8_t> patchset);
+
+}  // namespace fv::vault

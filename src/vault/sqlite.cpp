@@ -90,6 +90,7 @@ Db& Db::operator=(Db&& o) noexcept {
     close();
     h_ = o.h_;
     o.h_ = nullptr;
+    interceptor_ = std::move(o.interceptor_);
   }
   return *this;
 }
@@ -146,7 +147,13 @@ Result<int64_t> Db::query_int(const std::string& sql) {
 
 Result<Txn> Txn::begin(Db& db) {
   FV_RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
-  return Txn(db);
+  Txn txn(db);
+  if (db.commit_interceptor()) {
+    auto pending = db.commit_interceptor()->begin(db);
+    if (!pending.is_ok()) return pending.status();  // ~Txn rolls back
+    txn.pending_ = std::move(*pending);
+  }
+  return txn;
 }
 
 Txn::~Txn() {
@@ -155,6 +162,12 @@ Txn::~Txn() {
 
 Status Txn::commit() {
   done_ = true;
+  if (pending_) {
+    auto pending = std::move(pending_);
+    Status st = pending->commit(*db_);
+    if (db_->in_transaction()) (void)db_->exec("ROLLBACK");  // whatever the interceptor left open
+    return st;
+  }
   Status st = db_->exec("COMMIT");
   if (!st.is_ok()) (void)db_->exec("ROLLBACK");
   return st;

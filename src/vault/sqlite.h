@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -62,11 +63,30 @@ class Stmt {
   Status err_;
 };
 
+class Db;
+
+// Cluster mode (docs/cluster.md): a connection whose transactions are replicated instead of
+// committed locally. begin() runs right after BEGIN and returns what the transaction needs at
+// its end; PendingCommit::commit() replaces COMMIT — it takes the transaction's changes, ends
+// the transaction itself and returns once the change is durable where the interceptor says
+// (for a shard: stored by JetStream and applied by enough replicas). A transaction dropped
+// without commit() is rolled back as usual.
+class PendingCommit {
+ public:
+  virtual ~PendingCommit() = default;
+  virtual Status commit(Db& db) = 0;
+};
+class CommitInterceptor {
+ public:
+  virtual ~CommitInterceptor() = default;
+  virtual Result<std::unique_ptr<PendingCommit>> begin(Db& db) = 0;
+};
+
 class Db {
  public:
   Db() = default;
   ~Db();
-  Db(Db&& o) noexcept : h_(o.h_) { o.h_ = nullptr; }
+  Db(Db&& o) noexcept : h_(o.h_), interceptor_(std::move(o.interceptor_)) { o.h_ = nullptr; }
   Db& operator=(Db&& o) noexcept;
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
@@ -83,10 +103,17 @@ class Db {
   int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(h_); }
   int changes() const { return sqlite3_changes(h_); }
   sqlite3* handle() { return h_; }
+  // Whether a transaction is open on this connection.
+  bool in_transaction() const { return h_ && sqlite3_get_autocommit(h_) == 0; }
+
+  // Transactions begun after this go through `interceptor` (nullptr: commit locally again).
+  void set_commit_interceptor(std::shared_ptr<CommitInterceptor> interceptor) { interceptor_ = std::move(interceptor); }
+  const std::shared_ptr<CommitInterceptor>& commit_interceptor() const { return interceptor_; }
 
  private:
   explicit Db(sqlite3* h) : h_(h) {}
   sqlite3* h_ = nullptr;
+  std::shared_ptr<CommitInterceptor> interceptor_;
 };
 
 // BEGIN IMMEDIATE: takes the write lock up front (waiting up to the busy timeout), so two
@@ -94,7 +121,7 @@ class Db {
 class Txn {
  public:
   static Result<Txn> begin(Db& db);
-  Txn(Txn&& o) noexcept : db_(o.db_), done_(o.done_) { o.done_ = true; }
+  Txn(Txn&& o) noexcept : db_(o.db_), done_(o.done_), pending_(std::move(o.pending_)) { o.done_ = true; }
   Txn(const Txn&) = delete;
   ~Txn();
   Status commit();
@@ -103,6 +130,7 @@ class Txn {
   explicit Txn(Db& db) : db_(&db) {}
   Db* db_;
   bool done_ = false;
+  std::unique_ptr<PendingCommit> pending_;  // replicated (cluster mode): commit() hands over to it
 };
 
 }  // namespace fv::vault

@@ -872,6 +872,7 @@ Result<std::unique_ptr<Catalog>> Vault::open_second_connection() const {
   sqlite3_busy_timeout(db.handle(), kBusyTimeoutMs);
   FV_RETURN_IF_ERROR(db.exec("PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL"));
   FV_RETURN_IF_ERROR(ensure_api_key_table(db));
+  db.set_commit_interceptor(interceptor_);
   auto c = std::make_unique<Catalog>(std::move(db));
   c->set_signer(signer_);
   return c;

@@ -152,6 +152,12 @@ class Vault {
   // Records the row changes made on this vault's connection: start it in the writer's
   // transaction, take the patchset, roll back.
   Result<ChangeCapture> capture_changes() { return ChangeCapture::start(db_); }
+  // Replicates the transactions begun on this vault's connection from now on (nullptr: commit
+  // locally again). Connections opened later by open_second_connection() get it too.
+  void set_commit_interceptor(std::shared_ptr<CommitInterceptor> interceptor) {
+    interceptor_ = interceptor;
+    db_.set_commit_interceptor(std::move(interceptor));
+  }
   // Applies message `seq` of `stream` in one BEGIN IMMEDIATE transaction: the patchset and the
   // stream's applied sequence together. false (and nothing done) when `seq` is at or below the
   // stream's applied sequence: a replay. A gap after it is fine (JetStream's sequences skip
@@ -202,6 +208,7 @@ class Vault {
   std::shared_ptr<const AuditSigner> signer_;
   Db db_;
   std::unique_ptr<Catalog> catalog_;
+  std::shared_ptr<CommitInterceptor> interceptor_;
   int lock_fd_ = -1;
 
   friend Db& testing::raw_db(Vault& v);  // tests tamper with rows (src/vault/testing.h)

@@ -1,0 +1,543 @@
+// The NATS seam of cluster mode against a real 3-server JetStream cluster (one for the whole
+// binary): streams, deduplicated and compare-and-set publishes, ordered reading, secure erase
+// down to the servers' files, no acknowledged message lost when a server is SIGKILLed, KV.
+#include <sodium.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "cluster/kv.h"
+#include "cluster/nats_connection.h"
+#include "cluster/stream.h"
+#include "support/nats_servers.h"
+
+namespace fv::cluster {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using fv::test::NatsTestCluster;
+
+NatsTestCluster* g_cluster = nullptr;
+NatsConnection* g_conn = nullptr;
+
+class NatsEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    ASSERT_GE(sodium_init(), 0);
+    cluster_ = std::make_unique<NatsTestCluster>(3);
+    ASSERT_TRUE(cluster_->wait_ready(60000)) << "the 3 nats-servers did not form a JetStream cluster in 60 s; "
+                                             << "logs under " << cluster_->root();
+    auto conn = NatsConnection::connect({cluster_->urls(), "fv-nats-test"});
+    ASSERT_TRUE(conn.is_ok()) << conn.status().to_string();
+    conn_ = std::move(conn).value();
+    g_cluster = cluster_.get();
+    g_conn = conn_.get();
+  }
+  void TearDown() override {
+    g_conn = nullptr;
+    g_cluster = nullptr;
+    conn_.reset();  // before the servers go
+    cluster_.reset();
+  }
+
+ private:
+  std::unique_ptr<NatsTestCluster> cluster_;
+  std::unique_ptr<NatsConnection> conn_;
+};
+
+[[maybe_unused]] ::testing::Environment* const g_env = ::testing::AddGlobalTestEnvironment(new NatsEnvironment);
+
+std::span<const uint8_t> bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+std::string str(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
+
+std::string random_bytes(size_t n) {
+  std::string s(n, '\0');
+  randombytes_buf(s.data(), n);
+  return s;
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+void make_stream(const std::string& name, const std::string& subject) {
+  ASSERT_TRUE(ensure_stream(*g_conn, {name, {subject}, 3}).is_ok());
+}
+
+// ---- errors and connection ----
+
+TEST(NatsStatus, MapsNatsErrorsToCodes) {
+  EXPECT_EQ(from_nats(NATS_TIMEOUT, "x").code(), StatusCode::kUnavailable);
+  EXPECT_EQ(from_nats(NATS_NO_RESPONDERS, JSNotEnabledErr, "x").code(), StatusCode::kUnavailable);
+  EXPECT_EQ(from_nats(NATS_CONNECTION_DISCONNECTED, "x").code(), StatusCode::kUnavailable);
+  EXPECT_EQ(from_nats(NATS_ERR, JSClusterNotAvailErr, "x").code(), StatusCode::kUnavailable);
+  EXPECT_EQ(from_nats(NATS_NOT_FOUND, "x").code(), StatusCode::kNotFound);
+  EXPECT_EQ(from_nats(NATS_ERR, JSStreamNotFoundErr, "x").code(), StatusCode::kNotFound);
+  EXPECT_EQ(from_nats(NATS_ERR, JSNoMessageFoundErr, "x").code(), StatusCode::kNotFound);
+  EXPECT_EQ(from_nats(NATS_ERR, JSStreamWrongLastSequenceErr, "x").code(), kWrongLastSequence);
+  EXPECT_EQ(from_nats(NATS_ERR, JSStreamNameExistErr, "x").code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(from_nats(NATS_ERR, JSBadRequestErr, "x").code(), StatusCode::kInternal);
+  const Status st = from_nats(NATS_TIMEOUT, "publish to fv.x");
+  EXPECT_NE(st.message().find("publish to fv.x"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find(natsStatus_GetText(NATS_TIMEOUT)), std::string::npos) << st.message();
+}
+
+TEST(NatsConnection, NoServerIsUnavailable) {
+  auto c = NatsConnection::connect({{"nats://127.0.0.1:1"}, "nobody", 500});
+  ASSERT_FALSE(c.is_ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kUnavailable) << c.status().to_string();
+  EXPECT_EQ(NatsConnection::connect({}).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(NatsConnection, SingleServerWithoutClusterWorks) {
+  NatsTestCluster one(1);
+  ASSERT_TRUE(one.wait_ready(30000)) << "logs under " << one.root();
+  auto c = NatsConnection::connect({one.urls(), "fv-nats-test-single"});
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  ASSERT_TRUE(ensure_stream(**c, {"fvt-single", {"fvt.single.>"}, 1}).is_ok());
+  EXPECT_FALSE(ensure_stream(**c, {"fvt-other", {"fvt.other.>"}, 3}).is_ok()) << "3 replicas on one server";
+  auto ack = publish(**c, "fvt.single.x", bytes("alone"), "single-1", 0, 5000);
+  ASSERT_TRUE(ack.is_ok()) << ack.status().to_string();
+  auto got = get_message(**c, "fvt-single", ack->seq);
+  ASSERT_TRUE(got.is_ok() && got->has_value());
+  EXPECT_EQ(str((*got)->data), "alone");
+  EXPECT_EQ(one.stream_leader("fvt-single"), 0);
+}
+
+// ---- streams ----
+
+TEST(NatsStream, EnsureStreamIsIdempotentAndRefusesAnotherShape) {
+  const StreamSpec spec{"fvt-ensure", {"fvt.ensure.a.>", "fvt.ensure.b.>"}, 3};
+  ASSERT_TRUE(ensure_stream(*g_conn, spec).is_ok());
+  ASSERT_TRUE(ensure_stream(*g_conn, spec).is_ok());
+  // Same subjects in another order, another duplicate window: the same stream.
+  EXPECT_TRUE(ensure_stream(*g_conn, {"fvt-ensure", {"fvt.ensure.b.>", "fvt.ensure.a.>"}, 3, 60000}).is_ok());
+  EXPECT_EQ(ensure_stream(*g_conn, {"fvt-ensure", {"fvt.ensure.a.>"}, 3}).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ensure_stream(*g_conn, {"fvt-ensure", {"fvt.ensure.a.>", "fvt.ensure.b.>"}, 1}).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(delete_stream(*g_conn, "fvt-ensure").is_ok());
+  EXPECT_EQ(delete_stream(*g_conn, "fvt-ensure").code(), StatusCode::kNotFound);
+}
+
+TEST(NatsStream, PublishDeduplicatesAndComparesTheLastSequence) {
+  make_stream("fvt-pub", "fvt.pub.>");
+  // Expected last sequence 0: only an empty stream takes it.
+  auto first = publish(*g_conn, "fvt.pub.x", bytes("one"), "pub-1", 0, 10000);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  EXPECT_EQ(first->seq, 1u);
+  EXPECT_FALSE(first->duplicate);
+  auto again = publish(*g_conn, "fvt.pub.x", bytes("one"), "pub-1", std::nullopt, 10000);
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_EQ(again->seq, 1u);
+  EXPECT_TRUE(again->duplicate);
+
+  auto second = publish(*g_conn, "fvt.pub.y", bytes("two"), "pub-2", 1, 10000);
+  ASSERT_TRUE(second.is_ok()) << second.status().to_string();
+  EXPECT_EQ(second->seq, 2u);
+  const auto t0 = Clock::now();
+  auto stale = publish(*g_conn, "fvt.pub.y", bytes("three"), "pub-3", 1, 10000);
+  EXPECT_EQ(stale.status().code(), kWrongLastSequence) << stale.status().to_string();
+  EXPECT_LT(seconds_since(t0), 5.0) << "a lost compare-and-publish is not retried";
+  EXPECT_EQ(publish(*g_conn, "fvt.pub.y", bytes("three"), "pub-3", 0, 10000).status().code(), kWrongLastSequence);
+  EXPECT_EQ(publish(*g_conn, "fvt.pub.y", bytes("x"), "", std::nullopt, 1000).status().code(),
+            StatusCode::kInvalidArgument);
+
+  auto last = last_sequence(*g_conn, "fvt-pub");
+  ASSERT_TRUE(last.is_ok());
+  EXPECT_EQ(*last, 2u);
+
+  const std::string binary("\x00\x01\xff payload \x00", 13);
+  auto bin = publish(*g_conn, "fvt.pub.z", bytes(binary), "pub-bin", 2, 10000);
+  ASSERT_TRUE(bin.is_ok()) << bin.status().to_string();
+  auto got = get_message(*g_conn, "fvt-pub", bin->seq);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ(str((*got)->data), binary);
+  EXPECT_EQ((*got)->subject, "fvt.pub.z");
+  EXPECT_EQ((*got)->seq, 3u);
+  EXPECT_GT((*got)->time_ns, 0);
+
+  auto absent = get_message(*g_conn, "fvt-pub", 999);
+  ASSERT_TRUE(absent.is_ok()) << absent.status().to_string();
+  EXPECT_FALSE(absent->has_value());
+  EXPECT_EQ(get_message(*g_conn, "fvt-no-such-stream", 1).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(last_sequence(*g_conn, "fvt-no-such-stream").status().code(), StatusCode::kNotFound);
+
+  // No stream holds the subject: nobody answers, the retries end at the deadline.
+  auto nowhere = publish(*g_conn, "fvt.nowhere.x", bytes("lost"), "nowhere-1", std::nullopt, 1500);
+  EXPECT_EQ(nowhere.status().code(), StatusCode::kUnavailable) << nowhere.status().to_string();
+}
+
+TEST(NatsStream, ReaderDeliversEveryMessageInOrderThenTimesOut) {
+  make_stream("fvt-read", "fvt.read.>");
+  std::vector<std::string> sent;
+  for (int i = 0; i < 20; ++i) {
+    sent.push_back("message " + std::to_string(i));
+    auto ack = publish(*g_conn, "fvt.read.s" + std::to_string(i % 3), bytes(sent.back()), "read-" + std::to_string(i),
+                       std::nullopt, 10000);
+    ASSERT_TRUE(ack.is_ok()) << ack.status().to_string();
+    ASSERT_EQ(ack->seq, static_cast<uint64_t>(i + 1));
+  }
+  ASSERT_TRUE(erase_message(*g_conn, "fvt-read", 5).is_ok());
+
+  auto reader = StreamReader::open(*g_conn, "fvt-read", 0);
+  ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
+  std::vector<uint64_t> seqs;
+  for (int i = 0; i < 19; ++i) {
+    auto m = (*reader)->next(10000);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    ASSERT_TRUE(m->has_value()) << "message " << i << " did not arrive";
+    seqs.push_back((*m)->seq);
+    EXPECT_EQ(str((*m)->data), sent[(*m)->seq - 1]);
+    EXPECT_EQ((*m)->subject, "fvt.read.s" + std::to_string(((*m)->seq - 1) % 3));
+    EXPECT_GT((*m)->time_ns, 0);
+  }
+  std::vector<uint64_t> want;
+  for (uint64_t s = 1; s <= 20; ++s) if (s != 5) want.push_back(s);
+  EXPECT_EQ(seqs, want);  // in order, once each, the erased one skipped
+  auto none = (*reader)->next(500);
+  ASSERT_TRUE(none.is_ok()) << none.status().to_string();
+  EXPECT_FALSE(none->has_value());
+
+  // New messages reach an open reader; another reader starts where it is told.
+  ASSERT_TRUE(publish(*g_conn, "fvt.read.s0", bytes("late"), "read-late", 20, 10000).is_ok());
+  auto late = (*reader)->next(10000);
+  ASSERT_TRUE(late.is_ok() && late->has_value());
+  EXPECT_EQ((*late)->seq, 21u);
+  EXPECT_EQ(str((*late)->data), "late");
+
+  auto from15 = StreamReader::open(*g_conn, "fvt-read", 15);
+  ASSERT_TRUE(from15.is_ok()) << from15.status().to_string();
+  for (uint64_t want_seq = 16; want_seq <= 21; ++want_seq) {
+    auto m = (*from15)->next(10000);
+    ASSERT_TRUE(m.is_ok() && m->has_value());
+    EXPECT_EQ((*m)->seq, want_seq);
+  }
+  EXPECT_EQ(StreamReader::open(*g_conn, "fvt-no-such-stream", 0).status().code(), StatusCode::kNotFound);
+}
+
+// ---- KV ----
+
+TEST(NatsKv, CreateOncePutGetKeys) {
+  auto kv = KvBucket::open_or_create(*g_conn, "fvt-kv", 3);
+  ASSERT_TRUE(kv.is_ok()) << kv.status().to_string();
+  auto empty = kv->keys();
+  ASSERT_TRUE(empty.is_ok()) << empty.status().to_string();
+  EXPECT_TRUE(empty->empty());
+
+  auto created = kv->create("cluster.init", "first");
+  ASSERT_TRUE(created.is_ok()) << created.status().to_string();
+  auto twice = kv->create("cluster.init", "second");
+  EXPECT_EQ(twice.status().code(), StatusCode::kAlreadyExists) << twice.status().to_string();
+  auto init = kv->get("cluster.init");
+  ASSERT_TRUE(init.is_ok() && init->has_value());
+  EXPECT_EQ(**init, "first");
+
+  auto r1 = kv->put("shard-map", "v1");
+  auto r2 = kv->put("shard-map", std::string("v2\0bin", 6));
+  ASSERT_TRUE(r1.is_ok() && r2.is_ok());
+  EXPECT_GT(*r2, *r1);
+  auto map = kv->get("shard-map");
+  ASSERT_TRUE(map.is_ok() && map->has_value());
+  EXPECT_EQ(**map, std::string("v2\0bin", 6));
+  auto missing = kv->get("no-such-key");
+  ASSERT_TRUE(missing.is_ok());
+  EXPECT_FALSE(missing->has_value());
+
+  // A second handle (another node) sees the same bucket.
+  auto other = KvBucket::open_or_create(*g_conn, "fvt-kv", 3);
+  ASSERT_TRUE(other.is_ok()) << other.status().to_string();
+  auto keys = other->keys();
+  ASSERT_TRUE(keys.is_ok()) << keys.status().to_string();
+  EXPECT_EQ(std::set<std::string>(keys->begin(), keys->end()), (std::set<std::string>{"cluster.init", "shard-map"}));
+  EXPECT_EQ(other->create("cluster.init", "third").status().code(), StatusCode::kAlreadyExists);
+}
+
+// ---- files under the servers' store dirs ----
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The files under server i's store dir (relative to it) that hold any `window`-byte window of
+// `needle` (window 0 = the whole of it); the first one only unless `all`.
+std::vector<std::string> files_holding(int i, const std::string& needle, size_t window = 0, bool all = false) {
+  if (window == 0 || window > needle.size()) window = needle.size();
+  std::vector<std::string> out;
+  std::error_code ec;
+  const auto& root = g_cluster->store_dir(i);
+  for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    const std::string content = read_file(it->path());
+    for (size_t w = 0; w + window <= needle.size(); ++w) {
+      if (content.find(std::string_view(needle).substr(w, window)) != std::string::npos) {
+        out.push_back(std::filesystem::relative(it->path(), root).string());
+        if (!all) return out;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+bool store_holds(int i, const std::string& needle, size_t window = 0) {
+  return !files_holding(i, needle, window).empty();
+}
+
+// Which servers hold any 16-byte window of `marker` in any file under their store dir.
+std::vector<int> servers_holding(const std::string& marker) {
+  std::vector<int> out;
+  for (int i = 0; i < g_cluster->size(); ++i) {
+    if (store_holds(i, marker, 16)) out.push_back(i);
+  }
+  return out;
+}
+
+// ---- servers SIGKILLed while publishing and reading ----
+
+// The server holding the stream's only consumer (the reader's), or -1.
+int consumer_host(const std::string& stream) {
+  int host = -1;
+  jsConsumerInfoList* cl = nullptr;
+  if (js_Consumers(&cl, g_conn->js(), stream.c_str(), nullptr, nullptr) == NATS_OK) {
+    if (cl->Count == 1 && cl->List[0]->Cluster != nullptr && cl->List[0]->Cluster->Leader != nullptr) {
+      host = g_cluster->index_of(cl->List[0]->Cluster->Leader);
+    }
+    jsConsumerInfoList_Destroy(cl);
+  }
+  return host;
+}
+
+// Bounded wait until server i is a current replica of `stream` and its files hold `payload`
+// (a message published while it was down); the seconds it took, or -1.
+double wait_caught_up(const std::string& stream, int i, const std::string& payload) {
+  const auto t0 = Clock::now();
+  bool current = false, on_disk = false;
+  while (seconds_since(t0) < 60) {
+    current = current || g_cluster->replica_current(stream, i);
+    on_disk = on_disk || store_holds(i, payload);
+    if (current && on_disk) return seconds_since(t0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  ADD_FAILURE() << "n" << i << " has not caught up 60 s after its restart: current replica " << current
+                << ", holds a message published while it was down " << on_disk;
+  return -1;
+}
+
+// The stream leader's server is SIGKILLed after 50 publishes and restarted after 100; then the
+// server holding the reader's consumer is SIGKILLed after 120 and restarted after 170. Every
+// acknowledged message must be readable with its bytes, the reader must see each stored message
+// once and in order, and each restarted server must catch up on what it missed.
+TEST(NatsStream, SigkilledServersLoseNoAcknowledgedMessage) {
+  const std::string stream = "fvt-kill";
+  make_stream(stream, "fvt.kill.>");
+  int leader = -1;
+  for (int i = 0; i < 100 && leader < 0; ++i) {
+    leader = g_cluster->stream_leader(stream);
+    if (leader < 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GE(leader, 0) << "no leader for " << stream;
+
+  auto reader_conn = NatsConnection::connect({g_cluster->urls(), "fv-nats-test-reader"});
+  ASSERT_TRUE(reader_conn.is_ok()) << reader_conn.status().to_string();
+  auto reader = StreamReader::open(**reader_conn, stream, 0);
+  ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
+  std::atomic<uint64_t> read_until{0};  // 0 = keep reading; else stop once this seq is read
+  std::vector<StoredMessage> read;
+  std::string reader_error;
+  StreamReader* r = reader->get();
+  std::thread reader_thread([r, &read, &read_until, &reader_error] {
+    const auto give_up = Clock::now() + std::chrono::seconds(240);
+    while (Clock::now() < give_up) {
+      const uint64_t until = read_until.load();
+      if (until != 0 && r->last_delivered() >= until) return;
+      auto m = r->next(1000);
+      if (!m.is_ok()) {
+        reader_error = m.status().to_string();
+        return;
+      }
+      if (m->has_value()) read.push_back(std::move(**m));
+    }
+    reader_error = "reader gave up after 240 s";
+  });
+
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 200; ++i) {
+    std::string p = "kill-test " + std::to_string(i) + " ";
+    for (unsigned char c : random_bytes(16)) p += "0123456789abcdef"[c & 15];
+    payloads.push_back(p);
+  }
+  std::map<uint64_t, std::string> acked;  // seq -> payload
+  int failed = 0, second = -1;
+  double longest_s = 0, first_catch_up_s = -1;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < 200; ++i) {
+    if (i == 50) g_cluster->kill(leader);
+    if (i == 100) g_cluster->restart(leader);
+    if (i == 120) {
+      // The first victim must be back in the group before the second goes, or the stream
+      // would be down to one replica.
+      first_catch_up_s = wait_caught_up(stream, leader, payloads[75]);
+      second = consumer_host(stream);
+      if (second < 0) second = (leader + 1) % g_cluster->size();
+      std::printf("[ measure ] reader's consumer on n%d\n", second);
+      g_cluster->kill(second);
+    }
+    if (i == 170) g_cluster->restart(second);
+    const auto p0 = Clock::now();
+    auto ack = publish(*g_conn, "fvt.kill.m" + std::to_string(i % 7), bytes(payloads[i]), "kill-" + std::to_string(i),
+                       std::nullopt, 30000);
+    longest_s = std::max(longest_s, seconds_since(p0));
+    if (!ack.is_ok()) {
+      ++failed;
+      ADD_FAILURE() << "publish " << i << ": " << ack.status().to_string();
+      continue;
+    }
+    EXPECT_FALSE(ack->duplicate) << "publish " << i;
+    EXPECT_TRUE(acked.emplace(ack->seq, payloads[i]).second) << "sequence " << ack->seq << " acknowledged twice";
+  }
+  std::printf("[ measure ] 200 publishes, leader n%d SIGKILLed at 50 and restarted at 100 (caught up in %.1f s), "
+              "n%d SIGKILLed at 120 and restarted at 170: %.1f s, longest publish %.1f s, %d failed\n",
+              leader, first_catch_up_s, second, seconds_since(t0), longest_s, failed);
+  EXPECT_EQ(failed, 0);
+  ASSERT_FALSE(acked.empty());
+
+  for (const auto& [seq, payload] : acked) {
+    auto got = get_message(*g_conn, stream, seq);
+    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+    ASSERT_TRUE(got->has_value()) << "acknowledged sequence " << seq << " is lost";
+    EXPECT_EQ(str((*got)->data), payload) << "sequence " << seq;
+  }
+  auto last = last_sequence(*g_conn, stream);
+  ASSERT_TRUE(last.is_ok()) << last.status().to_string();
+
+  read_until = *last;
+  reader_thread.join();
+  EXPECT_TRUE(reader_error.empty()) << reader_error;
+  std::vector<uint64_t> read_seqs;
+  for (const auto& m : read) read_seqs.push_back(m.seq);
+  EXPECT_TRUE(std::is_sorted(read_seqs.begin(), read_seqs.end()));
+  EXPECT_EQ(std::set<uint64_t>(read_seqs.begin(), read_seqs.end()).size(), read_seqs.size()) << "a message read twice";
+  std::set<uint64_t> want;
+  for (uint64_t s = 1; s <= *last; ++s) want.insert(s);
+  EXPECT_EQ(std::set<uint64_t>(read_seqs.begin(), read_seqs.end()), want) << "the reader missed messages";
+  for (const auto& m : read) {
+    auto it = acked.find(m.seq);
+    if (it != acked.end()) {
+      EXPECT_EQ(str(m.data), it->second) << "sequence " << m.seq;
+    }
+  }
+  std::printf("[ measure ] reader: %zu messages in order, %d resubscriptions of its own\n", read.size(),
+              r->resubscriptions());
+
+  const double second_catch_up_s = wait_caught_up(stream, second, payloads[145]);
+  std::printf("[ measure ] restarted n%d caught up within %.1f s\n", second, second_catch_up_s);
+  ASSERT_TRUE(g_cluster->wait_ready(60000));
+}
+
+// ---- secure erase, down to the files ----
+
+std::string list(const std::vector<int>& v) {
+  std::string s;
+  for (int i : v) {
+    if (!s.empty()) s += ", ";
+    s += 'n';
+    s += std::to_string(i);
+  }
+  return s.empty() ? "none" : s;
+}
+
+TEST(NatsStream, EraseOverwritesTheBytesOnEveryServerWhilePurgeDoesNot) {
+  const std::string stream = "fvt-erase";
+  make_stream(stream, "fvt.erase.>");
+  const std::string erased_marker = random_bytes(32);
+  const std::string purged_marker = random_bytes(32);
+  const std::string filler(1024, 'f');
+  int n = 0;
+  auto put = [&](const std::string& subject, const std::string& data) -> uint64_t {
+    auto ack = publish(*g_conn, subject, bytes(data), "erase-" + std::to_string(n++), std::nullopt, 10000);
+    EXPECT_TRUE(ack.is_ok()) << ack.status().to_string();
+    return ack.is_ok() ? ack->seq : 0;
+  };
+  // Fillers around the two markers keep their message block alive (and mostly full) after the
+  // deletes, so a block dropped whole cannot pass for an overwrite.
+  for (int i = 0; i < 8; ++i) put("fvt.erase.filler", filler);
+  const uint64_t erased_seq = put("fvt.erase.subject-a", "template:" + erased_marker + ":end");
+  put("fvt.erase.subject-b", "template:" + purged_marker + ":end");
+  for (int i = 0; i < 8; ++i) put("fvt.erase.filler", filler);
+  ASSERT_GT(erased_seq, 0u);
+
+  // The scan sees both markers on all three servers before anything is deleted.
+  const auto w0 = Clock::now();
+  while (seconds_since(w0) < 30 &&
+         (servers_holding(erased_marker).size() < 3 || servers_holding(purged_marker).size() < 3)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(servers_holding(erased_marker).size(), 3u) << "the scan does not find the message it should erase";
+  ASSERT_EQ(servers_holding(purged_marker).size(), 3u);
+
+  ASSERT_TRUE(erase_message(*g_conn, stream, erased_seq).is_ok());
+  auto gone = get_message(*g_conn, stream, erased_seq);
+  ASSERT_TRUE(gone.is_ok());
+  EXPECT_FALSE(gone->has_value());
+  const Status again = erase_message(*g_conn, stream, erased_seq);
+  EXPECT_EQ(again.code(), StatusCode::kNotFound) << again.to_string();
+
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Purge.Subject = "fvt.erase.subject-b";
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  ASSERT_EQ(js_PurgeStream(g_conn->js(), stream.c_str(), &o, &jerr), NATS_OK) << jerr;
+
+  // NATS's Raft log keeps the original append for a while; poll until it is compacted away.
+  const auto t0 = Clock::now();
+  for (int i = 0; i < g_cluster->size(); ++i) {
+    std::string where;
+    for (const auto& f : files_holding(i, erased_marker, 16, true)) where += " " + f;
+    std::printf("[ measure ] just after the erase, n%d holds the erased bytes in:%s\n", i, where.c_str());
+  }
+  std::vector<int> erased_on = servers_holding(erased_marker);
+  std::vector<int> purged_on = servers_holding(purged_marker);
+  double purged_clean_s = purged_on.empty() ? 0 : -1;
+  while (!erased_on.empty() && seconds_since(t0) < 300) {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    erased_on = servers_holding(erased_marker);
+    purged_on = servers_holding(purged_marker);
+    if (purged_on.empty() && purged_clean_s < 0) purged_clean_s = seconds_since(t0);
+  }
+  const double erased_clean_s = seconds_since(t0);
+  std::printf("[ measure ] erased message: bytes gone from every store dir after %.0f s (still on: %s); "
+              "purged control: %s\n",
+              erased_clean_s, list(erased_on).c_str(),
+              purged_clean_s < 0 ? ("still on " + list(purged_on)).c_str()
+                                 : ("gone after " + std::to_string(static_cast<int>(purged_clean_s)) + " s").c_str());
+  for (int i : purged_on) {
+    std::string where;
+    for (const auto& f : files_holding(i, purged_marker, 16, true)) where += " " + f;
+    std::printf("[ measure ] then n%d holds the purged control's bytes in:%s\n", i, where.c_str());
+  }
+  EXPECT_TRUE(erased_on.empty()) << "erased bytes still on " << list(erased_on) << " after 300 s";
+  EXPECT_FALSE(purged_on.empty()) << "the purged control left no bytes either: the scan proves nothing";
+  RecordProperty("erase_clean_seconds", static_cast<int>(erased_clean_s));
+}
+
+}  // namespace
+}  // namespace fv::cluster

@@ -25,9 +25,10 @@ declare -A allowed=(
   [eval]="common nn image face"
   [index]="common"
   [vault]="common"
-  [service]="common nn image face eval index vault"
-  [server]="common nn image face eval index vault service"
-  [cli]="common nn image face eval index vault service server bench"
+  [cluster]="common vault"
+  [service]="common nn image face eval index vault cluster"
+  [server]="common nn image face eval index vault cluster service"
+  [cli]="common nn image face eval index vault cluster service server bench"
 )
 
 violations=0

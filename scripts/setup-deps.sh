@@ -6,6 +6,7 @@ pkgs=(cmake make g++ pkg-config libopencv-dev libsodium-dev libsqlite3-dev nlohm
       libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev ca-certificates sqlite3 jq
       libcpp-httplib-dev chromium libjpeg-dev
       libhnswlib-dev libfaiss-dev
+      nats-server libnats-dev  # cluster mode: JetStream (docs/cluster.md) and its C client
       clang libclang-rt-14-dev  # libFuzzer and the sanitizer runtimes (make fuzz, make test)
       python3-dev pybind11-dev python3-numpy python3-pytest  # the Python module and its tests
       dpkg-dev)  # make package: CPack's .deb and its library dependencies (dpkg-shlibdeps)

@@ -48,9 +48,8 @@ class NatsConnection {
 //   wrong last sequence or last msg id (optimistic concurrency lost)          → kWrongLastSequence;
 //   stream or consumer name already in use                                     → kAlreadyExists;
 //   anything else                                                              → kInternal.
-// fv::Status has no kAborted: a lost compare-and-publish is kFailedPrecondition, named
-// kWrongLastSequence here so that callers do not depend on which code stands for it.
-inline constexpr StatusCode kWrongLastSequence = StatusCode::kFailedPrecondition;
+// A lost compare-and-publish is kAborted: the writer catches up and redoes its use case.
+inline constexpr StatusCode kWrongLastSequence = StatusCode::kAborted;
 Status from_nats(natsStatus s, jsErrCode js_err, const std::string& what);
 // The same for calls that give no JetStream error code (core NATS, nats.c's KV functions).
 inline Status from_nats(natsStatus s, const std::string& what) { return from_nats(s, static_cast<jsErrCode>(0), what); }

@@ -41,8 +41,8 @@ struct PublishAck {
 // A publish that timed out may still be committed, so timeouts, no responders and dropped
 // connections (a leader election, a killed server) are retried with the same msg id until
 // timeout_ms has passed; the stream's duplicate window then answers a retry of a committed
-// message with its original sequence and duplicate = true. Returns kWrongLastSequence (an alias
-// of kFailedPrecondition) at once when the stream's last sequence is not the expected one, and
+// message with its original sequence and duplicate = true. Returns kWrongLastSequence (kAborted)
+// at once when the stream's last sequence is not the expected one, and
 // kUnavailable when timeout_ms passed (also what a subject no stream holds gives: no responders).
 Result<PublishAck> publish(NatsConnection& conn, const std::string& subject,
                            std::span<const uint8_t> data, const std::string& msg_id,

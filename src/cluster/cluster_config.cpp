@@ -1,0 +1,109 @@
+#include "cluster/cluster_config.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "cluster/shard_map.h"
+#include "cluster/stream.h"
+#include "vault/timeutil.h"
+
+using nlohmann::json;
+
+namespace fv::cluster {
+namespace {
+
+constexpr const char* kConfigKey = "config";
+constexpr const char* kMemberPrefix = "member.";
+
+std::string config_json(const ClusterConfig& c) {
+  return json{{"format", 1}, {"shards", c.shards}, {"replicas", c.replicas}, {"created_at", c.created_at}}.dump();
+}
+
+Result<ClusterConfig> parse_config(const std::string& text) {
+  const json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || j.value("format", 0) != 1)
+    return corrupt_data("the cluster configuration in " + std::string(kClusterBucket) + " is not one this version reads");
+  ClusterConfig c;
+  c.shards = j.value("shards", 0);
+  c.replicas = j.value("replicas", 0);
+  c.created_at = j.value("created_at", "");
+  if (c.shards < 1 || c.shards > kMaxShards || c.replicas < 1)
+    return corrupt_data("the cluster configuration names " + std::to_string(c.shards) + " shards and " +
+                        std::to_string(c.replicas) + " replicas");
+  return c;
+}
+
+Status ensure_streams(NatsConnection& conn, const ClusterConfig& c) {
+  for (int s = 0; s < c.shards; ++s)
+    FV_RETURN_IF_ERROR(ensure_stream(conn, {shard_stream_name(s), {shard_subject_prefix(s) + ".>"}, c.replicas}));
+  return ensure_stream(conn, {kMetaStream, {std::string(kMetaPrefix) + ".>"}, c.replicas});
+}
+
+}  // namespace
+
+bool valid_node_name(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
+  });
+}
+
+Result<ClusterConfig> init_cluster(NatsConnection& conn, int shards, int replicas) {
+  if (shards < 1 || shards > kMaxShards)
+    return invalid_argument("shards must be between 1 and " + std::to_string(kMaxShards));
+  if (replicas < 1 || replicas > 5) return invalid_argument("replicas must be between 1 and 5");
+  FV_ASSIGN_OR_RETURN(auto kv, KvBucket::open_or_create(conn, kClusterBucket, replicas));
+  ClusterConfig want{shards, replicas, vault::utc_now()};
+  auto created = kv.create(kConfigKey, config_json(want));
+  if (!created.is_ok() && created.status().code() != StatusCode::kAlreadyExists) return created.status();
+  FV_ASSIGN_OR_RETURN(auto stored, kv.get(kConfigKey));
+  if (!stored) return internal_error("the cluster configuration vanished right after it was written");
+  FV_ASSIGN_OR_RETURN(ClusterConfig have, parse_config(*stored));
+  if (have.shards != shards || have.replicas != replicas)
+    return already_exists("the cluster exists with " + std::to_string(have.shards) + " shards and " +
+                          std::to_string(have.replicas) + " replicas (created " + have.created_at +
+                          "); its shape is fixed for its life");
+  FV_RETURN_IF_ERROR(ensure_streams(conn, have));
+  return have;
+}
+
+Result<ClusterConfig> read_cluster_config(NatsConnection& conn) {
+  FV_ASSIGN_OR_RETURN(auto kv, KvBucket::open_or_create(conn, kClusterBucket, 1));
+  FV_ASSIGN_OR_RETURN(auto stored, kv.get(kConfigKey));
+  if (!stored) return failed_precondition("no facevault cluster on these NATS servers: run `facevault cluster init` first");
+  return parse_config(*stored);
+}
+
+Status register_member(NatsConnection& conn, const Member& m) {
+  if (!valid_node_name(m.name))
+    return invalid_argument("node name '" + m.name + "': use 1-64 letters, digits, '-' or '_'");
+  FV_ASSIGN_OR_RETURN(auto kv, KvBucket::open_or_create(conn, kClusterBucket, 1));
+  FV_ASSIGN_OR_RETURN(auto old, kv.get(kMemberPrefix + m.name));
+  json j{{"name", m.name}, {"http", m.http}, {"joined_at", m.joined_at.empty() ? vault::utc_now() : m.joined_at}};
+  if (old) {
+    const json prev = json::parse(*old, nullptr, false);
+    if (prev.is_object() && prev.contains("joined_at")) j["joined_at"] = prev["joined_at"];
+  }
+  FV_ASSIGN_OR_RETURN(const uint64_t rev, kv.put(kMemberPrefix + m.name, j.dump()));
+  (void)rev;
+  return Status::ok();
+}
+
+Result<std::vector<Member>> read_members(NatsConnection& conn) {
+  FV_ASSIGN_OR_RETURN(auto kv, KvBucket::open_or_create(conn, kClusterBucket, 1));
+  FV_ASSIGN_OR_RETURN(auto keys, kv.keys());
+  std::vector<Member> out;
+  for (const auto& k : keys) {
+    if (k.rfind(kMemberPrefix, 0) != 0) continue;
+    FV_ASSIGN_OR_RETURN(auto v, kv.get(k));
+    if (!v) continue;
+    const json j = json::parse(*v, nullptr, false);
+    if (!j.is_object()) continue;
+    out.push_back({j.value("name", ""), j.value("http", ""), j.value("joined_at", "")});
+  }
+  std::sort(out.begin(), out.end(), [](const Member& a, const Member& b) { return a.name < b.name; });
+  return out;
+}
+
+}  // namespace fv::cluster

@@ -1,0 +1,85 @@
+// A facevault node of a cluster (docs/cluster.md): its connection to NATS, the shards it
+// hosts, and for each of them the local vault (DIR/shards/NN), the replica applying the
+// shard's stream into it and the writer that replicates the transactions of that vault. The
+// meta stream (cluster-wide data) is hosted by every node, in DIR/meta.
+//
+// Which shards a node hosts follows from the members registered in the cluster's KV bucket
+// (replicas_of, rendezvous hashing), as they are when the node starts.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cluster/applied_watch.h"
+#include "cluster/cluster_config.h"
+#include "cluster/nats_connection.h"
+#include "cluster/shard_replica.h"
+#include "cluster/shard_writer.h"
+#include "vault/vault.h"
+
+namespace fv::cluster {
+
+struct NodeOptions {
+  std::vector<std::string> servers;  // nats://HOST:PORT of the NATS cluster
+  std::string name;                  // this node's name (unique in the cluster)
+  std::filesystem::path dir;         // where the node keeps its local vaults
+  std::string http;                  // the node's HTTP base URL, registered for others to see
+  vault::VaultConfig vault_config;   // for local vaults created on first start
+  int write_timeout_ms = 30000;
+};
+
+// One hosted stream: a shard's, or the meta stream (shard == -1).
+struct HostedStream {
+  int shard = -1;
+  std::string stream, subject_prefix;
+  std::filesystem::path dir;
+  std::unique_ptr<vault::Vault> vault;  // the writer's vault: its transactions are replicated
+  std::unique_ptr<ShardReplica> replica;
+  std::unique_ptr<AppliedWatch> watch;
+  std::shared_ptr<ShardWriter> writer;
+};
+
+class ClusterNode {
+ public:
+  // Needs the cluster master key and audit signing key in the environment
+  // (FACEVAULT_MASTER_KEY, FACEVAULT_AUDIT_SIGNING_KEY): every replica of a shard must open
+  // the same sealed rows and verify the same signed checkpoints. Connects, reads the
+  // cluster's configuration, registers the node, opens (or creates) its local vaults and
+  // starts applying every hosted stream.
+  static Result<std::unique_ptr<ClusterNode>> start(NodeOptions options);
+  ~ClusterNode();
+  ClusterNode(const ClusterNode&) = delete;
+  ClusterNode& operator=(const ClusterNode&) = delete;
+
+  const ClusterConfig& config() const { return config_; }
+  const std::string& name() const { return options_.name; }
+  NatsConnection& connection() { return *conn_; }
+  // The hosted shards, ascending.
+  std::vector<int> hosted_shards() const;
+  // nullptr when this node does not host the shard.
+  HostedStream* shard(int s);
+  HostedStream& meta() { return *meta_; }
+
+  // Waits until every hosted stream has applied what its stream holds now.
+  Status catch_up(int timeout_ms);
+  // Per stream: its last sequence, what this node applied, the lag; the members.
+  Result<nlohmann::json> status();
+
+ private:
+  explicit ClusterNode(NodeOptions options) : options_(std::move(options)) {}
+  Result<std::unique_ptr<HostedStream>> host(int shard, const std::string& stream, const std::string& prefix,
+                                             const std::filesystem::path& dir, int replicas_in_stream);
+
+  NodeOptions options_;
+  ClusterConfig config_;
+  std::unique_ptr<NatsConnection> conn_;
+  std::map<int, std::unique_ptr<HostedStream>> shards_;
+  std::unique_ptr<HostedStream> meta_;
+};
+
+}  // namespace fv::cluster

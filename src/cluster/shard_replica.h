@@ -1,0 +1,99 @@
+// One replica of a shard on this node: applies the shard's stream, in order, into the node's
+// local vault of that shard (docs/cluster.md, "The replication unit"). Each message is one
+// vault transaction (a sealed patchset); it is applied in one SQLite transaction together with
+// the stream sequence reached, so a replica killed at any point resumes exactly after the last
+// message it applied. After each message the replica announces the sequence it reached on
+// `fv.applied.<stream>` (and again every second), which is what writers wait for before they
+// acknowledge a write.
+//
+// The replica opens the vault a second time (a connection of its own): the service keeps its
+// own connection for use cases, and applying never waits behind the service's lock.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "cluster/nats_connection.h"
+#include "common/status.h"
+#include "vault/changeset.h"
+#include "vault/crypto.h"
+#include "vault/vault.h"
+
+namespace fv::cluster {
+
+// The subject on which replicas of `stream` announce the sequence they applied.
+std::string applied_subject(const std::string& stream);
+
+struct ReplicaOptions {
+  std::string stream;  // fv-shard-07 / fv-meta
+  std::string node;    // this node's name, in the announcements
+  int announce_every_ms = 1000;
+};
+
+// What one applied message did (for the node's in-memory index and for erasure).
+struct AppliedMessage {
+  uint64_t seq = 0;
+  std::string subject_uid;  // the subject whose key sealed it; empty for cluster-sealed messages
+  vault::PatchsetSummary summary;
+};
+
+class ShardReplica {
+ public:
+  using OnApplied = std::function<void(const AppliedMessage&)>;
+
+  // Opens `vault_dir` (an existing vault whose master key is the cluster's) for applying.
+  static Result<std::unique_ptr<ShardReplica>> open(NatsConnection& conn, const std::filesystem::path& vault_dir,
+                                                    const vault::SecretKey& master, ReplicaOptions options);
+  ~ShardReplica();
+  ShardReplica(const ShardReplica&) = delete;
+  ShardReplica& operator=(const ShardReplica&) = delete;
+
+  // Called (on the apply thread) after each message is committed; set before start().
+  void set_on_applied(OnApplied fn) { on_applied_ = std::move(fn); }
+  // Starts the apply thread (reading after the vault's applied sequence).
+  Status start();
+  // Stops and joins the apply thread. Idempotent.
+  void stop();
+
+  const std::string& stream() const { return options_.stream; }
+  uint64_t applied() const;
+  // Waits until the local vault applied `seq` (or later). kUnavailable after timeout_ms;
+  // the replica's error when it stopped applying.
+  Status wait_applied(uint64_t seq, int timeout_ms);
+  // Waits until the local vault applied everything the stream holds now.
+  Status catch_up(int timeout_ms);
+  // The error that stopped the apply thread (a diverged replica), ok while it runs.
+  Status error() const;
+
+  // The stream sequences of the messages sealed under a subject's key that this replica
+  // applied (what an erasure must remove from the stream).
+  Result<std::vector<uint64_t>> messages_of_subject(const std::string& subject_uid);
+
+ private:
+  ShardReplica(NatsConnection& conn, std::unique_ptr<vault::Vault> vault, const vault::SecretKey& master,
+               ReplicaOptions options);
+  void run();
+  Status apply(uint64_t seq, std::span<const uint8_t> data, int64_t time_ns);
+  void announce();
+
+  NatsConnection& conn_;
+  std::unique_ptr<vault::Vault> vault_;
+  vault::SecretKey master_;
+  ReplicaOptions options_;
+  OnApplied on_applied_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t applied_ = 0;
+  Status error_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace fv::cluster

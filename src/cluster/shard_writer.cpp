@@ -1,0 +1,80 @@
+#include "cluster/shard_writer.h"
+
+#include "cluster/envelope.h"
+#include "cluster/patch_subjects.h"
+#include "cluster/stream.h"
+#include "vault/changeset.h"
+
+namespace fv::cluster {
+
+// One transaction's pending commit: the capture started at BEGIN and the sequence the local
+// vault had applied then (per transaction, never a field of the long-lived writer).
+class ReplicatedTxn : public vault::PendingCommit {
+ public:
+  ReplicatedTxn(ShardWriter& w, vault::ChangeCapture capture, uint64_t expected)
+      : w_(w), capture_(std::move(capture)), expected_(expected) {}
+
+  Status commit(vault::Db& db) override {
+    FV_ASSIGN_OR_RETURN(auto patch, capture_.patchset());
+    if (patch.empty()) return db.exec("COMMIT");  // only local-only rows changed (or nothing)
+    FV_ASSIGN_OR_RETURN(const auto subjects, subjects_written(db, patch));
+    if (subjects.size() > 1)
+      return failed_precondition("a replicated transaction writes the rows of one subject at most (this one: " +
+                                 std::to_string(subjects.size()) + ")");
+    vault::Bytes message;
+    std::string nats_subject = w_.options_.subject_prefix + ".tx";
+    if (subjects.size() == 1) {
+      const int64_t id = *subjects.begin();
+      FV_ASSIGN_OR_RETURN(auto uid, db.prepare("SELECT uid FROM subject WHERE id = ?"));
+      uid.bind(1, id);
+      FV_ASSIGN_OR_RETURN(const bool has_uid, uid.step());
+      if (!has_uid) return failed_precondition("the transaction writes rows of subject " + std::to_string(id) + " but not the subject");
+      const std::string subject_uid = uid.text(0);
+      // Read on the transaction's own connection (it may be one of the vault's second ones).
+      FV_ASSIGN_OR_RETURN(auto wrapped, db.prepare("SELECT wrapped FROM subject_key WHERE subject_id = ?"));
+      wrapped.bind(1, id);
+      FV_ASSIGN_OR_RETURN(const bool has_key, wrapped.step());
+      if (!has_key) return failed_precondition("the transaction writes rows of subject " + std::to_string(id) + ", which has no key");
+      FV_ASSIGN_OR_RETURN(const vault::SecretKey key, w_.vault_.subject_key_from_wrapped(id, wrapped.blob(0)));
+      message = seal_subject_message(w_.master_, w_.options_.stream, subject_uid, key, patch);
+      nats_subject = w_.subject_of(subject_uid);
+    } else {
+      message = seal_cluster_message(w_.master_, w_.options_.stream, patch);
+    }
+    vault::wipe(patch);
+    // The local vault changes only by applying the stream, like every other replica's.
+    FV_RETURN_IF_ERROR(db.exec("ROLLBACK"));
+    FV_ASSIGN_OR_RETURN(const PublishAck ack, publish(w_.conn_, nats_subject, message, vault::random_hex(16), expected_,
+                                                      w_.options_.timeout_ms));
+    FV_RETURN_IF_ERROR(w_.local_.wait_applied(ack.seq, w_.options_.timeout_ms));
+    FV_ASSIGN_OR_RETURN(const auto nodes, w_.watch_.wait(ack.seq, w_.options_.replicas_to_wait, w_.options_.timeout_ms));
+    (void)nodes;
+    return Status::ok();
+  }
+
+ private:
+  ShardWriter& w_;
+  vault::ChangeCapture capture_;
+  uint64_t expected_;
+};
+
+ShardWriter::ShardWriter(NatsConnection& conn, vault::Vault& vault, const vault::SecretKey& master, ShardReplica& local,
+                         AppliedWatch& watch, WriterOptions options)
+    : conn_(conn), vault_(vault), master_(master), local_(local), watch_(watch), options_(std::move(options)) {}
+
+std::string ShardWriter::subject_of(const std::string& subject_uid) const {
+  return options_.subject_prefix + ".s." + subject_uid;
+}
+
+Result<std::unique_ptr<vault::PendingCommit>> ShardWriter::begin(vault::Db& db) {
+  // Inside BEGIN IMMEDIATE: the replica cannot apply until this transaction ends, so this is
+  // exactly the state the use case reads.
+  FV_ASSIGN_OR_RETURN(auto st, db.prepare("SELECT applied_seq FROM replication_state WHERE stream = ?"));
+  st.bind(1, options_.stream);
+  FV_ASSIGN_OR_RETURN(const bool row, st.step());
+  const uint64_t expected = row ? static_cast<uint64_t>(st.i64(0)) : 0;
+  FV_ASSIGN_OR_RETURN(auto capture, vault::ChangeCapture::start(db));
+  return std::unique_ptr<vault::PendingCommit>(new ReplicatedTxn(*this, std::move(capture), expected));
+}
+
+}  // namespace fv::cluster

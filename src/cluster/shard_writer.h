@@ -1,0 +1,56 @@
+// The writer side of a replicated shard: a vault::CommitInterceptor installed on the node's
+// vault of that shard, so that the service's use cases run unchanged and their transactions
+// are replicated instead of committed locally (docs/cluster.md, "The replication unit").
+//
+// At COMMIT it takes the transaction's patchset, seals it (under the key of the one subject
+// whose rows it writes, else under the stream key), rolls the transaction back, publishes the
+// message with a fresh message id and the expected last sequence (the stream sequence the
+// local vault had applied when the transaction began), and returns once the local replica has
+// applied it and at least `replicas_to_wait` replicas (this node's among them) announced it.
+// A concurrent writer that got there first makes the commit fail with kAborted: the caller
+// catches up (ShardReplica::catch_up) and redoes its use case.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "cluster/applied_watch.h"
+#include "cluster/nats_connection.h"
+#include "cluster/shard_replica.h"
+#include "vault/crypto.h"
+#include "vault/sqlite.h"
+#include "vault/vault.h"
+
+namespace fv::cluster {
+
+struct WriterOptions {
+  std::string stream;          // fv-shard-07
+  std::string subject_prefix;  // fv.shard.07
+  int replicas_to_wait = 2;    // min(2, the shard's replicas)
+  int timeout_ms = 30000;      // publish (retries included) and each wait
+};
+
+class ShardWriter : public vault::CommitInterceptor {
+ public:
+  // `vault` is the one whose connection the interceptor is installed on (the subject keys of
+  // the transaction are read there); `local` is this node's replica of the same shard.
+  ShardWriter(NatsConnection& conn, vault::Vault& vault, const vault::SecretKey& master, ShardReplica& local,
+              AppliedWatch& watch, WriterOptions options);
+
+  Result<std::unique_ptr<vault::PendingCommit>> begin(vault::Db& db) override;
+
+  // The NATS subject a subject's messages are published under ("fv.shard.07.s.<uid>"), so that
+  // an erasure finds them with a subject filter; cluster-sealed ones go to "<prefix>.tx".
+  std::string subject_of(const std::string& subject_uid) const;
+
+ private:
+  friend class ReplicatedTxn;
+  NatsConnection& conn_;
+  vault::Vault& vault_;
+  vault::SecretKey master_;
+  ShardReplica& local_;
+  AppliedWatch& watch_;
+  WriterOptions options_;
+};
+
+}  // namespace fv::cluster

@@ -1,0 +1,183 @@
+// A cluster's shape and its nodes over real nats-server processes: `cluster init` (the KV
+// configuration and the streams), three ClusterNodes hosting every shard and the meta stream,
+// a write on one node's shard vault reaching the others, `cluster status` (the library call
+// and the CLI) showing each replica's position.
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cluster/cluster_config.h"
+#include "cluster/cluster_status.h"
+#include "cluster/nats_connection.h"
+#include "cluster/node.h"
+#include "cluster/shard_map.h"
+#include "cluster/stream.h"
+#include "support/nats_servers.h"
+#include "support/run.h"
+#include "vault/audit_checkpoint.h"
+#include "vault/crypto.h"
+#include "vault/sqlite.h"
+#include "vault/timeutil.h"
+#include "vault/vault.h"
+
+namespace fv {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const std::string kMasterHex(64, '3');
+
+cluster::NodeOptions node_options(const std::vector<std::string>& urls, const std::string& name, const fs::path& dir) {
+  cluster::NodeOptions o;
+  o.servers = urls;
+  o.name = name;
+  o.dir = dir;
+  return o;
+}
+const std::string kSigningHex(64, '9');
+constexpr int kShards = 4;
+
+class NodeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_TRUE(vault::ensure_sodium().is_ok());
+    nats_ = new test::NatsTestCluster(3);
+    ASSERT_TRUE(nats_->wait_ready(60000)) << "the NATS cluster did not elect a JetStream leader in 60 s";
+    std::string tmpl = (fs::temp_directory_path() / "fv-node-XXXXXX").string();
+    root_ = new fs::path(mkdtemp(tmpl.data()));
+  }
+  static void TearDownTestSuite() {
+    delete nats_;
+    nats_ = nullptr;
+    std::error_code ec;
+    fs::remove_all(*root_, ec);
+    delete root_;
+  }
+  void SetUp() override {
+    ::setenv(vault::kMasterKeyEnv, kMasterHex.c_str(), 1);
+    ::setenv(vault::kAuditSigningKeyEnv, kSigningHex.c_str(), 1);
+  }
+
+  static std::unique_ptr<cluster::NatsConnection> connect() {
+    auto c = cluster::NatsConnection::connect({nats_->urls(), "test"});
+    EXPECT_TRUE(c.is_ok()) << c.status().to_string();
+    return c.is_ok() ? std::move(*c) : nullptr;
+  }
+  static std::string urls() {
+    std::string out;
+    for (const auto& u : nats_->urls()) {
+      if (!out.empty()) out += ',';
+      out += u;
+    }
+    return out;
+  }
+
+  static test::NatsTestCluster* nats_;
+  static fs::path* root_;
+};
+test::NatsTestCluster* NodeTest::nats_ = nullptr;
+fs::path* NodeTest::root_ = nullptr;
+
+int64_t count(const fs::path& dir, const std::string& sql) {
+  auto db = vault::Db::open(dir / "vault.db", false);
+  return db.is_ok() ? db->query_int(sql).value() : -1;
+}
+
+TEST_F(NodeTest, InitNodesWriteAndStatus) {
+  auto conn = connect();
+  ASSERT_TRUE(conn);
+  // Before init, a node refuses to start and says what to do.
+  auto early = cluster::ClusterNode::start(node_options(nats_->urls(), "a", *root_ / "early"));
+  ASSERT_FALSE(early.is_ok());
+  EXPECT_EQ(early.status().code(), StatusCode::kFailedPrecondition) << early.status().to_string();
+
+  auto cfg = cluster::init_cluster(*conn, kShards, 3);
+  ASSERT_TRUE(cfg.is_ok()) << cfg.status().to_string();
+  EXPECT_EQ(cfg->shards, kShards);
+  // The same shape again is fine; another shape is refused (the shard count is fixed for life).
+  EXPECT_TRUE(cluster::init_cluster(*conn, kShards, 3).is_ok());
+  auto other = cluster::init_cluster(*conn, kShards + 1, 3);
+  ASSERT_FALSE(other.is_ok());
+  EXPECT_EQ(other.status().code(), StatusCode::kAlreadyExists);
+  for (int s = 0; s < kShards; ++s) EXPECT_TRUE(cluster::last_sequence(*conn, cluster::shard_stream_name(s)).is_ok()) << s;
+  EXPECT_TRUE(cluster::last_sequence(*conn, cluster::kMetaStream).is_ok());
+
+  // A node needs the cluster's keys from its environment, never from NATS.
+  ::unsetenv(vault::kMasterKeyEnv);
+  auto keyless = cluster::ClusterNode::start(node_options(nats_->urls(), "a", *root_ / "keyless"));
+  ASSERT_FALSE(keyless.is_ok());
+  EXPECT_EQ(keyless.status().code(), StatusCode::kFailedPrecondition);
+  ::setenv(vault::kMasterKeyEnv, kMasterHex.c_str(), 1);
+  EXPECT_FALSE(cluster::ClusterNode::start(node_options(nats_->urls(), "bad name!", *root_ / "bad")).is_ok());
+
+  std::vector<std::unique_ptr<cluster::ClusterNode>> nodes;
+  for (const std::string name : {"a", "b", "c"}) {
+    auto n = cluster::ClusterNode::start(node_options(nats_->urls(), name, *root_ / name));
+    ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
+    nodes.push_back(std::move(*n));
+  }
+  // Three members and three replicas: every node hosts every shard (a node that started
+  // before the others were members hosts them too: all of them are among its replicas).
+  for (auto& n : nodes) EXPECT_EQ(n->hosted_shards().size(), static_cast<size_t>(kShards)) << n->name();
+
+  // One enrollment-shaped transaction on a's vault of the subject's shard reaches b and c.
+  const std::string uid = vault::random_hex(16);
+  const int s = cluster::shard_of(uid, kShards);
+  cluster::HostedStream* hs = nodes[0]->shard(s);
+  ASSERT_NE(hs, nullptr);
+  {
+    auto txn = hs->vault->begin();
+    ASSERT_TRUE(txn.is_ok());
+    auto& cat = hs->vault->catalog();
+    const std::string now = vault::utc_now();
+    auto sid = cat.insert_subject(uid, "ref-node", now, "2099-01-01T00:00:00.000Z");
+    ASSERT_TRUE(sid.is_ok());
+    ASSERT_TRUE(hs->vault->create_subject_key(*sid).is_ok());
+    ASSERT_TRUE(cat.insert_basis({*sid, "consent", "form-1", now, std::nullopt, "tester", {"p"}}).is_ok());
+    Status st = txn->commit();
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+  }
+  for (auto& n : nodes) {
+    ASSERT_TRUE(n->catch_up(30000).is_ok()) << n->name();
+    EXPECT_EQ(count(n->shard(s)->dir, "SELECT count(*) FROM subject WHERE uid='" + uid + "'"), 1) << n->name();
+    for (int o = 0; o < kShards; ++o) {
+      if (o == s) continue;
+      EXPECT_EQ(count(n->shard(o)->dir, "SELECT count(*) FROM subject"), 0) << n->name() << " shard " << o;
+    }
+  }
+
+  // Status from a node, and from NATS alone: every stream, every replica at lag 0.
+  auto ns = nodes[1]->status();
+  ASSERT_TRUE(ns.is_ok()) << ns.status().to_string();
+  EXPECT_EQ((*ns)["streams"].size(), static_cast<size_t>(kShards + 1));
+  EXPECT_EQ((*ns)["members"].size(), 3u);
+  auto cs = cluster::cluster_status(*conn, 2500);
+  ASSERT_TRUE(cs.is_ok()) << cs.status().to_string();
+  EXPECT_EQ((*cs)["max_lag"], 0);
+  for (const auto& row : (*cs)["streams"]) {
+    EXPECT_EQ(row["replicas"].size(), 3u) << row.dump();
+    if (row.value("shard", -1) == s) {
+      EXPECT_GE(row.value("last_seq", 0), 1) << row.dump();
+    }
+  }
+
+  // The CLI says the same.
+  auto cli = test::run_facevault({"cluster", "status", "--nats", urls(), "--json", "--listen-ms", "2500"});
+  ASSERT_EQ(cli.exit_code, 0) << cli.out;
+  const json parsed = json::parse(cli.out, nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded()) << cli.out;
+  EXPECT_EQ(parsed["shards"], kShards);
+  EXPECT_EQ(parsed["members"].size(), 3u);
+  auto again = test::run_facevault({"cluster", "init", "--nats", urls(), "--shards", "7", "--replicas", "3"}, true);
+  EXPECT_NE(again.exit_code, 0) << "a second init with another shape must fail";
+  EXPECT_NE(again.out.find("fixed"), std::string::npos) << again.out;
+}
+
+}  // namespace
+}  // namespace fv

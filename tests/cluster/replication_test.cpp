@@ -1,0 +1,397 @@
+// Replication of vault transactions over real nats-server processes (docs/cluster.md): three
+// "nodes" (a local vault, its ShardReplica and, on two of them, a ShardWriter on the vault's
+// connection) share one shard stream with three replicas. Writes go through the ordinary
+// catalog inside ordinary transactions; the interceptor replicates them.
+#include <sys/types.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "cluster/applied_watch.h"
+#include "cluster/envelope.h"
+#include "cluster/nats_connection.h"
+#include "cluster/shard_map.h"
+#include "cluster/shard_replica.h"
+#include "cluster/shard_writer.h"
+#include "cluster/stream.h"
+#include "support/nats_servers.h"
+#include "vault/audit_checkpoint.h"
+#include "vault/crypto.h"
+#include "vault/sqlite.h"
+#include "vault/testing.h"
+#include "vault/timeutil.h"
+#include "vault/vault.h"
+
+namespace fv {
+namespace {
+
+namespace fs = std::filesystem;
+using vault::Bytes;
+
+const std::string kMasterHex(64, '7');
+const std::string kSigningHex(64, '5');
+constexpr int kTimeoutMs = 30000;
+
+// The whole binary shares one 3-server NATS cluster (starting one takes seconds).
+test::NatsTestCluster* g_nats = nullptr;
+
+class NatsEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    ::setenv(vault::kMasterKeyEnv, kMasterHex.c_str(), 1);
+    ::setenv(vault::kAuditSigningKeyEnv, kSigningHex.c_str(), 1);
+    ASSERT_TRUE(vault::ensure_sodium().is_ok());
+    g_nats = new test::NatsTestCluster(3);
+    ASSERT_TRUE(g_nats->wait_ready(60000)) << "the NATS cluster did not elect a JetStream leader in 60 s";
+  }
+  void TearDown() override {
+    delete g_nats;
+    g_nats = nullptr;
+  }
+};
+const auto* const g_env = ::testing::AddGlobalTestEnvironment(new NatsEnvironment);
+
+fs::path temp_root() {
+  static const fs::path root = [] {
+    std::string tmpl = (fs::temp_directory_path() / "fv-repl-XXXXXX").string();
+    return fs::path(mkdtemp(tmpl.data()));
+  }();
+  return root;
+}
+
+vault::SecretKey master() { return *vault::SecretKey::from_hex(kMasterHex); }
+
+// One node's part of one shard.
+struct Node {
+  std::string name;
+  fs::path dir;
+  std::unique_ptr<cluster::NatsConnection> conn;
+  std::unique_ptr<vault::Vault> vault;  // the "service's" vault (its writer is installed here)
+  std::unique_ptr<cluster::ShardReplica> replica;
+  std::unique_ptr<cluster::AppliedWatch> watch;
+  std::shared_ptr<cluster::ShardWriter> writer;
+
+  ~Node() {
+    if (vault) vault::testing::raw_db(*vault).set_commit_interceptor(nullptr);
+    writer.reset();
+    if (replica) replica->stop();
+    replica.reset();
+    watch.reset();
+    vault.reset();
+    conn.reset();
+  }
+};
+
+struct Shard {
+  std::string stream;
+  std::string prefix;
+};
+
+Shard make_shard(int n) {
+  static int next = 40;
+  const int s = next++;
+  Shard sh{cluster::shard_stream_name(s) + "-" + std::to_string(n), cluster::shard_subject_prefix(s) + "x" + std::to_string(n)};
+  auto conn = cluster::NatsConnection::connect({g_nats->urls(), "setup"});
+  EXPECT_TRUE(conn.is_ok()) << conn.status().to_string();
+  Status st = cluster::ensure_stream(**conn, {sh.stream, {sh.prefix + ".>"}, 3});
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  return sh;
+}
+
+std::unique_ptr<Node> start_node(const Shard& sh, const std::string& name, bool writer, const fs::path& dir = {}) {
+  auto n = std::make_unique<Node>();
+  n->name = name;
+  n->dir = dir.empty() ? temp_root() / (sh.stream + "-" + name) : dir;
+  if (!fs::exists(n->dir / "vault.db")) {
+    Status st = vault::Vault::init(n->dir);
+    EXPECT_TRUE(st.is_ok()) << st.to_string();
+  }
+  auto conn = cluster::NatsConnection::connect({g_nats->urls(), name});
+  EXPECT_TRUE(conn.is_ok()) << conn.status().to_string();
+  n->conn = std::move(*conn);
+  auto v = vault::Vault::open(n->dir);
+  EXPECT_TRUE(v.is_ok()) << v.status().to_string();
+  n->vault = std::move(*v);
+  auto r = cluster::ShardReplica::open(*n->conn, n->dir, master(), {sh.stream, name});
+  EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+  n->replica = std::move(*r);
+  auto w = cluster::AppliedWatch::open(*n->conn, sh.stream);
+  EXPECT_TRUE(w.is_ok()) << w.status().to_string();
+  n->watch = std::move(*w);
+  EXPECT_TRUE(n->replica->start().is_ok());
+  if (writer) {
+    n->writer = std::make_shared<cluster::ShardWriter>(*n->conn, *n->vault, master(), *n->replica, *n->watch,
+                                                       cluster::WriterOptions{sh.stream, sh.prefix, 2, kTimeoutMs});
+    vault::testing::raw_db(*n->vault).set_commit_interceptor(n->writer);
+  }
+  return n;
+}
+
+struct Enrolled {
+  std::string uid, ref;
+  Bytes sealed_template, wrapped_key;
+  std::vector<float> tmpl;
+};
+
+// One enrollment through the catalog in one transaction (committed through the interceptor).
+Result<Enrolled> enroll(vault::Vault& v, const std::string& ref, uint32_t seed) {
+  FV_ASSIGN_OR_RETURN(auto txn, v.begin());
+  auto& cat = v.catalog();
+  Enrolled e;
+  e.ref = ref;
+  e.uid = vault::random_hex(16);
+  const std::string t0 = vault::utc_now();
+  FV_ASSIGN_OR_RETURN(const int64_t sid, cat.insert_subject(e.uid, ref, t0, "2099-01-01T00:00:00.000Z"));
+  FV_ASSIGN_OR_RETURN(const auto key, v.create_subject_key(sid));
+  FV_ASSIGN_OR_RETURN(const int64_t bid, cat.insert_basis({sid, "consent", "form-" + ref, t0, std::nullopt, "tester", {"p1"}}));
+  FV_ASSIGN_OR_RETURN(const int64_t img, cat.insert_source_image({sid, bid, std::string(64, 'e'), 100, "jpeg", "tester",
+                                                                  "file", ref + ".jpg", t0}));
+  FV_ASSIGN_OR_RETURN(const int64_t fid, cat.insert_face({sid, img, bid, "synthetic", 1, 128, "[0,0,1,1]", "{}", t0}));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g;
+  e.tmpl.resize(128);
+  for (auto& x : e.tmpl) x = g(rng);
+  e.sealed_template = vault::seal(key, vault::as_bytes(e.tmpl), vault::face_ad(sid, fid, "synthetic", 1));
+  FV_RETURN_IF_ERROR(cat.seal_face(fid, e.sealed_template));
+  FV_RETURN_IF_ERROR(txn.commit());
+  return e;
+}
+
+// Every row of the replicated tables, quoted (blobs as X'..'), for comparing replicas.
+std::string dump(const fs::path& dir) {
+  auto db = vault::Db::open(dir / "vault.db", false);
+  EXPECT_TRUE(db.is_ok());
+  std::string out;
+  for (const std::string t : {"subject", "subject_key", "lawful_basis", "basis_purpose", "source_image", "face", "audit"}) {
+    auto cols = db->prepare("SELECT name FROM pragma_table_info('" + t + "') ORDER BY cid");
+    EXPECT_TRUE(cols.is_ok());
+    std::string expr;
+    for (;;) {
+      auto row = cols->step();
+      if (!row.is_ok() || !*row) break;
+      if (!expr.empty()) expr += "||'|'||";
+      expr += "quote(\"";
+      expr += cols->text(0);
+      expr += "\")";
+    }
+    auto st = db->prepare("SELECT " + expr + " FROM \"" + t + "\" ORDER BY 1");
+    EXPECT_TRUE(st.is_ok()) << st.status().to_string();
+    for (;;) {
+      auto row = st->step();
+      if (!row.is_ok() || !*row) break;
+      out += t + ": " + st->text(0) + "\n";
+    }
+  }
+  return out;
+}
+
+int64_t count(const fs::path& dir, const std::string& sql) {
+  auto db = vault::Db::open(dir / "vault.db", false);
+  return db.is_ok() ? db->query_int(sql).value() : -1;
+}
+
+bool contains(const Bytes& hay, std::span<const uint8_t> needle) {
+  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
+}
+
+// Any 16-byte window of `secret` in any file under `dir`.
+bool any_file_holds(const fs::path& dir, std::span<const uint8_t> secret) {
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream f(entry.path(), std::ios::binary);
+    const Bytes bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    for (size_t i = 0; i + 16 <= secret.size(); i += 8)
+      if (contains(bytes, secret.subspan(i, 16))) return true;
+  }
+  return false;
+}
+
+TEST(Replication, AWriteIsAppliedIdenticallyOnEveryReplicaAndStoredOnlySealed) {
+  const Shard sh = make_shard(1);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", false);
+  auto c = start_node(sh, "c", false);
+
+  auto e = enroll(*a->vault, "ref-alpha", 1);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  // Acknowledged: stored by JetStream and applied by at least two replicas, a's own among them.
+  EXPECT_GE(a->replica->applied(), 1u);
+  for (auto* n : {b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(1, kTimeoutMs).is_ok());
+
+  const std::string da = dump(a->dir);
+  std::string upper_hex = vault::to_hex(e->sealed_template);
+  for (auto& ch : upper_hex) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  EXPECT_NE(da.find(upper_hex), std::string::npos) << "a's vault lacks the template";
+  EXPECT_EQ(dump(b->dir), da);
+  EXPECT_EQ(dump(c->dir), da);
+  EXPECT_EQ(count(b->dir, "SELECT applied_seq FROM replication_state WHERE stream='" + sh.stream + "'"), 1);
+
+  // What NATS stores is the sealed envelope: neither the operator's reference nor the sealed
+  // template's bytes (the patchset's own plaintext) appear in it.
+  auto msg = cluster::get_message(*a->conn, sh.stream, 1);
+  ASSERT_TRUE(msg.is_ok() && msg->has_value());
+  EXPECT_FALSE(contains((*msg)->data, vault::as_bytes(std::string("ref-alpha"))));
+  EXPECT_FALSE(contains((*msg)->data, std::span<const uint8_t>(e->sealed_template).subspan(0, 32)));
+  EXPECT_EQ((*msg)->subject, a->writer->subject_of(e->uid));
+  auto opened = cluster::open_message(master(), sh.stream, (*msg)->data);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+  EXPECT_EQ(opened->kind, cluster::EnvelopeKind::kSubject);
+  EXPECT_EQ(opened->subject_uid, e->uid);
+  // Opened under another stream's name it does not open (the body is bound to its stream).
+  EXPECT_FALSE(cluster::open_message(master(), sh.stream + "-other", (*msg)->data).is_ok());
+}
+
+TEST(Replication, AWriterBehindTheStreamLosesWithAbortedAndWinsAfterCatchingUp) {
+  const Shard sh = make_shard(2);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", true);
+  auto c = start_node(sh, "c", false);
+  // b's replica is stopped before the first write, so b's vault still reads the stream as it
+  // was: its transaction expects the wrong last sequence and must not be stored.
+  b->replica->stop();
+  ASSERT_TRUE(enroll(*a->vault, "first", 2).is_ok());  // a and c apply it: two replicas
+  auto before = cluster::last_sequence(*a->conn, sh.stream);
+  ASSERT_TRUE(before.is_ok());
+  ASSERT_EQ(b->replica->applied(), 0u);
+  auto lost = enroll(*b->vault, "second", 3);
+  ASSERT_FALSE(lost.is_ok());
+  EXPECT_EQ(lost.status().code(), StatusCode::kAborted) << lost.status().to_string();
+  EXPECT_EQ(*cluster::last_sequence(*a->conn, sh.stream), *before) << "a refused write was stored";
+  EXPECT_EQ(count(b->dir, "SELECT count(*) FROM subject"), 0) << "a refused write was kept locally";
+  // A fresh replica for b catches up, and the same use case then commits.
+  b.reset();
+  b = start_node(sh, "b", true, temp_root() / (sh.stream + "-b"));
+  ASSERT_TRUE(b->replica->catch_up(kTimeoutMs).is_ok());
+  auto won = enroll(*b->vault, "second", 3);
+  ASSERT_TRUE(won.is_ok()) << won.status().to_string();
+  ASSERT_TRUE(c->replica->catch_up(kTimeoutMs).is_ok());
+  ASSERT_TRUE(a->replica->catch_up(kTimeoutMs).is_ok());
+  EXPECT_EQ(count(c->dir, "SELECT count(*) FROM subject"), 2);
+  EXPECT_EQ(dump(a->dir), dump(c->dir));
+  EXPECT_EQ(dump(b->dir), dump(c->dir));
+}
+
+TEST(Replication, ErasureReachesEveryReplicaAndTheStream) {
+  const Shard sh = make_shard(3);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", false);
+  auto c = start_node(sh, "c", false);
+  auto kept = enroll(*a->vault, "kept", 4);
+  auto gone = enroll(*a->vault, "gone", 5);
+  ASSERT_TRUE(kept.is_ok() && gone.is_ok());
+  auto wrapped = [&](const fs::path& dir, const std::string& uid) {
+    auto db = vault::Db::open(dir / "vault.db", false);
+    auto st = db->prepare("SELECT wrapped FROM subject_key k JOIN subject s ON s.id = k.subject_id WHERE s.uid = ?");
+    st->bind(1, uid);
+    EXPECT_TRUE(*st->step());
+    return st->blob(0);
+  };
+  const Bytes gone_key = wrapped(a->dir, gone->uid);
+
+  // The erasure is itself a replicated transaction: its patchset names primary keys only, so
+  // the stream's copy of it holds nothing of the subject (it goes out cluster-sealed).
+  {
+    auto txn = a->vault->begin();
+    ASSERT_TRUE(txn.is_ok());
+    auto subj = a->vault->catalog().find_subject("gone");
+    ASSERT_TRUE(subj.is_ok() && subj->has_value());
+    ASSERT_TRUE(a->vault->catalog().erase_subject((*subj)->id).is_ok());
+    Status st = txn->commit();
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+  }
+  auto last = cluster::last_sequence(*a->conn, sh.stream);
+  ASSERT_TRUE(last.is_ok());
+  for (auto* n : {a.get(), b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(*last, kTimeoutMs).is_ok());
+  auto erase_msg = cluster::get_message(*a->conn, sh.stream, *last);
+  ASSERT_TRUE(erase_msg.is_ok() && erase_msg->has_value());
+  EXPECT_EQ((*erase_msg)->subject, sh.prefix + ".tx");
+
+  // Then the subject's earlier messages are erased from the stream (js_EraseMsg).
+  auto seqs = a->replica->messages_of_subject(gone->uid);
+  ASSERT_TRUE(seqs.is_ok());
+  ASSERT_EQ(seqs->size(), 1u);
+  for (uint64_t s : *seqs) ASSERT_TRUE(cluster::erase_message(*a->conn, sh.stream, s).is_ok());
+  for (uint64_t s : *seqs) {
+    auto m = cluster::get_message(*a->conn, sh.stream, s);
+    ASSERT_TRUE(m.is_ok());
+    EXPECT_FALSE(m->has_value()) << "message " << s << " is still in the stream";
+  }
+
+  for (auto* n : {a.get(), b.get(), c.get()}) {
+    EXPECT_EQ(count(n->dir, "SELECT count(*) FROM subject WHERE ref='gone'"), 0) << n->name;
+    EXPECT_EQ(count(n->dir, "SELECT count(*) FROM subject WHERE ref='kept'"), 1) << n->name;
+  }
+  // No replica's files hold a 16-byte window of the erased template or wrapped key (each
+  // replica wiped its freed pages after applying the erasure); the kept subject is still there.
+  a->replica->stop();
+  b->replica->stop();
+  c->replica->stop();
+  for (auto* n : {a.get(), b.get(), c.get()}) {
+    EXPECT_FALSE(any_file_holds(n->dir, gone->sealed_template)) << n->name << " holds the erased template";
+    EXPECT_FALSE(any_file_holds(n->dir, gone_key)) << n->name << " holds the erased wrapped key";
+    EXPECT_TRUE(any_file_holds(n->dir, kept->sealed_template)) << n->name << ": the scan finds nothing at all";
+  }
+}
+
+TEST(Replication, NoAcknowledgedWriteIsLostWhenANatsServerIsKilled) {
+  const Shard sh = make_shard(4);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", false);
+  auto c = start_node(sh, "c", false);
+  std::vector<std::string> acked;
+  int failed = 0;
+  for (int i = 0; i < 60; ++i) {
+    if (i == 20) g_nats->kill(2);
+    if (i == 40) g_nats->restart(2);
+    const std::string ref = "k" + std::to_string(i);
+    auto e = enroll(*a->vault, ref, 100 + i);
+    if (e.is_ok()) acked.push_back(ref);
+    else ++failed;  // unacknowledged: it may or may not be stored, never half-applied
+  }
+  ASSERT_TRUE(g_nats->wait_ready(60000));
+  EXPECT_GE(acked.size(), 50u) << failed << " writes failed";
+  ASSERT_TRUE(a->replica->catch_up(kTimeoutMs).is_ok());
+  for (auto* n : {b.get(), c.get()}) ASSERT_TRUE(n->replica->catch_up(kTimeoutMs).is_ok()) << n->name;
+  for (const auto& ref : acked)
+    for (auto* n : {a.get(), b.get(), c.get()})
+      EXPECT_EQ(count(n->dir, "SELECT count(*) FROM subject WHERE ref='" + ref + "'"), 1) << ref << " on " << n->name;
+  // Every subject on a replica is whole: a key, a basis and a sealed template each.
+  for (auto* n : {a.get(), b.get(), c.get()}) {
+    EXPECT_EQ(count(n->dir, "SELECT count(*) FROM subject s WHERE NOT EXISTS (SELECT 1 FROM face f WHERE f.subject_id = s.id "
+                            "AND length(f.template) > 0) OR NOT EXISTS (SELECT 1 FROM subject_key k WHERE k.subject_id = s.id)"),
+              0)
+        << n->name;
+  }
+  EXPECT_EQ(dump(a->dir), dump(b->dir));
+  EXPECT_EQ(dump(a->dir), dump(c->dir));
+}
+
+TEST(Replication, ARestartedReplicaCatchesUpFromItsOwnPosition) {
+  const Shard sh = make_shard(5);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", false);
+  auto c = start_node(sh, "c", false);
+  ASSERT_TRUE(enroll(*a->vault, "r0", 7).is_ok());
+  ASSERT_TRUE(c->replica->wait_applied(1, kTimeoutMs).is_ok());
+  const fs::path c_dir = c->dir;
+  c.reset();  // the node goes away; writes go on with a and b
+  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(enroll(*a->vault, "r" + std::to_string(i), 7 + i).is_ok());
+  EXPECT_EQ(count(c_dir, "SELECT count(*) FROM subject"), 1);
+  c = start_node(sh, "c", false, c_dir);
+  ASSERT_TRUE(c->replica->catch_up(kTimeoutMs).is_ok());
+  EXPECT_EQ(count(c_dir, "SELECT count(*) FROM subject"), 6);
+  EXPECT_EQ(dump(c_dir), dump(a->dir));
+}
+
+}  // namespace
+}  // namespace fv

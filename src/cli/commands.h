@@ -35,6 +35,7 @@ void add_eval_commands(CLI::App& app, int& exit_code);
 void add_vault_commands(CLI::App& app, int& exit_code);  // init … key (vault_commands.h)
 void add_index_commands(CLI::App& app, int& exit_code);  // eval ident, bench index
 void add_serve_commands(CLI::App& app, int& exit_code);  // serve
+void add_cluster_commands(CLI::App& app, int& exit_code);  // cluster init|status (cmd_cluster.cpp)
 // Human oversight: review, authorisation, report (cmd_review.cpp registers the three).
 void add_oversight_commands(CLI::App& app, int& exit_code);
 void add_review_commands(CLI::App& app, int& exit_code);         // cmd_review.cpp

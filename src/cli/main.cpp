@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   fv::cli::add_oversight_commands(app, exit_code);
   fv::cli::add_index_commands(app, exit_code);
   fv::cli::add_serve_commands(app, exit_code);
+  fv::cli::add_cluster_commands(app, exit_code);
   fv::cli::add_completion_command(app, exit_code);
   try {
     app.parse(argc, argv);

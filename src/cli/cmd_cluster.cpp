@@ -1,0 +1,92 @@
+// facevault cluster init|status: create a cluster's shape on NATS JetStream (shard streams,
+// the meta stream, the KV bucket with the configuration) and show its state (docs/cluster.md).
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/grammar.h"
+#include "cluster/cluster_config.h"
+#include "cluster/cluster_status.h"
+#include "cluster/nats_connection.h"
+
+using nlohmann::json;
+
+namespace fv::cli {
+namespace {
+
+std::vector<std::string> split_urls(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+int report(const Status& st) {
+  std::fprintf(stderr, "facevault: %s\n", st.to_string().c_str());
+  return kExitFailure;
+}
+
+std::string status_text(const json& s) {
+  std::ostringstream out;
+  out << "cluster: " << s.value("shards", 0) << " shards, " << s.value("replicas", 0) << " replicas, created "
+      << s.value("created_at", "") << "\nmembers:";
+  for (const auto& m : s["members"]) out << " " << m.value("name", "") << (m.value("http", "").empty() ? "" : " (" + m.value("http", "") + ")");
+  out << "\n";
+  for (const auto& r : s["streams"]) {
+    out << "  " << r.value("stream", "") << "  last " << r.value("last_seq", uint64_t{0}) << "  ";
+    if (r["replicas"].empty()) out << "no replica heard";
+    for (const auto& [node, p] : r["replicas"].items()) out << node << "@" << p.value("applied_seq", uint64_t{0}) << " (lag " << p.value("lag", int64_t{0}) << ") ";
+    out << "\n";
+  }
+  out << "max lag: " << s.value("max_lag", int64_t{0}) << "\n";
+  return out.str();
+}
+
+}  // namespace
+
+void add_cluster_commands(CLI::App& app, int& exit_code) {
+  auto* cluster = app.add_subcommand("cluster", "cluster mode on NATS JetStream: create the cluster, show its state (docs/cluster.md)");
+  cluster->require_subcommand(1);
+  set_examples(cluster, {"facevault cluster init --nats nats://127.0.0.1:4222 --shards 16 --replicas 1",
+                         "facevault cluster status --nats nats://127.0.0.1:4222"});
+
+  struct Init { std::string nats; int shards = cluster::kDefaultShards; int replicas = 3; bool json = false; };
+  auto in = std::make_shared<Init>();
+  auto* init = cluster->add_subcommand("init", "create the cluster's streams (one per shard and the meta stream) and its configuration");
+  init->add_option("--nats", in->nats, "NATS servers, comma-separated (nats://HOST:PORT,…)")->required();
+  init->add_option("--shards", in->shards, "shards, fixed for the cluster's life (default 16)")->check(CLI::Range(1, cluster::kMaxShards));
+  init->add_option("--replicas", in->replicas, "replicas of every stream (default 3; at most the NATS servers)")->check(CLI::Range(1, 5));
+  init->add_flag("--json", in->json, "print the configuration as JSON");
+  set_examples(init, {"facevault cluster init --nats nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224"});
+  init->callback([in, &exit_code] {
+    auto conn = cluster::NatsConnection::connect({split_urls(in->nats), "facevault-cli"});
+    if (!conn.is_ok()) { exit_code = report(conn.status()); return; }
+    auto c = cluster::init_cluster(**conn, in->shards, in->replicas);
+    if (!c.is_ok()) { exit_code = report(c.status()); return; }
+    if (in->json) std::cout << json{{"shards", c->shards}, {"replicas", c->replicas}, {"created_at", c->created_at}}.dump() << "\n";
+    else std::cout << "cluster ready: " << c->shards << " shards, " << c->replicas << " replicas (created " << c->created_at << ")\n";
+    exit_code = kExitOk;
+  });
+
+  struct Stat { std::string nats; int listen_ms = 1500; bool json = false; };
+  auto st = std::make_shared<Stat>();
+  auto* status = cluster->add_subcommand("status", "the configuration, the members, and per stream the replicas' applied sequence and lag");
+  status->add_option("--nats", st->nats, "NATS servers, comma-separated")->required();
+  status->add_option("--listen-ms", st->listen_ms, "how long to listen for the replicas' announcements (default 1500)")->check(CLI::Range(100, 60000));
+  status->add_flag("--json", st->json, "print JSON");
+  set_examples(status, {"facevault cluster status --nats nats://127.0.0.1:4222 --json"});
+  status->callback([st, &exit_code] {
+    auto conn = cluster::NatsConnection::connect({split_urls(st->nats), "facevault-cli"});
+    if (!conn.is_ok()) { exit_code = report(conn.status()); return; }
+    auto s = cluster::cluster_status(**conn, st->listen_ms);
+    if (!s.is_ok()) { exit_code = report(s.status()); return; }
+    std::cout << (st->json ? s->dump() + "\n" : status_text(*s));
+    exit_code = kExitOk;
+  });
+}
+
+}  // namespace fv::cli

@@ -79,7 +79,7 @@ Result<std::unique_ptr<HostedStream>> ClusterNode::host(int shard, const std::st
   FV_RETURN_IF_ERROR(h->replica->start());
   // Acknowledged once two replicas applied it (or every replica, when the stream has fewer).
   const int wait_for = std::min(2, std::max(1, replicas_in_stream));
-  h->writer = std::make_shared<ShardWriter>(*conn_, *h->vault, master, *h->replica, *h->watch,
+  h->writer = std::make_shared<ShardWriter>(*conn_, master, *h->replica, *h->watch,
                                             WriterOptions{stream, prefix, wait_for, options_.write_timeout_ms});
   h->vault->set_commit_interceptor(h->writer);
   return h;

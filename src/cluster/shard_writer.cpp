@@ -35,7 +35,7 @@ class ReplicatedTxn : public vault::PendingCommit {
       wrapped.bind(1, id);
       FV_ASSIGN_OR_RETURN(const bool has_key, wrapped.step());
       if (!has_key) return failed_precondition("the transaction writes rows of subject " + std::to_string(id) + ", which has no key");
-      FV_ASSIGN_OR_RETURN(const vault::SecretKey key, w_.vault_.subject_key_from_wrapped(id, wrapped.blob(0)));
+      FV_ASSIGN_OR_RETURN(const vault::SecretKey key, vault::unwrap_subject_key(w_.master_, id, wrapped.blob(0)));
       message = seal_subject_message(w_.master_, w_.options_.stream, subject_uid, key, patch);
       nats_subject = w_.subject_of(subject_uid);
     } else {
@@ -58,9 +58,9 @@ class ReplicatedTxn : public vault::PendingCommit {
   uint64_t expected_;
 };
 
-ShardWriter::ShardWriter(NatsConnection& conn, vault::Vault& vault, const vault::SecretKey& master, ShardReplica& local,
-                         AppliedWatch& watch, WriterOptions options)
-    : conn_(conn), vault_(vault), master_(master), local_(local), watch_(watch), options_(std::move(options)) {}
+ShardWriter::ShardWriter(NatsConnection& conn, const vault::SecretKey& master, ShardReplica& local, AppliedWatch& watch,
+                         WriterOptions options)
+    : conn_(conn), master_(master), local_(local), watch_(watch), options_(std::move(options)) {}
 
 std::string ShardWriter::subject_of(const std::string& subject_uid) const {
   return options_.subject_prefix + ".s." + subject_uid;

@@ -32,10 +32,10 @@ struct WriterOptions {
 
 class ShardWriter : public vault::CommitInterceptor {
  public:
-  // `vault` is the one whose connection the interceptor is installed on (the subject keys of
-  // the transaction are read there); `local` is this node's replica of the same shard.
-  ShardWriter(NatsConnection& conn, vault::Vault& vault, const vault::SecretKey& master, ShardReplica& local,
-              AppliedWatch& watch, WriterOptions options);
+  // Installed on any connection to this node's vault of the shard (Vault::set_commit_interceptor,
+  // ServiceOptions::commit_interceptor); `local` is this node's replica of the same shard.
+  ShardWriter(NatsConnection& conn, const vault::SecretKey& master, ShardReplica& local, AppliedWatch& watch,
+              WriterOptions options);
 
   Result<std::unique_ptr<vault::PendingCommit>> begin(vault::Db& db) override;
 
@@ -46,7 +46,6 @@ class ShardWriter : public vault::CommitInterceptor {
  private:
   friend class ReplicatedTxn;
   NatsConnection& conn_;
-  vault::Vault& vault_;
   vault::SecretKey master_;
   ShardReplica& local_;
   AppliedWatch& watch_;

@@ -80,6 +80,8 @@ Result<std::unique_ptr<Service>> Service::open(const std::filesystem::path& dir,
   Impl& m = *s->impl_;
   FV_ASSIGN_OR_RETURN(m.vault, vault::Vault::open(dir));
   m.options = std::move(options);
+  // Before any other connection is opened: those inherit it.
+  if (m.options.commit_interceptor) m.vault->set_commit_interceptor(m.options.commit_interceptor);
   const auto& cfg = m.vault->config();
   if (auto c = face::Calibration::builtin(face::builtin_embedder_model_id(cfg.embedder)); c.is_ok())
     m.calibration_table = std::move(*c);

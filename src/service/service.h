@@ -373,6 +373,10 @@ struct ServiceOptions {
   // Called after each wipe of photo bytes, decoded pixels or templates, with what was wiped
   // and how many bytes (all zero by then). Tests count them; null in production.
   std::function<void(WipeKind, size_t bytes)> on_wipe;
+  // Cluster mode (docs/cluster.md): the vault's transactions go through this interceptor — a
+  // shard's writer replicates them through its stream — instead of committing locally. The
+  // use cases run unchanged; null on a single node.
+  std::shared_ptr<vault::CommitInterceptor> commit_interceptor;
 };
 
 class Service {

@@ -923,10 +923,14 @@ Result<SecretKey> Vault::create_subject_key(int64_t subject_id) {
   return k;
 }
 
-Result<SecretKey> Vault::subject_key_from_wrapped(int64_t subject_id, std::span<const uint8_t> wrapped) const {
-  auto k = unwrap_key(master_, wrapped, subject_key_ad(subject_id));
+Result<SecretKey> unwrap_subject_key(const SecretKey& master, int64_t subject_id, std::span<const uint8_t> wrapped) {
+  auto k = unwrap_key(master, wrapped, subject_key_ad(subject_id));
   if (!k.is_ok()) return corrupt_data("subject key " + std::to_string(subject_id) + " does not unwrap: " + k.status().message());
   return k;
+}
+
+Result<SecretKey> Vault::subject_key_from_wrapped(int64_t subject_id, std::span<const uint8_t> wrapped) const {
+  return unwrap_subject_key(master_, subject_id, wrapped);
 }
 
 Result<SecretKey> Vault::subject_key(int64_t subject_id) {

@@ -97,6 +97,10 @@ std::string image_ad(int64_t subject_id, int64_t image_id);
 std::string reference_ad(int64_t subject_id, int64_t face_id);
 std::string probe_ad(const std::string& case_uid, int face_index);
 
+// A subject's data key from its wrapped form (as stored in subject_key): cluster mode unwraps
+// it on the connection of a replicated transaction, without a Vault object.
+Result<SecretKey> unwrap_subject_key(const SecretKey& master, int64_t subject_id, std::span<const uint8_t> wrapped);
+
 // Where a command finds its vault: --vault, else $FACEVAULT_VAULT, else ./var/vault.
 std::filesystem::path default_vault_dir();
 

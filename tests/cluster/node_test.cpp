@@ -2,6 +2,7 @@
 // configuration and the streams), three ClusterNodes hosting every shard and the meta stream,
 // a write on one node's shard vault reaching the others, `cluster status` (the library call
 // and the CLI) showing each replica's position.
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "cluster/node.h"
 #include "cluster/shard_map.h"
 #include "cluster/stream.h"
+#include "service/service.h"
 #include "support/nats_servers.h"
 #include "support/run.h"
 #include "vault/audit_checkpoint.h"
@@ -177,6 +179,68 @@ TEST_F(NodeTest, InitNodesWriteAndStatus) {
   auto again = test::run_facevault({"cluster", "init", "--nats", urls(), "--shards", "7", "--replicas", "3"}, true);
   EXPECT_NE(again.exit_code, 0) << "a second init with another shape must fail";
   EXPECT_NE(again.out.find("fixed"), std::string::npos) << again.out;
+}
+
+// The service's use cases run unchanged on a node's shard vault, with the shard's writer as the
+// vault's commit interceptor: a basis and an enrollment on node a, a search on node b, an
+// erasure on node b, each seen by the others through the stream. (Placing each subject on its
+// shard and fanning searches out is the cluster facade's job, not this test's: everything here
+// lives in shard 0.)
+TEST_F(NodeTest, ServiceUseCasesReplicateThroughTheShardWriter) {
+  auto conn = connect();
+  ASSERT_TRUE(conn);
+  ASSERT_TRUE(cluster::init_cluster(*conn, kShards, 3).is_ok());
+  std::vector<std::unique_ptr<cluster::ClusterNode>> nodes;
+  std::vector<std::unique_ptr<service::Service>> svcs;
+  // The same three members as the other test (restarted on their own vault dirs when it ran
+  // first: they catch up from where they were), so every node holds every shard.
+  for (const std::string name : {"a", "b", "c"}) {
+    auto n = cluster::ClusterNode::start(node_options(nats_->urls(), name, *root_ / name));
+    ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
+    ASSERT_NE((*n)->shard(0), nullptr) << name;
+    nodes.push_back(std::move(*n));
+  }
+  for (auto& n : nodes) {
+    service::ServiceOptions o;
+    o.commit_interceptor = n->shard(0)->writer;
+    auto svc = service::Service::open(n->shard(0)->dir, o);
+    ASSERT_TRUE(svc.is_ok()) << svc.status().to_string();
+    svcs.push_back(std::move(*svc));
+  }
+  const service::Actor admin{"tester", service::Role::kAdmin};
+  auto basis = svcs[0]->add_basis(admin, {"person-1", service::BasisKind::kConsent, "form-1", {"access-control"}, std::nullopt});
+  ASSERT_TRUE(basis.is_ok()) << basis.status().to_string();
+  face::FaceTemplate t{"faceplugin-mobilefacenet-512", 1, std::vector<float>(512, 0.f)};
+  for (size_t i = 0; i < t.values.size(); ++i) t.values[i] = (i % 7 == 0) ? 0.3f : (i % 11 == 0 ? -0.2f : 0.01f);
+  double norm = 0;
+  for (float v : t.values) norm += v * v;
+  for (auto& v : t.values) v = static_cast<float>(v / std::sqrt(norm));
+  auto enrolled = svcs[0]->enroll_template(admin, {"person-1", basis->basis_id}, t);
+  ASSERT_TRUE(enrolled.is_ok()) << enrolled.status().to_string();
+
+  // Another holder searches its own replica: the template arrived through the stream.
+  ASSERT_TRUE(nodes[1]->catch_up(30000).is_ok());
+  auto found = svcs[1]->search_templates(admin, {"access-control", "case-1", 1}, {t});
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  ASSERT_EQ(found->faces.size(), 1u);
+  ASSERT_FALSE(found->faces[0].candidates.empty());
+  EXPECT_EQ(found->faces[0].candidates[0].subject_ref, "person-1");
+  EXPECT_NEAR(found->faces[0].candidates[0].similarity, 1.0, 1e-2);
+
+  // Erased through the second node; the first no longer finds the subject; every node's audit
+  // chain (replicated rows) verifies.
+  auto receipt = svcs[1]->erase(admin, "person-1");
+  ASSERT_TRUE(receipt.is_ok()) << receipt.status().to_string();
+  ASSERT_TRUE(nodes[0]->catch_up(30000).is_ok());
+  ASSERT_TRUE(nodes[2]->catch_up(30000).is_ok());
+  auto after = svcs[0]->search_templates(admin, {"access-control", "case-2", 1}, {t});
+  ASSERT_TRUE(after.is_ok()) << after.status().to_string();
+  EXPECT_TRUE(after->faces.empty() || after->faces[0].candidates.empty());
+  for (auto& svc : svcs) {
+    auto v = svc->audit_verify(admin);
+    ASSERT_TRUE(v.is_ok()) << v.status().to_string();
+    EXPECT_TRUE(v->ok) << v->problem << ": " << v->message;
+  }
 }
 
 }  // namespace

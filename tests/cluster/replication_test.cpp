@@ -130,7 +130,7 @@ std::unique_ptr<Node> start_node(const Shard& sh, const std::string& name, bool 
   n->watch = std::move(*w);
   EXPECT_TRUE(n->replica->start().is_ok());
   if (writer) {
-    n->writer = std::make_shared<cluster::ShardWriter>(*n->conn, *n->vault, master(), *n->replica, *n->watch,
+    n->writer = std::make_shared<cluster::ShardWriter>(*n->conn, master(), *n->replica, *n->watch,
                                                        cluster::WriterOptions{sh.stream, sh.prefix, 2, kTimeoutMs});
     vault::testing::raw_db(*n->vault).set_commit_interceptor(n->writer);
   }

@@ -84,6 +84,19 @@ Result<std::vector<uint64_t>> ShardReplica::messages_of_subject(const std::strin
   return out;
 }
 
+Result<int> ShardReplica::erase_messages_of_subject(const std::string& subject_uid) {
+  FV_ASSIGN_OR_RETURN(const auto seqs, messages_of_subject(subject_uid));
+  int erased = 0;
+  for (const uint64_t seq : seqs) {
+    const Status st = erase_message(conn_, options_.stream, seq);
+    if (!st.is_ok() && st.code() != StatusCode::kNotFound) return st;
+    ++erased;
+  }
+  std::lock_guard lk(mu_);
+  FV_RETURN_IF_ERROR(vault_->catalog().forget_subject_messages(options_.stream, subject_uid));
+  return erased;
+}
+
 void ShardReplica::announce() {
   const std::string body = options_.node + " " + std::to_string(applied());
   // Core NATS, not stored: a lost announcement is repeated by the next one.

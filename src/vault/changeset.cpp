@@ -252,6 +252,10 @@ int on_conflict(void* ctx, int kind, sqlite3_changeset_iter* it) {
   auto cols = a->columns.find(t);
   const std::string what = std::string(op_name(op)) + " " + t + " (" +
                            change_key(it, cols == a->columns.end() ? nullptr : &cols->second) + ")";
+  // A delete of a row that is not there leaves the row absent, which is all a delete asks.
+  // It is what a replica rebuilt from a stream meets after an erasure: the subject's earlier
+  // messages were erased from the stream, its erasure's deletes were not (docs/cluster.md).
+  if (kind == SQLITE_CHANGESET_NOTFOUND && op == SQLITE_DELETE) return SQLITE_CHANGESET_OMIT;
   switch (kind) {
     case SQLITE_CHANGESET_NOTFOUND: a->conflict = what + ": the row does not exist"; break;
     case SQLITE_CHANGESET_CONFLICT: a->conflict = what + ": a row with that key exists"; break;

@@ -69,9 +69,11 @@ class ChangeCapture {
   std::vector<std::string> tables_;
 };
 
-// Applies a patchset inside the caller's transaction. Any conflict (a row to update or delete
-// that is missing, an insert whose key exists, a constraint or foreign key that fails) aborts
-// it with kFailedPrecondition naming the table and key: the replica diverged from the stream.
+// Applies a patchset inside the caller's transaction. Any conflict (a row to update that is
+// missing, an insert whose key exists, a constraint or foreign key that fails) aborts it with
+// kFailedPrecondition naming the table and key: the replica diverged from the stream. A delete
+// of a row that is already gone is skipped: that is how a replica rebuilt from a stream applies
+// an erasure whose subject's earlier messages were erased from the stream.
 // Nothing of it stays applied on failure. A patchset naming a local-only table or meta key is
 // kInvalidArgument, one naming a table this vault lacks or has with other columns
 // kFailedPrecondition (SQLite would skip those changes silently). Foreign keys are checked at

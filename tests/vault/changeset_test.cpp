@@ -306,16 +306,28 @@ TEST_F(ChangesetTest, ADivergedReplicaFailsAndKeepsItsState) {
   apply_both(1, enroll_ps);
   const auto erase_ps = capture(*a_, [&] { ASSERT_TRUE(a_->catalog().erase_subject(e.subject).is_ok()); });
 
-  // A replica that never had the rows: the deletes find nothing.
+  // A replica that never had the rows (one rebuilt from a stream whose erased messages are
+  // gone): the deletes find nothing, which leaves it as the erasure wants it.
   auto c = make_vault("c");
-  const std::string c0 = dump_vault(testing::raw_db(*c));
   auto r = c->apply_replicated(kStream, 2, erase_ps, "2025-03-02T00:00:00.000Z");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(*r);
+  EXPECT_EQ(*c->catalog().applied_seq(kStream), 2);
+  EXPECT_EQ(count(*c, "SELECT count(*) FROM subject"), 0);
+
+  // But an update of a row the replica lacks is a divergence: nothing applied.
+  auto d = make_vault("d");
+  const std::string d0 = dump_vault(testing::raw_db(*d));
+  auto upd_ps = capture(*b_, [&] {
+    ASSERT_TRUE(b_->catalog().set_retention(e.subject, "2100-01-01T00:00:00.000Z").is_ok());
+  });
+  r = d->apply_replicated(kStream, 3, upd_ps, "2025-03-02T00:00:00.000Z");
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status().to_string();
   EXPECT_NE(r.status().message().find("does not exist"), std::string::npos) << r.status().message();
-  EXPECT_EQ(*c->catalog().applied_seq(kStream), 0);
-  EXPECT_EQ(dump_vault(testing::raw_db(*c)), c0);
-  EXPECT_EQ(count(*c, "SELECT count(*) FROM meta WHERE key='wipe_pending'"), 0);
+  EXPECT_EQ(*d->catalog().applied_seq(kStream), 0);
+  EXPECT_EQ(dump_vault(testing::raw_db(*d)), d0);
+  EXPECT_EQ(count(*d, "SELECT count(*) FROM meta WHERE key='wipe_pending'"), 0);
 
   // A replica that already has the rows (under another stream): the inserts collide, and the
   // rows applied before the collision are rolled back with it.
@@ -337,12 +349,12 @@ TEST_F(ChangesetTest, ADivergedReplicaFailsAndKeepsItsState) {
     EXPECT_TRUE(a_->catalog().insert_basis({sid, "consent", "f", "2025-03-01T00:00:00.000Z", std::nullopt, "t", {"x"}}).is_ok());
     return *cap->patchset();
   }();
-  r = c->apply_replicated(kStream, 1, orphan_ps, "2025-03-02T00:00:00.000Z");
+  r = d->apply_replicated(kStream, 1, orphan_ps, "2025-03-02T00:00:00.000Z");
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status().to_string();
   EXPECT_NE(r.status().message().find("foreign key"), std::string::npos) << r.status().message();
-  EXPECT_EQ(dump_vault(testing::raw_db(*c)), c0);
-  EXPECT_EQ(*c->catalog().applied_seq(kStream), 0);
+  EXPECT_EQ(dump_vault(testing::raw_db(*d)), d0);
+  EXPECT_EQ(*d->catalog().applied_seq(kStream), 0);
 
   // Truncated anywhere: refused, never half-applied.
   // (A prefix that ends between two changes is a smaller patchset, and applies: the envelope's

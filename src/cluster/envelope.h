@@ -9,6 +9,11 @@
 // same way (docs/cluster.md, "Erasure").
 // kind kCluster: the body is sealed under a key derived from the master key for this stream
 // (messages that carry no subject content: an erasure's deletes, which name primary keys only).
+// kind kCarry: cluster-sealed too; the audit-log rows of a message that an erasure removes from
+// the stream, carried forward so that a replica rebuilt later still has the whole audit chain.
+//
+// A body holds two patchsets of one transaction: its rows (every captured table but the audit
+// log's) and its audit-log rows (vault::CaptureScope), framed as u32 length ‖ rows ‖ log.
 //
 // The associated data binds the body to its stream, kind and subject, so a message copied to
 // another stream or relabelled with another subject does not open.
@@ -24,7 +29,7 @@
 
 namespace fv::cluster {
 
-enum class EnvelopeKind : uint8_t { kSubject = 1, kCluster = 2 };
+enum class EnvelopeKind : uint8_t { kSubject = 1, kCluster = 2, kCarry = 3 };
 
 struct Envelope {
   EnvelopeKind kind = EnvelopeKind::kCluster;
@@ -38,12 +43,13 @@ struct Envelope {
 vault::SecretKey envelope_wrapping_key(const vault::SecretKey& master);
 vault::SecretKey stream_key(const vault::SecretKey& master, const std::string& stream);
 
-// Seals `body` for `stream`. kSubject needs the subject's uid and data key.
+// Seals a transaction's two patchsets for `stream`. kSubject needs the subject's uid and key.
 vault::Bytes seal_subject_message(const vault::SecretKey& master, const std::string& stream,
                                   const std::string& subject_uid, const vault::SecretKey& subject_key,
-                                  std::span<const uint8_t> body);
+                                  std::span<const uint8_t> rows, std::span<const uint8_t> log);
 vault::Bytes seal_cluster_message(const vault::SecretKey& master, const std::string& stream,
-                                  std::span<const uint8_t> body);
+                                  std::span<const uint8_t> rows, std::span<const uint8_t> log,
+                                  EnvelopeKind kind = EnvelopeKind::kCluster);
 
 // Parses the framing only (no key needed): kCorruptData on anything malformed.
 Result<Envelope> parse_envelope(std::span<const uint8_t> message);
@@ -53,7 +59,7 @@ Result<Envelope> parse_envelope(std::span<const uint8_t> message);
 struct OpenedMessage {
   EnvelopeKind kind = EnvelopeKind::kCluster;
   std::string subject_uid;
-  vault::Bytes body;
+  vault::Bytes rows, log;  // the two patchsets (either may be empty)
 };
 Result<OpenedMessage> open_message(const vault::SecretKey& master, const std::string& stream,
                                    std::span<const uint8_t> message);

@@ -84,17 +84,9 @@ Result<std::vector<uint64_t>> ShardReplica::messages_of_subject(const std::strin
   return out;
 }
 
-Result<int> ShardReplica::erase_messages_of_subject(const std::string& subject_uid) {
-  FV_ASSIGN_OR_RETURN(const auto seqs, messages_of_subject(subject_uid));
-  int erased = 0;
-  for (const uint64_t seq : seqs) {
-    const Status st = erase_message(conn_, options_.stream, seq);
-    if (!st.is_ok() && st.code() != StatusCode::kNotFound) return st;
-    ++erased;
-  }
+Status ShardReplica::forget_messages_of_subject(const std::string& subject_uid) {
   std::lock_guard lk(mu_);
-  FV_RETURN_IF_ERROR(vault_->catalog().forget_subject_messages(options_.stream, subject_uid));
-  return erased;
+  return vault_->catalog().forget_subject_messages(options_.stream, subject_uid);
 }
 
 void ShardReplica::announce() {
@@ -106,14 +98,20 @@ void ShardReplica::announce() {
 
 Status ShardReplica::apply(uint64_t seq, std::span<const uint8_t> data, int64_t /*time_ns*/) {
   FV_ASSIGN_OR_RETURN(auto opened, open_message(master_, options_.stream, data));
-  FV_ASSIGN_OR_RETURN(auto summary, vault::summarize_patchset(opened.body));
+  const bool carry = opened.kind == EnvelopeKind::kCarry;
+  // One transaction's two patchsets apply as one (a patchset is a sequence of table sections).
+  vault::Bytes body = std::move(opened.rows);
+  body.insert(body.end(), opened.log.begin(), opened.log.end());
+  vault::wipe(opened.log);
+  FV_ASSIGN_OR_RETURN(auto summary, vault::summarize_patchset(body));
   bool applied = false;
   {
     std::lock_guard lk(mu_);
-    FV_ASSIGN_OR_RETURN(applied, vault_->apply_replicated(options_.stream, static_cast<int64_t>(seq), opened.body,
-                                                          vault::utc_now(), opened.subject_uid));
+    FV_ASSIGN_OR_RETURN(applied, vault_->apply_replicated(options_.stream, static_cast<int64_t>(seq), body,
+                                                          vault::utc_now(), opened.subject_uid,
+                                                          carry ? vault::ApplyMode::kCarry : vault::ApplyMode::kNormal));
   }
-  vault::wipe(opened.body);
+  vault::wipe(body);
   if (applied && summary.total_deletes() > 0) {
     // The same guarantee as an erasure on one node: no freed page of the deleted rows stays in
     // any file. A failure leaves the wipe pending in the vault (the next open does it).

@@ -74,10 +74,8 @@ class ShardReplica {
   // The stream sequences of the messages sealed under a subject's key that this replica
   // applied (what an erasure must remove from the stream).
   Result<std::vector<uint64_t>> messages_of_subject(const std::string& subject_uid);
-  // After a subject's erasure was applied: securely erases (js_EraseMsg: overwritten on every
-  // NATS replica, never a purge) every earlier message sealed under the subject's key, and
-  // forgets them here. Messages another node erased first count as erased. Returns how many.
-  Result<int> erase_messages_of_subject(const std::string& subject_uid);
+  // Forgets them (ShardWriter::erase_messages_of_subject, once they are erased).
+  Status forget_messages_of_subject(const std::string& subject_uid);
 
  private:
   ShardReplica(NatsConnection& conn, std::unique_ptr<vault::Vault> vault, const vault::SecretKey& master,

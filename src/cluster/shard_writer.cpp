@@ -11,12 +11,13 @@ namespace fv::cluster {
 // vault had applied then (per transaction, never a field of the long-lived writer).
 class ReplicatedTxn : public vault::PendingCommit {
  public:
-  ReplicatedTxn(ShardWriter& w, vault::ChangeCapture capture, uint64_t expected)
-      : w_(w), capture_(std::move(capture)), expected_(expected) {}
+  ReplicatedTxn(ShardWriter& w, vault::ChangeCapture rows, vault::ChangeCapture log, uint64_t expected)
+      : w_(w), rows_(std::move(rows)), log_(std::move(log)), expected_(expected) {}
 
   Status commit(vault::Db& db) override {
-    FV_ASSIGN_OR_RETURN(auto patch, capture_.patchset());
-    if (patch.empty()) return db.exec("COMMIT");  // only local-only rows changed (or nothing)
+    FV_ASSIGN_OR_RETURN(auto patch, rows_.patchset());
+    FV_ASSIGN_OR_RETURN(auto log, log_.patchset());
+    if (patch.empty() && log.empty()) return db.exec("COMMIT");  // only local-only rows changed (or nothing)
     FV_ASSIGN_OR_RETURN(const auto subjects, subjects_written(db, patch));
     if (subjects.size() > 1)
       return failed_precondition("a replicated transaction writes the rows of one subject at most (this one: " +
@@ -36,10 +37,10 @@ class ReplicatedTxn : public vault::PendingCommit {
       FV_ASSIGN_OR_RETURN(const bool has_key, wrapped.step());
       if (!has_key) return failed_precondition("the transaction writes rows of subject " + std::to_string(id) + ", which has no key");
       FV_ASSIGN_OR_RETURN(const vault::SecretKey key, vault::unwrap_subject_key(w_.master_, id, wrapped.blob(0)));
-      message = seal_subject_message(w_.master_, w_.options_.stream, subject_uid, key, patch);
+      message = seal_subject_message(w_.master_, w_.options_.stream, subject_uid, key, patch, log);
       nats_subject = w_.subject_of(subject_uid);
     } else {
-      message = seal_cluster_message(w_.master_, w_.options_.stream, patch);
+      message = seal_cluster_message(w_.master_, w_.options_.stream, patch, log);
     }
     vault::wipe(patch);
     // The local vault changes only by applying the stream, like every other replica's.
@@ -54,7 +55,7 @@ class ReplicatedTxn : public vault::PendingCommit {
 
  private:
   ShardWriter& w_;
-  vault::ChangeCapture capture_;
+  vault::ChangeCapture rows_, log_;  // two sessions: the log's rows outlive an erasure (envelope.h)
   uint64_t expected_;
 };
 
@@ -73,8 +74,36 @@ Result<std::unique_ptr<vault::PendingCommit>> ShardWriter::begin(vault::Db& db) 
   st.bind(1, options_.stream);
   FV_ASSIGN_OR_RETURN(const bool row, st.step());
   const uint64_t expected = row ? static_cast<uint64_t>(st.i64(0)) : 0;
-  FV_ASSIGN_OR_RETURN(auto capture, vault::ChangeCapture::start(db));
-  return std::unique_ptr<vault::PendingCommit>(new ReplicatedTxn(*this, std::move(capture), expected));
+  FV_ASSIGN_OR_RETURN(auto rows, vault::ChangeCapture::start(db, vault::CaptureScope::kAllButLog));
+  FV_ASSIGN_OR_RETURN(auto log, vault::ChangeCapture::start(db, vault::CaptureScope::kLog));
+  return std::unique_ptr<vault::PendingCommit>(new ReplicatedTxn(*this, std::move(rows), std::move(log), expected));
+}
+
+Result<int> ShardWriter::erase_messages_of_subject(const std::string& subject_uid) {
+  FV_ASSIGN_OR_RETURN(const auto seqs, local_.messages_of_subject(subject_uid));
+  int erased = 0;
+  for (const uint64_t seq : seqs) {
+    FV_ASSIGN_OR_RETURN(const auto stored, get_message(conn_, options_.stream, seq));
+    if (stored) {
+      // Its audit-log rows go on in the stream (a carry, cluster-sealed, deduplicated by the
+      // message it came from) before the message itself is overwritten.
+      FV_ASSIGN_OR_RETURN(auto opened, open_message(master_, options_.stream, stored->data));
+      vault::wipe(opened.rows);
+      if (!opened.log.empty()) {
+        const auto carry = seal_cluster_message(master_, options_.stream, {}, opened.log, EnvelopeKind::kCarry);
+        FV_ASSIGN_OR_RETURN(const PublishAck ack,
+                            publish(conn_, options_.subject_prefix + ".carry", carry,
+                                    "carry-" + options_.stream + "-" + std::to_string(seq), std::nullopt,
+                                    options_.timeout_ms));
+        (void)ack;
+      }
+      const Status st = erase_message(conn_, options_.stream, seq);
+      if (!st.is_ok() && st.code() != StatusCode::kNotFound) return st;
+    }
+    ++erased;
+  }
+  FV_RETURN_IF_ERROR(local_.forget_messages_of_subject(subject_uid));
+  return erased;
 }
 
 }  // namespace fv::cluster

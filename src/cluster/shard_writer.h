@@ -43,6 +43,13 @@ class ShardWriter : public vault::CommitInterceptor {
   // an erasure finds them with a subject filter; cluster-sealed ones go to "<prefix>.tx".
   std::string subject_of(const std::string& subject_uid) const;
 
+  // After a subject's erasure was applied: removes from the stream every earlier message
+  // sealed under the subject's key (js_EraseMsg: overwritten on every NATS replica, never a
+  // purge alone), each once its audit-log rows were published again as a carry, so the stream
+  // still rebuilds the whole audit chain. Messages another node erased first count as erased.
+  // Returns how many.
+  Result<int> erase_messages_of_subject(const std::string& subject_uid);
+
  private:
   friend class ReplicatedTxn;
   NatsConnection& conn_;

@@ -236,6 +236,7 @@ const char* op_name(int op) {
 struct ApplyContext {
   std::map<std::string, std::vector<Column>> columns;
   std::string conflict;  // the first conflict, described
+  ApplyMode mode = ApplyMode::kNormal;
 };
 
 int on_conflict(void* ctx, int kind, sqlite3_changeset_iter* it) {
@@ -256,6 +257,8 @@ int on_conflict(void* ctx, int kind, sqlite3_changeset_iter* it) {
   // It is what a replica rebuilt from a stream meets after an erasure: the subject's earlier
   // messages were erased from the stream, its erasure's deletes were not (docs/cluster.md).
   if (kind == SQLITE_CHANGESET_NOTFOUND && op == SQLITE_DELETE) return SQLITE_CHANGESET_OMIT;
+  // A carried audit row that this replica already holds: it lived through the erasure.
+  if (a->mode == ApplyMode::kCarry && kind == SQLITE_CHANGESET_CONFLICT && op == SQLITE_INSERT) return SQLITE_CHANGESET_OMIT;
   switch (kind) {
     case SQLITE_CHANGESET_NOTFOUND: a->conflict = what + ": the row does not exist"; break;
     case SQLITE_CHANGESET_CONFLICT: a->conflict = what + ": a row with that key exists"; break;
@@ -270,6 +273,11 @@ int on_conflict(void* ctx, int kind, sqlite3_changeset_iter* it) {
 
 const std::vector<std::string>& local_only_tables() {
   static const std::vector<std::string> t{"replication_state", "replication_message"};
+  return t;
+}
+
+const std::vector<std::string>& audit_log_tables() {
+  static const std::vector<std::string> t{"audit", "audit_checkpoint"};
   return t;
 }
 
@@ -331,22 +339,24 @@ Result<std::vector<std::string>> captured_tables(Db& db) {
   return order;
 }
 
-Result<ChangeCapture> ChangeCapture::start(Db& db) {
+Result<ChangeCapture> ChangeCapture::start(Db& db, CaptureScope scope) {
   FV_ASSIGN_OR_RETURN(std::vector<std::string> tables, captured_tables(db));
   ChangeCapture c;
   c.db_ = &db;
   int rc = sqlite3session_create(db.handle(), "main", &c.session_);
   if (rc != SQLITE_OK) return internal_error(std::string("cannot start a session: ") + sqlite3_errstr(rc));
   for (auto& t : tables) {
+    if (scope != CaptureScope::kAll && (scope == CaptureScope::kLog) != contains(audit_log_tables(), t)) continue;
     rc = sqlite3session_attach(c.session_, t.c_str());
     if (rc != SQLITE_OK) return internal_error("cannot record table " + t + ": " + sqlite3_errstr(rc));
+    c.tables_.push_back(t);
   }
-  c.tables_ = std::move(tables);
+  c.captured_ = std::move(tables);
   return c;
 }
 
 ChangeCapture::ChangeCapture(ChangeCapture&& o) noexcept
-    : db_(o.db_), session_(o.session_), tables_(std::move(o.tables_)) {
+    : db_(o.db_), session_(o.session_), tables_(std::move(o.tables_)), captured_(std::move(o.captured_)) {
   o.session_ = nullptr;
 }
 
@@ -356,6 +366,7 @@ ChangeCapture& ChangeCapture::operator=(ChangeCapture&& o) noexcept {
     db_ = o.db_;
     session_ = o.session_;
     tables_ = std::move(o.tables_);
+    captured_ = std::move(o.captured_);
     o.session_ = nullptr;
   }
   return *this;
@@ -370,7 +381,7 @@ Result<std::vector<uint8_t>> ChangeCapture::patchset() {
   // A table created since start() (the API-key table is created on first use) was not recorded.
   FV_ASSIGN_OR_RETURN(std::vector<std::string> now, main_tables(*db_));
   for (auto& t : now)
-    if (!contains(tables_, t) && !contains(local_only_tables(), t))
+    if (!contains(captured_, t) && !contains(local_only_tables(), t))
       return failed_precondition("table " + t + " was created after the change capture started: its changes were not recorded");
   int n = 0;
   void* p = nullptr;
@@ -388,12 +399,13 @@ bool ChangeCapture::empty() {
   return !p.is_ok() || p->empty();
 }
 
-Status apply_patchset(Db& db, std::span<const uint8_t> patchset) {
+Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode) {
   if (patchset.empty()) return Status::ok();
   if (patchset.size() > static_cast<size_t>(INT32_MAX)) return invalid_argument("the patchset is too large");
   if (patchset[0] != 'P') return invalid_argument("not a patchset (a changeset, or other bytes)");
   FV_RETURN_IF_ERROR(walk_patchset(patchset, [](const ChangeView&) { return Status::ok(); }));
   ApplyContext ctx;
+  ctx.mode = mode;
   // Then with SQLite's reader: every table is one this vault has, with the same columns and key
   // (SQLite skips the changes of any other table without an error), and nothing local-only is
   // touched.
@@ -410,6 +422,8 @@ Status apply_patchset(Db& db, std::span<const uint8_t> patchset) {
         return invalid_argument("the patchset does not parse");
       const std::string t = table;
       if (contains(local_only_tables(), t)) return invalid_argument("the patchset changes local-only table " + t);
+      if (mode == ApplyMode::kCarry && (op != SQLITE_INSERT || !contains(audit_log_tables(), t)))
+        return invalid_argument("a carried patchset may only insert audit-log rows (it has a change of " + t + ")");
       if (!ctx.columns.count(t)) {
         FV_ASSIGN_OR_RETURN(std::vector<Column> cols, table_columns(db, t));
         unsigned char* pk = nullptr;

@@ -42,12 +42,20 @@ const std::vector<std::string>& local_meta_keys();
 // naming any that has no PRIMARY KEY.
 Result<std::vector<std::string>> captured_tables(Db& db);
 
+// The append-only audit log's tables (audit, audit_checkpoint). Cluster mode records them
+// apart (CaptureScope::kLog): their rows outlive a subject's erasure in the stream too, carried
+// forward when the subject's messages are erased (docs/cluster.md, "Erasure").
+const std::vector<std::string>& audit_log_tables();
+
+// Which captured tables a ChangeCapture records.
+enum class CaptureScope { kAll, kLog, kAllButLog };
+
 // RAII over an sqlite3_session on one connection. Start it inside (or right before) the
 // writer's transaction and take the patchset before the rollback: the session does not see a
 // rollback, so one capture serves one transaction.
 class ChangeCapture {
  public:
-  static Result<ChangeCapture> start(Db& db);
+  static Result<ChangeCapture> start(Db& db, CaptureScope scope = CaptureScope::kAll);
   ChangeCapture(ChangeCapture&& o) noexcept;
   ChangeCapture& operator=(ChangeCapture&& o) noexcept;
   ChangeCapture(const ChangeCapture&) = delete;
@@ -67,6 +75,7 @@ class ChangeCapture {
   Db* db_ = nullptr;
   sqlite3_session* session_ = nullptr;
   std::vector<std::string> tables_;
+  std::vector<std::string> captured_;  // every captured table at start(), recorded here or not
 };
 
 // Applies a patchset inside the caller's transaction. Any conflict (a row to update that is
@@ -78,7 +87,10 @@ class ChangeCapture {
 // kInvalidArgument, one naming a table this vault lacks or has with other columns
 // kFailedPrecondition (SQLite would skip those changes silently). Foreign keys are checked at
 // the end of the patchset, not change by change; triggers fire as for any write.
-Status apply_patchset(Db& db, std::span<const uint8_t> patchset);
+// kCarry applies the audit-log rows carried forward by an erasure: inserts into the log tables
+// only (anything else is kInvalidArgument), and a row that is already there is kept as it is.
+enum class ApplyMode { kNormal, kCarry };
+Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode = ApplyMode::kNormal);
 
 // What a patchset does, per table (in patchset order), and which faces and subjects it adds or
 // removes: the cluster layer updates its in-memory index and wipes freed pages after applying.

@@ -354,6 +354,11 @@ CREATE TABLE IF NOT EXISTS replication_message(
   subject_uid TEXT NOT NULL,          -- the subject whose key sealed the message
   PRIMARY KEY(stream, seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS replication_message_by_subject ON replication_message(subject_uid, stream, seq);
+-- The audit chain's head exists from the start (the values its absence meant), so that every
+-- append is an update of these rows: a replica rebuilt from a stream whose first audited
+-- message was erased can still apply the updates that follow.
+INSERT OR IGNORE INTO meta(key, value) VALUES('audit_head_seq', '0'),
+  ('audit_head_hash', '0000000000000000000000000000000000000000000000000000000000000000');
 )sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);

@@ -172,7 +172,8 @@ class Vault {
   // Catalog::subject_messages); empty for a message sealed under the cluster's key.
   // Its own transaction, never a commit interceptor's (sqlite.h): this is replication's end.
   Result<bool> apply_replicated(const std::string& stream, int64_t seq, std::span<const uint8_t> patchset,
-                                const std::string& applied_at, const std::string& subject_uid = "");
+                                const std::string& applied_at, const std::string& subject_uid = "",
+                                ApplyMode mode = ApplyMode::kNormal);
 
   // After an erasure: moves the WAL into the database and truncates it, then (if configured)
   // VACUUMs and truncates again, so no freed page of the erased rows survives in any file.

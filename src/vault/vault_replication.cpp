@@ -33,7 +33,7 @@ class LocalTxn {
 }  // namespace
 
 Result<bool> Vault::apply_replicated(const std::string& stream, int64_t seq, std::span<const uint8_t> patchset,
-                                     const std::string& applied_at, const std::string& subject_uid) {
+                                     const std::string& applied_at, const std::string& subject_uid, ApplyMode mode) {
   if (stream.empty()) return invalid_argument("a stream name is required");
   if (seq <= 0) return invalid_argument("a stream sequence starts at 1 (got " + std::to_string(seq) + ")");
   // Parsed before the transaction: a malformed patchset fails without taking the write lock.
@@ -41,7 +41,7 @@ Result<bool> Vault::apply_replicated(const std::string& stream, int64_t seq, std
   FV_ASSIGN_OR_RETURN(LocalTxn txn, LocalTxn::begin(db_));
   FV_ASSIGN_OR_RETURN(int64_t at, catalog_->applied_seq(stream));
   if (seq <= at) return false;
-  FV_RETURN_IF_ERROR(apply_patchset(db_, patchset));
+  FV_RETURN_IF_ERROR(apply_patchset(db_, patchset, mode));
   // Deleted rows leave their bytes in the WAL until it is checkpointed and the file vacuumed:
   // flagged here, in the same transaction, the wipe happens even after a crash (open()).
   if (summary.total_deletes() > 0) FV_RETURN_IF_ERROR(mark_wipe_pending());

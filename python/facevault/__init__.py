@@ -30,6 +30,7 @@ from ._facevault import (
     status_codes,
 )
 from .errors import (
+    Aborted,
     AlreadyExists,
     CorruptData,
     Error,
@@ -42,7 +43,6 @@ from .errors import (
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
-    Aborted,
     Unsupported,
 )
 

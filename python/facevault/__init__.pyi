@@ -21,6 +21,7 @@ from ._facevault import (
     status_codes as status_codes,
 )
 from .errors import (
+    Aborted as Aborted,
     AlreadyExists as AlreadyExists,
     CorruptData as CorruptData,
     Error as Error,

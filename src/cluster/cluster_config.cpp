@@ -40,6 +40,14 @@ Status ensure_streams(NatsConnection& conn, const ClusterConfig& c) {
   return ensure_stream(conn, {kMetaStream, {std::string(kMetaPrefix) + ".>"}, c.replicas});
 }
 
+// The bucket of an initialised cluster; reading never creates it (init does, with its replicas).
+Result<KvBucket> open_bucket(NatsConnection& conn) {
+  auto kv = KvBucket::open(conn, kClusterBucket);
+  if (!kv.is_ok() && kv.status().code() == StatusCode::kNotFound)
+    return failed_precondition("no facevault cluster on these NATS servers: run `facevault cluster init` first");
+  return kv;
+}
+
 }  // namespace
 
 bool valid_node_name(const std::string& name) {
@@ -69,7 +77,7 @@ Result<ClusterConfig> init_cluster(NatsConnection& conn, int shards, int replica
 }
 
 Result<ClusterConfig> read_cluster_config(NatsConnection& conn) {
-  FV_ASSIGN_OR_RETURN(auto kv, KvBucket::open_or_create(conn, kClusterBucket, 1));
+  FV_ASSIGN_OR_RETURN(auto kv, open_bucket(conn));
   FV_ASSIGN_OR_RETURN(auto stored, kv.get(kConfigKey));
   if (!stored) return failed_precondition("no facevault cluster on these NATS servers: run `facevault cluster init` first");
   return parse_config(*stored);
@@ -78,7 +86,7 @@ Result<ClusterConfig> read_cluster_config(NatsConnection& conn) {
 Status register_member(NatsConnection& conn, const Member& m) {
   if (!valid_node_name(m.name))
     return invalid_argument("node name '" + m.name + "': use 1-64 letters, digits, '-' or '_'");
-  FV_ASSIGN_OR_RETURN(auto kv, KvBucket::open_or_create(conn, kClusterBucket, 1));
+  FV_ASSIGN_OR_RETURN(auto kv, open_bucket(conn));
   FV_ASSIGN_OR_RETURN(auto old, kv.get(kMemberPrefix + m.name));
   json j{{"name", m.name}, {"http", m.http}, {"joined_at", m.joined_at.empty() ? vault::utc_now() : m.joined_at}};
   if (old) {
@@ -91,7 +99,7 @@ Status register_member(NatsConnection& conn, const Member& m) {
 }
 
 Result<std::vector<Member>> read_members(NatsConnection& conn) {
-  FV_ASSIGN_OR_RETURN(auto kv, KvBucket::open_or_create(conn, kClusterBucket, 1));
+  FV_ASSIGN_OR_RETURN(auto kv, open_bucket(conn));
   FV_ASSIGN_OR_RETURN(auto keys, kv.keys());
   std::vector<Member> out;
   for (const auto& k : keys) {

@@ -5,6 +5,14 @@
 
 namespace fv::cluster {
 
+Result<KvBucket> KvBucket::open(NatsConnection& conn, const std::string& bucket) {
+  kvStore* kv = nullptr;
+  const natsStatus s = js_KeyValue(&kv, conn.js(), bucket.c_str());
+  if (s == NATS_OK) return KvBucket(kv, conn.js(), bucket, conn.request_timeout_ms());
+  if (s == NATS_NOT_FOUND) return not_found("no KV bucket " + bucket);
+  return from_nats(s, "open KV bucket " + bucket);
+}
+
 Result<KvBucket> KvBucket::open_or_create(NatsConnection& conn, const std::string& bucket, int replicas) {
   kvStore* kv = nullptr;
   natsStatus s = js_KeyValue(&kv, conn.js(), bucket.c_str());

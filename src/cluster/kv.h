@@ -22,6 +22,9 @@ class KvBucket {
   // Opens the bucket, creating it with `replicas` replicas if it does not exist (an existing
   // bucket is opened whatever its replica count). Two nodes doing this at once both succeed.
   static Result<KvBucket> open_or_create(NatsConnection& conn, const std::string& bucket, int replicas);
+  // Opens an existing bucket; kNotFound when there is none (reading must not create one with
+  // the wrong replica count before the cluster is initialised).
+  static Result<KvBucket> open(NatsConnection& conn, const std::string& bucket);
 
   KvBucket(KvBucket&& other) noexcept;
   KvBucket& operator=(KvBucket&& other) noexcept;

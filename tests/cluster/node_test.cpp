@@ -99,6 +99,9 @@ TEST_F(NodeTest, InitNodesWriteAndStatus) {
   auto early = cluster::ClusterNode::start(node_options(nats_->urls(), "a", *root_ / "early"));
   ASSERT_FALSE(early.is_ok());
   EXPECT_EQ(early.status().code(), StatusCode::kFailedPrecondition) << early.status().to_string();
+  // ... without creating the configuration's bucket (init creates it, with its replicas).
+  auto bucket = cluster::KvBucket::open(*conn, cluster::kClusterBucket);
+  EXPECT_EQ(bucket.status().code(), StatusCode::kNotFound);
 
   auto cfg = cluster::init_cluster(*conn, kShards, 3);
   ASSERT_TRUE(cfg.is_ok()) << cfg.status().to_string();

@@ -11,15 +11,28 @@ Result<std::unique_ptr<AppliedWatch>> AppliedWatch::open(NatsConnection& conn, c
   const natsStatus s = natsConnection_Subscribe(&w->sub_, conn.raw(), applied_subject(stream).c_str(),
                                                 &AppliedWatch::on_message, w.get());
   if (s != NATS_OK) return from_nats(s, static_cast<jsErrCode>(0), "subscribe to " + applied_subject(stream));
+  const natsStatus c = natsSubscription_SetOnCompleteCB(w->sub_, &AppliedWatch::on_complete, w.get());
+  if (c != NATS_OK) return from_nats(c, static_cast<jsErrCode>(0), "watch the subscription to " + applied_subject(stream));
   return w;
 }
 
 AppliedWatch::~AppliedWatch() {
-  if (sub_) {
-    // Unsubscribe first: no callback may run once this object is gone.
-    (void)natsSubscription_Unsubscribe(sub_);
-    natsSubscription_Destroy(sub_);
+  if (!sub_) return;
+  // nats.c may be inside on_message on its delivery thread when Unsubscribe returns: wait for
+  // its completion callback (bounded) before this object's mutex goes away.
+  if (natsSubscription_Unsubscribe(sub_) == NATS_OK) {
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, std::chrono::seconds(5), [&] { return completed_; });
   }
+  natsSubscription_Destroy(sub_);
+}
+
+void AppliedWatch::on_complete(void* closure) {
+  auto* self = static_cast<AppliedWatch*>(closure);
+  // Notified under the lock: the destructor may free the object as soon as it sees completed_.
+  std::lock_guard lk(self->mu_);
+  self->completed_ = true;
+  self->cv_.notify_all();
 }
 
 void AppliedWatch::on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {

@@ -35,6 +35,7 @@ class AppliedWatch {
  private:
   explicit AppliedWatch(std::string stream) : stream_(std::move(stream)) {}
   static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
+  static void on_complete(void* closure);
   std::vector<std::string> at_or_after(uint64_t seq) const;  // under mu_
 
   std::string stream_;
@@ -42,6 +43,7 @@ class AppliedWatch {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, uint64_t> positions_;
+  bool completed_ = false;  // nats.c will call on_message no more
 };
 
 }  // namespace fv::cluster

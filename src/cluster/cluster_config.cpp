@@ -1,6 +1,7 @@
 #include "cluster/cluster_config.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -20,14 +21,27 @@ std::string config_json(const ClusterConfig& c) {
   return json{{"format", 1}, {"shards", c.shards}, {"replicas", c.replicas}, {"created_at", c.created_at}}.dump();
 }
 
+// A field of the given JSON type, or the fallback (json::value throws on a wrong type, and the
+// bucket's contents are input like any other).
+template <class T>
+T field(const json& j, const char* key, T fallback) {
+  if (!j.is_object() || !j.contains(key)) return fallback;
+  const json& v = j[key];
+  if constexpr (std::is_same_v<T, std::string>) {
+    return v.is_string() ? v.get<std::string>() : fallback;
+  } else {
+    return v.is_number_integer() ? v.get<T>() : fallback;
+  }
+}
+
 Result<ClusterConfig> parse_config(const std::string& text) {
   const json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || j.value("format", 0) != 1)
+  if (j.is_discarded() || !j.is_object() || field(j, "format", 0) != 1)
     return corrupt_data("the cluster configuration in " + std::string(kClusterBucket) + " is not one this version reads");
   ClusterConfig c;
-  c.shards = j.value("shards", 0);
-  c.replicas = j.value("replicas", 0);
-  c.created_at = j.value("created_at", "");
+  c.shards = field(j, "shards", 0);
+  c.replicas = field(j, "replicas", 0);
+  c.created_at = field(j, "created_at", std::string());
   if (c.shards < 1 || c.shards > kMaxShards || c.replicas < 1)
     return corrupt_data("the cluster configuration names " + std::to_string(c.shards) + " shards and " +
                         std::to_string(c.replicas) + " replicas");
@@ -91,7 +105,10 @@ Status register_member(NatsConnection& conn, const Member& m) {
   json j{{"name", m.name}, {"http", m.http}, {"joined_at", m.joined_at.empty() ? vault::utc_now() : m.joined_at}};
   if (old) {
     const json prev = json::parse(*old, nullptr, false);
-    if (prev.is_object() && prev.contains("joined_at")) j["joined_at"] = prev["joined_at"];
+    if (!prev.is_discarded()) {
+      const std::string joined = field(prev, "joined_at", std::string());
+      if (!joined.empty()) j["joined_at"] = joined;
+    }
   }
   FV_ASSIGN_OR_RETURN(const uint64_t rev, kv.put(kMemberPrefix + m.name, j.dump()));
   (void)rev;
@@ -107,8 +124,8 @@ Result<std::vector<Member>> read_members(NatsConnection& conn) {
     FV_ASSIGN_OR_RETURN(auto v, kv.get(k));
     if (!v) continue;
     const json j = json::parse(*v, nullptr, false);
-    if (!j.is_object()) continue;
-    out.push_back({j.value("name", ""), j.value("http", ""), j.value("joined_at", "")});
+    if (j.is_discarded() || !j.is_object()) continue;
+    out.push_back({field(j, "name", std::string()), field(j, "http", std::string()), field(j, "joined_at", std::string())});
   }
   std::sort(out.begin(), out.end(), [](const Member& a, const Member& b) { return a.name < b.name; });
   return out;

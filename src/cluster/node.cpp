@@ -77,8 +77,11 @@ Result<std::unique_ptr<HostedStream>> ClusterNode::host(int shard, const std::st
   FV_ASSIGN_OR_RETURN(h->replica, ShardReplica::open(*conn_, dir, master, {stream, options_.name}));
   FV_ASSIGN_OR_RETURN(h->watch, AppliedWatch::open(*conn_, stream));
   FV_RETURN_IF_ERROR(h->replica->start());
-  // Acknowledged once two replicas applied it (or every replica, when the stream has fewer).
-  const int wait_for = std::min(2, std::max(1, replicas_in_stream));
+  // Acknowledged once two replicas applied it (or every replica, when the cluster keeps fewer).
+  // From the configuration, never from the member list, which may lag (or hold only this node
+  // when it is the first to start).
+  (void)replicas_in_stream;
+  const int wait_for = std::min(2, std::max(1, config_.replicas));
   h->writer = std::make_shared<ShardWriter>(*conn_, master, *h->replica, *h->watch,
                                             WriterOptions{stream, prefix, wait_for, options_.write_timeout_ms});
   h->vault->set_commit_interceptor(h->writer);

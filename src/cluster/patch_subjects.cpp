@@ -10,6 +10,7 @@
 #include "cluster/patch_subjects.h"
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,10 @@ Result<TableShape> shape_of(vault::Db& db, const std::string& table) {
   return shape;
 }
 
-Result<int64_t> lookup_subject(vault::Db& db, const std::string& table, const TableShape& shape, sqlite3_changeset_iter* it) {
+// The subject of an updated row whose subject_id the update left as it was; nullopt when that
+// column is NULL (a row no longer linked to a subject).
+Result<std::optional<int64_t>> lookup_subject(vault::Db& db, const std::string& table, const TableShape& shape,
+                                              sqlite3_changeset_iter* it) {
   std::string sql = "SELECT subject_id FROM \"" + table + "\" WHERE ";
   for (size_t i = 0; i < shape.pk.size(); ++i) sql += (i ? " AND \"" : "\"") + shape.pk[i] + "\" = ?";
   FV_ASSIGN_OR_RETURN(auto st, db.prepare(sql));
@@ -56,7 +60,8 @@ Result<int64_t> lookup_subject(vault::Db& db, const std::string& table, const Ta
   }
   FV_ASSIGN_OR_RETURN(const bool row, st.step());
   if (!row) return failed_precondition("patchset updates a row of " + table + " that the transaction cannot see");
-  return st.i64(0);
+  if (st.is_null(0)) return std::optional<int64_t>{};
+  return std::optional<int64_t>{st.i64(0)};
 }
 
 }  // namespace
@@ -95,12 +100,14 @@ Result<std::set<int64_t>> subjects_written(vault::Db& db, std::span<const uint8_
     }
     if (shape.subject_col < 0) continue;
     sqlite3_value* v = nullptr;
-    if (sqlite3changeset_new(it, shape.subject_col, &v) == SQLITE_OK && v && sqlite3_value_type(v) == SQLITE_INTEGER) {
-      out.insert(sqlite3_value_int64(v));
+    if (sqlite3changeset_new(it, shape.subject_col, &v) == SQLITE_OK && v) {
+      // A new value of NULL unlinks the row from its subject (an erasure keeps a closed review
+      // case's candidate by uid only): it writes nothing of a subject.
+      if (sqlite3_value_type(v) == SQLITE_INTEGER) out.insert(sqlite3_value_int64(v));
       continue;
     }
-    FV_ASSIGN_OR_RETURN(const int64_t id, lookup_subject(db, table, shape, it));
-    out.insert(id);
+    FV_ASSIGN_OR_RETURN(const auto id, lookup_subject(db, table, shape, it));
+    if (id) out.insert(*id);
   }
   return out;
 }

@@ -152,7 +152,18 @@ void ShardReplica::run() {
     }
     if (msg->has_value()) {
       const auto& m = **msg;
-      if (auto s = apply(m.seq, m.data, m.time_ns); !s.is_ok())
+      Status s = apply(m.seq, m.data, m.time_ns);
+      // A vault locked for longer than its busy timeout is no divergence: the same message is
+      // applied again (bounded by stop()).
+      while (is_transient(s)) {
+        {
+          std::lock_guard lk(mu_);
+          if (stop_) return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+        s = apply(m.seq, m.data, m.time_ns);
+      }
+      if (!s.is_ok())
         return fail(Status(s.code(), options_.stream + " message " + std::to_string(m.seq) + " on " + options_.node +
                                          ": " + s.message()));
     }

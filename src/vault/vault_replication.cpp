@@ -9,7 +9,12 @@ namespace {
 class LocalTxn {
  public:
   static Result<LocalTxn> begin(Db& db) {
-    FV_RETURN_IF_ERROR(db.exec("BEGIN IMMEDIATE"));
+    Status st = db.exec("BEGIN IMMEDIATE");
+    // Another connection held the write lock past the busy timeout (a long VACUUM, say): the
+    // replica waits and applies the same message again, it has not diverged.
+    if (!st.is_ok() && (sqlite3_extended_errcode(db.handle()) & 0xff) == SQLITE_BUSY)
+      return unavailable("the vault stayed locked by another connection: " + st.message());
+    FV_RETURN_IF_ERROR(st);
     return LocalTxn(db);
   }
   LocalTxn(LocalTxn&& o) noexcept : db_(o.db_), done_(o.done_) { o.done_ = true; }

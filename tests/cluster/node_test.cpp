@@ -231,6 +231,24 @@ TEST_F(NodeTest, ServiceUseCasesReplicateThroughTheShardWriter) {
   EXPECT_EQ(found->faces[0].candidates[0].subject_ref, "person-1");
   EXPECT_NEAR(found->faces[0].candidates[0].similarity, 1.0, 1e-2);
 
+  // Two reviewers confirm the candidate on the third node: the case closes, and keeps its
+  // candidate by uid once the subject is erased (an update that unlinks the row from its
+  // subject, which the writer must not take for a write of "subject 0").
+  ASSERT_TRUE(nodes[2]->catch_up(30000).is_ok());
+  auto rcase = svcs[2]->review_show(admin, found->review_case);
+  ASSERT_TRUE(rcase.is_ok()) << rcase.status().to_string();
+  ASSERT_EQ(rcase->candidates.size(), 1u);
+  for (const std::string who : {"rev-1", "rev-2"}) {
+    const service::Actor reviewer{who, service::Role::kReviewer};
+    auto d = svcs[2]->review_decide(reviewer, found->review_case,
+                                    {rcase->candidates[0].id, service::ReviewVerdict::kConfirm, "same person", std::nullopt});
+    ASSERT_TRUE(d.is_ok()) << who << ": " << d.status().to_string();
+  }
+  ASSERT_TRUE(nodes[1]->catch_up(30000).is_ok());
+  auto closed = svcs[1]->review_show(admin, found->review_case);
+  ASSERT_TRUE(closed.is_ok()) << closed.status().to_string();
+  EXPECT_EQ(closed->status, "closed");
+
   // Erased through the second node; the first no longer finds the subject; every node's audit
   // chain (replicated rows) verifies.
   auto receipt = svcs[1]->erase(admin, "person-1");

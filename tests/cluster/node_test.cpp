@@ -81,6 +81,29 @@ class NodeTest : public ::testing::Test {
     return out;
   }
 
+  // Nodes a, b and c (the same three members in every test, restarted on their own vault dirs
+  // when an earlier test ran: they catch up from where they were, and with three members and
+  // three replicas every node holds every shard), and on each a service over its vault of
+  // `shard`, replicating through that shard's writer.
+  static void start_with_services(cluster::NatsConnection& conn, int shard,
+                                  std::vector<std::unique_ptr<cluster::ClusterNode>>& nodes,
+                                  std::vector<std::unique_ptr<service::Service>>& svcs) {
+    ASSERT_TRUE(cluster::init_cluster(conn, kShards, 3).is_ok());
+    for (const std::string name : {"a", "b", "c"}) {
+      auto n = cluster::ClusterNode::start(node_options(nats_->urls(), name, *root_ / name));
+      ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
+      ASSERT_NE((*n)->shard(shard), nullptr) << name;
+      nodes.push_back(std::move(*n));
+    }
+    for (auto& n : nodes) {
+      service::ServiceOptions o;
+      o.commit_interceptor = n->shard(shard)->writer;
+      auto svc = service::Service::open(n->shard(shard)->dir, o);
+      ASSERT_TRUE(svc.is_ok()) << svc.status().to_string();
+      svcs.push_back(std::move(*svc));
+    }
+  }
+
   static test::NatsTestCluster* nats_;
   static fs::path* root_;
 };
@@ -193,24 +216,9 @@ TEST_F(NodeTest, InitNodesWriteAndStatus) {
 TEST_F(NodeTest, ServiceUseCasesReplicateThroughTheShardWriter) {
   auto conn = connect();
   ASSERT_TRUE(conn);
-  ASSERT_TRUE(cluster::init_cluster(*conn, kShards, 3).is_ok());
   std::vector<std::unique_ptr<cluster::ClusterNode>> nodes;
   std::vector<std::unique_ptr<service::Service>> svcs;
-  // The same three members as the other test (restarted on their own vault dirs when it ran
-  // first: they catch up from where they were), so every node holds every shard.
-  for (const std::string name : {"a", "b", "c"}) {
-    auto n = cluster::ClusterNode::start(node_options(nats_->urls(), name, *root_ / name));
-    ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
-    ASSERT_NE((*n)->shard(0), nullptr) << name;
-    nodes.push_back(std::move(*n));
-  }
-  for (auto& n : nodes) {
-    service::ServiceOptions o;
-    o.commit_interceptor = n->shard(0)->writer;
-    auto svc = service::Service::open(n->shard(0)->dir, o);
-    ASSERT_TRUE(svc.is_ok()) << svc.status().to_string();
-    svcs.push_back(std::move(*svc));
-  }
+  ASSERT_NO_FATAL_FAILURE(start_with_services(*conn, 0, nodes, svcs));
   const service::Actor admin{"tester", service::Role::kAdmin};
   auto basis = svcs[0]->add_basis(admin, {"person-1", service::BasisKind::kConsent, "form-1", {"access-control"}, std::nullopt});
   ASSERT_TRUE(basis.is_ok()) << basis.status().to_string();
@@ -274,22 +282,9 @@ TEST_F(NodeTest, ServiceUseCasesReplicateThroughTheShardWriter) {
 TEST_F(NodeTest, AReplicaRebuiltAfterAnErasureHasTheWholeAuditChain) {
   auto conn = connect();
   ASSERT_TRUE(conn);
-  ASSERT_TRUE(cluster::init_cluster(*conn, kShards, 3).is_ok());
   std::vector<std::unique_ptr<cluster::ClusterNode>> nodes;
   std::vector<std::unique_ptr<service::Service>> svcs;
-  for (const std::string name : {"a", "b", "c"}) {
-    auto n = cluster::ClusterNode::start(node_options(nats_->urls(), name, *root_ / name));
-    ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
-    ASSERT_NE((*n)->shard(1), nullptr) << name;
-    nodes.push_back(std::move(*n));
-  }
-  for (auto& n : nodes) {
-    service::ServiceOptions o;
-    o.commit_interceptor = n->shard(1)->writer;
-    auto svc = service::Service::open(n->shard(1)->dir, o);
-    ASSERT_TRUE(svc.is_ok()) << svc.status().to_string();
-    svcs.push_back(std::move(*svc));
-  }
+  ASSERT_NO_FATAL_FAILURE(start_with_services(*conn, 1, nodes, svcs));
   const service::Actor admin{"tester", service::Role::kAdmin};
   std::string gone_uid;
   for (const std::string ref : {"kept-1", "gone-1"}) {

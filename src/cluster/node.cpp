@@ -51,28 +51,26 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(NodeOptions options) {
   std::error_code ec;
   std::filesystem::create_directories(node->options_.dir / "shards", ec);
   if (ec) return io_error("cannot create " + (node->options_.dir / "shards").string() + ": " + ec.message());
-  (void)master;
-  const int stream_replicas = node->config_.replicas;
-  FV_ASSIGN_OR_RETURN(node->meta_, node->host(-1, kMetaStream, kMetaPrefix, node->options_.dir / "meta", stream_replicas));
+  FV_ASSIGN_OR_RETURN(node->meta_, node->host(-1, kMetaStream, kMetaPrefix, node->options_.dir / "meta", master));
   for (int s = 0; s < node->config_.shards; ++s) {
     const auto holders = replicas_of(s, names, node->config_.replicas);
     if (std::find(holders.begin(), holders.end(), node->options_.name) == holders.end()) continue;
     FV_ASSIGN_OR_RETURN(auto h, node->host(s, shard_stream_name(s), shard_subject_prefix(s),
-                                           node->options_.dir / "shards" / two_digits(s), static_cast<int>(holders.size())));
+                                           node->options_.dir / "shards" / two_digits(s), master));
     node->shards_.emplace(s, std::move(h));
   }
   return node;
 }
 
 Result<std::unique_ptr<HostedStream>> ClusterNode::host(int shard, const std::string& stream, const std::string& prefix,
-                                                        const std::filesystem::path& dir, int replicas_in_stream) {
+                                                        const std::filesystem::path& dir,
+                                                        const vault::SecretKey& master) {
   auto h = std::make_unique<HostedStream>();
   h->shard = shard;
   h->stream = stream;
   h->subject_prefix = prefix;
   h->dir = dir;
   if (!std::filesystem::exists(dir / "vault.db")) FV_RETURN_IF_ERROR(vault::Vault::init(dir, options_.vault_config));
-  FV_ASSIGN_OR_RETURN(const auto master, vault::SecretKey::from_hex(std::getenv(vault::kMasterKeyEnv)));
   FV_ASSIGN_OR_RETURN(h->vault, vault::Vault::open(dir));
   FV_ASSIGN_OR_RETURN(h->replica, ShardReplica::open(*conn_, dir, master, {stream, options_.name}));
   FV_ASSIGN_OR_RETURN(h->watch, AppliedWatch::open(*conn_, stream));
@@ -80,7 +78,6 @@ Result<std::unique_ptr<HostedStream>> ClusterNode::host(int shard, const std::st
   // Acknowledged once two replicas applied it (or every replica, when the cluster keeps fewer).
   // From the configuration, never from the member list, which may lag (or hold only this node
   // when it is the first to start).
-  (void)replicas_in_stream;
   const int wait_for = std::min(2, std::max(1, config_.replicas));
   h->writer = std::make_shared<ShardWriter>(*conn_, master, *h->replica, *h->watch,
                                             WriterOptions{stream, prefix, wait_for, options_.write_timeout_ms});

@@ -73,7 +73,7 @@ class ClusterNode {
  private:
   explicit ClusterNode(NodeOptions options) : options_(std::move(options)) {}
   Result<std::unique_ptr<HostedStream>> host(int shard, const std::string& stream, const std::string& prefix,
-                                             const std::filesystem::path& dir, int replicas_in_stream);
+                                             const std::filesystem::path& dir, const vault::SecretKey& master);
 
   NodeOptions options_;
   ClusterConfig config_;

@@ -96,7 +96,7 @@ void ShardReplica::announce() {
                                static_cast<int>(body.size()));
 }
 
-Status ShardReplica::apply(uint64_t seq, std::span<const uint8_t> data, int64_t /*time_ns*/) {
+Status ShardReplica::apply(uint64_t seq, std::span<const uint8_t> data) {
   FV_ASSIGN_OR_RETURN(auto opened, open_message(master_, options_.stream, data));
   const bool carry = opened.kind == EnvelopeKind::kCarry;
   // One transaction's two patchsets apply as one (a patchset is a sequence of table sections).
@@ -152,7 +152,7 @@ void ShardReplica::run() {
     }
     if (msg->has_value()) {
       const auto& m = **msg;
-      Status s = apply(m.seq, m.data, m.time_ns);
+      Status s = apply(m.seq, m.data);
       // A vault locked for longer than its busy timeout is no divergence: the same message is
       // applied again (bounded by stop()).
       while (is_transient(s)) {
@@ -161,7 +161,7 @@ void ShardReplica::run() {
           if (stop_) return;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
-        s = apply(m.seq, m.data, m.time_ns);
+        s = apply(m.seq, m.data);
       }
       if (!s.is_ok())
         return fail(Status(s.code(), options_.stream + " message " + std::to_string(m.seq) + " on " + options_.node +

@@ -81,7 +81,7 @@ class ShardReplica {
   ShardReplica(NatsConnection& conn, std::unique_ptr<vault::Vault> vault, const vault::SecretKey& master,
                ReplicaOptions options);
   void run();
-  Status apply(uint64_t seq, std::span<const uint8_t> data, int64_t time_ns);
+  Status apply(uint64_t seq, std::span<const uint8_t> data);
   void announce();
 
   NatsConnection& conn_;

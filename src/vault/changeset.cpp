@@ -235,9 +235,38 @@ const char* op_name(int op) {
 
 struct ApplyContext {
   std::map<std::string, std::vector<Column>> columns;
+  std::map<std::string, bool> autoincrement;       // per table seen, whether it is AUTOINCREMENT
+  std::map<std::string, int64_t> deleted_key_max;  // per AUTOINCREMENT table, its highest deleted key
   std::string conflict;  // the first conflict, described
   ApplyMode mode = ApplyMode::kNormal;
 };
+
+// A table whose key is `INTEGER PRIMARY KEY AUTOINCREMENT`: SQLite keeps its highest id ever
+// given in sqlite_sequence and never gives an id at or below it again.
+Result<bool> is_autoincrement(Db& db, const std::string& table, const std::vector<Column>& cols) {
+  if (std::count_if(cols.begin(), cols.end(), [](const Column& c) { return c.pk > 0; }) != 1) return false;
+  FV_ASSIGN_OR_RETURN(Stmt s, db.prepare("SELECT 1 FROM sqlite_schema WHERE type='table' AND name=? AND "
+                                         "sql LIKE '%AUTOINCREMENT%'"));
+  s.bind(1, table);
+  return s.step();
+}
+
+// sqlite_sequence is no table of the patchset (SQLite's own, no primary key), so a replica
+// rebuilt from a stream never learns the ids of rows whose messages were erased from it: it
+// sees only their deletes. Raising each table's sequence to the keys it deleted keeps such a
+// replica, once a writer, from giving an erased row's id to a new one (docs/cluster.md).
+Status raise_sequences(Db& db, const std::map<std::string, int64_t>& floors) {
+  for (const auto& [table, key] : floors) {
+    FV_ASSIGN_OR_RETURN(Stmt up, db.prepare("UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1"));
+    up.bind_all(table, key);
+    FV_RETURN_IF_ERROR(up.run());
+    if (db.changes() > 0) continue;
+    FV_ASSIGN_OR_RETURN(Stmt in, db.prepare("INSERT INTO sqlite_sequence(name, seq) VALUES(?1, ?2)"));
+    in.bind_all(table, key);
+    FV_RETURN_IF_ERROR(in.run());
+  }
+  return Status::ok();
+}
 
 int on_conflict(void* ctx, int kind, sqlite3_changeset_iter* it) {
   auto* a = static_cast<ApplyContext*>(ctx);
@@ -267,6 +296,21 @@ int on_conflict(void* ctx, int kind, sqlite3_changeset_iter* it) {
     default: a->conflict = what + ": conflict " + std::to_string(kind); break;
   }
   return SQLITE_CHANGESET_ABORT;
+}
+
+Status apply_changes(Db& db, std::span<const uint8_t> patchset, ApplyContext& ctx) {
+  // SQLite applies it inside a savepoint of its own (rolled back on failure), with foreign keys
+  // deferred to its end; every conflict aborts.
+  void* data = const_cast<uint8_t*>(patchset.data());
+  const int rc = sqlite3changeset_apply_v2(db.handle(), static_cast<int>(patchset.size()), data, nullptr, on_conflict,
+                                           &ctx, nullptr, nullptr, 0);
+  if (rc == SQLITE_OK) return Status::ok();
+  if (!ctx.conflict.empty() || rc == SQLITE_ABORT || rc == SQLITE_CONSTRAINT)
+    return failed_precondition("the patchset does not apply to this replica (it diverged from the stream): " +
+                               (ctx.conflict.empty() ? std::string(sqlite3_errstr(rc)) : ctx.conflict));
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+    return failed_precondition(std::string("applying the patchset: ") + sqlite3_errmsg(db.handle()));
+  return internal_error(std::string("applying the patchset: ") + sqlite3_errstr(rc) + " (" + sqlite3_errmsg(db.handle()) + ")");
 }
 
 }  // namespace
@@ -434,7 +478,20 @@ Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode)
         if (!same)
           return failed_precondition("the patchset's table " + t + " (" + std::to_string(ncol) +
                                      " columns) is not this vault's: the replica's schema differs from the writer's");
+        FV_ASSIGN_OR_RETURN(const bool autoinc, is_autoincrement(db, t, cols));
+        ctx.autoincrement[t] = autoinc;
         ctx.columns.emplace(t, std::move(cols));
+      }
+      if (op == SQLITE_DELETE && ctx.autoincrement[t]) {
+        // Applied or skipped (the row already gone), a delete names an id that was given once.
+        const auto& cols = ctx.columns[t];
+        const auto pk = std::find_if(cols.begin(), cols.end(), [](const Column& c) { return c.pk > 0; });
+        sqlite3_value* key = nullptr;
+        sqlite3changeset_old(raw, static_cast<int>(pk - cols.begin()), &key);
+        if (key && sqlite3_value_type(key) == SQLITE_INTEGER) {
+          auto& floor = ctx.deleted_key_max[t];
+          floor = std::max<int64_t>(floor, sqlite3_value_int64(key));
+        }
       }
       if (t == "meta") {
         sqlite3_value* key = nullptr;
@@ -448,18 +505,13 @@ Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode)
     }
     if (rc != SQLITE_DONE) return invalid_argument(std::string("the patchset does not parse: ") + sqlite3_errstr(rc));
   }
-  // SQLite applies it inside a savepoint of its own (rolled back on failure), with foreign keys
-  // deferred to its end; every conflict aborts.
-  void* data = const_cast<uint8_t*>(patchset.data());
-  const int rc = sqlite3changeset_apply_v2(db.handle(), static_cast<int>(patchset.size()), data, nullptr, on_conflict,
-                                           &ctx, nullptr, nullptr, 0);
-  if (rc == SQLITE_OK) return Status::ok();
-  if (!ctx.conflict.empty() || rc == SQLITE_ABORT || rc == SQLITE_CONSTRAINT)
-    return failed_precondition("the patchset does not apply to this replica (it diverged from the stream): " +
-                               (ctx.conflict.empty() ? std::string(sqlite3_errstr(rc)) : ctx.conflict));
-  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-    return failed_precondition(std::string("applying the patchset: ") + sqlite3_errmsg(db.handle()));
-  return internal_error(std::string("applying the patchset: ") + sqlite3_errstr(rc) + " (" + sqlite3_errmsg(db.handle()) + ")");
+  // A savepoint of ours around the patchset and the sequences it raises: both or neither.
+  FV_RETURN_IF_ERROR(db.exec("SAVEPOINT fv_apply_patchset"));
+  Status st = apply_changes(db, patchset, ctx);
+  if (st.is_ok()) st = raise_sequences(db, ctx.deleted_key_max);
+  if (!st.is_ok()) (void)db.exec("ROLLBACK TO fv_apply_patchset");
+  const Status released = db.exec("RELEASE fv_apply_patchset");
+  return st.is_ok() ? released : st;
 }
 
 int64_t PatchsetSummary::total_deletes() const {

@@ -87,6 +87,9 @@ class ChangeCapture {
 // kInvalidArgument, one naming a table this vault lacks or has with other columns
 // kFailedPrecondition (SQLite would skip those changes silently). Foreign keys are checked at
 // the end of the patchset, not change by change; triggers fire as for any write.
+// A delete of an AUTOINCREMENT table, applied or skipped, raises the table's sqlite_sequence to
+// at least the deleted key: sqlite_sequence is not replicated, and a replica rebuilt from a
+// stream whose erased messages are gone must still never give one of their ids again.
 // kCarry applies the audit-log rows carried forward by an erasure: inserts into the log tables
 // only (anything else is kInvalidArgument), and a row that is already there is kept as it is.
 enum class ApplyMode { kNormal, kCarry };

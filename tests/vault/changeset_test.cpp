@@ -383,6 +383,57 @@ TEST_F(ChangesetTest, ADivergedReplicaFailsAndKeepsItsState) {
   EXPECT_EQ(*c->catalog().applied_seq(kStream), 0);
 }
 
+// sqlite_sequence is not replicated. A replica rebuilt from a stream after an erasure never saw
+// the erased rows (their messages are gone), only the deletes: applying them raises each
+// AUTOINCREMENT table's sequence, so as a writer it never gives an erased id to a new row.
+TEST_F(ChangesetTest, ARebuiltReplicaNeverGivesAnErasedIdAgain) {
+  Enrolled alice, bob;
+  const auto alice_ps = enroll_patchset("alice", &alice);
+  apply_both(1, alice_ps);
+  const auto bob_ps = enroll_patchset("bob", &bob);
+  apply_both(2, bob_ps);
+  ASSERT_GT(bob.subject, alice.subject);
+  const auto erase_ps = capture(*a_, [&] { ASSERT_TRUE(a_->catalog().erase_subject(bob.subject).is_ok()); });
+  apply_both(3, erase_ps);
+
+  // Rebuilt: message 2 (bob's enrollment) was erased from the stream, so it applies 1 and 3.
+  auto c = make_vault("rebuilt");
+  for (auto [seq, ps] : {std::pair{1, &alice_ps}, std::pair{3, &erase_ps}}) {
+    auto r = c->apply_replicated(kStream, seq, *ps, "2025-03-02T00:00:00.000Z");
+    ASSERT_TRUE(r.is_ok() && *r) << r.status().to_string();
+  }
+  EXPECT_EQ(count(*c, "SELECT count(*) FROM subject"), 1);
+  EXPECT_EQ(count(*c, "SELECT seq FROM sqlite_sequence WHERE name='subject'"), bob.subject);
+  EXPECT_EQ(count(*c, "SELECT seq FROM sqlite_sequence WHERE name='face'"), bob.face);
+  // The survivors' sequences, already at bob's ids, are unchanged by the same deletes.
+  EXPECT_EQ(dump_table(testing::raw_db(*c), "sqlite_sequence"), dump_table(testing::raw_db(*b_), "sqlite_sequence"));
+
+  // As a writer, the rebuilt replica gives new ids above every erased one.
+  Enrolled carol;
+  {
+    auto txn = c->begin();
+    ASSERT_TRUE(txn.is_ok());
+    carol = enroll(*c, "carol");
+    ASSERT_TRUE(txn->commit().is_ok());
+  }
+  EXPECT_GT(carol.subject, bob.subject);
+  EXPECT_GT(carol.basis, bob.basis);
+  EXPECT_GT(carol.image, bob.image);
+  EXPECT_GT(carol.face, bob.face);
+
+  // A patchset that fails leaves the sequences as they were (one savepoint around both).
+  auto d = make_vault("d");
+  const std::string d0 = dump_table(testing::raw_db(*d), "sqlite_sequence");
+  const std::vector<uint8_t> both = [&] {
+    std::vector<uint8_t> v = erase_ps;  // deletes of bob's rows, then an update of alice's: d has neither
+    const auto upd = capture(*b_, [&] { ASSERT_TRUE(b_->catalog().set_retention(alice.subject, "2100-01-01T00:00:00.000Z").is_ok()); });
+    v.insert(v.end(), upd.begin(), upd.end());
+    return v;
+  }();
+  EXPECT_FALSE(d->apply_replicated(kStream, 1, both, "2025-03-02T00:00:00.000Z").is_ok());
+  EXPECT_EQ(dump_table(testing::raw_db(*d), "sqlite_sequence"), d0);
+}
+
 TEST_F(ChangesetTest, SequencesOnlyMoveForwardAndMayHaveGaps) {
   const auto empty_ps = capture(*a_, [] {});
   EXPECT_TRUE(empty_ps.empty());

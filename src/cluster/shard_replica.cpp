@@ -89,6 +89,11 @@ Status ShardReplica::forget_messages_of_subject(const std::string& subject_uid) 
   return vault_->catalog().forget_subject_messages(options_.stream, subject_uid);
 }
 
+Result<std::vector<std::string>> ShardReplica::erased_subjects_with_messages() {
+  std::lock_guard lk(mu_);
+  return vault_->catalog().erased_subjects_with_messages(options_.stream);
+}
+
 void ShardReplica::announce() {
   const std::string body = options_.node + " " + std::to_string(applied());
   // Core NATS, not stored: a lost announcement is repeated by the next one.

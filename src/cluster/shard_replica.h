@@ -76,6 +76,9 @@ class ShardReplica {
   Result<std::vector<uint64_t>> messages_of_subject(const std::string& subject_uid);
   // Forgets them (ShardWriter::erase_messages_of_subject, once they are erased).
   Status forget_messages_of_subject(const std::string& subject_uid);
+  // The subjects whose erasure this replica applied while it still records messages of theirs:
+  // erasures of the stream left undone (ShardWriter::sweep_pending_erasures).
+  Result<std::vector<std::string>> erased_subjects_with_messages();
 
  private:
   ShardReplica(NatsConnection& conn, std::unique_ptr<vault::Vault> vault, const vault::SecretKey& master,

@@ -106,4 +106,18 @@ Result<int> ShardWriter::erase_messages_of_subject(const std::string& subject_ui
   return erased;
 }
 
+Result<int> ShardWriter::sweep_pending_erasures() {
+  FV_ASSIGN_OR_RETURN(const auto uids, local_.erased_subjects_with_messages());
+  int erased = 0;
+  Status first;
+  for (const auto& uid : uids) {
+    auto n = erase_messages_of_subject(uid);
+    if (n.is_ok()) erased += *n;
+    else if (first.is_ok()) first = Status(n.status().code(), "erasing the messages of erased subject " + uid + " from " +
+                                                                  options_.stream + ": " + n.status().message());
+  }
+  if (!first.is_ok()) return first;
+  return erased;
+}
+
 }  // namespace fv::cluster

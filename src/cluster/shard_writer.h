@@ -50,6 +50,15 @@ class ShardWriter : public vault::CommitInterceptor {
   // Returns how many.
   Result<int> erase_messages_of_subject(const std::string& subject_uid);
 
+  // Completes the stream erasures left undone: a node that died after a subject's erasure was
+  // applied and before erase_messages_of_subject finished (or a replica other than the one
+  // that erased) still records that subject's messages, and no subject row has its uid any
+  // more. Each such subject's messages go as erase_messages_of_subject takes them (carry, then
+  // js_EraseMsg). Returns how many messages were found erased, by this call or by another node
+  // before it. One query of the local vault and nothing else when there is nothing to do; every
+  // pending subject is tried, and the first failure is returned after the others.
+  Result<int> sweep_pending_erasures();
+
  private:
   friend class ReplicatedTxn;
   NatsConnection& conn_;

@@ -353,6 +353,9 @@ class Catalog {
   Status record_subject_message(const std::string& stream, int64_t seq, const std::string& subject_uid);
   Result<std::vector<int64_t>> subject_messages(const std::string& stream, const std::string& subject_uid);
   Status forget_subject_messages(const std::string& stream, const std::string& subject_uid);
+  // Subjects with messages of `stream` recorded and no `subject` row any more: their erasure was
+  // applied, their messages are not yet erased from the stream (pending erasures, by uid).
+  Result<std::vector<std::string>> erased_subjects_with_messages(const std::string& stream);
 
   Result<int64_t> count_faces();
   Result<int64_t> count_subjects();

@@ -68,4 +68,21 @@ Status Catalog::forget_subject_messages(const std::string& stream, const std::st
   return s.run();
 }
 
+Result<std::vector<std::string>> Catalog::erased_subjects_with_messages(const std::string& stream) {
+  // One pass over replication_message_by_subject (uid first), one lookup of subject.uid per uid.
+  // An applied message of a subject always has its subject row (the writer seals a message
+  // under a subject's key only when the row exists), so only an erasure removes it.
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
+      "SELECT u FROM (SELECT DISTINCT subject_uid AS u FROM replication_message WHERE stream=?) "
+      "WHERE NOT EXISTS (SELECT 1 FROM subject WHERE uid = u) ORDER BY u"));
+  q.bind(1, stream);
+  std::vector<std::string> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) break;
+    out.push_back(q.text(0));
+  }
+  return out;
+}
+
 }  // namespace fv::vault

@@ -143,8 +143,9 @@ struct Enrolled {
   std::vector<float> tmpl;
 };
 
-// One enrollment through the catalog in one transaction (committed through the interceptor).
-Result<Enrolled> enroll(vault::Vault& v, const std::string& ref, uint32_t seed) {
+// One enrollment through the catalog in one transaction (committed through the interceptor);
+// `audited`: with its audit entry, as the service writes it (what an erasure carries forward).
+Result<Enrolled> enroll(vault::Vault& v, const std::string& ref, uint32_t seed, bool audited = false) {
   FV_ASSIGN_OR_RETURN(auto txn, v.begin());
   auto& cat = v.catalog();
   Enrolled e;
@@ -163,6 +164,17 @@ Result<Enrolled> enroll(vault::Vault& v, const std::string& ref, uint32_t seed) 
   for (auto& x : e.tmpl) x = g(rng);
   e.sealed_template = vault::seal(key, vault::as_bytes(e.tmpl), vault::face_ad(sid, fid, "synthetic", 1));
   FV_RETURN_IF_ERROR(cat.seal_face(fid, e.sealed_template));
+  if (audited) {
+    vault::AuditEntry a;
+    a.ts = t0;
+    a.actor = "tester";
+    a.role = "enroller";
+    a.action = "enroll";
+    a.purpose = "p1";
+    a.subjects = {e.uid};
+    a.details = {{"face_id", fid}};
+    FV_RETURN_IF_ERROR(cat.append_audit(a).status());
+  }
   FV_RETURN_IF_ERROR(txn.commit());
   return e;
 }
@@ -357,6 +369,83 @@ TEST(Replication, ErasureReachesEveryReplicaAndTheStream) {
     EXPECT_FALSE(any_file_holds(n->dir, gone_key)) << n->name << " holds the erased wrapped key";
     EXPECT_TRUE(any_file_holds(n->dir, kept->sealed_template)) << n->name << ": the scan finds nothing at all";
   }
+}
+
+// A node that dies after a subject's erasure was applied and before the subject's messages
+// were erased from the stream: its replication_message rows name a subject that no longer
+// exists, and the sweep completes the erasure (carry, then js_EraseMsg) once it is back.
+TEST(Replication, TheSweepCompletesAStreamErasureLeftUndone) {
+  const Shard sh = make_shard(6);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", true);
+  auto c = start_node(sh, "c", false);
+  auto kept = enroll(*a->vault, "kept", 21, true);
+  auto gone = enroll(*a->vault, "gone", 22, true);
+  ASSERT_TRUE(kept.is_ok() && gone.is_ok()) << kept.status().to_string() << gone.status().to_string();
+  // Nothing pending: the sweep is one query of the local vault (the stream does not move).
+  auto none = a->writer->sweep_pending_erasures();
+  ASSERT_TRUE(none.is_ok()) << none.status().to_string();
+  EXPECT_EQ(*none, 0);
+
+  auto seqs = a->replica->messages_of_subject(gone->uid);
+  ASSERT_TRUE(seqs.is_ok());
+  ASSERT_EQ(seqs->size(), 1u);
+  {
+    auto txn = a->vault->begin();
+    ASSERT_TRUE(txn.is_ok());
+    auto subj = a->vault->catalog().find_subject("gone");
+    ASSERT_TRUE(subj.is_ok() && subj->has_value());
+    ASSERT_TRUE(a->vault->catalog().erase_subject((*subj)->id).is_ok());
+    Status st = txn->commit();
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+  }
+  const uint64_t erasure_seq = *cluster::last_sequence(*a->conn, sh.stream);
+  for (auto* n : {a.get(), b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(erasure_seq, kTimeoutMs).is_ok());
+  // The crash: a goes down before erase_messages_of_subject. The message is still in the stream.
+  const fs::path a_dir = a->dir;
+  a.reset();
+  for (uint64_t s : *seqs) EXPECT_TRUE(cluster::get_message(*b->conn, sh.stream, s)->has_value());
+
+  a = start_node(sh, "a", true, a_dir);
+  ASSERT_TRUE(a->replica->catch_up(kTimeoutMs).is_ok());
+  EXPECT_EQ(*a->replica->messages_of_subject(kept->uid), std::vector<uint64_t>{1});
+  auto swept = a->writer->sweep_pending_erasures();
+  ASSERT_TRUE(swept.is_ok()) << swept.status().to_string();
+  EXPECT_EQ(*swept, 1);
+  for (uint64_t s : *seqs) {
+    auto m = cluster::get_message(*a->conn, sh.stream, s);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    EXPECT_FALSE(m->has_value()) << "message " << s << " is still in the stream";
+  }
+  EXPECT_TRUE(a->replica->messages_of_subject(gone->uid)->empty());
+  // Its audit rows went on in the stream first, as a carry after the erasure.
+  const uint64_t last = *cluster::last_sequence(*a->conn, sh.stream);
+  ASSERT_EQ(last, erasure_seq + 1);
+  auto carry = cluster::get_message(*a->conn, sh.stream, last);
+  ASSERT_TRUE(carry.is_ok() && carry->has_value());
+  EXPECT_EQ((*carry)->subject, sh.prefix + ".carry");
+  auto opened = cluster::open_message(master(), sh.stream, (*carry)->data);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+  EXPECT_EQ(opened->kind, cluster::EnvelopeKind::kCarry);
+  EXPECT_TRUE(opened->rows.empty());
+  EXPECT_FALSE(opened->log.empty());
+
+  // Done: a second sweep has nothing to do. b still records the messages (it applied them but
+  // did not erase them): its sweep finds them erased and publishes no second carry.
+  EXPECT_EQ(*a->writer->sweep_pending_erasures(), 0);
+  auto on_b = b->writer->sweep_pending_erasures();
+  ASSERT_TRUE(on_b.is_ok()) << on_b.status().to_string();
+  EXPECT_EQ(*on_b, 1);
+  EXPECT_TRUE(b->replica->messages_of_subject(gone->uid)->empty());
+  EXPECT_EQ(*cluster::last_sequence(*a->conn, sh.stream), last);
+
+  // A replica rebuilt from the stream now has the survivors' rows and whole audit log.
+  for (auto* n : {a.get(), b.get()}) ASSERT_TRUE(n->replica->catch_up(kTimeoutMs).is_ok());
+  auto d = start_node(sh, "d", false);
+  ASSERT_TRUE(d->replica->catch_up(kTimeoutMs).is_ok()) << d->replica->error().to_string();
+  EXPECT_EQ(dump(d->dir), dump(a->dir));
+  EXPECT_EQ(count(d->dir, "SELECT count(*) FROM audit"), 2);
+  EXPECT_EQ(count(d->dir, "SELECT count(*) FROM subject WHERE ref='gone'"), 0);
 }
 
 TEST(Replication, NoAcknowledgedWriteIsLostWhenANatsServerIsKilled) {

@@ -1,7 +1,8 @@
 #include "cluster/node.h"
 
-#include <cstdio>
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 
 #include "cluster/shard_map.h"
@@ -59,7 +60,33 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(NodeOptions options) {
                                            node->options_.dir / "shards" / two_digits(s), master));
     node->shards_.emplace(s, std::move(h));
   }
+  FV_RETURN_IF_ERROR(node->sweep_at_start());
   return node;
+}
+
+Status ClusterNode::sweep_at_start() {
+  // The sweep is right on any applied prefix (a subject row goes only with its erasure);
+  // catching up first finds the erasures this node missed while it was down, too. One
+  // deadline for all: the shards apply in parallel, each on its own thread.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.start_catch_up_ms);
+  for (auto& [s, h] : shards_) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    // Not caught up in time, or diverged: swept as far as it applied (status() shows the lag).
+    (void)h->replica->catch_up(static_cast<int>(std::max<int64_t>(0, left.count())));
+    auto n = h->writer->sweep_pending_erasures();
+    if (!n.is_ok()) return Status(n.status().code(), "node " + options_.name + ": " + n.status().message());
+    h->swept_at_start = *n;
+  }
+  return Status::ok();
+}
+
+Result<int> ClusterNode::sweep_pending_erasures() {
+  int erased = 0;
+  for (auto& [s, h] : shards_) {
+    FV_ASSIGN_OR_RETURN(const int n, h->writer->sweep_pending_erasures());
+    erased += n;
+  }
+  return erased;
 }
 
 Result<std::unique_ptr<HostedStream>> ClusterNode::host(int shard, const std::string& stream, const std::string& prefix,

@@ -5,6 +5,9 @@
 //
 // Which shards a node hosts follows from the members registered in the cluster's KV bucket
 // (replicas_of, rendezvous hashing), as they are when the node starts.
+//
+// At start, once its shards caught up, a node completes the stream erasures that a previous
+// run (its own or another node's) left undone (ShardWriter::sweep_pending_erasures).
 #pragma once
 
 #include <filesystem>
@@ -31,6 +34,9 @@ struct NodeOptions {
   std::string http;                  // the node's HTTP base URL, registered for others to see
   vault::VaultConfig vault_config;   // for local vaults created on first start
   int write_timeout_ms = 30000;
+  // How long start() waits for the hosted shards to catch up before it completes the pending
+  // erasures (a shard that did not catch up in time is swept as far as it applied).
+  int start_catch_up_ms = 30000;
 };
 
 // One hosted stream: a shard's, or the meta stream (shard == -1).
@@ -42,6 +48,7 @@ struct HostedStream {
   std::unique_ptr<ShardReplica> replica;
   std::unique_ptr<AppliedWatch> watch;
   std::shared_ptr<ShardWriter> writer;
+  int swept_at_start = 0;  // messages of erased subjects that start() found erased (sweep)
 };
 
 class ClusterNode {
@@ -50,7 +57,8 @@ class ClusterNode {
   // (FACEVAULT_MASTER_KEY, FACEVAULT_AUDIT_SIGNING_KEY): every replica of a shard must open
   // the same sealed rows and verify the same signed checkpoints. Connects, reads the
   // cluster's configuration, registers the node, opens (or creates) its local vaults and
-  // starts applying every hosted stream.
+  // starts applying every hosted stream; then completes the pending erasures of its shards
+  // (an error when one cannot be completed: the node would keep a subject in the stream).
   static Result<std::unique_ptr<ClusterNode>> start(NodeOptions options);
   ~ClusterNode();
   ClusterNode(const ClusterNode&) = delete;
@@ -69,9 +77,13 @@ class ClusterNode {
   Status catch_up(int timeout_ms);
   // Per stream: its last sequence, what this node applied, the lag; the members.
   Result<nlohmann::json> status();
+  // For each hosted shard: the sweep of start() (ShardWriter::sweep_pending_erasures), again.
+  // Returns how many messages it found erased.
+  Result<int> sweep_pending_erasures();
 
  private:
   explicit ClusterNode(NodeOptions options) : options_(std::move(options)) {}
+  Status sweep_at_start();
   Result<std::unique_ptr<HostedStream>> host(int shard, const std::string& stream, const std::string& prefix,
                                              const std::filesystem::path& dir, const vault::SecretKey& master);
 

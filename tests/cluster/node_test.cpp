@@ -2,6 +2,7 @@
 // configuration and the streams), three ClusterNodes hosting every shard and the meta stream,
 // a write on one node's shard vault reaching the others, `cluster status` (the library call
 // and the CLI) showing each replica's position.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -323,6 +324,68 @@ TEST_F(NodeTest, AReplicaRebuiltAfterAnErasureHasTheWholeAuditChain) {
   auto v = (*rebuilt_svc)->audit_verify(admin);
   ASSERT_TRUE(v.is_ok()) << v.status().to_string();
   EXPECT_TRUE(v->ok) << v->problem << ": " << v->message;
+}
+
+// A node that applied an erasure and went down before the subject's messages left the stream
+// (the service's erase does not erase them: the facade will, and may die first): the next start
+// of the nodes completes it, each node that still records the messages sweeping them.
+TEST_F(NodeTest, StartCompletesTheStreamErasuresLeftUndone) {
+  constexpr int kShard = 2;
+  auto conn = connect();
+  ASSERT_TRUE(conn);
+  const service::Actor admin{"tester", service::Role::kAdmin};
+  std::string uid;
+  std::vector<uint64_t> seqs;
+  uint64_t before = 0;
+  {
+    std::vector<std::unique_ptr<cluster::ClusterNode>> nodes;
+    std::vector<std::unique_ptr<service::Service>> svcs;
+    ASSERT_NO_FATAL_FAILURE(start_with_services(*conn, kShard, nodes, svcs));
+    auto basis = svcs[0]->add_basis(admin, {"swept-1", service::BasisKind::kConsent, "form", {"access-control"}, std::nullopt});
+    ASSERT_TRUE(basis.is_ok()) << basis.status().to_string();
+    uid = basis->subject_uid;
+    face::FaceTemplate t{"faceplugin-mobilefacenet-512", 1, std::vector<float>(512, 0.f)};
+    t.values[3] = 1.f;
+    ASSERT_TRUE(svcs[0]->enroll_template(admin, {"swept-1", basis->basis_id}, t).is_ok());
+    ASSERT_TRUE(nodes[1]->catch_up(30000).is_ok());
+    ASSERT_TRUE(svcs[1]->erase(admin, "swept-1").is_ok());
+    for (auto& n : nodes) ASSERT_TRUE(n->catch_up(30000).is_ok());
+    auto recorded = nodes[1]->shard(kShard)->replica->messages_of_subject(uid);
+    ASSERT_TRUE(recorded.is_ok());
+    seqs = *recorded;
+    ASSERT_EQ(seqs.size(), 2u);  // its basis and its enrollment
+    for (uint64_t s : seqs) EXPECT_TRUE(cluster::get_message(*conn, cluster::shard_stream_name(kShard), s)->has_value());
+    before = *cluster::last_sequence(*conn, cluster::shard_stream_name(kShard));
+    svcs.clear();  // services before their nodes (docs/cluster.md, "Lifetimes")
+  }
+
+  std::vector<std::unique_ptr<cluster::ClusterNode>> nodes;
+  for (const std::string name : {"a", "b", "c"}) {
+    auto n = cluster::ClusterNode::start(node_options(nats_->urls(), name, *root_ / name));
+    ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
+    nodes.push_back(std::move(*n));
+  }
+  for (auto& n : nodes) {
+    // The first node erased them, the others found them erased: each counts both.
+    EXPECT_EQ(n->shard(kShard)->swept_at_start, 2) << n->name();
+    EXPECT_TRUE(n->shard(kShard)->replica->messages_of_subject(uid)->empty()) << n->name();
+  }
+  for (uint64_t s : seqs) {
+    auto m = cluster::get_message(*conn, cluster::shard_stream_name(kShard), s);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    EXPECT_FALSE(m->has_value()) << "message " << s << " is still in the stream";
+  }
+  // Their audit rows were carried forward first: one carry per erased message.
+  const uint64_t after = *cluster::last_sequence(*conn, cluster::shard_stream_name(kShard));
+  EXPECT_EQ(after, before + seqs.size());
+  for (uint64_t s = before + 1; s <= after; ++s) {
+    auto m = cluster::get_message(*conn, cluster::shard_stream_name(kShard), s);
+    ASSERT_TRUE(m.is_ok() && m->has_value());
+    EXPECT_EQ((*m)->subject, cluster::shard_subject_prefix(kShard) + ".carry");
+  }
+  // Nothing left to do: sweeping again touches neither stream nor vaults.
+  for (auto& n : nodes) EXPECT_EQ(*n->sweep_pending_erasures(), 0);
+  EXPECT_EQ(*cluster::last_sequence(*conn, cluster::shard_stream_name(kShard)), after);
 }
 
 }  // namespace

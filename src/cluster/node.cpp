@@ -42,6 +42,10 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(NodeOptions options) {
   std::unique_ptr<ClusterNode> node(new ClusterNode(std::move(options)));
   FV_ASSIGN_OR_RETURN(node->conn_, NatsConnection::connect({node->options_.servers, node->options_.name}));
   FV_ASSIGN_OR_RETURN(node->config_, read_cluster_config(*node->conn_));
+  if (node->options_.meta_only) {
+    FV_ASSIGN_OR_RETURN(node->meta_, node->host(-1, kMetaStream, kMetaPrefix, node->options_.dir / "meta", master));
+    return node;
+  }
   FV_RETURN_IF_ERROR(register_member(*node->conn_, {node->options_.name, node->options_.http, ""}));
   FV_ASSIGN_OR_RETURN(const auto members, read_members(*node->conn_));
   std::vector<std::string> names;
@@ -99,12 +103,14 @@ Result<std::unique_ptr<HostedStream>> ClusterNode::host(int shard, const std::st
   h->dir = dir;
   if (!std::filesystem::exists(dir / "vault.db")) FV_RETURN_IF_ERROR(vault::Vault::init(dir, options_.vault_config));
   FV_ASSIGN_OR_RETURN(h->vault, vault::Vault::open(dir));
-  FV_ASSIGN_OR_RETURN(h->replica, ShardReplica::open(*conn_, dir, master, {stream, options_.name}));
+  ReplicaOptions ro{stream, options_.name};
+  ro.announce = !options_.meta_only;
+  FV_ASSIGN_OR_RETURN(h->replica, ShardReplica::open(*conn_, dir, master, ro));
   FV_ASSIGN_OR_RETURN(h->watch, AppliedWatch::open(*conn_, stream));
   FV_RETURN_IF_ERROR(h->replica->start());
   // Acknowledged once two replicas applied it (or every replica, when the cluster keeps fewer).
   // From the configuration, never from the member list, which may lag (or hold only this node
-  // when it is the first to start).
+  // when it is the first to start). A meta-only node does not announce: members only count.
   const int wait_for = std::min(2, std::max(1, config_.replicas));
   h->writer = std::make_shared<ShardWriter>(*conn_, master, *h->replica, *h->watch,
                                             WriterOptions{stream, prefix, wait_for, options_.write_timeout_ms});
@@ -156,6 +162,7 @@ Result<json> ClusterNode::status() {
   json m = json::array();
   for (const auto& x : members) m.push_back({{"name", x.name}, {"http", x.http}, {"joined_at", x.joined_at}});
   return json{{"node", options_.name},
+              {"meta_only", options_.meta_only},
               {"shards", config_.shards},
               {"replicas", config_.replicas},
               {"created_at", config_.created_at},

@@ -8,6 +8,11 @@
 //
 // At start, once its shards caught up, a node completes the stream erasures that a previous
 // run (its own or another node's) left undone (ShardWriter::sweep_pending_erasures).
+//
+// A meta-only node (NodeOptions::meta_only) is a client, not a member: it hosts the meta stream
+// alone, for CLI commands that write cluster-wide data (an API key, say) from a temporary
+// directory. It is not registered, hosts no shard, and does not announce what it applied, so
+// its writes are acknowledged once min(2, replicas) members applied them.
 #pragma once
 
 #include <filesystem>
@@ -37,6 +42,8 @@ struct NodeOptions {
   // How long start() waits for the hosted shards to catch up before it completes the pending
   // erasures (a shard that did not catch up in time is swept as far as it applied).
   int start_catch_up_ms = 30000;
+  // A client hosting only the meta stream (DIR/meta): no member, no shard (above).
+  bool meta_only = false;
 };
 
 // One hosted stream: a shard's, or the meta stream (shard == -1).

@@ -95,6 +95,7 @@ Result<std::vector<std::string>> ShardReplica::erased_subjects_with_messages() {
 }
 
 void ShardReplica::announce() {
+  if (!options_.announce) return;
   const std::string body = options_.node + " " + std::to_string(applied());
   // Core NATS, not stored: a lost announcement is repeated by the next one.
   (void)natsConnection_Publish(conn_.raw(), applied_subject(options_.stream).c_str(), body.data(),

@@ -34,6 +34,10 @@ struct ReplicaOptions {
   std::string stream;  // fv-shard-07 / fv-meta
   std::string node;    // this node's name, in the announcements
   int announce_every_ms = 1000;
+  // false for a node that is no member (NodeOptions::meta_only): its vault is a client's
+  // temporary copy, so its applying must count for no writer's acknowledgement, and cluster
+  // status must not list it among the replicas.
+  bool announce = true;
 };
 
 // What one applied message did (for the node's in-memory index and for erasure).

@@ -23,9 +23,11 @@
 #include "service/service.h"
 #include "support/nats_servers.h"
 #include "support/run.h"
+#include "vault/api_keys.h"
 #include "vault/audit_checkpoint.h"
 #include "vault/crypto.h"
 #include "vault/sqlite.h"
+#include "vault/testing.h"
 #include "vault/timeutil.h"
 #include "vault/vault.h"
 
@@ -386,6 +388,66 @@ TEST_F(NodeTest, StartCompletesTheStreamErasuresLeftUndone) {
   // Nothing left to do: sweeping again touches neither stream nor vaults.
   for (auto& n : nodes) EXPECT_EQ(*n->sweep_pending_erasures(), 0);
   EXPECT_EQ(*cluster::last_sequence(*conn, cluster::shard_stream_name(kShard)), after);
+}
+
+// A meta-only node (a CLI's, from a temporary directory): it applies the meta stream and its
+// writes replicate to the members' meta vaults, but it is no member and hosts no shard.
+TEST_F(NodeTest, AMetaOnlyNodeWritesClusterWideDataWithoutBecomingAMember) {
+  auto conn = connect();
+  ASSERT_TRUE(conn);
+  ASSERT_TRUE(cluster::init_cluster(*conn, kShards, 3).is_ok());
+  std::vector<std::unique_ptr<cluster::ClusterNode>> nodes;
+  for (const std::string name : {"a", "b", "c"}) {
+    auto n = cluster::ClusterNode::start(node_options(nats_->urls(), name, *root_ / name));
+    ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
+    nodes.push_back(std::move(*n));
+  }
+  const fs::path tmp = *root_ / "cli-tmp";
+  auto o = node_options(nats_->urls(), "cli-1", tmp);
+  o.meta_only = true;
+  auto started = cluster::ClusterNode::start(o);
+  ASSERT_TRUE(started.is_ok()) << started.status().to_string();
+  auto& cli = **started;
+  EXPECT_TRUE(cli.hosted_shards().empty());
+  EXPECT_FALSE(fs::exists(tmp / "shards"));
+  ASSERT_TRUE(cli.catch_up(30000).is_ok());
+  EXPECT_EQ(cli.meta().replica->applied(), *cluster::last_sequence(*conn, cluster::kMetaStream));
+
+  // Its writer replicates: an API key created on its meta vault reaches every member's.
+  vault::Vault& mv = *cli.meta().vault;
+  auto key = vault::create_api_key(vault::testing::raw_db(mv), "admin", {}, "bootstrap", "cli", mv.audit_signer().get());
+  ASSERT_TRUE(key.is_ok()) << key.status().to_string();
+  for (auto& n : nodes) {
+    ASSERT_TRUE(n->catch_up(30000).is_ok()) << n->name();
+    auto db = vault::Db::open(n->meta().dir / "vault.db", false);
+    ASSERT_TRUE(db.is_ok()) << db.status().to_string();
+    auto keys = vault::list_api_keys(*db);
+    ASSERT_TRUE(keys.is_ok()) << keys.status().to_string();
+    EXPECT_TRUE(std::any_of(keys->begin(), keys->end(), [&](const vault::ApiKey& k) { return k.id == key->key.id; }))
+        << n->name();
+  }
+
+  // No member: not in the KV bucket, nor in any status; and it announced nothing, so no
+  // writer counted its temporary vault among the replicas that applied a write.
+  auto members = cluster::read_members(*conn);
+  ASSERT_TRUE(members.is_ok());
+  for (const auto& m : *members) EXPECT_NE(m.name, "cli-1");
+  for (auto* n : {nodes[0].get(), &cli}) {
+    auto st = n->status();
+    ASSERT_TRUE(st.is_ok()) << st.status().to_string();
+    EXPECT_EQ((*st)["members"].size(), 3u) << st->dump();
+    for (const auto& m : (*st)["members"]) EXPECT_NE(m["name"], "cli-1");
+    for (const auto& row : (*st)["streams"]) EXPECT_FALSE(row["replicas_heard"].contains("cli-1")) << row.dump();
+  }
+  auto own = cli.status();
+  EXPECT_EQ((*own)["meta_only"], true);
+  EXPECT_EQ((*own)["streams"].size(), 1u);
+  auto cs = cluster::cluster_status(*conn, 2500);
+  ASSERT_TRUE(cs.is_ok()) << cs.status().to_string();
+  for (const auto& row : (*cs)["streams"]) {
+    EXPECT_FALSE(row["replicas"].contains("cli-1")) << row.dump();
+    if (row["stream"] == cluster::kMetaStream) EXPECT_EQ(row["replicas"].size(), 3u) << row.dump();
+  }
 }
 
 }  // namespace

@@ -33,7 +33,7 @@ nlohmann::json RetentionState::to_json() const {
           {"last_report", last_report}};
 }
 
-RetentionScheduler::RetentionScheduler(service::Service& svc, std::chrono::seconds interval, bool log_runs)
+RetentionScheduler::RetentionScheduler(service::Api& svc, std::chrono::seconds interval, bool log_runs)
     : svc_(svc), interval_(interval.count() > 0 ? interval : std::chrono::seconds(0)), log_runs_(log_runs) {
   state_.interval = interval_;
 }

@@ -52,7 +52,7 @@ struct RetentionState {
 class RetentionScheduler {
  public:
   // `svc` must outlive the scheduler. interval 0: start() runs nothing.
-  RetentionScheduler(service::Service& svc, std::chrono::seconds interval, bool log_runs = true);
+  RetentionScheduler(service::Api& svc, std::chrono::seconds interval, bool log_runs = true);
   ~RetentionScheduler();
   RetentionScheduler(const RetentionScheduler&) = delete;
   RetentionScheduler& operator=(const RetentionScheduler&) = delete;
@@ -68,7 +68,7 @@ class RetentionScheduler {
  private:
   void loop();
 
-  service::Service& svc_;
+  service::Api& svc_;
   const std::chrono::seconds interval_;
   const bool log_runs_;
   mutable std::mutex mu_;  // guards state_, stopping_, started_

@@ -19,7 +19,7 @@ void add_optout_routes(Server::Impl& s) {
     // Every text field before the photo: a malformed one must not leave a copy of it behind.
     const int face_index = int_field(form_field(c.req, "face"), "face", 0, 199, -1);
     std::vector<uint8_t> bytes = s.image_part(c.req, "image");
-    auto r = value_or_throw(s.photo_use_case("optout", [&](service::Service& svc) {
+    auto r = value_or_throw(s.photo_use_case("optout", [&](service::Api& svc) {
       return svc.optout_add(c.caller.who(), std::move(bytes), face_index);
     }));
     json j = {{"recorded", true}};

@@ -39,7 +39,7 @@ void add_search_routes(Server::Impl& s) {
       throw r.is_ok() ? http_error(400, "a search needs a purpose and a case reference") : from_status(r.status());
     }
     std::vector<uint8_t> bytes = s.image_part(c.req, "image");
-    auto r = value_or_throw(s.photo_use_case("search", [&](service::Service& svc) {
+    auto r = value_or_throw(s.photo_use_case("search", [&](service::Api& svc) {
       return svc.search(c.caller.who(), sr, std::move(bytes));
     }));
     reply(c.res, 200, service::render::search(r));
@@ -53,7 +53,7 @@ void add_search_routes(Server::Impl& s) {
       service::SearchRequest sr = search_request(c, "fmr", 1e-7, 0.5);
       const std::string subject = form_field(c.req, "subject");
       std::vector<uint8_t> a = s.image_part(c.req, "a");
-      auto v = value_or_throw(s.photo_use_case("verify_subject", [&](service::Service& svc) {
+      auto v = value_or_throw(s.photo_use_case("verify_subject", [&](service::Api& svc) {
         return svc.verify_subject(c.caller.who(), sr, subject, std::move(a));
       }));
       reply(c.res, 200, service::render::verify_subject(v));
@@ -68,7 +68,7 @@ void add_search_routes(Server::Impl& s) {
     // Photo a is held as an Upload while b is read: a refused b must not leave a behind.
     service::Upload a(s.image_part(c.req, "a"), s.on_wipe());
     std::vector<uint8_t> b = s.image_part(c.req, "b");
-    auto v = value_or_throw(s.photo_use_case("verify", [&](service::Service& svc) {
+    auto v = value_or_throw(s.photo_use_case("verify", [&](service::Api& svc) {
       return svc.verify_photos(c.caller.who(), a.release(), std::move(b), fmr, liveness);
     }));
     reply(c.res, 200, service::render::verify_photos(v));
@@ -76,7 +76,7 @@ void add_search_routes(Server::Impl& s) {
 
   s.add("POST", "/v1/detect", Action::kDetect, [&s](Call& c) {
     std::vector<uint8_t> bytes = s.image_part(c.req, "image");
-    auto d = value_or_throw(s.photo_use_case("detect", [&](service::Service& svc) {
+    auto d = value_or_throw(s.photo_use_case("detect", [&](service::Api& svc) {
       return svc.detect(c.caller.who(), std::move(bytes));
     }));
     reply(c.res, 200, service::render::detection(d));

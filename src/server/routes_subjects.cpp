@@ -91,7 +91,7 @@ void add_subject_routes(Server::Impl& s) {
     std::vector<uint8_t> bytes = s.image_part(c.req, "image");
     // The service analyzes the photo outside its lock, then commits; it wipes bytes, pixels and
     // templates on every path, and audits a refusal.
-    auto e = value_or_throw(s.photo_use_case("enroll", [&](service::Service& svc) {
+    auto e = value_or_throw(s.photo_use_case("enroll", [&](service::Api& svc) {
       return svc.enroll(c.caller.who(), req, std::move(bytes));
     }));
     reply(c.res, 201, service::render::enrollment(e));

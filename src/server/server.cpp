@@ -176,7 +176,11 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
                                      : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
   if (m.opt.pipeline_factory) so.pipeline_factory = m.opt.pipeline_factory;
   m.pipelines = so.pipelines;
-  FV_ASSIGN_OR_RETURN(m.svc, service::Service::open(m.opt.vault_dir, std::move(so)));
+  if (m.opt.open_api) {
+    FV_ASSIGN_OR_RETURN(m.svc, m.opt.open_api(std::move(so)));
+  } else {
+    FV_ASSIGN_OR_RETURN(m.svc, service::Service::open(m.opt.vault_dir, std::move(so)));
+  }
   // Every pipeline now: missing or damaged models stop `serve` at start, not its first photo.
   FV_RETURN_IF_ERROR(m.svc->warm_up());
   m.key_limiter = std::make_unique<RateLimiter>(m.opt.rate_per_s, m.opt.rate_burst);

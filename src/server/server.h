@@ -64,6 +64,10 @@ struct ServerOptions {
   // server also calls for the request buffers it zeroes itself (tests count the wipes).
   // Its `pipelines` and `pipeline_factory` are replaced by the two fields above.
   service::ServiceOptions service_options;
+  // Opens the use cases the server serves, given the service options above; default:
+  // service::Service::open(vault_dir). Cluster mode (`serve --cluster`) opens a
+  // service::ClusterService over the node's shards instead.
+  std::function<Result<std::unique_ptr<service::Api>>(service::ServiceOptions)> open_api;
 };
 
 struct RouteInfo {

@@ -54,7 +54,7 @@ struct Server::Impl {
   std::atomic<bool> running{false};
   int port = 0;
 
-  std::unique_ptr<service::Service> svc;  // thread-safe: called from every HTTP thread
+  std::unique_ptr<service::Api> svc;  // thread-safe: called from every HTTP thread
   int pipelines = 0;                      // the service's pool size (shown by /healthz)
   Metrics metrics;
   std::unique_ptr<RateLimiter> key_limiter, public_limiter;

@@ -10,8 +10,13 @@ namespace fv::service {
 using vault::AuditEntry;
 
 Result<BasisResult> Service::add_basis(const Actor& actor, const BasisRequest& req) {
-  Impl& m = *impl_;
-  std::lock_guard<std::mutex> l(m.mu);
+  std::lock_guard<std::mutex> l(impl_->mu);
+  return impl_->add_basis(actor, req, std::nullopt);
+}
+
+Result<BasisResult> Service::Impl::add_basis(const Actor& actor, const BasisRequest& req,
+                                             const std::optional<std::string>& new_uid) {
+  Impl& m = *this;
   FV_RETURN_IF_ERROR(m.authorize(actor, Action::kBasisAdd));
   if (!valid_ref(req.subject_ref)) return invalid_argument("a subject reference is required (1-200 printable UTF-8 characters)");
   if (!valid_ref(req.reference)) return invalid_argument("a basis reference is required (consent form id, warrant number, ...; 1-200 printable UTF-8 characters)");
@@ -37,7 +42,7 @@ Result<BasisResult> Service::add_basis(const Actor& actor, const BasisRequest& r
     res.subject_uid = subj->uid;
     res.retention_until = subj->retention_until;
   } else {
-    res.subject_uid = vault::random_hex(8);
+    res.subject_uid = new_uid ? *new_uid : vault::random_hex(8);
     res.retention_until = vault::add_days(t, m.config().default_retention_days);
     FV_ASSIGN_OR_RETURN(sid, cat.insert_subject(res.subject_uid, req.subject_ref, t, res.retention_until));
     FV_ASSIGN_OR_RETURN(vault::SecretKey k, m.vault->create_subject_key(sid));

@@ -34,11 +34,11 @@ Result<int64_t> Service::Impl::incomparable_optouts() {
   return catalog().incomparable_optouts(face::builtin_embedder_model_id(config().embedder));
 }
 
-namespace {
-
-Result<OptoutResult> add_template_locked(Service::Impl& m, const Actor& actor, const face::FaceTemplate& tmpl) {
+Result<OptoutResult> Service::Impl::add_optout(const Actor& actor, const face::FaceTemplate& tmpl,
+                                               const std::optional<std::string>& uid) {
+  Impl& m = *this;
   OptoutResult res;
-  res.optout_uid = vault::random_hex(8);
+  res.optout_uid = uid ? *uid : vault::random_hex(8);
   // Enrolled subjects the new entry matches, whatever their purpose (the registry protects
   // against enrollment as such): counted and audited here, listed only by optout_check.
   FV_RETURN_IF_ERROR(m.load_gallery());
@@ -65,23 +65,7 @@ Result<OptoutResult> add_template_locked(Service::Impl& m, const Actor& actor, c
   return res;
 }
 
-}  // namespace
-
-Result<OptoutResult> Service::optout_add_template(const Actor& actor, const face::FaceTemplate& tmpl) {
-  Impl& m = *impl_;
-  std::lock_guard<std::mutex> l(m.mu);
-  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kOptoutAdd));
-  return add_template_locked(m, actor, tmpl);
-}
-
-Result<OptoutResult> Service::optout_add(const Actor& actor, std::vector<uint8_t> image_bytes, int face_index) {
-  Impl& m = *impl_;
-  Upload upload(std::move(image_bytes), m.options.on_wipe);
-  // Before the photo is analyzed, without the lock (a denial is audited through the second
-  // connection).
-  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kOptoutAdd, "", "", Impl::AuditVia::kAux));
-  FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), PhotoOptions{}, m.options.on_wipe));
-  const auto& faces = photo->faces();
+Result<int> choose_optout_face(const std::vector<face::Face>& faces, int face_index) {
   // An opt-out is accepted from a lower-quality photo than an enrollment: refusing someone's
   // request not to be enrolled because their photo is blurry would defeat its purpose.
   int k = face_index;
@@ -93,9 +77,27 @@ Result<OptoutResult> Service::optout_add(const Actor& actor, std::vector<uint8_t
   } else if (k >= static_cast<int>(faces.size())) {
     return invalid_argument("face index out of range: the photo has " + std::to_string(faces.size()) + " face(s)");
   }
-  if (!faces[k].face_template) return internal_error("the pipeline returned no template");
+  if (!faces[static_cast<size_t>(k)].face_template) return internal_error("the pipeline returned no template");
+  return k;
+}
+
+Result<OptoutResult> Service::optout_add_template(const Actor& actor, const face::FaceTemplate& tmpl) {
+  Impl& m = *impl_;
   std::lock_guard<std::mutex> l(m.mu);
-  return add_template_locked(m, actor, *faces[k].face_template);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kOptoutAdd));
+  return m.add_optout(actor, tmpl, std::nullopt);
+}
+
+Result<OptoutResult> Service::optout_add(const Actor& actor, std::vector<uint8_t> image_bytes, int face_index) {
+  Impl& m = *impl_;
+  Upload upload(std::move(image_bytes), m.options.on_wipe);
+  // Before the photo is analyzed, without the lock (a denial is audited through the second
+  // connection).
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kOptoutAdd, "", "", Impl::AuditVia::kAux));
+  FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*m.pool, std::move(upload), PhotoOptions{}, m.options.on_wipe));
+  FV_ASSIGN_OR_RETURN(const int k, choose_optout_face(photo->faces(), face_index));
+  std::lock_guard<std::mutex> l(m.mu);
+  return m.add_optout(actor, *photo->faces()[static_cast<size_t>(k)].face_template, std::nullopt);
 }
 
 Result<OptoutCheck> Service::optout_check(const Actor& actor) {

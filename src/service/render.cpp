@@ -140,7 +140,7 @@ json detection(const Detection& d) {
 }
 
 json erase_receipt(const EraseReceipt& r) {
-  return {{"receipt", "erasure"},
+  json j = {{"receipt", "erasure"},
           {"subject", r.subject_ref},
           {"subject_id", r.subject_uid},
           {"reason", r.reason},
@@ -153,6 +153,11 @@ json erase_receipt(const EraseReceipt& r) {
           {"search_index_removed", r.index_removed},
           {"audit_seq", r.audit_seq},
           {"audit_hash", r.audit_hash}};
+  if (!r.replicas.empty()) {
+    j["replicas"] = r.replicas;
+    j["stream_messages_erased"] = r.stream_messages_erased;
+  }
+  return j;
 }
 
 json expire_report(const ExpireReport& r) {

@@ -13,20 +13,20 @@ using nlohmann::json;
 
 namespace {
 
-// A search request may tighten the vault's false-match-rate limit (config search_max_fmr),
-// never loosen it: `--max-fmr 1` must not turn a search into a list of everyone eligible.
-SearchRequest within_limits(const SearchRequest& req, double config_max_fmr) {
-  SearchRequest r = req;
-  const double asked = req.max_fmr.value_or(config_max_fmr);
-  r.max_fmr = asked > 0 && asked < config_max_fmr ? asked : config_max_fmr;
-  return r;
-}
-
 size_t top_of(const SearchRequest& req, int config_default) {
   return static_cast<size_t>(req.top_k > 0 ? req.top_k : req.mode == "investigation" ? 50 : config_default);
 }
 
 }  // namespace
+
+// A search request may tighten the vault's false-match-rate limit (config search_max_fmr),
+// never loosen it: `--max-fmr 1` must not turn a search into a list of everyone eligible.
+SearchRequest within_search_limits(const SearchRequest& req, double config_max_fmr) {
+  SearchRequest r = req;
+  const double asked = req.max_fmr.value_or(config_max_fmr);
+  r.max_fmr = asked > 0 && asked < config_max_fmr ? asked : config_max_fmr;
+  return r;
+}
 
 Result<std::shared_ptr<Gallery::Eligibility>> Service::Impl::eligible_subjects(const std::string& purpose) {
   // Subjects whose lawful basis covers the purpose now, within retention: the filter the scan
@@ -83,13 +83,18 @@ Status Service::Impl::check_search(const Actor& actor, const SearchRequest& req,
 // eligible templates (identification), or none (investigation: the top k for review).
 Status Service::Impl::plan_search(const SearchRequest& req, Gallery::Eligibility& eligible, SearchResult& res,
                                   SearchPlan& plan) {
+  return plan_search_for(req, static_cast<int64_t>(eligible.subjects.size()), gallery->eligible_templates(eligible), res,
+                         plan);
+}
+
+Status Service::Impl::plan_search_for(const SearchRequest& req, int64_t subjects, int64_t templates,
+                                      SearchResult& res, SearchPlan& plan) {
   res.purpose = req.purpose;
   res.case_ref = req.case_ref;
   res.mode = req.mode;
   res.max_fmr = req.max_fmr.value_or(config().search_max_fmr);
   res.calibration = calibration() ? calibration()->source() : "none (no calibration table for this model)";
-  res.eligible_subjects = static_cast<int64_t>(eligible.subjects.size());
-  const int64_t templates = gallery->eligible_templates(eligible);
+  res.eligible_subjects = subjects;
   res.eligible_templates = templates;
   if (req.mode == "investigation") {
     res.threshold = -1.0;
@@ -179,8 +184,9 @@ Status Service::Impl::record_search(const Actor& actor, const SearchRequest& req
     if (fi >= probe.subject_ids.size() || probe.subject_ids[fi].size() != cands.size())
       return internal_error("the search's candidates and their subject ids differ");
     for (size_t k = 0; k < cands.size(); ++k)
-      rc.candidates.push_back({static_cast<int>(fi), static_cast<int>(k + 1), probe.subject_ids[fi][k], cands[k].subject_uid,
-                               cands[k].similarity, cands[k].fmr, cands[k].fpir});
+      rc.candidates.push_back({static_cast<int>(fi), static_cast<int>(k + 1),
+                               probe.foreign_subjects ? std::nullopt : std::optional<int64_t>(probe.subject_ids[fi][k]),
+                               cands[k].subject_uid, cands[k].similarity, cands[k].fmr, cands[k].fpir});
   }
   // Nothing to review: the case is a record of the search only, opened closed, with no crop.
   if (rc.candidates.empty()) rc.closed_at = rc.opened_at;
@@ -224,7 +230,7 @@ Status Service::Impl::record_search(const Actor& actor, const SearchRequest& req
 Result<SearchResult> Service::search_templates(const Actor& actor, const SearchRequest& req_in,
                                                const std::vector<face::FaceTemplate>& probes) {
   Impl& m = *impl_;
-  const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
+  const SearchRequest req = within_search_limits(req_in, m.config().search_max_fmr);
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.check_search(actor, req));
   FV_ASSIGN_OR_RETURN(const CitedAuthorisation auth, m.check_authorisation(actor, req, Impl::AuditVia::kMain));
@@ -248,7 +254,7 @@ Result<SearchResult> Service::search_templates(const Actor& actor, const SearchR
 Result<SearchResult> Service::search(const Actor& actor, const SearchRequest& req_in, std::vector<uint8_t> image_bytes) {
   Impl& m = *impl_;
   Upload upload(std::move(image_bytes), m.options.on_wipe);
-  const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
+  const SearchRequest req = within_search_limits(req_in, m.config().search_max_fmr);
   // Checked before the photo is analyzed, without the lock (a refusal is audited through the
   // second connection).
   FV_RETURN_IF_ERROR(m.check_search(actor, req, Impl::AuditVia::kAux));
@@ -319,7 +325,7 @@ Result<VerifyResult> Service::Impl::verify_locked(const Actor& actor, const Sear
 Result<VerifyResult> Service::verify_subject_template(const Actor& actor, const SearchRequest& req_in,
                                                       const std::string& subject_ref, const face::FaceTemplate& probe) {
   Impl& m = *impl_;
-  const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
+  const SearchRequest req = within_search_limits(req_in, m.config().search_max_fmr);
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.check_search(actor, req));
   FV_ASSIGN_OR_RETURN(const CitedAuthorisation auth, m.check_authorisation(actor, req, Impl::AuditVia::kMain));
@@ -330,7 +336,7 @@ Result<VerifyResult> Service::verify_subject(const Actor& actor, const SearchReq
                                              std::vector<uint8_t> image_bytes) {
   Impl& m = *impl_;
   Upload upload(std::move(image_bytes), m.options.on_wipe);
-  const SearchRequest req = within_limits(req_in, m.config().search_max_fmr);
+  const SearchRequest req = within_search_limits(req_in, m.config().search_max_fmr);
   // Checked before the photo is analyzed, without the lock (a refusal is audited through the
   // second connection).
   FV_RETURN_IF_ERROR(m.check_search(actor, req, Impl::AuditVia::kAux));

@@ -85,7 +85,9 @@ Result<std::unique_ptr<Service>> Service::open(const std::filesystem::path& dir,
   const auto& cfg = m.vault->config();
   if (auto c = face::Calibration::builtin(face::builtin_embedder_model_id(cfg.embedder)); c.is_ok())
     m.calibration_table = std::move(*c);
-  if (m.options.shared_pipeline) {
+  if (m.options.shared_pool) {
+    m.pool = m.options.shared_pool;
+  } else if (m.options.shared_pipeline) {
     m.pool = std::make_unique<PipelinePool>(m.options.shared_pipeline);
   } else {
     PipelinePool::Factory factory = m.options.pipeline_factory;

@@ -38,6 +38,12 @@ Result<face::FaceTemplate> open_template(const vault::SecretKey& key, const vaul
 // pending, confirmed, rejected, inconclusive or disputed.
 std::string review_candidate_status(const vault::ReviewCandidateRow& c, int reviewers_required);
 
+// A search request may tighten the vault's false-match-rate limit, never loosen it (search.cpp).
+SearchRequest within_search_limits(const SearchRequest& req, double config_max_fmr);
+
+// The face of a photo an opt-out takes: the only one, or `face_index` (optout.cpp).
+Result<int> choose_optout_face(const std::vector<face::Face>& faces, int face_index);
+
 // A search's operating point, computed once per request and passed to its scans.
 struct SearchPlan {
   double threshold = 0;
@@ -58,11 +64,19 @@ struct CitedAuthorisation {
   bool pending = false;
 };
 
+// What a search recorded about its probe (Impl::record_search).
+struct SearchProbe {
+  std::string sha256;                                    // '' for templates
+  std::vector<std::vector<int64_t>> subject_ids;         // per face, as res.faces[i].candidates
+  std::vector<const std::vector<uint8_t>*> crops;        // per face (null: none)
+  bool foreign_subjects = false;  // candidates live in other vaults (a cluster's shards): uid only
+};
+
 struct Service::Impl {
   std::unique_ptr<vault::Vault> vault;
   ServiceOptions options;
   std::optional<face::Calibration> calibration_table;
-  std::unique_ptr<PipelinePool> pool;
+  std::shared_ptr<PipelinePool> pool;
   std::unique_ptr<Gallery> gallery;
   mutable std::mutex mu;  // the vault's main connection and the gallery
 
@@ -116,8 +130,13 @@ struct Service::Impl {
   Result<std::shared_ptr<Gallery::Eligibility>> eligible_subjects(const std::string& purpose);
 
   // ---- use-case parts (callers hold mu)
+  // A new subject gets `new_uid` when given (a cluster places subjects by uid), else a random one.
+  Result<BasisResult> add_basis(const Actor& actor, const BasisRequest& req, const std::optional<std::string>& new_uid);
   Status check_search(const Actor& actor, const SearchRequest& req, AuditVia via = AuditVia::kMain);
   Status plan_search(const SearchRequest& req, Gallery::Eligibility& eligible, SearchResult& res, SearchPlan& plan);
+  // The same for a gallery of `subjects` and `templates` eligible (a cluster's, over its shards).
+  Status plan_search_for(const SearchRequest& req, int64_t subjects, int64_t templates, SearchResult& res,
+                         SearchPlan& plan);
   // The candidates of one probe, best first; `subject_ids` (when given) receives their vault ids.
   Result<std::vector<Candidate>> scan(const SearchPlan& plan, const face::FaceTemplate& probe,
                                       const Gallery::Eligibility& eligible, std::vector<int64_t>* subject_ids = nullptr);
@@ -126,11 +145,7 @@ struct Service::Impl {
   // res.faces), the probe's hash ('' for templates) and the probe crops of the faces that
   // have candidates, sealed under a new case key. A search with no candidate opens its case
   // closed, with no crop. Fills res.review_case, authorisation and audit_hash.
-  struct SearchProbe {
-    std::string sha256;                                    // '' for templates
-    std::vector<std::vector<int64_t>> subject_ids;         // per face, as res.faces[i].candidates
-    std::vector<const std::vector<uint8_t>*> crops;        // per face (null: none)
-  };
+  using SearchProbe = service::SearchProbe;
   Status record_search(const Actor& actor, const SearchRequest& req, const CitedAuthorisation& auth,
                        const SearchProbe& probe, SearchResult& res);
 
@@ -164,6 +179,9 @@ struct Service::Impl {
                                     ErasureCause cause = ErasureCause::kRequest);
   void finish_erasure(EraseReceipt& r);  // wipes freed pages (the receipt says whether it could)
   Result<std::vector<OptoutMatch>> match_optouts(const face::FaceTemplate& t);
+  // A new opt-out entry (`uid` when given: a cluster writes one entry to every shard), the
+  // enrolled subjects it matches counted and audited.
+  Result<OptoutResult> add_optout(const Actor& actor, const face::FaceTemplate& tmpl, const std::optional<std::string>& uid);
   Result<int64_t> incomparable_optouts();
   // The enrollment's commit: policy checks, opt-out check and the records, in one transaction.
   struct TemplateSource {

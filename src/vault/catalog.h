@@ -149,7 +149,9 @@ struct NewOptout {
 
 struct NewReviewCandidate {
   int face_index = 0, rank = 0;
-  int64_t subject_id = 0;
+  // Absent when the subject lives in another vault (a cluster's case, kept in its meta vault,
+  // names candidates on the shards by uid only).
+  std::optional<int64_t> subject_id;
   std::string subject_uid;
   double similarity = 0;
   std::optional<double> fmr, fpir;

@@ -142,7 +142,10 @@ Result<int64_t> Catalog::insert_review_case(const NewReviewCase& c) {
       "VALUES(?,?,?,?,?,?,?,?)"));
   for (const auto& k : c.candidates) {
     FV_RETURN_IF_ERROR(cand.reset());
-    cand.bind_all(id, k.face_index, k.rank, k.subject_id, k.subject_uid, k.similarity);
+    cand.bind_all(id, k.face_index, k.rank);
+    if (k.subject_id) cand.bind(4, *k.subject_id);
+    else cand.bind_null(4);
+    cand.bind(5, k.subject_uid).bind(6, k.similarity);
     bind_opt(cand, 7, k.fmr);
     bind_opt(cand, 8, k.fpir);
     FV_RETURN_IF_ERROR(cand.run());

@@ -1,0 +1,507 @@
+// ClusterService: opening the node's services, finding a subject's shard, and the use cases
+// routed to one shard or to the meta vault. The search's fan-out is in cluster_search.cpp.
+#include "service/cluster_service.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "cluster/envelope.h"
+#include "cluster/shard_map.h"
+#include "service/photo.h"
+#include "service/pipeline_pool.h"
+#include "service/service_impl.h"
+
+namespace fv::service {
+
+namespace {
+
+// Ids the client sees carry their shard: local × kIdShards + shard (kMaxShards fits).
+constexpr int64_t kIdShards = cluster::kMaxShards;
+int64_t global_id(int64_t local, int shard) { return local * kIdShards + shard; }
+std::pair<int64_t, int> split_id(int64_t global) {
+  return {global / kIdShards, static_cast<int>(global % kIdShards)};
+}
+
+bool is_uid(const std::string& s) {
+  return s.size() == 16 && std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+
+constexpr const char* kRefsBucket = "fv-refs";
+
+}  // namespace
+
+Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNode& node, ServiceOptions options,
+                                                             ClusterServiceOptions copt) {
+  std::unique_ptr<ClusterService> cs(new ClusterService(node, copt));
+  const char* master_hex = std::getenv(vault::kMasterKeyEnv);
+  if (!master_hex) return failed_precondition(std::string("cluster mode needs the cluster master key in ") + vault::kMasterKeyEnv);
+  FV_ASSIGN_OR_RETURN(const auto master, vault::SecretKey::from_hex(master_hex));
+  const vault::SecretKey dir_key = cluster::stream_key(master, kRefsBucket);
+  cs->directory_secret_.assign(dir_key.data(), dir_key.data() + vault::SecretKey::kSize);
+
+  ServiceOptions mo = options;
+  mo.commit_interceptor = node.meta().writer;
+  FV_ASSIGN_OR_RETURN(cs->meta_, Service::open(node.meta().dir, mo));
+  // Every vault's service analyzes photos on the meta service's pool.
+  cs->pool_ = cs->meta_->impl_->pool;
+  for (int s : node.hosted_shards()) {
+    ServiceOptions so = options;
+    so.shared_pool = cs->pool_;
+    so.commit_interceptor = node.shard(s)->writer;
+    FV_ASSIGN_OR_RETURN(cs->shards_[s], Service::open(node.shard(s)->dir, so));
+  }
+  FV_ASSIGN_OR_RETURN(auto refs, cluster::KvBucket::open_or_create(node.connection(), kRefsBucket, node.config().replicas));
+  cs->refs_.emplace(std::move(refs));
+  return cs;
+}
+
+ClusterService::~ClusterService() {
+  vault::wipe(directory_secret_);
+}
+
+const vault::VaultConfig& ClusterService::config() const { return meta_->config(); }
+std::string ClusterService::now() const { return meta_->now(); }
+
+Service* ClusterService::shard_service(int s) {
+  auto it = shards_.find(s);
+  return it == shards_.end() ? nullptr : it->second.get();
+}
+
+Result<Service*> ClusterService::shard(int s) {
+  if (auto* svc = shard_service(s)) return svc;
+  return unavailable("shard " + std::to_string(s) + " is not hosted on node " + node_.name() +
+                     ": this build reaches only the shards a node hosts (docs/cluster.md)");
+}
+
+// ---------------------------------------------------------------- where a subject lives
+
+std::string ClusterService::directory_key(const std::string& ref) const {
+  // A keyed hash: whoever reads the bucket cannot test a guessed reference against it.
+  unsigned char h[16];
+  crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(ref.data()), ref.size(),
+                     directory_secret_.data(), directory_secret_.size());
+  static const char* hex = "0123456789abcdef";
+  std::string k = "r.";
+  for (unsigned char c : h) {
+    k += hex[c >> 4];
+    k += hex[c & 15];
+  }
+  return k;
+}
+
+Result<std::optional<ClusterService::Located>> ClusterService::locate(const std::string& subject) {
+  std::string uid;
+  if (is_uid(subject)) {
+    uid = subject;
+  } else {
+    FV_ASSIGN_OR_RETURN(auto v, refs_->get(directory_key(subject)));
+    if (!v) return std::optional<Located>();
+    uid = *v;
+  }
+  Located at{cluster::shard_of(uid, node_.config().shards), uid};
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(at.shard));
+  auto& m = *svc->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_ASSIGN_OR_RETURN(auto row, m.catalog().find_subject(uid));
+  // A claimed reference whose subject was never created (or is erased) names nobody.
+  if (!row || row->uid != uid) return std::optional<Located>();
+  return std::optional<Located>(at);
+}
+
+Result<std::string> ClusterService::claim_reference(const std::string& ref) {
+  const std::string key = directory_key(ref);
+  const std::string fresh = vault::random_hex(8);
+  auto created = refs_->create(key, fresh);
+  if (created.is_ok()) return fresh;
+  if (created.status().code() != StatusCode::kAlreadyExists && created.status().code() != StatusCode::kUnavailable)
+    return created.status();
+  // Claimed before (by another node, or by this create whose answer was lost): its uid.
+  FV_ASSIGN_OR_RETURN(auto v, refs_->get(key));
+  if (!v) return unavailable("the reference directory did not answer; try again");
+  return *v;
+}
+
+// ---------------------------------------------------------------- subjects (one shard each)
+
+Result<BasisResult> ClusterService::add_basis(const Actor& actor, const BasisRequest& req) {
+  if (!valid_ref(req.subject_ref)) return invalid_argument("a subject reference is required (1-200 printable UTF-8 characters)");
+  {  // the role check first: a caller who may not add a basis claims no reference
+    auto& m = *meta_->impl_;
+    std::lock_guard<std::mutex> l(m.mu);
+    FV_RETURN_IF_ERROR(m.authorize(actor, Action::kBasisAdd));
+  }
+  FV_ASSIGN_OR_RETURN(const std::string uid, claim_reference(req.subject_ref));
+  const int s = cluster::shard_of(uid, node_.config().shards);
+  FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) {
+    std::lock_guard<std::mutex> l(svc.impl_->mu);
+    return svc.impl_->add_basis(actor, req, uid);
+  }));
+  r.basis_id = global_id(r.basis_id, s);
+  return r;
+}
+
+Result<EraseReceipt> ClusterService::withdraw_basis(const Actor& actor, int64_t basis_id) {
+  const auto [local, s] = split_id(basis_id);
+  if (basis_id <= 0 || s >= node_.config().shards) return not_found("no lawful basis " + std::to_string(basis_id));
+  FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) { return svc.withdraw_basis(actor, local); }));
+  if (!r.key_destroyed) return r;  // another basis is in force: the subject stays
+  FV_RETURN_IF_ERROR(finish_cluster_erasure(s, r));
+  return r;
+}
+
+Result<EnrollResult> ClusterService::enroll(const Actor& actor, const EnrollRequest& req, std::vector<uint8_t> image_bytes) {
+  struct Wipe {
+    std::vector<uint8_t>& b;
+    ~Wipe() { vault::wipe(b); }
+  } wipe{image_bytes};
+  const auto [local, s] = split_id(req.basis_id);
+  FV_ASSIGN_OR_RETURN(auto at, locate(req.subject_ref));
+  if (!at || at->shard != s || req.basis_id <= 0)
+    return not_found("no lawful basis " + std::to_string(req.basis_id) + " for subject '" + req.subject_ref + "'");
+  EnrollRequest r = req;
+  r.basis_id = local;
+  // A redo (a race lost to another node) analyzes the photo again: each attempt gets a copy.
+  FV_ASSIGN_OR_RETURN(auto e, write_on(s, [&](Service& svc) { return svc.enroll(actor, r, image_bytes); }));
+  e.face_id = global_id(e.face_id, s);
+  e.image_id = global_id(e.image_id, s);
+  return e;
+}
+
+Result<EnrollResult> ClusterService::enroll_template(const Actor& actor, const EnrollRequest& req,
+                                                     const face::FaceTemplate& tmpl, TemplateOrigin origin) {
+  const auto [local, s] = split_id(req.basis_id);
+  FV_ASSIGN_OR_RETURN(auto at, locate(req.subject_ref));
+  if (!at || at->shard != s || req.basis_id <= 0)
+    return not_found("no lawful basis " + std::to_string(req.basis_id) + " for subject '" + req.subject_ref + "'");
+  EnrollRequest r = req;
+  r.basis_id = local;
+  FV_ASSIGN_OR_RETURN(auto e, write_on(s, [&](Service& svc) { return svc.enroll_template(actor, r, tmpl, origin); }));
+  vault::wipe(origin.kept_image);
+  e.face_id = global_id(e.face_id, s);
+  e.image_id = global_id(e.image_id, s);
+  return e;
+}
+
+Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const SearchRequest& req,
+                                                    const std::string& subject_ref, std::vector<uint8_t> image_bytes) {
+  FV_ASSIGN_OR_RETURN(auto at, locate(subject_ref));
+  // Unknown and not enrolled for the purpose answer alike (the shard's service words it).
+  const int s = at ? at->shard : cluster::shard_of(vault::random_hex(8), node_.config().shards);
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+  return svc->verify_subject(actor, req, subject_ref, std::move(image_bytes));
+}
+
+Result<EraseReceipt> ClusterService::erase(const Actor& actor, const std::string& subject, const std::string& reason) {
+  FV_ASSIGN_OR_RETURN(auto at, locate(subject));
+  if (!at) return meta_->erase(actor, subject, reason);  // refused there, as on one vault (audited)
+  FV_ASSIGN_OR_RETURN(auto r, write_on(at->shard, [&](Service& svc) { return svc.erase(actor, at->uid, reason); }));
+  FV_RETURN_IF_ERROR(finish_cluster_erasure(at->shard, r));
+  return r;
+}
+
+Status ClusterService::finish_cluster_erasure(int s, EraseReceipt& r) {
+  auto* hosted = node_.shard(s);
+  const uint64_t applied = hosted->replica->applied();
+  auto erased = hosted->writer->erase_messages_of_subject(r.subject_uid);
+  if (!erased.is_ok())
+    return Status(erased.status().code(),
+                  "the subject is erased from every replica's vault, but not yet its earlier messages from the shard's "
+                  "stream (" + erased.status().message() + "); every node completes that at its next start "
+                  "(ClusterNode::sweep_pending_erasures): no receipt until then");
+  r.stream_messages_erased = *erased;
+  // Every replica of the shard, or those that confirmed in time (at least two did: the write).
+  FV_ASSIGN_OR_RETURN(const auto members, cluster::read_members(node_.connection()));
+  std::vector<std::string> names;
+  for (const auto& m : members) names.push_back(m.name);
+  const int want = std::max<int>(1, static_cast<int>(cluster::replicas_of(s, names, node_.config().replicas).size()));
+  auto all = hosted->watch->wait(applied, want, copt_.receipt_wait_ms);
+  if (all.is_ok()) {
+    r.replicas = *all;
+  } else {
+    for (const auto& [name, seq] : hosted->watch->positions())
+      if (seq >= applied) r.replicas.push_back(name);
+  }
+  return Status::ok();
+}
+
+Result<ExpireReport> ClusterService::expire(const Actor& actor, const std::optional<std::string>& as_of, bool dry_run) {
+  FV_ASSIGN_OR_RETURN(ExpireReport report, meta_->expire(actor, as_of, dry_run));  // oversight; no subject there
+  for (int s = 0; s < node_.config().shards; ++s) {
+    FV_ASSIGN_OR_RETURN(auto part, write_on(s, [&](Service& svc) { return svc.expire(actor, report.as_of, dry_run); }));
+    for (auto& r : part.erased) {
+      if (!dry_run) FV_RETURN_IF_ERROR(finish_cluster_erasure(s, r));
+      report.erased.push_back(std::move(r));
+    }
+  }
+  return report;
+}
+
+Result<nlohmann::json> ClusterService::export_subject(const Actor& actor, const std::string& subject,
+                                                      bool include_templates,
+                                                      const std::optional<std::filesystem::path>& images_dir) {
+  FV_ASSIGN_OR_RETURN(auto at, locate(subject));
+  if (!at) return meta_->export_subject(actor, subject, include_templates, images_dir);  // refused there, audited
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
+  return svc->export_subject(actor, at->uid, include_templates, images_dir);
+}
+
+// ---------------------------------------------------------------- the opt-out registry
+
+// Every shard keeps the whole registry: an enrollment on a shard checks it there, in the
+// transaction that would store the template. An entry goes to every shard under one uid, a
+// keyed hash of its template, so the same opt-out sent again completes what a failure left
+// undone instead of adding a second entry.
+Result<OptoutResult> ClusterService::optout_everywhere(const Actor& actor, const face::FaceTemplate& tmpl) {
+  unsigned char h[8];
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, directory_secret_.data(), directory_secret_.size(), sizeof h);
+  static const char domain[] = "facevault optout";
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(domain), sizeof domain);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(tmpl.values.data()),
+                            tmpl.values.size() * sizeof(float));
+  crypto_generichash_final(&st, h, sizeof h);
+  static const char* hex = "0123456789abcdef";
+  OptoutResult total;
+  for (unsigned char c : h) {
+    total.optout_uid += hex[c >> 4];
+    total.optout_uid += hex[c & 15];
+  }
+  for (int s = 0; s < node_.config().shards; ++s) FV_RETURN_IF_ERROR(shard(s).status());
+  for (int s = 0; s < node_.config().shards; ++s) {
+    FV_ASSIGN_OR_RETURN(auto part, write_on(s, [&](Service& svc) -> Result<OptoutResult> {
+      auto& m = *svc.impl_;
+      std::lock_guard<std::mutex> l(m.mu);
+      bool present = false;
+      FV_RETURN_IF_ERROR(m.catalog().for_each_optout([&](const vault::OptoutRow& row) {
+        present = present || row.uid == total.optout_uid;
+        return Status::ok();
+      }));
+      if (present) return OptoutResult{total.optout_uid, 0, ""};
+      return m.add_optout(actor, tmpl, total.optout_uid);
+    }));
+    total.enrolled_match_count += part.enrolled_match_count;
+    if (!part.audit_hash.empty()) total.audit_hash = part.audit_hash;
+  }
+  return total;
+}
+
+Result<OptoutResult> ClusterService::optout_add(const Actor& actor, std::vector<uint8_t> image_bytes, int face_index) {
+  auto& meta = *meta_->impl_;
+  Upload upload(std::move(image_bytes), meta.options.on_wipe);
+  FV_RETURN_IF_ERROR(meta.authorize(actor, Action::kOptoutAdd, "", "", Service::Impl::AuditVia::kAux));
+  FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*pool_, std::move(upload), PhotoOptions{}, meta.options.on_wipe));
+  FV_ASSIGN_OR_RETURN(const int k, choose_optout_face(photo->faces(), face_index));
+  return optout_everywhere(actor, *photo->faces()[static_cast<size_t>(k)].face_template);
+}
+
+Result<OptoutResult> ClusterService::optout_add_template(const Actor& actor, const face::FaceTemplate& tmpl) {
+  {
+    auto& meta = *meta_->impl_;
+    std::lock_guard<std::mutex> l(meta.mu);
+    FV_RETURN_IF_ERROR(meta.authorize(actor, Action::kOptoutAdd));
+  }
+  return optout_everywhere(actor, tmpl);
+}
+
+Result<OptoutCheck> ClusterService::optout_check(const Actor& actor) {
+  // Each shard matches the registry against its own subjects; the matches are their union.
+  OptoutCheck all;
+  bool first = true;
+  for (int s = 0; s < node_.config().shards; ++s) {
+    FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+    FV_ASSIGN_OR_RETURN(auto part, svc->optout_check(actor));
+    all.threshold = part.threshold;
+    for (auto& m : part.matches) all.matches.push_back(std::move(m));
+    // An entry is compared with nothing only if no shard holds a template of its model.
+    all.incomparable_optouts = first ? part.incomparable_optouts : std::min(all.incomparable_optouts, part.incomparable_optouts);
+    all.audit_hash = part.audit_hash;
+    first = false;
+  }
+  std::sort(all.matches.begin(), all.matches.end(), [](const auto& a, const auto& b) { return a.similarity > b.similarity; });
+  return all;
+}
+
+// ---------------------------------------------------------------- review cases (meta vault)
+
+Status ClusterService::resolve_candidates(ReviewCase& rc) {
+  // A case in the meta vault names its candidates by uid: their references and reference
+  // crops are on their shards.
+  for (auto& k : rc.candidates) {
+    if (!k.subject_ref.empty()) continue;
+    FV_ASSIGN_OR_RETURN(auto at, locate(k.subject_uid));
+    if (!at) continue;  // erased: shown by uid only, as on one vault
+    FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
+    auto& m = *svc->impl_;
+    std::lock_guard<std::mutex> l(m.mu);
+    FV_ASSIGN_OR_RETURN(auto row, m.catalog().find_subject(at->uid));
+    if (!row) continue;
+    k.subject_ref = row->ref;
+    FV_ASSIGN_OR_RETURN(const int64_t crops, m.catalog().count_reference_crops(row->id, rc.purpose));
+    k.reference_available = crops > 0;
+  }
+  return Status::ok();
+}
+
+Result<std::vector<ReviewCase>> ClusterService::review_list(const Actor& actor, const ReviewListFilter& filter) {
+  FV_ASSIGN_OR_RETURN(auto cases, meta_->review_list(actor, filter));
+  for (auto& c : cases) FV_RETURN_IF_ERROR(resolve_candidates(c));
+  return cases;
+}
+
+Result<ReviewCase> ClusterService::review_show(const Actor& actor, const std::string& case_id, const PurposeScope& scope) {
+  FV_ASSIGN_OR_RETURN(auto rc, meta_->review_show(actor, case_id, scope));
+  FV_RETURN_IF_ERROR(resolve_candidates(rc));
+  return rc;
+}
+
+Result<ReviewImage> ClusterService::review_reference_image(const Actor& actor, const std::string& case_id,
+                                                           int64_t candidate_id, const PurposeScope& scope) {
+  // The case and the caller's right to read it are the meta vault's to check.
+  FV_ASSIGN_OR_RETURN(auto rc, meta_->review_show(actor, case_id, scope));
+  auto k = std::find_if(rc.candidates.begin(), rc.candidates.end(), [&](const auto& x) { return x.id == candidate_id; });
+  if (k == rc.candidates.end()) return not_found("review case " + rc.id + " has no candidate " + std::to_string(candidate_id));
+  FV_ASSIGN_OR_RETURN(auto at, locate(k->subject_uid));
+  if (!at) return not_found("the candidate's subject was erased: no reference face is kept");
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
+  vault::Bytes plain;
+  {
+    auto& m = *svc->impl_;
+    std::lock_guard<std::mutex> l(m.mu);
+    FV_ASSIGN_OR_RETURN(auto row, m.catalog().find_subject(at->uid));
+    if (!row) return not_found("the candidate's subject was erased: no reference face is kept");
+    FV_ASSIGN_OR_RETURN(auto crops, m.catalog().reference_crops(row->id, rc.purpose));
+    if (crops.empty())
+      return not_found("no reference face is kept for this candidate (the vault keeps none unless enrollment asked): "
+                       "compare without one");
+    const auto& [face_id, sealed] = crops.front();
+    FV_ASSIGN_OR_RETURN(vault::SecretKey key, m.vault->subject_key(row->id));
+    auto opened = vault::open_sealed(key, sealed, vault::reference_ad(row->id, face_id));
+    if (!opened.is_ok()) return corrupt_data("a reference face does not decrypt");
+    plain = std::move(*opened);
+  }
+  // Audited as a viewing of biometric data, in the case's vault.
+  auto h = write_on(-1, [&](Service& meta) -> Result<std::string> {
+    auto& mm = *meta.impl_;
+    std::lock_guard<std::mutex> l(mm.mu);
+    vault::AuditEntry e = mm.entry(actor, Action::kReviewRead);
+    e.purpose = rc.purpose;
+    e.case_ref = rc.case_ref;
+    e.subjects = {k->subject_uid};
+    e.details = {{"review_case", rc.id}, {"image", "reference"}, {"candidate", k->id}};
+    return mm.audit_now(e);
+  });
+  if (!h.is_ok()) {
+    vault::wipe(plain);
+    return h.status();
+  }
+  return ReviewImage{std::move(plain)};
+}
+
+// ---------------------------------------------------------------- the meta vault
+
+Result<PhotoComparison> ClusterService::verify_photos(const Actor& actor, std::vector<uint8_t> a, std::vector<uint8_t> b,
+                                                      double fmr, bool liveness) {
+  return meta_->verify_photos(actor, std::move(a), std::move(b), fmr, liveness);
+}
+Result<Detection> ClusterService::detect(const Actor& actor, std::vector<uint8_t> image_bytes) {
+  return meta_->detect(actor, std::move(image_bytes));
+}
+Result<ReviewDecision> ClusterService::review_decide(const Actor& actor, const std::string& case_id,
+                                                     const ReviewDecisionRequest& req) {
+  return write_on(-1, [&](Service& m) { return m.review_decide(actor, case_id, req); });
+}
+Result<ReviewImage> ClusterService::review_probe_image(const Actor& actor, const std::string& case_id, int face_index,
+                                                       const PurposeScope& scope) {
+  return meta_->review_probe_image(actor, case_id, face_index, scope);
+}
+Result<Authorisation> ClusterService::authorisation_add(const Actor& actor, const AuthorisationRequest& req) {
+  return write_on(-1, [&](Service& m) { return m.authorisation_add(actor, req); });
+}
+Result<Authorisation> ClusterService::authorisation_grant(const Actor& actor, const std::string& id, const std::string& note) {
+  return write_on(-1, [&](Service& m) { return m.authorisation_grant(actor, id, note); });
+}
+Result<Authorisation> ClusterService::authorisation_refuse(const Actor& actor, const std::string& id, const std::string& note) {
+  return write_on(-1, [&](Service& m) { return m.authorisation_refuse(actor, id, note); });
+}
+Result<std::vector<Authorisation>> ClusterService::authorisation_list(const Actor& actor) {
+  return meta_->authorisation_list(actor);
+}
+Result<LapseReport> ClusterService::oversight_sweep(const Actor& actor, const std::optional<std::string>& as_of) {
+  return write_on(-1, [&](Service& m) { return m.oversight_sweep(actor, as_of); });
+}
+Result<nlohmann::json> ClusterService::transparency_report(const Actor& actor, const std::string& from, const std::string& to) {
+  return meta_->transparency_report(actor, from, to);
+}
+Result<vault::AuditVerifyReport> ClusterService::audit_verify(const Actor& actor) {
+  // The meta chain first, then every hosted shard's: the first that does not verify is the answer.
+  FV_ASSIGN_OR_RETURN(auto report, meta_->audit_verify(actor));
+  for (auto& [s, svc] : shards_) {
+    FV_ASSIGN_OR_RETURN(auto part, svc->audit_verify(actor));
+    if (!part.ok) return part;
+  }
+  return report;
+}
+Result<AuditPage> ClusterService::audit_show(const Actor& actor, const AuditFilter& filter) {
+  return meta_->audit_show(actor, filter);
+}
+Result<vault::AuditCheckpoint> ClusterService::audit_checkpoint(const Actor& actor) {
+  return write_on(-1, [&](Service& m) { return m.audit_checkpoint(actor); });
+}
+Result<vault::NewApiKey> ClusterService::create_api_key(const Actor& actor, Role role,
+                                                        const std::vector<std::string>& purposes,
+                                                        const std::string& label) {
+  return write_on(-1, [&](Service& m) { return m.create_api_key(actor, role, purposes, label); });
+}
+Status ClusterService::revoke_api_key(const Actor& actor, const std::string& key_id) {
+  auto r = write_on(-1, [&](Service& m) -> Result<bool> {
+    FV_RETURN_IF_ERROR(m.revoke_api_key(actor, key_id));
+    return true;
+  });
+  return r.status();
+}
+Result<std::vector<vault::ApiKey>> ClusterService::list_api_keys(const Actor& actor) { return meta_->list_api_keys(actor); }
+Result<std::pair<Actor, vault::ApiKey>> ClusterService::authenticate_key(const std::string& presented) {
+  return meta_->authenticate_key(presented);
+}
+Status ClusterService::record_denial(const Actor& actor, Action action, const std::string& reason,
+                                     const nlohmann::json& details, const std::string& purpose,
+                                     const std::string& case_ref) {
+  auto r = write_on(-1, [&](Service& m) -> Result<bool> {
+    FV_RETURN_IF_ERROR(m.record_denial(actor, action, reason, details, purpose, case_ref));
+    return true;
+  });
+  return r.status();
+}
+Result<std::string> ClusterService::record_event(const Actor& actor, Action action, const nlohmann::json& details) {
+  return write_on(-1, [&](Service& m) { return m.record_event(actor, action, details); });
+}
+
+Status ClusterService::health() {
+  FV_RETURN_IF_ERROR(meta_->health());
+  for (auto& [s, svc] : shards_) FV_RETURN_IF_ERROR(svc->health());
+  return Status::ok();
+}
+
+ServiceStats ClusterService::stats() {
+  ServiceStats st = meta_->stats();
+  st.templates = 0;
+  st.subjects = 0;
+  for (auto& [s, svc] : shards_) {
+    const ServiceStats part = svc->stats();
+    if (!part.templates || !part.subjects) {
+      st.templates.reset();
+      st.subjects.reset();
+      break;
+    }
+    *st.templates += *part.templates;
+    *st.subjects += *part.subjects;
+    st.audit_write_failures += part.audit_write_failures;
+  }
+  return st;
+}
+
+Status ClusterService::warm_up() { return meta_->warm_up(); }
+
+}  // namespace fv::service

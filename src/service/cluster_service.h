@@ -1,0 +1,175 @@
+// ClusterService: the use cases over the shards of a cluster (docs/cluster.md), the same
+// service::Api a single vault offers, so the HTTP server, the CLI and the Python module serve
+// a cluster node unchanged.
+//
+// It composes ordinary Services, one per vault the node hosts, each with its stream's writer
+// as commit interceptor (their transactions are replicated, not committed locally):
+//   - the meta vault holds what is cluster-wide: API keys, authorisations, the audit of
+//     searches and their review cases, events and denials at the door;
+//   - a shard vault holds its subjects: bases, templates, photos, their erasure and export.
+// A subject is found through the reference directory, a JetStream KV bucket (`fv-refs`)
+// mapping a keyed hash of the reference to the subject's vault id, whose hash is its shard;
+// creating a subject claims its reference there first, so two nodes cannot create one
+// reference on two shards. Ids the client sees (bases, faces, images) carry their shard:
+// id = local id × 1024 + shard.
+//
+// A search fans out to every shard: each applies the purpose filter inside its own scan, the
+// node merges the top k, and the operating point (FPIR) is computed on the eligible templates
+// of all shards together. The search is audited once, in the meta vault, with its review case.
+//
+// A write that loses a race with another node's (kAborted) is redone after its shard caught up.
+// This build reaches only the shards the node hosts; a use case that needs another is refused
+// with kUnavailable naming the shard (3 nodes with 3 replicas host every shard).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cluster/kv.h"
+#include "cluster/node.h"
+#include "service/api.h"
+#include "service/service.h"
+
+namespace fv::service {
+
+class PipelinePool;
+struct CitedAuthorisation;
+struct SearchProbe;
+
+struct ClusterServiceOptions {
+  int write_attempts = 4;        // a write that lost a race (kAborted) is redone this often in all
+  int catch_up_ms = 10000;       // how long a shard may take to catch up before a use case runs again
+  int receipt_wait_ms = 10000;   // how long an erasure waits for every replica of its shard to confirm
+};
+
+class ClusterService final : public Api {
+ public:
+  // `node` must outlive the service. Opens a Service on the node's meta vault and on each
+  // hosted shard's vault, sharing one pool of face pipelines (options.pipelines of them).
+  static Result<std::unique_ptr<ClusterService>> open(cluster::ClusterNode& node, ServiceOptions options,
+                                                      ClusterServiceOptions copt = {});
+  ~ClusterService() override;
+
+  const vault::VaultConfig& config() const override;
+  std::string now() const override;
+
+  Result<BasisResult> add_basis(const Actor& actor, const BasisRequest& req) override;
+  Result<EraseReceipt> withdraw_basis(const Actor& actor, int64_t basis_id) override;
+  Result<EnrollResult> enroll(const Actor& actor, const EnrollRequest& req, std::vector<uint8_t> image_bytes) override;
+  Result<EnrollResult> enroll_template(const Actor& actor, const EnrollRequest& req, const face::FaceTemplate& tmpl,
+                                       TemplateOrigin origin = {});
+
+  Result<SearchResult> search(const Actor& actor, const SearchRequest& req, std::vector<uint8_t> image_bytes) override;
+  Result<SearchResult> search_templates(const Actor& actor, const SearchRequest& req,
+                                        const std::vector<face::FaceTemplate>& probes);
+  Result<VerifyResult> verify_subject(const Actor& actor, const SearchRequest& req, const std::string& subject_ref,
+                                      std::vector<uint8_t> image_bytes) override;
+  Result<PhotoComparison> verify_photos(const Actor& actor, std::vector<uint8_t> a, std::vector<uint8_t> b, double fmr,
+                                        bool liveness = false) override;
+  Result<Detection> detect(const Actor& actor, std::vector<uint8_t> image_bytes) override;
+
+  Result<EraseReceipt> erase(const Actor& actor, const std::string& subject,
+                             const std::string& reason = "erasure request") override;
+  Result<ExpireReport> expire(const Actor& actor, const std::optional<std::string>& as_of, bool dry_run) override;
+  Result<nlohmann::json> export_subject(const Actor& actor, const std::string& subject, bool include_templates,
+                                        const std::optional<std::filesystem::path>& images_dir) override;
+
+  Result<OptoutResult> optout_add(const Actor& actor, std::vector<uint8_t> image_bytes, int face_index = -1) override;
+  Result<OptoutResult> optout_add_template(const Actor& actor, const face::FaceTemplate& tmpl);
+  Result<OptoutCheck> optout_check(const Actor& actor) override;
+
+  Result<std::vector<ReviewCase>> review_list(const Actor& actor, const ReviewListFilter& filter) override;
+  Result<ReviewCase> review_show(const Actor& actor, const std::string& case_id,
+                                 const PurposeScope& scope = std::nullopt) override;
+  Result<ReviewDecision> review_decide(const Actor& actor, const std::string& case_id,
+                                       const ReviewDecisionRequest& req) override;
+  Result<ReviewImage> review_probe_image(const Actor& actor, const std::string& case_id, int face_index,
+                                         const PurposeScope& scope = std::nullopt) override;
+  Result<ReviewImage> review_reference_image(const Actor& actor, const std::string& case_id, int64_t candidate_id,
+                                             const PurposeScope& scope = std::nullopt) override;
+
+  Result<Authorisation> authorisation_add(const Actor& actor, const AuthorisationRequest& req) override;
+  Result<Authorisation> authorisation_grant(const Actor& actor, const std::string& id, const std::string& note) override;
+  Result<Authorisation> authorisation_refuse(const Actor& actor, const std::string& id, const std::string& note) override;
+  Result<std::vector<Authorisation>> authorisation_list(const Actor& actor) override;
+  Result<LapseReport> oversight_sweep(const Actor& actor, const std::optional<std::string>& as_of) override;
+  Result<nlohmann::json> transparency_report(const Actor& actor, const std::string& from, const std::string& to) override;
+
+  Result<vault::AuditVerifyReport> audit_verify(const Actor& actor) override;
+  Result<AuditPage> audit_show(const Actor& actor, const AuditFilter& filter) override;
+  Result<vault::AuditCheckpoint> audit_checkpoint(const Actor& actor) override;
+  Result<vault::NewApiKey> create_api_key(const Actor& actor, Role role, const std::vector<std::string>& purposes,
+                                          const std::string& label) override;
+  Status revoke_api_key(const Actor& actor, const std::string& key_id) override;
+  Result<std::vector<vault::ApiKey>> list_api_keys(const Actor& actor) override;
+  Result<std::pair<Actor, vault::ApiKey>> authenticate_key(const std::string& presented) override;
+  Status record_denial(const Actor& actor, Action action, const std::string& reason, const nlohmann::json& details = {},
+                       const std::string& purpose = "", const std::string& case_ref = "") override;
+  Result<std::string> record_event(const Actor& actor, Action action, const nlohmann::json& details) override;
+  Status health() override;
+  ServiceStats stats() override;
+  Status warm_up() override;
+
+  // The service of a hosted shard (nullptr otherwise) and of the meta vault (tests).
+  Service* shard_service(int shard);
+  Service& meta_service() { return *meta_; }
+
+ private:
+  ClusterService(cluster::ClusterNode& node, ClusterServiceOptions copt) : node_(node), copt_(copt) {}
+
+  struct Located {  // where a subject lives
+    int shard = 0;
+    std::string uid;
+  };
+  // The service of shard `s`, or kUnavailable when this node does not host it.
+  Result<Service*> shard(int s);
+  // The subject named by a reference or a vault id: its shard and uid; nullopt when the
+  // cluster has none under that name.
+  Result<std::optional<Located>> locate(const std::string& subject);
+  // Claims `ref` in the reference directory: the uid it maps to (a new one when unclaimed).
+  Result<std::string> claim_reference(const std::string& ref);
+  std::string directory_key(const std::string& ref) const;
+  // Runs a write on shard `s`, redoing it after a catch-up while it loses races (kAborted).
+  template <typename F>
+  auto write_on(int s, F&& f) -> decltype(f(std::declval<Service&>()));
+  // The search on every shard (cluster_search.cpp): the faces of `res` get their candidates,
+  // probes[i] being face i's template (null: none), and the search is recorded in the meta vault.
+  Status fan_out(const Actor& actor, const SearchRequest& req, const CitedAuthorisation& auth,
+                 const std::vector<const face::FaceTemplate*>& probes, SearchProbe& probe, SearchResult& res);
+  // Fills the references (and whether a reference crop is kept) of a meta case's candidates.
+  Status resolve_candidates(ReviewCase& rc);
+  // One opt-out entry on every shard (cluster_service.cpp).
+  Result<OptoutResult> optout_everywhere(const Actor& actor, const face::FaceTemplate& tmpl);
+  // After a subject's erasure was applied on shard `s`: its earlier messages erased from the
+  // stream, and the replicas that applied the erasure named in the receipt.
+  Status finish_cluster_erasure(int s, EraseReceipt& r);
+
+  cluster::ClusterNode& node_;
+  ClusterServiceOptions copt_;
+  std::shared_ptr<PipelinePool> pool_;
+  std::unique_ptr<Service> meta_;
+  std::map<int, std::unique_ptr<Service>> shards_;
+  std::optional<cluster::KvBucket> refs_;
+  std::vector<uint8_t> directory_secret_;  // keys the reference directory's hashes
+};
+
+template <typename F>
+auto ClusterService::write_on(int s, F&& f) -> decltype(f(std::declval<Service&>())) {
+  Service* svc = meta_.get();  // s == -1: the meta vault
+  if (s >= 0) {
+    FV_ASSIGN_OR_RETURN(svc, shard(s));
+  }
+  auto* hosted = s < 0 ? &node_.meta() : node_.shard(s);
+  for (int attempt = 1;; ++attempt) {
+    auto r = f(*svc);
+    if (r.is_ok() || r.status().code() != StatusCode::kAborted || attempt >= copt_.write_attempts) return r;
+    // Another node wrote to the shard first: apply its write, then redo the use case on the new state.
+    FV_RETURN_IF_ERROR(hosted->replica->catch_up(copt_.catch_up_ms));
+  }
+}
+
+}  // namespace fv::service

@@ -1,0 +1,324 @@
+// ClusterService over three real nodes (3 nats-servers, 4 shards, 3 replicas): subjects placed
+// on their shards through any node, the same top 10 (references and scores) as one vault
+// holding the same templates, FPIR calibrated on the whole gallery, one audit entry and review
+// case per search in the meta vault, and an erasure whose receipt names every replica and
+// which no node's search returns afterwards.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "cluster/cluster_config.h"
+#include "cluster/nats_connection.h"
+#include "cluster/node.h"
+#include "cluster/shard_map.h"
+#include "service/cluster_service.h"
+#include "service/service.h"
+#include "support/nats_servers.h"
+#include "vault/crypto.h"
+#include "vault/vault.h"
+
+namespace fv {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kMasterHex(64, '4');
+const std::string kSigningHex(64, '8');
+constexpr int kShards = 4;
+constexpr int kSubjects = 48;
+const char* kModel = "faceplugin-mobilefacenet-512";
+
+face::FaceTemplate unit(std::vector<float> v) {
+  double n = 0;
+  for (float x : v) n += double(x) * x;
+  for (auto& x : v) x = static_cast<float>(x / std::sqrt(n));
+  return {kModel, 1, std::move(v)};
+}
+
+face::FaceTemplate random_template(std::mt19937& rng) {
+  std::normal_distribution<float> g(0.f, 1.f);
+  std::vector<float> v(512);
+  for (auto& x : v) x = g(rng);
+  return unit(std::move(v));
+}
+
+face::FaceTemplate near(const face::FaceTemplate& t, std::mt19937& rng, float noise) {
+  std::normal_distribution<float> g(0.f, noise);
+  std::vector<float> v = t.values;
+  for (auto& x : v) x += g(rng);
+  return unit(std::move(v));
+}
+
+class ClusterServiceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_TRUE(vault::ensure_sodium().is_ok());
+    ::setenv(vault::kMasterKeyEnv, kMasterHex.c_str(), 1);
+    ::setenv(vault::kAuditSigningKeyEnv, kSigningHex.c_str(), 1);
+    nats_ = new test::NatsTestCluster(3);
+    ASSERT_TRUE(nats_->wait_ready(60000)) << "the NATS cluster did not elect a JetStream leader in 60 s";
+    std::string tmpl = (fs::temp_directory_path() / "fv-csvc-XXXXXX").string();
+    root_ = new fs::path(mkdtemp(tmpl.data()));
+    auto conn = cluster::NatsConnection::connect({nats_->urls(), "test"});
+    ASSERT_TRUE(conn.is_ok()) << conn.status().to_string();
+    ASSERT_TRUE(cluster::init_cluster(**conn, kShards, 3).is_ok());
+    for (const std::string name : {"a", "b", "c"}) {
+      cluster::NodeOptions o;
+      o.servers = nats_->urls();
+      o.name = name;
+      o.dir = *root_ / name;
+      auto n = cluster::ClusterNode::start(o);
+      ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
+      nodes_.push_back(std::move(*n));
+    }
+    for (auto& n : nodes_) {
+      auto cs = service::ClusterService::open(*n, {});
+      ASSERT_TRUE(cs.is_ok()) << cs.status().to_string();
+      svcs_.push_back(std::move(*cs));
+    }
+    // The single-node anchor: one vault with the same configuration.
+    ASSERT_TRUE(vault::Vault::init(*root_ / "single", {}).is_ok());
+    auto single = service::Service::open(*root_ / "single");
+    ASSERT_TRUE(single.is_ok()) << single.status().to_string();
+    single_ = std::move(*single).release();
+  }
+  static void TearDownTestSuite() {
+    delete single_;
+    svcs_.clear();  // services before the nodes whose writers they hold
+    nodes_.clear();
+    delete nats_;
+    std::error_code ec;
+    fs::remove_all(*root_, ec);
+    delete root_;
+  }
+
+  static test::NatsTestCluster* nats_;
+  static fs::path* root_;
+  static std::vector<std::unique_ptr<cluster::ClusterNode>> nodes_;
+  static std::vector<std::unique_ptr<service::ClusterService>> svcs_;
+  static service::Service* single_;
+};
+test::NatsTestCluster* ClusterServiceTest::nats_ = nullptr;
+fs::path* ClusterServiceTest::root_ = nullptr;
+std::vector<std::unique_ptr<cluster::ClusterNode>> ClusterServiceTest::nodes_;
+std::vector<std::unique_ptr<service::ClusterService>> ClusterServiceTest::svcs_;
+service::Service* ClusterServiceTest::single_ = nullptr;
+
+const service::Actor kAdmin{"tester", service::Role::kAdmin};
+
+service::BasisRequest consent(const std::string& ref) {
+  return {ref, service::BasisKind::kConsent, "form-" + ref, {"investigation"}, std::nullopt};
+}
+
+TEST_F(ClusterServiceTest, SubjectsSpreadSearchMatchesOneVaultAndErasureReachesEveryReplica) {
+  std::mt19937 rng(20261205);
+  std::vector<face::FaceTemplate> gallery;
+  std::set<int> shards_used;
+  for (int i = 0; i < kSubjects; ++i) {
+    const std::string ref = "person-" + std::to_string(i);
+    auto& node = *svcs_[static_cast<size_t>(i % 3)];  // written through every node in turn
+    auto b = node.add_basis(kAdmin, consent(ref));
+    ASSERT_TRUE(b.is_ok()) << ref << ": " << b.status().to_string();
+    EXPECT_TRUE(b->subject_created);
+    const int shard = cluster::shard_of(b->subject_uid, kShards);
+    EXPECT_EQ(b->basis_id % cluster::kMaxShards, shard) << "a basis id carries its shard";
+    shards_used.insert(shard);
+    gallery.push_back(random_template(rng));
+    auto e = node.enroll_template(kAdmin, {ref, b->basis_id}, gallery.back());
+    ASSERT_TRUE(e.is_ok()) << ref << ": " << e.status().to_string();
+    // Only the shard's vaults hold the subject.
+    EXPECT_NE(node.shard_service(shard), nullptr);
+
+    auto sb = single_->add_basis(kAdmin, consent(ref));
+    ASSERT_TRUE(sb.is_ok());
+    ASSERT_TRUE(single_->enroll_template(kAdmin, {ref, sb->basis_id}, gallery.back()).is_ok());
+  }
+  EXPECT_GE(shards_used.size(), 3u) << "48 random uids fall on at least 3 of 4 shards";
+
+  // A known reference through another node: the same subject, on the same shard.
+  {
+    auto again = svcs_[2]->add_basis(kAdmin, consent("person-0"));
+    ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+    EXPECT_FALSE(again->subject_created);
+  }
+  // Every node has applied every shard: each serves the whole gallery.
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  int64_t held = 0;
+  for (int s = 0; s < kShards; ++s) held += svcs_[1]->shard_service(s)->vault_for_testing().catalog().count_faces().value();
+  EXPECT_EQ(held, kSubjects);
+
+  // The same probes give the same top 10 from every node as from the one vault.
+  std::vector<face::FaceTemplate> probes = {near(gallery[3], rng, 0.03f), near(gallery[17], rng, 0.05f),
+                                            random_template(rng)};
+  service::SearchRequest req{"investigation", "case-1", 10};
+  req.mode = "investigation";
+  auto expected = single_->search_templates(kAdmin, req, probes);
+  ASSERT_TRUE(expected.is_ok()) << expected.status().to_string();
+  for (size_t n = 0; n < svcs_.size(); ++n) {
+    auto got = svcs_[n]->search_templates(kAdmin, req, probes);
+    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+    EXPECT_EQ(got->eligible_templates, kSubjects);
+    EXPECT_EQ(got->eligible_subjects, kSubjects);
+    ASSERT_EQ(got->faces.size(), probes.size());
+    for (size_t f = 0; f < probes.size(); ++f) {
+      const auto& want = expected->faces[f].candidates;
+      const auto& have = got->faces[f].candidates;
+      ASSERT_EQ(have.size(), want.size()) << "node " << n << " face " << f;
+      for (size_t k = 0; k < want.size(); ++k) {
+        EXPECT_EQ(have[k].subject_ref, want[k].subject_ref) << "node " << n << " face " << f << " rank " << k;
+        EXPECT_NEAR(have[k].similarity, want[k].similarity, 1e-6);
+      }
+    }
+    EXPECT_EQ(got->faces[0].candidates[0].subject_ref, "person-3");
+    EXPECT_FALSE(got->review_case.empty());
+  }
+  // Identification mode: the operating point is the one of the whole gallery, not of a shard.
+  service::SearchRequest ident{"investigation", "case-2", 10};
+  ident.mode = "identification";
+  auto one = single_->search_templates(kAdmin, ident, probes);
+  auto many = svcs_[0]->search_templates(kAdmin, ident, probes);
+  ASSERT_TRUE(one.is_ok() && many.is_ok());
+  EXPECT_DOUBLE_EQ(many->threshold, one->threshold);
+  EXPECT_DOUBLE_EQ(many->max_fmr, one->max_fmr);
+  ASSERT_FALSE(many->faces[0].candidates.empty());
+  ASSERT_TRUE(many->faces[0].candidates[0].fpir.has_value());
+  EXPECT_DOUBLE_EQ(*many->faces[0].candidates[0].fpir, *one->faces[0].candidates[0].fpir);
+
+  // Each search is audited once, in the meta vault, which every node holds.
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  service::AuditFilter filter;
+  filter.action = "search";
+  auto audited = svcs_[2]->audit_show(kAdmin, filter);
+  ASSERT_TRUE(audited.is_ok()) << audited.status().to_string();
+  EXPECT_EQ(audited->matched, svcs_.size() + 1) << "three investigation searches and one identification";
+  auto rc = svcs_[1]->review_show(kAdmin, many->review_case);
+  ASSERT_TRUE(rc.is_ok()) << rc.status().to_string();
+  EXPECT_EQ(rc->candidates.size(), many->faces[0].candidates.size() + many->faces[1].candidates.size() +
+                                        many->faces[2].candidates.size());
+
+  // Erasure through node b: the receipt names every replica of the shard, the subject's
+  // messages are erased from its stream, and no node finds the subject any more.
+  auto receipt = svcs_[1]->erase(kAdmin, "person-3", "test");
+  ASSERT_TRUE(receipt.is_ok()) << receipt.status().to_string();
+  EXPECT_TRUE(receipt->key_destroyed);
+  EXPECT_EQ(receipt->replicas, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_GE(receipt->stream_messages_erased, 2) << "its basis and its enrollment";
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  service::SearchRequest after{"investigation", "case-3", 10};
+  after.mode = "investigation";
+  for (auto& svc : svcs_) {
+    auto got = svc->search_templates(kAdmin, after, {probes[0]});
+    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+    EXPECT_EQ(got->eligible_templates, kSubjects - 1);
+    for (const auto& c : got->faces[0].candidates) EXPECT_NE(c.subject_ref, "person-3");
+  }
+  auto gone = svcs_[0]->erase(kAdmin, "person-3", "again");
+  ASSERT_FALSE(gone.is_ok());
+  EXPECT_EQ(gone.status().code(), StatusCode::kNotFound);
+
+  // Withdrawal by the id the client got (it carries the shard) through yet another node.
+  auto b5 = svcs_[0]->add_basis(kAdmin, consent("person-5"));
+  ASSERT_TRUE(b5.is_ok());
+  auto w = svcs_[2]->withdraw_basis(kAdmin, b5->basis_id);
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  EXPECT_FALSE(w->key_destroyed) << "the first basis is still in force";
+  auto unknown = svcs_[2]->withdraw_basis(kAdmin, 999999 * cluster::kMaxShards + 1);
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+
+  // The access export of a subject, found from any node.
+  auto exported = svcs_[2]->export_subject(kAdmin, "person-7", false, std::nullopt);
+  ASSERT_TRUE(exported.is_ok()) << exported.status().to_string();
+  EXPECT_EQ(exported->dump().find("person-7") != std::string::npos, true);
+
+  // The audit chains of every vault the node holds verify.
+  auto verified = svcs_[0]->audit_verify(kAdmin);
+  ASSERT_TRUE(verified.is_ok()) << verified.status().to_string();
+  EXPECT_TRUE(verified->ok);
+}
+
+TEST_F(ClusterServiceTest, ApiKeysAreClusterWide) {
+  auto key = svcs_[0]->create_api_key(kAdmin, service::Role::kInvestigator, {"investigation"}, "inv");
+  ASSERT_TRUE(key.is_ok()) << key.status().to_string();
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  for (auto& svc : svcs_) {
+    auto who = svc->authenticate_key(key->secret);
+    ASSERT_TRUE(who.is_ok()) << who.status().to_string();
+    EXPECT_EQ(who->first.role, service::Role::kInvestigator);
+  }
+  ASSERT_TRUE(svcs_[1]->revoke_api_key(kAdmin, key->key.id).is_ok());
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  for (auto& svc : svcs_) EXPECT_EQ(svc->authenticate_key(key->secret).status().code(), StatusCode::kUnauthenticated);
+}
+
+TEST_F(ClusterServiceTest, TheOptoutRegistryAndReviewCasesSpanTheShards) {
+  std::mt19937 rng(7);
+  // An enrolled subject, then an opt-out of the same face through another node: counted as a
+  // match, listed by optout_check, and a new enrollment of that face on any shard is refused.
+  auto b = svcs_[0]->add_basis(kAdmin, consent("optout-enrolled"));
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  const auto face = random_template(rng);
+  ASSERT_TRUE(svcs_[0]->enroll_template(kAdmin, {"optout-enrolled", b->basis_id}, face).is_ok());
+  auto o = svcs_[1]->optout_add_template(kAdmin, near(face, rng, 0.01f));
+  ASSERT_TRUE(o.is_ok()) << o.status().to_string();
+  EXPECT_EQ(o->enrolled_match_count, 1);
+  // The same opt-out again completes nothing new and keeps its uid.
+  auto again = svcs_[2]->optout_add_template(kAdmin, near(face, rng, 0.0f));
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  auto check = svcs_[2]->optout_check(kAdmin);
+  ASSERT_TRUE(check.is_ok()) << check.status().to_string();
+  bool listed = false;
+  for (const auto& m : check->matches) listed = listed || m.subject_ref == "optout-enrolled";
+  EXPECT_TRUE(listed);
+  for (int i = 0; i < 6; ++i) {  // new subjects land on several shards: each refuses the face
+    const std::string ref = "optout-new-" + std::to_string(i);
+    auto nb = svcs_[static_cast<size_t>(i % 3)]->add_basis(kAdmin, consent(ref));
+    ASSERT_TRUE(nb.is_ok()) << nb.status().to_string();
+    auto refused = svcs_[static_cast<size_t>(i % 3)]->enroll_template(kAdmin, {ref, nb->basis_id}, near(face, rng, 0.01f));
+    ASSERT_FALSE(refused.is_ok()) << ref;
+    EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status().to_string();
+  }
+
+  // A search's review case lives in the meta vault; every node shows its candidates with their
+  // references, resolved on their shards, and two reviewers on two nodes close it.
+  service::SearchRequest req{"investigation", "case-review", 3};
+  req.mode = "investigation";
+  auto found = svcs_[0]->search_templates(kAdmin, req, {face});
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  ASSERT_FALSE(found->faces[0].candidates.empty());
+  EXPECT_EQ(found->faces[0].candidates[0].subject_ref, "optout-enrolled");
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  auto rc = svcs_[2]->review_show(kAdmin, found->review_case);
+  ASSERT_TRUE(rc.is_ok()) << rc.status().to_string();
+  ASSERT_EQ(rc->candidates.size(), found->faces[0].candidates.size());
+  EXPECT_EQ(rc->candidates[0].subject_ref, "optout-enrolled");
+  size_t n = 0;
+  for (const std::string who : {"rev-1", "rev-2"}) {
+    const service::Actor reviewer{who, service::Role::kReviewer};
+    for (const auto& k : rc->candidates) {
+      auto d = svcs_[n % 3]->review_decide(reviewer, found->review_case,
+                                           {k.id, service::ReviewVerdict::kReject, "not the same", std::nullopt});
+      ASSERT_TRUE(d.is_ok()) << who << ": " << d.status().to_string();
+    }
+    ++n;
+    for (auto& node : nodes_) ASSERT_TRUE(node->catch_up(30000).is_ok());
+  }
+  auto closed = svcs_[1]->review_show(kAdmin, found->review_case);
+  ASSERT_TRUE(closed.is_ok()) << closed.status().to_string();
+  EXPECT_EQ(closed->status, "closed");
+  // No reference crop was kept at enrollment: the page is told so, not an error.
+  auto ref = svcs_[1]->review_reference_image(kAdmin, found->review_case, rc->candidates[0].id);
+  EXPECT_EQ(ref.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(ref.status().message().find("no reference face is kept"), std::string::npos) << ref.status().to_string();
+}
+
+}  // namespace
+}  // namespace fv

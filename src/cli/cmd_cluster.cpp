@@ -10,6 +10,9 @@
 #include "cluster/cluster_config.h"
 #include "cluster/cluster_status.h"
 #include "cluster/nats_connection.h"
+#include "cluster/node.h"
+#include "service/cluster_service.h"
+#include "vault/crypto.h"
 
 using nlohmann::json;
 
@@ -85,6 +88,53 @@ void add_cluster_commands(CLI::App& app, int& exit_code) {
     auto s = cluster::cluster_status(**conn, st->listen_ms);
     if (!s.is_ok()) { exit_code = report(s.status()); return; }
     std::cout << (st->json ? s->dump() + "\n" : status_text(*s));
+    exit_code = kExitOk;
+  });
+
+  // API keys are cluster-wide (the meta stream). The first admin key cannot come through the
+  // HTTP API (that needs a key): this command writes it as a client node would, from a
+  // temporary copy of the meta vault that it deletes afterwards.
+  struct Key { std::string nats, role, label, actor = "cluster-admin"; std::vector<std::string> purposes; bool json = false; };
+  auto k = std::make_shared<Key>();
+  auto* key = cluster->add_subcommand("key", "API keys of the cluster (held in its meta stream)");
+  key->require_subcommand(1);
+  auto* create = key->add_subcommand("create", "create an API key valid on every node (needs FACEVAULT_MASTER_KEY and "
+                                                "FACEVAULT_AUDIT_SIGNING_KEY, as a node does, and running nodes)");
+  create->add_option("--nats", k->nats, "NATS servers, comma-separated")->required();
+  create->add_option("--role", k->role, "admin, enroller, investigator, reviewer or auditor")->required();
+  create->add_option("--purpose", k->purposes, "a purpose this key may search for (repeat for several)");
+  create->add_option("--label", k->label, "who holds the key (free text)");
+  create->add_option("--actor", k->actor, "who creates it, recorded in the audit log (default cluster-admin)");
+  create->add_flag("--json", k->json, "the key's record and the key as JSON");
+  set_examples(create, {"facevault cluster key create --nats nats://127.0.0.1:4222 --role admin --label ops"});
+  create->callback([k, &exit_code] {
+    const auto role = service::parse_role(k->role);
+    if (!role) { exit_code = report(invalid_argument("unknown role '" + k->role + "'")); return; }
+    const auto dir = std::filesystem::temp_directory_path() / ("facevault-cluster-key-" + vault::random_hex(6));
+    struct Cleanup {
+      std::filesystem::path d;
+      ~Cleanup() { std::error_code e; std::filesystem::remove_all(d, e); }
+    } cleanup{dir};
+    cluster::NodeOptions no;
+    no.servers = split_urls(k->nats);
+    no.name = "cli-" + vault::random_hex(4);
+    no.dir = dir;
+    no.meta_only = true;
+    auto node = cluster::ClusterNode::start(no);
+    if (!node.is_ok()) { exit_code = report(node.status()); return; }
+    {
+      auto svc = service::ClusterService::open(**node, {});
+      if (!svc.is_ok()) { exit_code = report(svc.status()); return; }
+      auto made = (*svc)->create_api_key({k->actor, service::Role::kAdmin}, *role, k->purposes, k->label);
+      if (!made.is_ok()) { exit_code = report(made.status()); return; }
+      if (k->json) {
+        json j = made->key.to_json();
+        j["key"] = made->secret;
+        std::cout << j.dump() << "\n";
+      } else {
+        std::cout << made->secret << "\n";
+      }
+    }
     exit_code = kExitOk;
   });
 }

@@ -10,7 +10,9 @@
 #include "cli/commands.h"
 #include "cli/grammar.h"
 #include "cli/vault_common.h"
+#include "cluster/node.h"
 #include "server/server.h"
+#include "service/cluster_service.h"
 
 namespace fv::cli {
 namespace {
@@ -39,6 +41,7 @@ bool is_loopback(const std::string& host) {
 void add_serve(CLI::App& app, int& exit_code) {
   struct A {
     std::string vault, listen = "127.0.0.1:8080", tls_cert, tls_key, web_root, expire_every = "1h";
+    std::string cluster, node;
     int threads = 16, pipelines = 0;
     double max_upload_mb = 16, rate = 10, burst = 30;
     bool no_public_optout = false, quiet = false, json = false;
@@ -62,13 +65,18 @@ void add_serve(CLI::App& app, int& exit_code) {
   cmd->add_option("--expire-every", a->expire_every,
                   "run retention expiry (as `facevault expire`, audited as scheduler:retention) this often: seconds, or "
                   "30s, 5m, 1h, 1d (default 1h; 0 disables; the first run comes one interval after start)");
+  cmd->add_option("--cluster", a->cluster,
+                  "serve as a node of the cluster on these NATS servers (nats://HOST:PORT,…; docs/cluster.md); "
+                  "--vault is then the node's folder (its local vaults)");
+  cmd->add_option("--node", a->node, "this node's name in the cluster (letters, digits, - and _; with --cluster)");
   cmd->add_flag("--no-public-optout", a->no_public_optout, "POST /v1/optout only with an API key (no public form)");
   cmd->add_flag("--quiet", a->quiet, "no access log on stderr");
   cmd->add_flag("--json", a->json, "announce the listening address as one JSON object {url, host, port, tls, vault}");
   set_examples(cmd, {"facevault serve --vault var/vault --listen 127.0.0.1:8080",
                      "facevault serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem --pipelines 4",
                      "facevault serve --listen 127.0.0.1:0 --json",
-                     "facevault serve --vault var/vault --expire-every 15m"});
+                     "facevault serve --vault var/vault --expire-every 15m",
+                     "facevault serve --cluster nats://127.0.0.1:4222 --node n1 --vault var/n1 --listen 127.0.0.1:8081"});
   cmd->callback([a, &exit_code] {
     server::ServerOptions o;
     o.vault_dir = vault_dir(a->vault);
@@ -99,11 +107,37 @@ void add_serve(CLI::App& app, int& exit_code) {
       std::cerr << "facevault serve: warning: listening on " << o.host
                 << " without TLS: API keys and photos would cross the network in clear text\n";
     // SIGINT/SIGTERM are taken by this thread with sigwait; the server's threads never see them.
+    if (a->cluster.empty() != a->node.empty()) {
+      exit_code = fail(invalid_argument("--cluster and --node go together"), kExitUsage);
+      return;
+    }
+    // Blocked before any thread starts (NATS's included): sigwait below takes them.
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    // Cluster mode: the node (its NATS connection, its hosted streams applied into local
+    // vaults) outlives the server, which is destroyed first.
+    std::unique_ptr<cluster::ClusterNode> node;
+    if (!a->cluster.empty()) {
+      cluster::NodeOptions no;
+      for (size_t at = 0; at <= a->cluster.size();) {
+        const size_t comma = std::min(a->cluster.find(',', at), a->cluster.size());
+        if (comma > at) no.servers.push_back(a->cluster.substr(at, comma - at));
+        at = comma + 1;
+      }
+      no.name = a->node;
+      no.dir = o.vault_dir;
+      if (o.port > 0) no.http = (o.tls_cert.empty() ? "http://" : "https://") + o.host + ":" + std::to_string(o.port);
+      auto started = cluster::ClusterNode::start(std::move(no));
+      if (!started.is_ok()) { exit_code = fail(started.status()); return; }
+      node = std::move(*started);
+      o.open_api = [&node](service::ServiceOptions so) -> Result<std::unique_ptr<service::Api>> {
+        FV_ASSIGN_OR_RETURN(auto cs, service::ClusterService::open(*node, std::move(so)));
+        return std::unique_ptr<service::Api>(std::move(cs));
+      };
+    }
     auto srv = server::Server::create(o);
     if (!srv.is_ok()) { exit_code = fail(srv.status()); return; }
     if (auto st = (*srv)->start(); !st.is_ok()) { exit_code = fail(st); return; }
@@ -112,6 +146,7 @@ void add_serve(CLI::App& app, int& exit_code) {
       const std::string host = o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host;
       print_json({{"url", scheme + "://" + host + ":" + std::to_string((*srv)->port()) + "/"}, {"host", o.host},
                   {"port", (*srv)->port()}, {"tls", (*srv)->tls()}, {"vault", o.vault_dir.string()},
+                  {"node", a->node},
                   {"expire_every_seconds", o.retention_interval.count()}});
       std::cout.flush();
     } else {

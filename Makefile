@@ -12,7 +12,7 @@ SAMPLES := $(SHARED)/data/samples/face-api-js/images
 # Where `make run` serves (loopback only by default); tests pick a free port.
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps models configure build binary run demo package test asan-configure test-asan test-tsan test-fuzz fuzz fuzz-smoke bench clean
+.PHONY: all deps models configure build binary run demo cluster package test asan-configure test-asan test-tsan test-fuzz fuzz fuzz-smoke bench clean
 
 all: build
 
@@ -44,6 +44,16 @@ run: models binary
 # The engine alone on the pinned demo photos: detect, embed, verify (no vault, no server).
 demo: models binary
 	@bash scripts/demo.sh $(BUILD)/facevault
+
+# Cluster mode on this machine (docs/cluster.md, "Operations"): 3 nats-servers (JetStream, one
+# NATS cluster) and 3 facevault nodes on free loopback ports, one API key per role; prints the
+# nodes' URLs and the keys, stays in the foreground, and Ctrl-C stops it (scripts/cluster.sh
+# run). $(CLUSTER_DIR) holds cluster.env, the logs and the data: rebuilt on every run (a cluster
+# left running there is stopped first).
+CLUSTER_DIR ?= var/cluster
+cluster: models binary
+	@if [ -d $(CLUSTER_DIR) ]; then bash scripts/cluster.sh down --dir $(CLUSTER_DIR) >/dev/null && rm -rf $(CLUSTER_DIR); fi
+	@bash scripts/cluster.sh run --nodes 3 --dir $(CLUSTER_DIR) --bin $(BUILD)/facevault
 
 # A .deb of the binary, the Python module and the service unit (CPack, cmake/Packaging.cmake,
 # docs/deploy.md), built from what this target builds: the binary and the module, not the test

@@ -87,6 +87,9 @@ Result<ClusterConfig> init_cluster(NatsConnection& conn, int shards, int replica
                           std::to_string(have.replicas) + " replicas (created " + have.created_at +
                           "); its shape is fixed for its life");
   FV_RETURN_IF_ERROR(ensure_streams(conn, have));
+  // The reference directory of the cluster facade (service/cluster_service.h), created here so
+  // that nodes starting together only open it.
+  FV_RETURN_IF_ERROR(KvBucket::open_or_create(conn, kRefsBucket, have.replicas).status());
   return have;
 }
 

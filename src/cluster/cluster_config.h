@@ -29,6 +29,9 @@ struct Member {
   std::string joined_at;
 };
 
+// The reference directory: a keyed hash of each subject reference → the subject's uid.
+inline constexpr const char* kRefsBucket = "fv-refs";
+
 // The stream of cluster-wide data (API keys, opt-outs, the audit of searches, review cases).
 inline constexpr const char* kMetaStream = "fv-meta";
 inline constexpr const char* kMetaPrefix = "fv.meta";

@@ -5,7 +5,9 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 
 #include "cluster/envelope.h"
 #include "cluster/shard_map.h"
@@ -28,8 +30,6 @@ bool is_uid(const std::string& s) {
   return s.size() == 16 && std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
 }
 
-constexpr const char* kRefsBucket = "fv-refs";
-
 }  // namespace
 
 Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNode& node, ServiceOptions options,
@@ -38,7 +38,7 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
   const char* master_hex = std::getenv(vault::kMasterKeyEnv);
   if (!master_hex) return failed_precondition(std::string("cluster mode needs the cluster master key in ") + vault::kMasterKeyEnv);
   FV_ASSIGN_OR_RETURN(const auto master, vault::SecretKey::from_hex(master_hex));
-  const vault::SecretKey dir_key = cluster::stream_key(master, kRefsBucket);
+  const vault::SecretKey dir_key = cluster::stream_key(master, cluster::kRefsBucket);
   cs->directory_secret_.assign(dir_key.data(), dir_key.data() + vault::SecretKey::kSize);
 
   ServiceOptions mo = options;
@@ -52,8 +52,19 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
     so.commit_interceptor = node.shard(s)->writer;
     FV_ASSIGN_OR_RETURN(cs->shards_[s], Service::open(node.shard(s)->dir, so));
   }
-  FV_ASSIGN_OR_RETURN(auto refs, cluster::KvBucket::open_or_create(node.connection(), kRefsBucket, node.config().replicas));
-  cs->refs_.emplace(std::move(refs));
+  // `cluster init` creates the directory; a cluster made before it had one gets it here. Nodes
+  // starting together may find JetStream busy for a moment: a few bounded retries.
+  for (int attempt = 1;; ++attempt) {
+    auto refs = cluster::KvBucket::open(node.connection(), cluster::kRefsBucket);
+    if (!refs.is_ok() && refs.status().code() == StatusCode::kNotFound)
+      refs = cluster::KvBucket::open_or_create(node.connection(), cluster::kRefsBucket, node.config().replicas);
+    if (refs.is_ok()) {
+      cs->refs_.emplace(std::move(*refs));
+      break;
+    }
+    if (attempt >= 10) return Status(refs.status().code(), "open the reference directory: " + refs.status().message());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+  }
   return cs;
 }
 
@@ -151,17 +162,38 @@ Result<EraseReceipt> ClusterService::withdraw_basis(const Actor& actor, int64_t 
   return r;
 }
 
+Result<std::pair<int, EnrollRequest>> ClusterService::enrollment_shard(const Actor& actor, const EnrollRequest& req) {
+  const auto [local, s] = split_id(req.basis_id);
+  const bool valid = req.basis_id > 0 && s < node_.config().shards;
+  EnrollRequest r = req;
+  r.basis_id = valid ? local : 0;
+  FV_ASSIGN_OR_RETURN(auto at, locate(req.subject_ref));
+  // An unknown subject: the basis's shard (any shard) refuses it as one vault does, audited.
+  if (!at) return std::make_pair(valid ? s : 0, r);
+  if (valid && at->shard == s) return std::make_pair(s, r);
+  // A basis of another shard is another subject's (or none): refused on the subject's shard.
+  Status why = not_found("no lawful basis " + std::to_string(req.basis_id));
+  if (valid) {
+    FV_ASSIGN_OR_RETURN(Service * other, shard(s));
+    auto& o = *other->impl_;
+    std::lock_guard<std::mutex> l(o.mu);
+    FV_ASSIGN_OR_RETURN(auto owner, o.catalog().basis_owner(local));
+    if (owner) why = failed_precondition("lawful basis " + std::to_string(req.basis_id) + " belongs to another subject");
+  }
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
+  auto& m = *svc->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  return m.audit_enroll_refusal(actor, req, why);
+}
+
 Result<EnrollResult> ClusterService::enroll(const Actor& actor, const EnrollRequest& req, std::vector<uint8_t> image_bytes) {
   struct Wipe {
     std::vector<uint8_t>& b;
     ~Wipe() { vault::wipe(b); }
   } wipe{image_bytes};
-  const auto [local, s] = split_id(req.basis_id);
-  FV_ASSIGN_OR_RETURN(auto at, locate(req.subject_ref));
-  if (!at || at->shard != s || req.basis_id <= 0)
-    return not_found("no lawful basis " + std::to_string(req.basis_id) + " for subject '" + req.subject_ref + "'");
-  EnrollRequest r = req;
-  r.basis_id = local;
+  FV_ASSIGN_OR_RETURN(auto routed, enrollment_shard(actor, req));
+  const int s = routed.first;
+  const EnrollRequest& r = routed.second;
   // A redo (a race lost to another node) analyzes the photo again: each attempt gets a copy.
   FV_ASSIGN_OR_RETURN(auto e, write_on(s, [&](Service& svc) { return svc.enroll(actor, r, image_bytes); }));
   e.face_id = global_id(e.face_id, s);
@@ -171,12 +203,9 @@ Result<EnrollResult> ClusterService::enroll(const Actor& actor, const EnrollRequ
 
 Result<EnrollResult> ClusterService::enroll_template(const Actor& actor, const EnrollRequest& req,
                                                      const face::FaceTemplate& tmpl, TemplateOrigin origin) {
-  const auto [local, s] = split_id(req.basis_id);
-  FV_ASSIGN_OR_RETURN(auto at, locate(req.subject_ref));
-  if (!at || at->shard != s || req.basis_id <= 0)
-    return not_found("no lawful basis " + std::to_string(req.basis_id) + " for subject '" + req.subject_ref + "'");
-  EnrollRequest r = req;
-  r.basis_id = local;
+  FV_ASSIGN_OR_RETURN(auto routed, enrollment_shard(actor, req));
+  const int s = routed.first;
+  const EnrollRequest& r = routed.second;
   FV_ASSIGN_OR_RETURN(auto e, write_on(s, [&](Service& svc) { return svc.enroll_template(actor, r, tmpl, origin); }));
   vault::wipe(origin.kept_image);
   e.face_id = global_id(e.face_id, s);
@@ -433,18 +462,6 @@ Result<LapseReport> ClusterService::oversight_sweep(const Actor& actor, const st
 }
 Result<nlohmann::json> ClusterService::transparency_report(const Actor& actor, const std::string& from, const std::string& to) {
   return meta_->transparency_report(actor, from, to);
-}
-Result<vault::AuditVerifyReport> ClusterService::audit_verify(const Actor& actor) {
-  // The meta chain first, then every hosted shard's: the first that does not verify is the answer.
-  FV_ASSIGN_OR_RETURN(auto report, meta_->audit_verify(actor));
-  for (auto& [s, svc] : shards_) {
-    FV_ASSIGN_OR_RETURN(auto part, svc->audit_verify(actor));
-    if (!part.ok) return part;
-  }
-  return report;
-}
-Result<AuditPage> ClusterService::audit_show(const Actor& actor, const AuditFilter& filter) {
-  return meta_->audit_show(actor, filter);
 }
 Result<vault::AuditCheckpoint> ClusterService::audit_checkpoint(const Actor& actor) {
   return write_on(-1, [&](Service& m) { return m.audit_checkpoint(actor); });

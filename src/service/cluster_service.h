@@ -130,6 +130,9 @@ class ClusterService final : public Api {
   // The subject named by a reference or a vault id: its shard and uid; nullopt when the
   // cluster has none under that name.
   Result<std::optional<Located>> locate(const std::string& subject);
+  // The shard an enrollment runs on and the request with the basis's local id; a basis of
+  // another shard than the subject's is refused there (audited), as one vault refuses it.
+  Result<std::pair<int, EnrollRequest>> enrollment_shard(const Actor& actor, const EnrollRequest& req);
   // Claims `ref` in the reference directory: the uid it maps to (a new one when unclaimed).
   Result<std::string> claim_reference(const std::string& ref);
   std::string directory_key(const std::string& ref) const;

@@ -199,6 +199,18 @@ TEST_F(ClusterServiceTest, SubjectsSpreadSearchMatchesOneVaultAndErasureReachesE
   auto audited = svcs_[2]->audit_show(kAdmin, filter);
   ASSERT_TRUE(audited.is_ok()) << audited.status().to_string();
   EXPECT_EQ(audited->matched, svcs_.size() + 1) << "three investigation searches and one identification";
+  // ... and the shards' chains hold the enrollments: one log, read across the node's vaults.
+  filter.action = "enroll";
+  auto enrolled = svcs_[2]->audit_show(kAdmin, filter);
+  ASSERT_TRUE(enrolled.is_ok()) << enrolled.status().to_string();
+  EXPECT_EQ(enrolled->matched, static_cast<size_t>(kSubjects));
+  service::AuditFilter about;
+  about.subject = "person-3";
+  auto history = svcs_[0]->audit_show(kAdmin, about);
+  ASSERT_TRUE(history.is_ok()) << history.status().to_string();
+  std::set<std::string> actions;
+  for (const auto& e : history->entries) actions.insert(e.action);
+  EXPECT_TRUE(actions.count("basis_add") && actions.count("enroll") && actions.count("search")) << history->entries.size();
   auto rc = svcs_[1]->review_show(kAdmin, many->review_case);
   ASSERT_TRUE(rc.is_ok()) << rc.status().to_string();
   EXPECT_EQ(rc->candidates.size(), many->faces[0].candidates.size() + many->faces[1].candidates.size() +

@@ -3,6 +3,10 @@
 // uploads and unknown ids: the status code, a JSON error body, and nothing written on failure.
 // Also: every route of the router is in /v1/openapi.json and every path there is routed.
 // Needs the models and ../shared/data/samples; skips without them.
+//
+// Built twice: server_api_test serves one vault; server_api_cluster_test (FV_API_TEST_CLUSTER)
+// serves node a of a three-node cluster (3 nats-servers, 4 shards, 3 replicas), so every
+// route, role, refusal and the audit behave on a cluster node as on one vault.
 #include <httplib.h>
 
 #include <opencv2/imgcodecs.hpp>
@@ -14,6 +18,12 @@
 
 #include "server/http_resp.h"
 #include "server/server.h"
+#ifdef FV_API_TEST_CLUSTER
+#include "cluster/cluster_config.h"
+#include "cluster/node.h"
+#include "service/cluster_service.h"
+#include "support/nats_servers.h"
+#endif
 #include "support/paths.h"
 #include "vault/api_keys.h"
 #include "vault/vault_test_util.h"
@@ -33,25 +43,88 @@ std::string file_text(const fs::path& p) {
 
 struct Env {
   TempDir tmp;
-  fs::path dir;
+  fs::path dir;  // the vault (cluster: node a's folder, its meta and shard vaults inside)
+#ifdef FV_API_TEST_CLUSTER
+  std::unique_ptr<NatsTestCluster> nats;
+  std::vector<std::unique_ptr<cluster::ClusterNode>> nodes;  // a, b, c
+#endif
   std::unique_ptr<server::Server> srv;
   std::map<std::string, std::string> key;  // role → key; plus "revoked", "narrow"
   std::map<std::string, std::string> key_id;
 };
 Env* env = nullptr;
 
+#ifdef FV_API_TEST_CLUSTER
+const std::string kClusterMaster(64, '5');
+const std::string kClusterSigning(64, '6');
+
+// Node a's use cases (the keys are issued through them, as `facevault cluster key create` does).
+std::unique_ptr<service::ClusterService> open_cluster_service() {
+  auto cs = service::ClusterService::open(*env->nodes[0], {});
+  EXPECT_TRUE(cs.is_ok()) << cs.status().to_string();
+  return cs.is_ok() ? std::move(*cs) : nullptr;
+}
+#endif
+
+// A server over the test's vault (cluster: over node a).
+server::ServerOptions server_options() {
+  server::ServerOptions o;
+  o.vault_dir = env->dir;
+#ifdef FV_API_TEST_CLUSTER
+  o.open_api = [](service::ServiceOptions so) -> Result<std::unique_ptr<service::Api>> {
+    FV_ASSIGN_OR_RETURN(auto cs, service::ClusterService::open(*env->nodes[0], std::move(so)));
+    return std::unique_ptr<service::Api>(std::move(cs));
+  };
+#endif
+  return o;
+}
+
+// The SQLite files of the vault (cluster: node a's meta and shard vaults).
+std::vector<fs::path> vault_files() {
+#ifdef FV_API_TEST_CLUSTER
+  std::vector<fs::path> out = {env->dir / "meta" / "vault.db"};
+  for (const auto& d : fs::directory_iterator(env->dir / "shards")) out.push_back(d.path() / "vault.db");
+  return out;
+#else
+  return {env->dir / "vault.db"};
+#endif
+}
+
 class ApiTest : public ::testing::Test {
  public:
   static void SetUpTestSuite() {
     if (!models_present() || !fs::exists(samples())) return;
     ASSERT_TRUE(vault::ensure_sodium().is_ok());
-    unsetenv(vault::kMasterKeyEnv);
     env = new Env();
     env->dir = env->tmp.path() / "v";
+#ifdef FV_API_TEST_CLUSTER
+    ::setenv(vault::kMasterKeyEnv, kClusterMaster.c_str(), 1);
+    ::setenv(vault::kAuditSigningKeyEnv, kClusterSigning.c_str(), 1);
+    env->nats = std::make_unique<NatsTestCluster>(3);
+    ASSERT_TRUE(env->nats->wait_ready(60000)) << "the NATS cluster did not elect a JetStream leader in 60 s";
+    {
+      auto conn = cluster::NatsConnection::connect({env->nats->urls(), "test"});
+      ASSERT_TRUE(conn.is_ok()) << conn.status().to_string();
+      ASSERT_TRUE(cluster::init_cluster(**conn, 4, 3).is_ok());
+    }
+    for (const std::string name : {"a", "b", "c"}) {
+      cluster::NodeOptions no;
+      no.servers = env->nats->urls();
+      no.name = name;
+      no.dir = name == "a" ? env->dir : env->tmp.path() / name;
+      auto n = cluster::ClusterNode::start(no);
+      ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
+      env->nodes.push_back(std::move(*n));
+    }
+    {
+      auto svc = open_cluster_service();
+#else
+    unsetenv(vault::kMasterKeyEnv);
     ASSERT_TRUE(vault::Vault::init(env->dir).is_ok());
     {
       // Keys are issued through the service, as `facevault key create` does.
       auto svc = open_service(env->dir);
+#endif
       ASSERT_NE(svc, nullptr);
       auto issue = [&](service::Role role, std::vector<std::string> purposes, const std::string& label) {
         auto k = svc->create_api_key(kAdmin, role, purposes, label);
@@ -71,8 +144,7 @@ class ApiTest : public ::testing::Test {
       env->key["revoked"] = rev.secret;
       ASSERT_TRUE(svc->revoke_api_key(kAdmin, rev.key.id).is_ok());
     }
-    server::ServerOptions o;
-    o.vault_dir = env->dir;
+    server::ServerOptions o = server_options();
     o.port = 0;
     o.pipelines = 1;
     o.http_threads = 4;
@@ -85,6 +157,7 @@ class ApiTest : public ::testing::Test {
     ASSERT_TRUE(env->srv->start().is_ok());
   }
   static void TearDownTestSuite() {
+    if (env) env->srv.reset();  // the server (and its services) before the nodes they write through
     delete env;
     env = nullptr;
   }
@@ -131,11 +204,13 @@ class ApiTest : public ::testing::Test {
 
   // Rows of every table that holds personal data: nothing of it may change on a failure.
   static std::map<std::string, int64_t> data_rows() {
-    auto db = vault::Db::open(env->dir / "vault.db", false);
     std::map<std::string, int64_t> m;
-    for (std::string t : {"subject", "lawful_basis", "basis_purpose", "source_image", "face", "subject_key", "optout", "api_key"}) {
-      auto n = db->query_int("SELECT count(*) FROM " + t);
-      m[t] = n.is_ok() ? *n : -1;
+    for (const auto& file : vault_files()) {
+      auto db = vault::Db::open(file, false);
+      for (std::string t : {"subject", "lawful_basis", "basis_purpose", "source_image", "face", "subject_key", "optout", "api_key"}) {
+        auto n = db->query_int("SELECT count(*) FROM " + t);
+        m[t] += n.is_ok() ? *n : -1000000;
+      }
     }
     return m;
   }
@@ -537,8 +612,7 @@ TEST_F(ApiTest, RetentionAndAudit) {
 }
 
 TEST_F(ApiTest, RateLimitPerKey) {
-  server::ServerOptions o;
-  o.vault_dir = env->dir;
+  server::ServerOptions o = server_options();
   o.port = 0;
   o.pipelines = 1;
   o.rate_per_s = 0.01;
@@ -613,8 +687,7 @@ TEST_F(ApiTest, Tls) {
   const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -keyout " + key.string() +
                           " -out " + cert.string() + " >/dev/null 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
-  server::ServerOptions o;
-  o.vault_dir = env->dir;
+  server::ServerOptions o = server_options();
   o.port = 0;
   o.pipelines = 1;
   o.access_log = false;

@@ -302,14 +302,6 @@ bool store_holds(int i, const std::string& needle, size_t window = 0) {
   return !files_holding(i, needle, window).empty();
 }
 
-// Which servers hold any 16-byte window of `marker` in any file under their store dir.
-std::vector<int> servers_holding(const std::string& marker) {
-  std::vector<int> out;
-  for (int i = 0; i < g_cluster->size(); ++i) {
-    if (store_holds(i, marker, 16)) out.push_back(i);
-  }
-  return out;
-}
 
 // ---- servers SIGKILLed while publishing and reading ----
 
@@ -451,92 +443,6 @@ TEST(NatsStream, SigkilledServersLoseNoAcknowledgedMessage) {
   const double second_catch_up_s = wait_caught_up(stream, second, payloads[145]);
   std::printf("[ measure ] restarted n%d caught up within %.1f s\n", second, second_catch_up_s);
   ASSERT_TRUE(g_cluster->wait_ready(60000));
-}
-
-// ---- secure erase, down to the files ----
-
-std::string list(const std::vector<int>& v) {
-  std::string s;
-  for (int i : v) {
-    if (!s.empty()) s += ", ";
-    s += 'n';
-    s += std::to_string(i);
-  }
-  return s.empty() ? "none" : s;
-}
-
-TEST(NatsStream, EraseOverwritesTheBytesOnEveryServerWhilePurgeDoesNot) {
-  const std::string stream = "fvt-erase";
-  make_stream(stream, "fvt.erase.>");
-  const std::string erased_marker = random_bytes(32);
-  const std::string purged_marker = random_bytes(32);
-  const std::string filler(1024, 'f');
-  int n = 0;
-  auto put = [&](const std::string& subject, const std::string& data) -> uint64_t {
-    auto ack = publish(*g_conn, subject, bytes(data), "erase-" + std::to_string(n++), std::nullopt, 10000);
-    EXPECT_TRUE(ack.is_ok()) << ack.status().to_string();
-    return ack.is_ok() ? ack->seq : 0;
-  };
-  // Fillers around the two markers keep their message block alive (and mostly full) after the
-  // deletes, so a block dropped whole cannot pass for an overwrite.
-  for (int i = 0; i < 8; ++i) put("fvt.erase.filler", filler);
-  const uint64_t erased_seq = put("fvt.erase.subject-a", "template:" + erased_marker + ":end");
-  put("fvt.erase.subject-b", "template:" + purged_marker + ":end");
-  for (int i = 0; i < 8; ++i) put("fvt.erase.filler", filler);
-  ASSERT_GT(erased_seq, 0u);
-
-  // The scan sees both markers on all three servers before anything is deleted.
-  const auto w0 = Clock::now();
-  while (seconds_since(w0) < 30 &&
-         (servers_holding(erased_marker).size() < 3 || servers_holding(purged_marker).size() < 3)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  ASSERT_EQ(servers_holding(erased_marker).size(), 3u) << "the scan does not find the message it should erase";
-  ASSERT_EQ(servers_holding(purged_marker).size(), 3u);
-
-  ASSERT_TRUE(erase_message(*g_conn, stream, erased_seq).is_ok());
-  auto gone = get_message(*g_conn, stream, erased_seq);
-  ASSERT_TRUE(gone.is_ok());
-  EXPECT_FALSE(gone->has_value());
-  const Status again = erase_message(*g_conn, stream, erased_seq);
-  EXPECT_EQ(again.code(), StatusCode::kNotFound) << again.to_string();
-
-  jsOptions o;
-  jsOptions_Init(&o);
-  o.Stream.Purge.Subject = "fvt.erase.subject-b";
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  ASSERT_EQ(js_PurgeStream(g_conn->js(), stream.c_str(), &o, &jerr), NATS_OK) << jerr;
-
-  // NATS's Raft log keeps the original append for a while; poll until it is compacted away.
-  const auto t0 = Clock::now();
-  for (int i = 0; i < g_cluster->size(); ++i) {
-    std::string where;
-    for (const auto& f : files_holding(i, erased_marker, 16, true)) where += " " + f;
-    std::printf("[ measure ] just after the erase, n%d holds the erased bytes in:%s\n", i, where.c_str());
-  }
-  std::vector<int> erased_on = servers_holding(erased_marker);
-  std::vector<int> purged_on = servers_holding(purged_marker);
-  double purged_clean_s = purged_on.empty() ? 0 : -1;
-  while (!erased_on.empty() && seconds_since(t0) < 300) {
-    std::this_thread::sleep_for(std::chrono::seconds(5));
-    erased_on = servers_holding(erased_marker);
-    purged_on = servers_holding(purged_marker);
-    if (purged_on.empty() && purged_clean_s < 0) purged_clean_s = seconds_since(t0);
-  }
-  const double erased_clean_s = seconds_since(t0);
-  std::printf("[ measure ] erased message: bytes gone from every store dir after %.0f s (still on: %s); "
-              "purged control: %s\n",
-              erased_clean_s, list(erased_on).c_str(),
-              purged_clean_s < 0 ? ("still on " + list(purged_on)).c_str()
-                                 : ("gone after " + std::to_string(static_cast<int>(purged_clean_s)) + " s").c_str());
-  for (int i : purged_on) {
-    std::string where;
-    for (const auto& f : files_holding(i, purged_marker, 16, true)) where += " " + f;
-    std::printf("[ measure ] then n%d holds the purged control's bytes in:%s\n", i, where.c_str());
-  }
-  EXPECT_TRUE(erased_on.empty()) << "erased bytes still on " << list(erased_on) << " after 300 s";
-  EXPECT_FALSE(purged_on.empty()) << "the purged control left no bytes either: the scan proves nothing";
-  RecordProperty("erase_clean_seconds", static_cast<int>(erased_clean_s));
 }
 
 }  // namespace

@@ -72,7 +72,8 @@ void Metrics::in_flight(int delta) {
   in_flight_ += delta;
 }
 
-std::string Metrics::render(const std::vector<Sample>& gauges, const std::vector<Sample>& counters) const {
+std::string Metrics::render(const std::vector<Sample>& gauges, const std::vector<Sample>& counters,
+                            const std::vector<Family>& labeled_gauges) const {
   std::lock_guard<std::mutex> l(mu_);
   std::string o;
   o += "# HELP facevault_http_requests_total HTTP requests by method, route template and status code.\n";
@@ -94,6 +95,11 @@ std::string Metrics::render(const std::vector<Sample>& gauges, const std::vector
   o += "facevault_http_in_flight " + std::to_string(in_flight_) + "\n";
   for (auto& [name, help, v] : gauges) {
     o += "# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n" + name + " " + num(v) + "\n";
+  }
+  for (auto& [name, help, samples] : labeled_gauges) {
+    if (samples.empty()) continue;
+    o += "# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n";
+    for (auto& [labels, v] : samples) o += name + "{" + labels + "} " + num(v) + "\n";
   }
   for (auto& [name, help, v] : counters) {
     o += "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " + num(v) + "\n";

@@ -33,7 +33,11 @@ class Metrics {
   // Prometheus text format 0.0.4; `gauges` and `counters` are (name, help, value) read at
   // scrape time from elsewhere (the service's stats).
   using Sample = std::tuple<std::string, std::string, double>;
-  std::string render(const std::vector<Sample>& gauges, const std::vector<Sample>& counters = {}) const;
+  // A gauge with one sample per label set: (name, help, [(labels, value)]), labels already
+  // formatted (`stream="fv-shard-00"`).
+  using Family = std::tuple<std::string, std::string, std::vector<std::pair<std::string, double>>>;
+  std::string render(const std::vector<Sample>& gauges, const std::vector<Sample>& counters = {},
+                     const std::vector<Family>& labeled_gauges = {}) const;
 
  private:
   mutable std::mutex mu_;

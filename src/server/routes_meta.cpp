@@ -40,8 +40,22 @@ void add_meta_routes(Server::Impl& s) {
     counters.emplace_back("facevault_retention_runs_total", "Scheduled retention runs.", static_cast<double>(rs.runs));
     counters.emplace_back("facevault_retention_failures_total", "Scheduled retention runs that failed (retried at the next run).",
                           static_cast<double>(rs.failures));
+    // Cluster mode: how far each replica this node hosts is behind its stream.
+    std::vector<Metrics::Family> labeled;
+    if (!st.replication.empty()) {
+      Metrics::Family applied{"facevault_replica_applied_sequence",
+                              "Cluster mode: the last stream sequence this node's vault applied, per hosted stream.", {}};
+      Metrics::Family lag{"facevault_replica_lag_messages",
+                          "Cluster mode: messages of the stream this node has not applied yet, per hosted stream.", {}};
+      for (const auto& p : st.replication) {
+        const std::string labels = "stream=\"" + p.stream + "\"";
+        std::get<2>(applied).emplace_back(labels, static_cast<double>(p.applied));
+        if (p.last) std::get<2>(lag).emplace_back(labels, static_cast<double>(*p.last > p.applied ? *p.last - p.applied : 0));
+      }
+      labeled = {std::move(applied), std::move(lag)};
+    }
     c.res.status = 200;
-    c.res.set_content(s.metrics.render(gauges, counters), "text/plain; version=0.0.4");
+    c.res.set_content(s.metrics.render(gauges, counters, labeled), "text/plain; version=0.0.4");
   });
 
   s.add("GET", "/v1/openapi.json", Action::kOpenApi, [&s](Call& c) {

@@ -11,6 +11,7 @@
 
 #include "cluster/envelope.h"
 #include "cluster/shard_map.h"
+#include "cluster/stream.h"
 #include "service/photo.h"
 #include "service/pipeline_pool.h"
 #include "service/service_impl.h"
@@ -240,6 +241,10 @@ Status ClusterService::finish_cluster_erasure(int s, EraseReceipt& r) {
                   "stream (" + erased.status().message() + "); every node completes that at its next start "
                   "(ClusterNode::sweep_pending_erasures): no receipt until then");
   r.stream_messages_erased = *erased;
+  // Erasures another attempt left undone (a node that died between applying an erasure and
+  // erasing its messages): completed now. One query per shard when there are none; what fails
+  // stays pending for the next erasure, the next retention run or the next start.
+  (void)node_.sweep_pending_erasures();
   // Every replica of the shard, or those that confirmed in time (at least two did: the write).
   FV_ASSIGN_OR_RETURN(const auto members, cluster::read_members(node_.connection()));
   std::vector<std::string> names;
@@ -257,6 +262,8 @@ Status ClusterService::finish_cluster_erasure(int s, EraseReceipt& r) {
 
 Result<ExpireReport> ClusterService::expire(const Actor& actor, const std::optional<std::string>& as_of, bool dry_run) {
   FV_ASSIGN_OR_RETURN(ExpireReport report, meta_->expire(actor, as_of, dry_run));  // oversight; no subject there
+  // The retention run also completes stream erasures left undone (see finish_cluster_erasure).
+  if (!dry_run) FV_RETURN_IF_ERROR(node_.sweep_pending_erasures().status());
   for (int s = 0; s < node_.config().shards; ++s) {
     FV_ASSIGN_OR_RETURN(auto part, write_on(s, [&](Service& svc) { return svc.expire(actor, report.as_of, dry_run); }));
     for (auto& r : part.erased) {
@@ -516,7 +523,18 @@ ServiceStats ClusterService::stats() {
     *st.subjects += *part.subjects;
     st.audit_write_failures += part.audit_write_failures;
   }
+  replication_progress(st);
   return st;
+}
+
+void ClusterService::replication_progress(ServiceStats& st) {
+  auto add = [&](cluster::HostedStream& h) {
+    ServiceStats::StreamProgress p{h.stream, h.replica->applied(), std::nullopt};
+    if (auto last = cluster::last_sequence(node_.connection(), h.stream); last.is_ok()) p.last = *last;
+    st.replication.push_back(std::move(p));
+  };
+  add(node_.meta());
+  for (int s : node_.hosted_shards()) add(*node_.shard(s));
 }
 
 Status ClusterService::warm_up() { return meta_->warm_up(); }

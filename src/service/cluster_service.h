@@ -143,6 +143,8 @@ class ClusterService final : public Api {
   // probes[i] being face i's template (null: none), and the search is recorded in the meta vault.
   Status fan_out(const Actor& actor, const SearchRequest& req, const CitedAuthorisation& auth,
                  const std::vector<const face::FaceTemplate*>& probes, SearchProbe& probe, SearchResult& res);
+  // Per hosted stream: applied and last sequence (the replica lag in /metrics).
+  void replication_progress(ServiceStats& st);
   // Fills the references (and whether a reference crop is kept) of a meta case's candidates.
   Status resolve_candidates(ReviewCase& rc);
   // One opt-out entry on every shard (cluster_service.cpp).

@@ -326,6 +326,14 @@ struct ServiceStats {
   size_t pipelines = 0;
   uint64_t audit_write_failures = 0;    // use cases failed because their audit entry could not be written
   std::string calibration;
+  // Cluster mode: per stream the node hosts, the sequence its vault applied and the stream's
+  // last (absent when NATS did not answer): the replica's lag is their difference.
+  struct StreamProgress {
+    std::string stream;
+    uint64_t applied = 0;
+    std::optional<uint64_t> last;
+  };
+  std::vector<StreamProgress> replication;
 };
 
 }  // namespace fv::service

@@ -275,6 +275,13 @@ TEST_F(ApiTest, PublicRoutes) {
   EXPECT_EQ(m.status, 200);
   EXPECT_NE(m.raw.find("facevault_http_requests_total"), std::string::npos);
   EXPECT_NE(m.raw.find("facevault_gallery_templates"), std::string::npos);
+#ifdef FV_API_TEST_CLUSTER
+  // Each stream the node hosts: what it applied and how far it is behind (catch-up progress).
+  EXPECT_NE(m.raw.find("facevault_replica_applied_sequence{stream=\"fv-meta\"}"), std::string::npos) << m.raw;
+  EXPECT_NE(m.raw.find("facevault_replica_lag_messages{stream=\"fv-shard-03\"}"), std::string::npos) << m.raw;
+#else
+  EXPECT_EQ(m.raw.find("facevault_replica_lag_messages"), std::string::npos) << "one vault has no replicas";
+#endif
   auto ui = wrap(client().Get("/"));
   EXPECT_EQ(ui.status, 200);
   EXPECT_NE(ui.raw.find("<html"), std::string::npos);

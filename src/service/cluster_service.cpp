@@ -220,6 +220,12 @@ Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const Se
   // Unknown and not enrolled for the purpose answer alike (the shard's service words it).
   const int s = at ? at->shard : cluster::shard_of(vault::random_hex(8), node_.config().shards);
   FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+  if (copt_.fresh_reads) {  // as a search: nothing erased or withdrawn elsewhere is compared with
+    const Status st = node_.shard(s)->replica->catch_up(copt_.catch_up_ms);
+    if (!st.is_ok())
+      return unavailable("shard " + std::to_string(s) + ": this node's replica could not confirm it applied its "
+                         "stream's latest changes (" + st.message() + ")");
+  }
   return svc->verify_subject(actor, req, subject_ref, std::move(image_bytes));
 }
 

@@ -44,6 +44,9 @@ struct ClusterServiceOptions {
   int write_attempts = 4;        // a write that lost a race (kAborted) is redone this often in all
   int catch_up_ms = 10000;       // how long a shard may take to catch up before a use case runs again
   int receipt_wait_ms = 10000;   // how long an erasure waits for every replica of its shard to confirm
+  // Searches and 1:1 verifications first apply everything the shard streams hold (one stream
+  // info request per shard): nothing erased or withdrawn through another node is searched.
+  bool fresh_reads = true;
 };
 
 class ClusterService final : public Api {

@@ -117,7 +117,7 @@ Result<std::optional<ClusterService::Located>> ClusterService::locate(const std:
   };
   // A reference first, then a vault id, as one vault's find_subject does (a reference may
   // look like an id).
-  FV_ASSIGN_OR_RETURN(auto v, refs_->get(directory_key(subject)));
+  FV_ASSIGN_OR_RETURN(auto v, directory_get(directory_key(subject)));
   if (v) {
     FV_ASSIGN_OR_RETURN(auto by_ref, on_shard(*v));
     if (by_ref) return by_ref;
@@ -126,16 +126,36 @@ Result<std::optional<ClusterService::Located>> ClusterService::locate(const std:
   return std::optional<Located>();
 }
 
+namespace {
+
+// The reference directory through a NATS leader election (~6 s): a few bounded retries, and
+// errors that do not name the key (a keyed hash of the reference).
+template <typename F>
+auto with_directory_retries(F&& f) -> decltype(f()) {
+  for (int attempt = 1;; ++attempt) {
+    auto r = f();
+    if (r.is_ok() || r.status().code() != StatusCode::kUnavailable) return r;
+    if (attempt >= 5) return unavailable("the reference directory (JetStream KV fv-refs) did not answer; nothing was written");
+    std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+  }
+}
+
+}  // namespace
+
+Result<std::optional<std::string>> ClusterService::directory_get(const std::string& key) {
+  return with_directory_retries([&] { return refs_->get(key); });
+}
+
 Result<std::string> ClusterService::claim_reference(const std::string& ref) {
   const std::string key = directory_key(ref);
   const std::string fresh = vault::random_hex(8);
-  auto created = refs_->create(key, fresh);
+  auto created = with_directory_retries([&] { return refs_->create(key, fresh); });
   if (created.is_ok()) return fresh;
   if (created.status().code() != StatusCode::kAlreadyExists && created.status().code() != StatusCode::kUnavailable)
     return created.status();
   // Claimed before (by another node, or by this create whose answer was lost): its uid.
-  FV_ASSIGN_OR_RETURN(auto v, refs_->get(key));
-  if (!v) return unavailable("the reference directory did not answer; try again");
+  FV_ASSIGN_OR_RETURN(auto v, directory_get(key));
+  if (!v) return unavailable("the reference directory did not answer; nothing was written");
   return *v;
 }
 

@@ -139,6 +139,7 @@ class ClusterService final : public Api {
   // Claims `ref` in the reference directory: the uid it maps to (a new one when unclaimed).
   Result<std::string> claim_reference(const std::string& ref);
   std::string directory_key(const std::string& ref) const;
+  Result<std::optional<std::string>> directory_get(const std::string& key);
   // Runs a write on shard `s`, redoing it after a catch-up while it loses races (kAborted).
   template <typename F>
   auto write_on(int s, F&& f) -> decltype(f(std::declval<Service&>()));

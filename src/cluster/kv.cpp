@@ -96,6 +96,12 @@ Result<uint64_t> KvBucket::create(const std::string& key, const std::string& val
   return st;
 }
 
+Status KvBucket::purge(const std::string& key) {
+  natsStatus s = kvStore_Purge(kv_, key.c_str(), nullptr);
+  if (s == NATS_OK) return Status::ok();
+  return from_nats(s, "KV purge " + bucket_ + "/" + key);
+}
+
 Result<std::vector<std::string>> KvBucket::keys() {
   kvWatchOptions o;
   kvWatchOptions_Init(&o);

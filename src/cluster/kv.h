@@ -44,6 +44,9 @@ class KvBucket {
   // A create whose answer was lost (kUnavailable) may have been stored: a retry then gets
   // kAlreadyExists, so the caller reads the key back to tell its own value from another's.
   Result<uint64_t> create(const std::string& key, const std::string& value);
+  // Removes the key's value and its history (kvStore_Purge: a purge marker stays; a later
+  // create of the key succeeds). Removing a key that has none is fine.
+  Status purge(const std::string& key);
   // Every key that has a value (the order is the bucket's). Gathered by nats.c through a
   // consumer that may sit on a follower, so a key put a moment ago can be missing; and meant
   // for small buckets: nats.c 3.4 counts its timeout down faster than real time per key.

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cluster/envelope.h"
+#include "face/compare.h"
 #include "cluster/shard_map.h"
 #include "cluster/stream.h"
 #include "service/photo.h"
@@ -146,6 +147,17 @@ Result<std::optional<std::string>> ClusterService::directory_get(const std::stri
   return with_directory_retries([&] { return refs_->get(key); });
 }
 
+Result<std::optional<ClusterService::Located>> ClusterService::locate_uid(const std::string& uid) {
+  if (!is_uid(uid)) return std::optional<Located>();
+  Located at{cluster::shard_of(uid, node_.config().shards), uid};
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(at.shard));
+  auto& m = *svc->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_ASSIGN_OR_RETURN(auto row, m.catalog().find_subject(uid));
+  if (!row || row->uid != uid) return std::optional<Located>();
+  return std::optional<Located>(at);
+}
+
 Result<std::string> ClusterService::claim_reference(const std::string& ref) {
   const std::string key = directory_key(ref);
   const std::string fresh = vault::random_hex(8);
@@ -211,6 +223,7 @@ Result<std::pair<int, EnrollRequest>> ClusterService::enrollment_shard(const Act
   FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
   auto& m = *svc->impl_;
   std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.authorize(actor, Action::kEnroll, req.purpose.value_or("")));  // denied before refused
   return m.audit_enroll_refusal(actor, req, why);
 }
 
@@ -241,8 +254,21 @@ Result<EnrollResult> ClusterService::enroll_template(const Actor& actor, const E
   return e;
 }
 
-Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const SearchRequest& req,
+Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const SearchRequest& req_in,
                                                     const std::string& subject_ref, std::vector<uint8_t> image_bytes) {
+  // The search policy and the cited authorisation are the meta vault's (authorisations live
+  // there); the comparison runs on the subject's shard.
+  auto& meta = *meta_->impl_;
+  Upload upload(std::move(image_bytes), meta.options.on_wipe);
+  const SearchRequest req = within_search_limits(req_in, meta.config().search_max_fmr);
+  FV_RETURN_IF_ERROR(meta.check_search(actor, req, Service::Impl::AuditVia::kAux));
+  FV_ASSIGN_OR_RETURN(const CitedAuthorisation auth,
+                      meta.check_authorisation(actor, req, Service::Impl::AuditVia::kAux));
+  FV_ASSIGN_OR_RETURN(auto photo, Photo::analyze(*pool_, std::move(upload), PhotoOptions{}, meta.options.on_wipe));
+  const int k = face::verification_face(photo->faces());
+  if (k < 0)
+    return meta.refuse(meta.entry(actor, "verify"), "refused", {{"reason", "no face found"}},
+                       failed_precondition("no face found in photo a"), Service::Impl::AuditVia::kAux);
   FV_ASSIGN_OR_RETURN(auto at, locate(subject_ref));
   // Unknown and not enrolled for the purpose answer alike (the shard's service words it).
   const int s = at ? at->shard : cluster::shard_of(vault::random_hex(8), node_.config().shards);
@@ -253,7 +279,12 @@ Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const Se
       return unavailable("shard " + std::to_string(s) + ": this node's replica could not confirm it applied its "
                          "stream's latest changes (" + st.message() + ")");
   }
-  return svc->verify_subject(actor, req, subject_ref, std::move(image_bytes));
+  auto& m = *svc->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_ASSIGN_OR_RETURN(VerifyResult r, m.verify_locked(actor, req, subject_ref,
+                                                      *photo->faces()[static_cast<size_t>(k)].face_template, auth));
+  r.box = photo->faces()[static_cast<size_t>(k)].detection.box;
+  return r;
 }
 
 Result<EraseReceipt> ClusterService::erase(const Actor& actor, const std::string& subject, const std::string& reason) {
@@ -274,6 +305,14 @@ Status ClusterService::finish_cluster_erasure(int s, EraseReceipt& r) {
                   "stream (" + erased.status().message() + "); every node completes that at its next start "
                   "(ClusterNode::sweep_pending_erasures): no receipt until then");
   r.stream_messages_erased = *erased;
+  // The reference directory forgets the reference, so that it no longer leads to the erased
+  // uid and a new subject under it gets a new one. Best effort (the vaults and the stream are
+  // erased already): a failure leaves a keyed hash naming a uid that no vault holds.
+  if (!r.subject_ref.empty())
+    (void)with_directory_retries([&]() -> Result<bool> {
+      FV_RETURN_IF_ERROR(refs_->purge(directory_key(r.subject_ref)));
+      return true;
+    });
   // Erasures another attempt left undone (a node that died between applying an erasure and
   // erasing its messages): completed now. One query per shard when there are none; what fails
   // stays pending for the next erasure, the next retention run or the next start.
@@ -295,10 +334,14 @@ Status ClusterService::finish_cluster_erasure(int s, EraseReceipt& r) {
 
 Result<ExpireReport> ClusterService::expire(const Actor& actor, const std::optional<std::string>& as_of, bool dry_run) {
   FV_ASSIGN_OR_RETURN(ExpireReport report, meta_->expire(actor, as_of, dry_run));  // oversight; no subject there
-  // The retention run also completes stream erasures left undone (see finish_cluster_erasure).
-  if (!dry_run) FV_RETURN_IF_ERROR(node_.sweep_pending_erasures().status());
+  // The retention run also completes stream erasures left undone (see finish_cluster_erasure);
+  // what still fails stays pending for the next run.
+  if (!dry_run) (void)node_.sweep_pending_erasures();
   for (int s = 0; s < node_.config().shards; ++s) {
-    FV_ASSIGN_OR_RETURN(auto part, write_on(s, [&](Service& svc) { return svc.expire(actor, report.as_of, dry_run); }));
+    // Not redone on a lost race: expiry commits subject by subject, and a redo would lose the
+    // receipts of those already erased. Who is still due is erased at the next run.
+    FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+    FV_ASSIGN_OR_RETURN(auto part, svc->expire(actor, report.as_of, dry_run));
     for (auto& r : part.erased) {
       if (!dry_run) FV_RETURN_IF_ERROR(finish_cluster_erasure(s, r));
       report.erased.push_back(std::move(r));
@@ -313,7 +356,22 @@ Result<nlohmann::json> ClusterService::export_subject(const Actor& actor, const 
   FV_ASSIGN_OR_RETURN(auto at, locate(subject));
   if (!at) return meta_->export_subject(actor, subject, include_templates, images_dir);  // refused there, audited
   FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
-  return svc->export_subject(actor, at->uid, include_templates, images_dir);
+  FV_ASSIGN_OR_RETURN(nlohmann::json x, svc->export_subject(actor, at->uid, include_templates, images_dir));
+  // The ids a client may act on are the cluster's (local × 1024 + shard), as everywhere else.
+  const int s = at->shard;
+  auto global = [s](nlohmann::json& v) {
+    if (v.is_number_integer()) v = global_id(v.get<int64_t>(), s);
+  };
+  for (const char* list : {"lawful_bases", "source_images", "templates"}) {
+    if (!x.contains(list) || !x[list].is_array()) continue;
+    for (auto& item : x[list])
+      for (const char* field : {"id", "basis_id", "image_id"})
+        if (item.contains(field)) global(item[field]);
+  }
+  if (x.contains("reference_crops") && x["reference_crops"].contains("crops"))
+    for (auto& c : x["reference_crops"]["crops"])
+      if (c.contains("face_id")) global(c["face_id"]);
+  return x;
 }
 
 // ---------------------------------------------------------------- the opt-out registry
@@ -399,7 +457,7 @@ Status ClusterService::resolve_candidates(ReviewCase& rc) {
   // crops are on their shards.
   for (auto& k : rc.candidates) {
     if (!k.subject_ref.empty()) continue;
-    FV_ASSIGN_OR_RETURN(auto at, locate(k.subject_uid));
+    FV_ASSIGN_OR_RETURN(auto at, locate_uid(k.subject_uid));
     if (!at) continue;  // erased: shown by uid only, as on one vault
     FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
     auto& m = *svc->impl_;
@@ -431,7 +489,7 @@ Result<ReviewImage> ClusterService::review_reference_image(const Actor& actor, c
   FV_ASSIGN_OR_RETURN(auto rc, meta_->review_show(actor, case_id, scope));
   auto k = std::find_if(rc.candidates.begin(), rc.candidates.end(), [&](const auto& x) { return x.id == candidate_id; });
   if (k == rc.candidates.end()) return not_found("review case " + rc.id + " has no candidate " + std::to_string(candidate_id));
-  FV_ASSIGN_OR_RETURN(auto at, locate(k->subject_uid));
+  FV_ASSIGN_OR_RETURN(auto at, locate_uid(k->subject_uid));
   if (!at) return not_found("the candidate's subject was erased: no reference face is kept");
   FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
   vault::Bytes plain;
@@ -536,6 +594,10 @@ Result<std::string> ClusterService::record_event(const Actor& actor, Action acti
 }
 
 Status ClusterService::health() {
+  // A replica that stopped applying its stream (diverged, or its vault failed) makes the node
+  // unhealthy: it would serve stale data.
+  FV_RETURN_IF_ERROR(node_.meta().replica->error());
+  for (int s : node_.hosted_shards()) FV_RETURN_IF_ERROR(node_.shard(s)->replica->error());
   FV_RETURN_IF_ERROR(meta_->health());
   for (auto& [s, svc] : shards_) FV_RETURN_IF_ERROR(svc->health());
   return Status::ok();

@@ -136,6 +136,8 @@ class ClusterService final : public Api {
   // The shard an enrollment runs on and the request with the basis's local id; a basis of
   // another shard than the subject's is refused there (audited), as one vault refuses it.
   Result<std::pair<int, EnrollRequest>> enrollment_shard(const Actor& actor, const EnrollRequest& req);
+  // The subject with that vault id (never read as a reference): a review case's candidates.
+  Result<std::optional<Located>> locate_uid(const std::string& uid);
   // Claims `ref` in the reference directory: the uid it maps to (a new one when unclaimed).
   Result<std::string> claim_reference(const std::string& ref);
   std::string directory_key(const std::string& ref) const;

@@ -235,6 +235,11 @@ TEST_F(ClusterServiceTest, SubjectsSpreadSearchMatchesOneVaultAndErasureReachesE
   auto gone = svcs_[0]->erase(kAdmin, "person-3", "again");
   ASSERT_FALSE(gone.is_ok());
   EXPECT_EQ(gone.status().code(), StatusCode::kNotFound);
+  // The reference directory forgot the reference: a new subject under it is a new uid.
+  auto reborn = svcs_[2]->add_basis(kAdmin, consent("person-3"));
+  ASSERT_TRUE(reborn.is_ok()) << reborn.status().to_string();
+  EXPECT_TRUE(reborn->subject_created);
+  EXPECT_NE(reborn->subject_uid, receipt->subject_uid);
 
   // Withdrawal by the id the client got (it carries the shard) through yet another node.
   auto b5 = svcs_[0]->add_basis(kAdmin, consent("person-5"));
@@ -249,6 +254,13 @@ TEST_F(ClusterServiceTest, SubjectsSpreadSearchMatchesOneVaultAndErasureReachesE
   auto exported = svcs_[2]->export_subject(kAdmin, "person-7", false, std::nullopt);
   ASSERT_TRUE(exported.is_ok()) << exported.status().to_string();
   EXPECT_EQ(exported->dump().find("person-7") != std::string::npos, true);
+  // Its ids are the cluster's: a basis id from the export withdraws that subject's basis.
+  ASSERT_TRUE((*exported)["lawful_bases"].is_array() && !(*exported)["lawful_bases"].empty()) << exported->dump();
+  const int64_t exported_basis = (*exported)["lawful_bases"][0]["id"].get<int64_t>();
+  const int home = cluster::shard_of((*exported)["subject"]["id"].get<std::string>(), kShards);
+  EXPECT_EQ(exported_basis % cluster::kMaxShards, home);
+  ASSERT_FALSE((*exported)["templates"].empty());
+  EXPECT_EQ((*exported)["templates"][0]["basis_id"].get<int64_t>(), exported_basis);
 
   // The audit chains of every vault the node holds verify.
   auto verified = svcs_[0]->audit_verify(kAdmin);

@@ -558,9 +558,6 @@ Result<std::vector<Authorisation>> ClusterService::authorisation_list(const Acto
 Result<LapseReport> ClusterService::oversight_sweep(const Actor& actor, const std::optional<std::string>& as_of) {
   return write_on(-1, [&](Service& m) { return m.oversight_sweep(actor, as_of); });
 }
-Result<nlohmann::json> ClusterService::transparency_report(const Actor& actor, const std::string& from, const std::string& to) {
-  return meta_->transparency_report(actor, from, to);
-}
 Result<vault::AuditCheckpoint> ClusterService::audit_checkpoint(const Actor& actor) {
   return write_on(-1, [&](Service& m) { return m.audit_checkpoint(actor); });
 }

@@ -151,7 +151,9 @@ class Counter {
     } else if (e.action == "basis_withdraw") {
       ++t_.erasure_withdrawal;
     } else if (e.action == "optout_add") {
-      ++t_.optouts;
+      // One registry entry, however many vaults record it (a cluster writes it to every shard).
+      const std::string uid = text_field(e.details, "optout");
+      if (uid.empty() || optout_uids_.insert(uid).second) ++t_.optouts;
     } else if (e.action == "export") {
       ++t_.access_exports;
     }
@@ -180,9 +182,12 @@ class Counter {
   }
 
   std::set<std::string> known_;
+  std::set<std::string> optout_uids_;
   std::map<std::string, PurposeCounts> per_;
   Totals t_;
 };
+
+}  // namespace
 
 // The purposes the operator defined (see the top of the file); only valid tokens, so that a
 // damaged entry cannot bring text into the report either.
@@ -204,37 +209,44 @@ Result<std::set<std::string>> operator_purposes(vault::Catalog& cat, const vault
   return known;
 }
 
-}  // namespace
+Result<ReportPeriod> report_period(const std::string& from_text, const std::string& to_text) {
+  ReportPeriod p;
+  FV_ASSIGN_OR_RETURN(p.from, vault::parse_time(from_text));
+  FV_ASSIGN_OR_RETURN(p.to, vault::parse_time(to_text));
+  // parse_time takes a date only as exactly "YYYY-MM-DD": such a `to` includes its day.
+  if (to_text.size() == 10) p.to = vault::add_days(p.to, 1);
+  if (p.from >= p.to)
+    return invalid_argument("the report's period is empty: 'from' (" + p.from + ") must be before 'to' (" + p.to +
+                            ", excluded)");
+  return p;
+}
+
+json count_report(const std::vector<AuditEntry>& entries, std::set<std::string> known, const ReportPeriod& period,
+                  const std::string& now) {
+  Counter counter(std::move(known));
+  // Entries are in chain order; their timestamps come from the clock of whoever wrote them, so
+  // every entry is tested rather than stopping at the first one past `to`.
+  for (auto& e : entries)
+    if (e.ts >= period.from && e.ts < period.to) counter.add(e);
+  return {{"from", period.from},
+          {"to", period.to},
+          {"generated_at", now},
+          {"per_purpose", counter.per_purpose()},
+          {"totals", counter.totals()}};
+}
 
 Result<json> Service::transparency_report(const Actor& actor, const std::string& from_text, const std::string& to_text) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.authorize(actor, Action::kReport));
-  FV_ASSIGN_OR_RETURN(const std::string from, vault::parse_time(from_text));
-  FV_ASSIGN_OR_RETURN(std::string to, vault::parse_time(to_text));
-  // parse_time takes a date only as exactly "YYYY-MM-DD": such a `to` includes its day.
-  if (to_text.size() == 10) to = vault::add_days(to, 1);
-  if (from >= to)
-    return invalid_argument("the report's period is empty: 'from' (" + from + ") must be before 'to' (" + to +
-                            ", excluded)");
-
+  FV_ASSIGN_OR_RETURN(const ReportPeriod period, report_period(from_text, to_text));
   FV_ASSIGN_OR_RETURN(auto known, operator_purposes(m.catalog(), m.config()));
-  Counter counter(std::move(known));
   vault::AuditQuery q;
-  q.since = from;
+  q.since = period.from;
   FV_ASSIGN_OR_RETURN(auto entries, m.catalog().read_audit(q));
-  // Entries are in chain order; their timestamps come from the clock of whoever wrote them, so
-  // every entry is tested rather than stopping at the first one past `to`.
-  for (auto& e : entries)
-    if (e.ts >= from && e.ts < to) counter.add(e);
-
-  json report = {{"from", from},
-                 {"to", to},
-                 {"generated_at", m.now()},
-                 {"per_purpose", counter.per_purpose()},
-                 {"totals", counter.totals()}};
+  json report = count_report(entries, std::move(known), period, m.now());
   AuditEntry e = m.entry(actor, Action::kReport);
-  e.details = {{"from", from}, {"to", to}};
+  e.details = {{"from", period.from}, {"to", period.to}};
   FV_RETURN_IF_ERROR(m.audit_now(e).status());
   return report;
 }

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,16 @@ std::string review_candidate_status(const vault::ReviewCandidateRow& c, int revi
 
 // A search request may tighten the vault's false-match-rate limit, never loosen it (search.cpp).
 SearchRequest within_search_limits(const SearchRequest& req, double config_max_fmr);
+
+// The transparency report (report.cpp): its period, the purposes the operator defined (from a
+// vault's basis and lapse entries and its config), and the counts over a log's entries.
+struct ReportPeriod {
+  std::string from, to;  // `to` excluded
+};
+Result<ReportPeriod> report_period(const std::string& from_text, const std::string& to_text);
+Result<std::set<std::string>> operator_purposes(vault::Catalog& cat, const vault::VaultConfig& config);
+nlohmann::json count_report(const std::vector<vault::AuditEntry>& entries, std::set<std::string> known,
+                            const ReportPeriod& period, const std::string& now);
 
 // The face of a photo an opt-out takes: the only one, or `face_index` (optout.cpp).
 Result<int> choose_optout_face(const std::vector<face::Face>& faces, int face_index);

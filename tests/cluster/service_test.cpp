@@ -262,6 +262,14 @@ TEST_F(ClusterServiceTest, SubjectsSpreadSearchMatchesOneVaultAndErasureReachesE
   ASSERT_FALSE((*exported)["templates"].empty());
   EXPECT_EQ((*exported)["templates"][0]["basis_id"].get<int64_t>(), exported_basis);
 
+  // The transparency report counts over every chain: enrollments (shards) and searches (meta).
+  auto report = svcs_[1]->transparency_report(kAdmin, "2000-01-01", "2100-01-01");
+  ASSERT_TRUE(report.is_ok()) << report.status().to_string();
+  EXPECT_EQ((*report)["totals"]["enrolments"].get<int64_t>(), kSubjects);
+  EXPECT_EQ((*report)["totals"]["searches"].get<int64_t>(), 7) << "3 + 1 before the erasure, 3 after: " << report->dump();
+  EXPECT_EQ((*report)["totals"]["erasures"]["request"].get<int64_t>(), 1);
+  EXPECT_TRUE((*report)["per_purpose"].contains("investigation")) << "a purpose the bases define: " << report->dump();
+
   // The audit chains of every vault the node holds verify.
   auto verified = svcs_[0]->audit_verify(kAdmin);
   ASSERT_TRUE(verified.is_ok()) << verified.status().to_string();

@@ -43,8 +43,10 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
   const vault::SecretKey dir_key = cluster::stream_key(master, cluster::kRefsBucket);
   cs->directory_secret_.assign(dir_key.data(), dir_key.data() + vault::SecretKey::kSize);
 
+  const int catch_up_ms = copt.catch_up_ms;
   ServiceOptions mo = options;
   mo.commit_interceptor = node.meta().writer;
+  mo.catch_up = [&node, catch_up_ms] { return node.meta().replica->catch_up(catch_up_ms); };
   FV_ASSIGN_OR_RETURN(cs->meta_, Service::open(node.meta().dir, mo));
   // Every vault's service analyzes photos on the meta service's pool.
   cs->pool_ = cs->meta_->impl_->pool;
@@ -52,6 +54,7 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
     ServiceOptions so = options;
     so.shared_pool = cs->pool_;
     so.commit_interceptor = node.shard(s)->writer;
+    so.catch_up = [&node, s, catch_up_ms] { return node.shard(s)->replica->catch_up(catch_up_ms); };
     FV_ASSIGN_OR_RETURN(cs->shards_[s], Service::open(node.shard(s)->dir, so));
   }
   // `cluster init` creates the directory; a cluster made before it had one gets it here. Nodes

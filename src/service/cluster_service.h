@@ -22,10 +22,14 @@
 // with kUnavailable naming the shard (3 nodes with 3 replicas host every shard).
 #pragma once
 
+#include <sodium.h>
+
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -41,7 +45,7 @@ struct CitedAuthorisation;
 struct SearchProbe;
 
 struct ClusterServiceOptions {
-  int write_attempts = 4;        // a write that lost a race (kAborted) is redone this often in all
+  int write_attempts = 12;       // a write that lost a race (kAborted) is redone this often in all
   int catch_up_ms = 10000;       // how long a shard may take to catch up before a use case runs again
   int receipt_wait_ms = 10000;   // how long an erasure waits for every replica of its shard to confirm
   // Searches and 1:1 verifications first apply everything the shard streams hold (one stream
@@ -178,8 +182,10 @@ auto ClusterService::write_on(int s, F&& f) -> decltype(f(std::declval<Service&>
   for (int attempt = 1;; ++attempt) {
     auto r = f(*svc);
     if (r.is_ok() || r.status().code() != StatusCode::kAborted || attempt >= copt_.write_attempts) return r;
-    // Another node wrote to the shard first: apply its write, then redo the use case on the new state.
+    // Another node wrote to the shard first: apply its write, then redo the use case on the new
+    // state, after a random pause (writers that lost together would retry together).
     FV_RETURN_IF_ERROR(hosted->replica->catch_up(copt_.catch_up_ms));
+    std::this_thread::sleep_for(std::chrono::microseconds(randombytes_uniform(10000u * static_cast<uint32_t>(attempt))));
   }
 }
 

@@ -1,6 +1,10 @@
 // The facade's construction and accessors, and what every use case shares: the audit
 // helpers, the role check, the gallery's loading from the vault and the input checks.
+#include <sodium.h>
+
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "face/registry.h"
 #include "service/service_impl.h"
@@ -155,8 +159,24 @@ AuditEntry Service::Impl::entry(const Actor& actor, const std::string& action) c
   return e;
 }
 
+namespace {
+
+// An audit entry in a transaction of its own, written again after a catch-up when another
+// node's write got to the stream first (cluster mode): appending to the chain is all it does.
+Result<std::string> record_with_catch_up(vault::Catalog& cat, AuditEntry& e, const std::function<Status()>& catch_up) {
+  for (int attempt = 1;; ++attempt) {
+    auto h = cat.record_audit(e);
+    if (h.is_ok() || h.status().code() != StatusCode::kAborted || !catch_up || attempt >= 12) return h;
+    FV_RETURN_IF_ERROR(catch_up());
+    // Writers that lost together would retry together: spread them out (0-10 ms per attempt).
+    std::this_thread::sleep_for(std::chrono::microseconds(randombytes_uniform(10000u * static_cast<uint32_t>(attempt))));
+  }
+}
+
+}  // namespace
+
 Result<std::string> Service::Impl::audit_now(AuditEntry& e) {
-  auto h = catalog().record_audit(e);
+  auto h = record_with_catch_up(catalog(), e, options.catch_up);
   if (!h.is_ok()) ++audit_write_failures;
   return h;
 }
@@ -177,7 +197,7 @@ Result<vault::Catalog*> Service::Impl::aux_catalog() {
 Result<std::string> Service::Impl::audit_aux(AuditEntry& e) {
   std::lock_guard<std::mutex> l(aux_mu);
   auto c = aux_catalog();
-  Result<std::string> h = c.is_ok() ? (*c)->record_audit(e) : Result<std::string>(c.status());
+  Result<std::string> h = c.is_ok() ? record_with_catch_up(**c, e, options.catch_up) : Result<std::string>(c.status());
   if (!h.is_ok()) ++audit_write_failures;
   return h;
 }

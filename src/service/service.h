@@ -78,6 +78,10 @@ struct ServiceOptions {
   // shard's writer replicates them through its stream — instead of committing locally. The
   // use cases run unchanged; null on a single node.
   std::shared_ptr<vault::CommitInterceptor> commit_interceptor;
+  // Cluster mode: brings the vault up to its stream after a commit lost a race with another
+  // node's (kAborted). A use case's audit entry written on its own (a read, a refusal) is then
+  // written again on the new state rather than failing; writes are redone by the facade.
+  std::function<Status()> catch_up;
   // A pool of face pipelines shared with other services (a cluster node's services, one per
   // vault, analyze photos on one pool); replaces shared_pipeline, pipeline_factory and pipelines.
   std::shared_ptr<PipelinePool> shared_pool;

@@ -98,6 +98,7 @@ void add_cluster_commands(CLI::App& app, int& exit_code) {
   auto k = std::make_shared<Key>();
   auto* key = cluster->add_subcommand("key", "API keys of the cluster (held in its meta stream)");
   key->require_subcommand(1);
+  set_examples(key, {"facevault cluster key create --nats nats://127.0.0.1:4222 --role admin --label ops"});
   auto* create = key->add_subcommand("create", "create an API key valid on every node (needs FACEVAULT_MASTER_KEY and "
                                                 "FACEVAULT_AUDIT_SIGNING_KEY, as a node does, and running nodes)");
   create->add_option("--nats", k->nats, "NATS servers, comma-separated")->required();

@@ -374,6 +374,22 @@ Result<nlohmann::json> ClusterService::export_subject(const Actor& actor, const 
   if (x.contains("reference_crops") && x["reference_crops"].contains("crops"))
     for (auto& c : x["reference_crops"]["crops"])
       if (c.contains("face_id")) global(c["face_id"]);
+  // What the meta vault holds about the subject: its candidacies in review cases, and the
+  // entries of the meta chain naming it (searches that returned it, decisions about it).
+  auto& meta = *meta_->impl_;
+  std::lock_guard<std::mutex> l(meta.mu);
+  FV_ASSIGN_OR_RETURN(auto candidacies, meta.catalog().review_candidates_of_uid(at->uid));
+  FV_RETURN_IF_ERROR(meta.export_reviews(actor, candidacies, x));
+  vault::AuditQuery q;
+  q.subject = at->uid;
+  FV_ASSIGN_OR_RETURN(auto entries, meta.catalog().read_audit(q));
+  FV_RETURN_IF_ERROR(meta.redact_hidden_decisions(actor, entries));
+  nlohmann::json audit = x.contains("audit") && x["audit"].is_array() ? x["audit"] : nlohmann::json::array();
+  for (auto& a : export_audit(entries, at->uid)) audit.push_back(std::move(a));
+  std::stable_sort(audit.begin(), audit.end(), [](const nlohmann::json& a, const nlohmann::json& b) {
+    return a.value("ts", std::string()) < b.value("ts", std::string());
+  });
+  x["audit"] = std::move(audit);
   return x;
 }
 

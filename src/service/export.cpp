@@ -114,16 +114,31 @@ Result<json> Service::export_subject(const Actor& actor, const std::string& subj
     references.push_back(rc);
   }
   j["reference_crops"] = {{"count", references.size()}, {"crops", references}};
+  FV_ASSIGN_OR_RETURN(auto candidacies, cat.review_candidates_of_subject(s->id));
+  FV_RETURN_IF_ERROR(m.export_reviews(actor, candidacies, j));
+  vault::AuditQuery aq;
+  aq.subject = s->uid;
+  FV_ASSIGN_OR_RETURN(auto entries, cat.read_audit(aq));
+  FV_RETURN_IF_ERROR(m.redact_hidden_decisions(actor, entries));
+  j["audit"] = export_audit(entries, s->uid);
+  j["exported_at"] = m.now();
+  AuditEntry e = m.entry(actor, Action::kExport);
+  e.subjects = {s->uid};
+  e.details = {{"templates_included", include_templates}, {"images_written", images_dir.has_value()}};
+  FV_ASSIGN_OR_RETURN(std::string h, m.audit_now(e));
+  j["audit_hash"] = h;
+  return j;
+}
+
+Status Service::Impl::export_reviews(const Actor& actor, const std::vector<vault::ReviewCandidateRow>& candidacies,
+                                     json& j) {
   // Every review case the subject was a candidate in, with every decision about them. Only a
   // candidacy whose status is "confirmed" is a confirmed identification; all others are
   // search candidates only.
-  const int required = m.config().reviewers_required;
-  json reviews = json::array();
-  int64_t confirmed = 0;
-  FV_ASSIGN_OR_RETURN(auto candidacies, cat.review_candidates_of_subject(s->id));
+  const int required = config().reviewers_required;
+  json reviews = j.contains("review_cases") && j["review_cases"].is_array() ? j["review_cases"] : json::array();
   for (const auto& k : candidacies) {
     const std::string status = review_candidate_status(k, required);
-    confirmed += status == "confirmed";
     json decisions = json::array();
     for (const auto& d : k.decisions)
       decisions.push_back({{"reviewer", d.reviewer}, {"reviewer_role", d.reviewer_role}, {"decision", d.decision},
@@ -138,11 +153,13 @@ Result<json> Service::export_subject(const Actor& actor, const std::string& subj
                               {"reference", k.case_authorisation->reference}};
     // An admin exporting may also review this candidate: its decisions stay hidden from them
     // until they decided it or the case closed (independent review).
-    FV_ASSIGN_OR_RETURN(const bool hidden, m.decisions_hidden(actor, k.case_uid, k.id));
+    FV_ASSIGN_OR_RETURN(const bool hidden, decisions_hidden(actor, k.case_uid, k.id));
     if (hidden) row["decisions_hidden"] = "until you record your own decision on this candidate or its case closes";
     else row["decisions"] = decisions;
     reviews.push_back(row);
   }
+  int64_t confirmed = 0;
+  for (const auto& r : reviews) confirmed += r.value("confirmed", false) ? 1 : 0;
   j["review_cases"] = reviews;
   j["review_summary"] = {
       {"candidacies", reviews.size()},
@@ -150,35 +167,28 @@ Result<json> Service::export_subject(const Actor& actor, const std::string& subj
       {"notice", "a candidacy is a confirmed identification only when its status is \"confirmed\" (" +
                      std::to_string(required) + " reviewers confirmed it and none disagreed); every other one is a "
                      "search candidate only, not an identification"}};
-  vault::AuditQuery aq;
-  aq.subject = s->uid;
-  FV_ASSIGN_OR_RETURN(auto entries, cat.read_audit(aq));
-  FV_RETURN_IF_ERROR(m.redact_hidden_decisions(actor, entries));
+  return Status::ok();
+}
+
+json export_audit(const std::vector<AuditEntry>& entries, const std::string& uid) {
   json audit = json::array();
   for (auto& e : entries) {
     json a = e.to_json();
     // Another subject's ids are not this subject's data: keep only theirs.
-    a["subjects"] = json::array({s->uid});
+    a["subjects"] = json::array({uid});
     if (e.action == "search" && a["details"].contains("candidates")) {
       json mine = json::array();
       for (size_t fi = 0; fi < a["details"]["candidates"].size(); ++fi) {
         const auto& ids = a["details"]["candidates"][fi];
         for (size_t rank = 0; rank < ids.size(); ++rank)
-          if (ids[rank] == s->uid) mine.push_back({{"face", fi}, {"rank", rank + 1}});
+          if (ids[rank] == uid) mine.push_back({{"face", fi}, {"rank", rank + 1}});
       }
       a["details"]["candidates"] = mine;
       a["details"]["returned_as_candidate"] = !mine.empty();
     }
     audit.push_back(a);
   }
-  j["audit"] = audit;
-  j["exported_at"] = m.now();
-  AuditEntry e = m.entry(actor, Action::kExport);
-  e.subjects = {s->uid};
-  e.details = {{"templates_included", include_templates}, {"images_written", images_dir.has_value()}};
-  FV_ASSIGN_OR_RETURN(std::string h, m.audit_now(e));
-  j["audit_hash"] = h;
-  return j;
+  return audit;
 }
 
 }  // namespace fv::service

@@ -52,6 +52,9 @@ Result<std::set<std::string>> operator_purposes(vault::Catalog& cat, const vault
 nlohmann::json count_report(const std::vector<vault::AuditEntry>& entries, std::set<std::string> known,
                             const ReportPeriod& period, const std::string& now);
 
+// The access export's audit section: the entries naming `uid`, with other subjects' ids removed.
+nlohmann::json export_audit(const std::vector<vault::AuditEntry>& entries, const std::string& uid);
+
 // The face of a photo an opt-out takes: the only one, or `face_index` (optout.cpp).
 Result<int> choose_optout_face(const std::vector<face::Face>& faces, int face_index);
 
@@ -189,6 +192,10 @@ struct Service::Impl {
   Result<EraseReceipt> erase_in_txn(const Actor& actor, const vault::SubjectRow& s, const std::string& reason,
                                     ErasureCause cause = ErasureCause::kRequest);
   void finish_erasure(EraseReceipt& r);  // wipes freed pages (the receipt says whether it could)
+  // The access export's review section (export.cpp): the candidacies appended to
+  // j["review_cases"] and j["review_summary"] recomputed (a cluster adds its meta vault's).
+  Status export_reviews(const Actor& actor, const std::vector<vault::ReviewCandidateRow>& candidacies,
+                        nlohmann::json& j);
   Result<std::vector<OptoutMatch>> match_optouts(const face::FaceTemplate& t);
   // A new opt-out entry (`uid` when given: a cluster writes one entry to every shard), the
   // enrolled subjects it matches counted and audited.

@@ -317,6 +317,8 @@ class Catalog {
   Result<std::vector<std::string>> drop_candidacies_without_basis(int64_t subject_id, const std::string& now);
   // The subject's review decisions (the access export), by candidate.
   Result<std::vector<ReviewCandidateRow>> review_candidates_of_subject(int64_t subject_id);
+  // The same by the subject's uid: a cluster's meta vault names candidates on the shards by uid.
+  Result<std::vector<ReviewCandidateRow>> review_candidates_of_uid(const std::string& subject_uid);
   // Re-wraps every case key (master-key rotation), inside the caller's transaction.
   Status for_each_probe_key(const std::function<Result<Bytes>(const std::string& case_uid, const Bytes& wrapped)>& rewrap,
                             const std::string& new_master_key_id);

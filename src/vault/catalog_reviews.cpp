@@ -46,9 +46,10 @@ constexpr const char* kCandidateColumns =
     "JOIN review_case r ON r.id=c.case_id LEFT JOIN subject s ON s.id=c.subject_id "
     "LEFT JOIN authorisation a ON a.id=r.authorisation_id ";
 
-Result<std::vector<ReviewCandidateRow>> candidates_where(Db& db, const std::string& where, int64_t id) {
+template <typename Key>
+Result<std::vector<ReviewCandidateRow>> candidates_where(Db& db, const std::string& where, const Key& key) {
   FV_ASSIGN_OR_RETURN(Stmt q, db.prepare(std::string("SELECT ") + kCandidateColumns + where));
-  q.bind(1, id);
+  q.bind(1, key);
   std::vector<ReviewCandidateRow> out;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, q.step());
@@ -241,6 +242,10 @@ Status Catalog::mark_cases_unusable(int64_t authorisation_id, const std::string&
 
 Result<std::vector<ReviewCandidateRow>> Catalog::review_candidates_of_subject(int64_t subject_id) {
   return candidates_where(*db_, "WHERE c.subject_id=? ORDER BY c.case_id, c.id", subject_id);
+}
+
+Result<std::vector<ReviewCandidateRow>> Catalog::review_candidates_of_uid(const std::string& subject_uid) {
+  return candidates_where(*db_, "WHERE c.subject_uid=? ORDER BY c.case_id, c.id", subject_uid);
 }
 
 Status Catalog::for_each_probe_key(

@@ -347,6 +347,16 @@ TEST_F(ClusterServiceTest, TheOptoutRegistryAndReviewCasesSpanTheShards) {
   auto closed = svcs_[1]->review_show(kAdmin, found->review_case);
   ASSERT_TRUE(closed.is_ok()) << closed.status().to_string();
   EXPECT_EQ(closed->status, "closed");
+  // The subject's access export, from any node, lists the candidacy and the search that
+  // returned it (both in the meta vault, the subject on its shard).
+  auto x = svcs_[0]->export_subject(kAdmin, "optout-enrolled", false, std::nullopt);
+  ASSERT_TRUE(x.is_ok()) << x.status().to_string();
+  ASSERT_FALSE((*x)["review_cases"].empty()) << x->dump();
+  EXPECT_EQ((*x)["review_cases"][0]["review_case"], found->review_case);
+  EXPECT_EQ((*x)["review_cases"][0]["status"], "rejected");
+  bool search_listed = false;
+  for (const auto& e : (*x)["audit"]) search_listed = search_listed || (e["action"] == "search" && e["details"]["returned_as_candidate"] == true);
+  EXPECT_TRUE(search_listed) << (*x)["audit"].dump();
   // No reference crop was kept at enrollment: the page is told so, not an error.
   auto ref = svcs_[1]->review_reference_image(kAdmin, found->review_case, rc->candidates[0].id);
   EXPECT_EQ(ref.status().code(), StatusCode::kNotFound);

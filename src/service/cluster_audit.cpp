@@ -45,21 +45,7 @@ Result<AuditPage> ClusterService::audit_show(const Actor& actor, const AuditFilt
   for (auto& [s, svc] : shards_) FV_RETURN_IF_ERROR(read(*svc, false));
   std::stable_sort(entries.begin(), entries.end(), [](const AuditEntry& a, const AuditEntry& b) { return a.ts < b.ts; });
 
-  AuditPage page;
-  page.total = entries.size();
-  auto keep = [&](const AuditEntry& e) {
-    return (!filter.action || e.action == *filter.action) && (!filter.outcome || e.outcome == *filter.outcome) &&
-           (!filter.actor || e.actor == *filter.actor);
-  };
-  auto take = [&](AuditEntry& e) {
-    if (!keep(e)) return;
-    ++page.matched;
-    if (filter.limit == 0 || page.entries.size() < filter.limit) page.entries.push_back(std::move(e));
-  };
-  if (filter.newest_first)
-    for (auto it = entries.rbegin(); it != entries.rend(); ++it) take(*it);
-  else
-    for (auto& e : entries) take(e);
+  const AuditPage page = audit_page(entries, filter);
   // The reading is audited once, in the meta vault.
   auto h = write_on(-1, [&](Service& svc) -> Result<std::string> {
     auto& m = *svc.impl_;

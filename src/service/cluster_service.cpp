@@ -108,26 +108,14 @@ std::string ClusterService::directory_key(const std::string& ref) const {
 }
 
 Result<std::optional<ClusterService::Located>> ClusterService::locate(const std::string& subject) {
-  // The subject with that uid on its shard, if any.
-  auto on_shard = [&](const std::string& uid) -> Result<std::optional<Located>> {
-    Located at{cluster::shard_of(uid, node_.config().shards), uid};
-    FV_ASSIGN_OR_RETURN(Service * svc, shard(at.shard));
-    auto& m = *svc->impl_;
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_ASSIGN_OR_RETURN(auto row, m.catalog().find_subject(uid));
-    // A claimed reference whose subject was never created (or is erased) names nobody.
-    if (!row || row->uid != uid) return std::optional<Located>();
-    return std::optional<Located>(at);
-  };
   // A reference first, then a vault id, as one vault's find_subject does (a reference may
   // look like an id).
   FV_ASSIGN_OR_RETURN(auto v, directory_get(directory_key(subject)));
   if (v) {
-    FV_ASSIGN_OR_RETURN(auto by_ref, on_shard(*v));
+    FV_ASSIGN_OR_RETURN(auto by_ref, locate_uid(*v));
     if (by_ref) return by_ref;
   }
-  if (is_uid(subject)) return on_shard(subject);
-  return std::optional<Located>();
+  return locate_uid(subject);
 }
 
 namespace {

@@ -69,6 +69,15 @@ fs::path temp_root() {
   return root;
 }
 
+// The replicas' folders go with the run (ctest runs the binary again and again).
+struct RemoveTempRoot : ::testing::Environment {
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(temp_root(), ec);
+  }
+};
+const auto* const g_cleanup = ::testing::AddGlobalTestEnvironment(new RemoveTempRoot);
+
 vault::SecretKey master() { return *vault::SecretKey::from_hex(kMasterHex); }
 
 // One node's part of one shard.

@@ -1,6 +1,8 @@
 // facevault cluster init|status: create a cluster's shape on NATS JetStream (shard streams,
 // the meta stream, the KV bucket with the configuration) and show its state (docs/cluster.md).
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -112,9 +114,24 @@ void add_cluster_commands(CLI::App& app, int& exit_code) {
     const auto role = service::parse_role(k->role);
     if (!role) { exit_code = report(invalid_argument("unknown role '" + k->role + "'")); return; }
     const auto dir = std::filesystem::temp_directory_path() / ("facevault-cluster-key-" + vault::random_hex(6));
+    // The temporary copy of the meta vault (key hashes, sealed review crops, the audit) is
+    // overwritten before it is removed, as the vault overwrites what it deletes.
     struct Cleanup {
       std::filesystem::path d;
-      ~Cleanup() { std::error_code e; std::filesystem::remove_all(d, e); }
+      ~Cleanup() {
+        std::error_code e;
+        for (auto it = std::filesystem::recursive_directory_iterator(d, e);
+             !e && it != std::filesystem::recursive_directory_iterator(); it.increment(e)) {
+          if (!it->is_regular_file(e)) continue;
+          const auto size = std::filesystem::file_size(it->path(), e);
+          std::ofstream out(it->path(), std::ios::binary | std::ios::in | std::ios::out);
+          const std::string zeros(64 << 10, '\0');
+          for (uintmax_t done = 0; out && done < size; done += zeros.size())
+            out.write(zeros.data(), static_cast<std::streamsize>(std::min<uintmax_t>(zeros.size(), size - done)));
+          out.flush();
+        }
+        std::filesystem::remove_all(d, e);
+      }
     } cleanup{dir};
     cluster::NodeOptions no;
     no.servers = split_urls(k->nats);

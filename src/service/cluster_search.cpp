@@ -30,14 +30,7 @@ Status ClusterService::fan_out(const Actor& actor, const SearchRequest& req, con
   }
   // A replica answers only once it has applied everything its stream held when the search
   // began: an erasure or withdrawal acknowledged through another node is never searched past.
-  if (copt_.fresh_reads) {
-    for (int s = 0; s < shards; ++s) {
-      const Status st = node_.shard(s)->replica->catch_up(copt_.catch_up_ms);
-      if (!st.is_ok())
-        return unavailable("shard " + std::to_string(s) + ": this node's replica could not confirm it applied its stream's "
-                           "latest changes (" + st.message() + "); the search did not run");
-    }
-  }
+  for (int s = 0; s < shards; ++s) FV_RETURN_IF_ERROR(fresh(s));
   // Pass 1: how many subjects and templates each shard has eligible for the purpose.
   int64_t subjects = 0, templates = 0;
   for (Service* svc : svcs) {

@@ -85,6 +85,17 @@ Service* ClusterService::shard_service(int s) {
   return it == shards_.end() ? nullptr : it->second.get();
 }
 
+Status ClusterService::fresh(int s) {
+  if (!copt_.fresh_reads) return Status::ok();
+  auto* hosted = s < 0 ? &node_.meta() : node_.shard(s);
+  if (!hosted) return shard(s).status();
+  const Status st = hosted->replica->catch_up(copt_.catch_up_ms);
+  if (st.is_ok()) return st;
+  return unavailable((s < 0 ? std::string("the meta stream") : "shard " + std::to_string(s)) +
+                     ": this node's replica could not confirm it applied its stream's latest changes (" +
+                     st.message() + ")");
+}
+
 Result<Service*> ClusterService::shard(int s) {
   if (auto* svc = shard_service(s)) return svc;
   return unavailable("shard " + std::to_string(s) + " is not hosted on node " + node_.name() +
@@ -264,12 +275,7 @@ Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const Se
   // Unknown and not enrolled for the purpose answer alike (the shard's service words it).
   const int s = at ? at->shard : cluster::shard_of(vault::random_hex(8), node_.config().shards);
   FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
-  if (copt_.fresh_reads) {  // as a search: nothing erased or withdrawn elsewhere is compared with
-    const Status st = node_.shard(s)->replica->catch_up(copt_.catch_up_ms);
-    if (!st.is_ok())
-      return unavailable("shard " + std::to_string(s) + ": this node's replica could not confirm it applied its "
-                         "stream's latest changes (" + st.message() + ")");
-  }
+  FV_RETURN_IF_ERROR(fresh(s));  // as a search: nothing erased or withdrawn elsewhere is compared with
   auto& m = *svc->impl_;
   std::lock_guard<std::mutex> l(m.mu);
   FV_ASSIGN_OR_RETURN(VerifyResult r, m.verify_locked(actor, req, subject_ref,
@@ -345,6 +351,13 @@ Result<nlohmann::json> ClusterService::export_subject(const Actor& actor, const 
                                                       bool include_templates,
                                                       const std::optional<std::filesystem::path>& images_dir) {
   FV_ASSIGN_OR_RETURN(auto at, locate(subject));
+  if (at && copt_.fresh_reads) {
+    // What another node changed (an erasure, a decision) is in the export: the subject's shard
+    // and the meta vault first apply what their streams hold, then the subject is found again.
+    FV_RETURN_IF_ERROR(fresh(at->shard));
+    FV_RETURN_IF_ERROR(fresh(-1));
+    FV_ASSIGN_OR_RETURN(at, locate(subject));
+  }
   if (!at) return meta_->export_subject(actor, subject, include_templates, images_dir);  // refused there, audited
   FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
   FV_ASSIGN_OR_RETURN(nlohmann::json x, svc->export_subject(actor, at->uid, include_templates, images_dir));

@@ -48,8 +48,9 @@ struct ClusterServiceOptions {
   int write_attempts = 12;       // a write that lost a race (kAborted) is redone this often in all
   int catch_up_ms = 10000;       // how long a shard may take to catch up before a use case runs again
   int receipt_wait_ms = 10000;   // how long an erasure waits for every replica of its shard to confirm
-  // Searches and 1:1 verifications first apply everything the shard streams hold (one stream
-  // info request per shard): nothing erased or withdrawn through another node is searched.
+  // Searches, 1:1 verifications and access exports first apply everything the streams they
+  // read hold (one stream info request each): nothing erased, withdrawn or decided through
+  // another node is missed.
   bool fresh_reads = true;
 };
 
@@ -132,6 +133,9 @@ class ClusterService final : public Api {
     int shard = 0;
     std::string uid;
   };
+  // With fresh_reads: this node's replica of shard `s` (-1: the meta stream) applies what its
+  // stream holds now; kUnavailable when that cannot be confirmed.
+  Status fresh(int s);
   // The service of shard `s`, or kUnavailable when this node does not host it.
   Result<Service*> shard(int s);
   // The subject named by a reference or a vault id: its shard and uid; nullopt when the

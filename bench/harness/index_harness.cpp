@@ -11,6 +11,7 @@
 #include <random>
 #include <unordered_set>
 
+#include "bench/harness/identification.h"
 #include "bench/harness/synthetic.h"
 #include "index/exact_index.h"
 #include "index/kernels.h"
@@ -117,16 +118,23 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
   // ---- LFW templates: gallery = first image of each identity (the rest of an identity's
   // images are the probes), as in `facevault eval ident`.
   TemplateSet lfw;
-  std::vector<size_t> lfw_gallery, lfw_probes;  // rows of lfw
+  std::vector<size_t> lfw_gallery, lfw_probes, lfw_nonmated;  // rows of lfw
   std::map<std::string, size_t> lfw_gallery_row;
   if (!cfg.lfw.empty()) {
     FV_ASSIGN_OR_RETURN(lfw, read_template_jsonl(cfg.lfw));
     if (lfw.dim != d) return invalid_argument("bench: LFW templates have dimension " + std::to_string(lfw.dim));
+    std::map<std::string, size_t> images;
+    for (const auto& who : lfw.identity) ++images[who];
     for (size_t i = 0; i < lfw.files.size(); ++i) {
+      if (images[lfw.identity[i]] == 1) {
+        lfw_nonmated.push_back(i);
+        continue;
+      }
       auto [it, fresh] = lfw_gallery_row.emplace(lfw.identity[i], i);
       if (fresh) lfw_gallery.push_back(i);
       else lfw_probes.push_back(i);
     }
+    if (lfw_gallery.empty()) return invalid_argument("bench: no identity in the LFW templates has two images");
     if (lfw_gallery.size() >= cfg.size) return invalid_argument("bench: --size must exceed the LFW gallery");
   }
   const size_t n_syn = cfg.size - lfw_gallery.size();
@@ -140,8 +148,15 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
   SyntheticGallery gen(spec);
 
   // ---- queries and what counts as their mate
+  // Mated queries first (rows 0..nq), then the non-mated ones (nq..nq+nn): every query gets an
+  // exact list, the timed passes use the mated ones.
   const size_t nq = cfg.lfw.empty() ? cfg.queries : std::min(cfg.queries, lfw_probes.size());
-  std::vector<float> queries(nq * d);
+  const size_t nn = std::min(cfg.nonmated, lfw_nonmated.size());
+  const size_t n_all = nq + nn;
+  std::vector<float> queries(n_all * d);
+  for (size_t j = 0; j < nn; ++j)
+    std::memcpy(queries.data() + (nq + j) * d, lfw.values.data() + lfw_nonmated[j * lfw_nonmated.size() / nn] * d,
+                d * sizeof(float));
   std::vector<std::vector<Id>> mates(nq);
   for (size_t j = 0; j < nq; ++j) {
     if (cfg.lfw.empty()) {
@@ -197,11 +212,12 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
   const double train_s = build_s;
 
   // ---- stream the gallery: generate, ground truth, add
-  std::vector<TopK> truth(nq, TopK(cfg.k));
+  const size_t truth_k = cfg.lfw.empty() ? cfg.k : std::max(cfg.k, cfg.list);
+  std::vector<TopK> truth(n_all, TopK(truth_k));
   auto ground_truth = [&](const float* rows, size_t m, Id first) {
     if (!cfg.ground_truth) return;
     run_parallel(max_threads, [&](int t) {
-      for (size_t j = t; j < nq; j += max_threads) {
+      for (size_t j = t; j < n_all; j += max_threads) {
         const float* q = queries.data() + j * d;
         for (size_t i = 0; i < m; ++i) truth[j].push(kernels::dot_f32(rows + i * d, q, d), first + static_cast<Id>(i));
       }
@@ -290,8 +306,44 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
   double qps = 0;
   {
     const auto t0 = Clock::now();
-    FV_ASSIGN_OR_RETURN(auto rs, index->search_batch(queries, cfg.k));
+    FV_ASSIGN_OR_RETURN(auto rs, index->search_batch(std::span<const float>(queries.data(), nq * d), cfg.k));
     qps = nq / secs(t0, Clock::now());
+  }
+  // ---- identification (LFW): the figures an investigator lives by, for the index under test
+  // and for the exact float32 lists of the same gallery, from lists of `list` candidates.
+  nlohmann::json identification;
+  if (!cfg.lfw.empty() && cfg.ground_truth) {
+    std::vector<CandidateList> got(n_all), exact(n_all);
+    for (size_t q = 0; q < n_all; ++q) {
+      FV_ASSIGN_OR_RETURN(auto r, index->search(std::span<const float>(queries.data() + q * d, d), cfg.list));
+      got[q].ids = std::move(r.ids);
+      got[q].scores = std::move(r.scores);
+      for (const auto& [score, id] : truth[q].sorted()) {
+        if (exact[q].ids.size() == cfg.list) break;
+        exact[q].ids.push_back(id);
+        exact[q].scores.push_back(score);
+      }
+    }
+    const std::vector<CandidateList> got_m(got.begin(), got.begin() + nq), got_n(got.begin() + nq, got.end());
+    const std::vector<CandidateList> exact_m(exact.begin(), exact.begin() + nq), exact_n(exact.begin() + nq, exact.end());
+    std::vector<Id> mate_of(nq);
+    for (size_t q = 0; q < nq; ++q) mate_of[q] = mates[q].front();
+    auto figures_json = [](const IdentificationFigures& f) {
+      nlohmann::json points = nlohmann::json::array();
+      for (const auto& p : f.points)
+        points.push_back({{"fpir_target", p.fpir_target}, {"threshold", p.threshold}, {"fpir", p.fpir}, {"fnir", p.fnir}});
+      return nlohmann::json{{"mate_at_rank1", f.mate_rank1}, {"mate_in_list", f.mate_in_list}, {"operating_points", points}};
+    };
+    identification = {{"list", cfg.list}, {"mated", nq}, {"nonmated", nn},
+                      {"index", figures_json(identification_figures(got_m, mate_of, got_n))},
+                      {"exact", figures_json(identification_figures(exact_m, mate_of, exact_n))}};
+    if (cfg.candidate_threshold >= 0) {
+      size_t above = 0;
+      const double r = recall_above_threshold(exact, got, cfg.candidate_threshold, &above);
+      identification["candidate_threshold"] = cfg.candidate_threshold;
+      identification["candidates_above_threshold"] = above;
+      identification["recall_above_threshold"] = r;
+    }
   }
   // ---- recall against float32 exact search, and whether the mate came first
   // Also what the true neighbours are: the share that are real (LFW) templates, and how close
@@ -338,6 +390,7 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     if (!lfw_gallery.empty()) j["truth_lfw_fraction"] = double(truth_real) / std::max<size_t>(1, truth_n);
   }
   j["mate_at_rank1"] = mate1 / nq;
+  if (!identification.is_null()) j["identification"] = identification;
   j["bytes_per_template"] = st.scan_bytes_per_item;
   j["memory_bytes_per_template"] = double(st.memory_bytes) / std::max<size_t>(1, st.size);
   j["disk_bytes_per_template"] = double(st.disk_bytes) / std::max<size_t>(1, st.size);

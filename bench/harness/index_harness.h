@@ -22,7 +22,16 @@ struct BenchConfig {
   std::vector<int> threads = {1, 2};  // single-query latency is measured with each
   size_t queries = 200;
   size_t k = 10;
-  std::string lfw;               // embed JSONL: LFW gallery mixed in, its mated probes are the queries
+  // embed JSONL: LFW mixed in as in `facevault eval ident`: the first image of each identity
+  // with >= 2 images joins the gallery, its other images are the mated queries, and the
+  // identities with one image are non-mated searches (up to `nonmated` of them).
+  std::string lfw;
+  size_t nonmated = SIZE_MAX;
+  // Identification figures (identification.h) with LFW: candidate list length, as an
+  // investigation list, and the vault's search threshold (< 0: none) whose candidates must
+  // all be in it.
+  size_t list = 50;
+  double candidate_threshold = -1;
   // Shape of the random templates (synthetic.h): "isotropic" (uniform on the sphere) or "face"
   // (Gaussian with the mean and covariance of the templates in `lfw`, which it then needs).
   std::string gallery = "isotropic";

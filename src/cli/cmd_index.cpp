@@ -11,6 +11,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "bench/harness/identification.h"
 #include "bench/harness/index_harness.h"
 #include "bench/harness/synthetic.h"
 #include "cli/commands.h"
@@ -18,6 +19,7 @@
 #include "face/calibration.h"
 #include "index/index.h"
 #include "index/kernels.h"
+#include "vault/vault.h"
 
 namespace fv::cli {
 namespace {
@@ -235,6 +237,47 @@ int run_ident(const IdentArgs& a) {
   };
   const OperatingPoint p1 = point(0.01), p01 = point(0.001);
 
+  // An approximate index beside the exact scan of the same gallery and probes: the FRTE
+  // figures of both, and whether every candidate the exact scan puts above the vault's search
+  // threshold is in the approximate list too.
+  nlohmann::json side_by_side;
+  if (a.index == "ivf" || a.index == "hnsw") {
+    index::IndexOptions eo;
+    eo.kind = "exact";
+    auto exact = index::build_index(eo, dim, gids, gvec);
+    if (!exact.is_ok()) { std::cerr << "facevault: " << exact.status().to_string() << "\n"; return kExitFailure; }
+    std::vector<index::CandidateList> got_m, got_n, ex_m, ex_n;
+    std::vector<index::Id> mate_of;
+    auto lists = [&](const index::VectorIndex& x, const std::vector<Probe>& probes, std::vector<index::CandidateList>& out) -> Status {
+      for (const auto& pr : probes) {
+        FV_ASSIGN_OR_RETURN(auto r, x.search(*pr.v, a.list));
+        out.push_back({std::move(r.ids), std::move(r.scores)});
+      }
+      return Status::ok();
+    };
+    for (const auto& pr : mated) mate_of.push_back(pr.mate);
+    for (auto st : {lists(*idx, mated, got_m), lists(*idx, nonmated, got_n), lists(**exact, mated, ex_m), lists(**exact, nonmated, ex_n)})
+      if (!st.is_ok()) { std::cerr << "facevault: " << st.to_string() << "\n"; return kExitFailure; }
+    auto figures = [](const index::IdentificationFigures& f) {
+      nlohmann::json j = {{"rank1", f.mate_rank1}, {"mate_in_list", f.mate_in_list}};
+      for (const auto& p : f.points) j[p.fpir_target == 0.01 ? "fpir_1e-2" : "fpir_1e-3"] = {{"threshold", p.threshold}, {"fpir", p.fpir}, {"fnir", p.fnir}};
+      return j;
+    };
+    side_by_side = {{"probes_with_a_face", {{"mated", mated.size()}, {"nonmated", nonmated.size()}}},
+                    {a.index, figures(index::identification_figures(got_m, mate_of, got_n))},
+                    {"exact", figures(index::identification_figures(ex_m, mate_of, ex_n))}};
+    if (auto cal = face::Calibration::builtin(model); cal.is_ok()) {
+      const double t = cal->threshold_at(vault::VaultConfig{}.search_max_fmr);
+      std::vector<index::CandidateList> ex_all(ex_m), got_all(got_m);
+      ex_all.insert(ex_all.end(), ex_n.begin(), ex_n.end());
+      got_all.insert(got_all.end(), got_n.begin(), got_n.end());
+      size_t above = 0;
+      side_by_side["candidate_threshold"] = t;
+      side_by_side["recall_above_threshold"] = index::recall_above_threshold(ex_all, got_all, t, &above);
+      side_by_side["candidates_above_threshold"] = above;
+    }
+  }
+
   std::vector<std::pair<double, double>> det;
   std::vector<std::array<double, 3>> det_rows;
   for (double t = 1.0; t >= -0.2; t -= 0.0025) {
@@ -260,7 +303,8 @@ int run_ident(const IdentArgs& a) {
                                 {"gallery", gids.size()}, {"mated_probes", total_mated}, {"nonmated_probes", nonmated.size()},
                                 {"no_face", {{"gallery", gallery_no_face}, {"mated", mated_no_face}, {"nonmated", nonmated_no_face}}},
                                 {"rank1", r1}, {"rank10", r10}, {"candidate_list", a.list},
-                                {"fpir_1e-2", op_json(p1)}, {"fpir_1e-3", op_json(p01)}}.dump() << "\n";
+                                {"fpir_1e-2", op_json(p1)}, {"fpir_1e-3", op_json(p01)},
+                                {"side_by_side", side_by_side}}.dump() << "\n";
   } else {
     std::printf("Open-set identification on %s (index: %s)\n", a.root.c_str(), idx->kind().c_str());
     std::printf("  gallery %zu (first image of each identity with >= 2 images; %zu without a face)\n", gids.size(), gallery_no_face);
@@ -272,6 +316,18 @@ int run_ident(const IdentArgs& a) {
                   o->threshold, 100 * o->fpir);
       if (o->predicted_fpir >= 0) std::printf(", calibration predicts %.2f %%", 100 * o->predicted_fpir);
       std::printf(")\n");
+    }
+    if (!side_by_side.is_null()) {
+      std::printf("  the same probes with a face, %s beside the exact scan of the same gallery (list %zu):\n", a.index.c_str(), a.list);
+      for (const std::string k : {a.index, std::string("exact")}) {
+        const auto& f = side_by_side[k];
+        std::printf("    %-6s rank-1 %.2f %%, FNIR at FPIR 1 %% %.2f %%, at 0.1 %% %.2f %%\n", k.c_str(), 100 * f["rank1"].get<double>(),
+                    100 * f["fpir_1e-2"]["fnir"].get<double>(), 100 * f["fpir_1e-3"]["fnir"].get<double>());
+      }
+      if (side_by_side.contains("recall_above_threshold"))
+        std::printf("    exact candidates above the search threshold %.4f also in the %s list: %.2f %% of %zu\n",
+                    side_by_side["candidate_threshold"].get<double>(), a.index.c_str(),
+                    100 * side_by_side["recall_above_threshold"].get<double>(), side_by_side["candidates_above_threshold"].get<size_t>());
     }
   }
   return kExitOk;
@@ -286,6 +342,14 @@ struct BenchArgs {
 
 int run_bench(BenchArgs& a) {
   a.cfg.kind = a.kind == "ann" ? "hnsw" : a.kind;
+  if (!a.cfg.lfw.empty() && a.cfg.candidate_threshold < 0) {
+    // The vault's own search threshold for these templates' model: the candidates a default
+    // search returns, which an approximate index must not lose.
+    auto set = index::read_template_jsonl(a.cfg.lfw);
+    if (!set.is_ok()) { std::cerr << "facevault: " << set.status().to_string() << "\n"; return kExitFailure; }
+    auto cal = face::Calibration::builtin(set->model);
+    if (cal.is_ok()) a.cfg.candidate_threshold = cal->threshold_at(vault::VaultConfig{}.search_max_fmr);
+  }
   a.cfg.threads = a.both_threads ? std::vector<int>{1, 2} : std::vector<int>{a.threads};
   auto r = index::run_index_bench(a.cfg, index::production_factory(), [](const std::string& m) { std::cerr << "bench: " << m << "\n"; });
   if (!r.is_ok()) { std::cerr << "facevault: " << r.status().to_string() << "\n"; return kExitFailure; }
@@ -331,6 +395,11 @@ void add_index_commands(CLI::App& app, int& exit_code) {
   bi->add_flag("--both-threads", b->both_threads, "measure latency with 1 and with 2 threads");
   bi->add_option("--queries", b->cfg.queries, "queries to time");
   bi->add_option("--lfw", b->cfg.lfw, "templates JSONL: LFW gallery mixed in, its mated probes as the queries");
+  bi->add_option("--nonmated", b->cfg.nonmated, "with --lfw: at most this many non-mated searches (LFW identities with one image; default all)");
+  bi->add_option("--top,--list", b->cfg.list, "with --lfw: candidate list length of the identification figures (default 50)")
+      ->check(CLI::Range(1, 1000));
+  bi->add_option("--candidate-threshold", b->cfg.candidate_threshold,
+                 "with --lfw: score above which every exact candidate must be returned (default: the vault's search threshold for the model)");
   bi->add_option("--gallery", b->cfg.gallery, "random templates: isotropic (uniform on the sphere) | face (Gaussian fitted to the --lfw templates)")
       ->check(CLI::IsMember({"isotropic", "face"}));
   bi->add_option("--lfw-order", b->cfg.lfw_order, "where the --lfw gallery enters the stream: end | spread (evenly through it)")

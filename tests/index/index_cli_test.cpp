@@ -87,6 +87,26 @@ TEST(EvalIdent, ProtocolCountsAndOutputs) {
   fs::remove(png);
 }
 
+// An approximate index is reported beside the exact scan of the same gallery and probes.
+TEST(EvalIdent, ApproximateIndexBesideTheExactScan) {
+  FakeLfw lfw;
+  auto r = run_facevault({"eval", "ident", "--root", lfw.root.string(), "--templates", lfw.jsonl, "--index", "hnsw", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& s = j["side_by_side"];
+  ASSERT_TRUE(s.contains("hnsw") && s.contains("exact")) << r.out;
+  EXPECT_EQ(s["probes_with_a_face"]["mated"], 60);
+  EXPECT_EQ(s["probes_with_a_face"]["nonmated"], 20);
+  for (const char* k : {"hnsw", "exact"}) {
+    EXPECT_DOUBLE_EQ(s[k]["rank1"].get<double>(), 1.0) << k;
+    EXPECT_LE(s[k]["fpir_1e-2"]["fpir"].get<double>(), 0.01) << k;
+  }
+  // The exact index alone has nothing to stand beside.
+  auto e = run_facevault({"eval", "ident", "--root", lfw.root.string(), "--templates", lfw.jsonl, "--json"});
+  ASSERT_EQ(e.exit_code, 0) << e.out;
+  EXPECT_TRUE(nlohmann::json::parse(e.out)["side_by_side"].is_null());
+}
+
 TEST(BenchIndex, PrintsOneJsonObjectWithTheDocumentedFields) {
   for (const char* kind : {"exact", "ann", "ivf"}) {
     auto r = run_facevault({"bench", "index", "--size", "20000", "--dim", "128", "--kind", kind, "--queries", "20",

@@ -116,6 +116,67 @@ TEST(Nms, TopKLimitsTheCandidatesBeforeSuppression) {
 
 TEST(Nms, EmptyInput) { EXPECT_TRUE(nms({}, 0.4, 10).empty()); }
 
+// ---------------------------------------------------------------- merge_views
+
+ViewCandidate view(double x1, double y1, double x2, double y2, float score, int tile, int scale, bool mirrored = false) {
+  return ViewCandidate{det(x1, y1, x2, y2, score), tile, scale, mirrored};
+}
+
+TEST(MergeViews, BoxIsTheScoreWeightedMeanOfTheCluster) {
+  EvidenceOptions o;
+  o.scales = 1;
+  o.average_mirrored = false;
+  // IoU of the two boxes is 81/119 = 0.68: one face.
+  const auto out = merge_views({view(0, 0, 10, 10, 0.9f, 0, 0), view(1, 1, 11, 11, 0.3f, 1, 1)}, o);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_NEAR(out[0].box.x1, (0.9 * 0 + 0.3 * 1) / 1.2, 1e-6);  // 0.25
+  EXPECT_NEAR(out[0].box.y2, (0.9 * 10 + 0.3 * 11) / 1.2, 1e-6);  // 10.25
+  EXPECT_FLOAT_EQ(out[0].score, 0.9f);
+  o.vote_boxes = false;
+  const auto best = merge_views({view(0, 0, 10, 10, 0.9f, 0, 0), view(1, 1, 11, 11, 0.3f, 1, 1)}, o);
+  ASSERT_EQ(best.size(), 1u);
+  EXPECT_DOUBLE_EQ(best[0].box.x1, 0.0) << "without voting the best candidate's box";
+}
+
+TEST(MergeViews, ScoreIsTheMeanOfTheBestScalesAndAMissingSecondScaleCountsZero) {
+  EvidenceOptions o;
+  o.average_mirrored = false;  // scales = 2
+  // Scale 1 has two tiles (its best tile counts, once); scale 2 one tile; scale 3 one tile.
+  const auto out = merge_views({view(0, 0, 10, 10, 0.9f, 1, 1), view(0, 0, 10, 10, 0.8f, 2, 1), view(1, 0, 11, 10, 0.7f, 3, 2),
+                                view(0, 1, 10, 11, 0.5f, 4, 3)}, o);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_NEAR(out[0].score, (0.9 + 0.7) / 2, 1e-6);
+  // One confident scale alone, however many of its tiles agree, is half the evidence.
+  const auto alone = merge_views({view(0, 0, 10, 10, 0.98f, 5, 4), view(0, 0, 10, 10, 0.97f, 6, 4)}, o);
+  ASSERT_EQ(alone.size(), 1u);
+  EXPECT_NEAR(alone[0].score, 0.49, 1e-6);
+}
+
+TEST(MergeViews, MirroredPassIsAveragedWithThePlainOneOfItsTile) {
+  EvidenceOptions o;
+  o.scales = 1;
+  const auto out = merge_views({view(0, 0, 10, 10, 0.9f, 0, 0), view(0, 0, 10, 10, 0.5f, 0, 0, true)}, o);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_NEAR(out[0].score, 0.7, 1e-6);
+  // A tile seen only mirrored has a plain score of 0.
+  const auto mirrored_only = merge_views({view(0, 0, 10, 10, 0.8f, 4, 2, true)}, o);
+  ASSERT_EQ(mirrored_only.size(), 1u);
+  EXPECT_NEAR(mirrored_only[0].score, 0.4, 1e-6);
+}
+
+TEST(MergeViews, SeparateFacesStaySeparateBestEvidenceFirst) {
+  EvidenceOptions o;
+  o.scales = 1;
+  o.average_mirrored = false;
+  const auto out = merge_views({view(0, 0, 10, 10, 0.6f, 0, 0), view(50, 0, 60, 10, 0.95f, 0, 0), view(5, 0, 15, 10, 0.99f, 1, 1)}, o);
+  // The 0.99 box (IoU 1/3 with the 0.6 box) leads its own cluster; the 0.6 box stays apart.
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_FLOAT_EQ(out[0].score, 0.99f);
+  EXPECT_FLOAT_EQ(out[1].score, 0.95f);
+  EXPECT_FLOAT_EQ(out[2].score, 0.6f);
+  EXPECT_TRUE(merge_views({}, o).empty());
+}
+
 // ---------------------------------------------------------------- similarity_transform
 
 cv::Point2d apply(const cv::Matx23d& M, const cv::Point2d& p) {

@@ -85,10 +85,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (float& v : scores) v = net_value(in);
   for (float& v : boxes) v = net_value(in);
   std::vector<Detection> cand;
-  const float threshold = tile.stretch || tiles.size() == 1 ? opt.score_threshold : opt.tile_score_threshold;
-  UltraLightDetector::decode_outputs(scores.data(), boxes.data(), priors, tile, rgb.size(), threshold, cand);
-  auto dets = nms(std::move(cand), opt.nms_iou, opt.top_k);
-  if (tiles.size() > 1) dets = drop_contained(std::move(dets), opt.containment);
+  std::vector<Detection> dets;
+  if (tiles.size() == 1) {
+    UltraLightDetector::decode_outputs(scores.data(), boxes.data(), priors, tile, rgb.size(), opt.score_threshold, cand);
+    dets = nms(std::move(cand), opt.nms_iou, opt.top_k);
+  } else {
+    // UltraLightDetector::run_tiles() for the pyramid: a pass plain or mirrored, merged by face.
+    const bool mirrored = in.ConsumeBool();
+    if (mirrored) UltraLightDetector::unmirror_boxes(boxes.data(), priors);
+    UltraLightDetector::decode_outputs(scores.data(), boxes.data(), priors, tile, rgb.size(), opt.candidate_score, cand);
+    std::vector<ViewCandidate> views;
+    for (const auto& d : cand) views.push_back({d, in.ConsumeIntegralInRange(0, 3), in.ConsumeIntegralInRange(0, 2), mirrored});
+    EvidenceOptions evidence;
+    evidence.scales = in.ConsumeIntegralInRange(1, 3);
+    evidence.vote_boxes = in.ConsumeBool();
+    for (const auto& d : merge_views(std::move(views), evidence))
+      if (d.score >= opt.pyramid_score_threshold) dets.push_back(d);
+    dets = drop_contained(nms(std::move(dets), opt.nms_iou, opt.top_k), opt.containment);
+  }
 
   std::vector<Face> faces;
   for (size_t i = 0; i < dets.size() && i < kMaxFaces; ++i) {

@@ -118,6 +118,10 @@ struct DetectArgs {
   std::string root, gt;
   double min_height = 32;
   bool json = false;
+  // The pyramid's evidence mechanisms, switchable to measure each one (docs/models.md).
+  bool no_flip_tta = false;
+  bool no_box_voting = false;
+  int evidence_scales = 2;
   PipelineFlags flags;
 };
 
@@ -128,7 +132,11 @@ int run_detect_eval(const DetectArgs& a) {
   for (const auto& g : *gt) files.push_back((std::filesystem::path(a.root) / g.name).string());
   std::vector<std::vector<eval::PredBox>> preds;
   size_t failed = 0;
-  auto st = run_batch(files, a.flags.to_batch(false), [&](const ImageResult& r) {
+  BatchOptions batch = a.flags.to_batch(false);
+  batch.pipeline.components.ultralight.flip_tta = !a.no_flip_tta;
+  batch.pipeline.components.ultralight.box_voting = !a.no_box_voting;
+  batch.pipeline.components.ultralight.evidence_scales = a.evidence_scales;
+  auto st = run_batch(files, batch, [&](const ImageResult& r) {
     std::vector<eval::PredBox> p;
     if (!r.status.is_ok()) { ++failed; std::cerr << "facevault: " << r.file << ": " << r.status.to_string() << "\n"; }
     for (const auto& f : r.faces) {
@@ -139,10 +147,14 @@ int run_detect_eval(const DetectArgs& a) {
   });
   if (!st.is_ok()) { std::cerr << "facevault: " << st.to_string() << "\n"; return kExitFailure; }
   nlohmann::json rows = nlohmann::json::array();
-  // Greedy score-ordered NMS makes "filter at a higher threshold" equal "run at it".
+  // Greedy score-ordered NMS makes "filter at a higher threshold" equal "run at it". The first
+  // row is the detector's own operating point: the lower of its two thresholds (one pass, pyramid).
+  const auto& detector = batch.pipeline.components.ultralight;
+  const double lowest = detector.tiling ? std::min<double>(detector.score_threshold, detector.pyramid_score_threshold)
+                                        : detector.score_threshold;
   std::vector<double> thresholds;
-  for (double t : {0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95}) if (t >= a.flags.det_score - 1e-6) thresholds.push_back(t);
-  if (thresholds.empty() || thresholds.front() > a.flags.det_score + 1e-6) thresholds.insert(thresholds.begin(), a.flags.det_score);
+  for (double t : {0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95}) if (t >= lowest - 1e-6) thresholds.push_back(t);
+  if (thresholds.empty() || thresholds.front() > lowest + 1e-6) thresholds.insert(thresholds.begin(), lowest);
   for (double t : thresholds) {
     std::vector<std::vector<eval::PredBox>> filtered;
     for (const auto& p : preds) {
@@ -161,7 +173,9 @@ int run_detect_eval(const DetectArgs& a) {
   }
   if (a.json) {
     std::cout << nlohmann::json{{"images", gt->size()}, {"unreadable", failed}, {"min_height", a.min_height},
-                                {"tiling", !a.flags.no_tiling}, {"rows", rows}}.dump() << "\n";
+                                {"tiling", !a.flags.no_tiling},
+                                {"flip_tta", !a.no_flip_tta}, {"box_voting", !a.no_box_voting},
+                                {"evidence_scales", a.evidence_scales}, {"rows", rows}}.dump() << "\n";
   } else {
     std::printf("Detection on %zu images (faces >= %.0f px tall, IoU >= 0.5; FP = IoU < 0.3 with every face)\n",
                 gt->size(), a.min_height);
@@ -396,6 +410,10 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   d->add_option("--gt", det->gt, "ground-truth file (wider_face_*_bbx_gt.txt format)")->required();
   d->add_option("--min-height", det->min_height, "evaluate faces at least this tall (px)");
   d->add_flag("--json", det->json, "one JSON object instead of text");
+  d->add_flag("--no-flip-tta", det->no_flip_tta, "pyramid tiles without their mirrored pass");
+  d->add_flag("--no-box-voting", det->no_box_voting, "a pyramid face's box is its best candidate's, not the score-weighted mean");
+  d->add_option("--evidence-scales", det->evidence_scales, "a pyramid face's score is the mean of its best N scales (default 2)")
+      ->check(CLI::Range(1, 8));
   add_pipeline_flags(d, det->flags);
   set_examples(d, {"facevault eval detect --root wider/images --gt wider/wider_face_val_bbx_gt.txt --json"});
   d->callback([det, &exit_code] { exit_code = run_detect_eval(*det); });

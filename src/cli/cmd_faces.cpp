@@ -18,7 +18,7 @@ BatchOptions PipelineFlags::to_batch(bool embed) const {
   o.pipeline.components.ultralight.tiling = !no_tiling;
   o.pipeline.components.ultralight.min_face = min_face;
   o.pipeline.components.ultralight.score_threshold = det_score;
-  if (tile_score >= 0) o.pipeline.components.ultralight.tile_score_threshold = tile_score;
+  if (tile_score >= 0) o.pipeline.components.ultralight.pyramid_score_threshold = tile_score;
   o.pipeline.embedder = embedder;
   return o;
 }
@@ -28,7 +28,7 @@ void add_pipeline_flags(CLI::App* cmd, PipelineFlags& f) {
   cmd->add_flag("--no-tiling", f.no_tiling, "one whole-frame detector pass (misses small faces in large photos)");
   cmd->add_option("--min-face", f.min_face, "smallest face height in pixels the detector looks for")->check(CLI::Range(8.0, 10000.0));
   cmd->add_option("--det-score", f.det_score, "detector score threshold, whole-frame pass (default 0.65)")->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--tile-score", f.tile_score, "detector score threshold for pyramid tiles (default 0.85)")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--tile-score", f.tile_score, "detector score threshold of the pyramid (default 0.5, on a face's evidence: the mean of its two best scales, each tile plain and mirrored)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--embedder", f.embedder,
                   "faceplugin-mobilefacenet-512 (default), faceplugin-mobilefacenet-512+flip (mirror-averaged), faceapi-dlib-resnet-128, fusion (both, one template), or fusion+flip (the most accurate)")
       ->check(CLI::IsMember({"faceplugin-mobilefacenet-512", "faceplugin-mobilefacenet-512+flip", "faceapi-dlib-resnet-128", "fusion", "fusion+flip"}));

@@ -116,32 +116,77 @@ void UltraLightDetector::decode_outputs(const float* s, const float* b, int prio
   }
 }
 
+void UltraLightDetector::unmirror_boxes(float* b, int priors) {
+  for (int a = 0; a < priors; ++a) {
+    const float x1 = 1.0f - b[4 * a + 2], x2 = 1.0f - b[4 * a];
+    b[4 * a] = x1;
+    b[4 * a + 2] = x2;
+  }
+}
+
 Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb, const std::vector<Tile>& tiles) {
   if (rgb.empty() || rgb.type() != CV_8UC3) return invalid_argument("detector input must be a non-empty RGB8 image");
-  std::vector<Detection> candidates;
   const int W = rgb.cols, H = rgb.rows;
-  for (size_t start = 0; start < tiles.size(); start += options_.batch) {
-    const int n = static_cast<int>(std::min<size_t>(options_.batch, tiles.size() - start));
+  // One pass over the whole image (stretched or letterboxed) is the reference pipeline:
+  // its own threshold and plain NMS, no mirrored pass.
+  const bool pyramid = tiles.size() > 1;
+  struct Pass { size_t tile; bool mirrored; };
+  std::vector<Pass> passes;
+  for (size_t t = 0; t < tiles.size(); ++t) {
+    passes.push_back({t, false});
+    if (pyramid && options_.flip_tta) passes.push_back({t, true});
+  }
+  // Scale 0 is the whole-frame pass, then one scale per pyramid level.
+  std::vector<int> scale_of(tiles.size(), 0);
+  for (size_t t = 1; t < tiles.size(); ++t)
+    scale_of[t] = scale_of[t - 1] + (tiles[t].level != tiles[t - 1].level || tiles[t - 1].stretch ? 1 : 0);
+  std::vector<Detection> candidates;
+  std::vector<ViewCandidate> views;
+  std::vector<float> mirrored_boxes;
+  for (size_t start = 0; start < passes.size(); start += options_.batch) {
+    const int n = static_cast<int>(std::min<size_t>(options_.batch, passes.size() - start));
     int dims[4] = {n, 3, kHeight, kWidth};
     cv::Mat blob(4, dims, CV_32F);
-    for (int i = 0; i < n; ++i) fill_input(tile_pixels(rgb, tiles[start + i]), blob, i);
+    for (int i = 0; i < n; ++i) {
+      cv::Mat px = tile_pixels(rgb, tiles[passes[start + i].tile]);
+      if (passes[start + i].mirrored) cv::flip(px, px, 1);
+      fill_input(px, blob, i);
+    }
     auto out = model_->forward(blob);
     if (!out.is_ok()) return out.status();
     const cv::Mat& scores = (*out)[0];  // N×4420×2 (softmax; column 1 = face)
     const cv::Mat& boxes = (*out)[1];   // N×4420×4 (x1,y1,x2,y2 in 0..1 of the input)
     const int priors = scores.size[1];
     for (int i = 0; i < n; ++i) {
-      const Tile& tile = tiles[start + i];
+      const Pass& pass = passes[start + i];
+      const Tile& tile = tiles[pass.tile];
       const float* s = scores.ptr<float>(i);
       const float* b = boxes.ptr<float>(i);
-      // One pass over the whole image (stretched or letterboxed) uses the frame threshold.
-      const float threshold = tile.stretch || tiles.size() == 1 ? options_.score_threshold : options_.tile_score_threshold;
-      decode_outputs(s, b, priors, tile, cv::Size(W, H), threshold, candidates);
+      if (pass.mirrored) {
+        mirrored_boxes.assign(b, b + 4 * priors);
+        unmirror_boxes(mirrored_boxes.data(), priors);
+        b = mirrored_boxes.data();
+      }
+      if (!pyramid) {
+        decode_outputs(s, b, priors, tile, cv::Size(W, H), options_.score_threshold, candidates);
+        continue;
+      }
+      std::vector<Detection> found;
+      decode_outputs(s, b, priors, tile, cv::Size(W, H), options_.candidate_score, found);
+      for (const auto& d : found) views.push_back({d, static_cast<int>(pass.tile), scale_of[pass.tile], pass.mirrored});
     }
   }
+  if (!pyramid) return nms(std::move(candidates), options_.nms_iou, options_.top_k);
+  EvidenceOptions evidence;
+  evidence.cluster_iou = options_.nms_iou;
+  evidence.scales = options_.evidence_scales;
+  evidence.average_mirrored = options_.flip_tta;
+  evidence.vote_boxes = options_.box_voting;
+  for (auto& d : merge_views(std::move(views), evidence))
+    if (d.score >= options_.pyramid_score_threshold) candidates.push_back(d);
+  // Averaged boxes of neighbouring clusters can move onto each other.
   auto kept = nms(std::move(candidates), options_.nms_iou, options_.top_k);
-  if (tiles.size() > 1) kept = drop_contained(std::move(kept), options_.containment);
-  return kept;
+  return drop_contained(std::move(kept), options_.containment);
 }
 
 std::vector<Detection> drop_contained(std::vector<Detection> dets, double containment) {

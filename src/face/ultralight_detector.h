@@ -4,7 +4,9 @@
 // whole-frame resize. We therefore run an image pyramid of tiles: at level t a tile covers
 // 320t×240t image pixels (t = min_face/16 · 2^k), tiles overlap by 25 % so every face that the
 // level is responsible for lies wholly inside one tile, and the whole frame is run as well.
-// A small image (LFW 250×250) gets one letterboxed pass instead.
+// Candidates of all tiles (and their mirrored passes) are merged by face, scored by the
+// evidence of several views and scales, and their boxes averaged (merge_views in detector.h).
+// A small image (LFW 250×250) gets one letterboxed pass instead, scored as the reference does.
 #pragma once
 
 #include <memory>
@@ -16,10 +18,21 @@
 namespace fv::face {
 
 struct UltraLightOptions {
-  float score_threshold = 0.65f;       // whole-frame pass: the reference pipeline's threshold
-  // Tiles see every background patch at several scales, so they need a stricter threshold to
-  // keep false positives under 1 per image (WIDER measurements in docs/benchmarks.md).
-  float tile_score_threshold = 0.85f;
+  float score_threshold = 0.65f;       // one whole-frame pass: the reference pipeline's threshold
+  // The pyramid sees every background patch in many tiles at several scales, and one view's
+  // confident mistake (a hand, a knee, a pattern) is its typical false positive. So a pyramid
+  // face is scored by the evidence of several views, not by its best candidate: a tile's score
+  // is the mean of its plain and mirrored passes, a scale's score is its best tile's (the
+  // whole-frame pass is a scale of its own), and a face's score is the mean of its best
+  // `evidence_scales` scales. The face is kept when that mean probability says "more likely a
+  // face than not". docs/models.md has the measurements of each mechanism.
+  float pyramid_score_threshold = 0.5f;
+  int evidence_scales = 2;
+  bool flip_tta = true;     // run every pyramid tile mirrored as well (twice the network time)
+  bool box_voting = true;   // a pyramid face's box is the score-weighted mean of its candidates' boxes
+  // Pyramid candidates below this raw score are not collected: they bound the clustering work
+  // (lower floors measured no better, docs/models.md).
+  float candidate_score = 0.3f;
   double nms_iou = 0.4;
   size_t top_k = 750;
   bool tiling = true;             // false: one whole-frame pass, exactly the reference pipeline
@@ -74,6 +87,8 @@ class UltraLightDetector final : public Detector {
   // A free-standing step so the code after the net can be tested and fuzzed without it.
   static void decode_outputs(const float* scores, const float* boxes, int priors, const Tile& tile, cv::Size image,
                              float threshold, std::vector<Detection>& out);
+  // Boxes of a pass over the mirrored tile → boxes of the tile itself (x ↦ 1 − x), in place.
+  static void unmirror_boxes(float* boxes, int priors);
 
  private:
   UltraLightDetector(std::unique_ptr<nn::Model> model, UltraLightOptions options)

@@ -56,7 +56,8 @@ TEST(Acceptance, LfwView1DevTestAccuracyAtLeast99_2) {
               j["tar_at_far_1e-3"].get<double>());
 }
 
-TEST(Acceptance, WiderRecallAtLeast95PercentAtMostOneFalsePositivePerImage) {
+// Measured 96.9 % at 0.46 FP/image (docs/benchmarks.md); the floors leave a little room.
+TEST(Acceptance, WiderRecallAtLeast96Point5PercentAtMostHalfAFalsePositivePerImage) {
   FV_REQUIRE_MODELS();
   const auto wider = test::data_dir() / "wider-train";
   FV_REQUIRE_PATH(wider / "wider_face_train_bbx_gt.txt");
@@ -65,8 +66,8 @@ TEST(Acceptance, WiderRecallAtLeast95PercentAtMostOneFalsePositivePerImage) {
   ASSERT_EQ(r.exit_code, 0);
   auto j = json::parse(r.out);
   const auto& row = j["rows"][0];  // the default thresholds
-  EXPECT_GE(row["recall"].get<double>(), 0.95);
-  EXPECT_LE(row["fp_per_image"].get<double>(), 1.0);
+  EXPECT_GE(row["recall"].get<double>(), 0.965);
+  EXPECT_LE(row["fp_per_image"].get<double>(), 0.5);
   std::printf("WIDER recall %.4f at %.3f FP/image\n", row["recall"].get<double>(), row["fp_per_image"].get<double>());
 }
 

@@ -96,6 +96,54 @@ TEST(Tiling, FindsASmallFaceTheWholeFramePassMisses) {
   EXPECT_LE(tiled->size(), 2u) << "and not much else on a flat background";
 }
 
+TEST(Tiling, MirroredPassBoxesMapBackToTheTile) {
+  float boxes[8] = {0.1f, 0.2f, 0.3f, 0.4f, 0.0f, 0.0f, 1.0f, 1.0f};
+  UltraLightDetector::unmirror_boxes(boxes, 2);
+  EXPECT_FLOAT_EQ(boxes[0], 0.7f);
+  EXPECT_FLOAT_EQ(boxes[1], 0.2f);
+  EXPECT_FLOAT_EQ(boxes[2], 0.9f);
+  EXPECT_FLOAT_EQ(boxes[3], 0.4f);
+  EXPECT_FLOAT_EQ(boxes[4], 0.0f);
+  EXPECT_FLOAT_EQ(boxes[6], 1.0f);
+}
+
+TEST(Tiling, EvidenceAcrossViewsFindsTheSameFacesWithAndWithoutTheMirroredPass) {
+  FV_REQUIRE_MODELS();
+  const auto path = test::golden_dir() / "obama_small/source.jpg";
+  FV_REQUIRE_PATH(path);
+  auto img = image::read_image_file(path);
+  ASSERT_TRUE(img.is_ok());
+  // Two copies of the face, one mirrored, in a scene large enough for a pyramid.
+  constexpr double k = 0.25;
+  cv::Mat small, mirrored;
+  cv::resize(img->rgb, small, {}, k, k, cv::INTER_AREA);
+  cv::flip(small, mirrored, 1);
+  cv::Mat scene(720, 1280, CV_8UC3, cv::Scalar(90, 110, 100));
+  const cv::Point a(200, 300), b(900, 300);
+  small.copyTo(scene(cv::Rect(a, small.size())));
+  mirrored.copyTo(scene(cv::Rect(b, mirrored.size())));
+  const double w = img->rgb.cols;
+  const Box face_a{a.x + 104.8 * k, a.y + 37.3 * k, a.x + 211.4 * k, a.y + 186.1 * k};
+  const Box face_b{b.x + (w - 211.4) * k, b.y + 37.3 * k, b.x + (w - 104.8) * k, b.y + 186.1 * k};
+  for (bool flip : {true, false}) {
+    UltraLightOptions o;
+    o.flip_tta = flip;
+    auto d = UltraLightDetector::create(nn::ModelStore(), o);
+    ASSERT_TRUE(d.is_ok());
+    auto found = (*d)->detect(scene);
+    ASSERT_TRUE(found.is_ok());
+    ASSERT_EQ(found->size(), 2u) << "flip " << flip;
+    double best_a = 0, best_b = 0;
+    for (const auto& f : *found) {
+      EXPECT_GE(f.score, o.pyramid_score_threshold);
+      best_a = std::max(best_a, iou(f.box, face_a));
+      best_b = std::max(best_b, iou(f.box, face_b));
+    }
+    EXPECT_GT(best_a, 0.5) << "flip " << flip;
+    EXPECT_GT(best_b, 0.5) << "flip " << flip;
+  }
+}
+
 TEST(Tiling, PartOfAFaceInsideALargerDetectionIsDropped) {
   std::vector<Detection> d = {{{100, 100, 300, 340}, 0.999f}, {{150, 250, 260, 330}, 0.95f}, {{400, 100, 500, 220}, 0.9f}};
   auto kept = drop_contained(d, 0.6);

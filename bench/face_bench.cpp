@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <mutex>
+#include <tuple>
 
 #include <opencv2/imgproc.hpp>
 
@@ -24,14 +25,15 @@ cv::Mat load(const std::string& rel) {
 }
 
 // One pipeline per benchmark thread, built once.
-fv::face::FacePipeline& pipeline(int index, bool tiling = true) {
+fv::face::FacePipeline& pipeline(int index, bool tiling = true, bool flip_tta = true) {
   static std::mutex mu;
-  static std::map<std::pair<int, bool>, std::unique_ptr<fv::face::FacePipeline>> pipelines;
+  static std::map<std::tuple<int, bool, bool>, std::unique_ptr<fv::face::FacePipeline>> pipelines;
   std::lock_guard<std::mutex> lock(mu);
-  auto& p = pipelines[{index, tiling}];
+  auto& p = pipelines[{index, tiling, flip_tta}];
   if (!p) {
     fv::face::PipelineOptions o;
     o.components.ultralight.tiling = tiling;
+    o.components.ultralight.flip_tta = flip_tta;
     auto r = fv::face::FacePipeline::create(fv::nn::ModelStore(), o);
     if (!r.is_ok()) { std::fprintf(stderr, "%s\n", r.status().to_string().c_str()); std::exit(2); }
     p = std::move(r).value();
@@ -56,12 +58,12 @@ void BM_PerFace(benchmark::State& state) {
 }
 BENCHMARK(BM_PerFace)->Threads(1)->Threads(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-void detect_at(benchmark::State& state, cv::Size size, bool tiling) {
+void detect_at(benchmark::State& state, cv::Size size, bool tiling, bool flip_tta = true) {
   static const cv::Mat src = load("data/samples/face-api-js/images/bbt1.jpg");
   if (src.empty()) { state.SkipWithError("sample image absent"); return; }
   cv::Mat rgb;
   cv::resize(src, rgb, size, 0, 0, cv::INTER_AREA);
-  auto& p = pipeline(state.thread_index(), tiling);
+  auto& p = pipeline(state.thread_index(), tiling, flip_tta);
   size_t faces = 0;
   for (auto _ : state) {
     auto d = p.detector().detect(rgb);
@@ -73,7 +75,12 @@ void BM_Detect_640x480(benchmark::State& s) { detect_at(s, {640, 480}, true); }
 void BM_Detect_1920x1080(benchmark::State& s) { detect_at(s, {1920, 1080}, true); }
 void BM_DetectUntiled_640x480(benchmark::State& s) { detect_at(s, {640, 480}, false); }
 void BM_DetectUntiled_1920x1080(benchmark::State& s) { detect_at(s, {1920, 1080}, false); }
+// The pyramid without its mirrored pass: what the flip's evidence costs, in the same sitting.
+void BM_DetectNoFlip_640x480(benchmark::State& s) { detect_at(s, {640, 480}, true, false); }
+void BM_DetectNoFlip_1920x1080(benchmark::State& s) { detect_at(s, {1920, 1080}, true, false); }
 BENCHMARK(BM_Detect_640x480)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DetectNoFlip_640x480)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DetectNoFlip_1920x1080)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Detect_1920x1080)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DetectUntiled_640x480)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DetectUntiled_1920x1080)->UseRealTime()->Unit(benchmark::kMillisecond);

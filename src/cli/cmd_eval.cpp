@@ -121,7 +121,7 @@ struct DetectArgs {
   // The pyramid's evidence mechanisms, switchable to measure each one (docs/models.md).
   bool no_flip_tta = false;
   bool no_box_voting = false;
-  int evidence_scales = 2;
+  int evidence_scales = face::UltraLightOptions{}.evidence_scales;
   PipelineFlags flags;
 };
 

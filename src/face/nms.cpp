@@ -37,7 +37,8 @@ std::vector<Detection> merge_views(std::vector<ViewCandidate> candidates, const 
     std::map<int, TileBest> tiles;
     double wsum = 0, x1 = 0, y1 = 0, x2 = 0, y2 = 0;
     for (size_t i : order) {
-      if (claimed[i] || iou(lead_box, candidates[i].detection.box) < options.cluster_iou) continue;
+      // The lead always belongs to its own group, even when its box is degenerate (IoU 0 with itself).
+      if (claimed[i] || (i != lead && iou(lead_box, candidates[i].detection.box) < options.cluster_iou)) continue;
       claimed[i] = true;
       const auto& c = candidates[i];
       auto& t = tiles[c.tile];

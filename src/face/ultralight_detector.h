@@ -89,6 +89,10 @@ class UltraLightDetector final : public Detector {
                              float threshold, std::vector<Detection>& out);
   // Boxes of a pass over the mirrored tile → boxes of the tile itself (x ↦ 1 − x), in place.
   static void unmirror_boxes(float* boxes, int priors);
+  // The k best-scoring candidates of one pass (all when k is 0 or they are fewer).
+  static void keep_best(std::vector<Detection>& found, size_t k);
+  // Views grouped at most, as a multiple of top_k (see run_tiles).
+  static constexpr size_t kMaxViewsPerTopK = 16;
 
  private:
   UltraLightDetector(std::unique_ptr<nn::Model> model, UltraLightOptions options)

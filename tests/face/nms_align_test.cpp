@@ -122,6 +122,18 @@ ViewCandidate view(double x1, double y1, double x2, double y2, float score, int 
   return ViewCandidate{det(x1, y1, x2, y2, score), tile, scale, mirrored};
 }
 
+// A lead whose box is degenerate (inverted, as the stretched pass can give) has IoU 0 even
+// with itself; it still forms its own group instead of vanishing.
+TEST(MergeViews, DegenerateLeadStillFormsItsGroup) {
+  EvidenceOptions o;
+  o.scales = 1;
+  o.average_mirrored = false;
+  const auto out = merge_views({view(10, 10, 5, 5, 0.8f, 0, 0), view(20, 20, 30, 30, 0.6f, 1, 1)}, o);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_FLOAT_EQ(out[0].score, 0.8f);
+  EXPECT_FLOAT_EQ(out[1].score, 0.6f);
+}
+
 TEST(MergeViews, BoxIsTheScoreWeightedMeanOfTheCluster) {
   EvidenceOptions o;
   o.scales = 1;

@@ -1,5 +1,8 @@
 // The detector's image pyramid: tiles cover the image, overlap, and find a small face that the
 // whole-frame pass cannot see.
+#include <algorithm>
+#include <limits>
+
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 
@@ -105,6 +108,33 @@ TEST(Tiling, MirroredPassBoxesMapBackToTheTile) {
   EXPECT_FLOAT_EQ(boxes[3], 0.4f);
   EXPECT_FLOAT_EQ(boxes[4], 0.0f);
   EXPECT_FLOAT_EQ(boxes[6], 1.0f);
+}
+
+// Hostile input can make the network emit NaN or infinite values: no candidate comes of them.
+TEST(Tiling, DecodeSkipsNonFiniteScoresAndBoxes) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  // [bg, face] per prior; boxes in 0..1 of the tile.
+  const float scores[8] = {0.0f, nan, 0.0f, inf, 0.1f, 0.9f, 0.1f, 0.9f};
+  const float boxes[16] = {0.1f, 0.1f, 0.3f, 0.3f, 0.1f, 0.1f, 0.3f, 0.3f, nan, 0.1f, 0.3f, 0.3f, 0.4f, 0.4f, 0.6f, 0.6f};
+  Tile tile;
+  tile.rect = cv::Rect(0, 0, 320, 240);
+  std::vector<Detection> out;
+  UltraLightDetector::decode_outputs(scores, boxes, 4, tile, cv::Size(320, 240), 0.3f, out);
+  ASSERT_EQ(out.size(), 1u) << "only the last prior is finite throughout";
+  EXPECT_NEAR(out[0].box.x1, 0.4 * 320, 1e-3);
+}
+
+TEST(Tiling, KeepBestKeepsTheHighestScores) {
+  std::vector<Detection> found;
+  for (float s : {0.4f, 0.9f, 0.5f, 0.7f, 0.3f}) found.push_back({Box{0, 0, 10, 10}, s});
+  UltraLightDetector::keep_best(found, 2);
+  ASSERT_EQ(found.size(), 2u);
+  std::vector<float> kept = {found[0].score, found[1].score};
+  std::sort(kept.begin(), kept.end());
+  EXPECT_FLOAT_EQ(kept[0], 0.7f);
+  EXPECT_FLOAT_EQ(kept[1], 0.9f);
+  UltraLightDetector::keep_best(found, 0);
+  EXPECT_EQ(found.size(), 2u) << "0 means no bound";
 }
 
 TEST(Tiling, EvidenceAcrossViewsFindsTheSameFacesWithAndWithoutTheMirroredPass) {

@@ -3,7 +3,7 @@
 // synthetic gallery, one configuration per process so that each peak memory is its own.
 //
 //   index_bench --size 1000000 --kind exact|ivf|hnsw|faiss-flat|faiss-hnsw|hnswlib [--threads 1,2]
-//               [--queries 200] [--lfw out/lfw_templates.jsonl] [--nonmated N] [--list 50] [--candidate-threshold T] [--gallery isotropic|face] [--lfw-order end|spread]
+//               [--queries 200] [--lfw out/lfw_templates.jsonl] [--lfw-singles nonmated|gallery] [--nonmated N] [--list 50] [--candidate-threshold T] [--gallery isotropic|face] [--lfw-order end|spread]
 //               [--nprobe 32] [--rerank 64]
 //               [--store FILE] [--nprobe-sweep 16,64,256] [--hnsw-m 32] [--ef-search 64]
 //               [--ef-construction 40] [--entry-width 16] [--no-population-hubs] [--rerank-confidence 3.5] [--no-truth]
@@ -304,6 +304,7 @@ int main(int argc, char** argv) {
     else if (a == "--queries") cfg.queries = std::stoull(next());
     else if (a == "--lfw") cfg.lfw = next();
     else if (a == "--nonmated") cfg.nonmated = std::stoull(next());
+    else if (a == "--lfw-singles") cfg.lfw_singles = next();
     else if (a == "--list") cfg.list = std::stoull(next());
     else if (a == "--candidate-threshold") cfg.candidate_threshold = std::stod(next());
     else if (a == "--gallery") cfg.gallery = next();

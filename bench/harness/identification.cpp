@@ -36,7 +36,6 @@ IdentificationFigures identification_figures(const std::vector<CandidateList>& m
     // Just above the (⌊target·n⌋+1)-th best non-mated score: at most ⌊target·n⌋ false positives.
     const size_t allowed = static_cast<size_t>(std::floor(target * top.size()));
     p.threshold = allowed < top.size() ? std::nextafter(top[allowed], INFINITY) : -1.0;
-    if (!std::isfinite(p.threshold)) p.threshold = -1.0;
     size_t at = 0;  // top is sorted best first: the false positives are a prefix
     while (at < top.size() && top[at] >= p.threshold) ++at;
     p.fpir = top.empty() ? 0 : double(at) / top.size();

@@ -27,6 +27,10 @@ struct BenchConfig {
   // identities with one image are non-mated searches (up to `nonmated` of them).
   std::string lfw;
   size_t nonmated = SIZE_MAX;
+  // "nonmated" (as above) or "gallery": single-image identities join the gallery as
+  // distractors and there are no non-mated searches (the layout of the figures made before
+  // the identification figures existed).
+  std::string lfw_singles = "nonmated";
   // Identification figures (identification.h) with LFW: candidate list length, as an
   // investigation list, and the vault's search threshold (< 0: none) whose candidates must
   // all be in it.

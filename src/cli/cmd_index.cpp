@@ -265,7 +265,7 @@ int run_ident(const IdentArgs& a) {
     };
     side_by_side = {{"probes_with_a_face", {{"mated", mated.size()}, {"nonmated", nonmated.size()}}},
                     {a.index, figures(index::identification_figures(got_m, mate_of, got_n))},
-                    {"exact", figures(index::identification_figures(ex_m, mate_of, ex_n))}};
+                    {"exact_int8", figures(index::identification_figures(ex_m, mate_of, ex_n))}};
     if (auto cal = face::Calibration::builtin(model); cal.is_ok()) {
       const double t = cal->threshold_at(vault::VaultConfig{}.search_max_fmr);
       std::vector<index::CandidateList> ex_all(ex_m), got_all(got_m);
@@ -319,7 +319,7 @@ int run_ident(const IdentArgs& a) {
     }
     if (!side_by_side.is_null()) {
       std::printf("  the same probes with a face, %s beside the exact scan of the same gallery (list %zu):\n", a.index.c_str(), a.list);
-      for (const std::string k : {a.index, std::string("exact")}) {
+      for (const std::string k : {a.index, std::string("exact_int8")}) {
         const auto& f = side_by_side[k];
         std::printf("    %-6s rank-1 %.2f %%, FNIR at FPIR 1 %% %.2f %%, at 0.1 %% %.2f %%\n", k.c_str(), 100 * f["rank1"].get<double>(),
                     100 * f["fpir_1e-2"]["fnir"].get<double>(), 100 * f["fpir_1e-3"]["fnir"].get<double>());
@@ -395,6 +395,8 @@ void add_index_commands(CLI::App& app, int& exit_code) {
   bi->add_flag("--both-threads", b->both_threads, "measure latency with 1 and with 2 threads");
   bi->add_option("--queries", b->cfg.queries, "queries to time");
   bi->add_option("--lfw", b->cfg.lfw, "templates JSONL: LFW gallery mixed in, its mated probes as the queries");
+  bi->add_option("--lfw-singles", b->cfg.lfw_singles, "with --lfw: single-image identities are non-mated searches (nonmated, default) or gallery distractors (gallery)")
+      ->check(CLI::IsMember({"nonmated", "gallery"}));
   bi->add_option("--nonmated", b->cfg.nonmated, "with --lfw: at most this many non-mated searches (LFW identities with one image; default all)");
   bi->add_option("--top,--list", b->cfg.list, "with --lfw: candidate list length of the identification figures (default 50)")
       ->check(CLI::Range(1, 1000));

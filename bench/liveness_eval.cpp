@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   double threshold = 0.5;
   size_t limit = 0, stride = 1;
   bool per_image = false;
+  face::PipelineOptions po;  // the detector's box is the liveness crop's reference: measurable here
   std::vector<std::pair<std::string, bool>> paths;
   bool attack = false;
   for (int i = 1; i < argc; ++i) {
@@ -70,12 +71,15 @@ int main(int argc, char** argv) {
     else if (a == "--limit") limit = std::stoul(next());
     else if (a == "--stride") stride = std::stoul(next());
     else if (a == "--per-image") per_image = true;
+    else if (a == "--no-tiling") po.components.ultralight.tiling = false;
+    else if (a == "--no-flip-tta") po.components.ultralight.flip_tta = false;
+    else if (a == "--no-box-voting") po.components.ultralight.box_voting = false;
     else if (a == "--bona-fide") attack = false;
     else if (a == "--attack") attack = true;
     else paths.emplace_back(a, attack);
   }
   nn::ModelStore store;
-  auto pipeline = face::FacePipeline::create(store);
+  auto pipeline = face::FacePipeline::create(store, po);
   auto live = face::MiniFasNetLiveness::create(store);
   if (!pipeline.is_ok() || !live.is_ok()) {
     std::fprintf(stderr, "liveness_eval: %s\n",
@@ -98,7 +102,7 @@ int main(int argc, char** argv) {
       auto faces = (*pipeline)->analyze(img->rgb, true);
       const int k = faces.is_ok() ? face::verification_face(*faces) : -1;
       if (k < 0) { ++g.no_face; continue; }
-      auto s = (*live)->score(img->rgb, (*faces)[k].detection.box, lo);
+      auto s = (*live)->score(img->rgb, (*faces)[k].detection.single_view_box(), lo);
       if (!s.is_ok()) { ++g.errors; continue; }
       ++g.scored;
       g.scores.push_back(s->live);

@@ -54,7 +54,7 @@ int run_verify(const VerifyArgs& a) {
   }
   std::optional<face::LivenessScore> live;
   if (a.liveness) {
-    auto s = probe_liveness(a.a, results[0].faces[face::verification_face(results[0].faces)].detection.box);
+    auto s = probe_liveness(a.a, results[0].faces[face::verification_face(results[0].faces)].detection.single_view_box());
     if (!s.is_ok()) { std::cerr << "facevault: " << a.a << ": " << s.status().to_string() << "\n"; return kExitFailure; }
     live = *s;
     if (live->live < a.liveness_threshold) {

@@ -63,6 +63,7 @@ std::vector<Detection> merge_views(std::vector<ViewCandidate> candidates, const 
     Detection d;
     d.score = static_cast<float>(evidence / scales);
     d.box = options.vote_boxes && wsum > 0 ? Box{x1 / wsum, y1 / wsum, x2 / wsum, y2 / wsum} : lead_box;
+    d.best_view_box = lead_box;
     out.push_back(d);
   }
   std::stable_sort(out.begin(), out.end(), [](const Detection& a, const Detection& b) { return a.score > b.score; });

@@ -23,6 +23,12 @@ double iou(const Box& a, const Box& b);
 struct Detection {
   Box box;
   float score = 0;
+  // When `box` merges several network views (the pyramid's box voting), the box of the view
+  // that scored best. A model fed a crop relative to one detector pass's box (the liveness
+  // crop, 2.7× the box) takes this one: its scores move with the crop, and the merged box is
+  // not what such a pass gives.
+  std::optional<Box> best_view_box = std::nullopt;
+  const Box& single_view_box() const { return best_view_box ? *best_view_box : box; }
 };
 
 // Left eye, right eye (as seen in the image: left = smaller x), nose tip, left and right mouth corner.

@@ -24,9 +24,10 @@ struct UltraLightOptions {
   // face is scored by the evidence of several views, not by its best candidate: a tile's score
   // is the mean of its plain and mirrored passes, a scale's score is its best tile's (the
   // whole-frame pass is a scale of its own), and a face's score is the mean of its best
-  // `evidence_scales` scales. The face is kept when that mean probability says "more likely a
-  // face than not". docs/models.md has the measurements of each mechanism.
-  float pyramid_score_threshold = 0.5f;
+  // `evidence_scales` scales. The face is kept when that mean probability is 0.6 or more: even
+  // odds (0.5) let a sleeve through in a plain two-person photo. docs/models.md has the
+  // measurements of each mechanism and threshold.
+  float pyramid_score_threshold = 0.6f;
   int evidence_scales = 2;
   bool flip_tta = true;     // run every pyramid tile mirrored as well (twice the network time)
   bool box_voting = true;   // a pyramid face's box is the score-weighted mean of its candidates' boxes

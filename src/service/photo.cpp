@@ -121,7 +121,7 @@ Result<std::unique_ptr<Photo>> Photo::analyze(PipelinePool& pool, Upload upload,
   if (options.liveness) {
     const int k = face::verification_face(photo->faces_);
     if (k >= 0) {
-      FV_ASSIGN_OR_RETURN(photo->liveness_, options.liveness->score(img->rgb, photo->faces_[k].detection.box));
+      FV_ASSIGN_OR_RETURN(photo->liveness_, options.liveness->score(img->rgb, photo->faces_[k].detection.single_view_box()));
     }
   }
   return photo;

@@ -44,7 +44,7 @@ double live_score(const std::string& name, const face::LivenessOptions& o = {}) 
   const int k = faces.is_ok() ? face::verification_face(*faces) : -1;
   EXPECT_GE(k, 0) << name << ": no face";
   if (k < 0) return -1;
-  auto s = models().liveness->score(img->rgb, (*faces)[k].detection.box, o);
+  auto s = models().liveness->score(img->rgb, (*faces)[k].detection.single_view_box(), o);
   EXPECT_TRUE(s.is_ok()) << s.status().to_string();
   if (!s.is_ok()) return -1;
   double sum = 0;
@@ -62,11 +62,12 @@ double live_score(const std::string& name, const face::LivenessOptions& o = {}) 
   } while (0)
 
 // The default convention (BGR, 0..255; measured in docs/models.md): both staged attacks score
-// far below the default threshold and both live faces above it. Margins as measured
-// (T1 0.974, T2 0.644; F1 0.0000, F2 0.0015), with room for float differences across builds.
+// far below the default threshold and both live faces above it. Margins as measured on the
+// best single view's box (T1 0.786, T2 0.761; F1 0.0000, F2 0.0016), with room for float
+// differences across builds.
 TEST(Liveness, StagedAttacksScoreLowAndLiveFacesHigh) {
   FV_REQUIRE_SPOOF_DATA();
-  EXPECT_GT(live_score("image_T1.jpg"), 0.9);
+  EXPECT_GT(live_score("image_T1.jpg"), 0.7);
   EXPECT_GT(live_score("image_T2.jpg"), 0.6);
   EXPECT_LT(live_score("image_F1.jpg"), 0.01);
   EXPECT_LT(live_score("image_F2.jpg"), 0.01);

@@ -14,7 +14,7 @@
 namespace fv::face {
 namespace {
 
-Detection det(double x1, double y1, double x2, double y2, float score) { return Detection{Box{x1, y1, x2, y2}, score}; }
+Detection det(double x1, double y1, double x2, double y2, float score) { Detection d; d.box = Box{x1, y1, x2, y2}; d.score = score; return d; }
 
 // ---------------------------------------------------------------- iou
 
@@ -144,6 +144,9 @@ TEST(MergeViews, BoxIsTheScoreWeightedMeanOfTheCluster) {
   EXPECT_NEAR(out[0].box.x1, (0.9 * 0 + 0.3 * 1) / 1.2, 1e-6);  // 0.25
   EXPECT_NEAR(out[0].box.y2, (0.9 * 10 + 0.3 * 11) / 1.2, 1e-6);  // 10.25
   EXPECT_FLOAT_EQ(out[0].score, 0.9f);
+  ASSERT_TRUE(out[0].best_view_box.has_value()) << "the best view's own box is kept beside the voted one";
+  EXPECT_DOUBLE_EQ(out[0].single_view_box().x1, 0.0);
+  EXPECT_DOUBLE_EQ(out[0].single_view_box().y2, 10.0);
   o.vote_boxes = false;
   const auto best = merge_views({view(0, 0, 10, 10, 0.9f, 0, 0), view(1, 1, 11, 11, 0.3f, 1, 1)}, o);
   ASSERT_EQ(best.size(), 1u);

@@ -126,7 +126,12 @@ TEST(Tiling, DecodeSkipsNonFiniteScoresAndBoxes) {
 
 TEST(Tiling, KeepBestKeepsTheHighestScores) {
   std::vector<Detection> found;
-  for (float s : {0.4f, 0.9f, 0.5f, 0.7f, 0.3f}) found.push_back({Box{0, 0, 10, 10}, s});
+  for (float s : {0.4f, 0.9f, 0.5f, 0.7f, 0.3f}) {
+    Detection d;
+    d.box = Box{0, 0, 10, 10};
+    d.score = s;
+    found.push_back(d);
+  }
   UltraLightDetector::keep_best(found, 2);
   ASSERT_EQ(found.size(), 2u);
   std::vector<float> kept = {found[0].score, found[1].score};

@@ -27,7 +27,7 @@ void add_pipeline_flags(CLI::App* cmd, PipelineFlags& f) {
   cmd->add_option("--threads", f.threads, "worker threads, one pipeline each")->check(CLI::Range(1, 256));
   cmd->add_flag("--no-tiling", f.no_tiling, "one whole-frame detector pass (misses small faces in large photos)");
   cmd->add_option("--min-face", f.min_face, "smallest face height in pixels the detector looks for")->check(CLI::Range(8.0, 10000.0));
-  cmd->add_option("--det-score", f.det_score, "detector score threshold, whole-frame pass (default 0.65)")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--det-score", f.det_score, "detector score threshold of a single untiled pass (images no larger than one tile, --no-tiling; default 0.65)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--tile-score", f.tile_score, "detector score threshold of the pyramid (default 0.6, on a face's evidence: the mean of its best scales, each tile plain and mirrored)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--embedder", f.embedder,
                   "faceplugin-mobilefacenet-512 (default), faceplugin-mobilefacenet-512+flip (mirror-averaged), faceapi-dlib-resnet-128, fusion (both, one template), or fusion+flip (the most accurate)")

@@ -3,6 +3,7 @@
 #include <hnswlib/hnswlib.h>
 
 #include <cmath>
+#include <climits>
 #include <numeric>
 #include <random>
 #include <unordered_set>
@@ -33,7 +34,12 @@ struct L2NormSpace : public hnswlib::SpaceInterface<float> {
 
 namespace {
 
-constexpr float kRange = 2.8f;  // 4-bit cells span mean ± 2.8σ per PCA dimension (≈ Lloyd-Max for 16 levels)
+// 4-bit cells span mean ± 4σ per PCA dimension. A narrower range (2.8σ, Lloyd-Max for a
+// Gaussian) clips ~1 % of the coordinates, and those are the ones that matter: a template's
+// large coordinates are where its mate's are too, so clipping them loses the mates that score
+// just above the strangers (1 M face-shaped gallery, every cell scanned: mate first for 94.6 %
+// of LFW probes at 2.8σ, the exact scan's 96.2 % at 4σ; docs/benchmarks.md).
+constexpr float kRange = 4.0f;
 
 size_t pick_nlist(const IvfOptions& o, size_t sample_rows) {
   if (o.nlist) return o.nlist;
@@ -356,15 +362,26 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
     for (size_t p0 = 0; p0 < l.ids.size(); p0 += 512) {
       const size_t m = std::min<size_t>(512, l.ids.size() - p0);
       kernels::dot_u4s8_rows(l.codes.data() + p0 * cb, m, cd_, v8, raw);
+      // Most codes score below the candidate list's worst: one integer compare skips them.
+      int32_t floor = top.full() ? static_cast<int32_t>(std::floor(top.threshold())) : INT32_MIN;
       for (size_t i = 0; i < m; ++i) {
+        if (raw[i] < floor) continue;
         const Id code = static_cast<Id>((uint64_t(li) << 32) | (p0 + i));
         const float s = static_cast<float>(raw[i]);
-        if (top.would_enter(s, code) && (!filter || filter->allowed(l.ids[p0 + i]))) top.push(s, code);
+        if (top.would_enter(s, code) && (!filter || filter->allowed(l.ids[p0 + i]))) {
+          top.push(s, code);
+          if (top.full()) floor = static_cast<int32_t>(std::floor(top.threshold()));
+        }
       }
     }
     return l.ids.size();
   };
   std::vector<size_t> order = probe_order(yq, opt_.nprobe);
+  // The cells are read in the order they sit in memory rather than nearest first: the scan
+  // keeps every eligible candidate that beats the list whatever the order (ties go by id), and
+  // the hardware prefetcher follows ascending addresses (~20 % faster when a third of the cells
+  // or more are probed).
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return std::less<const uint8_t*>()(lists_[a].codes.data(), lists_[b].codes.data()); });
   run_parallel(std::min<int>(threads, static_cast<int>(order.size())), [&](int t) {
     for (size_t i = t; i < order.size(); i += threads) scanned[t] += scan(order[i], tops[t]);
   });

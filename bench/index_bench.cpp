@@ -311,6 +311,7 @@ int main(int argc, char** argv) {
     else if (a == "--lfw-order") cfg.lfw_order = next();
     else if (a == "--nlist") cfg.ivf.nlist = std::stoull(next());
     else if (a == "--nprobe") cfg.ivf.nprobe = std::stoull(next());
+    else if (a == "--code-dim") cfg.ivf.code_dim = std::stoull(next());
     else if (a == "--rerank") cfg.ivf.rerank = std::stoull(next());
     else if (a == "--store") cfg.ivf.store_path = next();
     else if (a == "--removals") cfg.removals = std::stoull(next());

@@ -1,10 +1,13 @@
 // IvfIndex: the approximate index for large galleries (IVF over compact codes, re-ranked).
 //
-//   train:  PCA to `code_dim` dimensions (dim·7/8: 448 for 512-D), then k-means into `nlist`
+//   train:  PCA to `code_dim` dimensions (by default the fewest multiple-of-64 axes holding 97 %
+//           of the sample's variance, at most dim·7/8: 128 for face templates, 448 for
+//           isotropic 512-D data), then k-means into `nlist`
 //           cells; the cell centroids are held in an HNSW graph (hnswlib) so that assigning a
 //           template or finding a query's nearest cells costs ~log(nlist) distances, not nlist.
-//   codes:  each template as 4-bit per PCA dimension (per-dimension ranges from the training
-//           sample): 224 bytes, + 8 bytes id + 4 bytes re-rank slot = 236 bytes in memory.
+//   codes:  each template as 4-bit per PCA dimension (per-dimension ranges of ±4σ from the
+//           training sample): 64 bytes for face templates (224 at 448 dimensions), + 8 bytes id
+//           + 4 bytes re-rank slot in memory.
 //   search: the query's `nprobe` nearest cells are scanned with the 4-bit kernel, keeping the
 //           best `rerank` eligible candidates (filter applied while scanning; more cells are
 //           scanned when fewer than k eligible ones were found); those are re-scored exactly
@@ -32,7 +35,7 @@ struct IvfOptions {
   size_t nlist = 0;        // 0: 4·√expected_size (or √ of the training rows), within [16, 65536]
   size_t expected_size = 0;
   size_t nprobe = 32;
-  size_t code_dim = 0;     // 0: dim·7/8 rounded down to a multiple of 64; must be a multiple of 64
+  size_t code_dim = 0;     // 0: chosen at training (97 % of the variance, ≤ dim·7/8); else a multiple of 64
   size_t rerank = 64;      // candidates re-scored at full precision (≥ k is enforced)
   size_t train_max = 0;    // training sample cap; 0: max(65536, 16·nlist)
   int kmeans_iters = 8;

@@ -510,6 +510,46 @@ TEST(IvfIndex, ScansMoreCellsWhenTheFilterLeavesTooFew) {
   for (Id id : r->ids) EXPECT_EQ(id % 1000, 999);
 }
 
+TEST(IvfIndex, CodeDimensionFollowsTheVarianceOfTheSample) {
+  const size_t d = 512, n = 4000, rank = 100;
+  // Templates on a 100-dimensional subspace with decaying variance (as face templates are)
+  // need 128 code dimensions for 97 % of it; isotropic ones keep dim·7/8 = 448.
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g;
+  std::vector<float> basis(rank * d), low(n * d, 0.0f);
+  for (auto& x : basis) x = g(rng);
+  for (size_t i = 0; i < n; ++i) {
+    float* v = low.data() + i * d;
+    for (size_t r = 0; r < rank; ++r) {
+      const float c = g(rng) / std::sqrt(1.0f + float(r) / 10.0f);
+      for (size_t j = 0; j < d; ++j) v[j] += c * basis[r * d + j];
+    }
+    float nrm = 0;
+    for (size_t j = 0; j < d; ++j) nrm += v[j] * v[j];
+    for (size_t j = 0; j < d; ++j) v[j] /= std::sqrt(nrm);
+  }
+  IvfOptions o;
+  o.nlist = 32;
+  o.nprobe = 32;
+  IvfIndex on_subspace(d, o);
+  ASSERT_TRUE(on_subspace.train(low).is_ok());
+  ASSERT_TRUE(on_subspace.add(iota_ids(n), low).is_ok());
+  EXPECT_EQ(on_subspace.stats().scan_bytes_per_item, 128u / 2);
+  for (size_t i : {0u, 1234u, 3999u}) {
+    auto r = on_subspace.search(row(low, i, d), 1);
+    ASSERT_TRUE(r.is_ok());
+    ASSERT_EQ(r->ids.size(), 1u);
+    EXPECT_EQ(r->ids[0], static_cast<Id>(i));
+  }
+  IvfIndex isotropic(d, o);
+  ASSERT_TRUE(isotropic.train(gallery(n, d)).is_ok());
+  EXPECT_EQ(isotropic.stats().scan_bytes_per_item, 448u / 2);
+  o.code_dim = 256;  // given: kept as given
+  IvfIndex fixed(d, o);
+  ASSERT_TRUE(fixed.train(low).is_ok());
+  EXPECT_EQ(fixed.stats().scan_bytes_per_item, 256u / 2);
+}
+
 TEST(IvfIndex, UntrainedIndexRefusesAdd) {
   IvfIndex idx(128, {});
   std::vector<float> v(128, 0.1f);

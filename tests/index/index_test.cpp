@@ -905,11 +905,11 @@ TEST(Synthetic, FaceShapedGalleryFollowsTheFittedTemplates) {
 }
 
 // Issue 21: on a small face-shaped gallery (strangers spread like real templates, on ~100 of
-// 512 dimensions with decaying variance) the IVF, with its default code dimension and half of
+// 256 dimensions with decaying variance) the IVF, with its default code dimension and half of
 // its cells probed, keeps the exact scan's identifications within a fixed tolerance (measured:
-// recall@10 0.974, the mate first for 280 of 300 probes by both).
+// recall@10 0.972, the mate first for 274 of 300 probes by exact search, 273 by the IVF).
 TEST(Synthetic, IvfOnAFaceShapedGalleryStaysWithinToleranceOfExact) {
-  const size_t d = 512, sub = 100, n = 30000, nq = 300, k = 10;
+  const size_t d = 256, sub = 100, n = 30000, nq = 300, k = 10;  // 256-D: drawing is quadratic in d
   std::vector<float> real(2000 * d, 0.0f);
   std::mt19937_64 rng(11);
   std::normal_distribution<float> g;
@@ -943,7 +943,9 @@ TEST(Synthetic, IvfOnAFaceShapedGalleryStaysWithinToleranceOfExact) {
   EXPECT_EQ(ivf.stats().scan_bytes_per_item, 128u / 2);
   size_t exact_first = 0, ivf_first = 0, found = 0;
   for (size_t j = 0; j < nq; ++j) {
-    const auto truth = brute(v, d, row(q, j, d), k);
+    TopK best(k);  // the float32 truth with the dispatched kernel: the scalar one is slow under sanitizers
+    for (size_t i = 0; i < n; ++i) best.push(kernels::dot_f32(v.data() + i * d, q.data() + j * d, d), static_cast<Id>(i));
+    const auto truth = best.result();
     auto r = ivf.search(row(q, j, d), k);
     ASSERT_TRUE(r.is_ok());
     auto is_mate = [&](Id id) { return std::count(mates[j].begin(), mates[j].end(), static_cast<size_t>(id)) > 0; };

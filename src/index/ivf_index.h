@@ -96,7 +96,9 @@ class IvfIndex final : public VectorIndex {
   Status build_quantizer(const float* centroids, size_t n);
   size_t nearest_list(const float* y) const;
   void apply_ef();
-  std::vector<size_t> probe_order(const float* y, size_t n) const;
+  // The n cells nearest y; nearest first when `ranked`, else in no particular order (cheaper
+  // when n is a large share of the cells: the scan reads them in address order anyway).
+  std::vector<size_t> probe_order(const float* y, size_t n, bool ranked = true) const;
 
   size_t dim_;
   IvfOptions opt_;

@@ -52,6 +52,26 @@ std::vector<Id> iota_ids(size_t n, Id first = 0) {
 
 std::span<const float> row(const std::vector<float>& v, size_t i, size_t d) { return {v.data() + i * d, d}; }
 
+// n unit templates on a random `rank`-dimensional subspace of d, the variance of its r-th axis
+// falling as 1 / (1 + r / decay): how face templates fill their space.
+std::vector<float> on_subspace(size_t n, size_t d, size_t rank, float decay, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g;
+  std::vector<float> basis(rank * d), out(n * d, 0.0f);
+  for (auto& x : basis) x = g(rng);
+  for (size_t i = 0; i < n; ++i) {
+    float* v = out.data() + i * d;
+    for (size_t r = 0; r < rank; ++r) {
+      const float c = g(rng) / std::sqrt(1.0f + float(r) / decay);
+      for (size_t j = 0; j < d; ++j) v[j] += c * basis[r * d + j];
+    }
+    float nrm = 0;
+    for (size_t j = 0; j < d; ++j) nrm += v[j] * v[j];
+    for (size_t j = 0; j < d; ++j) v[j] /= std::sqrt(nrm);
+  }
+  return out;
+}
+
 // Float32 brute force: the truth the indexes are compared with.
 SearchResult brute(const std::vector<float>& v, size_t d, std::span<const float> q, size_t k) {
   TopK top(k);
@@ -514,29 +534,16 @@ TEST(IvfIndex, CodeDimensionFollowsTheVarianceOfTheSample) {
   const size_t d = 512, n = 4000, rank = 100;
   // Templates on a 100-dimensional subspace with decaying variance (as face templates are)
   // need 128 code dimensions for 97 % of it; isotropic ones keep dim·7/8 = 448.
-  std::mt19937 rng(3);
-  std::normal_distribution<float> g;
-  std::vector<float> basis(rank * d), low(n * d, 0.0f);
-  for (auto& x : basis) x = g(rng);
-  for (size_t i = 0; i < n; ++i) {
-    float* v = low.data() + i * d;
-    for (size_t r = 0; r < rank; ++r) {
-      const float c = g(rng) / std::sqrt(1.0f + float(r) / 10.0f);
-      for (size_t j = 0; j < d; ++j) v[j] += c * basis[r * d + j];
-    }
-    float nrm = 0;
-    for (size_t j = 0; j < d; ++j) nrm += v[j] * v[j];
-    for (size_t j = 0; j < d; ++j) v[j] /= std::sqrt(nrm);
-  }
+  const auto low = on_subspace(n, d, rank, 10.0f, 3);
   IvfOptions o;
   o.nlist = 32;
   o.nprobe = 32;
-  IvfIndex on_subspace(d, o);
-  ASSERT_TRUE(on_subspace.train(low).is_ok());
-  ASSERT_TRUE(on_subspace.add(iota_ids(n), low).is_ok());
-  EXPECT_EQ(on_subspace.stats().scan_bytes_per_item, 128u / 2);
+  IvfIndex face_like(d, o);
+  ASSERT_TRUE(face_like.train(low).is_ok());
+  ASSERT_TRUE(face_like.add(iota_ids(n), low).is_ok());
+  EXPECT_EQ(face_like.stats().scan_bytes_per_item, 128u / 2);
   for (size_t i : {0u, 1234u, 3999u}) {
-    auto r = on_subspace.search(row(low, i, d), 1);
+    auto r = face_like.search(row(low, i, d), 1);
     ASSERT_TRUE(r.is_ok());
     ASSERT_EQ(r->ids.size(), 1u);
     EXPECT_EQ(r->ids[0], static_cast<Id>(i));
@@ -910,21 +917,7 @@ TEST(Synthetic, FaceShapedGalleryFollowsTheFittedTemplates) {
 // recall@10 0.972, the mate first for 274 of 300 probes by exact search, 273 by the IVF).
 TEST(Synthetic, IvfOnAFaceShapedGalleryStaysWithinToleranceOfExact) {
   const size_t d = 256, sub = 100, n = 30000, nq = 300, k = 10;  // 256-D: drawing is quadratic in d
-  std::vector<float> real(2000 * d, 0.0f);
-  std::mt19937_64 rng(11);
-  std::normal_distribution<float> g;
-  std::vector<float> basis(sub * d);
-  for (auto& x : basis) x = g(rng);
-  for (size_t r = 0; r < 2000; ++r) {
-    float* x = real.data() + r * d;
-    for (size_t i = 0; i < sub; ++i) {
-      const float c = g(rng) / std::sqrt(1.0f + float(i) / 8.0f);
-      for (size_t j = 0; j < d; ++j) x[j] += c * basis[i * d + j];
-    }
-    float s = 0;
-    for (size_t j = 0; j < d; ++j) s += x[j] * x[j];
-    for (size_t j = 0; j < d; ++j) x[j] /= std::sqrt(s);
-  }
+  const auto real = on_subspace(2000, d, sub, 8.0f, 11);
   auto shape = TemplateDistribution::fit(real, d);
   ASSERT_TRUE(shape.is_ok()) << shape.status().to_string();
   SyntheticGallery gal({n, d, 0.85f, 21, *shape});

@@ -179,8 +179,11 @@ Status IvfIndex::train(std::span<const float> sample) {
     const size_t np = std::min<size_t>(ns, 50000);
     cv::Mat m(static_cast<int>(np), static_cast<int>(dim_), CV_32F);
     for (size_t i = 0; i < np; ++i) std::memcpy(m.ptr<float>(static_cast<int>(i)), sample.data() + pick[i] * dim_, dim_ * sizeof(float));
-    cv::PCA pca(m, cv::noArray(), cv::PCA::DATA_AS_ROW, opt_.code_dim ? static_cast<int>(cd_) : 0);
-    if (!opt_.code_dim) cd_ = std::min(cd_, code_dim_for_variance(pca.eigenvalues));
+    // A sample of fewer than 2·dim rows cannot tell how many axes the data fills (its
+    // covariance has at most `rows` non-zero eigenvalues): it keeps dim·7/8.
+    const bool by_variance = !opt_.code_dim && np >= 2 * dim_;
+    cv::PCA pca(m, cv::noArray(), cv::PCA::DATA_AS_ROW, by_variance ? 0 : static_cast<int>(cd_));
+    if (by_variance) cd_ = std::min(cd_, code_dim_for_variance(pca.eigenvalues));
     mean_.assign(pca.mean.ptr<float>(0), pca.mean.ptr<float>(0) + dim_);
     pca_.assign(cd_ * dim_, 0.0f);
     const size_t got = std::min<size_t>(cd_, static_cast<size_t>(pca.eigenvectors.rows));
@@ -385,14 +388,14 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
       const size_t m = std::min<size_t>(512, l.ids.size() - p0);
       kernels::dot_u4s8_rows(l.codes.data() + p0 * cb, m, cd_, v8, raw);
       // Most codes score below the candidate list's worst: one integer compare skips them.
-      int32_t floor = top.full() ? static_cast<int32_t>(std::floor(top.threshold())) : INT32_MIN;
+      int32_t worst = top.full() ? static_cast<int32_t>(std::floor(top.threshold())) : INT32_MIN;
       for (size_t i = 0; i < m; ++i) {
-        if (raw[i] < floor) continue;
+        if (raw[i] < worst) continue;
         const Id code = static_cast<Id>((uint64_t(li) << 32) | (p0 + i));
         const float s = static_cast<float>(raw[i]);
         if (top.would_enter(s, code) && (!filter || filter->allowed(l.ids[p0 + i]))) {
           top.push(s, code);
-          if (top.full()) floor = static_cast<int32_t>(std::floor(top.threshold()));
+          if (top.full()) worst = static_cast<int32_t>(std::floor(top.threshold()));
         }
       }
     }

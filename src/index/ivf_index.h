@@ -2,7 +2,7 @@
 //
 //   train:  PCA to `code_dim` dimensions (by default the fewest multiple-of-64 axes holding 97 %
 //           of the sample's variance, at most dim·7/8: 128 for face templates, 448 for
-//           isotropic 512-D data), then k-means into `nlist`
+//           isotropic 512-D data or a sample of fewer than 2·dim rows), then k-means into `nlist`
 //           cells; the cell centroids are held in an HNSW graph (hnswlib) so that assigning a
 //           template or finding a query's nearest cells costs ~log(nlist) distances, not nlist.
 //   codes:  each template as 4-bit per PCA dimension (per-dimension ranges of ±4σ from the

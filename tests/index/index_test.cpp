@@ -551,6 +551,10 @@ TEST(IvfIndex, CodeDimensionFollowsTheVarianceOfTheSample) {
   IvfIndex isotropic(d, o);
   ASSERT_TRUE(isotropic.train(gallery(n, d)).is_ok());
   EXPECT_EQ(isotropic.stats().scan_bytes_per_item, 448u / 2);
+  // 300 isotropic rows hold all their variance on 300 axes: too few to judge, dim·7/8 kept.
+  IvfIndex small_sample(d, o);
+  ASSERT_TRUE(small_sample.train(gallery(300, d)).is_ok());
+  EXPECT_EQ(small_sample.stats().scan_bytes_per_item, 448u / 2);
   o.code_dim = 256;  // given: kept as given
   IvfIndex fixed(d, o);
   ASSERT_TRUE(fixed.train(low).is_ok());

@@ -18,7 +18,7 @@ docs/benchmarks.md, issue 21 item 2.
 
   scripts/ann-code-precision.py --lfw ../shared/data/lfw --templates out/lfw.jsonl --size 1000000 --dims 64,128
 """
-import argparse, json, os
+import argparse, os
 
 import numpy as np
 

@@ -33,6 +33,8 @@ void add_search_routes(Server::Impl& s) {
     require_multipart(c.req);
     service::SearchRequest sr = search_request(c, "max_fmr", 1e-9, 1.0);
     sr.top_k = int_field(form_field(c.req, "top"), "top", 1, 1000, 0);
+    const std::string partial = form_field(c.req, "partial");
+    sr.allow_partial = partial == "1" || partial == "true";
     if (sr.purpose.empty() || sr.case_ref.empty()) {
       // The service refuses (and audits) a search without purpose or case before any work.
       auto r = s.svc->search(c.caller.who(), sr, {});

@@ -1,11 +1,21 @@
 // ClusterService's search: checked and audited once in the meta vault, scanned on every shard
 // with the purpose filter inside each shard's index, merged, and calibrated on the eligible
 // templates of all shards together (FPIR depends on the gallery's size, not a shard's).
+//
+// A shard this node hosts is searched in process; any other is asked over NATS request/reply
+// (cluster/rpc.h), where one live replica of the shard answers for its queue group. Two rounds:
+// every shard counts what is eligible for the purpose, the node sets the operating point on
+// the total, then every shard returns its best candidates at that point.
 #include <algorithm>
+#include <future>
+#include <map>
+#include <set>
 
+#include "cluster/rpc.h"
 #include "service/cluster_service.h"
 #include "service/photo.h"
 #include "service/service_impl.h"
+#include "service/shard_search_wire.h"
 
 namespace fv::service {
 
@@ -18,47 +28,141 @@ struct ShardHit {
 
 }  // namespace
 
+Result<ShardCount> ClusterService::count_on(int s, const std::string& purpose) {
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+  auto& m = *svc->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.load_gallery());
+  FV_ASSIGN_OR_RETURN(auto eligible, m.eligible_subjects(purpose));
+  return ShardCount{static_cast<int64_t>(eligible->subjects.size()), m.gallery->eligible_templates(*eligible)};
+}
+
+Result<ShardFaces> ClusterService::scan_on(int s, const std::string& purpose, const SearchPlan& plan,
+                                           const std::vector<const face::FaceTemplate*>& probes) {
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+  auto& m = *svc->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_RETURN_IF_ERROR(m.load_gallery());
+  FV_ASSIGN_OR_RETURN(auto eligible, m.eligible_subjects(purpose));
+  ShardFaces out(probes.size());
+  for (size_t i = 0; i < probes.size(); ++i) {
+    if (!probes[i]) continue;
+    FV_ASSIGN_OR_RETURN(out[i], m.scan(plan, *probes[i], *eligible));
+  }
+  return out;
+}
+
+// What another node asks of a shard this node hosts. The replica first applies what its stream
+// holds (a queue group may hand the count and the scan of one search to different replicas).
+Result<vault::Bytes> ClusterService::serve_shard_search(int s, std::span<const uint8_t> request) {
+  FV_ASSIGN_OR_RETURN(ShardSearchRequest req, decode_shard_request(request));
+  FV_RETURN_IF_ERROR(fresh(s));
+  if (req.op == ShardSearchRequest::Op::kCount) {
+    FV_ASSIGN_OR_RETURN(ShardCount c, count_on(s, req.purpose));
+    return encode_shard_count(c);
+  }
+  std::vector<const face::FaceTemplate*> ps;
+  for (const auto& p : req.probes) ps.push_back(&p);
+  FV_ASSIGN_OR_RETURN(ShardFaces faces, scan_on(s, req.purpose, req.plan, ps));
+  return encode_shard_faces(faces);
+}
+
 // The faces of `res` get their candidates; `probes[i]` is face i's template (null: none).
 Status ClusterService::fan_out(const Actor& actor, const SearchRequest& req, const CitedAuthorisation& auth,
                                const std::vector<const face::FaceTemplate*>& probes, SearchProbe& probe,
                                SearchResult& res) {
   const int shards = node_.config().shards;
-  std::vector<Service*> svcs;
-  for (int s = 0; s < shards; ++s) {
-    FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
-    svcs.push_back(svc);
-  }
-  // A replica answers only once it has applied everything its stream held when the search
+  std::vector<int> local, remote;
+  for (int s = 0; s < shards; ++s) (shard_service(s) ? local : remote).push_back(s);
+  std::set<int> missing;
+  // A shard that cannot answer fails the search, unless the caller asked for partial results:
+  // then it is left out and named in the result and in the audit entry.
+  auto unanswered = [&](int s, const Status& st) -> Status {
+    const Status named(st.code(), "shard " + std::to_string(s) + ": " + st.message());
+    if (st.code() != StatusCode::kUnavailable || !req.allow_partial) return named;
+    missing.insert(s);
+    return Status::ok();
+  };
+  // Remote calls go out first and run while the hosted shards are searched here.
+  auto ask = [&](const vault::Bytes& body, const std::vector<int>& to) {
+    std::vector<cluster::RpcCall> calls;
+    for (int s : to) calls.push_back({cluster::shard_rpc_subject(s, "search"), body});
+    return std::async(std::launch::async, [this, calls = std::move(calls)] {
+      auto r = cluster::rpc_scatter(node_.connection(), master_, calls, copt_.shard_timeout_ms);
+      // Nothing could be sent (NATS unreachable): every remote shard is unanswered.
+      if (!r.is_ok()) return std::vector<Result<vault::Bytes>>(calls.size(), r.status());
+      return std::move(*r);
+    });
+  };
+
+  // Round 1: how many subjects and templates each shard has eligible for the purpose. A
+  // replica answers only once it has applied everything its stream held when the search
   // began: an erasure or withdrawal acknowledged through another node is never searched past.
-  for (int s = 0; s < shards; ++s) FV_RETURN_IF_ERROR(fresh(s));
-  // Pass 1: how many subjects and templates each shard has eligible for the purpose.
+  auto counted = ask(encode_count_request(req.purpose), remote);
   int64_t subjects = 0, templates = 0;
-  for (Service* svc : svcs) {
-    auto& m = *svc->impl_;
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_RETURN_IF_ERROR(m.load_gallery());
-    FV_ASSIGN_OR_RETURN(auto eligible, m.eligible_subjects(req.purpose));
-    subjects += static_cast<int64_t>(eligible->subjects.size());
-    templates += m.gallery->eligible_templates(*eligible);
+  for (int s : local) {
+    Status st = fresh(s);
+    Result<ShardCount> c = st.is_ok() ? count_on(s, req.purpose) : Result<ShardCount>(st);
+    if (!c.is_ok()) {
+      FV_RETURN_IF_ERROR(unanswered(s, c.status()));
+      continue;
+    }
+    subjects += c->subjects;
+    templates += c->templates;
+  }
+  const auto counts = counted.get();
+  for (size_t j = 0; j < remote.size(); ++j) {
+    auto c = counts[j].is_ok() ? decode_shard_count(*counts[j]) : Result<ShardCount>(counts[j].status());
+    if (!c.is_ok()) {
+      FV_RETURN_IF_ERROR(unanswered(remote[j], c.status()));
+      continue;
+    }
+    subjects += c->subjects;
+    templates += c->templates;
   }
   SearchPlan plan;
   {
     auto& meta = *meta_->impl_;
     FV_RETURN_IF_ERROR(meta.plan_search_for(req, subjects, templates, res, plan));
   }
-  // Pass 2: each shard's best `plan.top` per face, at the cluster's operating point.
-  std::vector<std::vector<ShardHit>> hits(probes.size());
-  for (int s = 0; s < shards; ++s) {
-    auto& m = *svcs[static_cast<size_t>(s)]->impl_;
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_RETURN_IF_ERROR(m.load_gallery());
-    FV_ASSIGN_OR_RETURN(auto eligible, m.eligible_subjects(req.purpose));
-    for (size_t i = 0; i < probes.size(); ++i) {
-      if (!probes[i]) continue;
-      FV_ASSIGN_OR_RETURN(auto found, m.scan(plan, *probes[i], *eligible));
-      for (auto& c : found) hits[i].push_back({std::move(c), s});
+
+  // Round 2: each shard's best `plan.top` per face, at the cluster's operating point.
+  std::vector<int> asked;
+  for (int s : remote)
+    if (!missing.count(s)) asked.push_back(s);
+  std::vector<face::FaceTemplate> sent;
+  for (const auto* p : probes)
+    if (p) sent.push_back(*p);
+  auto scanned = ask(encode_scan_request(req.purpose, plan, sent), asked);
+  std::map<int, ShardFaces> per_shard;
+  for (int s : local) {
+    if (missing.count(s)) continue;
+    auto f = scan_on(s, req.purpose, plan, probes);
+    if (!f.is_ok()) {
+      FV_RETURN_IF_ERROR(unanswered(s, f.status()));
+      continue;
     }
+    per_shard[s] = std::move(*f);
   }
+  auto scans = scanned.get();
+  for (size_t j = 0; j < asked.size(); ++j) {
+    auto f = scans[j].is_ok() ? decode_shard_faces(*scans[j], sent.size()) : Result<ShardFaces>(scans[j].status());
+    if (!f.is_ok()) {
+      FV_RETURN_IF_ERROR(unanswered(asked[j], f.status()));
+      continue;
+    }
+    // Back from the probes sent to the faces they belong to.
+    ShardFaces faces(probes.size());
+    for (size_t i = 0, k = 0; i < probes.size(); ++i)
+      if (probes[i]) faces[i] = std::move((*f)[k++]);
+    per_shard[asked[j]] = std::move(faces);
+  }
+
+  // Merged in shard order, so equal scores rank the same whichever node searched.
+  std::vector<std::vector<ShardHit>> hits(probes.size());
+  for (auto& [s, faces] : per_shard)
+    for (size_t i = 0; i < faces.size(); ++i)
+      for (auto& c : faces[i]) hits[i].push_back({std::move(c), s});
   for (size_t i = 0; i < probes.size(); ++i) {
     auto& h = hits[i];
     std::stable_sort(h.begin(), h.end(), [](const ShardHit& a, const ShardHit& b) {
@@ -68,6 +172,7 @@ Status ClusterService::fan_out(const Actor& actor, const SearchRequest& req, con
     probe.subject_ids.emplace_back(h.size(), 0);
     for (auto& x : h) res.faces[i].candidates.push_back(std::move(x.candidate));
   }
+  res.shards_missing.assign(missing.begin(), missing.end());
   probe.foreign_subjects = true;
   // One audit entry and one review case, in the meta vault; redone if another node's meta
   // write got there first.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <thread>
 
@@ -40,6 +41,7 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
   const char* master_hex = std::getenv(vault::kMasterKeyEnv);
   if (!master_hex) return failed_precondition(std::string("cluster mode needs the cluster master key in ") + vault::kMasterKeyEnv);
   FV_ASSIGN_OR_RETURN(const auto master, vault::SecretKey::from_hex(master_hex));
+  cs->master_ = master;
   const vault::SecretKey dir_key = cluster::stream_key(master, cluster::kRefsBucket);
   cs->directory_secret_.assign(dir_key.data(), dir_key.data() + vault::SecretKey::kSize);
 
@@ -70,10 +72,23 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
     if (attempt >= 10) return Status(refs.status().code(), "open the reference directory: " + refs.status().message());
     std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
   }
+  // Searches from nodes that do not host a shard reach it here: one queue group per shard, so
+  // one of its live replicas answers each request.
+  for (int s : node.hosted_shards()) {
+    char queue[16];
+    std::snprintf(queue, sizeof queue, "fv-shard-%02d", s);
+    auto* self = cs.get();
+    FV_ASSIGN_OR_RETURN(auto server, cluster::RpcServer::open(node.connection(), master, cluster::shard_rpc_subject(s, "search"), queue,
+                                                             [self, s](std::span<const uint8_t> req) {
+                                                               return self->serve_shard_search(s, req);
+                                                             }));
+    cs->shard_servers_.push_back(std::move(server));
+  }
   return cs;
 }
 
 ClusterService::~ClusterService() {
+  shard_servers_.clear();  // no request handled once the services start to close
   vault::wipe(directory_secret_);
 }
 

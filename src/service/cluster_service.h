@@ -16,10 +16,14 @@
 // A search fans out to every shard: each applies the purpose filter inside its own scan, the
 // node merges the top k, and the operating point (FPIR) is computed on the eligible templates
 // of all shards together. The search is audited once, in the meta vault, with its review case.
+// A shard the node does not host is searched by one of its replicas over NATS request/reply
+// (a queue group per shard, cluster/rpc.h); one that does not answer within shard_timeout_ms
+// fails the search, or is left out and named when the request allows partial results.
 //
 // A write that loses a race with another node's (kAborted) is redone after its shard caught up.
-// This build reaches only the shards the node hosts; a use case that needs another is refused
-// with kUnavailable naming the shard (3 nodes with 3 replicas host every shard).
+// Writes, verifications and exports reach only the shards the node hosts; one that needs
+// another is refused with kUnavailable naming the shard (3 nodes with 3 replicas host every
+// shard).
 #pragma once
 
 #include <sodium.h>
@@ -35,6 +39,7 @@
 
 #include "cluster/kv.h"
 #include "cluster/node.h"
+#include "cluster/rpc.h"
 #include "service/api.h"
 #include "service/service.h"
 
@@ -43,6 +48,10 @@ namespace fv::service {
 class PipelinePool;
 struct CitedAuthorisation;
 struct SearchProbe;
+struct SearchPlan;
+struct ShardCount;
+struct Candidate;
+using ShardFaces = std::vector<std::vector<Candidate>>;
 
 struct ClusterServiceOptions {
   int write_attempts = 12;       // a write that lost a race (kAborted) is redone this often in all
@@ -52,6 +61,8 @@ struct ClusterServiceOptions {
   // read hold (one stream info request each): nothing erased, withdrawn or decided through
   // another node is missed.
   bool fresh_reads = true;
+  // How long a search waits for a shard this node does not host (each of its two rounds).
+  int shard_timeout_ms = 10000;
 };
 
 class ClusterService final : public Api {
@@ -157,6 +168,11 @@ class ClusterService final : public Api {
   // probes[i] being face i's template (null: none), and the search is recorded in the meta vault.
   Status fan_out(const Actor& actor, const SearchRequest& req, const CitedAuthorisation& auth,
                  const std::vector<const face::FaceTemplate*>& probes, SearchProbe& probe, SearchResult& res);
+  // The two rounds of a search on a shard this node hosts, and what answers them for others.
+  Result<ShardCount> count_on(int s, const std::string& purpose);
+  Result<ShardFaces> scan_on(int s, const std::string& purpose, const SearchPlan& plan,
+                             const std::vector<const face::FaceTemplate*>& probes);
+  Result<vault::Bytes> serve_shard_search(int s, std::span<const uint8_t> request);
   // Per hosted stream: applied and last sequence (the replica lag in /metrics).
   void replication_progress(ServiceStats& st);
   // Fills the references (and whether a reference crop is kept) of a meta case's candidates.
@@ -174,6 +190,9 @@ class ClusterService final : public Api {
   std::map<int, std::unique_ptr<Service>> shards_;
   std::optional<cluster::KvBucket> refs_;
   std::vector<uint8_t> directory_secret_;  // keys the reference directory's hashes
+  vault::SecretKey master_;                 // seals what nodes ask each other (cluster/rpc.h)
+  // Last: stopped first, before the services their handlers use.
+  std::vector<std::unique_ptr<cluster::RpcServer>> shard_servers_;
 };
 
 template <typename F>

@@ -72,6 +72,8 @@ json search(const SearchResult& r) {
   std::string notice = "candidates for human review, not an identification";
   if (!r.review_case.empty())
     notice += ": none is confirmed until reviewers confirm it in review case " + r.review_case;
+  if (!r.shards_missing.empty())
+    notice += "; PARTIAL: " + std::to_string(r.shards_missing.size()) + " shard(s) of the gallery did not answer and were not searched";
   return {{"faces", faces},
           {"purpose", r.purpose},
           {"case", r.case_ref},
@@ -83,6 +85,8 @@ json search(const SearchResult& r) {
           {"authorisation", r.authorisation ? json(*r.authorisation) : json(nullptr)},
           {"authorisation_pending", r.authorisation_pending},
           {"audit_hash", r.audit_hash},
+          {"partial", !r.shards_missing.empty()},
+          {"shards_missing", r.shards_missing},
           {"notice", notice}};
 }
 

@@ -168,6 +168,10 @@ Status Service::Impl::record_search(const Actor& actor, const SearchRequest& req
                {"eligible_subjects", res.eligible_subjects}, {"max_fmr", res.max_fmr}, {"threshold", res.threshold}, {"mode", res.mode},
                {"review_case", case_uid}, {"authorisation_pending", auth.pending}};
   if (auth.id) e.details["authorisation"] = auth.uid;
+  if (!res.shards_missing.empty()) {  // the record says what was not searched
+    e.details["partial"] = true;
+    e.details["shards_missing"] = res.shards_missing;
+  }
 
   vault::NewReviewCase rc;
   rc.uid = case_uid;

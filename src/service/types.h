@@ -109,6 +109,10 @@ struct SearchRequest {
   // The authorisation the search cites (its id, "au_…"); required when the purpose is in the
   // vault's oversight.authorisation_required.
   std::optional<std::string> authorisation;
+  // Cluster mode: when a shard does not answer in time, return what the others found, marked
+  // partial (SearchResult::shards_missing), instead of failing. Never on by default: a partial
+  // candidate list is silently incomplete unless whoever reads it knows.
+  bool allow_partial = false;
 };
 
 struct SearchFace {
@@ -130,6 +134,9 @@ struct SearchResult {
   std::optional<std::string> authorisation;  // cited
   bool authorisation_pending = false;        // cited while pending: unusable if it lapses
   std::string audit_hash;
+  // Shards whose replicas did not answer (only with SearchRequest::allow_partial): their
+  // subjects were not searched. Empty: the whole gallery was.
+  std::vector<int> shards_missing;
 };
 
 struct VerifyResult {  // a photo against one enrolled subject

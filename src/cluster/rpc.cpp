@@ -1,0 +1,227 @@
+#include "cluster/rpc.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+
+#include <chrono>
+#include <cstdio>
+
+#include "cluster/envelope.h"
+
+namespace fv::cluster {
+
+namespace {
+
+constexpr size_t kNonceSize = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+
+vault::SecretKey rpc_key(const vault::SecretKey& master) {
+  // The same derivation as a stream's key, under a name no stream can take (streams are fv-…).
+  return stream_key(master, "fv.rpc");
+}
+
+std::string request_ad(const std::string& subject) { return "facevault/rpc/request/v1|" + subject; }
+
+// A reply is bound to its request: an old reply replayed to a new request does not open.
+std::string reply_ad(const std::string& subject, std::span<const uint8_t> sealed_request) {
+  std::string ad = "facevault/rpc/reply/v1|" + subject + "|";
+  const size_t n = std::min(kNonceSize, sealed_request.size());
+  ad.append(reinterpret_cast<const char*>(sealed_request.data()), n);
+  return ad;
+}
+
+// code (1 byte) ‖ payload (ok) or the error's message.
+vault::Bytes frame_reply(const Result<vault::Bytes>& r) {
+  vault::Bytes out;
+  if (r.is_ok()) {
+    out.reserve(1 + r->size());
+    out.push_back(0);
+    out.insert(out.end(), r->begin(), r->end());
+  } else {
+    const std::string& m = r.status().message();
+    out.push_back(static_cast<uint8_t>(r.status().code()));
+    out.insert(out.end(), m.begin(), m.end());
+  }
+  return out;
+}
+
+Result<vault::Bytes> unframe_reply(vault::Bytes plain, const std::string& subject) {
+  if (plain.empty()) return corrupt_data("reply from " + subject + ": empty");
+  const auto code = static_cast<StatusCode>(plain[0]);
+  Result<vault::Bytes> r = corrupt_data("reply from " + subject + ": unknown status");
+  if (plain[0] == 0)
+    r = vault::Bytes(plain.begin() + 1, plain.end());
+  else if (plain[0] <= static_cast<uint8_t>(StatusCode::kAborted))
+    r = Status(code, std::string(plain.begin() + 1, plain.end()));
+  vault::wipe(plain);
+  return r;
+}
+
+}  // namespace
+
+std::string shard_rpc_subject(int shard, std::string_view op) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%02d", shard);
+  return "fv.rpc.shard." + std::string(buf) + "." + std::string(op);
+}
+
+Result<std::unique_ptr<RpcServer>> RpcServer::open(NatsConnection& conn, const vault::SecretKey& master,
+                                                   std::string subject, std::string queue, Handler handler) {
+  std::unique_ptr<RpcServer> s(new RpcServer(conn, master, std::move(subject), std::move(handler)));
+  const natsStatus st = natsConnection_QueueSubscribe(&s->sub_, conn.raw(), s->subject_.c_str(), queue.c_str(),
+                                                      &RpcServer::on_message, s.get());
+  if (st != NATS_OK) return from_nats(st, "serve " + s->subject_);
+  const natsStatus c = natsSubscription_SetOnCompleteCB(s->sub_, &RpcServer::on_complete, s.get());
+  if (c != NATS_OK) return from_nats(c, "watch the subscription to " + s->subject_);
+  return s;
+}
+
+RpcServer::~RpcServer() {
+  if (!sub_) return;
+  // A handler may be running on the delivery thread: wait for the completion callback
+  // (bounded) before the handler's captures go away.
+  if (natsSubscription_Unsubscribe(sub_) == NATS_OK) {
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, std::chrono::seconds(30), [&] { return completed_; });
+  }
+  natsSubscription_Destroy(sub_);
+}
+
+void RpcServer::on_complete(void* closure) {
+  auto* self = static_cast<RpcServer*>(closure);
+  std::lock_guard lk(self->mu_);
+  self->completed_ = true;
+  self->cv_.notify_all();
+}
+
+void RpcServer::on_message(natsConnection* nc, natsSubscription*, natsMsg* msg, void* closure) {
+  auto* self = static_cast<RpcServer*>(closure);
+  const char* reply_to = natsMsg_GetReply(msg);
+  if (reply_to == nullptr || *reply_to == '\0') {  // not a request: nothing to answer
+    natsMsg_Destroy(msg);
+    return;
+  }
+  const std::string reply(reply_to);
+  const auto* data = reinterpret_cast<const uint8_t*>(natsMsg_GetData(msg));
+  const vault::Bytes sealed(data, data + natsMsg_GetDataLength(msg));
+  natsMsg_Destroy(msg);
+  const vault::SecretKey key = rpc_key(self->master_);
+  auto plain = vault::open_sealed(key, sealed, request_ad(self->subject_));
+  // A request that does not open was not sealed with this cluster's master key: no answer (the
+  // caller's deadline says so), nothing to learn from a refusal.
+  if (!plain.is_ok()) return;
+  Result<vault::Bytes> result = self->handler_(*plain);
+  vault::wipe(*plain);
+  vault::Bytes framed = frame_reply(result);
+  const vault::Bytes out = vault::seal(key, framed, reply_ad(self->subject_, sealed));
+  vault::wipe(framed);
+  (void)natsConnection_Publish(nc, reply.c_str(), out.data(), static_cast<int>(out.size()));
+}
+
+namespace {
+
+// The replies of one scatter, handed over from nats.c's delivery thread.
+struct Inbox {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<natsMsg*> msgs;
+  bool completed = false;  // nats.c will deliver no more
+
+  static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    auto* self = static_cast<Inbox*>(closure);
+    std::lock_guard lk(self->mu);
+    self->msgs.push_back(msg);
+    self->cv.notify_all();
+  }
+  static void on_complete(void* closure) {
+    auto* self = static_cast<Inbox*>(closure);
+    std::lock_guard lk(self->mu);
+    self->completed = true;
+    self->cv.notify_all();
+  }
+};
+
+}  // namespace
+
+Result<std::vector<Result<vault::Bytes>>> rpc_scatter(NatsConnection& conn, const vault::SecretKey& master,
+                                                      const std::vector<RpcCall>& calls, int timeout_ms) {
+  std::vector<Result<vault::Bytes>> out;
+  out.reserve(calls.size());
+  for (const auto& c : calls)
+    out.emplace_back(unavailable("no reply from " + c.subject + " within " + std::to_string(timeout_ms) + " ms"));
+  if (calls.empty()) return out;
+  const vault::SecretKey key = rpc_key(master);
+
+  natsInbox* inbox_name = nullptr;
+  natsStatus st = natsInbox_Create(&inbox_name);
+  if (st != NATS_OK) return from_nats(st, "create a reply inbox");
+  const std::string prefix(inbox_name);
+  natsInbox_Destroy(inbox_name);
+  // An asynchronous subscription: NATS's "no responders" answer arrives as a message naming
+  // the call, where a synchronous one would only fail the read.
+  Inbox inbox;
+  natsSubscription* sub = nullptr;
+  st = natsConnection_Subscribe(&sub, conn.raw(), (prefix + ".*").c_str(), &Inbox::on_message, &inbox);
+  if (st != NATS_OK) return from_nats(st, "subscribe to the reply inbox");
+  if (natsSubscription_SetOnCompleteCB(sub, &Inbox::on_complete, &inbox) != NATS_OK) inbox.completed = true;
+  struct Closer {
+    natsSubscription* sub;
+    Inbox& inbox;
+    ~Closer() {
+      if (natsSubscription_Unsubscribe(sub) == NATS_OK) {
+        std::unique_lock lk(inbox.mu);
+        inbox.cv.wait_for(lk, std::chrono::seconds(5), [&] { return inbox.completed; });
+      }
+      natsSubscription_Destroy(sub);
+      for (natsMsg* m : inbox.msgs) natsMsg_Destroy(m);
+    }
+  } closer{sub, inbox};
+
+  std::vector<vault::Bytes> sealed(calls.size());
+  for (size_t i = 0; i < calls.size(); ++i) {
+    sealed[i] = vault::seal(key, calls[i].request, request_ad(calls[i].subject));
+    const std::string reply = prefix + "." + std::to_string(i);
+    st = natsConnection_PublishRequest(conn.raw(), calls[i].subject.c_str(), reply.c_str(), sealed[i].data(),
+                                       static_cast<int>(sealed[i].size()));
+    if (st != NATS_OK) return from_nats(st, "send a request to " + calls[i].subject);
+  }
+
+  std::vector<bool> answered(calls.size(), false);
+  size_t left = calls.size();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (left > 0) {
+    std::vector<natsMsg*> batch;
+    {
+      std::unique_lock lk(inbox.mu);
+      if (!inbox.cv.wait_until(lk, deadline, [&] { return !inbox.msgs.empty(); })) break;
+      batch.swap(inbox.msgs);
+    }
+    for (natsMsg* msg : batch) {
+      const std::string subj(natsMsg_GetSubject(msg));
+      size_t i = calls.size();
+      try {
+        i = std::stoul(subj.substr(prefix.size() + 1));
+      } catch (...) {
+      }
+      if (i < calls.size() && !answered[i]) {
+        if (natsMsg_IsNoResponders(msg)) {
+          out[i] = unavailable("no node serves " + calls[i].subject);
+        } else {
+          const auto* d = reinterpret_cast<const uint8_t*>(natsMsg_GetData(msg));
+          const vault::Bytes body(d, d + natsMsg_GetDataLength(msg));
+          auto plain = vault::open_sealed(key, body, reply_ad(calls[i].subject, sealed[i]));
+          if (plain.is_ok())
+            out[i] = unframe_reply(std::move(*plain), calls[i].subject);
+          else
+            out[i] = corrupt_data("the reply from " + calls[i].subject + " does not open with this cluster's master key");
+        }
+        answered[i] = true;
+        --left;
+      }
+      natsMsg_Destroy(msg);
+    }
+  }
+  return out;
+}
+
+}  // namespace fv::cluster

@@ -1,0 +1,344 @@
+// Searches reach shards a node does not host (issue #17, item 2): 3 nats-servers, 3 nodes, 8
+// shards with 2 replicas each, so every node hosts only some shards and asks the others over
+// NATS request/reply (a queue group per shard, cluster/rpc.h).
+//   - Every node returns the same top 10 (references and scores) as one vault holding the same
+//     templates, with the same operating point.
+//   - A shard with no live replica fails the search with kUnavailable naming it; with partial
+//     results allowed, the others' candidates come back and the result and the audit entry
+//     name the missing shard. A replica that takes the request and never answers is the same,
+//     after the node's deadline.
+// And the seam itself: a reply carries the responder's Status; a request sealed under another
+// master key gets no answer; the wire format refuses malformed messages.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "cluster/cluster_config.h"
+#include "cluster/nats_connection.h"
+#include "cluster/node.h"
+#include "cluster/rpc.h"
+#include "cluster/shard_map.h"
+#include "service/cluster_service.h"
+#include "service/service.h"
+#include "service/shard_search_wire.h"
+#include "support/nats_servers.h"
+#include "vault/crypto.h"
+#include "vault/vault.h"
+
+namespace fv {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kMasterHex(64, '5');
+const std::string kSigningHex(64, '9');
+constexpr int kShards = 8;
+constexpr int kReplicas = 2;
+constexpr int kSubjects = 40;
+const char* kModel = "faceplugin-mobilefacenet-512";
+const std::vector<std::string> kNodes = {"a", "b", "c"};
+
+face::FaceTemplate unit(std::vector<float> v) {
+  double n = 0;
+  for (float x : v) n += double(x) * x;
+  for (auto& x : v) x = static_cast<float>(x / std::sqrt(n));
+  return {kModel, 1, std::move(v)};
+}
+
+face::FaceTemplate random_template(std::mt19937& rng) {
+  std::normal_distribution<float> g(0.f, 1.f);
+  std::vector<float> v(512);
+  for (auto& x : v) x = g(rng);
+  return unit(std::move(v));
+}
+
+face::FaceTemplate near(const face::FaceTemplate& t, std::mt19937& rng, float noise) {
+  std::normal_distribution<float> g(0.f, noise);
+  std::vector<float> v = t.values;
+  for (auto& x : v) x += g(rng);
+  return unit(std::move(v));
+}
+
+const service::Actor kAdmin{"tester", service::Role::kAdmin};
+
+service::BasisRequest consent(const std::string& ref) {
+  return {ref, service::BasisKind::kConsent, "form-" + ref, {"investigation"}, std::nullopt};
+}
+
+service::SearchRequest investigation() {
+  service::SearchRequest r("investigation", "case-fanout", 10);
+  r.mode = "investigation";
+  return r;
+}
+
+class ClusterFanOutTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_TRUE(vault::ensure_sodium().is_ok());
+    ::setenv(vault::kMasterKeyEnv, kMasterHex.c_str(), 1);
+    ::setenv(vault::kAuditSigningKeyEnv, kSigningHex.c_str(), 1);
+    nats_ = new test::NatsTestCluster(3);
+    ASSERT_TRUE(nats_->wait_ready(60000)) << "the NATS cluster did not elect a JetStream leader in 60 s";
+    std::string tmpl = (fs::temp_directory_path() / "fv-fanout-XXXXXX").string();
+    root_ = new fs::path(mkdtemp(tmpl.data()));
+    auto conn = cluster::NatsConnection::connect({nats_->urls(), "test"});
+    ASSERT_TRUE(conn.is_ok()) << conn.status().to_string();
+    ASSERT_TRUE(cluster::init_cluster(**conn, kShards, kReplicas).is_ok());
+    for (const std::string& name : kNodes) {
+      cluster::NodeOptions o;
+      o.servers = nats_->urls();
+      o.name = name;
+      o.dir = *root_ / name;
+      auto n = cluster::ClusterNode::start(o);
+      ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
+      nodes_.push_back(std::move(*n));
+    }
+    // A node hosts its shards among the members registered when it starts: the first ones
+    // started alone would host every shard. Restarted, each sees all three and hosts its share.
+    nodes_.clear();
+    for (const std::string& name : kNodes) {
+      cluster::NodeOptions o;
+      o.servers = nats_->urls();
+      o.name = name;
+      o.dir = *root_ / name;
+      auto n = cluster::ClusterNode::start(o);
+      ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
+      nodes_.push_back(std::move(*n));
+    }
+    for (auto& n : nodes_) {
+      service::ClusterServiceOptions co;
+      co.shard_timeout_ms = 3000;
+      auto cs = service::ClusterService::open(*n, {}, co);
+      ASSERT_TRUE(cs.is_ok()) << cs.status().to_string();
+      svcs_.push_back(std::move(*cs));
+    }
+    ASSERT_TRUE(vault::Vault::init(*root_ / "single", {}).is_ok());
+    auto single = service::Service::open(*root_ / "single");
+    ASSERT_TRUE(single.is_ok()) << single.status().to_string();
+    single_ = std::move(*single).release();
+  }
+  static void TearDownTestSuite() {
+    delete single_;
+    svcs_.clear();  // services before the nodes whose writers they hold
+    nodes_.clear();
+    delete nats_;
+    std::error_code ec;
+    fs::remove_all(*root_, ec);
+    delete root_;
+  }
+
+  // Enrolls through the first node (from `first` on) that hosts the subject's shard: writes
+  // reach only hosted shards. The same subject and template go into the single vault.
+  static void enroll_everywhere(const std::string& ref, const face::FaceTemplate& t, size_t first) {
+    bool done = false;
+    for (size_t k = 0; k < svcs_.size() && !done; ++k) {
+      auto& node = *svcs_[(first + k) % svcs_.size()];
+      auto b = node.add_basis(kAdmin, consent(ref));
+      if (!b.is_ok() && b.status().code() == StatusCode::kUnavailable) continue;
+      ASSERT_TRUE(b.is_ok()) << ref << ": " << b.status().to_string();
+      (*uids_)[ref] = b->subject_uid;
+      auto e = node.enroll_template(kAdmin, {ref, b->basis_id}, t);
+      ASSERT_TRUE(e.is_ok()) << ref << ": " << e.status().to_string();
+      done = true;
+    }
+    ASSERT_TRUE(done) << ref << ": no node hosts its shard";
+    auto b = single_->add_basis(kAdmin, consent(ref));
+    ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+    ASSERT_TRUE(single_->enroll_template(kAdmin, {ref, b->basis_id}, t).is_ok());
+  }
+
+  static test::NatsTestCluster* nats_;
+  static fs::path* root_;
+  static std::vector<std::unique_ptr<cluster::ClusterNode>> nodes_;
+  static std::vector<std::unique_ptr<service::ClusterService>> svcs_;
+  static service::Service* single_;
+  static std::vector<face::FaceTemplate>* gallery_;
+  static std::map<std::string, std::string>* uids_;  // reference → the cluster's subject uid
+};
+test::NatsTestCluster* ClusterFanOutTest::nats_ = nullptr;
+fs::path* ClusterFanOutTest::root_ = nullptr;
+std::vector<std::unique_ptr<cluster::ClusterNode>> ClusterFanOutTest::nodes_;
+std::vector<std::unique_ptr<service::ClusterService>> ClusterFanOutTest::svcs_;
+service::Service* ClusterFanOutTest::single_ = nullptr;
+std::vector<face::FaceTemplate>* ClusterFanOutTest::gallery_ = new std::vector<face::FaceTemplate>;
+std::map<std::string, std::string>* ClusterFanOutTest::uids_ = new std::map<std::string, std::string>;
+
+TEST_F(ClusterFanOutTest, EveryNodeSearchesShardsItDoesNotHostAndMatchesOneVault) {
+  for (auto& n : nodes_) EXPECT_LT(n->hosted_shards().size(), size_t(kShards)) << n->name() << " hosts every shard";
+  std::mt19937 rng(20261205);
+  for (int i = 0; i < kSubjects; ++i) {
+    gallery_->push_back(random_template(rng));
+    enroll_everywhere("person-" + std::to_string(i), gallery_->back(), static_cast<size_t>(i));
+  }
+  for (int q = 0; q < 6; ++q) {
+    const auto probe = near((*gallery_)[static_cast<size_t>(q * 5)], rng, 0.04f);
+    auto want = single_->search_templates(kAdmin, investigation(), {probe});
+    ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+    ASSERT_EQ(want->faces[0].candidates.size(), 10u);
+    for (size_t k = 0; k < svcs_.size(); ++k) {
+      auto got = svcs_[k]->search_templates(kAdmin, investigation(), {probe});
+      ASSERT_TRUE(got.is_ok()) << kNodes[k] << ": " << got.status().to_string();
+      EXPECT_TRUE(got->shards_missing.empty());
+      EXPECT_EQ(got->eligible_subjects, want->eligible_subjects);
+      EXPECT_EQ(got->eligible_templates, want->eligible_templates);
+      EXPECT_DOUBLE_EQ(got->threshold, want->threshold);
+      const auto& g = got->faces[0].candidates;
+      const auto& w = want->faces[0].candidates;
+      ASSERT_EQ(g.size(), w.size()) << kNodes[k];
+      for (size_t c = 0; c < w.size(); ++c) {
+        EXPECT_EQ(g[c].subject_ref, w[c].subject_ref) << kNodes[k] << " rank " << c;
+        EXPECT_NEAR(g[c].similarity, w[c].similarity, 1e-6) << kNodes[k] << " rank " << c;
+      }
+      EXPECT_EQ(g[0].subject_ref, "person-" + std::to_string(q * 5));
+    }
+  }
+}
+
+// The seam alone: the responder's Status reaches the caller; a caller without the cluster's
+// master key gets no answer (nothing sealed under its key opens), only its deadline.
+TEST_F(ClusterFanOutTest, RpcCarriesTheRespondersStatusAndIgnoresAForeignKey) {
+  auto master = vault::SecretKey::from_hex(kMasterHex);
+  ASSERT_TRUE(master.is_ok());
+  auto& conn = nodes_[0]->connection();
+  const std::string subject = "fv.rpc.test.echo";
+  auto server = cluster::RpcServer::open(conn, *master, subject, "fv-test", [](std::span<const uint8_t> req) -> Result<vault::Bytes> {
+    if (req.empty()) return invalid_argument("empty request");
+    vault::Bytes out(req.rbegin(), req.rend());
+    return out;
+  });
+  ASSERT_TRUE(server.is_ok()) << server.status().to_string();
+  auto r = cluster::rpc_scatter(conn, *master, {{subject, {1, 2, 3}}, {subject, {}}, {"fv.rpc.test.nobody", {1}}}, 3000);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  ASSERT_EQ(r->size(), 3u);
+  ASSERT_TRUE((*r)[0].is_ok()) << (*r)[0].status().to_string();
+  EXPECT_EQ(*(*r)[0], (vault::Bytes{3, 2, 1}));
+  EXPECT_EQ((*r)[1].status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*r)[1].status().message(), "empty request");
+  EXPECT_EQ((*r)[2].status().code(), StatusCode::kUnavailable);
+  EXPECT_NE((*r)[2].status().message().find("no node serves"), std::string::npos) << (*r)[2].status().message();
+
+  auto foreign = vault::SecretKey::from_hex(std::string(64, '6'));
+  ASSERT_TRUE(foreign.is_ok());
+  auto f = cluster::rpc_scatter(conn, *foreign, {{subject, {1, 2, 3}}}, 500);
+  ASSERT_TRUE(f.is_ok());
+  EXPECT_EQ((*f)[0].status().code(), StatusCode::kUnavailable);
+  EXPECT_NE((*f)[0].status().message().find("no reply"), std::string::npos) << (*f)[0].status().message();
+}
+
+// Runs last: closes the services of nodes b and c, so only node a answers searches. Their
+// replicas keep applying the streams, so node a's writes (the search's audit entry in the meta
+// stream) are still acknowledged by two replicas.
+TEST_F(ClusterFanOutTest, ShardsWithoutALiveReplicaFailTheSearchOrAreNamedWhenPartialIsAllowed) {
+  ASSERT_EQ(gallery_->size(), size_t(kSubjects)) << "needs the gallery of the first test";
+  auto& a = *svcs_[0];
+  const auto hosted = nodes_[0]->hosted_shards();
+  std::set<int> orphaned;  // shards whose replicas are b and c
+  for (int s = 0; s < kShards; ++s)
+    if (std::find(hosted.begin(), hosted.end(), s) == hosted.end()) orphaned.insert(s);
+  ASSERT_FALSE(orphaned.empty()) << "node a hosts every shard";
+
+  svcs_[2].reset();
+  svcs_[1].reset();
+  // One orphaned shard gets a subscriber in its queue group that takes requests and never
+  // answers: that shard fails at the deadline, the others at once (no node serves them).
+  const int silent = *orphaned.begin();
+  char queue[16];
+  std::snprintf(queue, sizeof queue, "fv-shard-%02d", silent);
+  natsSubscription* mute = nullptr;
+  ASSERT_EQ(natsConnection_QueueSubscribeSync(&mute, nodes_[0]->connection().raw(),
+                                              cluster::shard_rpc_subject(silent, "search").c_str(), queue),
+            NATS_OK);
+  // No replica of `orphaned` answers: no node serves them.
+  std::mt19937 rng(7);
+  const auto probe = near((*gallery_)[0], rng, 0.04f);
+  auto strict = a.search_templates(kAdmin, investigation(), {probe});
+  ASSERT_FALSE(strict.is_ok());
+  EXPECT_EQ(strict.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(strict.status().message().find("shard " + std::to_string(silent) + ": no reply"), std::string::npos)
+      << strict.status().message();
+
+  auto req = investigation();
+  req.allow_partial = true;
+  auto partial = a.search_templates(kAdmin, req, {probe});
+  ASSERT_TRUE(partial.is_ok()) << partial.status().to_string();
+  EXPECT_EQ(std::set<int>(partial->shards_missing.begin(), partial->shards_missing.end()), orphaned);
+  // What came back is the single vault's ranking without the subjects of the missing shards.
+  auto everyone = investigation();
+  everyone.top_k = kSubjects;
+  auto all = single_->search_templates(kAdmin, everyone, {probe});
+  ASSERT_TRUE(all.is_ok());
+  std::vector<service::Candidate> hosted_only;
+  for (const auto& c : all->faces[0].candidates)
+    if (!orphaned.count(cluster::shard_of((*uids_)[c.subject_ref], kShards))) hosted_only.push_back(c);
+  const auto& got = partial->faces[0].candidates;
+  ASSERT_FALSE(got.empty());
+  for (const auto& c : got)
+    EXPECT_EQ(orphaned.count(cluster::shard_of(c.subject_uid, kShards)), 0u) << c.subject_ref << " is on a missing shard";
+  ASSERT_EQ(got.size(), std::min<size_t>(10, hosted_only.size()));
+  for (size_t k = 0; k < got.size(); ++k) {
+    EXPECT_EQ(got[k].subject_ref, hosted_only[k].subject_ref) << "rank " << k;
+    EXPECT_NEAR(got[k].similarity, hosted_only[k].similarity, 1e-6) << "rank " << k;
+  }
+  // The audit entry says what was not searched.
+  service::AuditFilter af;
+  af.action = "search";
+  af.limit = 1;
+  af.newest_first = true;
+  auto page = a.audit_show(kAdmin, af);
+  ASSERT_TRUE(page.is_ok()) << page.status().to_string();
+  ASSERT_EQ(page->entries.size(), 1u);
+  EXPECT_EQ(page->entries[0].details.value("partial", false), true);
+  EXPECT_EQ(page->entries[0].details["shards_missing"].size(), orphaned.size());
+
+  natsSubscription_Unsubscribe(mute);
+  natsSubscription_Destroy(mute);
+}
+
+TEST(ShardSearchWire, RoundTripsExactlyAndRefusesWhatIsMalformed) {
+  service::SearchPlan plan;
+  plan.threshold = 0.3141592653589793;
+  plan.templates = 123456789;
+  plan.top = 17;
+  std::mt19937 rng(3);
+  const auto t = random_template(rng);
+  auto req = service::decode_shard_request(service::encode_scan_request("p", plan, {t}));
+  ASSERT_TRUE(req.is_ok()) << req.status().to_string();
+  EXPECT_EQ(req->op, service::ShardSearchRequest::Op::kScan);
+  EXPECT_EQ(req->plan.threshold, plan.threshold);
+  EXPECT_EQ(req->plan.templates, plan.templates);
+  EXPECT_EQ(req->plan.top, plan.top);
+  ASSERT_EQ(req->probes.size(), 1u);
+  EXPECT_EQ(req->probes[0].values, t.values);  // bit for bit
+  EXPECT_EQ(req->probes[0].model_id, t.model_id);
+
+  service::ShardFaces faces(2);
+  faces[1].push_back({"ref", "0123456789abcdef", 0.1 + 0.2, 1e-7, std::nullopt});
+  auto back = service::decode_shard_faces(service::encode_shard_faces(faces), 2);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  ASSERT_EQ((*back)[1].size(), 1u);
+  EXPECT_EQ((*back)[1][0].similarity, 0.1 + 0.2);
+  EXPECT_EQ((*back)[1][0].fmr, 1e-7);
+  EXPECT_FALSE((*back)[1][0].fpir.has_value());
+  EXPECT_EQ(service::decode_shard_faces(service::encode_shard_faces(faces), 3).status().code(), StatusCode::kCorruptData);
+
+  for (std::string bad : {"", "[]", "{\"op\":\"scan\",\"purpose\":\"p\"}", "{\"op\":\"drop\",\"purpose\":\"p\"}",
+                          "{\"op\":\"scan\",\"purpose\":\"p\",\"threshold\":0,\"templates\":1,\"top\":1,\"probes\":[{\"model\":\"m\",\"version\":1,\"values\":[]}]}",
+                          "{\"op\":\"count\"}", "{\"op\":"}) {
+    auto r = service::decode_shard_request(vault::as_bytes(bad));
+    EXPECT_EQ(r.status().code(), StatusCode::kCorruptData) << bad;
+  }
+  EXPECT_EQ(service::decode_shard_count(vault::as_bytes(std::string("{\"subjects\":-1,\"templates\":0}"))).status().code(),
+            StatusCode::kCorruptData);
+}
+
+}  // namespace
+}  // namespace fv

@@ -45,8 +45,13 @@ class ReplicatedTxn : public vault::PendingCommit {
     vault::wipe(patch);
     // The local vault changes only by applying the stream, like every other replica's.
     FV_RETURN_IF_ERROR(db.exec("ROLLBACK"));
-    FV_ASSIGN_OR_RETURN(const PublishAck ack, publish(w_.conn_, nats_subject, message, vault::random_hex(16), expected_,
-                                                      w_.options_.timeout_ms));
+    auto published = publish(w_.conn_, nats_subject, message, vault::random_hex(16), expected_, w_.options_.timeout_ms);
+    // A publish that timed out may still be committed: the one sequence it could take says
+    // whether it was (then this write goes on), or was not (kAborted: the use case is redone
+    // on the new state), or cannot tell yet (kUnavailable, "outcome unknown").
+    if (!published.is_ok() && published.status().code() == StatusCode::kUnavailable)
+      published = resolve_publish(w_.conn_, w_.options_.stream, message, expected_, w_.options_.timeout_ms);
+    FV_ASSIGN_OR_RETURN(const PublishAck ack, std::move(published));
     FV_RETURN_IF_ERROR(w_.local_.wait_applied(ack.seq, w_.options_.timeout_ms));
     FV_ASSIGN_OR_RETURN(const auto nodes, w_.watch_.wait(ack.seq, w_.options_.replicas_to_wait, w_.options_.timeout_ms));
     (void)nodes;

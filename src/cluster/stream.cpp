@@ -132,6 +132,35 @@ Result<PublishAck> publish(NatsConnection& conn, const std::string& subject, std
   }
 }
 
+Result<PublishAck> resolve_publish(NatsConnection& conn, const std::string& stream, std::span<const uint8_t> data,
+                                   uint64_t expected_last_seq, int timeout_ms) {
+  const uint64_t seq = expected_last_seq + 1;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 1));
+  Status last = unavailable("outcome unknown: " + stream + " holds nothing at sequence " + std::to_string(seq) + " yet");
+  int backoff_ms = 50;
+  for (;;) {
+    auto at = get_message(conn, stream, seq);
+    if (at.is_ok() && *at) {
+      const auto& m = **at;
+      if (m.data.size() == data.size() && std::equal(m.data.begin(), m.data.end(), data.begin())) return PublishAck{seq, true};
+      return aborted("another message took sequence " + std::to_string(seq) + " of " + stream + ": this write was not stored");
+    }
+    if (at.is_ok()) {
+      // Nothing there: not written yet, or written and already deleted (then it may have been ours).
+      auto last_seq = last_sequence(conn, stream);
+      if (last_seq.is_ok() && *last_seq >= seq)
+        return unavailable("outcome unknown: the message at sequence " + std::to_string(seq) + " of " + stream +
+                           " is gone, it may have been this write");
+    } else {
+      last = unavailable("outcome unknown: " + at.status().message());
+    }
+    const int wait = std::min(backoff_ms, remaining_ms(deadline));
+    if (wait <= 0) return last;
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait));
+    backoff_ms = std::min(backoff_ms * 2, 500);
+  }
+}
+
 Result<std::optional<StoredMessage>> get_message(NatsConnection& conn, const std::string& stream, uint64_t seq) {
   natsMsg* msg = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);

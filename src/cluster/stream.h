@@ -48,6 +48,18 @@ Result<PublishAck> publish(NatsConnection& conn, const std::string& subject,
                            std::span<const uint8_t> data, const std::string& msg_id,
                            std::optional<uint64_t> expected_last_seq, int timeout_ms);
 
+struct StoredMessage;
+
+// What became of a publish that failed with kUnavailable (timed out: it may still be committed).
+// With Nats-Expected-Last-Sequence = expected_last_seq, the message can only ever be stored at
+// expected_last_seq + 1, so that sequence decides, read until timeout_ms has passed:
+//   - it holds `data` (the sealed bytes are unique: a fresh nonce each): committed, its ack;
+//   - it holds another message: ours can never be stored now, kAborted (redo on the new state);
+//   - the stream cannot be read, holds nothing there yet, or the message there is already
+//     gone: kUnavailable, the outcome stays unknown.
+Result<PublishAck> resolve_publish(NatsConnection& conn, const std::string& stream, std::span<const uint8_t> data,
+                                   uint64_t expected_last_seq, int timeout_ms);
+
 struct StoredMessage {
   uint64_t seq = 0;
   std::string subject;

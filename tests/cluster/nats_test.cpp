@@ -184,6 +184,33 @@ TEST(NatsStream, PublishDeduplicatesAndComparesTheLastSequence) {
   EXPECT_EQ(nowhere.status().code(), StatusCode::kUnavailable) << nowhere.status().to_string();
 }
 
+// A publish that timed out is settled by the only sequence it could take (expected + 1):
+// ours there is committed, another message there means ours never will be, nothing there
+// (or a message already gone) leaves the outcome unknown.
+TEST(NatsStream, ATimedOutPublishIsSettledByTheOneSequenceItCouldTake) {
+  make_stream("fvt-res", "fvt.res.>");
+  auto first = publish(*g_conn, "fvt.res.a", bytes("ours"), "res-1", 0, 10000);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  auto ours = resolve_publish(*g_conn, "fvt-res", bytes("ours"), 0, 2000);
+  ASSERT_TRUE(ours.is_ok()) << ours.status().to_string();
+  EXPECT_EQ(ours->seq, first->seq);
+  EXPECT_EQ(resolve_publish(*g_conn, "fvt-res", bytes("theirs"), 0, 2000).status().code(), StatusCode::kAborted);
+  // Nothing at sequence 2 yet: unknown, at the deadline.
+  auto pending = resolve_publish(*g_conn, "fvt-res", bytes("later"), 1, 300);
+  EXPECT_EQ(pending.status().code(), StatusCode::kUnavailable) << pending.status().to_string();
+  EXPECT_NE(pending.status().message().find("outcome unknown"), std::string::npos);
+  // Committed meanwhile (the retried publish of a write that timed out): settled.
+  ASSERT_TRUE(publish(*g_conn, "fvt.res.b", bytes("later"), "res-2", 1, 10000).is_ok());
+  auto later = resolve_publish(*g_conn, "fvt-res", bytes("later"), 1, 2000);
+  ASSERT_TRUE(later.is_ok()) << later.status().to_string();
+  EXPECT_EQ(later->seq, 2u);
+  // Erased since: it may have been ours, so the outcome stays unknown.
+  ASSERT_TRUE(erase_message(*g_conn, "fvt-res", 2).is_ok());
+  auto gone = resolve_publish(*g_conn, "fvt-res", bytes("later"), 1, 2000);
+  EXPECT_EQ(gone.status().code(), StatusCode::kUnavailable) << gone.status().to_string();
+  EXPECT_NE(gone.status().message().find("gone"), std::string::npos) << gone.status().message();
+}
+
 TEST(NatsStream, ReaderDeliversEveryMessageInOrderThenTimesOut) {
   make_stream("fvt-read", "fvt.read.>");
   std::vector<std::string> sent;

@@ -572,7 +572,36 @@ Result<Detection> ClusterService::detect(const Actor& actor, std::vector<uint8_t
 }
 Result<ReviewDecision> ClusterService::review_decide(const Actor& actor, const std::string& case_id,
                                                      const ReviewDecisionRequest& req) {
-  return write_on(-1, [&](Service& m) { return m.review_decide(actor, case_id, req); });
+  // The decision records whether the reviewer had a reference crop to compare with; the case is
+  // in the meta vault, the crop (if any) on the candidate's shard. Looked up before the
+  // decision's transaction; its checks (role, scope, the case's state) stay the meta vault's.
+  std::optional<bool> known_reference;
+  std::string uid, purpose;
+  {
+    auto& mm = *meta_->impl_;
+    std::lock_guard<std::mutex> l(mm.mu);
+    FV_ASSIGN_OR_RETURN(auto c, mm.catalog().find_review_case(case_id));
+    if (c) {
+      purpose = c->purpose;
+      for (const auto& k : c->candidates)
+        if (k.id == req.candidate_id) uid = k.subject_uid;
+    }
+  }
+  if (!uid.empty()) {
+    FV_ASSIGN_OR_RETURN(auto at, locate_uid(uid));
+    known_reference = false;  // an erased subject keeps no reference
+    if (at) {
+      FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
+      auto& m = *svc->impl_;
+      std::lock_guard<std::mutex> l(m.mu);
+      FV_ASSIGN_OR_RETURN(auto row, m.catalog().find_subject(at->uid));
+      if (row) {
+        FV_ASSIGN_OR_RETURN(const int64_t crops, m.catalog().count_reference_crops(row->id, purpose));
+        known_reference = crops > 0;
+      }
+    }
+  }
+  return write_on(-1, [&](Service& m) { return m.impl_->review_decide(actor, case_id, req, known_reference); });
 }
 Result<ReviewImage> ClusterService::review_probe_image(const Actor& actor, const std::string& case_id, int face_index,
                                                        const PurposeScope& scope) {

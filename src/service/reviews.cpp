@@ -268,7 +268,12 @@ Result<ReviewCase> Service::review_show(const Actor& actor, const std::string& c
 }
 
 Result<ReviewDecision> Service::review_decide(const Actor& actor, const std::string& case_id, const ReviewDecisionRequest& req) {
-  Impl& m = *impl_;
+  return impl_->review_decide(actor, case_id, req, std::nullopt);
+}
+
+Result<ReviewDecision> Service::Impl::review_decide(const Actor& actor, const std::string& case_id,
+                                                    const ReviewDecisionRequest& req, std::optional<bool> known_reference) {
+  Impl& m = *this;
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.authorize(actor, Action::kReviewDecide));
   auto& cat = m.catalog();
@@ -326,7 +331,7 @@ Result<ReviewDecision> Service::review_decide(const Actor& actor, const std::str
     return refused(no->first, no->second.message(), no->second, &*c, cand);
   }
 
-  int64_t references = 0;
+  int64_t references = known_reference && *known_reference ? 1 : 0;
   if (k->subject_id) {
     FV_ASSIGN_OR_RETURN(references, cat.count_reference_crops(*k->subject_id, c->purpose));
   }

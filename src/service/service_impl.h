@@ -164,6 +164,11 @@ struct Service::Impl {
   // have candidates, sealed under a new case key. A search with no candidate opens its case
   // closed, with no crop. Fills res.review_case, authorisation and audit_hash.
   using SearchProbe = service::SearchProbe;
+  // A review decision (reviews.cpp). `known_reference`: whether a reference crop of the
+  // candidate exists, when this vault does not hold the candidate's subject (a cluster's meta
+  // vault: the crop is on the subject's shard); nullopt: this vault counts its own.
+  Result<ReviewDecision> review_decide(const Actor& actor, const std::string& case_id, const ReviewDecisionRequest& req,
+                                       std::optional<bool> known_reference);
   Status record_search(const Actor& actor, const SearchRequest& req, const CitedAuthorisation& auth,
                        const SearchProbe& probe, SearchResult& res);
 

@@ -22,7 +22,9 @@
 #include "cluster/shard_map.h"
 #include "service/cluster_service.h"
 #include "service/service.h"
+#include "server/sample_photos.h"
 #include "support/nats_servers.h"
+#include "support/paths.h"
 #include "vault/crypto.h"
 #include "vault/vault.h"
 
@@ -393,6 +395,39 @@ TEST_F(ClusterServiceTest, ConcurrentAuditedReadsOnOneShardAllSucceed) {
   auto entries = svcs_[2]->audit_show(kAdmin, f);
   ASSERT_TRUE(entries.is_ok()) << entries.status().to_string();
   EXPECT_EQ(entries->matched, static_cast<size_t>(kReads) * svcs_.size()) << "each read audited once";
+}
+
+// A reviewer's decision records whether a reference crop existed to compare with. The case is
+// in the meta vault, the crop on the candidate's shard: the node looks it up there, as the
+// case view does.
+TEST_F(ClusterServiceTest, AReviewDecisionRecordsTheReferenceCropKeptOnTheCandidatesShard) {
+  FV_REQUIRE_MODELS();
+  const auto photo = test::sample_photos::photo("sheldon", 1);
+  FV_REQUIRE_PATH(photo);
+  const auto bytes = test::file_bytes(photo);
+  auto b = svcs_[1]->add_basis(kAdmin, consent("with-reference"));
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  service::EnrollRequest er{"with-reference", b->basis_id};
+  er.keep_reference = true;
+  auto e = svcs_[1]->enroll(kAdmin, er, bytes);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  service::SearchRequest req{"investigation", "case-reference", 1};
+  req.mode = "investigation";
+  auto found = svcs_[2]->search(kAdmin, req, bytes);
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  ASSERT_EQ(found->faces.size(), 1u);
+  ASSERT_EQ(found->faces[0].candidates.size(), 1u);
+  EXPECT_EQ(found->faces[0].candidates[0].subject_ref, "with-reference");
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  auto rc = svcs_[0]->review_show(kAdmin, found->review_case);
+  ASSERT_TRUE(rc.is_ok()) << rc.status().to_string();
+  ASSERT_EQ(rc->candidates.size(), 1u);
+  EXPECT_TRUE(rc->candidates[0].reference_available);
+  const service::Actor reviewer{"rev-ref", service::Role::kReviewer};
+  auto d = svcs_[0]->review_decide(reviewer, found->review_case,
+                                   {rc->candidates[0].id, service::ReviewVerdict::kConfirm, "same person", std::nullopt});
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  EXPECT_TRUE(d->reference_available) << "the crop is on the subject's shard";
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "service/photo.h"
 #include "service/pipeline_pool.h"
 #include "service/service_impl.h"
+#include "service/shard_call_wire.h"
 
 namespace fv::service {
 
@@ -29,11 +30,11 @@ std::pair<int64_t, int> split_id(int64_t global) {
   return {global / kIdShards, static_cast<int>(global % kIdShards)};
 }
 
-bool is_uid(const std::string& s) {
+}  // namespace
+
+bool ClusterService::is_uid(const std::string& s) {
   return s.size() == 16 && std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
 }
-
-}  // namespace
 
 Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNode& node, ServiceOptions options,
                                                              ClusterServiceOptions copt) {
@@ -83,6 +84,11 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
                                                                return self->serve_shard_search(s, req);
                                                              }));
     cs->shard_servers_.push_back(std::move(server));
+    FV_ASSIGN_OR_RETURN(auto calls, cluster::RpcServer::open(node.connection(), master, cluster::shard_rpc_subject(s, "call"), queue,
+                                                            [self, s](std::span<const uint8_t> req) {
+                                                              return self->serve_shard_call(s, req);
+                                                            }));
+    cs->shard_servers_.push_back(std::move(calls));
   }
   return cs;
 }
@@ -199,6 +205,14 @@ Result<BasisResult> ClusterService::add_basis(const Actor& actor, const BasisReq
   }
   FV_ASSIGN_OR_RETURN(const std::string uid, claim_reference(req.subject_ref));
   const int s = cluster::shard_of(uid, node_.config().shards);
+  if (!shard_service(s)) {
+    ShardCall c;
+    c.op = "add_basis";
+    c.actor = actor;
+    c.basis = req;
+    FV_ASSIGN_OR_RETURN(auto reply, forward(s, c));
+    return decode_basis_result(reply);
+  }
   FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) {
     std::lock_guard<std::mutex> l(svc.impl_->mu);
     return svc.impl_->add_basis(actor, req, uid);
@@ -213,6 +227,14 @@ Result<EraseReceipt> ClusterService::withdraw_basis(const Actor& actor, int64_t 
   const bool valid = basis_id > 0 && split.second < node_.config().shards;
   const int s = valid ? split.second : 0;
   const int64_t local = valid ? split.first : 0;
+  if (!shard_service(s)) {
+    ShardCall c;
+    c.op = "withdraw_basis";
+    c.actor = actor;
+    c.id = basis_id;
+    FV_ASSIGN_OR_RETURN(auto reply, forward(s, c));
+    return decode_erase_receipt(reply);
+  }
   FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) { return svc.withdraw_basis(actor, local); }));
   if (!r.key_destroyed) return r;  // another basis is in force: the subject stays
   FV_RETURN_IF_ERROR(finish_cluster_erasure(s, r));
@@ -249,6 +271,17 @@ Result<EnrollResult> ClusterService::enroll(const Actor& actor, const EnrollRequ
     std::vector<uint8_t>& b;
     ~Wipe() { vault::wipe(b); }
   } wipe{image_bytes};
+  FV_ASSIGN_OR_RETURN(auto away, unhosted_enrollment_shard(req));
+  if (away) {
+    ShardCall c;
+    c.op = "enroll";
+    c.actor = actor;
+    c.enroll = req;
+    c.image = image_bytes;
+    FV_ASSIGN_OR_RETURN(auto reply, forward(*away, c));
+    vault::wipe(c.image);
+    return decode_enroll_result(reply);
+  }
   FV_ASSIGN_OR_RETURN(auto routed, enrollment_shard(actor, req));
   const int s = routed.first;
   const EnrollRequest& r = routed.second;
@@ -261,6 +294,21 @@ Result<EnrollResult> ClusterService::enroll(const Actor& actor, const EnrollRequ
 
 Result<EnrollResult> ClusterService::enroll_template(const Actor& actor, const EnrollRequest& req,
                                                      const face::FaceTemplate& tmpl, TemplateOrigin origin) {
+  FV_ASSIGN_OR_RETURN(auto away, unhosted_enrollment_shard(req));
+  if (away) {  // what the template came from goes along, with the image to keep if any
+    ShardCall c;
+    c.op = "enroll_template";
+    c.actor = actor;
+    c.enroll = req;
+    c.tmpl = tmpl;
+    c.origin_sha256 = origin.image_sha256;
+    c.origin_format = origin.format;
+    c.image = std::move(origin.kept_image);
+    auto reply = forward(*away, c);
+    vault::wipe(c.image);
+    FV_ASSIGN_OR_RETURN(auto bytes, std::move(reply));
+    return decode_enroll_result(bytes);
+  }
   FV_ASSIGN_OR_RETURN(auto routed, enrollment_shard(actor, req));
   const int s = routed.first;
   const EnrollRequest& r = routed.second;
@@ -275,6 +323,19 @@ Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const Se
                                                     const std::string& subject_ref, std::vector<uint8_t> image_bytes) {
   // The search policy and the cited authorisation are the meta vault's (authorisations live
   // there); the comparison runs on the subject's shard.
+  FV_ASSIGN_OR_RETURN(auto away, unhosted_shard_of(subject_ref));
+  if (away) {
+    ShardCall c;
+    c.op = "verify_subject";
+    c.actor = actor;
+    c.search = req_in;
+    c.subject = subject_ref;
+    c.image = std::move(image_bytes);
+    auto reply = forward(*away, c);
+    vault::wipe(c.image);
+    FV_ASSIGN_OR_RETURN(auto bytes, std::move(reply));
+    return decode_verify_result(bytes);
+  }
   auto& meta = *meta_->impl_;
   Upload upload(std::move(image_bytes), meta.options.on_wipe);
   const SearchRequest req = within_search_limits(req_in, meta.config().search_max_fmr);
@@ -300,6 +361,16 @@ Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const Se
 }
 
 Result<EraseReceipt> ClusterService::erase(const Actor& actor, const std::string& subject, const std::string& reason) {
+  FV_ASSIGN_OR_RETURN(auto away, unhosted_shard_of(subject));
+  if (away) {
+    ShardCall c;
+    c.op = "erase";
+    c.actor = actor;
+    c.subject = subject;
+    c.reason = reason;
+    FV_ASSIGN_OR_RETURN(auto reply, forward(*away, c));
+    return decode_erase_receipt(reply);
+  }
   FV_ASSIGN_OR_RETURN(auto at, locate(subject));
   if (!at) return meta_->erase(actor, subject, reason);  // refused there, as on one vault (audited)
   FV_ASSIGN_OR_RETURN(auto r, write_on(at->shard, [&](Service& svc) { return svc.erase(actor, at->uid, reason); }));
@@ -365,6 +436,19 @@ Result<ExpireReport> ClusterService::expire(const Actor& actor, const std::optio
 Result<nlohmann::json> ClusterService::export_subject(const Actor& actor, const std::string& subject,
                                                       bool include_templates,
                                                       const std::optional<std::filesystem::path>& images_dir) {
+  FV_ASSIGN_OR_RETURN(auto away, unhosted_shard_of(subject));
+  if (away) {
+    if (images_dir)
+      return unavailable("shard " + std::to_string(*away) + " is not hosted on node " + node_.name() +
+                         ": an export that writes the subject's images to a folder runs on a node hosting it");
+    ShardCall c;
+    c.op = "export_subject";
+    c.actor = actor;
+    c.subject = subject;
+    c.include_templates = include_templates;
+    FV_ASSIGN_OR_RETURN(auto reply, forward(*away, c));
+    return decode_json_result(reply);
+  }
   FV_ASSIGN_OR_RETURN(auto at, locate(subject));
   if (at && copt_.fresh_reads) {
     // What another node changed (an erasure, a decision) is in the export: the subject's shard

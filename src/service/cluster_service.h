@@ -21,9 +21,9 @@
 // fails the search, or is left out and named when the request allows partial results.
 //
 // A write that loses a race with another node's (kAborted) is redone after its shard caught up.
-// Writes, verifications and exports reach only the shards the node hosts; one that needs
-// another is refused with kUnavailable naming the shard (3 nodes with 3 replicas host every
-// shard).
+// A use case on one subject whose shard the node does not host (a basis, an enrollment, a
+// withdrawal, an erasure, an export, a 1:1 verification) is forwarded whole to one of the
+// shard's replicas, which runs it as its own (cluster_forward.cpp).
 #pragma once
 
 #include <sodium.h>
@@ -50,6 +50,7 @@ struct CitedAuthorisation;
 struct SearchProbe;
 struct SearchPlan;
 struct ShardCount;
+struct ShardCall;
 struct Candidate;
 using ShardFaces = std::vector<std::vector<Candidate>>;
 
@@ -63,6 +64,9 @@ struct ClusterServiceOptions {
   bool fresh_reads = true;
   // How long a search waits for a shard this node does not host (each of its two rounds).
   int shard_timeout_ms = 10000;
+  // How long a use case forwarded to a node hosting the subject's shard may take (a write
+  // rides out a leader election there).
+  int forward_timeout_ms = 60000;
 };
 
 class ClusterService final : public Api {
@@ -173,6 +177,15 @@ class ClusterService final : public Api {
   Result<ShardFaces> scan_on(int s, const std::string& purpose, const SearchPlan& plan,
                              const std::vector<const face::FaceTemplate*>& probes);
   Result<vault::Bytes> serve_shard_search(int s, std::span<const uint8_t> request);
+  // Use cases on shards this node does not host (cluster_forward.cpp): the shard of a subject
+  // (reference or vault id) when it is known and not hosted here; the shard an enrollment must
+  // run on when it is not hosted here; the call sent to one of its replicas; what a replica
+  // runs for the node that sent it.
+  Result<std::optional<int>> unhosted_shard_of(const std::string& subject);
+  Result<std::optional<int>> unhosted_enrollment_shard(const EnrollRequest& req);
+  Result<vault::Bytes> forward(int s, const ShardCall& call);
+  Result<vault::Bytes> serve_shard_call(int s, std::span<const uint8_t> request);
+  static bool is_uid(const std::string& s);
   // Per hosted stream: applied and last sequence (the replica lag in /metrics).
   void replication_progress(ServiceStats& st);
   // Fills the references (and whether a reference crop is kept) of a meta case's candidates.

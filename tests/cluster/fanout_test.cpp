@@ -30,7 +30,9 @@
 #include "service/cluster_service.h"
 #include "service/service.h"
 #include "service/shard_search_wire.h"
+#include "server/sample_photos.h"
 #include "support/nats_servers.h"
+#include "support/paths.h"
 #include "vault/crypto.h"
 #include "vault/vault.h"
 
@@ -136,24 +138,20 @@ class ClusterFanOutTest : public ::testing::Test {
     delete root_;
   }
 
-  // Enrolls through the first node (from `first` on) that hosts the subject's shard: writes
-  // reach only hosted shards. The same subject and template go into the single vault.
-  static void enroll_everywhere(const std::string& ref, const face::FaceTemplate& t, size_t first) {
-    bool done = false;
-    for (size_t k = 0; k < svcs_.size() && !done; ++k) {
-      auto& node = *svcs_[(first + k) % svcs_.size()];
-      auto b = node.add_basis(kAdmin, consent(ref));
-      if (!b.is_ok() && b.status().code() == StatusCode::kUnavailable) continue;
-      ASSERT_TRUE(b.is_ok()) << ref << ": " << b.status().to_string();
-      (*uids_)[ref] = b->subject_uid;
-      auto e = node.enroll_template(kAdmin, {ref, b->basis_id}, t);
-      ASSERT_TRUE(e.is_ok()) << ref << ": " << e.status().to_string();
-      done = true;
-    }
-    ASSERT_TRUE(done) << ref << ": no node hosts its shard";
-    auto b = single_->add_basis(kAdmin, consent(ref));
-    ASSERT_TRUE(b.is_ok()) << b.status().to_string();
-    ASSERT_TRUE(single_->enroll_template(kAdmin, {ref, b->basis_id}, t).is_ok());
+  // Enrolls through node `via`, whether it hosts the subject's shard or forwards the use case
+  // to a replica that does. The same subject and template go into the single vault.
+  static void enroll_everywhere(const std::string& ref, const face::FaceTemplate& t, size_t via) {
+    auto& node = *svcs_[via % svcs_.size()];
+    auto b = node.add_basis(kAdmin, consent(ref));
+    ASSERT_TRUE(b.is_ok()) << ref << ": " << b.status().to_string();
+    (*uids_)[ref] = b->subject_uid;
+    EXPECT_EQ(b->basis_id % cluster::kMaxShards, cluster::shard_of(b->subject_uid, kShards)) << "a basis id carries its shard";
+    auto e = node.enroll_template(kAdmin, {ref, b->basis_id}, t);
+    ASSERT_TRUE(e.is_ok()) << ref << ": " << e.status().to_string();
+    EXPECT_EQ(e->subject_uid, b->subject_uid);
+    auto sb = single_->add_basis(kAdmin, consent(ref));
+    ASSERT_TRUE(sb.is_ok()) << sb.status().to_string();
+    ASSERT_TRUE(single_->enroll_template(kAdmin, {ref, sb->basis_id}, t).is_ok());
   }
 
   static test::NatsTestCluster* nats_;
@@ -232,6 +230,92 @@ TEST_F(ClusterFanOutTest, RpcCarriesTheRespondersStatusAndIgnoresAForeignKey) {
   ASSERT_TRUE(f.is_ok());
   EXPECT_EQ((*f)[0].status().code(), StatusCode::kUnavailable);
   EXPECT_NE((*f)[0].status().message().find("no reply"), std::string::npos) << (*f)[0].status().message();
+}
+
+// A use case on a subject whose shard the node does not host runs on one of the shard's
+// replicas: its result, its refusals and its receipt come back as if it had run here.
+TEST_F(ClusterFanOutTest, UseCasesOnSubjectsOfUnhostedShardsAreForwarded) {
+  ASSERT_EQ(gallery_->size(), size_t(kSubjects)) << "needs the gallery of the first test";
+  auto& a = *svcs_[0];
+  const auto hosted = nodes_[0]->hosted_shards();
+  std::string ref;
+  for (const auto& [r, uid] : *uids_)
+    if (std::find(hosted.begin(), hosted.end(), cluster::shard_of(uid, kShards)) == hosted.end()) ref = r;
+  ASSERT_FALSE(ref.empty()) << "every subject is on a shard node a hosts";
+  const std::string uid = (*uids_)[ref];
+  const int s = cluster::shard_of(uid, kShards);
+
+  auto x = a.export_subject(kAdmin, ref, false, std::nullopt);
+  ASSERT_TRUE(x.is_ok()) << x.status().to_string();
+  EXPECT_EQ((*x)["subject"]["reference"], ref) << x->dump();
+  EXPECT_EQ((*x)["lawful_bases"].size(), 1u);
+  EXPECT_EQ((*x)["lawful_bases"][0]["id"].get<int64_t>() % cluster::kMaxShards, s) << "ids are the cluster's";
+  EXPECT_EQ(a.export_subject(kAdmin, ref, false, fs::path("/tmp")).status().code(), StatusCode::kUnavailable)
+      << "images to a folder of this node cannot be written from another";
+
+  // A second basis, withdrawn again: the subject stays.
+  auto b2 = a.add_basis(kAdmin, {ref, service::BasisKind::kConsent, "form-2", {"investigation"}, std::nullopt});
+  ASSERT_TRUE(b2.is_ok()) << b2.status().to_string();
+  EXPECT_FALSE(b2->subject_created);
+  EXPECT_EQ(b2->subject_uid, uid);
+  auto w = a.withdraw_basis(kAdmin, b2->basis_id);
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  EXPECT_FALSE(w->key_destroyed);
+
+  // The replica's refusals come back with their codes.
+  const service::Actor enroller{"enroller", service::Role::kEnroller};
+  EXPECT_EQ(a.erase(enroller, ref).status().code(), StatusCode::kPermissionDenied);
+
+  auto r = a.erase(kAdmin, ref, "forwarded erasure");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->subject_uid, uid);
+  EXPECT_TRUE(r->key_destroyed);
+  EXPECT_EQ(r->replicas.size(), size_t(kReplicas)) << "the receipt names the shard's replicas";
+  EXPECT_EQ(std::count(r->replicas.begin(), r->replicas.end(), "a"), 0);
+  EXPECT_GE(r->stream_messages_erased, 2);
+  for (size_t k = 0; k < svcs_.size(); ++k) {
+    auto again = svcs_[k]->search_templates(kAdmin, investigation(), {(*gallery_)[std::stoul(ref.substr(7))]});
+    ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+    for (const auto& c : again->faces[0].candidates) EXPECT_NE(c.subject_ref, ref) << kNodes[k];
+  }
+  // The reference is free again, on whatever shard its new uid lands.
+  const face::FaceTemplate t = (*gallery_)[std::stoul(ref.substr(7))];
+  enroll_everywhere(ref, t, 0);
+}
+
+// A photo travels with the forwarded call: enrolled and compared 1:1 on the shard's replica.
+TEST_F(ClusterFanOutTest, PhotosOfSubjectsOnUnhostedShardsAreEnrolledAndComparedThere) {
+  FV_REQUIRE_MODELS();
+  const auto photo = test::sample_photos::photo("sheldon", 1);
+  FV_REQUIRE_PATH(photo);
+  auto& a = *svcs_[0];
+  const auto hosted = nodes_[0]->hosted_shards();
+  std::string ref;
+  int64_t basis = 0;
+  for (int i = 0; i < 40 && ref.empty(); ++i) {  // a new subject on a shard node a does not host
+    const std::string r = "photo-" + std::to_string(i);
+    auto b = a.add_basis(kAdmin, consent(r));
+    ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+    if (std::find(hosted.begin(), hosted.end(), cluster::shard_of(b->subject_uid, kShards)) == hosted.end()) {
+      ref = r;
+      basis = b->basis_id;
+    }
+  }
+  ASSERT_FALSE(ref.empty());
+  const auto bytes = test::file_bytes(photo);
+  service::EnrollRequest er{ref, basis};
+  er.keep_reference = true;
+  auto e = a.enroll(kAdmin, er, bytes);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  EXPECT_TRUE(e->reference_kept);
+  EXPECT_EQ(e->face_id % cluster::kMaxShards, basis % cluster::kMaxShards) << "ids are the cluster's";
+  auto v = a.verify_subject(kAdmin, {"investigation", "case-1to1"}, ref, bytes);
+  ASSERT_TRUE(v.is_ok()) << v.status().to_string();
+  EXPECT_TRUE(v->same);
+  EXPECT_GT(v->similarity, 0.99);
+  EXPECT_GT(v->box.width(), 0);
+  // Unknown subjects are refused here, as on one vault.
+  EXPECT_FALSE(a.verify_subject(kAdmin, {"investigation", "case-1to1"}, "nobody-at-all", bytes).is_ok());
 }
 
 // Runs last: closes the services of nodes b and c, so only node a answers searches. Their

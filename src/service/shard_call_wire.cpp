@@ -1,0 +1,208 @@
+#include "service/shard_call_wire.h"
+
+namespace fv::service {
+
+namespace {
+
+using nlohmann::json;
+
+template <typename T>
+json opt(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+template <typename T>
+std::optional<T> opt_of(const json& j) {
+  if (j.is_null()) return std::nullopt;
+  return j.get<T>();
+}
+
+json box_json(const face::Box& b) { return {b.x1, b.y1, b.x2, b.y2}; }
+face::Box box_of(const json& j) { return {j.at(0).get<double>(), j.at(1).get<double>(), j.at(2).get<double>(), j.at(3).get<double>()}; }
+
+vault::Bytes cbor(const json& j) { return json::to_cbor(j); }
+
+// Parses CBOR, then runs `f` on the value; nlohmann's type errors stay inside as kCorruptData.
+template <typename T, typename F>
+Result<T> parse(std::span<const uint8_t> bytes, const char* what, F&& f) {
+  json j = json::from_cbor(bytes.begin(), bytes.end(), true, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return corrupt_data(std::string("forwarded ") + what + ": not a CBOR map");
+  try {
+    return f(j);
+  } catch (const std::exception& e) {
+    return corrupt_data(std::string("forwarded ") + what + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+vault::Bytes encode_call(const ShardCall& c) {
+  const auto& b = c.basis;
+  const auto& e = c.enroll;
+  const auto& s = c.search;
+  json j = {{"op", c.op},
+            {"actor", {{"name", c.actor.name}, {"role", role_name(c.actor.role)}}},
+            {"basis", {{"ref", b.subject_ref}, {"kind", basis_kind_name(b.kind)}, {"reference", b.reference},
+                       {"purposes", b.purposes}, {"expires", opt(b.expires)}}},
+            {"id", c.id},
+            {"enroll", {{"ref", e.subject_ref}, {"basis", e.basis_id}, {"purpose", opt(e.purpose)}, {"face", e.face_index},
+                        {"keep_image", e.keep_image}, {"keep_reference", opt(e.keep_reference)},
+                        {"supplied_by", e.provenance.supplied_by}, {"method", e.provenance.method},
+                        {"source", e.provenance.source}}},
+            {"tmpl", {{"model", c.tmpl.model_id}, {"version", c.tmpl.model_version}, {"values", c.tmpl.values},
+                      {"sha256", c.origin_sha256}, {"format", c.origin_format}}},
+            {"subject", c.subject},
+            {"reason", c.reason},
+            {"include_templates", c.include_templates},
+            {"search", {{"purpose", s.purpose}, {"case", s.case_ref}, {"top", s.top_k}, {"max_fmr", opt(s.max_fmr)},
+                        {"mode", s.mode}, {"max_fpir", opt(s.max_fpir)}, {"allowed", opt(s.allowed_purposes)},
+                        {"authorisation", opt(s.authorisation)}}},
+            {"image", json::binary(c.image)}};
+  return cbor(j);
+}
+
+Result<ShardCall> decode_call(std::span<const uint8_t> bytes) {
+  return parse<ShardCall>(bytes, "call", [](const json& j) -> Result<ShardCall> {
+    ShardCall c;
+    c.op = j.at("op").get<std::string>();
+    c.actor.name = j.at("actor").at("name").get<std::string>();
+    const auto role = parse_role(j.at("actor").at("role").get<std::string>());
+    if (!role) return corrupt_data("forwarded call: unknown role");
+    c.actor.role = *role;
+    const auto& b = j.at("basis");
+    c.basis.subject_ref = b.at("ref").get<std::string>();
+    const auto kind = parse_basis_kind(b.at("kind").get<std::string>());
+    if (!kind) return corrupt_data("forwarded call: unknown kind of basis");
+    c.basis.kind = *kind;
+    c.basis.reference = b.at("reference").get<std::string>();
+    c.basis.purposes = b.at("purposes").get<std::vector<std::string>>();
+    c.basis.expires = opt_of<std::string>(b.at("expires"));
+    c.id = j.at("id").get<int64_t>();
+    const auto& e = j.at("enroll");
+    c.enroll.subject_ref = e.at("ref").get<std::string>();
+    c.enroll.basis_id = e.at("basis").get<int64_t>();
+    c.enroll.purpose = opt_of<std::string>(e.at("purpose"));
+    c.enroll.face_index = e.at("face").get<int>();
+    c.enroll.keep_image = e.at("keep_image").get<bool>();
+    c.enroll.keep_reference = opt_of<bool>(e.at("keep_reference"));
+    c.enroll.provenance = {e.at("supplied_by").get<std::string>(), e.at("method").get<std::string>(),
+                           e.at("source").get<std::string>()};
+    const auto& t = j.at("tmpl");
+    c.tmpl = {t.at("model").get<std::string>(), t.at("version").get<int>(), t.at("values").get<std::vector<float>>()};
+    c.origin_sha256 = t.at("sha256").get<std::string>();
+    c.origin_format = t.at("format").get<std::string>();
+    c.subject = j.at("subject").get<std::string>();
+    c.reason = j.at("reason").get<std::string>();
+    c.include_templates = j.at("include_templates").get<bool>();
+    const auto& s = j.at("search");
+    c.search.purpose = s.at("purpose").get<std::string>();
+    c.search.case_ref = s.at("case").get<std::string>();
+    c.search.top_k = s.at("top").get<int>();
+    c.search.max_fmr = opt_of<double>(s.at("max_fmr"));
+    c.search.mode = s.at("mode").get<std::string>();
+    c.search.max_fpir = opt_of<double>(s.at("max_fpir"));
+    c.search.allowed_purposes = opt_of<std::vector<std::string>>(s.at("allowed"));
+    c.search.authorisation = opt_of<std::string>(s.at("authorisation"));
+    const auto& img = j.at("image");
+    if (!img.is_binary()) return corrupt_data("forwarded call: the image is not bytes");
+    c.image = img.get_binary();
+    return c;
+  });
+}
+
+vault::Bytes encode_result(const BasisResult& r) {
+  return cbor({{"basis_id", r.basis_id}, {"ref", r.subject_ref}, {"uid", r.subject_uid}, {"created", r.subject_created},
+               {"retention_until", r.retention_until}, {"audit_hash", r.audit_hash}});
+}
+
+Result<BasisResult> decode_basis_result(std::span<const uint8_t> bytes) {
+  return parse<BasisResult>(bytes, "basis result", [](const json& j) -> Result<BasisResult> {
+    return BasisResult{j.at("basis_id").get<int64_t>(), j.at("ref").get<std::string>(), j.at("uid").get<std::string>(),
+                       j.at("created").get<bool>(), j.at("retention_until").get<std::string>(),
+                       j.at("audit_hash").get<std::string>()};
+  });
+}
+
+vault::Bytes encode_result(const EnrollResult& r) {
+  return cbor({{"ref", r.subject_ref}, {"uid", r.subject_uid}, {"face_id", r.face_id}, {"image_id", r.image_id},
+               {"sha256", r.sha256}, {"box", box_json(r.box)}, {"face", r.face_index},
+               {"retention_until", r.retention_until}, {"reference_kept", r.reference_kept}, {"audit_hash", r.audit_hash}});
+}
+
+Result<EnrollResult> decode_enroll_result(std::span<const uint8_t> bytes) {
+  return parse<EnrollResult>(bytes, "enrollment result", [](const json& j) -> Result<EnrollResult> {
+    EnrollResult r;
+    r.subject_ref = j.at("ref").get<std::string>();
+    r.subject_uid = j.at("uid").get<std::string>();
+    r.face_id = j.at("face_id").get<int64_t>();
+    r.image_id = j.at("image_id").get<int64_t>();
+    r.sha256 = j.at("sha256").get<std::string>();
+    r.box = box_of(j.at("box"));
+    r.face_index = j.at("face").get<int>();
+    r.retention_until = j.at("retention_until").get<std::string>();
+    r.reference_kept = j.at("reference_kept").get<bool>();
+    r.audit_hash = j.at("audit_hash").get<std::string>();
+    return r;
+  });
+}
+
+vault::Bytes encode_result(const EraseReceipt& r) {
+  return cbor({{"ref", r.subject_ref}, {"uid", r.subject_uid}, {"reason", r.reason}, {"erased_at", r.erased_at},
+               {"faces", r.faces}, {"images", r.images}, {"kept_images", r.kept_images}, {"bases", r.bases},
+               {"reference_crops", r.reference_crops}, {"review_candidates_removed", r.review_candidates_removed},
+               {"key_destroyed", r.key_destroyed}, {"wiped", r.wiped}, {"wipe_error", r.wipe_error},
+               {"index_removed", r.index_removed}, {"audit_seq", r.audit_seq}, {"audit_hash", r.audit_hash},
+               {"replicas", r.replicas}, {"stream_messages_erased", r.stream_messages_erased}});
+}
+
+Result<EraseReceipt> decode_erase_receipt(std::span<const uint8_t> bytes) {
+  return parse<EraseReceipt>(bytes, "erasure receipt", [](const json& j) -> Result<EraseReceipt> {
+    EraseReceipt r;
+    r.subject_ref = j.at("ref").get<std::string>();
+    r.subject_uid = j.at("uid").get<std::string>();
+    r.reason = j.at("reason").get<std::string>();
+    r.erased_at = j.at("erased_at").get<std::string>();
+    r.faces = j.at("faces").get<int64_t>();
+    r.images = j.at("images").get<int64_t>();
+    r.kept_images = j.at("kept_images").get<int64_t>();
+    r.bases = j.at("bases").get<int64_t>();
+    r.reference_crops = j.at("reference_crops").get<int64_t>();
+    r.review_candidates_removed = j.at("review_candidates_removed").get<int64_t>();
+    r.key_destroyed = j.at("key_destroyed").get<bool>();
+    r.wiped = j.at("wiped").get<bool>();
+    r.wipe_error = j.at("wipe_error").get<std::string>();
+    r.index_removed = j.at("index_removed").get<int64_t>();
+    r.audit_seq = j.at("audit_seq").get<int64_t>();
+    r.audit_hash = j.at("audit_hash").get<std::string>();
+    r.replicas = j.at("replicas").get<std::vector<std::string>>();
+    r.stream_messages_erased = j.at("stream_messages_erased").get<int64_t>();
+    return r;
+  });
+}
+
+vault::Bytes encode_result(const VerifyResult& r) {
+  return cbor({{"ref", r.subject_ref}, {"box", box_json(r.box)}, {"similarity", r.similarity}, {"threshold", r.threshold},
+               {"max_fmr", r.max_fmr}, {"fmr", opt(r.fmr)}, {"same", r.same}, {"audit_hash", r.audit_hash}});
+}
+
+Result<VerifyResult> decode_verify_result(std::span<const uint8_t> bytes) {
+  return parse<VerifyResult>(bytes, "verification result", [](const json& j) -> Result<VerifyResult> {
+    VerifyResult r;
+    r.subject_ref = j.at("ref").get<std::string>();
+    r.box = box_of(j.at("box"));
+    r.similarity = j.at("similarity").get<double>();
+    r.threshold = j.at("threshold").get<double>();
+    r.max_fmr = j.at("max_fmr").get<double>();
+    r.fmr = opt_of<double>(j.at("fmr"));
+    r.same = j.at("same").get<bool>();
+    r.audit_hash = j.at("audit_hash").get<std::string>();
+    return r;
+  });
+}
+
+vault::Bytes encode_result(const json& r) { return cbor({{"json", r}}); }
+
+Result<json> decode_json_result(std::span<const uint8_t> bytes) {
+  return parse<json>(bytes, "export", [](const json& j) -> Result<json> { return j.at("json"); });
+}
+
+}  // namespace fv::service

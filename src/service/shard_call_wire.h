@@ -1,0 +1,54 @@
+// A use case forwarded to a node that hosts the subject's shard (ClusterService, cluster
+// mode): the call (operation, acting caller, request, photo bytes) and its result, encoded
+// for the sealed request/reply of cluster/rpc.h. CBOR (nlohmann::json), so photo bytes travel
+// as bytes. The node that forwards has authenticated the caller; the node that runs the use
+// case checks the caller's role and writes the audit entry, as for a local call.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "face/types.h"
+#include "service/policy.h"
+#include "service/types.h"
+#include "vault/crypto.h"
+
+namespace fv::service {
+
+struct ShardCall {
+  std::string op;  // add_basis, withdraw_basis, enroll, enroll_template, erase, export_subject, verify_subject
+  Actor actor;
+  BasisRequest basis;        // add_basis
+  int64_t id = 0;            // withdraw_basis: the basis (cluster id)
+  EnrollRequest enroll;      // enroll, enroll_template
+  face::FaceTemplate tmpl;   // enroll_template
+  std::string origin_sha256, origin_format;  // enroll_template: what the template was taken from
+  std::string subject;       // erase, export_subject, verify_subject
+  std::string reason;        // erase
+  bool include_templates = false;  // export_subject
+  SearchRequest search;      // verify_subject
+  std::vector<uint8_t> image;  // enroll, verify_subject: the photo; enroll_template: the image to keep
+};
+
+vault::Bytes encode_call(const ShardCall& c);
+// kCorruptData on anything malformed.
+Result<ShardCall> decode_call(std::span<const uint8_t> bytes);
+
+vault::Bytes encode_result(const BasisResult& r);
+vault::Bytes encode_result(const EnrollResult& r);
+vault::Bytes encode_result(const EraseReceipt& r);
+vault::Bytes encode_result(const VerifyResult& r);
+vault::Bytes encode_result(const nlohmann::json& r);
+Result<BasisResult> decode_basis_result(std::span<const uint8_t> bytes);
+Result<EnrollResult> decode_enroll_result(std::span<const uint8_t> bytes);
+Result<EraseReceipt> decode_erase_receipt(std::span<const uint8_t> bytes);
+Result<VerifyResult> decode_verify_result(std::span<const uint8_t> bytes);
+Result<nlohmann::json> decode_json_result(std::span<const uint8_t> bytes);
+
+}  // namespace fv::service

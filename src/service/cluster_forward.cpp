@@ -87,6 +87,18 @@ Result<vault::Bytes> ClusterService::serve_shard_call(int s, std::span<const uin
     FV_ASSIGN_OR_RETURN(auto r, verify_subject(c.actor, c.search, c.subject, std::move(c.image)));
     return encode_result(r);
   }
+  if (c.op == "optout_shard") {
+    FV_ASSIGN_OR_RETURN(auto r, optout_on(s, c.actor, c.tmpl, c.subject));
+    return encode_result(r);
+  }
+  if (c.op == "optout_check") {
+    FV_ASSIGN_OR_RETURN(auto r, optout_check_on(s, c.actor));
+    return encode_result(r);
+  }
+  if (c.op == "candidate") {
+    FV_ASSIGN_OR_RETURN(auto found, candidate_on_shard(c.subject, c.reason));
+    return encode_result(found ? nlohmann::json{{"ref", found->first}, {"reference", found->second}} : nlohmann::json(nullptr));
+  }
   return corrupt_data("forwarded call: unknown operation '" + c.op + "'");
 }
 

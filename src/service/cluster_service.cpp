@@ -514,23 +514,45 @@ Result<OptoutResult> ClusterService::optout_everywhere(const Actor& actor, const
     total.optout_uid += hex[c >> 4];
     total.optout_uid += hex[c & 15];
   }
-  for (int s = 0; s < node_.config().shards; ++s) FV_RETURN_IF_ERROR(shard(s).status());
   for (int s = 0; s < node_.config().shards; ++s) {
-    FV_ASSIGN_OR_RETURN(auto part, write_on(s, [&](Service& svc) -> Result<OptoutResult> {
-      auto& m = *svc.impl_;
-      std::lock_guard<std::mutex> l(m.mu);
-      bool present = false;
-      FV_RETURN_IF_ERROR(m.catalog().for_each_optout([&](const vault::OptoutRow& row) {
-        present = present || row.uid == total.optout_uid;
-        return Status::ok();
-      }));
-      if (present) return OptoutResult{total.optout_uid, 0, ""};
-      return m.add_optout(actor, tmpl, total.optout_uid);
-    }));
+    FV_ASSIGN_OR_RETURN(auto part, optout_on(s, actor, tmpl, total.optout_uid));
     total.enrolled_match_count += part.enrolled_match_count;
     if (!part.audit_hash.empty()) total.audit_hash = part.audit_hash;
   }
   return total;
+}
+
+Result<OptoutResult> ClusterService::optout_on(int s, const Actor& actor, const face::FaceTemplate& tmpl,
+                                              const std::string& optout_uid) {
+  if (!shard_service(s)) {
+    ShardCall c;
+    c.op = "optout_shard";
+    c.actor = actor;
+    c.tmpl = tmpl;
+    c.subject = optout_uid;
+    FV_ASSIGN_OR_RETURN(auto reply, forward(s, c));
+    return decode_optout_result(reply);
+  }
+  return write_on(s, [&](Service& svc) -> Result<OptoutResult> {
+    auto& m = *svc.impl_;
+    std::lock_guard<std::mutex> l(m.mu);
+    bool present = false;
+    FV_RETURN_IF_ERROR(m.catalog().for_each_optout([&](const vault::OptoutRow& row) {
+      present = present || row.uid == optout_uid;
+      return Status::ok();
+    }));
+    if (present) return OptoutResult{optout_uid, 0, ""};
+    return m.add_optout(actor, tmpl, optout_uid);
+  });
+}
+
+Result<OptoutCheck> ClusterService::optout_check_on(int s, const Actor& actor) {
+  if (auto* svc = shard_service(s)) return svc->optout_check(actor);
+  ShardCall c;
+  c.op = "optout_check";
+  c.actor = actor;
+  FV_ASSIGN_OR_RETURN(auto reply, forward(s, c));
+  return decode_optout_check(reply);
 }
 
 Result<OptoutResult> ClusterService::optout_add(const Actor& actor, std::vector<uint8_t> image_bytes, int face_index) {
@@ -556,8 +578,7 @@ Result<OptoutCheck> ClusterService::optout_check(const Actor& actor) {
   OptoutCheck all;
   bool first = true;
   for (int s = 0; s < node_.config().shards; ++s) {
-    FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
-    FV_ASSIGN_OR_RETURN(auto part, svc->optout_check(actor));
+    FV_ASSIGN_OR_RETURN(auto part, optout_check_on(s, actor));
     all.threshold = part.threshold;
     for (auto& m : part.matches) all.matches.push_back(std::move(m));
     // An entry is compared with nothing only if no shard holds a template of its model.
@@ -576,18 +597,41 @@ Status ClusterService::resolve_candidates(ReviewCase& rc) {
   // crops are on their shards.
   for (auto& k : rc.candidates) {
     if (!k.subject_ref.empty()) continue;
-    FV_ASSIGN_OR_RETURN(auto at, locate_uid(k.subject_uid));
-    if (!at) continue;  // erased: shown by uid only, as on one vault
-    FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
-    auto& m = *svc->impl_;
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_ASSIGN_OR_RETURN(auto row, m.catalog().find_subject(at->uid));
-    if (!row) continue;
-    k.subject_ref = row->ref;
-    FV_ASSIGN_OR_RETURN(const int64_t crops, m.catalog().count_reference_crops(row->id, rc.purpose));
-    k.reference_available = crops > 0;
+    FV_ASSIGN_OR_RETURN(auto found, candidate_on_shard(k.subject_uid, rc.purpose));
+    if (!found) continue;  // erased: shown by uid only, as on one vault
+    k.subject_ref = found->first;
+    k.reference_available = found->second;
   }
   return Status::ok();
+}
+
+Result<std::optional<std::pair<std::string, bool>>> ClusterService::candidate_on_shard(const std::string& uid,
+                                                                                     const std::string& purpose) {
+  using Found = std::optional<std::pair<std::string, bool>>;
+  if (!is_uid(uid)) return Found();
+  const int s = cluster::shard_of(uid, node_.config().shards);
+  if (!shard_service(s)) {
+    ShardCall c;
+    c.op = "candidate";
+    c.actor = Actor{"cluster:" + node_.name(), Role::kAuditor};  // a read between nodes, audited by the caller's use case
+    c.subject = uid;
+    c.reason = purpose;
+    FV_ASSIGN_OR_RETURN(auto reply, forward(s, c));
+    FV_ASSIGN_OR_RETURN(auto j, decode_json_result(reply));
+    if (j.is_null()) return Found();
+    if (!j.is_object() || !j.contains("ref") || !j["ref"].is_string() || !j.contains("reference") || !j["reference"].is_boolean())
+      return corrupt_data("forwarded candidate: malformed reply");
+    return Found(std::make_pair(j["ref"].get<std::string>(), j["reference"].get<bool>()));
+  }
+  FV_ASSIGN_OR_RETURN(auto at, locate_uid(uid));
+  if (!at) return Found();
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
+  auto& m = *svc->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_ASSIGN_OR_RETURN(auto row, m.catalog().find_subject(at->uid));
+  if (!row) return Found();
+  FV_ASSIGN_OR_RETURN(const int64_t crops, m.catalog().count_reference_crops(row->id, purpose));
+  return Found(std::make_pair(row->ref, crops > 0));
 }
 
 Result<std::vector<ReviewCase>> ClusterService::review_list(const Actor& actor, const ReviewListFilter& filter) {
@@ -672,18 +716,8 @@ Result<ReviewDecision> ClusterService::review_decide(const Actor& actor, const s
     }
   }
   if (!uid.empty()) {
-    FV_ASSIGN_OR_RETURN(auto at, locate_uid(uid));
-    known_reference = false;  // an erased subject keeps no reference
-    if (at) {
-      FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
-      auto& m = *svc->impl_;
-      std::lock_guard<std::mutex> l(m.mu);
-      FV_ASSIGN_OR_RETURN(auto row, m.catalog().find_subject(at->uid));
-      if (row) {
-        FV_ASSIGN_OR_RETURN(const int64_t crops, m.catalog().count_reference_crops(row->id, purpose));
-        known_reference = crops > 0;
-      }
-    }
+    FV_ASSIGN_OR_RETURN(auto found, candidate_on_shard(uid, purpose));
+    known_reference = found && found->second;  // an erased subject keeps no reference
   }
   return write_on(-1, [&](Service& m) { return m.impl_->review_decide(actor, case_id, req, known_reference); });
 }

@@ -185,6 +185,12 @@ class ClusterService final : public Api {
   Result<std::optional<int>> unhosted_enrollment_shard(const EnrollRequest& req);
   Result<vault::Bytes> forward(int s, const ShardCall& call);
   Result<vault::Bytes> serve_shard_call(int s, std::span<const uint8_t> request);
+  // Per shard, here or forwarded: an opt-out entry written under `optout_uid`, the registry
+  // matched against the shard's subjects, a review candidate's reference and whether a
+  // reference crop is kept for the purpose (nullopt: the subject is gone).
+  Result<OptoutResult> optout_on(int s, const Actor& actor, const face::FaceTemplate& tmpl, const std::string& optout_uid);
+  Result<OptoutCheck> optout_check_on(int s, const Actor& actor);
+  Result<std::optional<std::pair<std::string, bool>>> candidate_on_shard(const std::string& uid, const std::string& purpose);
   static bool is_uid(const std::string& s);
   // Per hosted stream: applied and last sequence (the replica lag in /metrics).
   void replication_progress(ServiceStats& st);

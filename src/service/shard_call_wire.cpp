@@ -205,4 +205,34 @@ Result<json> decode_json_result(std::span<const uint8_t> bytes) {
   return parse<json>(bytes, "export", [](const json& j) -> Result<json> { return j.at("json"); });
 }
 
+vault::Bytes encode_result(const OptoutResult& r) {
+  return cbor({{"uid", r.optout_uid}, {"matches", r.enrolled_match_count}, {"audit_hash", r.audit_hash}});
+}
+
+Result<OptoutResult> decode_optout_result(std::span<const uint8_t> bytes) {
+  return parse<OptoutResult>(bytes, "opt-out result", [](const json& j) -> Result<OptoutResult> {
+    return OptoutResult{j.at("uid").get<std::string>(), j.at("matches").get<int64_t>(), j.at("audit_hash").get<std::string>()};
+  });
+}
+
+vault::Bytes encode_result(const OptoutCheck& r) {
+  json ms = json::array();
+  for (const auto& m : r.matches)
+    ms.push_back({{"ref", m.subject_ref}, {"uid", m.subject_uid}, {"optout", m.optout_uid}, {"similarity", m.similarity}});
+  return cbor({{"matches", ms}, {"threshold", r.threshold}, {"incomparable", r.incomparable_optouts}, {"audit_hash", r.audit_hash}});
+}
+
+Result<OptoutCheck> decode_optout_check(std::span<const uint8_t> bytes) {
+  return parse<OptoutCheck>(bytes, "opt-out check", [](const json& j) -> Result<OptoutCheck> {
+    OptoutCheck r;
+    for (const auto& m : j.at("matches"))
+      r.matches.push_back({m.at("ref").get<std::string>(), m.at("uid").get<std::string>(), m.at("optout").get<std::string>(),
+                           m.at("similarity").get<double>()});
+    r.threshold = j.at("threshold").get<double>();
+    r.incomparable_optouts = j.at("incomparable").get<int64_t>();
+    r.audit_hash = j.at("audit_hash").get<std::string>();
+    return r;
+  });
+}
+
 }  // namespace fv::service

@@ -22,7 +22,10 @@
 namespace fv::service {
 
 struct ShardCall {
-  std::string op;  // add_basis, withdraw_basis, enroll, enroll_template, erase, export_subject, verify_subject
+  // add_basis, withdraw_basis, enroll, enroll_template, erase, export_subject, verify_subject;
+  // per shard: optout_shard (the opt-out `subject` = its uid, `tmpl`), optout_check,
+  // candidate (a review candidate's reference and crop, `subject` = uid, `reason` = purpose)
+  std::string op;
   Actor actor;
   BasisRequest basis;        // add_basis
   int64_t id = 0;            // withdraw_basis: the basis (cluster id)
@@ -45,6 +48,10 @@ vault::Bytes encode_result(const EnrollResult& r);
 vault::Bytes encode_result(const EraseReceipt& r);
 vault::Bytes encode_result(const VerifyResult& r);
 vault::Bytes encode_result(const nlohmann::json& r);
+vault::Bytes encode_result(const OptoutResult& r);
+vault::Bytes encode_result(const OptoutCheck& r);
+Result<OptoutResult> decode_optout_result(std::span<const uint8_t> bytes);
+Result<OptoutCheck> decode_optout_check(std::span<const uint8_t> bytes);
 Result<BasisResult> decode_basis_result(std::span<const uint8_t> bytes);
 Result<EnrollResult> decode_enroll_result(std::span<const uint8_t> bytes);
 Result<EraseReceipt> decode_erase_receipt(std::span<const uint8_t> bytes);

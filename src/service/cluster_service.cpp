@@ -32,6 +32,14 @@ std::pair<int64_t, int> split_id(int64_t global) {
 
 }  // namespace
 
+template <typename T>
+Result<T> ClusterService::forwarded(int s, ShardCall call, Result<T> (*decode)(std::span<const uint8_t>)) {
+  auto reply = forward(s, call);
+  vault::wipe(call.image);  // a photo
+  FV_ASSIGN_OR_RETURN(auto bytes, std::move(reply));
+  return decode(bytes);
+}
+
 bool ClusterService::is_uid(const std::string& s) {
   return s.size() == 16 && std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
 }
@@ -206,12 +214,7 @@ Result<BasisResult> ClusterService::add_basis(const Actor& actor, const BasisReq
   FV_ASSIGN_OR_RETURN(const std::string uid, claim_reference(req.subject_ref));
   const int s = cluster::shard_of(uid, node_.config().shards);
   if (!shard_service(s)) {
-    ShardCall c;
-    c.op = "add_basis";
-    c.actor = actor;
-    c.basis = req;
-    FV_ASSIGN_OR_RETURN(auto reply, forward(s, c));
-    return decode_basis_result(reply);
+    return forwarded(s, {.op = "add_basis", .actor = actor, .basis = req}, decode_basis_result);
   }
   FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) {
     std::lock_guard<std::mutex> l(svc.impl_->mu);
@@ -228,12 +231,7 @@ Result<EraseReceipt> ClusterService::withdraw_basis(const Actor& actor, int64_t 
   const int s = valid ? split.second : 0;
   const int64_t local = valid ? split.first : 0;
   if (!shard_service(s)) {
-    ShardCall c;
-    c.op = "withdraw_basis";
-    c.actor = actor;
-    c.id = basis_id;
-    FV_ASSIGN_OR_RETURN(auto reply, forward(s, c));
-    return decode_erase_receipt(reply);
+    return forwarded(s, {.op = "withdraw_basis", .actor = actor, .id = basis_id}, decode_erase_receipt);
   }
   FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) { return svc.withdraw_basis(actor, local); }));
   if (!r.key_destroyed) return r;  // another basis is in force: the subject stays
@@ -273,14 +271,7 @@ Result<EnrollResult> ClusterService::enroll(const Actor& actor, const EnrollRequ
   } wipe{image_bytes};
   FV_ASSIGN_OR_RETURN(auto away, unhosted_enrollment_shard(req));
   if (away) {
-    ShardCall c;
-    c.op = "enroll";
-    c.actor = actor;
-    c.enroll = req;
-    c.image = image_bytes;
-    FV_ASSIGN_OR_RETURN(auto reply, forward(*away, c));
-    vault::wipe(c.image);
-    return decode_enroll_result(reply);
+    return forwarded(*away, {.op = "enroll", .actor = actor, .enroll = req, .image = image_bytes}, decode_enroll_result);
   }
   FV_ASSIGN_OR_RETURN(auto routed, enrollment_shard(actor, req));
   const int s = routed.first;
@@ -296,18 +287,10 @@ Result<EnrollResult> ClusterService::enroll_template(const Actor& actor, const E
                                                      const face::FaceTemplate& tmpl, TemplateOrigin origin) {
   FV_ASSIGN_OR_RETURN(auto away, unhosted_enrollment_shard(req));
   if (away) {  // what the template came from goes along, with the image to keep if any
-    ShardCall c;
-    c.op = "enroll_template";
-    c.actor = actor;
-    c.enroll = req;
-    c.tmpl = tmpl;
-    c.origin_sha256 = origin.image_sha256;
-    c.origin_format = origin.format;
-    c.image = std::move(origin.kept_image);
-    auto reply = forward(*away, c);
-    vault::wipe(c.image);
-    FV_ASSIGN_OR_RETURN(auto bytes, std::move(reply));
-    return decode_enroll_result(bytes);
+    return forwarded(*away,
+                     {.op = "enroll_template", .actor = actor, .enroll = req, .tmpl = tmpl, .origin_sha256 = origin.image_sha256,
+                      .origin_format = origin.format, .image = std::move(origin.kept_image)},
+                     decode_enroll_result);
   }
   FV_ASSIGN_OR_RETURN(auto routed, enrollment_shard(actor, req));
   const int s = routed.first;
@@ -325,16 +308,9 @@ Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const Se
   // there); the comparison runs on the subject's shard.
   FV_ASSIGN_OR_RETURN(auto away, unhosted_shard_of(subject_ref));
   if (away) {
-    ShardCall c;
-    c.op = "verify_subject";
-    c.actor = actor;
-    c.search = req_in;
-    c.subject = subject_ref;
-    c.image = std::move(image_bytes);
-    auto reply = forward(*away, c);
-    vault::wipe(c.image);
-    FV_ASSIGN_OR_RETURN(auto bytes, std::move(reply));
-    return decode_verify_result(bytes);
+    return forwarded(
+        *away, {.op = "verify_subject", .actor = actor, .subject = subject_ref, .search = req_in, .image = std::move(image_bytes)},
+        decode_verify_result);
   }
   auto& meta = *meta_->impl_;
   Upload upload(std::move(image_bytes), meta.options.on_wipe);
@@ -363,13 +339,7 @@ Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const Se
 Result<EraseReceipt> ClusterService::erase(const Actor& actor, const std::string& subject, const std::string& reason) {
   FV_ASSIGN_OR_RETURN(auto away, unhosted_shard_of(subject));
   if (away) {
-    ShardCall c;
-    c.op = "erase";
-    c.actor = actor;
-    c.subject = subject;
-    c.reason = reason;
-    FV_ASSIGN_OR_RETURN(auto reply, forward(*away, c));
-    return decode_erase_receipt(reply);
+    return forwarded(*away, {.op = "erase", .actor = actor, .subject = subject, .reason = reason}, decode_erase_receipt);
   }
   FV_ASSIGN_OR_RETURN(auto at, locate(subject));
   if (!at) return meta_->erase(actor, subject, reason);  // refused there, as on one vault (audited)
@@ -441,13 +411,8 @@ Result<nlohmann::json> ClusterService::export_subject(const Actor& actor, const 
     if (images_dir)
       return unavailable("shard " + std::to_string(*away) + " is not hosted on node " + node_.name() +
                          ": an export that writes the subject's images to a folder runs on a node hosting it");
-    ShardCall c;
-    c.op = "export_subject";
-    c.actor = actor;
-    c.subject = subject;
-    c.include_templates = include_templates;
-    FV_ASSIGN_OR_RETURN(auto reply, forward(*away, c));
-    return decode_json_result(reply);
+    return forwarded(*away, {.op = "export_subject", .actor = actor, .subject = subject, .include_templates = include_templates},
+                     decode_json_result);
   }
   FV_ASSIGN_OR_RETURN(auto at, locate(subject));
   if (at && copt_.fresh_reads) {
@@ -525,13 +490,7 @@ Result<OptoutResult> ClusterService::optout_everywhere(const Actor& actor, const
 Result<OptoutResult> ClusterService::optout_on(int s, const Actor& actor, const face::FaceTemplate& tmpl,
                                               const std::string& optout_uid) {
   if (!shard_service(s)) {
-    ShardCall c;
-    c.op = "optout_shard";
-    c.actor = actor;
-    c.tmpl = tmpl;
-    c.subject = optout_uid;
-    FV_ASSIGN_OR_RETURN(auto reply, forward(s, c));
-    return decode_optout_result(reply);
+    return forwarded(s, {.op = "optout_shard", .actor = actor, .tmpl = tmpl, .subject = optout_uid}, decode_optout_result);
   }
   return write_on(s, [&](Service& svc) -> Result<OptoutResult> {
     auto& m = *svc.impl_;
@@ -548,11 +507,7 @@ Result<OptoutResult> ClusterService::optout_on(int s, const Actor& actor, const 
 
 Result<OptoutCheck> ClusterService::optout_check_on(int s, const Actor& actor) {
   if (auto* svc = shard_service(s)) return svc->optout_check(actor);
-  ShardCall c;
-  c.op = "optout_check";
-  c.actor = actor;
-  FV_ASSIGN_OR_RETURN(auto reply, forward(s, c));
-  return decode_optout_check(reply);
+  return forwarded(s, {.op = "optout_check", .actor = actor}, decode_optout_check);
 }
 
 Result<OptoutResult> ClusterService::optout_add(const Actor& actor, std::vector<uint8_t> image_bytes, int face_index) {
@@ -611,13 +566,9 @@ Result<std::optional<std::pair<std::string, bool>>> ClusterService::candidate_on
   if (!is_uid(uid)) return Found();
   const int s = cluster::shard_of(uid, node_.config().shards);
   if (!shard_service(s)) {
-    ShardCall c;
-    c.op = "candidate";
-    c.actor = Actor{"cluster:" + node_.name(), Role::kAuditor};  // a read between nodes, audited by the caller's use case
-    c.subject = uid;
-    c.reason = purpose;
-    FV_ASSIGN_OR_RETURN(auto reply, forward(s, c));
-    FV_ASSIGN_OR_RETURN(auto j, decode_json_result(reply));
+    // A read between nodes, for a use case the caller's node audits.
+    const Actor self{"cluster:" + node_.name(), Role::kAuditor};
+    FV_ASSIGN_OR_RETURN(auto j, forwarded(s, {.op = "candidate", .actor = self, .subject = uid, .reason = purpose}, decode_json_result));
     if (j.is_null()) return Found();
     if (!j.is_object() || !j.contains("ref") || !j["ref"].is_string() || !j.contains("reference") || !j["reference"].is_boolean())
       return corrupt_data("forwarded candidate: malformed reply");

@@ -184,6 +184,8 @@ class ClusterService final : public Api {
   Result<std::optional<int>> unhosted_shard_of(const std::string& subject);
   Result<std::optional<int>> unhosted_enrollment_shard(const EnrollRequest& req);
   Result<vault::Bytes> forward(int s, const ShardCall& call);
+  template <typename T>
+  Result<T> forwarded(int s, ShardCall call, Result<T> (*decode)(std::span<const uint8_t>));
   Result<vault::Bytes> serve_shard_call(int s, std::span<const uint8_t> request);
   // Per shard, here or forwarded: an opt-out entry written under `optout_uid`, the registry
   // matched against the shard's subjects, a review candidate's reference and whether a

@@ -17,7 +17,9 @@ std::optional<T> opt_of(const json& j) {
 }
 
 json box_json(const face::Box& b) { return {b.x1, b.y1, b.x2, b.y2}; }
-face::Box box_of(const json& j) { return {j.at(0).get<double>(), j.at(1).get<double>(), j.at(2).get<double>(), j.at(3).get<double>()}; }
+face::Box box_of(const json& j) {
+  return {j.at(0).get<double>(), j.at(1).get<double>(), j.at(2).get<double>(), j.at(3).get<double>()};
+}
 
 vault::Bytes cbor(const json& j) { return json::to_cbor(j); }
 

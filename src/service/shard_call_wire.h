@@ -25,18 +25,18 @@ struct ShardCall {
   // add_basis, withdraw_basis, enroll, enroll_template, erase, export_subject, verify_subject;
   // per shard: optout_shard (the opt-out `subject` = its uid, `tmpl`), optout_check,
   // candidate (a review candidate's reference and crop, `subject` = uid, `reason` = purpose)
-  std::string op;
-  Actor actor;
-  BasisRequest basis;        // add_basis
+  std::string op{};
+  Actor actor{};
+  BasisRequest basis{};      // add_basis
   int64_t id = 0;            // withdraw_basis: the basis (cluster id)
-  EnrollRequest enroll;      // enroll, enroll_template
-  face::FaceTemplate tmpl;   // enroll_template
-  std::string origin_sha256, origin_format;  // enroll_template: what the template was taken from
-  std::string subject;       // erase, export_subject, verify_subject
-  std::string reason;        // erase
+  EnrollRequest enroll{};    // enroll, enroll_template
+  face::FaceTemplate tmpl{};  // enroll_template
+  std::string origin_sha256{}, origin_format{};  // enroll_template: what the template was taken from
+  std::string subject{};     // erase, export_subject, verify_subject
+  std::string reason{};      // erase
   bool include_templates = false;  // export_subject
-  SearchRequest search;      // verify_subject
-  std::vector<uint8_t> image;  // enroll, verify_subject: the photo; enroll_template: the image to keep
+  SearchRequest search{};    // verify_subject
+  std::vector<uint8_t> image{};  // enroll, verify_subject: the photo; enroll_template: the image to keep
 };
 
 vault::Bytes encode_call(const ShardCall& c);

@@ -32,6 +32,7 @@
 #include "service/shard_search_wire.h"
 #include "server/sample_photos.h"
 #include "support/nats_servers.h"
+#include "vault/vault_test_util.h"
 #include "support/paths.h"
 #include "vault/crypto.h"
 #include "vault/vault.h"
@@ -46,28 +47,12 @@ const std::string kSigningHex(64, '9');
 constexpr int kShards = 8;
 constexpr int kReplicas = 2;
 constexpr int kSubjects = 40;
-const char* kModel = "faceplugin-mobilefacenet-512";
 const std::vector<std::string> kNodes = {"a", "b", "c"};
 
-face::FaceTemplate unit(std::vector<float> v) {
-  double n = 0;
-  for (float x : v) n += double(x) * x;
-  for (auto& x : v) x = static_cast<float>(x / std::sqrt(n));
-  return {kModel, 1, std::move(v)};
-}
-
-face::FaceTemplate random_template(std::mt19937& rng) {
-  std::normal_distribution<float> g(0.f, 1.f);
-  std::vector<float> v(512);
-  for (auto& x : v) x = g(rng);
-  return unit(std::move(v));
-}
-
-face::FaceTemplate near(const face::FaceTemplate& t, std::mt19937& rng, float noise) {
-  std::normal_distribution<float> g(0.f, noise);
-  std::vector<float> v = t.values;
-  for (auto& x : v) x += g(rng);
-  return unit(std::move(v));
+using test::random_template;
+// `t` with noise of standard deviation `sigma` per value, normalised again.
+face::FaceTemplate near(const face::FaceTemplate& t, std::mt19937& rng, float sigma) {
+  return test::near_template(t, rng, sigma * std::sqrt(512.f));
 }
 
 const service::Actor kAdmin{"tester", service::Role::kAdmin};
@@ -95,26 +80,19 @@ class ClusterFanOutTest : public ::testing::Test {
     auto conn = cluster::NatsConnection::connect({nats_->urls(), "test"});
     ASSERT_TRUE(conn.is_ok()) << conn.status().to_string();
     ASSERT_TRUE(cluster::init_cluster(**conn, kShards, kReplicas).is_ok());
-    for (const std::string& name : kNodes) {
-      cluster::NodeOptions o;
-      o.servers = nats_->urls();
-      o.name = name;
-      o.dir = *root_ / name;
-      auto n = cluster::ClusterNode::start(o);
-      ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
-      nodes_.push_back(std::move(*n));
-    }
     // A node hosts its shards among the members registered when it starts: the first ones
-    // started alone would host every shard. Restarted, each sees all three and hosts its share.
-    nodes_.clear();
-    for (const std::string& name : kNodes) {
-      cluster::NodeOptions o;
-      o.servers = nats_->urls();
-      o.name = name;
-      o.dir = *root_ / name;
-      auto n = cluster::ClusterNode::start(o);
-      ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
-      nodes_.push_back(std::move(*n));
+    // started alone would host every shard. Started again, each sees all three and hosts its share.
+    for (int round = 0; round < 2; ++round) {
+      nodes_.clear();
+      for (const std::string& name : kNodes) {
+        cluster::NodeOptions o;
+        o.servers = nats_->urls();
+        o.name = name;
+        o.dir = *root_ / name;
+        auto n = cluster::ClusterNode::start(o);
+        ASSERT_TRUE(n.is_ok()) << name << ": " << n.status().to_string();
+        nodes_.push_back(std::move(*n));
+      }
     }
     for (auto& n : nodes_) {
       service::ClusterServiceOptions co;

@@ -24,6 +24,7 @@
 #include "service/service.h"
 #include "server/sample_photos.h"
 #include "support/nats_servers.h"
+#include "vault/vault_test_util.h"
 #include "support/paths.h"
 #include "vault/crypto.h"
 #include "vault/vault.h"
@@ -37,27 +38,11 @@ const std::string kMasterHex(64, '4');
 const std::string kSigningHex(64, '8');
 constexpr int kShards = 4;
 constexpr int kSubjects = 48;
-const char* kModel = "faceplugin-mobilefacenet-512";
 
-face::FaceTemplate unit(std::vector<float> v) {
-  double n = 0;
-  for (float x : v) n += double(x) * x;
-  for (auto& x : v) x = static_cast<float>(x / std::sqrt(n));
-  return {kModel, 1, std::move(v)};
-}
-
-face::FaceTemplate random_template(std::mt19937& rng) {
-  std::normal_distribution<float> g(0.f, 1.f);
-  std::vector<float> v(512);
-  for (auto& x : v) x = g(rng);
-  return unit(std::move(v));
-}
-
-face::FaceTemplate near(const face::FaceTemplate& t, std::mt19937& rng, float noise) {
-  std::normal_distribution<float> g(0.f, noise);
-  std::vector<float> v = t.values;
-  for (auto& x : v) x += g(rng);
-  return unit(std::move(v));
+using test::random_template;
+// `t` with noise of standard deviation `sigma` per value, normalised again.
+face::FaceTemplate near(const face::FaceTemplate& t, std::mt19937& rng, float sigma) {
+  return test::near_template(t, rng, sigma * std::sqrt(512.f));
 }
 
 class ClusterServiceTest : public ::testing::Test {

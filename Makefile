@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 FUZZ_SECONDS ?= 600
-FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SMOKE_SECONDS ?= 10
 JOBS ?= 2
 # This project's own test data, when present ($FACEVAULT_SHARED, else ../shared): `make run`
 # then enrolls its richer set. Without it the demo uses the photos pinned in demo-photos.lock.

@@ -41,6 +41,29 @@ def lfw_split(root, templates):
     return np.array(gallery), np.array(probes), np.array(mates)
 
 
+def face_shaped_gallery(lfw, templates, size, probes, seed):
+    """The gallery of --gallery face: `size` templates drawn from a Gaussian with the mean and
+    covariance of the LFW templates (normalised), then the LFW gallery; `probes` LFW probes
+    with their mates' rows. Returns mean, cov, eigenvalues and axes (largest first), the
+    gallery, the probes, their mates, the synthetic count, and the generator for what follows."""
+    t = load(templates)
+    every = np.array(list(t.values()), dtype=np.float64)
+    mean, cov = every.mean(0), np.cov(every.T)
+    evals, axes = np.linalg.eigh(cov)
+    evals, axes = evals[::-1], axes[:, ::-1].astype(np.float32)
+    rng = np.random.default_rng(seed)
+    chol = np.linalg.cholesky(cov + 1e-9 * np.eye(cov.shape[0]))
+    gal, prb, mates = lfw_split(lfw, t)
+    x = np.empty((size + len(gal), cov.shape[0]), np.float32)
+    for i in range(0, size, 100000):
+        m = min(100000, size - i)
+        z = rng.standard_normal((m, cov.shape[0])) @ chol.T + mean
+        x[i:i + m] = z / np.linalg.norm(z, axis=1, keepdims=True)
+    x[size:] = gal
+    pick = rng.choice(len(prb), min(probes, len(prb)), replace=False)
+    return mean, cov, evals, axes, x, prb[pick], mates[pick] + size, size, rng
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--lfw', required=True, help='LFW root (images/ inside)')
@@ -53,33 +76,16 @@ def main():
     ap.add_argument('--seed', type=int, default=1)
     a = ap.parse_args()
 
-    t = load(a.templates)
-    every = np.array(list(t.values()), dtype=np.float64)
-    mean, cov = every.mean(0), np.cov(every.T)
-    evals, axes = np.linalg.eigh(cov)
-    evals, axes = evals[::-1], axes[:, ::-1].astype(np.float32)
+    mean, cov, evals, axes, x, q, mate, n, rng = face_shaped_gallery(a.lfw, a.templates, a.size, a.probes, a.seed)
     share = np.cumsum(evals) / evals.sum()
     print('variance on the first 32/64/128/192 axes:', ' / '.join(f'{share[k - 1]:.3f}' for k in (32, 64, 128, 192)))
-
-    rng = np.random.default_rng(a.seed)
-    chol = np.linalg.cholesky(cov + 1e-9 * np.eye(cov.shape[0]))
-    gal, prb, mates = lfw_split(a.lfw, t)
-    n = a.size
-    x = np.empty((n + len(gal), cov.shape[0]), np.float32)
-    for i in range(0, n, 100000):
-        m = min(100000, n - i)
-        z = rng.standard_normal((m, cov.shape[0])) @ chol.T + mean
-        x[i:i + m] = z / np.linalg.norm(z, axis=1, keepdims=True)
-    x[n:] = gal
-    pick = rng.choice(len(prb), min(a.probes, len(prb)), replace=False)
-    q, mate = prb[pick], mates[pick] + n
     nq = len(q)
     exact = np.empty((nq, len(x)), np.float32)
     for i in range(0, len(x), 200000):
         exact[:, i:i + 200000] = q @ x[i:i + 200000].T
     top10 = np.argsort(-exact, axis=1)[:, :10]
     first = top10[:, 0] == mate
-    print(f'{n} face-shaped + {len(gal)} LFW templates, {nq} LFW probes; exact scan: mate first {first.mean():.3f}, '
+    print(f'{n} face-shaped + {len(x) - n} LFW templates, {nq} LFW probes; exact scan: mate first {first.mean():.3f}, '
           f'10th neighbour at {exact[np.arange(nq), top10[:, 9]].mean():.3f}')
 
     def report(est, label):

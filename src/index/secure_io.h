@@ -68,6 +68,7 @@ class SecureBuffer {
     size_ = n;
   }
   void append(const T* src, size_t n) {
+    if (n == 0) return;  // memcpy from or to a null pointer is undefined even for 0 bytes
     if (size_ + n > cap_) reserve(std::max(size_ + n, cap_ + cap_ / 2 + 16));
     std::memcpy(p_ + size_, src, n * sizeof(T));
     size_ += n;

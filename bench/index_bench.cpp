@@ -5,8 +5,7 @@
 //   index_bench --size 1000000 --kind exact|ivf|hnsw|faiss-flat|faiss-hnsw|hnswlib [--threads 1,2]
 //               [--queries 200] [--lfw out/lfw_templates.jsonl] [--lfw-singles nonmated|gallery] [--nonmated N] [--list 50] [--candidate-threshold T] [--gallery isotropic|face] [--lfw-order end|spread]
 //               [--nprobe 32] [--rerank 64]
-//               [--store FILE] [--nprobe-sweep 16,64,256] [--prune-sigmas 4] [--prune-sweep 0,4]
-//               [--hnsw-m 32] [--ef-search 64]
+//               [--store FILE] [--nprobe-sweep 16,64,256] [--hnsw-m 32] [--ef-search 64]
 //               [--ef-construction 40] [--entry-width 16] [--no-population-hubs] [--rerank-confidence 3.5] [--no-truth]
 //               [--save-synthetic FILE | --load-synthetic FILE]   build a gallery once (BenchConfig)
 //   index_bench --kind hnswlib --ef-sweep 16,64,256,1024 …   hnswlib HNSW anchor (float32)
@@ -313,11 +312,6 @@ int main(int argc, char** argv) {
     else if (a == "--nlist") cfg.ivf.nlist = std::stoull(next());
     else if (a == "--nprobe") cfg.ivf.nprobe = std::stoull(next());
     else if (a == "--code-dim") cfg.ivf.code_dim = std::stoull(next());
-    else if (a == "--prune-sigmas") cfg.ivf.prune_sigmas = std::stod(next());
-    else if (a == "--prune-sweep") {
-      std::stringstream ss(next());
-      for (std::string z; std::getline(ss, z, ',');) cfg.prune_sweep.push_back(std::stod(z));
-    }
     else if (a == "--rerank") cfg.ivf.rerank = std::stoull(next());
     else if (a == "--store") cfg.ivf.store_path = next();
     else if (a == "--removals") cfg.removals = std::stoull(next());

@@ -437,18 +437,8 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     const size_t keep = ivf ? ivf->options().nprobe : graph ? graph->options().ef_search : 0;
     nlohmann::json sweep = nlohmann::json::array();
     index->set_threads(1);
-    std::vector<std::pair<size_t, double>> points;
     for (size_t np : cfg.nprobe_sweep) {
-      if (!ivf || cfg.prune_sweep.empty()) points.emplace_back(np, ivf ? ivf->options().prune_sigmas : 0.0);
-      else
-        for (double z : cfg.prune_sweep) points.emplace_back(np, z);
-    }
-    const double keep_prune = ivf ? ivf->options().prune_sigmas : 0.0;
-    for (const auto& [np, z] : points) {
-      if (ivf) {
-        ivf->set_nprobe(np);
-        ivf->set_prune_sigmas(z);
-      }
+      if (ivf) ivf->set_nprobe(np);
       else if (graph) graph->set_ef(np);
       else if (!cfg.set_search_width(*index, np)) return invalid_argument("bench: this index has no search width to sweep");
       std::vector<double> ms;
@@ -468,16 +458,11 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
       sweep.push_back({{"nprobe", np}, {"p50_ms", percentile(ms, 0.5)}, {"p99_ms", percentile(ms, 0.99)},
                        {"recall_at_1", s1 / nq}, {"recall_at_10", s10 / nq}, {"mate_at_rank1", m1 / nq},
                        {"scanned_fraction", ivf ? double(np) / double(ivf->nlist()) : -1.0}});
-      if (ivf) sweep.back()["prune_sigmas"] = z;
-      log("nprobe " + std::to_string(np) + (ivf ? " prune " + std::to_string(z) : std::string()) + ": p50 " +
-          std::to_string(percentile(ms, 0.5)) + " ms, recall@10 " + std::to_string(s10 / nq) + ", mate@1 " +
-          std::to_string(m1 / nq));
+      log("nprobe " + std::to_string(np) + ": p50 " + std::to_string(percentile(ms, 0.5)) + " ms, recall@10 " +
+          std::to_string(s10 / nq));
     }
     j["nprobe_sweep"] = sweep;
-    if (ivf) {
-      ivf->set_nprobe(keep);
-      ivf->set_prune_sigmas(keep_prune);
-    }
+    if (ivf) ivf->set_nprobe(keep);
     if (graph) graph->set_ef(keep);
   }
   // ---- removal: a batch of random ids, timed; then each removed template, searched for

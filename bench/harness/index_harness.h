@@ -55,7 +55,6 @@ struct BenchConfig {
   // Only synthetic (random) templates are ever in the file: no biometric data.
   std::filesystem::path save_synthetic, load_synthetic;
   std::vector<size_t> nprobe_sweep;  // IVF: recall/latency at each nprobe after one build (1 thread)
-  std::vector<double> prune_sweep;   // IVF: each nprobe of the sweep at each of these prune_sigmas (0: one pass)
   // Other indexes: sets their search width (e.g. HNSW ef) for the same sweep; false if it cannot.
   std::function<bool(VectorIndex&, size_t)> set_search_width;
 };

@@ -412,7 +412,6 @@ void add_index_commands(CLI::App& app, int& exit_code) {
   bi->add_option("--nlist", b->cfg.ivf.nlist, "IVF cells (default 4·√size)");
   bi->add_option("--nprobe", b->cfg.ivf.nprobe, "IVF cells scanned per query");
   bi->add_option("--rerank", b->cfg.ivf.rerank, "candidates re-scored at full precision");
-  bi->add_option("--prune-sigmas", b->cfg.ivf.prune_sigmas, "IVF: the scan's second pass reads a code's axes after the first 64 only when they could lift it into the candidate list by their mean plus this many standard deviations (default 4; 0: every axis of every code)");
   bi->add_option("--code-dim", b->cfg.ivf.code_dim, "IVF: PCA dimensions kept in the 4-bit codes (a multiple of 64; default: the axes holding 97 % of the variance, at most dim·7/8)");
   bi->add_option("--store", b->cfg.ivf.store_path, "re-rank records in this encrypted file (default: memory)");
   bi->add_option("--removals", b->cfg.removals, "templates removed (timed) at the end");

@@ -304,8 +304,7 @@ Status IvfIndex::add(std::span<const Id> ids, std::span<const float> vectors) {
     FV_RETURN_IF_ERROR(store_->put(reinterpret_cast<const uint8_t*>(recs.data()), m, slots.data(), opt_.threads));
     for (size_t i = 0; i < m; ++i) {
       List& l = lists_[cell[i]];
-      l.codes.append(codes.data() + i * cb, kHeadBytes);
-      l.tail.append(codes.data() + i * cb + kHeadBytes, cb - kHeadBytes);
+      l.codes.append(codes.data() + i * cb, cb);
       l.ids.push_back(ids[c0 + i]);
       l.recs.push_back(slots[i]);
     }
@@ -319,7 +318,6 @@ Status IvfIndex::add(std::span<const Id> ids, std::span<const float> vectors) {
 void IvfIndex::shrink() {
   for (auto& l : lists_) {
     l.codes.shrink_to_fit();
-    l.tail.shrink_to_fit();
     l.ids.shrink_to_fit();
     l.recs.shrink_to_fit();
   }
@@ -330,7 +328,7 @@ Result<size_t> IvfIndex::remove(std::span<const Id> ids) {
   // No id → cell map is kept (it would cost 16+ bytes per template against a 256-byte
   // budget); removal scans the ids instead: 80 MB at 10 M, a few ms, and erasure is rare.
   std::unordered_set<Id> gone(ids.begin(), ids.end());
-  const size_t hb = kHeadBytes, tb = tail_bytes();
+  const size_t cb = cd_ / 2;
   std::vector<uint32_t> freed;
   for (auto& l : lists_) {
     for (size_t p = 0; p < l.ids.size();) {
@@ -341,15 +339,13 @@ Result<size_t> IvfIndex::remove(std::span<const Id> ids) {
       freed.push_back(l.recs[p]);
       const size_t last = l.ids.size() - 1;
       if (p != last) {
-        std::memcpy(l.codes.data() + p * hb, l.codes.data() + last * hb, hb);
-        if (tb) std::memcpy(l.tail.data() + p * tb, l.tail.data() + last * tb, tb);
+        std::memcpy(l.codes.data() + p * cb, l.codes.data() + last * cb, cb);
         l.ids[p] = l.ids[last];
         l.recs[p] = l.recs[last];
       }
       l.ids.pop_back();
       l.recs.pop_back();
-      l.codes.resize(last * hb);  // zeroes the vacated code
-      l.tail.resize(last * tb);
+      l.codes.resize(last * cb);  // zeroes the vacated code
     }
   }
   FV_RETURN_IF_ERROR(store_->erase(freed.data(), freed.size()));
@@ -381,48 +377,19 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
   // Re-ranking more candidates than the index holds changes nothing; the clamp keeps a huge
   // rerank (from options or a loaded file) from sizing the candidate heap (bad_alloc).
   const size_t R = std::max(k, std::min(opt_.rerank, size_));
-  const size_t tb = tail_bytes();
-  // What the axes after the first 64 can add to a code's score, at most (but for
-  // prune_sigmas standard deviations): Σ v_j·c_j with c_j a 4-bit level whose mean is 7.5 and
-  // variance 3.6 on every axis (ranges of ±4σ of the axis, 16 levels: σ/step = 15/8, plus the
-  // rounding's 1/12), the axes being uncorrelated (principal axes).
-  int64_t rest_bound = int64_t(1) << 40;  // no pruning
-  if (tb && opt_.prune_sigmas > 0) {
-    double mean = 0, var = 0;
-    for (size_t j = kHeadDims; j < cd_; ++j) {
-      mean += 7.5 * v8[j];
-      var += 3.6 * double(v8[j]) * v8[j];
-    }
-    rest_bound = static_cast<int64_t>(std::ceil(mean + opt_.prune_sigmas * std::sqrt(var)));
-  }
+  const size_t cb = cd_ / 2;
   threads = std::max(1, threads);
   std::vector<TopK> tops(threads, TopK(R));
   std::vector<size_t> scanned(threads, 0);
-  std::vector<std::vector<uint8_t>> gathered(threads, std::vector<uint8_t>(512 * tb));
-  auto scan = [&](size_t li, TopK& top, int t) {
+  auto scan = [&](size_t li, TopK& top) {
     const List& l = lists_[li];
-    int32_t raw[512], rest[512];
-    uint16_t pick[512];
+    int32_t raw[512];
     for (size_t p0 = 0; p0 < l.ids.size(); p0 += 512) {
       const size_t m = std::min<size_t>(512, l.ids.size() - p0);
-      kernels::dot_u4s8_rows(l.codes.data() + p0 * kHeadBytes, m, kHeadDims, v8, raw);
+      kernels::dot_u4s8_rows(l.codes.data() + p0 * cb, m, cd_, v8, raw);
       // Most codes score below the candidate list's worst: one integer compare skips them.
       int32_t worst = top.full() ? static_cast<int32_t>(std::floor(top.threshold())) : INT32_MIN;
-      size_t n = 0;
-      if (tb) {
-        // Second pass, on the codes whose first part leaves them a chance: their other axes,
-        // gathered and scored together.
-        for (size_t i = 0; i < m; ++i)
-          if (int64_t(raw[i]) + rest_bound >= worst) pick[n++] = static_cast<uint16_t>(i);
-        uint8_t* g = gathered[t].data();
-        for (size_t x = 0; x < n; ++x) std::memcpy(g + x * tb, l.tail.data() + (p0 + pick[x]) * tb, tb);
-        kernels::dot_u4s8_rows(g, n, cd_ - kHeadDims, v8 + kHeadDims, rest);
-        for (size_t x = 0; x < n; ++x) raw[pick[x]] += rest[x];
-      } else {
-        for (size_t i = 0; i < m; ++i) pick[n++] = static_cast<uint16_t>(i);
-      }
-      for (size_t x = 0; x < n; ++x) {
-        const size_t i = pick[x];
+      for (size_t i = 0; i < m; ++i) {
         if (raw[i] < worst) continue;
         const Id code = static_cast<Id>((uint64_t(li) << 32) | (p0 + i));
         const float s = static_cast<float>(raw[i]);
@@ -441,7 +408,7 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
   // or more are probed).
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return std::less<const uint8_t*>()(lists_[a].codes.data(), lists_[b].codes.data()); });
   run_parallel(std::min<int>(threads, static_cast<int>(order.size())), [&](int t) {
-    for (size_t i = t; i < order.size(); i += threads) scanned[t] += scan(order[i], tops[t], t);
+    for (size_t i = t; i < order.size(); i += threads) scanned[t] += scan(order[i], tops[t]);
   });
   for (int t = 1; t < threads; ++t) tops[0].merge(tops[t]);
   TopK& cand = tops[0];
@@ -452,7 +419,7 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
     std::unordered_set<size_t> done(order.begin(), order.end());
     for (size_t li : all) {
       if (cand.size() >= k) break;
-      if (!done.count(li)) scanned[0] += scan(li, cand, 0);
+      if (!done.count(li)) scanned[0] += scan(li, cand);
     }
   }
   searches_.fetch_add(1, std::memory_order_relaxed);
@@ -493,8 +460,7 @@ IndexStats IvfIndex::stats() const {
   IndexStats s;
   s.size = size_;
   size_t mem = centroids_.capacity() * sizeof(float) + pca_.capacity() * sizeof(float) + lists_.capacity() * sizeof(List);
-  for (const auto& l : lists_)
-    mem += l.codes.capacity() + l.tail.capacity() + l.ids.capacity() * sizeof(Id) + l.recs.capacity() * sizeof(uint32_t);
+  for (const auto& l : lists_) mem += l.codes.capacity() + l.ids.capacity() * sizeof(Id) + l.recs.capacity() * sizeof(uint32_t);
   if (hnsw_) mem += hnsw_->max_elements_ * (hnsw_->size_data_per_element_ + sizeof(void*) + sizeof(int));
   if (store_) mem += store_->memory_bytes();
   s.memory_bytes = mem;
@@ -518,15 +484,7 @@ Status IvfIndex::save_body(SealedWriter& out) const {
   std::vector<uint8_t> rec(RerankRecord::bytes(dim_));
   for (const auto& l : lists_) {
     FV_RETURN_IF_ERROR(out.write_vec(l.ids.data(), l.ids.size()));
-    // Stored whole (first 64 axes, then the others, per code), as the file format has it.
-    const size_t tb = tail_bytes(), cb = cd_ / 2;
-    SecureBuffer<uint8_t> whole;
-    whole.resize(l.ids.size() * cb);
-    for (size_t i = 0; i < l.ids.size(); ++i) {
-      std::memcpy(whole.data() + i * cb, l.codes.data() + i * kHeadBytes, kHeadBytes);
-      if (tb) std::memcpy(whole.data() + i * cb + kHeadBytes, l.tail.data() + i * tb, tb);
-    }
-    FV_RETURN_IF_ERROR(out.write_vec(whole.data(), whole.size()));
+    FV_RETURN_IF_ERROR(out.write_vec(l.codes.data(), l.codes.size()));
     for (uint32_t r : l.recs) {
       FV_RETURN_IF_ERROR(store_->get(r, rec.data()));
       FV_RETURN_IF_ERROR(out.write(rec.data(), rec.size()));
@@ -580,16 +538,8 @@ Result<std::unique_ptr<IvfIndex>> IvfIndex::load_body(SealedReader& in, const st
   std::vector<uint8_t> rec(RerankRecord::bytes(dim));
   for (auto& l : idx->lists_) {
     FV_RETURN_IF_ERROR((in.read_vec<Id>(l.ids, kMax)));
-    SecureBuffer<uint8_t> whole;
-    FV_RETURN_IF_ERROR((in.read_vec<uint8_t>(whole, kMax)));
-    if (whole.size() != l.ids.size() * (cd / 2)) return corrupt_data("index file: inconsistent IVF cell");
-    const size_t tb = idx->tail_bytes(), cb = cd / 2;
-    l.codes.resize(l.ids.size() * kHeadBytes);
-    l.tail.resize(l.ids.size() * tb);
-    for (size_t i = 0; i < l.ids.size(); ++i) {
-      std::memcpy(l.codes.data() + i * kHeadBytes, whole.data() + i * cb, kHeadBytes);
-      if (tb) std::memcpy(l.tail.data() + i * tb, whole.data() + i * cb + kHeadBytes, tb);
-    }
+    FV_RETURN_IF_ERROR((in.read_vec<uint8_t>(l.codes, kMax)));
+    if (l.codes.size() != l.ids.size() * (cd / 2)) return corrupt_data("index file: inconsistent IVF cell");
     l.recs.resize(l.ids.size());
     for (size_t i = 0; i < l.ids.size(); ++i) {
       FV_RETURN_IF_ERROR(in.read(rec.data(), rec.size()));

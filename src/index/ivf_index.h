@@ -13,11 +13,6 @@
 //           scanned when fewer than k eligible ones were found); those are re-scored exactly
 //           from their 16-bit records (RerankRecord) in the RecordStore (in memory, or
 //           encrypted on disk), and the best k returned.
-//           Two passes over the codes: the first 64 axes (most of the variance) are held apart
-//           from the others and scanned first; the other axes are read only for a code whose
-//           first part, plus what the rest can add (its mean plus `prune_sigmas` standard
-//           deviations, for this query), could still enter the candidate list (~2 % of codes on
-//           face templates at 4σ): half the bytes per code for the scan.
 //   remove: swap-remove inside the cell (the moved code overwrites the removed one, the
 //           vacated tail is zeroed) and erase of the re-rank record: physical at once.
 #pragma once
@@ -42,10 +37,6 @@ struct IvfOptions {
   size_t nprobe = 32;
   size_t code_dim = 0;     // 0: chosen at training (97 % of the variance, ≤ dim·7/8); else a multiple of 64
   size_t rerank = 64;      // candidates re-scored at full precision (≥ k is enforced)
-  // The second pass of the scan (above): a code whose first 64 axes score below the list's
-  // worst by more than the rest's mean + prune_sigmas·sd is not read further. 0: every code is
-  // scored on every axis.
-  double prune_sigmas = 4.0;
   size_t train_max = 0;    // training sample cap; 0: max(65536, 16·nlist)
   int kmeans_iters = 8;
   size_t hnsw_m = 16, hnsw_ef_construction = 80, hnsw_ef_search = 0;  // 0: 2·nprobe
@@ -85,7 +76,6 @@ class IvfIndex final : public VectorIndex {
     apply_ef();
   }
   void set_rerank(size_t rerank) { opt_.rerank = rerank; }
-  void set_prune_sigmas(double z) { opt_.prune_sigmas = z; }
   const IvfOptions& options() const { return opt_; }
   size_t nlist() const { return lists_.size(); }
   // Mean fraction of the gallery the last searches scanned (diagnostics for the benchmark).
@@ -96,16 +86,13 @@ class IvfIndex final : public VectorIndex {
 
  private:
   struct List {
-    SecureBuffer<uint8_t> codes;  // size × 32: the first 64 axes (packed 4-bit)
-    SecureBuffer<uint8_t> tail;   // size × (code_dim − 64)/2: the other axes
+    SecureBuffer<uint8_t> codes;  // size × code_dim/2 (packed 4-bit)
     std::vector<Id> ids;
     std::vector<uint32_t> recs;   // re-rank store slot
   };
   Result<SearchResult> search_impl(std::span<const float> query, size_t k, const IdFilter* filter, int threads) const;
   void project(const float* x, float* y) const;  // y = P (x − mean), code_dim values
   void encode(const float* y, uint8_t* packed) const;
-  size_t tail_bytes() const { return cd_ / 2 - kHeadBytes; }
-  static constexpr size_t kHeadDims = 64, kHeadBytes = 32;
   Status build_quantizer(const float* centroids, size_t n);
   size_t nearest_list(const float* y) const;
   void apply_ef();

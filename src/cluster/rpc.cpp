@@ -67,7 +67,7 @@ std::string shard_rpc_subject(int shard, std::string_view op) {
 
 Result<std::unique_ptr<RpcServer>> RpcServer::open(NatsConnection& conn, const vault::SecretKey& master,
                                                    std::string subject, std::string queue, Handler handler) {
-  std::unique_ptr<RpcServer> s(new RpcServer(conn, master, std::move(subject), std::move(handler)));
+  std::unique_ptr<RpcServer> s(new RpcServer(rpc_key(master), std::move(subject), std::move(handler)));
   const natsStatus st = natsConnection_QueueSubscribe(&s->sub_, conn.raw(), s->subject_.c_str(), queue.c_str(),
                                                       &RpcServer::on_message, s.get());
   if (st != NATS_OK) return from_nats(st, "serve " + s->subject_);
@@ -105,7 +105,7 @@ void RpcServer::on_message(natsConnection* nc, natsSubscription*, natsMsg* msg, 
   const auto* data = reinterpret_cast<const uint8_t*>(natsMsg_GetData(msg));
   const vault::Bytes sealed(data, data + natsMsg_GetDataLength(msg));
   natsMsg_Destroy(msg);
-  const vault::SecretKey key = rpc_key(self->master_);
+  const vault::SecretKey& key = self->key_;
   auto plain = vault::open_sealed(key, sealed, request_ad(self->subject_));
   // A request that does not open was not sealed with this cluster's master key: no answer (the
   // caller's deadline says so), nothing to learn from a refusal.
@@ -143,12 +143,13 @@ struct Inbox {
 
 }  // namespace
 
-Result<std::vector<Result<vault::Bytes>>> rpc_scatter(NatsConnection& conn, const vault::SecretKey& master,
-                                                      const std::vector<RpcCall>& calls, int timeout_ms) {
-  std::vector<Result<vault::Bytes>> out;
+Result<std::vector<RpcReply>> rpc_scatter(NatsConnection& conn, const vault::SecretKey& master,
+                                          const std::vector<RpcCall>& calls, int timeout_ms) {
+  std::vector<RpcReply> out;
   out.reserve(calls.size());
   for (const auto& c : calls)
-    out.emplace_back(unavailable("no reply from " + c.subject + " within " + std::to_string(timeout_ms) + " ms"));
+    out.push_back({RpcReply::Delivery::kNoReply,
+                   unavailable("no reply from " + c.subject + " within " + std::to_string(timeout_ms) + " ms")});
   if (calls.empty()) return out;
   const vault::SecretKey key = rpc_key(master);
 
@@ -205,15 +206,15 @@ Result<std::vector<Result<vault::Bytes>>> rpc_scatter(NatsConnection& conn, cons
       }
       if (i < calls.size() && !answered[i]) {
         if (natsMsg_IsNoResponders(msg)) {
-          out[i] = unavailable("no node serves " + calls[i].subject);
+          out[i] = {RpcReply::Delivery::kNoResponder, unavailable("no node serves " + calls[i].subject)};
         } else {
           const auto* d = reinterpret_cast<const uint8_t*>(natsMsg_GetData(msg));
           const vault::Bytes body(d, d + natsMsg_GetDataLength(msg));
           auto plain = vault::open_sealed(key, body, reply_ad(calls[i].subject, sealed[i]));
-          if (plain.is_ok())
-            out[i] = unframe_reply(std::move(*plain), calls[i].subject);
-          else
-            out[i] = corrupt_data("the reply from " + calls[i].subject + " does not open with this cluster's master key");
+          out[i] = {RpcReply::Delivery::kAnswered,
+                    plain.is_ok() ? unframe_reply(std::move(*plain), calls[i].subject)
+                                  : Result<vault::Bytes>(corrupt_data("the reply from " + calls[i].subject +
+                                                                      " does not open with this cluster's master key"))};
         }
         answered[i] = true;
         --left;

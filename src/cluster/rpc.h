@@ -45,13 +45,12 @@ class RpcServer {
   RpcServer& operator=(const RpcServer&) = delete;
 
  private:
-  RpcServer(NatsConnection& conn, const vault::SecretKey& master, std::string subject, Handler handler)
-      : conn_(conn), master_(master), subject_(std::move(subject)), handler_(std::move(handler)) {}
+  RpcServer(const vault::SecretKey& key, std::string subject, Handler handler)
+      : key_(key), subject_(std::move(subject)), handler_(std::move(handler)) {}
   static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
   static void on_complete(void* closure);
 
-  NatsConnection& conn_;
-  vault::SecretKey master_;
+  vault::SecretKey key_;  // derived from the master key for request/reply
   std::string subject_;
   Handler handler_;
   natsSubscription* sub_ = nullptr;
@@ -65,11 +64,19 @@ struct RpcCall {
   vault::Bytes request;
 };
 
-// Sends every call at once and waits for the replies until `timeout_ms` has passed. Per call,
-// in order: the reply; the responder's error; or kUnavailable, "no node serves <subject>"
-// (NATS answered that nobody subscribes) or "no reply from <subject> within N ms". The outer
-// Result fails only when nothing could be sent (the connection is down).
-Result<std::vector<Result<vault::Bytes>>> rpc_scatter(NatsConnection& conn, const vault::SecretKey& master,
-                                                      const std::vector<RpcCall>& calls, int timeout_ms);
+// What became of one call. Answered: `result` is the responder's (its reply, or its own error).
+// Otherwise `result` is kUnavailable naming the subject, and `delivery` says why: nobody serves
+// it (NATS answered so at once), or no reply came by the deadline (the responder may still be
+// working: a write's outcome is then unknown).
+struct RpcReply {
+  enum class Delivery { kAnswered, kNoResponder, kNoReply };
+  Delivery delivery;
+  Result<vault::Bytes> result;
+};
+
+// Sends every call at once and waits for the replies until `timeout_ms` has passed; one reply
+// per call, in order. Fails only when nothing could be sent (the connection is down).
+Result<std::vector<RpcReply>> rpc_scatter(NatsConnection& conn, const vault::SecretKey& master,
+                                          const std::vector<RpcCall>& calls, int timeout_ms);
 
 }  // namespace fv::cluster

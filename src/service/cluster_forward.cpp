@@ -9,28 +9,17 @@
 
 namespace fv::service {
 
-Result<std::optional<int>> ClusterService::unhosted_shard_of(const std::string& subject) {
+Result<ClusterService::Placement> ClusterService::place(const std::string& subject) {
   // As locate(): a reference first (through the directory, which every node reads), then a
   // vault id.
-  FV_ASSIGN_OR_RETURN(auto uid, directory_get(directory_key(subject)));
-  if (!uid && is_uid(subject)) uid = subject;
-  if (!uid) return std::optional<int>();
-  const int s = cluster::shard_of(*uid, node_.config().shards);
-  if (shard_service(s)) return std::optional<int>();
-  return std::optional<int>(s);
-}
-
-Result<std::optional<int>> ClusterService::unhosted_enrollment_shard(const EnrollRequest& req) {
-  // The subject's shard when the subject exists; else the basis's (an id carries its shard),
-  // which refuses an unknown subject as one vault does.
-  FV_ASSIGN_OR_RETURN(auto at, unhosted_shard_of(req.subject_ref));
-  if (at) return at;
-  FV_ASSIGN_OR_RETURN(auto uid, directory_get(directory_key(req.subject_ref)));
-  if (uid) return std::optional<int>();  // the subject's shard is hosted here
-  const int64_t shards = node_.config().shards;
-  const int s = static_cast<int>(req.basis_id % cluster::kMaxShards);
-  if (req.basis_id <= 0 || s >= shards || shard_service(s)) return std::optional<int>();
-  return std::optional<int>(s);
+  Placement p;
+  FV_ASSIGN_OR_RETURN(p.directory_uid, directory_get(directory_key(subject)));
+  const std::optional<std::string> uid = p.directory_uid ? p.directory_uid : is_uid(subject) ? std::optional(subject) : std::nullopt;
+  if (uid) {
+    const int s = cluster::shard_of(*uid, node_.config().shards);
+    if (!shard_service(s)) p.away = s;
+  }
+  return p;
 }
 
 Result<vault::Bytes> ClusterService::forward(int s, const ShardCall& call) {
@@ -40,15 +29,18 @@ Result<vault::Bytes> ClusterService::forward(int s, const ShardCall& call) {
   vault::wipe(calls[0].request);  // a photo, a template
   if (!sent.is_ok()) return Status(sent.status().code(), "shard " + std::to_string(s) + ": " + sent.status().message());
   auto& r = (*sent)[0];
-  if (r.is_ok()) return std::move(*r);
-  // The replica's own refusals (a role, a missing basis) pass through as they are; only the
-  // transport's failures name the shard. A write whose reply did not come may still be done.
-  if (r.status().code() == StatusCode::kUnavailable && r.status().message().rfind("no reply from", 0) == 0)
-    return unavailable("shard " + std::to_string(s) + ": " + r.status().message() +
-                       " (outcome unknown: the replica may still complete the write)");
-  if (r.status().code() == StatusCode::kUnavailable && r.status().message().rfind("no node serves", 0) == 0)
-    return unavailable("shard " + std::to_string(s) + ": no live replica (" + r.status().message() + ")");
-  return r.status();
+  // The replica's answer, its own refusals included (a role, a missing basis), passes through
+  // as it is; only the transport's failures name the shard.
+  switch (r.delivery) {
+    case cluster::RpcReply::Delivery::kAnswered:
+      return std::move(r.result);
+    case cluster::RpcReply::Delivery::kNoResponder:
+      return unavailable("shard " + std::to_string(s) + ": no live replica (" + r.result.status().message() + ")");
+    case cluster::RpcReply::Delivery::kNoReply:
+      break;
+  }
+  return unavailable("shard " + std::to_string(s) + ": " + r.result.status().message() +
+                     " (outcome unknown: the replica may still complete the write)");
 }
 
 Result<vault::Bytes> ClusterService::serve_shard_call(int s, std::span<const uint8_t> request) {
@@ -97,7 +89,7 @@ Result<vault::Bytes> ClusterService::serve_shard_call(int s, std::span<const uin
   }
   if (c.op == "candidate") {
     FV_ASSIGN_OR_RETURN(auto found, candidate_on_shard(c.subject, c.reason));
-    return encode_result(found ? nlohmann::json{{"ref", found->first}, {"reference", found->second}} : nlohmann::json(nullptr));
+    return encode_result(found);
   }
   return corrupt_data("forwarded call: unknown operation '" + c.op + "'");
 }

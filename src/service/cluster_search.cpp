@@ -83,22 +83,28 @@ Status ClusterService::fan_out(const Actor& actor, const SearchRequest& req, con
     missing.insert(s);
     return Status::ok();
   };
-  // Remote calls go out first and run while the hosted shards are searched here.
-  auto ask = [&](const vault::Bytes& body, const std::vector<int>& to) {
+  // Remote calls go out first and run while the hosted shards are searched here; a node that
+  // hosts every shard asks nobody (no thread, no encoding).
+  using Replies = std::vector<Result<vault::Bytes>>;
+  auto ask = [&](const std::vector<int>& to, auto&& body) {
+    if (to.empty()) return std::async(std::launch::deferred, [] { return Replies(); });
     std::vector<cluster::RpcCall> calls;
-    for (int s : to) calls.push_back({cluster::shard_rpc_subject(s, "search"), body});
+    const vault::Bytes b = body();
+    for (int s : to) calls.push_back({cluster::shard_rpc_subject(s, "search"), b});
     return std::async(std::launch::async, [this, calls = std::move(calls)] {
       auto r = cluster::rpc_scatter(node_.connection(), master_, calls, copt_.shard_timeout_ms);
       // Nothing could be sent (NATS unreachable): every remote shard is unanswered.
-      if (!r.is_ok()) return std::vector<Result<vault::Bytes>>(calls.size(), r.status());
-      return std::move(*r);
+      if (!r.is_ok()) return Replies(calls.size(), r.status());
+      Replies out;
+      for (auto& reply : *r) out.push_back(std::move(reply.result));
+      return out;
     });
   };
 
   // Round 1: how many subjects and templates each shard has eligible for the purpose. A
   // replica answers only once it has applied everything its stream held when the search
   // began: an erasure or withdrawal acknowledged through another node is never searched past.
-  auto counted = ask(encode_count_request(req.purpose), remote);
+  auto counted = ask(remote, [&] { return encode_count_request(req.purpose); });
   int64_t subjects = 0, templates = 0;
   for (int s : local) {
     Status st = fresh(s);
@@ -130,10 +136,8 @@ Status ClusterService::fan_out(const Actor& actor, const SearchRequest& req, con
   std::vector<int> asked;
   for (int s : remote)
     if (!missing.count(s)) asked.push_back(s);
-  std::vector<face::FaceTemplate> sent;
-  for (const auto* p : probes)
-    if (p) sent.push_back(*p);
-  auto scanned = ask(encode_scan_request(req.purpose, plan, sent), asked);
+  const size_t sent = static_cast<size_t>(std::count_if(probes.begin(), probes.end(), [](const auto* p) { return p != nullptr; }));
+  auto scanned = ask(asked, [&] { return encode_scan_request(req.purpose, plan, probes); });
   std::map<int, ShardFaces> per_shard;
   for (int s : local) {
     if (missing.count(s)) continue;
@@ -146,7 +150,7 @@ Status ClusterService::fan_out(const Actor& actor, const SearchRequest& req, con
   }
   auto scans = scanned.get();
   for (size_t j = 0; j < asked.size(); ++j) {
-    auto f = scans[j].is_ok() ? decode_shard_faces(*scans[j], sent.size()) : Result<ShardFaces>(scans[j].status());
+    auto f = scans[j].is_ok() ? decode_shard_faces(*scans[j], sent) : Result<ShardFaces>(scans[j].status());
     if (!f.is_ok()) {
       FV_RETURN_IF_ERROR(unanswered(asked[j], f.status()));
       continue;

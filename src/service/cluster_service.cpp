@@ -148,11 +148,15 @@ std::string ClusterService::directory_key(const std::string& ref) const {
 }
 
 Result<std::optional<ClusterService::Located>> ClusterService::locate(const std::string& subject) {
+  FV_ASSIGN_OR_RETURN(const Placement p, place(subject));
+  return locate(subject, p);
+}
+
+Result<std::optional<ClusterService::Located>> ClusterService::locate(const std::string& subject, const Placement& p) {
   // A reference first, then a vault id, as one vault's find_subject does (a reference may
   // look like an id).
-  FV_ASSIGN_OR_RETURN(auto v, directory_get(directory_key(subject)));
-  if (v) {
-    FV_ASSIGN_OR_RETURN(auto by_ref, locate_uid(*v));
+  if (p.directory_uid) {
+    FV_ASSIGN_OR_RETURN(auto by_ref, locate_uid(*p.directory_uid));
     if (by_ref) return by_ref;
   }
   return locate_uid(subject);
@@ -239,12 +243,23 @@ Result<EraseReceipt> ClusterService::withdraw_basis(const Actor& actor, int64_t 
   return r;
 }
 
-Result<std::pair<int, EnrollRequest>> ClusterService::enrollment_shard(const Actor& actor, const EnrollRequest& req) {
+std::optional<int> ClusterService::unhosted_enrollment_shard(const EnrollRequest& req, const Placement& p) {
+  // The subject's shard when the subject exists; else the basis's (an id carries its shard),
+  // which refuses an unknown subject as one vault does.
+  if (p.away) return p.away;
+  if (p.directory_uid) return std::nullopt;  // the subject's shard is hosted here
+  const int s = split_id(req.basis_id).second;
+  if (req.basis_id <= 0 || s >= node_.config().shards || shard_service(s)) return std::nullopt;
+  return s;
+}
+
+Result<std::pair<int, EnrollRequest>> ClusterService::enrollment_shard(const Actor& actor, const EnrollRequest& req,
+                                                                       const Placement& p) {
   const auto [local, s] = split_id(req.basis_id);
   const bool valid = req.basis_id > 0 && s < node_.config().shards;
   EnrollRequest r = req;
   r.basis_id = valid ? local : 0;
-  FV_ASSIGN_OR_RETURN(auto at, locate(req.subject_ref));
+  FV_ASSIGN_OR_RETURN(auto at, locate(req.subject_ref, p));
   // An unknown subject: the basis's shard (any shard) refuses it as one vault does, audited.
   if (!at) return std::make_pair(valid ? s : 0, r);
   if (valid && at->shard == s) return std::make_pair(s, r);
@@ -269,11 +284,12 @@ Result<EnrollResult> ClusterService::enroll(const Actor& actor, const EnrollRequ
     std::vector<uint8_t>& b;
     ~Wipe() { vault::wipe(b); }
   } wipe{image_bytes};
-  FV_ASSIGN_OR_RETURN(auto away, unhosted_enrollment_shard(req));
+  FV_ASSIGN_OR_RETURN(const Placement placed, place(req.subject_ref));
+  const auto away = unhosted_enrollment_shard(req, placed);
   if (away) {
     return forwarded(*away, {.op = "enroll", .actor = actor, .enroll = req, .image = image_bytes}, decode_enroll_result);
   }
-  FV_ASSIGN_OR_RETURN(auto routed, enrollment_shard(actor, req));
+  FV_ASSIGN_OR_RETURN(auto routed, enrollment_shard(actor, req, placed));
   const int s = routed.first;
   const EnrollRequest& r = routed.second;
   // A redo (a race lost to another node) analyzes the photo again: each attempt gets a copy.
@@ -285,14 +301,15 @@ Result<EnrollResult> ClusterService::enroll(const Actor& actor, const EnrollRequ
 
 Result<EnrollResult> ClusterService::enroll_template(const Actor& actor, const EnrollRequest& req,
                                                      const face::FaceTemplate& tmpl, TemplateOrigin origin) {
-  FV_ASSIGN_OR_RETURN(auto away, unhosted_enrollment_shard(req));
+  FV_ASSIGN_OR_RETURN(const Placement placed, place(req.subject_ref));
+  const auto away = unhosted_enrollment_shard(req, placed);
   if (away) {  // what the template came from goes along, with the image to keep if any
     return forwarded(*away,
                      {.op = "enroll_template", .actor = actor, .enroll = req, .tmpl = tmpl, .origin_sha256 = origin.image_sha256,
                       .origin_format = origin.format, .image = std::move(origin.kept_image)},
                      decode_enroll_result);
   }
-  FV_ASSIGN_OR_RETURN(auto routed, enrollment_shard(actor, req));
+  FV_ASSIGN_OR_RETURN(auto routed, enrollment_shard(actor, req, placed));
   const int s = routed.first;
   const EnrollRequest& r = routed.second;
   FV_ASSIGN_OR_RETURN(auto e, write_on(s, [&](Service& svc) { return svc.enroll_template(actor, r, tmpl, origin); }));
@@ -306,10 +323,10 @@ Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const Se
                                                     const std::string& subject_ref, std::vector<uint8_t> image_bytes) {
   // The search policy and the cited authorisation are the meta vault's (authorisations live
   // there); the comparison runs on the subject's shard.
-  FV_ASSIGN_OR_RETURN(auto away, unhosted_shard_of(subject_ref));
-  if (away) {
+  FV_ASSIGN_OR_RETURN(const Placement placed, place(subject_ref));
+  if (placed.away) {
     return forwarded(
-        *away, {.op = "verify_subject", .actor = actor, .subject = subject_ref, .search = req_in, .image = std::move(image_bytes)},
+        *placed.away, {.op = "verify_subject", .actor = actor, .subject = subject_ref, .search = req_in, .image = std::move(image_bytes)},
         decode_verify_result);
   }
   auto& meta = *meta_->impl_;
@@ -323,7 +340,7 @@ Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const Se
   if (k < 0)
     return meta.refuse(meta.entry(actor, "verify"), "refused", {{"reason", "no face found"}},
                        failed_precondition("no face found in photo a"), Service::Impl::AuditVia::kAux);
-  FV_ASSIGN_OR_RETURN(auto at, locate(subject_ref));
+  FV_ASSIGN_OR_RETURN(auto at, locate(subject_ref, placed));
   // Unknown and not enrolled for the purpose answer alike (the shard's service words it).
   const int s = at ? at->shard : cluster::shard_of(vault::random_hex(8), node_.config().shards);
   FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
@@ -337,11 +354,11 @@ Result<VerifyResult> ClusterService::verify_subject(const Actor& actor, const Se
 }
 
 Result<EraseReceipt> ClusterService::erase(const Actor& actor, const std::string& subject, const std::string& reason) {
-  FV_ASSIGN_OR_RETURN(auto away, unhosted_shard_of(subject));
-  if (away) {
-    return forwarded(*away, {.op = "erase", .actor = actor, .subject = subject, .reason = reason}, decode_erase_receipt);
+  FV_ASSIGN_OR_RETURN(const Placement placed, place(subject));
+  if (placed.away) {
+    return forwarded(*placed.away, {.op = "erase", .actor = actor, .subject = subject, .reason = reason}, decode_erase_receipt);
   }
-  FV_ASSIGN_OR_RETURN(auto at, locate(subject));
+  FV_ASSIGN_OR_RETURN(auto at, locate(subject, placed));
   if (!at) return meta_->erase(actor, subject, reason);  // refused there, as on one vault (audited)
   FV_ASSIGN_OR_RETURN(auto r, write_on(at->shard, [&](Service& svc) { return svc.erase(actor, at->uid, reason); }));
   FV_RETURN_IF_ERROR(finish_cluster_erasure(at->shard, r));
@@ -406,15 +423,15 @@ Result<ExpireReport> ClusterService::expire(const Actor& actor, const std::optio
 Result<nlohmann::json> ClusterService::export_subject(const Actor& actor, const std::string& subject,
                                                       bool include_templates,
                                                       const std::optional<std::filesystem::path>& images_dir) {
-  FV_ASSIGN_OR_RETURN(auto away, unhosted_shard_of(subject));
-  if (away) {
+  FV_ASSIGN_OR_RETURN(const Placement placed, place(subject));
+  if (placed.away) {
     if (images_dir)
-      return unavailable("shard " + std::to_string(*away) + " is not hosted on node " + node_.name() +
+      return unavailable("shard " + std::to_string(*placed.away) + " is not hosted on node " + node_.name() +
                          ": an export that writes the subject's images to a folder runs on a node hosting it");
-    return forwarded(*away, {.op = "export_subject", .actor = actor, .subject = subject, .include_templates = include_templates},
+    return forwarded(*placed.away, {.op = "export_subject", .actor = actor, .subject = subject, .include_templates = include_templates},
                      decode_json_result);
   }
-  FV_ASSIGN_OR_RETURN(auto at, locate(subject));
+  FV_ASSIGN_OR_RETURN(auto at, locate(subject, placed));
   if (at && copt_.fresh_reads) {
     // What another node changed (an erasure, a decision) is in the export: the subject's shard
     // and the meta vault first apply what their streams hold, then the subject is found again.
@@ -562,17 +579,13 @@ Status ClusterService::resolve_candidates(ReviewCase& rc) {
 
 Result<std::optional<std::pair<std::string, bool>>> ClusterService::candidate_on_shard(const std::string& uid,
                                                                                      const std::string& purpose) {
-  using Found = std::optional<std::pair<std::string, bool>>;
+  using Found = CandidateOnShard;
   if (!is_uid(uid)) return Found();
   const int s = cluster::shard_of(uid, node_.config().shards);
   if (!shard_service(s)) {
     // A read between nodes, for a use case the caller's node audits.
     const Actor self{"cluster:" + node_.name(), Role::kAuditor};
-    FV_ASSIGN_OR_RETURN(auto j, forwarded(s, {.op = "candidate", .actor = self, .subject = uid, .reason = purpose}, decode_json_result));
-    if (j.is_null()) return Found();
-    if (!j.is_object() || !j.contains("ref") || !j["ref"].is_string() || !j.contains("reference") || !j["reference"].is_boolean())
-      return corrupt_data("forwarded candidate: malformed reply");
-    return Found(std::make_pair(j["ref"].get<std::string>(), j["reference"].get<bool>()));
+    return forwarded(s, {.op = "candidate", .actor = self, .subject = uid, .reason = purpose}, decode_candidate);
   }
   FV_ASSIGN_OR_RETURN(auto at, locate_uid(uid));
   if (!at) return Found();

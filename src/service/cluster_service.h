@@ -153,12 +153,21 @@ class ClusterService final : public Api {
   Status fresh(int s);
   // The service of shard `s`, or kUnavailable when this node does not host it.
   Result<Service*> shard(int s);
+  // What the reference directory says of a subject named by a reference or a vault id (one
+  // read), and the subject's shard when this node does not host it (the use case is then
+  // forwarded, cluster_forward.cpp).
+  struct Placement {
+    std::optional<std::string> directory_uid;
+    std::optional<int> away;
+  };
+  Result<Placement> place(const std::string& subject);
   // The subject named by a reference or a vault id: its shard and uid; nullopt when the
-  // cluster has none under that name.
+  // cluster has none under that name. The second form uses a placement already read.
   Result<std::optional<Located>> locate(const std::string& subject);
+  Result<std::optional<Located>> locate(const std::string& subject, const Placement& p);
   // The shard an enrollment runs on and the request with the basis's local id; a basis of
   // another shard than the subject's is refused there (audited), as one vault refuses it.
-  Result<std::pair<int, EnrollRequest>> enrollment_shard(const Actor& actor, const EnrollRequest& req);
+  Result<std::pair<int, EnrollRequest>> enrollment_shard(const Actor& actor, const EnrollRequest& req, const Placement& p);
   // The subject with that vault id (never read as a reference): a review case's candidates.
   Result<std::optional<Located>> locate_uid(const std::string& uid);
   // Claims `ref` in the reference directory: the uid it maps to (a new one when unclaimed).
@@ -177,12 +186,10 @@ class ClusterService final : public Api {
   Result<ShardFaces> scan_on(int s, const std::string& purpose, const SearchPlan& plan,
                              const std::vector<const face::FaceTemplate*>& probes);
   Result<vault::Bytes> serve_shard_search(int s, std::span<const uint8_t> request);
-  // Use cases on shards this node does not host (cluster_forward.cpp): the shard of a subject
-  // (reference or vault id) when it is known and not hosted here; the shard an enrollment must
-  // run on when it is not hosted here; the call sent to one of its replicas; what a replica
-  // runs for the node that sent it.
-  Result<std::optional<int>> unhosted_shard_of(const std::string& subject);
-  Result<std::optional<int>> unhosted_enrollment_shard(const EnrollRequest& req);
+  // Use cases on shards this node does not host (cluster_forward.cpp): the shard an enrollment
+  // must run on when it is not hosted here (the subject's, else the basis's); the call sent to
+  // one of its replicas; what a replica runs for the node that sent it.
+  std::optional<int> unhosted_enrollment_shard(const EnrollRequest& req, const Placement& p);
   Result<vault::Bytes> forward(int s, const ShardCall& call);
   template <typename T>
   Result<T> forwarded(int s, ShardCall call, Result<T> (*decode)(std::span<const uint8_t>));

@@ -237,4 +237,15 @@ Result<OptoutCheck> decode_optout_check(std::span<const uint8_t> bytes) {
   });
 }
 
+vault::Bytes encode_result(const CandidateOnShard& r) {
+  return cbor(r ? json{{"found", true}, {"ref", r->first}, {"reference", r->second}} : json{{"found", false}});
+}
+
+Result<CandidateOnShard> decode_candidate(std::span<const uint8_t> bytes) {
+  return parse<CandidateOnShard>(bytes, "candidate", [](const json& j) -> Result<CandidateOnShard> {
+    if (!j.at("found").get<bool>()) return CandidateOnShard();
+    return CandidateOnShard(std::make_pair(j.at("ref").get<std::string>(), j.at("reference").get<bool>()));
+  });
+}
+
 }  // namespace fv::service

@@ -51,6 +51,11 @@ vault::Bytes encode_result(const nlohmann::json& r);
 vault::Bytes encode_result(const OptoutResult& r);
 vault::Bytes encode_result(const OptoutCheck& r);
 Result<OptoutResult> decode_optout_result(std::span<const uint8_t> bytes);
+// A review candidate on its shard: its reference and whether a reference crop is kept for the
+// case's purpose; nullopt when the subject is gone.
+using CandidateOnShard = std::optional<std::pair<std::string, bool>>;
+vault::Bytes encode_result(const CandidateOnShard& r);
+Result<CandidateOnShard> decode_candidate(std::span<const uint8_t> bytes);
 Result<OptoutCheck> decode_optout_check(std::span<const uint8_t> bytes);
 Result<BasisResult> decode_basis_result(std::span<const uint8_t> bytes);
 Result<EnrollResult> decode_enroll_result(std::span<const uint8_t> bytes);

@@ -49,9 +49,10 @@ vault::Bytes encode_count_request(const std::string& purpose) {
 }
 
 vault::Bytes encode_scan_request(const std::string& purpose, const SearchPlan& plan,
-                                 const std::vector<face::FaceTemplate>& probes) {
+                                 const std::vector<const face::FaceTemplate*>& probes) {
   json ps = json::array();
-  for (const auto& p : probes) ps.push_back({{"model", p.model_id}, {"version", p.model_version}, {"values", p.values}});
+  for (const auto* p : probes)
+    if (p) ps.push_back({{"model", p->model_id}, {"version", p->model_version}, {"values", p->values}});
   return bytes_of({{"op", "scan"},
                    {"purpose", purpose},
                    {"threshold", plan.threshold},

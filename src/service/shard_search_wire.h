@@ -35,8 +35,9 @@ struct ShardSearchRequest {
 };
 
 vault::Bytes encode_count_request(const std::string& purpose);
+// The faces without a template (null) are not sent; the reply has a list per probe sent.
 vault::Bytes encode_scan_request(const std::string& purpose, const SearchPlan& plan,
-                                 const std::vector<face::FaceTemplate>& probes);
+                                 const std::vector<const face::FaceTemplate*>& probes);
 // kCorruptData on anything malformed (a wrong op, a missing field, a template of no values).
 Result<ShardSearchRequest> decode_shard_request(std::span<const uint8_t> bytes);
 

@@ -66,6 +66,12 @@ int int_field(const std::string& text, const std::string& name, int lo, int hi, 
   }
 }
 
+bool flag_field(const std::string& text, const std::string& name) {
+  if (text.empty() || text == "0" || text == "false") return false;
+  if (text == "1" || text == "true") return true;
+  throw http_error(400, "'" + name + "' must be 1, 0, true or false");
+}
+
 std::optional<double> double_field(const std::string& text, const std::string& name, double lo, double hi) {
   if (text.empty()) return std::nullopt;
   try {

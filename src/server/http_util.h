@@ -53,6 +53,8 @@ void reply(httplib::Response& res, int status, const nlohmann::json& j);
 void require_multipart(const httplib::Request& req);
 std::string form_field(const httplib::Request& req, const std::string& name);  // "" when absent
 int int_field(const std::string& text, const std::string& name, int lo, int hi, int fallback);
+// A yes/no field: 1 or true, 0 or false ("" when absent: false); anything else is 400.
+bool flag_field(const std::string& text, const std::string& name);
 std::optional<double> double_field(const std::string& text, const std::string& name, double lo, double hi);
 
 // ---- JSON bodies

@@ -34,12 +34,7 @@ void reply_jpeg(httplib::Response& res, service::ReviewImage img) {
       [jpeg](bool) { vault::wipe(*jpeg); });
 }
 
-bool flag_param(const httplib::Request& req, const char* name) {
-  const std::string v = req.get_param_value(name);
-  if (v.empty() || v == "0" || v == "false") return false;
-  if (v == "1" || v == "true") return true;
-  throw http_error(400, std::string("'") + name + "' must be 1, 0, true or false");
-}
+bool flag_param(const httplib::Request& req, const char* name) { return flag_field(req.get_param_value(name), name); }
 
 // A key created with purposes (`key create --purpose P`) reads and decides only the review
 // cases of those purposes; a key without any is not limited here (its role decides).

@@ -33,8 +33,7 @@ void add_search_routes(Server::Impl& s) {
     require_multipart(c.req);
     service::SearchRequest sr = search_request(c, "max_fmr", 1e-9, 1.0);
     sr.top_k = int_field(form_field(c.req, "top"), "top", 1, 1000, 0);
-    const std::string partial = form_field(c.req, "partial");
-    sr.allow_partial = partial == "1" || partial == "true";
+    sr.allow_partial = flag_field(form_field(c.req, "partial"), "partial");
     if (sr.purpose.empty() || sr.case_ref.empty()) {
       // The service refuses (and audits) a search without purpose or case before any work.
       auto r = s.svc->search(c.caller.who(), sr, {});
@@ -63,10 +62,7 @@ void add_search_routes(Server::Impl& s) {
     }
     const double fmr = double_field(form_field(c.req, "fmr"), "fmr", 1e-7, 0.5).value_or(1e-4);
     // liveness=1: photo a is the probe presented live and is checked for a presentation attack.
-    const std::string lv = form_field(c.req, "liveness");
-    if (!lv.empty() && lv != "0" && lv != "1" && lv != "false" && lv != "true")
-      throw http_error(400, "'liveness' must be 1, 0, true or false");
-    const bool liveness = lv == "1" || lv == "true";
+    const bool liveness = flag_field(form_field(c.req, "liveness"), "liveness");
     // Photo a is held as an Upload while b is read: a refused b must not leave a behind.
     service::Upload a(s.image_part(c.req, "a"), s.on_wipe());
     std::vector<uint8_t> b = s.image_part(c.req, "b");

@@ -447,6 +447,8 @@ TEST_F(ApiTest, EnrollmentSearchExportErase) {
   expect_error(post_form("/v1/search", "investigator", {img("image", photo("penny", 3)), text("purpose", "access-control"), text("case", "c"), text("top", "0")}),
                400, "top");
   expect_error(post_json("/v1/search", "investigator", R"({"purpose":"access-control"})"), 415, "JSON instead of multipart");
+  expect_error(post_form("/v1/search", "investigator", {img("image", photo("penny", 3)), text("purpose", "access-control"), text("case", "c"), text("partial", "yes")}),
+               400, "partial");
 
   // Export: every record, the download header, unknown ids.
   auto x = get("/v1/subjects/penny/export?download=1", "auditor");

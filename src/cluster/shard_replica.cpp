@@ -3,6 +3,8 @@
 #include <nats/nats.h>
 
 #include <chrono>
+#include <optional>
+#include <vector>
 
 #include "cluster/envelope.h"
 #include "cluster/stream.h"
@@ -12,6 +14,8 @@ namespace fv::cluster {
 namespace {
 
 constexpr int kPollMs = 200;
+// A batch's plaintext stays small beside a node's memory (ReplicaOptions::max_batch counts them).
+constexpr size_t kMaxBatchBytes = 8u << 20;
 
 }  // namespace
 
@@ -102,23 +106,55 @@ void ShardReplica::announce() {
                                static_cast<int>(body.size()));
 }
 
-Status ShardReplica::apply(uint64_t seq, std::span<const uint8_t> data) {
-  FV_ASSIGN_OR_RETURN(auto opened, open_message(master_, options_.stream, data));
-  const bool carry = opened.kind == EnvelopeKind::kCarry;
-  // One transaction's two patchsets apply as one (a patchset is a sequence of table sections).
-  vault::Bytes body = std::move(opened.rows);
-  body.insert(body.end(), opened.log.begin(), opened.log.end());
-  vault::wipe(opened.log);
-  FV_ASSIGN_OR_RETURN(auto summary, vault::summarize_patchset(body));
-  bool applied = false;
+namespace {
+
+// One opened message of a batch; its plaintext patchset is wiped whatever happens.
+struct PatchToApply {
+  uint64_t seq = 0;
+  std::string subject_uid;
+  bool carry = false;
+  vault::Bytes body;
+  vault::PatchsetSummary summary;
+};
+
+struct WipeBodies {
+  std::vector<PatchToApply>& messages;
+  ~WipeBodies() {
+    for (auto& m : messages) vault::wipe(m.body);
+  }
+};
+
+}  // namespace
+
+Status ShardReplica::apply(std::span<const StoredMessage> batch) {
+  std::vector<PatchToApply> opened;
+  opened.reserve(batch.size());
+  WipeBodies wipe_bodies{opened};
+  for (const StoredMessage& m : batch) {
+    FV_ASSIGN_OR_RETURN(auto o, open_message(master_, options_.stream, m.data));
+    PatchToApply& om = opened.emplace_back();
+    om.seq = m.seq;
+    om.subject_uid = std::move(o.subject_uid);
+    om.carry = o.kind == EnvelopeKind::kCarry;
+    // One transaction's two patchsets apply as one (a patchset is a sequence of table sections).
+    om.body = std::move(o.rows);
+    om.body.insert(om.body.end(), o.log.begin(), o.log.end());
+    vault::wipe(o.log);
+    FV_ASSIGN_OR_RETURN(om.summary, vault::summarize_patchset(om.body));
+  }
+  std::vector<vault::Vault::ReplicatedMessage> messages;
+  messages.reserve(opened.size());
+  for (const PatchToApply& om : opened)
+    messages.push_back({static_cast<int64_t>(om.seq), om.body, om.subject_uid,
+                        om.carry ? vault::ApplyMode::kCarry : vault::ApplyMode::kNormal});
+  std::vector<bool> applied;
   {
     std::lock_guard lk(mu_);
-    FV_ASSIGN_OR_RETURN(applied, vault_->apply_replicated(options_.stream, static_cast<int64_t>(seq), body,
-                                                          vault::utc_now(), opened.subject_uid,
-                                                          carry ? vault::ApplyMode::kCarry : vault::ApplyMode::kNormal));
+    FV_ASSIGN_OR_RETURN(applied, vault_->apply_replicated_batch(options_.stream, messages, vault::utc_now()));
   }
-  vault::wipe(body);
-  if (applied && summary.total_deletes() > 0) {
+  bool deletes = false;
+  for (size_t i = 0; i < opened.size(); ++i) deletes = deletes || (applied[i] && opened[i].summary.total_deletes() > 0);
+  if (deletes) {
     // The same guarantee as an erasure on one node: no freed page of the deleted rows stays in
     // any file. A failure leaves the wipe pending in the vault (the next open does it).
     std::lock_guard lk(mu_);
@@ -126,12 +162,29 @@ Status ShardReplica::apply(uint64_t seq, std::span<const uint8_t> data) {
   }
   {
     std::lock_guard lk(mu_);
-    if (seq > applied_) applied_ = seq;
+    if (opened.back().seq > applied_) applied_ = opened.back().seq;
   }
   cv_.notify_all();
   announce();
-  if (applied && on_applied_) on_applied_(AppliedMessage{seq, opened.subject_uid, std::move(summary)});
+  if (on_applied_)
+    for (size_t i = 0; i < opened.size(); ++i)
+      if (applied[i]) on_applied_(AppliedMessage{opened[i].seq, opened[i].subject_uid, std::move(opened[i].summary)});
   return Status::ok();
+}
+
+std::optional<Status> ShardReplica::apply_until_stopped(std::span<const StoredMessage> batch) {
+  Status s = apply(batch);
+  // A vault locked for longer than its busy timeout is no divergence: the same messages are
+  // applied again (bounded by stop()).
+  while (is_transient(s)) {
+    {
+      std::lock_guard lk(mu_);
+      if (stop_) return std::nullopt;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+    s = apply(batch);
+  }
+  return s;
 }
 
 void ShardReplica::run() {
@@ -146,6 +199,7 @@ void ShardReplica::run() {
   if (!reader.is_ok()) return fail(reader.status());
   auto last_announce = std::chrono::steady_clock::now();
   announce();
+  std::vector<StoredMessage> batch;
   for (;;) {
     {
       std::lock_guard lk(mu_);
@@ -157,21 +211,35 @@ void ShardReplica::run() {
       return fail(msg.status());
     }
     if (msg->has_value()) {
-      const auto& m = **msg;
-      Status s = apply(m.seq, m.data);
-      // A vault locked for longer than its busy timeout is no divergence: the same message is
-      // applied again (bounded by stop()).
-      while (is_transient(s)) {
-        {
-          std::lock_guard lk(mu_);
-          if (stop_) return;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
-        s = apply(m.seq, m.data);
+      // What the client already holds joins the first message's transaction: one commit (one
+      // fsync) for a replica catching up, no wait for a writer (nothing is waited for).
+      batch.clear();
+      size_t bytes = (*msg)->data.size();
+      batch.push_back(std::move(**msg));
+      while (batch.size() < options_.max_batch && bytes < kMaxBatchBytes && (*reader)->buffered() > 0) {
+        auto more = (*reader)->next(1);
+        if (!more.is_ok() || !more->has_value()) break;  // an error comes back on the next call
+        bytes += (*more)->data.size();
+        batch.push_back(std::move(**more));
       }
-      if (!s.is_ok())
-        return fail(Status(s.code(), options_.stream + " message " + std::to_string(m.seq) + " on " + options_.node +
-                                         ": " + s.message()));
+      uint64_t failed_seq = batch.front().seq;
+      auto s = apply_until_stopped(batch);
+      if (!s) return;
+      if (!s->is_ok() && batch.size() > 1) {
+        // The batch rolled back whole: one message at a time applies those before the one that
+        // fails, and names it.
+        for (const StoredMessage& m : batch) {
+          s = apply_until_stopped(std::span(&m, 1));
+          if (!s) return;
+          if (!s->is_ok()) {
+            failed_seq = m.seq;
+            break;
+          }
+        }
+      }
+      if (!s->is_ok())
+        return fail(Status(s->code(), options_.stream + " message " + std::to_string(failed_seq) + " on " +
+                                          options_.node + ": " + s->message()));
     }
     const auto now = std::chrono::steady_clock::now();
     if (now - last_announce >= std::chrono::milliseconds(options_.announce_every_ms)) {

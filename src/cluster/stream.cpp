@@ -223,6 +223,12 @@ Result<std::unique_ptr<StreamReader>> StreamReader::open(NatsConnection& conn, c
 
 StreamReader::~StreamReader() { drop_subscription(); }
 
+int StreamReader::buffered() const {
+  int msgs = 0, bytes = 0;
+  if (sub_ == nullptr || natsSubscription_GetPending(sub_, &msgs, &bytes) != NATS_OK) return 0;
+  return msgs;
+}
+
 void StreamReader::drop_subscription() {
   // Destroy, not Unsubscribe: no consumer-delete request that could hang on a dead server; the
   // server drops an ephemeral consumer by itself once nobody listens.

@@ -108,6 +108,9 @@ class StreamReader {
   // consumer cannot be (re)created and the cause is not transient (e.g. the stream is gone).
   Result<std::optional<StoredMessage>> next(int timeout_ms);
 
+  // How many messages the client holds already, so that next() returns without waiting for the
+  // network (a replica batches them into one transaction). 0 without a subscription.
+  int buffered() const;
   uint64_t last_delivered() const { return last_; }
   int resubscriptions() const { return resubscriptions_; }  // for tests and metrics
 

@@ -174,6 +174,19 @@ class Vault {
   Result<bool> apply_replicated(const std::string& stream, int64_t seq, std::span<const uint8_t> patchset,
                                 const std::string& applied_at, const std::string& subject_uid = "",
                                 ApplyMode mode = ApplyMode::kNormal);
+  // Several messages of `stream`, in stream order, in one transaction with the last one's
+  // sequence: one commit (one fsync) for all, as a replica catching up needs. Each is applied
+  // as apply_replicated() would; element i of the result says whether message i was applied
+  // (false: a replay). Any failure rolls back the whole batch: nothing of it is applied.
+  struct ReplicatedMessage {
+    int64_t seq = 0;
+    std::span<const uint8_t> patchset;
+    std::string subject_uid;
+    ApplyMode mode = ApplyMode::kNormal;
+  };
+  Result<std::vector<bool>> apply_replicated_batch(const std::string& stream,
+                                                   std::span<const ReplicatedMessage> messages,
+                                                   const std::string& applied_at);
 
   // After an erasure: moves the WAL into the database and truncates it, then (if configured)
   // VACUUMs and truncates again, so no freed page of the erased rows survives in any file.

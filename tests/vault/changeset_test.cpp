@@ -466,6 +466,60 @@ TEST_F(ChangesetTest, SequencesOnlyMoveForwardAndMayHaveGaps) {
   EXPECT_EQ(*b_->catalog().applied_seq(kStream), 5);
 }
 
+// A replica catching up applies what it has buffered in one transaction: the result is the
+// vault the messages give one by one, and a batch is all or nothing.
+TEST_F(ChangesetTest, ABatchAppliesAsItsMessagesOneByOneOrNotAtAll) {
+  Enrolled alice, bob;
+  const auto alice_ps = enroll_patchset("alice", &alice);
+  apply_both(1, alice_ps);
+  const auto bob_ps = enroll_patchset("bob", &bob);
+  apply_both(2, bob_ps);
+  const auto erase_ps = capture(*a_, [&] { ASSERT_TRUE(a_->catalog().erase_subject(alice.subject).is_ok()); });
+  apply_both(4, erase_ps);
+
+  auto one_by_one = make_vault("one-by-one");
+  auto batched = make_vault("batched");
+  ASSERT_TRUE(one_by_one->apply_replicated(kStream, 1, alice_ps, "t", "uid-alice").is_ok());
+  ASSERT_TRUE(batched->apply_replicated(kStream, 1, alice_ps, "t", "uid-alice").is_ok());
+  ASSERT_TRUE(one_by_one->apply_replicated(kStream, 2, bob_ps, "t", "uid-bob").is_ok());
+  ASSERT_TRUE(one_by_one->apply_replicated(kStream, 4, erase_ps, "t", "uid-alice").is_ok());
+  // Message 1 again (a replay after a reconnect), then 2 and 4 (3 was erased from the stream).
+  const std::vector<Vault::ReplicatedMessage> batch = {
+      {1, alice_ps, "uid-alice"}, {2, bob_ps, "uid-bob"}, {4, erase_ps, "uid-alice"}};
+  auto applied = batched->apply_replicated_batch(kStream, batch, "t");
+  ASSERT_TRUE(applied.is_ok()) << applied.status().to_string();
+  EXPECT_EQ(*applied, (std::vector<bool>{false, true, true}));
+  EXPECT_EQ(dump_vault(testing::raw_db(*batched)), dump_vault(testing::raw_db(*one_by_one)));
+  EXPECT_EQ(*batched->catalog().applied_seq(kStream), 4);
+  EXPECT_EQ(*batched->catalog().subject_messages(kStream, "uid-alice"), (std::vector<int64_t>{1, 4}));
+  EXPECT_EQ(*batched->catalog().subject_messages(kStream, "uid-bob"), std::vector<int64_t>{2});
+  EXPECT_EQ(count(*batched, "SELECT count(*) FROM subject"), 1);
+  // The erasure in the batch flagged the wipe that removes its freed pages.
+  EXPECT_TRUE(batched->wipe_free_space().is_ok());
+
+  // A conflict in the third message rolls back the first two: nothing of the batch is applied.
+  auto c = make_vault("all-or-nothing");
+  const std::string c0 = dump_vault(testing::raw_db(*c));
+  const std::vector<Vault::ReplicatedMessage> broken = {
+      {1, alice_ps, "uid-alice"}, {2, bob_ps, "uid-bob"}, {3, bob_ps, "uid-bob"}};
+  auto failed = c->apply_replicated_batch(kStream, broken, "t");
+  EXPECT_EQ(failed.status().code(), StatusCode::kFailedPrecondition) << failed.status().to_string();
+  EXPECT_EQ(dump_vault(testing::raw_db(*c)), c0);
+  EXPECT_EQ(*c->catalog().applied_seq(kStream), 0);
+  EXPECT_TRUE(c->catalog().subject_messages(kStream, "uid-alice")->empty());
+
+  // Out of order, or a malformed patchset anywhere, is refused before anything is applied.
+  const std::vector<Vault::ReplicatedMessage> backwards = {{2, bob_ps, ""}, {1, alice_ps, ""}};
+  EXPECT_EQ(c->apply_replicated_batch(kStream, backwards, "t").status().code(), StatusCode::kInvalidArgument);
+  const std::vector<uint8_t> junk = {'P', 0xff, 0xff, 0xff};
+  const std::vector<Vault::ReplicatedMessage> with_junk = {{1, alice_ps, ""}, {2, junk, ""}};
+  EXPECT_FALSE(c->apply_replicated_batch(kStream, with_junk, "t").is_ok());
+  EXPECT_EQ(dump_vault(testing::raw_db(*c)), c0);
+  auto none = c->apply_replicated_batch(kStream, {}, "t");
+  ASSERT_TRUE(none.is_ok());
+  EXPECT_TRUE(none->empty());
+}
+
 TEST_F(ChangesetTest, EveryTableIsCapturedOrLocalOnly) {
   Db& db = testing::raw_db(*a_);
   auto tables = captured_tables(db);

@@ -20,6 +20,8 @@
 //      stopped, the writer waiting for JetStream's quorum and its own replica's apply only
 //      (replicas_to_wait 0), and the loader's vault in /dev/shm: the same messages as any
 //      writer's, built faster.
+//      Then a bare ShardReplica replays the same stream into an empty vault twice: one vault
+//      transaction per message (the anchor) and batches of what the client holds (the default).
 //   4. NATS request/reply round trip (natsConnection_Request against a queue subscriber), the
 //      per-shard overhead of a fan-out search: to a responder on the same server and on
 //      another server of the cluster (one route hop each way), the latter also with a
@@ -53,6 +55,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_util.h"
 #include "cluster/applied_watch.h"
 #include "cluster/cluster_config.h"
 #include "cluster/nats_connection.h"
@@ -70,42 +73,14 @@
 
 namespace fs = std::filesystem;
 using namespace fv;
-using Clock = std::chrono::steady_clock;
 using nlohmann::json;
+using namespace fv::bench;
 
 namespace {
 
 const std::string kMasterHex(64, '3');   // fixed test keys, as tests/cluster does
 const std::string kSigningHex(64, '9');
 const service::Actor kAdmin{"bench", service::Role::kAdmin};
-
-double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-double ms(Clock::time_point a, Clock::time_point b) { return secs(a, b) * 1e3; }
-
-face::FaceTemplate random_template(std::mt19937& rng) {
-  std::normal_distribution<float> n(0.f, 1.f);
-  face::FaceTemplate t{"faceplugin-mobilefacenet-512", 1, std::vector<float>(512)};
-  double s = 0;
-  for (auto& v : t.values) { v = n(rng); s += v * v; }
-  for (auto& v : t.values) v = static_cast<float>(v / std::sqrt(s));
-  return t;
-}
-
-double pct(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t k = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size())));
-  k = std::clamp<size_t>(k, 1, v.size());
-  return v[k - 1];
-}
-
-uintmax_t tree_bytes(const fs::path& d) {
-  uintmax_t n = 0;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(d, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
-    if (it->is_regular_file(ec)) n += it->file_size(ec);
-  return n;
-}
 
 // The disk's fsync latency in this sitting: 200 × (pwrite 4 KB in place + fsync). Every commit
 // of the anchor and every applied message of a replica pays one (SQLite WAL, synchronous=FULL).
@@ -125,19 +100,6 @@ json fsync_probe(const fs::path& dir) {
   std::error_code ec;
   fs::remove(f, ec);
   return {{"fsyncs", lat.size()}, {"p50_ms", pct(lat, .5)}, {"p99_ms", pct(lat, .99)}};
-}
-
-[[noreturn]] void die(const std::string& what, const Status& st) {
-  std::fprintf(stderr, "cluster_bench: %s: %s\n", what.c_str(), st.to_string().c_str());
-  std::exit(2);
-}
-template <class T>
-T must(Result<T> r, const std::string& what) {
-  if (!r.is_ok()) die(what, r.status());
-  return std::move(r).value();
-}
-void must(const Status& st, const std::string& what) {
-  if (!st.is_ok()) die(what, st);
 }
 
 struct WriteFigures {
@@ -416,6 +378,33 @@ json catch_up_phase(test::NatsTestCluster& nats, cluster::NatsConnection& conn, 
           {"progress", progress}};
 }
 
+// A bare replica (no node around it, announcing nothing) replaying shard 0's stream into an
+// empty vault with at most `max_batch` messages per vault transaction: batching against the
+// one-commit-per-message anchor, on the same stream in the same sitting.
+json replay_phase(cluster::NatsConnection& conn, const fs::path& dir, size_t max_batch) {
+  const std::string stream = cluster::shard_stream_name(0);
+  const uint64_t last = must(cluster::last_sequence(conn, stream), "last sequence");
+  const auto master = must(vault::SecretKey::from_hex(kMasterHex), "master key");
+  must(vault::Vault::init(dir), "init replay vault");
+  cluster::ReplicaOptions ro{stream, "bench-replay"};
+  ro.announce = false;
+  ro.max_batch = max_batch;
+  auto replica = must(cluster::ShardReplica::open(conn, dir, master, ro), "open replay replica");
+  const auto t0 = Clock::now();
+  must(replica->start(), "start replay replica");
+  const auto deadline = t0 + std::chrono::hours(1);  // bounded: polled every 20 ms for at most an hour
+  while (replica->applied() < last) {
+    must(replica->error(), "replay replica");
+    if (Clock::now() > deadline) die("replay", unavailable("not done within an hour"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const double s = secs(t0, Clock::now());
+  replica.reset();
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return {{"max_batch", max_batch}, {"stream_messages", last}, {"seconds", s}, {"messages_per_s", last / s}};
+}
+
 // The stream's mean message size (JetStream's own count of bytes and messages).
 double mean_message_bytes(cluster::NatsConnection& conn, const std::string& stream) {
   jsStreamInfo* si = nullptr;
@@ -620,6 +609,10 @@ int run(int n, int catchup_n, int rtt_n, int warmup, bool as_json) {
     const int templates = std::max(catchup_n, written);
     std::fprintf(stderr, "catch-up: a new node applies %d templates\n", templates);
     out["catch_up"] = catch_up_phase(nats, *conn, work / "nodes" / "joiner", members, templates);
+    for (const size_t batch : {size_t{1}, cluster::ReplicaOptions{}.max_batch}) {
+      std::fprintf(stderr, "replay: a bare replica, at most %zu messages per transaction\n", batch);
+      out["replay"].push_back(replay_phase(*conn, work / "replay", batch));
+    }
     out["nats_store_mb_per_server"] = tree_bytes(nats.store_dir(0)) / 1e6;
     const double msg_bytes = mean_message_bytes(*conn, stream);
     out["catch_up"]["mean_message_bytes"] = msg_bytes;
@@ -674,6 +667,10 @@ int run(int n, int catchup_n, int rtt_n, int warmup, bool as_json) {
   for (const auto& pt : k["progress"]) std::fprintf(o, " %llu@%.1fs", static_cast<unsigned long long>(pt["applied"].get<uint64_t>()),
                                                    pt["seconds"].get<double>());
   std::fprintf(o, ")\n");
+  for (const auto& r : out["replay"])
+    std::fprintf(o, "replay by a bare replica, at most %zu messages per transaction: %llu messages in %.1f s = %.0f messages/s\n",
+                 r["max_batch"].get<size_t>(), static_cast<unsigned long long>(r["stream_messages"].get<uint64_t>()),
+                 r["seconds"].get<double>(), r["messages_per_s"].get<double>());
   const auto& cb = out["commit_breakdown"];
   std::fprintf(o, "  (a replicated commit, p50: %.2f ms; its sequence announced by 1 node after %.2f ms, by 2 after %.2f ms, by 3 after %.2f ms;"
                " the service outside its two commits: %.2f ms per enrollment)\n",

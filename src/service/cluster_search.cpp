@@ -3,9 +3,13 @@
 // templates of all shards together (FPIR depends on the gallery's size, not a shard's).
 //
 // A shard this node hosts is searched in process; any other is asked over NATS request/reply
-// (cluster/rpc.h), where one live replica of the shard answers for its queue group. Two rounds:
-// every shard counts what is eligible for the purpose, the node sets the operating point on
-// the total, then every shard returns its best candidates at that point.
+// (cluster/rpc.h), where one live replica of the shard answers for its queue group. One round:
+// the operating point depends on the eligible total (identification's threshold rises with
+// it), which no shard knows, so every shard returns its count and its best `top` candidates
+// at the loosest point (the threshold for a gallery of one). The node sums the counts, sets
+// the operating point on the total and keeps the candidates at or above it. A shard's best
+// `top` above the loose threshold, cut at the final one, are its best `top` above the final
+// one: the answer is the one a round of counting first would give, one round trip sooner.
 #include <algorithm>
 #include <future>
 #include <map>
@@ -28,43 +32,32 @@ struct ShardHit {
 
 }  // namespace
 
-Result<ShardCount> ClusterService::count_on(int s, const std::string& purpose) {
+Result<ShardAnswer> ClusterService::search_on(int s, const std::string& purpose, const SearchPlan& plan,
+                                             const std::vector<const face::FaceTemplate*>& probes) {
   FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
   auto& m = *svc->impl_;
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.load_gallery());
   FV_ASSIGN_OR_RETURN(auto eligible, m.eligible_subjects(purpose));
-  return ShardCount{static_cast<int64_t>(eligible->subjects.size()), m.gallery->eligible_templates(*eligible)};
-}
-
-Result<ShardFaces> ClusterService::scan_on(int s, const std::string& purpose, const SearchPlan& plan,
-                                           const std::vector<const face::FaceTemplate*>& probes) {
-  FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
-  auto& m = *svc->impl_;
-  std::lock_guard<std::mutex> l(m.mu);
-  FV_RETURN_IF_ERROR(m.load_gallery());
-  FV_ASSIGN_OR_RETURN(auto eligible, m.eligible_subjects(purpose));
-  ShardFaces out(probes.size());
+  ShardAnswer a;
+  a.count = {static_cast<int64_t>(eligible->subjects.size()), m.gallery->eligible_templates(*eligible)};
+  a.faces.resize(probes.size());
   for (size_t i = 0; i < probes.size(); ++i) {
     if (!probes[i]) continue;
-    FV_ASSIGN_OR_RETURN(out[i], m.scan(plan, *probes[i], *eligible));
+    FV_ASSIGN_OR_RETURN(a.faces[i], m.scan(plan, *probes[i], *eligible));
   }
-  return out;
+  return a;
 }
 
 // What another node asks of a shard this node hosts. The replica first applies what its stream
-// holds (a queue group may hand the count and the scan of one search to different replicas).
+// holds: an erasure or withdrawal acknowledged through another node is never searched past.
 Result<vault::Bytes> ClusterService::serve_shard_search(int s, std::span<const uint8_t> request) {
   FV_ASSIGN_OR_RETURN(ShardSearchRequest req, decode_shard_request(request));
   FV_RETURN_IF_ERROR(fresh(s));
-  if (req.op == ShardSearchRequest::Op::kCount) {
-    FV_ASSIGN_OR_RETURN(ShardCount c, count_on(s, req.purpose));
-    return encode_shard_count(c);
-  }
   std::vector<const face::FaceTemplate*> ps;
   for (const auto& p : req.probes) ps.push_back(&p);
-  FV_ASSIGN_OR_RETURN(ShardFaces faces, scan_on(s, req.purpose, req.plan, ps));
-  return encode_shard_faces(faces);
+  FV_ASSIGN_OR_RETURN(ShardAnswer a, search_on(s, req.purpose, req.plan, ps));
+  return encode_shard_answer(a);
 }
 
 // The faces of `res` get their candidates; `probes[i]` is face i's template (null: none).
@@ -101,72 +94,61 @@ Status ClusterService::fan_out(const Actor& actor, const SearchRequest& req, con
     });
   };
 
-  // Round 1: how many subjects and templates each shard has eligible for the purpose. A
-  // replica answers only once it has applied everything its stream held when the search
-  // began: an erasure or withdrawal acknowledged through another node is never searched past.
-  auto counted = ask(remote, [&] { return encode_count_request(req.purpose); });
-  int64_t subjects = 0, templates = 0;
-  for (int s : local) {
-    Status st = fresh(s);
-    Result<ShardCount> c = st.is_ok() ? count_on(s, req.purpose) : Result<ShardCount>(st);
-    if (!c.is_ok()) {
-      FV_RETURN_IF_ERROR(unanswered(s, c.status()));
-      continue;
-    }
-    subjects += c->subjects;
-    templates += c->templates;
-  }
-  const auto counts = counted.get();
-  for (size_t j = 0; j < remote.size(); ++j) {
-    auto c = counts[j].is_ok() ? decode_shard_count(*counts[j]) : Result<ShardCount>(counts[j].status());
-    if (!c.is_ok()) {
-      FV_RETURN_IF_ERROR(unanswered(remote[j], c.status()));
-      continue;
-    }
-    subjects += c->subjects;
-    templates += c->templates;
-  }
-  SearchPlan plan;
+  // The loosest operating point: the threshold for a gallery of one template (the others do
+  // not depend on the gallery's size), each shard's best `top` above it.
+  SearchPlan loose;
   {
-    auto& meta = *meta_->impl_;
-    FV_RETURN_IF_ERROR(meta.plan_search_for(req, subjects, templates, res, plan));
+    SearchResult scratch;
+    FV_RETURN_IF_ERROR(meta_->impl_->plan_search_for(req, 1, 1, scratch, loose));
   }
-
-  // Round 2: each shard's best `plan.top` per face, at the cluster's operating point.
-  std::vector<int> asked;
-  for (int s : remote)
-    if (!missing.count(s)) asked.push_back(s);
   const size_t sent = static_cast<size_t>(std::count_if(probes.begin(), probes.end(), [](const auto* p) { return p != nullptr; }));
-  auto scanned = ask(asked, [&] { return encode_scan_request(req.purpose, plan, probes); });
-  std::map<int, ShardFaces> per_shard;
-  for (int s : local) {
-    if (missing.count(s)) continue;
-    auto f = scan_on(s, req.purpose, plan, probes);
-    if (!f.is_ok()) {
-      FV_RETURN_IF_ERROR(unanswered(s, f.status()));
+  auto answered = ask(remote, [&] { return encode_search_request(req.purpose, loose, probes); });
+  std::map<int, ShardAnswer> per_shard;
+  const std::vector<Status> current = fresh_each(local);
+  for (size_t j = 0; j < local.size(); ++j) {
+    const int s = local[j];
+    auto a = current[j].is_ok() ? search_on(s, req.purpose, loose, probes) : Result<ShardAnswer>(current[j]);
+    if (!a.is_ok()) {
+      FV_RETURN_IF_ERROR(unanswered(s, a.status()));
       continue;
     }
-    per_shard[s] = std::move(*f);
+    per_shard[s] = std::move(*a);
   }
-  auto scans = scanned.get();
-  for (size_t j = 0; j < asked.size(); ++j) {
-    auto f = scans[j].is_ok() ? decode_shard_faces(*scans[j], sent) : Result<ShardFaces>(scans[j].status());
-    if (!f.is_ok()) {
-      FV_RETURN_IF_ERROR(unanswered(asked[j], f.status()));
+  auto answers = answered.get();
+  for (size_t j = 0; j < remote.size(); ++j) {
+    auto a = answers[j].is_ok() ? decode_shard_answer(*answers[j], sent) : Result<ShardAnswer>(answers[j].status());
+    if (!a.is_ok()) {
+      FV_RETURN_IF_ERROR(unanswered(remote[j], a.status()));
       continue;
     }
     // Back from the probes sent to the faces they belong to.
     ShardFaces faces(probes.size());
     for (size_t i = 0, k = 0; i < probes.size(); ++i)
-      if (probes[i]) faces[i] = std::move((*f)[k++]);
-    per_shard[asked[j]] = std::move(faces);
+      if (probes[i]) faces[i] = std::move(a->faces[k++]);
+    a->faces = std::move(faces);
+    per_shard[remote[j]] = std::move(*a);
   }
+  int64_t subjects = 0, templates = 0;
+  for (const auto& [s, a] : per_shard) {
+    subjects += a.count.subjects;
+    templates += a.count.templates;
+  }
+  SearchPlan plan;
+  auto& meta = *meta_->impl_;
+  FV_RETURN_IF_ERROR(meta.plan_search_for(req, subjects, templates, res, plan));
+  const auto* cal = meta.calibration();
 
   // Merged in shard order, so equal scores rank the same whichever node searched.
+  // Cut at the operating point of the whole gallery (Gallery::search keeps scores at or above
+  // its threshold), each candidate's FPIR for the whole gallery's size.
   std::vector<std::vector<ShardHit>> hits(probes.size());
-  for (auto& [s, faces] : per_shard)
-    for (size_t i = 0; i < faces.size(); ++i)
-      for (auto& c : faces[i]) hits[i].push_back({std::move(c), s});
+  for (auto& [s, a] : per_shard)
+    for (size_t i = 0; i < a.faces.size(); ++i)
+      for (auto& c : a.faces[i]) {
+        if (c.similarity < plan.threshold) continue;
+        if (cal && c.fpir) c.fpir = cal->fpir_at(c.similarity, static_cast<size_t>(std::max<int64_t>(1, plan.templates)));
+        hits[i].push_back({std::move(c), s});
+      }
   for (size_t i = 0; i < probes.size(); ++i) {
     auto& h = hits[i];
     std::stable_sort(h.begin(), h.end(), [](const ShardHit& a, const ShardHit& b) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <thread>
 
 #include "cluster/envelope.h"
@@ -123,6 +124,18 @@ Status ClusterService::fresh(int s) {
   return unavailable((s < 0 ? std::string("the meta stream") : "shard " + std::to_string(s)) +
                      ": this node's replica could not confirm it applied its stream's latest changes (" +
                      st.message() + ")");
+}
+
+std::vector<Status> ClusterService::fresh_each(const std::vector<int>& shards) {
+  // Each asks its stream's leader for the last sequence (a round trip): asked together, the
+  // wait is one round trip, not one per hosted shard.
+  std::vector<std::future<Status>> others;
+  for (size_t j = 1; j < shards.size(); ++j)
+    others.push_back(std::async(std::launch::async, [this, s = shards[j]] { return fresh(s); }));
+  std::vector<Status> out;
+  if (!shards.empty()) out.push_back(fresh(shards.front()));
+  for (auto& f : others) out.push_back(f.get());
+  return out;
 }
 
 Result<Service*> ClusterService::shard(int s) {

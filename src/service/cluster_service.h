@@ -50,6 +50,7 @@ struct CitedAuthorisation;
 struct SearchProbe;
 struct SearchPlan;
 struct ShardCount;
+struct ShardAnswer;
 struct ShardCall;
 struct Candidate;
 using ShardFaces = std::vector<std::vector<Candidate>>;
@@ -151,6 +152,8 @@ class ClusterService final : public Api {
   // With fresh_reads: this node's replica of shard `s` (-1: the meta stream) applies what its
   // stream holds now; kUnavailable when that cannot be confirmed.
   Status fresh(int s);
+  // fresh() of several shards at once; element j is shards[j]'s.
+  std::vector<Status> fresh_each(const std::vector<int>& shards);
   // The service of shard `s`, or kUnavailable when this node does not host it.
   Result<Service*> shard(int s);
   // What the reference directory says of a subject named by a reference or a vault id (one
@@ -181,10 +184,10 @@ class ClusterService final : public Api {
   // probes[i] being face i's template (null: none), and the search is recorded in the meta vault.
   Status fan_out(const Actor& actor, const SearchRequest& req, const CitedAuthorisation& auth,
                  const std::vector<const face::FaceTemplate*>& probes, SearchProbe& probe, SearchResult& res);
-  // The two rounds of a search on a shard this node hosts, and what answers them for others.
-  Result<ShardCount> count_on(int s, const std::string& purpose);
-  Result<ShardFaces> scan_on(int s, const std::string& purpose, const SearchPlan& plan,
-                             const std::vector<const face::FaceTemplate*>& probes);
+  // A search on a shard this node hosts: its eligible count and best candidates per probe at
+  // `plan`, in one hold of its lock; and the same for another node that asks.
+  Result<ShardAnswer> search_on(int s, const std::string& purpose, const SearchPlan& plan,
+                                const std::vector<const face::FaceTemplate*>& probes);
   Result<vault::Bytes> serve_shard_search(int s, std::span<const uint8_t> request);
   // Use cases on shards this node does not host (cluster_forward.cpp): the shard an enrollment
   // must run on when it is not hosted here (the subject's, else the basis's); the call sent to

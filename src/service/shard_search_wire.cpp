@@ -44,16 +44,12 @@ json candidate_json(const Candidate& c) {
 
 }  // namespace
 
-vault::Bytes encode_count_request(const std::string& purpose) {
-  return bytes_of({{"op", "count"}, {"purpose", purpose}});
-}
-
-vault::Bytes encode_scan_request(const std::string& purpose, const SearchPlan& plan,
-                                 const std::vector<const face::FaceTemplate*>& probes) {
+vault::Bytes encode_search_request(const std::string& purpose, const SearchPlan& plan,
+                                   const std::vector<const face::FaceTemplate*>& probes) {
   json ps = json::array();
   for (const auto* p : probes)
     if (p) ps.push_back({{"model", p->model_id}, {"version", p->model_version}, {"values", p->values}});
-  return bytes_of({{"op", "scan"},
+  return bytes_of({{"op", "search"},
                    {"purpose", purpose},
                    {"threshold", plan.threshold},
                    {"templates", plan.templates},
@@ -66,16 +62,11 @@ Result<ShardSearchRequest> decode_shard_request(std::span<const uint8_t> bytes) 
   ShardSearchRequest r;
   std::string op;
   if (!get(j, "op", op) || !get(j, "purpose", r.purpose)) return corrupt_data("shard search request: no op or purpose");
-  if (op == "count") {
-    r.op = ShardSearchRequest::Op::kCount;
-    return r;
-  }
-  if (op != "scan") return corrupt_data("shard search request: unknown op '" + op + "'");
-  r.op = ShardSearchRequest::Op::kScan;
+  if (op != "search") return corrupt_data("shard search request: unknown op '" + op + "'");
   int64_t top = 0;
   if (!get(j, "threshold", r.plan.threshold) || !get(j, "templates", r.plan.templates) || !get(j, "top", top) ||
       top < 0 || !j.contains("probes") || !j["probes"].is_array())
-    return corrupt_data("shard search request: an incomplete scan");
+    return corrupt_data("shard search request: an incomplete search");
   r.plan.top = static_cast<size_t>(top);
   for (const auto& p : j["probes"]) {
     face::FaceTemplate t;
@@ -93,33 +84,24 @@ Result<ShardSearchRequest> decode_shard_request(std::span<const uint8_t> bytes) 
   return r;
 }
 
-vault::Bytes encode_shard_count(const ShardCount& c) {
-  return bytes_of({{"subjects", c.subjects}, {"templates", c.templates}});
-}
-
-Result<ShardCount> decode_shard_count(std::span<const uint8_t> bytes) {
-  FV_ASSIGN_OR_RETURN(json j, parse(bytes, "count"));
-  ShardCount c;
-  if (!get(j, "subjects", c.subjects) || !get(j, "templates", c.templates) || c.subjects < 0 || c.templates < 0)
-    return corrupt_data("shard search count: no subjects or templates");
-  return c;
-}
-
-vault::Bytes encode_shard_faces(const ShardFaces& faces) {
+vault::Bytes encode_shard_answer(const ShardAnswer& a) {
   json fs = json::array();
-  for (const auto& cands : faces) {
+  for (const auto& cands : a.faces) {
     json cs = json::array();
     for (const auto& c : cands) cs.push_back(candidate_json(c));
     fs.push_back(std::move(cs));
   }
-  return bytes_of({{"faces", fs}});
+  return bytes_of({{"subjects", a.count.subjects}, {"templates", a.count.templates}, {"faces", fs}});
 }
 
-Result<ShardFaces> decode_shard_faces(std::span<const uint8_t> bytes, size_t probes) {
+Result<ShardAnswer> decode_shard_answer(std::span<const uint8_t> bytes, size_t probes) {
   FV_ASSIGN_OR_RETURN(json j, parse(bytes, "reply"));
+  ShardAnswer a;
+  if (!get(j, "subjects", a.count.subjects) || !get(j, "templates", a.count.templates) || a.count.subjects < 0 ||
+      a.count.templates < 0)
+    return corrupt_data("shard search reply: no subjects or templates");
   if (!j.contains("faces") || !j["faces"].is_array() || j["faces"].size() != probes)
     return corrupt_data("shard search reply: not one candidate list per probe");
-  ShardFaces out;
   for (const auto& cs : j["faces"]) {
     if (!cs.is_array()) return corrupt_data("shard search reply: a candidate list is not a list");
     std::vector<Candidate> list;
@@ -133,9 +115,9 @@ Result<ShardFaces> decode_shard_faces(std::span<const uint8_t> bytes, size_t pro
       if (get(c, "fpir", v)) x.fpir = v;
       list.push_back(std::move(x));
     }
-    out.push_back(std::move(list));
+    a.faces.push_back(std::move(list));
   }
-  return out;
+  return a;
 }
 
 }  // namespace fv::service

@@ -1,6 +1,7 @@
 // What the nodes of a cluster say to each other to search a shard one of them hosts
-// (ClusterService, cluster_search.cpp): a count of what is eligible for a purpose, then a scan
-// of probes at the operating point the asking node set. JSON inside the sealed RPC payload;
+// (ClusterService, cluster_search.cpp): one request per search, the probes and the loosest
+// operating point the search can end at; one reply, what the shard holds eligible for the
+// purpose and its best candidates at that point. JSON inside the sealed RPC payload;
 // scores and templates travel as JSON numbers, which round-trip a double exactly, so a
 // shard's candidates score the same whichever node searched it.
 #pragma once
@@ -27,24 +28,25 @@ struct ShardCount {
 using ShardFaces = std::vector<std::vector<Candidate>>;
 
 struct ShardSearchRequest {
-  enum class Op { kCount, kScan };
-  Op op = Op::kCount;
   std::string purpose;
-  SearchPlan plan;                          // kScan
-  std::vector<face::FaceTemplate> probes;   // kScan
+  SearchPlan plan;
+  std::vector<face::FaceTemplate> probes;
 };
 
-vault::Bytes encode_count_request(const std::string& purpose);
+// A shard's answer: its eligible count and, per probe sent, its candidates at the plan's point.
+struct ShardAnswer {
+  ShardCount count;
+  ShardFaces faces;
+};
+
 // The faces without a template (null) are not sent; the reply has a list per probe sent.
-vault::Bytes encode_scan_request(const std::string& purpose, const SearchPlan& plan,
-                                 const std::vector<const face::FaceTemplate*>& probes);
+vault::Bytes encode_search_request(const std::string& purpose, const SearchPlan& plan,
+                                   const std::vector<const face::FaceTemplate*>& probes);
 // kCorruptData on anything malformed (a wrong op, a missing field, a template of no values).
 Result<ShardSearchRequest> decode_shard_request(std::span<const uint8_t> bytes);
 
-vault::Bytes encode_shard_count(const ShardCount& c);
-Result<ShardCount> decode_shard_count(std::span<const uint8_t> bytes);
-vault::Bytes encode_shard_faces(const ShardFaces& faces);
-// kCorruptData unless there is exactly one list per probe sent.
-Result<ShardFaces> decode_shard_faces(std::span<const uint8_t> bytes, size_t probes);
+vault::Bytes encode_shard_answer(const ShardAnswer& a);
+// kCorruptData unless the counts are there and there is exactly one list per probe sent.
+Result<ShardAnswer> decode_shard_answer(std::span<const uint8_t> bytes, size_t probes);
 
 }  // namespace fv::service

@@ -177,6 +177,45 @@ TEST_F(ClusterFanOutTest, EveryNodeSearchesShardsItDoesNotHostAndMatchesOneVault
       EXPECT_EQ(g[0].subject_ref, "person-" + std::to_string(q * 5));
     }
   }
+
+  // Identification: the operating point rises with the whole gallery's size, which no shard
+  // knows. Shards answer at the loosest point and the node cuts at the final one: a subject
+  // scored just under the final threshold is left out, as one vault leaves it out.
+  service::SearchRequest ident("investigation", "case-fanout-ident");
+  ident.mode = "identification";
+  const auto probe = near((*gallery_)[7], rng, 0.04f);
+  auto before = single_->search_templates(kAdmin, ident, {probe});
+  ASSERT_TRUE(before.is_ok()) << before.status().to_string();
+  const double below = before->threshold - 0.02;  // a larger gallery only raises the threshold
+  face::FaceTemplate edge = random_template(rng);
+  double along = 0, norm = 0;
+  for (size_t i = 0; i < edge.values.size(); ++i) along += double(edge.values[i]) * probe.values[i];
+  for (size_t i = 0; i < edge.values.size(); ++i) edge.values[i] -= static_cast<float>(along * probe.values[i]);
+  for (float v : edge.values) norm += double(v) * v;
+  const double side = std::sqrt(1 - below * below) / std::sqrt(norm);
+  for (size_t i = 0; i < edge.values.size(); ++i)
+    edge.values[i] = static_cast<float>(below * probe.values[i] + side * edge.values[i]);
+  enroll_everywhere("person-edge", edge, 1);
+  uids_->erase("person-edge");  // the later tests pick among person-N, whose template is gallery_[N]
+  auto all = single_->search_templates(kAdmin, investigation(), {probe});
+  ASSERT_TRUE(all.is_ok()) << all.status().to_string();
+  ASSERT_GE(all->faces[0].candidates.size(), 2u);
+  EXPECT_EQ(all->faces[0].candidates[1].subject_ref, "person-edge") << "the edge subject is the probe's second best";
+  auto want = single_->search_templates(kAdmin, ident, {probe});
+  ASSERT_TRUE(want.is_ok()) << want.status().to_string();
+  ASSERT_EQ(want->faces[0].candidates.size(), 1u) << "one vault keeps the mate only";
+  for (size_t k = 0; k < svcs_.size(); ++k) {
+    auto got = svcs_[k]->search_templates(kAdmin, ident, {probe});
+    ASSERT_TRUE(got.is_ok()) << kNodes[k] << ": " << got.status().to_string();
+    EXPECT_DOUBLE_EQ(got->threshold, want->threshold) << kNodes[k];
+    EXPECT_EQ(got->eligible_templates, want->eligible_templates) << kNodes[k];
+    ASSERT_EQ(got->faces[0].candidates.size(), 1u) << kNodes[k] << ": the edge subject is cut at the final threshold";
+    const auto& g = got->faces[0].candidates[0];
+    const auto& w = want->faces[0].candidates[0];
+    EXPECT_EQ(g.subject_ref, "person-7") << kNodes[k];
+    ASSERT_TRUE(g.fpir.has_value() && w.fpir.has_value()) << kNodes[k];
+    EXPECT_NEAR(*g.fpir, *w.fpir, 1e-12) << kNodes[k] << ": FPIR for the whole gallery, not a shard";
+  }
 }
 
 // The seam alone: the responder's Status reaches the caller; a caller without the cluster's
@@ -419,9 +458,9 @@ TEST(ShardSearchWire, RoundTripsExactlyAndRefusesWhatIsMalformed) {
   plan.top = 17;
   std::mt19937 rng(3);
   const auto t = random_template(rng);
-  auto req = service::decode_shard_request(service::encode_scan_request("p", plan, {&t, nullptr}));
+  auto req = service::decode_shard_request(service::encode_search_request("p", plan, {&t, nullptr}));
   ASSERT_TRUE(req.is_ok()) << req.status().to_string();
-  EXPECT_EQ(req->op, service::ShardSearchRequest::Op::kScan);
+  EXPECT_EQ(req->purpose, "p");
   EXPECT_EQ(req->plan.threshold, plan.threshold);
   EXPECT_EQ(req->plan.templates, plan.templates);
   EXPECT_EQ(req->plan.top, plan.top);
@@ -429,23 +468,30 @@ TEST(ShardSearchWire, RoundTripsExactlyAndRefusesWhatIsMalformed) {
   EXPECT_EQ(req->probes[0].values, t.values);  // bit for bit
   EXPECT_EQ(req->probes[0].model_id, t.model_id);
 
-  service::ShardFaces faces(2);
-  faces[1].push_back({"ref", "0123456789abcdef", 0.1 + 0.2, 1e-7, std::nullopt});
-  auto back = service::decode_shard_faces(service::encode_shard_faces(faces), 2);
+  service::ShardAnswer answer;
+  answer.count = {41, 43};
+  answer.faces.resize(2);
+  answer.faces[1].push_back({"ref", "0123456789abcdef", 0.1 + 0.2, 1e-7, std::nullopt});
+  auto back = service::decode_shard_answer(service::encode_shard_answer(answer), 2);
   ASSERT_TRUE(back.is_ok()) << back.status().to_string();
-  ASSERT_EQ((*back)[1].size(), 1u);
-  EXPECT_EQ((*back)[1][0].similarity, 0.1 + 0.2);
-  EXPECT_EQ((*back)[1][0].fmr, 1e-7);
-  EXPECT_FALSE((*back)[1][0].fpir.has_value());
-  EXPECT_EQ(service::decode_shard_faces(service::encode_shard_faces(faces), 3).status().code(), StatusCode::kCorruptData);
+  EXPECT_EQ(back->count.subjects, 41);
+  EXPECT_EQ(back->count.templates, 43);
+  ASSERT_EQ(back->faces[1].size(), 1u);
+  EXPECT_EQ(back->faces[1][0].similarity, 0.1 + 0.2);
+  EXPECT_EQ(back->faces[1][0].fmr, 1e-7);
+  EXPECT_FALSE(back->faces[1][0].fpir.has_value());
+  EXPECT_EQ(service::decode_shard_answer(service::encode_shard_answer(answer), 3).status().code(), StatusCode::kCorruptData);
 
-  for (std::string bad : {"", "[]", "{\"op\":\"scan\",\"purpose\":\"p\"}", "{\"op\":\"drop\",\"purpose\":\"p\"}",
-                          "{\"op\":\"scan\",\"purpose\":\"p\",\"threshold\":0,\"templates\":1,\"top\":1,\"probes\":[{\"model\":\"m\",\"version\":1,\"values\":[]}]}",
-                          "{\"op\":\"count\"}", "{\"op\":"}) {
+  for (std::string bad : {"", "[]", "{\"op\":\"search\",\"purpose\":\"p\"}", "{\"op\":\"drop\",\"purpose\":\"p\"}",
+                          "{\"op\":\"search\",\"purpose\":\"p\",\"threshold\":0,\"templates\":1,\"top\":1,\"probes\":[{\"model\":\"m\",\"version\":1,\"values\":[]}]}",
+                          "{\"op\":\"count\",\"purpose\":\"p\"}", "{\"op\":"}) {
     auto r = service::decode_shard_request(vault::as_bytes(bad));
     EXPECT_EQ(r.status().code(), StatusCode::kCorruptData) << bad;
   }
-  EXPECT_EQ(service::decode_shard_count(vault::as_bytes(std::string("{\"subjects\":-1,\"templates\":0}"))).status().code(),
+  EXPECT_EQ(service::decode_shard_answer(vault::as_bytes(std::string("{\"subjects\":-1,\"templates\":0,\"faces\":[]}")), 0)
+                .status().code(),
+            StatusCode::kCorruptData);
+  EXPECT_EQ(service::decode_shard_answer(vault::as_bytes(std::string("{\"faces\":[[]]}")), 1).status().code(),
             StatusCode::kCorruptData);
 }
 

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bench_util.h"
 #include "server/server.h"
 #include "service/service.h"
 #include "vault/crypto.h"
@@ -28,36 +29,18 @@
 
 namespace fs = std::filesystem;
 using namespace fv;
-using Clock = std::chrono::steady_clock;
+using namespace fv::bench;
 using nlohmann::json;
 
 namespace {
 
 const service::Actor kAdmin{"load-bench", service::Role::kAdmin};
 
-double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-face::FaceTemplate random_template(std::mt19937& rng) {
-  std::normal_distribution<float> n(0.f, 1.f);
-  face::FaceTemplate t{"faceplugin-mobilefacenet-512", 1, std::vector<float>(512)};
-  double s = 0;
-  for (auto& v : t.values) { v = n(rng); s += v * v; }
-  for (auto& v : t.values) v = static_cast<float>(v / std::sqrt(s));
-  return t;
-}
-
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-double pct(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(std::ceil(p * v.size())) - (p > 0 ? 1 : 0));
-  return v[k];
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <random>
 
+#include "bench_util.h"
 #include "nn/model.h"
 #include "service/service.h"
 #include "vault/testing.h"
@@ -17,23 +18,12 @@
 
 namespace fs = std::filesystem;
 using namespace fv;
-using Clock = std::chrono::steady_clock;
+using namespace fv::bench;
 
 namespace {
 
 const service::Actor kAdmin{"bench", service::Role::kAdmin};
 const service::Actor kAuditor{"bench", service::Role::kAuditor};
-
-double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-face::FaceTemplate random_template(std::mt19937& rng) {
-  std::normal_distribution<float> n(0.f, 1.f);
-  face::FaceTemplate t{"faceplugin-mobilefacenet-512", 1, std::vector<float>(512)};
-  double s = 0;
-  for (auto& v : t.values) { v = n(rng); s += v * v; }
-  for (auto& v : t.values) v = static_cast<float>(v / std::sqrt(s));
-  return t;
-}
 
 uintmax_t dir_bytes(const fs::path& d) {
   uintmax_t n = 0;

@@ -63,7 +63,7 @@ struct ClusterServiceOptions {
   // read hold (one stream info request each): nothing erased, withdrawn or decided through
   // another node is missed.
   bool fresh_reads = true;
-  // How long a search waits for a shard this node does not host (each of its two rounds).
+  // How long a search waits for a shard this node does not host.
   int shard_timeout_ms = 10000;
   // How long a use case forwarded to a node hosting the subject's shard may take (a write
   // rides out a leader election there).

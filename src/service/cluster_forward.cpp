@@ -48,7 +48,11 @@ Result<vault::Bytes> ClusterService::serve_shard_call(int s, std::span<const uin
   // Run here only what lives here: a call for another shard would be forwarded again.
   if (!shard_service(s)) return unavailable("node " + node_.name() + " no longer hosts shard " + std::to_string(s));
   if (c.op == "add_basis") {
-    FV_ASSIGN_OR_RETURN(auto r, add_basis(c.actor, c.basis));
+    // The sender claimed the reference for c.subject, a uid of this shard.
+    if (!is_uid(c.subject) || cluster::shard_of(c.subject, node_.config().shards) != s)
+      return invalid_argument("a forwarded basis names no subject of shard " + std::to_string(s));
+    FV_RETURN_IF_ERROR(check_basis_add(c.actor, c.basis));
+    FV_ASSIGN_OR_RETURN(auto r, add_basis_claimed(c.actor, c.basis, c.subject, s));
     return encode_result(r);
   }
   if (c.op == "withdraw_basis") {

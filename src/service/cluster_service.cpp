@@ -222,17 +222,26 @@ Result<std::string> ClusterService::claim_reference(const std::string& ref) {
 // ---------------------------------------------------------------- subjects (one shard each)
 
 Result<BasisResult> ClusterService::add_basis(const Actor& actor, const BasisRequest& req) {
-  if (!valid_ref(req.subject_ref)) return invalid_argument("a subject reference is required (1-200 printable UTF-8 characters)");
-  {  // the role check first: a caller who may not add a basis claims no reference
-    auto& m = *meta_->impl_;
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_RETURN_IF_ERROR(m.authorize(actor, Action::kBasisAdd));
-  }
+  FV_RETURN_IF_ERROR(check_basis_add(actor, req));
   FV_ASSIGN_OR_RETURN(const std::string uid, claim_reference(req.subject_ref));
   const int s = cluster::shard_of(uid, node_.config().shards);
   if (!shard_service(s)) {
-    return forwarded(s, {.op = "add_basis", .actor = actor, .basis = req}, decode_basis_result);
+    // The replica takes the uid claimed here: it need not ask the directory again.
+    return forwarded(s, {.op = "add_basis", .actor = actor, .basis = req, .subject = uid}, decode_basis_result);
   }
+  return add_basis_claimed(actor, req, uid, s);
+}
+
+Status ClusterService::check_basis_add(const Actor& actor, const BasisRequest& req) {
+  if (!valid_ref(req.subject_ref)) return invalid_argument("a subject reference is required (1-200 printable UTF-8 characters)");
+  // The role check first: a caller who may not add a basis claims no reference.
+  auto& m = *meta_->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  return m.authorize(actor, Action::kBasisAdd);
+}
+
+Result<BasisResult> ClusterService::add_basis_claimed(const Actor& actor, const BasisRequest& req, const std::string& uid,
+                                                      int s) {
   FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) {
     std::lock_guard<std::mutex> l(svc.impl_->mu);
     return svc.impl_->add_basis(actor, req, uid);

@@ -197,6 +197,10 @@ class ClusterService final : public Api {
   template <typename T>
   Result<T> forwarded(int s, ShardCall call, Result<T> (*decode)(std::span<const uint8_t>));
   Result<vault::Bytes> serve_shard_call(int s, std::span<const uint8_t> request);
+  // add_basis in two parts: the checks before the reference is claimed, and the write on
+  // shard s (hosted here) of the subject `uid` the reference was claimed for.
+  Status check_basis_add(const Actor& actor, const BasisRequest& req);
+  Result<BasisResult> add_basis_claimed(const Actor& actor, const BasisRequest& req, const std::string& uid, int s);
   // Per shard, here or forwarded: an opt-out entry written under `optout_uid`, the registry
   // matched against the shard's subjects, a review candidate's reference and whether a
   // reference crop is kept for the purpose (nullopt: the subject is gone).

@@ -32,7 +32,7 @@ struct ShardCall {
   EnrollRequest enroll{};    // enroll, enroll_template
   face::FaceTemplate tmpl{};  // enroll_template
   std::string origin_sha256{}, origin_format{};  // enroll_template: what the template was taken from
-  std::string subject{};     // erase, export_subject, verify_subject
+  std::string subject{};     // erase, export_subject, verify_subject; add_basis: the uid the sender claimed
   std::string reason{};      // erase
   bool include_templates = false;  // export_subject
   SearchRequest search{};    // verify_subject

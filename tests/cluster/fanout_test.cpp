@@ -29,6 +29,7 @@
 #include "cluster/shard_map.h"
 #include "service/cluster_service.h"
 #include "service/service.h"
+#include "service/shard_call_wire.h"
 #include "service/shard_search_wire.h"
 #include "server/sample_photos.h"
 #include "support/nats_servers.h"
@@ -252,6 +253,25 @@ TEST_F(ClusterFanOutTest, RpcCarriesTheRespondersStatusAndIgnoresAForeignKey) {
   ASSERT_TRUE(f.is_ok());
   EXPECT_EQ((*f)[0].delivery, Delivery::kNoReply);
   EXPECT_EQ((*f)[0].result.status().code(), StatusCode::kUnavailable);
+}
+
+// A forwarded basis carries the uid its sender claimed the reference for; the replica writes
+// no subject that is not of its shard, nor one whose uid is missing.
+TEST_F(ClusterFanOutTest, AForwardedBasisMustNameASubjectOfTheShard) {
+  auto master = vault::SecretKey::from_hex(kMasterHex);
+  ASSERT_TRUE(master.is_ok());
+  const int s = nodes_[0]->hosted_shards().front();
+  std::string elsewhere;
+  while (elsewhere.empty() || cluster::shard_of(elsewhere, kShards) == s) elsewhere = vault::random_hex(8);
+  for (const std::string& uid : {std::string(), std::string("not-a-uid"), elsewhere}) {
+    service::ShardCall call{.op = "add_basis", .actor = kAdmin, .basis = consent("forged-" + uid), .subject = uid};
+    auto r = cluster::rpc_scatter(nodes_[0]->connection(), *master,
+                                  {{cluster::shard_rpc_subject(s, "call"), service::encode_call(call)}}, 5000);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ((*r)[0].result.status().code(), StatusCode::kInvalidArgument) << "uid '" << uid << "'";
+  }
+  auto found = svcs_[0]->export_subject(kAdmin, "forged-" + elsewhere, false, std::nullopt);
+  EXPECT_EQ(found.status().code(), StatusCode::kNotFound) << "nothing was written";
 }
 
 // A use case on a subject whose shard the node does not host runs on one of the shard's

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 
 namespace fv::vault {
@@ -52,6 +54,42 @@ Result<std::vector<std::string>> main_tables(Db& db) {
     names.push_back(s.text(0));
   }
   return names;
+}
+
+}  // namespace
+
+// Cached per connection: computing these costs a dozen PRAGMA queries, which every replicated
+// transaction and every applied message needed (a third of a cluster node's CPU, measured).
+struct Db::SchemaFacts {
+  int64_t version = -1;                  // PRAGMA schema_version they were read at
+  std::vector<std::string> main;         // main_tables()
+  std::optional<std::vector<std::string>> captured;  // captured_tables(), once computed
+  std::map<std::string, std::vector<Column>> columns;
+  std::map<std::string, bool> autoincrement;
+};
+
+namespace {
+
+// The facts of the schema as it is now: SQLite raises schema_version on every change of the
+// schema (a table created on first use, a migration), by any connection.
+Result<Db::SchemaFacts*> schema_facts(Db& db) {
+  FV_ASSIGN_OR_RETURN(const int64_t version, db.query_int("PRAGMA schema_version"));
+  auto& facts = db.schema_facts();
+  if (facts && facts->version == version) return facts.get();
+  auto fresh = std::make_shared<Db::SchemaFacts>();
+  fresh->version = version;
+  FV_ASSIGN_OR_RETURN(fresh->main, main_tables(db));
+  facts = std::move(fresh);
+  return facts.get();
+}
+
+Result<const std::vector<Column>*> cached_columns(Db& db, Db::SchemaFacts& facts, const std::string& table) {
+  auto it = facts.columns.find(table);
+  if (it == facts.columns.end()) {
+    FV_ASSIGN_OR_RETURN(std::vector<Column> cols, table_columns(db, table));
+    it = facts.columns.emplace(table, std::move(cols)).first;
+  }
+  return &it->second;
 }
 
 // ---- the patchset format (sqlite3session.c, "PATCHSET FORMAT"): per table a header ('P',
@@ -342,15 +380,16 @@ const std::vector<std::string>& local_meta_keys() {
 }
 
 Result<std::vector<std::string>> captured_tables(Db& db) {
-  FV_ASSIGN_OR_RETURN(std::vector<std::string> all, main_tables(db));
+  FV_ASSIGN_OR_RETURN(Db::SchemaFacts* facts, schema_facts(db));
+  if (facts->captured) return *facts->captured;
   std::vector<std::string> names;
-  for (auto& n : all)
+  for (auto& n : facts->main)
     if (!contains(local_only_tables(), n)) names.push_back(n);
   // Parents of each table (its foreign keys), and refuse tables without a primary key.
   std::map<std::string, std::set<std::string>> children;  // parent → tables referring to it
   for (auto& n : names) {
-    FV_ASSIGN_OR_RETURN(std::vector<Column> cols, table_columns(db, n));
-    if (std::none_of(cols.begin(), cols.end(), [](const Column& c) { return c.pk > 0; }))
+    FV_ASSIGN_OR_RETURN(const std::vector<Column>* cols, cached_columns(db, *facts, n));
+    if (std::none_of(cols->begin(), cols->end(), [](const Column& c) { return c.pk > 0; }))
       return failed_precondition("table " + n +
                                  " has no PRIMARY KEY: the session extension would not record its changes, so it "
                                  "cannot be replicated (give it one, or list it in local_only_tables())");
@@ -380,6 +419,7 @@ Result<std::vector<std::string>> captured_tables(Db& db) {
     }
     if (!progress) return internal_error("the vault's foreign keys form a cycle: no order applies deletes safely");
   }
+  facts->captured = order;
   return order;
 }
 
@@ -423,8 +463,8 @@ ChangeCapture::~ChangeCapture() {
 Result<std::vector<uint8_t>> ChangeCapture::patchset() {
   if (!session_) return failed_precondition("the change capture was moved from");
   // A table created since start() (the API-key table is created on first use) was not recorded.
-  FV_ASSIGN_OR_RETURN(std::vector<std::string> now, main_tables(*db_));
-  for (auto& t : now)
+  FV_ASSIGN_OR_RETURN(const Db::SchemaFacts* now, schema_facts(*db_));
+  for (auto& t : now->main)
     if (!contains(captured_, t) && !contains(local_only_tables(), t))
       return failed_precondition("table " + t + " was created after the change capture started: its changes were not recorded");
   int n = 0;
@@ -450,6 +490,7 @@ Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode)
   FV_RETURN_IF_ERROR(walk_patchset(patchset, [](const ChangeView&) { return Status::ok(); }));
   ApplyContext ctx;
   ctx.mode = mode;
+  FV_ASSIGN_OR_RETURN(Db::SchemaFacts* facts, schema_facts(db));
   // Then with SQLite's reader: every table is one this vault has, with the same columns and key
   // (SQLite skips the changes of any other table without an error), and nothing local-only is
   // touched.
@@ -469,7 +510,8 @@ Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode)
       if (mode == ApplyMode::kCarry && (op != SQLITE_INSERT || !contains(audit_log_tables(), t)))
         return invalid_argument("a carried patchset may only insert audit-log rows (it has a change of " + t + ")");
       if (!ctx.columns.count(t)) {
-        FV_ASSIGN_OR_RETURN(std::vector<Column> cols, table_columns(db, t));
+        FV_ASSIGN_OR_RETURN(const std::vector<Column>* cached, cached_columns(db, *facts, t));
+        std::vector<Column> cols = *cached;
         unsigned char* pk = nullptr;
         int npk = 0;
         sqlite3changeset_pk(raw, &pk, &npk);
@@ -478,8 +520,11 @@ Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode)
         if (!same)
           return failed_precondition("the patchset's table " + t + " (" + std::to_string(ncol) +
                                      " columns) is not this vault's: the replica's schema differs from the writer's");
-        FV_ASSIGN_OR_RETURN(const bool autoinc, is_autoincrement(db, t, cols));
-        ctx.autoincrement[t] = autoinc;
+        if (!facts->autoincrement.count(t)) {
+          FV_ASSIGN_OR_RETURN(const bool autoinc, is_autoincrement(db, t, cols));
+          facts->autoincrement[t] = autoinc;
+        }
+        ctx.autoincrement[t] = facts->autoincrement[t];
         ctx.columns.emplace(t, std::move(cols));
       }
       if (op == SQLITE_DELETE && ctx.autoincrement[t]) {

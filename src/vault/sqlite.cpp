@@ -91,6 +91,7 @@ Db& Db::operator=(Db&& o) noexcept {
     h_ = o.h_;
     o.h_ = nullptr;
     interceptor_ = std::move(o.interceptor_);
+    schema_facts_ = std::move(o.schema_facts_);
   }
   return *this;
 }
@@ -98,6 +99,7 @@ Db& Db::operator=(Db&& o) noexcept {
 void Db::close() {
   if (h_) sqlite3_close_v2(h_);
   h_ = nullptr;
+  schema_facts_.reset();
 }
 
 Result<Db> Db::open(const std::filesystem::path& path, bool create) {

@@ -86,7 +86,9 @@ class Db {
  public:
   Db() = default;
   ~Db();
-  Db(Db&& o) noexcept : h_(o.h_), interceptor_(std::move(o.interceptor_)) { o.h_ = nullptr; }
+  Db(Db&& o) noexcept : h_(o.h_), interceptor_(std::move(o.interceptor_)), schema_facts_(std::move(o.schema_facts_)) {
+    o.h_ = nullptr;
+  }
   Db& operator=(Db&& o) noexcept;
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
@@ -110,10 +112,16 @@ class Db {
   void set_commit_interceptor(std::shared_ptr<CommitInterceptor> interceptor) { interceptor_ = std::move(interceptor); }
   const std::shared_ptr<CommitInterceptor>& commit_interceptor() const { return interceptor_; }
 
+  // What replication reads of the schema on every transaction (changeset.cpp: the tables it
+  // records and their columns), kept with the connection until the schema changes.
+  struct SchemaFacts;
+  std::shared_ptr<SchemaFacts>& schema_facts() { return schema_facts_; }
+
  private:
   explicit Db(sqlite3* h) : h_(h) {}
   sqlite3* h_ = nullptr;
   std::shared_ptr<CommitInterceptor> interceptor_;
+  std::shared_ptr<SchemaFacts> schema_facts_;
 };
 
 // BEGIN IMMEDIATE: takes the write lock up front (waiting up to the busy timeout), so two

@@ -211,8 +211,9 @@ void ShardReplica::run() {
       return fail(msg.status());
     }
     if (msg->has_value()) {
-      // What the client already holds joins the first message's transaction: one commit (one
-      // fsync) for a replica catching up, no wait for a writer (nothing is waited for).
+      // What the client already holds joins the first message's transaction: a replica
+      // catching up commits (and fsyncs) once per batch. Nothing is waited for, so a writer's
+      // lone message is applied at once.
       batch.clear();
       size_t bytes = (*msg)->data.size();
       batch.push_back(std::move(**msg));

@@ -20,6 +20,16 @@ using test::run_facevault;
 
 std::filesystem::path tmp(const std::string& name) { return std::filesystem::temp_directory_path() / ("fv-cli-" + name); }
 
+// The scratch files the tests below write, removed once they have all run.
+class RemoveScratchFiles : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    for (const char* name : {"text.jpg", "list.txt", "pairs.txt", "bad-pairs.txt"}) std::filesystem::remove(tmp(name), ec);
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kRemoveScratchFiles = ::testing::AddGlobalTestEnvironment(new RemoveScratchFiles);
+
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {

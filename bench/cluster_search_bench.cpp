@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <random>
 #include <string>
 #include <thread>
@@ -103,7 +104,7 @@ struct SearchFigures {
   int mate_first = 0;
   json to_json() const {
     return {{"searches", ms.size()}, {"p50_ms", pct(ms, .5)}, {"p99_ms", pct(ms, .99)},
-            {"mean_ms", ms.empty() ? 0.0 : [&] { double s = 0; for (double v : ms) s += v; return s / double(ms.size()); }()},
+            {"mean_ms", ms.empty() ? 0.0 : std::accumulate(ms.begin(), ms.end(), 0.0) / double(ms.size())},
             {"mate_first", mate_first}};
   }
 };

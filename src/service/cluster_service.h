@@ -49,11 +49,8 @@ class PipelinePool;
 struct CitedAuthorisation;
 struct SearchProbe;
 struct SearchPlan;
-struct ShardCount;
 struct ShardAnswer;
 struct ShardCall;
-struct Candidate;
-using ShardFaces = std::vector<std::vector<Candidate>>;
 
 struct ClusterServiceOptions {
   int write_attempts = 12;       // a write that lost a race (kAborted) is redone this often in all

@@ -44,6 +44,16 @@ Result<std::vector<Column>> table_columns(Db& db, const std::string& table) {
   return cols;
 }
 
+// A table whose key is `INTEGER PRIMARY KEY AUTOINCREMENT`: SQLite keeps its highest id ever
+// given in sqlite_sequence and never gives an id at or below it again.
+Result<bool> is_autoincrement(Db& db, const std::string& table, const std::vector<Column>& cols) {
+  if (std::count_if(cols.begin(), cols.end(), [](const Column& c) { return c.pk > 0; }) != 1) return false;
+  FV_ASSIGN_OR_RETURN(Stmt s, db.prepare("SELECT 1 FROM sqlite_schema WHERE type='table' AND name=? AND "
+                                         "sql LIKE '%AUTOINCREMENT%'"));
+  s.bind(1, table);
+  return s.step();
+}
+
 Result<std::vector<std::string>> main_tables(Db& db) {
   FV_ASSIGN_OR_RETURN(Stmt s, db.prepare("SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite\\_%' "
                                          "ESCAPE '\\' ORDER BY name"));
@@ -56,6 +66,13 @@ Result<std::vector<std::string>> main_tables(Db& db) {
   return names;
 }
 
+// One table as replication sees it: its columns in order (with their place in the key), and
+// whether its key is AUTOINCREMENT.
+struct TableShape {
+  std::vector<Column> columns;
+  bool autoincrement = false;
+};
+
 }  // namespace
 
 // Cached per connection: computing these costs a dozen PRAGMA queries, which every replicated
@@ -64,8 +81,7 @@ struct Db::SchemaFacts {
   int64_t version = -1;                  // PRAGMA schema_version they were read at
   std::vector<std::string> main;         // main_tables()
   std::optional<std::vector<std::string>> captured;  // captured_tables(), once computed
-  std::map<std::string, std::vector<Column>> columns;
-  std::map<std::string, bool> autoincrement;
+  std::map<std::string, TableShape> tables;          // read on first use
 };
 
 namespace {
@@ -83,11 +99,14 @@ Result<Db::SchemaFacts*> schema_facts(Db& db) {
   return facts.get();
 }
 
-Result<const std::vector<Column>*> cached_columns(Db& db, Db::SchemaFacts& facts, const std::string& table) {
-  auto it = facts.columns.find(table);
-  if (it == facts.columns.end()) {
-    FV_ASSIGN_OR_RETURN(std::vector<Column> cols, table_columns(db, table));
-    it = facts.columns.emplace(table, std::move(cols)).first;
+// `table`'s shape (no columns: the vault has no such table). Stable while `facts` lives.
+Result<const TableShape*> table_shape(Db& db, Db::SchemaFacts& facts, const std::string& table) {
+  auto it = facts.tables.find(table);
+  if (it == facts.tables.end()) {
+    TableShape shape;
+    FV_ASSIGN_OR_RETURN(shape.columns, table_columns(db, table));
+    FV_ASSIGN_OR_RETURN(shape.autoincrement, is_autoincrement(db, table, shape.columns));
+    it = facts.tables.emplace(table, std::move(shape)).first;
   }
   return &it->second;
 }
@@ -272,22 +291,11 @@ const char* op_name(int op) {
 }
 
 struct ApplyContext {
-  std::map<std::string, std::vector<Column>> columns;
-  std::map<std::string, bool> autoincrement;       // per table seen, whether it is AUTOINCREMENT
+  std::map<std::string, const TableShape*> tables;  // per table seen, checked against the patchset
   std::map<std::string, int64_t> deleted_key_max;  // per AUTOINCREMENT table, its highest deleted key
   std::string conflict;  // the first conflict, described
   ApplyMode mode = ApplyMode::kNormal;
 };
-
-// A table whose key is `INTEGER PRIMARY KEY AUTOINCREMENT`: SQLite keeps its highest id ever
-// given in sqlite_sequence and never gives an id at or below it again.
-Result<bool> is_autoincrement(Db& db, const std::string& table, const std::vector<Column>& cols) {
-  if (std::count_if(cols.begin(), cols.end(), [](const Column& c) { return c.pk > 0; }) != 1) return false;
-  FV_ASSIGN_OR_RETURN(Stmt s, db.prepare("SELECT 1 FROM sqlite_schema WHERE type='table' AND name=? AND "
-                                         "sql LIKE '%AUTOINCREMENT%'"));
-  s.bind(1, table);
-  return s.step();
-}
 
 // sqlite_sequence is no table of the patchset (SQLite's own, no primary key), so a replica
 // rebuilt from a stream never learns the ids of rows whose messages were erased from it: it
@@ -317,9 +325,9 @@ int on_conflict(void* ctx, int kind, sqlite3_changeset_iter* it) {
   int ncol = 0, op = 0, indirect = 0;
   sqlite3changeset_op(it, &table, &ncol, &op, &indirect);
   const std::string t = table ? table : "?";
-  auto cols = a->columns.find(t);
+  auto shape = a->tables.find(t);
   const std::string what = std::string(op_name(op)) + " " + t + " (" +
-                           change_key(it, cols == a->columns.end() ? nullptr : &cols->second) + ")";
+                           change_key(it, shape == a->tables.end() ? nullptr : &shape->second->columns) + ")";
   // A delete of a row that is not there leaves the row absent, which is all a delete asks.
   // It is what a replica rebuilt from a stream meets after an erasure: the subject's earlier
   // messages were erased from the stream, its erasure's deletes were not (docs/cluster.md).
@@ -388,8 +396,9 @@ Result<std::vector<std::string>> captured_tables(Db& db) {
   // Parents of each table (its foreign keys), and refuse tables without a primary key.
   std::map<std::string, std::set<std::string>> children;  // parent → tables referring to it
   for (auto& n : names) {
-    FV_ASSIGN_OR_RETURN(const std::vector<Column>* cols, cached_columns(db, *facts, n));
-    if (std::none_of(cols->begin(), cols->end(), [](const Column& c) { return c.pk > 0; }))
+    FV_ASSIGN_OR_RETURN(const TableShape* shape, table_shape(db, *facts, n));
+    const auto& cols = shape->columns;
+    if (std::none_of(cols.begin(), cols.end(), [](const Column& c) { return c.pk > 0; }))
       return failed_precondition("table " + n +
                                  " has no PRIMARY KEY: the session extension would not record its changes, so it "
                                  "cannot be replicated (give it one, or list it in local_only_tables())");
@@ -509,9 +518,9 @@ Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode)
       if (contains(local_only_tables(), t)) return invalid_argument("the patchset changes local-only table " + t);
       if (mode == ApplyMode::kCarry && (op != SQLITE_INSERT || !contains(audit_log_tables(), t)))
         return invalid_argument("a carried patchset may only insert audit-log rows (it has a change of " + t + ")");
-      if (!ctx.columns.count(t)) {
-        FV_ASSIGN_OR_RETURN(const std::vector<Column>* cached, cached_columns(db, *facts, t));
-        std::vector<Column> cols = *cached;
+      if (!ctx.tables.count(t)) {
+        FV_ASSIGN_OR_RETURN(const TableShape* shape, table_shape(db, *facts, t));
+        const auto& cols = shape->columns;
         unsigned char* pk = nullptr;
         int npk = 0;
         sqlite3changeset_pk(raw, &pk, &npk);
@@ -520,16 +529,11 @@ Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode)
         if (!same)
           return failed_precondition("the patchset's table " + t + " (" + std::to_string(ncol) +
                                      " columns) is not this vault's: the replica's schema differs from the writer's");
-        if (!facts->autoincrement.count(t)) {
-          FV_ASSIGN_OR_RETURN(const bool autoinc, is_autoincrement(db, t, cols));
-          facts->autoincrement[t] = autoinc;
-        }
-        ctx.autoincrement[t] = facts->autoincrement[t];
-        ctx.columns.emplace(t, std::move(cols));
+        ctx.tables.emplace(t, shape);
       }
-      if (op == SQLITE_DELETE && ctx.autoincrement[t]) {
+      if (const TableShape& shape = *ctx.tables[t]; op == SQLITE_DELETE && shape.autoincrement) {
         // Applied or skipped (the row already gone), a delete names an id that was given once.
-        const auto& cols = ctx.columns[t];
+        const auto& cols = shape.columns;
         const auto pk = std::find_if(cols.begin(), cols.end(), [](const Column& c) { return c.pk > 0; });
         sqlite3_value* key = nullptr;
         sqlite3changeset_old(raw, static_cast<int>(pk - cols.begin()), &key);

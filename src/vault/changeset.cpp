@@ -362,7 +362,8 @@ Status apply_changes(Db& db, std::span<const uint8_t> patchset, ApplyContext& ct
 }  // namespace
 
 const std::vector<std::string>& local_only_tables() {
-  static const std::vector<std::string> t{"replication_state", "replication_message"};
+  static const std::vector<std::string> t{"replication_state", "replication_message", "replication_pending_key",
+                                          "replication_erased_subject"};
   return t;
 }
 

@@ -8,7 +8,9 @@
 // are in the rows it carries: applying it gives every replica the same rows.
 //
 // What is not replicated (local-only): the tables `replication_state` and `replication_message`
-// (each replica's own progress through its streams, by stream sequence) and, in table `meta`, the rows that each vault keeps for
+// (each replica's own progress through its streams, by stream sequence), `replication_pending_key`
+// and `replication_erased_subject` (the subject keys a replica holds for messages to come, and
+// the subjects whose erasure it applied) and, in table `meta`, the rows that each vault keeps for
 // itself: the generation counters (triggers recompute them on each replica as it applies the
 // rows they count), `wipe_pending` (each replica wipes its own files) and `created_at`. Every
 // other table is captured, and must have a PRIMARY KEY (the session extension silently ignores

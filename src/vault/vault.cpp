@@ -360,6 +360,23 @@ CREATE INDEX IF NOT EXISTS replication_message_by_subject ON replication_message
 INSERT OR IGNORE INTO meta(key, value) VALUES('audit_head_seq', '0'),
   ('audit_head_hash', '0000000000000000000000000000000000000000000000000000000000000000');
 )sql",
+    // 9 → 10: subject keys never travel in a stream (docs/cluster.md, "Subject keys stay out of
+    // NATS"). A writer hands a new subject's key to the shard's replicas before it publishes;
+    // each keeps it here, wrapped by the master key, until the message that creates the
+    // subject's own subject_key row is applied (it can only land at expected_seq + 1). The
+    // uids whose subject row an applied message deleted let a replica answer that a key is
+    // gone for good. Both are local to the vault, never replicated (changeset.h).
+    R"sql(
+CREATE TABLE IF NOT EXISTS replication_pending_key(
+  uid TEXT PRIMARY KEY,
+  stream TEXT NOT NULL,
+  expected_seq INTEGER NOT NULL,
+  wrapped BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS replication_erased_subject(
+  uid TEXT PRIMARY KEY,
+  stream TEXT NOT NULL,
+  seq INTEGER NOT NULL) WITHOUT ROWID;
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);
@@ -1061,6 +1078,7 @@ Result<Vault::RotateReport> Vault::rotate_master_key(const std::function<Status(
         ++rep.subject_keys;
       }
     }
+    FV_RETURN_IF_ERROR(rewrap_held_subject_keys(next));
     // Review cases' keys (their probe crops) are re-wrapped with the same care: a key that
     // does not unwrap stops the rotation rather than being lost.
     FV_RETURN_IF_ERROR(catalog_->for_each_probe_key(

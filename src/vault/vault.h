@@ -29,7 +29,7 @@ namespace fv::vault {
 
 inline constexpr const char* kMasterKeyEnv = "FACEVAULT_MASTER_KEY";
 inline constexpr const char* kNewMasterKeyEnv = "FACEVAULT_NEW_MASTER_KEY";
-inline constexpr int kSchemaVersion = 9;
+inline constexpr int kSchemaVersion = 10;
 
 struct VaultConfig {
   double default_retention_days = 365;  // subject retention from creation, renewed by enrollment
@@ -188,6 +188,21 @@ class Vault {
                                                    std::span<const ReplicatedMessage> messages,
                                                    const std::string& applied_at);
 
+  // Subject keys in cluster mode never travel in a stream: a replica takes a new subject's key
+  // from its writer before the message is published, or from another replica when it applies
+  // an older message (docs/cluster.md, "Subject keys stay out of NATS").
+  //
+  // Keeps the key of subject `uid` (wrapped by the master key, fsynced) until message
+  // `expected_seq` + 1 of `stream`, the only one that can create it, is applied (or passed: a
+  // writer beaten to that sequence redoes its use case with a new push). Nothing is kept when
+  // the vault is already past it. Its own transaction.
+  Status hold_subject_key(const std::string& stream, const std::string& uid, const SecretKey& key, int64_t expected_seq);
+  // The key of subject `uid` as this vault holds it: its subject_key row, or a held key.
+  // nullopt when it has neither.
+  Result<std::optional<SecretKey>> replicated_subject_key(const std::string& uid);
+  // Whether a message applied here deleted subject `uid` (its key is gone for good).
+  Result<bool> subject_erased_by_stream(const std::string& uid);
+
   // After an erasure: moves the WAL into the database and truncates it, then (if configured)
   // VACUUMs and truncates again, so no freed page of the erased rows survives in any file.
   // Clears the "wipe pending" flag on success.
@@ -218,6 +233,12 @@ class Vault {
   Status apply_pragmas();
   Status migrate();
   Status lock(int how);  // LOCK_SH / LOCK_EX with a busy wait
+  // Replication (vault_replication.cpp): the uids of the subjects a message deletes, read
+  // before it is applied, and their tombstones and held keys after.
+  Result<std::vector<std::string>> uids_of_subjects(const std::vector<int64_t>& subject_ids);
+  Status record_erased_subjects(const std::string& stream, int64_t seq, const std::vector<std::string>& uids);
+  // Master-key rotation: the keys held for messages not applied yet, wrapped under `next`.
+  Status rewrap_held_subject_keys(const SecretKey& next);
 
   VaultPaths paths_;
   VaultConfig config_;

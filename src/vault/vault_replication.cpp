@@ -51,13 +51,16 @@ Result<std::vector<bool>> Vault::apply_replicated_batch(const std::string& strea
   if (messages.empty()) return std::vector<bool>();
   int64_t prev = 0;
   bool deletes = false;
-  for (const ReplicatedMessage& m : messages) {
+  std::vector<std::vector<int64_t>> subjects_deleted(messages.size());
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const ReplicatedMessage& m = messages[i];
     if (m.seq <= 0) return invalid_argument("a stream sequence starts at 1 (got " + std::to_string(m.seq) + ")");
     if (m.seq <= prev) return invalid_argument("the messages of a batch must be in stream order");
     prev = m.seq;
     // Parsed before the transaction: a malformed patchset fails without taking the write lock.
     FV_ASSIGN_OR_RETURN(PatchsetSummary summary, summarize_patchset(m.patchset));
     deletes = deletes || summary.total_deletes() > 0;
+    subjects_deleted[i] = std::move(summary.subject_ids_deleted);
   }
   FV_ASSIGN_OR_RETURN(LocalTxn txn, LocalTxn::begin(db_));
   FV_ASSIGN_OR_RETURN(const int64_t at, catalog_->applied_seq(stream));
@@ -66,18 +69,128 @@ Result<std::vector<bool>> Vault::apply_replicated_batch(const std::string& strea
   for (size_t i = 0; i < messages.size(); ++i) {
     const ReplicatedMessage& m = messages[i];
     if (m.seq <= at) continue;  // a replay
+    FV_ASSIGN_OR_RETURN(const auto erased_uids, uids_of_subjects(subjects_deleted[i]));
     FV_RETURN_IF_ERROR(apply_patchset(db_, m.patchset, m.mode));
     if (!m.subject_uid.empty()) FV_RETURN_IF_ERROR(catalog_->record_subject_message(stream, m.seq, m.subject_uid));
+    FV_RETURN_IF_ERROR(record_erased_subjects(stream, m.seq, erased_uids));
     applied[i] = true;
     last = m.seq;
   }
   if (last == 0) return applied;  // all replays: nothing to commit (the transaction rolls back)
+  // A held key is done with once the one message that could create its subject is passed:
+  // applied (the subject_key row holds it now) or taken by another writer's message.
+  {
+    FV_ASSIGN_OR_RETURN(Stmt gc, db_.prepare("DELETE FROM replication_pending_key WHERE stream = ? AND expected_seq < ?"));
+    gc.bind_all(stream, last);
+    FV_RETURN_IF_ERROR(gc.run());
+    deletes = deletes || sqlite3_changes(db_.handle()) > 0;
+  }
   // Deleted rows leave their bytes in the WAL until it is checkpointed and the file vacuumed:
   // flagged here, in the same transaction, the wipe happens even after a crash (open()).
   if (deletes) FV_RETURN_IF_ERROR(mark_wipe_pending());
   FV_RETURN_IF_ERROR(catalog_->set_applied_seq(stream, last, applied_at));
   FV_RETURN_IF_ERROR(txn.commit());
   return applied;
+}
+
+namespace {
+
+std::string pending_key_ad(const std::string& stream, const std::string& uid) {
+  return "facevault/replication/pending-key/v1|" + stream + "|" + uid;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> Vault::uids_of_subjects(const std::vector<int64_t>& subject_ids) {
+  std::vector<std::string> out;
+  if (subject_ids.empty()) return out;
+  FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT uid FROM subject WHERE id = ?"));
+  for (const int64_t id : subject_ids) {
+    FV_RETURN_IF_ERROR(q.reset());
+    q.bind(1, id);
+    FV_ASSIGN_OR_RETURN(const bool row, q.step());
+    if (row) out.push_back(q.text(0));  // a subject this replica never received has no uid here
+  }
+  return out;
+}
+
+Status Vault::record_erased_subjects(const std::string& stream, int64_t seq, const std::vector<std::string>& uids) {
+  if (uids.empty()) return Status::ok();
+  FV_ASSIGN_OR_RETURN(Stmt tomb, db_.prepare("INSERT OR IGNORE INTO replication_erased_subject(uid, stream, seq) VALUES(?,?,?)"));
+  FV_ASSIGN_OR_RETURN(Stmt held, db_.prepare("DELETE FROM replication_pending_key WHERE uid = ?"));
+  for (const std::string& uid : uids) {
+    FV_RETURN_IF_ERROR(tomb.reset());
+    tomb.bind_all(uid, stream, seq);
+    FV_RETURN_IF_ERROR(tomb.run());
+    FV_RETURN_IF_ERROR(held.reset());
+    held.bind(1, uid);
+    FV_RETURN_IF_ERROR(held.run());
+  }
+  return Status::ok();
+}
+
+Status Vault::hold_subject_key(const std::string& stream, const std::string& uid, const SecretKey& key,
+                               int64_t expected_seq) {
+  if (stream.empty() || uid.empty() || expected_seq < 0)
+    return invalid_argument("a held subject key needs its stream, its subject's uid and a stream sequence");
+  FV_ASSIGN_OR_RETURN(LocalTxn txn, LocalTxn::begin(db_));
+  FV_ASSIGN_OR_RETURN(const int64_t at, catalog_->applied_seq(stream));
+  // Past the one sequence its message could take: that message was applied here (its
+  // subject_key row holds the key) or another writer's took the sequence (this one is refused).
+  if (at > expected_seq) return Status::ok();
+  FV_ASSIGN_OR_RETURN(Stmt put, db_.prepare("INSERT OR REPLACE INTO replication_pending_key(uid, stream, expected_seq, "
+                                            "wrapped) VALUES(?,?,?,?)"));
+  put.bind_all(uid, stream, expected_seq, wrap_key(master_, key, pending_key_ad(stream, uid)));
+  FV_RETURN_IF_ERROR(put.run());
+  return txn.commit();
+}
+
+Result<std::optional<SecretKey>> Vault::replicated_subject_key(const std::string& uid) {
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT k.subject_id, k.wrapped FROM subject s JOIN subject_key k ON "
+                                            "k.subject_id = s.id WHERE s.uid = ?"));
+    q.bind(1, uid);
+    FV_ASSIGN_OR_RETURN(const bool row, q.step());
+    if (row) {
+      FV_ASSIGN_OR_RETURN(SecretKey k, unwrap_subject_key(master_, q.i64(0), q.blob(1)));
+      return std::optional<SecretKey>(std::move(k));
+    }
+  }
+  FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT stream, wrapped FROM replication_pending_key WHERE uid = ?"));
+  q.bind(1, uid);
+  FV_ASSIGN_OR_RETURN(const bool row, q.step());
+  if (!row) return std::optional<SecretKey>();
+  auto k = unwrap_key(master_, q.blob(1), pending_key_ad(q.text(0), uid));
+  if (!k.is_ok()) return corrupt_data("the held key of subject " + uid + " does not unwrap: " + k.status().message());
+  return std::optional<SecretKey>(std::move(*k));
+}
+
+Status Vault::rewrap_held_subject_keys(const SecretKey& next) {
+  std::vector<std::pair<std::string, Bytes>> rewrapped;
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT uid, stream, wrapped FROM replication_pending_key"));
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(const bool row, q.step());
+      if (!row) break;
+      const std::string uid = q.text(0), stream = q.text(1);
+      auto k = unwrap_key(master_, q.blob(2), pending_key_ad(stream, uid));
+      if (!k.is_ok()) return corrupt_data("the held key of subject " + uid + " does not unwrap: " + k.status().message());
+      rewrapped.emplace_back(uid, wrap_key(next, *k, pending_key_ad(stream, uid)));
+    }
+  }
+  FV_ASSIGN_OR_RETURN(Stmt upd, db_.prepare("UPDATE replication_pending_key SET wrapped = ? WHERE uid = ?"));
+  for (const auto& [uid, wrapped] : rewrapped) {
+    FV_RETURN_IF_ERROR(upd.reset());
+    upd.bind_all(wrapped, uid);
+    FV_RETURN_IF_ERROR(upd.run());
+  }
+  return Status::ok();
+}
+
+Result<bool> Vault::subject_erased_by_stream(const std::string& uid) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT 1 FROM replication_erased_subject WHERE uid = ?"));
+  q.bind(1, uid);
+  return q.step();
 }
 
 }  // namespace fv::vault

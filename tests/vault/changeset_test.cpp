@@ -630,7 +630,7 @@ TEST_F(ChangesetTest, SummaryCountsTablesAndFaceIds) {
   EXPECT_FALSE(summarize_patchset(junk).is_ok());
 }
 
-TEST_F(ChangesetTest, SchemaEightVaultsMigrateToNine) {
+TEST_F(ChangesetTest, SchemaEightVaultsMigrateToTheCurrentSchema) {
   const fs::path dir = tmp_.path() / "old";
   ASSERT_TRUE(Vault::init(dir, {}, 8).is_ok());
   {
@@ -642,10 +642,72 @@ TEST_F(ChangesetTest, SchemaEightVaultsMigrateToNine) {
   }
   auto v = Vault::open(dir);
   ASSERT_TRUE(v.is_ok()) << v.status().to_string();
-  EXPECT_EQ(count(**v, "PRAGMA user_version"), 9);
+  EXPECT_EQ(count(**v, "PRAGMA user_version"), kSchemaVersion);
   EXPECT_EQ(count(**v, "SELECT count(*) FROM sqlite_schema WHERE name IN "
-                      "('replication_state','replication_message','api_key')"), 3);
+                      "('replication_state','replication_message','api_key','replication_pending_key',"
+                      "'replication_erased_subject')"), 5);
   EXPECT_EQ(*(*v)->catalog().applied_seq(kStream), 0);
+}
+
+// Cluster mode keeps subject keys out of the stream (docs/cluster.md): a replica holds a pushed
+// key until the one message that can create its subject is applied or passed, and an applied
+// erasure leaves the subject's uid as a tombstone and no key.
+TEST_F(ChangesetTest, AHeldKeyLastsUntilItsMessageIsPassedAndAnErasureLeavesNoKey) {
+  Enrolled e;
+  const auto enroll_ps = enroll_patchset("alice", &e);
+  auto a_key = a_->subject_key(e.subject);
+  ASSERT_FALSE(a_key.is_ok()) << "the writer's transaction was rolled back";
+  const SecretKey k = *unwrap_subject_key(*SecretKey::from_hex(kMasterHex), e.subject, e.wrapped_key);
+
+  ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-alice", k, 0).is_ok());
+  ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-stray", SecretKey::random(), 0).is_ok());
+  auto held = b_->replicated_subject_key("uid-alice");
+  ASSERT_TRUE(held.is_ok() && held->has_value()) << held.status().to_string();
+  EXPECT_EQ((*held)->to_hex(), k.to_hex());
+  EXPECT_FALSE(*b_->replicated_subject_key("uid-nobody"));
+  // Kept wrapped, never as the key itself.
+  EXPECT_TRUE(test::files_holding(b_->paths().dir, k.span()).empty());
+
+  // Message 1 creates alice: both held keys are done with (the stray one's message never came).
+  auto r = b_->apply_replicated(kStream, 1, enroll_ps, "2025-03-01T10:00:01.000Z");
+  ASSERT_TRUE(r.is_ok() && *r) << r.status().to_string();
+  EXPECT_EQ(count(*b_, "SELECT count(*) FROM replication_pending_key"), 0);
+  held = b_->replicated_subject_key("uid-alice");
+  ASSERT_TRUE(held.is_ok() && held->has_value());
+  EXPECT_EQ((*held)->to_hex(), k.to_hex()) << "now from its subject_key row";
+  // A push for a sequence the replica is past keeps nothing.
+  ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-late", SecretKey::random(), 0).is_ok());
+  EXPECT_EQ(count(*b_, "SELECT count(*) FROM replication_pending_key"), 0);
+  EXPECT_FALSE(*b_->subject_erased_by_stream("uid-alice"));
+
+  // a_ applies message 1 too; the erasure is captured on it and applied on b_.
+  ASSERT_TRUE(a_->apply_replicated(kStream, 1, enroll_ps, "2025-03-01T10:00:01.000Z").is_ok());
+  const auto erasure = capture(*a_, [&] { ASSERT_TRUE(a_->catalog().erase_subject(e.subject).is_ok()); });
+  ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-alice", k, 1).is_ok());  // a stray push for it
+  r = b_->apply_replicated(kStream, 2, erasure, "2025-03-01T10:00:02.000Z");
+  ASSERT_TRUE(r.is_ok() && *r) << r.status().to_string();
+  EXPECT_FALSE(*b_->replicated_subject_key("uid-alice"));
+  EXPECT_TRUE(*b_->subject_erased_by_stream("uid-alice"));
+  EXPECT_EQ(count(*b_, "SELECT count(*) FROM replication_pending_key"), 0);
+  ASSERT_TRUE(b_->wipe_free_space().is_ok());
+  EXPECT_TRUE(test::files_holding(b_->paths().dir, e.wrapped_key).empty());
+
+  // A master-key rotation re-wraps held keys with the subjects' own.
+  const SecretKey held_key = SecretKey::random();
+  ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-bob", held_key, 2).is_ok());
+  const std::string next_hex = SecretKey::random().to_hex();
+  ::setenv(kNewMasterKeyEnv, next_hex.c_str(), 1);
+  auto rotated = b_->rotate_master_key([](const Vault::RotateReport&) { return Status::ok(); });
+  ::unsetenv(kNewMasterKeyEnv);
+  ASSERT_TRUE(rotated.is_ok()) << rotated.status().to_string();
+  ::setenv(kMasterKeyEnv, next_hex.c_str(), 1);
+  b_.reset();
+  auto reopened = Vault::open(tmp_.path() / "b");
+  ASSERT_TRUE(reopened.is_ok()) << reopened.status().to_string();
+  b_ = std::move(*reopened);
+  auto bob = b_->replicated_subject_key("uid-bob");
+  ASSERT_TRUE(bob.is_ok() && bob->has_value()) << bob.status().to_string();
+  EXPECT_EQ((*bob)->to_hex(), held_key.to_hex());
 }
 
 }  // namespace

@@ -1,13 +1,15 @@
 // Crash safety: a child process enrolls, erases and rotates the master key in a loop and is
-// killed (SIGKILL) at a random moment; the parent then checks the vault. ≥ 100 iterations:
+// killed (SIGKILL) at a random point of its progress; the parent then checks the vault. ≥ 100 iterations:
 // every acknowledged enrollment is present (unless acknowledged erased), no subject is
 // half-erased, every stored template decrypts, foreign keys and SQLite integrity hold, and
 // the audit chain verifies.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <random>
@@ -81,15 +83,30 @@ TEST(VaultCrash, KilledAtRandomPointsTheVaultStaysConsistent) {
       child(dir, fds[1], static_cast<unsigned>(it), std::vector<std::string>(acked_alive.begin(), acked_alive.end()));
     }
     close(fds[1]);
-    usleep(static_cast<useconds_t>(2000 + rng() % 90000));
+    // The kill point is random in the child's progress, not in wall-clock time alone (a loaded
+    // machine or a sanitizer would otherwise kill most children before their first operation):
+    // after 0 to 3 acknowledged operations (waited for, bounded), then 0-30 ms into whatever
+    // comes next: opening the vault, an operation, or between two.
+    std::string buf;
+    char tmpbuf[4096];
+    const int wait_acks = static_cast<int>(rng() % 4);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::count(buf.begin(), buf.end(), '\n') < wait_acks && std::chrono::steady_clock::now() < give_up) {
+      pollfd p{fds[0], POLLIN, 0};
+      if (poll(&p, 1, 200) <= 0) continue;
+      const ssize_t n = read(fds[0], tmpbuf, sizeof tmpbuf);
+      if (n <= 0) break;  // the child ended: waitpid below says how
+      buf.append(tmpbuf, static_cast<size_t>(n));
+    }
+    usleep(static_cast<useconds_t>(rng() % 30000));
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status)) << "child ended by itself with code " << WEXITSTATUS(status) << " at iteration " << it;
-    std::string buf;
-    char tmpbuf[4096];
     for (ssize_t n; (n = read(fds[0], tmpbuf, sizeof tmpbuf)) > 0;) buf.append(tmpbuf, static_cast<size_t>(n));
     close(fds[0]);
+    ASSERT_GE(std::count(buf.begin(), buf.end(), '\n'), wait_acks)
+        << "the child acknowledged fewer than " << wait_acks << " operations within 60 s at iteration " << it;
     std::istringstream lines(buf);
     for (std::string line; std::getline(lines, line);) {
       ++acks;

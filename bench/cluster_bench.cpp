@@ -278,8 +278,12 @@ double threaded_per_s(service::Service& svc, const std::string& prefix, int thre
 // as the service's commit interceptor), with one difference: the writer waits for its own
 // replica only (replicas_to_wait 1), and the other nodes are stopped. The messages are those
 // of any writer; only the wait for a second replica is left out.
+// The loader's replica goes on running in `key_holder`: it holds the keys of the subjects it
+// wrote, which no message carries (docs/cluster.md), and the replicas measured later fetch them
+// from it as any replica catching up does.
 json fill_stream(cluster::NatsConnection& conn, const fs::path& dir, const std::string& stream,
-                 const std::string& prefix, int already, int total) {
+                 const std::string& prefix, int already, int total,
+                 std::unique_ptr<cluster::ShardReplica>& key_holder) {
   const auto master = must(vault::SecretKey::from_hex(kMasterHex), "master key");
   must(vault::Vault::init(dir), "init loader vault");
   const auto t0 = Clock::now();
@@ -303,7 +307,7 @@ json fill_stream(cluster::NatsConnection& conn, const fs::path& dir, const std::
   const auto t2 = Clock::now();
   svc.reset();
   writer.reset();
-  replica->stop();
+  key_holder = std::move(replica);
   return {{"templates_added", total - already},
           {"seconds", secs(t1, t2)},
           {"per_s", (total - already) / secs(t1, t2)},
@@ -594,6 +598,8 @@ int run(int n, int catchup_n, int rtt_n, int warmup, bool as_json) {
           out["cluster_3_nodes"]["p50_ms"].get<double>() / out["single_node_after"]["p50_ms"].get<double>();
     }
     // 3. Catch-up of a new replica.
+    std::unique_ptr<cluster::ShardReplica> loader;
+    fs::path loader_dir;
     if (catchup_n > written) {
       std::fprintf(stderr, "fill: the stream to %d templates (untimed in the catch-up)\n", catchup_n);
       // The loader's vault is scratch: in memory (/dev/shm) when there is one, so that its fsyncs
@@ -601,10 +607,10 @@ int run(int n, int catchup_n, int rtt_n, int warmup, bool as_json) {
       fs::path loader_root = work;
       std::string shm = "/dev/shm/fv-cluster-bench-loader-XXXXXX";
       if (fs::is_directory("/dev/shm") && mkdtemp(shm.data()) != nullptr) loader_root = shm;
-      out["fill"] = fill_stream(*conn, loader_root / "loader", stream, cluster::shard_subject_prefix(0), written, catchup_n);
+      out["fill"] = fill_stream(*conn, loader_root / "loader", stream, cluster::shard_subject_prefix(0), written,
+                                catchup_n, loader);
       out["fill"]["loader_dir"] = loader_root.string();
-      std::error_code ec;
-      fs::remove_all(loader_root == work ? work / "loader" : loader_root, ec);
+      loader_dir = loader_root == work ? work / "loader" : loader_root;
     }
     const int templates = std::max(catchup_n, written);
     std::fprintf(stderr, "catch-up: a new node applies %d templates\n", templates);
@@ -612,6 +618,11 @@ int run(int n, int catchup_n, int rtt_n, int warmup, bool as_json) {
     for (const size_t batch : {size_t{1}, cluster::ReplicaOptions{}.max_batch}) {
       std::fprintf(stderr, "replay: a bare replica, at most %zu messages per transaction\n", batch);
       out["replay"].push_back(replay_phase(*conn, work / "replay", batch));
+    }
+    loader.reset();
+    if (!loader_dir.empty()) {
+      std::error_code ec;
+      fs::remove_all(loader_dir, ec);
     }
     out["nats_store_mb_per_server"] = tree_bytes(nats.store_dir(0)) / 1e6;
     const double msg_bytes = mean_message_bytes(*conn, stream);

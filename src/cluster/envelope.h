@@ -1,22 +1,24 @@
 // The envelope of a replicated message: what a shard stream stores is never a plaintext row.
 //
-//   "FVE1" ‖ kind (1 byte) ‖ u16 len ‖ subject uid ‖ u16 len ‖ wrapped subject key ‖ sealed body
+//   "FVE2" ‖ kind (1 byte) ‖ u16 len ‖ subject uid ‖ u32 len ‖ sealed rows ‖ sealed log
 //
-// kind kSubject: the body (a vault patchset) is sealed under the subject's own data key, and the
-// envelope carries that key wrapped by the cluster master key, so every message of a subject
-// opens on its own — and once the subject's messages are erased, no copy of the key is left
-// in the stream. What NATS's internal Raft log may still hold for a few minutes is sealed the
-// same way (docs/cluster.md, "Erasure").
-// kind kCluster: the body is sealed under a key derived from the master key for this stream
-// (messages that carry no subject content: an erasure's deletes, which name primary keys only).
-// kind kCarry: cluster-sealed too; the audit-log rows of a message that an erasure removes from
-// the stream, carried forward so that a replica rebuilt later still has the whole audit chain.
+// A message holds the two patchsets of one transaction: its rows (every captured table but the
+// audit log's) and its audit-log rows (vault::CaptureScope), each sealed on its own:
+// - kSubject: the rows under the subject's own data key. The key itself is in no message: the
+//   shard's replicas hold it in their vaults and hand it to each other over request/reply
+//   (cluster/subject_keys.h). Once every replica applied the subject's erasure the key exists
+//   nowhere, so whatever NATS still holds of its messages (its internal Raft log keeps erased
+//   messages for minutes) cannot be opened by anyone, master key or not (docs/cluster.md).
+// - kCluster: rows with no subject content (an erasure's deletes, which name primary keys
+//   only), under a key derived from the master key for this stream.
+// - kCarry: no rows; the audit-log rows of a message that an erasure removes from the stream,
+//   carried forward so that a replica rebuilt later still has the whole audit chain.
+// The audit-log rows are always sealed under the stream's key: the audit log outlives an
+// erasure in a vault, and its rows must be readable for the carry after the subject's key is gone.
 //
-// A body holds two patchsets of one transaction: its rows (every captured table but the audit
-// log's) and its audit-log rows (vault::CaptureScope), framed as u32 length ‖ rows ‖ log.
-//
-// The associated data binds the body to its stream, kind and subject, so a message copied to
-// another stream or relabelled with another subject does not open.
+// The associated data binds each part to its stream, kind, subject and role, so a message
+// copied to another stream, relabelled with another subject, or with its parts swapped, does
+// not open.
 #pragma once
 
 #include <cstdint>
@@ -33,14 +35,12 @@ enum class EnvelopeKind : uint8_t { kSubject = 1, kCluster = 2, kCarry = 3 };
 
 struct Envelope {
   EnvelopeKind kind = EnvelopeKind::kCluster;
-  std::string subject_uid;     // kSubject only
-  vault::Bytes wrapped_key;    // kSubject only: the subject key wrapped by the master key
-  vault::Bytes sealed_body;
+  std::string subject_uid;  // kSubject only
+  vault::Bytes sealed_rows, sealed_log;
 };
 
-// The key wrapping a subject key in an envelope, and the one sealing kCluster bodies of a
-// stream, both derived from the cluster master key (never stored, never in NATS).
-vault::SecretKey envelope_wrapping_key(const vault::SecretKey& master);
+// The key sealing a stream's kCluster rows and every audit-log part, derived from the cluster
+// master key (never stored, never in NATS).
 vault::SecretKey stream_key(const vault::SecretKey& master, const std::string& stream);
 
 // Seals a transaction's two patchsets for `stream`. kSubject needs the subject's uid and key.
@@ -54,14 +54,17 @@ vault::Bytes seal_cluster_message(const vault::SecretKey& master, const std::str
 // Parses the framing only (no key needed): kCorruptData on anything malformed.
 Result<Envelope> parse_envelope(std::span<const uint8_t> message);
 
-// Parses and opens: the body, and for kSubject the subject's uid. kCorruptData when the bytes,
-// the stream or the master key do not match.
+// Parses and opens both parts. A kSubject message needs its subject's key (`subject_key`;
+// kFailedPrecondition without it). kCorruptData when the bytes, the stream or a key do not match.
 struct OpenedMessage {
   EnvelopeKind kind = EnvelopeKind::kCluster;
   std::string subject_uid;
   vault::Bytes rows, log;  // the two patchsets (either may be empty)
 };
 Result<OpenedMessage> open_message(const vault::SecretKey& master, const std::string& stream,
-                                   std::span<const uint8_t> message);
+                                   std::span<const uint8_t> message, const vault::SecretKey* subject_key = nullptr);
+// Opens the audit-log part only (no subject key needed): what an erasure carries forward.
+Result<vault::Bytes> open_log(const vault::SecretKey& master, const std::string& stream,
+                              std::span<const uint8_t> message);
 
 }  // namespace fv::cluster

@@ -225,4 +225,67 @@ Result<std::vector<RpcReply>> rpc_scatter(NatsConnection& conn, const vault::Sec
   return out;
 }
 
+Result<std::vector<Result<vault::Bytes>>> rpc_gather(
+    NatsConnection& conn, const vault::SecretKey& master, const RpcCall& call, size_t max_replies, int timeout_ms,
+    const std::function<bool(const std::vector<Result<vault::Bytes>>&)>& enough) {
+  std::vector<Result<vault::Bytes>> out;
+  if (max_replies == 0) return out;
+  const vault::SecretKey key = rpc_key(master);
+  natsInbox* inbox_name = nullptr;
+  natsStatus st = natsInbox_Create(&inbox_name);
+  if (st != NATS_OK) return from_nats(st, "create a reply inbox");
+  const std::string reply(inbox_name);
+  natsInbox_Destroy(inbox_name);
+  Inbox inbox;
+  natsSubscription* sub = nullptr;
+  st = natsConnection_Subscribe(&sub, conn.raw(), reply.c_str(), &Inbox::on_message, &inbox);
+  if (st != NATS_OK) return from_nats(st, "subscribe to the reply inbox");
+  if (natsSubscription_SetOnCompleteCB(sub, &Inbox::on_complete, &inbox) != NATS_OK) inbox.completed = true;
+  struct Closer {
+    natsSubscription* sub;
+    Inbox& inbox;
+    ~Closer() {
+      if (natsSubscription_Unsubscribe(sub) == NATS_OK) {
+        std::unique_lock lk(inbox.mu);
+        inbox.cv.wait_for(lk, std::chrono::seconds(5), [&] { return inbox.completed; });
+      }
+      natsSubscription_Destroy(sub);
+      for (natsMsg* m : inbox.msgs) natsMsg_Destroy(m);
+    }
+  } closer{sub, inbox};
+
+  const vault::Bytes sealed = vault::seal(key, call.request, request_ad(call.subject));
+  st = natsConnection_PublishRequest(conn.raw(), call.subject.c_str(), reply.c_str(), sealed.data(),
+                                     static_cast<int>(sealed.size()));
+  if (st != NATS_OK) return from_nats(st, "send a request to " + call.subject);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    std::vector<natsMsg*> batch;
+    {
+      std::unique_lock lk(inbox.mu);
+      if (!inbox.cv.wait_until(lk, deadline, [&] { return !inbox.msgs.empty(); })) return out;
+      batch.swap(inbox.msgs);
+    }
+    bool done = false;
+    for (natsMsg* msg : batch) {
+      if (!done) {
+        if (natsMsg_IsNoResponders(msg)) {
+          done = true;
+        } else {
+          const auto* d = reinterpret_cast<const uint8_t*>(natsMsg_GetData(msg));
+          const vault::Bytes body(d, d + natsMsg_GetDataLength(msg));
+          auto plain = vault::open_sealed(key, body, reply_ad(call.subject, sealed));
+          // A reply that does not open is no answer of this cluster's (nobody else can seal one).
+          if (plain.is_ok()) {
+            out.push_back(unframe_reply(std::move(*plain), call.subject));
+            done = enough(out) || out.size() >= max_replies;
+          }
+        }
+      }
+      natsMsg_Destroy(msg);
+    }
+    if (done) return out;
+  }
+}
+
 }  // namespace fv::cluster

@@ -79,4 +79,12 @@ struct RpcReply {
 Result<std::vector<RpcReply>> rpc_scatter(NatsConnection& conn, const vault::SecretKey& master,
                                           const std::vector<RpcCall>& calls, int timeout_ms);
 
+// Sends one request to every server of `call.subject` (servers in queue groups of their own:
+// each receives it) and gathers their answers as they come. `enough` sees the answers so far
+// after each one; it stops when `enough` says true, after `max_replies` answers, or at `timeout_ms`.
+// NATS's "no responders" ends it at once with no answer. Fails only when nothing could be sent.
+Result<std::vector<Result<vault::Bytes>>> rpc_gather(
+    NatsConnection& conn, const vault::SecretKey& master, const RpcCall& call, size_t max_replies, int timeout_ms,
+    const std::function<bool(const std::vector<Result<vault::Bytes>>&)>& enough);
+
 }  // namespace fv::cluster

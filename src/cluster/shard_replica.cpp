@@ -2,6 +2,7 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <vector>
@@ -14,6 +15,8 @@ namespace fv::cluster {
 namespace {
 
 constexpr int kPollMs = 200;
+// How long a key fetch waits for the other replicas' answers.
+constexpr int kKeyFetchMs = 2000;
 // A batch's plaintext stays small beside a node's memory (ReplicaOptions::max_batch counts them).
 constexpr size_t kMaxBatchBytes = 8u << 20;
 
@@ -39,8 +42,15 @@ Result<std::unique_ptr<ShardReplica>> ShardReplica::open(NatsConnection& conn, c
 ShardReplica::~ShardReplica() { stop(); }
 
 Status ShardReplica::start() {
+  {
+    std::lock_guard lk(mu_);
+    if (thread_.joinable()) return failed_precondition("the replica of " + options_.stream + " is already running");
+  }
+  FV_ASSIGN_OR_RETURN(replicas_, stream_replicas(conn_, options_.stream));
+  if (!key_server_) {
+    FV_ASSIGN_OR_RETURN(key_server_, serve_subject_keys(conn_, master_, options_.stream, options_.node, *this));
+  }
   std::lock_guard lk(mu_);
-  if (thread_.joinable()) return failed_precondition("the replica of " + options_.stream + " is already running");
   stop_ = false;
   thread_ = std::thread([this] { run(); });
   return Status::ok();
@@ -53,6 +63,22 @@ void ShardReplica::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  key_server_.reset();  // waits for a request being answered
+}
+
+Result<std::optional<vault::SecretKey>> ShardReplica::key_of(const std::string& uid) {
+  std::lock_guard lk(mu_);
+  return vault_->replicated_subject_key(uid);
+}
+
+Result<bool> ShardReplica::erased(const std::string& uid) {
+  std::lock_guard lk(mu_);
+  return vault_->subject_erased_by_stream(uid);
+}
+
+Status ShardReplica::hold(const std::string& uid, const vault::SecretKey& key, uint64_t expected_seq) {
+  std::lock_guard lk(mu_);
+  return vault_->hold_subject_key(options_.stream, uid, key, static_cast<int64_t>(expected_seq));
 }
 
 uint64_t ShardReplica::applied() const {
@@ -126,12 +152,63 @@ struct WipeBodies {
 
 }  // namespace
 
+Result<std::map<std::string, vault::SecretKey>> ShardReplica::keys_for(std::span<const StoredMessage> batch) {
+  std::map<std::string, vault::SecretKey> keys;
+  std::vector<std::string> missing;
+  for (const StoredMessage& m : batch) {
+    FV_ASSIGN_OR_RETURN(const Envelope e, parse_envelope(m.data));
+    if (e.kind != EnvelopeKind::kSubject || keys.count(e.subject_uid) ||
+        std::find(missing.begin(), missing.end(), e.subject_uid) != missing.end())
+      continue;
+    std::optional<vault::SecretKey> local;
+    {
+      std::lock_guard lk(mu_);
+      FV_ASSIGN_OR_RETURN(local, vault_->replicated_subject_key(e.subject_uid));
+    }
+    if (local) keys.emplace(e.subject_uid, std::move(*local));
+    else missing.push_back(e.subject_uid);
+  }
+  if (missing.empty()) return keys;
+  FV_ASSIGN_OR_RETURN(auto fetched, fetch_subject_keys(conn_, master_, options_.stream, missing,
+                                                       static_cast<size_t>(replicas_), kKeyFetchMs));
+  for (auto& [uid, f] : fetched) {
+    if (f.state == FetchedKey::State::kKey) {
+      keys.emplace(uid, std::move(f.key));
+      continue;
+    }
+    if (f.state == FetchedKey::State::kErased) continue;
+    // No replica that answered knows it: skipped only if the stream no longer holds its
+    // messages (an erasure removed them); otherwise a replica holding it may be down.
+    for (const StoredMessage& m : batch) {
+      auto e = parse_envelope(m.data);
+      if (!e.is_ok() || e->subject_uid != uid) continue;
+      FV_ASSIGN_OR_RETURN(const auto still, get_message(conn_, options_.stream, m.seq));
+      if (still)
+        return unavailable("no replica of " + options_.stream + " that answered holds the key of subject " + uid +
+                           " (message " + std::to_string(m.seq) + "); waiting for one that does");
+    }
+  }
+  return keys;
+}
+
 Status ShardReplica::apply(std::span<const StoredMessage> batch) {
+  FV_ASSIGN_OR_RETURN(const auto keys, keys_for(batch));
   std::vector<PatchToApply> opened;
   opened.reserve(batch.size());
   WipeBodies wipe_bodies{opened};
   for (const StoredMessage& m : batch) {
-    FV_ASSIGN_OR_RETURN(auto o, open_message(master_, options_.stream, m.data));
+    FV_ASSIGN_OR_RETURN(const Envelope e, parse_envelope(m.data));
+    const auto key = keys.find(e.subject_uid);
+    if (e.kind == EnvelopeKind::kSubject && key == keys.end()) {
+      // Its subject's key is gone for good: the erasure that follows it in the stream deletes
+      // whatever it wrote. Applied as nothing, so the replica moves past it.
+      PatchToApply& om = opened.emplace_back();
+      om.seq = m.seq;
+      om.subject_uid = e.subject_uid;
+      continue;
+    }
+    FV_ASSIGN_OR_RETURN(auto o, open_message(master_, options_.stream, m.data,
+                                             key == keys.end() ? nullptr : &key->second));
     PatchToApply& om = opened.emplace_back();
     om.seq = m.seq;
     om.subject_uid = std::move(o.subject_uid);

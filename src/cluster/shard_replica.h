@@ -9,12 +9,20 @@
 //
 // The replica opens the vault a second time (a connection of its own): the service keeps its
 // own connection for use cases, and applying never waits behind the service's lock.
+//
+// Subject keys are in no message (envelope.h): while it runs, the replica serves the keys its
+// vault holds to the shard's other replicas and takes new subjects' keys from writers
+// (subject_keys.h). A message whose subject's key it lacks is opened with a key fetched from
+// another replica; one whose key every replica that answered has erased is skipped, as is one
+// the stream no longer holds (its subject's erasure is under way); otherwise the replica waits
+// and tries again (kUnavailable: it has not diverged).
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,7 +31,9 @@
 #include <thread>
 
 #include "cluster/nats_connection.h"
+#include "cluster/rpc.h"
 #include "cluster/stream.h"
+#include "cluster/subject_keys.h"
 #include "common/status.h"
 #include "vault/changeset.h"
 #include "vault/crypto.h"
@@ -54,7 +64,7 @@ struct AppliedMessage {
   vault::PatchsetSummary summary;
 };
 
-class ShardReplica {
+class ShardReplica : public SubjectKeyHolder {
  public:
   using OnApplied = std::function<void(const AppliedMessage&)>;
 
@@ -67,9 +77,9 @@ class ShardReplica {
 
   // Called (on the apply thread) after each message is committed; set before start().
   void set_on_applied(OnApplied fn) { on_applied_ = std::move(fn); }
-  // Starts the apply thread (reading after the vault's applied sequence).
+  // Starts serving subject keys and the apply thread (reading after the vault's applied sequence).
   Status start();
-  // Stops and joins the apply thread. Idempotent.
+  // Stops and joins the apply thread, and stops serving keys. Idempotent.
   void stop();
 
   const std::string& stream() const { return options_.stream; }
@@ -91,6 +101,11 @@ class ShardReplica {
   // erasures of the stream left undone (ShardWriter::sweep_pending_erasures).
   Result<std::vector<std::string>> erased_subjects_with_messages();
 
+  // SubjectKeyHolder, on this replica's vault (called on NATS's delivery thread).
+  Result<std::optional<vault::SecretKey>> key_of(const std::string& uid) override;
+  Result<bool> erased(const std::string& uid) override;
+  Status hold(const std::string& uid, const vault::SecretKey& key, uint64_t expected_seq) override;
+
  private:
   ShardReplica(NatsConnection& conn, std::unique_ptr<vault::Vault> vault, const vault::SecretKey& master,
                ReplicaOptions options);
@@ -101,12 +116,17 @@ class ShardReplica {
   // apply(), again while the vault is locked by another connection; nullopt once stopped.
   std::optional<Status> apply_until_stopped(std::span<const StoredMessage> batch);
   void announce();
+  // The keys of the subjects whose messages are in `batch`: this vault's, else fetched from the
+  // other replicas. A subject missing from the result is one whose key is gone for good.
+  Result<std::map<std::string, vault::SecretKey>> keys_for(std::span<const StoredMessage> batch);
 
   NatsConnection& conn_;
   std::unique_ptr<vault::Vault> vault_;
   vault::SecretKey master_;
   ReplicaOptions options_;
   OnApplied on_applied_;
+  int replicas_ = 1;  // the stream's, read at start(): how many answers a key fetch may get
+  std::unique_ptr<RpcServer> key_server_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

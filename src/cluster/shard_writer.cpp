@@ -1,11 +1,23 @@
 #include "cluster/shard_writer.h"
 
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <optional>
+
 #include "cluster/envelope.h"
 #include "cluster/patch_subjects.h"
 #include "cluster/stream.h"
+#include "cluster/subject_keys.h"
 #include "vault/changeset.h"
 
 namespace fv::cluster {
+namespace {
+
+// At most this many replicas answer a key push (a shard's replicas, with room to spare).
+constexpr size_t kMaxKeyHolders = 16;
+
+}  // namespace
 
 // One transaction's pending commit: the capture started at BEGIN and the sequence the local
 // vault had applied then (per transaction, never a field of the long-lived writer).
@@ -24,6 +36,8 @@ class ReplicatedTxn : public vault::PendingCommit {
                                  std::to_string(subjects.size()) + ")");
     vault::Bytes message;
     std::string nats_subject = w_.options_.subject_prefix + ".tx";
+    std::string new_subject;  // a subject whose key this transaction creates
+    std::optional<vault::SecretKey> new_key;
     if (subjects.size() == 1) {
       const int64_t id = *subjects.begin();
       FV_ASSIGN_OR_RETURN(auto uid, db.prepare("SELECT uid FROM subject WHERE id = ?"));
@@ -39,12 +53,27 @@ class ReplicatedTxn : public vault::PendingCommit {
       FV_ASSIGN_OR_RETURN(const vault::SecretKey key, vault::unwrap_subject_key(w_.master_, id, wrapped.blob(0)));
       message = seal_subject_message(w_.master_, w_.options_.stream, subject_uid, key, patch, log);
       nats_subject = w_.subject_of(subject_uid);
+      FV_ASSIGN_OR_RETURN(const vault::PatchsetSummary summary, vault::summarize_patchset(patch));
+      if (summary.count("subject_key", SQLITE_INSERT) > 0) {
+        new_subject = subject_uid;
+        new_key = key;
+      }
     } else {
       message = seal_cluster_message(w_.master_, w_.options_.stream, patch, log);
     }
     vault::wipe(patch);
     // The local vault changes only by applying the stream, like every other replica's.
     FV_RETURN_IF_ERROR(db.exec("ROLLBACK"));
+    if (new_key) {
+      // The key is in no message: the replicas must hold it before the message that needs it
+      // can be acknowledged, so that no writer's death leaves a message nobody can open. This
+      // node's replica is one of them (it answers the push like the others).
+      const size_t needed = static_cast<size_t>(std::max(1, w_.options_.replicas_to_wait));
+      FV_ASSIGN_OR_RETURN(const auto holders,
+                          push_subject_key(w_.conn_, w_.master_, w_.options_.stream, new_subject, *new_key, expected_,
+                                           needed, kMaxKeyHolders, w_.options_.timeout_ms));
+      (void)holders;
+    }
     auto published = publish(w_.conn_, nats_subject, message, vault::random_hex(16), expected_, w_.options_.timeout_ms);
     // A publish that timed out may still be committed: the one sequence it could take says
     // whether it was (then this write goes on), or was not (kAborted: the use case is redone
@@ -92,10 +121,9 @@ Result<int> ShardWriter::erase_messages_of_subject(const std::string& subject_ui
     if (stored) {
       // Its audit-log rows go on in the stream (a carry, cluster-sealed, deduplicated by the
       // message it came from) before the message itself is overwritten.
-      FV_ASSIGN_OR_RETURN(auto opened, open_message(master_, options_.stream, stored->data));
-      vault::wipe(opened.rows);
-      if (!opened.log.empty()) {
-        const auto carry = seal_cluster_message(master_, options_.stream, {}, opened.log, EnvelopeKind::kCarry);
+      FV_ASSIGN_OR_RETURN(const vault::Bytes log, open_log(master_, options_.stream, stored->data));
+      if (!log.empty()) {
+        const auto carry = seal_cluster_message(master_, options_.stream, {}, log, EnvelopeKind::kCarry);
         FV_ASSIGN_OR_RETURN(const PublishAck ack,
                             publish(conn_, options_.subject_prefix + ".carry", carry,
                                     "carry-" + options_.stream + "-" + std::to_string(seq), std::nullopt,

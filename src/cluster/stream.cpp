@@ -202,6 +202,16 @@ Result<uint64_t> last_sequence(NatsConnection& conn, const std::string& stream) 
   return last;
 }
 
+Result<int> stream_replicas(NatsConnection& conn, const std::string& stream) {
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, conn.js(), stream.c_str(), nullptr, &jerr);
+  if (s != NATS_OK) return from_nats(s, jerr, "stream info " + stream);
+  const int replicas = si->Config != nullptr ? static_cast<int>(si->Config->Replicas) : 1;
+  jsStreamInfo_Destroy(si);
+  return replicas < 1 ? 1 : replicas;
+}
+
 // ---- StreamReader ----
 
 Result<std::unique_ptr<StreamReader>> StreamReader::open(NatsConnection& conn, const std::string& stream,

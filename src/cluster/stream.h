@@ -79,6 +79,8 @@ Status erase_message(NatsConnection& conn, const std::string& stream, uint64_t s
 
 // The stream's last sequence (0 when it never held a message).
 Result<uint64_t> last_sequence(NatsConnection& conn, const std::string& stream);
+// How many replicas the stream is configured with (at least 1).
+Result<int> stream_replicas(NatsConnection& conn, const std::string& stream);
 
 // Reads a stream in order, each message once, starting after a given sequence: an ordered push
 // consumer (ephemeral, in memory on one server, no acks), which nats.c recreates from the last

@@ -181,12 +181,12 @@ TEST(ClusterErasureScan, NoWindowOfTheSubjectLeftOnAnyNodeOrNatsServer) {
     for (uint64_t seq : seqs.is_ok() ? *seqs : std::vector<uint64_t>{}) {
       auto m = cluster::get_message(**conn, cluster::shard_stream_name(p.shard), seq);
       ASSERT_TRUE(m.is_ok() && m->has_value()) << seq;
-      // The message's own bytes: its wrapped key and sealed body (the framing around them
-      // repeats the stream's and the subject's names, which later messages carry too).
+      // The message's own bytes: its two sealed parts (the framing around them repeats the
+      // stream's and the subject's names, which later messages carry too).
       auto env = cluster::parse_envelope((*m)->data);
       ASSERT_TRUE(env.is_ok()) << env.status().to_string();
-      w.add(as_text(env->wrapped_key));
-      w.add(as_text(env->sealed_body));
+      w.add(as_text(env->sealed_rows));
+      w.add(as_text(env->sealed_log));
       ++n;
     }
     EXPECT_GE(n, 2u) << p.ref << ": its basis and its enrollment";

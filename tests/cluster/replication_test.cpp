@@ -23,6 +23,7 @@
 #include "cluster/shard_map.h"
 #include "cluster/shard_replica.h"
 #include "cluster/shard_writer.h"
+#include "cluster/subject_keys.h"
 #include "cluster/stream.h"
 #include "support/nats_servers.h"
 #include "vault/audit_checkpoint.h"
@@ -163,6 +164,13 @@ Result<Enrolled> enroll(vault::Vault& v, const std::string& ref, uint32_t seed, 
   const std::string t0 = vault::utc_now();
   FV_ASSIGN_OR_RETURN(const int64_t sid, cat.insert_subject(e.uid, ref, t0, "2099-01-01T00:00:00.000Z"));
   FV_ASSIGN_OR_RETURN(const auto key, v.create_subject_key(sid));
+  {
+    FV_ASSIGN_OR_RETURN(auto w, vault::testing::raw_db(v).prepare("SELECT wrapped FROM subject_key WHERE subject_id = ?"));
+    w.bind(1, sid);
+    FV_ASSIGN_OR_RETURN(const bool row, w.step());
+    if (!row) return internal_error("no subject_key row");
+    e.wrapped_key = w.blob(0);
+  }
   FV_ASSIGN_OR_RETURN(const int64_t bid, cat.insert_basis({sid, "consent", "form-" + ref, t0, std::nullopt, "tester", {"p1"}}));
   FV_ASSIGN_OR_RETURN(const int64_t img, cat.insert_source_image({sid, bid, std::string(64, 'e'), 100, "jpeg", "tester",
                                                                   "file", ref + ".jpg", t0}));
@@ -264,12 +272,31 @@ TEST(Replication, AWriteIsAppliedIdenticallyOnEveryReplicaAndStoredOnlySealed) {
   EXPECT_FALSE(contains((*msg)->data, vault::as_bytes(std::string("ref-alpha"))));
   EXPECT_FALSE(contains((*msg)->data, std::span<const uint8_t>(e->sealed_template).subspan(0, 32)));
   EXPECT_EQ((*msg)->subject, a->writer->subject_of(e->uid));
-  auto opened = cluster::open_message(master(), sh.stream, (*msg)->data);
+  // The subject's key is in no message: the master key alone does not open it, and neither the
+  // key nor its wrapped form (as the vaults store it) is in the message's bytes.
+  auto alone = cluster::open_message(master(), sh.stream, (*msg)->data);
+  ASSERT_FALSE(alone.is_ok());
+  EXPECT_EQ(alone.status().code(), StatusCode::kFailedPrecondition) << alone.status().to_string();
+  auto key = a->replica->key_of(e->uid);
+  ASSERT_TRUE(key.is_ok() && key->has_value()) << "a's vault holds the subject's key";
+  EXPECT_FALSE(contains((*msg)->data, (*key)->span().subspan(0, 16)));
+  EXPECT_FALSE(contains((*msg)->data, std::span<const uint8_t>(e->wrapped_key).subspan(0, 16)));
+  const vault::SecretKey other = vault::SecretKey::random();
+  EXPECT_EQ(cluster::open_message(master(), sh.stream, (*msg)->data, &other).status().code(), StatusCode::kCorruptData);
+  auto opened = cluster::open_message(master(), sh.stream, (*msg)->data, &**key);
   ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
   EXPECT_EQ(opened->kind, cluster::EnvelopeKind::kSubject);
   EXPECT_EQ(opened->subject_uid, e->uid);
+  // Every replica holds the same key (b and c took it from a's push), and none holds it twice:
+  // once applied, the held copy is gone.
+  for (auto* n : {b.get(), c.get()}) {
+    auto k = n->replica->key_of(e->uid);
+    ASSERT_TRUE(k.is_ok() && k->has_value()) << n->name;
+    EXPECT_EQ((*k)->to_hex(), (*key)->to_hex()) << n->name;
+    EXPECT_EQ(count(n->dir, "SELECT count(*) FROM replication_pending_key"), 0) << n->name;
+  }
   // Opened under another stream's name it does not open (the body is bound to its stream).
-  EXPECT_FALSE(cluster::open_message(master(), sh.stream + "-other", (*msg)->data).is_ok());
+  EXPECT_FALSE(cluster::open_message(master(), sh.stream + "-other", (*msg)->data, &**key).is_ok());
 }
 
 TEST(Replication, AWriterBehindTheStreamLosesWithAbortedAndWinsAfterCatchingUp) {
@@ -415,6 +442,16 @@ TEST(Replication, TheSweepCompletesAStreamErasureLeftUndone) {
   a.reset();
   for (uint64_t s : *seqs) EXPECT_TRUE(cluster::get_message(*b->conn, sh.stream, s)->has_value());
 
+  // A replica built now reads the erased subject's message, still in the stream: b and c,
+  // which applied the erasure, answer that its key is gone, so it moves past the message, and
+  // ends with the rows of those that lived through the erasure, but for the message's audit
+  // rows, which the sweep's carry brings (below).
+  auto e = start_node(sh, "e", false);
+  ASSERT_TRUE(e->replica->catch_up(kTimeoutMs).is_ok()) << e->replica->error().to_string();
+  EXPECT_EQ(count(e->dir, "SELECT count(*) FROM subject WHERE ref='gone'"), 0);
+  EXPECT_EQ(count(e->dir, "SELECT count(*) FROM subject WHERE ref='kept'"), 1);
+  EXPECT_LT(count(e->dir, "SELECT count(*) FROM audit"), count(b->dir, "SELECT count(*) FROM audit"));
+
   a = start_node(sh, "a", true, a_dir);
   ASSERT_TRUE(a->replica->catch_up(kTimeoutMs).is_ok());
   EXPECT_EQ(*a->replica->messages_of_subject(kept->uid), std::vector<uint64_t>{1});
@@ -433,7 +470,7 @@ TEST(Replication, TheSweepCompletesAStreamErasureLeftUndone) {
   auto carry = cluster::get_message(*a->conn, sh.stream, last);
   ASSERT_TRUE(carry.is_ok() && carry->has_value());
   EXPECT_EQ((*carry)->subject, sh.prefix + ".carry");
-  auto opened = cluster::open_message(master(), sh.stream, (*carry)->data);
+  auto opened = cluster::open_message(master(), sh.stream, (*carry)->data);  // no subject key needed
   ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
   EXPECT_EQ(opened->kind, cluster::EnvelopeKind::kCarry);
   EXPECT_TRUE(opened->rows.empty());
@@ -455,6 +492,161 @@ TEST(Replication, TheSweepCompletesAStreamErasureLeftUndone) {
   EXPECT_EQ(dump(d->dir), dump(a->dir));
   EXPECT_EQ(count(d->dir, "SELECT count(*) FROM audit"), 2);
   EXPECT_EQ(count(d->dir, "SELECT count(*) FROM subject WHERE ref='gone'"), 0);
+  // The replica that moved past the message has its audit rows too, from the carry.
+  ASSERT_TRUE(e->replica->catch_up(kTimeoutMs).is_ok()) << e->replica->error().to_string();
+  EXPECT_EQ(dump(e->dir), dump(a->dir));
+}
+
+// Issue #17, item 3: NATS's internal Raft log keeps erased messages for minutes. A copy of a
+// subject's message taken before its erasure stands for that leftover: from the receipt on,
+// nothing the cluster holds opens it (no key in the message, none in any vault, none handed out
+// by any replica), while its audit-log part, which outlives an erasure, still opens.
+TEST(Replication, ALeftoverOfAnErasedSubjectOpensWithNothingTheClusterStillHolds) {
+  const Shard sh = make_shard(7);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", true);
+  auto c = start_node(sh, "c", false);
+  auto gone = enroll(*a->vault, "gone", 31, true);
+  ASSERT_TRUE(gone.is_ok()) << gone.status().to_string();
+  auto seqs = a->replica->messages_of_subject(gone->uid);
+  ASSERT_TRUE(seqs.is_ok() && seqs->size() == 1u);
+  auto stored = cluster::get_message(*a->conn, sh.stream, seqs->front());
+  ASSERT_TRUE(stored.is_ok() && stored->has_value());
+  const Bytes leftover = (*stored)->data;
+
+  // Before: every replica hands out the key, and it opens the message.
+  auto before = cluster::fetch_subject_keys(*c->conn, master(), sh.stream, {gone->uid}, 3, kTimeoutMs);
+  ASSERT_TRUE(before.is_ok()) << before.status().to_string();
+  ASSERT_EQ(before->at(gone->uid).state, cluster::FetchedKey::State::kKey);
+  ASSERT_TRUE(cluster::open_message(master(), sh.stream, leftover, &before->at(gone->uid).key).is_ok());
+
+  {
+    auto txn = b->vault->begin();
+    ASSERT_TRUE(txn.is_ok());
+    auto subj = b->vault->catalog().find_subject("gone");
+    ASSERT_TRUE(subj.is_ok() && subj->has_value());
+    ASSERT_TRUE(b->vault->catalog().erase_subject((*subj)->id).is_ok());
+    Status st = txn->commit();  // returns once b and one more replica applied it
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+  }
+  auto erased = b->writer->erase_messages_of_subject(gone->uid);
+  ASSERT_TRUE(erased.is_ok()) << erased.status().to_string();
+  const uint64_t last = *cluster::last_sequence(*a->conn, sh.stream);
+  for (auto* n : {a.get(), b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(last, kTimeoutMs).is_ok());
+
+  // After: no replica holds the key, each says it is gone, and a fetch finds it erased.
+  for (auto* n : {a.get(), b.get(), c.get()}) {
+    auto k = n->replica->key_of(gone->uid);
+    ASSERT_TRUE(k.is_ok()) << k.status().to_string();
+    EXPECT_FALSE(k->has_value()) << n->name << " still holds the erased subject's key";
+    EXPECT_TRUE(*n->replica->erased(gone->uid)) << n->name;
+    EXPECT_EQ(count(n->dir, "SELECT count(*) FROM subject_key"), 0) << n->name;
+    EXPECT_EQ(count(n->dir, "SELECT count(*) FROM replication_pending_key"), 0) << n->name;
+  }
+  auto after = cluster::fetch_subject_keys(*c->conn, master(), sh.stream, {gone->uid}, 3, kTimeoutMs);
+  ASSERT_TRUE(after.is_ok()) << after.status().to_string();
+  EXPECT_EQ(after->at(gone->uid).state, cluster::FetchedKey::State::kErased);
+  // The leftover: the master key does not open its rows, and the key it had is in no vault file
+  // (as the vaults stored it: wrapped) nor in the leftover itself.
+  EXPECT_EQ(cluster::open_message(master(), sh.stream, leftover).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(contains(leftover, before->at(gone->uid).key.span().subspan(0, 16)));
+  for (auto* n : {a.get(), b.get(), c.get()})
+    EXPECT_FALSE(any_file_holds(n->dir, gone->wrapped_key)) << n->name << " holds the erased wrapped key";
+  auto log = cluster::open_log(master(), sh.stream, leftover);
+  ASSERT_TRUE(log.is_ok()) << log.status().to_string();
+  EXPECT_FALSE(log->empty()) << "the audit-log part of the leftover";
+}
+
+// The writer hands a new subject's key to the replicas before it publishes: with too few of
+// them serving keys the write fails as unavailable, and nothing reaches the stream.
+TEST(Replication, ANewSubjectIsNotPublishedBeforeTwoReplicasHoldItsKey) {
+  const Shard sh = make_shard(8);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", false);
+  auto c = start_node(sh, "c", false);
+  ASSERT_TRUE(enroll(*a->vault, "first", 41).is_ok());
+  const uint64_t before = *cluster::last_sequence(*a->conn, sh.stream);
+  // A writer that gives up on the push after 3 s, not the usual 30.
+  a->writer = std::make_shared<cluster::ShardWriter>(*a->conn, master(), *a->replica, *a->watch,
+                                                     cluster::WriterOptions{sh.stream, sh.prefix, 2, 3000});
+  vault::testing::raw_db(*a->vault).set_commit_interceptor(a->writer);
+  b->replica->stop();
+  c->replica->stop();
+  auto refused = enroll(*a->vault, "second", 42);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status().to_string();
+  EXPECT_NE(refused.status().message().find("reached 1 of the 2 replicas"), std::string::npos)
+      << refused.status().to_string();
+  EXPECT_EQ(*cluster::last_sequence(*a->conn, sh.stream), before) << "a message went out before its key was held";
+  // a's held copy waits for a message that will never come: the next applied message drops it.
+  ASSERT_TRUE(b->replica->start().is_ok());
+  auto later = enroll(*a->vault, "third", 43);
+  ASSERT_TRUE(later.is_ok()) << later.status().to_string();
+  EXPECT_EQ(count(a->dir, "SELECT count(*) FROM replication_pending_key"), 0);
+  EXPECT_EQ(count(b->dir, "SELECT count(*) FROM replication_pending_key"), 0);
+}
+
+// The key service answers only requests sealed with the cluster's key, refuses malformed ones
+// with a clear error and goes on serving; a key nobody holds is reported as unknown, not erased.
+TEST(Replication, TheKeyServiceRefusesWhatIsNotARequestOfTheCluster) {
+  const Shard sh = make_shard(9);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", false);
+  auto known = enroll(*a->vault, "known", 51);
+  ASSERT_TRUE(known.is_ok()) << known.status().to_string();
+  const std::string subject = cluster::subject_keys_subject(sh.stream);
+  auto nothing = [](const std::vector<Result<Bytes>>&) { return false; };
+  for (const Bytes& garbage : {Bytes{}, Bytes{'F'}, Bytes{'P', 0, 0}, Bytes{'X', 1, 2, 3}, Bytes(40, 'F')}) {
+    auto replies = cluster::rpc_gather(*a->conn, master(), {subject, garbage}, 2, 3000, nothing);
+    ASSERT_TRUE(replies.is_ok()) << replies.status().to_string();
+    ASSERT_EQ(replies->size(), 2u) << "both replicas answer";
+    for (const auto& r : *replies) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().to_string();
+  }
+  // Sealed with another master key: nobody answers.
+  const vault::SecretKey stranger = vault::SecretKey::random();
+  auto none = cluster::rpc_gather(*a->conn, stranger, {subject, Bytes{'F'}}, 2, 1000, nothing);
+  ASSERT_TRUE(none.is_ok());
+  EXPECT_TRUE(none->empty());
+  auto keys = cluster::fetch_subject_keys(*b->conn, master(), sh.stream, {known->uid, "0123456789abcdef"}, 2, kTimeoutMs);
+  ASSERT_TRUE(keys.is_ok()) << keys.status().to_string();
+  EXPECT_EQ(keys->at(known->uid).state, cluster::FetchedKey::State::kKey);
+  EXPECT_EQ(keys->at("0123456789abcdef").state, cluster::FetchedKey::State::kUnknown);
+  // A key pushed for a sequence the replica is already past is not kept.
+  auto pushed = cluster::push_subject_key(*a->conn, master(), sh.stream, "fedcba9876543210", vault::SecretKey::random(),
+                                          0, 2, 2, kTimeoutMs);
+  ASSERT_TRUE(pushed.is_ok()) << pushed.status().to_string();
+  EXPECT_EQ(pushed->size(), 2u);
+  EXPECT_EQ(count(b->dir, "SELECT count(*) FROM replication_pending_key"), 0);
+}
+
+// What a stream holds is checked before anything is opened: truncated, altered, relabelled or
+// old-format envelopes are refused as corrupt, never opened.
+TEST(Replication, EnvelopesThatDoNotParseOrOpenAreRefused) {
+  const vault::SecretKey k = vault::SecretKey::random();
+  const Bytes rows{'P', 1, 2, 3}, log{'P', 4, 5};
+  const Bytes m = cluster::seal_subject_message(master(), "fv-shard-01", "abc", k, rows, log);
+  auto ok = cluster::open_message(master(), "fv-shard-01", m, &k);
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_EQ(ok->rows, rows);
+  EXPECT_EQ(ok->log, log);
+  for (size_t n : {size_t{0}, size_t{3}, size_t{10}, m.size() / 2, m.size() - 1}) {
+    auto r = cluster::open_message(master(), "fv-shard-01", std::span(m).first(n), &k);
+    EXPECT_EQ(r.status().code(), StatusCode::kCorruptData) << n;
+  }
+  Bytes flipped = m;
+  flipped[flipped.size() - 5] ^= 1;
+  EXPECT_EQ(cluster::open_message(master(), "fv-shard-01", flipped, &k).status().code(), StatusCode::kCorruptData);
+  Bytes relabelled = m;
+  relabelled[7] = 'x';  // the uid's first byte
+  EXPECT_EQ(cluster::open_message(master(), "fv-shard-01", relabelled, &k).status().code(), StatusCode::kCorruptData);
+  Bytes v1 = m;
+  v1[3] = '1';
+  auto old = cluster::parse_envelope(v1);
+  EXPECT_EQ(old.status().code(), StatusCode::kCorruptData);
+  EXPECT_NE(old.status().message().find("version 1"), std::string::npos) << old.status().to_string();
+  // The audit-log part opens without the subject's key; the rows do not.
+  EXPECT_EQ(*cluster::open_log(master(), "fv-shard-01", m), log);
+  EXPECT_EQ(cluster::open_message(master(), "fv-shard-01", m).status().code(), StatusCode::kFailedPrecondition);
 }
 
 TEST(Replication, NoAcknowledgedWriteIsLostWhenANatsServerIsKilled) {

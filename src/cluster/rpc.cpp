@@ -73,6 +73,9 @@ Result<std::unique_ptr<RpcServer>> RpcServer::open(NatsConnection& conn, const v
   if (st != NATS_OK) return from_nats(st, "serve " + s->subject_);
   const natsStatus c = natsSubscription_SetOnCompleteCB(s->sub_, &RpcServer::on_complete, s.get());
   if (c != NATS_OK) return from_nats(c, "watch the subscription to " + s->subject_);
+  // Once the flush returns, the server this connection uses knows the subscription (its NATS
+  // cluster peers learn of it a moment later: callers that must reach every server resend).
+  (void)natsConnection_FlushTimeout(conn.raw(), 5000);
   return s;
 }
 
@@ -120,25 +123,64 @@ void RpcServer::on_message(natsConnection* nc, natsSubscription*, natsMsg* msg, 
 
 namespace {
 
-// The replies of one scatter, handed over from nats.c's delivery thread.
-struct Inbox {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<natsMsg*> msgs;
-  bool completed = false;  // nats.c will deliver no more
+// The replies to requests sent from here, handed over from nats.c's delivery thread. An
+// asynchronous subscription: NATS's "no responders" answer arrives as a message, where a
+// synchronous one would only fail the read.
+class ReplyInbox {
+ public:
+  // Subscribes to a fresh inbox name (`prefix()`), or to every name under it (`wildcard`).
+  static Result<std::unique_ptr<ReplyInbox>> open(NatsConnection& conn, bool wildcard) {
+    natsInbox* name = nullptr;
+    natsStatus st = natsInbox_Create(&name);
+    if (st != NATS_OK) return from_nats(st, "create a reply inbox");
+    std::unique_ptr<ReplyInbox> in(new ReplyInbox(name));
+    natsInbox_Destroy(name);
+    const std::string subject = wildcard ? in->prefix_ + ".*" : in->prefix_;
+    st = natsConnection_Subscribe(&in->sub_, conn.raw(), subject.c_str(), &ReplyInbox::on_message, in.get());
+    if (st != NATS_OK) return from_nats(st, "subscribe to the reply inbox");
+    if (natsSubscription_SetOnCompleteCB(in->sub_, &ReplyInbox::on_complete, in.get()) != NATS_OK) in->completed_ = true;
+    return in;
+  }
+  ~ReplyInbox() {
+    if (sub_ != nullptr) {
+      if (natsSubscription_Unsubscribe(sub_) == NATS_OK) {
+        std::unique_lock lk(mu_);
+        cv_.wait_for(lk, std::chrono::seconds(5), [&] { return completed_; });
+      }
+      natsSubscription_Destroy(sub_);
+    }
+    for (natsMsg* m : msgs_) natsMsg_Destroy(m);
+  }
+  const std::string& prefix() const { return prefix_; }
+  // What arrived, once something has; empty at the deadline. The caller destroys the messages.
+  std::vector<natsMsg*> wait(std::chrono::steady_clock::time_point deadline) {
+    std::vector<natsMsg*> out;
+    std::unique_lock lk(mu_);
+    if (cv_.wait_until(lk, deadline, [&] { return !msgs_.empty(); })) out.swap(msgs_);
+    return out;
+  }
 
+ private:
+  explicit ReplyInbox(const char* name) : prefix_(name) {}
   static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-    auto* self = static_cast<Inbox*>(closure);
-    std::lock_guard lk(self->mu);
-    self->msgs.push_back(msg);
-    self->cv.notify_all();
+    auto* self = static_cast<ReplyInbox*>(closure);
+    std::lock_guard lk(self->mu_);
+    self->msgs_.push_back(msg);
+    self->cv_.notify_all();
   }
   static void on_complete(void* closure) {
-    auto* self = static_cast<Inbox*>(closure);
-    std::lock_guard lk(self->mu);
-    self->completed = true;
-    self->cv.notify_all();
+    auto* self = static_cast<ReplyInbox*>(closure);
+    std::lock_guard lk(self->mu_);
+    self->completed_ = true;
+    self->cv_.notify_all();
   }
+
+  const std::string prefix_;
+  natsSubscription* sub_ = nullptr;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<natsMsg*> msgs_;
+  bool completed_ = false;  // nats.c will deliver no more
 };
 
 }  // namespace
@@ -153,37 +195,15 @@ Result<std::vector<RpcReply>> rpc_scatter(NatsConnection& conn, const vault::Sec
   if (calls.empty()) return out;
   const vault::SecretKey key = rpc_key(master);
 
-  natsInbox* inbox_name = nullptr;
-  natsStatus st = natsInbox_Create(&inbox_name);
-  if (st != NATS_OK) return from_nats(st, "create a reply inbox");
-  const std::string prefix(inbox_name);
-  natsInbox_Destroy(inbox_name);
-  // An asynchronous subscription: NATS's "no responders" answer arrives as a message naming
-  // the call, where a synchronous one would only fail the read.
-  Inbox inbox;
-  natsSubscription* sub = nullptr;
-  st = natsConnection_Subscribe(&sub, conn.raw(), (prefix + ".*").c_str(), &Inbox::on_message, &inbox);
-  if (st != NATS_OK) return from_nats(st, "subscribe to the reply inbox");
-  if (natsSubscription_SetOnCompleteCB(sub, &Inbox::on_complete, &inbox) != NATS_OK) inbox.completed = true;
-  struct Closer {
-    natsSubscription* sub;
-    Inbox& inbox;
-    ~Closer() {
-      if (natsSubscription_Unsubscribe(sub) == NATS_OK) {
-        std::unique_lock lk(inbox.mu);
-        inbox.cv.wait_for(lk, std::chrono::seconds(5), [&] { return inbox.completed; });
-      }
-      natsSubscription_Destroy(sub);
-      for (natsMsg* m : inbox.msgs) natsMsg_Destroy(m);
-    }
-  } closer{sub, inbox};
+  FV_ASSIGN_OR_RETURN(auto inbox, ReplyInbox::open(conn, true));
+  const std::string& prefix = inbox->prefix();
 
   std::vector<vault::Bytes> sealed(calls.size());
   for (size_t i = 0; i < calls.size(); ++i) {
     sealed[i] = vault::seal(key, calls[i].request, request_ad(calls[i].subject));
     const std::string reply = prefix + "." + std::to_string(i);
-    st = natsConnection_PublishRequest(conn.raw(), calls[i].subject.c_str(), reply.c_str(), sealed[i].data(),
-                                       static_cast<int>(sealed[i].size()));
+    const natsStatus st = natsConnection_PublishRequest(conn.raw(), calls[i].subject.c_str(), reply.c_str(),
+                                                        sealed[i].data(), static_cast<int>(sealed[i].size()));
     if (st != NATS_OK) return from_nats(st, "send a request to " + calls[i].subject);
   }
 
@@ -191,12 +211,8 @@ Result<std::vector<RpcReply>> rpc_scatter(NatsConnection& conn, const vault::Sec
   size_t left = calls.size();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (left > 0) {
-    std::vector<natsMsg*> batch;
-    {
-      std::unique_lock lk(inbox.mu);
-      if (!inbox.cv.wait_until(lk, deadline, [&] { return !inbox.msgs.empty(); })) break;
-      batch.swap(inbox.msgs);
-    }
+    const std::vector<natsMsg*> batch = inbox->wait(deadline);
+    if (batch.empty()) break;
     for (natsMsg* msg : batch) {
       const std::string subj(natsMsg_GetSubject(msg));
       size_t i = calls.size();
@@ -227,50 +243,38 @@ Result<std::vector<RpcReply>> rpc_scatter(NatsConnection& conn, const vault::Sec
 
 Result<std::vector<Result<vault::Bytes>>> rpc_gather(
     NatsConnection& conn, const vault::SecretKey& master, const RpcCall& call, size_t max_replies, int timeout_ms,
-    const std::function<bool(const std::vector<Result<vault::Bytes>>&)>& enough) {
+    const std::function<bool(const std::vector<Result<vault::Bytes>>&)>& enough, int resend_ms) {
   std::vector<Result<vault::Bytes>> out;
   if (max_replies == 0) return out;
   const vault::SecretKey key = rpc_key(master);
-  natsInbox* inbox_name = nullptr;
-  natsStatus st = natsInbox_Create(&inbox_name);
-  if (st != NATS_OK) return from_nats(st, "create a reply inbox");
-  const std::string reply(inbox_name);
-  natsInbox_Destroy(inbox_name);
-  Inbox inbox;
-  natsSubscription* sub = nullptr;
-  st = natsConnection_Subscribe(&sub, conn.raw(), reply.c_str(), &Inbox::on_message, &inbox);
-  if (st != NATS_OK) return from_nats(st, "subscribe to the reply inbox");
-  if (natsSubscription_SetOnCompleteCB(sub, &Inbox::on_complete, &inbox) != NATS_OK) inbox.completed = true;
-  struct Closer {
-    natsSubscription* sub;
-    Inbox& inbox;
-    ~Closer() {
-      if (natsSubscription_Unsubscribe(sub) == NATS_OK) {
-        std::unique_lock lk(inbox.mu);
-        inbox.cv.wait_for(lk, std::chrono::seconds(5), [&] { return inbox.completed; });
-      }
-      natsSubscription_Destroy(sub);
-      for (natsMsg* m : inbox.msgs) natsMsg_Destroy(m);
-    }
-  } closer{sub, inbox};
-
+  FV_ASSIGN_OR_RETURN(auto inbox, ReplyInbox::open(conn, false));
+  const std::string& reply = inbox->prefix();
   const vault::Bytes sealed = vault::seal(key, call.request, request_ad(call.subject));
-  st = natsConnection_PublishRequest(conn.raw(), call.subject.c_str(), reply.c_str(), sealed.data(),
-                                     static_cast<int>(sealed.size()));
+  auto send = [&] {
+    return natsConnection_PublishRequest(conn.raw(), call.subject.c_str(), reply.c_str(), sealed.data(),
+                                         static_cast<int>(sealed.size()));
+  };
+  const natsStatus st = send();
   if (st != NATS_OK) return from_nats(st, "send a request to " + call.subject);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto next_send = resend_ms > 0 ? std::chrono::steady_clock::now() + std::chrono::milliseconds(resend_ms) : deadline;
   for (;;) {
-    std::vector<natsMsg*> batch;
-    {
-      std::unique_lock lk(inbox.mu);
-      if (!inbox.cv.wait_until(lk, deadline, [&] { return !inbox.msgs.empty(); })) return out;
-      batch.swap(inbox.msgs);
+    const std::vector<natsMsg*> batch = inbox->wait(std::min(deadline, next_send));
+    if (batch.empty()) {
+      if (std::chrono::steady_clock::now() >= deadline) return out;
+      // The same sealed bytes again: a server that missed it answers now (core NATS delivers at
+      // most once, and a new subscription reaches the other servers a moment late).
+      if (std::chrono::steady_clock::now() >= next_send) {
+        (void)send();
+        next_send = std::chrono::steady_clock::now() + std::chrono::milliseconds(resend_ms);
+      }
+      continue;
     }
     bool done = false;
     for (natsMsg* msg : batch) {
       if (!done) {
         if (natsMsg_IsNoResponders(msg)) {
-          done = true;
+          done = resend_ms <= 0;  // when resending, a server may only not be known here yet
         } else {
           const auto* d = reinterpret_cast<const uint8_t*>(natsMsg_GetData(msg));
           const vault::Bytes body(d, d + natsMsg_GetDataLength(msg));

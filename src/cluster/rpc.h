@@ -82,9 +82,11 @@ Result<std::vector<RpcReply>> rpc_scatter(NatsConnection& conn, const vault::Sec
 // Sends one request to every server of `call.subject` (servers in queue groups of their own:
 // each receives it) and gathers their answers as they come. `enough` sees the answers so far
 // after each one; it stops when `enough` says true, after `max_replies` answers, or at `timeout_ms`.
-// NATS's "no responders" ends it at once with no answer. Fails only when nothing could be sent.
+// With `resend_ms` > 0 the request goes again whenever that long passes with no answer (so a
+// server may answer more than once: `enough` tells them apart). NATS's "no responders" ends it
+// at once with no answer. Fails only when nothing could be sent.
 Result<std::vector<Result<vault::Bytes>>> rpc_gather(
     NatsConnection& conn, const vault::SecretKey& master, const RpcCall& call, size_t max_replies, int timeout_ms,
-    const std::function<bool(const std::vector<Result<vault::Bytes>>&)>& enough);
+    const std::function<bool(const std::vector<Result<vault::Bytes>>&)>& enough, int resend_ms = 0);
 
 }  // namespace fv::cluster

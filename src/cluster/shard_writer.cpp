@@ -12,12 +12,6 @@
 #include "vault/changeset.h"
 
 namespace fv::cluster {
-namespace {
-
-// At most this many replicas answer a key push (a shard's replicas, with room to spare).
-constexpr size_t kMaxKeyHolders = 16;
-
-}  // namespace
 
 // One transaction's pending commit: the capture started at BEGIN and the sequence the local
 // vault had applied then (per transaction, never a field of the long-lived writer).
@@ -71,7 +65,7 @@ class ReplicatedTxn : public vault::PendingCommit {
       const size_t needed = static_cast<size_t>(std::max(1, w_.options_.replicas_to_wait));
       FV_ASSIGN_OR_RETURN(const auto holders,
                           push_subject_key(w_.conn_, w_.master_, w_.options_.stream, new_subject, *new_key, expected_,
-                                           needed, kMaxKeyHolders, w_.options_.timeout_ms));
+                                           needed, w_.options_.timeout_ms));
       (void)holders;
     }
     auto published = publish(w_.conn_, nats_subject, message, vault::random_hex(16), expected_, w_.options_.timeout_ms);

@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <set>
 
 namespace fv::cluster {
 namespace {
@@ -10,6 +11,11 @@ namespace {
 constexpr uint8_t kFetch = 'F';
 constexpr uint8_t kPush = 'P';
 constexpr size_t kMaxUids = 4096;
+// Answers gathered at most (a replica answers each copy of a request it receives).
+constexpr size_t kMaxAnswers = 256;
+// A request goes again after this long without an answer: core NATS delivers at most once, and
+// a replica that just subscribed reaches the other NATS servers a moment late.
+constexpr int kResendMs = 250;
 
 // A cursor over a request or a reply: every read is bounds-checked (the bytes come from the wire).
 struct Reader {
@@ -172,15 +178,23 @@ Result<std::map<std::string, FetchedKey>> fetch_subject_keys(NatsConnection& con
     }
   };
   // An erasure is settled only when no replica has a key: the gathering goes on to every
-  // answer then, unless every uid already has a key.
+  // replica's answer then, unless every uid already has a key.
+  std::set<std::string> answered;
   FV_ASSIGN_OR_RETURN(auto replies,
-                      rpc_gather(conn, master, call, std::max<size_t>(replicas, 1), timeout_ms,
-                                 [&](const std::vector<Result<vault::Bytes>>& so_far) {
-                                   if (so_far.back().is_ok()) merge(*so_far.back());
-                                   return std::all_of(out.begin(), out.end(), [](const auto& e) {
+                      rpc_gather(
+                          conn, master, call, kMaxAnswers, timeout_ms,
+                          [&](const std::vector<Result<vault::Bytes>>& so_far) {
+                            if (so_far.back().is_ok()) {
+                              Reader r{*so_far.back()};
+                              const std::string node = r.text();
+                              if (r.ok && answered.insert(node).second) merge(*so_far.back());
+                            }
+                            return answered.size() >= std::max<size_t>(replicas, 1) ||
+                                   std::all_of(out.begin(), out.end(), [](const auto& e) {
                                      return e.second.state == FetchedKey::State::kKey;
                                    });
-                                 }));
+                          },
+                          kResendMs));
   (void)replies;
   return out;
 }
@@ -188,7 +202,7 @@ Result<std::map<std::string, FetchedKey>> fetch_subject_keys(NatsConnection& con
 Result<std::vector<std::string>> push_subject_key(NatsConnection& conn, const vault::SecretKey& master,
                                                   const std::string& stream, const std::string& uid,
                                                   const vault::SecretKey& key, uint64_t expected_seq, size_t needed,
-                                                  size_t replicas, int timeout_ms) {
+                                                  int timeout_ms) {
   if (!valid_uid(uid)) return invalid_argument("a malformed subject uid");
   RpcCall call{subject_keys_subject(stream), {kPush}};
   put_be(call.request, expected_seq, 8);
@@ -206,11 +220,13 @@ Result<std::vector<std::string>> push_subject_key(NatsConnection& conn, const va
     if (r.done() && !node.empty() && std::find(holders.begin(), holders.end(), node) == holders.end())
       holders.push_back(node);
   };
-  auto replies = rpc_gather(conn, master, call, std::max(replicas, needed), timeout_ms,
-                            [&](const std::vector<Result<vault::Bytes>>& so_far) {
-                              take(so_far.back());
-                              return holders.size() >= needed;
-                            });
+  auto replies = rpc_gather(
+      conn, master, call, kMaxAnswers, timeout_ms,
+      [&](const std::vector<Result<vault::Bytes>>& so_far) {
+        take(so_far.back());
+        return holders.size() >= needed;
+      },
+      kResendMs);
   vault::wipe(call.request);
   FV_RETURN_IF_ERROR(replies.status());
   if (holders.size() >= needed) return holders;

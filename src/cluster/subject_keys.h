@@ -55,9 +55,10 @@ struct FetchedKey {
   State state = State::kUnknown;  // kUnknown: no replica that answered holds it
   vault::SecretKey key;           // kKey only
 };
-// Asks the replicas of `stream` (at most `replicas` answer) for the keys of `uids`. Returns once
-// each uid has a key or an erasure, every replica answered, or `timeout_ms` passed; a key wins
-// over an erasure (a replica that applied it cannot give a key that another erased).
+// Asks the replicas of `stream` (`replicas` of them) for the keys of `uids`. Returns once each
+// uid has a key, or every replica answered, or `timeout_ms` passed; a key wins over an erasure
+// (a replica behind the erasure still rightly holds it). The request goes again every 250 ms
+// without an answer.
 Result<std::map<std::string, FetchedKey>> fetch_subject_keys(NatsConnection& conn, const vault::SecretKey& master,
                                                              const std::string& stream,
                                                              const std::vector<std::string>& uids, size_t replicas,
@@ -65,10 +66,10 @@ Result<std::map<std::string, FetchedKey>> fetch_subject_keys(NatsConnection& con
 
 // Hands the key of new subject `uid` to the replicas of `stream`, whose next message can only be
 // expected_seq + 1. Returns the nodes that hold it once `needed` did; kUnavailable naming those
-// that did when fewer answered by `timeout_ms`.
+// that did when fewer answered by `timeout_ms` (the push goes again every 250 ms meanwhile).
 Result<std::vector<std::string>> push_subject_key(NatsConnection& conn, const vault::SecretKey& master,
                                                   const std::string& stream, const std::string& uid,
                                                   const vault::SecretKey& key, uint64_t expected_seq, size_t needed,
-                                                  size_t replicas, int timeout_ms);
+                                                  int timeout_ms);
 
 }  // namespace fv::cluster

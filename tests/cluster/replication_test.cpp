@@ -196,6 +196,15 @@ Result<Enrolled> enroll(vault::Vault& v, const std::string& ref, uint32_t seed, 
   return e;
 }
 
+// A subject's erasure in one transaction (committed through the interceptor: replicated).
+Status erase(vault::Vault& v, const std::string& ref) {
+  FV_ASSIGN_OR_RETURN(auto txn, v.begin());
+  FV_ASSIGN_OR_RETURN(const auto subj, v.catalog().find_subject(ref));
+  if (!subj) return not_found("no subject " + ref);
+  FV_RETURN_IF_ERROR(v.catalog().erase_subject(subj->id).status());
+  return txn.commit();
+}
+
 // Every row of the replicated tables, quoted (blobs as X'..'), for comparing replicas.
 std::string dump(const fs::path& dir) {
   auto db = vault::Db::open(dir / "vault.db", false);
@@ -348,15 +357,8 @@ TEST(Replication, ErasureReachesEveryReplicaAndTheStream) {
 
   // The erasure is itself a replicated transaction: its patchset names primary keys only, so
   // the stream's copy of it holds nothing of the subject (it goes out cluster-sealed).
-  {
-    auto txn = a->vault->begin();
-    ASSERT_TRUE(txn.is_ok());
-    auto subj = a->vault->catalog().find_subject("gone");
-    ASSERT_TRUE(subj.is_ok() && subj->has_value());
-    ASSERT_TRUE(a->vault->catalog().erase_subject((*subj)->id).is_ok());
-    Status st = txn->commit();
-    ASSERT_TRUE(st.is_ok()) << st.to_string();
-  }
+  const Status erasure = erase(*a->vault, "gone");
+  ASSERT_TRUE(erasure.is_ok()) << erasure.to_string();
   auto last = cluster::last_sequence(*a->conn, sh.stream);
   ASSERT_TRUE(last.is_ok());
   for (auto* n : {a.get(), b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(*last, kTimeoutMs).is_ok());
@@ -426,15 +428,8 @@ TEST(Replication, TheSweepCompletesAStreamErasureLeftUndone) {
   auto seqs = a->replica->messages_of_subject(gone->uid);
   ASSERT_TRUE(seqs.is_ok());
   ASSERT_EQ(seqs->size(), 1u);
-  {
-    auto txn = a->vault->begin();
-    ASSERT_TRUE(txn.is_ok());
-    auto subj = a->vault->catalog().find_subject("gone");
-    ASSERT_TRUE(subj.is_ok() && subj->has_value());
-    ASSERT_TRUE(a->vault->catalog().erase_subject((*subj)->id).is_ok());
-    Status st = txn->commit();
-    ASSERT_TRUE(st.is_ok()) << st.to_string();
-  }
+  const Status erasure = erase(*a->vault, "gone");
+  ASSERT_TRUE(erasure.is_ok()) << erasure.to_string();
   const uint64_t erasure_seq = *cluster::last_sequence(*a->conn, sh.stream);
   for (auto* n : {a.get(), b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(erasure_seq, kTimeoutMs).is_ok());
   // The crash: a goes down before erase_messages_of_subject. The message is still in the stream.
@@ -520,15 +515,8 @@ TEST(Replication, ALeftoverOfAnErasedSubjectOpensWithNothingTheClusterStillHolds
   ASSERT_EQ(before->at(gone->uid).state, cluster::FetchedKey::State::kKey);
   ASSERT_TRUE(cluster::open_message(master(), sh.stream, leftover, &before->at(gone->uid).key).is_ok());
 
-  {
-    auto txn = b->vault->begin();
-    ASSERT_TRUE(txn.is_ok());
-    auto subj = b->vault->catalog().find_subject("gone");
-    ASSERT_TRUE(subj.is_ok() && subj->has_value());
-    ASSERT_TRUE(b->vault->catalog().erase_subject((*subj)->id).is_ok());
-    Status st = txn->commit();  // returns once b and one more replica applied it
-    ASSERT_TRUE(st.is_ok()) << st.to_string();
-  }
+  const Status erasure = erase(*b->vault, "gone");  // returns once b and one more replica applied it
+  ASSERT_TRUE(erasure.is_ok()) << erasure.to_string();
   auto erased = b->writer->erase_messages_of_subject(gone->uid);
   ASSERT_TRUE(erased.is_ok()) << erased.status().to_string();
   const uint64_t last = *cluster::last_sequence(*a->conn, sh.stream);
@@ -597,7 +585,7 @@ TEST(Replication, TheKeyServiceRefusesWhatIsNotARequestOfTheCluster) {
   const std::string subject = cluster::subject_keys_subject(sh.stream);
   auto nothing = [](const std::vector<Result<Bytes>>&) { return false; };
   for (const Bytes& garbage : {Bytes{}, Bytes{'F'}, Bytes{'P', 0, 0}, Bytes{'X', 1, 2, 3}, Bytes(40, 'F')}) {
-    auto replies = cluster::rpc_gather(*a->conn, master(), {subject, garbage}, 2, 3000, nothing);
+    auto replies = cluster::rpc_gather(*a->conn, master(), {subject, garbage}, 2, 3000, nothing, 250);
     ASSERT_TRUE(replies.is_ok()) << replies.status().to_string();
     ASSERT_EQ(replies->size(), 2u) << "both replicas answer";
     for (const auto& r : *replies) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().to_string();
@@ -613,7 +601,7 @@ TEST(Replication, TheKeyServiceRefusesWhatIsNotARequestOfTheCluster) {
   EXPECT_EQ(keys->at("0123456789abcdef").state, cluster::FetchedKey::State::kUnknown);
   // A key pushed for a sequence the replica is already past is not kept.
   auto pushed = cluster::push_subject_key(*a->conn, master(), sh.stream, "fedcba9876543210", vault::SecretKey::random(),
-                                          0, 2, 2, kTimeoutMs);
+                                          0, 2, kTimeoutMs);
   ASSERT_TRUE(pushed.is_ok()) << pushed.status().to_string();
   EXPECT_EQ(pushed->size(), 2u);
   EXPECT_EQ(count(b->dir, "SELECT count(*) FROM replication_pending_key"), 0);

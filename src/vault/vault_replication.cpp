@@ -78,12 +78,13 @@ Result<std::vector<bool>> Vault::apply_replicated_batch(const std::string& strea
   }
   if (last == 0) return applied;  // all replays: nothing to commit (the transaction rolls back)
   // A held key is done with once the one message that could create its subject is passed:
-  // applied (the subject_key row holds it now) or taken by another writer's message.
+  // applied (the subject_key row holds it now) or taken by another writer's message. No wipe
+  // for these: the key is a live subject's, or one no message was sealed under (an erased
+  // subject's held key went with the erasure's deletes above, which do call for a wipe).
   {
     FV_ASSIGN_OR_RETURN(Stmt gc, db_.prepare("DELETE FROM replication_pending_key WHERE stream = ? AND expected_seq < ?"));
     gc.bind_all(stream, last);
     FV_RETURN_IF_ERROR(gc.run());
-    deletes = deletes || sqlite3_changes(db_.handle()) > 0;
   }
   // Deleted rows leave their bytes in the WAL until it is checkpointed and the file vacuumed:
   // flagged here, in the same transaction, the wipe happens even after a crash (open()).

@@ -672,6 +672,7 @@ TEST_F(ChangesetTest, AHeldKeyLastsUntilItsMessageIsPassedAndAnErasureLeavesNoKe
   auto r = b_->apply_replicated(kStream, 1, enroll_ps, "2025-03-01T10:00:01.000Z");
   ASSERT_TRUE(r.is_ok() && *r) << r.status().to_string();
   EXPECT_EQ(count(*b_, "SELECT count(*) FROM replication_pending_key"), 0);
+  EXPECT_EQ(count(*b_, "SELECT count(*) FROM meta WHERE key='wipe_pending'"), 0) << "an enrollment calls for no wipe";
   held = b_->replicated_subject_key("uid-alice");
   ASSERT_TRUE(held.is_ok() && held->has_value());
   EXPECT_EQ((*held)->to_hex(), k.to_hex()) << "now from its subject_key row";

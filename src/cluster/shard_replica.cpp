@@ -201,10 +201,13 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
     const auto key = keys.find(e.subject_uid);
     if (e.kind == EnvelopeKind::kSubject && key == keys.end()) {
       // Its subject's key is gone for good: the erasure that follows it in the stream deletes
-      // whatever it wrote. Applied as nothing, so the replica moves past it.
+      // whatever its rows wrote, so only its audit-log rows (sealed under the stream key) are
+      // applied, and this replica's audit chain stays the others' without waiting for a carry.
       PatchToApply& om = opened.emplace_back();
       om.seq = m.seq;
       om.subject_uid = e.subject_uid;
+      FV_ASSIGN_OR_RETURN(om.body, open_log(master_, options_.stream, m.data));
+      FV_ASSIGN_OR_RETURN(om.summary, vault::summarize_patchset(om.body));
       continue;
     }
     FV_ASSIGN_OR_RETURN(auto o, open_message(master_, options_.stream, m.data,

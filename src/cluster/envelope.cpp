@@ -95,15 +95,24 @@ Result<Envelope> parse_envelope(std::span<const uint8_t> m) {
   return e;
 }
 
+Result<vault::Bytes> open_envelope_log(const vault::SecretKey& master, const std::string& stream, const Envelope& e) {
+  return vault::open_sealed(stream_key(master, stream), e.sealed_log, part_ad(stream, e.kind, e.subject_uid, "log"));
+}
+
 Result<vault::Bytes> open_log(const vault::SecretKey& master, const std::string& stream,
                               std::span<const uint8_t> message) {
-  FV_ASSIGN_OR_RETURN(Envelope e, parse_envelope(message));
-  return vault::open_sealed(stream_key(master, stream), e.sealed_log, part_ad(stream, e.kind, e.subject_uid, "log"));
+  FV_ASSIGN_OR_RETURN(const Envelope e, parse_envelope(message));
+  return open_envelope_log(master, stream, e);
 }
 
 Result<OpenedMessage> open_message(const vault::SecretKey& master, const std::string& stream,
                                    std::span<const uint8_t> message, const vault::SecretKey* subject_key) {
-  FV_ASSIGN_OR_RETURN(Envelope e, parse_envelope(message));
+  FV_ASSIGN_OR_RETURN(const Envelope e, parse_envelope(message));
+  return open_envelope(master, stream, e, subject_key);
+}
+
+Result<OpenedMessage> open_envelope(const vault::SecretKey& master, const std::string& stream, const Envelope& e,
+                                    const vault::SecretKey* subject_key) {
   if (e.kind == EnvelopeKind::kSubject && subject_key == nullptr)
     return failed_precondition("cluster message: sealed under the key of subject " + e.subject_uid +
                                ", which opening it needs");
@@ -112,7 +121,7 @@ Result<OpenedMessage> open_message(const vault::SecretKey& master, const std::st
   out.kind = e.kind;
   out.subject_uid = e.subject_uid;
   FV_ASSIGN_OR_RETURN(out.rows, vault::open_sealed(rows_key, e.sealed_rows, part_ad(stream, e.kind, e.subject_uid, "rows")));
-  auto log = vault::open_sealed(stream_key(master, stream), e.sealed_log, part_ad(stream, e.kind, e.subject_uid, "log"));
+  auto log = open_envelope_log(master, stream, e);
   if (!log.is_ok()) {
     vault::wipe(out.rows);
     return log.status();

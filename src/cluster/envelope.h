@@ -66,5 +66,9 @@ Result<OpenedMessage> open_message(const vault::SecretKey& master, const std::st
 // Opens the audit-log part only (no subject key needed): what an erasure carries forward.
 Result<vault::Bytes> open_log(const vault::SecretKey& master, const std::string& stream,
                               std::span<const uint8_t> message);
+// The same two on an envelope already parsed (a replica parses each message of a batch once).
+Result<OpenedMessage> open_envelope(const vault::SecretKey& master, const std::string& stream, const Envelope& e,
+                                    const vault::SecretKey* subject_key = nullptr);
+Result<vault::Bytes> open_envelope_log(const vault::SecretKey& master, const std::string& stream, const Envelope& e);
 
 }  // namespace fv::cluster

@@ -152,11 +152,11 @@ struct WipeBodies {
 
 }  // namespace
 
-Result<std::map<std::string, vault::SecretKey>> ShardReplica::keys_for(std::span<const StoredMessage> batch) {
+Result<std::map<std::string, vault::SecretKey>> ShardReplica::keys_for(std::span<const StoredMessage> batch,
+                                                                       std::span<const Envelope> envelopes) {
   std::map<std::string, vault::SecretKey> keys;
   std::vector<std::string> missing;
-  for (const StoredMessage& m : batch) {
-    FV_ASSIGN_OR_RETURN(const Envelope e, parse_envelope(m.data));
+  for (const Envelope& e : envelopes) {
     if (e.kind != EnvelopeKind::kSubject || keys.count(e.subject_uid) ||
         std::find(missing.begin(), missing.end(), e.subject_uid) != missing.end())
       continue;
@@ -179,25 +179,31 @@ Result<std::map<std::string, vault::SecretKey>> ShardReplica::keys_for(std::span
     if (f.state == FetchedKey::State::kErased) continue;
     // No replica that answered knows it: skipped only if the stream no longer holds its
     // messages (an erasure removed them); otherwise a replica holding it may be down.
-    for (const StoredMessage& m : batch) {
-      auto e = parse_envelope(m.data);
-      if (!e.is_ok() || e->subject_uid != uid) continue;
-      FV_ASSIGN_OR_RETURN(const auto still, get_message(conn_, options_.stream, m.seq));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (envelopes[i].subject_uid != uid) continue;
+      FV_ASSIGN_OR_RETURN(const auto still, get_message(conn_, options_.stream, batch[i].seq));
       if (still)
         return unavailable("no replica of " + options_.stream + " that answered holds the key of subject " + uid +
-                           " (message " + std::to_string(m.seq) + "); waiting for one that does");
+                           " (message " + std::to_string(batch[i].seq) + "); waiting for one that does");
     }
   }
   return keys;
 }
 
 Status ShardReplica::apply(std::span<const StoredMessage> batch) {
-  FV_ASSIGN_OR_RETURN(const auto keys, keys_for(batch));
+  std::vector<Envelope> envelopes;
+  envelopes.reserve(batch.size());
+  for (const StoredMessage& m : batch) {
+    FV_ASSIGN_OR_RETURN(Envelope e, parse_envelope(m.data));
+    envelopes.push_back(std::move(e));
+  }
+  FV_ASSIGN_OR_RETURN(const auto keys, keys_for(batch, envelopes));
   std::vector<PatchToApply> opened;
   opened.reserve(batch.size());
   WipeBodies wipe_bodies{opened};
-  for (const StoredMessage& m : batch) {
-    FV_ASSIGN_OR_RETURN(const Envelope e, parse_envelope(m.data));
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const StoredMessage& m = batch[i];
+    const Envelope& e = envelopes[i];
     const auto key = keys.find(e.subject_uid);
     if (e.kind == EnvelopeKind::kSubject && key == keys.end()) {
       // Its subject's key is gone for good: the erasure that follows it in the stream deletes
@@ -206,12 +212,11 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
       PatchToApply& om = opened.emplace_back();
       om.seq = m.seq;
       om.subject_uid = e.subject_uid;
-      FV_ASSIGN_OR_RETURN(om.body, open_log(master_, options_.stream, m.data));
+      FV_ASSIGN_OR_RETURN(om.body, open_envelope_log(master_, options_.stream, e));
       FV_ASSIGN_OR_RETURN(om.summary, vault::summarize_patchset(om.body));
       continue;
     }
-    FV_ASSIGN_OR_RETURN(auto o, open_message(master_, options_.stream, m.data,
-                                             key == keys.end() ? nullptr : &key->second));
+    FV_ASSIGN_OR_RETURN(auto o, open_envelope(master_, options_.stream, e, key == keys.end() ? nullptr : &key->second));
     PatchToApply& om = opened.emplace_back();
     om.seq = m.seq;
     om.subject_uid = std::move(o.subject_uid);

@@ -30,6 +30,7 @@
 #include <string>
 #include <thread>
 
+#include "cluster/envelope.h"
 #include "cluster/nats_connection.h"
 #include "cluster/rpc.h"
 #include "cluster/stream.h"
@@ -118,7 +119,8 @@ class ShardReplica : public SubjectKeyHolder {
   void announce();
   // The keys of the subjects whose messages are in `batch`: this vault's, else fetched from the
   // other replicas. A subject missing from the result is one whose key is gone for good.
-  Result<std::map<std::string, vault::SecretKey>> keys_for(std::span<const StoredMessage> batch);
+  Result<std::map<std::string, vault::SecretKey>> keys_for(std::span<const StoredMessage> batch,
+                                                           std::span<const Envelope> envelopes);
 
   NatsConnection& conn_;
   std::unique_ptr<vault::Vault> vault_;

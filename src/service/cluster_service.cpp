@@ -534,12 +534,6 @@ Result<OptoutResult> ClusterService::optout_on(int s, const Actor& actor, const 
   return write_on(s, [&](Service& svc) -> Result<OptoutResult> {
     auto& m = *svc.impl_;
     std::lock_guard<std::mutex> l(m.mu);
-    bool present = false;
-    FV_RETURN_IF_ERROR(m.catalog().for_each_optout([&](const vault::OptoutRow& row) {
-      present = present || row.uid == optout_uid;
-      return Status::ok();
-    }));
-    if (present) return OptoutResult{optout_uid, 0, ""};
     return m.add_optout(actor, tmpl, optout_uid);
   });
 }

@@ -39,6 +39,19 @@ Result<OptoutResult> Service::Impl::add_optout(const Actor& actor, const face::F
   Impl& m = *this;
   OptoutResult res;
   res.optout_uid = uid ? *uid : vault::random_hex(8);
+  // Everything below reads inside the write transaction: on a cluster shard, a replica may
+  // apply another node's enrollment at any moment before it, and a match counted on an older
+  // state than the one committed would be missed for good.
+  FV_ASSIGN_OR_RETURN(vault::Txn txn, m.catalog().begin());
+  if (uid) {
+    // The same entry sent again (a retry, or another shard's part of it) adds nothing.
+    bool present = false;
+    FV_RETURN_IF_ERROR(m.catalog().for_each_optout([&](const vault::OptoutRow& row) {
+      present = present || row.uid == *uid;
+      return Status::ok();
+    }));
+    if (present) return res;
+  }
   // Enrolled subjects the new entry matches, whatever their purpose (the registry protects
   // against enrollment as such): counted and audited here, listed only by optout_check.
   FV_RETURN_IF_ERROR(m.load_gallery());
@@ -50,7 +63,6 @@ Result<OptoutResult> Service::Impl::add_optout(const Actor& actor, const face::F
     for (auto& [sid, b] : best)
       if (const auto* info = m.gallery->subject(sid)) matched.insert(info->uid);
   }
-  FV_ASSIGN_OR_RETURN(vault::Txn txn, m.catalog().begin());
   FV_ASSIGN_OR_RETURN(vault::SecretKey key, m.vault->optout_key(true));
   vault::NewOptout o{res.optout_uid, tmpl.model_id, tmpl.model_version,
                      vault::seal(key, vault::as_bytes(tmpl.values), optout_ad(res.optout_uid, tmpl.model_id, tmpl.model_version)),

@@ -7,7 +7,7 @@
 namespace fv::cluster {
 
 Result<std::unique_ptr<AppliedWatch>> AppliedWatch::open(NatsConnection& conn, const std::string& stream) {
-  std::unique_ptr<AppliedWatch> w(new AppliedWatch(stream));
+  std::unique_ptr<AppliedWatch> w(new AppliedWatch(conn, stream));
   const natsStatus s = natsConnection_Subscribe(&w->sub_, conn.raw(), applied_subject(stream).c_str(),
                                                 &AppliedWatch::on_message, w.get());
   if (s != NATS_OK) return from_nats(s, static_cast<jsErrCode>(0), "subscribe to " + applied_subject(stream));
@@ -24,7 +24,7 @@ AppliedWatch::~AppliedWatch() {
     std::unique_lock lk(mu_);
     cv_.wait_for(lk, std::chrono::seconds(5), [&] { return completed_; });
   }
-  natsSubscription_Destroy(sub_);
+  conn_.retire(sub_);
 }
 
 void AppliedWatch::on_complete(void* closure) {

@@ -33,11 +33,12 @@ class AppliedWatch {
   std::map<std::string, uint64_t> positions() const;
 
  private:
-  explicit AppliedWatch(std::string stream) : stream_(std::move(stream)) {}
+  AppliedWatch(NatsConnection& conn, std::string stream) : conn_(conn), stream_(std::move(stream)) {}
   static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
   static void on_complete(void* closure);
   std::vector<std::string> at_or_after(uint64_t seq) const;  // under mu_
 
+  NatsConnection& conn_;
   std::string stream_;
   natsSubscription* sub_ = nullptr;
   mutable std::mutex mu_;

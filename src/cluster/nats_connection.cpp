@@ -126,7 +126,30 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const NatsOption
 
 NatsConnection::~NatsConnection() {
   if (js_ != nullptr) jsCtx_Destroy(js_);
-  if (nc_ != nullptr) natsConnection_Destroy(nc_);  // closes it
+  if (nc_ != nullptr) natsConnection_Destroy(nc_);  // closes it and joins its read loop
+  // Each subscription holds the connection: the last one destroyed frees it.
+  for (natsSubscription* sub : retired_) natsSubscription_Destroy(sub);
+}
+
+void NatsConnection::retire(natsSubscription* sub) {
+  if (sub == nullptr) return;
+  // A round trip per group, not per subscription: every RPC retires its reply inbox.
+  constexpr size_t kGroup = 32;
+  constexpr int kFlushMs = 1000;
+  std::vector<natsSubscription*> group;
+  {
+    std::lock_guard lk(retired_mu_);
+    retired_.push_back(sub);
+    if (retired_.size() < kGroup) return;
+    group.swap(retired_);
+  }
+  if (natsConnection_FlushTimeout(nc_, kFlushMs) == NATS_OK) {
+    for (natsSubscription* s : group) natsSubscription_Destroy(s);
+    return;
+  }
+  // Disconnected: no proof yet, so they wait for the next round trip (or the destructor).
+  std::lock_guard lk(retired_mu_);
+  retired_.insert(retired_.end(), group.begin(), group.end());
 }
 
 bool NatsConnection::connected() const {

@@ -5,6 +5,7 @@
 #include <nats/nats.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -34,12 +35,22 @@ class NatsConnection {
   int request_timeout_ms() const { return request_timeout_ms_; }
   bool connected() const;
 
+  // Frees a subscription that is already unsubscribed (closed), once this connection's read
+  // loop can no longer be delivering to it. nats.c 3.4 (Debian's) looks a subscription up and
+  // locks it in two steps, so one freed in between makes the read loop lock freed memory
+  // (nats.c #637, fixed in 3.6). A PING/PONG round trip proves the read loop has passed every
+  // message it held before: retired subscriptions are destroyed in groups after one, and the
+  // rest when the connection goes.
+  void retire(natsSubscription* sub);
+
  private:
   NatsConnection(natsConnection* nc, jsCtx* js, int request_timeout_ms)
       : nc_(nc), js_(js), request_timeout_ms_(request_timeout_ms) {}
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
   int request_timeout_ms_ = 5000;
+  std::mutex retired_mu_;
+  std::vector<natsSubscription*> retired_;
 };
 
 // A nats.c failure as a Status (`what` names the operation; the message adds nats's text):

@@ -67,7 +67,7 @@ std::string shard_rpc_subject(int shard, std::string_view op) {
 
 Result<std::unique_ptr<RpcServer>> RpcServer::open(NatsConnection& conn, const vault::SecretKey& master,
                                                    std::string subject, std::string queue, Handler handler) {
-  std::unique_ptr<RpcServer> s(new RpcServer(rpc_key(master), std::move(subject), std::move(handler)));
+  std::unique_ptr<RpcServer> s(new RpcServer(conn, rpc_key(master), std::move(subject), std::move(handler)));
   const natsStatus st = natsConnection_QueueSubscribe(&s->sub_, conn.raw(), s->subject_.c_str(), queue.c_str(),
                                                       &RpcServer::on_message, s.get());
   if (st != NATS_OK) return from_nats(st, "serve " + s->subject_);
@@ -87,7 +87,7 @@ RpcServer::~RpcServer() {
     std::unique_lock lk(mu_);
     cv_.wait_for(lk, std::chrono::seconds(30), [&] { return completed_; });
   }
-  natsSubscription_Destroy(sub_);
+  conn_.retire(sub_);
 }
 
 void RpcServer::on_complete(void* closure) {
@@ -133,7 +133,7 @@ class ReplyInbox {
     natsInbox* name = nullptr;
     natsStatus st = natsInbox_Create(&name);
     if (st != NATS_OK) return from_nats(st, "create a reply inbox");
-    std::unique_ptr<ReplyInbox> in(new ReplyInbox(name));
+    std::unique_ptr<ReplyInbox> in(new ReplyInbox(conn, name));
     natsInbox_Destroy(name);
     const std::string subject = wildcard ? in->prefix_ + ".*" : in->prefix_;
     st = natsConnection_Subscribe(&in->sub_, conn.raw(), subject.c_str(), &ReplyInbox::on_message, in.get());
@@ -147,7 +147,7 @@ class ReplyInbox {
         std::unique_lock lk(mu_);
         cv_.wait_for(lk, std::chrono::seconds(5), [&] { return completed_; });
       }
-      natsSubscription_Destroy(sub_);
+      conn_.retire(sub_);
     }
     for (natsMsg* m : msgs_) natsMsg_Destroy(m);
   }
@@ -161,7 +161,7 @@ class ReplyInbox {
   }
 
  private:
-  explicit ReplyInbox(const char* name) : prefix_(name) {}
+  ReplyInbox(NatsConnection& conn, const char* name) : conn_(conn), prefix_(name) {}
   static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
     auto* self = static_cast<ReplyInbox*>(closure);
     std::lock_guard lk(self->mu_);
@@ -175,6 +175,7 @@ class ReplyInbox {
     self->cv_.notify_all();
   }
 
+  NatsConnection& conn_;
   const std::string prefix_;
   natsSubscription* sub_ = nullptr;
   std::mutex mu_;

@@ -45,11 +45,12 @@ class RpcServer {
   RpcServer& operator=(const RpcServer&) = delete;
 
  private:
-  RpcServer(const vault::SecretKey& key, std::string subject, Handler handler)
-      : key_(key), subject_(std::move(subject)), handler_(std::move(handler)) {}
+  RpcServer(NatsConnection& conn, const vault::SecretKey& key, std::string subject, Handler handler)
+      : conn_(conn), key_(key), subject_(std::move(subject)), handler_(std::move(handler)) {}
   static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
   static void on_complete(void* closure);
 
+  NatsConnection& conn_;
   vault::SecretKey key_;  // derived from the master key for request/reply
   std::string subject_;
   Handler handler_;

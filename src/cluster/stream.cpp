@@ -240,9 +240,13 @@ int StreamReader::buffered() const {
 }
 
 void StreamReader::drop_subscription() {
-  // Destroy, not Unsubscribe: no consumer-delete request that could hang on a dead server; the
-  // server drops an ephemeral consumer by itself once nobody listens.
-  if (sub_ != nullptr) natsSubscription_Destroy(sub_);
+  if (sub_ == nullptr) return;
+  // Unsubscribe first, free later (NatsConnection::retire): the read loop may be delivering to
+  // this subscription right now. Unsubscribing also deletes the ephemeral consumer, a JetStream
+  // request that fails at once while the connection is down (FailRequestsOnDisconnect); the
+  // server would drop the consumer by itself anyway once nobody listens.
+  (void)natsSubscription_Unsubscribe(sub_);
+  conn_.retire(sub_);
   sub_ = nullptr;
 }
 

@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -120,6 +122,86 @@ TEST(NatsConnection, SingleServerWithoutClusterWorks) {
   EXPECT_EQ(one.stream_leader("fvt-single"), 0);
 }
 
+
+// Counts what an asynchronous subscription delivers, and sees its completion.
+struct Delivered {
+  std::mutex mu;
+  std::condition_variable cv;
+  int messages = 0;
+  bool complete = false;
+  static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    natsMsg_Destroy(msg);
+    auto* self = static_cast<Delivered*>(closure);
+    std::lock_guard lk(self->mu);
+    ++self->messages;
+    self->cv.notify_all();
+  }
+  static void on_complete(void* closure) {
+    auto* self = static_cast<Delivered*>(closure);
+    std::lock_guard lk(self->mu);
+    self->complete = true;
+    self->cv.notify_all();
+  }
+  bool wait_first() {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, std::chrono::seconds(2), [&] { return messages > 0; });
+  }
+  void wait_complete() {
+    std::unique_lock lk(mu);
+    cv.wait_for(lk, std::chrono::seconds(5), [&] { return complete; });
+  }
+};
+
+// nats.c 3.4 frees a subscription that its read loop may be about to lock (nats.c #637): every
+// subscription here is ended while a flood of messages for it is being delivered, which made the
+// process crash in 5 runs of 5 when ended with natsSubscription_Destroy. NatsConnection::retire
+// frees it only after a round trip, and the connection goes on serving.
+TEST(NatsConnection, ASubscriptionEndsSafelyWhileMessagesForItArrive) {
+  auto sender = NatsConnection::connect({g_cluster->urls(), "fv-nats-test-flood"});
+  ASSERT_TRUE(sender.is_ok()) << sender.status().to_string();
+  const std::string subject = "fvt.flood.x";  // under no stream
+  std::atomic<bool> stop{false};
+  std::thread flood([&] {
+    // Bursts with a pause: fast enough that messages are always in flight, slow enough that
+    // the server never cuts the receiver off as a slow consumer. Bounded in count.
+    for (int burst = 0; burst < 200000 && !stop; ++burst) {
+      for (int i = 0; i < 50; ++i) (void)natsConnection_Publish((*sender)->raw(), subject.c_str(), "x", 1);
+      (void)natsConnection_FlushTimeout((*sender)->raw(), 1000);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  // Four threads, each ending subscriptions one after another: every message goes to all of
+  // the live ones, so the read loop is delivering to some subscription nearly all the time.
+  std::atomic<int> received{0}, failures{0};
+  const auto t0 = Clock::now();
+  std::vector<std::thread> enders;
+  for (int t = 0; t < 4; ++t)
+    enders.emplace_back([&] {
+      for (int i = 0; i < 2500 && seconds_since(t0) < 120; ++i) {
+        // Asynchronous, as the RPC inboxes are: nats.c's delivery thread holds it too.
+        Delivered got;
+        natsSubscription* sub = nullptr;
+        if (natsConnection_Subscribe(&sub, g_conn->raw(), subject.c_str(), &Delivered::on_message, &got) != NATS_OK) {
+          ++failures;
+          continue;
+        }
+        if (natsSubscription_SetOnCompleteCB(sub, &Delivered::on_complete, &got) != NATS_OK) ++failures;
+        if (got.wait_first()) ++received;  // the read loop delivers to it now
+        if (natsSubscription_Unsubscribe(sub) != NATS_OK) ++failures;
+        got.wait_complete();  // before `got` goes
+        g_conn->retire(sub);
+      }
+    });
+  for (auto& t : enders) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  stop = true;
+  flood.join();
+  EXPECT_GT(received.load(), 5000) << "the flood must reach the subscriptions for the test to mean anything";
+  // The connection still works: a JetStream round trip through it.
+  make_stream("fvt-after-flood", "fvt.afterflood.>");
+  auto ack = publish(*g_conn, "fvt.afterflood.x", bytes("still here"), "after-flood-1", 0, 5000);
+  EXPECT_TRUE(ack.is_ok()) << ack.status().to_string();
+}
 // ---- streams ----
 
 TEST(NatsStream, EnsureStreamIsIdempotentAndRefusesAnotherShape) {

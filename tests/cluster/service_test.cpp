@@ -261,7 +261,7 @@ TEST_F(ClusterServiceTest, SubjectsSpreadSearchMatchesOneVaultAndErasureReachesE
   // The audit chains of every vault the node holds verify.
   auto verified = svcs_[0]->audit_verify(kAdmin);
   ASSERT_TRUE(verified.is_ok()) << verified.status().to_string();
-  EXPECT_TRUE(verified->ok);
+  EXPECT_TRUE(verified->ok) << verified->to_json().dump();
 }
 
 TEST_F(ClusterServiceTest, ApiKeysAreClusterWide) {

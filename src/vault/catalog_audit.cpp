@@ -22,6 +22,8 @@ Result<std::string> Catalog::record_audit(AuditEntry& e) {
 Result<std::vector<AuditEntry>> Catalog::read_audit(const AuditQuery& q) { return vault::read_audit(*db_, q); }
 
 Result<AuditVerifyReport> Catalog::verify_audit() {
+  // The entries, the recorded head and the checkpoints must be read from one state.
+  FV_ASSIGN_OR_RETURN(ReadSnapshot snapshot, ReadSnapshot::begin(*db_));
   std::vector<std::string> hashes;
   FV_ASSIGN_OR_RETURN(AuditVerifyReport rep, vault::verify_audit(*db_, &hashes));
   if (!rep.ok || !signer_) return rep;
@@ -31,6 +33,7 @@ Result<AuditVerifyReport> Catalog::verify_audit() {
 
 Result<AuditVerifyReport> Catalog::verify_audit_against(const AuditCheckpoint& external) {
   if (!signer_) return failed_precondition("this vault has no audit signing key");
+  FV_ASSIGN_OR_RETURN(ReadSnapshot snapshot, ReadSnapshot::begin(*db_));
   std::vector<std::string> hashes;
   FV_ASSIGN_OR_RETURN(AuditVerifyReport rep, vault::verify_audit(*db_, &hashes));
   if (!rep.ok) return rep;

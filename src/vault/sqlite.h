@@ -141,5 +141,21 @@ class Txn {
   std::unique_ptr<PendingCommit> pending_;  // replicated (cluster mode): commit() hands over to it
 };
 
+// One consistent view for a use case that reads with several statements: another connection
+// (a cluster replica applying a message, another process) may commit between two of them. A
+// deferred BEGIN: the first read fixes the snapshot (WAL), and no lock stops the writers.
+// Inside a transaction already open it adds nothing.
+class ReadSnapshot {
+ public:
+  static Result<ReadSnapshot> begin(Db& db);
+  ReadSnapshot(ReadSnapshot&& o) noexcept : db_(o.db_) { o.db_ = nullptr; }
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ~ReadSnapshot();
+
+ private:
+  explicit ReadSnapshot(Db* db) : db_(db) {}
+  Db* db_;  // null when this began nothing
+};
+
 }  // namespace fv::vault
 

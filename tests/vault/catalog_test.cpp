@@ -241,6 +241,41 @@ TEST_F(CatalogTest, AuditChainApiKeysAndTheSecondConnection) {
   EXPECT_FALSE(testing::raw_db(*vault_).exec("DELETE FROM audit WHERE seq=1").is_ok());  // append-only
 }
 
+// A cluster replica commits through its own connection while a use case reads: the audit chain
+// and its recorded head must come from one state, or a verify between the two reads sees a
+// truncated log that is not.
+TEST_F(CatalogTest, AReadSnapshotHoldsOneStateWhileAnotherConnectionCommits) {
+  AuditEntry e;
+  e.ts = "2025-01-01T00:00:00.000Z";
+  e.actor = "tester";
+  e.role = "admin";
+  e.action = "init";
+  ASSERT_TRUE(cat().record_audit(e).is_ok());
+  auto writer = Vault::open(dir_);
+  ASSERT_TRUE(writer.is_ok()) << writer.status().to_string();
+  Db& reader = testing::raw_db(*vault_);
+  {
+    auto snapshot = ReadSnapshot::begin(reader);
+    ASSERT_TRUE(snapshot.is_ok()) << snapshot.status().to_string();
+    EXPECT_EQ(*reader.query_int("SELECT count(*) FROM audit"), 1);
+    AuditEntry more = e;
+    ASSERT_TRUE((*writer)->catalog().record_audit(more).is_ok()) << "a deferred snapshot blocks no writer";
+    EXPECT_EQ(*reader.query_int("SELECT count(*) FROM audit"), 1) << "the snapshot still sees one entry";
+    EXPECT_EQ(*reader.query_text("SELECT value FROM meta WHERE key='audit_head_seq'"), "1");
+    {
+      auto nested = ReadSnapshot::begin(reader);  // inside a transaction: adds nothing
+      ASSERT_TRUE(nested.is_ok());
+    }
+    EXPECT_EQ(*reader.query_int("SELECT count(*) FROM audit"), 1) << "the inner one did not end the outer";
+  }
+  EXPECT_EQ(*reader.query_int("SELECT count(*) FROM audit"), 2);
+  auto verified = cat().verify_audit();
+  ASSERT_TRUE(verified.is_ok()) << verified.status().to_string();
+  EXPECT_TRUE(verified->ok) << verified->to_json().dump();
+  EXPECT_EQ(verified->entries, 2);
+  EXPECT_FALSE(reader.in_transaction()) << "verify ended the snapshot it began";
+}
+
 TEST_F(CatalogTest, AReferenceCropCountsForThePurposesOfTheBasisItsFaceWasCollectedUnder) {
   auto [sid, work] = subject("rc", {"employee-access"});
   const int64_t work_face = face(sid, work);

@@ -68,6 +68,15 @@ class CatalogTest : public ::testing::Test {
     return *fid;
   }
 
+  static AuditEntry init_entry() {
+    AuditEntry e;
+    e.ts = "2025-01-01T00:00:00.000Z";
+    e.actor = "tester";
+    e.role = "admin";
+    e.action = "init";
+    return e;
+  }
+
   fs::path dir_;
   std::unique_ptr<Vault> vault_;
 };
@@ -209,11 +218,7 @@ TEST_F(CatalogTest, OptoutsAreStoredSealedAndCountedWhenIncomparable) {
 }
 
 TEST_F(CatalogTest, AuditChainApiKeysAndTheSecondConnection) {
-  AuditEntry e;
-  e.ts = "2025-01-01T00:00:00.000Z";
-  e.actor = "tester";
-  e.role = "admin";
-  e.action = "init";
+  AuditEntry e = init_entry();
   auto h = cat().record_audit(e);
   ASSERT_TRUE(h.is_ok());
   EXPECT_EQ(e.seq, 1);
@@ -245,11 +250,7 @@ TEST_F(CatalogTest, AuditChainApiKeysAndTheSecondConnection) {
 // and its recorded head must come from one state, or a verify between the two reads sees a
 // truncated log that is not.
 TEST_F(CatalogTest, AReadSnapshotHoldsOneStateWhileAnotherConnectionCommits) {
-  AuditEntry e;
-  e.ts = "2025-01-01T00:00:00.000Z";
-  e.actor = "tester";
-  e.role = "admin";
-  e.action = "init";
+  AuditEntry e = init_entry();
   ASSERT_TRUE(cat().record_audit(e).is_ok());
   auto writer = Vault::open(dir_);
   ASSERT_TRUE(writer.is_ok()) << writer.status().to_string();

@@ -212,8 +212,13 @@ Result<std::vector<Authorisation>> Service::authorisation_list(const Actor& acto
 Result<LapseReport> Service::Impl::sweep_oversight(const Actor& actor, const std::string& as_of) {
   LapseReport rep;
   FV_ASSIGN_OR_RETURN(auto overdue, catalog().lapsed_pending(as_of));
-  for (auto& a : overdue) {
+  for (auto& listed : overdue) {
     FV_ASSIGN_OR_RETURN(vault::Txn txn, catalog().begin());
+    // A grant or refusal committed since the list was read (on a cluster, by another node)
+    // wins: only what is still pending past its deadline lapses, with its counts of now.
+    FV_ASSIGN_OR_RETURN(auto still, catalog().lapsed_pending(as_of, listed.id));
+    if (still.empty()) continue;  // the transaction rolls back
+    const vault::AuthorisationRow& a = still.front();
     const std::string why = "authorisation " + a.uid + " lapsed: no grant recorded by its deadline " + a.deadline.value_or("");
     FV_RETURN_IF_ERROR(catalog().update_authorisation_status(a.id, "lapsed", as_of, actor.name, ""));
     FV_RETURN_IF_ERROR(catalog().mark_cases_unusable(a.id, why));

@@ -96,7 +96,12 @@ Result<ExpireReport> Service::expire(const Actor& actor, const std::optional<std
       continue;
     }
     FV_ASSIGN_OR_RETURN(vault::Txn txn, m.catalog().begin());
-    FV_ASSIGN_OR_RETURN(EraseReceipt r, m.erase_in_txn(actor, s, why, ErasureCause::kRetention));
+    // Due when listed, but a write committed since (another node's new basis or renewal on a
+    // cluster shard, another expiry run) may have changed that: decided again on this state.
+    FV_ASSIGN_OR_RETURN(auto still, m.catalog().due_for_expiry(rep.as_of, s.id));
+    if (still.empty()) continue;  // the transaction rolls back
+    FV_ASSIGN_OR_RETURN(EraseReceipt r, m.erase_in_txn(actor, still.front().subject, still.front().reason,
+                                                       ErasureCause::kRetention));
     FV_RETURN_IF_ERROR(txn.commit());
     auto forgotten = m.gallery->forget_subject(s.id);
     r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;

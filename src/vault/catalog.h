@@ -251,8 +251,9 @@ class Catalog {
   Result<ErasedCounts> erase_subject(int64_t subject_id);
   // The bases in force at `now` that cover `purpose`, of subjects within retention.
   Result<std::vector<EligibleBasisRow>> eligible_bases(const std::string& purpose, const std::string& now);
-  // Subjects whose retention ended or who have no basis in force at `as_of`.
-  Result<std::vector<DueSubject>> due_for_expiry(const std::string& as_of);
+  // Subjects whose retention ended or who have no basis in force at `as_of`; with `only`, that
+  // subject alone if it is (checked again inside the erasing transaction).
+  Result<std::vector<DueSubject>> due_for_expiry(const std::string& as_of, std::optional<int64_t> only = std::nullopt);
   Result<std::vector<BasisRecord>> bases_of_subject(int64_t subject_id);
 
   // ---- images, faces, the gallery, opt-outs (catalog_faces.cpp)
@@ -336,8 +337,9 @@ class Catalog {
   Result<std::vector<AuthorisationRow>> list_authorisations();
   Status update_authorisation_status(int64_t id, const std::string& status, const std::string& decided_at,
                                      const std::string& decided_by, const std::string& note);
-  // Pending authorisations whose deadline is at or before `as_of`.
-  Result<std::vector<AuthorisationRow>> lapsed_pending(const std::string& as_of);
+  // Pending authorisations whose deadline is at or before `as_of`; with `only`, that one alone
+  // if it still is (checked again inside the lapsing transaction).
+  Result<std::vector<AuthorisationRow>> lapsed_pending(const std::string& as_of, std::optional<int64_t> only = std::nullopt);
 
   // ---- replication (catalog_replication.cpp; cluster mode, changeset.h)
   // The last sequence of `stream` applied to this vault (0 when none).

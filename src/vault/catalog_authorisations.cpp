@@ -83,10 +83,12 @@ Status Catalog::update_authorisation_status(int64_t id, const std::string& statu
   return Status::ok();
 }
 
-Result<std::vector<AuthorisationRow>> Catalog::lapsed_pending(const std::string& as_of) {
+Result<std::vector<AuthorisationRow>> Catalog::lapsed_pending(const std::string& as_of, std::optional<int64_t> only) {
   FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare(std::string("SELECT ") + kColumns +
-                                           " FROM authorisation a WHERE a.status='pending' AND a.deadline <= ? ORDER BY a.id"));
+                                           " FROM authorisation a WHERE a.status='pending' AND a.deadline <= ?1 "
+                                           "AND (?2 IS NULL OR a.id = ?2) ORDER BY a.id"));
   s.bind(1, as_of);
+  if (only) s.bind(2, *only);
   return read_rows(s);
 }
 

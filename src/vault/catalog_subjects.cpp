@@ -158,13 +158,14 @@ Result<std::vector<EligibleBasisRow>> Catalog::eligible_bases(const std::string&
   return out;
 }
 
-Result<std::vector<DueSubject>> Catalog::due_for_expiry(const std::string& as_of) {
+Result<std::vector<DueSubject>> Catalog::due_for_expiry(const std::string& as_of, std::optional<int64_t> only) {
   FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
       "SELECT id, uid, ref, created_at, retention_until, CASE WHEN retention_until <= ?1 THEN 'retention period ended' "
-      "ELSE 'no lawful basis in force' END FROM subject s WHERE retention_until <= ?1 OR NOT EXISTS ("
+      "ELSE 'no lawful basis in force' END FROM subject s WHERE (retention_until <= ?1 OR NOT EXISTS ("
       "SELECT 1 FROM lawful_basis b WHERE b.subject_id=s.id AND b.withdrawn_at IS NULL "
-      "AND (b.expires_at IS NULL OR b.expires_at > ?1)) ORDER BY id"));
+      "AND (b.expires_at IS NULL OR b.expires_at > ?1))) AND (?2 IS NULL OR id = ?2) ORDER BY id"));
   q.bind(1, as_of);
+  if (only) q.bind(2, *only);
   std::vector<DueSubject> due;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, q.step());

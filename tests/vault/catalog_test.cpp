@@ -161,6 +161,63 @@ TEST_F(CatalogTest, EligibleBasesCoverThePurposeAndAreInForce) {
   EXPECT_EQ((*due)[0].reason, "no lawful basis in force");
   EXPECT_EQ((*due)[1].subject.ref, "dave");
   EXPECT_EQ((*due)[1].reason, "retention period ended");
+
+  // Asked again for one subject, as the erasing transaction does: carol alone, until a basis in
+  // force committed since makes her no longer due.
+  const int64_t carol = (*due)[0].subject.id;
+  auto one = cat().due_for_expiry("2025-06-01T00:00:00.000Z", carol);
+  ASSERT_TRUE(one.is_ok());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].subject.ref, "carol");
+  EXPECT_TRUE(cat().due_for_expiry("2025-06-01T00:00:00.000Z", a)->empty()) << "alice is not due";
+  {
+    auto txn = cat().begin();
+    ASSERT_TRUE(txn.is_ok());
+    ASSERT_TRUE(cat().insert_basis({carol, "consent", "form-2", "2025-05-01T00:00:00.000Z", std::nullopt, "tester",
+                                    {"access-control"}}).is_ok());
+    ASSERT_TRUE(txn->commit().is_ok());
+  }
+  EXPECT_TRUE(cat().due_for_expiry("2025-06-01T00:00:00.000Z", carol)->empty());
+}
+
+TEST_F(CatalogTest, APendingAuthorisationLapsesOnlyWhileItIsStillPending) {
+  auto authorisation = [&](const std::string& uid) {
+    AuthorisationRow r;
+    r.uid = uid;
+    r.authority = "court";
+    r.reference = "ref-" + uid;
+    r.purposes = {"investigation"};
+    r.valid_from = "2025-01-01T00:00:00.000Z";
+    r.valid_until = "2026-01-01T00:00:00.000Z";
+    r.status = "pending";
+    r.requested_at = "2025-01-01T00:00:00.000Z";
+    r.deadline = "2025-01-02T00:00:00.000Z";
+    r.recorded_by = "tester";
+    auto txn = cat().begin();
+    EXPECT_TRUE(txn.is_ok());
+    auto id = cat().insert_authorisation(r);
+    EXPECT_TRUE(id.is_ok()) << id.status().to_string();
+    EXPECT_TRUE(txn->commit().is_ok());
+    return *id;
+  };
+  const int64_t first = authorisation("a1"), second = authorisation("a2");
+  const std::string later = "2025-02-01T00:00:00.000Z";
+  EXPECT_EQ(cat().lapsed_pending(later)->size(), 2u);
+  EXPECT_TRUE(cat().lapsed_pending("2025-01-01T12:00:00.000Z")->empty()) << "before the deadline";
+  auto one = cat().lapsed_pending(later, second);
+  ASSERT_TRUE(one.is_ok());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].uid, "a2");
+  // A refusal committed after the list was read: asked again, as the lapsing transaction does,
+  // the first one is no longer pending and does not lapse.
+  {
+    auto txn = cat().begin();
+    ASSERT_TRUE(txn.is_ok());
+    ASSERT_TRUE(cat().update_authorisation_status(first, "refused", later, "judge", "no").is_ok());
+    ASSERT_TRUE(txn->commit().is_ok());
+  }
+  EXPECT_TRUE(cat().lapsed_pending(later, first)->empty());
+  EXPECT_EQ(cat().lapsed_pending(later)->size(), 1u);
 }
 
 TEST_F(CatalogTest, WithdrawalAndErasureCountWhatTheyRemove) {

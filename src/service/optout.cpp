@@ -45,11 +45,7 @@ Result<OptoutResult> Service::Impl::add_optout(const Actor& actor, const face::F
   FV_ASSIGN_OR_RETURN(vault::Txn txn, m.catalog().begin());
   if (uid) {
     // The same entry sent again (a retry, or another shard's part of it) adds nothing.
-    bool present = false;
-    FV_RETURN_IF_ERROR(m.catalog().for_each_optout([&](const vault::OptoutRow& row) {
-      present = present || row.uid == *uid;
-      return Status::ok();
-    }));
+    FV_ASSIGN_OR_RETURN(const bool present, m.catalog().has_optout(*uid));
     if (present) return res;
   }
   // Enrolled subjects the new entry matches, whatever their purpose (the registry protects

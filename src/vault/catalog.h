@@ -270,6 +270,7 @@ class Catalog {
   Result<int64_t> generation(Generation g);
 
   Result<int64_t> optout_count();
+  Result<bool> has_optout(const std::string& uid);
   Status for_each_optout(const std::function<Status(const OptoutRow&)>& fn);
   Status insert_optout(const NewOptout& o);
   // Opt-outs compared with nothing: not of `embedder_model_id`, or of a model version no

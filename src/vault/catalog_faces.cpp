@@ -106,6 +106,12 @@ Result<int64_t> Catalog::generation(Generation g) {
 
 Result<int64_t> Catalog::optout_count() { return db_->query_int("SELECT count(*) FROM optout"); }
 
+Result<bool> Catalog::has_optout(const std::string& uid) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT 1 FROM optout WHERE uid=?"));
+  q.bind(1, uid);
+  return q.step();
+}
+
 Status Catalog::for_each_optout(const std::function<Status(const OptoutRow&)>& fn) {
   FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT uid, model_id, model_version, template FROM optout ORDER BY id"));
   for (;;) {

@@ -158,16 +158,6 @@ Result<Txn> Txn::begin(Db& db) {
   return txn;
 }
 
-Result<ReadSnapshot> ReadSnapshot::begin(Db& db) {
-  if (db.in_transaction()) return ReadSnapshot(nullptr);
-  FV_RETURN_IF_ERROR(db.exec("BEGIN"));
-  return ReadSnapshot(&db);
-}
-
-ReadSnapshot::~ReadSnapshot() {
-  if (db_ != nullptr) (void)db_->exec("ROLLBACK");  // nothing was written
-}
-
 Txn::~Txn() {
   if (!done_) (void)db_->exec("ROLLBACK");
 }
@@ -183,6 +173,16 @@ Status Txn::commit() {
   Status st = db_->exec("COMMIT");
   if (!st.is_ok()) (void)db_->exec("ROLLBACK");
   return st;
+}
+
+Result<ReadSnapshot> ReadSnapshot::begin(Db& db) {
+  if (db.in_transaction()) return ReadSnapshot(nullptr);
+  FV_RETURN_IF_ERROR(db.exec("BEGIN"));
+  return ReadSnapshot(&db);
+}
+
+ReadSnapshot::~ReadSnapshot() {
+  if (db_ != nullptr) (void)db_->exec("ROLLBACK");  // nothing was written
 }
 
 }  // namespace fv::vault

@@ -272,6 +272,8 @@ TEST_F(CatalogTest, OptoutsAreStoredSealedAndCountedWhenIncomparable) {
   }).is_ok());
   EXPECT_EQ(uids, (std::vector<std::string>{"o1", "o2"}));
   EXPECT_EQ(*cat().incomparable_optouts("synthetic"), 1);
+  EXPECT_TRUE(*cat().has_optout("o2"));
+  EXPECT_FALSE(*cat().has_optout("o3"));
 }
 
 TEST_F(CatalogTest, AuditChainApiKeysAndTheSecondConnection) {

@@ -216,6 +216,8 @@ int run(size_t n, size_t queries, int shards, int replicas, int threads, bool as
     out["nats_store_mb"] = store;
     out["node_vaults_mb"] = vaults;
 
+    // As `serve` does before it listens: the pipelines and every hosted shard's gallery.
+    for (auto& svc : svcs) must(svc->warm_up(), "warm up a node");
     std::fprintf(stderr, "cluster: %zu searches through node a\n", queries);
     cluster_f = search_phase(*svcs[0], probes, mates, 5);
     out["cluster_search"] = cluster_f.to_json();

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,7 +34,18 @@ class NatsTestCluster {
  public:
   // Starts `n` servers (n = 1: a single JetStream server, no cluster flags). Check
   // wait_ready() before use: the meta leader election takes a moment.
-  explicit NatsTestCluster(int n, std::filesystem::path base = std::filesystem::temp_directory_path()) {
+  explicit NatsTestCluster(int n, std::filesystem::path base = std::filesystem::temp_directory_path())
+      : NatsTestCluster(n, std::move(base), false) {}
+
+  // Starts `n` servers on the stores a cluster left in `root` (its root(), kept with
+  // FV_KEEP_NATS_DIRS): names n0, n1, … as before, new ports (the servers know each other by
+  // name). What the servers find there stays there at the end.
+  static std::unique_ptr<NatsTestCluster> on_existing(int n, const std::filesystem::path& root) {
+    return std::unique_ptr<NatsTestCluster>(new NatsTestCluster(n, root, true));
+  }
+
+ private:
+  NatsTestCluster(int n, std::filesystem::path base, bool existing) : keep_(existing) {
     bin_ = server_binary();
     if (bin_.empty()) {
       ADD_FAILURE() << "nats-server is missing (looked for $FV_NATS_SERVER, /usr/sbin/nats-server, "
@@ -41,7 +53,11 @@ class NatsTestCluster {
       return;
     }
     static int counter = 0;
-    root_ = base / ("fv_nats_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    root_ = existing ? base : base / ("fv_nats_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    if (existing && !std::filesystem::is_directory(root_ / "n0" / "store")) {
+      ADD_FAILURE() << "no NATS store under " << root_ << " (expected n0/store, …)";
+      return;
+    }
     std::filesystem::create_directories(root_);
     const std::vector<int> ports = free_ports(2 * n);
     servers_.resize(n);
@@ -57,6 +73,7 @@ class NatsTestCluster {
     for (int i = 0; i < n; ++i) start(i);
   }
 
+ public:
   ~NatsTestCluster() {
     for (auto& s : servers_) if (s.pid > 0) ::kill(s.pid, SIGTERM);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -67,7 +84,7 @@ class NatsTestCluster {
       }
       if (s.pid > 0) kill_pid(s);
     }
-    if (!root_.empty() && std::getenv("FV_KEEP_NATS_DIRS") == nullptr) {
+    if (!root_.empty() && !keep_ && std::getenv("FV_KEEP_NATS_DIRS") == nullptr) {
       std::error_code ec;
       std::filesystem::remove_all(root_, ec);
     }
@@ -293,6 +310,7 @@ class NatsTestCluster {
     });
   }
 
+  bool keep_ = false;
   std::string bin_;
   std::filesystem::path root_;
   std::vector<Server> servers_;

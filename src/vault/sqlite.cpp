@@ -14,12 +14,24 @@ Status sql_error(sqlite3* db, int rc, const std::string& what) {
 }
 }  // namespace
 
+// Enough for every statement the vault runs (~100 texts) with room for the few built at run time.
+constexpr size_t kStatementCacheCapacity = 256;
+
+void Stmt::release() {
+  if (s_ == nullptr) return;
+  if (cache_) cache_->give_back(sql_, s_);
+  else sqlite3_finalize(s_);
+  s_ = nullptr;
+}
+
 Stmt& Stmt::operator=(Stmt&& o) noexcept {
   if (this != &o) {
-    if (s_) sqlite3_finalize(s_);
+    release();
     db_ = o.db_;
     s_ = o.s_;
     err_ = std::move(o.err_);
+    cache_ = std::move(o.cache_);
+    sql_ = std::move(o.sql_);
     o.s_ = nullptr;
   }
   return *this;
@@ -83,6 +95,8 @@ std::vector<uint8_t> Stmt::blob(int col) const {
   return p ? std::vector<uint8_t>(p, p + n) : std::vector<uint8_t>();
 }
 
+Db::Db(sqlite3* h) : h_(h), cache_(std::make_shared<StmtCache>(kStatementCacheCapacity)) {}
+
 Db::~Db() { close(); }
 
 Db& Db::operator=(Db&& o) noexcept {
@@ -90,6 +104,7 @@ Db& Db::operator=(Db&& o) noexcept {
     close();
     h_ = o.h_;
     o.h_ = nullptr;
+    cache_ = std::move(o.cache_);
     interceptor_ = std::move(o.interceptor_);
     schema_facts_ = std::move(o.schema_facts_);
   }
@@ -97,6 +112,10 @@ Db& Db::operator=(Db&& o) noexcept {
 }
 
 void Db::close() {
+  // The idle statements first: sqlite3_close_v2 keeps the connection (and its file) open until
+  // every statement is finalized. A Stmt still alive finalizes its own when it goes.
+  if (cache_) cache_->close();
+  cache_.reset();
   if (h_) sqlite3_close_v2(h_);
   h_ = nullptr;
   schema_facts_.reset();
@@ -127,9 +146,15 @@ Status Db::exec(const std::string& sql) {
 }
 
 Result<Stmt> Db::prepare(const std::string& sql) {
+  const bool cacheable = cache_ && StmtCache::cacheable(sql);
+  if (cacheable)
+    if (sqlite3_stmt* s = cache_->take(sql)) return Stmt(h_, s, cache_, sql);
   sqlite3_stmt* s = nullptr;
-  const int rc = sqlite3_prepare_v2(h_, sql.c_str(), static_cast<int>(sql.size()), &s, nullptr);
+  const int rc = sqlite3_prepare_v3(h_, sql.c_str(), static_cast<int>(sql.size()),
+                                    cacheable ? SQLITE_PREPARE_PERSISTENT : 0, &s, nullptr);
   if (rc != SQLITE_OK) return sql_error(h_, rc, "prepare [" + sql.substr(0, 80) + "]");
+  if (s == nullptr) return invalid_argument("prepare: no statement in [" + sql.substr(0, 80) + "]");
+  if (cacheable) return Stmt(h_, s, cache_, sql);
   return Stmt(h_, s);
 }
 

@@ -14,15 +14,21 @@
 #include <vector>
 
 #include "common/status.h"
+#include "vault/stmt_cache.h"
 
 namespace fv::vault {
 
 class Stmt {
  public:
   Stmt() = default;
-  Stmt(sqlite3* db, sqlite3_stmt* s) : db_(db), s_(s) {}
-  ~Stmt() { if (s_) sqlite3_finalize(s_); }
-  Stmt(Stmt&& o) noexcept : db_(o.db_), s_(o.s_), err_(std::move(o.err_)) { o.s_ = nullptr; }
+  // With a cache, the statement goes back to it under `sql` instead of being finalized.
+  Stmt(sqlite3* db, sqlite3_stmt* s, std::shared_ptr<StmtCache> cache = {}, std::string sql = {})
+      : db_(db), s_(s), cache_(std::move(cache)), sql_(std::move(sql)) {}
+  ~Stmt() { release(); }
+  Stmt(Stmt&& o) noexcept
+      : db_(o.db_), s_(o.s_), err_(std::move(o.err_)), cache_(std::move(o.cache_)), sql_(std::move(o.sql_)) {
+    o.s_ = nullptr;
+  }
   Stmt& operator=(Stmt&& o) noexcept;
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
@@ -58,9 +64,12 @@ class Stmt {
   bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
 
  private:
+  void release();
   sqlite3* db_ = nullptr;
   sqlite3_stmt* s_ = nullptr;
   Status err_;
+  std::shared_ptr<StmtCache> cache_;
+  std::string sql_;
 };
 
 class Db;
@@ -86,7 +95,9 @@ class Db {
  public:
   Db() = default;
   ~Db();
-  Db(Db&& o) noexcept : h_(o.h_), interceptor_(std::move(o.interceptor_)), schema_facts_(std::move(o.schema_facts_)) {
+  Db(Db&& o) noexcept
+      : h_(o.h_), cache_(std::move(o.cache_)), interceptor_(std::move(o.interceptor_)),
+        schema_facts_(std::move(o.schema_facts_)) {
     o.h_ = nullptr;
   }
   Db& operator=(Db&& o) noexcept;
@@ -98,6 +109,7 @@ class Db {
   bool is_open() const { return h_ != nullptr; }
 
   Status exec(const std::string& sql);
+  // A statement of this connection's cache when one of the same text is idle (stmt_cache.h).
   Result<Stmt> prepare(const std::string& sql);
   // One value from the first row of a query, or nullopt when there is no row.
   Result<std::optional<std::string>> query_text(const std::string& sql);
@@ -112,14 +124,17 @@ class Db {
   void set_commit_interceptor(std::shared_ptr<CommitInterceptor> interceptor) { interceptor_ = std::move(interceptor); }
   const std::shared_ptr<CommitInterceptor>& commit_interceptor() const { return interceptor_; }
 
+  StmtCache::Stats statement_cache_stats() const { return cache_ ? cache_->stats() : StmtCache::Stats{}; }
+
   // What replication reads of the schema on every transaction (changeset.cpp: the tables it
   // records and their columns), kept with the connection until the schema changes.
   struct SchemaFacts;
   std::shared_ptr<SchemaFacts>& schema_facts() { return schema_facts_; }
 
  private:
-  explicit Db(sqlite3* h) : h_(h) {}
+  explicit Db(sqlite3* h);
   sqlite3* h_ = nullptr;
+  std::shared_ptr<StmtCache> cache_;
   std::shared_ptr<CommitInterceptor> interceptor_;
   std::shared_ptr<SchemaFacts> schema_facts_;
 };

@@ -124,6 +124,16 @@ Result<std::vector<std::string>> ShardReplica::erased_subjects_with_messages() {
   return vault_->catalog().erased_subjects_with_messages(options_.stream);
 }
 
+Result<std::vector<std::string>> ShardReplica::erasures_unsettled_in_meta() {
+  std::lock_guard lk(mu_);
+  return vault_->catalog().erasures_unsettled_in_meta(options_.stream);
+}
+
+Status ShardReplica::mark_erasure_settled_in_meta(const std::string& subject_uid) {
+  std::lock_guard lk(mu_);
+  return vault_->catalog().mark_erasure_settled_in_meta(subject_uid);
+}
+
 void ShardReplica::announce() {
   if (!options_.announce) return;
   const std::string body = options_.node + " " + std::to_string(applied());

@@ -31,6 +31,9 @@ std::pair<int64_t, int> split_id(int64_t global) {
   return {global / kIdShards, static_cast<int>(global % kIdShards)};
 }
 
+// Who the audit log names when a node settles erasures no request is waiting for.
+const Actor kErasureSettler{"cluster:erasure-settlement", Role::kAdmin};
+
 }  // namespace
 
 template <typename T>
@@ -99,6 +102,9 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
                                                             }));
     cs->shard_servers_.push_back(std::move(calls));
   }
+  // Erasures applied while no service ran here, or whose meta write failed: their subjects
+  // leave the open review cases now. What fails waits for the next erasure or retention run.
+  (void)cs->settle_erasures_in_meta(kErasureSettler);
   return cs;
 }
 
@@ -260,8 +266,19 @@ Result<EraseReceipt> ClusterService::withdraw_basis(const Actor& actor, int64_t 
     return forwarded(s, {.op = "withdraw_basis", .actor = actor, .id = basis_id}, decode_erase_receipt);
   }
   FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) { return svc.withdraw_basis(actor, local); }));
-  if (!r.key_destroyed) return r;  // another basis is in force: the subject stays
-  FV_RETURN_IF_ERROR(finish_cluster_erasure(s, r));
+  if (!r.key_destroyed) {
+    // Another basis is in force: the subject stays, and leaves the open cases whose purpose no
+    // basis of theirs in force covers any more (as one vault does).
+    FV_ASSIGN_OR_RETURN(const auto kept, purposes_in_force(s, r.subject_uid));
+    auto left = leave_open_cases(actor, r.subject_uid, kept, "withdrawal");
+    if (!left.is_ok())
+      return Status(left.status().code(),
+                    "the lawful basis is withdrawn in every replica's vault, but the subject's candidacies for the "
+                    "purposes it no longer covers are not yet out of the open review cases: " + left.status().message());
+    r.review_candidates_removed += *left;
+    return r;
+  }
+  FV_RETURN_IF_ERROR(finish_cluster_erasure(actor, s, r));
   return r;
 }
 
@@ -383,11 +400,53 @@ Result<EraseReceipt> ClusterService::erase(const Actor& actor, const std::string
   FV_ASSIGN_OR_RETURN(auto at, locate(subject, placed));
   if (!at) return meta_->erase(actor, subject, reason);  // refused there, as on one vault (audited)
   FV_ASSIGN_OR_RETURN(auto r, write_on(at->shard, [&](Service& svc) { return svc.erase(actor, at->uid, reason); }));
-  FV_RETURN_IF_ERROR(finish_cluster_erasure(at->shard, r));
+  FV_RETURN_IF_ERROR(finish_cluster_erasure(actor, at->shard, r));
   return r;
 }
 
-Status ClusterService::finish_cluster_erasure(int s, EraseReceipt& r) {
+Result<int64_t> ClusterService::leave_open_cases(const Actor& actor, const std::string& subject_uid,
+                                                 const std::vector<std::string>& purposes_kept, const std::string& cause) {
+  return write_on(-1, [&](Service& meta) -> Result<int64_t> {
+    auto& mm = *meta.impl_;
+    std::lock_guard<std::mutex> l(mm.mu);
+    FV_ASSIGN_OR_RETURN(vault::Txn txn, mm.catalog().begin());
+    FV_ASSIGN_OR_RETURN(const int64_t n, mm.leave_open_cases(actor, subject_uid, purposes_kept, cause));
+    FV_RETURN_IF_ERROR(txn.commit());
+    return n;
+  });
+}
+
+Result<std::vector<std::string>> ClusterService::purposes_in_force(int s, const std::string& uid) {
+  FV_RETURN_IF_ERROR(node_.shard(s)->replica->catch_up(copt_.catch_up_ms));
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+  auto& m = *svc->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_ASSIGN_OR_RETURN(auto subject, m.catalog().find_subject(uid));
+  if (!subject) return std::vector<std::string>{};
+  return m.catalog().purposes_in_force(subject->id, m.now());
+}
+
+Status ClusterService::settle_erasures_in_meta(const Actor& actor) {
+  Status first;
+  for (int s = 0; s < node_.config().shards; ++s) {
+    auto* hosted = node_.shard(s);
+    if (hosted == nullptr) continue;
+    auto uids = hosted->replica->erasures_unsettled_in_meta();
+    if (!uids.is_ok()) {
+      if (first.is_ok()) first = uids.status();
+      continue;
+    }
+    for (const auto& uid : *uids) {
+      auto left = leave_open_cases(actor, uid, {}, "erasure");
+      Status st = left.is_ok() ? hosted->replica->mark_erasure_settled_in_meta(uid) : left.status();
+      if (!st.is_ok() && first.is_ok())
+        first = Status(st.code(), "taking erased subject " + uid + " out of open review cases: " + st.message());
+    }
+  }
+  return first;
+}
+
+Status ClusterService::finish_cluster_erasure(const Actor& actor, int s, EraseReceipt& r) {
   auto* hosted = node_.shard(s);
   const uint64_t applied = hosted->replica->applied();
   auto erased = hosted->writer->erase_messages_of_subject(r.subject_uid);
@@ -397,6 +456,16 @@ Status ClusterService::finish_cluster_erasure(int s, EraseReceipt& r) {
                   "stream (" + erased.status().message() + "); every node completes that at its next start "
                   "(ClusterNode::sweep_pending_erasures): no receipt until then");
   r.stream_messages_erased = *erased;
+  // The subject leaves the open review cases, which live in the meta vault (where candidates
+  // carry its uid only). Before the receipt: a receipt means no open case holds it any more.
+  auto left = leave_open_cases(actor, r.subject_uid, {}, "erasure");
+  if (!left.is_ok())
+    return Status(left.status().code(),
+                  "the subject is erased from every replica's vault and the shard's stream, but not yet from the open "
+                  "review cases (" + left.status().message() + "); the next erasure, retention run or start of a node "
+                  "hosting the shard completes that (settle_erasures_in_meta): no receipt until then");
+  r.review_candidates_removed += *left;
+  (void)node_.shard(s)->replica->mark_erasure_settled_in_meta(r.subject_uid);
   // The reference directory forgets the reference, so that it no longer leads to the erased
   // uid and a new subject under it gets a new one. Best effort (the vaults and the stream are
   // erased already): a failure leaves a keyed hash naming a uid that no vault holds.
@@ -409,6 +478,7 @@ Status ClusterService::finish_cluster_erasure(int s, EraseReceipt& r) {
   // erasing its messages): completed now. One query per shard when there are none; what fails
   // stays pending for the next erasure, the next retention run or the next start.
   (void)node_.sweep_pending_erasures();
+  (void)settle_erasures_in_meta(actor);
   // Every replica of the shard, or those that confirmed in time (at least two did: the write).
   FV_ASSIGN_OR_RETURN(const auto members, cluster::read_members(node_.connection()));
   std::vector<std::string> names;
@@ -428,14 +498,17 @@ Result<ExpireReport> ClusterService::expire(const Actor& actor, const std::optio
   FV_ASSIGN_OR_RETURN(ExpireReport report, meta_->expire(actor, as_of, dry_run));  // oversight; no subject there
   // The retention run also completes stream erasures left undone (see finish_cluster_erasure);
   // what still fails stays pending for the next run.
-  if (!dry_run) (void)node_.sweep_pending_erasures();
+  if (!dry_run) {
+    (void)node_.sweep_pending_erasures();
+    (void)settle_erasures_in_meta(actor);
+  }
   for (int s = 0; s < node_.config().shards; ++s) {
     // Not redone on a lost race: expiry commits subject by subject, and a redo would lose the
     // receipts of those already erased. Who is still due is erased at the next run.
     FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
     FV_ASSIGN_OR_RETURN(auto part, svc->expire(actor, report.as_of, dry_run));
     for (auto& r : part.erased) {
-      if (!dry_run) FV_RETURN_IF_ERROR(finish_cluster_erasure(s, r));
+      if (!dry_run) FV_RETURN_IF_ERROR(finish_cluster_erasure(actor, s, r));
       report.erased.push_back(std::move(r));
     }
   }

@@ -135,6 +135,13 @@ class ClusterService final : public Api {
   ServiceStats stats() override;
   Status warm_up() override;
 
+  // Erasures that the replicas of this node's shards applied and whose subjects may still be
+  // candidates in the meta vault's open review cases: settled now (leave_open_cases). Run after
+  // every erasure, by every retention run and when the service opens; an erasure written past
+  // this service (a shard's own Service, a node that died before its meta write) is settled by
+  // the next of them. Every pending one is tried; the first failure is returned after the others.
+  Status settle_erasures_in_meta(const Actor& actor);
+
   // The service of a hosted shard (nullptr otherwise) and of the meta vault (tests).
   Service* shard_service(int shard);
   Service& meta_service() { return *meta_; }
@@ -213,7 +220,14 @@ class ClusterService final : public Api {
   Result<OptoutResult> optout_everywhere(const Actor& actor, const face::FaceTemplate& tmpl);
   // After a subject's erasure was applied on shard `s`: its earlier messages erased from the
   // stream, and the replicas that applied the erasure named in the receipt.
-  Status finish_cluster_erasure(int s, EraseReceipt& r);
+  Status finish_cluster_erasure(const Actor& actor, int s, EraseReceipt& r);
+  // The subject's candidacies leave the meta vault's open review cases (Service::Impl::
+  // leave_open_cases, one meta write, redone on lost races); how many went.
+  Result<int64_t> leave_open_cases(const Actor& actor, const std::string& subject_uid,
+                                   const std::vector<std::string>& purposes_kept, const std::string& cause);
+  // The purposes the bases in force of subject `uid` cover, on hosted shard `s` once its replica
+  // here applied what the stream holds (none when the subject is gone).
+  Result<std::vector<std::string>> purposes_in_force(int s, const std::string& uid);
 
   cluster::ClusterNode& node_;
   ClusterServiceOptions copt_;

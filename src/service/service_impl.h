@@ -179,6 +179,12 @@ struct Service::Impl {
   Result<bool> close_if_settled(const Actor& actor, const vault::ReviewCaseRow& c);
   // The open cases an erasure took candidates from (erase_in_txn, inside its transaction).
   Status settle_cases_after_erasure(const Actor& actor, const std::vector<std::string>& case_uids);
+  // A cluster's meta vault, inside its write transaction: the subject's candidacies leave the
+  // open cases whose purpose is not in `purposes_kept` (empty: all of them, after an erasure),
+  // audited once ("review_leave", naming the cases) when there were any; a case left with
+  // nothing to decide closes. Returns how many candidacies went.
+  Result<int64_t> leave_open_cases(const Actor& actor, const std::string& subject_uid,
+                                   const std::vector<std::string>& purposes_kept, const std::string& cause);
   // Independence beyond review_show (reviews.cpp): whether `actor` may not yet see the
   // decisions on a candidate — they may decide it, its case is open and they have not decided
   // it. An admin reads the audit log and the access export too: the decisions there are

@@ -314,9 +314,20 @@ class Catalog {
   // Destroys probe crops and keys of cases opened before `before` (probe_crop_days); returns how many cases.
   Result<int64_t> destroy_probe_crops_before(const std::string& before);
   Status mark_cases_unusable(int64_t authorisation_id, const std::string& why);
+  // The purposes that the subject's bases in force at `now` cover (distinct, sorted).
+  Result<std::vector<std::string>> purposes_in_force(int64_t subject_id, const std::string& now);
   // After a withdrawal: removes the subject's candidacies from open cases whose purpose none of
   // their bases in force at `now` covers; returns those cases' uids.
   Result<std::vector<std::string>> drop_candidacies_without_basis(int64_t subject_id, const std::string& now);
+  // Cluster mode, in the meta vault (candidates there carry their subject's uid only): removes
+  // the subject's candidacies from the open cases whose purpose is not in `purposes_kept`
+  // (empty: every open case, after an erasure). Returns those cases and how many candidacies
+  // went; their decisions go with them.
+  struct CasesLeft {
+    std::vector<std::string> case_uids;
+    int64_t candidacies = 0;
+  };
+  Result<CasesLeft> leave_open_cases(const std::string& subject_uid, const std::vector<std::string>& purposes_kept);
   // The subject's review decisions (the access export), by candidate.
   Result<std::vector<ReviewCandidateRow>> review_candidates_of_subject(int64_t subject_id);
   // The same by the subject's uid: a cluster's meta vault names candidates on the shards by uid.
@@ -363,6 +374,10 @@ class Catalog {
   // Subjects with messages of `stream` recorded and no `subject` row any more: their erasure was
   // applied, their messages are not yet erased from the stream (pending erasures, by uid).
   Result<std::vector<std::string>> erased_subjects_with_messages(const std::string& stream);
+  // The erasures of subjects applied from `stream` whose candidacies the meta vault has not yet
+  // taken out of its open review cases (by uid), and marking one as done there.
+  Result<std::vector<std::string>> erasures_unsettled_in_meta(const std::string& stream);
+  Status mark_erasure_settled_in_meta(const std::string& subject_uid);
 
   Result<int64_t> count_faces();
   Result<int64_t> count_subjects();

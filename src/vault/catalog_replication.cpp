@@ -85,4 +85,23 @@ Result<std::vector<std::string>> Catalog::erased_subjects_with_messages(const st
   return out;
 }
 
+Result<std::vector<std::string>> Catalog::erasures_unsettled_in_meta(const std::string& stream) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
+      "SELECT uid FROM replication_erased_subject WHERE stream=? AND meta_settled=0 ORDER BY seq, uid"));
+  q.bind(1, stream);
+  std::vector<std::string> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) break;
+    out.push_back(q.text(0));
+  }
+  return out;
+}
+
+Status Catalog::mark_erasure_settled_in_meta(const std::string& subject_uid) {
+  FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare("UPDATE replication_erased_subject SET meta_settled=1 WHERE uid=?"));
+  s.bind(1, subject_uid);
+  return s.run();
+}
+
 }  // namespace fv::vault

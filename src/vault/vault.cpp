@@ -377,6 +377,14 @@ CREATE TABLE IF NOT EXISTS replication_erased_subject(
   stream TEXT NOT NULL,
   seq INTEGER NOT NULL) WITHOUT ROWID;
 )sql",
+    // 10 → 11: in a cluster, review cases are in the meta vault, whose candidates carry only
+    // their subject's uid. An erased subject leaves the open cases there by that uid (indexed
+    // now), and each replica marks the erasures it applied once the meta vault has settled
+    // them (local, never replicated), so that a node completes those left undone.
+    R"sql(
+CREATE INDEX IF NOT EXISTS review_candidate_by_uid ON review_candidate(subject_uid);
+ALTER TABLE replication_erased_subject ADD COLUMN meta_settled INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);

@@ -124,7 +124,7 @@ Result<std::vector<std::string>> ShardReplica::erased_subjects_with_messages() {
   return vault_->catalog().erased_subjects_with_messages(options_.stream);
 }
 
-Result<std::vector<std::string>> ShardReplica::erasures_unsettled_in_meta() {
+Result<std::vector<vault::Catalog::UnsettledErasure>> ShardReplica::erasures_unsettled_in_meta() {
   std::lock_guard lk(mu_);
   return vault_->catalog().erasures_unsettled_in_meta(options_.stream);
 }

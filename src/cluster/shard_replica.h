@@ -104,7 +104,7 @@ class ShardReplica : public SubjectKeyHolder {
   // The erasures this replica applied that the meta vault has not yet settled (their subjects'
   // candidacies still to leave open review cases; ClusterService::settle_erasures_in_meta), and
   // marking one settled.
-  Result<std::vector<std::string>> erasures_unsettled_in_meta();
+  Result<std::vector<vault::Catalog::UnsettledErasure>> erasures_unsettled_in_meta();
   Status mark_erasure_settled_in_meta(const std::string& subject_uid);
 
   // SubjectKeyHolder, on this replica's vault (called on NATS's delivery thread).

@@ -269,8 +269,8 @@ Result<EraseReceipt> ClusterService::withdraw_basis(const Actor& actor, int64_t 
   if (!r.key_destroyed) {
     // Another basis is in force: the subject stays, and leaves the open cases whose purpose no
     // basis of theirs in force covers any more (as one vault does).
-    FV_ASSIGN_OR_RETURN(const auto kept, purposes_in_force(s, r.subject_uid));
-    auto left = leave_open_cases(actor, r.subject_uid, kept, "withdrawal");
+    FV_ASSIGN_OR_RETURN(const auto w, withdrawn_purposes(s, r.subject_uid, local));
+    auto left = leave_open_cases(actor, r.subject_uid, w.kept, w.dropped, w.seq, "withdrawal");
     if (!left.is_ok())
       return Status(left.status().code(),
                     "the lawful basis is withdrawn in every replica's vault, but the subject's candidacies for the "
@@ -405,25 +405,37 @@ Result<EraseReceipt> ClusterService::erase(const Actor& actor, const std::string
 }
 
 Result<int64_t> ClusterService::leave_open_cases(const Actor& actor, const std::string& subject_uid,
-                                                 const std::vector<std::string>& purposes_kept, const std::string& cause) {
+                                                 const std::vector<std::string>& purposes_kept,
+                                                 const std::vector<std::string>& purposes_excluded, int64_t shard_seq,
+                                                 const std::string& cause) {
   return write_on(-1, [&](Service& meta) -> Result<int64_t> {
     auto& mm = *meta.impl_;
     std::lock_guard<std::mutex> l(mm.mu);
     FV_ASSIGN_OR_RETURN(vault::Txn txn, mm.catalog().begin());
-    FV_ASSIGN_OR_RETURN(const int64_t n, mm.leave_open_cases(actor, subject_uid, purposes_kept, cause));
+    FV_ASSIGN_OR_RETURN(const int64_t n,
+                        mm.leave_open_cases(actor, subject_uid, purposes_kept, purposes_excluded, shard_seq, cause));
     FV_RETURN_IF_ERROR(txn.commit());
     return n;
   });
 }
 
-Result<std::vector<std::string>> ClusterService::purposes_in_force(int s, const std::string& uid) {
-  FV_RETURN_IF_ERROR(node_.shard(s)->replica->catch_up(copt_.catch_up_ms));
+Result<ClusterService::WithdrawnPurposes> ClusterService::withdrawn_purposes(int s, const std::string& uid,
+                                                                            int64_t local_basis_id) {
+  auto& replica = *node_.shard(s)->replica;
+  FV_RETURN_IF_ERROR(replica.catch_up(copt_.catch_up_ms));
+  WithdrawnPurposes w;
+  w.seq = static_cast<int64_t>(replica.applied());  // at or after the withdrawal's own message
   FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
   auto& m = *svc->impl_;
   std::lock_guard<std::mutex> l(m.mu);
   FV_ASSIGN_OR_RETURN(auto subject, m.catalog().find_subject(uid));
-  if (!subject) return std::vector<std::string>{};
-  return m.catalog().purposes_in_force(subject->id, m.now());
+  if (subject) {
+    FV_ASSIGN_OR_RETURN(w.kept, m.catalog().purposes_in_force(subject->id, m.now()));
+  }
+  FV_ASSIGN_OR_RETURN(const auto covered, m.catalog().basis_purposes(local_basis_id));
+  for (const auto& p : covered)
+    if (std::find(w.kept.begin(), w.kept.end(), p) == w.kept.end()) w.dropped.push_back(p);
+  return w;
 }
 
 Status ClusterService::settle_erasures_in_meta(const Actor& actor) {
@@ -431,13 +443,15 @@ Status ClusterService::settle_erasures_in_meta(const Actor& actor) {
   for (int s = 0; s < node_.config().shards; ++s) {
     auto* hosted = node_.shard(s);
     if (hosted == nullptr) continue;
-    auto uids = hosted->replica->erasures_unsettled_in_meta();
-    if (!uids.is_ok()) {
-      if (first.is_ok()) first = uids.status();
+    auto pending = hosted->replica->erasures_unsettled_in_meta();
+    if (!pending.is_ok()) {
+      if (first.is_ok()) first = pending.status();
       continue;
     }
-    for (const auto& uid : *uids) {
-      auto left = leave_open_cases(actor, uid, {}, "erasure");
+    // Each from the sequence of its own erasure message: the same on every replica, so a node
+    // settling one already settled writes nothing.
+    for (const auto& [uid, seq] : *pending) {
+      auto left = leave_open_cases(actor, uid, {}, {""}, seq, "erasure");
       Status st = left.is_ok() ? hosted->replica->mark_erasure_settled_in_meta(uid) : left.status();
       if (!st.is_ok() && first.is_ok())
         first = Status(st.code(), "taking erased subject " + uid + " out of open review cases: " + st.message());
@@ -458,7 +472,9 @@ Status ClusterService::finish_cluster_erasure(const Actor& actor, int s, EraseRe
   r.stream_messages_erased = *erased;
   // The subject leaves the open review cases, which live in the meta vault (where candidates
   // carry its uid only). Before the receipt: a receipt means no open case holds it any more.
-  auto left = leave_open_cases(actor, r.subject_uid, {}, "erasure");
+  // Its shard's sequence from which it is no candidate: at or after the erasure's own message.
+  FV_RETURN_IF_ERROR(hosted->replica->catch_up(copt_.catch_up_ms));
+  auto left = leave_open_cases(actor, r.subject_uid, {}, {""}, static_cast<int64_t>(hosted->replica->applied()), "erasure");
   if (!left.is_ok())
     return Status(left.status().code(),
                   "the subject is erased from every replica's vault and the shard's stream, but not yet from the open "

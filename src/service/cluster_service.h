@@ -29,6 +29,7 @@
 #include <sodium.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -142,6 +143,10 @@ class ClusterService final : public Api {
   // the next of them. Every pending one is tried; the first failure is returned after the others.
   Status settle_erasures_in_meta(const Actor& actor);
 
+  // Tests only: runs in every search after the shards answered, before the search is recorded
+  // (to erase a candidate in between).
+  void set_before_record_for_testing(std::function<void()> f) { before_record_ = std::move(f); }
+
   // The service of a hosted shard (nullptr otherwise) and of the meta vault (tests).
   Service* shard_service(int shard);
   Service& meta_service() { return *meta_; }
@@ -224,10 +229,17 @@ class ClusterService final : public Api {
   // The subject's candidacies leave the meta vault's open review cases (Service::Impl::
   // leave_open_cases, one meta write, redone on lost races); how many went.
   Result<int64_t> leave_open_cases(const Actor& actor, const std::string& subject_uid,
-                                   const std::vector<std::string>& purposes_kept, const std::string& cause);
-  // The purposes the bases in force of subject `uid` cover, on hosted shard `s` once its replica
-  // here applied what the stream holds (none when the subject is gone).
-  Result<std::vector<std::string>> purposes_in_force(int s, const std::string& uid);
+                                   const std::vector<std::string>& purposes_kept,
+                                   const std::vector<std::string>& purposes_excluded, int64_t shard_seq,
+                                   const std::string& cause);
+  // After a withdrawal on hosted shard `s`, once its replica here applied what the stream
+  // holds: the purposes the bases in force of subject `uid` still cover (none when the subject
+  // is gone), those of basis `local_basis_id` they no longer cover, and the sequence applied.
+  struct WithdrawnPurposes {
+    std::vector<std::string> kept, dropped;
+    int64_t seq = 0;
+  };
+  Result<WithdrawnPurposes> withdrawn_purposes(int s, const std::string& uid, int64_t local_basis_id);
 
   cluster::ClusterNode& node_;
   ClusterServiceOptions copt_;
@@ -239,6 +251,7 @@ class ClusterService final : public Api {
   vault::SecretKey master_;                 // seals what nodes ask each other (cluster/rpc.h)
   // Last: stopped first, before the services their handlers use.
   std::vector<std::unique_ptr<cluster::RpcServer>> shard_servers_;
+  std::function<void()> before_record_;
 };
 
 template <typename F>

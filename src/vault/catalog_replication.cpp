@@ -85,15 +85,15 @@ Result<std::vector<std::string>> Catalog::erased_subjects_with_messages(const st
   return out;
 }
 
-Result<std::vector<std::string>> Catalog::erasures_unsettled_in_meta(const std::string& stream) {
+Result<std::vector<Catalog::UnsettledErasure>> Catalog::erasures_unsettled_in_meta(const std::string& stream) {
   FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
-      "SELECT uid FROM replication_erased_subject WHERE stream=? AND meta_settled=0 ORDER BY seq, uid"));
+      "SELECT uid, seq FROM replication_erased_subject WHERE stream=? AND meta_settled=0 ORDER BY seq, uid"));
   q.bind(1, stream);
-  std::vector<std::string> out;
+  std::vector<UnsettledErasure> out;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, q.step());
     if (!row) break;
-    out.push_back(q.text(0));
+    out.push_back({q.text(0), q.i64(1)});
   }
   return out;
 }

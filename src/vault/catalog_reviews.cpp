@@ -363,4 +363,27 @@ Result<Catalog::CasesLeft> Catalog::leave_open_cases(const std::string& subject_
   return left;
 }
 
+Result<bool> Catalog::record_review_exclusion(const std::string& subject_uid, const std::string& purpose, int64_t shard_seq) {
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT shard_seq FROM review_exclusion WHERE subject_uid=? AND purpose=?"));
+    q.bind_all(subject_uid, purpose);
+    FV_ASSIGN_OR_RETURN(const bool row, q.step());
+    if (row && q.i64(0) >= shard_seq) return false;
+  }
+  FV_ASSIGN_OR_RETURN(Stmt w, db_->prepare(
+      "INSERT INTO review_exclusion(subject_uid, purpose, shard_seq) VALUES(?1, ?2, ?3) "
+      "ON CONFLICT(subject_uid, purpose) DO UPDATE SET shard_seq = excluded.shard_seq"));
+  w.bind_all(subject_uid, purpose, shard_seq);
+  FV_RETURN_IF_ERROR(w.run());
+  return true;
+}
+
+Result<int64_t> Catalog::review_exclusion_seq(const std::string& subject_uid, const std::string& purpose) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
+      "SELECT coalesce(max(shard_seq), 0) FROM review_exclusion WHERE subject_uid=?1 AND purpose IN ('', ?2)"));
+  q.bind_all(subject_uid, purpose);
+  FV_ASSIGN_OR_RETURN(const bool row, q.step());
+  return row ? q.i64(0) : int64_t{0};
+}
+
 }  // namespace fv::vault

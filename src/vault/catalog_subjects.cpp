@@ -92,6 +92,18 @@ Result<std::vector<std::string>> Catalog::purposes_in_force(int64_t subject_id, 
   return out;
 }
 
+Result<std::vector<std::string>> Catalog::basis_purposes(int64_t basis_id) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT purpose FROM basis_purpose WHERE basis_id=? ORDER BY 1"));
+  q.bind(1, basis_id);
+  std::vector<std::string> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) break;
+    out.push_back(q.text(0));
+  }
+  return out;
+}
+
 namespace {
 
 Result<int64_t> count_by_id(Db& db, const char* sql, int64_t id) {

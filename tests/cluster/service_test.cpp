@@ -528,5 +528,44 @@ TEST_F(ClusterServiceTest, AnErasureTheMetaVaultMissedIsSettledLaterAndOnce) {
   EXPECT_TRUE(verified->ok) << verified->to_json().dump();
 }
 
+// A subject erased after its shard was searched and before the search's case is written (the
+// hook runs in between) is withheld from the result and the case, and the audit entry says so.
+TEST_F(ClusterServiceTest, ASubjectErasedWhileASearchRunsIsWithheldFromItsCase) {
+  std::mt19937 rng(123);
+  auto b = svcs_[2]->add_basis(kAdmin, consent("erased-mid-search"));
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  const auto face = random_template(rng);
+  ASSERT_TRUE(svcs_[2]->enroll_template(kAdmin, {"erased-mid-search", b->basis_id}, face).is_ok());
+  Status erased_meanwhile = internal_error("the hook did not run");
+  svcs_[0]->set_before_record_for_testing([&] {
+    erased_meanwhile = svcs_[1]->erase(kAdmin, "erased-mid-search", "while a search runs").status();
+  });
+  service::SearchRequest req{"investigation", "case-race", 3};
+  req.mode = "investigation";
+  auto found = svcs_[0]->search_templates(kAdmin, req, {face});
+  svcs_[0]->set_before_record_for_testing(nullptr);
+  ASSERT_TRUE(erased_meanwhile.is_ok()) << erased_meanwhile.to_string();
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  for (const auto& c : found->faces[0].candidates) EXPECT_NE(c.subject_uid, b->subject_uid);
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  auto rc = svcs_[2]->review_show(kAdmin, found->review_case);
+  ASSERT_TRUE(rc.is_ok()) << rc.status().to_string();
+  EXPECT_FALSE(lists(*rc, b->subject_uid)) << "the shard found it, the erasure came before the case";
+  service::AuditFilter searches;
+  searches.action = "search";
+  auto audited = svcs_[1]->audit_show(kAdmin, searches);
+  ASSERT_TRUE(audited.is_ok()) << audited.status().to_string();
+  int64_t withheld = -1;
+  for (const auto& e : audited->entries)
+    if (e.details.value("review_case", "") == found->review_case) withheld = e.details.value("candidates_withheld", 0);
+  EXPECT_EQ(withheld, 1);
+  // A later search of the same face finds nothing of it and withholds nothing.
+  service::SearchRequest again{"investigation", "case-race-2", 3};
+  again.mode = "investigation";
+  auto later = svcs_[0]->search_templates(kAdmin, again, {face});
+  ASSERT_TRUE(later.is_ok()) << later.status().to_string();
+  for (const auto& c : later->faces[0].candidates) EXPECT_NE(c.subject_uid, b->subject_uid);
+}
+
 }  // namespace
 }  // namespace fv

@@ -205,14 +205,16 @@ Status Service::Impl::settle_cases_after_erasure(const Actor& actor, const std::
   return Status::ok();
 }
 
-Result<int64_t> Service::Impl::leave_open_cases(const Actor& actor, const std::string& subject_uid,
+Result<int64_t> Service::Impl::exclude_from_review(const Actor& actor, const std::string& subject_uid,
                                                 const std::vector<std::string>& purposes_kept,
                                                 const std::vector<std::string>& purposes_excluded, int64_t shard_seq,
                                                 const std::string& cause) {
   for (const auto& p : purposes_excluded)
     FV_RETURN_IF_ERROR(catalog().record_review_exclusion(subject_uid, p, shard_seq).status());
   FV_ASSIGN_OR_RETURN(auto left, catalog().leave_open_cases(subject_uid, purposes_kept));
-  if (left.candidacies == 0) return int64_t{0};  // nothing written: nothing is published
+  // No candidacy left: no audit entry (an exclusion alone touches nobody's data, and settling
+  // an erasure again writes nothing at all).
+  if (left.candidacies == 0) return int64_t{0};
   AuditEntry e = entry(actor, "review_leave");
   e.subjects = {subject_uid};
   e.details = {{"cause", cause}, {"review_cases", left.case_uids}, {"candidacies", left.candidacies}};

@@ -189,10 +189,10 @@ struct Service::Impl {
   // audited once ("review_leave", naming the cases) when there were any; a case left with
   // nothing to decide closes. Returns how many candidacies went. Writes nothing when all of it
   // is done already.
-  Result<int64_t> leave_open_cases(const Actor& actor, const std::string& subject_uid,
-                                   const std::vector<std::string>& purposes_kept,
-                                   const std::vector<std::string>& purposes_excluded, int64_t shard_seq,
-                                   const std::string& cause);
+  Result<int64_t> exclude_from_review(const Actor& actor, const std::string& subject_uid,
+                                      const std::vector<std::string>& purposes_kept,
+                                      const std::vector<std::string>& purposes_excluded, int64_t shard_seq,
+                                      const std::string& cause);
   // Independence beyond review_show (reviews.cpp): whether `actor` may not yet see the
   // decisions on a candidate — they may decide it, its case is open and they have not decided
   // it. An admin reads the audit log and the access export too: the decisions there are

@@ -389,6 +389,15 @@ class Catalog {
   };
   Result<std::vector<UnsettledErasure>> erasures_unsettled_in_meta(const std::string& stream);
   Status mark_erasure_settled_in_meta(const std::string& subject_uid);
+  // The same for bases withdrawn while their subject stays (by basis id, with the subject's uid).
+  struct UnsettledWithdrawal {
+    int64_t basis_id = 0;
+    std::string subject_uid;
+  };
+  Result<std::vector<UnsettledWithdrawal>> withdrawals_unsettled_in_meta();
+  Status mark_withdrawal_settled_in_meta(int64_t basis_id);
+  // The stream sequence of the message that erased subject `uid` here (nullopt: none applied).
+  Result<std::optional<int64_t>> erasure_seq(const std::string& subject_uid);
 
   Result<int64_t> count_faces();
   Result<int64_t> count_subjects();

@@ -124,6 +124,31 @@ Result<std::vector<std::string>> ShardReplica::erased_subjects_with_messages() {
   return vault_->catalog().erased_subjects_with_messages(options_.stream);
 }
 
+Result<std::vector<vault::Catalog::UnsettledErasure>> ShardReplica::erasures_unsettled_in_meta() {
+  std::lock_guard lk(mu_);
+  return vault_->catalog().erasures_unsettled_in_meta(options_.stream);
+}
+
+Status ShardReplica::mark_erasure_settled_in_meta(const std::string& subject_uid) {
+  std::lock_guard lk(mu_);
+  return vault_->catalog().mark_erasure_settled_in_meta(subject_uid);
+}
+
+Result<std::vector<vault::Catalog::UnsettledWithdrawal>> ShardReplica::withdrawals_unsettled_in_meta() {
+  std::lock_guard lk(mu_);
+  return vault_->catalog().withdrawals_unsettled_in_meta();
+}
+
+Status ShardReplica::mark_withdrawal_settled_in_meta(int64_t basis_id) {
+  std::lock_guard lk(mu_);
+  return vault_->catalog().mark_withdrawal_settled_in_meta(basis_id);
+}
+
+Result<std::optional<int64_t>> ShardReplica::erasure_seq(const std::string& subject_uid) {
+  std::lock_guard lk(mu_);
+  return vault_->catalog().erasure_seq(subject_uid);
+}
+
 void ShardReplica::announce() {
   if (!options_.announce) return;
   const std::string body = options_.node + " " + std::to_string(applied());

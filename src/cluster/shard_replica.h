@@ -101,6 +101,15 @@ class ShardReplica : public SubjectKeyHolder {
   // The subjects whose erasure this replica applied while it still records messages of theirs:
   // erasures of the stream left undone (ShardWriter::sweep_pending_erasures).
   Result<std::vector<std::string>> erased_subjects_with_messages();
+  // The erasures this replica applied that the meta vault has not yet settled (their subjects'
+  // candidacies still to leave open review cases; ClusterService::settle_in_meta), and
+  // marking one settled.
+  Result<std::vector<vault::Catalog::UnsettledErasure>> erasures_unsettled_in_meta();
+  Status mark_erasure_settled_in_meta(const std::string& subject_uid);
+  Result<std::vector<vault::Catalog::UnsettledWithdrawal>> withdrawals_unsettled_in_meta();
+  Status mark_withdrawal_settled_in_meta(int64_t basis_id);
+  // The sequence of the message that erased `subject_uid` on this replica (nullopt: none).
+  Result<std::optional<int64_t>> erasure_seq(const std::string& subject_uid);
 
   // SubjectKeyHolder, on this replica's vault (called on NATS's delivery thread).
   Result<std::optional<vault::SecretKey>> key_of(const std::string& uid) override;

@@ -35,11 +35,15 @@ struct ShardHit {
 Result<ShardAnswer> ClusterService::search_on(int s, const std::string& purpose, const SearchPlan& plan,
                                              const std::vector<const face::FaceTemplate*>& probes) {
   FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+  ShardAnswer a;
+  // Read before the vault is: what the search reads below is at least this state (the replica
+  // applies through its own connection meanwhile), so an exclusion after it covers every
+  // candidate this search could return from an older state (record_search).
+  a.searched_seq = static_cast<int64_t>(node_.shard(s)->replica->applied());
   auto& m = *svc->impl_;
   std::lock_guard<std::mutex> l(m.mu);
   FV_RETURN_IF_ERROR(m.load_gallery());
   FV_ASSIGN_OR_RETURN(auto eligible, m.eligible_subjects(purpose));
-  ShardAnswer a;
   a.count = {static_cast<int64_t>(eligible->subjects.size()), m.gallery->eligible_templates(*eligible)};
   a.faces.resize(probes.size());
   for (size_t i = 0; i < probes.size(); ++i) {
@@ -156,10 +160,15 @@ Status ClusterService::fan_out(const Actor& actor, const SearchRequest& req, con
     });
     if (h.size() > plan.top) h.resize(plan.top);
     probe.subject_ids.emplace_back(h.size(), 0);
-    for (auto& x : h) res.faces[i].candidates.push_back(std::move(x.candidate));
+    probe.searched_seqs.emplace_back();
+    for (auto& x : h) {
+      probe.searched_seqs.back().push_back(per_shard[x.shard].searched_seq);
+      res.faces[i].candidates.push_back(std::move(x.candidate));
+    }
   }
   res.shards_missing.assign(missing.begin(), missing.end());
   probe.foreign_subjects = true;
+  if (before_record_) before_record_();
   // One audit entry and one review case, in the meta vault; redone if another node's meta
   // write got there first.
   auto recorded = write_on(-1, [&](Service& meta) -> Result<bool> {

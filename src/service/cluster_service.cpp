@@ -31,6 +31,9 @@ std::pair<int64_t, int> split_id(int64_t global) {
   return {global / kIdShards, static_cast<int>(global % kIdShards)};
 }
 
+// Who the audit log names when a node settles erasures no request is waiting for.
+const Actor kErasureSettler{"cluster:erasure-settlement", Role::kAdmin};
+
 }  // namespace
 
 template <typename T>
@@ -99,6 +102,9 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
                                                             }));
     cs->shard_servers_.push_back(std::move(calls));
   }
+  // Erasures applied while no service ran here, or whose meta write failed: their subjects
+  // leave the open review cases now. What fails waits for the next erasure or retention run.
+  (void)cs->settle_in_meta(kErasureSettler);
   return cs;
 }
 
@@ -260,8 +266,22 @@ Result<EraseReceipt> ClusterService::withdraw_basis(const Actor& actor, int64_t 
     return forwarded(s, {.op = "withdraw_basis", .actor = actor, .id = basis_id}, decode_erase_receipt);
   }
   FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) { return svc.withdraw_basis(actor, local); }));
-  if (!r.key_destroyed) return r;  // another basis is in force: the subject stays
-  FV_RETURN_IF_ERROR(finish_cluster_erasure(s, r));
+  if (!r.key_destroyed) {
+    // Another basis is in force: the subject stays, and leaves the open cases whose purpose no
+    // basis of theirs in force covers any more (as one vault does).
+    auto w = withdrawn_purposes(s, r.subject_uid, local);
+    auto left = w.is_ok() ? exclude_from_review_in_meta(actor, r.subject_uid, w->kept, w->dropped, w->seq, "withdrawal")
+                          : Result<int64_t>(w.status());
+    if (!left.is_ok())
+      return Status(left.status().code(),
+                    "the lawful basis is withdrawn in every replica's vault, but the subject's candidacies for the "
+                    "purposes it no longer covers are not yet out of the open review cases (" + left.status().message() +
+                    "); the next erasure, retention run or start of a node hosting the shard completes that");
+    r.review_candidates_removed += *left;
+    (void)node_.shard(s)->replica->mark_withdrawal_settled_in_meta(local);
+    return r;
+  }
+  FV_RETURN_IF_ERROR(finish_cluster_erasure(actor, s, r));
   return r;
 }
 
@@ -383,11 +403,88 @@ Result<EraseReceipt> ClusterService::erase(const Actor& actor, const std::string
   FV_ASSIGN_OR_RETURN(auto at, locate(subject, placed));
   if (!at) return meta_->erase(actor, subject, reason);  // refused there, as on one vault (audited)
   FV_ASSIGN_OR_RETURN(auto r, write_on(at->shard, [&](Service& svc) { return svc.erase(actor, at->uid, reason); }));
-  FV_RETURN_IF_ERROR(finish_cluster_erasure(at->shard, r));
+  FV_RETURN_IF_ERROR(finish_cluster_erasure(actor, at->shard, r));
   return r;
 }
 
-Status ClusterService::finish_cluster_erasure(int s, EraseReceipt& r) {
+Result<int64_t> ClusterService::exclude_from_review_in_meta(const Actor& actor, const std::string& subject_uid,
+                                                            const std::vector<std::string>& purposes_kept,
+                                                            const std::vector<std::string>& purposes_excluded,
+                                                            int64_t shard_seq, const std::string& cause) {
+  return write_on(-1, [&](Service& meta) -> Result<int64_t> {
+    auto& mm = *meta.impl_;
+    std::lock_guard<std::mutex> l(mm.mu);
+    FV_ASSIGN_OR_RETURN(vault::Txn txn, mm.catalog().begin());
+    FV_ASSIGN_OR_RETURN(const int64_t n,
+                        mm.exclude_from_review(actor, subject_uid, purposes_kept, purposes_excluded, shard_seq, cause));
+    FV_RETURN_IF_ERROR(txn.commit());
+    return n;
+  });
+}
+
+Result<ClusterService::WithdrawnPurposes> ClusterService::withdrawn_purposes(int s, const std::string& uid,
+                                                                            int64_t local_basis_id) {
+  auto& replica = *node_.shard(s)->replica;
+  FV_RETURN_IF_ERROR(replica.catch_up(copt_.catch_up_ms));
+  WithdrawnPurposes w;
+  w.seq = static_cast<int64_t>(replica.applied());  // at or after the withdrawal's own message
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+  auto& m = *svc->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_ASSIGN_OR_RETURN(auto subject, m.catalog().find_subject(uid));
+  if (subject) {
+    FV_ASSIGN_OR_RETURN(w.kept, m.catalog().purposes_in_force(subject->id, m.now()));
+  }
+  FV_ASSIGN_OR_RETURN(const auto covered, m.catalog().basis_purposes(local_basis_id));
+  for (const auto& p : covered)
+    if (std::find(w.kept.begin(), w.kept.end(), p) == w.kept.end()) w.dropped.push_back(p);
+  return w;
+}
+
+Status ClusterService::settle_in_meta(const Actor& actor) {
+  Status first;
+  auto keep_first = [&first](const Status& st, const std::string& what) {
+    if (!st.is_ok() && first.is_ok()) first = Status(st.code(), what + ": " + st.message());
+  };
+  for (int s = 0; s < node_.config().shards; ++s) {
+    auto* hosted = node_.shard(s);
+    if (hosted == nullptr) continue;
+    auto erasures = hosted->replica->erasures_unsettled_in_meta();
+    keep_first(erasures.status(), "the erasures to settle on shard " + std::to_string(s));
+    // Each from the sequence of its own erasure message: the same on every replica, so a node
+    // settling one already settled writes nothing.
+    if (erasures.is_ok())
+      for (const auto& [uid, seq] : *erasures) {
+        auto left = exclude_from_review_in_meta(actor, uid, {}, {""}, seq, "erasure");
+        keep_first(left.is_ok() ? hosted->replica->mark_erasure_settled_in_meta(uid) : left.status(),
+                   "taking erased subject " + uid + " out of open review cases");
+      }
+    // A withdrawal only leaves the cases here: its exclusion (for searches recording while it
+    // was written) would need the withdrawal's own sequence, which the basis row does not keep.
+    auto withdrawals = hosted->replica->withdrawals_unsettled_in_meta();
+    keep_first(withdrawals.status(), "the withdrawals to settle on shard " + std::to_string(s));
+    if (withdrawals.is_ok())
+      for (const auto& [basis_id, uid] : *withdrawals) {
+        auto w = withdrawn_purposes(s, uid, basis_id);
+        auto left = w.is_ok() ? exclude_from_review_in_meta(actor, uid, w->kept, {}, 0, "withdrawal")
+                              : Result<int64_t>(w.status());
+        keep_first(left.is_ok() ? hosted->replica->mark_withdrawal_settled_in_meta(basis_id) : left.status(),
+                   "taking subject " + uid + " out of the open review cases of a withdrawn basis");
+      }
+  }
+  return first;
+}
+
+Result<int64_t> ClusterService::erasure_seq(int s, const std::string& uid) {
+  auto& replica = *node_.shard(s)->replica;
+  FV_ASSIGN_OR_RETURN(const auto seq, replica.erasure_seq(uid));
+  if (seq) return *seq;
+  // Not applied here yet: the stream's current sequence is at or after it.
+  FV_RETURN_IF_ERROR(replica.catch_up(copt_.catch_up_ms));
+  return static_cast<int64_t>(replica.applied());
+}
+
+Status ClusterService::finish_cluster_erasure(const Actor& actor, int s, EraseReceipt& r) {
   auto* hosted = node_.shard(s);
   const uint64_t applied = hosted->replica->applied();
   auto erased = hosted->writer->erase_messages_of_subject(r.subject_uid);
@@ -399,16 +496,31 @@ Status ClusterService::finish_cluster_erasure(int s, EraseReceipt& r) {
   r.stream_messages_erased = *erased;
   // The reference directory forgets the reference, so that it no longer leads to the erased
   // uid and a new subject under it gets a new one. Best effort (the vaults and the stream are
-  // erased already): a failure leaves a keyed hash naming a uid that no vault holds.
+  // erased already): a failure leaves a keyed hash naming a uid that no vault holds. Before the
+  // meta write, which may fail: the erased uid is never handed out again meanwhile.
   if (!r.subject_ref.empty())
     (void)with_directory_retries([&]() -> Result<bool> {
       FV_RETURN_IF_ERROR(refs_->purge(directory_key(r.subject_ref)));
       return true;
     });
+  // The subject leaves the open review cases, which live in the meta vault (where candidates
+  // carry its uid only), from the sequence of its erasure message on. Before the receipt: a
+  // receipt means no open case holds it, and no search recording later puts it in one.
+  auto seq = erasure_seq(s, r.subject_uid);
+  auto left = seq.is_ok() ? exclude_from_review_in_meta(actor, r.subject_uid, {}, {""}, *seq, "erasure")
+                          : Result<int64_t>(seq.status());
+  if (!left.is_ok())
+    return Status(left.status().code(),
+                  "the subject is erased from every replica's vault and the shard's stream, but not yet from the open "
+                  "review cases (" + left.status().message() + "); the next erasure, retention run or start of a node "
+                  "hosting the shard completes that: no receipt until then");
+  r.review_candidates_removed += *left;
+  (void)hosted->replica->mark_erasure_settled_in_meta(r.subject_uid);
   // Erasures another attempt left undone (a node that died between applying an erasure and
-  // erasing its messages): completed now. One query per shard when there are none; what fails
-  // stays pending for the next erasure, the next retention run or the next start.
+  // erasing its messages, or before its meta write): completed now. One query per shard when
+  // there are none; what fails stays pending for the next erasure, retention run or start.
   (void)node_.sweep_pending_erasures();
+  (void)settle_in_meta(kErasureSettler);
   // Every replica of the shard, or those that confirmed in time (at least two did: the write).
   FV_ASSIGN_OR_RETURN(const auto members, cluster::read_members(node_.connection()));
   std::vector<std::string> names;
@@ -428,14 +540,17 @@ Result<ExpireReport> ClusterService::expire(const Actor& actor, const std::optio
   FV_ASSIGN_OR_RETURN(ExpireReport report, meta_->expire(actor, as_of, dry_run));  // oversight; no subject there
   // The retention run also completes stream erasures left undone (see finish_cluster_erasure);
   // what still fails stays pending for the next run.
-  if (!dry_run) (void)node_.sweep_pending_erasures();
+  if (!dry_run) {
+    (void)node_.sweep_pending_erasures();
+    (void)settle_in_meta(kErasureSettler);
+  }
   for (int s = 0; s < node_.config().shards; ++s) {
     // Not redone on a lost race: expiry commits subject by subject, and a redo would lose the
     // receipts of those already erased. Who is still due is erased at the next run.
     FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
     FV_ASSIGN_OR_RETURN(auto part, svc->expire(actor, report.as_of, dry_run));
     for (auto& r : part.erased) {
-      if (!dry_run) FV_RETURN_IF_ERROR(finish_cluster_erasure(s, r));
+      if (!dry_run) FV_RETURN_IF_ERROR(finish_cluster_erasure(actor, s, r));
       report.erased.push_back(std::move(r));
     }
   }

@@ -29,6 +29,7 @@
 #include <sodium.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -135,6 +136,18 @@ class ClusterService final : public Api {
   ServiceStats stats() override;
   Status warm_up() override;
 
+  // Erasures, and withdrawals the subject outlives, that the replicas of this node's shards
+  // applied and that the meta vault has not settled (the subject may still be a candidate in
+  // its open review cases): settled now. Run after every erasure, by every retention run and
+  // when the service opens; one written past this service (a shard's own Service, a node that
+  // died before its meta write) is settled by the next of them. Every pending one is tried;
+  // the first failure is returned after the others.
+  Status settle_in_meta(const Actor& actor);
+
+  // Tests only: runs in every search after the shards answered, before the search is recorded
+  // (to erase a candidate in between).
+  void set_before_record_for_testing(std::function<void()> f) { before_record_ = std::move(f); }
+
   // The service of a hosted shard (nullptr otherwise) and of the meta vault (tests).
   Service* shard_service(int shard);
   Service& meta_service() { return *meta_; }
@@ -213,7 +226,24 @@ class ClusterService final : public Api {
   Result<OptoutResult> optout_everywhere(const Actor& actor, const face::FaceTemplate& tmpl);
   // After a subject's erasure was applied on shard `s`: its earlier messages erased from the
   // stream, and the replicas that applied the erasure named in the receipt.
-  Status finish_cluster_erasure(int s, EraseReceipt& r);
+  Status finish_cluster_erasure(const Actor& actor, int s, EraseReceipt& r);
+  // The subject's candidacies leave the meta vault's open review cases (Service::Impl::
+  // exclude_from_review, one meta write, redone on lost races); how many went.
+  Result<int64_t> exclude_from_review_in_meta(const Actor& actor, const std::string& subject_uid,
+                                              const std::vector<std::string>& purposes_kept,
+                                              const std::vector<std::string>& purposes_excluded, int64_t shard_seq,
+                                              const std::string& cause);
+  // After a withdrawal on hosted shard `s`, once its replica here applied what the stream
+  // holds: the purposes the bases in force of subject `uid` still cover (none when the subject
+  // is gone), those of basis `local_basis_id` they no longer cover, and the sequence applied.
+  struct WithdrawnPurposes {
+    std::vector<std::string> kept, dropped;
+    int64_t seq = 0;
+  };
+  Result<WithdrawnPurposes> withdrawn_purposes(int s, const std::string& uid, int64_t local_basis_id);
+  // The sequence of the message that erased `uid` on hosted shard `s` (this node's replica
+  // recorded it), or the stream's current one when the replica has not applied it yet.
+  Result<int64_t> erasure_seq(int s, const std::string& uid);
 
   cluster::ClusterNode& node_;
   ClusterServiceOptions copt_;
@@ -225,6 +255,7 @@ class ClusterService final : public Api {
   vault::SecretKey master_;                 // seals what nodes ask each other (cluster/rpc.h)
   // Last: stopped first, before the services their handlers use.
   std::vector<std::unique_ptr<cluster::RpcServer>> shard_servers_;
+  std::function<void()> before_record_;
 };
 
 template <typename F>

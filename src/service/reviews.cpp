@@ -205,6 +205,25 @@ Status Service::Impl::settle_cases_after_erasure(const Actor& actor, const std::
   return Status::ok();
 }
 
+Result<int64_t> Service::Impl::exclude_from_review(const Actor& actor, const std::string& subject_uid,
+                                                const std::vector<std::string>& purposes_kept,
+                                                const std::vector<std::string>& purposes_excluded, int64_t shard_seq,
+                                                const std::string& cause) {
+  for (const auto& p : purposes_excluded)
+    FV_RETURN_IF_ERROR(catalog().record_review_exclusion(subject_uid, p, shard_seq).status());
+  FV_ASSIGN_OR_RETURN(auto left, catalog().leave_open_cases(subject_uid, purposes_kept));
+  // No candidacy left: no audit entry (an exclusion alone touches nobody's data, and settling
+  // an erasure again writes nothing at all).
+  if (left.candidacies == 0) return int64_t{0};
+  AuditEntry e = entry(actor, "review_leave");
+  e.subjects = {subject_uid};
+  e.details = {{"cause", cause}, {"review_cases", left.case_uids}, {"candidacies", left.candidacies}};
+  if (!purposes_kept.empty()) e.details["purposes_kept"] = purposes_kept;
+  FV_RETURN_IF_ERROR(audit_in_txn(e).status());
+  FV_RETURN_IF_ERROR(settle_cases_after_erasure(actor, left.case_uids));
+  return left.candidacies;
+}
+
 Result<std::vector<ReviewCase>> Service::review_list(const Actor& actor, const ReviewListFilter& filter) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> l(m.mu);

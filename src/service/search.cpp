@@ -148,11 +148,41 @@ Result<std::vector<Candidate>> Service::Impl::scan(const SearchPlan& plan, const
 
 Status Service::Impl::record_search(const Actor& actor, const SearchRequest& req, const CitedAuthorisation& auth,
                                     const SearchProbe& probe, SearchResult& res) {
+  FV_ASSIGN_OR_RETURN(vault::Txn txn, catalog().begin());
+  // A cluster's shards were searched before this transaction: a candidate erased or withdrawn
+  // since (an exclusion at a later sequence of its shard) is withheld, from the case and from
+  // the result. Inside the transaction, so that an exclusion is either seen here or written
+  // after this case, and then takes the candidate out of it (exclude_from_review).
+  // Filtered into copies: `res` changes only once this transaction committed, so that a redo
+  // (a cluster's write_on, after another node's meta write won) starts from the same result.
+  std::vector<std::vector<int64_t>> subject_ids = probe.subject_ids;
+  std::vector<std::vector<Candidate>> candidates;
+  for (const auto& f : res.faces) candidates.push_back(f.candidates);
+  int64_t withheld = 0;
+  for (size_t fi = 0; fi < probe.searched_seqs.size() && fi < candidates.size(); ++fi) {
+    auto& cands = candidates[fi];
+    const auto& seqs = probe.searched_seqs[fi];
+    if (seqs.size() != cands.size() || fi >= subject_ids.size() || subject_ids[fi].size() != cands.size())
+      return internal_error("the search's candidates and their shards' sequences differ");
+    std::vector<Candidate> kept;
+    std::vector<int64_t> kept_ids;
+    for (size_t k = 0; k < cands.size(); ++k) {
+      FV_ASSIGN_OR_RETURN(const int64_t excluded_at, catalog().review_exclusion_seq(cands[k].subject_uid, req.purpose));
+      if (excluded_at > seqs[k]) {
+        ++withheld;
+        continue;
+      }
+      kept.push_back(std::move(cands[k]));
+      kept_ids.push_back(subject_ids[fi][k]);
+    }
+    cands = std::move(kept);
+    subject_ids[fi] = std::move(kept_ids);
+  }
   json per_face = json::array();
   std::set<std::string> all;
-  for (auto& f : res.faces) {
+  for (const auto& cands : candidates) {
     json ids = json::array();
-    for (auto& c : f.candidates) {
+    for (const auto& c : cands) {
       ids.push_back(c.subject_uid);
       all.insert(c.subject_uid);
     }
@@ -168,6 +198,7 @@ Status Service::Impl::record_search(const Actor& actor, const SearchRequest& req
                {"eligible_subjects", res.eligible_subjects}, {"max_fmr", res.max_fmr}, {"threshold", res.threshold}, {"mode", res.mode},
                {"review_case", case_uid}, {"authorisation_pending", auth.pending}};
   if (auth.id) e.details["authorisation"] = auth.uid;
+  if (withheld > 0) e.details["candidates_withheld"] = withheld;  // erased or withdrawn meanwhile
   if (!res.shards_missing.empty()) {  // the record says what was not searched
     e.details["partial"] = true;
     e.details["shards_missing"] = res.shards_missing;
@@ -183,25 +214,24 @@ Status Service::Impl::record_search(const Actor& actor, const SearchRequest& req
   rc.mode = res.mode;
   rc.probe_sha256 = probe.sha256;
   rc.authorisation_id = auth.id;
-  for (size_t fi = 0; fi < res.faces.size(); ++fi) {
-    const auto& cands = res.faces[fi].candidates;
-    if (fi >= probe.subject_ids.size() || probe.subject_ids[fi].size() != cands.size())
+  for (size_t fi = 0; fi < candidates.size(); ++fi) {
+    const auto& cands = candidates[fi];
+    if (fi >= subject_ids.size() || subject_ids[fi].size() != cands.size())
       return internal_error("the search's candidates and their subject ids differ");
     for (size_t k = 0; k < cands.size(); ++k)
       rc.candidates.push_back({static_cast<int>(fi), static_cast<int>(k + 1),
-                               probe.foreign_subjects ? std::nullopt : std::optional<int64_t>(probe.subject_ids[fi][k]),
+                               probe.foreign_subjects ? std::nullopt : std::optional<int64_t>(subject_ids[fi][k]),
                                cands[k].subject_uid, cands[k].similarity, cands[k].fmr, cands[k].fpir});
   }
   // Nothing to review: the case is a record of the search only, opened closed, with no crop.
   if (rc.candidates.empty()) rc.closed_at = rc.opened_at;
 
-  FV_ASSIGN_OR_RETURN(vault::Txn txn, catalog().begin());
   if (!rc.candidates.empty()) {
     // The probe faces a reviewer compares (only those with candidates), under a key of the
     // case's own that is destroyed when it closes.
     std::optional<vault::SecretKey> key;
-    for (size_t fi = 0; fi < res.faces.size() && fi < probe.crops.size(); ++fi) {
-      if (!probe.crops[fi] || res.faces[fi].candidates.empty()) continue;
+    for (size_t fi = 0; fi < candidates.size() && fi < probe.crops.size(); ++fi) {
+      if (!probe.crops[fi] || candidates[fi].empty()) continue;
       if (!key) {
         FV_ASSIGN_OR_RETURN(auto made, vault->create_case_key(case_uid));
         key = std::move(made.first);
@@ -225,6 +255,7 @@ Status Service::Impl::record_search(const Actor& actor, const SearchRequest& req
   FV_RETURN_IF_ERROR(catalog().insert_review_case(rc).status());
   if (!unusable.empty()) FV_RETURN_IF_ERROR(catalog().mark_cases_unusable(*auth.id, unusable));
   FV_RETURN_IF_ERROR(txn.commit());
+  for (size_t fi = 0; fi < candidates.size(); ++fi) res.faces[fi].candidates = std::move(candidates[fi]);
   res.review_case = case_uid;
   if (auth.id) res.authorisation = auth.uid;
   res.authorisation_pending = auth.pending;

@@ -86,6 +86,9 @@ struct CitedAuthorisation {
 struct SearchProbe {
   std::string sha256;                                    // '' for templates
   std::vector<std::vector<int64_t>> subject_ids;         // per face, as res.faces[i].candidates
+  // A cluster: per face, as subject_ids, the sequence each candidate's shard had applied when
+  // it was searched (record_search withholds a candidate excluded after it). Empty on one vault.
+  std::vector<std::vector<int64_t>> searched_seqs;
   std::vector<const std::vector<uint8_t>*> crops;        // per face (null: none)
   bool foreign_subjects = false;  // candidates live in other vaults (a cluster's shards): uid only
 };
@@ -179,6 +182,17 @@ struct Service::Impl {
   Result<bool> close_if_settled(const Actor& actor, const vault::ReviewCaseRow& c);
   // The open cases an erasure took candidates from (erase_in_txn, inside its transaction).
   Status settle_cases_after_erasure(const Actor& actor, const std::vector<std::string>& case_uids);
+  // A cluster's meta vault, inside its write transaction: from shard sequence `shard_seq` on,
+  // the subject is no candidate for the `purposes_excluded` ("" : any; a search whose shard was
+  // searched before that is withheld from its case, record_search); its candidacies leave the
+  // open cases whose purpose is not in `purposes_kept` (empty: all of them, after an erasure),
+  // audited once ("review_leave", naming the cases) when there were any; a case left with
+  // nothing to decide closes. Returns how many candidacies went. Writes nothing when all of it
+  // is done already.
+  Result<int64_t> exclude_from_review(const Actor& actor, const std::string& subject_uid,
+                                      const std::vector<std::string>& purposes_kept,
+                                      const std::vector<std::string>& purposes_excluded, int64_t shard_seq,
+                                      const std::string& cause);
   // Independence beyond review_show (reviews.cpp): whether `actor` may not yet see the
   // decisions on a candidate — they may decide it, its case is open and they have not decided
   // it. An admin reads the audit log and the access export too: the decisions there are

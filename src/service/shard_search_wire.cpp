@@ -91,7 +91,8 @@ vault::Bytes encode_shard_answer(const ShardAnswer& a) {
     for (const auto& c : cands) cs.push_back(candidate_json(c));
     fs.push_back(std::move(cs));
   }
-  return bytes_of({{"subjects", a.count.subjects}, {"templates", a.count.templates}, {"faces", fs}});
+  return bytes_of({{"subjects", a.count.subjects}, {"templates", a.count.templates}, {"faces", fs},
+                   {"searched_seq", a.searched_seq}});
 }
 
 Result<ShardAnswer> decode_shard_answer(std::span<const uint8_t> bytes, size_t probes) {
@@ -102,6 +103,8 @@ Result<ShardAnswer> decode_shard_answer(std::span<const uint8_t> bytes, size_t p
     return corrupt_data("shard search reply: no subjects or templates");
   if (!j.contains("faces") || !j["faces"].is_array() || j["faces"].size() != probes)
     return corrupt_data("shard search reply: not one candidate list per probe");
+  if (j.contains("searched_seq") && (!get(j, "searched_seq", a.searched_seq) || a.searched_seq < 0))
+    return corrupt_data("shard search reply: a malformed searched_seq");
   for (const auto& cs : j["faces"]) {
     if (!cs.is_array()) return corrupt_data("shard search reply: a candidate list is not a list");
     std::vector<Candidate> list;

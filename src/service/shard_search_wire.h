@@ -37,6 +37,9 @@ struct ShardSearchRequest {
 struct ShardAnswer {
   ShardCount count;
   ShardFaces faces;
+  // The sequence of the shard's stream its replica had applied before it was searched (what it
+  // searched includes at least that much); 0 from a node that did not say.
+  int64_t searched_seq = 0;
 };
 
 // The faces without a template (null) are not sent; the reply has a list per probe sent.

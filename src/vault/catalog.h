@@ -314,9 +314,27 @@ class Catalog {
   // Destroys probe crops and keys of cases opened before `before` (probe_crop_days); returns how many cases.
   Result<int64_t> destroy_probe_crops_before(const std::string& before);
   Status mark_cases_unusable(int64_t authorisation_id, const std::string& why);
+  // The purposes that the subject's bases in force at `now` cover (distinct, sorted).
+  Result<std::vector<std::string>> purposes_in_force(int64_t subject_id, const std::string& now);
+  // The purposes one basis covers (sorted), withdrawn or not.
+  Result<std::vector<std::string>> basis_purposes(int64_t basis_id);
   // After a withdrawal: removes the subject's candidacies from open cases whose purpose none of
   // their bases in force at `now` covers; returns those cases' uids.
   Result<std::vector<std::string>> drop_candidacies_without_basis(int64_t subject_id, const std::string& now);
+  // Cluster mode, in the meta vault (candidates there carry their subject's uid only): removes
+  // the subject's candidacies from the open cases whose purpose is not in `purposes_kept`
+  // (empty: every open case, after an erasure). Returns those cases and how many candidacies
+  // went; their decisions go with them.
+  struct CasesLeft {
+    std::vector<std::string> case_uids;
+    int64_t candidacies = 0;
+  };
+  Result<CasesLeft> leave_open_cases(const std::string& subject_uid, const std::vector<std::string>& purposes_kept);
+  // From shard sequence `shard_seq` on, the subject is no candidate for `purpose` ('' : any).
+  // Keeps the highest sequence recorded; false when nothing changed (nothing written).
+  Result<bool> record_review_exclusion(const std::string& subject_uid, const std::string& purpose, int64_t shard_seq);
+  // The highest such sequence for `purpose` or for every purpose; 0 when none.
+  Result<int64_t> review_exclusion_seq(const std::string& subject_uid, const std::string& purpose);
   // The subject's review decisions (the access export), by candidate.
   Result<std::vector<ReviewCandidateRow>> review_candidates_of_subject(int64_t subject_id);
   // The same by the subject's uid: a cluster's meta vault names candidates on the shards by uid.
@@ -363,6 +381,23 @@ class Catalog {
   // Subjects with messages of `stream` recorded and no `subject` row any more: their erasure was
   // applied, their messages are not yet erased from the stream (pending erasures, by uid).
   Result<std::vector<std::string>> erased_subjects_with_messages(const std::string& stream);
+  // The erasures of subjects applied from `stream` whose candidacies the meta vault has not yet
+  // taken out of its open review cases (by uid), and marking one as done there.
+  struct UnsettledErasure {
+    std::string uid;
+    int64_t seq = 0;  // the stream message that erased the subject
+  };
+  Result<std::vector<UnsettledErasure>> erasures_unsettled_in_meta(const std::string& stream);
+  Status mark_erasure_settled_in_meta(const std::string& subject_uid);
+  // The same for bases withdrawn while their subject stays (by basis id, with the subject's uid).
+  struct UnsettledWithdrawal {
+    int64_t basis_id = 0;
+    std::string subject_uid;
+  };
+  Result<std::vector<UnsettledWithdrawal>> withdrawals_unsettled_in_meta();
+  Status mark_withdrawal_settled_in_meta(int64_t basis_id);
+  // The stream sequence of the message that erased subject `uid` here (nullopt: none applied).
+  Result<std::optional<int64_t>> erasure_seq(const std::string& subject_uid);
 
   Result<int64_t> count_faces();
   Result<int64_t> count_subjects();

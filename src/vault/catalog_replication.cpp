@@ -85,4 +85,50 @@ Result<std::vector<std::string>> Catalog::erased_subjects_with_messages(const st
   return out;
 }
 
+Result<std::vector<Catalog::UnsettledErasure>> Catalog::erasures_unsettled_in_meta(const std::string& stream) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
+      "SELECT uid, seq FROM replication_erased_subject WHERE stream=? AND meta_settled=0 ORDER BY seq, uid"));
+  q.bind(1, stream);
+  std::vector<UnsettledErasure> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) break;
+    out.push_back({q.text(0), q.i64(1)});
+  }
+  return out;
+}
+
+Status Catalog::mark_erasure_settled_in_meta(const std::string& subject_uid) {
+  FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare("UPDATE replication_erased_subject SET meta_settled=1 WHERE uid=?"));
+  s.bind(1, subject_uid);
+  return s.run();
+}
+
+Result<std::vector<Catalog::UnsettledWithdrawal>> Catalog::withdrawals_unsettled_in_meta() {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
+      "SELECT b.id, s.uid FROM lawful_basis b JOIN subject s ON s.id = b.subject_id WHERE b.withdrawn_at IS NOT NULL "
+      "AND NOT EXISTS (SELECT 1 FROM replication_settled_withdrawal w WHERE w.basis_id = b.id) ORDER BY b.id"));
+  std::vector<UnsettledWithdrawal> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) break;
+    out.push_back({q.i64(0), q.text(1)});
+  }
+  return out;
+}
+
+Status Catalog::mark_withdrawal_settled_in_meta(int64_t basis_id) {
+  FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare("INSERT OR IGNORE INTO replication_settled_withdrawal(basis_id) VALUES(?)"));
+  s.bind(1, basis_id);
+  return s.run();
+}
+
+Result<std::optional<int64_t>> Catalog::erasure_seq(const std::string& subject_uid) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT seq FROM replication_erased_subject WHERE uid=?"));
+  q.bind(1, subject_uid);
+  FV_ASSIGN_OR_RETURN(const bool row, q.step());
+  if (!row) return std::optional<int64_t>();
+  return std::optional<int64_t>(q.i64(0));
+}
+
 }  // namespace fv::vault

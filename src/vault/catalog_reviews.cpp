@@ -3,6 +3,8 @@
 // faces. Policy (who may decide, when a case closes) is the service's: these are the rows.
 #include "vault/catalog.h"
 
+#include <nlohmann/json.hpp>
+
 namespace fv::vault {
 namespace {
 
@@ -335,6 +337,53 @@ Result<std::vector<std::string>> Catalog::drop_candidacies_without_basis(int64_t
   d.bind(2, now);
   FV_RETURN_IF_ERROR(d.run());
   return cases;
+}
+
+Result<Catalog::CasesLeft> Catalog::leave_open_cases(const std::string& subject_uid,
+                                                     const std::vector<std::string>& purposes_kept) {
+  const std::string kept = nlohmann::json(purposes_kept).dump();
+  constexpr const char* kOpen =
+      "FROM review_candidate c JOIN review_case r ON r.id = c.case_id WHERE c.subject_uid = ?1 AND r.status = 'open' "
+      "AND r.purpose NOT IN (SELECT value FROM json_each(?2))";
+  CasesLeft left;
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(std::string("SELECT r.uid, count(*) ") + kOpen + " GROUP BY r.id ORDER BY r.id"));
+    q.bind_all(subject_uid, kept);
+    for (;;) {
+      FV_ASSIGN_OR_RETURN(bool row, q.step());
+      if (!row) break;
+      left.case_uids.push_back(q.text(0));
+      left.candidacies += q.i64(1);
+    }
+  }
+  if (left.candidacies == 0) return left;
+  FV_ASSIGN_OR_RETURN(Stmt d, db_->prepare(std::string("DELETE FROM review_candidate WHERE id IN (SELECT c.id ") + kOpen + ")"));
+  d.bind_all(subject_uid, kept);
+  FV_RETURN_IF_ERROR(d.run());
+  return left;
+}
+
+Result<bool> Catalog::record_review_exclusion(const std::string& subject_uid, const std::string& purpose, int64_t shard_seq) {
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT shard_seq FROM review_exclusion WHERE subject_uid=? AND purpose=?"));
+    q.bind_all(subject_uid, purpose);
+    FV_ASSIGN_OR_RETURN(const bool row, q.step());
+    if (row && q.i64(0) >= shard_seq) return false;
+  }
+  FV_ASSIGN_OR_RETURN(Stmt w, db_->prepare(
+      "INSERT INTO review_exclusion(subject_uid, purpose, shard_seq) VALUES(?1, ?2, ?3) "
+      "ON CONFLICT(subject_uid, purpose) DO UPDATE SET shard_seq = excluded.shard_seq"));
+  w.bind_all(subject_uid, purpose, shard_seq);
+  FV_RETURN_IF_ERROR(w.run());
+  return true;
+}
+
+Result<int64_t> Catalog::review_exclusion_seq(const std::string& subject_uid, const std::string& purpose) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
+      "SELECT coalesce(max(shard_seq), 0) FROM review_exclusion WHERE subject_uid=?1 AND purpose IN ('', ?2)"));
+  q.bind_all(subject_uid, purpose);
+  FV_ASSIGN_OR_RETURN(const bool row, q.step());
+  return row ? q.i64(0) : int64_t{0};
 }
 
 }  // namespace fv::vault

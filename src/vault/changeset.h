@@ -10,7 +10,8 @@
 // What is not replicated (local-only): the tables `replication_state` and `replication_message`
 // (each replica's own progress through its streams, by stream sequence), `replication_pending_key`
 // and `replication_erased_subject` (the subject keys a replica holds for messages to come, and
-// the subjects whose erasure it applied) and, in table `meta`, the rows that each vault keeps for
+// the subjects whose erasure it applied), `replication_settled_withdrawal` (the withdrawals
+// its node has settled in the meta vault's review cases) and, in table `meta`, the rows that each vault keeps for
 // itself: the generation counters (triggers recompute them on each replica as it applies the
 // rows they count), `wipe_pending` (each replica wipes its own files) and `created_at`. Every
 // other table is captured, and must have a PRIMARY KEY (the session extension silently ignores

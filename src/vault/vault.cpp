@@ -377,6 +377,26 @@ CREATE TABLE IF NOT EXISTS replication_erased_subject(
   stream TEXT NOT NULL,
   seq INTEGER NOT NULL) WITHOUT ROWID;
 )sql",
+    // 10 → 11: in a cluster, review cases are in the meta vault, whose candidates carry only
+    // their subject's uid. An erased subject leaves the open cases there by that uid (indexed
+    // now), and each replica marks the erasures it applied once the meta vault has settled
+    // them (local, never replicated), and the withdrawn bases likewise (those withdrawn before
+    // count as settled), so that a node completes those left undone. The meta
+    // vault keeps, per uid and purpose ('' for all), the shard sequence from which the subject
+    // may no longer be a candidate: a search whose shard was searched before it does not put
+    // the subject in a case (replicated; the uid is the random id the audit log keeps too).
+    R"sql(
+CREATE INDEX IF NOT EXISTS review_candidate_by_uid ON review_candidate(subject_uid);
+ALTER TABLE replication_erased_subject ADD COLUMN meta_settled INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS replication_settled_withdrawal(
+  basis_id INTEGER PRIMARY KEY);      -- withdrawn bases whose subject's cases the meta vault has settled
+INSERT OR IGNORE INTO replication_settled_withdrawal(basis_id) SELECT id FROM lawful_basis WHERE withdrawn_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS review_exclusion(
+  subject_uid TEXT NOT NULL,
+  purpose TEXT NOT NULL,              -- '' : every purpose (an erasure)
+  shard_seq INTEGER NOT NULL,         -- on the subject's shard stream: candidates searched before it are withheld
+  PRIMARY KEY(subject_uid, purpose)) WITHOUT ROWID;
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);

@@ -211,6 +211,28 @@ TEST_F(ClusterServiceTest, SubjectsSpreadSearchMatchesOneVaultAndErasureReachesE
   EXPECT_TRUE(receipt->key_destroyed);
   EXPECT_EQ(receipt->replicas, (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_GE(receipt->stream_messages_erased, 2) << "its basis and its enrollment";
+  // The subject left the open review cases, which live in the meta vault: each of the four
+  // searches above had it as the first candidate of its first probe.
+  EXPECT_GE(receipt->review_candidates_removed, 4);
+  size_t person3_in_case = 0;
+  for (const auto& k : rc->candidates) person3_in_case += k.subject_uid == receipt->subject_uid ? 1 : 0;
+  EXPECT_GE(person3_in_case, 1u);
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  for (auto& svc : svcs_) {
+    auto left = svc->review_show(kAdmin, many->review_case);
+    ASSERT_TRUE(left.is_ok()) << left.status().to_string();
+    EXPECT_EQ(left->status, "open");
+    EXPECT_EQ(left->candidates.size(), rc->candidates.size() - person3_in_case);
+    for (const auto& k : left->candidates) EXPECT_NE(k.subject_uid, receipt->subject_uid);
+  }
+  {
+    service::AuditFilter left_cases;
+    left_cases.action = "review_leave";
+    auto entries = svcs_[0]->audit_show(kAdmin, left_cases);
+    ASSERT_TRUE(entries.is_ok()) << entries.status().to_string();
+    ASSERT_EQ(entries->matched, 1u) << "one entry in the meta chain for the cases the erasure left";
+    EXPECT_EQ(entries->entries[0].details["candidacies"].get<int64_t>(), receipt->review_candidates_removed);
+  }
   // No explicit catch-up here: a node's search first applies what its shard streams hold.
   service::SearchRequest after{"investigation", "case-3", 10};
   after.mode = "investigation";
@@ -413,6 +435,143 @@ TEST_F(ClusterServiceTest, AReviewDecisionRecordsTheReferenceCropKeptOnTheCandid
                                    {rc->candidates[0].id, service::ReviewVerdict::kConfirm, "same person", std::nullopt});
   ASSERT_TRUE(d.is_ok()) << d.status().to_string();
   EXPECT_TRUE(d->reference_available) << "the crop is on the subject's shard";
+}
+
+bool lists(const service::ReviewCase& c, const std::string& uid) {
+  for (const auto& k : c.candidates)
+    if (k.subject_uid == uid) return true;
+  return false;
+}
+
+// A withdrawal the subject outlives: its candidacies leave the open cases of the purposes no
+// basis of theirs in force covers any more (in the meta vault), and stay in the others.
+TEST_F(ClusterServiceTest, AWithdrawalLeavesTheCasesOfThePurposesItNoLongerCovers) {
+  std::mt19937 rng(31);
+  auto inv = svcs_[0]->add_basis(kAdmin, consent("two-bases"));
+  ASSERT_TRUE(inv.is_ok()) << inv.status().to_string();
+  auto mp = svcs_[1]->add_basis(kAdmin, {"two-bases", service::BasisKind::kConsent, "form-mp", {"missing-persons"}, std::nullopt});
+  ASSERT_TRUE(mp.is_ok()) << mp.status().to_string();
+  const auto face = random_template(rng);
+  ASSERT_TRUE(svcs_[2]->enroll_template(kAdmin, {"two-bases", inv->basis_id}, face).is_ok());
+  ASSERT_TRUE(svcs_[2]->enroll_template(kAdmin, {"two-bases", mp->basis_id}, near(face, rng, 0.01f)).is_ok());
+  std::string cases[2];
+  const char* purposes[2] = {"investigation", "missing-persons"};
+  for (int i = 0; i < 2; ++i) {
+    service::SearchRequest req{purposes[i], std::string("case-") + purposes[i], 3};
+    req.mode = "investigation";
+    auto found = svcs_[static_cast<size_t>(i)]->search_templates(kAdmin, req, {face});
+    ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+    ASSERT_FALSE(found->faces[0].candidates.empty());
+    EXPECT_EQ(found->faces[0].candidates[0].subject_ref, "two-bases");
+    cases[i] = found->review_case;
+  }
+  auto w = svcs_[2]->withdraw_basis(kAdmin, mp->basis_id);
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  EXPECT_FALSE(w->key_destroyed) << "the investigation basis is still in force";
+  EXPECT_EQ(w->review_candidates_removed, 1) << "its one candidacy in the missing-persons case";
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  auto kept = svcs_[0]->review_show(kAdmin, cases[0]);
+  ASSERT_TRUE(kept.is_ok()) << kept.status().to_string();
+  EXPECT_TRUE(lists(*kept, inv->subject_uid)) << "a basis in force still covers investigations";
+  auto left = svcs_[1]->review_show(kAdmin, cases[1]);
+  ASSERT_TRUE(left.is_ok()) << left.status().to_string();
+  EXPECT_FALSE(lists(*left, inv->subject_uid));
+  EXPECT_EQ(left->status, "closed") << "nothing was left to decide in it";
+}
+
+// An erasure written past the ClusterService (here the shard's own Service; in production a
+// node that died between its shard write and its meta write) leaves the subject in the open
+// cases until a node settles it (the next erasure, retention run or service start), once.
+TEST_F(ClusterServiceTest, AnErasureTheMetaVaultMissedIsSettledLaterAndOnce) {
+  std::mt19937 rng(99);
+  auto b = svcs_[0]->add_basis(kAdmin, consent("settle-later"));
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  const auto face = random_template(rng);
+  ASSERT_TRUE(svcs_[0]->enroll_template(kAdmin, {"settle-later", b->basis_id}, face).is_ok());
+  service::SearchRequest req{"investigation", "case-settle", 3};
+  req.mode = "investigation";
+  auto found = svcs_[1]->search_templates(kAdmin, req, {face});
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  ASSERT_FALSE(found->faces[0].candidates.empty());
+  ASSERT_EQ(found->faces[0].candidates[0].subject_ref, "settle-later");
+  const int s = cluster::shard_of(b->subject_uid, kShards);
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());  // node c's replica holds the subject
+  auto erased = svcs_[2]->shard_service(s)->erase(kAdmin, b->subject_uid, "past the cluster service");
+  ASSERT_TRUE(erased.is_ok()) << erased.status().to_string();
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  auto before = svcs_[0]->review_show(kAdmin, found->review_case);
+  ASSERT_TRUE(before.is_ok()) << before.status().to_string();
+  EXPECT_TRUE(lists(*before, b->subject_uid)) << "nothing has settled the erasure in the meta vault yet";
+
+  ASSERT_TRUE(svcs_[1]->settle_in_meta(kAdmin).is_ok());
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  for (auto& svc : svcs_) {
+    auto after = svc->review_show(kAdmin, found->review_case);
+    ASSERT_TRUE(after.is_ok()) << after.status().to_string();
+    EXPECT_FALSE(lists(*after, b->subject_uid));
+  }
+  // The other nodes' replicas applied the same erasure: settling it again writes nothing.
+  const uint64_t meta_seq = nodes_[0]->meta().replica->applied();
+  ASSERT_TRUE(svcs_[0]->settle_in_meta(kAdmin).is_ok());
+  ASSERT_TRUE(svcs_[2]->settle_in_meta(kAdmin).is_ok());
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  EXPECT_EQ(nodes_[0]->meta().replica->applied(), meta_seq);
+  service::AuditFilter leave;
+  leave.action = "review_leave";
+  auto entries = svcs_[2]->audit_show(kAdmin, leave);
+  ASSERT_TRUE(entries.is_ok()) << entries.status().to_string();
+  size_t about = 0;
+  for (const auto& e : entries->entries)
+    about += std::find(e.subjects.begin(), e.subjects.end(), b->subject_uid) != e.subjects.end() ? 1 : 0;
+  EXPECT_EQ(about, 1u);
+  auto verified = svcs_[1]->audit_verify(kAdmin);
+  ASSERT_TRUE(verified.is_ok()) << verified.status().to_string();
+  EXPECT_TRUE(verified->ok) << verified->to_json().dump();
+}
+
+// A subject erased after its shard was searched and before the search's case is written (the
+// hook runs in between) is withheld from the result and the case, and the audit entry says so.
+TEST_F(ClusterServiceTest, ASubjectErasedWhileASearchRunsIsWithheldFromItsCase) {
+  std::mt19937 rng(123);
+  auto b = svcs_[2]->add_basis(kAdmin, consent("erased-mid-search"));
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  const auto face = random_template(rng);
+  ASSERT_TRUE(svcs_[2]->enroll_template(kAdmin, {"erased-mid-search", b->basis_id}, face).is_ok());
+  Status erased_meanwhile = internal_error("the hook did not run");
+  svcs_[0]->set_before_record_for_testing([&] {
+    erased_meanwhile = svcs_[1]->erase(kAdmin, "erased-mid-search", "while a search runs").status();
+  });
+  service::SearchRequest req{"investigation", "case-race", 3};
+  req.mode = "investigation";
+  auto found = svcs_[0]->search_templates(kAdmin, req, {face});
+  svcs_[0]->set_before_record_for_testing(nullptr);
+  ASSERT_TRUE(erased_meanwhile.is_ok()) << erased_meanwhile.to_string();
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  for (const auto& c : found->faces[0].candidates) EXPECT_NE(c.subject_uid, b->subject_uid);
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  auto rc = svcs_[2]->review_show(kAdmin, found->review_case);
+  ASSERT_TRUE(rc.is_ok()) << rc.status().to_string();
+  EXPECT_FALSE(lists(*rc, b->subject_uid)) << "the shard found it, the erasure came before the case";
+  service::AuditFilter searches;
+  searches.action = "search";
+  auto withheld_in = [&](const std::string& review_case) {
+    auto audited = svcs_[1]->audit_show(kAdmin, searches);
+    EXPECT_TRUE(audited.is_ok()) << audited.status().to_string();
+    int64_t withheld = -1;
+    if (audited.is_ok())
+      for (const auto& e : audited->entries)
+        if (e.details.value("review_case", "") == review_case) withheld = e.details.value("candidates_withheld", 0);
+    return withheld;
+  };
+  EXPECT_EQ(withheld_in(found->review_case), 1);
+  // A later search of the same face no longer finds it on its shard: nothing to withhold.
+  service::SearchRequest again{"investigation", "case-race-2", 3};
+  again.mode = "investigation";
+  auto later = svcs_[0]->search_templates(kAdmin, again, {face});
+  ASSERT_TRUE(later.is_ok()) << later.status().to_string();
+  for (const auto& c : later->faces[0].candidates) EXPECT_NE(c.subject_uid, b->subject_uid);
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  EXPECT_EQ(withheld_in(later->review_case), 0);
 }
 
 }  // namespace

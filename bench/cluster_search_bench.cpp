@@ -279,7 +279,7 @@ SearchFigures cluster_run(const Options& o, const fs::path& work, const std::vec
 SearchFigures single_run(const Options& o, const fs::path& work, const std::vector<face::FaceTemplate>& probes,
                          const std::vector<size_t>& mates, json& run_record, json& out) {
   const fs::path dir = work / "single";
-  if (!run_record.value("single_filled", false)) {
+  if (!run_record.is_object() || !run_record.value("single_filled", false)) {
     std::fprintf(stderr, "single vault: %zu enrollments (synchronous=OFF, untimed)\n", o.n);
     std::error_code ec;
     fs::remove_all(dir, ec);

@@ -20,6 +20,9 @@ void add_meta_routes(Server::Impl& s) {
     if (st.templates)
       gauges.emplace_back("facevault_gallery_templates", "Templates enrolled in the vault.", static_cast<double>(*st.templates));
     if (st.subjects) gauges.emplace_back("facevault_subjects", "Subjects in the vault.", static_cast<double>(*st.subjects));
+    gauges.emplace_back("facevault_gallery_templates_in_memory",
+                        "Templates loaded into the in-memory search index (0 until warmed up or first searched).",
+                        static_cast<double>(st.templates_in_memory));
     gauges.emplace_back("facevault_face_pipelines", "Face pipelines serving requests concurrently.",
                         static_cast<double>(st.pipelines));
     counters.emplace_back("facevault_audit_write_failures_total",

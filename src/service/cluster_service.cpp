@@ -881,16 +881,20 @@ ServiceStats ClusterService::stats() {
   ServiceStats st = meta_->stats();
   st.templates = 0;
   st.subjects = 0;
+  bool counted = true;  // the vault counts are given only when every shard's vault answered
   for (auto& [s, svc] : shards_) {
     const ServiceStats part = svc->stats();
-    if (!part.templates || !part.subjects) {
-      st.templates.reset();
-      st.subjects.reset();
-      break;
+    counted = counted && part.templates && part.subjects;
+    if (counted) {
+      *st.templates += *part.templates;
+      *st.subjects += *part.subjects;
     }
-    *st.templates += *part.templates;
-    *st.subjects += *part.subjects;
+    st.templates_in_memory += part.templates_in_memory;
     st.audit_write_failures += part.audit_write_failures;
+  }
+  if (!counted) {
+    st.templates.reset();
+    st.subjects.reset();
   }
   replication_progress(st);
   return st;
@@ -913,9 +917,7 @@ Status ClusterService::warm_up() {
   FV_RETURN_IF_ERROR(meta_->warm_up());
   for (int s : node_.hosted_shards()) {
     FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
-    auto& m = *svc->impl_;
-    std::lock_guard<std::mutex> l(m.mu);
-    Status st = m.load_gallery();
+    Status st = svc->impl_->warm_gallery();
     if (!st.is_ok()) return Status(st.code(), "loading the gallery of shard " + std::to_string(s) + ": " + st.message());
   }
   return Status::ok();

@@ -35,6 +35,7 @@ void Gallery::drop() {
   subjects_.clear();
   max_faces_per_subject_ = 1;
   loaded_ = false;
+  held_ = 0;
   ++version_;
 }
 
@@ -125,6 +126,7 @@ Status Gallery::load(int64_t generation, const ModelTotals& totals_in, const Row
     else if (auto* graph = dynamic_cast<index::GraphIndex*>(ix.get())) graph->shrink();
   ++version_;
   loaded_ = true;
+  held_ = face_owner_.size();
   return Status::ok();
 }
 
@@ -161,6 +163,7 @@ void Gallery::add_enrolled(int64_t generation, const FaceIdentity& who, const fa
   info.ref = who.subject_ref;
   info.faces.push_back(who.face_id);
   max_faces_per_subject_ = std::max(max_faces_per_subject_, info.faces.size());
+  held_ = face_owner_.size();
   ++version_;
 }
 
@@ -175,6 +178,7 @@ Result<size_t> Gallery::forget_subject(int64_t subject_id) {
     face_owner_.erase(o);
   }
   subjects_.erase(it);
+  held_ = face_owner_.size();
   ++version_;
   size_t removed = 0;
   for (auto& [key, ids] : by_model) {

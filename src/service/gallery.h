@@ -9,6 +9,7 @@
 // Not thread-safe: the service enters it under its one mutex.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -110,6 +111,9 @@ class Gallery {
   const FaceOwner* owner(int64_t face_id) const;
   const SubjectInfo* subject(int64_t subject_id) const;
   size_t size() const;  // templates in the indexes
+  // Templates the loaded gallery holds (0 while not loaded): safe to read from any thread, for
+  // /metrics, which must not wait for a use case's lock.
+  size_t held() const { return held_.load(std::memory_order_relaxed); }
   const index::VectorIndex* index_for(const std::string& model_id, int model_version) const;
 
   // The cached eligibility of a purpose, or null when absent or stale.
@@ -127,6 +131,7 @@ class Gallery {
   std::unordered_map<int64_t, SubjectInfo> subjects_;
   size_t max_faces_per_subject_ = 1;
   bool loaded_ = false;
+  std::atomic<size_t> held_{0};
   int64_t generation_ = -1;
   uint64_t version_ = 0;  // bumped by every change to subjects_ / face_owner_
   std::map<std::string, std::shared_ptr<Eligibility>> eligibility_;  // by purpose

@@ -144,6 +144,7 @@ struct Service::Impl {
   // Rebuilds the gallery when the vault's gallery generation moved (another process, or
   // this one's rebuild after a damaged re-rank file).
   Status load_gallery();
+  Status warm_gallery();  // load_gallery() under mu
   Status rebuild_gallery();
   std::function<Status()> rebuild_hook() {
     return [this] { return rebuild_gallery(); };

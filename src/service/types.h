@@ -330,6 +330,8 @@ struct ServiceStats {
   // In the vault; absent when the database does not answer (the counters below are still
   // given: they matter most then).
   std::optional<int64_t> templates, subjects;
+  // Templates loaded into the in-memory search index (0 until the first search or warm_up()).
+  size_t templates_in_memory = 0;
   size_t pipelines = 0;
   uint64_t audit_write_failures = 0;    // use cases failed because their audit entry could not be written
   std::string calibration;

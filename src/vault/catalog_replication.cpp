@@ -76,13 +76,7 @@ Result<std::vector<std::string>> Catalog::erased_subjects_with_messages(const st
       "SELECT u FROM (SELECT DISTINCT subject_uid AS u FROM replication_message WHERE stream=?) "
       "WHERE NOT EXISTS (SELECT 1 FROM subject WHERE uid = u) ORDER BY u"));
   q.bind(1, stream);
-  std::vector<std::string> out;
-  for (;;) {
-    FV_ASSIGN_OR_RETURN(bool row, q.step());
-    if (!row) break;
-    out.push_back(q.text(0));
-  }
-  return out;
+  return q.texts(0);
 }
 
 Result<std::vector<Catalog::UnsettledErasure>> Catalog::erasures_unsettled_in_meta(const std::string& stream) {

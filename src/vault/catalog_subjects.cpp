@@ -83,25 +83,13 @@ Result<std::vector<std::string>> Catalog::purposes_in_force(int64_t subject_id, 
       "SELECT DISTINCT bp.purpose FROM lawful_basis b JOIN basis_purpose bp ON bp.basis_id=b.id WHERE b.subject_id=? "
       "AND b.withdrawn_at IS NULL AND (b.expires_at IS NULL OR b.expires_at > ?) ORDER BY 1"));
   q.bind_all(subject_id, now);
-  std::vector<std::string> out;
-  for (;;) {
-    FV_ASSIGN_OR_RETURN(bool row, q.step());
-    if (!row) break;
-    out.push_back(q.text(0));
-  }
-  return out;
+  return q.texts(0);
 }
 
 Result<std::vector<std::string>> Catalog::basis_purposes(int64_t basis_id) {
   FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT purpose FROM basis_purpose WHERE basis_id=? ORDER BY 1"));
   q.bind(1, basis_id);
-  std::vector<std::string> out;
-  for (;;) {
-    FV_ASSIGN_OR_RETURN(bool row, q.step());
-    if (!row) break;
-    out.push_back(q.text(0));
-  }
-  return out;
+  return q.texts(0);
 }
 
 namespace {

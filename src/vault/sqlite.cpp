@@ -84,6 +84,15 @@ std::string Stmt::text(int col) const {
   return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(s_, col)) : std::string();
 }
 
+Result<std::vector<std::string>> Stmt::texts(int col) {
+  std::vector<std::string> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, step());
+    if (!row) return out;
+    out.push_back(text(col));
+  }
+}
+
 std::optional<std::string> Stmt::opt_text(int col) const {
   if (is_null(col)) return std::nullopt;
   return text(col);

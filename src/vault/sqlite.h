@@ -60,6 +60,8 @@ class Stmt {
   double f64(int col) const { return sqlite3_column_double(s_, col); }
   std::string text(int col) const;
   std::optional<std::string> opt_text(int col) const;
+  // Steps through every remaining row: column `col` of each, as text.
+  Result<std::vector<std::string>> texts(int col);
   std::vector<uint8_t> blob(int col) const;
   bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
 

@@ -574,5 +574,22 @@ TEST_F(ClusterServiceTest, ASubjectErasedWhileASearchRunsIsWithheldFromItsCase) 
   EXPECT_EQ(withheld_in(later->review_case), 0);
 }
 
+// What `serve` runs before it listens: the pipelines and every hosted shard's gallery, so that
+// no shard loads its gallery inside a search (at 1 M that outlasted the shard timeout).
+TEST_F(ClusterServiceTest, WarmUpLoadsEveryHostedShardsGalleryBeforeTheFirstSearch) {
+  FV_REQUIRE_MODELS();
+  cluster::ClusterNode& node = *nodes_[0];
+  ASSERT_TRUE(node.catch_up(30000).is_ok());
+  // A second service on node a: its shard services open their vaults afresh, nothing loaded.
+  auto fresh = service::ClusterService::open(node, {});
+  ASSERT_TRUE(fresh.is_ok()) << fresh.status().to_string();
+  EXPECT_EQ((*fresh)->stats().templates_in_memory, 0u);
+  int64_t held = 0;
+  for (int s : node.hosted_shards()) held += (*fresh)->shard_service(s)->vault_for_testing().catalog().count_faces().value();
+  ASSERT_GT(held, 0) << "the earlier tests left templates on node a's shards";
+  ASSERT_TRUE((*fresh)->warm_up().is_ok());
+  EXPECT_EQ((*fresh)->stats().templates_in_memory, static_cast<size_t>(held));
+}
+
 }  // namespace
 }  // namespace fv

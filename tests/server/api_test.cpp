@@ -275,6 +275,7 @@ TEST_F(ApiTest, PublicRoutes) {
   EXPECT_EQ(m.status, 200);
   EXPECT_NE(m.raw.find("facevault_http_requests_total"), std::string::npos);
   EXPECT_NE(m.raw.find("facevault_gallery_templates"), std::string::npos);
+  EXPECT_NE(m.raw.find("facevault_gallery_templates_in_memory"), std::string::npos) << m.raw;
 #ifdef FV_API_TEST_CLUSTER
   // Each stream the node hosts: what it applied and how far it is behind (catch-up progress).
   EXPECT_NE(m.raw.find("facevault_replica_applied_sequence{stream=\"fv-meta\"}"), std::string::npos) << m.raw;

@@ -71,6 +71,7 @@ TEST(Gallery, LoadsRowsAndSearchesTopKBySubject) {
   EXPECT_TRUE(g.loaded());
   EXPECT_EQ(g.generation(), 3);
   EXPECT_EQ(g.size(), 15u);
+  EXPECT_EQ(g.held(), 15u);
   ASSERT_NE(g.index_for(kModel, 1), nullptr);
   EXPECT_EQ(g.index_for(kModel, 2), nullptr);
 
@@ -137,11 +138,13 @@ TEST(Gallery, EligibilityCacheFollowsGenerationAndClock) {
 TEST(Gallery, ForgetSubjectRemovesItsTemplatesPhysically) {
   Synthetic syn;
   Gallery g(exact_options());
+  EXPECT_EQ(g.held(), 0u) << "nothing is held before the load";
   ASSERT_TRUE(g.load(1, syn.totals(), syn.source()).is_ok());
   auto removed = g.forget_subject(3);
   ASSERT_TRUE(removed.is_ok());
   EXPECT_EQ(*removed, 3u);
   EXPECT_EQ(g.size(), 12u);
+  EXPECT_EQ(g.held(), 12u);
   const auto* ix = g.index_for(kModel, 1);
   for (int f = 0; f < 3; ++f) EXPECT_FALSE(ix->contains(Synthetic::face_id(2, f)));
   EXPECT_EQ(g.subject(3), nullptr);
@@ -163,24 +166,29 @@ TEST(Gallery, OnlineAddWhenCurrentDropWhenSomeoneElseChangedTheVault) {
   EXPECT_TRUE(g.loaded());
   EXPECT_EQ(g.generation(), 11);
   EXPECT_EQ(g.size(), 16u);
+  EXPECT_EQ(g.held(), 16u);
   EXPECT_EQ(g.subject(1)->faces.size(), 4u);
   EXPECT_TRUE(g.index_for(kModel, 1)->contains(500));
   // A template of a new model gets an index of its own.
   g.add_enrolled(12, FaceIdentity{501, 2, 102, "uid2", "ref2"}, face::FaceTemplate{"other", 3, syn.centers[1]});
   ASSERT_NE(g.index_for("other", 3), nullptr);
   EXPECT_EQ(g.size(), 17u);
+  EXPECT_EQ(g.held(), 17u);
   // Another process changed the templates meanwhile (generation moved by two): drop, the
   // next search rebuilds from the vault.
   g.add_enrolled(14, FaceIdentity{502, 1, 101, "uid1", "ref1"}, t);
   EXPECT_FALSE(g.loaded());
   EXPECT_EQ(g.size(), 0u);
+  EXPECT_EQ(g.held(), 0u);
   // Not loaded: an add does nothing.
   g.add_enrolled(15, FaceIdentity{503, 1, 101, "uid1", "ref1"}, t);
   EXPECT_EQ(g.size(), 0u);
+  EXPECT_EQ(g.held(), 0u);
   // The rebuild reflects the vault's generation.
   ASSERT_TRUE(g.load(15, syn.totals(), syn.source()).is_ok());
   EXPECT_EQ(g.generation(), 15);
   EXPECT_EQ(g.size(), 15u);
+  EXPECT_EQ(g.held(), 15u);
 }
 
 TEST(Gallery, AFailedLoadLeavesItDroppedAndTheSourceErrorComesBack) {
@@ -198,6 +206,7 @@ TEST(Gallery, AFailedLoadLeavesItDroppedAndTheSourceErrorComesBack) {
   EXPECT_EQ(st.code(), StatusCode::kCorruptData);
   EXPECT_FALSE(g.loaded());
   EXPECT_EQ(g.size(), 0u);
+  EXPECT_EQ(g.held(), 0u);
   // The source's own failure (a key that does not unwrap) is returned as is.
   st = g.load(3, syn.totals(), [](const std::function<Status(GalleryRow&)>&) { return io_error("disk"); });
   EXPECT_EQ(st.code(), StatusCode::kIoError);

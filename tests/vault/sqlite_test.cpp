@@ -52,6 +52,23 @@ class SqliteTest : public ::testing::Test {
   Db db_;
 };
 
+TEST_F(SqliteTest, TextsReadsOneColumnOfEveryRemainingRow) {
+  auto s = db_.prepare("SELECT b FROM t WHERE a >= ? ORDER BY a");
+  ASSERT_TRUE(s.is_ok());
+  s->bind(1, int64_t{1});
+  auto all = s->texts(0);
+  ASSERT_TRUE(all.is_ok()) << all.status().to_string();
+  EXPECT_EQ(*all, (std::vector<std::string>{"one", "two"}));
+  ASSERT_TRUE(s->reset().is_ok());
+  s->bind(1, int64_t{3});
+  auto none = s->texts(0);
+  ASSERT_TRUE(none.is_ok());
+  EXPECT_TRUE(none->empty());
+  auto bad = db_.prepare("SELECT abs(-9223372036854775807 - 1)");  // fails when stepped: integer overflow
+  ASSERT_TRUE(bad.is_ok());
+  EXPECT_FALSE(bad->texts(0).is_ok());
+}
+
 TEST_F(SqliteTest, ARepeatedStatementIsPreparedOnceAndComesBackUnbound) {
   const std::string sql = "SELECT b, ?2 FROM t WHERE a = ?1";
   const auto before = db_.statement_cache_stats();

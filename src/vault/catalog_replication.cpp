@@ -81,7 +81,8 @@ Result<std::vector<std::string>> Catalog::erased_subjects_with_messages(const st
 
 Result<std::vector<Catalog::UnsettledErasure>> Catalog::erasures_unsettled_in_meta(const std::string& stream) {
   FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
-      "SELECT uid, seq FROM replication_erased_subject WHERE stream=? AND meta_settled=0 ORDER BY seq, uid"));
+      "SELECT e.uid, e.seq FROM replication_erased_subject e WHERE e.stream=? "
+      "AND NOT EXISTS (SELECT 1 FROM replication_settled_erasure s WHERE s.uid = e.uid) ORDER BY e.seq, e.uid"));
   q.bind(1, stream);
   std::vector<UnsettledErasure> out;
   for (;;) {
@@ -93,7 +94,7 @@ Result<std::vector<Catalog::UnsettledErasure>> Catalog::erasures_unsettled_in_me
 }
 
 Status Catalog::mark_erasure_settled_in_meta(const std::string& subject_uid) {
-  FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare("UPDATE replication_erased_subject SET meta_settled=1 WHERE uid=?"));
+  FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare("INSERT OR IGNORE INTO replication_settled_erasure(uid) VALUES(?)"));
   s.bind(1, subject_uid);
   return s.run();
 }

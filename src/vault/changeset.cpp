@@ -363,7 +363,8 @@ Status apply_changes(Db& db, std::span<const uint8_t> patchset, ApplyContext& ct
 
 const std::vector<std::string>& local_only_tables() {
   static const std::vector<std::string> t{"replication_state", "replication_message", "replication_pending_key",
-                                          "replication_erased_subject", "replication_settled_withdrawal"};
+                                          "replication_erased_subject", "replication_settled_erasure",
+                                          "replication_settled_withdrawal"};
   return t;
 }
 

@@ -387,7 +387,8 @@ CREATE TABLE IF NOT EXISTS replication_erased_subject(
     // the subject in a case (replicated; the uid is the random id the audit log keeps too).
     R"sql(
 CREATE INDEX IF NOT EXISTS review_candidate_by_uid ON review_candidate(subject_uid);
-ALTER TABLE replication_erased_subject ADD COLUMN meta_settled INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS replication_settled_erasure(
+  uid TEXT PRIMARY KEY) WITHOUT ROWID; -- erased subjects whose cases the meta vault has settled
 CREATE TABLE IF NOT EXISTS replication_settled_withdrawal(
   basis_id INTEGER PRIMARY KEY);      -- withdrawn bases whose subject's cases the meta vault has settled
 INSERT OR IGNORE INTO replication_settled_withdrawal(basis_id) SELECT id FROM lawful_basis WHERE withdrawn_at IS NOT NULL;

@@ -106,7 +106,7 @@ TSAN_OPTS := halt_on_error=1 second_deadlock_stack=1 history_size=7 suppressions
 test-tsan: models
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFACEVAULT_SANITIZE=thread -DFACEVAULT_BUILD_BENCH=OFF
 	cmake --build $(TSAN_BUILD) -j$(JOBS) --target server_api_test server_security_test vault_index_test index_test
-	cd $(TSAN_BUILD) && TSAN_OPTIONS="$(TSAN_OPTS)" ctest --output-on-failure -R '^(server_api_test|server_security_test|vault_index_test)$$'
+	cd $(TSAN_BUILD) && TSAN_OPTIONS="$(TSAN_OPTS)" ctest --output-on-failure -j$(JOBS) -R '^(server_api_test|server_security_test|vault_index_test)$$'
 	cd $(TSAN_BUILD) && TSAN_OPTIONS="$(TSAN_OPTS) detect_deadlocks=0" GTEST_FILTER='$(TSAN_INDEX_TESTS)' ctest --output-on-failure -R '^index_test$$'
 
 # The mutated-image test alone under ASan + UBSan (also part of test-asan).

@@ -187,7 +187,7 @@ class Vault {
                            const std::string& reason) {
     const auto verdict = service::parse_review_verdict(decision);
     if (!verdict) throw StatusError(invalid_argument("decision must be confirm, reject or inconclusive"));
-    service::ReviewDecisionRequest req{candidate, *verdict, reason};
+    service::ReviewDecisionRequest req{candidate, *verdict, reason, {}};
     auto svc = service();
     auto d = without_gil([&] { return svc->review_decide(actor_, case_id, req); });
     return to_python(service::render::review_decision(d));

@@ -322,7 +322,7 @@ int run_ident(const IdentArgs& a) {
     }
     if (!side_by_side.is_null()) {
       std::printf("  the same probes with a face, %s beside the exact scan of the same gallery (list %zu):\n", a.index.c_str(), a.list);
-      for (const std::string k : {a.index, std::string("exact_int8")}) {
+      for (const std::string& k : {a.index, std::string("exact_int8")}) {
         const auto& f = side_by_side[k];
         std::printf("    %-6s rank-1 %.2f %%, FNIR at FPIR 1 %% %.2f %%, at 0.1 %% %.2f %%\n", k.c_str(), 100 * f["rank1"].get<double>(),
                     100 * f["fpir_1e-2"]["fnir"].get<double>(), 100 * f["fpir_1e-3"]["fnir"].get<double>());

@@ -143,7 +143,9 @@ Result<std::map<std::string, FetchedKey>> fetch_subject_keys(NatsConnection& con
     ~WipeSecret() { vault::wipe(sk.data(), sk.size()); }
   } wipe_secret{sk};
 
-  RpcCall call{subject_keys_subject(stream), {kFetch}};
+  RpcCall call{subject_keys_subject(stream), {}};
+  call.request.reserve(1 + pk.size() + 2 + 40 * asked.size());
+  call.request.push_back(kFetch);
   call.request.insert(call.request.end(), pk.begin(), pk.end());
   put_be(call.request, asked.size(), 2);
   for (const auto& uid : asked) put_text(call.request, uid);

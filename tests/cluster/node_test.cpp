@@ -446,7 +446,9 @@ TEST_F(NodeTest, AMetaOnlyNodeWritesClusterWideDataWithoutBecomingAMember) {
   ASSERT_TRUE(cs.is_ok()) << cs.status().to_string();
   for (const auto& row : (*cs)["streams"]) {
     EXPECT_FALSE(row["replicas"].contains("cli-1")) << row.dump();
-    if (row["stream"] == cluster::kMetaStream) EXPECT_EQ(row["replicas"].size(), 3u) << row.dump();
+    if (row["stream"] == cluster::kMetaStream) {
+      EXPECT_EQ(row["replicas"].size(), 3u) << row.dump();
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 // TF.js weights-manifest loader: dequantisation as TF.js does it, and clear errors (never a
 // crash or an over-read) for manifests and shards that do not agree.
+#include <cstring>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -15,10 +16,10 @@ const char* kManifest = R"([{"paths": ["w.bin"], "weights": [
   {"name": "f", "shape": [1], "dtype": "float32"}]}])";
 
 std::vector<uint8_t> shard() {
-  std::vector<uint8_t> b = {0, 1, 2, 255};
+  std::vector<uint8_t> b(8);
+  b[0] = 0, b[1] = 1, b[2] = 2, b[3] = 255;
   const float f = 3.25f;
-  const auto* p = reinterpret_cast<const uint8_t*>(&f);
-  b.insert(b.end(), p, p + 4);
+  std::memcpy(b.data() + 4, &f, 4);
   return b;
 }
 

@@ -164,7 +164,7 @@ class ReportTest : public ServiceTest {
     const std::string why = "Qx7 free text of a reviewer";
     secrets_.insert(why);
     auto decide = [&](const Actor& a, const service::ReviewCase& c, size_t k, service::ReviewVerdict v) {
-      return svc_->review_decide(a, c.id, {c.candidates[k].id, v, why}).status().code();
+      return svc_->review_decide(a, c.id, {c.candidates[k].id, v, why, {}}).status().code();
     };
     ASSERT_EQ(decide(kRev, c3, 0, service::ReviewVerdict::kConfirm), StatusCode::kOk);
     ASSERT_EQ(decide(kRev2, c3, 0, service::ReviewVerdict::kConfirm), StatusCode::kOk);

@@ -272,7 +272,7 @@ TEST_F(VaultPipelineTest, ReviewCropsAreKeptSealedAndDestroyed) {
   // Every candidate decided twice: the case closes and its probe crop is destroyed.
   for (const auto& k : c->candidates)
     for (const auto* who : {&rita, &ravi})
-      ASSERT_TRUE(svc_->review_decide(*who, s->review_case, {k.id, service::ReviewVerdict::kConfirm, "same face"}).is_ok());
+      ASSERT_TRUE(svc_->review_decide(*who, s->review_case, {k.id, service::ReviewVerdict::kConfirm, "same face", {}}).is_ok());
   auto closed = svc_->review_show(rita, s->review_case);
   ASSERT_TRUE(closed.is_ok());
   EXPECT_EQ(closed->status, "closed");

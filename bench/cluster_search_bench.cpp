@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -157,23 +158,17 @@ struct Options {
 const char* kRunFile = "bench-run.json";
 
 json read_run(const fs::path& dir) {
-  std::FILE* f = std::fopen((dir / kRunFile).c_str(), "rb");
-  if (f == nullptr) die("--reuse " + dir.string(), not_found("no " + std::string(kRunFile) + " there: not a --keep run's directory"));
-  std::string text;
-  char buf[4096];
-  for (size_t k; (k = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, k);
-  std::fclose(f);
-  json j = json::parse(text, nullptr, false);
+  std::ifstream in(dir / kRunFile);
+  if (!in) die("--reuse " + dir.string(), not_found("no " + std::string(kRunFile) + " there: not a --keep run's directory"));
+  json j = json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.contains("gallery")) die("--reuse " + dir.string(), invalid_argument(std::string(kRunFile) + " is not a run record"));
   return j;
 }
 
 void write_run(const fs::path& dir, const json& j) {
-  std::FILE* f = std::fopen((dir / kRunFile).c_str(), "wb");
-  if (f == nullptr) die("--keep " + dir.string(), internal_error("cannot write " + std::string(kRunFile)));
-  const std::string text = j.dump(2) + "\n";
-  std::fwrite(text.data(), 1, text.size(), f);
-  std::fclose(f);
+  std::ofstream out(dir / kRunFile);
+  out << j.dump(2) << "\n";
+  if (!out.flush()) die("--keep " + dir.string(), internal_error("cannot write " + std::string(kRunFile)));
 }
 
 // The NATS root a kept run left: the one fv_nats_* directory in `dir`.

@@ -57,8 +57,9 @@ vault::SecretKey stream_key(const vault::SecretKey& master, const std::string& s
 
 vault::Bytes seal_subject_message(const vault::SecretKey& master, const std::string& stream,
                                   const std::string& subject_uid, const vault::SecretKey& subject_key,
-                                  std::span<const uint8_t> rows, std::span<const uint8_t> log) {
-  return frame(sealed(master, stream, EnvelopeKind::kSubject, subject_uid, subject_key, rows, log));
+                                  std::span<const uint8_t> rows, std::span<const uint8_t> log, EnvelopeKind kind) {
+  kind = kind == EnvelopeKind::kRestate ? EnvelopeKind::kRestate : EnvelopeKind::kSubject;
+  return frame(sealed(master, stream, kind, subject_uid, subject_key, rows, log));
 }
 
 vault::Bytes seal_cluster_message(const vault::SecretKey& master, const std::string& stream,
@@ -75,7 +76,7 @@ Result<Envelope> parse_envelope(std::span<const uint8_t> m) {
     return corrupt_data("cluster message: not a facevault envelope");
   Envelope e;
   const uint8_t kind = m[4];
-  if (kind < static_cast<uint8_t>(EnvelopeKind::kSubject) || kind > static_cast<uint8_t>(EnvelopeKind::kCarry))
+  if (kind < static_cast<uint8_t>(EnvelopeKind::kSubject) || kind > static_cast<uint8_t>(EnvelopeKind::kRestate))
     return corrupt_data("cluster message: unknown envelope kind " + std::to_string(kind));
   e.kind = static_cast<EnvelopeKind>(kind);
   size_t at = 5;
@@ -90,7 +91,7 @@ Result<Envelope> parse_envelope(std::span<const uint8_t> m) {
   if (m.size() - at < rows_len) return corrupt_data("cluster message: truncated envelope");
   e.sealed_rows.assign(m.begin() + at, m.begin() + at + rows_len);
   e.sealed_log.assign(m.begin() + at + rows_len, m.end());
-  if ((e.kind == EnvelopeKind::kSubject) != !e.subject_uid.empty())
+  if (sealed_under_subject_key(e.kind) != !e.subject_uid.empty())
     return corrupt_data("cluster message: envelope kind and subject disagree");
   return e;
 }
@@ -113,10 +114,11 @@ Result<OpenedMessage> open_message(const vault::SecretKey& master, const std::st
 
 Result<OpenedMessage> open_envelope(const vault::SecretKey& master, const std::string& stream, const Envelope& e,
                                     const vault::SecretKey* subject_key) {
-  if (e.kind == EnvelopeKind::kSubject && subject_key == nullptr)
+  const bool subject_sealed = sealed_under_subject_key(e.kind);
+  if (subject_sealed && subject_key == nullptr)
     return failed_precondition("cluster message: sealed under the key of subject " + e.subject_uid +
                                ", which opening it needs");
-  const vault::SecretKey rows_key = e.kind == EnvelopeKind::kSubject ? *subject_key : stream_key(master, stream);
+  const vault::SecretKey rows_key = subject_sealed ? *subject_key : stream_key(master, stream);
   OpenedMessage out;
   out.kind = e.kind;
   out.subject_uid = e.subject_uid;

@@ -13,6 +13,9 @@
 //   only), under a key derived from the master key for this stream.
 // - kCarry: no rows; the audit-log rows of a message that an erasure removes from the stream,
 //   carried forward so that a replica rebuilt later still has the whole audit chain.
+// - kRestate: a kCarry for a message that a withdrawal removes from the stream while its subject
+//   stays, with the updates it made restated as their rows are now (vault::restate_updates),
+//   under the subject's key like the message it stands in for (ShardWriter::erase_messages_of_basis).
 // The audit-log rows are always sealed under the stream's key: the audit log outlives an
 // erasure in a vault, and its rows must be readable for the carry after the subject's key is gone.
 //
@@ -31,11 +34,14 @@
 
 namespace fv::cluster {
 
-enum class EnvelopeKind : uint8_t { kSubject = 1, kCluster = 2, kCarry = 3 };
+enum class EnvelopeKind : uint8_t { kSubject = 1, kCluster = 2, kCarry = 3, kRestate = 4 };
+
+// kSubject and kRestate: the rows are sealed under a subject's key.
+inline bool sealed_under_subject_key(EnvelopeKind k) { return k == EnvelopeKind::kSubject || k == EnvelopeKind::kRestate; }
 
 struct Envelope {
   EnvelopeKind kind = EnvelopeKind::kCluster;
-  std::string subject_uid;  // kSubject only
+  std::string subject_uid;  // kSubject and kRestate only
   vault::Bytes sealed_rows, sealed_log;
 };
 
@@ -43,10 +49,12 @@ struct Envelope {
 // master key (never stored, never in NATS).
 vault::SecretKey stream_key(const vault::SecretKey& master, const std::string& stream);
 
-// Seals a transaction's two patchsets for `stream`. kSubject needs the subject's uid and key.
+// Seals a transaction's two patchsets for `stream`. kSubject (or kRestate) needs the subject's
+// uid and key.
 vault::Bytes seal_subject_message(const vault::SecretKey& master, const std::string& stream,
                                   const std::string& subject_uid, const vault::SecretKey& subject_key,
-                                  std::span<const uint8_t> rows, std::span<const uint8_t> log);
+                                  std::span<const uint8_t> rows, std::span<const uint8_t> log,
+                                  EnvelopeKind kind = EnvelopeKind::kSubject);
 vault::Bytes seal_cluster_message(const vault::SecretKey& master, const std::string& stream,
                                   std::span<const uint8_t> rows, std::span<const uint8_t> log,
                                   EnvelopeKind kind = EnvelopeKind::kCluster);
@@ -54,7 +62,7 @@ vault::Bytes seal_cluster_message(const vault::SecretKey& master, const std::str
 // Parses the framing only (no key needed): kCorruptData on anything malformed.
 Result<Envelope> parse_envelope(std::span<const uint8_t> message);
 
-// Parses and opens both parts. A kSubject message needs its subject's key (`subject_key`;
+// Parses and opens both parts. A kSubject or kRestate message needs its subject's key (`subject_key`;
 // kFailedPrecondition without it). kCorruptData when the bytes, the stream or a key do not match.
 struct OpenedMessage {
   EnvelopeKind kind = EnvelopeKind::kCluster;

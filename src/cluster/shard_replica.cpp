@@ -134,6 +134,29 @@ Status ShardReplica::mark_erasure_settled_in_meta(const std::string& subject_uid
   return vault_->catalog().mark_erasure_settled_in_meta(subject_uid);
 }
 
+Result<std::vector<vault::Catalog::UnsettledWithdrawal>> ShardReplica::withdrawals_unerased_in_stream() {
+  std::lock_guard lk(mu_);
+  return vault_->catalog().withdrawals_unerased_in_stream();
+}
+
+Status ShardReplica::mark_withdrawal_erased_in_stream(int64_t basis_id) {
+  std::lock_guard lk(mu_);
+  return vault_->catalog().mark_withdrawal_erased_in_stream(basis_id);
+}
+
+Status ShardReplica::forget_message(uint64_t seq) {
+  std::lock_guard lk(mu_);
+  return vault_->catalog().forget_subject_message(options_.stream, static_cast<int64_t>(seq));
+}
+
+Result<std::pair<vault::Catalog::WithdrawnBasisMessage, uint64_t>> ShardReplica::withdrawn_basis_message(
+    std::span<const uint8_t> rows, int64_t basis_id) {
+  std::lock_guard lk(mu_);  // the apply thread applies under it: both reads see one state
+  FV_ASSIGN_OR_RETURN(auto plan, vault_->catalog().withdrawn_basis_message(rows, basis_id));
+  FV_ASSIGN_OR_RETURN(const int64_t at, vault_->catalog().applied_seq(options_.stream));
+  return std::make_pair(std::move(plan), static_cast<uint64_t>(at));
+}
+
 Result<std::vector<vault::Catalog::UnsettledWithdrawal>> ShardReplica::withdrawals_unsettled_in_meta() {
   std::lock_guard lk(mu_);
   return vault_->catalog().withdrawals_unsettled_in_meta();
@@ -163,7 +186,7 @@ namespace {
 struct PatchToApply {
   uint64_t seq = 0;
   std::string subject_uid;
-  bool carry = false;
+  vault::ApplyMode mode = vault::ApplyMode::kNormal;
   vault::Bytes body;
   vault::PatchsetSummary summary;
 };
@@ -182,7 +205,7 @@ Result<std::map<std::string, vault::SecretKey>> ShardReplica::keys_for(std::span
   std::map<std::string, vault::SecretKey> keys;
   std::vector<std::string> missing;
   for (const Envelope& e : envelopes) {
-    if (e.kind != EnvelopeKind::kSubject || keys.count(e.subject_uid) ||
+    if (!sealed_under_subject_key(e.kind) || keys.count(e.subject_uid) ||
         std::find(missing.begin(), missing.end(), e.subject_uid) != missing.end())
       continue;
     std::optional<vault::SecretKey> local;
@@ -230,13 +253,15 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
     const StoredMessage& m = batch[i];
     const Envelope& e = envelopes[i];
     const auto key = keys.find(e.subject_uid);
-    if (e.kind == EnvelopeKind::kSubject && key == keys.end()) {
+    if (sealed_under_subject_key(e.kind) && key == keys.end()) {
       // Its subject's key is gone for good: the erasure that follows it in the stream deletes
       // whatever its rows wrote, so only its audit-log rows (sealed under the stream key) are
       // applied, and this replica's audit chain stays the others' without waiting for a carry.
+      // A restatement's audit-log rows are a carry's: this replica may hold them already.
       PatchToApply& om = opened.emplace_back();
       om.seq = m.seq;
       om.subject_uid = e.subject_uid;
+      if (e.kind == EnvelopeKind::kRestate) om.mode = vault::ApplyMode::kCarry;
       FV_ASSIGN_OR_RETURN(om.body, open_envelope_log(master_, options_.stream, e));
       FV_ASSIGN_OR_RETURN(om.summary, vault::summarize_patchset(om.body));
       continue;
@@ -245,7 +270,9 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
     PatchToApply& om = opened.emplace_back();
     om.seq = m.seq;
     om.subject_uid = std::move(o.subject_uid);
-    om.carry = o.kind == EnvelopeKind::kCarry;
+    om.mode = o.kind == EnvelopeKind::kCarry     ? vault::ApplyMode::kCarry
+              : o.kind == EnvelopeKind::kRestate ? vault::ApplyMode::kRestate
+                                                 : vault::ApplyMode::kNormal;
     // One transaction's two patchsets apply as one (a patchset is a sequence of table sections).
     om.body = std::move(o.rows);
     om.body.insert(om.body.end(), o.log.begin(), o.log.end());
@@ -255,8 +282,7 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
   std::vector<vault::Vault::ReplicatedMessage> messages;
   messages.reserve(opened.size());
   for (const PatchToApply& om : opened)
-    messages.push_back({static_cast<int64_t>(om.seq), om.body, om.subject_uid,
-                        om.carry ? vault::ApplyMode::kCarry : vault::ApplyMode::kNormal});
+    messages.push_back({static_cast<int64_t>(om.seq), om.body, om.subject_uid, om.mode});
   std::vector<bool> applied;
   {
     std::lock_guard lk(mu_);

@@ -108,6 +108,16 @@ class ShardReplica : public SubjectKeyHolder {
   Status mark_erasure_settled_in_meta(const std::string& subject_uid);
   Result<std::vector<vault::Catalog::UnsettledWithdrawal>> withdrawals_unsettled_in_meta();
   Status mark_withdrawal_settled_in_meta(int64_t basis_id);
+  // The withdrawals whose subject stays and whose stream messages this replica does not yet
+  // know to be erased, and marking one as done (ShardWriter::erase_messages_of_basis).
+  Result<std::vector<vault::Catalog::UnsettledWithdrawal>> withdrawals_unerased_in_stream();
+  Status mark_withdrawal_erased_in_stream(int64_t basis_id);
+  // Forgets one message of a subject (erased from the stream while the subject stays).
+  Status forget_message(uint64_t seq);
+  // vault::Catalog::withdrawn_basis_message on this replica's vault as it is now, with the
+  // stream sequence it was read at.
+  Result<std::pair<vault::Catalog::WithdrawnBasisMessage, uint64_t>> withdrawn_basis_message(
+      std::span<const uint8_t> rows, int64_t basis_id);
   // The sequence of the message that erased `subject_uid` on this replica (nullopt: none).
   Result<std::optional<int64_t>> erasure_seq(const std::string& subject_uid);
 

@@ -133,6 +133,85 @@ Result<int> ShardWriter::erase_messages_of_subject(const std::string& subject_ui
   return erased;
 }
 
+Result<bool> ShardWriter::publish_stand_in(const std::string& subject_uid, const vault::SecretKey& key, uint64_t seq,
+                                           const vault::Catalog::WithdrawnBasisMessage& plan,
+                                           std::span<const uint8_t> log, uint64_t read_at) {
+  const std::string origin = options_.stream + "-" + std::to_string(seq);
+  if (plan.restatement.empty()) {
+    if (log.empty()) return true;
+    const auto carry = seal_cluster_message(master_, options_.stream, {}, log, EnvelopeKind::kCarry);
+    FV_ASSIGN_OR_RETURN(const PublishAck ack, publish(conn_, options_.subject_prefix + ".carry", carry, "carry-" + origin,
+                                                      std::nullopt, options_.timeout_ms));
+    (void)ack;
+    return true;
+  }
+  // The restatement holds the rows as they were at read_at: stored anywhere but right after
+  // it, a later write to the same rows would be undone on every replica.
+  const auto restate = seal_subject_message(master_, options_.stream, subject_uid, key, plan.restatement, log,
+                                            EnvelopeKind::kRestate);
+  auto published = publish(conn_, subject_of(subject_uid), restate, "restate-" + origin, read_at, options_.timeout_ms);
+  if (!published.is_ok() && published.status().code() == StatusCode::kUnavailable)
+    published = resolve_publish(conn_, options_.stream, restate, read_at, options_.timeout_ms);
+  if (!published.is_ok() && published.status().code() == StatusCode::kAborted) return false;
+  FV_ASSIGN_OR_RETURN(const PublishAck ack, std::move(published));
+  // Applied here before the message goes: this replica then records the restatement as one of
+  // the subject's messages (its erasure removes it too).
+  FV_RETURN_IF_ERROR(local_.wait_applied(ack.seq, options_.timeout_ms));
+  return true;
+}
+
+Result<int> ShardWriter::erase_messages_of_basis(const std::string& subject_uid, int64_t basis_id) {
+  constexpr int kAttempts = 8;  // each lost only to a write landing meanwhile
+  FV_ASSIGN_OR_RETURN(const auto key, local_.key_of(subject_uid));
+  // Erased meanwhile: its erasure removes every message of the subject.
+  if (!key) return 0;
+  FV_ASSIGN_OR_RETURN(const auto seqs, local_.messages_of_subject(subject_uid));
+  int erased = 0;
+  std::string kept;
+  for (const uint64_t seq : seqs) {
+    bool gone = false;
+    for (int attempt = 0;; ++attempt) {
+      FV_ASSIGN_OR_RETURN(const auto stored, get_message(conn_, options_.stream, seq));
+      if (!stored) {
+        gone = true;
+        break;
+      }
+      FV_ASSIGN_OR_RETURN(const Envelope envelope, parse_envelope(stored->data));
+      if (envelope.kind != EnvelopeKind::kSubject) break;  // a restatement inserts no row
+      FV_ASSIGN_OR_RETURN(OpenedMessage opened, open_envelope(master_, options_.stream, envelope, &*key));
+      auto plan = local_.withdrawn_basis_message(opened.rows, basis_id);
+      vault::wipe(opened.rows);
+      FV_RETURN_IF_ERROR(plan.status());
+      if (!plan->first.holds_basis) break;
+      if (!plan->first.also.empty()) {
+        if (kept.empty()) kept = "message " + std::to_string(seq) + " (" + plan->first.also + ")";
+        break;
+      }
+      FV_ASSIGN_OR_RETURN(const bool stood_in,
+                          publish_stand_in(subject_uid, *key, seq, plan->first, opened.log, plan->second));
+      if (!stood_in) {
+        if (attempt + 1 >= kAttempts)
+          return aborted("the restatement of message " + std::to_string(seq) + " of " + options_.stream +
+                         " lost to other writes " + std::to_string(kAttempts) + " times");
+        FV_RETURN_IF_ERROR(local_.catch_up(options_.timeout_ms));
+        continue;
+      }
+      const Status st = erase_message(conn_, options_.stream, seq);
+      if (!st.is_ok() && st.code() != StatusCode::kNotFound) return st;
+      gone = true;
+      break;
+    }
+    if (!gone) continue;
+    ++erased;
+    FV_RETURN_IF_ERROR(local_.forget_message(seq));
+  }
+  if (!kept.empty())
+    return failed_precondition("withdrawn basis " + std::to_string(basis_id) + ": " + kept + " of " + options_.stream +
+                               " holds the basis's rows and others, so it stays in the stream");
+  FV_RETURN_IF_ERROR(local_.mark_withdrawal_erased_in_stream(basis_id));
+  return erased;
+}
+
 Result<int> ShardWriter::sweep_pending_erasures() {
   FV_ASSIGN_OR_RETURN(const auto uids, local_.erased_subjects_with_messages());
   int erased = 0;
@@ -142,6 +221,14 @@ Result<int> ShardWriter::sweep_pending_erasures() {
     if (n.is_ok()) erased += *n;
     else if (first.is_ok()) first = Status(n.status().code(), "erasing the messages of erased subject " + uid + " from " +
                                                                   options_.stream + ": " + n.status().message());
+  }
+  FV_ASSIGN_OR_RETURN(const auto withdrawals, local_.withdrawals_unerased_in_stream());
+  for (const auto& w : withdrawals) {
+    auto n = erase_messages_of_basis(w.subject_uid, w.basis_id);
+    if (n.is_ok()) erased += *n;
+    else if (first.is_ok()) first = Status(n.status().code(), "erasing the messages of withdrawn basis " +
+                                                                  std::to_string(w.basis_id) + " from " + options_.stream +
+                                                                  ": " + n.status().message());
   }
   if (!first.is_ok()) return first;
   return erased;

@@ -50,17 +50,36 @@ class ShardWriter : public vault::CommitInterceptor {
   // Returns how many.
   Result<int> erase_messages_of_subject(const std::string& subject_uid);
 
+  // After the withdrawal of basis `basis_id` was applied while its subject stays: removes from
+  // the stream each of the subject's messages that inserted the basis's rows (a face, its source
+  // image, its reference crop), so that no copy of them stays readable under the subject's live
+  // key. What such a message wrote that outlives the withdrawal (the subject's retention, which
+  // its enrollment renewed) is published again first, restated as the rows are now, with its
+  // audit-log rows (a kRestate under the subject's key, expecting the stream's last sequence the
+  // restatement was read at), else its audit-log rows alone as a carry. Then js_EraseMsg. Marks
+  // the withdrawal done on this replica. Returns how many messages were erased (by this call or
+  // another node before it); kFailedPrecondition when a message holds the basis's rows and
+  // other inserts or deletes (it stays; no use case writes such a message).
+  Result<int> erase_messages_of_basis(const std::string& subject_uid, int64_t basis_id);
+
   // Completes the stream erasures left undone: a node that died after a subject's erasure was
   // applied and before erase_messages_of_subject finished (or a replica other than the one
   // that erased) still records that subject's messages, and no subject row has its uid any
   // more. Each such subject's messages go as erase_messages_of_subject takes them (carry, then
   // js_EraseMsg). Returns how many messages were found erased, by this call or by another node
   // before it. One query of the local vault and nothing else when there is nothing to do; every
-  // pending subject is tried, and the first failure is returned after the others.
+  // pending subject is tried, and the first failure is returned after the others. Withdrawals
+  // whose messages this replica does not know to be erased go as erase_messages_of_basis takes
+  // them, and count likewise.
   Result<int> sweep_pending_erasures();
 
  private:
   friend class ReplicatedTxn;
+  // Publishes what stands in for message `seq` of a subject's basis before it is erased; false
+  // when the stream moved on since the restatement was read (read it again).
+  Result<bool> publish_stand_in(const std::string& subject_uid, const vault::SecretKey& key, uint64_t seq,
+                                const vault::Catalog::WithdrawnBasisMessage& plan, std::span<const uint8_t> log,
+                                uint64_t read_at);
   NatsConnection& conn_;
   vault::SecretKey master_;
   ShardReplica& local_;

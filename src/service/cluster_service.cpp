@@ -267,8 +267,18 @@ Result<EraseReceipt> ClusterService::withdraw_basis(const Actor& actor, int64_t 
   }
   FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) { return svc.withdraw_basis(actor, local); }));
   if (!r.key_destroyed) {
-    // Another basis is in force: the subject stays, and leaves the open cases whose purpose no
-    // basis of theirs in force covers any more (as one vault does).
+    // Another basis is in force: the subject stays. The stream messages that hold the basis's
+    // rows go (their copies would stay readable under the subject's live key), and the subject
+    // leaves the open cases whose purpose no basis of theirs in force covers any more (as one
+    // vault does).
+    auto erased = node_.shard(s)->writer->erase_messages_of_basis(r.subject_uid, local);
+    if (!erased.is_ok())
+      return Status(erased.status().code(),
+                    "the lawful basis is withdrawn in every replica's vault, but its messages are not yet erased from "
+                    "the shard's stream (" + erased.status().message() + "); every node hosting the shard completes that "
+                    "at its next start, erasure or retention run (ClusterNode::sweep_pending_erasures): no receipt until then");
+    r.stream_messages_erased = *erased;
+    FV_ASSIGN_OR_RETURN(r.replicas, replicas_at(s, node_.shard(s)->replica->applied()));
     auto w = withdrawn_purposes(s, r.subject_uid, local);
     auto left = w.is_ok() ? exclude_from_review_in_meta(actor, r.subject_uid, w->kept, w->dropped, w->seq, "withdrawal")
                           : Result<int64_t>(w.status());
@@ -521,19 +531,22 @@ Status ClusterService::finish_cluster_erasure(const Actor& actor, int s, EraseRe
   // there are none; what fails stays pending for the next erasure, retention run or start.
   (void)node_.sweep_pending_erasures();
   (void)settle_in_meta(kErasureSettler);
-  // Every replica of the shard, or those that confirmed in time (at least two did: the write).
+  FV_ASSIGN_OR_RETURN(r.replicas, replicas_at(s, applied));
+  return Status::ok();
+}
+
+Result<std::vector<std::string>> ClusterService::replicas_at(int s, uint64_t applied) {
   FV_ASSIGN_OR_RETURN(const auto members, cluster::read_members(node_.connection()));
   std::vector<std::string> names;
   for (const auto& m : members) names.push_back(m.name);
   const int want = std::max<int>(1, static_cast<int>(cluster::replicas_of(s, names, node_.config().replicas).size()));
+  auto* hosted = node_.shard(s);
   auto all = hosted->watch->wait(applied, want, copt_.receipt_wait_ms);
-  if (all.is_ok()) {
-    r.replicas = *all;
-  } else {
-    for (const auto& [name, seq] : hosted->watch->positions())
-      if (seq >= applied) r.replicas.push_back(name);
-  }
-  return Status::ok();
+  if (all.is_ok()) return *all;
+  std::vector<std::string> some;
+  for (const auto& [name, seq] : hosted->watch->positions())
+    if (seq >= applied) some.push_back(name);
+  return some;
 }
 
 Result<ExpireReport> ClusterService::expire(const Actor& actor, const std::optional<std::string>& as_of, bool dry_run) {

@@ -227,6 +227,9 @@ class ClusterService final : public Api {
   // After a subject's erasure was applied on shard `s`: its earlier messages erased from the
   // stream, and the replicas that applied the erasure named in the receipt.
   Status finish_cluster_erasure(const Actor& actor, int s, EraseReceipt& r);
+  // The replicas of hosted shard `s` that applied its stream up to `applied`: every one, or
+  // those that did within the receipt wait (the write itself waited for two).
+  Result<std::vector<std::string>> replicas_at(int s, uint64_t applied);
   // The subject's candidacies leave the meta vault's open review cases (Service::Impl::
   // exclude_from_review, one meta write, redone on lost races); how many went.
   Result<int64_t> exclude_from_review_in_meta(const Actor& actor, const std::string& subject_uid,

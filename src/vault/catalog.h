@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -396,6 +397,21 @@ class Catalog {
   };
   Result<std::vector<UnsettledWithdrawal>> withdrawals_unsettled_in_meta();
   Status mark_withdrawal_settled_in_meta(int64_t basis_id);
+  // The withdrawals applied here whose subject stays and whose messages in the subject's
+  // stream are not yet known to be erased (ShardWriter::erase_messages_of_basis), and marking
+  // one as done.
+  Result<std::vector<UnsettledWithdrawal>> withdrawals_unerased_in_stream();
+  Status mark_withdrawal_erased_in_stream(int64_t basis_id);
+  // Forgets one message recorded by record_subject_message (erased from the stream alone).
+  Status forget_subject_message(const std::string& stream, int64_t seq);
+  // What the withdrawal of basis `basis_id` makes of a subject's message whose rows are `rows`
+  // (opened under the subject's key), read against this vault after the withdrawal applied.
+  struct WithdrawnBasisMessage {
+    bool holds_basis = false;  // it inserted rows of the basis: a face, its source image, its reference crop
+    std::string also;          // a change it made besides (not an update), which keeps it in the stream
+    std::vector<uint8_t> restatement;  // its updates, restated as the rows are now (restate_updates)
+  };
+  Result<WithdrawnBasisMessage> withdrawn_basis_message(std::span<const uint8_t> rows, int64_t basis_id);
   // The stream sequence of the message that erased subject `uid` here (nullopt: none applied).
   Result<std::optional<int64_t>> erasure_seq(const std::string& subject_uid);
 

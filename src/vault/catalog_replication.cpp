@@ -4,6 +4,14 @@
 // to each vault: never captured (changeset.h).
 #include "vault/catalog.h"
 
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <set>
+
+#include "vault/changeset.h"
+#include "vault/patchset_format.h"
+
 namespace fv::vault {
 
 Result<int64_t> Catalog::applied_seq(const std::string& stream) {
@@ -116,6 +124,79 @@ Status Catalog::mark_withdrawal_settled_in_meta(int64_t basis_id) {
   FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare("INSERT OR IGNORE INTO replication_settled_withdrawal(basis_id) VALUES(?)"));
   s.bind(1, basis_id);
   return s.run();
+}
+
+Result<std::vector<Catalog::UnsettledWithdrawal>> Catalog::withdrawals_unerased_in_stream() {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
+      "SELECT b.id, s.uid FROM lawful_basis b JOIN subject s ON s.id = b.subject_id WHERE b.withdrawn_at IS NOT NULL "
+      "AND NOT EXISTS (SELECT 1 FROM replication_withdrawn_in_stream w WHERE w.basis_id = b.id) ORDER BY b.id"));
+  std::vector<UnsettledWithdrawal> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) break;
+    out.push_back({q.i64(0), q.text(1)});
+  }
+  return out;
+}
+
+Status Catalog::mark_withdrawal_erased_in_stream(int64_t basis_id) {
+  FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare("INSERT OR IGNORE INTO replication_withdrawn_in_stream(basis_id) VALUES(?)"));
+  s.bind(1, basis_id);
+  return s.run();
+}
+
+Status Catalog::forget_subject_message(const std::string& stream, int64_t seq) {
+  FV_ASSIGN_OR_RETURN(Stmt s, db_->prepare("DELETE FROM replication_message WHERE stream=? AND seq=?"));
+  s.bind_all(stream, seq);
+  return s.run();
+}
+
+namespace {
+
+// The position of `column` in `table` (-1 when it has none).
+Result<int> column_index(Db& db, const std::string& table, const std::string& column) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db.prepare("SELECT cid FROM pragma_table_info(?) WHERE name = ?"));
+  q.bind_all(table, column);
+  FV_ASSIGN_OR_RETURN(const bool row, q.step());
+  return row ? static_cast<int>(q.i64(0)) : -1;
+}
+
+std::optional<int64_t> integer_at(const PatchChange& ch, int col) {
+  if (col < 0 || static_cast<size_t>(col) >= ch.fields.size()) return std::nullopt;
+  const PatchField& f = ch.fields[static_cast<size_t>(col)];
+  if (f.type != PatchField::Type::kInteger) return std::nullopt;
+  return f.integer;
+}
+
+}  // namespace
+
+Result<Catalog::WithdrawnBasisMessage> Catalog::withdrawn_basis_message(std::span<const uint8_t> rows, int64_t basis_id) {
+  FV_ASSIGN_OR_RETURN(const auto changes, decode_patchset(rows));
+  FV_ASSIGN_OR_RETURN(const int face_basis, column_index(*db_, "face", "basis_id"));
+  FV_ASSIGN_OR_RETURN(const int image_basis, column_index(*db_, "source_image", "basis_id"));
+  FV_ASSIGN_OR_RETURN(const int crop_face, column_index(*db_, "reference_crop", "face_id"));
+  FV_ASSIGN_OR_RETURN(const int face_id, column_index(*db_, "face", "id"));
+  // A patchset lists children first (a face's reference crop before the face): the basis's
+  // faces are collected in a pass of their own.
+  std::set<int64_t> faces;
+  for (const PatchChange& ch : changes)
+    if (ch.op == SQLITE_INSERT && ch.table == "face" && integer_at(ch, face_basis) == basis_id)
+      if (auto id = integer_at(ch, face_id)) faces.insert(*id);
+  WithdrawnBasisMessage out;
+  for (const PatchChange& ch : changes) {
+    if (ch.op == SQLITE_UPDATE) continue;  // restated below
+    const bool of_basis =
+        ch.op == SQLITE_INSERT &&
+        ((ch.table == "face" && integer_at(ch, face_basis) == basis_id) ||
+         (ch.table == "source_image" && integer_at(ch, image_basis) == basis_id) ||
+         (ch.table == "reference_crop" && faces.count(integer_at(ch, crop_face).value_or(0)) > 0));
+    if (of_basis) out.holds_basis = true;
+    else if (out.also.empty()) out.also = std::string(ch.op == SQLITE_INSERT ? "an insert into " : "a delete from ") + ch.table;
+  }
+  if (out.holds_basis && out.also.empty()) {
+    FV_ASSIGN_OR_RETURN(out.restatement, restate_updates(*db_, changes));
+  }
+  return out;
 }
 
 Result<std::optional<int64_t>> Catalog::erasure_seq(const std::string& subject_uid) {

@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 
 #include "vault/changeset.h"
+#include "vault/patchset_format.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -109,116 +110,6 @@ Result<const TableShape*> table_shape(Db& db, Db::SchemaFacts& facts, const std:
     it = facts.tables.emplace(table, std::move(shape)).first;
   }
   return &it->second;
-}
-
-// ---- the patchset format (sqlite3session.c, "PATCHSET FORMAT"): per table a header ('P',
-// varint column count, one PK byte per column (0, or its position in the key), NUL-terminated
-// name), then its changes: op byte, indirect byte, one record (every column for INSERT and
-// UPDATE, undefined ones as 0x00; the PK columns only for DELETE). A field is a type byte, then
-// 8 bytes (integer, real), or a varint length and the bytes (text, blob), or nothing
-// (undefined, NULL).
-
-struct Cursor {
-  std::span<const uint8_t> b;
-  size_t i = 0;
-  bool ok = true;
-
-  bool at_end() const { return i >= b.size(); }
-  uint8_t byte() {
-    if (i >= b.size()) { ok = false; return 0; }
-    return b[i++];
-  }
-  uint64_t varint() {  // SQLite's varint: 7 bits a byte, big-endian, the 9th byte whole
-    uint64_t v = 0;
-    for (int k = 0; k < 8; ++k) {
-      const uint8_t c = byte();
-      v = (v << 7) | (c & 0x7f);
-      if (!(c & 0x80)) return v;
-    }
-    return (v << 8) | byte();
-  }
-  void skip(uint64_t n) {
-    if (n > b.size() - std::min(i, b.size())) { ok = false; i = b.size(); return; }
-    i += static_cast<size_t>(n);
-  }
-  // One field; its text when it is a text field (the key of a meta row).
-  std::string field(bool want_text) {
-    const uint8_t t = byte();
-    switch (t) {
-      case 0x00: case 0x05: return {};
-      case 0x01: case 0x02: skip(8); return {};
-      case 0x03: case 0x04: {
-        const uint64_t n = varint();
-        const size_t at = i;
-        skip(n);
-        if (!ok || !want_text || t != 0x03) return {};
-        return std::string(reinterpret_cast<const char*>(b.data() + at), static_cast<size_t>(n));
-      }
-      default: ok = false; return {};
-    }
-  }
-};
-
-// One change of a patchset, as walk_patchset() finds it: byte ranges of its table's header and
-// of itself, its operation, and the text of its first field (a meta row's key).
-struct ChangeView {
-  const std::string& table;
-  int op;
-  size_t header_begin, header_end, begin, end;
-  const std::string& first_text;
-};
-
-// Walks every change of a patchset, checking its structure strictly: what SQLite's own reader
-// would accept, and nothing it may mishandle (SQLite 3.40's iterator loops forever on some
-// truncated patchsets). Malformed input is kInvalidArgument.
-Status walk_patchset(std::span<const uint8_t> in, const std::function<Status(const ChangeView&)>& fn) {
-  Cursor c{in};
-  auto bad = [](const std::string& why) { return invalid_argument("malformed patchset: " + why); };
-  if (in.empty()) return Status::ok();
-  while (!c.at_end()) {
-    const size_t header_begin = c.i;
-    if (c.byte() != 'P') return bad("no table header at byte " + std::to_string(header_begin));
-    const uint64_t ncol = c.varint();
-    if (!c.ok || ncol == 0 || ncol > 2000) return bad("column count");
-    std::vector<bool> pk(static_cast<size_t>(ncol));
-    size_t npk = 0;
-    for (size_t k = 0; k < pk.size(); ++k) {
-      const uint8_t f = c.byte();  // 0, or the column's position in the primary key (1, 2, …)
-      if (f > ncol) return bad("primary-key flags");
-      pk[k] = f != 0;
-      npk += f != 0;
-    }
-    if (!c.ok || npk == 0) return bad("primary-key flags");
-    std::string table;
-    for (uint8_t ch; c.ok && (ch = c.byte()) != 0;) table.push_back(static_cast<char>(ch));
-    if (!c.ok || table.empty()) return bad("table name");
-    const size_t header_end = c.i;
-    int changes = 0;
-    while (!c.at_end() && c.b[c.i] != 'P') {
-      const size_t begin = c.i;
-      const uint8_t op = c.byte();
-      const uint8_t indirect = c.byte();
-      if ((op != SQLITE_INSERT && op != SQLITE_UPDATE && op != SQLITE_DELETE) || indirect > 1 || !c.ok)
-        return bad("change header in table " + table);
-      std::string first_text;
-      size_t field = 0;
-      for (size_t col = 0; col < pk.size(); ++col) {
-        if (op == SQLITE_DELETE && !pk[col]) continue;  // a delete carries its key only
-        const uint8_t type = c.ok && !c.at_end() ? c.b[c.i] : 0xff;
-        // Every field of an insert, and the key of an update or delete, is defined; a key is
-        // never NULL (the session extension records no row whose key is).
-        if (type == 0x00 && (op == SQLITE_INSERT || pk[col])) return bad("undefined field in table " + table);
-        if (type == 0x05 && pk[col]) return bad("NULL key in table " + table);
-        std::string text = c.field(field == 0);
-        if (field++ == 0) first_text = std::move(text);
-        if (!c.ok) return bad("record in table " + table);
-      }
-      ++changes;
-      FV_RETURN_IF_ERROR(fn(ChangeView{table, op, header_begin, header_end, begin, c.i, first_text}));
-    }
-    if (changes == 0) return bad("table " + table + " has no change");
-  }
-  return Status::ok();
 }
 
 // The patchset without the changes of local-only meta rows; fails on an unclassified meta key.
@@ -333,7 +224,7 @@ int on_conflict(void* ctx, int kind, sqlite3_changeset_iter* it) {
   // messages were erased from the stream, its erasure's deletes were not (docs/cluster.md).
   if (kind == SQLITE_CHANGESET_NOTFOUND && op == SQLITE_DELETE) return SQLITE_CHANGESET_OMIT;
   // A carried audit row that this replica already holds: it lived through the erasure.
-  if (a->mode == ApplyMode::kCarry && kind == SQLITE_CHANGESET_CONFLICT && op == SQLITE_INSERT) return SQLITE_CHANGESET_OMIT;
+  if (a->mode != ApplyMode::kNormal && kind == SQLITE_CHANGESET_CONFLICT && op == SQLITE_INSERT) return SQLITE_CHANGESET_OMIT;
   switch (kind) {
     case SQLITE_CHANGESET_NOTFOUND: a->conflict = what + ": the row does not exist"; break;
     case SQLITE_CHANGESET_CONFLICT: a->conflict = what + ": a row with that key exists"; break;
@@ -364,7 +255,7 @@ Status apply_changes(Db& db, std::span<const uint8_t> patchset, ApplyContext& ct
 const std::vector<std::string>& local_only_tables() {
   static const std::vector<std::string> t{"replication_state", "replication_message", "replication_pending_key",
                                           "replication_erased_subject", "replication_settled_erasure",
-                                          "replication_settled_withdrawal"};
+                                          "replication_settled_withdrawal", "replication_withdrawn_in_stream"};
   return t;
 }
 
@@ -520,6 +411,9 @@ Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode)
       if (contains(local_only_tables(), t)) return invalid_argument("the patchset changes local-only table " + t);
       if (mode == ApplyMode::kCarry && (op != SQLITE_INSERT || !contains(audit_log_tables(), t)))
         return invalid_argument("a carried patchset may only insert audit-log rows (it has a change of " + t + ")");
+      if (mode == ApplyMode::kRestate && (op == SQLITE_INSERT) != contains(audit_log_tables(), t))
+        return invalid_argument("a restatement may only update rows and insert audit-log rows (it has a change of " +
+                                t + ")");
       if (!ctx.tables.count(t)) {
         FV_ASSIGN_OR_RETURN(const TableShape* shape, table_shape(db, *facts, t));
         const auto& cols = shape->columns;
@@ -563,6 +457,61 @@ Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode)
   if (!st.is_ok()) (void)db.exec("ROLLBACK TO fv_apply_patchset");
   const Status released = db.exec("RELEASE fv_apply_patchset");
   return st.is_ok() ? released : st;
+}
+
+Result<std::vector<uint8_t>> restate_updates(Db& db, const std::vector<PatchChange>& changes) {
+  FV_ASSIGN_OR_RETURN(Db::SchemaFacts* facts, schema_facts(db));
+  std::vector<PatchChange> restated;
+  for (const PatchChange& ch : changes) {
+    if (ch.op != SQLITE_UPDATE) continue;
+    if (contains(local_only_tables(), ch.table) || contains(audit_log_tables(), ch.table))
+      return invalid_argument("a restatement of table " + ch.table + ", which is local-only or the audit log's");
+    FV_ASSIGN_OR_RETURN(const TableShape* shape, table_shape(db, *facts, ch.table));
+    const auto& cols = shape->columns;
+    if (cols.size() != ch.fields.size())
+      return failed_precondition("table " + ch.table + " of the patchset is not this vault's");
+    std::string set, where;
+    for (size_t k = 0; k < cols.size(); ++k) {
+      if (ch.pk[k] != 0) where += std::string(where.empty() ? "" : " AND ") + "\"" + cols[k].name + "\" = ?";
+      else if (ch.fields[k].type != PatchField::Type::kUndefined) set += std::string(set.empty() ? "" : ", ") + "\"" + cols[k].name + "\"";
+    }
+    if (set.empty()) continue;
+    FV_ASSIGN_OR_RETURN(Stmt q, db.prepare("SELECT " + set + " FROM \"" + ch.table + "\" WHERE " + where));
+    int param = 0;
+    for (size_t k = 0; k < cols.size(); ++k) {
+      if (ch.pk[k] == 0) continue;
+      const PatchField& f = ch.fields[k];
+      if (f.type == PatchField::Type::kInteger) q.bind(++param, f.integer);
+      else if (f.type == PatchField::Type::kReal) q.bind(++param, f.real);
+      else if (f.type == PatchField::Type::kText) q.bind(++param, f.bytes);
+      else return invalid_argument("a restatement of table " + ch.table + " keyed by a blob");
+    }
+    FV_ASSIGN_OR_RETURN(const bool row, q.step());
+    if (!row) continue;  // deleted since: the delete is in a later message of the stream
+    PatchChange now = ch;
+    int col = 0;
+    for (size_t k = 0; k < cols.size(); ++k) {
+      if (ch.pk[k] != 0 || ch.fields[k].type == PatchField::Type::kUndefined) continue;
+      PatchField& f = now.fields[k];
+      f = PatchField{};
+      switch (q.type(col)) {
+        case SQLITE_INTEGER: f.type = PatchField::Type::kInteger; f.integer = q.i64(col); break;
+        case SQLITE_FLOAT: f.type = PatchField::Type::kReal; f.real = q.f64(col); break;
+        case SQLITE_TEXT: f.type = PatchField::Type::kText; f.bytes = q.text(col); break;
+        case SQLITE_BLOB: {
+          f.type = PatchField::Type::kBlob;
+          const auto b = q.blob(col);
+          f.bytes.assign(b.begin(), b.end());
+          break;
+        }
+        default: f.type = PatchField::Type::kNull; break;
+      }
+      ++col;
+    }
+    restated.push_back(std::move(now));
+  }
+  if (restated.empty()) return std::vector<uint8_t>{};
+  return encode_patchset(restated);
 }
 
 int64_t PatchsetSummary::total_deletes() const {

@@ -10,8 +10,9 @@
 // What is not replicated (local-only): the tables `replication_state` and `replication_message`
 // (each replica's own progress through its streams, by stream sequence), `replication_pending_key`
 // and `replication_erased_subject` (the subject keys a replica holds for messages to come, and
-// the subjects whose erasure it applied), `replication_settled_withdrawal` (the withdrawals
-// its node has settled in the meta vault's review cases) and, in table `meta`, the rows that each vault keeps for
+// the subjects whose erasure it applied), `replication_settled_withdrawal` and
+// `replication_withdrawn_in_stream` (the withdrawals its node has settled in the meta vault's
+// review cases, and those whose stream messages it erased) and, in table `meta`, the rows that each vault keeps for
 // itself: the generation counters (triggers recompute them on each replica as it applies the
 // rows they count), `wipe_pending` (each replica wipes its own files) and `created_at`. Every
 // other table is captured, and must have a PRIMARY KEY (the session extension silently ignores
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "vault/patchset_format.h"
 #include "vault/sqlite.h"
 
 struct sqlite3_session;
@@ -95,8 +97,18 @@ class ChangeCapture {
 // stream whose erased messages are gone must still never give one of their ids again.
 // kCarry applies the audit-log rows carried forward by an erasure: inserts into the log tables
 // only (anything else is kInvalidArgument), and a row that is already there is kept as it is.
-enum class ApplyMode { kNormal, kCarry };
+// kRestate applies a restatement (restate_updates) with the audit-log rows of the message it
+// stands in for: inserts into the log tables, kept when there, and updates of other tables'
+// rows, which must exist; anything else is kInvalidArgument.
+enum class ApplyMode { kNormal, kCarry, kRestate };
 Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode = ApplyMode::kNormal);
+
+// What a message erased from a stream wrote that outlives it, restated for a replica rebuilt
+// without it (ShardWriter::erase_messages_of_basis): each UPDATE of `changes` (what
+// decode_patchset read of the message) with the values that the columns it sets have in `db`
+// now, read by its key. A change whose row is gone is left out, and so is every change that is
+// no UPDATE. Empty when nothing is left.
+Result<std::vector<uint8_t>> restate_updates(Db& db, const std::vector<PatchChange>& changes);
 
 // What a patchset does, per table (in patchset order), and which faces and subjects it adds or
 // removes: the cluster layer updates its in-memory index and wipes freed pages after applying.

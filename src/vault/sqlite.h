@@ -64,6 +64,7 @@ class Stmt {
   Result<std::vector<std::string>> texts(int col);
   std::vector<uint8_t> blob(int col) const;
   bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+  int type(int col) const { return sqlite3_column_type(s_, col); }  // SQLITE_INTEGER, SQLITE_TEXT, ...
 
  private:
   void release();

@@ -398,6 +398,14 @@ CREATE TABLE IF NOT EXISTS review_exclusion(
   shard_seq INTEGER NOT NULL,         -- on the subject's shard stream: candidates searched before it are withheld
   PRIMARY KEY(subject_uid, purpose)) WITHOUT ROWID;
 )sql",
+    // 11 → 12: in a cluster, a basis withdrawn while its subject stays takes its rows' messages
+    // out of the shard's stream too (ShardWriter::erase_messages_of_basis). Each replica marks
+    // the withdrawals whose messages it erased or found erased (local, never replicated), so
+    // that a node completes those left undone; those withdrawn before are left to that sweep.
+    R"sql(
+CREATE TABLE IF NOT EXISTS replication_withdrawn_in_stream(
+  basis_id INTEGER PRIMARY KEY);      -- withdrawn bases whose stream messages are erased
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);

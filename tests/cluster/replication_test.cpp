@@ -491,6 +491,123 @@ TEST(Replication, TheSweepCompletesAStreamErasureLeftUndone) {
   EXPECT_EQ(dump(e->dir), dump(a->dir));
 }
 
+// A face of basis `basis` as an enrollment writes it, in one transaction (replicated): its
+// source image, sealed template and reference crop, the subject's retention renewed to `until`,
+// and its audit entry. Returns the sealed template.
+Result<Bytes> enroll_face(vault::Vault& v, int64_t sid, int64_t basis, const std::string& until, uint32_t seed) {
+  FV_ASSIGN_OR_RETURN(auto txn, v.begin());
+  auto& cat = v.catalog();
+  FV_ASSIGN_OR_RETURN(const auto key, v.subject_key(sid));
+  const std::string t0 = vault::utc_now();
+  FV_ASSIGN_OR_RETURN(const int64_t img, cat.insert_source_image({sid, basis, std::string(64, 'f'), 100, "jpeg", "tester",
+                                                                  "file", "p.jpg", t0}));
+  FV_ASSIGN_OR_RETURN(const int64_t fid, cat.insert_face({sid, img, basis, "synthetic", 1, 128, "[0,0,1,1]", "{}", t0}));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g;
+  std::vector<float> t(128);
+  for (auto& x : t) x = g(rng);
+  const Bytes sealed = vault::seal(key, vault::as_bytes(t), vault::face_ad(sid, fid, "synthetic", 1));
+  FV_RETURN_IF_ERROR(cat.seal_face(fid, sealed));
+  FV_RETURN_IF_ERROR(cat.insert_reference_crop(fid, sid, vault::seal(key, Bytes(200, 9), vault::reference_ad(sid, fid))));
+  FV_RETURN_IF_ERROR(cat.set_retention(sid, until));
+  vault::AuditEntry a;
+  a.ts = t0;
+  a.actor = "tester";
+  a.role = "enroller";
+  a.action = "enroll";
+  a.details = {{"face_id", fid}, {"basis_id", basis}};
+  FV_RETURN_IF_ERROR(cat.append_audit(a).status());
+  FV_RETURN_IF_ERROR(txn.commit());
+  return sealed;
+}
+
+// Issue #17, item 3: a basis withdrawn while its subject stays (another basis in force) takes
+// the messages that hold its rows out of the stream, so that no copy stays readable under the
+// subject's live key; what they wrote that outlives it (the retention its enrollment renewed)
+// is restated first, so a replica rebuilt from the stream still ends where the others are.
+TEST(Replication, AWithdrawalTheSubjectOutlivesErasesItsBasisMessagesFromTheStream) {
+  const Shard sh = make_shard(10);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", true);
+  auto c = start_node(sh, "c", false);
+  const std::string uid = vault::random_hex(16);
+  int64_t sid = 0, basis_kept = 0, basis_gone = 0;
+  {
+    auto txn = a->vault->begin();
+    ASSERT_TRUE(txn.is_ok());
+    auto& cat = a->vault->catalog();
+    const std::string t0 = vault::utc_now();
+    sid = *cat.insert_subject(uid, "two-bases", t0, "2080-01-01T00:00:00.000Z");
+    ASSERT_TRUE(a->vault->create_subject_key(sid).is_ok());
+    basis_kept = *cat.insert_basis({sid, "consent", "form-kept", t0, std::nullopt, "tester", {"p1"}});
+    basis_gone = *cat.insert_basis({sid, "consent", "form-gone", t0, std::nullopt, "tester", {"p2"}});
+    ASSERT_TRUE(txn->commit().is_ok());
+  }
+  auto kept = enroll_face(*a->vault, sid, basis_kept, "2090-01-01T00:00:00.000Z", 51);
+  ASSERT_TRUE(kept.is_ok()) << kept.status().to_string();
+  const uint64_t kept_seq = *cluster::last_sequence(*a->conn, sh.stream);
+  // The later enrollment, under the basis to withdraw, renewed the retention further.
+  auto gone = enroll_face(*a->vault, sid, basis_gone, "2095-01-01T00:00:00.000Z", 52);
+  ASSERT_TRUE(gone.is_ok()) << gone.status().to_string();
+  const uint64_t gone_seq = *cluster::last_sequence(*a->conn, sh.stream);
+  {
+    auto txn = a->vault->begin();
+    ASSERT_TRUE(txn.is_ok());
+    ASSERT_TRUE(a->vault->catalog().withdraw_basis_rows(basis_gone, vault::utc_now()).is_ok());
+    ASSERT_TRUE(txn->commit().is_ok());
+  }
+  const uint64_t withdrawal_seq = *cluster::last_sequence(*a->conn, sh.stream);
+  for (auto* n : {a.get(), b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(withdrawal_seq, kTimeoutMs).is_ok());
+  EXPECT_EQ(count(c->dir, "SELECT count(*) FROM face"), 1);
+  // Until its messages are erased, every replica lists the withdrawal as pending there.
+  auto pending = b->replica->withdrawals_unerased_in_stream();
+  ASSERT_TRUE(pending.is_ok() && pending->size() == 1u);
+  EXPECT_EQ(pending->front().basis_id, basis_gone);
+
+  auto erased = a->writer->erase_messages_of_basis(uid, basis_gone);
+  ASSERT_TRUE(erased.is_ok()) << erased.status().to_string();
+  EXPECT_EQ(*erased, 1);
+  auto msg = cluster::get_message(*a->conn, sh.stream, gone_seq);
+  ASSERT_TRUE(msg.is_ok());
+  EXPECT_FALSE(msg->has_value()) << "the withdrawn basis's enrollment is still in the stream";
+  EXPECT_TRUE(cluster::get_message(*a->conn, sh.stream, kept_seq)->has_value()) << "the other basis's went too";
+  // The restatement stands in for it, after the withdrawal, under the subject's key.
+  const uint64_t restate_seq = *cluster::last_sequence(*a->conn, sh.stream);
+  ASSERT_EQ(restate_seq, withdrawal_seq + 1);
+  auto restate = cluster::get_message(*a->conn, sh.stream, restate_seq);
+  ASSERT_TRUE(restate.is_ok() && restate->has_value());
+  EXPECT_EQ((*restate)->subject, a->writer->subject_of(uid));
+  auto key = a->replica->key_of(uid);
+  ASSERT_TRUE(key.is_ok() && key->has_value());
+  auto opened = cluster::open_message(master(), sh.stream, (*restate)->data, &**key);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+  EXPECT_EQ(opened->kind, cluster::EnvelopeKind::kRestate);
+  EXPECT_FALSE(contains(opened->rows, std::span<const uint8_t>(*gone).subspan(0, 16)));
+  EXPECT_TRUE(a->replica->withdrawals_unerased_in_stream()->empty());
+
+  // b finds the message erased (its sweep counts it and publishes nothing); then nothing is pending.
+  auto swept = b->writer->sweep_pending_erasures();
+  ASSERT_TRUE(swept.is_ok()) << swept.status().to_string();
+  EXPECT_EQ(*swept, 1);
+  EXPECT_EQ(*cluster::last_sequence(*a->conn, sh.stream), restate_seq);
+  EXPECT_EQ(*b->writer->sweep_pending_erasures(), 0);
+
+  // A replica rebuilt from the stream now ends with the same rows as those that lived through
+  // it: the retention of the erased enrollment, its audit entry, and no row of the basis.
+  for (auto* n : {a.get(), b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(restate_seq, kTimeoutMs).is_ok());
+  auto d = start_node(sh, "d", false);
+  ASSERT_TRUE(d->replica->catch_up(kTimeoutMs).is_ok()) << d->replica->error().to_string();
+  EXPECT_EQ(dump(d->dir), dump(a->dir));
+  EXPECT_EQ(count(d->dir, "SELECT count(*) FROM subject WHERE retention_until = '2095-01-01T00:00:00.000Z'"), 1);
+  EXPECT_EQ(count(d->dir, "SELECT count(*) FROM audit"), 2);
+  d->replica->stop();
+  for (auto* n : {a.get(), b.get(), c.get()}) n->replica->stop();
+  for (auto* n : {a.get(), b.get(), c.get(), d.get()}) {
+    EXPECT_FALSE(any_file_holds(n->dir, *gone)) << n->name << " holds the withdrawn basis's template";
+    EXPECT_TRUE(any_file_holds(n->dir, *kept)) << n->name << ": the scan finds nothing at all";
+  }
+}
+
 // Issue #17, item 3: NATS's internal Raft log keeps erased messages for minutes. A copy of a
 // subject's message taken before its erasure stands for that leftover: from the receipt on,
 // nothing the cluster holds opens it (no key in the message, none in any vault, none handed out

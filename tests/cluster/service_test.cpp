@@ -469,6 +469,9 @@ TEST_F(ClusterServiceTest, AWithdrawalLeavesTheCasesOfThePurposesItNoLongerCover
   ASSERT_TRUE(w.is_ok()) << w.status().to_string();
   EXPECT_FALSE(w->key_destroyed) << "the investigation basis is still in force";
   EXPECT_EQ(w->review_candidates_removed, 1) << "its one candidacy in the missing-persons case";
+  // The basis's one enrollment left the shard's stream; the receipt names the replicas.
+  EXPECT_EQ(w->stream_messages_erased, 1);
+  EXPECT_EQ(w->replicas.size(), 3u);
   for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
   auto kept = svcs_[0]->review_show(kAdmin, cases[0]);
   ASSERT_TRUE(kept.is_ok()) << kept.status().to_string();

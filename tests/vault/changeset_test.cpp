@@ -645,7 +645,8 @@ TEST_F(ChangesetTest, SchemaEightVaultsMigrateToTheCurrentSchema) {
   EXPECT_EQ(count(**v, "PRAGMA user_version"), kSchemaVersion);
   EXPECT_EQ(count(**v, "SELECT count(*) FROM sqlite_schema WHERE name IN "
                       "('replication_state','replication_message','api_key','replication_pending_key',"
-                      "'replication_erased_subject','replication_settled_erasure','replication_settled_withdrawal')"), 7);
+                      "'replication_erased_subject','replication_settled_erasure','replication_settled_withdrawal',"
+                      "'replication_withdrawn_in_stream')"), 8);
   EXPECT_EQ(*(*v)->catalog().applied_seq(kStream), 0);
 }
 

@@ -27,14 +27,18 @@ std::string part_ad(const std::string& stream, EnvelopeKind kind, const std::str
 
 vault::Bytes frame(const Envelope& e) {
   vault::Bytes out(kMagic, kMagic + 4);
-  out.reserve(4 + 1 + 2 + e.subject_uid.size() + 4 + e.sealed_rows.size() + e.sealed_log.size());
+  out.reserve(4 + 1 + 2 + e.subject_uid.size() + 8 + e.sealed_rows.size() + e.sealed_crops.size() + e.sealed_log.size());
   out.push_back(static_cast<uint8_t>(e.kind));
   out.push_back(static_cast<uint8_t>(e.subject_uid.size() >> 8));
   out.push_back(static_cast<uint8_t>(e.subject_uid.size() & 0xff));
   out.insert(out.end(), e.subject_uid.begin(), e.subject_uid.end());
-  const uint32_t n = static_cast<uint32_t>(e.sealed_rows.size());
-  for (int i = 3; i >= 0; --i) out.push_back(static_cast<uint8_t>(n >> (8 * i)));
-  out.insert(out.end(), e.sealed_rows.begin(), e.sealed_rows.end());
+  auto part = [&out](const vault::Bytes& sealed) {
+    const uint32_t n = static_cast<uint32_t>(sealed.size());
+    for (int i = 3; i >= 0; --i) out.push_back(static_cast<uint8_t>(n >> (8 * i)));
+    out.insert(out.end(), sealed.begin(), sealed.end());
+  };
+  part(e.sealed_rows);
+  if (e.kind == EnvelopeKind::kCase) part(e.sealed_crops);
   out.insert(out.end(), e.sealed_log.begin(), e.sealed_log.end());
   return out;
 }
@@ -68,6 +72,14 @@ vault::Bytes seal_cluster_message(const vault::SecretKey& master, const std::str
   return frame(sealed(master, stream, kind, "", stream_key(master, stream), rows, log));
 }
 
+vault::Bytes seal_case_message(const vault::SecretKey& master, const std::string& stream, const std::string& case_uid,
+                               const vault::SecretKey& case_key, std::span<const uint8_t> rows,
+                               std::span<const uint8_t> crops, std::span<const uint8_t> log) {
+  Envelope e = sealed(master, stream, EnvelopeKind::kCase, case_uid, stream_key(master, stream), rows, log);
+  e.sealed_crops = vault::seal(case_key, crops, part_ad(stream, EnvelopeKind::kCase, case_uid, "crops"));
+  return frame(e);
+}
+
 Result<Envelope> parse_envelope(std::span<const uint8_t> m) {
   if (m.size() >= 4 && std::memcmp(m.data(), kOldMagic, 4) == 0)
     return corrupt_data("cluster message: an envelope of version 1, which carried its subject's key (this "
@@ -76,7 +88,7 @@ Result<Envelope> parse_envelope(std::span<const uint8_t> m) {
     return corrupt_data("cluster message: not a facevault envelope");
   Envelope e;
   const uint8_t kind = m[4];
-  if (kind < static_cast<uint8_t>(EnvelopeKind::kSubject) || kind > static_cast<uint8_t>(EnvelopeKind::kRestate))
+  if (kind < static_cast<uint8_t>(EnvelopeKind::kSubject) || kind > static_cast<uint8_t>(EnvelopeKind::kCase))
     return corrupt_data("cluster message: unknown envelope kind " + std::to_string(kind));
   e.kind = static_cast<EnvelopeKind>(kind);
   size_t at = 5;
@@ -85,13 +97,20 @@ Result<Envelope> parse_envelope(std::span<const uint8_t> m) {
   if (m.size() < at + uid_len + 4) return corrupt_data("cluster message: truncated envelope");
   e.subject_uid.assign(m.begin() + at, m.begin() + at + uid_len);
   at += uid_len;
-  size_t rows_len = 0;
-  for (int i = 0; i < 4; ++i) rows_len = (rows_len << 8) | m[at + i];
-  at += 4;
-  if (m.size() - at < rows_len) return corrupt_data("cluster message: truncated envelope");
-  e.sealed_rows.assign(m.begin() + at, m.begin() + at + rows_len);
-  e.sealed_log.assign(m.begin() + at + rows_len, m.end());
-  if (sealed_under_subject_key(e.kind) != !e.subject_uid.empty())
+  auto part = [&](vault::Bytes& sealed) -> Status {
+    if (m.size() - at < 4) return corrupt_data("cluster message: truncated envelope");
+    size_t len = 0;
+    for (int i = 0; i < 4; ++i) len = (len << 8) | m[at + i];
+    at += 4;
+    if (m.size() - at < len) return corrupt_data("cluster message: truncated envelope");
+    sealed.assign(m.begin() + at, m.begin() + at + len);
+    at += len;
+    return Status::ok();
+  };
+  FV_RETURN_IF_ERROR(part(e.sealed_rows));
+  if (e.kind == EnvelopeKind::kCase) FV_RETURN_IF_ERROR(part(e.sealed_crops));
+  e.sealed_log.assign(m.begin() + at, m.end());
+  if ((sealed_under_subject_key(e.kind) || e.kind == EnvelopeKind::kCase) != !e.subject_uid.empty())
     return corrupt_data("cluster message: envelope kind and subject disagree");
   return e;
 }
@@ -129,6 +148,15 @@ Result<OpenedMessage> open_envelope(const vault::SecretKey& master, const std::s
     return log.status();
   }
   out.log = std::move(*log);
+  if (out.kind == EnvelopeKind::kCase && subject_key != nullptr) {
+    auto crops = vault::open_sealed(*subject_key, e.sealed_crops, part_ad(stream, e.kind, e.subject_uid, "crops"));
+    if (!crops.is_ok()) {
+      vault::wipe(out.rows);
+      vault::wipe(out.log);
+      return crops.status();
+    }
+    out.crops = std::move(*crops);
+  }
   if (out.kind == EnvelopeKind::kCarry && !out.rows.empty())
     return corrupt_data("cluster message: a carry holds audit-log rows only");
   return out;

@@ -1,6 +1,8 @@
 // The envelope of a replicated message: what a shard stream stores is never a plaintext row.
 //
-//   "FVE2" ‖ kind (1 byte) ‖ u16 len ‖ subject uid ‖ u32 len ‖ sealed rows ‖ sealed log
+//   "FVE2" ‖ kind (1 byte) ‖ u16 len ‖ uid ‖ u32 len ‖ sealed rows ‖ [u32 len ‖ sealed crops] ‖ sealed log
+//
+// (the crops part in kCase messages only)
 //
 // A message holds the two patchsets of one transaction: its rows (every captured table but the
 // audit log's) and its audit-log rows (vault::CaptureScope), each sealed on its own:
@@ -16,6 +18,10 @@
 // - kRestate: a kCarry for a message that a withdrawal removes from the stream while its subject
 //   stays, with the updates it made restated as their rows are now (vault::restate_updates),
 //   under the subject's key like the message it stands in for (ShardWriter::erase_messages_of_basis).
+// - kCase: a transaction that opens a review case with probe crops (meta stream). Its rows go
+//   under the stream key with the case row's key columns NULL; the crops and those columns go
+//   in a third part under the case's own key, named by the case uid, which travels like a
+//   subject key (subject_keys.h) and is destroyed when the case closes (vault/case_crops.h).
 // The audit-log rows are always sealed under the stream's key: the audit log outlives an
 // erasure in a vault, and its rows must be readable for the carry after the subject's key is gone.
 //
@@ -34,15 +40,15 @@
 
 namespace fv::cluster {
 
-enum class EnvelopeKind : uint8_t { kSubject = 1, kCluster = 2, kCarry = 3, kRestate = 4 };
+enum class EnvelopeKind : uint8_t { kSubject = 1, kCluster = 2, kCarry = 3, kRestate = 4, kCase = 5 };
 
 // kSubject and kRestate: the rows are sealed under a subject's key.
 inline bool sealed_under_subject_key(EnvelopeKind k) { return k == EnvelopeKind::kSubject || k == EnvelopeKind::kRestate; }
 
 struct Envelope {
   EnvelopeKind kind = EnvelopeKind::kCluster;
-  std::string subject_uid;  // kSubject and kRestate only
-  vault::Bytes sealed_rows, sealed_log;
+  std::string subject_uid;  // kSubject and kRestate: the subject's; kCase: the review case's
+  vault::Bytes sealed_rows, sealed_crops, sealed_log;  // sealed_crops: kCase only
 };
 
 // The key sealing a stream's kCluster rows and every audit-log part, derived from the cluster
@@ -59,15 +65,23 @@ vault::Bytes seal_cluster_message(const vault::SecretKey& master, const std::str
                                   std::span<const uint8_t> rows, std::span<const uint8_t> log,
                                   EnvelopeKind kind = EnvelopeKind::kCluster);
 
+// Seals a kCase message: `rows` and `log` as a kCluster message's, `crops` under the case's key.
+vault::Bytes seal_case_message(const vault::SecretKey& master, const std::string& stream, const std::string& case_uid,
+                               const vault::SecretKey& case_key, std::span<const uint8_t> rows,
+                               std::span<const uint8_t> crops, std::span<const uint8_t> log);
+
 // Parses the framing only (no key needed): kCorruptData on anything malformed.
 Result<Envelope> parse_envelope(std::span<const uint8_t> message);
 
-// Parses and opens both parts. A kSubject or kRestate message needs its subject's key (`subject_key`;
-// kFailedPrecondition without it). kCorruptData when the bytes, the stream or a key do not match.
+// Parses and opens every part. A kSubject or kRestate message needs its subject's key
+// (`subject_key`; kFailedPrecondition without it); a kCase message opens without its case's
+// key (passed as `subject_key`), its crops then left closed (`crops` empty). kCorruptData when
+// the bytes, the stream or a key do not match.
 struct OpenedMessage {
   EnvelopeKind kind = EnvelopeKind::kCluster;
   std::string subject_uid;
   vault::Bytes rows, log;  // the two patchsets (either may be empty)
+  vault::Bytes crops;      // kCase, opened with the case's key: the crops' patchset
 };
 Result<OpenedMessage> open_message(const vault::SecretKey& master, const std::string& stream,
                                    std::span<const uint8_t> message, const vault::SecretKey* subject_key = nullptr);

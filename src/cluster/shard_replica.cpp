@@ -68,12 +68,12 @@ void ShardReplica::stop() {
 
 Result<std::optional<vault::SecretKey>> ShardReplica::key_of(const std::string& uid) {
   std::lock_guard lk(mu_);
-  return vault_->replicated_subject_key(uid);
+  return vault_->replicated_key(uid);
 }
 
 Result<bool> ShardReplica::erased(const std::string& uid) {
   std::lock_guard lk(mu_);
-  return vault_->subject_erased_by_stream(uid);
+  return vault_->key_destroyed_by_stream(uid);
 }
 
 Status ShardReplica::hold(const std::string& uid, const vault::SecretKey& key, uint64_t expected_seq) {
@@ -205,13 +205,13 @@ Result<std::map<std::string, vault::SecretKey>> ShardReplica::keys_for(std::span
   std::map<std::string, vault::SecretKey> keys;
   std::vector<std::string> missing;
   for (const Envelope& e : envelopes) {
-    if (!sealed_under_subject_key(e.kind) || keys.count(e.subject_uid) ||
+    if ((!sealed_under_subject_key(e.kind) && e.kind != EnvelopeKind::kCase) || keys.count(e.subject_uid) ||
         std::find(missing.begin(), missing.end(), e.subject_uid) != missing.end())
       continue;
     std::optional<vault::SecretKey> local;
     {
       std::lock_guard lk(mu_);
-      FV_ASSIGN_OR_RETURN(local, vault_->replicated_subject_key(e.subject_uid));
+      FV_ASSIGN_OR_RETURN(local, vault_->replicated_key(e.subject_uid));
     }
     if (local) keys.emplace(e.subject_uid, std::move(*local));
     else missing.push_back(e.subject_uid);
@@ -269,13 +269,17 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
     FV_ASSIGN_OR_RETURN(auto o, open_envelope(master_, options_.stream, e, key == keys.end() ? nullptr : &key->second));
     PatchToApply& om = opened.emplace_back();
     om.seq = m.seq;
-    om.subject_uid = std::move(o.subject_uid);
+    // A review case's message is no subject's: nothing records it for an erasure.
+    if (o.kind != EnvelopeKind::kCase) om.subject_uid = std::move(o.subject_uid);
     om.mode = o.kind == EnvelopeKind::kCarry     ? vault::ApplyMode::kCarry
               : o.kind == EnvelopeKind::kRestate ? vault::ApplyMode::kRestate
                                                  : vault::ApplyMode::kNormal;
     // One transaction's two patchsets apply as one (a patchset is a sequence of table sections).
+    // A closed case's crops stay closed (its key is gone): the rows apply without them.
     om.body = std::move(o.rows);
+    om.body.insert(om.body.end(), o.crops.begin(), o.crops.end());
     om.body.insert(om.body.end(), o.log.begin(), o.log.end());
+    vault::wipe(o.crops);
     vault::wipe(o.log);
     FV_ASSIGN_OR_RETURN(om.summary, vault::summarize_patchset(om.body));
   }

@@ -9,6 +9,7 @@
 #include "cluster/patch_subjects.h"
 #include "cluster/stream.h"
 #include "cluster/subject_keys.h"
+#include "vault/case_crops.h"
 #include "vault/changeset.h"
 
 namespace fv::cluster {
@@ -30,7 +31,7 @@ class ReplicatedTxn : public vault::PendingCommit {
                                  std::to_string(subjects.size()) + ")");
     vault::Bytes message;
     std::string nats_subject = w_.options_.subject_prefix + ".tx";
-    std::string new_subject;  // a subject whose key this transaction creates
+    std::string new_subject;  // a subject (or review case) whose key this transaction creates
     std::optional<vault::SecretKey> new_key;
     if (subjects.size() == 1) {
       const int64_t id = *subjects.begin();
@@ -53,7 +54,18 @@ class ReplicatedTxn : public vault::PendingCommit {
         new_key = key;
       }
     } else {
-      message = seal_cluster_message(w_.master_, w_.options_.stream, patch, log);
+      // A new review case's probe crops go under the case's key, which is in no message
+      // either: pushed to the replicas like a new subject's (vault/case_crops.h).
+      FV_ASSIGN_OR_RETURN(vault::CaseCrops split, vault::split_case_crops(db, patch));
+      if (split.case_uid.empty()) {
+        message = seal_cluster_message(w_.master_, w_.options_.stream, patch, log);
+      } else {
+        FV_ASSIGN_OR_RETURN(vault::SecretKey key, vault::unwrap_case_key(w_.master_, split.case_uid, split.wrapped_key));
+        message = seal_case_message(w_.master_, w_.options_.stream, split.case_uid, key, split.shared, split.crops, log);
+        vault::wipe(split.crops);
+        new_subject = split.case_uid;
+        new_key = std::move(key);
+      }
     }
     vault::wipe(patch);
     // The local vault changes only by applying the stream, like every other replica's.

@@ -138,7 +138,7 @@ void put_fixed64(std::vector<uint8_t>& out, uint64_t v) {
 
 }  // namespace
 
-Result<std::vector<PatchChange>> decode_patchset(std::span<const uint8_t> in) {
+Result<std::vector<PatchChange>> decode_patchset(std::span<const uint8_t> in, bool blob_bytes) {
   std::vector<PatchChange> out;
   FV_RETURN_IF_ERROR(walk_patchset(in, [&](const ChangeView& v) -> Status {
     PatchChange ch;
@@ -162,7 +162,7 @@ Result<std::vector<PatchChange>> decode_patchset(std::span<const uint8_t> in) {
         case PatchField::Type::kText:
         case PatchField::Type::kBlob: {
           const uint64_t n = c.varint();
-          if (f.type == PatchField::Type::kText && n <= c.b.size() - std::min(c.i, c.b.size()))
+          if ((f.type == PatchField::Type::kText || blob_bytes) && n <= c.b.size() - std::min(c.i, c.b.size()))
             f.bytes.assign(reinterpret_cast<const char*>(c.b.data() + c.i), static_cast<size_t>(n));
           c.skip(n);
           break;

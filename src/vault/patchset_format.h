@@ -40,7 +40,7 @@ struct PatchField {
   Type type = Type::kUndefined;
   int64_t integer = 0;
   double real = 0;
-  std::string bytes;  // kText; kBlob when encoding (decode_patchset never copies a blob's bytes)
+  std::string bytes;  // kText and kBlob (a blob's only when decode_patchset was asked for them)
 };
 
 struct PatchChange {
@@ -50,9 +50,9 @@ struct PatchChange {
   std::vector<PatchField> fields;  // per column; a DELETE's columns outside the key are kUndefined
 };
 
-// Every change, in patchset order. A blob field keeps its type and not its bytes: what reads
-// a message here needs keys and plain values, never the sealed contents it holds.
-Result<std::vector<PatchChange>> decode_patchset(std::span<const uint8_t> in);
+// Every change, in patchset order. Unless `blob_bytes`, a blob field keeps its type and not its
+// bytes: what only classifies a message needs keys and plain values, never its sealed contents.
+Result<std::vector<PatchChange>> decode_patchset(std::span<const uint8_t> in, bool blob_bytes = false);
 
 // The changes as a patchset (consecutive changes of one table under one header); what
 // decode_patchset reads back. kInvalidArgument for a change the format cannot hold (no key,

@@ -1021,10 +1021,14 @@ Result<std::pair<SecretKey, Bytes>> Vault::create_case_key(const std::string& ca
   return std::make_pair(std::move(k), std::move(wrapped));
 }
 
-Result<SecretKey> Vault::case_key(const std::string& case_uid, std::span<const uint8_t> wrapped) const {
-  auto k = unwrap_key(master_, wrapped, case_key_ad(case_uid));
+Result<SecretKey> unwrap_case_key(const SecretKey& master, const std::string& case_uid, std::span<const uint8_t> wrapped) {
+  auto k = unwrap_key(master, wrapped, case_key_ad(case_uid));
   if (!k.is_ok()) return corrupt_data("the key of review case " + case_uid + " does not unwrap: " + k.status().message());
   return k;
+}
+
+Result<SecretKey> Vault::case_key(const std::string& case_uid, std::span<const uint8_t> wrapped) const {
+  return unwrap_case_key(master_, case_uid, wrapped);
 }
 
 Status Vault::mark_wipe_pending() {

@@ -100,6 +100,8 @@ std::string probe_ad(const std::string& case_uid, int face_index);
 // A subject's data key from its wrapped form (as stored in subject_key): cluster mode unwraps
 // it on the connection of a replicated transaction, without a Vault object.
 Result<SecretKey> unwrap_subject_key(const SecretKey& master, int64_t subject_id, std::span<const uint8_t> wrapped);
+// The same for a review case's key (review_case.probe_key), bound to the case's uid.
+Result<SecretKey> unwrap_case_key(const SecretKey& master, const std::string& case_uid, std::span<const uint8_t> wrapped);
 
 // Where a command finds its vault: --vault, else $FACEVAULT_VAULT, else ./var/vault.
 std::filesystem::path default_vault_dir();
@@ -197,11 +199,13 @@ class Vault {
   // writer beaten to that sequence redoes its use case with a new push). Nothing is kept when
   // the vault is already past it. Its own transaction.
   Status hold_subject_key(const std::string& stream, const std::string& uid, const SecretKey& key, int64_t expected_seq);
-  // The key of subject `uid` as this vault holds it: its subject_key row, or a held key.
-  // nullopt when it has neither.
-  Result<std::optional<SecretKey>> replicated_subject_key(const std::string& uid);
-  // Whether a message applied here deleted subject `uid` (its key is gone for good).
-  Result<bool> subject_erased_by_stream(const std::string& uid);
+  // The key that `uid` names as this vault holds it: a subject's (its subject_key row), a
+  // review case's (review_case.probe_key: what seals its probe crops in a stream), or a held
+  // key. nullopt when it has none.
+  Result<std::optional<SecretKey>> replicated_key(const std::string& uid);
+  // Whether a message applied here destroyed the key `uid` names (gone for good): it deleted
+  // subject `uid`, or it closed review case `uid` (its probe_key destroyed).
+  Result<bool> key_destroyed_by_stream(const std::string& uid);
 
   // After an erasure: moves the WAL into the database and truncates it, then (if configured)
   // VACUUMs and truncates again, so no freed page of the erased rows survives in any file.

@@ -146,7 +146,7 @@ Status Vault::hold_subject_key(const std::string& stream, const std::string& uid
   return txn.commit();
 }
 
-Result<std::optional<SecretKey>> Vault::replicated_subject_key(const std::string& uid) {
+Result<std::optional<SecretKey>> Vault::replicated_key(const std::string& uid) {
   {
     FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT k.subject_id, k.wrapped FROM subject s JOIN subject_key k ON "
                                             "k.subject_id = s.id WHERE s.uid = ?"));
@@ -154,6 +154,15 @@ Result<std::optional<SecretKey>> Vault::replicated_subject_key(const std::string
     FV_ASSIGN_OR_RETURN(const bool row, q.step());
     if (row) {
       FV_ASSIGN_OR_RETURN(SecretKey k, unwrap_subject_key(master_, q.i64(0), q.blob(1)));
+      return std::optional<SecretKey>(std::move(k));
+    }
+  }
+  {
+    FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT probe_key FROM review_case WHERE uid = ? AND probe_key IS NOT NULL"));
+    q.bind(1, uid);
+    FV_ASSIGN_OR_RETURN(const bool row, q.step());
+    if (row) {
+      FV_ASSIGN_OR_RETURN(SecretKey k, unwrap_case_key(master_, uid, q.blob(0)));
       return std::optional<SecretKey>(std::move(k));
     }
   }
@@ -188,8 +197,9 @@ Status Vault::rewrap_held_subject_keys(const SecretKey& next) {
   return Status::ok();
 }
 
-Result<bool> Vault::subject_erased_by_stream(const std::string& uid) {
-  FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT 1 FROM replication_erased_subject WHERE uid = ?"));
+Result<bool> Vault::key_destroyed_by_stream(const std::string& uid) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT 1 FROM replication_erased_subject WHERE uid = ?1 UNION ALL "
+                                          "SELECT 1 FROM review_case WHERE uid = ?1 AND probe_key IS NULL"));
   q.bind(1, uid);
   return q.step();
 }

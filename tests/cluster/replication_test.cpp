@@ -608,6 +608,132 @@ TEST(Replication, AWithdrawalTheSubjectOutlivesErasesItsBasisMessagesFromTheStre
   }
 }
 
+// Every row of a review case's tables, quoted, for comparing replicas.
+std::string dump_cases(const fs::path& dir) {
+  auto db = vault::Db::open(dir / "vault.db", false);
+  EXPECT_TRUE(db.is_ok());
+  std::string out;
+  for (const std::string sql : {"SELECT id||'|'||uid||'|'||status||'|'||quote(closed_at)||'|'||quote(probe_key)||'|'||"
+                                "quote(probe_master_key_id) FROM review_case ORDER BY id",
+                                "SELECT case_id||'|'||face_index||'|'||quote(crop) FROM review_probe ORDER BY 1",
+                                "SELECT id||'|'||case_id||'|'||subject_uid||'|'||similarity FROM review_candidate ORDER BY id"}) {
+    auto st = db->prepare(sql);
+    EXPECT_TRUE(st.is_ok()) << st.status().to_string();
+    for (;;) {
+      auto row = st->step();
+      if (!row.is_ok() || !*row) break;
+      out += st->text(0) + "\n";
+    }
+  }
+  return out;
+}
+
+// A search's review case keeps its probe crops under a key of its own, destroyed when the case
+// closes. In a stream (the meta stream, here a shard's), that key must not travel wrapped by the
+// master key, or the crops would open long after the close: the crops and the case row's key
+// go apart, under the case key, which the replicas hand each other like a subject key.
+TEST(Replication, AClosedCasesProbeCropsOpenWithNothingTheClusterStillHolds) {
+  const Shard sh = make_shard(11);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", false);
+  auto c = start_node(sh, "c", false);
+  const std::string uid = vault::random_hex(16);
+  const Bytes crop(700, 0x5a);
+  Bytes sealed_crop, wrapped;
+  int64_t case_id = 0;
+  {
+    auto txn = a->vault->begin();
+    ASSERT_TRUE(txn.is_ok());
+    auto made = a->vault->create_case_key(uid);
+    ASSERT_TRUE(made.is_ok()) << made.status().to_string();
+    wrapped = made->second;
+    sealed_crop = vault::seal(made->first, crop, vault::probe_ad(uid, 0));
+    vault::NewReviewCase rc;
+    rc.uid = uid;
+    rc.opened_at = vault::utc_now();
+    rc.searcher = "tester";
+    rc.searcher_role = "investigator";
+    rc.purpose = "investigation";
+    rc.case_ref = "case-1";
+    rc.mode = "investigation";
+    rc.probe_sha256 = std::string(64, 'a');
+    rc.wrapped_probe_key = wrapped;
+    rc.probe_master_key_id = a->vault->master_key_id();
+    rc.candidates.push_back({0, 1, std::nullopt, "some-subject-uid", 0.61, 1e-5, 1e-3});
+    rc.sealed_probe_crops.emplace_back(0, sealed_crop);
+    auto id = a->vault->catalog().insert_review_case(rc);
+    ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+    case_id = *id;
+    ASSERT_TRUE(txn->commit().is_ok());
+  }
+  const uint64_t opened_seq = *cluster::last_sequence(*a->conn, sh.stream);
+  for (auto* n : {a.get(), b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(opened_seq, kTimeoutMs).is_ok());
+  EXPECT_EQ(dump_cases(b->dir), dump_cases(a->dir));
+  EXPECT_EQ(dump_cases(c->dir), dump_cases(a->dir));
+  EXPECT_EQ(count(c->dir, "SELECT count(*) FROM review_probe"), 1);
+
+  // What the stream holds: the case's rows open with the master key, the crops and the case
+  // key (wrapped or not) are not among them, and the crops open with the case key only.
+  auto stored = cluster::get_message(*a->conn, sh.stream, opened_seq);
+  ASSERT_TRUE(stored.is_ok() && stored->has_value());
+  const Bytes leftover = (*stored)->data;
+  auto alone = cluster::open_message(master(), sh.stream, leftover);
+  ASSERT_TRUE(alone.is_ok()) << alone.status().to_string();
+  EXPECT_EQ(alone->kind, cluster::EnvelopeKind::kCase);
+  EXPECT_FALSE(alone->rows.empty());
+  EXPECT_TRUE(alone->crops.empty());
+  EXPECT_FALSE(contains(alone->rows, std::span<const uint8_t>(wrapped).subspan(0, 16)));
+  EXPECT_FALSE(contains(alone->rows, std::span<const uint8_t>(sealed_crop).subspan(0, 16)));
+  auto key = b->replica->key_of(uid);
+  ASSERT_TRUE(key.is_ok() && key->has_value()) << "b holds the case's key";
+  EXPECT_FALSE(contains(leftover, (*key)->span().subspan(0, 16)));
+  auto whole = cluster::open_message(master(), sh.stream, leftover, &**key);
+  ASSERT_TRUE(whole.is_ok()) << whole.status().to_string();
+  EXPECT_TRUE(contains(whole->crops, std::span<const uint8_t>(sealed_crop).subspan(0, 16)));
+  // A replica built while the case is open fetches the key and gets the crops.
+  auto e = start_node(sh, "e", false);
+  ASSERT_TRUE(e->replica->catch_up(kTimeoutMs).is_ok()) << e->replica->error().to_string();
+  EXPECT_EQ(dump_cases(e->dir), dump_cases(a->dir));
+  e->replica->stop();
+
+  // The case closes: every replica destroys its key and crops.
+  {
+    auto txn = a->vault->begin();
+    ASSERT_TRUE(txn.is_ok());
+    ASSERT_TRUE(a->vault->catalog().close_review_case(case_id, vault::utc_now()).is_ok());
+    ASSERT_TRUE(txn->commit().is_ok());
+  }
+  const uint64_t closed_seq = *cluster::last_sequence(*a->conn, sh.stream);
+  for (auto* n : {a.get(), b.get(), c.get()}) {
+    ASSERT_TRUE(n->replica->wait_applied(closed_seq, kTimeoutMs).is_ok());
+    auto k = n->replica->key_of(uid);
+    ASSERT_TRUE(k.is_ok());
+    EXPECT_FALSE(k->has_value()) << n->name << " still holds the closed case's key";
+    EXPECT_TRUE(*n->replica->erased(uid)) << n->name;
+  }
+  auto after = cluster::fetch_subject_keys(*c->conn, master(), sh.stream, {uid}, 3, kTimeoutMs);
+  ASSERT_TRUE(after.is_ok()) << after.status().to_string();
+  EXPECT_EQ(after->at(uid).state, cluster::FetchedKey::State::kErased);
+  // A replica rebuilt now cannot open the crops (no replica hands out the key) and ends with
+  // the same rows: the case, closed, without crops or key.
+  auto d = start_node(sh, "d", false);
+  ASSERT_TRUE(d->replica->catch_up(kTimeoutMs).is_ok()) << d->replica->error().to_string();
+  EXPECT_EQ(dump_cases(d->dir), dump_cases(a->dir));
+  EXPECT_EQ(count(d->dir, "SELECT count(*) FROM review_case WHERE status='closed' AND probe_key IS NULL"), 1);
+  d->replica->stop();
+  // e, down meanwhile, catches up with the close as well.
+  const fs::path e_dir = e->dir;
+  e.reset();
+  e = start_node(sh, "e", false, e_dir);
+  ASSERT_TRUE(e->replica->catch_up(kTimeoutMs).is_ok()) << e->replica->error().to_string();
+  EXPECT_EQ(dump_cases(e->dir), dump_cases(a->dir));
+  for (auto* n : {a.get(), b.get(), c.get(), e.get()}) n->replica->stop();
+  for (auto* n : {a.get(), b.get(), c.get(), d.get(), e.get()}) {
+    EXPECT_FALSE(any_file_holds(n->dir, sealed_crop)) << n->name << " holds the closed case's crop";
+    EXPECT_FALSE(any_file_holds(n->dir, wrapped)) << n->name << " holds the closed case's wrapped key";
+  }
+}
+
 // Issue #17, item 3: NATS's internal Raft log keeps erased messages for minutes. A copy of a
 // subject's message taken before its erasure stands for that leftover: from the receipt on,
 // nothing the cluster holds opens it (no key in the message, none in any vault, none handed out

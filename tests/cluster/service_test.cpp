@@ -431,6 +431,11 @@ TEST_F(ClusterServiceTest, AReviewDecisionRecordsTheReferenceCropKeptOnTheCandid
   ASSERT_EQ(rc->candidates.size(), 1u);
   EXPECT_TRUE(rc->candidates[0].reference_available);
   const service::Actor reviewer{"rev-ref", service::Role::kReviewer};
+  // The probe crop of the search made through node c opens on node a: the case's key reached
+  // a's meta replica outside the stream (docs/cluster.md, "Probe crops stay out of NATS").
+  auto probe = svcs_[0]->review_probe_image(reviewer, found->review_case, 0);
+  ASSERT_TRUE(probe.is_ok()) << probe.status().to_string();
+  EXPECT_GT(probe->jpeg.size(), 100u);
   auto d = svcs_[0]->review_decide(reviewer, found->review_case,
                                    {rc->candidates[0].id, service::ReviewVerdict::kConfirm, "same person", std::nullopt});
   ASSERT_TRUE(d.is_ok()) << d.status().to_string();

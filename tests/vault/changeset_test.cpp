@@ -662,10 +662,10 @@ TEST_F(ChangesetTest, AHeldKeyLastsUntilItsMessageIsPassedAndAnErasureLeavesNoKe
 
   ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-alice", k, 0).is_ok());
   ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-stray", SecretKey::random(), 0).is_ok());
-  auto held = b_->replicated_subject_key("uid-alice");
+  auto held = b_->replicated_key("uid-alice");
   ASSERT_TRUE(held.is_ok() && held->has_value()) << held.status().to_string();
   EXPECT_EQ((*held)->to_hex(), k.to_hex());
-  EXPECT_FALSE(*b_->replicated_subject_key("uid-nobody"));
+  EXPECT_FALSE(*b_->replicated_key("uid-nobody"));
   // Kept wrapped, never as the key itself.
   EXPECT_TRUE(test::files_holding(b_->paths().dir, k.span()).empty());
 
@@ -674,13 +674,13 @@ TEST_F(ChangesetTest, AHeldKeyLastsUntilItsMessageIsPassedAndAnErasureLeavesNoKe
   ASSERT_TRUE(r.is_ok() && *r) << r.status().to_string();
   EXPECT_EQ(count(*b_, "SELECT count(*) FROM replication_pending_key"), 0);
   EXPECT_EQ(count(*b_, "SELECT count(*) FROM meta WHERE key='wipe_pending'"), 0) << "an enrollment calls for no wipe";
-  held = b_->replicated_subject_key("uid-alice");
+  held = b_->replicated_key("uid-alice");
   ASSERT_TRUE(held.is_ok() && held->has_value());
   EXPECT_EQ((*held)->to_hex(), k.to_hex()) << "now from its subject_key row";
   // A push for a sequence the replica is past keeps nothing.
   ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-late", SecretKey::random(), 0).is_ok());
   EXPECT_EQ(count(*b_, "SELECT count(*) FROM replication_pending_key"), 0);
-  EXPECT_FALSE(*b_->subject_erased_by_stream("uid-alice"));
+  EXPECT_FALSE(*b_->key_destroyed_by_stream("uid-alice"));
 
   // a_ applies message 1 too; the erasure is captured on it and applied on b_.
   ASSERT_TRUE(a_->apply_replicated(kStream, 1, enroll_ps, "2025-03-01T10:00:01.000Z").is_ok());
@@ -688,8 +688,8 @@ TEST_F(ChangesetTest, AHeldKeyLastsUntilItsMessageIsPassedAndAnErasureLeavesNoKe
   ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-alice", k, 1).is_ok());  // a stray push for it
   r = b_->apply_replicated(kStream, 2, erasure, "2025-03-01T10:00:02.000Z");
   ASSERT_TRUE(r.is_ok() && *r) << r.status().to_string();
-  EXPECT_FALSE(*b_->replicated_subject_key("uid-alice"));
-  EXPECT_TRUE(*b_->subject_erased_by_stream("uid-alice"));
+  EXPECT_FALSE(*b_->replicated_key("uid-alice"));
+  EXPECT_TRUE(*b_->key_destroyed_by_stream("uid-alice"));
   EXPECT_EQ(count(*b_, "SELECT count(*) FROM replication_pending_key"), 0);
   ASSERT_TRUE(b_->wipe_free_space().is_ok());
   EXPECT_TRUE(test::files_holding(b_->paths().dir, e.wrapped_key).empty());
@@ -707,7 +707,7 @@ TEST_F(ChangesetTest, AHeldKeyLastsUntilItsMessageIsPassedAndAnErasureLeavesNoKe
   auto reopened = Vault::open(tmp_.path() / "b");
   ASSERT_TRUE(reopened.is_ok()) << reopened.status().to_string();
   b_ = std::move(*reopened);
-  auto bob = b_->replicated_subject_key("uid-bob");
+  auto bob = b_->replicated_key("uid-bob");
   ASSERT_TRUE(bob.is_ok() && bob->has_value()) << bob.status().to_string();
   EXPECT_EQ((*bob)->to_hex(), held_key.to_hex());
 }

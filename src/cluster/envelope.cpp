@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "vault/vault.h"
+
 namespace fv::cluster {
 namespace {
 
@@ -62,7 +64,7 @@ vault::SecretKey stream_key(const vault::SecretKey& master, const std::string& s
 vault::Bytes seal_subject_message(const vault::SecretKey& master, const std::string& stream,
                                   const std::string& subject_uid, const vault::SecretKey& subject_key,
                                   std::span<const uint8_t> rows, std::span<const uint8_t> log, EnvelopeKind kind) {
-  kind = kind == EnvelopeKind::kRestate ? EnvelopeKind::kRestate : EnvelopeKind::kSubject;
+  if (kind != EnvelopeKind::kRestate && kind != EnvelopeKind::kBasis) kind = EnvelopeKind::kSubject;
   return frame(sealed(master, stream, kind, subject_uid, subject_key, rows, log));
 }
 
@@ -88,7 +90,7 @@ Result<Envelope> parse_envelope(std::span<const uint8_t> m) {
     return corrupt_data("cluster message: not a facevault envelope");
   Envelope e;
   const uint8_t kind = m[4];
-  if (kind < static_cast<uint8_t>(EnvelopeKind::kSubject) || kind > static_cast<uint8_t>(EnvelopeKind::kCase))
+  if (kind < static_cast<uint8_t>(EnvelopeKind::kSubject) || kind > static_cast<uint8_t>(EnvelopeKind::kBasis))
     return corrupt_data("cluster message: unknown envelope kind " + std::to_string(kind));
   e.kind = static_cast<EnvelopeKind>(kind);
   size_t at = 5;
@@ -110,7 +112,9 @@ Result<Envelope> parse_envelope(std::span<const uint8_t> m) {
   FV_RETURN_IF_ERROR(part(e.sealed_rows));
   if (e.kind == EnvelopeKind::kCase) FV_RETURN_IF_ERROR(part(e.sealed_crops));
   e.sealed_log.assign(m.begin() + at, m.end());
-  if ((sealed_under_subject_key(e.kind) || e.kind == EnvelopeKind::kCase) != !e.subject_uid.empty())
+  if (e.kind == EnvelopeKind::kBasis && !vault::parse_basis_key_name(e.subject_uid))
+    return corrupt_data("cluster message: a basis's envelope names no basis key");
+  if ((sealed_under_named_key(e.kind) || e.kind == EnvelopeKind::kCase) != !e.subject_uid.empty())
     return corrupt_data("cluster message: envelope kind and subject disagree");
   return e;
 }
@@ -133,7 +137,7 @@ Result<OpenedMessage> open_message(const vault::SecretKey& master, const std::st
 
 Result<OpenedMessage> open_envelope(const vault::SecretKey& master, const std::string& stream, const Envelope& e,
                                     const vault::SecretKey* subject_key) {
-  const bool subject_sealed = sealed_under_subject_key(e.kind);
+  const bool subject_sealed = sealed_under_named_key(e.kind);
   if (subject_sealed && subject_key == nullptr)
     return failed_precondition("cluster message: sealed under the key of subject " + e.subject_uid +
                                ", which opening it needs");

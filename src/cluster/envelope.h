@@ -18,6 +18,10 @@
 // - kRestate: a kCarry for a message that a withdrawal removes from the stream while its subject
 //   stays, with the updates it made restated as their rows are now (vault::restate_updates),
 //   under the subject's key like the message it stands in for (ShardWriter::erase_messages_of_basis).
+// - kBasis: an enrollment (the rows of one lawful basis, and the updates it makes), sealed under
+//   that basis's key, named vault::basis_key_name(subject uid, basis id). The key travels like a
+//   subject key and the basis's withdrawal destroys it, so that what a log still holds of the
+//   enrollment opens with nothing from the withdrawal on.
 // - kCase: a transaction that opens a review case with probe crops (meta stream). Its rows go
 //   under the stream key with the case row's key columns NULL; the crops and those columns go
 //   in a third part under the case's own key, named by the case uid, which travels like a
@@ -40,14 +44,16 @@
 
 namespace fv::cluster {
 
-enum class EnvelopeKind : uint8_t { kSubject = 1, kCluster = 2, kCarry = 3, kRestate = 4, kCase = 5 };
+enum class EnvelopeKind : uint8_t { kSubject = 1, kCluster = 2, kCarry = 3, kRestate = 4, kCase = 5, kBasis = 6 };
 
-// kSubject and kRestate: the rows are sealed under a subject's key.
-inline bool sealed_under_subject_key(EnvelopeKind k) { return k == EnvelopeKind::kSubject || k == EnvelopeKind::kRestate; }
+// kSubject, kRestate and kBasis: the rows are sealed under the key their uid names.
+inline bool sealed_under_named_key(EnvelopeKind k) {
+  return k == EnvelopeKind::kSubject || k == EnvelopeKind::kRestate || k == EnvelopeKind::kBasis;
+}
 
 struct Envelope {
   EnvelopeKind kind = EnvelopeKind::kCluster;
-  std::string subject_uid;  // kSubject and kRestate: the subject's; kCase: the review case's
+  std::string subject_uid;  // kSubject, kRestate: the subject's; kBasis: the basis key's name; kCase: the case's
   vault::Bytes sealed_rows, sealed_crops, sealed_log;  // sealed_crops: kCase only
 };
 
@@ -56,7 +62,7 @@ struct Envelope {
 vault::SecretKey stream_key(const vault::SecretKey& master, const std::string& stream);
 
 // Seals a transaction's two patchsets for `stream`. kSubject (or kRestate) needs the subject's
-// uid and key.
+// uid and key, kBasis the basis key's name and the key.
 vault::Bytes seal_subject_message(const vault::SecretKey& master, const std::string& stream,
                                   const std::string& subject_uid, const vault::SecretKey& subject_key,
                                   std::span<const uint8_t> rows, std::span<const uint8_t> log,

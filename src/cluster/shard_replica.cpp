@@ -157,6 +157,13 @@ Result<std::pair<vault::Catalog::WithdrawnBasisMessage, uint64_t>> ShardReplica:
   return std::make_pair(std::move(plan), static_cast<uint64_t>(at));
 }
 
+Result<std::pair<std::vector<uint8_t>, uint64_t>> ShardReplica::subject_restatement(const std::string& subject_uid) {
+  std::lock_guard lk(mu_);
+  FV_ASSIGN_OR_RETURN(auto restated, vault_->catalog().subject_restatement(subject_uid));
+  FV_ASSIGN_OR_RETURN(const int64_t at, vault_->catalog().applied_seq(options_.stream));
+  return std::make_pair(std::move(restated), static_cast<uint64_t>(at));
+}
+
 Result<std::vector<vault::Catalog::UnsettledWithdrawal>> ShardReplica::withdrawals_unsettled_in_meta() {
   std::lock_guard lk(mu_);
   return vault_->catalog().withdrawals_unsettled_in_meta();
@@ -198,6 +205,16 @@ struct WipeBodies {
   }
 };
 
+// The subject whose message it is (recorded for its erasure): a basis key's name names it; a
+// review case's message or a cluster-sealed one is no subject's.
+std::string subject_of(const Envelope& e) {
+  if (e.kind == EnvelopeKind::kBasis) {
+    const auto named = vault::parse_basis_key_name(e.subject_uid);
+    return named ? named->first : std::string();
+  }
+  return e.kind == EnvelopeKind::kCase ? std::string() : e.subject_uid;
+}
+
 }  // namespace
 
 Result<std::map<std::string, vault::SecretKey>> ShardReplica::keys_for(std::span<const StoredMessage> batch,
@@ -205,7 +222,7 @@ Result<std::map<std::string, vault::SecretKey>> ShardReplica::keys_for(std::span
   std::map<std::string, vault::SecretKey> keys;
   std::vector<std::string> missing;
   for (const Envelope& e : envelopes) {
-    if ((!sealed_under_subject_key(e.kind) && e.kind != EnvelopeKind::kCase) || keys.count(e.subject_uid) ||
+    if ((!sealed_under_named_key(e.kind) && e.kind != EnvelopeKind::kCase) || keys.count(e.subject_uid) ||
         std::find(missing.begin(), missing.end(), e.subject_uid) != missing.end())
       continue;
     std::optional<vault::SecretKey> local;
@@ -253,14 +270,14 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
     const StoredMessage& m = batch[i];
     const Envelope& e = envelopes[i];
     const auto key = keys.find(e.subject_uid);
-    if (sealed_under_subject_key(e.kind) && key == keys.end()) {
+    if (sealed_under_named_key(e.kind) && key == keys.end()) {
       // Its subject's key is gone for good: the erasure that follows it in the stream deletes
       // whatever its rows wrote, so only its audit-log rows (sealed under the stream key) are
       // applied, and this replica's audit chain stays the others' without waiting for a carry.
       // A restatement's audit-log rows are a carry's: this replica may hold them already.
       PatchToApply& om = opened.emplace_back();
       om.seq = m.seq;
-      om.subject_uid = e.subject_uid;
+      om.subject_uid = subject_of(e);
       if (e.kind == EnvelopeKind::kRestate) om.mode = vault::ApplyMode::kCarry;
       FV_ASSIGN_OR_RETURN(om.body, open_envelope_log(master_, options_.stream, e));
       FV_ASSIGN_OR_RETURN(om.summary, vault::summarize_patchset(om.body));
@@ -269,8 +286,7 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
     FV_ASSIGN_OR_RETURN(auto o, open_envelope(master_, options_.stream, e, key == keys.end() ? nullptr : &key->second));
     PatchToApply& om = opened.emplace_back();
     om.seq = m.seq;
-    // A review case's message is no subject's: nothing records it for an erasure.
-    if (o.kind != EnvelopeKind::kCase) om.subject_uid = std::move(o.subject_uid);
+    om.subject_uid = subject_of(e);
     om.mode = o.kind == EnvelopeKind::kCarry     ? vault::ApplyMode::kCarry
               : o.kind == EnvelopeKind::kRestate ? vault::ApplyMode::kRestate
                                                  : vault::ApplyMode::kNormal;

@@ -118,6 +118,8 @@ class ShardReplica : public SubjectKeyHolder {
   // stream sequence it was read at.
   Result<std::pair<vault::Catalog::WithdrawnBasisMessage, uint64_t>> withdrawn_basis_message(
       std::span<const uint8_t> rows, int64_t basis_id);
+  // vault::Catalog::subject_restatement, with the stream sequence it was read at.
+  Result<std::pair<std::vector<uint8_t>, uint64_t>> subject_restatement(const std::string& subject_uid);
   // The sequence of the message that erased `subject_uid` on this replica (nullopt: none).
   Result<std::optional<int64_t>> erasure_seq(const std::string& subject_uid);
 

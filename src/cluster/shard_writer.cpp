@@ -46,12 +46,29 @@ class ReplicatedTxn : public vault::PendingCommit {
       FV_ASSIGN_OR_RETURN(const bool has_key, wrapped.step());
       if (!has_key) return failed_precondition("the transaction writes rows of subject " + std::to_string(id) + ", which has no key");
       FV_ASSIGN_OR_RETURN(const vault::SecretKey key, vault::unwrap_subject_key(w_.master_, id, wrapped.blob(0)));
-      message = seal_subject_message(w_.master_, w_.options_.stream, subject_uid, key, patch, log);
       nats_subject = w_.subject_of(subject_uid);
-      FV_ASSIGN_OR_RETURN(const vault::PatchsetSummary summary, vault::summarize_patchset(patch));
-      if (summary.count("subject_key", SQLITE_INSERT) > 0) {
-        new_subject = subject_uid;
-        new_key = key;
+      // An enrollment goes under its basis's key instead, which the basis's withdrawal destroys
+      // (vault::ensure_basis_key): from then on, what a log still holds of it opens with
+      // nothing, though the subject's key lives on. The basis's first enrollment creates the
+      // key, whose row joins this transaction's rows (sealed under the key itself).
+      FV_ASSIGN_OR_RETURN(const auto basis, vault::enrollment_basis(db, patch));
+      if (basis) {
+        FV_ASSIGN_OR_RETURN(auto made, vault::ensure_basis_key(db, w_.master_, *basis));
+        const std::string name = vault::basis_key_name(subject_uid, *basis);
+        if (made.second) {
+          vault::wipe(patch);
+          FV_ASSIGN_OR_RETURN(patch, rows_.patchset());
+          new_subject = name;
+          new_key = made.first;
+        }
+        message = seal_subject_message(w_.master_, w_.options_.stream, name, made.first, patch, log, EnvelopeKind::kBasis);
+      } else {
+        message = seal_subject_message(w_.master_, w_.options_.stream, subject_uid, key, patch, log);
+        FV_ASSIGN_OR_RETURN(const vault::PatchsetSummary summary, vault::summarize_patchset(patch));
+        if (summary.count("subject_key", SQLITE_INSERT) > 0) {
+          new_subject = subject_uid;
+          new_key = key;
+        }
       }
     } else {
       // A new review case's probe crops go under the case's key, which is in no message
@@ -189,18 +206,38 @@ Result<int> ShardWriter::erase_messages_of_basis(const std::string& subject_uid,
         break;
       }
       FV_ASSIGN_OR_RETURN(const Envelope envelope, parse_envelope(stored->data));
-      if (envelope.kind != EnvelopeKind::kSubject) break;  // a restatement inserts no row
-      FV_ASSIGN_OR_RETURN(OpenedMessage opened, open_envelope(master_, options_.stream, envelope, &*key));
-      auto plan = local_.withdrawn_basis_message(opened.rows, basis_id);
-      vault::wipe(opened.rows);
-      FV_RETURN_IF_ERROR(plan.status());
-      if (!plan->first.holds_basis) break;
-      if (!plan->first.also.empty()) {
-        if (kept.empty()) kept = "message " + std::to_string(seq) + " (" + plan->first.also + ")";
+      vault::Catalog::WithdrawnBasisMessage plan;
+      uint64_t read_at = 0;
+      vault::Bytes log;
+      if (envelope.kind == EnvelopeKind::kBasis) {
+        // Sealed under the basis's key, which the withdrawal destroyed: the name says whose it
+        // is, and what its enrollment updated is restated from the subject's row as it is now.
+        const auto named = vault::parse_basis_key_name(envelope.subject_uid);
+        if (!named || named->second != basis_id) break;
+        FV_ASSIGN_OR_RETURN(auto restated, local_.subject_restatement(subject_uid));
+        plan.holds_basis = true;
+        plan.restatement = std::move(restated.first);
+        read_at = restated.second;
+        FV_ASSIGN_OR_RETURN(log, open_envelope_log(master_, options_.stream, envelope));
+      } else if (envelope.kind == EnvelopeKind::kSubject) {
+        // Written under the subject's key (before basis keys, or by no enrollment): opened and
+        // read for the basis's rows (vault::Catalog::withdrawn_basis_message).
+        FV_ASSIGN_OR_RETURN(OpenedMessage opened, open_envelope(master_, options_.stream, envelope, &*key));
+        auto read = local_.withdrawn_basis_message(opened.rows, basis_id);
+        vault::wipe(opened.rows);
+        FV_RETURN_IF_ERROR(read.status());
+        plan = std::move(read->first);
+        read_at = read->second;
+        log = std::move(opened.log);
+      } else {
+        break;  // a restatement or a carry inserts no row
+      }
+      if (!plan.holds_basis) break;
+      if (!plan.also.empty()) {
+        if (kept.empty()) kept = "message " + std::to_string(seq) + " (" + plan.also + ")";
         break;
       }
-      FV_ASSIGN_OR_RETURN(const bool stood_in,
-                          publish_stand_in(subject_uid, *key, seq, plan->first, opened.log, plan->second));
+      FV_ASSIGN_OR_RETURN(const bool stood_in, publish_stand_in(subject_uid, *key, seq, plan, log, read_at));
       if (!stood_in) {
         if (attempt + 1 >= kAttempts)
           return aborted("the restatement of message " + std::to_string(seq) + " of " + options_.stream +

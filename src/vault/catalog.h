@@ -412,6 +412,10 @@ class Catalog {
     std::vector<uint8_t> restatement;  // its updates, restated as the rows are now (restate_updates)
   };
   Result<WithdrawnBasisMessage> withdrawn_basis_message(std::span<const uint8_t> rows, int64_t basis_id);
+  // The row of subject `subject_uid`, every column restated as it is now (restate_updates):
+  // what stands in for a basis's enrollment that can no longer be opened (its key went with
+  // the withdrawal). Empty when the subject is gone.
+  Result<std::vector<uint8_t>> subject_restatement(const std::string& subject_uid);
   // The stream sequence of the message that erased subject `uid` here (nullopt: none applied).
   Result<std::optional<int64_t>> erasure_seq(const std::string& subject_uid);
 
@@ -424,5 +428,10 @@ class Catalog {
   Db* db_;
   std::shared_ptr<const AuditSigner> signer_;
 };
+
+// Cluster mode: the lawful basis whose enrollment a transaction's rows (a patchset) are: they
+// insert rows of that one basis (faces, their source images and reference crops) and make no
+// other change but updates. nullopt for any other transaction. Read against `db`'s schema.
+Result<std::optional<int64_t>> enrollment_basis(Db& db, std::span<const uint8_t> rows);
 
 }  // namespace fv::vault

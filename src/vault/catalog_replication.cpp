@@ -7,7 +7,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <set>
+#include <map>
 
 #include "vault/changeset.h"
 #include "vault/patchset_format.h"
@@ -168,35 +168,83 @@ std::optional<int64_t> integer_at(const PatchChange& ch, int col) {
   return f.integer;
 }
 
+// Per change that is no update: the lawful basis whose rows it inserts (a face, its source
+// image, its reference crop), or nullopt when it is something else.
+Result<std::vector<std::optional<int64_t>>> bases_inserted(Db& db, const std::vector<PatchChange>& changes) {
+  FV_ASSIGN_OR_RETURN(const int face_basis, column_index(db, "face", "basis_id"));
+  FV_ASSIGN_OR_RETURN(const int image_basis, column_index(db, "source_image", "basis_id"));
+  FV_ASSIGN_OR_RETURN(const int crop_face, column_index(db, "reference_crop", "face_id"));
+  FV_ASSIGN_OR_RETURN(const int face_id, column_index(db, "face", "id"));
+  // A patchset lists children first (a face's reference crop before the face): the faces'
+  // bases are collected in a pass of their own.
+  std::map<int64_t, int64_t> face_bases;
+  for (const PatchChange& ch : changes)
+    if (ch.op == SQLITE_INSERT && ch.table == "face")
+      if (auto id = integer_at(ch, face_id), b = integer_at(ch, face_basis); id && b) face_bases[*id] = *b;
+  std::vector<std::optional<int64_t>> out;
+  for (const PatchChange& ch : changes) {
+    if (ch.op == SQLITE_UPDATE) continue;
+    std::optional<int64_t> basis;
+    if (ch.op == SQLITE_INSERT && ch.table == "face") basis = integer_at(ch, face_basis);
+    if (ch.op == SQLITE_INSERT && ch.table == "source_image") basis = integer_at(ch, image_basis);
+    if (ch.op == SQLITE_INSERT && ch.table == "reference_crop") {
+      const auto f = face_bases.find(integer_at(ch, crop_face).value_or(0));
+      if (f != face_bases.end()) basis = f->second;
+    }
+    out.push_back(basis);
+  }
+  return out;
+}
+
 }  // namespace
+
+Result<std::optional<int64_t>> enrollment_basis(Db& db, std::span<const uint8_t> rows) {
+  FV_ASSIGN_OR_RETURN(const auto changes, decode_patchset(rows));
+  FV_ASSIGN_OR_RETURN(const auto bases, bases_inserted(db, changes));
+  std::optional<int64_t> one;
+  for (const auto& b : bases) {
+    if (!b || (one && *one != *b)) return std::optional<int64_t>();
+    one = b;
+  }
+  return one;
+}
 
 Result<Catalog::WithdrawnBasisMessage> Catalog::withdrawn_basis_message(std::span<const uint8_t> rows, int64_t basis_id) {
   FV_ASSIGN_OR_RETURN(const auto changes, decode_patchset(rows));
-  FV_ASSIGN_OR_RETURN(const int face_basis, column_index(*db_, "face", "basis_id"));
-  FV_ASSIGN_OR_RETURN(const int image_basis, column_index(*db_, "source_image", "basis_id"));
-  FV_ASSIGN_OR_RETURN(const int crop_face, column_index(*db_, "reference_crop", "face_id"));
-  FV_ASSIGN_OR_RETURN(const int face_id, column_index(*db_, "face", "id"));
-  // A patchset lists children first (a face's reference crop before the face): the basis's
-  // faces are collected in a pass of their own.
-  std::set<int64_t> faces;
-  for (const PatchChange& ch : changes)
-    if (ch.op == SQLITE_INSERT && ch.table == "face" && integer_at(ch, face_basis) == basis_id)
-      if (auto id = integer_at(ch, face_id)) faces.insert(*id);
+  FV_ASSIGN_OR_RETURN(const auto bases, bases_inserted(*db_, changes));
   WithdrawnBasisMessage out;
+  size_t k = 0;
   for (const PatchChange& ch : changes) {
-    if (ch.op == SQLITE_UPDATE) continue;  // restated below
-    const bool of_basis =
-        ch.op == SQLITE_INSERT &&
-        ((ch.table == "face" && integer_at(ch, face_basis) == basis_id) ||
-         (ch.table == "source_image" && integer_at(ch, image_basis) == basis_id) ||
-         (ch.table == "reference_crop" && faces.count(integer_at(ch, crop_face).value_or(0)) > 0));
-    if (of_basis) out.holds_basis = true;
+    if (ch.op == SQLITE_UPDATE) continue;
+    const auto& b = bases[k++];
+    if (b == basis_id) out.holds_basis = true;
     else if (out.also.empty()) out.also = std::string(ch.op == SQLITE_INSERT ? "an insert into " : "a delete from ") + ch.table;
   }
   if (out.holds_basis && out.also.empty()) {
     FV_ASSIGN_OR_RETURN(out.restatement, restate_updates(*db_, changes));
   }
   return out;
+}
+
+Result<std::vector<uint8_t>> Catalog::subject_restatement(const std::string& subject_uid) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare("SELECT id FROM subject WHERE uid = ?"));
+  q.bind(1, subject_uid);
+  FV_ASSIGN_OR_RETURN(const bool row, q.step());
+  if (!row) return std::vector<uint8_t>{};
+  PatchChange ch;
+  ch.table = "subject";
+  ch.op = SQLITE_UPDATE;
+  FV_ASSIGN_OR_RETURN(Stmt cols, db_->prepare("SELECT pk FROM pragma_table_info('subject') ORDER BY cid"));
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(const bool col, cols.step());
+    if (!col) break;
+    const bool key = cols.i64(0) > 0;
+    ch.pk.push_back(static_cast<uint8_t>(cols.i64(0)));
+    // The key as it is; every other column marked set, to be read as it is now.
+    ch.fields.push_back(key ? PatchField{PatchField::Type::kInteger, q.i64(0), 0, {}}
+                            : PatchField{PatchField::Type::kNull, 0, 0, {}});
+  }
+  return restate_updates(*db_, {ch});
 }
 
 Result<std::optional<int64_t>> Catalog::erasure_seq(const std::string& subject_uid) {

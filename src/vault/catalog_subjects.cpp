@@ -117,6 +117,8 @@ Result<WithdrawnCounts> Catalog::withdraw_basis_rows(int64_t basis_id, const std
                       count_by_id(*db_, "SELECT count(*) FROM source_image WHERE basis_id=? AND image IS NOT NULL", basis_id));
   FV_ASSIGN_OR_RETURN(c.images, count_by_id(*db_, "SELECT count(*) FROM source_image WHERE basis_id=?", basis_id));
   FV_RETURN_IF_ERROR(run_by_id(*db_, "DELETE FROM source_image WHERE basis_id=?", basis_id));
+  // Cluster mode's key of the basis (its enrollments in a stream open with nothing from now on).
+  FV_RETURN_IF_ERROR(run_by_id(*db_, "DELETE FROM basis_key WHERE basis_id=?", basis_id));
   FV_ASSIGN_OR_RETURN(Stmt w, db_->prepare("UPDATE lawful_basis SET withdrawn_at=? WHERE id=?"));
   w.bind_all(withdrawn_at, basis_id);
   FV_RETURN_IF_ERROR(w.run());

@@ -402,9 +402,16 @@ CREATE TABLE IF NOT EXISTS review_exclusion(
     // out of the shard's stream too (ShardWriter::erase_messages_of_basis). Each replica marks
     // the withdrawals whose messages it erased or found erased (local, never replicated), so
     // that a node completes those left undone; those withdrawn before are left to that sweep.
+    // An enrollment's message is sealed under a key of its basis (replicated, wrapped by the
+    // master key; created by the basis's first enrollment in a cluster, never on one node),
+    // which the withdrawal deletes: what NATS's log still holds of the message opens with
+    // nothing from then on (docs/cluster.md, "A withdrawal the subject outlives").
     R"sql(
 CREATE TABLE IF NOT EXISTS replication_withdrawn_in_stream(
   basis_id INTEGER PRIMARY KEY);      -- withdrawn bases whose stream messages are erased
+CREATE TABLE IF NOT EXISTS basis_key(
+  basis_id INTEGER PRIMARY KEY REFERENCES lawful_basis(id) ON DELETE CASCADE,
+  wrapped BLOB NOT NULL);             -- the key sealing the basis's enrollments in a stream
 )sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -1021,6 +1028,31 @@ Result<std::pair<SecretKey, Bytes>> Vault::create_case_key(const std::string& ca
   return std::make_pair(std::move(k), std::move(wrapped));
 }
 
+namespace {
+std::string basis_key_ad(int64_t basis_id) { return "facevault/basis-key/" + std::to_string(basis_id); }
+}  // namespace
+
+Result<SecretKey> unwrap_basis_key(const SecretKey& master, int64_t basis_id, std::span<const uint8_t> wrapped) {
+  auto k = unwrap_key(master, wrapped, basis_key_ad(basis_id));
+  if (!k.is_ok()) return corrupt_data("the key of lawful basis " + std::to_string(basis_id) + " does not unwrap: " + k.status().message());
+  return k;
+}
+
+Result<std::pair<SecretKey, bool>> ensure_basis_key(Db& db, const SecretKey& master, int64_t basis_id) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db.prepare("SELECT wrapped FROM basis_key WHERE basis_id = ?"));
+  q.bind(1, basis_id);
+  FV_ASSIGN_OR_RETURN(const bool row, q.step());
+  if (row) {
+    FV_ASSIGN_OR_RETURN(SecretKey k, unwrap_basis_key(master, basis_id, q.blob(0)));
+    return std::make_pair(std::move(k), false);
+  }
+  SecretKey k = SecretKey::random();
+  FV_ASSIGN_OR_RETURN(Stmt put, db.prepare("INSERT INTO basis_key(basis_id, wrapped) VALUES(?, ?)"));
+  put.bind_all(basis_id, wrap_key(master, k, basis_key_ad(basis_id)));
+  FV_RETURN_IF_ERROR(put.run());
+  return std::make_pair(std::move(k), true);
+}
+
 Result<SecretKey> unwrap_case_key(const SecretKey& master, const std::string& case_uid, std::span<const uint8_t> wrapped) {
   auto k = unwrap_key(master, wrapped, case_key_ad(case_uid));
   if (!k.is_ok()) return corrupt_data("the key of review case " + case_uid + " does not unwrap: " + k.status().message());
@@ -1112,6 +1144,24 @@ Result<Vault::RotateReport> Vault::rotate_master_key(const std::function<Status(
       }
     }
     FV_RETURN_IF_ERROR(rewrap_held_subject_keys(next));
+    {  // cluster mode's basis keys, likewise
+      std::vector<std::pair<int64_t, Bytes>> bases;
+      {
+        FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT basis_id, wrapped FROM basis_key ORDER BY basis_id"));
+        for (;;) {
+          FV_ASSIGN_OR_RETURN(bool row, q.step());
+          if (!row) break;
+          bases.emplace_back(q.i64(0), q.blob(1));
+        }
+      }
+      FV_ASSIGN_OR_RETURN(Stmt put, db_.prepare("UPDATE basis_key SET wrapped=? WHERE basis_id=?"));
+      for (const auto& [id, wrapped] : bases) {
+        FV_ASSIGN_OR_RETURN(SecretKey k, unwrap_basis_key(master_, id, wrapped));
+        FV_RETURN_IF_ERROR(put.reset());
+        put.bind_all(wrap_key(next, k, basis_key_ad(id)), id);
+        FV_RETURN_IF_ERROR(put.run());
+      }
+    }
     // Review cases' keys (their probe crops) are re-wrapped with the same care: a key that
     // does not unwrap stops the rotation rather than being lost.
     FV_RETURN_IF_ERROR(catalog_->for_each_probe_key(

@@ -102,6 +102,15 @@ std::string probe_ad(const std::string& case_uid, int face_index);
 Result<SecretKey> unwrap_subject_key(const SecretKey& master, int64_t subject_id, std::span<const uint8_t> wrapped);
 // The same for a review case's key (review_case.probe_key), bound to the case's uid.
 Result<SecretKey> unwrap_case_key(const SecretKey& master, const std::string& case_uid, std::span<const uint8_t> wrapped);
+// Cluster mode: the name a basis's key goes by between replicas and in envelopes
+// ("<subject uid>/<basis id>"), and its parts (nullopt for a subject's or a case's uid).
+std::string basis_key_name(const std::string& subject_uid, int64_t basis_id);
+std::optional<std::pair<std::string, int64_t>> parse_basis_key_name(const std::string& name);
+// The same for a lawful basis's key (basis_key.wrapped, cluster mode).
+Result<SecretKey> unwrap_basis_key(const SecretKey& master, int64_t basis_id, std::span<const uint8_t> wrapped);
+// Basis `basis_id`'s key on `db` (inside the caller's transaction), created and stored when it
+// has none yet (second: true). Cluster mode: what seals the basis's enrollments in a stream.
+Result<std::pair<SecretKey, bool>> ensure_basis_key(Db& db, const SecretKey& master, int64_t basis_id);
 
 // Where a command finds its vault: --vault, else $FACEVAULT_VAULT, else ./var/vault.
 std::filesystem::path default_vault_dir();
@@ -200,11 +209,12 @@ class Vault {
   // the vault is already past it. Its own transaction.
   Status hold_subject_key(const std::string& stream, const std::string& uid, const SecretKey& key, int64_t expected_seq);
   // The key that `uid` names as this vault holds it: a subject's (its subject_key row), a
-  // review case's (review_case.probe_key: what seals its probe crops in a stream), or a held
-  // key. nullopt when it has none.
+  // review case's (review_case.probe_key: what seals its probe crops in a stream), a basis's
+  // (basis_key_name: what seals its enrollments), or a held key. nullopt when it has none.
   Result<std::optional<SecretKey>> replicated_key(const std::string& uid);
   // Whether a message applied here destroyed the key `uid` names (gone for good): it deleted
-  // subject `uid`, or it closed review case `uid` (its probe_key destroyed).
+  // subject `uid`, closed review case `uid` (its probe_key destroyed), or withdrew the basis
+  // (or erased the subject) that a basis key's name names.
   Result<bool> key_destroyed_by_stream(const std::string& uid);
 
   // After an erasure: moves the WAL into the database and truncates it, then (if configured)

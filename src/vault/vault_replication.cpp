@@ -1,6 +1,8 @@
 // A vault as a replica of a stream (cluster mode): applying one replicated transaction.
 #include "vault/vault.h"
 
+#include <cstdint>
+
 namespace fv::vault {
 namespace {
 
@@ -146,7 +148,32 @@ Status Vault::hold_subject_key(const std::string& stream, const std::string& uid
   return txn.commit();
 }
 
+std::string basis_key_name(const std::string& subject_uid, int64_t basis_id) {
+  return subject_uid + "/" + std::to_string(basis_id);
+}
+
+std::optional<std::pair<std::string, int64_t>> parse_basis_key_name(const std::string& name) {
+  const size_t slash = name.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 >= name.size()) return std::nullopt;
+  int64_t id = 0;
+  for (size_t i = slash + 1; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9' || id > (INT64_MAX - 9) / 10) return std::nullopt;
+    id = id * 10 + (name[i] - '0');
+  }
+  return std::make_pair(name.substr(0, slash), id);
+}
+
 Result<std::optional<SecretKey>> Vault::replicated_key(const std::string& uid) {
+  if (const auto basis = parse_basis_key_name(uid)) {
+    FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT k.wrapped FROM basis_key k JOIN lawful_basis b ON b.id = k.basis_id "
+                                            "JOIN subject s ON s.id = b.subject_id WHERE k.basis_id = ? AND s.uid = ?"));
+    q.bind_all(basis->second, basis->first);
+    FV_ASSIGN_OR_RETURN(const bool row, q.step());
+    if (row) {
+      FV_ASSIGN_OR_RETURN(SecretKey k, unwrap_basis_key(master_, basis->second, q.blob(0)));
+      return std::optional<SecretKey>(std::move(k));
+    }
+  }
   {
     FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT k.subject_id, k.wrapped FROM subject s JOIN subject_key k ON "
                                             "k.subject_id = s.id WHERE s.uid = ?"));
@@ -198,6 +225,13 @@ Status Vault::rewrap_held_subject_keys(const SecretKey& next) {
 }
 
 Result<bool> Vault::key_destroyed_by_stream(const std::string& uid) {
+  if (const auto basis = parse_basis_key_name(uid)) {
+    FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT 1 FROM replication_erased_subject WHERE uid = ?1 UNION ALL "
+                                            "SELECT 1 FROM lawful_basis b JOIN subject s ON s.id = b.subject_id "
+                                            "WHERE b.id = ?2 AND s.uid = ?1 AND b.withdrawn_at IS NOT NULL"));
+    q.bind_all(basis->first, basis->second);
+    return q.step();
+  }
   FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT 1 FROM replication_erased_subject WHERE uid = ?1 UNION ALL "
                                           "SELECT 1 FROM review_case WHERE uid = ?1 AND probe_key IS NULL"));
   q.bind(1, uid);

@@ -550,6 +550,31 @@ TEST(Replication, AWithdrawalTheSubjectOutlivesErasesItsBasisMessagesFromTheStre
   auto gone = enroll_face(*a->vault, sid, basis_gone, "2095-01-01T00:00:00.000Z", 52);
   ASSERT_TRUE(gone.is_ok()) << gone.status().to_string();
   const uint64_t gone_seq = *cluster::last_sequence(*a->conn, sh.stream);
+  // The enrollment went under its basis's key: neither the master key nor the subject's opens it.
+  const std::string basis_key = vault::basis_key_name(uid, basis_gone);
+  auto stored = cluster::get_message(*a->conn, sh.stream, gone_seq);
+  ASSERT_TRUE(stored.is_ok() && stored->has_value());
+  const Bytes leftover = (*stored)->data;
+  auto subject_key = a->replica->key_of(uid);
+  ASSERT_TRUE(subject_key.is_ok() && subject_key->has_value());
+  auto by_subject = cluster::open_message(master(), sh.stream, leftover, &**subject_key);
+  EXPECT_EQ(by_subject.status().code(), StatusCode::kCorruptData) << by_subject.status().to_string();
+  for (auto* n : {b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(gone_seq, kTimeoutMs).is_ok());
+  auto held = c->replica->key_of(basis_key);
+  ASSERT_TRUE(held.is_ok() && held->has_value()) << "c holds the basis's key";
+  auto by_basis = cluster::open_message(master(), sh.stream, leftover, &**held);
+  ASSERT_TRUE(by_basis.is_ok()) << by_basis.status().to_string();
+  EXPECT_EQ(by_basis->kind, cluster::EnvelopeKind::kBasis);
+  EXPECT_FALSE(contains(leftover, (*held)->span().subspan(0, 16)));
+  std::optional<Bytes> held_wrapped;
+  {
+    auto db = vault::Db::open(c->dir / "vault.db", false);
+    ASSERT_TRUE(db.is_ok());
+    auto st = db->prepare("SELECT wrapped FROM basis_key WHERE basis_id = ?");
+    st->bind(1, basis_gone);
+    ASSERT_TRUE(*st->step());
+    held_wrapped = st->blob(0);
+  }
   {
     auto txn = a->vault->begin();
     ASSERT_TRUE(txn.is_ok());
@@ -559,6 +584,20 @@ TEST(Replication, AWithdrawalTheSubjectOutlivesErasesItsBasisMessagesFromTheStre
   const uint64_t withdrawal_seq = *cluster::last_sequence(*a->conn, sh.stream);
   for (auto* n : {a.get(), b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(withdrawal_seq, kTimeoutMs).is_ok());
   EXPECT_EQ(count(c->dir, "SELECT count(*) FROM face"), 1);
+  // From the withdrawal on, no replica holds the basis's key, each says it is gone, and the
+  // copy of the enrollment opens with nothing the cluster holds (the stand-in for what NATS's
+  // log keeps for minutes), though the subject's key lives on.
+  for (auto* n : {a.get(), b.get(), c.get()}) {
+    auto k = n->replica->key_of(basis_key);
+    ASSERT_TRUE(k.is_ok()) << k.status().to_string();
+    EXPECT_FALSE(k->has_value()) << n->name << " still holds the withdrawn basis's key";
+    EXPECT_TRUE(*n->replica->erased(basis_key)) << n->name;
+    EXPECT_EQ(count(n->dir, "SELECT count(*) FROM basis_key"), 1) << n->name << ": the other basis's key";
+  }
+  auto fetched = cluster::fetch_subject_keys(*c->conn, master(), sh.stream, {basis_key}, 3, kTimeoutMs);
+  ASSERT_TRUE(fetched.is_ok()) << fetched.status().to_string();
+  EXPECT_EQ(fetched->at(basis_key).state, cluster::FetchedKey::State::kErased);
+  EXPECT_EQ(cluster::open_message(master(), sh.stream, leftover, &**subject_key).status().code(), StatusCode::kCorruptData);
   // Until its messages are erased, every replica lists the withdrawal as pending there.
   auto pending = b->replica->withdrawals_unerased_in_stream();
   ASSERT_TRUE(pending.is_ok() && pending->size() == 1u);
@@ -583,6 +622,8 @@ TEST(Replication, AWithdrawalTheSubjectOutlivesErasesItsBasisMessagesFromTheStre
   ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
   EXPECT_EQ(opened->kind, cluster::EnvelopeKind::kRestate);
   EXPECT_FALSE(contains(opened->rows, std::span<const uint8_t>(*gone).subspan(0, 16)));
+  for (auto* n : {a.get(), b.get(), c.get()})
+    EXPECT_FALSE(any_file_holds(n->dir, *held_wrapped)) << n->name << " holds the withdrawn basis's wrapped key";
   EXPECT_TRUE(a->replica->withdrawals_unerased_in_stream()->empty());
 
   // b finds the message erased (its sweep counts it and publishes nothing); then nothing is pending.

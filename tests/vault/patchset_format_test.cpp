@@ -188,6 +188,10 @@ TEST_F(PatchsetFormatTest, AWithdrawnBasisMessageIsTheOneThatInsertedItsRows) {
   for (Vault* v : {a_.get(), b_.get()}) ASSERT_TRUE(v->apply_replicated(kStream, 3, of_b, kT0).is_ok());
   on_both(4, [&] { ASSERT_TRUE(a_->catalog().withdraw_basis_rows(basis_b_, kT0).is_ok()); });
 
+  // In a cluster it goes under the basis's key: it is that basis's enrollment.
+  auto enrolled = enrollment_basis(testing::raw_db(*a_), of_b);
+  ASSERT_TRUE(enrolled.is_ok()) << enrolled.status().to_string();
+  EXPECT_EQ(*enrolled, std::optional<int64_t>(basis_b_));
   auto plan = a_->catalog().withdrawn_basis_message(of_b, basis_b_);
   ASSERT_TRUE(plan.is_ok()) << plan.status().to_string();
   EXPECT_TRUE(plan->holds_basis);
@@ -210,6 +214,7 @@ TEST_F(PatchsetFormatTest, AWithdrawnBasisMessageIsTheOneThatInsertedItsRows) {
     ASSERT_TRUE(a_->catalog().insert_basis({subject_, "consent", "form-c", kT0, std::nullopt, "tester", {"research"}}).is_ok());
     enroll_face(*a_, subject_, basis_a_, "2026-07-01T00:00:00.000Z");
   });
+  EXPECT_EQ(*enrollment_basis(testing::raw_db(*a_), mixed), std::nullopt) << "no enrollment of one basis alone";
   auto kept = a_->catalog().withdrawn_basis_message(mixed, basis_a_);
   ASSERT_TRUE(kept.is_ok());
   EXPECT_TRUE(kept->holds_basis);

@@ -107,17 +107,27 @@ Status Catalog::mark_erasure_settled_in_meta(const std::string& subject_uid) {
   return s.run();
 }
 
-Result<std::vector<Catalog::UnsettledWithdrawal>> Catalog::withdrawals_unsettled_in_meta() {
-  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
+namespace {
+
+// The bases withdrawn while their subject stays that local-only table `done` (keyed by
+// basis_id) does not list yet.
+Result<std::vector<Catalog::UnsettledWithdrawal>> withdrawals_not_in(Db& db, const std::string& done) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db.prepare(
       "SELECT b.id, s.uid FROM lawful_basis b JOIN subject s ON s.id = b.subject_id WHERE b.withdrawn_at IS NOT NULL "
-      "AND NOT EXISTS (SELECT 1 FROM replication_settled_withdrawal w WHERE w.basis_id = b.id) ORDER BY b.id"));
-  std::vector<UnsettledWithdrawal> out;
+      "AND NOT EXISTS (SELECT 1 FROM " + done + " w WHERE w.basis_id = b.id) ORDER BY b.id"));
+  std::vector<Catalog::UnsettledWithdrawal> out;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, q.step());
     if (!row) break;
     out.push_back({q.i64(0), q.text(1)});
   }
   return out;
+}
+
+}  // namespace
+
+Result<std::vector<Catalog::UnsettledWithdrawal>> Catalog::withdrawals_unsettled_in_meta() {
+  return withdrawals_not_in(*db_, "replication_settled_withdrawal");
 }
 
 Status Catalog::mark_withdrawal_settled_in_meta(int64_t basis_id) {
@@ -127,16 +137,7 @@ Status Catalog::mark_withdrawal_settled_in_meta(int64_t basis_id) {
 }
 
 Result<std::vector<Catalog::UnsettledWithdrawal>> Catalog::withdrawals_unerased_in_stream() {
-  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
-      "SELECT b.id, s.uid FROM lawful_basis b JOIN subject s ON s.id = b.subject_id WHERE b.withdrawn_at IS NOT NULL "
-      "AND NOT EXISTS (SELECT 1 FROM replication_withdrawn_in_stream w WHERE w.basis_id = b.id) ORDER BY b.id"));
-  std::vector<UnsettledWithdrawal> out;
-  for (;;) {
-    FV_ASSIGN_OR_RETURN(bool row, q.step());
-    if (!row) break;
-    out.push_back({q.i64(0), q.text(1)});
-  }
-  return out;
+  return withdrawals_not_in(*db_, "replication_withdrawn_in_stream");
 }
 
 Status Catalog::mark_withdrawal_erased_in_stream(int64_t basis_id) {

@@ -197,6 +197,7 @@ Result<int> ShardWriter::erase_messages_of_basis(const std::string& subject_uid,
   FV_ASSIGN_OR_RETURN(const auto seqs, local_.messages_of_subject(subject_uid));
   int erased = 0;
   std::string kept;
+  bool subject_restated = false;
   for (const uint64_t seq : seqs) {
     bool gone = false;
     for (int attempt = 0;; ++attempt) {
@@ -212,12 +213,16 @@ Result<int> ShardWriter::erase_messages_of_basis(const std::string& subject_uid,
       if (envelope.kind == EnvelopeKind::kBasis) {
         // Sealed under the basis's key, which the withdrawal destroyed: the name says whose it
         // is, and what its enrollment updated is restated from the subject's row as it is now.
+        // One restatement of the row stands for all the basis's messages: the others carry
+        // their audit rows only.
         const auto named = vault::parse_basis_key_name(envelope.subject_uid);
         if (!named || named->second != basis_id) break;
-        FV_ASSIGN_OR_RETURN(auto restated, local_.subject_restatement(subject_uid));
         plan.holds_basis = true;
-        plan.restatement = std::move(restated.first);
-        read_at = restated.second;
+        if (!subject_restated) {
+          FV_ASSIGN_OR_RETURN(auto restated, local_.subject_restatement(subject_uid));
+          plan.restatement = std::move(restated.first);
+          read_at = restated.second;
+        }
         FV_ASSIGN_OR_RETURN(log, open_envelope_log(master_, options_.stream, envelope));
       } else if (envelope.kind == EnvelopeKind::kSubject) {
         // Written under the subject's key (before basis keys, or by no enrollment): opened and
@@ -238,6 +243,7 @@ Result<int> ShardWriter::erase_messages_of_basis(const std::string& subject_uid,
         break;
       }
       FV_ASSIGN_OR_RETURN(const bool stood_in, publish_stand_in(subject_uid, *key, seq, plan, log, read_at));
+      if (stood_in && envelope.kind == EnvelopeKind::kBasis && !plan.restatement.empty()) subject_restated = true;
       if (!stood_in) {
         if (attempt + 1 >= kAttempts)
           return aborted("the restatement of message " + std::to_string(seq) + " of " + options_.stream +

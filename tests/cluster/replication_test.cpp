@@ -546,7 +546,10 @@ TEST(Replication, AWithdrawalTheSubjectOutlivesErasesItsBasisMessagesFromTheStre
   auto kept = enroll_face(*a->vault, sid, basis_kept, "2090-01-01T00:00:00.000Z", 51);
   ASSERT_TRUE(kept.is_ok()) << kept.status().to_string();
   const uint64_t kept_seq = *cluster::last_sequence(*a->conn, sh.stream);
-  // The later enrollment, under the basis to withdraw, renewed the retention further.
+  // Two later enrollments, under the basis to withdraw, renewed the retention further (the
+  // first creates the basis's key, the second finds it).
+  auto gone_first = enroll_face(*a->vault, sid, basis_gone, "2094-01-01T00:00:00.000Z", 53);
+  ASSERT_TRUE(gone_first.is_ok()) << gone_first.status().to_string();
   auto gone = enroll_face(*a->vault, sid, basis_gone, "2095-01-01T00:00:00.000Z", 52);
   ASSERT_TRUE(gone.is_ok()) << gone.status().to_string();
   const uint64_t gone_seq = *cluster::last_sequence(*a->conn, sh.stream);
@@ -605,14 +608,20 @@ TEST(Replication, AWithdrawalTheSubjectOutlivesErasesItsBasisMessagesFromTheStre
 
   auto erased = a->writer->erase_messages_of_basis(uid, basis_gone);
   ASSERT_TRUE(erased.is_ok()) << erased.status().to_string();
-  EXPECT_EQ(*erased, 1);
-  auto msg = cluster::get_message(*a->conn, sh.stream, gone_seq);
-  ASSERT_TRUE(msg.is_ok());
-  EXPECT_FALSE(msg->has_value()) << "the withdrawn basis's enrollment is still in the stream";
+  EXPECT_EQ(*erased, 2);
+  for (const uint64_t seq : {gone_seq - 1, gone_seq}) {
+    auto msg = cluster::get_message(*a->conn, sh.stream, seq);
+    ASSERT_TRUE(msg.is_ok());
+    EXPECT_FALSE(msg->has_value()) << "the withdrawn basis's enrollment " << seq << " is still in the stream";
+  }
   EXPECT_TRUE(cluster::get_message(*a->conn, sh.stream, kept_seq)->has_value()) << "the other basis's went too";
-  // The restatement stands in for it, after the withdrawal, under the subject's key.
-  const uint64_t restate_seq = *cluster::last_sequence(*a->conn, sh.stream);
-  ASSERT_EQ(restate_seq, withdrawal_seq + 1);
+  // One restatement stands in for both, after the withdrawal, under the subject's key; the
+  // second carries its audit rows only.
+  const uint64_t restate_seq = withdrawal_seq + 1;
+  ASSERT_EQ(*cluster::last_sequence(*a->conn, sh.stream), restate_seq + 1);
+  auto carried = cluster::get_message(*a->conn, sh.stream, restate_seq + 1);
+  ASSERT_TRUE(carried.is_ok() && carried->has_value());
+  EXPECT_EQ((*carried)->subject, sh.prefix + ".carry");
   auto restate = cluster::get_message(*a->conn, sh.stream, restate_seq);
   ASSERT_TRUE(restate.is_ok() && restate->has_value());
   EXPECT_EQ((*restate)->subject, a->writer->subject_of(uid));
@@ -629,22 +638,23 @@ TEST(Replication, AWithdrawalTheSubjectOutlivesErasesItsBasisMessagesFromTheStre
   // b finds the message erased (its sweep counts it and publishes nothing); then nothing is pending.
   auto swept = b->writer->sweep_pending_erasures();
   ASSERT_TRUE(swept.is_ok()) << swept.status().to_string();
-  EXPECT_EQ(*swept, 1);
-  EXPECT_EQ(*cluster::last_sequence(*a->conn, sh.stream), restate_seq);
+  EXPECT_EQ(*swept, 2);
+  EXPECT_EQ(*cluster::last_sequence(*a->conn, sh.stream), restate_seq + 1);
   EXPECT_EQ(*b->writer->sweep_pending_erasures(), 0);
 
   // A replica rebuilt from the stream now ends with the same rows as those that lived through
   // it: the retention of the erased enrollment, its audit entry, and no row of the basis.
-  for (auto* n : {a.get(), b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(restate_seq, kTimeoutMs).is_ok());
+  for (auto* n : {a.get(), b.get(), c.get()}) ASSERT_TRUE(n->replica->wait_applied(restate_seq + 1, kTimeoutMs).is_ok());
   auto d = start_node(sh, "d", false);
   ASSERT_TRUE(d->replica->catch_up(kTimeoutMs).is_ok()) << d->replica->error().to_string();
   EXPECT_EQ(dump(d->dir), dump(a->dir));
   EXPECT_EQ(count(d->dir, "SELECT count(*) FROM subject WHERE retention_until = '2095-01-01T00:00:00.000Z'"), 1);
-  EXPECT_EQ(count(d->dir, "SELECT count(*) FROM audit"), 2);
+  EXPECT_EQ(count(d->dir, "SELECT count(*) FROM audit"), 3);
   d->replica->stop();
   for (auto* n : {a.get(), b.get(), c.get()}) n->replica->stop();
   for (auto* n : {a.get(), b.get(), c.get(), d.get()}) {
     EXPECT_FALSE(any_file_holds(n->dir, *gone)) << n->name << " holds the withdrawn basis's template";
+    EXPECT_FALSE(any_file_holds(n->dir, *gone_first)) << n->name << " holds the withdrawn basis's first template";
     EXPECT_TRUE(any_file_holds(n->dir, *kept)) << n->name << ": the scan finds nothing at all";
   }
 }

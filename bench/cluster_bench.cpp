@@ -281,17 +281,28 @@ double threaded_per_s(service::Service& svc, const std::string& prefix, int thre
 // The loader's replica goes on running in `key_holder`: it holds the keys of the subjects it
 // wrote, which no message carries (docs/cluster.md), and the replicas measured later fetch them
 // from it as any replica catching up does.
-json fill_stream(cluster::NatsConnection& conn, const fs::path& dir, const std::string& stream,
-                 const std::string& prefix, int already, int total,
-                 std::unique_ptr<cluster::ShardReplica>& key_holder) {
+// The loader's replica, caught up with the stream. It joins while the nodes still run: a
+// replica catching up needs the keys of the subjects (and bases) in the stream, which only the
+// replicas holding them hand out (docs/cluster.md, "Subject keys stay out of NATS").
+std::unique_ptr<cluster::ShardReplica> open_loader(cluster::NatsConnection& conn, const fs::path& dir,
+                                                   const std::string& stream, double& catch_up_seconds) {
   const auto master = must(vault::SecretKey::from_hex(kMasterHex), "master key");
   must(vault::Vault::init(dir), "init loader vault");
   const auto t0 = Clock::now();
   auto replica = must(cluster::ShardReplica::open(conn, dir, master, {stream, "bench-loader"}), "open loader replica");
   must(replica->start(), "start loader replica");
   must(replica->catch_up(600000), "loader catch-up");
+  catch_up_seconds = secs(t0, Clock::now());
+  return replica;
+}
+
+// Fills the stream through the loader's own write path; the loader then holds every key the
+// joiner will ask for.
+json fill_stream(cluster::NatsConnection& conn, const fs::path& dir, const std::string& stream,
+                 const std::string& prefix, int already, int total, cluster::ShardReplica& replica) {
+  const auto master = must(vault::SecretKey::from_hex(kMasterHex), "master key");
   auto watch = must(cluster::AppliedWatch::open(conn, stream), "loader watch");
-  auto writer = std::make_shared<cluster::ShardWriter>(conn, master, *replica, *watch,
+  auto writer = std::make_shared<cluster::ShardWriter>(conn, master, replica, *watch,
                                                        cluster::WriterOptions{stream, prefix, 0, 30000});
   service::ServiceOptions o;
   o.commit_interceptor = writer;
@@ -307,13 +318,11 @@ json fill_stream(cluster::NatsConnection& conn, const fs::path& dir, const std::
   const auto t2 = Clock::now();
   svc.reset();
   writer.reset();
-  key_holder = std::move(replica);
   return {{"templates_added", total - already},
           {"seconds", secs(t1, t2)},
           {"per_s", (total - already) / secs(t1, t2)},
           {"p50_ms", pct(f.total_ms, .5)},
           {"p99_ms", pct(f.total_ms, .99)},
-          {"loader_catch_up_seconds", secs(t0, t1)},
           {"stream_last_seq", must(cluster::last_sequence(conn, stream), "last sequence")}};
 }
 
@@ -554,6 +563,15 @@ int run(int n, int catchup_n, int rtt_n, int warmup, bool as_json) {
     const std::vector<std::string> members = {"a", "b", "c"};
     const std::string stream = cluster::shard_stream_name(0);
     int written = 0;
+    // The loader's vault is scratch: in memory (/dev/shm) when there is one, so that its fsyncs
+    // do not pace the fill; the stream it writes is the same.
+    std::unique_ptr<cluster::ShardReplica> loader;
+    double loader_catch_up_seconds = 0;
+    fs::path loader_root = work;
+    {
+      std::string shm = "/dev/shm/fv-cluster-bench-loader-XXXXXX";
+      if (catchup_n > 0 && fs::is_directory("/dev/shm") && mkdtemp(shm.data()) != nullptr) loader_root = shm;
+    }
     {
       std::vector<std::unique_ptr<cluster::ClusterNode>> nodes;
       for (const auto& name : members) {
@@ -584,6 +602,7 @@ int run(int n, int catchup_n, int rtt_n, int warmup, bool as_json) {
       j["ratio_to_single_node_per_s"] = f.n / f.seconds / out["single_node"]["per_s"].get<double>();
       out["cluster_3_nodes"] = j;
       for (auto& node : nodes) must(node->catch_up(60000), "catch-up of " + node->name());
+      if (catchup_n > written) loader = open_loader(*conn, loader_root / "loader", stream, loader_catch_up_seconds);
       svc.reset();
       nodes.clear();  // stopped: the fill and the catch-up run against the servers alone
     }
@@ -598,17 +617,16 @@ int run(int n, int catchup_n, int rtt_n, int warmup, bool as_json) {
           out["cluster_3_nodes"]["p50_ms"].get<double>() / out["single_node_after"]["p50_ms"].get<double>();
     }
     // 3. Catch-up of a new replica.
-    std::unique_ptr<cluster::ShardReplica> loader;
+    if (!loader && loader_root != work) {  // made for a fill that turned out not to be needed
+      std::error_code ec;
+      fs::remove_all(loader_root, ec);
+    }
     fs::path loader_dir;
-    if (catchup_n > written) {
+    if (loader) {
       std::fprintf(stderr, "fill: the stream to %d templates (untimed in the catch-up)\n", catchup_n);
-      // The loader's vault is scratch: in memory (/dev/shm) when there is one, so that its fsyncs
-      // do not pace the fill; the stream it writes is the same.
-      fs::path loader_root = work;
-      std::string shm = "/dev/shm/fv-cluster-bench-loader-XXXXXX";
-      if (fs::is_directory("/dev/shm") && mkdtemp(shm.data()) != nullptr) loader_root = shm;
       out["fill"] = fill_stream(*conn, loader_root / "loader", stream, cluster::shard_subject_prefix(0), written,
-                                catchup_n, loader);
+                                catchup_n, *loader);
+      out["fill"]["loader_catch_up_seconds"] = loader_catch_up_seconds;
       out["fill"]["loader_dir"] = loader_root.string();
       loader_dir = loader_root == work ? work / "loader" : loader_root;
     }

@@ -4,17 +4,16 @@
 
 #include <algorithm>
 
+#include "vault/changeset.h"
 #include "vault/patchset_format.h"
 
 namespace fv::vault {
 namespace {
 
-Result<int> column_of(Db& db, const std::string& table, const std::string& column) {
-  FV_ASSIGN_OR_RETURN(Stmt q, db.prepare("SELECT cid FROM pragma_table_info(?) WHERE name = ?"));
-  q.bind_all(table, column);
-  FV_ASSIGN_OR_RETURN(const bool row, q.step());
-  if (!row) return failed_precondition("table " + table + " has no column " + column);
-  return static_cast<int>(q.i64(0));
+Result<size_t> column_of(Db& db, const std::string& table, const std::string& column) {
+  FV_ASSIGN_OR_RETURN(const int at, column_position(db, table, column));
+  if (at < 0) return failed_precondition("table " + table + " has no column " + column);
+  return static_cast<size_t>(at);
 }
 
 }  // namespace

@@ -154,14 +154,6 @@ Status Catalog::forget_subject_message(const std::string& stream, int64_t seq) {
 
 namespace {
 
-// The position of `column` in `table` (-1 when it has none).
-Result<int> column_index(Db& db, const std::string& table, const std::string& column) {
-  FV_ASSIGN_OR_RETURN(Stmt q, db.prepare("SELECT cid FROM pragma_table_info(?) WHERE name = ?"));
-  q.bind_all(table, column);
-  FV_ASSIGN_OR_RETURN(const bool row, q.step());
-  return row ? static_cast<int>(q.i64(0)) : -1;
-}
-
 std::optional<int64_t> integer_at(const PatchChange& ch, int col) {
   if (col < 0 || static_cast<size_t>(col) >= ch.fields.size()) return std::nullopt;
   const PatchField& f = ch.fields[static_cast<size_t>(col)];
@@ -172,10 +164,10 @@ std::optional<int64_t> integer_at(const PatchChange& ch, int col) {
 // Per change that is no update: the lawful basis whose rows it inserts (a face, its source
 // image, its reference crop), or nullopt when it is something else.
 Result<std::vector<std::optional<int64_t>>> bases_inserted(Db& db, const std::vector<PatchChange>& changes) {
-  FV_ASSIGN_OR_RETURN(const int face_basis, column_index(db, "face", "basis_id"));
-  FV_ASSIGN_OR_RETURN(const int image_basis, column_index(db, "source_image", "basis_id"));
-  FV_ASSIGN_OR_RETURN(const int crop_face, column_index(db, "reference_crop", "face_id"));
-  FV_ASSIGN_OR_RETURN(const int face_id, column_index(db, "face", "id"));
+  FV_ASSIGN_OR_RETURN(const int face_basis, column_position(db, "face", "basis_id"));
+  FV_ASSIGN_OR_RETURN(const int image_basis, column_position(db, "source_image", "basis_id"));
+  FV_ASSIGN_OR_RETURN(const int crop_face, column_position(db, "reference_crop", "face_id"));
+  FV_ASSIGN_OR_RETURN(const int face_id, column_position(db, "face", "id"));
   // A patchset lists children first (a face's reference crop before the face): the faces'
   // bases are collected in a pass of their own.
   std::map<int64_t, int64_t> face_bases;
@@ -232,20 +224,7 @@ Result<std::vector<uint8_t>> Catalog::subject_restatement(const std::string& sub
   q.bind(1, subject_uid);
   FV_ASSIGN_OR_RETURN(const bool row, q.step());
   if (!row) return std::vector<uint8_t>{};
-  PatchChange ch;
-  ch.table = "subject";
-  ch.op = SQLITE_UPDATE;
-  FV_ASSIGN_OR_RETURN(Stmt cols, db_->prepare("SELECT pk FROM pragma_table_info('subject') ORDER BY cid"));
-  for (;;) {
-    FV_ASSIGN_OR_RETURN(const bool col, cols.step());
-    if (!col) break;
-    const bool key = cols.i64(0) > 0;
-    ch.pk.push_back(static_cast<uint8_t>(cols.i64(0)));
-    // The key as it is; every other column marked set, to be read as it is now.
-    ch.fields.push_back(key ? PatchField{PatchField::Type::kInteger, q.i64(0), 0, {}}
-                            : PatchField{PatchField::Type::kNull, 0, 0, {}});
-  }
-  return restate_updates(*db_, {ch});
+  return restate_row(*db_, "subject", q.i64(0));
 }
 
 Result<std::optional<int64_t>> Catalog::erasure_seq(const std::string& subject_uid) {

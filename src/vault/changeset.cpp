@@ -514,6 +514,31 @@ Result<std::vector<uint8_t>> restate_updates(Db& db, const std::vector<PatchChan
   return encode_patchset(restated);
 }
 
+Result<std::vector<uint8_t>> restate_row(Db& db, const std::string& table, int64_t id) {
+  FV_ASSIGN_OR_RETURN(Db::SchemaFacts* facts, schema_facts(db));
+  FV_ASSIGN_OR_RETURN(const TableShape* shape, table_shape(db, *facts, table));
+  if (std::count_if(shape->columns.begin(), shape->columns.end(), [](const Column& c) { return c.pk > 0; }) != 1)
+    return invalid_argument("a restated row of table " + table + " needs a single integer key");
+  PatchChange ch;
+  ch.table = table;
+  ch.op = SQLITE_UPDATE;
+  for (const Column& c : shape->columns) {
+    ch.pk.push_back(static_cast<uint8_t>(c.pk));
+    // The key as given; every other column marked set, to be read as it is now.
+    ch.fields.push_back(c.pk > 0 ? PatchField{PatchField::Type::kInteger, id, 0, {}}
+                                 : PatchField{PatchField::Type::kNull, 0, 0, {}});
+  }
+  return restate_updates(db, {ch});
+}
+
+Result<int> column_position(Db& db, const std::string& table, const std::string& column) {
+  FV_ASSIGN_OR_RETURN(Db::SchemaFacts* facts, schema_facts(db));
+  FV_ASSIGN_OR_RETURN(const TableShape* shape, table_shape(db, *facts, table));
+  for (size_t k = 0; k < shape->columns.size(); ++k)
+    if (shape->columns[k].name == column) return static_cast<int>(k);
+  return -1;
+}
+
 int64_t PatchsetSummary::total_deletes() const {
   int64_t n = 0;
   for (auto& d : deletes) n += d.second;

@@ -110,6 +110,14 @@ Status apply_patchset(Db& db, std::span<const uint8_t> patchset, ApplyMode mode 
 // no UPDATE. Empty when nothing is left.
 Result<std::vector<uint8_t>> restate_updates(Db& db, const std::vector<PatchChange>& changes);
 
+// A whole row of `table` (by its integer key `id`), every column but the key restated as it is
+// in `db` now: restate_updates for a change that can no longer be read. Empty when the row is gone.
+Result<std::vector<uint8_t>> restate_row(Db& db, const std::string& table, int64_t id);
+
+// The position of `column` among `table`'s columns in `db` (-1 when it has none), from the
+// connection's cached schema facts.
+Result<int> column_position(Db& db, const std::string& table, const std::string& column);
+
 // What a patchset does, per table (in patchset order), and which faces and subjects it adds or
 // removes: the cluster layer updates its in-memory index and wipes freed pages after applying.
 struct PatchsetSummary {

@@ -917,6 +917,19 @@ TEST(Replication, EnvelopesThatDoNotParseOrOpenAreRefused) {
   Bytes flipped = m;
   flipped[flipped.size() - 5] ^= 1;
   EXPECT_EQ(cluster::open_message(master(), "fv-shard-01", flipped, &k).status().code(), StatusCode::kCorruptData);
+  // A basis's envelope must name a basis key ("<subject uid>/<basis id>"); a case's must carry
+  // its crops part whole.
+  const Bytes unnamed = cluster::seal_subject_message(master(), "fv-shard-01", "abc", k, rows, log, cluster::EnvelopeKind::kBasis);
+  EXPECT_EQ(cluster::parse_envelope(unnamed).status().code(), StatusCode::kCorruptData);
+  const Bytes named = cluster::seal_subject_message(master(), "fv-shard-01", "abc/12", k, rows, log, cluster::EnvelopeKind::kBasis);
+  ASSERT_TRUE(cluster::open_message(master(), "fv-shard-01", named, &k).is_ok());
+  const Bytes with_crops = cluster::seal_case_message(master(), "fv-shard-01", "case-1", k, rows, Bytes{'P', 9}, log);
+  auto crops = cluster::open_message(master(), "fv-shard-01", with_crops, &k);
+  ASSERT_TRUE(crops.is_ok()) << crops.status().to_string();
+  EXPECT_EQ(crops->crops, (Bytes{'P', 9}));
+  for (size_t n : {size_t{12}, with_crops.size() / 2, with_crops.size() - 1})
+    EXPECT_EQ(cluster::open_message(master(), "fv-shard-01", std::span(with_crops).first(n), &k).status().code(),
+              StatusCode::kCorruptData) << n;
   Bytes relabelled = m;
   relabelled[7] = 'x';  // the uid's first byte
   EXPECT_EQ(cluster::open_message(master(), "fv-shard-01", relabelled, &k).status().code(), StatusCode::kCorruptData);

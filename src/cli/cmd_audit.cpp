@@ -41,7 +41,7 @@ void add_audit_commands(CLI::App& app, int& exit_code) {
     add_vault_options(cmd, a->c);
     set_examples(cmd, {"facevault audit verify --role auditor --json",
                        "facevault audit verify --against /mnt/offsite/checkpoint-2024-06-01.json --role auditor"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       vault::AuditVerifyReport r;
       if (!a->against.empty()) {
         std::ifstream in(a->against);
@@ -49,7 +49,9 @@ void add_audit_commands(CLI::App& app, int& exit_code) {
         auto j = json::parse(in, nullptr, false);
         if (j.is_discarded()) return invalid_argument(a->against + " is not JSON (expected the output of `audit checkpoint --json`)");
         FV_ASSIGN_OR_RETURN(auto external, vault::AuditCheckpoint::from_json(j));
-        FV_ASSIGN_OR_RETURN(r, svc.audit_verify_against(actor, external));
+        // A checkpoint signs one chain's head; a cluster keeps a chain per vault.
+        FV_ASSIGN_OR_RETURN(service::Service * one, single_vault(svc, "audit verify --against"));
+        FV_ASSIGN_OR_RETURN(r, one->audit_verify_against(actor, external));
       } else {
         FV_ASSIGN_OR_RETURN(r, svc.audit_verify(actor));
       }
@@ -68,7 +70,7 @@ void add_audit_commands(CLI::App& app, int& exit_code) {
                                                     "outside the vault (check it later with audit verify --against)");
     add_vault_options(cmd, *c);
     set_examples(cmd, {"facevault audit checkpoint --role auditor --json > /mnt/offsite/checkpoint.json"});
-    cmd->callback(vault_command(*c, exit_code, [c](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(*c, exit_code, [c](service::Api& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto cp, svc.audit_checkpoint(actor));
       if (c->json) {
         print_json(cp.to_json());
@@ -91,7 +93,7 @@ void add_audit_commands(CLI::App& app, int& exit_code) {
     add_vault_options(cmd, a->c);
     set_examples(cmd, {"facevault audit show --since 2024-01-01 --limit 20 --role auditor",
                        "facevault audit show --subject S-1 --role auditor --json"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       service::AuditFilter filter;
       if (!a->since.empty()) filter.since = a->since;
       if (!a->subject.empty()) filter.subject = a->subject;

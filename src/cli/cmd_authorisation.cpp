@@ -26,7 +26,7 @@ void print_authorisation(const service::Authorisation& a) {
 
 // grant and refuse: the same command with another use case.
 void add_decision_command(CLI::App* group, int& exit_code, const char* name, const char* what,
-                          Result<service::Authorisation> (service::Service::*use_case)(const service::Actor&,
+                          Result<service::Authorisation> (service::Api::*use_case)(const service::Actor&,
                                                                                      const std::string&,
                                                                                      const std::string&),
                           const char* example) {
@@ -37,7 +37,7 @@ void add_decision_command(CLI::App* group, int& exit_code, const char* name, con
   cmd->add_option("--note", a->note, "a note kept with the decision (e.g. the authority's letter)");
   add_vault_options(cmd, a->c);
   set_examples(cmd, {example});
-  cmd->callback(vault_command(a->c, exit_code, [a, use_case](service::Service& svc, const service::Actor& actor) -> Status {
+  cmd->callback(vault_command(a->c, exit_code, [a, use_case](service::Api& svc, const service::Actor& actor) -> Status {
     return print_result(a->c, (svc.*use_case)(actor, a->id, a->note), service::render::authorisation, print_authorisation);
   }));
 }
@@ -71,25 +71,25 @@ void add_authorisation_commands(CLI::App& app, int& exit_code) {
                        "--valid-from 2025-01-01 --valid-until 2025-03-31 --role auditor",
                        "facevault authorisation add --authority \"Prosecutor\" --reference R-9 --purpose investigation "
                        "--valid-from 2025-01-01 --valid-until 2025-01-31 --pending --json --role auditor"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       if (!a->deadline.empty()) a->r.deadline = a->deadline;
       return print_result(a->c, svc.authorisation_add(actor, a->r), service::render::authorisation,
                           [](const service::Authorisation& au) { std::printf("%s\n", au.id.c_str()); });
     }));
   }
   add_decision_command(group, exit_code, "grant", "record that a pending authorisation was granted",
-                       &service::Service::authorisation_grant,
+                       &service::Api::authorisation_grant,
                        "facevault authorisation grant au_0123 --note \"granted by letter of 2 Jan\" --role auditor");
   add_decision_command(group, exit_code, "refuse", "record that an authorisation was refused (pending) or withdrawn (granted): searches may no longer "
                        "cite it and the cases that cited it become unusable",
-                       &service::Service::authorisation_refuse,
+                       &service::Api::authorisation_refuse,
                        "facevault authorisation refuse au_0123 --note \"refused by the court\" --role auditor --json");
   {
     auto c = std::make_shared<VaultOptions>();
     auto* cmd = group->add_subcommand("list", "every authorisation, with its status and the cases that cited it");
     add_vault_options(cmd, *c);
     set_examples(cmd, {"facevault authorisation list --role investigator", "facevault authorisation list --json --role auditor"});
-    cmd->callback(vault_command(*c, exit_code, [c](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(*c, exit_code, [c](service::Api& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto list, svc.authorisation_list(actor));
       for (const auto& a : list) {
         // One authorisation per line (JSON Lines), each as GET /v1/authorisations renders it.

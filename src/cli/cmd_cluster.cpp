@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 
+#include "cli/cluster_client.h"
 #include "cli/commands.h"
 #include "cli/grammar.h"
 #include "cluster/cluster_config.h"
@@ -20,15 +21,6 @@ using nlohmann::json;
 
 namespace fv::cli {
 namespace {
-
-std::vector<std::string> split_urls(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 int report(const Status& st) {
   std::fprintf(stderr, "facevault: %s\n", st.to_string().c_str());
@@ -113,37 +105,13 @@ void add_cluster_commands(CLI::App& app, int& exit_code) {
   create->callback([k, &exit_code] {
     const auto role = service::parse_role(k->role);
     if (!role) { exit_code = report(invalid_argument("unknown role '" + k->role + "'")); return; }
-    const auto dir = std::filesystem::temp_directory_path() / ("facevault-cluster-key-" + vault::random_hex(6));
-    // The temporary copy of the meta vault (key hashes, sealed review crops, the audit) is
-    // overwritten before it is removed, as the vault overwrites what it deletes.
-    struct Cleanup {
-      std::filesystem::path d;
-      ~Cleanup() {
-        std::error_code e;
-        for (auto it = std::filesystem::recursive_directory_iterator(d, e);
-             !e && it != std::filesystem::recursive_directory_iterator(); it.increment(e)) {
-          if (!it->is_regular_file(e)) continue;
-          const auto size = std::filesystem::file_size(it->path(), e);
-          std::ofstream out(it->path(), std::ios::binary | std::ios::in | std::ios::out);
-          const std::string zeros(64 << 10, '\0');
-          for (uintmax_t done = 0; out && done < size; done += zeros.size())
-            out.write(zeros.data(), static_cast<std::streamsize>(std::min<uintmax_t>(zeros.size(), size - done)));
-          out.flush();
-        }
-        std::filesystem::remove_all(d, e);
-      }
-    } cleanup{dir};
-    cluster::NodeOptions no;
-    no.servers = split_urls(k->nats);
-    no.name = "cli-" + vault::random_hex(4);
-    no.dir = dir;
-    no.meta_only = true;
-    auto node = cluster::ClusterNode::start(no);
-    if (!node.is_ok()) { exit_code = report(node.status()); return; }
+    // A temporary client node (cli/cluster_client.h): its copy of the meta vault is
+    // overwritten and removed when it closes.
+    auto client = ClusterClient::open(k->nats);
+    if (!client.is_ok()) { exit_code = report(client.status()); return; }
     {
-      auto svc = service::ClusterService::open(**node, {});
-      if (!svc.is_ok()) { exit_code = report(svc.status()); return; }
-      auto made = (*svc)->create_api_key({k->actor, service::Role::kAdmin}, *role, k->purposes, k->label);
+      auto* svc = &(*client)->service();
+      auto made = svc->create_api_key({k->actor, service::Role::kAdmin}, *role, k->purposes, k->label);
       if (!made.is_ok()) { exit_code = report(made.status()); return; }
       if (k->json) {
         json j = made->key.to_json();

@@ -68,22 +68,47 @@ void progress_bar(size_t done, size_t total) {
 
 // Returns the exit code: usage errors (1) and a failed manifest (2) stop the command; a photo
 // that fails is reported and the others go on (3 when some failed).
-int run_enroll(const EnrollArgs& a, service::Service& svc, const service::Actor& actor) {
+// A manifest on a cluster: row by row, each enrollment on its subject's shard (the batch use
+// case, which analyses photos ahead of the commits, is one vault's).
+void enroll_rows(const EnrollArgs& a, service::Api& svc, const service::Actor& actor,
+                 const std::vector<service::BatchRow>& rows, EnrollReport& report, bool bar) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& row = rows[i];
+    service::EnrollRequest req;
+    req.subject_ref = row.subject_ref;
+    req.basis_id = row.basis_id;
+    req.keep_image = a.keep;
+    req.provenance.method = a.method.empty() ? "manifest" : a.method;
+    req.provenance.source = row.provenance.empty() ? fs::path(row.image).filename().string() : row.provenance;
+    auto bytes = read_file(row.image);
+    const std::string where = row.image + " (line " + std::to_string(row.line) + ")";
+    if (!bytes.is_ok()) report.add(where, row.subject_ref, bytes.status());
+    else report.add(where, row.subject_ref, svc.enroll(actor, req, std::move(*bytes)));
+    if (bar) progress_bar(i + 1, rows.size());
+  }
+}
+
+int run_enroll(const EnrollArgs& a, service::Api& api, const service::Actor& actor) {
   EnrollReport report(a.c.json);
+  auto* one = dynamic_cast<service::Service*>(&api);
   if (!a.manifest.empty()) {
     auto rows = service::read_manifest(a.manifest);
     if (!rows.is_ok()) return fail(rows.status(), kExitUsage);
     if (a.threads > 1) nn::set_inner_threads(1);
     const bool bar = !a.no_progress && (a.progress || isatty(STDERR_FILENO));
-    auto st = svc.enroll_batch(
-        actor, *rows, a.threads, a.keep, a.method.empty() ? "manifest" : a.method,
-        [&](const service::BatchRow& row, const Result<service::EnrollResult>& r) {
-          report.add(row.image + " (line " + std::to_string(row.line) + ")", row.subject_ref, r);
-        },
-        [&](size_t done, size_t total) {
-          if (bar) progress_bar(done, total);
-        });
-    if (!st.is_ok()) return fail(st);
+    if (one) {
+      auto st = one->enroll_batch(
+          actor, *rows, a.threads, a.keep, a.method.empty() ? "manifest" : a.method,
+          [&](const service::BatchRow& row, const Result<service::EnrollResult>& r) {
+            report.add(row.image + " (line " + std::to_string(row.line) + ")", row.subject_ref, r);
+          },
+          [&](size_t done, size_t total) {
+            if (bar) progress_bar(done, total);
+          });
+      if (!st.is_ok()) return fail(st);
+    } else {
+      enroll_rows(a, api, actor, *rows, report, bar);
+    }
   }
   for (const auto& file : a.images) {
     if (a.subject.empty() || a.basis == 0)
@@ -101,7 +126,7 @@ int run_enroll(const EnrollArgs& a, service::Service& svc, const service::Actor&
     req.provenance.source = a.source.empty() ? fs::path(file).filename().string() : a.source;
     auto bytes = read_file(file);
     if (!bytes.is_ok()) { report.add(file, a.subject, bytes.status()); continue; }
-    report.add(file, a.subject, svc.enroll(actor, req, std::move(*bytes)));
+    report.add(file, a.subject, api.enroll(actor, req, std::move(*bytes)));
   }
   return report.exit_code();
 }
@@ -148,7 +173,7 @@ void add_enroll_command(CLI::App& app, int& exit_code) {
     // The skeleton's Status cannot carry "some photos failed" (exit 3): the code travels beside it.
     int code = kExitOk;
     a->c.pipelines = a->threads;  // a pipeline per manifest worker
-    vault_command(a->c, exit_code, [a, &code](service::Service& svc, const service::Actor& actor) {
+    vault_command(a->c, exit_code, [a, &code](service::Api& svc, const service::Actor& actor) {
       code = run_enroll(*a, svc, actor);
       return Status::ok();
     })();

@@ -23,7 +23,7 @@ void add_erasure_commands(CLI::App& app, int& exit_code) {
     cmd->add_option("--reason", a->reason, "recorded in the receipt and the audit log");
     add_vault_options(cmd, a->c);
     set_examples(cmd, {"facevault erase S-1 --reason \"erasure request 2024-17\"", "facevault erase --subject S-1 --json"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto receipt, svc.erase(actor, a->subject, a->reason));
       print_receipt(receipt, a->c.json);
       return Status::ok();
@@ -38,7 +38,7 @@ void add_erasure_commands(CLI::App& app, int& exit_code) {
     cmd->add_flag("--with-templates", a->templates, "include the template values");
     add_vault_options(cmd, a->c);
     set_examples(cmd, {"facevault export S-1 --images-dir out/S-1 > S-1.json"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       std::optional<fs::path> dir;
       if (!a->images_dir.empty()) dir = a->images_dir;
       FV_ASSIGN_OR_RETURN(auto exported, svc.export_subject(actor, a->subject, a->templates, dir));
@@ -56,7 +56,7 @@ void add_erasure_commands(CLI::App& app, int& exit_code) {
     cmd->add_flag("--dry-run", a->dry_run, "list what is due without erasing");
     add_vault_options(cmd, a->c);
     set_examples(cmd, {"facevault expire --dry-run --as-of 2030-01-01", "facevault expire --json"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       std::optional<std::string> as_of;
       if (!a->as_of.empty()) as_of = a->as_of;
       return print_result(a->c, svc.expire(actor, as_of, a->dry_run), service::render::expire_report,

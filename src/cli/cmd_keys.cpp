@@ -28,8 +28,10 @@ void add_master_key_commands(CLI::App* key, int& exit_code) {
     auto* cmd = key->add_subcommand("rotate", "re-wrap every subject key under a new master key (templates untouched)");
     add_vault_options(cmd, *c);
     set_examples(cmd, {"facevault key rotate --json --actor ops --role admin"});
-    cmd->callback(vault_command(*c, exit_code, [c](service::Service& svc, const service::Actor& actor) -> Status {
-      return print_result(*c, svc.rotate_key(actor), service::render::rotate_report,
+    cmd->callback(vault_command(*c, exit_code, [c](service::Api& svc, const service::Actor& actor) -> Status {
+      // A cluster's master key is every node's at once: its rotation is a cluster procedure.
+      FV_ASSIGN_OR_RETURN(service::Service * one, single_vault(svc, "key rotate"));
+      return print_result(*c, one->rotate_key(actor), service::render::rotate_report,
                           [](const vault::Vault::RotateReport& r) {
                             std::printf("master key rotated: %s → %s; %lld subject key(s) re-wrapped, templates untouched\n",
                                         r.old_key_id.c_str(), r.new_key_id.c_str(), static_cast<long long>(r.subject_keys));
@@ -80,7 +82,7 @@ void add_api_key_commands(CLI::App* key, int& exit_code) {
       }
       // A refusal of the key itself (a malformed purpose) is a usage error, as a bad --role is.
       Status refusal;
-      vault_command(a->c, exit_code, [a, role, &refusal](service::Service& svc, const service::Actor& actor) -> Status {
+      vault_command(a->c, exit_code, [a, role, &refusal](service::Api& svc, const service::Actor& actor) -> Status {
         auto k = svc.create_api_key(actor, *role, a->purposes, a->label);
         if (!k.is_ok()) return refusal = k.status();
         if (a->c.json) {
@@ -107,7 +109,7 @@ void add_api_key_commands(CLI::App* key, int& exit_code) {
     cmd->add_option("--actor", a->c.actor, "who revokes it, recorded in the audit log (default: the OS user)");
     cmd->add_flag("--json", a->c.json, "machine-readable JSON output");
     set_examples(cmd, {"facevault key revoke 3f2a9c0d1e4b"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       std::string id = a->id;
       if (id.rfind("fvk_", 0) == 0) id = id.substr(4, 12);  // a whole key pasted: take its id
       FV_RETURN_IF_ERROR(svc.revoke_api_key(actor, id));
@@ -123,7 +125,7 @@ void add_api_key_commands(CLI::App* key, int& exit_code) {
     cmd->add_option("--actor", c->actor, "who is acting (default: the OS user); accepted as on every vault command");
     cmd->add_flag("--json", c->json, "machine-readable JSON output (one key per line)");
     set_examples(cmd, {"facevault key list --json"});
-    cmd->callback(vault_command(*c, exit_code, [c](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(*c, exit_code, [c](service::Api& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto keys, svc.list_api_keys(actor));
       for (auto& k : keys) {
         if (c->json) { print_json(k.to_json()); continue; }

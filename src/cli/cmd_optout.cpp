@@ -22,7 +22,7 @@ void add_optout_commands(CLI::App& app, int& exit_code) {
     cmd->add_option("--face", a->face, "which face when the photo has several");
     add_vault_options(cmd, a->c);
     set_examples(cmd, {"facevault optout add selfie.jpg --json"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto bytes, read_file(a->image));
       return print_result(a->c, svc.optout_add(actor, std::move(bytes), a->face), service::render::optout,
                           [](const service::OptoutResult& r) {
@@ -39,7 +39,7 @@ void add_optout_commands(CLI::App& app, int& exit_code) {
     auto* cmd = opt->add_subcommand("check", "list enrolled subjects that match an opt-out");
     add_vault_options(cmd, *c);
     set_examples(cmd, {"facevault optout check --role auditor --actor dpo --json"});
-    cmd->callback(vault_command(*c, exit_code, [c](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(*c, exit_code, [c](service::Api& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto r, svc.optout_check(actor));
       if (r.incomparable_optouts > 0)
         std::cerr << "facevault: WARNING: " << r.incomparable_optouts

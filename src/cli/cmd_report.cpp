@@ -67,7 +67,7 @@ void add_report_command(CLI::App& app, int& exit_code) {
   add_vault_options(cmd, a->c);
   set_examples(cmd, {"facevault report --from 2025-01-01 --to 2025-12-31 --role auditor",
                      "facevault report --from 2025-01-01 --to 2025-12-31 --format html --output report.html --role auditor"});
-  cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+  cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
     std::string format = a->format.empty() ? (a->c.json ? "json" : "text") : a->format;
     if (a->c.json && format != "json") return invalid_argument("--json prints the JSON report: it cannot go with --format " + format);
     FV_ASSIGN_OR_RETURN(auto report, svc.transparency_report(actor, a->from, a->to));

@@ -83,7 +83,7 @@ void add_review_commands(CLI::App& app, int& exit_code) {
     add_vault_options(cmd, a->c);
     set_examples(cmd, {"facevault review list --status open --actor rita --role reviewer",
                        "facevault review list --awaiting --json --actor rita --role reviewer"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       service::ReviewListFilter f;
       if (!a->status.empty()) f.status = a->status;
       f.awaiting_caller = a->awaiting;
@@ -106,7 +106,7 @@ void add_review_commands(CLI::App& app, int& exit_code) {
     add_vault_options(cmd, a->c);
     set_examples(cmd, {"facevault review show rv_0123 --actor rita --role reviewer",
                        "facevault review show rv_0123 --json --role auditor"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       const int required = svc.config().reviewers_required;
       return print_result(
           a->c, svc.review_show(actor, a->id),
@@ -129,7 +129,7 @@ void add_review_commands(CLI::App& app, int& exit_code) {
     add_vault_options(cmd, a->c);
     set_examples(cmd, {"facevault review decide rv_0123 --candidate 4 --decision confirm --reason \"same scar, same ears\" "
                        "--actor rita --role reviewer"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       service::ReviewDecisionRequest req;
       req.candidate_id = a->candidate;
       auto verdict = service::parse_review_verdict(a->decision);

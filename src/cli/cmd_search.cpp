@@ -59,7 +59,7 @@ void add_search_command(CLI::App& app, int& exit_code) {
   set_examples(cmd, {"facevault search photo.jpg --purpose access-control --case C-1 --role investigator",
                      "facevault search photo.jpg --purpose access-control --case C-1 --mode investigation --json",
                      "facevault search photo.jpg --purpose investigation --case C-2 --authorisation au_0123 --role investigator"});
-  cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+  cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
     if (a->max_fmr > 0) a->r.max_fmr = a->max_fmr;
     if (a->max_fpir > 0) a->r.max_fpir = a->max_fpir;
     if (!a->authorisation.empty()) a->r.authorisation = a->authorisation;

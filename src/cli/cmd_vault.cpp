@@ -78,7 +78,7 @@ void add_basis_commands(CLI::App& app, int& exit_code) {
     cmd->add_option("--expires", a->expires, "expiry date (YYYY-MM-DD, UTC end of day) or timestamp");
     add_vault_options(cmd, a->c);
     set_examples(cmd, {"facevault basis add --subject S-1 --kind consent --reference form-7 --purpose access-control --expires 2030-12-31"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(a->r.kind, basis_kind(a->kind));
       if (!a->expires.empty()) a->r.expires = a->expires;
       return print_result(a->c, svc.add_basis(actor, a->r), service::render::basis,
@@ -92,7 +92,7 @@ void add_basis_commands(CLI::App& app, int& exit_code) {
     cmd->add_option("id", a->id, "basis id")->required();
     add_vault_options(cmd, a->c);
     set_examples(cmd, {"facevault basis withdraw 3 --json"});
-    cmd->callback(vault_command(a->c, exit_code, [a](service::Service& svc, const service::Actor& actor) -> Status {
+    cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       FV_ASSIGN_OR_RETURN(auto receipt, svc.withdraw_basis(actor, a->id));
       print_receipt(receipt, a->c.json);
       return Status::ok();

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "cli/cluster_client.h"
 #include "image/decode.h"
 #include "service/render.h"
 #include "vault/vault.h"
@@ -19,7 +20,11 @@ namespace fv::cli {
 constexpr const char* kVaultHelp = "vault directory (default $FACEVAULT_VAULT, then ./var/vault)";
 
 void add_vault_options(CLI::App* cmd, VaultOptions& o) {
-  cmd->add_option("--vault", o.vault, kVaultHelp);
+  auto* vault = cmd->add_option("--vault", o.vault, kVaultHelp);
+  cmd->add_option("--cluster", o.cluster,
+                  "run on a cluster instead: its NATS servers, comma-separated (needs the cluster's keys in "
+                  "FACEVAULT_MASTER_KEY and FACEVAULT_AUDIT_SIGNING_KEY)")
+      ->excludes(vault);
   cmd->add_flag("--json", o.json, "machine-readable JSON output");
   cmd->add_option("--actor", o.actor, "who is acting, recorded in the audit log (default: the OS user)");
   cmd->add_option("--role", o.role, "admin, enroller, investigator, auditor or reviewer (default admin)");
@@ -92,12 +97,24 @@ void print_receipt(const service::EraseReceipt& r, bool as_json) {
   std::printf("  audit entry    #%lld %s\n", static_cast<long long>(r.audit_seq), r.audit_hash.c_str());
 }
 
+Result<service::Service*> single_vault(service::Api& svc, const std::string& what) {
+  if (auto* one = dynamic_cast<service::Service*>(&svc)) return one;
+  return failed_precondition(what + " runs on one vault (--vault), not on a cluster");
+}
+
 std::function<void()> vault_command(const VaultOptions& o, int& exit_code, VaultCommand body) {
   return [&o, &exit_code, body = std::move(body)] {
     auto actor = actor_of(o);
     if (!actor.is_ok()) { exit_code = fail(actor.status()); return; }
     service::ServiceOptions options;
     options.pipelines = o.pipelines;
+    if (!o.cluster.empty()) {
+      auto client = ClusterClient::open(o.cluster, options);
+      if (!client.is_ok()) { exit_code = fail(client.status()); return; }
+      const Status st = body((*client)->service(), *actor);
+      exit_code = st.is_ok() ? kExitOk : fail(st);
+      return;
+    }
     auto svc = service::Service::open(vault_dir(o.vault), options);
     if (!svc.is_ok()) { exit_code = fail(svc.status()); return; }
     const Status st = body(**svc, *actor);

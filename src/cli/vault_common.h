@@ -1,6 +1,8 @@
-// What every vault command shares: the options --vault, --json, --actor and --role, the one
-// skeleton of a command (actor → service → use case → output → exit code), reading a photo
-// from disk and the one-line failure on stderr. The serve and key commands use the same.
+// What every vault command shares: the options --vault (or --cluster), --json, --actor and
+// --role, the one skeleton of a command (actor → service → use case → output → exit code),
+// reading a photo from disk and the one-line failure on stderr. The serve and key commands use
+// the same. A command runs on one vault, or with --cluster on a cluster through a temporary
+// client node (cli/cluster_client.h), behind the same service::Api.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +23,7 @@ namespace fv::cli {
 // Options of every vault command (add_vault_options binds them).
 struct VaultOptions {
   std::string vault;          // empty: $FACEVAULT_VAULT, then ./var/vault
+  std::string cluster;        // NATS servers, comma-separated: the command runs on that cluster
   bool json = false;
   std::string actor;          // empty: the OS user
   std::string role = "admin";
@@ -56,10 +59,14 @@ std::string one_in(double fmr);
 
 // The body of a vault command: runs one use case and prints its result; a Status that is not
 // ok is printed by the skeleton.
-using VaultCommand = std::function<Status(service::Service& svc, const service::Actor& actor)>;
+using VaultCommand = std::function<Status(service::Api& svc, const service::Actor& actor)>;
+
+// The single vault behind `svc`; kFailedPrecondition naming `what` when the command runs on a
+// cluster (a use case the cluster does not offer, such as master-key rotation).
+Result<service::Service*> single_vault(service::Api& svc, const std::string& what);
 
 // The skeleton every vault command shares: resolves the actor, opens the service on the
-// vault, runs `body` and sets `exit_code` (0, or 2 with the reason on stderr). `o` is read when
+// vault (or the cluster), runs `body` and sets `exit_code` (0, or 2 with the reason on stderr). `o` is read when
 // the command runs: keep it in the options struct that `body` holds (a shared_ptr).
 std::function<void()> vault_command(const VaultOptions& o, int& exit_code, VaultCommand body);
 

@@ -1,17 +1,36 @@
-// ClusterService's audit: one log across the node's vaults. Each vault keeps its own hash
+// ClusterService's audit: one log across the cluster's vaults. Each vault keeps its own hash
 // chain (the meta vault's: searches, review cases, keys, authorisations; a shard's: its
 // subjects' bases, enrollments and erasures); `audit show` and the transparency report read
-// them all, and `audit verify` verifies every chain.
+// them all, and `audit verify` verifies every chain. A shard this node does not host is read
+// and verified by one of its replicas (a forwarded call, cluster_forward.cpp).
 #include <algorithm>
 #include <set>
 
 #include "service/cluster_service.h"
 #include "service/service_impl.h"
+#include "service/shard_call_wire.h"
 #include "vault/timeutil.h"
 
 namespace fv::service {
 
 using vault::AuditEntry;
+
+Result<ShardAudit> ClusterService::audit_of_shard(int s, const vault::AuditQuery& q) {
+  if (Service* svc = shard_service(s)) {
+    auto& m = *svc->impl_;
+    std::lock_guard<std::mutex> l(m.mu);
+    ShardAudit out;
+    FV_ASSIGN_OR_RETURN(out.entries, m.catalog().read_audit(q));
+    FV_ASSIGN_OR_RETURN(auto purposes, operator_purposes(m.catalog(), m.config()));
+    out.purposes.assign(purposes.begin(), purposes.end());
+    return out;
+  }
+  // A read between nodes for a use case the caller's node authorised and audits.
+  const Actor self{"cluster:" + node_.name(), Role::kAuditor};
+  FV_ASSIGN_OR_RETURN(auto reply,
+                      forward(s, {.op = "audit_read", .actor = self, .subject = q.subject.value_or(""), .since = q.since.value_or("")}));
+  return decode_shard_audit(reply);
+}
 
 Result<AuditPage> ClusterService::audit_show(const Actor& actor, const AuditFilter& filter) {
   auto& meta = *meta_->impl_;
@@ -26,10 +45,17 @@ Result<AuditPage> ClusterService::audit_show(const Actor& actor, const AuditFilt
   }
   bool known = false;
   if (filter.subject) {
-    FV_ASSIGN_OR_RETURN(auto at, locate(*filter.subject));
-    // An erased subject is only known by the id on its receipt.
-    q.subject = at ? at->uid : *filter.subject;
-    known = at.has_value();
+    FV_ASSIGN_OR_RETURN(const Placement placed, place(*filter.subject));
+    if (placed.away) {
+      // Its shard is elsewhere: the directory knows the reference; a vault id stands for itself.
+      q.subject = placed.directory_uid.value_or(*filter.subject);
+      known = placed.directory_uid.has_value();
+    } else {
+      FV_ASSIGN_OR_RETURN(auto at, locate(*filter.subject, placed));
+      // An erased subject is only known by the id on its receipt.
+      q.subject = at ? at->uid : *filter.subject;
+      known = at.has_value();
+    }
   }
   std::vector<AuditEntry> entries;
   auto read = [&](Service& svc, bool redact) -> Status {
@@ -42,7 +68,10 @@ Result<AuditPage> ClusterService::audit_show(const Actor& actor, const AuditFilt
     return Status::ok();
   };
   FV_RETURN_IF_ERROR(read(*meta_, true));
-  for (auto& [s, svc] : shards_) FV_RETURN_IF_ERROR(read(*svc, false));
+  for (int s = 0; s < node_.config().shards; ++s) {
+    FV_ASSIGN_OR_RETURN(auto part, audit_of_shard(s, q));
+    for (auto& e : part.entries) entries.push_back(std::move(e));
+  }
   std::stable_sort(entries.begin(), entries.end(), [](const AuditEntry& a, const AuditEntry& b) { return a.ts < b.ts; });
 
   const AuditPage page = audit_page(entries, filter);
@@ -69,8 +98,8 @@ Result<nlohmann::json> ClusterService::transparency_report(const Actor& actor, c
     FV_RETURN_IF_ERROR(meta.authorize(actor, Action::kReport));
   }
   FV_ASSIGN_OR_RETURN(const ReportPeriod period, report_period(from_text, to_text));
-  // Every chain the node holds: searches and decisions are in the meta vault's, enrollments,
-  // erasures and the bases that define the purposes in the shards'.
+  // Every chain: searches and decisions are in the meta vault's, enrollments, erasures and the
+  // bases that define the purposes in the shards'.
   std::set<std::string> known;
   std::vector<AuditEntry> entries;
   vault::AuditQuery q;
@@ -85,7 +114,11 @@ Result<nlohmann::json> ClusterService::transparency_report(const Actor& actor, c
     return Status::ok();
   };
   FV_RETURN_IF_ERROR(read(*meta_));
-  for (auto& [s, svc] : shards_) FV_RETURN_IF_ERROR(read(*svc));
+  for (int s = 0; s < node_.config().shards; ++s) {
+    FV_ASSIGN_OR_RETURN(auto part, audit_of_shard(s, q));
+    known.insert(part.purposes.begin(), part.purposes.end());
+    for (auto& e : part.entries) entries.push_back(std::move(e));
+  }
   nlohmann::json report = count_report(entries, std::move(known), period, now());
   auto h = write_on(-1, [&](Service& svc) -> Result<std::string> {
     auto& m = *svc.impl_;
@@ -99,14 +132,27 @@ Result<nlohmann::json> ClusterService::transparency_report(const Actor& actor, c
 }
 
 Result<vault::AuditVerifyReport> ClusterService::audit_verify(const Actor& actor) {
-  // The meta chain first, then every hosted shard's: the first that does not verify is the answer.
+  // The meta chain first, then every shard's: the first that does not verify is the answer,
+  // its message naming the shard.
   FV_ASSIGN_OR_RETURN(auto report, meta_->audit_verify(actor));
   if (!report.ok) return report;
-  for (auto& [s, svc] : shards_) {
-    FV_ASSIGN_OR_RETURN(auto part, svc->audit_verify(actor));
-    if (!part.ok) return part;
+  for (int s = 0; s < node_.config().shards; ++s) {
+    Result<vault::AuditVerifyReport> part = vault::AuditVerifyReport{};
+    if (Service* svc = shard_service(s)) {
+      part = svc->audit_verify(actor);
+    } else {
+      FV_ASSIGN_OR_RETURN(auto reply, forward(s, {.op = "audit_verify", .actor = actor}));
+      part = decode_verify_report(reply);
+    }
+    FV_RETURN_IF_ERROR(part.status());
+    if (!part->ok) {
+      part->message = "shard " + std::to_string(s) + ": " + part->message;
+      return *part;
+    }
+    report.entries += part->entries;
+    report.checkpoints += part->checkpoints;
   }
-  return report;
+  return report;  // its head is the meta chain's
 }
 
 }  // namespace fv::service

@@ -95,6 +95,28 @@ Result<vault::Bytes> ClusterService::serve_shard_call(int s, std::span<const uin
     FV_ASSIGN_OR_RETURN(auto found, candidate_on_shard(c.subject, c.reason));
     return encode_result(found);
   }
+  if (c.op == "reference_image") {
+    FV_ASSIGN_OR_RETURN(auto r, reference_crop_on_shard(c.subject, c.reason));
+    auto bytes = encode_result(r);
+    vault::wipe(r.jpeg);
+    return bytes;
+  }
+  if (c.op == "expire") {
+    FV_ASSIGN_OR_RETURN(auto r, expire_on(s, c.actor, c.as_of, c.dry_run));
+    return encode_result(r);
+  }
+  if (c.op == "audit_read") {
+    vault::AuditQuery q;
+    if (!c.since.empty()) q.since = c.since;
+    if (!c.subject.empty()) q.subject = c.subject;
+    FV_ASSIGN_OR_RETURN(auto r, audit_of_shard(s, q));
+    return encode_result(r);
+  }
+  if (c.op == "audit_verify") {
+    FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+    FV_ASSIGN_OR_RETURN(auto r, svc->audit_verify(c.actor));
+    return encode_result(r);
+  }
   return corrupt_data("forwarded call: unknown operation '" + c.op + "'");
 }
 

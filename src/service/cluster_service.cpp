@@ -558,16 +558,29 @@ Result<ExpireReport> ClusterService::expire(const Actor& actor, const std::optio
     (void)settle_in_meta(kErasureSettler);
   }
   for (int s = 0; s < node_.config().shards; ++s) {
-    // Not redone on a lost race: expiry commits subject by subject, and a redo would lose the
-    // receipts of those already erased. Who is still due is erased at the next run.
-    FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
-    FV_ASSIGN_OR_RETURN(auto part, svc->expire(actor, report.as_of, dry_run));
-    for (auto& r : part.erased) {
-      if (!dry_run) FV_RETURN_IF_ERROR(finish_cluster_erasure(actor, s, r));
-      report.erased.push_back(std::move(r));
+    auto part = expire_on(s, actor, report.as_of, dry_run);
+    if (!part.is_ok() && part.status().code() == StatusCode::kAborted) {
+      // Another node wrote to the shard meanwhile (its own retention run, say): this run
+      // goes on with the other shards and says so.
+      report.deferred_shards.push_back(s);
+      continue;
     }
+    FV_RETURN_IF_ERROR(part.status());
+    for (auto& r : part->erased) report.erased.push_back(std::move(r));
   }
   return report;
+}
+
+Result<ExpireReport> ClusterService::expire_on(int s, const Actor& actor, const std::string& as_of, bool dry_run) {
+  if (!shard_service(s))
+    return forwarded(s, {.op = "expire", .actor = actor, .as_of = as_of, .dry_run = dry_run}, decode_expire_report);
+  // Not redone on a lost race: expiry commits subject by subject, and a redo would lose the
+  // receipts of those already erased. Who is still due is erased at the next run.
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+  FV_ASSIGN_OR_RETURN(auto part, svc->expire(actor, as_of, dry_run));
+  if (!dry_run)
+    for (auto& r : part.erased) FV_RETURN_IF_ERROR(finish_cluster_erasure(actor, s, r));
+  return part;
 }
 
 Result<nlohmann::json> ClusterService::export_subject(const Actor& actor, const std::string& subject,
@@ -760,25 +773,8 @@ Result<ReviewImage> ClusterService::review_reference_image(const Actor& actor, c
   FV_ASSIGN_OR_RETURN(auto rc, meta_->review_show(actor, case_id, scope));
   auto k = std::find_if(rc.candidates.begin(), rc.candidates.end(), [&](const auto& x) { return x.id == candidate_id; });
   if (k == rc.candidates.end()) return not_found("review case " + rc.id + " has no candidate " + std::to_string(candidate_id));
-  FV_ASSIGN_OR_RETURN(auto at, locate_uid(k->subject_uid));
-  if (!at) return not_found("the candidate's subject was erased: no reference face is kept");
-  FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
-  vault::Bytes plain;
-  {
-    auto& m = *svc->impl_;
-    std::lock_guard<std::mutex> l(m.mu);
-    FV_ASSIGN_OR_RETURN(auto row, m.catalog().find_subject(at->uid));
-    if (!row) return not_found("the candidate's subject was erased: no reference face is kept");
-    FV_ASSIGN_OR_RETURN(auto crops, m.catalog().reference_crops(row->id, rc.purpose));
-    if (crops.empty())
-      return not_found("no reference face is kept for this candidate (the vault keeps none unless enrollment asked): "
-                       "compare without one");
-    const auto& [face_id, sealed] = crops.front();
-    FV_ASSIGN_OR_RETURN(vault::SecretKey key, m.vault->subject_key(row->id));
-    auto opened = vault::open_sealed(key, sealed, vault::reference_ad(row->id, face_id));
-    if (!opened.is_ok()) return corrupt_data("a reference face does not decrypt");
-    plain = std::move(*opened);
-  }
+  FV_ASSIGN_OR_RETURN(ReviewImage crop, reference_crop_on_shard(k->subject_uid, rc.purpose));
+  vault::Bytes plain = std::move(crop.jpeg);
   // Audited as a viewing of biometric data, in the case's vault.
   auto h = write_on(-1, [&](Service& meta) -> Result<std::string> {
     auto& mm = *meta.impl_;
@@ -795,6 +791,32 @@ Result<ReviewImage> ClusterService::review_reference_image(const Actor& actor, c
     return h.status();
   }
   return ReviewImage{std::move(plain)};
+}
+
+Result<ReviewImage> ClusterService::reference_crop_on_shard(const std::string& uid, const std::string& purpose) {
+  if (!is_uid(uid)) return not_found("the candidate's subject was erased: no reference face is kept");
+  const int s = cluster::shard_of(uid, node_.config().shards);
+  if (!shard_service(s)) {
+    // A read between nodes, for a use case the caller's node authorised and audits.
+    const Actor self{"cluster:" + node_.name(), Role::kAuditor};
+    return forwarded(s, {.op = "reference_image", .actor = self, .subject = uid, .reason = purpose}, decode_review_image);
+  }
+  FV_ASSIGN_OR_RETURN(auto at, locate_uid(uid));
+  if (!at) return not_found("the candidate's subject was erased: no reference face is kept");
+  FV_ASSIGN_OR_RETURN(Service * svc, shard(at->shard));
+  auto& m = *svc->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  FV_ASSIGN_OR_RETURN(auto row, m.catalog().find_subject(at->uid));
+  if (!row) return not_found("the candidate's subject was erased: no reference face is kept");
+  FV_ASSIGN_OR_RETURN(auto crops, m.catalog().reference_crops(row->id, purpose));
+  if (crops.empty())
+    return not_found("no reference face is kept for this candidate (the vault keeps none unless enrollment asked): "
+                     "compare without one");
+  const auto& [face_id, sealed] = crops.front();
+  FV_ASSIGN_OR_RETURN(vault::SecretKey key, m.vault->subject_key(row->id));
+  auto opened = vault::open_sealed(key, sealed, vault::reference_ad(row->id, face_id));
+  if (!opened.is_ok()) return corrupt_data("a reference face does not decrypt");
+  return ReviewImage{std::move(*opened)};
 }
 
 // ---------------------------------------------------------------- the meta vault

@@ -167,8 +167,10 @@ json erase_receipt(const EraseReceipt& r) {
 json expire_report(const ExpireReport& r) {
   json erased = json::array();
   for (const auto& e : r.erased) erased.push_back(erase_receipt(e));
-  return {{"as_of", r.as_of}, {"dry_run", r.dry_run}, {"erased", erased}, {"oversight", lapse_report(r.oversight)},
-          {"audit_hash", r.audit_hash}};
+  json j = {{"as_of", r.as_of}, {"dry_run", r.dry_run}, {"erased", erased}, {"oversight", lapse_report(r.oversight)},
+             {"audit_hash", r.audit_hash}};
+  if (!r.deferred_shards.empty()) j["deferred_shards"] = r.deferred_shards;
+  return j;
 }
 
 json optout(const OptoutResult& r) {

@@ -35,6 +35,38 @@ Result<T> parse(std::span<const uint8_t> bytes, const char* what, F&& f) {
   }
 }
 
+json receipt_json(const EraseReceipt& r) {
+  return {{"ref", r.subject_ref}, {"uid", r.subject_uid}, {"reason", r.reason}, {"erased_at", r.erased_at},
+          {"faces", r.faces}, {"images", r.images}, {"kept_images", r.kept_images}, {"bases", r.bases},
+          {"reference_crops", r.reference_crops}, {"review_candidates_removed", r.review_candidates_removed},
+          {"key_destroyed", r.key_destroyed}, {"wiped", r.wiped}, {"wipe_error", r.wipe_error},
+          {"index_removed", r.index_removed}, {"audit_seq", r.audit_seq}, {"audit_hash", r.audit_hash},
+          {"replicas", r.replicas}, {"stream_messages_erased", r.stream_messages_erased}};
+}
+
+EraseReceipt receipt_of(const json& j) {
+  EraseReceipt r;
+  r.subject_ref = j.at("ref").get<std::string>();
+  r.subject_uid = j.at("uid").get<std::string>();
+  r.reason = j.at("reason").get<std::string>();
+  r.erased_at = j.at("erased_at").get<std::string>();
+  r.faces = j.at("faces").get<int64_t>();
+  r.images = j.at("images").get<int64_t>();
+  r.kept_images = j.at("kept_images").get<int64_t>();
+  r.bases = j.at("bases").get<int64_t>();
+  r.reference_crops = j.at("reference_crops").get<int64_t>();
+  r.review_candidates_removed = j.at("review_candidates_removed").get<int64_t>();
+  r.key_destroyed = j.at("key_destroyed").get<bool>();
+  r.wiped = j.at("wiped").get<bool>();
+  r.wipe_error = j.at("wipe_error").get<std::string>();
+  r.index_removed = j.at("index_removed").get<int64_t>();
+  r.audit_seq = j.at("audit_seq").get<int64_t>();
+  r.audit_hash = j.at("audit_hash").get<std::string>();
+  r.replicas = j.at("replicas").get<std::vector<std::string>>();
+  r.stream_messages_erased = j.at("stream_messages_erased").get<int64_t>();
+  return r;
+}
+
 }  // namespace
 
 vault::Bytes encode_call(const ShardCall& c) {
@@ -58,7 +90,10 @@ vault::Bytes encode_call(const ShardCall& c) {
             {"search", {{"purpose", s.purpose}, {"case", s.case_ref}, {"top", s.top_k}, {"max_fmr", opt(s.max_fmr)},
                         {"mode", s.mode}, {"max_fpir", opt(s.max_fpir)}, {"allowed", opt(s.allowed_purposes)},
                         {"authorisation", opt(s.authorisation)}}},
-            {"image", json::binary(c.image)}};
+            {"image", json::binary(c.image)},
+            {"as_of", c.as_of},
+            {"dry_run", c.dry_run},
+            {"since", c.since}};
   return cbor(j);
 }
 
@@ -107,6 +142,9 @@ Result<ShardCall> decode_call(std::span<const uint8_t> bytes) {
     const auto& img = j.at("image");
     if (!img.is_binary()) return corrupt_data("forwarded call: the image is not bytes");
     c.image = img.get_binary();
+    c.as_of = j.at("as_of").get<std::string>();
+    c.dry_run = j.at("dry_run").get<bool>();
+    c.since = j.at("since").get<std::string>();
     return c;
   });
 }
@@ -147,38 +185,10 @@ Result<EnrollResult> decode_enroll_result(std::span<const uint8_t> bytes) {
   });
 }
 
-vault::Bytes encode_result(const EraseReceipt& r) {
-  return cbor({{"ref", r.subject_ref}, {"uid", r.subject_uid}, {"reason", r.reason}, {"erased_at", r.erased_at},
-               {"faces", r.faces}, {"images", r.images}, {"kept_images", r.kept_images}, {"bases", r.bases},
-               {"reference_crops", r.reference_crops}, {"review_candidates_removed", r.review_candidates_removed},
-               {"key_destroyed", r.key_destroyed}, {"wiped", r.wiped}, {"wipe_error", r.wipe_error},
-               {"index_removed", r.index_removed}, {"audit_seq", r.audit_seq}, {"audit_hash", r.audit_hash},
-               {"replicas", r.replicas}, {"stream_messages_erased", r.stream_messages_erased}});
-}
+vault::Bytes encode_result(const EraseReceipt& r) { return cbor(receipt_json(r)); }
 
 Result<EraseReceipt> decode_erase_receipt(std::span<const uint8_t> bytes) {
-  return parse<EraseReceipt>(bytes, "erasure receipt", [](const json& j) -> Result<EraseReceipt> {
-    EraseReceipt r;
-    r.subject_ref = j.at("ref").get<std::string>();
-    r.subject_uid = j.at("uid").get<std::string>();
-    r.reason = j.at("reason").get<std::string>();
-    r.erased_at = j.at("erased_at").get<std::string>();
-    r.faces = j.at("faces").get<int64_t>();
-    r.images = j.at("images").get<int64_t>();
-    r.kept_images = j.at("kept_images").get<int64_t>();
-    r.bases = j.at("bases").get<int64_t>();
-    r.reference_crops = j.at("reference_crops").get<int64_t>();
-    r.review_candidates_removed = j.at("review_candidates_removed").get<int64_t>();
-    r.key_destroyed = j.at("key_destroyed").get<bool>();
-    r.wiped = j.at("wiped").get<bool>();
-    r.wipe_error = j.at("wipe_error").get<std::string>();
-    r.index_removed = j.at("index_removed").get<int64_t>();
-    r.audit_seq = j.at("audit_seq").get<int64_t>();
-    r.audit_hash = j.at("audit_hash").get<std::string>();
-    r.replicas = j.at("replicas").get<std::vector<std::string>>();
-    r.stream_messages_erased = j.at("stream_messages_erased").get<int64_t>();
-    return r;
-  });
+  return parse<EraseReceipt>(bytes, "erasure receipt", [](const json& j) -> Result<EraseReceipt> { return receipt_of(j); });
 }
 
 vault::Bytes encode_result(const VerifyResult& r) {
@@ -245,6 +255,83 @@ Result<CandidateOnShard> decode_candidate(std::span<const uint8_t> bytes) {
   return parse<CandidateOnShard>(bytes, "candidate", [](const json& j) -> Result<CandidateOnShard> {
     if (!j.at("found").get<bool>()) return CandidateOnShard();
     return CandidateOnShard(std::make_pair(j.at("ref").get<std::string>(), j.at("reference").get<bool>()));
+  });
+}
+
+vault::Bytes encode_result(const ExpireReport& r) {
+  json erased = json::array();
+  for (const auto& e : r.erased) erased.push_back(receipt_json(e));
+  return cbor({{"as_of", r.as_of}, {"dry_run", r.dry_run}, {"erased", erased}});
+}
+
+Result<ExpireReport> decode_expire_report(std::span<const uint8_t> bytes) {
+  return parse<ExpireReport>(bytes, "retention run", [](const json& j) -> Result<ExpireReport> {
+    ExpireReport r;
+    r.as_of = j.at("as_of").get<std::string>();
+    r.dry_run = j.at("dry_run").get<bool>();
+    for (const auto& e : j.at("erased")) r.erased.push_back(receipt_of(e));
+    return r;
+  });
+}
+
+vault::Bytes encode_result(const ShardAudit& r) {
+  json entries = json::array();
+  for (const auto& e : r.entries) entries.push_back(e.to_json());
+  return cbor({{"entries", entries}, {"purposes", r.purposes}});
+}
+
+Result<ShardAudit> decode_shard_audit(std::span<const uint8_t> bytes) {
+  return parse<ShardAudit>(bytes, "audit chain", [](const json& j) -> Result<ShardAudit> {
+    ShardAudit r;
+    for (const auto& x : j.at("entries")) {
+      vault::AuditEntry e;
+      e.seq = x.at("seq").get<int64_t>();
+      e.ts = x.at("ts").get<std::string>();
+      e.actor = x.at("actor").get<std::string>();
+      e.role = x.at("role").get<std::string>();
+      e.action = x.at("action").get<std::string>();
+      e.outcome = x.at("outcome").get<std::string>();
+      e.purpose = x.at("purpose").get<std::string>();
+      e.case_ref = x.at("case").get<std::string>();
+      e.subjects = x.at("subjects").get<std::vector<std::string>>();
+      e.details = x.at("details");
+      e.prev_hash = x.at("prev_hash").get<std::string>();
+      e.hash = x.at("hash").get<std::string>();
+      r.entries.push_back(std::move(e));
+    }
+    r.purposes = j.at("purposes").get<std::vector<std::string>>();
+    return r;
+  });
+}
+
+vault::Bytes encode_result(const vault::AuditVerifyReport& r) {
+  return cbor({{"ok", r.ok}, {"entries", r.entries}, {"head", r.head}, {"first_bad_seq", r.first_bad_seq},
+               {"problem", r.problem}, {"message", r.message}, {"checkpoints", r.checkpoints},
+               {"first_bad_checkpoint", r.first_bad_checkpoint}});
+}
+
+Result<vault::AuditVerifyReport> decode_verify_report(std::span<const uint8_t> bytes) {
+  return parse<vault::AuditVerifyReport>(bytes, "audit verification", [](const json& j) -> Result<vault::AuditVerifyReport> {
+    vault::AuditVerifyReport r;
+    r.ok = j.at("ok").get<bool>();
+    r.entries = j.at("entries").get<int64_t>();
+    r.head = j.at("head").get<std::string>();
+    r.first_bad_seq = j.at("first_bad_seq").get<int64_t>();
+    r.problem = j.at("problem").get<std::string>();
+    r.message = j.at("message").get<std::string>();
+    r.checkpoints = j.at("checkpoints").get<int64_t>();
+    r.first_bad_checkpoint = j.at("first_bad_checkpoint").get<int64_t>();
+    return r;
+  });
+}
+
+vault::Bytes encode_result(const ReviewImage& r) { return cbor({{"jpeg", json::binary(r.jpeg)}}); }
+
+Result<ReviewImage> decode_review_image(std::span<const uint8_t> bytes) {
+  return parse<ReviewImage>(bytes, "reference face", [](const json& j) -> Result<ReviewImage> {
+    const auto& b = j.at("jpeg");
+    if (!b.is_binary()) return corrupt_data("forwarded reference face: not bytes");
+    return ReviewImage{b.get_binary()};
   });
 }
 

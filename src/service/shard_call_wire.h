@@ -17,6 +17,7 @@
 #include "face/types.h"
 #include "service/policy.h"
 #include "service/types.h"
+#include "vault/audit.h"
 #include "vault/crypto.h"
 
 namespace fv::service {
@@ -24,7 +25,9 @@ namespace fv::service {
 struct ShardCall {
   // add_basis, withdraw_basis, enroll, enroll_template, erase, export_subject, verify_subject;
   // per shard: optout_shard (the opt-out `subject` = its uid, `tmpl`), optout_check,
-  // candidate (a review candidate's reference and crop, `subject` = uid, `reason` = purpose)
+  // candidate (a review candidate's reference and crop, `subject` = uid, `reason` = purpose),
+  // reference_image (its reference crop, opened), expire (`as_of`, `dry_run`), audit_read
+  // (the shard's chain from `since`, of `subject` when set), audit_verify
   std::string op{};
   Actor actor{};
   BasisRequest basis{};      // add_basis
@@ -37,6 +40,9 @@ struct ShardCall {
   bool include_templates = false;  // export_subject
   SearchRequest search{};    // verify_subject
   std::vector<uint8_t> image{};  // enroll, verify_subject: the photo; enroll_template: the image to keep
+  std::string as_of{};       // expire: the instant due dates are compared with
+  bool dry_run = false;      // expire
+  std::string since{};       // audit_read: from this instant (empty: from the start)
 };
 
 vault::Bytes encode_call(const ShardCall& c);
@@ -57,6 +63,22 @@ using CandidateOnShard = std::optional<std::pair<std::string, bool>>;
 vault::Bytes encode_result(const CandidateOnShard& r);
 Result<CandidateOnShard> decode_candidate(std::span<const uint8_t> bytes);
 Result<OptoutCheck> decode_optout_check(std::span<const uint8_t> bytes);
+// A shard's part of a retention run: the receipts of the subjects it erased (finished: their
+// stream messages erased, their replicas named).
+vault::Bytes encode_result(const ExpireReport& r);
+Result<ExpireReport> decode_expire_report(std::span<const uint8_t> bytes);
+// A shard's audit chain, read for `audit show` and the transparency report (which also needs
+// the purposes its bases define).
+struct ShardAudit {
+  std::vector<vault::AuditEntry> entries;
+  std::vector<std::string> purposes;
+};
+vault::Bytes encode_result(const ShardAudit& r);
+Result<ShardAudit> decode_shard_audit(std::span<const uint8_t> bytes);
+vault::Bytes encode_result(const vault::AuditVerifyReport& r);
+Result<vault::AuditVerifyReport> decode_verify_report(std::span<const uint8_t> bytes);
+vault::Bytes encode_result(const ReviewImage& r);
+Result<ReviewImage> decode_review_image(std::span<const uint8_t> bytes);
 Result<BasisResult> decode_basis_result(std::span<const uint8_t> bytes);
 Result<EnrollResult> decode_enroll_result(std::span<const uint8_t> bytes);
 Result<EraseReceipt> decode_erase_receipt(std::span<const uint8_t> bytes);

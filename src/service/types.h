@@ -205,6 +205,9 @@ struct ExpireReport {
   std::vector<EraseReceipt> erased;
   LapseReport oversight;  // lapsed authorisations and aged-out probe crops (not in a dry run)
   std::string audit_hash;
+  // Cluster: shards whose run lost a race with another node's write (kAborted) and stopped;
+  // what is due there is erased by that node's run or the next.
+  std::vector<int> deferred_shards;
 };
 
 struct OptoutMatch {

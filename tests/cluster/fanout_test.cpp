@@ -18,9 +18,13 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
+#include <chrono>
+#include <ctime>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "cluster/cluster_config.h"
 #include "cluster/nats_connection.h"
@@ -35,6 +39,7 @@
 #include "support/nats_servers.h"
 #include "vault/vault_test_util.h"
 #include "support/paths.h"
+#include "support/run.h"
 #include "vault/crypto.h"
 #include "vault/vault.h"
 
@@ -398,6 +403,211 @@ TEST_F(ClusterFanOutTest, PhotosOfSubjectsOnUnhostedShardsAreEnrolledAndCompared
   EXPECT_GT(v->box.width(), 0);
   // Unknown subjects are refused here, as on one vault.
   EXPECT_FALSE(a.verify_subject(kAdmin, {"investigation", "case-1to1"}, "nobody-at-all", bytes).is_ok());
+
+  // A reviewer working through node a sees the reference face kept on the other node's shard.
+  auto found = a.search(kAdmin, investigation(), bytes);
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  ASSERT_TRUE(nodes_[0]->catch_up(30000).is_ok());
+  auto rc = a.review_show(kAdmin, found->review_case);
+  ASSERT_TRUE(rc.is_ok()) << rc.status().to_string();
+  ASSERT_FALSE(rc->candidates.empty());
+  EXPECT_EQ(rc->candidates[0].subject_ref, ref);
+  EXPECT_TRUE(rc->candidates[0].reference_available);
+  auto crop = a.review_reference_image(kAdmin, found->review_case, rc->candidates[0].id);
+  ASSERT_TRUE(crop.is_ok()) << crop.status().to_string();
+  ASSERT_GT(crop->jpeg.size(), 100u);
+  EXPECT_EQ(crop->jpeg[0], 0xFF);
+  EXPECT_EQ(crop->jpeg[1], 0xD8) << "a JPEG";
+  ASSERT_GT(rc->candidates.size(), 1u);
+  EXPECT_EQ(a.review_reference_image(kAdmin, found->review_case, rc->candidates[1].id).status().code(),
+            StatusCode::kNotFound)
+      << "a candidate enrolled without a reference crop has none, on whichever shard";
+}
+
+// The reads over every chain and the retention run cover the shards a node does not host:
+// their replicas read, verify and expire them for it.
+TEST_F(ClusterFanOutTest, AuditReportAndRetentionCoverShardsTheNodeDoesNotHost) {
+  ASSERT_GE(uids_->size(), size_t(kSubjects) - 1) << "needs the gallery of the first test";
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  auto& a = *svcs_[0];
+  const auto hosted = nodes_[0]->hosted_shards();
+  ASSERT_LT(hosted.size(), size_t(kShards)) << "node a must miss some shards for this test";
+  std::string away_ref;
+  for (const auto& [r, uid] : *uids_)
+    if (std::find(hosted.begin(), hosted.end(), cluster::shard_of(uid, kShards)) == hosted.end()) away_ref = r;
+  ASSERT_FALSE(away_ref.empty());
+
+  // audit show of a subject on an unhosted shard: its basis and enrollment, from its shard's chain.
+  service::AuditFilter f;
+  f.subject = away_ref;
+  f.limit = 100;
+  auto page = a.audit_show(kAdmin, f);
+  ASSERT_TRUE(page.is_ok()) << page.status().to_string();
+  std::set<std::string> actions;
+  for (const auto& e : page->entries) actions.insert(e.action);
+  EXPECT_TRUE(actions.count("basis_add")) << "the basis is in the chain of a shard node a does not host";
+  EXPECT_TRUE(actions.count("enroll"));
+
+  // Every node verifies every chain, and counts the same entries and enrolments. (Verifying
+  // writes nothing; a report is audited in the meta chain, so the reports come after.)
+  std::vector<int64_t> verified, enrolments;
+  for (size_t k = 0; k < svcs_.size(); ++k) {
+    auto v = svcs_[k]->audit_verify(kAdmin);
+    ASSERT_TRUE(v.is_ok()) << kNodes[k] << ": " << v.status().to_string();
+    EXPECT_TRUE(v->ok) << kNodes[k] << ": " << v->message;
+    verified.push_back(v->entries);
+  }
+  for (size_t k = 0; k < svcs_.size(); ++k) {
+    auto report = svcs_[k]->transparency_report(kAdmin, "2000-01-01", "2200-01-01");
+    ASSERT_TRUE(report.is_ok()) << kNodes[k] << ": " << report.status().to_string();
+    enrolments.push_back(report->at("totals").at("enrolments").get<int64_t>());
+  }
+  EXPECT_EQ(verified[0], verified[1]);
+  EXPECT_EQ(verified[0], verified[2]);
+  EXPECT_EQ(enrolments[0], enrolments[1]);
+  EXPECT_EQ(enrolments[0], enrolments[2]);
+  EXPECT_GE(enrolments[0], static_cast<int64_t>(kSubjects)) << "every shard's enrolments, hosted or not";
+  // A chain altered on the replicas of an unhosted shard is found through node a, and named.
+  const int away = cluster::shard_of((*uids_)[away_ref], kShards);
+  auto tamper = [&](const char* actor_sql) {
+    for (size_t k = 1; k < nodes_.size(); ++k) {
+      auto* h = nodes_[k]->shard(away);
+      if (!h) continue;
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open((h->dir / "vault.db").c_str(), &db), SQLITE_OK);
+      sqlite3_busy_timeout(db, 10000);
+      const std::string sql = std::string("DROP TRIGGER audit_append_only_update; UPDATE audit SET actor=") + actor_sql +
+                              " WHERE seq=1; CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit "
+                              "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;";
+      EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+      sqlite3_close(db);
+    }
+  };
+  tamper("actor || '-mallory'");
+  auto bad = a.audit_verify(kAdmin);
+  ASSERT_TRUE(bad.is_ok()) << bad.status().to_string();
+  EXPECT_FALSE(bad->ok);
+  EXPECT_EQ(bad->problem, "altered");
+  EXPECT_EQ(bad->first_bad_seq, 1);
+  EXPECT_NE(bad->message.find("shard " + std::to_string(away) + ":"), std::string::npos) << bad->message;
+  tamper("substr(actor, 1, length(actor) - 8)");
+  auto good = a.audit_verify(kAdmin);
+  ASSERT_TRUE(good.is_ok()) << good.status().to_string();
+  EXPECT_TRUE(good->ok) << good->message;
+  const service::Actor enroller{"enroller", service::Role::kEnroller};
+  EXPECT_EQ(a.audit_verify(enroller).status().code(), StatusCode::kPermissionDenied);
+
+  // A dry run looking far ahead lists the subjects of every shard.
+  auto dry = a.expire(kAdmin, std::string("2200-01-01T00:00:00Z"), true);
+  ASSERT_TRUE(dry.is_ok()) << dry.status().to_string();
+  std::set<std::string> due;
+  for (const auto& r : dry->erased) due.insert(r.subject_ref);
+  for (const auto& [r, uid] : *uids_) EXPECT_TRUE(due.count(r)) << r << " on shard " << cluster::shard_of(uid, kShards);
+
+  // A basis that expires in five seconds, of a new subject on a shard node a does not host: the
+  // retention run through node a erases it there, stream messages and replicas included.
+  std::string ref;
+  std::mt19937 rng(77);
+  for (int i = 0; i < 40 && ref.empty(); ++i) {
+    const std::string r = "expiring-" + std::to_string(i);
+    auto when = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&when));
+    auto b = a.add_basis(kAdmin, {r, service::BasisKind::kConsent, "form-" + r, {"investigation"}, std::string(buf)});
+    ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+    const int s = cluster::shard_of(b->subject_uid, kShards);
+    if (std::find(hosted.begin(), hosted.end(), s) != hosted.end()) {
+      ASSERT_TRUE(a.erase(kAdmin, r).is_ok());
+      continue;
+    }
+    ASSERT_TRUE(a.enroll_template(kAdmin, {r, b->basis_id}, random_template(rng)).is_ok());
+    ref = r;
+  }
+  ASSERT_FALSE(ref.empty());
+  std::this_thread::sleep_for(std::chrono::seconds(7));  // the basis expires (whole seconds, rounded down)
+  auto run = a.expire(kAdmin, std::nullopt, false);
+  ASSERT_TRUE(run.is_ok()) << run.status().to_string();
+  auto it = std::find_if(run->erased.begin(), run->erased.end(), [&](const auto& r) { return r.subject_ref == ref; });
+  ASSERT_NE(it, run->erased.end()) << "the expired subject of an unhosted shard was not erased";
+  EXPECT_TRUE(it->key_destroyed);
+  EXPECT_EQ(it->replicas.size(), size_t(kReplicas)) << "the receipt names the shard's replicas";
+  EXPECT_GE(it->stream_messages_erased, 2);
+  auto gone = a.export_subject(kAdmin, ref, false, std::nullopt);
+  EXPECT_EQ(gone.status().code(), StatusCode::kNotFound) << gone.status().to_string();
+}
+
+// The vault commands of the CLI run on a cluster with --cluster: a temporary client node
+// (cli/cluster_client.h) that hosts no shard, so every use case goes to the shards' replicas.
+TEST_F(ClusterFanOutTest, VaultCommandsRunOnTheClusterThroughAClientNode) {
+  std::string urls;
+  for (const auto& u : nats_->urls()) urls += (urls.empty() ? "" : ",") + u;
+  auto cli = [&](std::vector<std::string> args) {
+    args.push_back("--cluster");
+    args.push_back(urls);
+    return test::run_facevault(args, true);
+  };
+  auto last_json = [](const test::RunResult& r) {
+    const auto lines = r.lines();
+    return lines.empty() ? nlohmann::json() : nlohmann::json::parse(lines.back(), nullptr, false);
+  };
+
+  auto basis = cli({"basis", "add", "--subject", "cli-subject", "--kind", "consent", "--reference", "form-cli",
+                    "--purpose", "investigation", "--json"});
+  ASSERT_EQ(basis.exit_code, 0) << basis.out;
+  const auto b = last_json(basis);
+  ASSERT_TRUE(b.is_object()) << basis.out;
+  const int64_t basis_id = b.at("id").get<int64_t>();
+
+  // What the client wrote is on the cluster: node a exports it, wherever its shard is.
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  auto x = svcs_[0]->export_subject(kAdmin, "cli-subject", false, std::nullopt);
+  ASSERT_TRUE(x.is_ok()) << x.status().to_string();
+  EXPECT_EQ((*x)["lawful_bases"][0]["id"].get<int64_t>(), basis_id);
+
+  auto shown = cli({"audit", "show", "--subject", "cli-subject", "--json"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.out;
+  EXPECT_NE(shown.out.find("\"basis_add\""), std::string::npos) << shown.out;
+  auto verified = cli({"audit", "verify", "--json"});
+  ASSERT_EQ(verified.exit_code, 0) << verified.out;
+  EXPECT_EQ(last_json(verified).value("ok", false), true) << verified.out;
+
+  // What one vault alone offers is refused with a reason, not run on an empty vault.
+  auto rotate = cli({"key", "rotate"});
+  EXPECT_NE(rotate.exit_code, 0);
+  EXPECT_NE(rotate.out.find("not on a cluster"), std::string::npos) << rotate.out;
+  auto both = test::run_facevault({"audit", "verify", "--vault", "/nonexistent", "--cluster", urls}, true);
+  EXPECT_NE(both.exit_code, 0) << "--vault and --cluster exclude each other";
+  auto denied = cli({"erase", "cli-subject", "--role", "investigator"});
+  EXPECT_NE(denied.exit_code, 0);
+  EXPECT_NE(denied.out.find("investigator"), std::string::npos) << denied.out;
+
+  const auto photo = test::sample_photos::photo("sheldon", 1);
+  if (test::models_present() && fs::exists(photo)) {
+    auto enrolled = cli({"enroll", "--subject", "cli-subject", "--basis", std::to_string(basis_id), photo.string(), "--json"});
+    ASSERT_EQ(enrolled.exit_code, 0) << enrolled.out;
+    auto found = cli({"search", photo.string(), "--purpose", "investigation", "--case", "case-cli", "--json"});
+    ASSERT_EQ(found.exit_code, 0) << found.out;
+    const auto f = last_json(found);
+    ASSERT_TRUE(f.is_object()) << found.out;
+    ASSERT_FALSE(f["faces"].empty()) << found.out;
+    // The same photo was enrolled for photo-N by an earlier test: the two tie at the top.
+    const auto& cands = f["faces"][0]["candidates"];
+    EXPECT_TRUE(std::any_of(cands.begin(), cands.end(), [](const auto& c) { return c["subject"] == "cli-subject"; }))
+        << found.out;
+  } else {
+    std::cout << "[ note ] models or sample photos absent: the CLI's enroll and search on a cluster are not run\n";
+  }
+
+  auto erased = cli({"erase", "cli-subject", "--json"});
+  ASSERT_EQ(erased.exit_code, 0) << erased.out;
+  const auto receipt = last_json(erased);
+  ASSERT_TRUE(receipt.is_object()) << erased.out;
+  EXPECT_EQ(receipt["replicas"].size(), size_t(kReplicas)) << erased.out;
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  EXPECT_EQ(svcs_[0]->export_subject(kAdmin, "cli-subject", false, std::nullopt).status().code(), StatusCode::kNotFound);
+  // The client's temporary folder is gone.
+  for (const auto& e : fs::directory_iterator(fs::temp_directory_path()))
+    EXPECT_EQ(e.path().filename().string().rfind("facevault-cluster-client-", 0), std::string::npos) << e.path();
 }
 
 // Runs last: closes the services of nodes b and c, so only node a answers searches. Their
@@ -456,12 +666,14 @@ TEST_F(ClusterFanOutTest, ShardsWithoutALiveReplicaFailTheSearchOrAreNamedWhenPa
     EXPECT_EQ(got[k].subject_ref, hosted_only[k].subject_ref) << "rank " << k;
     EXPECT_NEAR(got[k].similarity, hosted_only[k].similarity, 1e-6) << "rank " << k;
   }
-  // The audit entry says what was not searched.
+  // The audit entry says what was not searched. It is in the meta chain: `audit show` over
+  // every chain fails while a shard has no live replica (never silently incomplete).
   service::AuditFilter af;
   af.action = "search";
   af.limit = 1;
   af.newest_first = true;
-  auto page = a.audit_show(kAdmin, af);
+  EXPECT_EQ(a.audit_show(kAdmin, af).status().code(), StatusCode::kUnavailable);
+  auto page = a.meta_service().audit_show(kAdmin, af);
   ASSERT_TRUE(page.is_ok()) << page.status().to_string();
   ASSERT_EQ(page->entries.size(), 1u);
   EXPECT_EQ(page->entries[0].details.value("partial", false), true);
@@ -513,6 +725,95 @@ TEST(ShardSearchWire, RoundTripsExactlyAndRefusesWhatIsMalformed) {
             StatusCode::kCorruptData);
   EXPECT_EQ(service::decode_shard_answer(vault::as_bytes(std::string("{\"faces\":[[]]}")), 1).status().code(),
             StatusCode::kCorruptData);
+}
+
+// The forwarded calls of the reads over every chain and of retention: what a replica answers
+// round-trips, and a truncated answer is refused, never read as a shorter one.
+TEST(ShardCallWire, RetentionAuditAndReferenceAnswersRoundTripAndTruncationsAreRefused) {
+  service::ShardCall c;
+  c.op = "expire";
+  c.actor = {"ops", service::Role::kAuditor};
+  c.as_of = "2026-12-06T10:00:00.000Z";
+  c.dry_run = true;
+  c.since = "2026-01-01T00:00:00.000Z";
+  c.subject = "0123456789abcdef";
+  auto call = service::decode_call(service::encode_call(c));
+  ASSERT_TRUE(call.is_ok()) << call.status().to_string();
+  EXPECT_EQ(call->op, "expire");
+  EXPECT_EQ(call->actor.role, service::Role::kAuditor);
+  EXPECT_EQ(call->as_of, c.as_of);
+  EXPECT_TRUE(call->dry_run);
+  EXPECT_EQ(call->since, c.since);
+  EXPECT_EQ(call->subject, c.subject);
+
+  service::ExpireReport rep;
+  rep.as_of = c.as_of;
+  service::EraseReceipt r;
+  r.subject_ref = "s-1";
+  r.subject_uid = "0123456789abcdef";
+  r.reason = "retention";
+  r.key_destroyed = true;
+  r.replicas = {"b", "c"};
+  r.stream_messages_erased = 3;
+  rep.erased = {r, r};
+  auto rep2 = service::decode_expire_report(service::encode_result(rep));
+  ASSERT_TRUE(rep2.is_ok()) << rep2.status().to_string();
+  ASSERT_EQ(rep2->erased.size(), 2u);
+  EXPECT_EQ(rep2->erased[1].replicas, r.replicas);
+  EXPECT_EQ(rep2->erased[1].stream_messages_erased, 3);
+  EXPECT_TRUE(rep2->erased[0].key_destroyed);
+
+  service::ShardAudit audit;
+  vault::AuditEntry e;
+  e.seq = 7;
+  e.ts = "2026-12-06T10:00:00.000Z";
+  e.actor = "ops";
+  e.role = "admin";
+  e.action = "enroll";
+  e.subjects = {"0123456789abcdef"};
+  e.details = {{"face_id", 3}, {"note", "é"}};
+  e.prev_hash = std::string(64, 'a');
+  e.hash = std::string(64, 'b');
+  audit.entries = {e};
+  audit.purposes = {"investigation"};
+  auto audit2 = service::decode_shard_audit(service::encode_result(audit));
+  ASSERT_TRUE(audit2.is_ok()) << audit2.status().to_string();
+  ASSERT_EQ(audit2->entries.size(), 1u);
+  EXPECT_EQ(audit2->entries[0].canonical(), e.canonical()) << "what is hashed comes back unchanged";
+  EXPECT_EQ(audit2->entries[0].hash, e.hash);
+  EXPECT_EQ(audit2->entries[0].seq, 7);
+  EXPECT_EQ(audit2->purposes, audit.purposes);
+
+  vault::AuditVerifyReport v;
+  v.ok = false;
+  v.entries = 12;
+  v.first_bad_seq = 4;
+  v.problem = "altered";
+  v.message = "entry 4 was altered";
+  auto v2 = service::decode_verify_report(service::encode_result(v));
+  ASSERT_TRUE(v2.is_ok()) << v2.status().to_string();
+  EXPECT_FALSE(v2->ok);
+  EXPECT_EQ(v2->first_bad_seq, 4);
+  EXPECT_EQ(v2->problem, "altered");
+
+  const service::ReviewImage img{{0xFF, 0xD8, 0xFF, 0x00, 0x01}};
+  auto img2 = service::decode_review_image(service::encode_result(img));
+  ASSERT_TRUE(img2.is_ok()) << img2.status().to_string();
+  EXPECT_EQ(img2->jpeg, img.jpeg);
+
+  // Every truncation of every answer is refused.
+  const std::vector<vault::Bytes> answers = {service::encode_result(rep), service::encode_result(audit),
+                                             service::encode_result(v), service::encode_result(img)};
+  for (size_t k = 0; k < answers.size(); ++k) {
+    for (size_t n = 0; n < answers[k].size(); ++n) {
+      const std::span<const uint8_t> cut(answers[k].data(), n);
+      const StatusCode code = k == 0   ? service::decode_expire_report(cut).status().code()
+                              : k == 1 ? service::decode_shard_audit(cut).status().code()
+                              : k == 2 ? service::decode_verify_report(cut).status().code()
+                                       : service::decode_review_image(cut).status().code();
+      EXPECT_EQ(code, StatusCode::kCorruptData) << "answer " << k << " cut at " << n;
+    }
+  }
 }
 
 }  // namespace

@@ -85,6 +85,40 @@ void add_cluster_commands(CLI::App& app, int& exit_code) {
     exit_code = kExitOk;
   });
 
+  // A node lost for good leaves the member list; the others then host its shards
+  // (ClusterNode::rebalance). A node still announcing is refused: stop it first.
+  struct Leave { std::string nats, node; int listen_ms = 2500; bool json = false; };
+  auto lv = std::make_shared<Leave>();
+  auto* leave = cluster->add_subcommand("leave", "remove a node lost for good from the members: the others take over its "
+                                                 "shards from the streams (the node must be stopped)");
+  leave->add_option("--nats", lv->nats, "NATS servers, comma-separated")->required();
+  leave->add_option("--node", lv->node, "the node's name")->required();
+  leave->add_option("--listen-ms", lv->listen_ms, "how long to listen for the node's announcements first (default 2500)")
+      ->check(CLI::Range(100, 60000));
+  leave->add_flag("--json", lv->json, "print the members left as JSON");
+  set_examples(leave, {"facevault cluster leave --nats nats://127.0.0.1:4222 --node n3"});
+  leave->callback([lv, &exit_code] {
+    auto conn = cluster::NatsConnection::connect({split_urls(lv->nats), "facevault-cli"});
+    if (!conn.is_ok()) { exit_code = report(conn.status()); return; }
+    auto s = cluster::cluster_status(**conn, lv->listen_ms);
+    if (!s.is_ok()) { exit_code = report(s.status()); return; }
+    for (const auto& row : (*s)["streams"])
+      if (row.contains("replicas") && row["replicas"].contains(lv->node)) {
+        exit_code = report(failed_precondition("node " + lv->node + " is running (it announced what it applied of " +
+                                               row.value("stream", std::string()) + "): stop it before it leaves"));
+        return;
+      }
+    if (Status st = cluster::remove_member(**conn, lv->node); !st.is_ok()) { exit_code = report(st); return; }
+    auto members = cluster::read_members(**conn);
+    if (!members.is_ok()) { exit_code = report(members.status()); return; }
+    json names = json::array();
+    for (const auto& m : *members)
+      if (m.name != lv->node) names.push_back(m.name);
+    if (lv->json) std::cout << json{{"left", lv->node}, {"members", names}}.dump() << "\n";
+    else std::cout << lv->node << " left the cluster; members: " << names.dump() << "\n";
+    exit_code = kExitOk;
+  });
+
   // API keys are cluster-wide (the meta stream). The first admin key cannot come through the
   // HTTP API (that needs a key): this command writes it as a client node would, from a
   // temporary copy of the meta vault that it deletes afterwards.

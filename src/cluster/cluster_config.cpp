@@ -118,6 +118,14 @@ Status register_member(NatsConnection& conn, const Member& m) {
   return Status::ok();
 }
 
+Status remove_member(NatsConnection& conn, const std::string& name) {
+  if (!valid_node_name(name)) return invalid_argument("node name '" + name + "': use 1-64 letters, digits, '-' or '_'");
+  FV_ASSIGN_OR_RETURN(auto kv, open_bucket(conn));
+  FV_ASSIGN_OR_RETURN(auto old, kv.get(kMemberPrefix + name));
+  if (!old) return not_found("no member named '" + name + "'");
+  return kv.purge(kMemberPrefix + name);
+}
+
 Result<std::vector<Member>> read_members(NatsConnection& conn) {
   FV_ASSIGN_OR_RETURN(auto kv, open_bucket(conn));
   FV_ASSIGN_OR_RETURN(auto keys, kv.keys());

@@ -46,6 +46,9 @@ Result<ClusterConfig> read_cluster_config(NatsConnection& conn);
 // Registers (or refreshes) a member; names: letters, digits, '-' and '_'.
 Status register_member(NatsConnection& conn, const Member& m);
 Result<std::vector<Member>> read_members(NatsConnection& conn);  // sorted by name
+// Removes a member: the operator's word that the node is gone for good. The others then host
+// the shards it held (ClusterNode::rebalance). kNotFound when no member has that name.
+Status remove_member(NatsConnection& conn, const std::string& name);
 
 bool valid_node_name(const std::string& name);
 

@@ -8,6 +8,7 @@
 #include "cluster/shard_map.h"
 #include "cluster/stream.h"
 #include "vault/audit_checkpoint.h"
+#include "vault/folder_erase.h"
 
 using nlohmann::json;
 
@@ -40,32 +41,128 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(NodeOptions options) {
                                vault::kAuditSigningKeyEnv + " (the same on every node; never in NATS)");
   FV_ASSIGN_OR_RETURN(const auto master, vault::SecretKey::from_hex(std::getenv(vault::kMasterKeyEnv)));
   std::unique_ptr<ClusterNode> node(new ClusterNode(std::move(options)));
+  node->master_ = master;
   FV_ASSIGN_OR_RETURN(node->conn_, NatsConnection::connect({node->options_.servers, node->options_.name}));
   FV_ASSIGN_OR_RETURN(node->config_, read_cluster_config(*node->conn_));
+  const int shards = node->config_.shards;
+  node->owned_.resize(static_cast<size_t>(shards));
+  node->hosted_ = std::make_unique<std::atomic<HostedStream*>[]>(static_cast<size_t>(shards));
+  for (int s = 0; s < shards; ++s) node->hosted_[s].store(nullptr);
   if (node->options_.meta_only) {
-    FV_ASSIGN_OR_RETURN(node->meta_, node->host(-1, kMetaStream, kMetaPrefix, node->options_.dir / "meta", master));
+    FV_ASSIGN_OR_RETURN(node->meta_, node->host(-1, kMetaStream, kMetaPrefix, node->options_.dir / "meta"));
     return node;
   }
   FV_RETURN_IF_ERROR(register_member(*node->conn_, {node->options_.name, node->options_.http, ""}));
-  FV_ASSIGN_OR_RETURN(const auto members, read_members(*node->conn_));
+  FV_ASSIGN_OR_RETURN(const auto names, node->member_names());
+  std::error_code ec;
+  std::filesystem::create_directories(node->options_.dir / "shards", ec);
+  if (ec) return io_error("cannot create " + (node->options_.dir / "shards").string() + ": " + ec.message());
+  FV_ASSIGN_OR_RETURN(node->meta_, node->host(-1, kMetaStream, kMetaPrefix, node->options_.dir / "meta"));
+  for (int s = 0; s < shards; ++s) {
+    const auto holders = replicas_of(s, names, node->config_.replicas);
+    const bool assigned = std::find(holders.begin(), holders.end(), node->options_.name) != holders.end();
+    // A local vault of a shard assigned elsewhere now (a hosting before a member joined) is
+    // kept applying its stream until it can be released: an erasure must reach it too.
+    if (!assigned && !std::filesystem::exists(node->shard_dir(s) / "vault.db")) continue;
+    FV_ASSIGN_OR_RETURN(auto h, node->host_shard(s));
+    if (assigned) {
+      node->hosted_[s].store(h.get());
+      node->owned_[static_cast<size_t>(s)] = std::move(h);
+    } else {
+      node->surplus_.emplace(s, std::move(h));
+    }
+  }
+  FV_RETURN_IF_ERROR(node->sweep_at_start());
+  return node;
+}
+
+std::filesystem::path ClusterNode::shard_dir(int s) const { return options_.dir / "shards" / two_digits(s); }
+
+Result<std::unique_ptr<HostedStream>> ClusterNode::host_shard(int s) {
+  return host(s, shard_stream_name(s), shard_subject_prefix(s), shard_dir(s));
+}
+
+Result<std::vector<std::string>> ClusterNode::member_names() {
+  FV_ASSIGN_OR_RETURN(const auto members, read_members(*conn_));
   std::vector<std::string> names;
   for (const auto& m : members) names.push_back(m.name);
   // The bucket's key listing may lag a put of a moment ago (it reads through a consumer that
   // can sit on a follower): this node is a member whatever the listing says.
-  if (std::find(names.begin(), names.end(), node->options_.name) == names.end()) names.push_back(node->options_.name);
-  std::error_code ec;
-  std::filesystem::create_directories(node->options_.dir / "shards", ec);
-  if (ec) return io_error("cannot create " + (node->options_.dir / "shards").string() + ": " + ec.message());
-  FV_ASSIGN_OR_RETURN(node->meta_, node->host(-1, kMetaStream, kMetaPrefix, node->options_.dir / "meta", master));
-  for (int s = 0; s < node->config_.shards; ++s) {
-    const auto holders = replicas_of(s, names, node->config_.replicas);
-    if (std::find(holders.begin(), holders.end(), node->options_.name) == holders.end()) continue;
-    FV_ASSIGN_OR_RETURN(auto h, node->host(s, shard_stream_name(s), shard_subject_prefix(s),
-                                           node->options_.dir / "shards" / two_digits(s), master));
-    node->shards_.emplace(s, std::move(h));
+  if (std::find(names.begin(), names.end(), options_.name) == names.end()) names.push_back(options_.name);
+  return names;
+}
+
+Result<bool> ClusterNode::assigned_replicas_caught_up(int s, const HostedStream& h, const std::vector<std::string>& names) {
+  FV_ASSIGN_OR_RETURN(const uint64_t last, last_sequence(*conn_, h.stream));
+  const auto positions = h.watch->positions();
+  const auto holders = replicas_of(s, names, config_.replicas);
+  if (holders.empty()) return false;
+  for (const auto& name : holders) {
+    if (name == options_.name) return false;  // assigned here again: not surplus
+    auto it = positions.find(name);
+    if (it == positions.end() || it->second < last) return false;
   }
-  FV_RETURN_IF_ERROR(node->sweep_at_start());
-  return node;
+  return true;
+}
+
+Result<ClusterNode::HostingChange> ClusterNode::rebalance() {
+  HostingChange change;
+  if (options_.meta_only) return change;
+  FV_ASSIGN_OR_RETURN(const auto names, member_names());
+  for (int s = 0; s < config_.shards; ++s) {
+    if (hosted_[s].load()) continue;
+    const auto holders = replicas_of(s, names, config_.replicas);
+    if (std::find(holders.begin(), holders.end(), options_.name) == holders.end()) continue;
+    std::unique_ptr<HostedStream> h;
+    {
+      // A surplus shard assigned here again goes on from where it applied.
+      std::lock_guard<std::mutex> l(surplus_mu_);
+      auto it = surplus_.find(s);
+      if (it != surplus_.end()) {
+        h = std::move(it->second);
+        surplus_.erase(it);
+      }
+    }
+    if (!h) {
+      FV_ASSIGN_OR_RETURN(h, host_shard(s));
+    }
+    hosted_[s].store(h.get());
+    owned_[static_cast<size_t>(s)] = std::move(h);
+    change.gained.push_back(s);
+  }
+  std::vector<int> surplus = surplus_shards();
+  for (int s : surplus) {
+    HostedStream* h = nullptr;
+    {
+      std::lock_guard<std::mutex> l(surplus_mu_);
+      h = surplus_.at(s).get();
+    }
+    auto done = assigned_replicas_caught_up(s, *h, names);
+    if (!done.is_ok() || !*done) {
+      change.surplus.push_back(s);
+      continue;
+    }
+    std::unique_ptr<HostedStream> gone;
+    {
+      std::lock_guard<std::mutex> l(surplus_mu_);
+      gone = std::move(surplus_.at(s));
+      surplus_.erase(s);
+    }
+    const auto dir = gone->dir;
+    release(*gone);
+    gone.reset();
+    if (Status st = vault::erase_folder(dir); !st.is_ok())
+      return Status(st.code(), "node " + options_.name + ": release shard " + std::to_string(s) + ": " + st.message());
+    change.released.push_back(s);
+  }
+  return change;
+}
+
+std::vector<int> ClusterNode::surplus_shards() const {
+  std::lock_guard<std::mutex> l(surplus_mu_);
+  std::vector<int> out;
+  for (const auto& [s, h] : surplus_) out.push_back(s);
+  return out;
 }
 
 Status ClusterNode::sweep_at_start() {
@@ -73,7 +170,8 @@ Status ClusterNode::sweep_at_start() {
   // catching up first finds the erasures this node missed while it was down, too. One
   // deadline for all: the shards apply in parallel, each on its own thread.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.start_catch_up_ms);
-  for (auto& [s, h] : shards_) {
+  for (int s : hosted_shards()) {
+    HostedStream* h = shard(s);
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     // Not caught up in time, or diverged: swept as far as it applied (status() shows the lag).
     (void)h->replica->catch_up(static_cast<int>(std::max<int64_t>(0, left.count())));
@@ -86,16 +184,16 @@ Status ClusterNode::sweep_at_start() {
 
 Result<int> ClusterNode::sweep_pending_erasures() {
   int erased = 0;
-  for (auto& [s, h] : shards_) {
-    FV_ASSIGN_OR_RETURN(const int n, h->writer->sweep_pending_erasures());
+  for (int s : hosted_shards()) {
+    FV_ASSIGN_OR_RETURN(const int n, shard(s)->writer->sweep_pending_erasures());
     erased += n;
   }
   return erased;
 }
 
 Result<std::unique_ptr<HostedStream>> ClusterNode::host(int shard, const std::string& stream, const std::string& prefix,
-                                                        const std::filesystem::path& dir,
-                                                        const vault::SecretKey& master) {
+                                                        const std::filesystem::path& dir) {
+  const vault::SecretKey& master = master_;
   auto h = std::make_unique<HostedStream>();
   h->shard = shard;
   h->stream = stream;
@@ -119,24 +217,27 @@ Result<std::unique_ptr<HostedStream>> ClusterNode::host(int shard, const std::st
 }
 
 ClusterNode::~ClusterNode() {
-  for (auto& [s, h] : shards_) release(*h);
+  for (auto& h : owned_)
+    if (h) release(*h);
+  for (auto& [s, h] : surplus_) release(*h);
   if (meta_) release(*meta_);
 }
 
 std::vector<int> ClusterNode::hosted_shards() const {
   std::vector<int> out;
-  for (const auto& [s, h] : shards_) out.push_back(s);
+  for (int s = 0; s < config_.shards; ++s)
+    if (hosted_ && hosted_[s].load()) out.push_back(s);
   return out;
 }
 
 HostedStream* ClusterNode::shard(int s) {
-  auto it = shards_.find(s);
-  return it == shards_.end() ? nullptr : it->second.get();
+  if (s < 0 || s >= config_.shards || !hosted_) return nullptr;
+  return hosted_[s].load();
 }
 
 Status ClusterNode::catch_up(int timeout_ms) {
   FV_RETURN_IF_ERROR(meta_->replica->catch_up(timeout_ms));
-  for (auto& [s, h] : shards_) FV_RETURN_IF_ERROR(h->replica->catch_up(timeout_ms));
+  for (int s : hosted_shards()) FV_RETURN_IF_ERROR(shard(s)->replica->catch_up(timeout_ms));
   return Status::ok();
 }
 
@@ -157,7 +258,14 @@ Result<json> ClusterNode::status() {
     return Status::ok();
   };
   FV_RETURN_IF_ERROR(row(*meta_));
-  for (auto& [s, h] : shards_) FV_RETURN_IF_ERROR(row(*h));
+  for (int s : hosted_shards()) FV_RETURN_IF_ERROR(row(*shard(s)));
+  {
+    std::lock_guard<std::mutex> l(surplus_mu_);
+    for (auto& [s, h] : surplus_) {
+      FV_RETURN_IF_ERROR(row(*h));
+      streams.back()["surplus"] = true;
+    }
+  }
   FV_ASSIGN_OR_RETURN(const auto members, read_members(*conn_));
   json m = json::array();
   for (const auto& x : members) m.push_back({{"name", x.name}, {"http", x.http}, {"joined_at", x.joined_at}});

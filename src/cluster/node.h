@@ -4,7 +4,12 @@
 // meta stream (cluster-wide data) is hosted by every node, in DIR/meta.
 //
 // Which shards a node hosts follows from the members registered in the cluster's KV bucket
-// (replicas_of, rendezvous hashing), as they are when the node starts.
+// (replicas_of, rendezvous hashing). At start it hosts the shards assigned to it; rebalance()
+// (run by the cluster facade every few seconds) hosts those assigned to it since, when a member
+// left (`cluster leave`), and releases its surplus shards: local vaults an earlier hosting left
+// in DIR/shards, applied meanwhile so that nothing erased stays, and overwritten and removed
+// once the shard's assigned replicas all applied what its stream holds. A shard assigned to
+// another node since this one started (a member joined) stays hosted here until it restarts.
 //
 // At start, once its shards caught up, a node completes the stream erasures that a previous
 // run (its own or another node's) left undone (ShardWriter::sweep_pending_erasures).
@@ -15,8 +20,10 @@
 // its writes are acknowledged once min(2, replicas) members applied them.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,12 +80,24 @@ class ClusterNode {
 
   const ClusterConfig& config() const { return config_; }
   const std::string& name() const { return options_.name; }
+  bool meta_only() const { return options_.meta_only; }
   NatsConnection& connection() { return *conn_; }
-  // The hosted shards, ascending.
+  // The hosted shards, ascending (surplus ones aside). Safe while rebalance() runs.
   std::vector<int> hosted_shards() const;
-  // nullptr when this node does not host the shard.
+  // nullptr when this node does not host the shard (a surplus shard included). A hosted
+  // stream stays valid until the node is destroyed.
   HostedStream* shard(int s);
   HostedStream& meta() { return *meta_; }
+
+  // What rebalance() changed: shards hosted since (applying their streams from where their
+  // local vault was), surplus shards released (their folders erased), and the surplus shards
+  // still kept because their assigned replicas have not all applied their stream yet.
+  struct HostingChange {
+    std::vector<int> gained, released, surplus;
+  };
+  // Not thread-safe against itself: one caller (the facade's rebalancing thread).
+  Result<HostingChange> rebalance();
+  std::vector<int> surplus_shards() const;
 
   // Waits until every hosted stream has applied what its stream holds now.
   Status catch_up(int timeout_ms);
@@ -92,12 +111,25 @@ class ClusterNode {
   explicit ClusterNode(NodeOptions options) : options_(std::move(options)) {}
   Status sweep_at_start();
   Result<std::unique_ptr<HostedStream>> host(int shard, const std::string& stream, const std::string& prefix,
-                                             const std::filesystem::path& dir, const vault::SecretKey& master);
+                                             const std::filesystem::path& dir);
+  Result<std::unique_ptr<HostedStream>> host_shard(int s);
+  std::filesystem::path shard_dir(int s) const;
+  // The members' names, this node's among them whatever the (possibly lagging) listing says.
+  Result<std::vector<std::string>> member_names();
+  // Whether every replica `names` assign to shard s (this node aside) announced its stream's
+  // last sequence.
+  Result<bool> assigned_replicas_caught_up(int s, const HostedStream& h, const std::vector<std::string>& names);
 
   NodeOptions options_;
   ClusterConfig config_;
+  vault::SecretKey master_;
   std::unique_ptr<NatsConnection> conn_;
-  std::map<int, std::unique_ptr<HostedStream>> shards_;
+  // Hosted shards by number: owned_ holds them, hosted_ publishes them to readers on other
+  // threads (set once, never cleared while the node lives).
+  std::vector<std::unique_ptr<HostedStream>> owned_;
+  std::unique_ptr<std::atomic<HostedStream*>[]> hosted_;
+  std::map<int, std::unique_ptr<HostedStream>> surplus_;
+  mutable std::mutex surplus_mu_;  // surplus_ (status() reads it from other threads)
   std::unique_ptr<HostedStream> meta_;
 };
 

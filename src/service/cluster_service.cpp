@@ -65,13 +65,11 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
   FV_ASSIGN_OR_RETURN(cs->meta_, Service::open(node.meta().dir, mo));
   // Every vault's service analyzes photos on the meta service's pool.
   cs->pool_ = cs->meta_->impl_->pool;
-  for (int s : node.hosted_shards()) {
-    ServiceOptions so = options;
-    so.shared_pool = cs->pool_;
-    so.commit_interceptor = node.shard(s)->writer;
-    so.catch_up = [&node, s, catch_up_ms] { return node.shard(s)->replica->catch_up(catch_up_ms); };
-    FV_ASSIGN_OR_RETURN(cs->shards_[s], Service::open(node.shard(s)->dir, so));
-  }
+  cs->shard_options_ = options;
+  cs->shard_options_.shared_pool = cs->pool_;
+  cs->owned_shards_.resize(static_cast<size_t>(node.config().shards));
+  cs->serving_ = std::make_unique<std::atomic<Service*>[]>(static_cast<size_t>(node.config().shards));
+  for (int s = 0; s < node.config().shards; ++s) cs->serving_[s].store(nullptr);
   // `cluster init` creates the directory; a cluster made before it had one gets it here. Nodes
   // starting together may find JetStream busy for a moment: a few bounded retries.
   for (int attempt = 1;; ++attempt) {
@@ -85,30 +83,72 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
     if (attempt >= 10) return Status(refs.status().code(), "open the reference directory: " + refs.status().message());
     std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
   }
-  // Searches from nodes that do not host a shard reach it here: one queue group per shard, so
-  // one of its live replicas answers each request.
-  for (int s : node.hosted_shards()) {
-    char queue[16];
-    std::snprintf(queue, sizeof queue, "fv-shard-%02d", s);
-    auto* self = cs.get();
-    FV_ASSIGN_OR_RETURN(auto server, cluster::RpcServer::open(node.connection(), master, cluster::shard_rpc_subject(s, "search"), queue,
-                                                             [self, s](std::span<const uint8_t> req) {
-                                                               return self->serve_shard_search(s, req);
-                                                             }));
-    cs->shard_servers_.push_back(std::move(server));
-    FV_ASSIGN_OR_RETURN(auto calls, cluster::RpcServer::open(node.connection(), master, cluster::shard_rpc_subject(s, "call"), queue,
-                                                            [self, s](std::span<const uint8_t> req) {
-                                                              return self->serve_shard_call(s, req);
-                                                            }));
-    cs->shard_servers_.push_back(std::move(calls));
-  }
+  for (int s : node.hosted_shards()) FV_RETURN_IF_ERROR(cs->serve_shard(s));
   // Erasures applied while no service ran here, or whose meta write failed: their subjects
   // leave the open review cases now. What fails waits for the next erasure or retention run.
   (void)cs->settle_in_meta(kErasureSettler);
+  if (copt.rebalance_ms > 0 && !node.meta_only()) cs->rebalancer_ = std::thread([self = cs.get()] { self->rebalance_loop(); });
   return cs;
 }
 
+Status ClusterService::serve_shard(int s) {
+  cluster::HostedStream* h = node_.shard(s);
+  if (!h) return internal_error("shard " + std::to_string(s) + " is not hosted on node " + node_.name());
+  ServiceOptions so = shard_options_;
+  so.commit_interceptor = h->writer;
+  so.catch_up = [h, ms = copt_.catch_up_ms] { return h->replica->catch_up(ms); };
+  FV_ASSIGN_OR_RETURN(auto svc, Service::open(h->dir, so));
+  std::lock_guard<std::mutex> l(hosting_mu_);
+  serving_[s].store(svc.get());
+  owned_shards_[static_cast<size_t>(s)] = std::move(svc);
+  // Searches and calls from nodes that do not host the shard reach it here: one queue group
+  // per shard, so one of its live replicas answers each request.
+  char queue[16];
+  std::snprintf(queue, sizeof queue, "fv-shard-%02d", s);
+  auto* self = this;
+  FV_ASSIGN_OR_RETURN(auto server, cluster::RpcServer::open(node_.connection(), master_, cluster::shard_rpc_subject(s, "search"), queue,
+                                                           [self, s](std::span<const uint8_t> req) {
+                                                             return self->serve_shard_search(s, req);
+                                                           }));
+  shard_servers_.push_back(std::move(server));
+  FV_ASSIGN_OR_RETURN(auto calls, cluster::RpcServer::open(node_.connection(), master_, cluster::shard_rpc_subject(s, "call"), queue,
+                                                          [self, s](std::span<const uint8_t> req) {
+                                                            return self->serve_shard_call(s, req);
+                                                          }));
+  shard_servers_.push_back(std::move(calls));
+  return Status::ok();
+}
+
+Result<cluster::ClusterNode::HostingChange> ClusterService::rebalance() {
+  FV_ASSIGN_OR_RETURN(auto change, node_.rebalance());
+  // A shard hosted here but not served yet (gained now or earlier) is served once its replica
+  // applied what its stream holds: until then other nodes' replicas answer for it.
+  for (int s : node_.hosted_shards()) {
+    if (shard_service(s)) continue;
+    if (!node_.shard(s)->replica->catch_up(100).is_ok()) continue;
+    FV_RETURN_IF_ERROR(serve_shard(s));
+  }
+  return change;
+}
+
+void ClusterService::rebalance_loop() {
+  std::unique_lock<std::mutex> l(rebalance_mu_);
+  while (!rebalance_cv_.wait_for(l, std::chrono::milliseconds(copt_.rebalance_ms), [this] { return stopping_; })) {
+    l.unlock();
+    auto change = rebalance();  // what fails is tried again at the next round
+    if (!change.is_ok())
+      std::fprintf(stderr, "facevault: node %s: rebalancing: %s\n", node_.name().c_str(), change.status().message().c_str());
+    l.lock();
+  }
+}
+
 ClusterService::~ClusterService() {
+  {
+    std::lock_guard<std::mutex> l(rebalance_mu_);
+    stopping_ = true;
+  }
+  rebalance_cv_.notify_all();
+  if (rebalancer_.joinable()) rebalancer_.join();
   shard_servers_.clear();  // no request handled once the services start to close
   vault::wipe(directory_secret_);
 }
@@ -117,8 +157,8 @@ const vault::VaultConfig& ClusterService::config() const { return meta_->config(
 std::string ClusterService::now() const { return meta_->now(); }
 
 Service* ClusterService::shard_service(int s) {
-  auto it = shards_.find(s);
-  return it == shards_.end() ? nullptr : it->second.get();
+  if (s < 0 || s >= node_.config().shards) return nullptr;
+  return serving_[s].load();
 }
 
 Status ClusterService::fresh(int s) {
@@ -146,8 +186,7 @@ std::vector<Status> ClusterService::fresh_each(const std::vector<int>& shards) {
 
 Result<Service*> ClusterService::shard(int s) {
   if (auto* svc = shard_service(s)) return svc;
-  return unavailable("shard " + std::to_string(s) + " is not hosted on node " + node_.name() +
-                     ": this build reaches only the shards a node hosts (docs/cluster.md)");
+  return unavailable("shard " + std::to_string(s) + " is not served on node " + node_.name());
 }
 
 // ---------------------------------------------------------------- where a subject lives
@@ -908,7 +947,8 @@ Status ClusterService::health() {
   FV_RETURN_IF_ERROR(node_.meta().replica->error());
   for (int s : node_.hosted_shards()) FV_RETURN_IF_ERROR(node_.shard(s)->replica->error());
   FV_RETURN_IF_ERROR(meta_->health());
-  for (auto& [s, svc] : shards_) FV_RETURN_IF_ERROR(svc->health());
+  for (int s = 0; s < node_.config().shards; ++s)
+    if (Service* svc = shard_service(s)) FV_RETURN_IF_ERROR(svc->health());
   return Status::ok();
 }
 
@@ -917,7 +957,9 @@ ServiceStats ClusterService::stats() {
   st.templates = 0;
   st.subjects = 0;
   bool counted = true;  // the vault counts are given only when every shard's vault answered
-  for (auto& [s, svc] : shards_) {
+  for (int s = 0; s < node_.config().shards; ++s) {
+    Service* svc = shard_service(s);
+    if (!svc) continue;
     const ServiceStats part = svc->stats();
     counted = counted && part.templates && part.subjects;
     if (counted) {
@@ -950,8 +992,9 @@ void ClusterService::replication_progress(ServiceStats& st) {
 // the shard timeout of the node that asked (docs/benchmarks.md, "The 1 M run").
 Status ClusterService::warm_up() {
   FV_RETURN_IF_ERROR(meta_->warm_up());
-  for (int s : node_.hosted_shards()) {
-    FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
+  for (int s = 0; s < node_.config().shards; ++s) {
+    Service* svc = shard_service(s);
+    if (!svc) continue;
     Status st = svc->impl_->warm_gallery();
     if (!st.is_ok()) return Status(st.code(), "loading the gallery of shard " + std::to_string(s) + ": " + st.message());
   }

@@ -28,10 +28,13 @@
 
 #include <sodium.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -67,6 +70,9 @@ struct ClusterServiceOptions {
   // How long a use case forwarded to a node hosting the subject's shard may take (a write
   // rides out a leader election there).
   int forward_timeout_ms = 60000;
+  // How often hosting follows the member list (ClusterNode::rebalance): a shard gained is
+  // served here once its replica applied its stream; 0: never (hosting stays as at start).
+  int rebalance_ms = 5000;
 };
 
 class ClusterService final : public Api {
@@ -149,12 +155,21 @@ class ClusterService final : public Api {
   // (to erase a candidate in between).
   void set_before_record_for_testing(std::function<void()> f) { before_record_ = std::move(f); }
 
-  // The service of a hosted shard (nullptr otherwise) and of the meta vault (tests).
+  // Hosting follows the member list once now (the rebalancing thread runs it every
+  // rebalance_ms): ClusterNode::rebalance, then the shards gained are served here once their
+  // replicas applied their streams. Returns what the node changed.
+  Result<cluster::ClusterNode::HostingChange> rebalance();
+
+  // The service of a shard served here (nullptr otherwise: not hosted, or gained and still
+  // catching up) and of the meta vault (tests).
   Service* shard_service(int shard);
   Service& meta_service() { return *meta_; }
 
  private:
   ClusterService(cluster::ClusterNode& node, ClusterServiceOptions copt) : node_(node), copt_(copt) {}
+  // Serves hosted shard s here: its Service, and its replies to other nodes' searches and calls.
+  Status serve_shard(int s);
+  void rebalance_loop();
 
   struct Located {  // where a subject lives
     int shard = 0;
@@ -259,13 +274,22 @@ class ClusterService final : public Api {
   ClusterServiceOptions copt_;
   std::shared_ptr<PipelinePool> pool_;
   std::unique_ptr<Service> meta_;
-  std::map<int, std::unique_ptr<Service>> shards_;
+  ServiceOptions shard_options_;  // for the services of shards served later
+  // Services of the shards served here, by number: owned_shards_ holds them, serving_
+  // publishes them to the request threads (set once, never cleared while the service lives).
+  std::vector<std::unique_ptr<Service>> owned_shards_;
+  std::unique_ptr<std::atomic<Service*>[]> serving_;
+  std::mutex hosting_mu_;  // owned_shards_, shard_servers_ (serve_shard)
   std::optional<cluster::KvBucket> refs_;
   std::vector<uint8_t> directory_secret_;  // keys the reference directory's hashes
   vault::SecretKey master_;                 // seals what nodes ask each other (cluster/rpc.h)
-  // Last: stopped first, before the services their handlers use.
+  // Stopped first, before the services their handlers use.
   std::vector<std::unique_ptr<cluster::RpcServer>> shard_servers_;
   std::function<void()> before_record_;
+  std::mutex rebalance_mu_;
+  std::condition_variable rebalance_cv_;
+  bool stopping_ = false;
+  std::thread rebalancer_;  // joined first of all
 };
 
 template <typename F>

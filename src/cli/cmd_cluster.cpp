@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/grammar.h"
 #include "cluster/cluster_config.h"
+#include "cluster/cluster_policy.h"
 #include "cluster/cluster_status.h"
 #include "cluster/nats_connection.h"
 #include "cluster/node.h"
@@ -51,19 +52,33 @@ void add_cluster_commands(CLI::App& app, int& exit_code) {
   set_examples(cluster, {"facevault cluster init --nats nats://127.0.0.1:4222 --shards 16 --replicas 1",
                          "facevault cluster status --nats nats://127.0.0.1:4222"});
 
-  struct Init { std::string nats; int shards = cluster::kDefaultShards; int replicas = 3; bool json = false; };
+  struct Init { std::string nats, config; int shards = cluster::kDefaultShards; int replicas = 3; bool json = false; };
   auto in = std::make_shared<Init>();
   auto* init = cluster->add_subcommand("init", "create the cluster's streams (one per shard and the meta stream) and its configuration");
   init->add_option("--nats", in->nats, "NATS servers, comma-separated (nats://HOST:PORT,…)")->required();
   init->add_option("--shards", in->shards, "shards, fixed for the cluster's life (default 16)")->check(CLI::Range(1, cluster::kMaxShards));
   init->add_option("--replicas", in->replicas, "replicas of every stream (default 3; at most the NATS servers)")->check(CLI::Range(1, 5));
+  init->add_option("--config", in->config,
+                   "a config.json whose policy every node's vaults follow (retention, operating points, models, "
+                   "index, oversight; default: the defaults of `facevault init`)")
+      ->check(CLI::ExistingFile);
   init->add_flag("--json", in->json, "print the configuration as JSON");
   set_examples(init, {"facevault cluster init --nats nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224"});
   init->callback([in, &exit_code] {
     auto conn = cluster::NatsConnection::connect({split_urls(in->nats), "facevault-cli"});
     if (!conn.is_ok()) { exit_code = report(conn.status()); return; }
+    vault::VaultConfig policy;
+    if (!in->config.empty()) {
+      std::ifstream file(in->config);
+      const json j = json::parse(file, nullptr, false);
+      if (j.is_discarded()) { exit_code = report(invalid_argument(in->config + " is not JSON")); return; }
+      auto parsed = vault::VaultConfig::from_json(j);
+      if (!parsed.is_ok()) { exit_code = report(parsed.status()); return; }
+      policy = *parsed;
+    }
     auto c = cluster::init_cluster(**conn, in->shards, in->replicas);
     if (!c.is_ok()) { exit_code = report(c.status()); return; }
+    if (Status st = cluster::set_cluster_policy(**conn, policy); !st.is_ok()) { exit_code = report(st); return; }
     if (in->json) std::cout << json{{"shards", c->shards}, {"replicas", c->replicas}, {"created_at", c->created_at}}.dump() << "\n";
     else std::cout << "cluster ready: " << c->shards << " shards, " << c->replicas << " replicas (created " << c->created_at << ")\n";
     exit_code = kExitOk;

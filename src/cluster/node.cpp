@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "cluster/cluster_policy.h"
 #include "cluster/shard_map.h"
 #include "cluster/stream.h"
 #include "vault/audit_checkpoint.h"
@@ -44,6 +45,8 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(NodeOptions options) {
   node->master_ = master;
   FV_ASSIGN_OR_RETURN(node->conn_, NatsConnection::connect({node->options_.servers, node->options_.name}));
   FV_ASSIGN_OR_RETURN(node->config_, read_cluster_config(*node->conn_));
+  FV_ASSIGN_OR_RETURN(node->policy_, read_cluster_policy(*node->conn_));
+  if (node->policy_) node->options_.vault_config = with_policy(node->options_.vault_config, *node->policy_);
   const int shards = node->config_.shards;
   node->owned_.resize(static_cast<size_t>(shards));
   node->hosted_ = std::make_unique<std::atomic<HostedStream*>[]>(static_cast<size_t>(shards));
@@ -201,6 +204,13 @@ Result<std::unique_ptr<HostedStream>> ClusterNode::host(int shard, const std::st
   h->dir = dir;
   if (!std::filesystem::exists(dir / "vault.db")) FV_RETURN_IF_ERROR(vault::Vault::init(dir, options_.vault_config));
   FV_ASSIGN_OR_RETURN(h->vault, vault::Vault::open(dir));
+  // Every replica decides as every other: a local vault whose config.json says otherwise than
+  // the cluster's policy is not served.
+  if (policy_) {
+    if (auto diff = policy_difference(h->vault->config(), *policy_))
+      return failed_precondition("node " + options_.name + ": " + (dir / "config.json").string() + ": " + *diff +
+                                 " (every node's vaults follow the policy set at `cluster init`)");
+  }
   ReplicaOptions ro{stream, options_.name};
   ro.announce = !options_.meta_only;
   FV_ASSIGN_OR_RETURN(h->replica, ShardReplica::open(*conn_, dir, master, ro));

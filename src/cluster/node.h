@@ -23,8 +23,9 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
-#include <mutex>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,7 +45,9 @@ struct NodeOptions {
   std::string name;                  // this node's name (unique in the cluster)
   std::filesystem::path dir;         // where the node keeps its local vaults
   std::string http;                  // the node's HTTP base URL, registered for others to see
-  vault::VaultConfig vault_config;   // for local vaults created on first start
+  // For local vaults created on first start; the cluster's policy (cluster_policy.h) replaces
+  // all but the node's own settings (key sources, search threads).
+  vault::VaultConfig vault_config;
   int write_timeout_ms = 30000;
   // How long start() waits for the hosted shards to catch up before it completes the pending
   // erasures (a shard that did not catch up in time is swept as far as it applied).
@@ -122,6 +125,7 @@ class ClusterNode {
 
   NodeOptions options_;
   ClusterConfig config_;
+  std::optional<vault::VaultConfig> policy_;  // the cluster's (cluster_policy.h); none in older clusters
   vault::SecretKey master_;
   std::unique_ptr<NatsConnection> conn_;
   // Hosted shards by number: owned_ holds them, hosted_ publishes them to readers on other

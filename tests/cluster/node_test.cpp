@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster/cluster_config.h"
+#include "cluster/cluster_policy.h"
+#include "cluster/kv.h"
 #include "cluster/cluster_status.h"
 #include "cluster/nats_connection.h"
 #include "cluster/node.h"
@@ -450,6 +453,71 @@ TEST_F(NodeTest, AMetaOnlyNodeWritesClusterWideDataWithoutBecomingAMember) {
       EXPECT_EQ(row["replicas"].size(), 3u) << row.dump();
     }
   }
+}
+
+// One policy for the cluster: kept once in its KV bucket, followed by the vaults a node creates,
+// and a node whose local vault says otherwise does not start. (Runs last: it leaves the
+// cluster without a policy again, as the other tests found it.)
+TEST_F(NodeTest, TheClusterPolicyGovernsEveryNodesVaults) {
+  auto conn = connect();
+  ASSERT_TRUE(conn);
+  ASSERT_TRUE(cluster::init_cluster(*conn, kShards, 3).is_ok());
+  vault::VaultConfig policy;
+  policy.default_retention_days = 30;
+  policy.reviewers_required = 3;
+  ASSERT_TRUE(cluster::set_cluster_policy(*conn, policy).is_ok());
+  struct Cleanup {
+    cluster::NatsConnection& c;
+    ~Cleanup() {
+      auto kv = cluster::KvBucket::open(c, cluster::kClusterBucket);
+      if (kv.is_ok()) (void)kv->purge("policy");
+    }
+  } cleanup{*conn};
+  EXPECT_TRUE(cluster::set_cluster_policy(*conn, policy).is_ok()) << "the same policy again is fine";
+  vault::VaultConfig other = policy;
+  other.default_retention_days = 31;
+  const Status refused = cluster::set_cluster_policy(*conn, other);
+  EXPECT_EQ(refused.code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(refused.message().find("/default_retention_days"), std::string::npos) << refused.message();
+  vault::VaultConfig local_only = policy;
+  local_only.search_threads = 4;  // a node's own setting, not policy
+  EXPECT_FALSE(cluster::policy_difference(local_only, policy).has_value());
+
+  // A node's new vaults follow the policy.
+  const fs::path dir = *root_ / "policy-client";
+  auto o = node_options(nats_->urls(), "policy-client", dir);
+  o.meta_only = true;
+  {
+    auto node = cluster::ClusterNode::start(o);
+    ASSERT_TRUE(node.is_ok()) << node.status().to_string();
+    EXPECT_EQ((*node)->meta().vault->config().default_retention_days, 30);
+    EXPECT_EQ((*node)->meta().vault->config().reviewers_required, 3);
+  }
+  // Its config.json edited: the node does not start, and says which setting.
+  {
+    std::ifstream in(dir / "meta" / "config.json");
+    json c = json::parse(in);
+    c["oversight"]["reviewers_required"] = 1;
+    std::ofstream(dir / "meta" / "config.json") << c.dump(2);
+  }
+  auto edited = cluster::ClusterNode::start(o);
+  ASSERT_FALSE(edited.is_ok());
+  EXPECT_EQ(edited.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(edited.status().message().find("/oversight/reviewers_required"), std::string::npos)
+      << edited.status().message();
+  // So does a member whose vaults were created before, with another retention.
+  auto a = cluster::ClusterNode::start(node_options(nats_->urls(), "a", *root_ / "a"));
+  ASSERT_FALSE(a.is_ok());
+  EXPECT_NE(a.status().message().find("/default_retention_days"), std::string::npos) << a.status().message();
+
+  // The CLI: another policy at a second `cluster init` is refused.
+  const fs::path file = *root_ / "policy.json";
+  std::ofstream(file) << other.to_json().dump();
+  auto cli = test::run_facevault({"cluster", "init", "--nats", urls(), "--shards", std::to_string(kShards), "--replicas",
+                                  "3", "--config", file.string()},
+                                 true);
+  EXPECT_NE(cli.exit_code, 0) << cli.out;
+  EXPECT_NE(cli.out.find("fixed at `cluster init`"), std::string::npos) << cli.out;
 }
 
 }  // namespace

@@ -120,6 +120,7 @@ Status ClusterService::serve_shard(int s) {
 }
 
 Result<cluster::ClusterNode::HostingChange> ClusterService::rebalance() {
+  std::lock_guard<std::mutex> one_at_a_time(rebalance_call_mu_);  // the thread, or a caller
   FV_ASSIGN_OR_RETURN(auto change, node_.rebalance());
   // A shard hosted here but not served yet (gained now or earlier) is served once its replica
   // applied what its stream holds: until then other nodes' replicas answer for it.

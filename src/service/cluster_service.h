@@ -286,7 +286,8 @@ class ClusterService final : public Api {
   // Stopped first, before the services their handlers use.
   std::vector<std::unique_ptr<cluster::RpcServer>> shard_servers_;
   std::function<void()> before_record_;
-  std::mutex rebalance_mu_;
+  std::mutex rebalance_call_mu_;  // rebalance(): ClusterNode::rebalance is not reentrant
+  std::mutex rebalance_mu_;       // stopping_, for the rebalancing thread's wait
   std::condition_variable rebalance_cv_;
   bool stopping_ = false;
   std::thread rebalancer_;  // joined first of all

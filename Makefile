@@ -64,7 +64,7 @@ cluster: models binary
 package: models
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DFACEVAULT_BUILD_BENCH=OFF -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON
 	cmake --build $(BUILD) -j$(JOBS) --target facevault
-	@if cmake --build $(BUILD) --target help | grep -Eq '^(\.\.\. )?_facevault(:|$$)'; then \
+	@if cmake --build $(BUILD) --target help | grep -E '^(\.\.\. )?_facevault(:|$$)' >/dev/null; then \
 	  echo "cmake --build $(BUILD) -j$(JOBS) --target _facevault"; \
 	  cmake --build $(BUILD) -j$(JOBS) --target _facevault; fi
 	cd $(BUILD) && cpack -G DEB
@@ -86,7 +86,7 @@ RELEASE_TESTS := acceptance_test|cluster_erasure_scan_test|cluster_kill_test|fau
 RELEASE_TEST_TARGETS := facevault acceptance_test cluster_erasure_scan_test cluster_kill_test fault_injection_test
 test: models configure
 	cmake --build $(BUILD) -j$(JOBS) --target $(RELEASE_TEST_TARGETS)
-	@if cmake --build $(BUILD) --target help | grep -Eq '^(\.\.\. )?_facevault(:|$$)'; then \
+	@if cmake --build $(BUILD) --target help | grep -E '^(\.\.\. )?_facevault(:|$$)' >/dev/null; then \
 	  echo "cmake --build $(BUILD) -j$(JOBS) --target _facevault"; \
 	  cmake --build $(BUILD) -j$(JOBS) --target _facevault; fi
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -R '^($(RELEASE_TESTS))$$'

@@ -927,6 +927,10 @@ Status ClusterService::revoke_api_key(const Actor& actor, const std::string& key
 }
 Result<std::vector<vault::ApiKey>> ClusterService::list_api_keys(const Actor& actor) { return meta_->list_api_keys(actor); }
 Result<std::pair<Actor, vault::ApiKey>> ClusterService::authenticate_key(const std::string& presented) {
+  // A key revoked through another node is refused here from the revocation's acknowledgement
+  // on: the meta replica first applies what its stream holds (and fails closed, 503, when it
+  // cannot confirm it did).
+  FV_RETURN_IF_ERROR(fresh(-1));
   return meta_->authenticate_key(presented);
 }
 Status ClusterService::record_denial(const Actor& actor, Action action, const std::string& reason,

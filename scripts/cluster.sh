@@ -224,6 +224,9 @@ up() {
       echo "server_name: ${names[i]}"
       echo "listen: 127.0.0.1:${client[i]}"
       echo "jetstream { store_dir: \"${stores[i]}\" }"
+      # A photo sent to a node that does not host its subject's shard travels in one message:
+      # room for the HTTP API's 16 MiB uploads, sealed (NATS's default is 1 MB).
+      echo "max_payload: 24MB"
       if [ "$NODES" -gt 1 ]; then
         routes=""
         for ((j = 0; j < NODES; j++)); do

@@ -57,6 +57,14 @@ Result<vault::Bytes> unframe_reply(vault::Bytes plain, const std::string& subjec
   return r;
 }
 
+// What NATS does not carry: a message over the servers' max_payload (1 MB unless configured).
+Status too_large(const char* what, size_t bytes, int64_t max, const std::string& subject) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%s (%.1f MB sealed) is more than the NATS servers carry in one message (max_payload %.1f MB) on %s: raise max_payload (docs/cluster.md)",
+                what, static_cast<double>(bytes) / 1e6, static_cast<double>(max) / 1e6, subject.c_str());
+  return resource_exhausted(buf);
+}
+
 }  // namespace
 
 std::string shard_rpc_subject(int shard, std::string_view op) {
@@ -116,8 +124,15 @@ void RpcServer::on_message(natsConnection* nc, natsSubscription*, natsMsg* msg, 
   Result<vault::Bytes> result = self->handler_(*plain);
   vault::wipe(*plain);
   vault::Bytes framed = frame_reply(result);
-  const vault::Bytes out = vault::seal(key, framed, reply_ad(self->subject_, sealed));
+  vault::Bytes out = vault::seal(key, framed, reply_ad(self->subject_, sealed));
   vault::wipe(framed);
+  // An answer NATS would refuse to carry is replaced by an error the caller can act on: it
+  // would otherwise wait for its deadline and take the outcome for unknown.
+  if (const int64_t max = natsConnection_GetMaxPayload(nc); max > 0 && static_cast<int64_t>(out.size()) > max) {
+    vault::wipe(out);
+    framed = frame_reply(too_large("the answer", out.size(), max, self->subject_));
+    out = vault::seal(key, framed, reply_ad(self->subject_, sealed));
+  }
   (void)natsConnection_Publish(nc, reply.c_str(), out.data(), static_cast<int>(out.size()));
 }
 
@@ -200,16 +215,23 @@ Result<std::vector<RpcReply>> rpc_scatter(NatsConnection& conn, const vault::Sec
   const std::string& prefix = inbox->prefix();
 
   std::vector<vault::Bytes> sealed(calls.size());
+  std::vector<bool> answered(calls.size(), false);
+  size_t left = calls.size();
+  const int64_t max = natsConnection_GetMaxPayload(conn.raw());
   for (size_t i = 0; i < calls.size(); ++i) {
     sealed[i] = vault::seal(key, calls[i].request, request_ad(calls[i].subject));
+    if (max > 0 && static_cast<int64_t>(sealed[i].size()) > max) {  // never sent: its answer is ours
+      out[i] = {RpcReply::Delivery::kAnswered, too_large("the request", sealed[i].size(), max, calls[i].subject)};
+      answered[i] = true;
+      --left;
+      continue;
+    }
     const std::string reply = prefix + "." + std::to_string(i);
     const natsStatus st = natsConnection_PublishRequest(conn.raw(), calls[i].subject.c_str(), reply.c_str(),
                                                         sealed[i].data(), static_cast<int>(sealed[i].size()));
     if (st != NATS_OK) return from_nats(st, "send a request to " + calls[i].subject);
   }
 
-  std::vector<bool> answered(calls.size(), false);
-  size_t left = calls.size();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (left > 0) {
     const std::vector<natsMsg*> batch = inbox->wait(deadline);
@@ -251,6 +273,8 @@ Result<std::vector<Result<vault::Bytes>>> rpc_gather(
   FV_ASSIGN_OR_RETURN(auto inbox, ReplyInbox::open(conn, false));
   const std::string& reply = inbox->prefix();
   const vault::Bytes sealed = vault::seal(key, call.request, request_ad(call.subject));
+  if (const int64_t max = natsConnection_GetMaxPayload(conn.raw()); max > 0 && static_cast<int64_t>(sealed.size()) > max)
+    return too_large("the request", sealed.size(), max, call.subject);
   auto send = [&] {
     return natsConnection_PublishRequest(conn.raw(), call.subject.c_str(), reply.c_str(), sealed.data(),
                                          static_cast<int>(sealed.size()));

@@ -76,7 +76,9 @@ struct RpcReply {
 };
 
 // Sends every call at once and waits for the replies until `timeout_ms` has passed; one reply
-// per call, in order. Fails only when nothing could be sent (the connection is down).
+// per call, in order. Fails only when nothing could be sent (the connection is down). A call
+// or an answer over the NATS servers' max_payload is not sent: it gets kResourceExhausted
+// saying so (a responder answers so in place of an answer too large).
 Result<std::vector<RpcReply>> rpc_scatter(NatsConnection& conn, const vault::SecretKey& master,
                                           const std::vector<RpcCall>& calls, int timeout_ms);
 

@@ -25,12 +25,23 @@ Result<ShardAudit> ClusterService::audit_of_shard(int s, const vault::AuditQuery
     out.purposes.assign(purposes.begin(), purposes.end());
     return out;
   }
-  // A read between nodes for a use case the caller's node authorised and audits.
+  // A read between nodes for a use case the caller's node authorised and audits, page by page
+  // (one NATS message carries 1 MB by default).
   const Actor self{"cluster:" + node_.name(), Role::kAuditor};
-  FV_ASSIGN_OR_RETURN(auto reply,
-                      forward(s, {.op = "audit_read", .actor = self, .subject = q.subject.value_or(""), .since = q.since.value_or("")}));
-  return decode_shard_audit(reply);
+  ShardAudit all;
+  for (int64_t after = 0;;) {
+    FV_ASSIGN_OR_RETURN(auto reply, forward(s, {.op = "audit_read", .actor = self, .subject = q.subject.value_or(""),
+                                                .since = q.since.value_or(""), .after_seq = after}));
+    FV_ASSIGN_OR_RETURN(auto page, decode_shard_audit(reply));
+    all.purposes = std::move(page.purposes);
+    if (page.more && (page.entries.empty() || page.entries.back().seq <= after))
+      return corrupt_data("shard " + std::to_string(s) + ": an audit page that does not move on");
+    for (auto& e : page.entries) all.entries.push_back(std::move(e));
+    if (!page.more) return all;
+    after = all.entries.back().seq;
+  }
 }
+
 
 Result<AuditPage> ClusterService::audit_show(const Actor& actor, const AuditFilter& filter) {
   auto& meta = *meta_->impl_;

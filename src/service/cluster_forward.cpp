@@ -110,7 +110,7 @@ Result<vault::Bytes> ClusterService::serve_shard_call(int s, std::span<const uin
     if (!c.since.empty()) q.since = c.since;
     if (!c.subject.empty()) q.subject = c.subject;
     FV_ASSIGN_OR_RETURN(auto r, audit_of_shard(s, q));
-    return encode_result(r);
+    return encode_result(audit_page_after(std::move(r), c.after_seq, copt_.audit_page_bytes));
   }
   if (c.op == "audit_verify") {
     FV_ASSIGN_OR_RETURN(Service * svc, shard(s));

@@ -73,6 +73,9 @@ struct ClusterServiceOptions {
   // How often hosting follows the member list (ClusterNode::rebalance): a shard gained is
   // served here once its replica applied its stream; 0: never (hosting stays as at start).
   int rebalance_ms = 5000;
+  // A shard's audit chain read for another node goes in pages of about this much JSON: one
+  // NATS message carries 1 MB unless the servers' max_payload says more.
+  size_t audit_page_bytes = 256 << 10;
 };
 
 class ClusterService final : public Api {

@@ -93,7 +93,8 @@ vault::Bytes encode_call(const ShardCall& c) {
             {"image", json::binary(c.image)},
             {"as_of", c.as_of},
             {"dry_run", c.dry_run},
-            {"since", c.since}};
+            {"since", c.since},
+            {"after_seq", c.after_seq}};
   return cbor(j);
 }
 
@@ -145,6 +146,7 @@ Result<ShardCall> decode_call(std::span<const uint8_t> bytes) {
     c.as_of = j.at("as_of").get<std::string>();
     c.dry_run = j.at("dry_run").get<bool>();
     c.since = j.at("since").get<std::string>();
+    c.after_seq = j.at("after_seq").get<int64_t>();
     return c;
   });
 }
@@ -277,7 +279,7 @@ Result<ExpireReport> decode_expire_report(std::span<const uint8_t> bytes) {
 vault::Bytes encode_result(const ShardAudit& r) {
   json entries = json::array();
   for (const auto& e : r.entries) entries.push_back(e.to_json());
-  return cbor({{"entries", entries}, {"purposes", r.purposes}});
+  return cbor({{"entries", entries}, {"purposes", r.purposes}, {"more", r.more}});
 }
 
 Result<ShardAudit> decode_shard_audit(std::span<const uint8_t> bytes) {
@@ -300,8 +302,25 @@ Result<ShardAudit> decode_shard_audit(std::span<const uint8_t> bytes) {
       r.entries.push_back(std::move(e));
     }
     r.purposes = j.at("purposes").get<std::vector<std::string>>();
+    r.more = j.at("more").get<bool>();
     return r;
   });
+}
+
+ShardAudit audit_page_after(ShardAudit whole, int64_t after_seq, size_t page_bytes) {
+  ShardAudit page;
+  page.purposes = std::move(whole.purposes);
+  size_t bytes = 0;
+  for (auto& e : whole.entries) {
+    if (e.seq <= after_seq) continue;
+    if (!page.entries.empty() && bytes >= page_bytes) {
+      page.more = true;
+      break;
+    }
+    bytes += e.to_json().dump().size();
+    page.entries.push_back(std::move(e));
+  }
+  return page;
 }
 
 vault::Bytes encode_result(const vault::AuditVerifyReport& r) {

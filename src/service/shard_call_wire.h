@@ -43,6 +43,7 @@ struct ShardCall {
   std::string as_of{};       // expire: the instant due dates are compared with
   bool dry_run = false;      // expire
   std::string since{};       // audit_read: from this instant (empty: from the start)
+  int64_t after_seq = 0;     // audit_read: the page after this entry of the shard's chain
 };
 
 vault::Bytes encode_call(const ShardCall& c);
@@ -72,7 +73,11 @@ Result<ExpireReport> decode_expire_report(std::span<const uint8_t> bytes);
 struct ShardAudit {
   std::vector<vault::AuditEntry> entries;
   std::vector<std::string> purposes;
+  bool more = false;  // a page: more entries follow the last one (ask again with after_seq)
 };
+// The page of `whole` (its chain, in order) after entry `after_seq`: entries up to about
+// `page_bytes` of JSON (at least one), `more` set when others follow.
+ShardAudit audit_page_after(ShardAudit whole, int64_t after_seq, size_t page_bytes);
 vault::Bytes encode_result(const ShardAudit& r);
 Result<ShardAudit> decode_shard_audit(std::span<const uint8_t> bytes);
 vault::Bytes encode_result(const vault::AuditVerifyReport& r);

@@ -41,6 +41,7 @@
 #include "support/paths.h"
 #include "support/run.h"
 #include "vault/crypto.h"
+#include "vault/sqlite.h"
 #include "vault/vault.h"
 
 namespace fv {
@@ -104,6 +105,7 @@ class ClusterFanOutTest : public ::testing::Test {
       service::ClusterServiceOptions co;
       co.shard_timeout_ms = 3000;
       co.rebalance_ms = 0;  // rebalanced below, then the hosting stays as it is
+      co.audit_page_bytes = 2048;  // a few entries per page: a shard's chain takes several
       auto cs = service::ClusterService::open(*n, {}, co);
       ASSERT_TRUE(cs.is_ok()) << cs.status().to_string();
       svcs_.push_back(std::move(*cs));
@@ -245,6 +247,7 @@ TEST_F(ClusterFanOutTest, RpcCarriesTheRespondersStatusAndIgnoresAForeignKey) {
   const std::string subject = "fv.rpc.test.echo";
   auto server = cluster::RpcServer::open(conn, *master, subject, "fv-test", [](std::span<const uint8_t> req) -> Result<vault::Bytes> {
     if (req.empty()) return invalid_argument("empty request");
+    if (req.size() == 1 && req[0] == 0xBB) return vault::Bytes(1500000, 0xBB);  // more than NATS carries
     vault::Bytes out(req.rbegin(), req.rend());
     return out;
   });
@@ -263,6 +266,16 @@ TEST_F(ClusterFanOutTest, RpcCarriesTheRespondersStatusAndIgnoresAForeignKey) {
   EXPECT_EQ(refused.result.status().message(), "empty request");
   EXPECT_EQ((*r)[2].delivery, Delivery::kNoResponder);
   EXPECT_EQ((*r)[2].result.status().code(), StatusCode::kUnavailable);
+
+  // Over the servers' max_payload (1 MB here): a request is not sent, and an answer is replaced
+  // by the reason, both at once rather than at the deadline.
+  auto big = cluster::rpc_scatter(conn, *master, {{subject, vault::Bytes(1500000, 1)}, {subject, {0xBB}}}, 60000);
+  ASSERT_TRUE(big.is_ok()) << big.status().to_string();
+  for (const auto& b : *big) {
+    EXPECT_EQ(b.delivery, Delivery::kAnswered);
+    EXPECT_EQ(b.result.status().code(), StatusCode::kResourceExhausted) << b.result.status().to_string();
+    EXPECT_NE(b.result.status().message().find("max_payload"), std::string::npos) << b.result.status().to_string();
+  }
 
   auto foreign = vault::SecretKey::from_hex(std::string(64, '6'));
   ASSERT_TRUE(foreign.is_ok());
@@ -356,6 +369,13 @@ TEST_F(ClusterFanOutTest, UseCasesOnSubjectsOfUnhostedShardsAreForwarded) {
     refused_on.insert(shard);
   }
   EXPECT_EQ(refused_on.size(), size_t(kShards));
+
+  // A photo larger than NATS carries in one message (the test servers keep the 1 MB default)
+  // is refused at once, saying why, and nothing is written.
+  const std::vector<uint8_t> large(1500000, 0x42);
+  auto too_large = a.enroll(kAdmin, {ref, (*x)["lawful_bases"][0]["id"].get<int64_t>()}, large);
+  EXPECT_EQ(too_large.status().code(), StatusCode::kResourceExhausted) << too_large.status().to_string();
+  EXPECT_NE(too_large.status().message().find("max_payload"), std::string::npos) << too_large.status().to_string();
 
   // The replica's refusals come back with their codes.
   const service::Actor enroller{"enroller", service::Role::kEnroller};
@@ -457,6 +477,27 @@ TEST_F(ClusterFanOutTest, AuditReportAndRetentionCoverShardsTheNodeDoesNotHost) 
   ASSERT_TRUE(page.is_ok()) << page.status().to_string();
   std::set<std::string> actions;
   for (const auto& e : page->entries) actions.insert(e.action);
+  // The whole chain of that shard, read in pages of ~2 kB through node a, is the chain its
+  // replica holds, entry for entry.
+  const int away_shard = cluster::shard_of((*uids_)[away_ref], kShards);
+  service::AuditFilter every;
+  auto all_via_a = a.audit_show(kAdmin, every);
+  ASSERT_TRUE(all_via_a.is_ok()) << all_via_a.status().to_string();
+  size_t holder = 1;
+  while (holder < nodes_.size() && !nodes_[holder]->shard(away_shard)) ++holder;
+  ASSERT_LT(holder, nodes_.size());
+  auto db = vault::Db::open(nodes_[holder]->shard(away_shard)->dir / "vault.db", false);
+  ASSERT_TRUE(db.is_ok());
+  auto hashes = db->prepare("SELECT hash FROM audit ORDER BY seq");
+  ASSERT_TRUE(hashes.is_ok());
+  std::set<std::string> via_a;
+  for (const auto& e : all_via_a->entries) via_a.insert(e.hash);
+  size_t chain = 0;
+  while (*hashes->step()) {
+    ++chain;
+    EXPECT_TRUE(via_a.count(hashes->text(0))) << "entry " << chain << " of shard " << away_shard << "'s chain";
+  }
+  EXPECT_GT(chain, 10u) << "a chain long enough for several pages";
   EXPECT_TRUE(actions.count("basis_add")) << "the basis is in the chain of a shard node a does not host";
   EXPECT_TRUE(actions.count("enroll"));
 
@@ -812,6 +853,30 @@ TEST(ShardCallWire, RetentionAuditAndReferenceAnswersRoundTripAndTruncationsAreR
   auto img2 = service::decode_review_image(service::encode_result(img));
   ASSERT_TRUE(img2.is_ok()) << img2.status().to_string();
   EXPECT_EQ(img2->jpeg, img.jpeg);
+
+  // Pages: each about the size asked (at least one entry), in chain order, none lost.
+  service::ShardAudit chain;
+  for (int i = 1; i <= 50; ++i) {
+    vault::AuditEntry x = e;
+    x.seq = i;
+    x.details = {{"n", std::string(100, 'x')}};
+    chain.entries.push_back(x);
+  }
+  std::vector<int64_t> seen;
+  int pages = 0;
+  for (int64_t after = 0;; ++pages) {
+    auto p = service::audit_page_after(chain, after, 1000);
+    ASSERT_FALSE(p.entries.empty());
+    for (const auto& x : p.entries) seen.push_back(x.seq);
+    if (!p.more) break;
+    after = p.entries.back().seq;
+    ASSERT_LT(pages, 60);
+  }
+  EXPECT_GT(pages, 3);
+  ASSERT_EQ(seen.size(), 50u);
+  for (size_t k = 0; k < seen.size(); ++k) EXPECT_EQ(seen[k], static_cast<int64_t>(k + 1));
+  EXPECT_TRUE(service::audit_page_after(chain, 50, 1000).entries.empty());
+  EXPECT_EQ(service::audit_page_after(chain, 0, 1).entries.size(), 1u) << "at least one entry per page";
 
   // Every truncation of every answer is refused.
   const std::vector<vault::Bytes> answers = {service::encode_result(rep), service::encode_result(audit),

@@ -269,7 +269,8 @@ up() {
     echo "$me: node ${names[i]} started (pid $pid); waiting for it to listen on 127.0.0.1:${http[i]}…" >&2
     deadline=$((SECONDS + START_WAIT))
     while :; do
-      u=$(sed -n 's/.*"url": *"\([^"]*\)".*/\1/p' "$DIR/logs/node-${names[i]}.out" | head -n 1)
+      # The file may not exist yet (the shell that redirects into it may not have run yet).
+      u=$(sed -n 's/.*"url": *"\([^"]*\)".*/\1/p' "$DIR/logs/node-${names[i]}.out" 2>/dev/null | head -n 1 || true)
       [ -z "$u" ] || break
       ours "$pid" || { log_tail "$DIR/logs/node-${names[i]}.log"; die "node ${names[i]} exited before listening"; }
       [ $SECONDS -lt $deadline ] || { log_tail "$DIR/logs/node-${names[i]}.log"; die "node ${names[i]} is not listening after $START_WAIT s"; }

@@ -111,7 +111,17 @@ Result<bool> ClusterNode::assigned_replicas_caught_up(int s, const HostedStream&
 Result<ClusterNode::HostingChange> ClusterNode::rebalance() {
   HostingChange change;
   if (options_.meta_only) return change;
-  FV_ASSIGN_OR_RETURN(const auto names, member_names());
+  // The member list is read again when the bucket holding it changed (one stream info
+  // request), and at least once a minute since a listing can lag a put: listing its keys makes
+  // nats.c create and drop a consumer each time, churn for nothing every few seconds.
+  FV_ASSIGN_OR_RETURN(const uint64_t bucket_seq, last_sequence(*conn_, std::string("KV_") + kClusterBucket));
+  const auto now = std::chrono::steady_clock::now();
+  if (bucket_seq != members_seq_ || member_cache_.empty() || now - members_read_at_ > std::chrono::minutes(1)) {
+    FV_ASSIGN_OR_RETURN(member_cache_, member_names());
+    members_seq_ = bucket_seq;
+    members_read_at_ = now;
+  }
+  const std::vector<std::string> names = member_cache_;
   for (int s = 0; s < config_.shards; ++s) {
     if (hosted_[s].load()) continue;
     const auto holders = replicas_of(s, names, config_.replicas);

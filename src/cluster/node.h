@@ -21,6 +21,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -133,6 +134,10 @@ class ClusterNode {
   std::vector<std::unique_ptr<HostedStream>> owned_;
   std::unique_ptr<std::atomic<HostedStream*>[]> hosted_;
   std::map<int, std::unique_ptr<HostedStream>> surplus_;
+  // rebalance(): the members as last read, and the sequence of the bucket's stream then.
+  std::vector<std::string> member_cache_;
+  uint64_t members_seq_ = 0;
+  std::chrono::steady_clock::time_point members_read_at_{};
   mutable std::mutex surplus_mu_;  // surplus_ (status() reads it from other threads)
   std::unique_ptr<HostedStream> meta_;
 };

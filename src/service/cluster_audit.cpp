@@ -42,7 +42,6 @@ Result<ShardAudit> ClusterService::audit_of_shard(int s, const vault::AuditQuery
   }
 }
 
-
 Result<AuditPage> ClusterService::audit_show(const Actor& actor, const AuditFilter& filter) {
   auto& meta = *meta_->impl_;
   {

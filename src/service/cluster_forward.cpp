@@ -106,11 +106,18 @@ Result<vault::Bytes> ClusterService::serve_shard_call(int s, std::span<const uin
     return encode_result(r);
   }
   if (c.op == "audit_read") {
+    // One page read from the chain, not the whole chain per page.
+    constexpr size_t kPageEntries = 1000;
     vault::AuditQuery q;
     if (!c.since.empty()) q.since = c.since;
     if (!c.subject.empty()) q.subject = c.subject;
+    q.after_seq = c.after_seq;
+    q.limit = kPageEntries;
     FV_ASSIGN_OR_RETURN(auto r, audit_of_shard(s, q));
-    return encode_result(audit_page_after(std::move(r), c.after_seq, copt_.audit_page_bytes));
+    const bool full = r.entries.size() >= kPageEntries;
+    auto page = audit_page_after(std::move(r), c.after_seq, copt_.audit_page_bytes);
+    page.more = page.more || full;
+    return encode_result(page);
   }
   if (c.op == "audit_verify") {
     FV_ASSIGN_OR_RETURN(Service * svc, shard(s));

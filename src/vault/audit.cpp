@@ -213,6 +213,7 @@ Result<std::vector<AuditEntry>> read_audit(Db& db, const AuditQuery& q) {
   // below decides.
   if (q.subject) sql += " AND subjects LIKE ?2 ESCAPE '\\'";
   if (q.action) sql += " AND action = ?3";
+  if (q.after_seq > 0) sql += " AND seq > ?4";
   sql += " ORDER BY seq";
   if (q.limit && !q.subject) sql += " LIMIT " + std::to_string(q.limit);
   FV_ASSIGN_OR_RETURN(Stmt s, db.prepare(sql));
@@ -226,6 +227,7 @@ Result<std::vector<AuditEntry>> read_audit(Db& db, const AuditQuery& q) {
     s.bind(2, pattern + "%");
   }
   if (q.action) s.bind(3, *q.action);
+  if (q.after_seq > 0) s.bind(4, q.after_seq);
   std::vector<AuditEntry> out;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, s.step());

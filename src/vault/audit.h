@@ -71,6 +71,7 @@ struct AuditQuery {
   std::optional<std::string> since;    // ts >= since
   std::optional<std::string> subject;  // subject uid, matched exactly
   std::optional<std::string> action;
+  int64_t after_seq = 0;               // seq > after_seq (a page after the one read before)
   size_t limit = 0;                    // 0: all
 };
 Result<std::vector<AuditEntry>> read_audit(Db& db, const AuditQuery& q);

@@ -12,15 +12,19 @@ namespace fv::service {
 Status ClusterService::serve_shard(int s) {
   cluster::HostedStream* h = node_.shard(s);
   if (!h) return internal_error("shard " + std::to_string(s) + " is not hosted on node " + node_.name());
-  ServiceOptions so = shard_options_;
-  so.commit_interceptor = h->writer;
-  so.catch_up = [h, ms = copt_.catch_up_ms] { return h->replica->catch_up(ms); };
-  FV_ASSIGN_OR_RETURN(auto svc, Service::open(h->dir, so));
   std::lock_guard<std::mutex> l(hosting_mu_);
-  serving_[s].store(svc.get());
-  owned_shards_[static_cast<size_t>(s)] = std::move(svc);
+  if (!shard_service(s)) {
+    ServiceOptions so = shard_options_;
+    so.commit_interceptor = h->writer;
+    so.catch_up = [h, ms = copt_.catch_up_ms] { return h->replica->catch_up(ms); };
+    FV_ASSIGN_OR_RETURN(auto svc, Service::open(h->dir, so));
+    serving_[s].store(svc.get());
+    owned_shards_[static_cast<size_t>(s)] = std::move(svc);
+  }
+  if (answering_[static_cast<size_t>(s)]) return Status::ok();
   // Searches and calls from nodes that do not host the shard reach it here: one queue group
-  // per shard, so one of its live replicas answers each request.
+  // per shard, so one of its live replicas answers each request. Opened after the service, so
+  // that no request finds the shard unserved; a failure here is tried again at the next round.
   char queue[16];
   std::snprintf(queue, sizeof queue, "fv-shard-%02d", s);
   auto* self = this;
@@ -28,12 +32,13 @@ Status ClusterService::serve_shard(int s) {
                                                            [self, s](std::span<const uint8_t> req) {
                                                              return self->serve_shard_search(s, req);
                                                            }));
-  shard_servers_.push_back(std::move(server));
   FV_ASSIGN_OR_RETURN(auto calls, cluster::RpcServer::open(node_.connection(), master_, cluster::shard_rpc_subject(s, "call"), queue,
                                                           [self, s](std::span<const uint8_t> req) {
                                                             return self->serve_shard_call(s, req);
                                                           }));
+  shard_servers_.push_back(std::move(server));
   shard_servers_.push_back(std::move(calls));
+  answering_[static_cast<size_t>(s)] = 1;
   return Status::ok();
 }
 
@@ -43,8 +48,13 @@ Result<cluster::ClusterNode::HostingChange> ClusterService::rebalance() {
   // A shard hosted here but not served yet (gained now or earlier) is served once its replica
   // applied what its stream holds: until then other nodes' replicas answer for it.
   for (int s : node_.hosted_shards()) {
-    if (shard_service(s)) continue;
-    if (!node_.shard(s)->replica->catch_up(100).is_ok()) continue;
+    bool whole;
+    {
+      std::lock_guard<std::mutex> l(hosting_mu_);
+      whole = answering_[static_cast<size_t>(s)];
+    }
+    if (whole) continue;
+    if (!shard_service(s) && !node_.shard(s)->replica->catch_up(100).is_ok()) continue;
     FV_RETURN_IF_ERROR(serve_shard(s));
   }
   return change;

@@ -68,6 +68,7 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
   cs->shard_options_ = options;
   cs->shard_options_.shared_pool = cs->pool_;
   cs->owned_shards_.resize(static_cast<size_t>(node.config().shards));
+  cs->answering_.assign(static_cast<size_t>(node.config().shards), 0);
   cs->serving_ = std::make_unique<std::atomic<Service*>[]>(static_cast<size_t>(node.config().shards));
   for (int s = 0; s < node.config().shards; ++s) cs->serving_[s].store(nullptr);
   // `cluster init` creates the directory; a cluster made before it had one gets it here. Nodes

@@ -282,7 +282,8 @@ class ClusterService final : public Api {
   // publishes them to the request threads (set once, never cleared while the service lives).
   std::vector<std::unique_ptr<Service>> owned_shards_;
   std::unique_ptr<std::atomic<Service*>[]> serving_;
-  std::mutex hosting_mu_;  // owned_shards_, shard_servers_ (serve_shard)
+  std::vector<char> answering_;  // per shard: its RPC servers are open (serve_shard)
+  std::mutex hosting_mu_;  // owned_shards_, answering_, shard_servers_ (serve_shard)
   std::optional<cluster::KvBucket> refs_;
   std::vector<uint8_t> directory_secret_;  // keys the reference directory's hashes
   vault::SecretKey master_;                 // seals what nodes ask each other (cluster/rpc.h)

@@ -74,16 +74,12 @@ void enroll_rows(const EnrollArgs& a, service::Api& svc, const service::Actor& a
                  const std::vector<service::BatchRow>& rows, EnrollReport& report, bool bar) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& row = rows[i];
-    service::EnrollRequest req;
-    req.subject_ref = row.subject_ref;
-    req.basis_id = row.basis_id;
-    req.keep_image = a.keep;
-    req.provenance.method = a.method.empty() ? "manifest" : a.method;
-    req.provenance.source = row.provenance.empty() ? fs::path(row.image).filename().string() : row.provenance;
     auto bytes = read_file(row.image);
     const std::string where = row.image + " (line " + std::to_string(row.line) + ")";
     if (!bytes.is_ok()) report.add(where, row.subject_ref, bytes.status());
-    else report.add(where, row.subject_ref, svc.enroll(actor, req, std::move(*bytes)));
+    else report.add(where, row.subject_ref,
+                    svc.enroll(actor, service::manifest_request(row, a.keep, a.method.empty() ? "manifest" : a.method),
+                               std::move(*bytes)));
     if (bar) progress_bar(i + 1, rows.size());
   }
 }

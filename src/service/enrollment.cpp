@@ -211,6 +211,16 @@ Result<EnrollResult> Service::enroll_template(const Actor& actor, const EnrollRe
   return m.commit_template(actor, req, tmpl, src);
 }
 
+EnrollRequest manifest_request(const BatchRow& row, bool keep_image, const std::string& method) {
+  EnrollRequest req;
+  req.subject_ref = row.subject_ref;
+  req.basis_id = row.basis_id;
+  req.keep_image = keep_image;
+  req.provenance.method = method;
+  req.provenance.source = row.provenance.empty() ? std::filesystem::path(row.image).filename().string() : row.provenance;
+  return req;
+}
+
 Status Service::enroll_batch(const Actor& actor, const std::vector<BatchRow>& rows, int threads, bool keep_image,
                              const std::string& method,
                              const std::function<void(const BatchRow&, const Result<EnrollResult>&)>& on_row,
@@ -259,13 +269,7 @@ Status Service::enroll_batch(const Actor& actor, const std::vector<BatchRow>& ro
       r = std::move(done[i]);
       done[i].reset();
     }
-    EnrollRequest req;
-    req.subject_ref = rows[i].subject_ref;
-    req.basis_id = rows[i].basis_id;
-    req.keep_image = keep_image;
-    req.provenance.method = method;
-    req.provenance.source = rows[i].provenance.empty() ? std::filesystem::path(rows[i].image).filename().string()
-                                                       : rows[i].provenance;
+    const EnrollRequest req = manifest_request(rows[i], keep_image, method);
     Result<EnrollResult> res = internal_error("not committed");
     {
       std::lock_guard<std::mutex> l(m.mu);

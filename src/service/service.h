@@ -50,6 +50,9 @@ Result<std::vector<BatchRow>> read_manifest(const std::filesystem::path& csv);
 // The same from the manifest's text; `csv` names it in errors and relative image paths are
 // taken relative to its folder (fuzzed on its own: fuzz/manifest_fuzzer.cpp).
 Result<std::vector<BatchRow>> parse_manifest(std::string_view text, const std::filesystem::path& csv);
+// The enrollment a manifest row asks for (its provenance source: the row's, else the image's
+// file name), whoever runs it: Service::enroll_batch, or a cluster row by row.
+EnrollRequest manifest_request(const BatchRow& row, bool keep_image, const std::string& method);
 
 // Creates a vault in `dir` (vault::Vault::init) and writes its first audit entry, "init", by
 // `actor` (an admin, named by 1-200 printable UTF-8 characters): the one way every adapter

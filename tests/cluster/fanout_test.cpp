@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -638,6 +639,13 @@ TEST_F(ClusterFanOutTest, VaultCommandsRunOnTheClusterThroughAClientNode) {
   if (test::models_present() && fs::exists(photo)) {
     auto enrolled = cli({"enroll", "--subject", "cli-subject", "--basis", std::to_string(basis_id), photo.string(), "--json"});
     ASSERT_EQ(enrolled.exit_code, 0) << enrolled.out;
+    // A manifest runs row by row on a cluster: the good row enrolled, the missing photo reported (exit 3).
+    const fs::path manifest = *root_ / "cli-manifest.csv";
+    std::ofstream(manifest) << photo.string() << ",cli-subject," << basis_id << "\n"
+                            << (*root_ / "no-such-photo.jpg").string() << ",cli-subject," << basis_id << "\n";
+    auto rows = cli({"enroll", "--manifest", manifest.string(), "--json", "--no-progress"});
+    EXPECT_EQ(rows.exit_code, 3) << rows.out;
+    EXPECT_NE(rows.out.find("no-such-photo.jpg"), std::string::npos) << rows.out;
     auto found = cli({"search", photo.string(), "--purpose", "investigation", "--case", "case-cli", "--json"});
     ASSERT_EQ(found.exit_code, 0) << found.out;
     const auto f = last_json(found);

@@ -432,19 +432,20 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
   std::vector<Status> errs(rt);
   run_parallel(rt, [&](int t) {
     auto [b, e] = split_range(cands.size(), rt, t);
-    std::vector<int16_t> rec(RerankRecord::values(dim_));
+    const size_t vals = RerankRecord::values(dim_);
+    std::vector<uint32_t> slots;
     for (size_t i = b; i < e; ++i) {
       const uint64_t code = static_cast<uint64_t>(cands[i].second);
-      const List& l = lists_[code >> 32];
-      const size_t p = code & 0xffffffffu;
-      Status st = store_->get(l.recs[p], reinterpret_cast<uint8_t*>(rec.data()));
-      if (!st.is_ok()) {
-        errs[t] = st;
-        break;
-      }
-      best[t].push(RerankRecord::score(rec.data(), query.data(), dim_), l.ids[p]);
+      slots.push_back(lists_[code >> 32].recs[code & 0xffffffffu]);
     }
-    sodium_memzero(rec.data(), rec.size() * sizeof(int16_t));
+    SecureBuffer<int16_t> recs;
+    recs.resize(slots.size() * vals);
+    errs[t] = store_->get_many(slots.data(), slots.size(), reinterpret_cast<uint8_t*>(recs.data()));
+    if (!errs[t].is_ok()) return;
+    for (size_t i = b; i < e; ++i) {
+      const uint64_t code = static_cast<uint64_t>(cands[i].second);
+      best[t].push(RerankRecord::score(recs.data() + (i - b) * vals, query.data(), dim_), lists_[code >> 32].ids[code & 0xffffffffu]);
+    }
   });
   for (auto& e : errs) FV_RETURN_IF_ERROR(e);
   for (int t = 1; t < rt; ++t) best[0].merge(best[t]);

@@ -126,7 +126,7 @@ TEST(Kernels, EveryIsaAgreesWithScalar) {
       g16[0] = -32767;
       EXPECT_NEAR(kernels::dot_s16f32(g16.data(), a.data(), dim), kernels::dot_s16f32_ref(g16.data(), a.data(), dim), 1e-6 * 32767 * dim);
     }
-    for (size_t dim : {64, 128, 192, 448, 512, 1024}) {
+    for (size_t dim : {64, 128, 192, 256, 448, 512, 1024}) {
       const size_t n = 37;  // two blocks of sixteen rows (the VNNI kernel's unit) and a remainder
       std::vector<uint8_t> vals(dim), packed(n * dim / 2), back(dim);
       std::vector<int8_t> q(dim);

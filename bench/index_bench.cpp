@@ -312,6 +312,8 @@ int main(int argc, char** argv) {
     else if (a == "--nlist") cfg.ivf.nlist = std::stoull(next());
     else if (a == "--nprobe") cfg.ivf.nprobe = std::stoull(next());
     else if (a == "--code-dim") cfg.ivf.code_dim = std::stoull(next());
+    else if (a == "--train-max") cfg.ivf.train_max = std::stoull(next());
+    else if (a == "--kmeans-iters") cfg.ivf.kmeans_iters = std::stoi(next());
     else if (a == "--rerank") cfg.ivf.rerank = std::stoull(next());
     else if (a == "--store") cfg.ivf.store_path = next();
     else if (a == "--removals") cfg.removals = std::stoull(next());

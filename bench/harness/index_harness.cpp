@@ -96,7 +96,7 @@ IndexFactory production_factory() {
       FV_RETURN_IF_ERROR(idx->train(sample));
       return std::unique_ptr<VectorIndex>(std::move(idx));
     }
-    if (c.kind == "hnsw" || c.kind == "ann") {
+    if (c.kind == "hnsw") {
       GraphOptions g = c.graph;
       g.threads = *std::max_element(c.threads.begin(), c.threads.end());
       FV_ASSIGN_OR_RETURN(auto idx, GraphIndex::create(c.dim, g));
@@ -186,7 +186,7 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
     const size_t nlist = cfg.ivf.nlist ? cfg.ivf.nlist : std::clamp<size_t>(size_t(4 * std::sqrt(double(cfg.size))), 16, 65536);
     const bool trains = cfg.kind == "ivf" && cfg.load_synthetic.empty();  // only an IVF learns from a sample
     const size_t ns = !trains ? 0
-                      : std::min(n_syn, cfg.ivf.train_max ? cfg.ivf.train_max : std::max<size_t>(65536, 16 * nlist));
+                      : std::min(n_syn, cfg.ivf.train_max ? cfg.ivf.train_max : IvfIndex::default_train_rows(nlist));
     std::vector<float> sample(ns * d);
     run_parallel(max_threads, [&](int t) {
       auto [b, e] = split_range(ns, max_threads, t);
@@ -372,7 +372,7 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
   }
   if (auto* ivf = dynamic_cast<IvfIndex*>(index.get())) {
     j["nlist"] = ivf->nlist();
-    j["nprobe"] = ivf->options().nprobe;
+    j["nprobe"] = ivf->nprobe();
     j["rerank"] = ivf->options().rerank;
     j["scanned_fraction"] = ivf->scanned_fraction();
   }

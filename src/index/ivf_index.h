@@ -13,6 +13,8 @@
 //           scanned when fewer than k eligible ones were found); those are re-scored exactly
 //           from their 16-bit records (RerankRecord) in the RecordStore (in memory, or
 //           encrypted on disk), and the best k returned.
+//   layout: all codes in one array, cell after cell, each cell with slack for adds (n/8 + 4
+//           codes); a cell that outgrows its slack lays the array out again.
 //   remove: swap-remove inside the cell (the moved code overwrites the removed one, the
 //           vacated tail is zeroed) and erase of the re-rank record: physical at once.
 #pragma once
@@ -34,10 +36,13 @@ namespace fv::index {
 struct IvfOptions {
   size_t nlist = 0;        // 0: 4·√expected_size (or √ of the training rows), within [16, 65536]
   size_t expected_size = 0;
-  size_t nprobe = 32;
+  // Cells scanned per query; 0: half of them (kDefaultProbeShare). On face-shaped galleries
+  // cells do not gather a probe's neighbours, and about half of them must be read to keep
+  // the exact scan's identifications (docs/benchmarks.md, "Closing the gap").
+  size_t nprobe = 0;
   size_t code_dim = 0;     // 0: chosen at training (97 % of the variance, ≤ dim·7/8); else a multiple of 64
-  size_t rerank = 64;      // candidates re-scored at full precision (≥ k is enforced)
-  size_t train_max = 0;    // training sample cap; 0: max(65536, 16·nlist)
+  size_t rerank = 100;     // candidates re-scored at full precision (≥ k is enforced)
+  size_t train_max = 0;    // training sample cap; 0: max(65536, min(64·nlist, 2^19))
   int kmeans_iters = 8;
   size_t hnsw_m = 16, hnsw_ef_construction = 80, hnsw_ef_search = 0;  // 0: 2·nprobe
   size_t hnsw_ef_add = 16;  // graph search width for assigning templates to cells
@@ -51,6 +56,8 @@ class IvfIndex final : public VectorIndex {
   IvfIndex(size_t dim, IvfOptions options);
   ~IvfIndex() override;
 
+  // The training rows used (at most) for nlist cells when IvfOptions::train_max is 0.
+  static size_t default_train_rows(size_t nlist);
   // Learns the projection, the quantiser ranges and the cells from a sample (rows × dim).
   Status train(std::span<const float> sample);
   bool trained() const { return trained_; }
@@ -77,6 +84,8 @@ class IvfIndex final : public VectorIndex {
   }
   void set_rerank(size_t rerank) { opt_.rerank = rerank; }
   const IvfOptions& options() const { return opt_; }
+  // The cells a search scans: options().nprobe, or the default share of nlist() when it is 0.
+  size_t nprobe() const;
   size_t nlist() const { return lists_.size(); }
   // Mean fraction of the gallery the last searches scanned (diagnostics for the benchmark).
   double scanned_fraction() const;
@@ -85,11 +94,18 @@ class IvfIndex final : public VectorIndex {
   Status save_body(SealedWriter& out) const;
 
  private:
+  // A cell: its codes are codes_[start, start + cap) (in codes of code_dim/2 bytes), the first
+  // ids.size() of them live, the rest zeroed slack for later adds.
   struct List {
-    SecureBuffer<uint8_t> codes;  // size × code_dim/2 (packed 4-bit)
+    size_t start = 0, cap = 0;
     std::vector<Id> ids;
     std::vector<uint32_t> recs;   // re-rank store slot
   };
+  const uint8_t* codes_of(const List& l) const { return codes_.data() + l.start * (cd_ / 2); }
+  uint8_t* codes_of(List& l) { return codes_.data() + l.start * (cd_ / 2); }
+  // Lays the cells out again in cell order with room for extra[c] more codes in cell c (empty:
+  // none) plus slack.
+  void repack(const std::vector<size_t>& extra);
   Result<SearchResult> search_impl(std::span<const float> query, size_t k, const IdFilter* filter, int threads) const;
   void project(const float* x, float* y) const;  // y = P (x − mean), code_dim values
   void encode(const float* y, uint8_t* packed) const;
@@ -112,6 +128,10 @@ class IvfIndex final : public VectorIndex {
   std::unique_ptr<struct L2NormSpace> space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> hnsw_;
   std::vector<List> lists_;
+  // Every cell's codes in one array, in cell order: a search reads its cells in ascending
+  // addresses of one (huge-page) allocation, which the hardware prefetcher follows, instead of
+  // thousands of small allocations (docs/index.md).
+  SecureBuffer<uint8_t> codes_;
   std::unique_ptr<RecordStore> store_;
   size_t size_ = 0;
   mutable std::atomic<uint64_t> searches_{0}, scanned_{0};

@@ -118,6 +118,12 @@ TEST(BenchIndex, PrintsOneJsonObjectWithTheDocumentedFields) {
     auto j = nlohmann::json::parse(r.out);
     for (const char* f : {"p50_ms", "p99_ms", "qps", "recall_at_1", "recall_at_10", "bytes_per_template", "build_s"})
       EXPECT_TRUE(j.contains(f)) << kind << " lacks " << f;
+    // ann is the approximate index a vault uses (the IVF), at its default share of cells.
+    if (std::string(kind) == "ann") {
+      EXPECT_EQ(j["kind"], "ivf");
+      EXPECT_EQ(j["nprobe"], 32) << "half of 64 cells";
+      EXPECT_EQ(j["rerank"], 100);
+    }
   }
   EXPECT_NE(run_facevault({"bench", "index", "--size", "20000", "--kind", "bogus"}).exit_code, 0);
 }

@@ -987,13 +987,12 @@ TEST(Synthetic, IvfOnAFaceShapedGalleryStaysWithinToleranceOfExact) {
   for (size_t j = 0; j < nq; ++j) gal.query(j, q.data() + j * d, &mates[j]);
 
   IvfOptions o;
-  o.nlist = 128;
-  o.nprobe = 64;  // half the cells
-  o.rerank = 100;
+  o.nlist = 128;  // nprobe and rerank at their defaults: half of the cells, 100 re-scored
   IvfIndex ivf(d, o);
   ASSERT_TRUE(ivf.train(v).is_ok());
   ASSERT_TRUE(ivf.add(iota_ids(n), v).is_ok());
   EXPECT_EQ(ivf.stats().scan_bytes_per_item, 128u / 2);
+  EXPECT_EQ(ivf.nprobe(), 64u) << "half of the cells by default";
   size_t exact_first = 0, ivf_first = 0, found = 0;
   for (size_t j = 0; j < nq; ++j) {
     TopK best(k);  // the float32 truth with the dispatched kernel: the scalar one is slow under sanitizers

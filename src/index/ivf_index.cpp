@@ -274,8 +274,6 @@ Status IvfIndex::train(std::span<const float> sample) {
   sodium_memzero(y.data(), y.size() * sizeof(float));
   lists_.clear();
   lists_.resize(nlist);
-  codes_ = SecureBuffer<uint8_t>();
-  repack({});
   FV_ASSIGN_OR_RETURN(store_, RecordStore::create(RerankRecord::bytes(dim_), opt_.store_path));
   trained_ = true;
   return Status::ok();
@@ -322,16 +320,9 @@ Status IvfIndex::add(std::span<const Id> ids, std::span<const float> vectors) {
       }
     });
     FV_RETURN_IF_ERROR(store_->put(reinterpret_cast<const uint8_t*>(recs.data()), m, slots.data(), opt_.threads));
-    std::vector<size_t> extra(lists_.size(), 0);
-    bool overflow = false;
-    for (size_t i = 0; i < m; ++i) {
-      const List& l = lists_[cell[i]];
-      overflow |= l.ids.size() + ++extra[cell[i]] > l.cap;
-    }
-    if (overflow) repack(extra);
     for (size_t i = 0; i < m; ++i) {
       List& l = lists_[cell[i]];
-      std::memcpy(codes_of(l) + l.ids.size() * cb, codes.data() + i * cb, cb);
+      l.codes.append(codes.data() + i * cb, cb);
       l.ids.push_back(ids[c0 + i]);
       l.recs.push_back(slots[i]);
     }
@@ -342,31 +333,9 @@ Status IvfIndex::add(std::span<const Id> ids, std::span<const float> vectors) {
   return Status::ok();
 }
 
-void IvfIndex::repack(const std::vector<size_t>& extra) {
-  const size_t cb = cd_ / 2;
-  size_t total = 0;
-  std::vector<size_t> cap(lists_.size());
-  for (size_t c = 0; c < lists_.size(); ++c) {
-    const size_t n = lists_[c].ids.size() + (extra.empty() ? 0 : extra[c]);
-    cap[c] = n + n / 8 + 4;
-    total += cap[c];
-  }
-  SecureBuffer<uint8_t> packed;
-  packed.resize(total * cb);  // zero-filled: slack reads as zero codes, never as old data
-  size_t start = 0;
-  for (size_t c = 0; c < lists_.size(); ++c) {
-    List& l = lists_[c];
-    if (!l.ids.empty()) std::memcpy(packed.data() + start * cb, codes_of(l), l.ids.size() * cb);
-    l.start = start;
-    l.cap = cap[c];
-    start += cap[c];
-  }
-  codes_ = std::move(packed);  // the old array is zeroed as it is freed
-}
-
 void IvfIndex::shrink() {
-  repack({});
   for (auto& l : lists_) {
+    l.codes.shrink_to_fit();
     l.ids.shrink_to_fit();
     l.recs.shrink_to_fit();
   }
@@ -388,13 +357,13 @@ Result<size_t> IvfIndex::remove(std::span<const Id> ids) {
       freed.push_back(l.recs[p]);
       const size_t last = l.ids.size() - 1;
       if (p != last) {
-        std::memcpy(codes_of(l) + p * cb, codes_of(l) + last * cb, cb);
+        std::memcpy(l.codes.data() + p * cb, l.codes.data() + last * cb, cb);
         l.ids[p] = l.ids[last];
         l.recs[p] = l.recs[last];
       }
       l.ids.pop_back();
       l.recs.pop_back();
-      sodium_memzero(codes_of(l) + last * cb, cb);  // the vacated code
+      l.codes.resize(last * cb);  // zeroes the vacated code
     }
   }
   FV_RETURN_IF_ERROR(store_->erase(freed.data(), freed.size()));
@@ -435,7 +404,7 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
     int32_t raw[512];
     for (size_t p0 = 0; p0 < l.ids.size(); p0 += 512) {
       const size_t m = std::min<size_t>(512, l.ids.size() - p0);
-      kernels::dot_u4s8_rows(codes_of(l) + p0 * cb, m, cd_, v8, raw);
+      kernels::dot_u4s8_rows(l.codes.data() + p0 * cb, m, cd_, v8, raw);
       // Most codes score below the candidate list's worst: one integer compare skips them.
       int32_t worst = top.full() ? static_cast<int32_t>(std::floor(top.threshold())) : INT32_MIN;
       for (size_t i = 0; i < m; ++i) {
@@ -455,7 +424,7 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
   // keeps every eligible candidate that beats the list whatever the order (ties go by id), and
   // the hardware prefetcher follows ascending addresses (~20 % faster when a third of the cells
   // or more are probed).
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return lists_[a].start < lists_[b].start; });
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return std::less<const uint8_t*>()(lists_[a].codes.data(), lists_[b].codes.data()); });
   run_parallel(std::min<int>(threads, static_cast<int>(order.size())), [&](int t) {
     for (size_t i = t; i < order.size(); i += threads) scanned[t] += scan(order[i], tops[t]);
   });
@@ -514,8 +483,7 @@ IndexStats IvfIndex::stats() const {
   IndexStats s;
   s.size = size_;
   size_t mem = centroids_.capacity() * sizeof(float) + pca_.capacity() * sizeof(float) + lists_.capacity() * sizeof(List);
-  mem += codes_.capacity();
-  for (const auto& l : lists_) mem += l.ids.capacity() * sizeof(Id) + l.recs.capacity() * sizeof(uint32_t);
+  for (const auto& l : lists_) mem += l.codes.capacity() + l.ids.capacity() * sizeof(Id) + l.recs.capacity() * sizeof(uint32_t);
   if (hnsw_) mem += hnsw_->max_elements_ * (hnsw_->size_data_per_element_ + sizeof(void*) + sizeof(int));
   if (store_) mem += store_->memory_bytes();
   s.memory_bytes = mem;
@@ -539,7 +507,7 @@ Status IvfIndex::save_body(SealedWriter& out) const {
   std::vector<uint8_t> rec(RerankRecord::bytes(dim_));
   for (const auto& l : lists_) {
     FV_RETURN_IF_ERROR(out.write_vec(l.ids.data(), l.ids.size()));
-    FV_RETURN_IF_ERROR(out.write_vec(codes_of(l), l.ids.size() * (cd_ / 2)));
+    FV_RETURN_IF_ERROR(out.write_vec(l.codes.data(), l.codes.size()));
     for (uint32_t r : l.recs) {
       FV_RETURN_IF_ERROR(store_->get(r, rec.data()));
       FV_RETURN_IF_ERROR(out.write(rec.data(), rec.size()));
@@ -591,14 +559,10 @@ Result<std::unique_ptr<IvfIndex>> IvfIndex::load_body(SealedReader& in, const st
   FV_ASSIGN_OR_RETURN(idx->store_, RecordStore::create(RerankRecord::bytes(dim), store_path));
   idx->lists_.resize(nlist);
   std::vector<uint8_t> rec(RerankRecord::bytes(dim));
-  SecureBuffer<uint8_t> codes;
   for (auto& l : idx->lists_) {
     FV_RETURN_IF_ERROR((in.read_vec<Id>(l.ids, kMax)));
-    FV_RETURN_IF_ERROR((in.read_vec<uint8_t>(codes, kMax)));
-    if (codes.size() != l.ids.size() * (cd / 2)) return corrupt_data("index file: inconsistent IVF cell");
-    l.start = idx->codes_.size() / (cd / 2);
-    l.cap = l.ids.size();
-    idx->codes_.append(codes.data(), codes.size());
+    FV_RETURN_IF_ERROR((in.read_vec<uint8_t>(l.codes, kMax)));
+    if (l.codes.size() != l.ids.size() * (cd / 2)) return corrupt_data("index file: inconsistent IVF cell");
     l.recs.resize(l.ids.size());
     for (size_t i = 0; i < l.ids.size(); ++i) {
       FV_RETURN_IF_ERROR(in.read(rec.data(), rec.size()));
@@ -608,7 +572,6 @@ Result<std::unique_ptr<IvfIndex>> IvfIndex::load_body(SealedReader& in, const st
   }
   sodium_memzero(rec.data(), rec.size());
   if (idx->size_ != hdr[9]) return corrupt_data("index file: IVF size does not match its header");
-  idx->repack({});  // room for adds
   idx->trained_ = true;
   return idx;
 }

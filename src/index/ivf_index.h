@@ -13,8 +13,6 @@
 //           scanned when fewer than k eligible ones were found); those are re-scored exactly
 //           from their 16-bit records (RerankRecord) in the RecordStore (in memory, or
 //           encrypted on disk), and the best k returned.
-//   layout: all codes in one array, cell after cell, each cell with slack for adds (n/8 + 4
-//           codes); a cell that outgrows its slack lays the array out again.
 //   remove: swap-remove inside the cell (the moved code overwrites the removed one, the
 //           vacated tail is zeroed) and erase of the re-rank record: physical at once.
 #pragma once
@@ -94,18 +92,11 @@ class IvfIndex final : public VectorIndex {
   Status save_body(SealedWriter& out) const;
 
  private:
-  // A cell: its codes are codes_[start, start + cap) (in codes of code_dim/2 bytes), the first
-  // ids.size() of them live, the rest zeroed slack for later adds.
   struct List {
-    size_t start = 0, cap = 0;
+    SecureBuffer<uint8_t> codes;  // size × code_dim/2 (packed 4-bit)
     std::vector<Id> ids;
     std::vector<uint32_t> recs;   // re-rank store slot
   };
-  const uint8_t* codes_of(const List& l) const { return codes_.data() + l.start * (cd_ / 2); }
-  uint8_t* codes_of(List& l) { return codes_.data() + l.start * (cd_ / 2); }
-  // Lays the cells out again in cell order with room for extra[c] more codes in cell c (empty:
-  // none) plus slack.
-  void repack(const std::vector<size_t>& extra);
   Result<SearchResult> search_impl(std::span<const float> query, size_t k, const IdFilter* filter, int threads) const;
   void project(const float* x, float* y) const;  // y = P (x − mean), code_dim values
   void encode(const float* y, uint8_t* packed) const;
@@ -128,10 +119,6 @@ class IvfIndex final : public VectorIndex {
   std::unique_ptr<struct L2NormSpace> space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> hnsw_;
   std::vector<List> lists_;
-  // Every cell's codes in one array, in cell order: a search reads its cells in ascending
-  // addresses of one (huge-page) allocation, which the hardware prefetcher follows, instead of
-  // thousands of small allocations (docs/index.md).
-  SecureBuffer<uint8_t> codes_;
   std::unique_ptr<RecordStore> store_;
   size_t size_ = 0;
   mutable std::atomic<uint64_t> searches_{0}, scanned_{0};

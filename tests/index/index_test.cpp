@@ -514,11 +514,10 @@ TEST(IvfIndex, ReRankStoreIsEncryptedAndErasedOnDisk) {
   fs::remove_all(dir);
 }
 
-// The cells share one array with slack per cell; adds one at a time after a bulk load fill
-// cells past their slack and lay the array out again. Nothing may be lost or mixed up on the
-// way: every template stays its own nearest neighbour, removals stay removed, and a saved and
-// reloaded index (laid out afresh) answers the same and takes adds again.
-TEST(IvfIndex, SingleAddsPastTheSlackOfACellKeepEveryTemplate) {
+// Adds one at a time after a bulk load and shrink(), removals, then a save and reload: nothing
+// may be lost or mixed up on the way. Every template stays its own nearest neighbour, removals
+// stay removed, and the reloaded index answers the same and takes adds again.
+TEST(IvfIndex, SingleAddsAfterABulkLoadRemovalsAndReloadKeepEveryTemplate) {
   const size_t d = 128, bulk = 3000, single = 1500;
   auto v = gallery(bulk + single, d, 11);
   IvfOptions o;
@@ -527,7 +526,7 @@ TEST(IvfIndex, SingleAddsPastTheSlackOfACellKeepEveryTemplate) {
   IvfIndex idx(d, o);
   ASSERT_TRUE(idx.train(std::span<const float>(v.data(), bulk * d)).is_ok());
   ASSERT_TRUE(idx.add(iota_ids(bulk), std::span<const float>(v.data(), bulk * d)).is_ok());
-  idx.shrink();  // slack n/8 + 4 per cell: 1,500 more (~94 per cell) overflow every cell
+  idx.shrink();  // cells at their exact size: every single add below grows one
   const size_t mem_before = idx.stats().memory_bytes;
   for (size_t i = bulk; i < bulk + single; ++i) {
     const Id id = static_cast<Id>(i);

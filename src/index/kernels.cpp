@@ -312,9 +312,9 @@ FV_VNNI inline __m512i reduce16_epi32(__m512i* a) {
 }
 
 // Sixteen codes of kBlocks·128 dimensions at a time. The row length is a constant here, so
-// every load has an immediate offset; with a run-time row the sixteen row addresses no longer
-// fit the registers and are spilled, which made the general loop below 2× slower on the
-// 128-dimension codes of face templates (the IVF's default).
+// every load has an immediate offset; with a run-time row (the general loop below) the sixteen
+// row addresses no longer fit the registers and are reloaded from the stack inside the loop
+// (perf on the 128-dimension codes of face templates, the IVF's default).
 template <size_t kBlocks>
 FV_VNNI size_t u4s8_rows16_fixed(const uint8_t* g, size_t n, const int8_t* qp, int32_t* out) {
   constexpr size_t row = kBlocks * 64;

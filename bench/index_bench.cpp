@@ -299,7 +299,10 @@ int main(int argc, char** argv) {
     };
     if (a == "--size") cfg.size = std::stoull(next());
     else if (a == "--dim") cfg.dim = std::stoull(next());
-    else if (a == "--kind") cfg.kind = next();
+    else if (a == "--kind") {
+      cfg.kind = next();
+      if (cfg.kind == "ann") cfg.kind = "ivf";  // as in `facevault bench index`: the vault's approximate index
+    }
     else if (a == "--threads") cfg.threads = parse_threads(next());
     else if (a == "--queries") cfg.queries = std::stoull(next());
     else if (a == "--lfw") cfg.lfw = next();

@@ -203,6 +203,10 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
         g->set_rerank_confidence(cfg.graph.rerank_confidence);
         g->set_entry_width(cfg.graph.entry_width);
       }
+      if (auto* ivf = dynamic_cast<IvfIndex*>(index.get())) {
+        ivf->set_nprobe(cfg.ivf.nprobe);
+        ivf->set_rerank(cfg.ivf.rerank);
+      }
       index->set_threads(max_threads);
       load_s = secs(t0, Clock::now());
     } else {

@@ -18,7 +18,7 @@ namespace fv::index {
 struct BenchConfig {
   size_t size = 100000;
   size_t dim = 512;
-  std::string kind = "exact";    // exact | ivf | hnsw (= ann) (bench/index_bench adds faiss-flat, faiss-hnsw, hnswlib)
+  std::string kind = "exact";    // exact | ivf | hnsw (`facevault bench index --kind ann` is ivf; bench/index_bench adds faiss-flat, faiss-hnsw, hnswlib)
   std::vector<int> threads = {1, 2};  // single-query latency is measured with each
   size_t queries = 200;
   size_t k = 10;

@@ -57,10 +57,14 @@ constexpr double kCodeVariance = 0.97;
 constexpr std::pair<size_t, size_t> kDefaultProbeShare{1, 2};
 
 // Training rows per cell for k-means: FAISS warns below 39. 16 per cell (the earlier cap of
-// 65,536 rows at 4,000 cells) left cells that scanning half of them reached recall@10 0.984
-// with; 64 per cell reach 0.987–0.991 at the same share. Capped so that the projected sample
-// stays a few hundred MB at 10 M.
+// 65,536 rows at 4,000 cells) left cells that scanning half of them reached recall@10 0.985
+// with; 64 per cell reach 0.987–0.991 at the same share (mates at rank 1 the same within a
+// probe or two). Capped so that the projected sample stays a few hundred MB at 10 M; a vault
+// trains on its first load chunk (service/gallery.cpp), which caps it lower.
 constexpr size_t kTrainRowsPerCell = 64, kTrainRowsMax = size_t(1) << 19;
+
+// Re-rank records read (and held decrypted) at a time per thread.
+constexpr size_t kRerankBlock = 128;
 
 size_t code_dim_for_variance(const cv::Mat& eigenvalues) {
   std::vector<double> ev;
@@ -274,6 +278,7 @@ Status IvfIndex::train(std::span<const float> sample) {
   sodium_memzero(y.data(), y.size() * sizeof(float));
   lists_.clear();
   lists_.resize(nlist);
+  apply_ef();  // the default nprobe is a share of the cells, known only now
   FV_ASSIGN_OR_RETURN(store_, RecordStore::create(RerankRecord::bytes(dim_), opt_.store_path));
   trained_ = true;
   return Status::ok();
@@ -450,19 +455,24 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
   std::vector<Status> errs(rt);
   run_parallel(rt, [&](int t) {
     auto [b, e] = split_range(cands.size(), rt, t);
+    // Records are read a block at a time: a block's reads go to the device together, and a
+    // huge rerank (from options or a loaded file) never sizes one buffer.
     const size_t vals = RerankRecord::values(dim_);
-    std::vector<uint32_t> slots;
-    for (size_t i = b; i < e; ++i) {
-      const uint64_t code = static_cast<uint64_t>(cands[i].second);
-      slots.push_back(lists_[code >> 32].recs[code & 0xffffffffu]);
-    }
     SecureBuffer<int16_t> recs;
-    recs.resize(slots.size() * vals);
-    errs[t] = store_->get_many(slots.data(), slots.size(), reinterpret_cast<uint8_t*>(recs.data()));
-    if (!errs[t].is_ok()) return;
-    for (size_t i = b; i < e; ++i) {
-      const uint64_t code = static_cast<uint64_t>(cands[i].second);
-      best[t].push(RerankRecord::score(recs.data() + (i - b) * vals, query.data(), dim_), lists_[code >> 32].ids[code & 0xffffffffu]);
+    recs.resize(std::min(e - b, kRerankBlock) * vals);
+    uint32_t slots[kRerankBlock];
+    for (size_t b0 = b; b0 < e; b0 += kRerankBlock) {
+      const size_t m = std::min(kRerankBlock, e - b0);
+      for (size_t i = 0; i < m; ++i) {
+        const uint64_t code = static_cast<uint64_t>(cands[b0 + i].second);
+        slots[i] = lists_[code >> 32].recs[code & 0xffffffffu];
+      }
+      errs[t] = store_->get_many(slots, m, reinterpret_cast<uint8_t*>(recs.data()));
+      if (!errs[t].is_ok()) return;
+      for (size_t i = 0; i < m; ++i) {
+        const uint64_t code = static_cast<uint64_t>(cands[b0 + i].second);
+        best[t].push(RerankRecord::score(recs.data() + i * vals, query.data(), dim_), lists_[code >> 32].ids[code & 0xffffffffu]);
+      }
     }
   });
   for (auto& e : errs) FV_RETURN_IF_ERROR(e);
@@ -558,6 +568,7 @@ Result<std::unique_ptr<IvfIndex>> IvfIndex::load_body(SealedReader& in, const st
   FV_RETURN_IF_ERROR(idx->build_quantizer(cent.data(), nlist));
   FV_ASSIGN_OR_RETURN(idx->store_, RecordStore::create(RerankRecord::bytes(dim), store_path));
   idx->lists_.resize(nlist);
+  idx->apply_ef();  // the default nprobe is a share of the cells, known only now
   std::vector<uint8_t> rec(RerankRecord::bytes(dim));
   for (auto& l : idx->lists_) {
     FV_RETURN_IF_ERROR((in.read_vec<Id>(l.ids, kMax)));

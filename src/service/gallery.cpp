@@ -17,7 +17,9 @@ namespace {
 void wipe_floats(std::vector<float>& v) { vault::wipe(v); }
 
 // Templates decrypted before they go into the index together: the first chunk of a model is
-// an IVF's training sample (its cap, max(65536, 16·nlist), is 256 k at 16 M templates).
+// an IVF's training sample. 256 k rows is 16 per cell at 16 M templates, under the index's
+// own default (IvfIndex::default_train_rows: 2^19 there); a larger chunk would hold 1 GiB of
+// decrypted templates at once. Known limit, docs/index.md.
 constexpr size_t kLoadFirstChunk = 262144, kLoadChunk = 65536;
 
 }  // namespace

@@ -236,7 +236,7 @@ TEST(SealedIndexContent, WrongContentUnderTheRightKeyIsRefused) {
     reseal(with_field(field, value));
     refused("IVF header field " + std::to_string(field) + " = " + std::to_string(value));
   }
-  // Search parameters that are odd but legal (nprobe 0 scans cells through the fallback;
+  // Search parameters that are odd but legal (nprobe 0 is the default share of the cells;
   // ef_construction 0 is raised to the degree; huge widths are capped by the cell and
   // template counts): the index loads and searches without crashing (a rerank of 2^40 threw
   // std::bad_alloc out of search() before R was clamped to the index size).

@@ -111,7 +111,7 @@ TEST(EvalIdent, ApproximateIndexBesideTheExactScan) {
 }
 
 TEST(BenchIndex, PrintsOneJsonObjectWithTheDocumentedFields) {
-  for (const char* kind : {"exact", "ann", "ivf"}) {
+  for (const char* kind : {"exact", "ann", "ivf", "hnsw"}) {
     auto r = run_facevault({"bench", "index", "--size", "20000", "--dim", "128", "--kind", kind, "--queries", "20",
                             "--nlist", "64", "--removals", "20"});
     ASSERT_EQ(r.exit_code, 0) << r.out;

@@ -566,6 +566,17 @@ TEST(IvfIndex, SingleAddsAfterABulkLoadRemovalsAndReloadKeepEveryTemplate) {
   ASSERT_TRUE(r.is_ok());
   ASSERT_EQ(r->ids.size(), 1u);
   EXPECT_EQ(r->ids[0], 0u);
+  // A file saved at the default nprobe (0) scans the default share of the cells once loaded.
+  IvfOptions od;
+  od.nlist = 16;
+  IvfIndex dflt(d, od);
+  ASSERT_TRUE(dflt.train(std::span<const float>(v.data(), bulk * d)).is_ok());
+  ASSERT_TRUE(dflt.add(iota_ids(bulk), std::span<const float>(v.data(), bulk * d)).is_ok());
+  EXPECT_EQ(dflt.nprobe(), 8u);
+  ASSERT_TRUE(dflt.save(dir / "dflt.fvidx", key).is_ok());
+  auto dl = load_index(dir / "dflt.fvidx", key);
+  ASSERT_TRUE(dl.is_ok()) << dl.status().to_string();
+  EXPECT_EQ(dynamic_cast<IvfIndex&>(**dl).nprobe(), 8u) << "half of 16 cells";
   fs::remove_all(dir);
 }
 

@@ -431,7 +431,16 @@ Result<SearchResult> IvfIndex::search_impl(std::span<const float> query, size_t 
   // or more are probed).
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return std::less<const uint8_t*>()(lists_[a].codes.data(), lists_[b].codes.data()); });
   run_parallel(std::min<int>(threads, static_cast<int>(order.size())), [&](int t) {
-    for (size_t i = t; i < order.size(); i += threads) scanned[t] += scan(order[i], tops[t]);
+    for (size_t i = t; i < order.size(); i += threads) {
+      // A cell's codes are a few KB at a random place, too short for the hardware prefetcher
+      // to get going: the next cell's are asked for while this one is scored.
+      if (i + threads < order.size()) {
+        const List& nx = lists_[order[i + threads]];
+        const auto* b = reinterpret_cast<const char*>(nx.codes.data());
+        for (size_t o = 0; o < nx.codes.size(); o += 64) __builtin_prefetch(b + o);
+      }
+      scanned[t] += scan(order[i], tops[t]);
+    }
   });
   for (int t = 1; t < threads; ++t) tops[0].merge(tops[t]);
   TopK& cand = tops[0];

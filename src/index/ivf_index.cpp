@@ -339,8 +339,22 @@ Status IvfIndex::add(std::span<const Id> ids, std::span<const float> vectors) {
 }
 
 void IvfIndex::shrink() {
+  // The codes of all cells in one allocation, in cell order (2 MiB pages when large). Cells
+  // grown by appends end up scattered over the heap between the buffers they outgrew, and a
+  // search reads half of them in address order: packed, it strides forward through one
+  // region instead of jumping across the heap (docs/benchmarks.md, "third round"). A cell
+  // that grows later moves back to a buffer of its own (SecureBuffer::place_in).
+  size_t total = 0;
+  for (const auto& l : lists_) total += l.codes.size();
+  SecureBuffer<uint8_t> arena;
+  arena.resize(total);
+  size_t off = 0;
   for (auto& l : lists_) {
-    l.codes.shrink_to_fit();
+    l.codes.place_in(arena.data() + off);
+    off += l.codes.size();
+  }
+  arena_ = std::move(arena);  // wipes and frees the previous one, which every cell has left
+  for (auto& l : lists_) {
     l.ids.shrink_to_fit();
     l.recs.shrink_to_fit();
   }

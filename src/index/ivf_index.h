@@ -74,7 +74,8 @@ class IvfIndex final : public VectorIndex {
   IndexStats stats() const override;
   Status save(const std::filesystem::path& path, const IndexKey& key) const override;
 
-  // Gives back the slack of the cells' arrays (after a bulk load or a large erasure).
+  // Gives back the slack of the cells' arrays and packs every cell's codes into one allocation
+  // in cell order (after a bulk load or a large erasure).
   void shrink();
   void set_nprobe(size_t nprobe) {
     opt_.nprobe = nprobe;
@@ -118,6 +119,9 @@ class IvfIndex final : public VectorIndex {
   std::vector<float> centroids_;  // nlist × (cd + 1): the last value is |c|² (for L2 in the graph)
   std::unique_ptr<struct L2NormSpace> space_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> hnsw_;
+  // Every cell's codes after shrink(), in cell order; declared before lists_ so that the cells
+  // (which wipe their part of it when they go) are destroyed first.
+  SecureBuffer<uint8_t> arena_;
   std::vector<List> lists_;
   std::unique_ptr<RecordStore> store_;
   size_t size_ = 0;

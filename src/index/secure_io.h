@@ -85,23 +85,39 @@ class SecureBuffer {
     swap(n);
   }
   void clear() { resize(0); }
+  // Moves the contents to `dst` (room for size() elements, owned by the caller, which must
+  // outlive this buffer or call place_in again first) and wipes and frees the old storage. The
+  // buffer then lives there until it must grow, when it moves to storage of its own again (the
+  // region it leaves is wiped, not freed). Lets many small buffers share one allocation in the
+  // order they are read.
+  void place_in(T* dst) {
+    if (size_) std::memcpy(dst, p_, size_ * sizeof(T));
+    const size_t keep = size_;
+    release();
+    p_ = keep ? dst : nullptr;
+    size_ = cap_ = keep;
+    owned_ = false;
+  }
 
  private:
   void release() {
     if (p_) {
       sodium_memzero(p_, cap_ * sizeof(T));
-      std::free(p_);
+      if (owned_) std::free(p_);
     }
     p_ = nullptr;
     size_ = cap_ = 0;
+    owned_ = true;
   }
   void swap(SecureBuffer& o) {
+    std::swap(owned_, o.owned_);
     std::swap(p_, o.p_);
     std::swap(size_, o.size_);
     std::swap(cap_, o.cap_);
   }
   T* p_ = nullptr;
   size_t size_ = 0, cap_ = 0;
+  bool owned_ = true;
 };
 
 // The k highest scores seen; ties broken by the smaller id so results are deterministic.

@@ -517,6 +517,31 @@ TEST(IvfIndex, ReRankStoreIsEncryptedAndErasedOnDisk) {
 // Adds one at a time after a bulk load and shrink(), removals, then a save and reload: nothing
 // may be lost or mixed up on the way. Every template stays its own nearest neighbour, removals
 // stay removed, and the reloaded index answers the same and takes adds again.
+// The IVF packs its cells into one allocation (IvfIndex::shrink): a buffer placed there keeps
+// its contents, shrinks in place, and on growing moves out and wipes the region it leaves.
+TEST(SecureBuffer, PlacedBufferGrowsOutAndWipesWhatItLeft) {
+  std::vector<uint8_t> arena(64, 0xEE);
+  SecureBuffer<uint8_t> b;
+  const uint8_t data[] = {1, 2, 3, 4, 5, 6, 7, 8};
+  b.append(data, 8);
+  b.place_in(arena.data() + 8);
+  ASSERT_EQ(b.data(), arena.data() + 8);
+  EXPECT_EQ(std::vector<uint8_t>(arena.begin() + 8, arena.begin() + 16), std::vector<uint8_t>(data, data + 8));
+  b.resize(6);  // shrinking stays in place and wipes the tail
+  EXPECT_EQ(b.data(), arena.data() + 8);
+  EXPECT_EQ(arena[14], 0);
+  EXPECT_EQ(arena[15], 0);
+  b.push_back(9);  // within the placed capacity
+  b.push_back(10);
+  EXPECT_EQ(b.data(), arena.data() + 8);
+  b.push_back(11);  // beyond it: moves out
+  ASSERT_NE(b.data(), arena.data() + 8);
+  EXPECT_EQ(std::vector<uint8_t>(b.data(), b.data() + b.size()), (std::vector<uint8_t>{1, 2, 3, 4, 5, 6, 9, 10, 11}));
+  for (size_t i = 8; i < 16; ++i) EXPECT_EQ(arena[i], 0) << "byte " << i << " left behind";
+  EXPECT_EQ(arena[7], 0xEE);  // the neighbours are not touched
+  EXPECT_EQ(arena[16], 0xEE);
+}
+
 TEST(IvfIndex, SingleAddsAfterABulkLoadRemovalsAndReloadKeepEveryTemplate) {
   const size_t d = 128, bulk = 3000, single = 1500;
   auto v = gallery(bulk + single, d, 11);
@@ -550,6 +575,10 @@ TEST(IvfIndex, SingleAddsAfterABulkLoadRemovalsAndReloadKeepEveryTemplate) {
     }
     return found;
   };
+  EXPECT_EQ(own_nearest(idx), bulk + single - gone.size());
+  // Packed again while most cells live in their own buffers and some still in the first
+  // packing: nothing is lost or moved to the wrong cell.
+  idx.shrink();
   EXPECT_EQ(own_nearest(idx), bulk + single - gone.size());
   const fs::path dir = fs::temp_directory_path() / ("fv-ivf-slack-" + std::to_string(::getpid()));
   fs::create_directories(dir);

@@ -516,7 +516,9 @@ IndexStats IvfIndex::stats() const {
   IndexStats s;
   s.size = size_;
   size_t mem = centroids_.capacity() * sizeof(float) + pca_.capacity() * sizeof(float) + lists_.capacity() * sizeof(List);
-  for (const auto& l : lists_) mem += l.codes.capacity() + l.ids.capacity() * sizeof(Id) + l.recs.capacity() * sizeof(uint32_t);
+  mem += arena_.capacity();  // all of it, also what cells that grew out of it left behind
+  for (const auto& l : lists_)
+    mem += (l.codes.owns_storage() ? l.codes.capacity() : 0) + l.ids.capacity() * sizeof(Id) + l.recs.capacity() * sizeof(uint32_t);
   if (hnsw_) mem += hnsw_->max_elements_ * (hnsw_->size_data_per_element_ + sizeof(void*) + sizeof(int));
   if (store_) mem += store_->memory_bytes();
   s.memory_bytes = mem;

@@ -45,6 +45,8 @@ class SecureBuffer {
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   size_t capacity() const { return cap_; }
+  // False while the buffer lives in storage given to place_in.
+  bool owns_storage() const { return owned_; }
   T* data() { return p_; }
   const T* data() const { return p_; }
   T& operator[](size_t i) { return p_[i]; }

@@ -608,6 +608,7 @@ Result<std::unique_ptr<IvfIndex>> IvfIndex::load_body(SealedReader& in, const st
   }
   sodium_memzero(rec.data(), rec.size());
   if (idx->size_ != hdr[9]) return corrupt_data("index file: IVF size does not match its header");
+  idx->shrink();  // the cells were read into buffers of their own: pack them for the scan
   idx->trained_ = true;
   return idx;
 }

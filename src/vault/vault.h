@@ -53,8 +53,8 @@ struct VaultConfig {
   std::string index_kind = "auto";      // auto | exact | ivf | hnsw
   // Exact up to 16 M: at 10 M the exact scan costs 180 ms and 575 B/template but never misses a
   // candidate; the IVF keeps the exact scan's identifications only by reading half of its cells
-  // (docs/benchmarks.md, "Closing the gap", second round): 8–9× faster at 1 M, not the 2 ms
-  // that would justify switching earlier.
+  // (docs/benchmarks.md, "Closing the gap", three rounds): ~11× faster at 1 M, but at 10 M half
+  // of the cells is 320 MB per search, not the 2 ms that would justify switching earlier.
   int64_t index_ann_min_size = 16000000;
   int search_threads = 1;
   // Human oversight (config "oversight"; docs/privacy.md). A candidate is a confirmed

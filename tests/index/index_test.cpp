@@ -514,9 +514,6 @@ TEST(IvfIndex, ReRankStoreIsEncryptedAndErasedOnDisk) {
   fs::remove_all(dir);
 }
 
-// Adds one at a time after a bulk load and shrink(), removals, then a save and reload: nothing
-// may be lost or mixed up on the way. Every template stays its own nearest neighbour, removals
-// stay removed, and the reloaded index answers the same and takes adds again.
 // The IVF packs its cells into one allocation (IvfIndex::shrink): a buffer placed there keeps
 // its contents, shrinks in place, and on growing moves out and wipes the region it leaves.
 TEST(SecureBuffer, PlacedBufferGrowsOutAndWipesWhatItLeft) {
@@ -542,6 +539,9 @@ TEST(SecureBuffer, PlacedBufferGrowsOutAndWipesWhatItLeft) {
   EXPECT_EQ(arena[16], 0xEE);
 }
 
+// Adds one at a time after a bulk load and shrink(), removals, then a save and reload: nothing
+// may be lost or mixed up on the way. Every template stays its own nearest neighbour, removals
+// stay removed, and the reloaded index answers the same and takes adds again.
 TEST(IvfIndex, SingleAddsAfterABulkLoadRemovalsAndReloadKeepEveryTemplate) {
   const size_t d = 128, bulk = 3000, single = 1500;
   auto v = gallery(bulk + single, d, 11);

@@ -71,6 +71,11 @@ Result<std::optional<vault::SecretKey>> ShardReplica::key_of(const std::string& 
   return vault_->replicated_key(uid);
 }
 
+Result<std::vector<vault::SecretKey>> ShardReplica::held_keys(const std::string& uid) {
+  std::lock_guard lk(mu_);
+  return vault_->held_subject_keys(uid);
+}
+
 Result<bool> ShardReplica::erased(const std::string& uid) {
   std::lock_guard lk(mu_);
   return vault_->key_destroyed_by_stream(uid);
@@ -215,44 +220,97 @@ std::string subject_of(const Envelope& e) {
   return e.kind == EnvelopeKind::kCase ? std::string() : e.subject_uid;
 }
 
+// Whether opening a message needs a key its uid names: a subject's, a basis's, or a review
+// case's (its probe crops; without the key, a closed case's rows open without them).
+bool needs_named_key(const Envelope& e) { return sealed_under_named_key(e.kind) || e.kind == EnvelopeKind::kCase; }
+
+// The message opened with the first of `keys` that opens it; kCorruptData when none does.
+Result<OpenedMessage> open_with_any(const vault::SecretKey& master, const std::string& stream, const Envelope& e,
+                                    std::span<const vault::SecretKey> keys) {
+  Status last = corrupt_data("no key to open it with");
+  for (const vault::SecretKey& k : keys) {
+    auto o = open_envelope(master, stream, e, &k);
+    if (o.is_ok() || o.status().code() != StatusCode::kCorruptData) return o;
+    last = o.status();
+  }
+  return last;
+}
+
 }  // namespace
 
-Result<std::map<std::string, vault::SecretKey>> ShardReplica::keys_for(std::span<const StoredMessage> batch,
-                                                                       std::span<const Envelope> envelopes) {
-  std::map<std::string, vault::SecretKey> keys;
-  std::vector<std::string> missing;
-  for (const Envelope& e : envelopes) {
-    if ((!sealed_under_named_key(e.kind) && e.kind != EnvelopeKind::kCase) || keys.count(e.subject_uid) ||
-        std::find(missing.begin(), missing.end(), e.subject_uid) != missing.end())
+Result<std::vector<std::optional<OpenedMessage>>> ShardReplica::open_batch(std::span<const StoredMessage> batch,
+                                                                          std::span<const Envelope> envelopes) {
+  std::vector<std::optional<OpenedMessage>> out(batch.size());
+  std::vector<bool> done(batch.size(), false);
+  // This vault's keys first. An applied message's key is the one: a message it does not open
+  // was altered. Held keys are candidates: another writer's push for the same uid and sequence
+  // may have been the one whose message landed, and then only another replica has its key.
+  std::map<std::string, std::vector<vault::SecretKey>> held;
+  std::vector<std::string> unopened;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Envelope& e = envelopes[i];
+    if (!needs_named_key(e)) {
+      FV_ASSIGN_OR_RETURN(out[i], open_envelope(master_, options_.stream, e, nullptr));
+      done[i] = true;
       continue;
-    std::optional<vault::SecretKey> local;
-    {
+    }
+    if (std::find(unopened.begin(), unopened.end(), e.subject_uid) != unopened.end()) continue;
+    std::optional<vault::SecretKey> applied;
+    if (!held.count(e.subject_uid)) {
       std::lock_guard lk(mu_);
-      FV_ASSIGN_OR_RETURN(local, vault_->replicated_key(e.subject_uid));
+      FV_ASSIGN_OR_RETURN(applied, vault_->replicated_key(e.subject_uid));
+      if (!applied) {
+        FV_ASSIGN_OR_RETURN(held[e.subject_uid], vault_->held_subject_keys(e.subject_uid));
+      }
     }
-    if (local) keys.emplace(e.subject_uid, std::move(*local));
-    else missing.push_back(e.subject_uid);
-  }
-  if (missing.empty()) return keys;
-  FV_ASSIGN_OR_RETURN(auto fetched, fetch_subject_keys(conn_, master_, options_.stream, missing,
-                                                       static_cast<size_t>(replicas_), kKeyFetchMs));
-  for (auto& [uid, f] : fetched) {
-    if (f.state == FetchedKey::State::kKey) {
-      keys.emplace(uid, std::move(f.key));
+    if (applied) {
+      FV_ASSIGN_OR_RETURN(out[i], open_envelope(master_, options_.stream, e, &*applied));
+      done[i] = true;
       continue;
     }
-    if (f.state == FetchedKey::State::kErased) continue;
-    // No replica that answered knows it: skipped only if the stream no longer holds its
-    // messages (an erasure removed them); otherwise a replica holding it may be down.
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (envelopes[i].subject_uid != uid) continue;
+    auto o = open_with_any(master_, options_.stream, e, held[e.subject_uid]);
+    if (o.is_ok()) {
+      out[i] = std::move(*o);
+      done[i] = true;
+    } else if (o.status().code() == StatusCode::kCorruptData) {
+      unopened.push_back(e.subject_uid);
+    } else {
+      return o.status();
+    }
+  }
+  if (unopened.empty()) return out;
+  FV_ASSIGN_OR_RETURN(auto fetched, fetch_subject_keys(conn_, master_, options_.stream, unopened,
+                                                       static_cast<size_t>(replicas_), kKeyFetchMs));
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (done[i]) continue;
+    const Envelope& e = envelopes[i];
+    const FetchedKey& f = fetched[e.subject_uid];
+    const std::string which = " (message " + std::to_string(batch[i].seq) + ")";
+    if (f.state == FetchedKey::State::kKey) {
+      auto o = open_with_any(master_, options_.stream, e, f.keys);
+      if (o.is_ok()) {
+        out[i] = std::move(*o);
+        continue;
+      }
+      if (o.status().code() != StatusCode::kCorruptData || f.applied) return o.status();
+      return unavailable("none of the " + std::to_string(f.keys.size()) + " keys that the replicas of " +
+                         options_.stream + " hold for subject " + e.subject_uid + " opens its message" + which +
+                         "; waiting for a replica that applied it");
+    }
+    if (f.state == FetchedKey::State::kUnknown) {
+      // No replica that answered knows it: gone for good only if the stream no longer holds
+      // the message (an erasure removed it); otherwise a replica holding the key may be down.
       FV_ASSIGN_OR_RETURN(const auto still, get_message(conn_, options_.stream, batch[i].seq));
       if (still)
-        return unavailable("no replica of " + options_.stream + " that answered holds the key of subject " + uid +
-                           " (message " + std::to_string(batch[i].seq) + "); waiting for one that does");
+        return unavailable("no replica of " + options_.stream + " that answered holds the key of subject " +
+                           e.subject_uid + which + "; waiting for one that does");
+    }
+    // Gone for good. A closed review case's rows open without its crops.
+    if (e.kind == EnvelopeKind::kCase) {
+      FV_ASSIGN_OR_RETURN(out[i], open_envelope(master_, options_.stream, e, nullptr));
     }
   }
-  return keys;
+  return out;
 }
 
 Status ShardReplica::apply(std::span<const StoredMessage> batch) {
@@ -262,15 +320,25 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
     FV_ASSIGN_OR_RETURN(Envelope e, parse_envelope(m.data));
     envelopes.push_back(std::move(e));
   }
-  FV_ASSIGN_OR_RETURN(const auto keys, keys_for(batch, envelopes));
+  FV_ASSIGN_OR_RETURN(auto opening, open_batch(batch, envelopes));
+  struct WipeOpened {
+    std::vector<std::optional<OpenedMessage>>& o;
+    ~WipeOpened() {
+      for (auto& m : o)
+        if (m) {
+          vault::wipe(m->rows);
+          vault::wipe(m->crops);
+          vault::wipe(m->log);
+        }
+    }
+  } wipe_opening{opening};
   std::vector<PatchToApply> opened;
   opened.reserve(batch.size());
   WipeBodies wipe_bodies{opened};
   for (size_t i = 0; i < batch.size(); ++i) {
     const StoredMessage& m = batch[i];
     const Envelope& e = envelopes[i];
-    const auto key = keys.find(e.subject_uid);
-    if (sealed_under_named_key(e.kind) && key == keys.end()) {
+    if (!opening[i]) {
       // Its subject's key is gone for good: the erasure that follows it in the stream deletes
       // whatever its rows wrote, so only its audit-log rows (sealed under the stream key) are
       // applied, and this replica's audit chain stays the others' without waiting for a carry.
@@ -283,7 +351,7 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
       FV_ASSIGN_OR_RETURN(om.summary, vault::summarize_patchset(om.body));
       continue;
     }
-    FV_ASSIGN_OR_RETURN(auto o, open_envelope(master_, options_.stream, e, key == keys.end() ? nullptr : &key->second));
+    OpenedMessage& o = *opening[i];
     PatchToApply& om = opened.emplace_back();
     om.seq = m.seq;
     om.subject_uid = subject_of(e);

@@ -125,6 +125,7 @@ class ShardReplica : public SubjectKeyHolder {
 
   // SubjectKeyHolder, on this replica's vault (called on NATS's delivery thread).
   Result<std::optional<vault::SecretKey>> key_of(const std::string& uid) override;
+  Result<std::vector<vault::SecretKey>> held_keys(const std::string& uid) override;
   Result<bool> erased(const std::string& uid) override;
   Status hold(const std::string& uid, const vault::SecretKey& key, uint64_t expected_seq) override;
 
@@ -138,10 +139,11 @@ class ShardReplica : public SubjectKeyHolder {
   // apply(), again while the vault is locked by another connection; nullopt once stopped.
   std::optional<Status> apply_until_stopped(std::span<const StoredMessage> batch);
   void announce();
-  // The keys of the subjects whose messages are in `batch`: this vault's, else fetched from the
-  // other replicas. A subject missing from the result is one whose key is gone for good.
-  Result<std::map<std::string, vault::SecretKey>> keys_for(std::span<const StoredMessage> batch,
-                                                           std::span<const Envelope> envelopes);
+  // The messages of `batch` opened, with this vault's keys, else with those the other replicas
+  // hold. nullopt: a message sealed under a key that is gone for good (only its audit-log rows
+  // apply). kUnavailable while no replica that answered holds a key that opens one.
+  Result<std::vector<std::optional<OpenedMessage>>> open_batch(std::span<const StoredMessage> batch,
+                                                               std::span<const Envelope> envelopes);
 
   NatsConnection& conn_;
   std::unique_ptr<vault::Vault> vault_;

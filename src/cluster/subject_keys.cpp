@@ -13,6 +13,8 @@ constexpr uint8_t kPush = 'P';
 constexpr size_t kMaxUids = 4096;
 // Answers gathered at most (a replica answers each copy of a request it receives).
 constexpr size_t kMaxAnswers = 256;
+// Held keys sent per uid at most (the newest pushes): one per writer that raced for it.
+constexpr size_t kMaxHeld = 8;
 // A request goes again after this long without an answer: core NATS delivers at most once, and
 // a replica that just subscribed reaches the other NATS servers a moment late.
 constexpr int kResendMs = 250;
@@ -57,8 +59,22 @@ void put_text(vault::Bytes& out, const std::string& s) {
 
 bool valid_uid(const std::string& uid) { return !uid.empty() && uid.size() <= 128; }
 
-// The answer: node ‖ crypto_box_seal(one state per uid, in request order: 0 unknown, 1 key
-// (followed by its 32 bytes), 2 erased) to the requester's key pair.
+// Adds a key to what was fetched for a uid, once; an applied message's key goes first.
+void add_key(FetchedKey& f, vault::SecretKey key, bool applied) {
+  f.state = FetchedKey::State::kKey;
+  for (const auto& k : f.keys)
+    if (sodium_memcmp(k.data(), key.data(), vault::SecretKey::kSize) == 0) return;
+  if (applied && !f.applied) {
+    f.keys.insert(f.keys.begin(), std::move(key));
+    f.applied = true;
+  } else {
+    f.keys.push_back(std::move(key));
+  }
+}
+
+// The answer: node ‖ crypto_box_seal(one state per uid, in request order: 0 unknown, 1 applied
+// key (followed by its 32 bytes), 2 erased, 3 held keys (a count, then 32 bytes each)) to the
+// requester's key pair.
 Result<vault::Bytes> answer_fetch(Reader& r, const std::string& node, SubjectKeyHolder& holder) {
   const auto pk = r.take(crypto_box_PUBLICKEYBYTES);
   const size_t n = r.be(2);
@@ -80,6 +96,16 @@ Result<vault::Bytes> answer_fetch(Reader& r, const std::string& node, SubjectKey
       continue;
     }
     FV_ASSIGN_OR_RETURN(const bool erased, holder.erased(uid));
+    if (!erased) {
+      FV_ASSIGN_OR_RETURN(auto held, holder.held_keys(uid));
+      if (held.size() > kMaxHeld) held.resize(kMaxHeld);
+      if (!held.empty()) {
+        plain.push_back(3);
+        plain.push_back(static_cast<uint8_t>(held.size()));
+        for (const auto& k : held) plain.insert(plain.end(), k.data(), k.data() + vault::SecretKey::kSize);
+        continue;
+      }
+    }
     plain.push_back(erased ? 2 : 0);
   }
   if (!r.done()) return invalid_argument("a key request with trailing bytes");
@@ -167,16 +193,17 @@ Result<std::map<std::string, FetchedKey>> fetch_subject_keys(NatsConnection& con
     for (const auto& uid : asked) {
       const uint8_t state = p.u8();
       FetchedKey& f = out[uid];
-      if (state == 1) {
-        const auto raw = p.take(vault::SecretKey::kSize);
-        if (!p.ok) return;  // malformed: what came before it stands
-        if (f.state != FetchedKey::State::kKey) {
-          f.state = FetchedKey::State::kKey;
-          f.key = std::move(*vault::SecretKey::from_bytes(raw));
+      if (state == 1 || state == 3) {
+        const size_t n = state == 1 ? 1 : p.u8();
+        if (n == 0 || n > kMaxHeld) return;
+        for (size_t i = 0; i < n; ++i) {
+          const auto raw = p.take(vault::SecretKey::kSize);
+          if (!p.ok) return;  // malformed: what came before it stands
+          add_key(f, *vault::SecretKey::from_bytes(raw), state == 1);
         }
       } else if (state == 2 && f.state == FetchedKey::State::kUnknown) {
         f.state = FetchedKey::State::kErased;
-      } else if (state > 2 || !p.ok) {
+      } else if (state > 3 || !p.ok) {
         return;
       }
     }
@@ -194,9 +221,8 @@ Result<std::map<std::string, FetchedKey>> fetch_subject_keys(NatsConnection& con
                               if (r.ok && answered.insert(node).second) merge(*so_far.back());
                             }
                             return answered.size() >= std::max<size_t>(replicas, 1) ||
-                                   std::all_of(out.begin(), out.end(), [](const auto& e) {
-                                     return e.second.state == FetchedKey::State::kKey;
-                                   });
+                                   std::all_of(out.begin(), out.end(),
+                                               [](const auto& e) { return e.second.applied; });
                           },
                           kResendMs));
   (void)replies;

@@ -38,7 +38,11 @@ std::string subject_keys_subject(const std::string& stream);
 class SubjectKeyHolder {
  public:
   virtual ~SubjectKeyHolder() = default;
+  // The key an applied message left (the one that opens the uid's messages), or nullopt.
   virtual Result<std::optional<vault::SecretKey>> key_of(const std::string& uid) = 0;
+  // Keys pushed for a uid whose creating message is not applied here yet: several writers may
+  // have pushed one each, and only one of their messages lands.
+  virtual Result<std::vector<vault::SecretKey>> held_keys(const std::string& uid) = 0;
   // Whether this replica applied the subject's erasure.
   virtual Result<bool> erased(const std::string& uid) = 0;
   // Keeps a pushed key until message expected_seq + 1 is applied or passed (Vault::hold_subject_key).
@@ -53,12 +57,15 @@ Result<std::unique_ptr<RpcServer>> serve_subject_keys(NatsConnection& conn, cons
 struct FetchedKey {
   enum class State { kUnknown, kKey, kErased };
   State state = State::kUnknown;  // kUnknown: no replica that answered holds it
-  vault::SecretKey key;           // kKey only
+  // kKey only, each once: a replica's applied key first, then the keys replicas hold for a
+  // message none of them applied yet (one of which opens it, if any does).
+  std::vector<vault::SecretKey> keys;
+  bool applied = false;  // keys[0] is an applied message's key
 };
 // Asks the replicas of `stream` (`replicas` of them) for the keys of `uids`. Returns once each
-// uid has a key, or every replica answered, or `timeout_ms` passed; a key wins over an erasure
-// (a replica behind the erasure still rightly holds it). The request goes again every 250 ms
-// without an answer.
+// uid has an applied message's key, or every replica answered, or `timeout_ms` passed; a key
+// wins over an erasure (a replica behind the erasure still rightly holds it). The request goes
+// again every 250 ms without an answer.
 Result<std::map<std::string, FetchedKey>> fetch_subject_keys(NatsConnection& conn, const vault::SecretKey& master,
                                                              const std::string& stream,
                                                              const std::vector<std::string>& uids, size_t replicas,

@@ -413,6 +413,25 @@ CREATE TABLE IF NOT EXISTS basis_key(
   basis_id INTEGER PRIMARY KEY REFERENCES lawful_basis(id) ON DELETE CASCADE,
   wrapped BLOB NOT NULL);             -- the key sealing the basis's enrollments in a stream
 )sql",
+    // 12 → 13: two writers may push different keys for one uid and one sequence (a client's
+    // retry through another node while the first is still at it, or dead); only one of their
+    // messages lands, and no replica can tell which beforehand. Each held key is kept beside
+    // the others, named by its public id (SecretKey::id), so the key of the message that lands
+    // is never overwritten by the loser's. Keys held before carry an empty id (their uid was
+    // unique).
+    R"sql(
+CREATE TABLE replication_pending_key_13(
+  uid TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  expected_seq INTEGER NOT NULL,
+  wrapped BLOB NOT NULL,
+  PRIMARY KEY(uid, key_id)) WITHOUT ROWID;
+INSERT INTO replication_pending_key_13(uid, key_id, stream, expected_seq, wrapped)
+  SELECT uid, '', stream, expected_seq, wrapped FROM replication_pending_key;
+DROP TABLE replication_pending_key;
+ALTER TABLE replication_pending_key_13 RENAME TO replication_pending_key;
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);

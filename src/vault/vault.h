@@ -29,7 +29,7 @@ namespace fv::vault {
 
 inline constexpr const char* kMasterKeyEnv = "FACEVAULT_MASTER_KEY";
 inline constexpr const char* kNewMasterKeyEnv = "FACEVAULT_NEW_MASTER_KEY";
-inline constexpr int kSchemaVersion = 12;
+inline constexpr int kSchemaVersion = 13;
 
 struct VaultConfig {
   double default_retention_days = 365;  // subject retention from creation, renewed by enrollment
@@ -208,12 +208,16 @@ class Vault {
   // Keeps the key of subject `uid` (wrapped by the master key, fsynced) until message
   // `expected_seq` + 1 of `stream`, the only one that can create it, is applied (or passed: a
   // writer beaten to that sequence redoes its use case with a new push). Nothing is kept when
-  // the vault is already past it. Its own transaction.
+  // the vault is already past it. Keys of other writers for the same uid are kept beside it
+  // (only one of their messages lands); the same key again is kept once. Its own transaction.
   Status hold_subject_key(const std::string& stream, const std::string& uid, const SecretKey& key, int64_t expected_seq);
-  // The key that `uid` names as this vault holds it: a subject's (its subject_key row), a
-  // review case's (review_case.probe_key: what seals its probe crops in a stream), a basis's
-  // (basis_key_name: what seals its enrollments), or a held key. nullopt when it has none.
+  // The key that `uid` names as an applied message left it here: a subject's (its subject_key
+  // row), a review case's (review_case.probe_key: what seals its probe crops in a stream) or a
+  // basis's (basis_key_name: what seals its enrollments). nullopt when it has none.
   Result<std::optional<SecretKey>> replicated_key(const std::string& uid);
+  // The keys held for `uid` (hold_subject_key), newest push first: at most one of them opens
+  // the message that creates it, and which one only opening it tells.
+  Result<std::vector<SecretKey>> held_subject_keys(const std::string& uid);
   // Whether a message applied here destroyed the key `uid` names (gone for good): it deleted
   // subject `uid`, closed review case `uid` (its probe_key destroyed), or withdrew the basis
   // (or erased the subject) that a basis key's name names.

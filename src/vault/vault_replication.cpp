@@ -141,9 +141,10 @@ Status Vault::hold_subject_key(const std::string& stream, const std::string& uid
   // Past the one sequence its message could take: that message was applied here (its
   // subject_key row holds the key) or another writer's took the sequence (this one is refused).
   if (at > expected_seq) return Status::ok();
-  FV_ASSIGN_OR_RETURN(Stmt put, db_.prepare("INSERT OR REPLACE INTO replication_pending_key(uid, stream, expected_seq, "
-                                            "wrapped) VALUES(?,?,?,?)"));
-  put.bind_all(uid, stream, expected_seq, wrap_key(master_, key, pending_key_ad(stream, uid)));
+  // OR IGNORE: a push is sent again until enough replicas answer; the same key stays one row.
+  FV_ASSIGN_OR_RETURN(Stmt put, db_.prepare("INSERT OR IGNORE INTO replication_pending_key(uid, key_id, stream, "
+                                            "expected_seq, wrapped) VALUES(?,?,?,?,?)"));
+  put.bind_all(uid, key.id(), stream, expected_seq, wrap_key(master_, key, pending_key_ad(stream, uid)));
   FV_RETURN_IF_ERROR(put.run());
   return txn.commit();
 }
@@ -193,32 +194,44 @@ Result<std::optional<SecretKey>> Vault::replicated_key(const std::string& uid) {
       return std::optional<SecretKey>(std::move(k));
     }
   }
-  FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT stream, wrapped FROM replication_pending_key WHERE uid = ?"));
+  return std::optional<SecretKey>();
+}
+
+Result<std::vector<SecretKey>> Vault::held_subject_keys(const std::string& uid) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT stream, wrapped FROM replication_pending_key WHERE uid = ? "
+                                          "ORDER BY expected_seq DESC"));
   q.bind(1, uid);
-  FV_ASSIGN_OR_RETURN(const bool row, q.step());
-  if (!row) return std::optional<SecretKey>();
-  auto k = unwrap_key(master_, q.blob(1), pending_key_ad(q.text(0), uid));
-  if (!k.is_ok()) return corrupt_data("the held key of subject " + uid + " does not unwrap: " + k.status().message());
-  return std::optional<SecretKey>(std::move(*k));
+  std::vector<SecretKey> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(const bool row, q.step());
+    if (!row) return out;
+    auto k = unwrap_key(master_, q.blob(1), pending_key_ad(q.text(0), uid));
+    if (!k.is_ok()) return corrupt_data("the held key of subject " + uid + " does not unwrap: " + k.status().message());
+    out.push_back(std::move(*k));
+  }
 }
 
 Status Vault::rewrap_held_subject_keys(const SecretKey& next) {
-  std::vector<std::pair<std::string, Bytes>> rewrapped;
+  struct Rewrapped {
+    std::string uid, key_id;
+    Bytes wrapped;
+  };
+  std::vector<Rewrapped> rewrapped;
   {
-    FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT uid, stream, wrapped FROM replication_pending_key"));
+    FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT uid, key_id, stream, wrapped FROM replication_pending_key"));
     for (;;) {
       FV_ASSIGN_OR_RETURN(const bool row, q.step());
       if (!row) break;
-      const std::string uid = q.text(0), stream = q.text(1);
-      auto k = unwrap_key(master_, q.blob(2), pending_key_ad(stream, uid));
+      const std::string uid = q.text(0), stream = q.text(2);
+      auto k = unwrap_key(master_, q.blob(3), pending_key_ad(stream, uid));
       if (!k.is_ok()) return corrupt_data("the held key of subject " + uid + " does not unwrap: " + k.status().message());
-      rewrapped.emplace_back(uid, wrap_key(next, *k, pending_key_ad(stream, uid)));
+      rewrapped.push_back({uid, q.text(1), wrap_key(next, *k, pending_key_ad(stream, uid))});
     }
   }
-  FV_ASSIGN_OR_RETURN(Stmt upd, db_.prepare("UPDATE replication_pending_key SET wrapped = ? WHERE uid = ?"));
-  for (const auto& [uid, wrapped] : rewrapped) {
+  FV_ASSIGN_OR_RETURN(Stmt upd, db_.prepare("UPDATE replication_pending_key SET wrapped = ? WHERE uid = ? AND key_id = ?"));
+  for (const auto& [uid, key_id, wrapped] : rewrapped) {
     FV_RETURN_IF_ERROR(upd.reset());
-    upd.bind_all(wrapped, uid);
+    upd.bind_all(wrapped, uid, key_id);
     FV_RETURN_IF_ERROR(upd.run());
   }
   return Status::ok();

@@ -806,7 +806,9 @@ TEST(Replication, ALeftoverOfAnErasedSubjectOpensWithNothingTheClusterStillHolds
   auto before = cluster::fetch_subject_keys(*c->conn, master(), sh.stream, {gone->uid}, 3, kTimeoutMs);
   ASSERT_TRUE(before.is_ok()) << before.status().to_string();
   ASSERT_EQ(before->at(gone->uid).state, cluster::FetchedKey::State::kKey);
-  ASSERT_TRUE(cluster::open_message(master(), sh.stream, leftover, &before->at(gone->uid).key).is_ok());
+  ASSERT_TRUE(before->at(gone->uid).applied);
+  ASSERT_EQ(before->at(gone->uid).keys.size(), 1u) << "every replica holds the one applied key";
+  ASSERT_TRUE(cluster::open_message(master(), sh.stream, leftover, &before->at(gone->uid).keys[0]).is_ok());
 
   const Status erasure = erase(*b->vault, "gone");  // returns once b and one more replica applied it
   ASSERT_TRUE(erasure.is_ok()) << erasure.to_string();
@@ -830,7 +832,7 @@ TEST(Replication, ALeftoverOfAnErasedSubjectOpensWithNothingTheClusterStillHolds
   // The leftover: the master key does not open its rows, and the key it had is in no vault file
   // (as the vaults stored it: wrapped) nor in the leftover itself.
   EXPECT_EQ(cluster::open_message(master(), sh.stream, leftover).status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_FALSE(contains(leftover, before->at(gone->uid).key.span().subspan(0, 16)));
+  EXPECT_FALSE(contains(leftover, before->at(gone->uid).keys[0].span().subspan(0, 16)));
   for (auto* n : {a.get(), b.get(), c.get()})
     EXPECT_FALSE(any_file_holds(n->dir, gone->wrapped_key)) << n->name << " holds the erased wrapped key";
   auto log = cluster::open_log(master(), sh.stream, leftover);
@@ -996,6 +998,41 @@ TEST(Replication, ARestartedReplicaCatchesUpFromItsOwnPosition) {
   ASSERT_TRUE(c->replica->catch_up(kTimeoutMs).is_ok());
   EXPECT_EQ(count(c_dir, "SELECT count(*) FROM subject"), 6);
   EXPECT_EQ(dump(c_dir), dump(a->dir));
+}
+
+// Two writers can race to create one subject (a client's retry through another node while the
+// first is still at it, or dead): each pushes its own key for the same sequence, and only one
+// message lands. A replica left holding the loser's key, as one that went down right after the
+// loser's push, opens the message with the winner's key, which it fetches from the others,
+// instead of halting on a message it cannot open.
+TEST(Replication, AReplicaHoldingALosingWritersKeyFetchesTheKeyOfTheMessageThatLanded) {
+  const Shard sh = make_shard(10);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", false);
+  auto c = start_node(sh, "c", false);
+  ASSERT_TRUE(enroll(*a->vault, "first", 21).is_ok());
+  ASSERT_TRUE(c->replica->wait_applied(1, kTimeoutMs).is_ok());
+  const fs::path c_dir = c->dir;
+  c.reset();
+  auto raced = enroll(*a->vault, "raced", 22);  // message 2, sealed under a's key for the subject
+  ASSERT_TRUE(raced.is_ok()) << raced.status().to_string();
+  {
+    // What the losing writer's push left on c: another key for the same uid and sequence.
+    auto v = vault::Vault::open(c_dir);
+    ASSERT_TRUE(v.is_ok()) << v.status().to_string();
+    ASSERT_TRUE((*v)->hold_subject_key(sh.stream, raced->uid, vault::SecretKey::random(), 1).is_ok());
+  }
+  EXPECT_EQ(count(c_dir, "SELECT count(*) FROM replication_pending_key"), 1);
+  c = start_node(sh, "c", false, c_dir);
+  const Status caught_up = c->replica->catch_up(kTimeoutMs);
+  ASSERT_TRUE(caught_up.is_ok()) << caught_up.to_string() << "; replica: " << c->replica->error().to_string();
+  EXPECT_EQ(count(c_dir, "SELECT count(*) FROM subject"), 2);
+  EXPECT_EQ(count(c_dir, "SELECT count(*) FROM replication_pending_key"), 0) << "the loser's key went with its sequence";
+  EXPECT_EQ(dump(c_dir), dump(a->dir));
+  auto k = c->replica->key_of(raced->uid);
+  auto winner = a->replica->key_of(raced->uid);
+  ASSERT_TRUE(k.is_ok() && k->has_value() && winner.is_ok() && winner->has_value());
+  EXPECT_EQ((*k)->to_hex(), (*winner)->to_hex());
 }
 
 }  // namespace

@@ -650,6 +650,33 @@ TEST_F(ChangesetTest, SchemaEightVaultsMigrateToTheCurrentSchema) {
   EXPECT_EQ(*(*v)->catalog().applied_seq(kStream), 0);
 }
 
+// Schema 13 keeps several held keys per uid: a key held under schema 12 (one per uid) is kept,
+// and a rival writer's key joins it.
+TEST_F(ChangesetTest, SchemaTwelveHeldKeysSurviveTheMigration) {
+  const fs::path dir = tmp_.path() / "twelve";
+  ASSERT_TRUE(Vault::init(dir, {}, 12).is_ok());
+  const SecretKey old_key = SecretKey::random();
+  {
+    auto db = Db::open(dir / "vault.db", false);
+    ASSERT_TRUE(db.is_ok());
+    ASSERT_EQ(*db->query_int("PRAGMA user_version"), 12);
+    auto put = db->prepare("INSERT INTO replication_pending_key(uid, stream, expected_seq, wrapped) VALUES(?,?,?,?)");
+    ASSERT_TRUE(put.is_ok());
+    put->bind_all(std::string("uid-old"), std::string(kStream), int64_t{4},
+                  wrap_key(*SecretKey::from_hex(kMasterHex), old_key,
+                           std::string("facevault/replication/pending-key/v1|") + kStream + "|uid-old"));
+    ASSERT_TRUE(put->run().is_ok());
+  }
+  auto v = Vault::open(dir);
+  ASSERT_TRUE(v.is_ok()) << v.status().to_string();
+  EXPECT_EQ(count(**v, "PRAGMA user_version"), kSchemaVersion);
+  auto held = (*v)->held_subject_keys("uid-old");
+  ASSERT_TRUE(held.is_ok() && held->size() == 1u) << held.status().to_string();
+  EXPECT_EQ(held->front().to_hex(), old_key.to_hex());
+  ASSERT_TRUE((*v)->hold_subject_key(kStream, "uid-old", SecretKey::random(), 4).is_ok());
+  EXPECT_EQ((*v)->held_subject_keys("uid-old")->size(), 2u);
+}
+
 // Cluster mode keeps subject keys out of the stream (docs/cluster.md): a replica holds a pushed
 // key until the one message that can create its subject is applied or passed, and an applied
 // erasure leaves the subject's uid as a tombstone and no key.
@@ -662,10 +689,20 @@ TEST_F(ChangesetTest, AHeldKeyLastsUntilItsMessageIsPassedAndAnErasureLeavesNoKe
 
   ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-alice", k, 0).is_ok());
   ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-stray", SecretKey::random(), 0).is_ok());
-  auto held = b_->replicated_key("uid-alice");
-  ASSERT_TRUE(held.is_ok() && held->has_value()) << held.status().to_string();
-  EXPECT_EQ((*held)->to_hex(), k.to_hex());
-  EXPECT_FALSE(*b_->replicated_key("uid-nobody"));
+  auto held = b_->held_subject_keys("uid-alice");
+  ASSERT_TRUE(held.is_ok() && held->size() == 1u) << held.status().to_string();
+  EXPECT_EQ(held->front().to_hex(), k.to_hex());
+  EXPECT_FALSE(*b_->replicated_key("uid-alice")) << "held, not applied";
+  EXPECT_TRUE(b_->held_subject_keys("uid-nobody")->empty());
+  // Another writer's key for the same uid and sequence is kept beside it (only one of the two
+  // messages lands, and only opening it tells which); the same key pushed again stays one row.
+  const SecretKey rival = SecretKey::random();
+  ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-alice", rival, 0).is_ok());
+  ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-alice", k, 0).is_ok());
+  held = b_->held_subject_keys("uid-alice");
+  ASSERT_TRUE(held.is_ok() && held->size() == 2u);
+  EXPECT_NE(held->at(0).to_hex(), held->at(1).to_hex());
+  EXPECT_TRUE(held->at(0).to_hex() == k.to_hex() || held->at(1).to_hex() == k.to_hex());
   // Kept wrapped, never as the key itself.
   EXPECT_TRUE(test::files_holding(b_->paths().dir, k.span()).empty());
 
@@ -674,9 +711,10 @@ TEST_F(ChangesetTest, AHeldKeyLastsUntilItsMessageIsPassedAndAnErasureLeavesNoKe
   ASSERT_TRUE(r.is_ok() && *r) << r.status().to_string();
   EXPECT_EQ(count(*b_, "SELECT count(*) FROM replication_pending_key"), 0);
   EXPECT_EQ(count(*b_, "SELECT count(*) FROM meta WHERE key='wipe_pending'"), 0) << "an enrollment calls for no wipe";
-  held = b_->replicated_key("uid-alice");
-  ASSERT_TRUE(held.is_ok() && held->has_value());
-  EXPECT_EQ((*held)->to_hex(), k.to_hex()) << "now from its subject_key row";
+  auto applied = b_->replicated_key("uid-alice");
+  ASSERT_TRUE(applied.is_ok() && applied->has_value());
+  EXPECT_EQ((*applied)->to_hex(), k.to_hex()) << "now from its subject_key row";
+  EXPECT_TRUE(b_->held_subject_keys("uid-alice")->empty());
   // A push for a sequence the replica is past keeps nothing.
   ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-late", SecretKey::random(), 0).is_ok());
   EXPECT_EQ(count(*b_, "SELECT count(*) FROM replication_pending_key"), 0);
@@ -695,8 +733,9 @@ TEST_F(ChangesetTest, AHeldKeyLastsUntilItsMessageIsPassedAndAnErasureLeavesNoKe
   EXPECT_TRUE(test::files_holding(b_->paths().dir, e.wrapped_key).empty());
 
   // A master-key rotation re-wraps held keys with the subjects' own.
-  const SecretKey held_key = SecretKey::random();
+  const SecretKey held_key = SecretKey::random(), rival_key = SecretKey::random();
   ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-bob", held_key, 2).is_ok());
+  ASSERT_TRUE(b_->hold_subject_key(kStream, "uid-bob", rival_key, 2).is_ok());
   const std::string next_hex = SecretKey::random().to_hex();
   ::setenv(kNewMasterKeyEnv, next_hex.c_str(), 1);
   auto rotated = b_->rotate_master_key([](const Vault::RotateReport&) { return Status::ok(); });
@@ -707,9 +746,10 @@ TEST_F(ChangesetTest, AHeldKeyLastsUntilItsMessageIsPassedAndAnErasureLeavesNoKe
   auto reopened = Vault::open(tmp_.path() / "b");
   ASSERT_TRUE(reopened.is_ok()) << reopened.status().to_string();
   b_ = std::move(*reopened);
-  auto bob = b_->replicated_key("uid-bob");
-  ASSERT_TRUE(bob.is_ok() && bob->has_value()) << bob.status().to_string();
-  EXPECT_EQ((*bob)->to_hex(), held_key.to_hex());
+  auto bob = b_->held_subject_keys("uid-bob");
+  ASSERT_TRUE(bob.is_ok() && bob->size() == 2u) << bob.status().to_string();
+  std::set<std::string> bobs{bob->at(0).to_hex(), bob->at(1).to_hex()};
+  EXPECT_EQ(bobs, (std::set<std::string>{held_key.to_hex(), rival_key.to_hex()}));
 }
 
 }  // namespace

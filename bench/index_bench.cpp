@@ -9,6 +9,8 @@
 //               [--ef-construction 40] [--entry-width 16] [--no-population-hubs] [--rerank-confidence 3.5] [--no-truth]
 //               [--save-synthetic FILE | --load-synthetic FILE]   build a gallery once (BenchConfig)
 //   index_bench --kind hnswlib --ef-sweep 16,64,256,1024 …   hnswlib HNSW anchor (float32)
+//   index_bench --kind faiss-ivf [--faiss-factory IVF4000,PQ128x4fs,RFlat] [--faiss-nprobe 2000]
+//               [--faiss-refine 4] [--ef-sweep …: nprobe]   FAISS IVF anchor (trained on the sample)
 //   index_bench --vault-start N      start time of a service over a vault of N templates
 //
 // Prints one JSON object (the same fields as `facevault bench index`).
@@ -54,6 +56,10 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
+#include <faiss/IVFlib.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexRefine.h>
+#include <faiss/index_factory.h>
 #include <omp.h>
 #endif
 
@@ -63,6 +69,11 @@ using namespace fv;
 using namespace fv::index;
 
 size_t hnsw_m = 32, ef_search = 64, ef_construction = 40;
+// FAISS's IVF anchor, as its index_factory spells it: 4,000 cells like ours (docs/index.md),
+// 4-bit PQ codes of four dimensions each read by the SIMD "fast scan" (64 B per template, as
+// ours), then a re-rank on the float32 rows of the best (FAISS's IndexRefineFlat, in memory).
+std::string faiss_factory = "IVF4000,PQ128x4fs,RFlat";
+size_t faiss_nprobe = 2000, faiss_refine = 4;
 
 #ifdef FACEVAULT_HAVE_FAISS
 using fidx = faiss::Index::idx_t;  // FAISS 1.7.3 (Debian 12) spells it here
@@ -73,6 +84,17 @@ using fidx = faiss::Index::idx_t;  // FAISS 1.7.3 (Debian 12) spells it here
 // and no removal: the anchors measure speed and recall only.
 class FaissAnchor final : public VectorIndex {
  public:
+  // An IVF from `factory` (faiss::index_factory), trained on `sample` as ours is.
+  FaissAnchor(size_t dim, const std::string& factory, std::span<const float> sample) : dim_(dim), hnsw_(false) {
+    inner_ = faiss::index_factory(static_cast<int>(dim), factory.c_str(), faiss::METRIC_INNER_PRODUCT);
+    auto* refine = dynamic_cast<faiss::IndexRefine*>(inner_);
+    ivf_ = faiss::ivflib::try_extract_index_ivf(refine ? refine->base_index : inner_);  // 1.7.3 does not look inside a refine
+    inner_->train(static_cast<fidx>(sample.size() / dim), sample.data());
+    set_ef(faiss_nprobe);
+    if (refine) refine->k_factor = static_cast<float>(faiss_refine);
+    map_ = std::make_unique<faiss::IndexIDMap>(inner_);
+    map_->own_fields = true;
+  }
   FaissAnchor(size_t dim, bool hnsw) : dim_(dim), hnsw_(hnsw) {
     if (hnsw) {
       auto* h = new faiss::IndexHNSWFlat(static_cast<int>(dim), static_cast<int>(hnsw_m), faiss::METRIC_INNER_PRODUCT);
@@ -85,7 +107,7 @@ class FaissAnchor final : public VectorIndex {
     map_ = std::make_unique<faiss::IndexIDMap>(inner_);
     map_->own_fields = true;
   }
-  std::string kind() const override { return hnsw_ ? "faiss-hnsw" : "faiss-flat"; }
+  std::string kind() const override { return ivf_ ? "faiss-ivf" : hnsw_ ? "faiss-hnsw" : "faiss-flat"; }
   size_t dim() const override { return dim_; }
   size_t size() const override { return static_cast<size_t>(map_->ntotal); }
   bool contains(Id) const override { return false; }
@@ -132,11 +154,21 @@ class FaissAnchor final : public VectorIndex {
     s.size = size();
     s.scan_bytes_per_item = dim_ * sizeof(float);
     s.memory_bytes = size() * (dim_ * sizeof(float) + sizeof(fidx) + (hnsw_ ? hnsw_m * 2 * sizeof(int) * 1.07 : 0));
+    if (ivf_) {  // the codes and ids in the cells, and the float32 rows a refine keeps
+      s.scan_bytes_per_item = ivf_->code_size;
+      s.memory_bytes = size() * (ivf_->code_size + 2 * sizeof(fidx) +
+                                 (dynamic_cast<const faiss::IndexRefine*>(inner_) ? dim_ * sizeof(float) : 0));
+    }
     return s;
   }
   Status save(const std::filesystem::path&, const IndexKey&) const override { return unsupported("anchor"); }
-  // FAISS HNSW's search width (efSearch), for --ef-sweep after one build.
+  // FAISS HNSW's search width (efSearch), or an IVF's cells read (nprobe), for --ef-sweep
+  // after one build.
   bool set_ef(size_t ef) {
+    if (ivf_) {
+      ivf_->nprobe = ef;
+      return true;
+    }
     if (!hnsw_) return false;
     static_cast<faiss::IndexHNSW*>(inner_)->hnsw.efSearch = static_cast<int>(ef);
     return true;
@@ -147,6 +179,7 @@ class FaissAnchor final : public VectorIndex {
   bool hnsw_;
   int threads_ = 1;
   faiss::Index* inner_ = nullptr;
+  faiss::IndexIVF* ivf_ = nullptr;  // inside inner_, for an IVF
   std::unique_ptr<faiss::IndexIDMap> map_;
 };
 #endif
@@ -324,6 +357,9 @@ int main(int argc, char** argv) {
     else if (a == "--hnsw-m") hnsw_m = std::stoull(next());
     else if (a == "--ef-search") ef_search = std::stoull(next());
     else if (a == "--ef-construction") ef_construction = std::stoull(next());
+    else if (a == "--faiss-factory") faiss_factory = next();
+    else if (a == "--faiss-nprobe") faiss_nprobe = std::stoull(next());
+    else if (a == "--faiss-refine") faiss_refine = std::stoull(next());
     else if (a == "--no-truth") cfg.ground_truth = false;
     else if (a == "--rerank-confidence") cfg.graph.rerank_confidence = std::stof(next());
     else if (a == "--no-population-hubs") cfg.graph.population_hubs = false;
@@ -351,9 +387,15 @@ int main(int argc, char** argv) {
   }
   IndexFactory factory = production_factory();
 #ifdef FACEVAULT_HAVE_FAISS
-  if (cfg.kind == "faiss-flat" || cfg.kind == "faiss-hnsw") {
-    factory = [](std::span<const float>, const BenchConfig& c) -> Result<std::unique_ptr<VectorIndex>> {
+  if (cfg.kind == "faiss-flat" || cfg.kind == "faiss-hnsw" || cfg.kind == "faiss-ivf") {
+    factory = [](std::span<const float> sample, const BenchConfig& c) -> Result<std::unique_ptr<VectorIndex>> {
       omp_set_num_threads(*std::max_element(c.threads.begin(), c.threads.end()));
+      try {
+        if (c.kind == "faiss-ivf")
+          return std::unique_ptr<VectorIndex>(std::make_unique<FaissAnchor>(c.dim, faiss_factory, sample));
+      } catch (const std::exception& e) {
+        return invalid_argument(std::string("faiss: ") + e.what());
+      }
       return std::unique_ptr<VectorIndex>(std::make_unique<FaissAnchor>(c.dim, c.kind == "faiss-hnsw"));
     };
     cfg.set_search_width = [](VectorIndex& ix, size_t ef) {
@@ -378,6 +420,7 @@ int main(int argc, char** argv) {
     std::cerr << "index_bench: " << r.status().to_string() << "\n";
     return 2;
   }
+  if (cfg.kind == "faiss-ivf") (*r)["faiss"] = {{"factory", faiss_factory}, {"nprobe", faiss_nprobe}, {"k_factor", faiss_refine}};
   if (cfg.kind == "faiss-hnsw" || cfg.kind == "hnswlib") (*r)["hnsw"] = {{"M", hnsw_m}, {"ef_search", ef_search}, {"ef_construction", ef_construction}};
   std::cout << r->dump() << "\n";
   return 0;

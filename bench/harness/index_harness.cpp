@@ -184,7 +184,7 @@ Result<nlohmann::json> run_index_bench(const BenchConfig& cfg, const IndexFactor
   std::unique_ptr<VectorIndex> index;
   {
     const size_t nlist = cfg.ivf.nlist ? cfg.ivf.nlist : std::clamp<size_t>(size_t(4 * std::sqrt(double(cfg.size))), 16, 65536);
-    const bool trains = cfg.kind == "ivf" && cfg.load_synthetic.empty();  // only an IVF learns from a sample
+    const bool trains = (cfg.kind == "ivf" || cfg.kind == "faiss-ivf") && cfg.load_synthetic.empty();  // only an IVF learns from a sample
     const size_t ns = !trains ? 0
                       : std::min(n_syn, cfg.ivf.train_max ? cfg.ivf.train_max : IvfIndex::default_train_rows(nlist));
     std::vector<float> sample(ns * d);

@@ -245,7 +245,11 @@ Result<std::vector<std::optional<OpenedMessage>>> ShardReplica::open_batch(std::
   // This vault's keys first. An applied message's key is the one: a message it does not open
   // was altered. Held keys are candidates: another writer's push for the same uid and sequence
   // may have been the one whose message landed, and then only another replica has its key.
-  std::map<std::string, std::vector<vault::SecretKey>> held;
+  struct LocalKeys {
+    std::optional<vault::SecretKey> applied;
+    std::vector<vault::SecretKey> held;  // when none is applied
+  };
+  std::map<std::string, LocalKeys> local;  // read once per uid of the batch
   std::vector<std::string> unopened;
   for (size_t i = 0; i < batch.size(); ++i) {
     const Envelope& e = envelopes[i];
@@ -255,20 +259,24 @@ Result<std::vector<std::optional<OpenedMessage>>> ShardReplica::open_batch(std::
       continue;
     }
     if (std::find(unopened.begin(), unopened.end(), e.subject_uid) != unopened.end()) continue;
-    std::optional<vault::SecretKey> applied;
-    if (!held.count(e.subject_uid)) {
-      std::lock_guard lk(mu_);
-      FV_ASSIGN_OR_RETURN(applied, vault_->replicated_key(e.subject_uid));
-      if (!applied) {
-        FV_ASSIGN_OR_RETURN(held[e.subject_uid], vault_->held_subject_keys(e.subject_uid));
+    auto it = local.find(e.subject_uid);
+    if (it == local.end()) {
+      LocalKeys keys;
+      {
+        std::lock_guard lk(mu_);
+        FV_ASSIGN_OR_RETURN(keys.applied, vault_->replicated_key(e.subject_uid));
+        if (!keys.applied) {
+          FV_ASSIGN_OR_RETURN(keys.held, vault_->held_subject_keys(e.subject_uid));
+        }
       }
+      it = local.emplace(e.subject_uid, std::move(keys)).first;
     }
-    if (applied) {
-      FV_ASSIGN_OR_RETURN(out[i], open_envelope(master_, options_.stream, e, &*applied));
+    if (it->second.applied) {
+      FV_ASSIGN_OR_RETURN(out[i], open_envelope(master_, options_.stream, e, &*it->second.applied));
       done[i] = true;
       continue;
     }
-    auto o = open_with_any(master_, options_.stream, e, held[e.subject_uid]);
+    auto o = open_with_any(master_, options_.stream, e, it->second.held);
     if (o.is_ok()) {
       out[i] = std::move(*o);
       done[i] = true;

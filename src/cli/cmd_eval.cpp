@@ -122,6 +122,7 @@ struct DetectArgs {
   bool no_flip_tta = false;
   bool no_box_voting = false;
   int evidence_scales = face::UltraLightOptions{}.evidence_scales;
+  double level_step = face::UltraLightOptions{}.level_step;
   PipelineFlags flags;
 };
 
@@ -136,6 +137,7 @@ int run_detect_eval(const DetectArgs& a) {
   batch.pipeline.components.ultralight.flip_tta = !a.no_flip_tta;
   batch.pipeline.components.ultralight.box_voting = !a.no_box_voting;
   batch.pipeline.components.ultralight.evidence_scales = a.evidence_scales;
+  batch.pipeline.components.ultralight.level_step = a.level_step;
   auto st = run_batch(files, batch, [&](const ImageResult& r) {
     std::vector<eval::PredBox> p;
     if (!r.status.is_ok()) { ++failed; std::cerr << "facevault: " << r.file << ": " << r.status.to_string() << "\n"; }
@@ -414,6 +416,8 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   d->add_flag("--no-box-voting", det->no_box_voting, "a pyramid face's box is its best candidate's, not the score-weighted mean");
   d->add_option("--evidence-scales", det->evidence_scales, "a pyramid face's score is the mean of its best N scales (default 2)")
       ->check(CLI::Range(1, 8));
+  d->add_option("--level-step", det->level_step, "each pyramid level's tiles are this many times larger than the last (default 2)")
+      ->check(CLI::Range(1.1, 4.0));
   add_pipeline_flags(d, det->flags);
   set_examples(d, {"facevault eval detect --root wider/images --gt wider/wider_face_val_bbx_gt.txt --json"});
   d->callback([det, &exit_code] { exit_code = run_detect_eval(*det); });

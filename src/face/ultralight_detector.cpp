@@ -32,7 +32,8 @@ std::vector<Tile> plan_tiles(cv::Size image, const UltraLightOptions& options) {
     tiles[0] = {cv::Rect(0, 0, static_cast<int>(std::lround(kWidth * t_min)), static_cast<int>(std::lround(kHeight * t_min))), false, t_min};
     return tiles;
   }
-  for (double t = t_min;; t *= 2) {
+  const double step = std::max(options.level_step, 1.1);
+  for (double t = t_min;; t *= step) {
     const int tw = static_cast<int>(std::lround(kWidth * t));
     const int th = static_cast<int>(std::lround(kHeight * t));
     auto starts = [&](int extent, int tile) {
@@ -135,23 +136,19 @@ void UltraLightDetector::unmirror_boxes(float* b, int priors) {
   }
 }
 
-Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb, const std::vector<Tile>& tiles) {
+Result<std::vector<ViewCandidate>> UltraLightDetector::collect_views(const cv::Mat& rgb, const std::vector<Tile>& tiles,
+                                                                     float floor, bool mirrored, size_t top_k) {
   if (rgb.empty() || rgb.type() != CV_8UC3) return invalid_argument("detector input must be a non-empty RGB8 image");
-  const int W = rgb.cols, H = rgb.rows;
-  // One pass over the whole image (stretched or letterboxed) is the reference pipeline:
-  // its own threshold and plain NMS, no mirrored pass.
-  const bool pyramid = tiles.size() > 1;
   struct Pass { size_t tile; bool mirrored; };
   std::vector<Pass> passes;
   for (size_t t = 0; t < tiles.size(); ++t) {
     passes.push_back({t, false});
-    if (pyramid && options_.flip_tta) passes.push_back({t, true});
+    if (mirrored) passes.push_back({t, true});
   }
   // Scale 0 is the whole-frame pass, then one scale per pyramid level.
   std::vector<int> scale_of(tiles.size(), 0);
   for (size_t t = 1; t < tiles.size(); ++t)
     scale_of[t] = scale_of[t - 1] + (tiles[t].level != tiles[t - 1].level || tiles[t - 1].stretch ? 1 : 0);
-  std::vector<Detection> candidates;
   std::vector<ViewCandidate> views;
   std::vector<float> mirrored_boxes;
   for (size_t start = 0; start < passes.size(); start += options_.batch) {
@@ -170,7 +167,6 @@ Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb,
     const int priors = scores.size[1];
     for (int i = 0; i < n; ++i) {
       const Pass& pass = passes[start + i];
-      const Tile& tile = tiles[pass.tile];
       const float* s = scores.ptr<float>(i);
       const float* b = boxes.ptr<float>(i);
       if (pass.mirrored) {
@@ -178,17 +174,28 @@ Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb,
         unmirror_boxes(mirrored_boxes.data(), priors);
         b = mirrored_boxes.data();
       }
-      if (!pyramid) {
-        decode_outputs(s, b, priors, tile, cv::Size(W, H), options_.score_threshold, candidates);
-        continue;
-      }
       std::vector<Detection> found;
-      decode_outputs(s, b, priors, tile, cv::Size(W, H), options_.candidate_score, found);
-      keep_best(found, options_.top_k);
+      decode_outputs(s, b, priors, tiles[pass.tile], rgb.size(), floor, found);
+      keep_best(found, top_k);
       for (const auto& d : found) views.push_back({d, static_cast<int>(pass.tile), scale_of[pass.tile], pass.mirrored});
     }
   }
-  if (!pyramid) return nms(std::move(candidates), options_.nms_iou, options_.top_k);
+  return views;
+}
+
+Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb, const std::vector<Tile>& tiles) {
+  // One pass over the whole image (stretched or letterboxed) is the reference pipeline:
+  // its own threshold and plain NMS, no mirrored pass.
+  if (tiles.size() <= 1) {
+    auto views = collect_views(rgb, tiles, options_.score_threshold, false, 0);
+    if (!views.is_ok()) return views.status();
+    std::vector<Detection> candidates;
+    for (auto& v : *views) candidates.push_back(v.detection);
+    return nms(std::move(candidates), options_.nms_iou, options_.top_k);
+  }
+  auto collected = collect_views(rgb, tiles, options_.candidate_score, options_.flip_tta, options_.top_k);
+  if (!collected.is_ok()) return collected.status();
+  std::vector<ViewCandidate> views = std::move(collected).value();
   // Grouping the views is quadratic in their number in the worst case (no two overlap): a
   // bound keeps a hostile or highly textured photo from costing seconds. Real photos stay far
   // below it (≤ ~2,300 views on the WIDER event's 1,024-px photos).
@@ -202,6 +209,7 @@ Result<std::vector<Detection>> UltraLightDetector::run_tiles(const cv::Mat& rgb,
   evidence.scales = options_.evidence_scales;
   evidence.average_mirrored = options_.flip_tta;
   evidence.vote_boxes = options_.box_voting;
+  std::vector<Detection> candidates;
   for (auto& d : merge_views(std::move(views), evidence))
     if (d.score >= options_.pyramid_score_threshold) candidates.push_back(d);
   // Averaged boxes of neighbouring clusters can move onto each other.

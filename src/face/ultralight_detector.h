@@ -39,6 +39,8 @@ struct UltraLightOptions {
   bool tiling = true;             // false: one whole-frame pass, exactly the reference pipeline
   double min_face = 20;           // smallest face height (image px) the pyramid looks for
   double tile_overlap = 0.25;
+  // Each pyramid level's tiles cover this many times the image pixels of the level below.
+  double level_step = 2.0;
   // A finer pyramid level can see a chin or an eye region of a large face as a small face.
   // Such a box lies mostly inside the large face's box: drop a box when this fraction of it is
   // covered by a larger detection that scores at least as high.
@@ -92,6 +94,12 @@ class UltraLightDetector final : public Detector {
   static void unmirror_boxes(float* boxes, int priors);
   // The k best-scoring candidates of one pass (all when k is 0 or they are fewer).
   static void keep_best(std::vector<Detection>& found, size_t k);
+  // Every candidate of the passes over `tiles` (each tile also mirrored when `mirrored`), raw
+  // score >= floor, the best `top_k` of each pass (all when 0), boxes in image pixels; before
+  // any grouping or scoring. detect() scores these (merge_views); exposed so the scoring rules
+  // can be measured offline on the network's raw output (bench/detect_views).
+  Result<std::vector<ViewCandidate>> collect_views(const cv::Mat& rgb, const std::vector<Tile>& tiles, float floor,
+                                                   bool mirrored, size_t top_k);
   // Views grouped at most, as a multiple of top_k (see run_tiles).
   static constexpr size_t kMaxViewsPerTopK = 16;
 

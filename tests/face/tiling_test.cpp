@@ -1,6 +1,7 @@
 // The detector's image pyramid: tiles cover the image, overlap, and find a small face that the
 // whole-frame pass cannot see.
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include <gtest/gtest.h>
@@ -71,6 +72,20 @@ TEST(Tiling, NeighbouringTilesOverlapByAQuarter) {
     const int overlap = row[i - 1].x + row[i - 1].width - row[i].x;
     EXPECT_GE(overlap, row[i].width / 4 - 1);
   }
+}
+
+TEST(Tiling, LevelStepSetsTheRatioOfNeighbouringLevels) {
+  for (double step : {2.0, std::sqrt(2.0)}) {
+    UltraLightOptions o;
+    o.level_step = step;
+    std::vector<double> levels;
+    for (const auto& t : plan_tiles({1920, 1080}, o))
+      if (!t.stretch && (levels.empty() || t.level != levels.back())) levels.push_back(t.level);
+    ASSERT_GE(levels.size(), 3u) << step;
+    EXPECT_DOUBLE_EQ(levels.front(), o.min_face / 16.0);
+    for (size_t i = 1; i < levels.size(); ++i) EXPECT_NEAR(levels[i] / levels[i - 1], step, 1e-9) << step;
+  }
+  EXPECT_EQ(UltraLightOptions{}.level_step, 2.0) << "the default pyramid doubles per level";
 }
 
 TEST(Tiling, FindsASmallFaceTheWholeFramePassMisses) {
@@ -177,6 +192,52 @@ TEST(Tiling, EvidenceAcrossViewsFindsTheSameFacesWithAndWithoutTheMirroredPass) 
     EXPECT_GT(best_a, 0.5) << "flip " << flip;
     EXPECT_GT(best_b, 0.5) << "flip " << flip;
   }
+}
+
+// bench/detect_views and scripts/detect-replay.py measure scoring rules on collect_views()'s
+// output: the faces detect() returns must be exactly what scoring those views gives.
+TEST(Tiling, DetectScoresExactlyTheViewsCollectViewsReturns) {
+  FV_REQUIRE_MODELS();
+  const auto path = test::golden_dir() / "obama_small/source.jpg";
+  FV_REQUIRE_PATH(path);
+  auto img = image::read_image_file(path);
+  ASSERT_TRUE(img.is_ok());
+  cv::Mat small;
+  cv::resize(img->rgb, small, {}, 0.3, 0.3, cv::INTER_AREA);
+  cv::Mat scene(720, 1280, CV_8UC3, cv::Scalar(90, 110, 100));
+  small.copyTo(scene(cv::Rect(cv::Point(500, 200), small.size())));
+  auto& d = detector(true);
+  const auto tiles = d.plan_tiles(scene.size());
+  ASSERT_GT(tiles.size(), 1u);
+  const auto& o = d.options();
+  auto views = d.collect_views(scene, tiles, o.candidate_score, o.flip_tta, o.top_k);
+  ASSERT_TRUE(views.is_ok());
+  size_t plain = 0, mirrored = 0;
+  for (const auto& v : *views) {
+    EXPECT_GE(v.detection.score, o.candidate_score);
+    ASSERT_GE(v.tile, 0);
+    ASSERT_LT(v.tile, static_cast<int>(tiles.size()));
+    (v.mirrored ? mirrored : plain) += 1;
+  }
+  EXPECT_GT(plain, 0u);
+  EXPECT_GT(mirrored, 0u) << "every tile is run mirrored as well";
+  EvidenceOptions evidence;
+  evidence.cluster_iou = o.nms_iou;
+  evidence.scales = o.evidence_scales;
+  std::vector<Detection> kept;
+  for (auto& c : merge_views(*views, evidence))
+    if (c.score >= o.pyramid_score_threshold) kept.push_back(c);
+  const auto replayed = drop_contained(nms(kept, o.nms_iou, o.top_k), o.containment);
+  auto found = d.detect(scene);
+  ASSERT_TRUE(found.is_ok());
+  ASSERT_EQ(found->size(), replayed.size());
+  ASSERT_GE(found->size(), 1u);
+  for (size_t i = 0; i < found->size(); ++i) {
+    EXPECT_FLOAT_EQ((*found)[i].score, replayed[i].score);
+    EXPECT_DOUBLE_EQ((*found)[i].box.x1, replayed[i].box.x1);
+    EXPECT_DOUBLE_EQ((*found)[i].box.y2, replayed[i].box.y2);
+  }
+  EXPECT_FALSE(d.collect_views(cv::Mat(), tiles, 0.3f, true, 0).is_ok()) << "an empty image is refused";
 }
 
 TEST(Tiling, PartOfAFaceInsideALargerDetectionIsDropped) {

@@ -57,11 +57,15 @@ int main(int argc, char** argv) {
     dlib::deserialize(version, in);
     dlib::deserialize(mean, in);
   }
+  if (predictor.num_parts() != 5 || mean.size() != 10) {
+    std::fprintf(stderr, "align_dlib5_eval: %s is not a 5-point predictor\n", argv[1]);
+    return 1;
+  }
   std::vector<Face> faces;
   std::ifstream in(argv[2]);
   for (std::string line; std::getline(in, line);) {
-    auto j = json::parse(line);
-    if (j["faces"].empty()) continue;
+    auto j = json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("faces") || !j["faces"].is_array() || j["faces"].empty()) continue;
     const double cx = j["width"].get<double>() / 2, cy = j["height"].get<double>() / 2;
     auto centre_distance = [&](const json& f) {
       return std::hypot(f["box"][0].get<double>() + f["box"][2].get<double>() / 2 - cx, f["box"][1].get<double>() + f["box"][3].get<double>() / 2 - cy);
@@ -74,6 +78,10 @@ int main(int argc, char** argv) {
     if (!img.is_ok()) continue;
     face.rgb = img->rgb;
     faces.push_back(std::move(face));
+  }
+  if (faces.empty()) {
+    std::fprintf(stderr, "align_dlib5_eval: no face with its image in %s\n", argv[2]);
+    return 1;
   }
   // The box the predictor expects: centre = our box's centre + (a·w, b·h), side = s·h.
   double a = 0, b = 0.04, s = 0.78;
@@ -123,7 +131,9 @@ int main(int argc, char** argv) {
     auto t = (*embedder)->embed({crop});
     if (!t.is_ok()) continue;
     std::cout << json{{"file", f.file}, {"width", f.width}, {"height", f.height},
-                      {"faces", json::array({json{{"box", f.box}, {"template", (*t)[0].values}}})}}.dump() << "\n";
+                      {"faces", json::array({json{{"box", f.box}, {"template", (*t)[0].values}}})}}
+                     .dump(-1, ' ', false, json::error_handler_t::replace)
+              << "\n";
   }
   return 0;
 }

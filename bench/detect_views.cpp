@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
     const auto tiles = (*detector)->plan_tiles(rgb.size());
     auto views = (*detector)->collect_views(rgb, tiles, floor, tiles.size() > 1, options.top_k);
     if (!views.is_ok()) { std::fprintf(stderr, "detect_views: %s: %s\n", file.c_str(), views.status().to_string().c_str()); continue; }
-    std::printf("{\"file\":%s,\"width\":%d,\"height\":%d,\"views\":[", nlohmann::json(file).dump().c_str(), rgb.cols, rgb.rows);
+    std::printf("{\"file\":%s,\"width\":%d,\"height\":%d,\"views\":[", nlohmann::json(file).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str(), rgb.cols, rgb.rows);
     for (size_t k = 0; k < views->size(); ++k) {
       const auto& v = (*views)[k];
       const auto& b = v.detection.box;

@@ -13,11 +13,18 @@ Rules (--flip): mean (default: a tile's score is the mean of its plain and mirro
 max (the better of the two), orient-mean (the evidence of the plain passes and that of the
 mirrored passes, each the mean of their best scales, averaged), orient-max (the better of those
 two). --capable PX: a face's score is the mean of its best min(scales, n) scales, n the number
-of scales in which the face is at least PX tall in the network input.
+of scales in which the face is at least PX tall in the network input (the scales counted are
+those with a candidate in the image).
+
+What it does not model (none of it touches the WIDER event's figures, which it reproduces):
+the pipeline's cap of 200 faces per image and its dropping of a face whose landmarks fail, and
+the single reference pass of an image small enough for one tile (scored here by the pyramid's
+rules). Images that detect_views could not read are missing from the dump, so they are left
+out of the denominators here while `facevault eval detect` counts their faces as missed.
 
 Needs numpy (Debian: python3-numpy).
 """
-import argparse, json
+import argparse, json, sys
 
 import numpy as np
 
@@ -158,10 +165,15 @@ def main():
     merged = []
     for line in open(a.views):
         j = json.loads(line)
-        name = j['file'].split('/images/', 1)[1]
+        name = j['file'].split('/images/', 1)[-1]
+        if name not in gt:
+            print(f'detect-replay: {j["file"]}: not in the ground truth, skipped', file=sys.stderr)
+            continue
         v = np.array(j['views'], float).reshape(-1, 8)
         a.levels = sorted(set(v[:, 1]))
         merged.append((name, merge(v, j['height'], a)))
+    if not merged:
+        sys.exit('detect-replay: no image of the ground truth in ' + a.views)
     for t in map(float, a.thresholds.split(',')):
         preds = [(n, drop_contained(nms([d for d in m if d[0] >= t]))) for n, m in merged]
         found, total, fpi = score_detections(gt, preds)

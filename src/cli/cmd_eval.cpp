@@ -177,7 +177,7 @@ int run_detect_eval(const DetectArgs& a) {
     std::cout << nlohmann::json{{"images", gt->size()}, {"unreadable", failed}, {"min_height", a.min_height},
                                 {"tiling", !a.flags.no_tiling},
                                 {"flip_tta", !a.no_flip_tta}, {"box_voting", !a.no_box_voting},
-                                {"evidence_scales", a.evidence_scales}, {"rows", rows}}.dump() << "\n";
+                                {"evidence_scales", a.evidence_scales}, {"level_step", a.level_step}, {"rows", rows}}.dump() << "\n";
   } else {
     std::printf("Detection on %zu images (faces >= %.0f px tall, IoU >= 0.5; FP = IoU < 0.3 with every face)\n",
                 gt->size(), a.min_height);

@@ -32,7 +32,10 @@ std::vector<Tile> plan_tiles(cv::Size image, const UltraLightOptions& options) {
     tiles[0] = {cv::Rect(0, 0, static_cast<int>(std::lround(kWidth * t_min)), static_cast<int>(std::lround(kHeight * t_min))), false, t_min};
     return tiles;
   }
-  const double step = std::max(options.level_step, 1.1);
+  // A step near 1 would plan endless levels; NaN or nonsense falls back to the default.
+  const double step = std::isfinite(options.level_step) && options.level_step >= 1.1 && options.level_step <= 4
+                          ? options.level_step
+                          : 2.0;
   for (double t = t_min;; t *= step) {
     const int tw = static_cast<int>(std::lround(kWidth * t));
     const int th = static_cast<int>(std::lround(kHeight * t));

@@ -2,7 +2,7 @@
 // The network has a fixed 320×240 input with its priors baked in, so a face must be at least
 // ~10 px tall *in that input* to be found. A 20 px face in a 1920×1080 photo is 4 px after a
 // whole-frame resize. We therefore run an image pyramid of tiles: at level t a tile covers
-// 320t×240t image pixels (t = min_face/16 · 2^k), tiles overlap by 25 % so every face that the
+// 320t×240t image pixels (t = min_face/16 · level_step^k, level_step 2 by default), tiles overlap by 25 % so every face that the
 // level is responsible for lies wholly inside one tile, and the whole frame is run as well.
 // Candidates of all tiles (and their mirrored passes) are merged by face, scored by the
 // evidence of several views and scales, and their boxes averaged (merge_views in detector.h).
@@ -39,7 +39,8 @@ struct UltraLightOptions {
   bool tiling = true;             // false: one whole-frame pass, exactly the reference pipeline
   double min_face = 20;           // smallest face height (image px) the pyramid looks for
   double tile_overlap = 0.25;
-  // Each pyramid level's tiles cover this many times the image pixels of the level below.
+  // Each pyramid level's tiles are this many times as wide and tall as the level below's
+  // (1.1 to 4; anything else means 2).
   double level_step = 2.0;
   // A finer pyramid level can see a chin or an eye region of a large face as a small face.
   // Such a box lies mostly inside the large face's box: drop a box when this fraction of it is

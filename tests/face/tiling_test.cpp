@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
@@ -79,13 +80,26 @@ TEST(Tiling, LevelStepSetsTheRatioOfNeighbouringLevels) {
     UltraLightOptions o;
     o.level_step = step;
     std::vector<double> levels;
-    for (const auto& t : plan_tiles({1920, 1080}, o))
-      if (!t.stretch && (levels.empty() || t.level != levels.back())) levels.push_back(t.level);
+    std::map<double, cv::Mat> coverage;
+    for (const auto& t : plan_tiles({1920, 1080}, o)) {
+      if (t.stretch) continue;
+      if (levels.empty() || t.level != levels.back()) levels.push_back(t.level);
+      auto& m = coverage[t.level];
+      if (m.empty()) m = cv::Mat::zeros(1080, 1920, CV_8U);
+      m(t.rect & cv::Rect(0, 0, 1920, 1080)).setTo(1);
+    }
+    for (auto& [level, m] : coverage) EXPECT_EQ(cv::countNonZero(m), 1920 * 1080) << "step " << step << " level " << level;
     ASSERT_GE(levels.size(), 3u) << step;
     EXPECT_DOUBLE_EQ(levels.front(), o.min_face / 16.0);
     for (size_t i = 1; i < levels.size(); ++i) EXPECT_NEAR(levels[i] / levels[i - 1], step, 1e-9) << step;
   }
   EXPECT_EQ(UltraLightOptions{}.level_step, 2.0) << "the default pyramid doubles per level";
+  for (double bad : {std::nan(""), 1.0, 0.0, -3.0, 100.0}) {
+    UltraLightOptions o;
+    o.level_step = bad;
+    UltraLightOptions def;
+    EXPECT_EQ(plan_tiles({1920, 1080}, o).size(), plan_tiles({1920, 1080}, def).size()) << "step " << bad << " means the default";
+  }
 }
 
 TEST(Tiling, FindsASmallFaceTheWholeFramePassMisses) {
@@ -224,6 +238,9 @@ TEST(Tiling, DetectScoresExactlyTheViewsCollectViewsReturns) {
   EvidenceOptions evidence;
   evidence.cluster_iou = o.nms_iou;
   evidence.scales = o.evidence_scales;
+  evidence.average_mirrored = o.flip_tta;
+  evidence.vote_boxes = o.box_voting;
+  ASSERT_LE(views->size(), UltraLightDetector::kMaxViewsPerTopK * o.top_k) << "below the bound detect() applies";
   std::vector<Detection> kept;
   for (auto& c : merge_views(*views, evidence))
     if (c.score >= o.pyramid_score_threshold) kept.push_back(c);
@@ -235,6 +252,8 @@ TEST(Tiling, DetectScoresExactlyTheViewsCollectViewsReturns) {
   for (size_t i = 0; i < found->size(); ++i) {
     EXPECT_FLOAT_EQ((*found)[i].score, replayed[i].score);
     EXPECT_DOUBLE_EQ((*found)[i].box.x1, replayed[i].box.x1);
+    EXPECT_DOUBLE_EQ((*found)[i].box.y1, replayed[i].box.y1);
+    EXPECT_DOUBLE_EQ((*found)[i].box.x2, replayed[i].box.x2);
     EXPECT_DOUBLE_EQ((*found)[i].box.y2, replayed[i].box.y2);
   }
   EXPECT_FALSE(d.collect_views(cv::Mat(), tiles, 0.3f, true, 0).is_ok()) << "an empty image is refused";

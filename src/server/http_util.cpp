@@ -66,6 +66,18 @@ int int_field(const std::string& text, const std::string& name, int lo, int hi, 
   }
 }
 
+int64_t id_field(const std::string& text, const std::string& name) {
+  constexpr long long kMax = 1LL << 53;
+  try {
+    size_t used = 0;
+    const long long v = text.empty() ? 0 : std::stoll(text, &used);
+    if (text.empty() || used != text.size() || v < 1 || v > kMax) throw std::out_of_range("x");
+    return v;
+  } catch (...) {
+    throw http_error(400, "'" + name + "' must be an id from 1 to " + std::to_string(kMax));
+  }
+}
+
 bool flag_field(const std::string& text, const std::string& name) {
   if (text.empty() || text == "0" || text == "false") return false;
   if (text == "1" || text == "true") return true;
@@ -144,7 +156,9 @@ void wipe_request_body(const httplib::Request& req, const WipeHook& on_wipe) {
 
 void wipe_leftover_uploads(const httplib::Request& req, const WipeHook& on_wipe) {
   for (const auto& [name, part] : req.files) {
-    if (part.filename.empty()) continue;  // a text field
+    // A text field stays; an image part counts whatever its filename (curl -F 'image=<f.jpg' sends none).
+    const bool image_part = name == "image" || name == "a" || name == "b";
+    if (part.filename.empty() && !image_part) continue;
     const bool zeroed = part.content.find_first_not_of('\0') == std::string::npos;
     if (!zeroed) zero_in_place(part.content, service::WipeKind::kUploadedBytes, on_wipe);
   }

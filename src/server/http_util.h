@@ -53,6 +53,9 @@ void reply(httplib::Response& res, int status, const nlohmann::json& j);
 void require_multipart(const httplib::Request& req);
 std::string form_field(const httplib::Request& req, const std::string& name);  // "" when absent
 int int_field(const std::string& text, const std::string& name, int lo, int hi, int fallback);
+// A record id: 1 to 2^53 (what JSON carries exactly); cluster ids are local id × 1024 + shard,
+// past 32 bits on a large vault. Throws 400 on anything else, including an empty text.
+int64_t id_field(const std::string& text, const std::string& name);
 // A yes/no field: 1 or true, 0 or false ("" when absent: false); anything else is 400.
 bool flag_field(const std::string& text, const std::string& name);
 std::optional<double> double_field(const std::string& text, const std::string& name, double lo, double hi);

@@ -28,7 +28,7 @@ void reply_jpeg(httplib::Response& res, service::ReviewImage img) {
   res.set_content_provider(
       size, "image/jpeg",
       [jpeg](size_t offset, size_t length, httplib::DataSink& sink) {
-        if (offset > jpeg->size()) return false;
+        if (offset >= jpeg->size()) return false;  // past the end: never a write of nothing, forever
         return sink.write(reinterpret_cast<const char*>(jpeg->data()) + offset, std::min(length, jpeg->size() - offset));
       },
       [jpeg](bool) { vault::wipe(*jpeg); });
@@ -100,7 +100,7 @@ void add_review_routes(Server::Impl& s) {
   // then says the comparison is made without one.
   s.add("GET", "/v1/reviews/{id}/candidates/{cid}/reference.jpg", Action::kReviewRead, [&s](Call& c) {
     const std::string id = c.req.matches[1];
-    const int64_t candidate = int_field(c.req.matches[2], "cid", 1, 2'000'000'000, 0);
+    const int64_t candidate = id_field(c.req.matches[2], "cid");
     reply_jpeg(c.res, value_or_throw(s.svc->review_reference_image(c.caller.who(), id, candidate, scope_of(c))));
   });
 }

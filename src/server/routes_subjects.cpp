@@ -26,9 +26,12 @@ service::BasisRequest basis_request(const json& j, const std::string& ref) {
 }
 
 // The enrollment fields come as form fields, or as one JSON part "metadata" (form fields win).
-service::EnrollRequest enroll_request(const httplib::Request& req, const std::string& ref) {
+service::EnrollRequest enroll_request(const httplib::Request& req, const std::string& ref, size_t max_json_bytes) {
   json meta = json::object();
   if (req.has_file("metadata")) {
+    // The same bound as a JSON body: parsing costs many times the text's size in memory.
+    if (const auto part = req.files.find("metadata"); part->second.content.size() > max_json_bytes)
+      throw http_error(413, "the 'metadata' part is larger than " + std::to_string(max_json_bytes >> 10) + " KiB");
     meta = json::parse(form_field(req, "metadata"), nullptr, false);
     if (meta.is_discarded() || !meta.is_object()) throw http_error(400, "malformed JSON in the 'metadata' part");
   }
@@ -43,7 +46,7 @@ service::EnrollRequest enroll_request(const httplib::Request& req, const std::st
   r.subject_ref = ref;
   const std::string basis = get("basis");
   if (basis.empty()) throw http_error(400, "missing field 'basis' (the lawful basis id)");
-  r.basis_id = int_field(basis, "basis", 1, 2'000'000'000, 0);
+  r.basis_id = id_field(basis, "basis");
   r.face_index = int_field(get("face"), "face", 0, 199, -1);
   if (auto p = get("purpose"); !p.empty()) r.purpose = p;
   r.keep_image = get("keep_image") == "true";
@@ -80,14 +83,14 @@ void add_subject_routes(Server::Impl& s) {
 
   // Withdrawal erases: the policy table admits the roles that may erase (docs/privacy.md).
   s.add("POST", "/v1/bases/{id}/withdraw", Action::kBasisWithdraw, [&s](Call& c) {
-    const int id = int_field(c.req.matches[1], "id", 1, 2'000'000'000, 0);
+    const int64_t id = id_field(c.req.matches[1], "id");
     auto r = value_or_throw(s.svc->withdraw_basis(c.caller.who(), id));
     reply(c.res, 200, service::render::erase_receipt(r));
   });
 
   s.add("POST", "/v1/subjects/{ref}/faces", Action::kEnroll, [&s](Call& c) {
     require_multipart(c.req);
-    service::EnrollRequest req = enroll_request(c.req, c.req.matches[1]);
+    service::EnrollRequest req = enroll_request(c.req, c.req.matches[1], s.opt.max_json_bytes);
     std::vector<uint8_t> bytes = s.image_part(c.req, "image");
     // The service analyzes the photo outside its lock, then commits; it wipes bytes, pixels and
     // templates on every path, and audits a refusal.

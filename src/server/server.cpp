@@ -145,6 +145,12 @@ void Server::Impl::install() {
   // Header limits, before any route runs (cpp-httplib 0.11 has no header count limit):
   // security_test OversizedRequests.
   http->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // No route serves partial content, and a Range header may be ignored (RFC 9110 §14.2).
+    // cpp-httplib 0.11 honours it for every response: it neither clamps a range to the body
+    // (a streamed face crop then spins forever on `bytes=0-99999999`) nor bounds the number of
+    // ranges (thousands of `0-` ranges copy a public document thousands of times). The request
+    // is a non-const object of the library's; it reads `ranges` again only after routing.
+    const_cast<httplib::Request&>(req).ranges.clear();
     size_t bytes = req.method.size() + req.target.size();
     for (const auto& [k, v] : req.headers) bytes += k.size() + v.size() + 4;
     if (req.headers.size() <= opt.max_header_count && bytes <= opt.max_header_bytes)

@@ -374,6 +374,12 @@ TEST_F(ApiTest, SubjectsAndBases) {
   EXPECT_EQ(w.body["receipt"], "erasure");
   expect_error(wrap(client().Post("/v1/bases/999999/withdraw", auth("auditor"), "", "application/json")), 404, "unknown basis");
   expect_error(wrap(client().Post("/v1/bases/abc/withdraw", auth("auditor"), "", "application/json")), 400, "bad id");
+  // Ids past 32 bits are ids (a cluster's are local id × 1024 + shard): unknown, not malformed.
+  expect_error(wrap(client().Post("/v1/bases/2000001025/withdraw", auth("auditor"), "", "application/json")), 404, "large id");
+  expect_error(wrap(client().Post("/v1/bases/9007199254740992/withdraw", auth("auditor"), "", "application/json")), 404, "2^53");
+  expect_error(wrap(client().Post("/v1/bases/9007199254740993/withdraw", auth("auditor"), "", "application/json")), 400, "past 2^53");
+  expect_error(wrap(client().Post("/v1/bases/0/withdraw", auth("auditor"), "", "application/json")), 400, "id 0");
+  expect_error(wrap(client().Post("/v1/bases/-5/withdraw", auth("auditor"), "", "application/json")), 400, "negative id");
 }
 
 TEST_F(ApiTest, EnrollmentSearchExportErase) {
@@ -402,6 +408,10 @@ TEST_F(ApiTest, EnrollmentSearchExportErase) {
                400, "malformed metadata");
   expect_error(post_form("/v1/subjects/penny/faces", "enroller", {img("image", photo("penny", 3)), {"metadata", R"({"basis": [1]})", "", "application/json"}}),
                400, "metadata type");
+  // The metadata part has the JSON bodies' bound: a deeply nested one costs many times its size to parse.
+  expect_error(post_form("/v1/subjects/penny/faces", "enroller",
+                         {img("image", photo("penny", 3)), {"metadata", std::string(1 << 20, '['), "", "application/json"}}),
+               413, "oversized metadata");
   {
     std::vector<uchar> png;
     cv::imencode(".png", cv::Mat(240, 320, CV_8UC3, cv::Scalar(128, 128, 128)), png);

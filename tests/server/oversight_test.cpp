@@ -272,6 +272,19 @@ TEST_F(OversightTest, ProbeAndReferenceCropsAreJpegsNotCachedOr404WithoutAKeptRe
   ASSERT_GT(probe.raw.size(), 100u);
   EXPECT_EQ(static_cast<unsigned char>(probe.raw[0]), 0xFF);
   EXPECT_EQ(static_cast<unsigned char>(probe.raw[1]), 0xD8);
+  // Range is ignored: a range past the end (which a streamed crop once answered by spinning
+  // forever) and a thousand ranges both get the whole JPEG, once, with 200.
+  std::string many = "bytes=0-0";
+  for (int i = 0; i < 1000; ++i) many += ",0-0";
+  for (const std::string& range : {std::string("bytes=0-99999999"), many}) {
+    httplib::Headers h = auth("reviewer1");
+    h.emplace("Range", range);
+    auto c = client();
+    c.set_read_timeout(20);  // a server that never finishes the body fails here, not the suite
+    auto ranged = wrap(c.Get(("/v1/reviews/" + id + "/probe/" + std::to_string(face) + ".jpg").c_str(), h));
+    EXPECT_EQ(ranged.status, 200) << range.substr(0, 20);
+    EXPECT_EQ(ranged.raw, probe.raw) << range.substr(0, 20);
+  }
   EXPECT_TRUE(is_error(get("/v1/reviews/" + id + "/probe/" + std::to_string(face + 50) + ".jpg", "reviewer1"), 404));
   EXPECT_TRUE(is_error(get("/v1/reviews/" + id + "/probe/x.jpg", "reviewer1"), 400));
   EXPECT_TRUE(is_error(get("/v1/reviews/" + id + "/probe/0.jpg", "enroller"), 403));

@@ -219,6 +219,14 @@ TEST_F(WipeTest, Enroll) {
   EXPECT_EQ(refused.count(WipeKind::kUploadedBytes), 1u) << refused.str();
   EXPECT_EQ(refused.bytes(WipeKind::kUploadedBytes), std::vector<size_t>{upload_size(q)}) << refused.str();
   EXPECT_EQ(refused.events.size(), 1u) << refused.str();
+
+  // The same with an image part sent without a filename (curl -F 'image=<photo.jpg'): it is a
+  // photo all the same, and zeroed all the same.
+  auto nameless = run([&] {
+    return post_form("/v1/subjects/wipe-raj/faces", "enroller", {{"image", sample_photos::file_text(q), "", "image/jpeg"}});
+  }, 400);
+  EXPECT_EQ(nameless.bytes(WipeKind::kUploadedBytes), std::vector<size_t>{upload_size(q)}) << nameless.str();
+  EXPECT_EQ(nameless.events.size(), 1u) << nameless.str();
 }
 
 TEST_F(WipeTest, OptOut) {

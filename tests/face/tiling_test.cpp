@@ -2,6 +2,7 @@
 // whole-frame pass cannot see.
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <map>
 
@@ -25,6 +26,23 @@ UltraLightDetector& detector(bool tiling) {
     if (r.is_ok()) d = std::move(r).value();
   }
   return *d;
+}
+
+const std::filesystem::path& golden_face_path() {
+  static const auto path = test::golden_dir() / "obama_small/source.jpg";
+  return path;
+}
+
+// The golden photo's face (~150 px tall in 320×240) shrunk by k and pasted at `at` on a flat
+// scene of `size`; empty when the photo cannot be read.
+cv::Mat scene_with_golden_face(double k, cv::Size size, cv::Point at) {
+  auto img = image::read_image_file(golden_face_path());
+  if (!img.is_ok()) return {};
+  cv::Mat small;
+  cv::resize(img->rgb, small, {}, k, k, cv::INTER_AREA);
+  cv::Mat scene(size, CV_8UC3, cv::Scalar(90, 110, 100));
+  small.copyTo(scene(cv::Rect(at, small.size())));
+  return scene;
 }
 
 TEST(Tiling, PlanCoversEveryPixelAtEveryLevel) {
@@ -104,16 +122,11 @@ TEST(Tiling, LevelStepSetsTheRatioOfNeighbouringLevels) {
 
 TEST(Tiling, FindsASmallFaceTheWholeFramePassMisses) {
   FV_REQUIRE_MODELS();
-  const auto path = test::golden_dir() / "obama_small/source.jpg";
-  FV_REQUIRE_PATH(path);
-  auto img = image::read_image_file(path);
-  ASSERT_TRUE(img.is_ok());
-  // The face (~150 px tall in a 320×240 photo) shrunk to ~26 px and placed in a 1920×1080 scene.
-  cv::Mat small;
-  cv::resize(img->rgb, small, {}, 0.175, 0.175, cv::INTER_AREA);
-  cv::Mat scene(1080, 1920, CV_8UC3, cv::Scalar(90, 110, 100));
+  FV_REQUIRE_PATH(golden_face_path());
+  // The face shrunk to ~26 px and placed in a 1920×1080 scene.
   const cv::Point at(1400, 700);
-  small.copyTo(scene(cv::Rect(at, small.size())));
+  const cv::Mat scene = scene_with_golden_face(0.175, {1920, 1080}, at);
+  ASSERT_FALSE(scene.empty());
   const Box face{at.x + 104.8 * 0.175, at.y + 37.3 * 0.175, at.x + 211.4 * 0.175, at.y + 186.1 * 0.175};
 
   auto untiled = detector(false).detect(scene);
@@ -173,9 +186,8 @@ TEST(Tiling, KeepBestKeepsTheHighestScores) {
 
 TEST(Tiling, EvidenceAcrossViewsFindsTheSameFacesWithAndWithoutTheMirroredPass) {
   FV_REQUIRE_MODELS();
-  const auto path = test::golden_dir() / "obama_small/source.jpg";
-  FV_REQUIRE_PATH(path);
-  auto img = image::read_image_file(path);
+  FV_REQUIRE_PATH(golden_face_path());
+  auto img = image::read_image_file(golden_face_path());
   ASSERT_TRUE(img.is_ok());
   // Two copies of the face, one mirrored, in a scene large enough for a pyramid.
   constexpr double k = 0.25;
@@ -212,14 +224,9 @@ TEST(Tiling, EvidenceAcrossViewsFindsTheSameFacesWithAndWithoutTheMirroredPass) 
 // output: the faces detect() returns must be exactly what scoring those views gives.
 TEST(Tiling, DetectScoresExactlyTheViewsCollectViewsReturns) {
   FV_REQUIRE_MODELS();
-  const auto path = test::golden_dir() / "obama_small/source.jpg";
-  FV_REQUIRE_PATH(path);
-  auto img = image::read_image_file(path);
-  ASSERT_TRUE(img.is_ok());
-  cv::Mat small;
-  cv::resize(img->rgb, small, {}, 0.3, 0.3, cv::INTER_AREA);
-  cv::Mat scene(720, 1280, CV_8UC3, cv::Scalar(90, 110, 100));
-  small.copyTo(scene(cv::Rect(cv::Point(500, 200), small.size())));
+  FV_REQUIRE_PATH(golden_face_path());
+  const cv::Mat scene = scene_with_golden_face(0.3, {1280, 720}, {500, 200});
+  ASSERT_FALSE(scene.empty());
   auto& d = detector(true);
   const auto tiles = d.plan_tiles(scene.size());
   ASSERT_GT(tiles.size(), 1u);

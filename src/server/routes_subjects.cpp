@@ -49,7 +49,7 @@ service::EnrollRequest enroll_request(const httplib::Request& req, const std::st
   r.basis_id = id_field(basis, "basis");
   r.face_index = int_field(get("face"), "face", 0, 199, -1);
   if (auto p = get("purpose"); !p.empty()) r.purpose = p;
-  r.keep_image = get("keep_image") == "true";
+  r.keep_image = flag_field(get("keep_image"), "keep_image");  // "yes" is refused, not read as false
   // A sealed reference crop for reviewers (review cases); absent: the vault's setting.
   if (const std::string keep = get("keep_reference"); keep == "true") r.keep_reference = true;
   else if (keep == "false") r.keep_reference = false;

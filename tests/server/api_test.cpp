@@ -408,6 +408,8 @@ TEST_F(ApiTest, EnrollmentSearchExportErase) {
                400, "malformed metadata");
   expect_error(post_form("/v1/subjects/penny/faces", "enroller", {img("image", photo("penny", 3)), {"metadata", R"({"basis": [1]})", "", "application/json"}}),
                400, "metadata type");
+  expect_error(post_form("/v1/subjects/penny/faces", "enroller", {img("image", photo("penny", 3)), text("basis", bs), text("keep_image", "yes")}),
+               400, "keep_image yes");
   // The metadata part has the JSON bodies' bound: a deeply nested one costs many times its size to parse.
   expect_error(post_form("/v1/subjects/penny/faces", "enroller",
                          {img("image", photo("penny", 3)), {"metadata", std::string(1 << 20, '['), "", "application/json"}}),

@@ -213,9 +213,18 @@ TEST_F(RebalanceTest, SurplusShardsAreReleasedAndALostNodesShardsAreTakenOver) {
   for (const auto& row : (*status)["streams"]) surplus_rows += row.value("surplus", false) ? 1 : 0;
   EXPECT_EQ(surplus_rows, static_cast<int>(surplus.size())) << status->dump();
   // Once their assigned replicas (b and c) announced the streams' last sequences, they go.
-  ASSERT_TRUE(eventually(30, [&] { return nodes_["a"]->surplus_shards().empty(); }))
-      << "surplus shards not released within 30 s";
+  // A shard leaves the surplus list before its folder is erased (ClusterNode::rebalance): wait
+  // for both, then check each folder.
   char nn[8];
+  auto folders_gone = [&] {
+    for (int s : surplus) {
+      std::snprintf(nn, sizeof nn, "%02d", s);
+      if (fs::exists(root_ / "a" / "shards" / nn)) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(eventually(30, [&] { return nodes_["a"]->surplus_shards().empty() && folders_gone(); }))
+      << "surplus shards not released within 30 s";
   for (int s : surplus) {
     std::snprintf(nn, sizeof nn, "%02d", s);
     EXPECT_FALSE(fs::exists(root_ / "a" / "shards" / nn)) << "shard " << s;

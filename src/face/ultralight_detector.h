@@ -2,8 +2,9 @@
 // The network has a fixed 320×240 input with its priors baked in, so a face must be at least
 // ~10 px tall *in that input* to be found. A 20 px face in a 1920×1080 photo is 4 px after a
 // whole-frame resize. We therefore run an image pyramid of tiles: at level t a tile covers
-// 320t×240t image pixels (t = min_face/16 · level_step^k, level_step 2 by default), tiles overlap by 25 % so every face that the
-// level is responsible for lies wholly inside one tile, and the whole frame is run as well.
+// 320t×240t image pixels (t = min_face/16 · level_step^k, level_step 2 by default), tiles
+// overlap by 25 % so every face that the level is responsible for lies wholly inside one tile,
+// and the whole frame is run as well.
 // Candidates of all tiles (and their mirrored passes) are merged by face, scored by the
 // evidence of several views and scales, and their boxes averaged (merge_views in detector.h).
 // A small image (LFW 250×250) gets one letterboxed pass instead, scored as the reference does.

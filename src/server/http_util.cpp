@@ -155,10 +155,11 @@ void wipe_request_body(const httplib::Request& req, const WipeHook& on_wipe) {
 }
 
 void wipe_leftover_uploads(const httplib::Request& req, const WipeHook& on_wipe) {
-  for (const auto& [name, part] : req.files) {
-    // A text field stays; an image part counts whatever its filename (curl -F 'image=<f.jpg' sends none).
-    const bool image_part = name == "image" || name == "a" || name == "b";
-    if (part.filename.empty() && !image_part) continue;
+  for (const auto& [_, part] : req.files) {
+    // A text field stays. A part is an upload when it has a filename or holds image bytes
+    // (curl -F 'image=<f.jpg' sends none), recognised as take_image_part does.
+    const auto bytes = std::span(reinterpret_cast<const uint8_t*>(part.content.data()), part.content.size());
+    if (part.filename.empty() && image::sniff_header(bytes).format.empty()) continue;
     const bool zeroed = part.content.find_first_not_of('\0') == std::string::npos;
     if (!zeroed) zero_in_place(part.content, service::WipeKind::kUploadedBytes, on_wipe);
   }

@@ -246,6 +246,8 @@ class ErasureReceipt:
     @property
     def erased_at(self) -> str: ...
     @property
+    def basis_id(self) -> Optional[int]: ...
+    @property
     def templates(self) -> int: ...
     @property
     def source_images(self) -> int: ...
@@ -277,6 +279,8 @@ class ExpiryReport:
     def dry_run(self) -> bool: ...
     @property
     def erased(self) -> list[ErasureReceipt]: ...
+    @property
+    def bases_lapsed(self) -> list[ErasureReceipt]: ...
     @property
     def audit_hash(self) -> str: ...
     def to_dict(self) -> dict[str, Any]:
@@ -378,7 +382,7 @@ class Vault:
     def erase(self, subject: str, reason: str = "erasure request") -> ErasureReceipt:
         """Erases everything held about a subject (reference or vault id) and returns the ErasureReceipt."""
     def expire(self, as_of: Optional[str] = None, dry_run: bool = False) -> ExpiryReport:
-        """Erases the subjects whose retention ended by as_of (default now; a future date needs dry_run)."""
+        """Erases the subjects whose retention ended by as_of (default now; a future date needs dry_run), and what each expired basis covered when its subject stays under another."""
     def export(
         self, subject: str, include_templates: bool = False, images_dir: Optional[Union[str, os.PathLike[str]]] = None
     ) -> dict[str, Any]:

@@ -310,6 +310,8 @@ void bind_results(py::module_& m) {
       .def_readonly("subject_id", &EraseReceipt::subject_uid, "The subject's vault id.")
       .def_readonly("reason", &EraseReceipt::reason, "Why it was erased.")
       .def_readonly("erased_at", &EraseReceipt::erased_at, "When (UTC).")
+      .def_readonly("basis_id", &EraseReceipt::basis_id,
+                    "The basis whose rows went while the subject stays (a withdrawal or an expired basis), else None.")
       .def_readonly("templates", &EraseReceipt::faces, "Templates erased.")
       .def_readonly("source_images", &EraseReceipt::images, "Source image records erased.")
       .def_readonly("kept_images", &EraseReceipt::kept_images, "Kept photos erased.")
@@ -326,6 +328,8 @@ void bind_results(py::module_& m) {
   expiry.def_readonly("as_of", &ExpireReport::as_of, "The date the run was made for.")
       .def_readonly("dry_run", &ExpireReport::dry_run, "Whether nothing was erased.")
       .def_readonly("erased", &ExpireReport::erased, "One ErasureReceipt per subject.")
+      .def_readonly("bases_lapsed", &ExpireReport::bases_lapsed,
+                    "One ErasureReceipt per expired basis whose rows went while its subject stays under another.")
       .def_readonly("audit_hash", &ExpireReport::audit_hash, "Hash of the audit entry.");
   def_to_dict(expiry, render::expire_report, kAsJson);
 

@@ -51,7 +51,7 @@ void add_erasure_commands(CLI::App& app, int& exit_code) {
   {
     struct A { std::string as_of; bool dry_run = false; VaultOptions c; };
     auto a = std::make_shared<A>();
-    auto* cmd = app.add_subcommand("expire", "erase every subject whose retention has ended or whose lawful bases have all lapsed");
+    auto* cmd = app.add_subcommand("expire", "erase every subject whose retention has ended or whose lawful bases have all lapsed, and what each expired basis covered");
     cmd->add_option("--as-of", a->as_of, "evaluate at this date instead of now (YYYY-MM-DD or timestamp, UTC; a future date only with --dry-run)");
     cmd->add_flag("--dry-run", a->dry_run, "list what is due without erasing");
     add_vault_options(cmd, a->c);
@@ -59,14 +59,29 @@ void add_erasure_commands(CLI::App& app, int& exit_code) {
     cmd->callback(vault_command(a->c, exit_code, [a](service::Api& svc, const service::Actor& actor) -> Status {
       std::optional<std::string> as_of;
       if (!a->as_of.empty()) as_of = a->as_of;
-      return print_result(a->c, svc.expire(actor, as_of, a->dry_run), service::render::expire_report,
+      const auto report = svc.expire(actor, as_of, a->dry_run);
+      FV_RETURN_IF_ERROR(print_result(a->c, report, service::render::expire_report,
                           [](const service::ExpireReport& r) {
                             std::printf("%s %zu subject(s) as of %s\n", r.dry_run ? "due:" : "erased", r.erased.size(),
                                         r.as_of.c_str());
                             for (auto& e : r.erased)
                               std::printf("  %s (vault id %s): %s\n", e.subject_ref.c_str(), e.subject_uid.c_str(),
                                           e.reason.c_str());
-                          });
+                            if (!r.bases_lapsed.empty())
+                              std::printf("%s the rows of %zu expired basis(es) whose subject stays\n",
+                                          r.dry_run ? "due:" : "erased", r.bases_lapsed.size());
+                            for (auto& e : r.bases_lapsed)
+                              std::printf("  %s (vault id %s): %s, %lld template(s), %lld source image(s)\n",
+                                          e.subject_ref.c_str(), e.subject_uid.c_str(), e.reason.c_str(),
+                                          static_cast<long long>(e.faces), static_cast<long long>(e.images));
+                            for (auto& [s, why] : r.failed_shards)
+                              std::printf("  shard %d failed: %s\n", s, why.c_str());
+                          }));
+      // A cluster's run that failed on some shards ran on the others: reported, then failed.
+      if (report.is_ok() && !report->failed_shards.empty())
+        return unavailable("the retention run failed on " + std::to_string(report->failed_shards.size()) +
+                           " shard(s); the next run completes them");
+      return Status::ok();
     }));
   }
 }

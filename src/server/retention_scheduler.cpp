@@ -101,14 +101,25 @@ void RetentionScheduler::run_once() {
                  state_.last_error.c_str());
     return;
   }
-  state_.last_error.clear();
-  state_.last_success_unix = t;
+  if (!r->failed_shards.empty()) {
+    // A cluster's run that ran on some shards and failed on others: its report is kept, and it
+    // counts as failed until a run completes everywhere.
+    state_.last_ok = false;
+    ++state_.failures;
+    state_.last_error = "shard " + std::to_string(r->failed_shards.front().first) + ": " + r->failed_shards.front().second;
+    if (r->failed_shards.size() > 1) state_.last_error += " (and " + std::to_string(r->failed_shards.size() - 1) + " more)";
+    std::fprintf(stderr, "facevault serve: retention run failed on %zu shard(s) (retried in %lld s): %s\n",
+                 r->failed_shards.size(), static_cast<long long>(interval_.count()), state_.last_error.c_str());
+  } else {
+    state_.last_error.clear();
+    state_.last_success_unix = t;
+  }
   state_.last_erased = static_cast<int64_t>(r->erased.size());
   state_.last_report = service::render::expire_report(*r);
   state_.last_report_at = r->as_of;
-  if (log_runs_ && !r->erased.empty())
-    std::fprintf(stderr, "facevault serve: retention run erased %zu subject(s) (audit %s)\n", r->erased.size(),
-                 r->audit_hash.c_str());
+  if (log_runs_ && (!r->erased.empty() || !r->bases_lapsed.empty()))
+    std::fprintf(stderr, "facevault serve: retention run erased %zu subject(s) and the rows of %zu expired basis(es) (audit %s)\n",
+                 r->erased.size(), r->bases_lapsed.size(), r->audit_hash.c_str());
 }
 
 }  // namespace fv::server

@@ -83,26 +83,7 @@ Result<EraseReceipt> Service::withdraw_basis(const Actor& actor, int64_t basis_i
       FV_ASSIGN_OR_RETURN(r, m.erase_in_txn(actor, s, "consent withdrawn (basis " + std::to_string(basis_id) + ")",
                                                  ErasureCause::kWithdrawal));
     } else {
-      r.subject_ref = s.ref;
-      r.subject_uid = s.uid;
-      r.reason = "basis " + std::to_string(basis_id) + " withdrawn";
-      r.erased_at = m.now();
-      FV_ASSIGN_OR_RETURN(auto gone, cat.withdraw_basis_rows(basis_id, r.erased_at));
-      r.faces = gone.faces;
-      r.images = gone.images;
-      r.kept_images = gone.kept_images;
-      FV_RETURN_IF_ERROR(m.vault->mark_wipe_pending());
-      r.bases = 0;
-      AuditEntry e = m.entry(actor, Action::kBasisWithdraw);
-      e.subjects = {s.uid};
-      e.details = {{"basis_id", basis_id}, {"templates", r.faces}, {"source_images", r.images},
-                   {"kept_images", r.kept_images}, {"subject_erased", false}};
-      FV_ASSIGN_OR_RETURN(auto cases, cat.drop_candidacies_without_basis(s.id, r.erased_at));
-      if (!cases.empty()) e.details["review_cases_left"] = cases.size();
-      FV_ASSIGN_OR_RETURN(r.audit_hash, m.audit_in_txn(e));
-      r.audit_seq = e.seq;
-      // An open case left with nothing to decide closes now.
-      FV_RETURN_IF_ERROR(m.settle_cases_after_erasure(actor, cases));
+      FV_ASSIGN_OR_RETURN(r, m.erase_basis_in_txn(actor, s, basis_id, ErasureCause::kWithdrawal));
     }
     FV_RETURN_IF_ERROR(txn.commit());
   }
@@ -111,6 +92,39 @@ Result<EraseReceipt> Service::withdraw_basis(const Actor& actor, int64_t basis_i
   m.gallery->drop();
   r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
   m.finish_erasure(r);
+  return r;
+}
+
+Result<EraseReceipt> Service::Impl::erase_basis_in_txn(const Actor& actor, const vault::SubjectRow& s, int64_t basis_id,
+                                                      ErasureCause cause) {
+  const bool withdrawal = cause == ErasureCause::kWithdrawal;
+  EraseReceipt r;
+  r.subject_ref = s.ref;
+  r.subject_uid = s.uid;
+  r.basis_id = basis_id;
+  r.reason = "basis " + std::to_string(basis_id) + (withdrawal ? " withdrawn" : " expired");
+  r.erased_at = now();
+  auto& cat = catalog();
+  FV_ASSIGN_OR_RETURN(auto gone, withdrawal ? cat.withdraw_basis_rows(basis_id, r.erased_at)
+                                            : cat.erase_lapsed_basis_rows(basis_id, r.erased_at));
+  r.faces = gone.faces;
+  r.images = gone.images;
+  r.kept_images = gone.kept_images;
+  FV_RETURN_IF_ERROR(vault->mark_wipe_pending());
+  AuditEntry e = entry(actor, withdrawal ? Action::kBasisWithdraw : Action::kErase);
+  e.subjects = {s.uid};
+  e.details = {{"basis_id", basis_id}, {"templates", r.faces}, {"source_images", r.images},
+               {"kept_images", r.kept_images}, {"subject_erased", false}};
+  if (!withdrawal) {
+    e.details["reason"] = r.reason;
+    e.details["cause"] = erasure_cause_name(cause);
+  }
+  FV_ASSIGN_OR_RETURN(auto cases, cat.drop_candidacies_without_basis(s.id, r.erased_at));
+  if (!cases.empty()) e.details["review_cases_left"] = cases.size();
+  FV_ASSIGN_OR_RETURN(r.audit_hash, audit_in_txn(e));
+  r.audit_seq = e.seq;
+  // An open case left with nothing to decide closes now.
+  FV_RETURN_IF_ERROR(settle_cases_after_erasure(actor, cases));
   return r;
 }
 

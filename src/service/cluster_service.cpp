@@ -256,32 +256,40 @@ Result<EraseReceipt> ClusterService::withdraw_basis(const Actor& actor, int64_t 
   }
   FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) { return svc.withdraw_basis(actor, local); }));
   if (!r.key_destroyed) {
-    // Another basis is in force: the subject stays. The stream messages that hold the basis's
-    // rows go (their copies would stay readable under the subject's live key), and the subject
-    // leaves the open cases whose purpose no basis of theirs in force covers any more (as one
-    // vault does).
-    auto erased = node_.shard(s)->writer->erase_messages_of_basis(r.subject_uid, local);
-    if (!erased.is_ok())
-      return Status(erased.status().code(),
-                    "the lawful basis is withdrawn in every replica's vault, but its messages are not yet erased from "
-                    "the shard's stream (" + erased.status().message() + "); every node hosting the shard completes that "
-                    "at its next start, erasure or retention run (ClusterNode::sweep_pending_erasures): no receipt until then");
-    r.stream_messages_erased = *erased;
-    FV_ASSIGN_OR_RETURN(r.replicas, replicas_at(s, node_.shard(s)->replica->applied()));
-    auto w = withdrawn_purposes(s, r.subject_uid, local);
-    auto left = w.is_ok() ? exclude_from_review_in_meta(actor, r.subject_uid, w->kept, w->dropped, w->seq, "withdrawal")
-                          : Result<int64_t>(w.status());
-    if (!left.is_ok())
-      return Status(left.status().code(),
-                    "the lawful basis is withdrawn in every replica's vault, but the subject's candidacies for the "
-                    "purposes it no longer covers are not yet out of the open review cases (" + left.status().message() +
-                    "); the next erasure, retention run or start of a node hosting the shard completes that");
-    r.review_candidates_removed += *left;
-    (void)node_.shard(s)->replica->mark_withdrawal_settled_in_meta(local);
+    FV_RETURN_IF_ERROR(finish_cluster_basis_erasure(actor, s, local, "withdrawn", r));
     return r;
   }
   FV_RETURN_IF_ERROR(finish_cluster_erasure(actor, s, r));
   return r;
+}
+
+Status ClusterService::finish_cluster_basis_erasure(const Actor& actor, int s, int64_t local_basis_id, const std::string& how,
+                                                    EraseReceipt& r) {
+  // The subject stays. The stream messages that hold the basis's rows go (their copies would
+  // stay readable under the subject's live key), and the subject leaves the open cases whose
+  // purpose no basis of theirs in force covers any more (as one vault does).
+  r.basis_id = global_id(local_basis_id, s);
+  auto erased = node_.shard(s)->writer->erase_messages_of_basis(r.subject_uid, local_basis_id);
+  if (!erased.is_ok())
+    return Status(erased.status().code(),
+                  "the lawful basis is " + how + " and its rows are erased in every replica's vault, but its messages are "
+                  "not yet erased from the shard's stream (" + erased.status().message() + "); every node hosting the "
+                  "shard completes that at its next start, erasure or retention run "
+                  "(ClusterNode::sweep_pending_erasures): no receipt until then");
+  r.stream_messages_erased = *erased;
+  FV_ASSIGN_OR_RETURN(r.replicas, replicas_at(s, node_.shard(s)->replica->applied()));
+  auto w = withdrawn_purposes(s, r.subject_uid, local_basis_id);
+  auto left = w.is_ok() ? exclude_from_review_in_meta(actor, r.subject_uid, w->kept, w->dropped, w->seq, "withdrawal")
+                        : Result<int64_t>(w.status());
+  if (!left.is_ok())
+    return Status(left.status().code(),
+                  "the lawful basis is " + how + " and its rows are erased in every replica's vault, but the subject's "
+                  "candidacies for the purposes it no longer covers are not yet out of the open review cases (" +
+                  left.status().message() + "); the next erasure, retention run or start of a node hosting the shard "
+                  "completes that");
+  r.review_candidates_removed += *left;
+  (void)node_.shard(s)->replica->mark_withdrawal_settled_in_meta(local_basis_id);
+  return Status::ok();
 }
 
 std::optional<int> ClusterService::unhosted_enrollment_shard(const EnrollRequest& req, const Placement& p) {
@@ -554,8 +562,14 @@ Result<ExpireReport> ClusterService::expire(const Actor& actor, const std::optio
       report.deferred_shards.push_back(s);
       continue;
     }
-    FV_RETURN_IF_ERROR(part.status());
+    if (!part.is_ok()) {
+      // One shard that cannot run (its nodes unreachable, say) does not hold up the others.
+      report.failed_shards.emplace_back(s, part.status().to_string());
+      continue;
+    }
     for (auto& r : part->erased) report.erased.push_back(std::move(r));
+    for (auto& r : part->bases_lapsed) report.bases_lapsed.push_back(std::move(r));
+    for (auto& f : part->failed_shards) report.failed_shards.push_back(std::move(f));
   }
   return report;
 }
@@ -567,8 +581,20 @@ Result<ExpireReport> ClusterService::expire_on(int s, const Actor& actor, const 
   // receipts of those already erased. Who is still due is erased at the next run.
   FV_ASSIGN_OR_RETURN(Service * svc, shard(s));
   FV_ASSIGN_OR_RETURN(auto part, svc->expire(actor, as_of, dry_run));
-  if (!dry_run)
-    for (auto& r : part.erased) FV_RETURN_IF_ERROR(finish_cluster_erasure(actor, s, r));
+  // Each erasure committed in the vaults is finished (stream, directory, review cases) whatever
+  // another's finishing does; what fails is completed by the next run or start (the sweep).
+  Status first;
+  for (auto& r : part.erased) {
+    const Status st = dry_run ? Status::ok() : finish_cluster_erasure(actor, s, r);
+    if (!st.is_ok() && first.is_ok()) first = st;
+  }
+  for (auto& r : part.bases_lapsed) {
+    const int64_t local = r.basis_id.value_or(0);
+    const Status st = dry_run ? Status::ok() : finish_cluster_basis_erasure(actor, s, local, "expired", r);
+    r.basis_id = global_id(local, s);
+    if (!st.is_ok() && first.is_ok()) first = st;
+  }
+  if (!first.is_ok()) part.failed_shards.emplace_back(s, first.to_string());
   return part;
 }
 

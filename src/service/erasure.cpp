@@ -107,22 +107,50 @@ Result<ExpireReport> Service::expire(const Actor& actor, const std::optional<std
     r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
     rep.erased.push_back(r);
   }
+  // Bases that lapsed while their subject keeps another in force: what each covered goes, as a
+  // withdrawal takes it (the subjects due above are gone whole, their bases with them).
+  FV_ASSIGN_OR_RETURN(auto lapsed, m.catalog().lapsed_bases_holding_rows(rep.as_of));
+  for (const auto& b : lapsed) {
+    if (dry_run) {
+      EraseReceipt r;
+      r.subject_ref = b.subject.ref;
+      r.subject_uid = b.subject.uid;
+      r.basis_id = b.basis_id;
+      r.reason = "basis " + std::to_string(b.basis_id) + " expired";
+      rep.bases_lapsed.push_back(r);
+      continue;
+    }
+    FV_ASSIGN_OR_RETURN(vault::Txn txn, m.catalog().begin());
+    FV_ASSIGN_OR_RETURN(auto still, m.catalog().lapsed_bases_holding_rows(rep.as_of, b.basis_id));
+    if (still.empty()) continue;  // the transaction rolls back
+    FV_ASSIGN_OR_RETURN(EraseReceipt r, m.erase_basis_in_txn(actor, still.front().subject, b.basis_id,
+                                                             ErasureCause::kRetention));
+    FV_RETURN_IF_ERROR(txn.commit());
+    auto forgotten = m.gallery->forget_subject(b.subject.id);
+    r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
+    rep.bases_lapsed.push_back(r);
+  }
+  // The stayers' other templates come back with the next load of the index.
+  if (!dry_run && !rep.bases_lapsed.empty()) m.gallery->drop();
   // Oversight's own expiry: pending authorisations past their deadline, aged-out probe crops.
   if (!dry_run) {
     FV_ASSIGN_OR_RETURN(rep.oversight, m.sweep_oversight(actor, rep.as_of));
   }
   AuditEntry e = m.entry(actor, Action::kExpire);
   for (auto& r : rep.erased) e.subjects.push_back(r.subject_uid);
+  for (auto& r : rep.bases_lapsed) e.subjects.push_back(r.subject_uid);
   e.details = {{"as_of", rep.as_of}, {"erased", dry_run ? 0 : rep.erased.size()}, {"dry_run", dry_run},
-               {"due", rep.erased.size()}, {"authorisations_lapsed", rep.oversight.lapsed.size()},
+               {"due", rep.erased.size()}, {"bases_lapsed", rep.bases_lapsed.size()},
+               {"authorisations_lapsed", rep.oversight.lapsed.size()},
                {"probe_crops_destroyed", rep.oversight.probe_crops_destroyed}};
   FV_ASSIGN_OR_RETURN(rep.audit_hash, m.audit_now(e));
-  if (!dry_run && !rep.erased.empty()) {
+  if (!dry_run && (!rep.erased.empty() || !rep.bases_lapsed.empty())) {
     Status w = m.vault->wipe_free_space();
-    for (auto& r : rep.erased) {
-      r.wiped = w.is_ok();
-      if (!w.is_ok()) r.wipe_error = w.message();
-    }
+    for (auto* list : {&rep.erased, &rep.bases_lapsed})
+      for (auto& r : *list) {
+        r.wiped = w.is_ok();
+        if (!w.is_ok()) r.wipe_error = w.message();
+      }
   }
   return rep;
 }

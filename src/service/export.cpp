@@ -60,6 +60,7 @@ Result<json> Service::export_subject(const Actor& actor, const std::string& subj
   for (auto& b : basis_rows)
     bases.push_back({{"id", b.id}, {"kind", b.kind}, {"reference", b.reference}, {"granted_at", b.granted_at},
                      {"expires_at", opt_json(b.expires_at)}, {"withdrawn_at", opt_json(b.withdrawn_at)},
+                     {"rows_erased_at", opt_json(b.withdrawn_at ? b.withdrawn_at : b.lapse_erased_at)},
                      {"recorded_by", b.recorded_by}, {"purposes", json::parse(b.purposes_json)}});
   j["lawful_bases"] = bases;
   FV_ASSIGN_OR_RETURN(vault::SecretKey key, m.vault->subject_key(s->id));

@@ -157,6 +157,10 @@ json erase_receipt(const EraseReceipt& r) {
           {"search_index_removed", r.index_removed},
           {"audit_seq", r.audit_seq},
           {"audit_hash", r.audit_hash}};
+  if (r.basis_id) {
+    j["basis_id"] = *r.basis_id;
+    j["subject_erased"] = false;
+  }
   if (!r.replicas.empty()) {
     j["replicas"] = r.replicas;
     j["stream_messages_erased"] = r.stream_messages_erased;
@@ -165,11 +169,17 @@ json erase_receipt(const EraseReceipt& r) {
 }
 
 json expire_report(const ExpireReport& r) {
-  json erased = json::array();
+  json erased = json::array(), lapsed = json::array();
   for (const auto& e : r.erased) erased.push_back(erase_receipt(e));
-  json j = {{"as_of", r.as_of}, {"dry_run", r.dry_run}, {"erased", erased}, {"oversight", lapse_report(r.oversight)},
-             {"audit_hash", r.audit_hash}};
+  for (const auto& e : r.bases_lapsed) lapsed.push_back(erase_receipt(e));
+  json j = {{"as_of", r.as_of}, {"dry_run", r.dry_run}, {"erased", erased}, {"bases_lapsed", lapsed},
+            {"oversight", lapse_report(r.oversight)}, {"audit_hash", r.audit_hash}};
   if (!r.deferred_shards.empty()) j["deferred_shards"] = r.deferred_shards;
+  if (!r.failed_shards.empty()) {
+    json f = json::array();
+    for (const auto& [s, why] : r.failed_shards) f.push_back({{"shard", s}, {"error", why}});
+    j["failed_shards"] = f;
+  }
   return j;
 }
 

@@ -216,6 +216,12 @@ struct Service::Impl {
   Result<EraseReceipt> erase_in_txn(const Actor& actor, const vault::SubjectRow& s, const std::string& reason,
                                     ErasureCause cause = ErasureCause::kRequest);
   void finish_erasure(EraseReceipt& r);  // wipes freed pages (the receipt says whether it could)
+  // What one basis covered, erased while its subject stays (another basis is in force): on
+  // withdrawal (audited "basis_withdraw", the basis marked withdrawn) or by a retention run
+  // after the basis expired (audited "erase", cause retention). The subject leaves the open
+  // review cases its remaining bases do not cover.
+  Result<EraseReceipt> erase_basis_in_txn(const Actor& actor, const vault::SubjectRow& s, int64_t basis_id,
+                                          ErasureCause cause);
   // The access export's review section (export.cpp): the candidacies appended to
   // j["review_cases"] and j["review_summary"] recomputed (a cluster adds its meta vault's).
   Status export_reviews(const Actor& actor, const std::vector<vault::ReviewCandidateRow>& candidacies,

@@ -41,7 +41,7 @@ json receipt_json(const EraseReceipt& r) {
           {"reference_crops", r.reference_crops}, {"review_candidates_removed", r.review_candidates_removed},
           {"key_destroyed", r.key_destroyed}, {"wiped", r.wiped}, {"wipe_error", r.wipe_error},
           {"index_removed", r.index_removed}, {"audit_seq", r.audit_seq}, {"audit_hash", r.audit_hash},
-          {"replicas", r.replicas}, {"stream_messages_erased", r.stream_messages_erased}};
+          {"replicas", r.replicas}, {"stream_messages_erased", r.stream_messages_erased}, {"basis_id", opt(r.basis_id)}};
 }
 
 EraseReceipt receipt_of(const json& j) {
@@ -64,6 +64,7 @@ EraseReceipt receipt_of(const json& j) {
   r.audit_hash = j.at("audit_hash").get<std::string>();
   r.replicas = j.at("replicas").get<std::vector<std::string>>();
   r.stream_messages_erased = j.at("stream_messages_erased").get<int64_t>();
+  r.basis_id = opt_of<int64_t>(j.at("basis_id"));
   return r;
 }
 
@@ -262,8 +263,11 @@ Result<CandidateOnShard> decode_candidate(std::span<const uint8_t> bytes) {
 
 vault::Bytes encode_result(const ExpireReport& r) {
   json erased = json::array();
+  json lapsed = json::array(), failed = json::array();
   for (const auto& e : r.erased) erased.push_back(receipt_json(e));
-  return cbor({{"as_of", r.as_of}, {"dry_run", r.dry_run}, {"erased", erased}});
+  for (const auto& e : r.bases_lapsed) lapsed.push_back(receipt_json(e));
+  for (const auto& [s, why] : r.failed_shards) failed.push_back({{"shard", s}, {"error", why}});
+  return cbor({{"as_of", r.as_of}, {"dry_run", r.dry_run}, {"erased", erased}, {"bases_lapsed", lapsed}, {"failed", failed}});
 }
 
 Result<ExpireReport> decode_expire_report(std::span<const uint8_t> bytes) {
@@ -272,6 +276,8 @@ Result<ExpireReport> decode_expire_report(std::span<const uint8_t> bytes) {
     r.as_of = j.at("as_of").get<std::string>();
     r.dry_run = j.at("dry_run").get<bool>();
     for (const auto& e : j.at("erased")) r.erased.push_back(receipt_of(e));
+    for (const auto& e : j.at("bases_lapsed")) r.bases_lapsed.push_back(receipt_of(e));
+    for (const auto& f : j.at("failed")) r.failed_shards.emplace_back(f.at("shard").get<int>(), f.at("error").get<std::string>());
     return r;
   });
 }

@@ -177,6 +177,9 @@ struct Detection {  // faces and their quality, no template kept
 
 struct EraseReceipt {
   std::string subject_ref, subject_uid, reason;
+  // Set when one basis's rows went and the subject stays (a withdrawal, or a basis that
+  // lapsed while another is in force); the subject's bases and key are then untouched.
+  std::optional<int64_t> basis_id;
   std::string erased_at;
   int64_t faces = 0, images = 0, kept_images = 0, bases = 0;
   int64_t reference_crops = 0;            // reviewers' reference crops of the subject's faces
@@ -203,11 +206,17 @@ struct ExpireReport {
   std::string as_of;
   bool dry_run = false;
   std::vector<EraseReceipt> erased;
+  // Bases that expired while their subject keeps another in force: what each covered (faces,
+  // source images, reference crops) is erased as a withdrawal erases it.
+  std::vector<EraseReceipt> bases_lapsed;
   LapseReport oversight;  // lapsed authorisations and aged-out probe crops (not in a dry run)
   std::string audit_hash;
   // Cluster: shards whose run lost a race with another node's write (kAborted) and stopped;
   // what is due there is erased by that node's run or the next.
   std::vector<int> deferred_shards;
+  // Cluster: shards whose run failed (unreachable, or an erasure left to complete), with why.
+  // The others ran; what failed is completed by the next run or start of a node hosting it.
+  std::vector<std::pair<int, std::string>> failed_shards;
 };
 
 struct OptoutMatch {

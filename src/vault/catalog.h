@@ -55,6 +55,7 @@ struct BasisRecord {  // the access export's view of a basis
   int64_t id = 0;
   std::string kind, reference, granted_at;
   std::optional<std::string> expires_at, withdrawn_at;
+  std::optional<std::string> lapse_erased_at;  // when a retention run erased what it covered after it expired
   std::string recorded_by;
   std::string purposes_json;  // JSON array of the purposes
 };
@@ -80,7 +81,13 @@ struct ErasedCounts {  // what an erasure removed
   std::vector<std::string> open_review_cases;
 };
 
-struct WithdrawnCounts {  // what the withdrawal of one basis removed
+struct LapsedBasisRow {  // an expired basis that still covers rows, of a subject who stays
+  int64_t basis_id = 0;
+  SubjectRow subject;
+  std::string expired_at;
+};
+
+struct WithdrawnCounts {  // what the withdrawal (or the lapse) of one basis removed
   int64_t faces = 0, images = 0, kept_images = 0;
 };
 
@@ -248,6 +255,14 @@ class Catalog {
   Result<int64_t> other_bases_in_force(int64_t subject_id, int64_t except, const std::string& now);
   // Deletes what the basis covered (faces, source images) and marks it withdrawn.
   Result<WithdrawnCounts> withdraw_basis_rows(int64_t basis_id, const std::string& withdrawn_at);
+  // Deletes what an expired basis covered (as a withdrawal does) and records when in
+  // lapsed_basis_erasure; the basis row stays, expired, for the record.
+  Result<WithdrawnCounts> erase_lapsed_basis_rows(int64_t basis_id, const std::string& erased_at);
+  // Bases expired at `as_of` that still cover faces, source images or a stream key, of subjects
+  // who are not due for expiry themselves (another basis is in force, retention runs); with
+  // `only`, that basis alone if it is (checked again inside the erasing transaction).
+  Result<std::vector<LapsedBasisRow>> lapsed_bases_holding_rows(const std::string& as_of,
+                                                                 std::optional<int64_t> only = std::nullopt);
   // Deletes the subject, its faces, images, bases and key.
   Result<ErasedCounts> erase_subject(int64_t subject_id);
   // The bases in force at `now` that cover `purpose`, of subjects within retention.
@@ -390,7 +405,8 @@ class Catalog {
   };
   Result<std::vector<UnsettledErasure>> erasures_unsettled_in_meta(const std::string& stream);
   Status mark_erasure_settled_in_meta(const std::string& subject_uid);
-  // The same for bases withdrawn while their subject stays (by basis id, with the subject's uid).
+  // The same for bases withdrawn while their subject stays, or erased by a retention run after
+  // they lapsed (by basis id, with the subject's uid).
   struct UnsettledWithdrawal {
     int64_t basis_id = 0;
     std::string subject_uid;

@@ -109,12 +109,12 @@ Status Catalog::mark_erasure_settled_in_meta(const std::string& subject_uid) {
 
 namespace {
 
-// The bases withdrawn while their subject stays that local-only table `done` (keyed by
-// basis_id) does not list yet.
+// The bases withdrawn, or erased after they lapsed, while their subject stays that local-only
+// table `done` (keyed by basis_id) does not list yet.
 Result<std::vector<Catalog::UnsettledWithdrawal>> withdrawals_not_in(Db& db, const std::string& done) {
   FV_ASSIGN_OR_RETURN(Stmt q, db.prepare(
-      "SELECT b.id, s.uid FROM lawful_basis b JOIN subject s ON s.id = b.subject_id WHERE b.withdrawn_at IS NOT NULL "
-      "AND NOT EXISTS (SELECT 1 FROM " + done + " w WHERE w.basis_id = b.id) ORDER BY b.id"));
+      "SELECT b.id, s.uid FROM lawful_basis b JOIN subject s ON s.id = b.subject_id WHERE (b.withdrawn_at IS NOT NULL "
+      "OR EXISTS (SELECT 1 FROM lapsed_basis_erasure l WHERE l.basis_id = b.id)) AND NOT EXISTS (SELECT 1 FROM " + done + " w WHERE w.basis_id = b.id) ORDER BY b.id"));
   std::vector<Catalog::UnsettledWithdrawal> out;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, q.step());

@@ -107,22 +107,56 @@ Status run_by_id(Db& db, const char* sql, int64_t id) {
   return d.run();
 }
 
+// What a basis covered, deleted: its faces (their reference crops cascade), its source images,
+// and cluster mode's key of the basis (its enrollments in a stream open with nothing from now on).
+Result<WithdrawnCounts> delete_basis_rows(Db& db, int64_t basis_id) {
+  WithdrawnCounts c;
+  FV_ASSIGN_OR_RETURN(c.faces, count_by_id(db, "SELECT count(*) FROM face WHERE basis_id=?", basis_id));
+  FV_RETURN_IF_ERROR(run_by_id(db, "DELETE FROM face WHERE basis_id=?", basis_id));
+  FV_ASSIGN_OR_RETURN(c.kept_images,
+                      count_by_id(db, "SELECT count(*) FROM source_image WHERE basis_id=? AND image IS NOT NULL", basis_id));
+  FV_ASSIGN_OR_RETURN(c.images, count_by_id(db, "SELECT count(*) FROM source_image WHERE basis_id=?", basis_id));
+  FV_RETURN_IF_ERROR(run_by_id(db, "DELETE FROM source_image WHERE basis_id=?", basis_id));
+  FV_RETURN_IF_ERROR(run_by_id(db, "DELETE FROM basis_key WHERE basis_id=?", basis_id));
+  return c;
+}
+
 }  // namespace
 
 Result<WithdrawnCounts> Catalog::withdraw_basis_rows(int64_t basis_id, const std::string& withdrawn_at) {
-  WithdrawnCounts c;
-  FV_ASSIGN_OR_RETURN(c.faces, count_by_id(*db_, "SELECT count(*) FROM face WHERE basis_id=?", basis_id));
-  FV_RETURN_IF_ERROR(run_by_id(*db_, "DELETE FROM face WHERE basis_id=?", basis_id));
-  FV_ASSIGN_OR_RETURN(c.kept_images,
-                      count_by_id(*db_, "SELECT count(*) FROM source_image WHERE basis_id=? AND image IS NOT NULL", basis_id));
-  FV_ASSIGN_OR_RETURN(c.images, count_by_id(*db_, "SELECT count(*) FROM source_image WHERE basis_id=?", basis_id));
-  FV_RETURN_IF_ERROR(run_by_id(*db_, "DELETE FROM source_image WHERE basis_id=?", basis_id));
-  // Cluster mode's key of the basis (its enrollments in a stream open with nothing from now on).
-  FV_RETURN_IF_ERROR(run_by_id(*db_, "DELETE FROM basis_key WHERE basis_id=?", basis_id));
+  FV_ASSIGN_OR_RETURN(WithdrawnCounts c, delete_basis_rows(*db_, basis_id));
   FV_ASSIGN_OR_RETURN(Stmt w, db_->prepare("UPDATE lawful_basis SET withdrawn_at=? WHERE id=?"));
   w.bind_all(withdrawn_at, basis_id);
   FV_RETURN_IF_ERROR(w.run());
   return c;
+}
+
+Result<WithdrawnCounts> Catalog::erase_lapsed_basis_rows(int64_t basis_id, const std::string& erased_at) {
+  FV_ASSIGN_OR_RETURN(WithdrawnCounts c, delete_basis_rows(*db_, basis_id));
+  FV_ASSIGN_OR_RETURN(Stmt w, db_->prepare("INSERT OR REPLACE INTO lapsed_basis_erasure(basis_id, erased_at) VALUES(?,?)"));
+  w.bind_all(basis_id, erased_at);
+  FV_RETURN_IF_ERROR(w.run());
+  return c;
+}
+
+Result<std::vector<LapsedBasisRow>> Catalog::lapsed_bases_holding_rows(const std::string& as_of, std::optional<int64_t> only) {
+  FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
+      "SELECT b.id, s.id, s.uid, s.ref, s.created_at, s.retention_until, b.expires_at FROM lawful_basis b "
+      "JOIN subject s ON s.id=b.subject_id WHERE b.withdrawn_at IS NULL AND b.expires_at IS NOT NULL "
+      "AND b.expires_at <= ?1 AND s.retention_until > ?1 AND (?2 IS NULL OR b.id = ?2) "
+      "AND EXISTS (SELECT 1 FROM lawful_basis o WHERE o.subject_id=s.id AND o.withdrawn_at IS NULL "
+      "AND (o.expires_at IS NULL OR o.expires_at > ?1)) "
+      "AND (EXISTS (SELECT 1 FROM face f WHERE f.basis_id=b.id) OR EXISTS (SELECT 1 FROM source_image i WHERE i.basis_id=b.id) "
+      "OR EXISTS (SELECT 1 FROM basis_key k WHERE k.basis_id=b.id)) ORDER BY b.id"));
+  q.bind(1, as_of);
+  if (only) q.bind(2, *only);
+  std::vector<LapsedBasisRow> out;
+  for (;;) {
+    FV_ASSIGN_OR_RETURN(bool row, q.step());
+    if (!row) break;
+    out.push_back({q.i64(0), SubjectRow{q.i64(1), q.text(2), q.text(3), q.text(4), q.text(5)}, q.text(6)});
+  }
+  return out;
 }
 
 Result<ErasedCounts> Catalog::erase_subject(int64_t subject_id) {
@@ -153,6 +187,7 @@ Result<ErasedCounts> Catalog::erase_subject(int64_t subject_id) {
                           "(SELECT id FROM review_case WHERE status='open')",
                           "DELETE FROM reference_crop WHERE subject_id=?", "DELETE FROM face WHERE subject_id=?", "DELETE FROM source_image WHERE subject_id=?",
                           "DELETE FROM basis_purpose WHERE basis_id IN (SELECT id FROM lawful_basis WHERE subject_id=?)",
+                          "DELETE FROM lapsed_basis_erasure WHERE basis_id IN (SELECT id FROM lawful_basis WHERE subject_id=?)",
                           "DELETE FROM lawful_basis WHERE subject_id=?", "DELETE FROM subject_key WHERE subject_id=?",
                           "DELETE FROM subject WHERE id=?"})
     FV_RETURN_IF_ERROR(run_by_id(*db_, sql, subject_id));
@@ -194,14 +229,15 @@ Result<std::vector<DueSubject>> Catalog::due_for_expiry(const std::string& as_of
 Result<std::vector<BasisRecord>> Catalog::bases_of_subject(int64_t subject_id) {
   FV_ASSIGN_OR_RETURN(Stmt q, db_->prepare(
       "SELECT id, kind, reference, granted_at, expires_at, withdrawn_at, recorded_by, "
-      "(SELECT json_group_array(purpose) FROM basis_purpose WHERE basis_id=lawful_basis.id) "
+      "(SELECT json_group_array(purpose) FROM basis_purpose WHERE basis_id=lawful_basis.id), "
+      "(SELECT erased_at FROM lapsed_basis_erasure WHERE basis_id=lawful_basis.id) "
       "FROM lawful_basis WHERE subject_id=? ORDER BY id"));
   q.bind(1, subject_id);
   std::vector<BasisRecord> out;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, q.step());
     if (!row) break;
-    out.push_back({q.i64(0), q.text(1), q.text(2), q.text(3), q.opt_text(4), q.opt_text(5), q.text(6), q.text(7)});
+    out.push_back({q.i64(0), q.text(1), q.text(2), q.text(3), q.opt_text(4), q.opt_text(5), q.opt_text(8), q.text(6), q.text(7)});
   }
   return out;
 }

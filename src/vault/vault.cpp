@@ -432,6 +432,15 @@ INSERT INTO replication_pending_key_13(uid, key_id, stream, expected_seq, wrappe
 DROP TABLE replication_pending_key;
 ALTER TABLE replication_pending_key_13 RENAME TO replication_pending_key;
 )sql",
+    // 13 → 14: a basis that expires while its subject keeps another basis in force takes what
+    // it covered with it at the next retention run, as a withdrawal does; this records when
+    // (replicated). A table of its own rather than a column: messages written before keep the
+    // shape of lawful_basis that every replica checks them against.
+    R"sql(
+CREATE TABLE IF NOT EXISTS lapsed_basis_erasure(
+  basis_id INTEGER PRIMARY KEY REFERENCES lawful_basis(id) ON DELETE CASCADE,
+  erased_at TEXT NOT NULL);            -- when the retention run erased the rows of the lapsed basis
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);

@@ -241,7 +241,8 @@ Result<bool> Vault::key_destroyed_by_stream(const std::string& uid) {
   if (const auto basis = parse_basis_key_name(uid)) {
     FV_ASSIGN_OR_RETURN(Stmt q, db_.prepare("SELECT 1 FROM replication_erased_subject WHERE uid = ?1 UNION ALL "
                                             "SELECT 1 FROM lawful_basis b JOIN subject s ON s.id = b.subject_id "
-                                            "WHERE b.id = ?2 AND s.uid = ?1 AND b.withdrawn_at IS NOT NULL"));
+                                            "WHERE b.id = ?2 AND s.uid = ?1 AND (b.withdrawn_at IS NOT NULL OR EXISTS "
+                                            "(SELECT 1 FROM lapsed_basis_erasure l WHERE l.basis_id = b.id))"));
     q.bind_all(basis->first, basis->second);
     return q.step();
   }

@@ -33,6 +33,7 @@
 #include "cluster/rpc.h"
 #include "cluster/shard_map.h"
 #include "service/cluster_service.h"
+#include "service/render.h"
 #include "service/service.h"
 #include "service/shard_call_wire.h"
 #include "service/shard_search_wire.h"
@@ -752,6 +753,19 @@ TEST_F(ClusterFanOutTest, ShardsWithoutALiveReplicaFailTheSearchOrAreNamedWhenPa
 
   natsSubscription_Unsubscribe(mute);
   natsSubscription_Destroy(mute);
+
+  // A retention run through node a runs on every shard it can reach and names the others,
+  // instead of stopping at the first that fails.
+  auto run = a.expire(kAdmin, std::nullopt, true);
+  ASSERT_TRUE(run.is_ok()) << run.status().to_string();
+  std::set<int> failed;
+  for (const auto& [s, why] : run->failed_shards) {
+    failed.insert(s);
+    EXPECT_NE(why.find("unavailable"), std::string::npos) << "shard " << s << ": " << why;
+  }
+  EXPECT_EQ(failed, orphaned);
+  EXPECT_TRUE(run->deferred_shards.empty());
+  EXPECT_EQ(service::render::expire_report(*run)["failed_shards"].size(), orphaned.size());
 }
 
 TEST(ShardSearchWire, RoundTripsExactlyAndRefusesWhatIsMalformed) {
@@ -827,12 +841,22 @@ TEST(ShardCallWire, RetentionAuditAndReferenceAnswersRoundTripAndTruncationsAreR
   r.replicas = {"b", "c"};
   r.stream_messages_erased = 3;
   rep.erased = {r, r};
+  service::EraseReceipt lapse = r;
+  lapse.key_destroyed = false;
+  lapse.basis_id = 5 * 1024 + 3;
+  rep.bases_lapsed = {lapse};
+  rep.failed_shards = {{2, "unavailable: no replica answered"}};
   auto rep2 = service::decode_expire_report(service::encode_result(rep));
   ASSERT_TRUE(rep2.is_ok()) << rep2.status().to_string();
   ASSERT_EQ(rep2->erased.size(), 2u);
   EXPECT_EQ(rep2->erased[1].replicas, r.replicas);
   EXPECT_EQ(rep2->erased[1].stream_messages_erased, 3);
   EXPECT_TRUE(rep2->erased[0].key_destroyed);
+  EXPECT_FALSE(rep2->erased[0].basis_id.has_value());
+  ASSERT_EQ(rep2->bases_lapsed.size(), 1u);
+  EXPECT_EQ(rep2->bases_lapsed[0].basis_id, lapse.basis_id);
+  EXPECT_FALSE(rep2->bases_lapsed[0].key_destroyed);
+  EXPECT_EQ(rep2->failed_shards, rep.failed_shards);
 
   service::ShardAudit audit;
   vault::AuditEntry e;

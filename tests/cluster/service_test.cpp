@@ -489,6 +489,67 @@ TEST_F(ClusterServiceTest, AWithdrawalLeavesTheCasesOfThePurposesItNoLongerCover
   EXPECT_EQ(left->status, "closed") << "nothing was left to decide in it";
 }
 
+// A basis that expires while its subject keeps another: the retention run erases what it
+// covered in every replica's vault, takes its enrollment out of the shard's stream, and the
+// subject out of the open cases of the purpose no basis of theirs covers any more.
+TEST_F(ClusterServiceTest, ARetentionRunErasesWhatAnExpiredBasisCoveredOnEveryReplica) {
+  std::mt19937 rng(47);
+  auto inv = svcs_[0]->add_basis(kAdmin, consent("lapse-later"));
+  ASSERT_TRUE(inv.is_ok()) << inv.status().to_string();
+  // Three seconds: the cluster's services read the real clock.
+  const std::string expires = vault::add_days(vault::utc_now(), 3.0 / 86400);
+  auto mp = svcs_[1]->add_basis(kAdmin, {"lapse-later", service::BasisKind::kConsent, "form-mp", {"missing-persons"}, expires});
+  ASSERT_TRUE(mp.is_ok()) << mp.status().to_string();
+  const auto face = random_template(rng);
+  ASSERT_TRUE(svcs_[2]->enroll_template(kAdmin, {"lapse-later", inv->basis_id}, face).is_ok());
+  ASSERT_TRUE(svcs_[2]->enroll_template(kAdmin, {"lapse-later", mp->basis_id}, near(face, rng, 0.01f)).is_ok());
+  service::SearchRequest req{"missing-persons", "case-lapse", 3};
+  req.mode = "investigation";
+  auto found = svcs_[0]->search_templates(kAdmin, req, {face});
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  ASSERT_FALSE(found->faces[0].candidates.empty());
+  ASSERT_EQ(found->faces[0].candidates[0].subject_ref, "lapse-later");
+  for (int i = 0; i < 100 && vault::utc_now() <= expires; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_GT(vault::utc_now(), expires);
+
+  auto r = svcs_[1]->expire(kAdmin, std::nullopt, false);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r->failed_shards.empty());
+  for (const auto& e : r->erased) EXPECT_NE(e.subject_ref, "lapse-later") << "the investigation basis is in force";
+  const service::EraseReceipt* lapse = nullptr;
+  for (const auto& e : r->bases_lapsed)
+    if (e.subject_ref == "lapse-later") lapse = &e;
+  ASSERT_NE(lapse, nullptr);
+  EXPECT_EQ(lapse->basis_id, mp->basis_id) << "the cluster's id of the basis";
+  EXPECT_EQ(lapse->faces, 1);
+  EXPECT_EQ(lapse->stream_messages_erased, 1) << "the basis's one enrollment left the stream";
+  EXPECT_EQ(lapse->replicas.size(), 3u);
+  EXPECT_EQ(lapse->review_candidates_removed, 1) << "its candidacy in the missing-persons case";
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  for (auto& svc : svcs_) {
+    auto x = svc->export_subject(kAdmin, "lapse-later", false, std::nullopt);
+    ASSERT_TRUE(x.is_ok()) << x.status().to_string();
+    EXPECT_EQ((*x)["templates"].size(), 1u) << "the investigation basis's template stays";
+    for (const auto& b : (*x)["lawful_bases"])
+      if (b["id"] == mp->basis_id) EXPECT_FALSE(b["rows_erased_at"].is_null());
+    auto left = svc->review_show(kAdmin, found->review_case);
+    ASSERT_TRUE(left.is_ok()) << left.status().to_string();
+    EXPECT_FALSE(lists(*left, inv->subject_uid));
+  }
+  // The node that ran it knows the messages erased; the others find them so at their next sweep.
+  const int s = cluster::shard_of(inv->subject_uid, kShards);
+  for (auto& n : nodes_) {
+    if (n.get() != nodes_[1].get()) (void)n->sweep_pending_erasures();
+    auto pending = n->shard(s)->replica->withdrawals_unerased_in_stream();
+    ASSERT_TRUE(pending.is_ok()) << pending.status().to_string();
+    EXPECT_TRUE(pending->empty()) << n->name() << " lists the expired basis's messages as still in the stream";
+  }
+  // Once: the next run finds nothing of it left.
+  auto again = svcs_[2]->expire(kAdmin, std::nullopt, false);
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  for (const auto& e : again->bases_lapsed) EXPECT_NE(e.subject_ref, "lapse-later");
+}
+
 // An erasure written past the ClusterService (here the shard's own Service; in production a
 // node that died between its shard write and its meta write) leaves the subject in the open
 // cases until a node settles it (the next erasure, retention run or service start), once.

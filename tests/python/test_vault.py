@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import pathlib
 from typing import Iterator
@@ -155,6 +156,22 @@ def test_retention_run_dry_run_reports_without_erasing(vault: facevault.Vault) -
     report = vault.with_role("auditor").expire(as_of="2999-01-01", dry_run=True)
     assert report.dry_run and report.erased and all(r.subject for r in report.erased)
     assert report.to_dict()["dry_run"] is True
+    assert all(r.basis_id is None for r in report.erased)
+
+
+def test_a_retention_run_names_an_expired_basis_whose_subject_stays(vault: facevault.Vault, photos: Photos) -> None:
+    # Gina keeps a basis that does not expire: in three days only what the other covered is due.
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    vault.add_basis("gina", "consent", "form-g1", [PURPOSE])
+    lapsing = vault.add_basis("gina", "consent", "form-g2", ["research"], expires=str(today + datetime.timedelta(days=2)))
+    vault.enroll("gina", lapsing.id, photos.person, face=photos.face)
+    report = vault.with_role("auditor").expire(as_of=str(today + datetime.timedelta(days=3)), dry_run=True)
+    assert "gina" not in [r.subject for r in report.erased]
+    assert [(r.subject, r.basis_id) for r in report.bases_lapsed] == [("gina", lapsing.id)]
+    assert report.to_dict()["bases_lapsed"][0]["basis_id"] == lapsing.id
+    assert vault.export("gina")["templates"], "a dry run erases nothing"
+    withdrawn = vault.withdraw_basis(lapsing.id)
+    assert withdrawn.basis_id == lapsing.id and withdrawn.templates == 1 and not withdrawn.subject_key_destroyed
     with pytest.raises(facevault.InvalidArgument):
         vault.with_role("auditor").expire(as_of="2999-01-01")  # a future date needs dry_run
     with pytest.raises(facevault.PermissionDenied):

@@ -1,11 +1,13 @@
-// Retention: expire erases the subjects whose basis or retention period has ended, a dry run
-// erases nothing, a date in the future is refused unless it is a dry run; all of it audited.
+// Retention: expire erases the subjects whose basis or retention period has ended, and what an
+// expired basis covered when its subject stays under another; a dry run erases nothing, a date
+// in the future is refused unless it is a dry run; all of it audited.
 #include "service/service_test_util.h"
 
 namespace fv::test {
 namespace {
 
 using service::BasisKind;
+using service::SearchRequest;
 
 class RetentionTest : public ServiceTest {};
 
@@ -52,6 +54,104 @@ TEST_F(RetentionTest, ExpireErasesWhatIsDueAndAuditsIt) {
   EXPECT_EQ(audit("erase").size(), 3u);
   EXPECT_EQ(audit("expire").size(), 6u);
   EXPECT_TRUE(svc_->audit_verify(actor_)->ok);
+}
+
+TEST_F(RetentionTest, AnExpiredBasisTakesWhatItCoveredWhenTheSubjectStaysUnderAnother) {
+  const std::string t0 = clock_.now;
+  auto probe = random_template(rng_);
+  const int64_t inv = basis("alice", {"investigation"}, BasisKind::kLawEnforcement, vault::add_days(t0, 30));
+  const int64_t pay = basis("alice", {"payroll"});
+  ASSERT_TRUE(enroll("alice", inv, near_template(probe, rng_, 0.2f)).is_ok());
+  ASSERT_TRUE(enroll("alice", inv, near_template(probe, rng_, 0.2f)).is_ok());
+  ASSERT_TRUE(enroll("alice", pay, near_template(probe, rng_, 0.2f)).is_ok());
+  const std::string of_inv = " WHERE basis_id=" + std::to_string(inv);
+  ASSERT_EQ(count("SELECT count(*) FROM face" + of_inv), 2);
+  const int64_t images_of_inv = count("SELECT count(*) FROM source_image" + of_inv);
+
+  clock_.now = vault::add_days(t0, 10);
+  auto early = svc_->expire(actor_, std::nullopt, false);
+  ASSERT_TRUE(early.is_ok()) << early.status().to_string();
+  EXPECT_TRUE(early->bases_lapsed.empty()) << "the basis is still in force";
+  auto dry = svc_->expire(actor_, vault::add_days(t0, 31), true);
+  ASSERT_TRUE(dry.is_ok());
+  ASSERT_EQ(dry->bases_lapsed.size(), 1u);
+  EXPECT_EQ(dry->bases_lapsed[0].basis_id, inv);
+  EXPECT_EQ(count("SELECT count(*) FROM face"), 3) << "a dry run erases nothing";
+
+  clock_.now = vault::add_days(t0, 31);
+  auto r = svc_->expire(actor_, std::nullopt, false);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r->erased.empty()) << "the subject stays: the payroll basis is in force";
+  ASSERT_EQ(r->bases_lapsed.size(), 1u);
+  const auto& lapse = r->bases_lapsed[0];
+  EXPECT_EQ(lapse.subject_ref, "alice");
+  EXPECT_EQ(lapse.basis_id, inv);
+  EXPECT_EQ(lapse.faces, 2);
+  EXPECT_EQ(lapse.images, images_of_inv);
+  EXPECT_FALSE(lapse.key_destroyed);
+  EXPECT_TRUE(lapse.wiped);
+  EXPECT_EQ(count("SELECT count(*) FROM face" + of_inv) + count("SELECT count(*) FROM source_image" + of_inv), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM face"), 1) << "the payroll basis's template stays";
+  EXPECT_EQ(count("SELECT count(*) FROM subject_key"), 1);
+  EXPECT_EQ(count("SELECT count(*) FROM lawful_basis"), 2) << "the expired basis stays on record";
+  EXPECT_EQ(count("SELECT count(*) FROM lawful_basis WHERE withdrawn_at IS NOT NULL"), 0) << "expired, not withdrawn";
+  EXPECT_EQ(count("SELECT count(*) FROM lapsed_basis_erasure" + of_inv), 1);
+
+  // Audited as a retention erasure of the basis's rows, the subject kept.
+  auto erased = audit("erase");
+  ASSERT_EQ(erased.size(), 1u);
+  EXPECT_EQ(erased[0].details["cause"], "retention");
+  EXPECT_EQ(erased[0].details["basis_id"], inv);
+  EXPECT_EQ(erased[0].details["templates"], 2);
+  EXPECT_EQ(erased[0].details["subject_erased"], false);
+  EXPECT_EQ(audit("expire").back().details["bases_lapsed"], 1);
+  // The access export says when the rows went.
+  auto x = svc_->export_subject(actor_, "alice", false, std::nullopt);
+  ASSERT_TRUE(x.is_ok()) << x.status().to_string();
+  bool seen = false;
+  for (const auto& b : (*x)["lawful_bases"])
+    if (b["id"] == inv) {
+      seen = true;
+      EXPECT_TRUE(b["withdrawn_at"].is_null());
+      EXPECT_EQ(b["rows_erased_at"], lapse.erased_at);
+    }
+  EXPECT_TRUE(seen);
+  // Searches: the payroll template still answers, nothing for the lapsed purpose, also in a new process.
+  EXPECT_EQ(svc_->search_templates(actor_, {"payroll", "c"}, {probe})->faces[0].candidates.size(), 1u);
+  EXPECT_TRUE(svc_->search_templates(actor_, {"investigation", "c"}, {probe})->faces[0].candidates.empty());
+
+  // Once: the next run finds nothing left to erase.
+  svc_.reset();
+  svc_ = open_service(dir_, &clock_);
+  auto again = svc_->expire(actor_, std::nullopt, false);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_TRUE(again->bases_lapsed.empty());
+  EXPECT_TRUE(again->erased.empty());
+  EXPECT_EQ(audit("erase").size(), 1u);
+  EXPECT_EQ(svc_->search_templates(actor_, {"payroll", "c"}, {probe})->faces[0].candidates.size(), 1u);
+  EXPECT_TRUE(svc_->audit_verify(actor_)->ok);
+
+  // When the last basis goes too, the subject goes whole (its lapsed basis's record with it).
+  ASSERT_TRUE(svc_->withdraw_basis(actor_, pay).is_ok());
+  EXPECT_EQ(count("SELECT count(*) FROM subject") + count("SELECT count(*) FROM lawful_basis") +
+                count("SELECT count(*) FROM lapsed_basis_erasure"),
+            0);
+}
+
+TEST_F(RetentionTest, AnExpiredBasisOfASubjectDueWholeIsErasedWithTheSubjectOnly) {
+  const std::string t0 = clock_.now;
+  const int64_t b = basis("bob", {"payroll"}, BasisKind::kConsent, vault::add_days(t0, 30));
+  ASSERT_TRUE(enroll("bob", b, random_template(rng_)).is_ok());
+  // Carol's expired basis never covered anything: there is nothing of it to erase.
+  ASSERT_GT(basis("carol", {"payroll"}, BasisKind::kConsent, vault::add_days(t0, 30)), 0);
+  ASSERT_GT(basis("carol", {"access-control"}), 0);
+  clock_.now = vault::add_days(t0, 31);
+  auto r = svc_->expire(actor_, std::nullopt, false);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  ASSERT_EQ(r->erased.size(), 1u);
+  EXPECT_EQ(r->erased[0].subject_ref, "bob");
+  EXPECT_TRUE(r->bases_lapsed.empty());
+  EXPECT_EQ(audit("erase").size(), 1u);
 }
 
 }  // namespace

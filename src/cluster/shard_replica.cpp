@@ -398,10 +398,28 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
   }
   cv_.notify_all();
   announce();
-  if (on_applied_)
-    for (size_t i = 0; i < opened.size(); ++i)
-      if (applied[i]) on_applied_(AppliedMessage{opened[i].seq, opened[i].subject_uid, std::move(opened[i].summary)});
+  {
+    std::lock_guard lk(on_applied_mu_);
+    if (!on_applied_.empty())
+      for (size_t i = 0; i < opened.size(); ++i) {
+        if (!applied[i]) continue;
+        const AppliedMessage m{opened[i].seq, opened[i].subject_uid, std::move(opened[i].summary)};
+        for (const auto& [id, fn] : on_applied_) fn(m);
+      }
+  }
   return Status::ok();
+}
+
+int ShardReplica::add_on_applied(OnApplied fn) {
+  std::lock_guard lk(on_applied_mu_);
+  const int id = next_listener_++;
+  on_applied_.emplace(id, std::move(fn));
+  return id;
+}
+
+void ShardReplica::remove_on_applied(int listener) {
+  std::lock_guard lk(on_applied_mu_);
+  on_applied_.erase(listener);
 }
 
 std::optional<Status> ShardReplica::apply_until_stopped(std::span<const StoredMessage> batch) {

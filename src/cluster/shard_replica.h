@@ -76,8 +76,11 @@ class ShardReplica : public SubjectKeyHolder {
   ShardReplica(const ShardReplica&) = delete;
   ShardReplica& operator=(const ShardReplica&) = delete;
 
-  // Called (on the apply thread) after each message is committed; set before start().
-  void set_on_applied(OnApplied fn) { on_applied_ = std::move(fn); }
+  // Listeners called (on the apply thread) after each message is committed, added and removed
+  // at any time: once remove_on_applied returns, that listener is never called again. One must
+  // not wait for anything a writer may hold while it waits for this replica (a service lock).
+  int add_on_applied(OnApplied fn);
+  void remove_on_applied(int listener);
   // Starts serving subject keys and the apply thread (reading after the vault's applied sequence).
   Status start();
   // Stops and joins the apply thread, and stops serving keys. Idempotent.
@@ -149,7 +152,9 @@ class ShardReplica : public SubjectKeyHolder {
   std::unique_ptr<vault::Vault> vault_;
   vault::SecretKey master_;
   ReplicaOptions options_;
-  OnApplied on_applied_;
+  std::mutex on_applied_mu_;  // held while the listeners run
+  std::map<int, OnApplied> on_applied_;
+  int next_listener_ = 1;
   int replicas_ = 1;  // the stream's, read at start(): how many answers a key fetch may get
   std::unique_ptr<RpcServer> key_server_;
 

@@ -20,6 +20,13 @@ Status ClusterService::serve_shard(int s) {
     FV_ASSIGN_OR_RETURN(auto svc, Service::open(h->dir, so));
     serving_[s].store(svc.get());
     owned_shards_[static_cast<size_t>(s)] = std::move(svc);
+    // A deletion of templates applied here, whichever node wrote it (an erasure, a withdrawal,
+    // a retention run), takes the shard's decrypted templates out of this node's memory soon
+    // after, not at its next search.
+    const int listener = h->replica->add_on_applied([ev = evictor_.get(), s](const cluster::AppliedMessage& m) {
+      if (!m.summary.face_ids_deleted.empty() || !m.summary.subject_ids_deleted.empty()) ev->request(s);
+    });
+    listeners_.emplace_back(h->replica.get(), listener);
   }
   if (answering_[static_cast<size_t>(s)]) return Status::ok();
   // Searches and calls from nodes that do not host the shard reach it here: one queue group

@@ -84,6 +84,7 @@ Result<std::unique_ptr<ClusterService>> ClusterService::open(cluster::ClusterNod
     if (attempt >= 10) return Status(refs.status().code(), "open the reference directory: " + refs.status().message());
     std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
   }
+  cs->evictor_ = std::make_unique<GalleryEvictor>([self = cs.get()](int s) { self->evict_stale_gallery(s); });
   for (int s : node.hosted_shards()) FV_RETURN_IF_ERROR(cs->serve_shard(s));
   // Erasures applied while no service ran here, or whose meta write failed: their subjects
   // leave the open review cases now. What fails waits for the next erasure or retention run.
@@ -100,7 +101,22 @@ ClusterService::~ClusterService() {
   rebalance_cv_.notify_all();
   if (rebalancer_.joinable()) rebalancer_.join();
   shard_servers_.clear();  // no request handled once the services start to close
+  // The replicas outlive this service: they stop calling it before the evictor stops.
+  for (const auto& [replica, listener] : listeners_) replica->remove_on_applied(listener);
+  if (evictor_) evictor_->stop();
   vault::wipe(directory_secret_);
+}
+
+void ClusterService::evict_stale_gallery(int s) {
+  Service* svc = shard_service(s);
+  if (!svc) return;
+  auto& m = *svc->impl_;
+  std::lock_guard<std::mutex> l(m.mu);
+  if (!m.gallery->loaded()) return;
+  auto generation = m.catalog().generation(vault::Generation::kGallery);
+  // Reloaded since the deletion (a search ran meanwhile): it holds none of the deleted rows.
+  if (generation.is_ok() && *generation == m.gallery->generation()) return;
+  m.gallery->drop();
 }
 
 const vault::VaultConfig& ClusterService::config() const { return meta_->config(); }

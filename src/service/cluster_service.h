@@ -45,6 +45,7 @@
 #include "cluster/node.h"
 #include "cluster/rpc.h"
 #include "service/api.h"
+#include "service/gallery_evictor.h"
 #include "service/service.h"
 
 namespace fv::service {
@@ -277,6 +278,9 @@ class ClusterService final : public Api {
   // The sequence of the message that erased `uid` on hosted shard `s` (this node's replica
   // recorded it), or the stream's current one when the replica has not applied it yet.
   Result<int64_t> erasure_seq(int s, const std::string& uid);
+  // Drops served shard `s`'s in-memory gallery unless it was loaded at the vault's current
+  // gallery generation (GalleryEvictor's thread, under the shard service's lock).
+  void evict_stale_gallery(int s);
 
   cluster::ClusterNode& node_;
   ClusterServiceOptions copt_;
@@ -300,6 +304,10 @@ class ClusterService final : public Api {
   std::condition_variable rebalance_cv_;
   bool stopping_ = false;
   std::thread rebalancer_;  // joined first of all
+  // Drops a served shard's gallery once its replica applied a deletion of templates written
+  // by any node (evict_stale_gallery); fed by the replicas' on_applied, cleared before it stops.
+  std::unique_ptr<GalleryEvictor> evictor_;
+  std::vector<std::pair<cluster::ShardReplica*, int>> listeners_;  // its on_applied listeners (hosting_mu_)
 };
 
 template <typename F>

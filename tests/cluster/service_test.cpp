@@ -550,6 +550,32 @@ TEST_F(ClusterServiceTest, ARetentionRunErasesWhatAnExpiredBasisCoveredOnEveryRe
   for (const auto& e : again->bases_lapsed) EXPECT_NE(e.subject_ref, "lapse-later");
 }
 
+// An erasure through one node takes the subject's decrypted templates out of the memory of the
+// other nodes hosting the shard soon after their replicas apply it, not at their next search.
+TEST_F(ClusterServiceTest, AnErasureThroughOneNodeEvictsTheShardsGalleryOnTheOthers) {
+  std::mt19937 rng(53);
+  auto b = svcs_[0]->add_basis(kAdmin, consent("evicted-elsewhere"));
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  ASSERT_TRUE(svcs_[0]->enroll_template(kAdmin, {"evicted-elsewhere", b->basis_id}, random_template(rng)).is_ok());
+  const int s = cluster::shard_of(b->subject_uid, kShards);
+  for (auto& n : nodes_) ASSERT_TRUE(n->catch_up(30000).is_ok());
+  service::Service& on_c = *svcs_[2]->shard_service(s);
+  ASSERT_TRUE(on_c.warm_up().is_ok());
+  ASSERT_GT(on_c.stats().templates_in_memory, 0u) << "node c holds the shard's templates in memory";
+
+  ASSERT_TRUE(svcs_[0]->erase(kAdmin, "evicted-elsewhere", "request").is_ok());
+  ASSERT_TRUE(nodes_[2]->catch_up(30000).is_ok());
+  // Node c's replica applied the erasure; its evictor drops the gallery on its own thread. No
+  // search runs on node c meanwhile (that would reload it without the subject anyway).
+  for (int i = 0; i < 200 && on_c.stats().templates_in_memory > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(on_c.stats().templates_in_memory, 0u) << "node c still holds the shard's templates, the erased one's among them";
+  // The next search there loads the shard afresh, without the erased subject.
+  ASSERT_TRUE(on_c.warm_up().is_ok());
+  EXPECT_EQ(on_c.stats().templates_in_memory,
+            static_cast<size_t>(on_c.vault_for_testing().catalog().count_faces().value()));
+}
+
 // An erasure written past the ClusterService (here the shard's own Service; in production a
 // node that died between its shard write and its meta write) leaves the subject in the open
 // cases until a node settles it (the next erasure, retention run or service start), once.

@@ -690,11 +690,24 @@ Result<OptoutResult> ClusterService::optout_everywhere(const Actor& actor, const
     total.optout_uid += hex[c >> 4];
     total.optout_uid += hex[c & 15];
   }
+  // Every shard is asked, whatever another answers: a shard that failed is named, and the same
+  // face sent again completes the entry (the same uid, which shards holding it add nothing for).
+  Status first;
+  std::string failed;
   for (int s = 0; s < node_.config().shards; ++s) {
-    FV_ASSIGN_OR_RETURN(auto part, optout_on(s, actor, tmpl, total.optout_uid));
-    total.enrolled_match_count += part.enrolled_match_count;
-    if (!part.audit_hash.empty()) total.audit_hash = part.audit_hash;
+    auto part = optout_on(s, actor, tmpl, total.optout_uid);
+    if (!part.is_ok()) {
+      if (first.is_ok()) first = part.status();
+      failed += (failed.empty() ? "" : ", ") + std::to_string(s);
+      continue;
+    }
+    total.enrolled_match_count += part->enrolled_match_count;
+    if (!part->audit_hash.empty()) total.audit_hash = part->audit_hash;
   }
+  if (!first.is_ok())
+    return Status(first.code(), "the opt-out is recorded on every shard but " + failed + " (" + first.message() +
+                                    "): send the same photo again to complete it; enrollment of the face is refused "
+                                    "only on the shards that hold it until then");
   return total;
 }
 

@@ -766,6 +766,24 @@ TEST_F(ClusterFanOutTest, ShardsWithoutALiveReplicaFailTheSearchOrAreNamedWhenPa
   EXPECT_EQ(failed, orphaned);
   EXPECT_TRUE(run->deferred_shards.empty());
   EXPECT_EQ(service::render::expire_report(*run)["failed_shards"].size(), orphaned.size());
+
+  // An opt-out reaches every shard it can and names the others; sent again, it adds nothing
+  // where it is already recorded.
+  auto optouts_on_a = [&] {
+    int64_t n = 0;
+    for (int s : hosted) n += *test::raw_db(*a.shard_service(s)).query_int("SELECT count(*) FROM optout");
+    return n;
+  };
+  const int64_t before = optouts_on_a();
+  const auto face = random_template(rng);
+  auto opt = a.optout_add_template(kAdmin, face);
+  ASSERT_FALSE(opt.is_ok());
+  EXPECT_EQ(opt.status().code(), StatusCode::kUnavailable) << opt.status().to_string();
+  EXPECT_NE(opt.status().message().find("every shard but " + std::to_string(*orphaned.begin())), std::string::npos)
+      << opt.status().message();
+  EXPECT_EQ(optouts_on_a(), before + static_cast<int64_t>(hosted.size()));
+  ASSERT_FALSE(a.optout_add_template(kAdmin, face).is_ok());
+  EXPECT_EQ(optouts_on_a(), before + static_cast<int64_t>(hosted.size())) << "the retry added a second entry";
 }
 
 TEST(ShardSearchWire, RoundTripsExactlyAndRefusesWhatIsMalformed) {

@@ -32,6 +32,7 @@ from .errors import (
     NotFound as NotFound,
     PermissionDenied as PermissionDenied,
     ResourceExhausted as ResourceExhausted,
+    StorageFull as StorageFull,
     Unauthenticated as Unauthenticated,
     Unavailable as Unavailable,
     Unsupported as Unsupported,

@@ -74,6 +74,10 @@ class Aborted(Error):
     """A concurrent write won (a replicated shard moved on): the same call may succeed again."""
 
 
+class StorageFull(Error):
+    """The disk (or a quota) is full: nothing was written; the same call may succeed once space is freed."""
+
+
 ERRORS_BY_CODE: dict[str, type[Error]] = {
     "INVALID_ARGUMENT": InvalidArgument,
     "NOT_FOUND": NotFound,
@@ -88,6 +92,7 @@ ERRORS_BY_CODE: dict[str, type[Error]] = {
     "UNAUTHENTICATED": Unauthenticated,
     "UNAVAILABLE": Unavailable,
     "ABORTED": Aborted,
+    "STORAGE_FULL": StorageFull,
 }
 
 

@@ -23,13 +23,14 @@ const char* code_name(StatusCode code) {
     case StatusCode::kUnauthenticated: return "UNAUTHENTICATED";
     case StatusCode::kUnavailable: return "UNAVAILABLE";
     case StatusCode::kAborted: return "ABORTED";
+    case StatusCode::kStorageFull: return "STORAGE_FULL";
   }
   return "INTERNAL";
 }
 
 std::vector<StatusCode> error_codes() {
   std::vector<StatusCode> codes;
-  for (int c = static_cast<int>(StatusCode::kInvalidArgument); c <= static_cast<int>(StatusCode::kAborted); ++c)
+  for (int c = static_cast<int>(StatusCode::kInvalidArgument); c <= static_cast<int>(kLastStatusCode); ++c)
     codes.push_back(static_cast<StatusCode>(c));
   return codes;
 }

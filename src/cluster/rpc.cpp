@@ -51,7 +51,7 @@ Result<vault::Bytes> unframe_reply(vault::Bytes plain, const std::string& subjec
   Result<vault::Bytes> r = corrupt_data("reply from " + subject + ": unknown status");
   if (plain[0] == 0)
     r = vault::Bytes(plain.begin() + 1, plain.end());
-  else if (plain[0] <= static_cast<uint8_t>(StatusCode::kAborted))
+  else if (plain[0] <= static_cast<uint8_t>(kLastStatusCode))
     r = Status(code, std::string(plain.begin() + 1, plain.end()));
   vault::wipe(plain);
   return r;

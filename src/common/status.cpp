@@ -1,5 +1,7 @@
 #include "common/status.h"
 
+#include <cerrno>
+
 namespace fv {
 
 const char* status_code_name(StatusCode code) {
@@ -18,8 +20,14 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::kUnauthenticated: return "unauthenticated";
     case StatusCode::kUnavailable: return "unavailable";
     case StatusCode::kAborted: return "aborted";
+    case StatusCode::kStorageFull: return "storage full";
   }
   return "unknown";
+}
+
+Status os_error(int err, std::string m) {
+  if (err == ENOSPC || err == EDQUOT) return storage_full(std::move(m));
+  return io_error(std::move(m));
 }
 
 std::string Status::to_string() const {

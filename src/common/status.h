@@ -23,7 +23,10 @@ enum class StatusCode {
   kUnauthenticated,    // no caller could be established (missing, unknown or revoked API key)
   kUnavailable,        // a dependency is down or over capacity right now; the same call may succeed later
   kAborted,            // a concurrent write won (a replicated shard moved on): catch up and redo the call
+  kStorageFull,        // the disk (or a quota) is full: nothing was written; the call may succeed once space is freed
 };
+// The last code: codes travel as their number between nodes (cluster/rpc.h), new ones go last.
+inline constexpr StatusCode kLastStatusCode = StatusCode::kStorageFull;
 
 const char* status_code_name(StatusCode code);
 
@@ -56,6 +59,10 @@ inline Status already_exists(std::string m) { return {StatusCode::kAlreadyExists
 inline Status unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
 inline Status unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
+inline Status storage_full(std::string m) { return {StatusCode::kStorageFull, std::move(m)}; }
+// What a failed system call's errno `err` says: a full disk or quota is kStorageFull, anything
+// else kIoError.
+Status os_error(int err, std::string m);
 
 // A value or the Status explaining why there is none.
 template <class T>

@@ -29,7 +29,7 @@ Result<std::unique_ptr<RecordStore>> RecordStore::create(size_t record_bytes, co
   if (!path.empty()) {
     s->path_ = path;
     s->fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (s->fd_ < 0) return io_error("cannot create " + path.string() + ": " + std::strerror(errno));
+    if (s->fd_ < 0) return os_error(errno, "cannot create " + path.string() + ": " + std::strerror(errno));
   }
   return s;
 }
@@ -78,7 +78,7 @@ Status RecordStore::put(const uint8_t* plain, size_t n, uint32_t* slots, int thr
     while (j < n && slots[j] == slots[j - 1] + 1) ++j;
     const size_t bytes = (j - i) * sb;
     if (::pwrite(fd_, sealed.data() + i * sb, bytes, off_t(slots[i]) * off_t(sb)) != static_cast<ssize_t>(bytes))
-      return io_error("cannot write the re-rank store " + path_.string() + ": " + std::strerror(errno));
+      return os_error(errno, "cannot write the re-rank store " + path_.string() + ": " + std::strerror(errno));
     i = j;
   }
   return Status::ok();
@@ -153,7 +153,7 @@ Status RecordStore::erase(const uint32_t* slots, size_t n) {
   }
   live_ -= n;
   // The erase path waits for this: the zeros are on the device before removal reports done.
-  if (fd_ >= 0 && ::fdatasync(fd_) != 0) return io_error("fdatasync " + path_.string() + ": " + std::strerror(errno));
+  if (fd_ >= 0 && ::fdatasync(fd_) != 0) return os_error(errno, "fdatasync " + path_.string() + ": " + std::strerror(errno));
   return Status::ok();
 }
 

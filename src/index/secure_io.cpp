@@ -30,7 +30,7 @@ Result<std::unique_ptr<SealedWriter>> SealedWriter::create(const std::filesystem
   w->tmp_ = path;
   w->tmp_ += ".tmp";
   const int fd = ::open(w->tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return io_error("cannot create " + w->tmp_.string() + ": " + std::strerror(errno));
+  if (fd < 0) return os_error(errno, "cannot create " + w->tmp_.string() + ": " + std::strerror(errno));
   w->f_ = ::fdopen(fd, "wb");
   if (!w->f_) {
     ::close(fd);

@@ -16,6 +16,7 @@ int http_status_for(StatusCode code) {
     case StatusCode::kFailedPrecondition: return 422;
     case StatusCode::kUnavailable: return 503;
     case StatusCode::kAborted: return 409;
+    case StatusCode::kStorageFull: return 507;
     case StatusCode::kIoError: return 500;
     case StatusCode::kInternal: return 500;
   }
@@ -38,6 +39,7 @@ const char* http_error_code(int status) {
     case 500: return "internal";
     case 501: return "not_implemented";
     case 503: return "unavailable";
+    case 507: return "insufficient_storage";
   }
   return "error";
 }

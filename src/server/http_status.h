@@ -9,7 +9,7 @@ namespace fv::server {
 // The HTTP status for a Status code: InvalidArgument 400, Unauthenticated 401,
 // PermissionDenied 403, NotFound 404, AlreadyExists 409, ResourceExhausted 413,
 // Unsupported 415, CorruptData and FailedPrecondition 422 (understood and refused),
-// Unavailable 503, IoError and Internal 500. kOk is not an error: 200.
+// Unavailable 503, StorageFull 507, IoError and Internal 500. kOk is not an error: 200.
 int http_status_for(StatusCode code);
 
 // The short machine-readable name of an HTTP error status in error bodies ("forbidden", ...).

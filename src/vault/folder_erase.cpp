@@ -14,22 +14,22 @@ namespace {
 
 Status overwrite(const fs::path& p) {
   const int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return io_error("open " + p.string() + ": " + std::strerror(errno));
+  if (fd < 0) return os_error(errno, "open " + p.string() + ": " + std::strerror(errno));
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
   const off_t size = ::lseek(fd, 0, SEEK_END);
-  if (size < 0 || ::lseek(fd, 0, SEEK_SET) != 0) return io_error("seek " + p.string() + ": " + std::strerror(errno));
+  if (size < 0 || ::lseek(fd, 0, SEEK_SET) != 0) return os_error(errno, "seek " + p.string() + ": " + std::strerror(errno));
   const std::vector<char> zeros(64 << 10, 0);
   for (off_t done = 0; done < size;) {
     const size_t n = static_cast<size_t>(std::min<off_t>(static_cast<off_t>(zeros.size()), size - done));
     const ssize_t w = ::write(fd, zeros.data(), n);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return io_error("overwrite " + p.string() + ": " + std::strerror(errno));
+    if (w <= 0) return os_error(errno, "overwrite " + p.string() + ": " + std::strerror(errno));
     done += w;
   }
-  if (::fsync(fd) != 0) return io_error("fsync " + p.string() + ": " + std::strerror(errno));
+  if (::fsync(fd) != 0) return os_error(errno, "fsync " + p.string() + ": " + std::strerror(errno));
   return Status::ok();
 }
 

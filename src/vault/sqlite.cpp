@@ -7,7 +7,7 @@ Status sql_error(sqlite3* db, int rc, const std::string& what) {
   if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
     return failed_precondition(m + " (the vault is busy: another process holds it)");
   if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) return corrupt_data(m);
-  if (rc == SQLITE_FULL) return resource_exhausted(m);
+  if (rc == SQLITE_FULL) return storage_full(m + " (the disk is full: nothing was written)");
   if (rc == SQLITE_IOERR || rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY) return io_error(m);
   if (rc == SQLITE_CONSTRAINT) return invalid_argument(m);
   return internal_error(m);

@@ -534,10 +534,10 @@ Status run_migrations(Db& db, const SecretKey& master, int64_t target, const Aud
 
 Status fsync_path(const fs::path& p, bool dir) {
   const int fd = ::open(p.c_str(), (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return io_error("cannot open " + p.string() + ": " + std::strerror(errno));
+  if (fd < 0) return os_error(errno, "cannot open " + p.string() + ": " + std::strerror(errno));
   const int rc = ::fsync(fd);
   ::close(fd);
-  if (rc != 0) return io_error("fsync " + p.string() + ": " + std::strerror(errno));
+  if (rc != 0) return os_error(errno, "fsync " + p.string() + ": " + std::strerror(errno));
   return Status::ok();
 }
 
@@ -552,7 +552,7 @@ Status write_key_file(const fs::path& p, const SecretKey& key) {
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     wipe(hex);
-    return io_error("cannot create " + tmp.string() + ": " + std::strerror(errno));
+    return os_error(errno, "cannot create " + tmp.string() + ": " + std::strerror(errno));
   }
   const ssize_t n = ::write(fd, hex.data(), hex.size());
   const ssize_t nl = ::write(fd, "\n", 1);
@@ -574,7 +574,7 @@ Status write_key_file(const fs::path& p, const SecretKey& key) {
 Status write_file_atomic(const fs::path& p, const std::string& content) {
   const fs::path tmp = p.string() + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return io_error("cannot create " + tmp.string() + ": " + std::strerror(errno));
+  if (fd < 0) return os_error(errno, "cannot create " + tmp.string() + ": " + std::strerror(errno));
   size_t off = 0;
   while (off < content.size()) {
     const ssize_t n = ::write(fd, content.data() + off, content.size() - off);
@@ -808,7 +808,7 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema
   if (ec) return io_error("cannot make " + dir.string() + " private (mode 0700): " + ec.message());
   // One init at a time (and none while a process has the directory open).
   const int lock_fd = ::open(paths.lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0) return io_error("cannot open " + paths.lock().string() + ": " + std::strerror(errno));
+  if (lock_fd < 0) return os_error(errno, "cannot open " + paths.lock().string() + ": " + std::strerror(errno));
   struct CloseLock {
     int fd;
     ~CloseLock() { ::close(fd); }
@@ -850,7 +850,7 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema
   {
     // The database (and so its WAL, which SQLite creates with the same mode) is private.
     const int fd = ::open(building.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return io_error("cannot create " + building.string() + ": " + std::strerror(errno));
+    if (fd < 0) return os_error(errno, "cannot create " + building.string() + ": " + std::strerror(errno));
     ::close(fd);
   }
   {
@@ -869,7 +869,7 @@ Status Vault::init(const fs::path& dir, const VaultConfig& config_in, int schema
     return io_error("the new database's WAL was not checkpointed; run init again");
   FV_RETURN_IF_ERROR(fsync_path(building, false));
   if (::rename(building.c_str(), paths.db().c_str()) != 0)
-    return io_error("cannot move the new database into place: " + std::string(std::strerror(errno)));
+    return os_error(errno, "cannot move the new database into place: " + std::string(std::strerror(errno)));
   return fsync_path(dir, true);
 }
 
@@ -877,7 +877,7 @@ Status Vault::lock(int how) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
   for (;;) {
     if (::flock(lock_fd_, how | LOCK_NB) == 0) return Status::ok();
-    if (errno != EWOULDBLOCK && errno != EINTR) return io_error(std::string("cannot lock the vault: ") + std::strerror(errno));
+    if (errno != EWOULDBLOCK && errno != EINTR) return os_error(errno, std::string("cannot lock the vault: ") + std::strerror(errno));
     if (std::chrono::steady_clock::now() > deadline)
       return failed_precondition(how == LOCK_EX ? "the vault is in use by another process (this needs it to itself)"
                                                 : "the vault is locked by another process (key rotation under way?)");
@@ -900,7 +900,7 @@ Result<std::unique_ptr<Vault>> Vault::open(const fs::path& dir) {
     FV_ASSIGN_OR_RETURN(v->config_, VaultConfig::from_json(j));
   }
   v->lock_fd_ = ::open(v->paths_.lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (v->lock_fd_ < 0) return io_error("cannot open " + v->paths_.lock().string() + ": " + std::strerror(errno));
+  if (v->lock_fd_ < 0) return os_error(errno, "cannot open " + v->paths_.lock().string() + ": " + std::strerror(errno));
   const bool pending_rotation = fs::exists(v->paths_.new_key(), ec);
   FV_RETURN_IF_ERROR(v->lock(pending_rotation ? LOCK_EX : LOCK_SH));
 

@@ -531,7 +531,9 @@ TEST_F(ClusterServiceTest, ARetentionRunErasesWhatAnExpiredBasisCoveredOnEveryRe
     ASSERT_TRUE(x.is_ok()) << x.status().to_string();
     EXPECT_EQ((*x)["templates"].size(), 1u) << "the investigation basis's template stays";
     for (const auto& b : (*x)["lawful_bases"])
-      if (b["id"] == mp->basis_id) EXPECT_FALSE(b["rows_erased_at"].is_null());
+      if (b["id"] == mp->basis_id) {
+        EXPECT_FALSE(b["rows_erased_at"].is_null());
+      }
     auto left = svc->review_show(kAdmin, found->review_case);
     ASSERT_TRUE(left.is_ok()) << left.status().to_string();
     EXPECT_FALSE(lists(*left, inv->subject_uid));

@@ -28,6 +28,7 @@ const std::map<StatusCode, int>& expected() {
       {StatusCode::kFailedPrecondition, 422},
       {StatusCode::kUnavailable, 503},
       {StatusCode::kAborted, 409},
+      {StatusCode::kStorageFull, 507},
       {StatusCode::kIoError, 500},
       {StatusCode::kInternal, 500},
   };

@@ -2,6 +2,8 @@
 // bindings or snapshots, statements of one text side by side, schema changes, PRAGMAs, the
 // least recently used going first, and a connection that really closes.
 #include <dirent.h>
+#include <cerrno>
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -141,6 +143,28 @@ TEST_F(SqliteTest, ACachedStatementFollowsASchemaChange) {
   ASSERT_TRUE(row.is_ok()) << row.status().to_string();
   ASSERT_TRUE(*row);
   EXPECT_EQ(s->i64(2), 7) << "the column added by another connection is read";
+}
+
+// A full database (here: the page limit; on a real disk, ENOSPC, which SQLite reports the same
+// way) is kStorageFull, never an over-sized request, and the failed write leaves nothing.
+TEST_F(SqliteTest, AFullDatabaseIsStorageFullAndKeepsWhatItHeld) {
+  const int64_t rows = *db_.query_int("SELECT count(*) FROM t");
+  const int64_t pages = *db_.query_int("PRAGMA page_count");
+  ASSERT_TRUE(db_.exec("PRAGMA max_page_count = " + std::to_string(pages + 1)).is_ok());
+  Status st;
+  for (int i = 0; i < 64 && st.is_ok(); ++i) {
+    auto ins = db_.prepare("INSERT INTO t(a, b) VALUES(?, ?)");
+    ASSERT_TRUE(ins.is_ok());
+    ins->bind_all(int64_t{1000 + i}, std::string(64 << 10, 'x'));
+    st = ins->run();
+  }
+  ASSERT_FALSE(st.is_ok()) << "64 rows of 64 KiB fit in one page more";
+  EXPECT_EQ(st.code(), StatusCode::kStorageFull) << st.to_string();
+  EXPECT_NE(st.message().find("disk is full"), std::string::npos) << st.message();
+  EXPECT_GE(*db_.query_int("SELECT count(*) FROM t"), rows);
+  EXPECT_EQ(os_error(ENOSPC, "write").code(), StatusCode::kStorageFull);
+  EXPECT_EQ(os_error(EDQUOT, "write").code(), StatusCode::kStorageFull);
+  EXPECT_EQ(os_error(EIO, "write").code(), StatusCode::kIoError);
 }
 
 TEST_F(SqliteTest, PragmasArePreparedAfresh) {

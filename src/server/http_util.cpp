@@ -1,5 +1,6 @@
 #include "server/http_util.h"
 
+#include <cstdio>
 #include <stdexcept>
 
 #include "image/decode.h"
@@ -24,7 +25,17 @@ void zero_in_place(const std::string& s, service::WipeKind kind, const WipeHook&
 
 HttpError http_error(int status, std::string message) { return {status, http_error_code(status), std::move(message)}; }
 
-HttpError from_status(const Status& st) { return http_error(http_status_for(st.code()), st.message()); }
+HttpError internal_failure(const std::string& detail) {
+  const std::string incident = vault::random_hex(6);
+  std::fprintf(stderr, "facevault serve: incident %s: %s\n", incident.c_str(), detail.c_str());
+  return http_error(500, "internal error (incident " + incident + "; the server's log has the details)");
+}
+
+HttpError from_status(const Status& st) {
+  const int status = http_status_for(st.code());
+  if (status == 500) return internal_failure(st.to_string());
+  return http_error(status, st.message());
+}
 
 json error_body(const HttpError& e) { return {{"error", {{"status", e.status}, {"code", e.code}, {"message", e.message}}}}; }
 

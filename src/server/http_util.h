@@ -25,7 +25,11 @@ struct HttpError {
 };
 
 HttpError http_error(int status, std::string message);
-// The service's Status as an HTTP error: by code only (http_status_for).
+// A failure of the server itself (500): `detail` (a SQL error, a path, an exception's text) goes
+// to the server's log under a random incident id, and the reply names only that id.
+HttpError internal_failure(const std::string& detail);
+// The service's Status as an HTTP error: by code only (http_status_for); a 500's message is
+// logged, not sent (internal_failure).
 HttpError from_status(const Status& st);
 
 inline void throw_if_error(const Status& st) {

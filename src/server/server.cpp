@@ -106,7 +106,7 @@ void Server::Impl::dispatch(const Route& r, const httplib::Request& req, httplib
   } catch (const HttpError& e) {
     reply(res, e.status, error_body(e));
   } catch (const std::exception& e) {
-    reply(res, 500, error_body(http_error(500, std::string("internal error: ") + e.what())));
+    reply(res, 500, error_body(internal_failure(std::string("unexpected exception: ") + e.what())));
   }
   // Whatever happened, no uploaded photo stays in the request's buffers.
   wipe_leftover_uploads(req, on_wipe());

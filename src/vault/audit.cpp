@@ -206,17 +206,22 @@ Result<AuditVerifyReport> verify_audit(Db& db, std::vector<std::string>* hashes)
   return rep;
 }
 
-Result<std::vector<AuditEntry>> read_audit(Db& db, const AuditQuery& q) {
-  std::string sql = std::string(kSelect) + " WHERE 1";
-  if (q.since) sql += " AND ts >= ?1";
-  // LIKE narrows the rows (with its wildcards escaped); the exact match on the parsed array
-  // below decides.
-  if (q.subject) sql += " AND subjects LIKE ?2 ESCAPE '\\'";
-  if (q.action) sql += " AND action = ?3";
-  if (q.after_seq > 0) sql += " AND seq > ?4";
-  sql += " ORDER BY seq";
-  if (q.limit && !q.subject) sql += " LIMIT " + std::to_string(q.limit);
-  FV_ASSIGN_OR_RETURN(Stmt s, db.prepare(sql));
+namespace {
+
+// The WHERE clause of q's filters, and its parameters bound by number.
+std::string audit_where(const AuditQuery& q) {
+  std::string w = " WHERE 1";
+  if (q.since) w += " AND ts >= ?1";
+  // LIKE narrows the rows cheaply (its wildcards escaped); json_each decides exactly.
+  if (q.subject) w += " AND subjects LIKE ?2 ESCAPE '\\' AND EXISTS (SELECT 1 FROM json_each(subjects) WHERE value = ?7)";
+  if (q.action) w += " AND action = ?3";
+  if (q.after_seq > 0) w += " AND seq > ?4";
+  if (q.outcome) w += " AND outcome = ?5";
+  if (q.actor) w += " AND actor = ?6";
+  return w;
+}
+
+void bind_audit_where(Stmt& s, const AuditQuery& q) {
   if (q.since) s.bind(1, *q.since);
   if (q.subject) {
     std::string pattern = "%";
@@ -225,19 +230,35 @@ Result<std::vector<AuditEntry>> read_audit(Db& db, const AuditQuery& q) {
       pattern += c;
     }
     s.bind(2, pattern + "%");
+    s.bind(7, *q.subject);
   }
   if (q.action) s.bind(3, *q.action);
   if (q.after_seq > 0) s.bind(4, q.after_seq);
+  if (q.outcome) s.bind(5, *q.outcome);
+  if (q.actor) s.bind(6, *q.actor);
+}
+
+}  // namespace
+
+Result<std::vector<AuditEntry>> read_audit(Db& db, const AuditQuery& q) {
+  std::string sql = std::string(kSelect) + audit_where(q) + (q.newest_first ? " ORDER BY seq DESC" : " ORDER BY seq");
+  if (q.limit) sql += " LIMIT " + std::to_string(q.limit);
+  FV_ASSIGN_OR_RETURN(Stmt s, db.prepare(sql));
+  bind_audit_where(s, q);
   std::vector<AuditEntry> out;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, s.step());
     if (!row) break;
-    AuditEntry e = row_entry(s);
-    if (q.subject && std::find(e.subjects.begin(), e.subjects.end(), *q.subject) == e.subjects.end()) continue;
-    out.push_back(std::move(e));
-    if (q.limit && out.size() >= q.limit) break;
+    out.push_back(row_entry(s));
   }
   return out;
+}
+
+Result<int64_t> count_audit(Db& db, const AuditQuery& q) {
+  FV_ASSIGN_OR_RETURN(Stmt s, db.prepare("SELECT count(*) FROM audit" + audit_where(q)));
+  bind_audit_where(s, q);
+  FV_ASSIGN_OR_RETURN(bool row, s.step());
+  return row ? s.i64(0) : 0;
 }
 
 }  // namespace fv::vault

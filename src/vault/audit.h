@@ -70,10 +70,14 @@ Result<AuditVerifyReport> verify_audit(Db& db, std::vector<std::string>* hashes 
 struct AuditQuery {
   std::optional<std::string> since;    // ts >= since
   std::optional<std::string> subject;  // subject uid, matched exactly
-  std::optional<std::string> action;
+  std::optional<std::string> action, outcome, actor;
   int64_t after_seq = 0;               // seq > after_seq (a page after the one read before)
   size_t limit = 0;                    // 0: all
+  bool newest_first = false;           // by seq, descending
 };
+// Every filter is applied by SQLite, the limit too: a page of a long log costs its own rows.
 Result<std::vector<AuditEntry>> read_audit(Db& db, const AuditQuery& q);
+// How many entries pass q's filters (its limit and order aside), without reading them.
+Result<int64_t> count_audit(Db& db, const AuditQuery& q);
 
 }  // namespace fv::vault

@@ -304,6 +304,14 @@ class Catalog {
   // In a transaction of its own.
   Result<std::string> record_audit(AuditEntry& e);
   Result<std::vector<AuditEntry>> read_audit(const AuditQuery& q);
+  Result<int64_t> count_audit(const AuditQuery& q);
+  // One page of the log from one state of it: how many entries `scope` selects, how many of
+  // them `filtered` (scope plus more filters) selects, and those up to its limit.
+  struct AuditPageRows {
+    std::vector<AuditEntry> entries;
+    int64_t total = 0, matched = 0;
+  };
+  Result<AuditPageRows> read_audit_page(const AuditQuery& scope, const AuditQuery& filtered);
   // The chain, then (with a signer) every signed checkpoint (audit_checkpoint.h).
   Result<AuditVerifyReport> verify_audit();
   // The chain, then a checkpoint kept outside the vault.

@@ -20,6 +20,16 @@ Result<std::string> Catalog::record_audit(AuditEntry& e) {
 }
 
 Result<std::vector<AuditEntry>> Catalog::read_audit(const AuditQuery& q) { return vault::read_audit(*db_, q); }
+Result<int64_t> Catalog::count_audit(const AuditQuery& q) { return vault::count_audit(*db_, q); }
+
+Result<Catalog::AuditPageRows> Catalog::read_audit_page(const AuditQuery& scope, const AuditQuery& filtered) {
+  FV_ASSIGN_OR_RETURN(ReadSnapshot snapshot, ReadSnapshot::begin(*db_));
+  AuditPageRows r;
+  FV_ASSIGN_OR_RETURN(r.total, vault::count_audit(*db_, scope));
+  FV_ASSIGN_OR_RETURN(r.matched, vault::count_audit(*db_, filtered));
+  FV_ASSIGN_OR_RETURN(r.entries, vault::read_audit(*db_, filtered));
+  return r;
+}
 
 Result<AuditVerifyReport> Catalog::verify_audit() {
   // The entries, the recorded head and the checkpoints must be read from one state.

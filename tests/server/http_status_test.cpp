@@ -63,12 +63,35 @@ TEST(HttpStatus, ErrorsCarryTheMappedStatusAndAName) {
     SCOPED_TRACE(status_code_name(c));
     const HttpError e = from_status(Status(c, "some message"));
     EXPECT_EQ(e.status, http_status_for(c));
-    EXPECT_EQ(e.message, "some message");
+    if (e.status != 500) EXPECT_EQ(e.message, "some message");
     EXPECT_NE(e.code, "error") << "every mapped status has a short name in error bodies";
     const auto body = error_body(e);
     EXPECT_EQ(body["error"]["status"], e.status);
     EXPECT_EQ(body["error"]["code"], e.code);
   }
+}
+
+// A 500 sends no detail of the failure (SQL text, paths, an exception's text): the server's log
+// has it under the incident id the reply names.
+TEST(HttpStatus, AFailureOfTheServerIsLoggedNotSent) {
+  for (StatusCode c : {StatusCode::kInternal, StatusCode::kIoError}) {
+    testing::internal::CaptureStderr();
+    const HttpError e = from_status(Status(c, "query failed: INSERT INTO face /var/lib/facevault/vault.db"));
+    const std::string log = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(e.status, 500);
+    EXPECT_EQ(e.message.find("INSERT"), std::string::npos) << e.message;
+    EXPECT_EQ(e.message.find("/var/lib"), std::string::npos) << e.message;
+    const auto at = e.message.find("incident ");
+    ASSERT_NE(at, std::string::npos) << e.message;
+    const std::string id = e.message.substr(at + 9, 12);
+    EXPECT_NE(log.find("incident " + id + ": "), std::string::npos) << log;
+    EXPECT_NE(log.find("INSERT INTO face /var/lib/facevault/vault.db"), std::string::npos) << log;
+  }
+  testing::internal::CaptureStderr();
+  const HttpError thrown = internal_failure("unexpected exception: basic_string::_M_create");
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(thrown.message.find("basic_string"), std::string::npos) << thrown.message;
+  EXPECT_NE(log.find("basic_string::_M_create"), std::string::npos) << log;
 }
 
 // The words of a message decide nothing: the prefixes the server once matched on

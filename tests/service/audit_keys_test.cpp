@@ -35,6 +35,57 @@ TEST_F(AuditKeysTest, RolesAreEnforcedAndDenialsAudited) {
   EXPECT_EQ(count("SELECT count(*) FROM audit WHERE outcome='denied' AND actor='eve' AND action='search'"), 1);
 }
 
+// audit_show pages in SQLite: each filter, the counts, the order and the limit give what the
+// whole log, filtered here by hand, gives.
+TEST_F(AuditKeysTest, AnAuditPageIsTheWholeLogFilteredCountedAndCut) {
+  const int64_t a = basis("alice", {"access-control"});
+  const int64_t b = basis("bob", {"access-control"});
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(enroll("alice", a, random_template(rng_)).is_ok());
+    ASSERT_TRUE(enroll("bob", b, random_template(rng_)).is_ok());
+  }
+  EXPECT_FALSE(svc_->erase(kInvestigator, "bob").is_ok());  // denied
+  const std::string alice_uid = svc_->export_subject(actor_, "alice", false, std::nullopt)->at("subject").at("id");
+  const auto all = read_audit_or_die({});
+  std::vector<service::AuditFilter> filters(5);
+  filters[0].action = "enroll";
+  filters[0].limit = 3;
+  filters[0].newest_first = true;
+  filters[1].subject = "alice";
+  filters[1].action = "enroll";
+  filters[1].limit = 2;
+  filters[2].outcome = "denied";
+  filters[3].actor = kAdmin.name;
+  filters[3].action = "basis_add";
+  filters[4].limit = 1;
+  filters[4].newest_first = true;
+  for (const auto& f : filters) {
+    // The expected page, from the whole log, taken before the call (which audits itself).
+    const auto before = read_audit_or_die({});
+    std::vector<vault::AuditEntry> scope, matched;
+    for (const auto& e : before) {
+      if (f.subject && std::find(e.subjects.begin(), e.subjects.end(), alice_uid) == e.subjects.end()) continue;
+      scope.push_back(e);
+      if ((f.action && e.action != *f.action) || (f.outcome && e.outcome != *f.outcome) || (f.actor && e.actor != *f.actor))
+        continue;
+      matched.push_back(e);
+    }
+    if (f.newest_first) std::reverse(matched.begin(), matched.end());
+    if (f.limit && matched.size() > f.limit) matched.resize(f.limit);
+    auto page = svc_->audit_show(actor_, f);
+    ASSERT_TRUE(page.is_ok()) << page.status().to_string();
+    EXPECT_EQ(page->total, scope.size());
+    ASSERT_EQ(page->entries.size(), matched.size());
+    for (size_t i = 0; i < matched.size(); ++i) EXPECT_EQ(page->entries[i].seq, matched[i].seq) << i;
+    EXPECT_GT(page->matched, 0u);
+  }
+  EXPECT_EQ(all.size(), 14u) << "2 bases, 10 enrollments, a denial, an export";
+  auto denied = svc_->audit_show(actor_, filters[2]);
+  ASSERT_TRUE(denied.is_ok());
+  EXPECT_EQ(denied->matched, 1u);
+  EXPECT_EQ(denied->entries[0].actor, kInvestigator.name);
+}
+
 TEST_F(AuditKeysTest, KeyRotationRewrapsSubjectKeysWithoutTouchingTemplates) {
   auto t = random_template(rng_);
   for (char c : std::string("01234")) {  // (not "s" + to_string(i): GCC 12 -Wrestrict false positive)

@@ -121,9 +121,13 @@ void Server::Impl::dispatch(const Route& r, const httplib::Request& req, httplib
 
 void Server::Impl::install() {
   for (size_t i = 0; i < routes.size(); ++i) {
-    // OpenAPI template → regex: a dot is a dot ("{face}.jpg"), {name} matches one path segment.
+    // OpenAPI template → regex: a dot is a dot ("{face}.jpg"), {name} matches one path segment,
+    // except a subject reference, which may hold '/' (sent raw or as %2F, which the library
+    // decodes before routing): it takes the rest of the path up to the route's fixed suffix.
+    // Each method has one route per suffix under /v1/subjects/, so no path matches two.
     const std::string literal = std::regex_replace(routes[i].info.path, std::regex(R"(\.)"), R"(\.)");
-    const std::string pattern = std::regex_replace(literal, std::regex(R"(\{[a-z_]+\})"), "([^/]+)");
+    const std::string refs = std::regex_replace(literal, std::regex(R"(\{ref\})"), "(.+)");
+    const std::string pattern = std::regex_replace(refs, std::regex(R"(\{[a-z_]+\})"), "([^/]+)");
     auto h = [this, i](const httplib::Request& req, httplib::Response& res) { dispatch(routes[i], req, res); };
     const auto& m = routes[i].info.method;
     if (m == "GET") http->Get(pattern, h);

@@ -382,6 +382,33 @@ TEST_F(ApiTest, SubjectsAndBases) {
   expect_error(wrap(client().Post("/v1/bases/-5/withdraw", auth("auditor"), "", "application/json")), 400, "negative id");
 }
 
+// A reference may hold '/' (an operator's "dept/1234"): every route under /v1/subjects/{ref}
+// reaches it, sent raw or percent-encoded, and a reference ending like a route's suffix stays
+// the reference.
+TEST_F(ApiTest, ReferencesWithASlashReachEverySubjectRoute) {
+  for (const std::string ref : {"dept/1234", "x/bases", "a/b/export"}) {
+    SCOPED_TRACE(ref);
+    std::string encoded;
+    for (char ch : ref) encoded += ch == '/' ? std::string("%2F") : std::string(1, ch);
+    auto made = post_json("/v1/subjects/" + encoded + "/bases", "admin",
+                          json{{"kind", "consent"}, {"reference", "F-" + ref}, {"purposes", {"access-control"}}}.dump());
+    ASSERT_EQ(made.status, 201) << made.raw;
+    EXPECT_TRUE(made.body["subject_created"].get<bool>());
+    auto again = post_json("/v1/subjects/" + ref + "/bases", "admin",
+                           json{{"kind", "consent"}, {"reference", "G-" + ref}, {"purposes", {"payroll"}}}.dump());
+    ASSERT_EQ(again.status, 201) << again.raw;
+    EXPECT_FALSE(again.body["subject_created"].get<bool>()) << "the raw path names the same subject";
+    auto x = get("/v1/subjects/" + encoded + "/export", "auditor");
+    ASSERT_EQ(x.status, 200) << x.raw;
+    EXPECT_EQ(x.body["subject"]["reference"], ref);
+    EXPECT_EQ(x.body["lawful_bases"].size(), 2u);
+    auto gone = del("/v1/subjects/" + ref, "auditor");
+    ASSERT_EQ(gone.status, 200) << gone.raw;
+    EXPECT_EQ(gone.body["subject"], ref);
+    expect_error(get("/v1/subjects/" + encoded + "/export", "auditor"), 404, "erased");
+  }
+}
+
 TEST_F(ApiTest, EnrollmentSearchExportErase) {
   const int64_t b = make_subject("penny");
   const int64_t other = make_subject("raj", "investigation");

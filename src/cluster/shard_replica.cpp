@@ -388,9 +388,10 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
   for (size_t i = 0; i < opened.size(); ++i) deletes = deletes || (applied[i] && opened[i].summary.total_deletes() > 0);
   if (deletes) {
     // The same guarantee as an erasure on one node: no freed page of the deleted rows stays in
-    // any file. A failure leaves the wipe pending in the vault (the next open does it).
+    // any file. A failure (a reader held the WAL) leaves the wipe pending in the vault: run()
+    // tries again every announce period, and the next open would too.
     std::lock_guard lk(mu_);
-    (void)vault_->wipe_free_space();
+    wipe_owed_ = !vault_->wipe_free_space().is_ok();
   }
   {
     std::lock_guard lk(mu_);
@@ -496,6 +497,10 @@ void ShardReplica::run() {
     if (now - last_announce >= std::chrono::milliseconds(options_.announce_every_ms)) {
       announce();
       last_announce = now;
+      if (wipe_owed_) {
+        std::lock_guard lk(mu_);
+        wipe_owed_ = !vault_->wipe_free_space().is_ok();
+      }
     }
   }
 }

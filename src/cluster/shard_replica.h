@@ -81,6 +81,11 @@ class ShardReplica : public SubjectKeyHolder {
   // not wait for anything a writer may hold while it waits for this replica (a service lock).
   int add_on_applied(OnApplied fn);
   void remove_on_applied(int listener);
+  // Tests: the local vault's wipe of freed pages fails while `fault` returns an error.
+  void set_wipe_fault_for_testing(std::function<Status()> fault) {
+    std::lock_guard lk(mu_);
+    vault_->wipe_fault_for_testing = std::move(fault);
+  }
   // Starts serving subject keys and the apply thread (reading after the vault's applied sequence).
   Status start();
   // Stops and joins the apply thread, and stops serving keys. Idempotent.
@@ -152,6 +157,7 @@ class ShardReplica : public SubjectKeyHolder {
   std::unique_ptr<vault::Vault> vault_;
   vault::SecretKey master_;
   ReplicaOptions options_;
+  bool wipe_owed_ = false;    // the apply thread's: the last wipe of freed pages failed
   std::mutex on_applied_mu_;  // held while the listeners run
   std::map<int, OnApplied> on_applied_;
   int next_listener_ = 1;

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -407,6 +408,37 @@ TEST(Replication, ErasureReachesEveryReplicaAndTheStream) {
     EXPECT_FALSE(any_file_holds(n->dir, gone_key)) << n->name << " holds the erased wrapped key";
     EXPECT_TRUE(any_file_holds(n->dir, kept->sealed_template)) << n->name << ": the scan finds nothing at all";
   }
+}
+
+// A replica whose wipe of freed pages failed (a reader held the WAL, say) does it again by
+// itself, without waiting for another deletion or a restart.
+TEST(Replication, AFailedWipeIsDoneAgainWithoutAnotherDeletion) {
+  const Shard sh = make_shard(12);
+  auto a = start_node(sh, "a", true);
+  auto b = start_node(sh, "b", false);
+  auto c = start_node(sh, "c", false);
+  auto kept = enroll(*a->vault, "kept", 14);
+  auto gone = enroll(*a->vault, "gone", 15);
+  ASSERT_TRUE(kept.is_ok() && gone.is_ok());
+  auto blocked = std::make_shared<std::atomic<bool>>(true);
+  b->replica->set_wipe_fault_for_testing([blocked]() -> Status {
+    return blocked->load() ? failed_precondition("injected: a reader holds the WAL") : Status::ok();
+  });
+
+  const Status erasure = erase(*a->vault, "gone");
+  ASSERT_TRUE(erasure.is_ok()) << erasure.to_string();
+  auto last = cluster::last_sequence(*a->conn, sh.stream);
+  ASSERT_TRUE(last.is_ok());
+  ASSERT_TRUE(b->replica->wait_applied(*last, kTimeoutMs).is_ok()) << b->replica->error().to_string();
+  EXPECT_EQ(count(b->dir, "SELECT count(*) FROM meta WHERE key='wipe_pending'"), 1) << "the wipe did not fail";
+  blocked->store(false);
+
+  for (int i = 0; i < 300 && count(b->dir, "SELECT count(*) FROM meta WHERE key='wipe_pending'") != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(count(b->dir, "SELECT count(*) FROM meta WHERE key='wipe_pending'"), 0) << "b did not wipe again";
+  b->replica->stop();
+  EXPECT_FALSE(any_file_holds(b->dir, gone->sealed_template)) << "b's files hold the erased template";
+  EXPECT_TRUE(any_file_holds(b->dir, kept->sealed_template)) << "the scan finds nothing at all";
 }
 
 // A node that dies after a subject's erasure was applied and before the subject's messages

@@ -392,6 +392,8 @@ Status ShardReplica::apply(std::span<const StoredMessage> batch) {
     // tries again every announce period, and the next open would too.
     std::lock_guard lk(mu_);
     wipe_owed_ = !vault_->wipe_free_space().is_ok();
+    wipe_retry_periods_ = 1;
+    wipe_wait_periods_ = 0;
   }
   {
     std::lock_guard lk(mu_);
@@ -497,9 +499,14 @@ void ShardReplica::run() {
     if (now - last_announce >= std::chrono::milliseconds(options_.announce_every_ms)) {
       announce();
       last_announce = now;
-      if (wipe_owed_) {
+      // A wipe that waited out a reader (the busy timeout) and failed again is tried after
+      // twice as many periods each time (at most 64): a reader that stays does not keep
+      // this thread, and the writers waiting for it, blocked.
+      if (wipe_owed_ && ++wipe_wait_periods_ >= wipe_retry_periods_) {
         std::lock_guard lk(mu_);
         wipe_owed_ = !vault_->wipe_free_space().is_ok();
+        wipe_wait_periods_ = 0;
+        wipe_retry_periods_ = std::min(wipe_retry_periods_ * 2, 64);
       }
     }
   }

@@ -157,7 +157,9 @@ class ShardReplica : public SubjectKeyHolder {
   std::unique_ptr<vault::Vault> vault_;
   vault::SecretKey master_;
   ReplicaOptions options_;
-  bool wipe_owed_ = false;    // the apply thread's: the last wipe of freed pages failed
+  bool wipe_owed_ = false;    // the apply thread's: the last wipe of freed pages failed,
+  int wipe_retry_periods_ = 1;  // tried again after this many announce periods
+  int wipe_wait_periods_ = 0;
   std::mutex on_applied_mu_;  // held while the listeners run
   std::map<int, OnApplied> on_applied_;
   int next_listener_ = 1;

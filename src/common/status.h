@@ -23,7 +23,7 @@ enum class StatusCode {
   kUnauthenticated,    // no caller could be established (missing, unknown or revoked API key)
   kUnavailable,        // a dependency is down or over capacity right now; the same call may succeed later
   kAborted,            // a concurrent write won (a replicated shard moved on): catch up and redo the call
-  kStorageFull,        // the disk (or a quota) is full: nothing was written; the call may succeed once space is freed
+  kStorageFull,        // the disk (or a quota) is full; the call may succeed once space is freed
 };
 // The last code: codes travel as their number between nodes (cluster/rpc.h), new ones go last.
 inline constexpr StatusCode kLastStatusCode = StatusCode::kStorageFull;

@@ -60,7 +60,7 @@ Caller Server::Impl::authenticate(const Route& r, const httplib::Request& req) {
   if (!k.is_ok()) {
     // One body for every failure (unknown id, wrong secret, revoked): security_test KeyComparison.
     if (k.status().code() == StatusCode::kUnauthenticated) throw http_error(401, "unknown or revoked API key");
-    throw http_error(500, "cannot check the API key: " + k.status().message());
+    throw from_status(Status(k.status().code(), "cannot check the API key: " + k.status().message()));
   }
   c.actor = k->first;
   c.limiter_id = "key:" + k->second.id;

@@ -295,7 +295,8 @@ Status ClusterService::finish_cluster_basis_erasure(const Actor& actor, int s, i
   r.stream_messages_erased = *erased;
   FV_ASSIGN_OR_RETURN(r.replicas, replicas_at(s, node_.shard(s)->replica->applied()));
   auto w = withdrawn_purposes(s, r.subject_uid, local_basis_id);
-  auto left = w.is_ok() ? exclude_from_review_in_meta(actor, r.subject_uid, w->kept, w->dropped, w->seq, "withdrawal")
+  const std::string cause = how == "expired" ? "retention" : "withdrawal";
+  auto left = w.is_ok() ? exclude_from_review_in_meta(actor, r.subject_uid, w->kept, w->dropped, w->seq, cause)
                         : Result<int64_t>(w.status());
   if (!left.is_ok())
     return Status(left.status().code(),
@@ -487,9 +488,9 @@ Status ClusterService::settle_in_meta(const Actor& actor) {
     auto withdrawals = hosted->replica->withdrawals_unsettled_in_meta();
     keep_first(withdrawals.status(), "the withdrawals to settle on shard " + std::to_string(s));
     if (withdrawals.is_ok())
-      for (const auto& [basis_id, uid] : *withdrawals) {
+      for (const auto& [basis_id, uid, lapsed] : *withdrawals) {
         auto w = withdrawn_purposes(s, uid, basis_id);
-        auto left = w.is_ok() ? exclude_from_review_in_meta(actor, uid, w->kept, {}, 0, "withdrawal")
+        auto left = w.is_ok() ? exclude_from_review_in_meta(actor, uid, w->kept, {}, 0, lapsed ? "retention" : "withdrawal")
                               : Result<int64_t>(w.status());
         keep_first(left.is_ok() ? hosted->replica->mark_withdrawal_settled_in_meta(basis_id) : left.status(),
                    "taking subject " + uid + " out of the open review cases of a withdrawn basis");
@@ -602,12 +603,14 @@ Result<ExpireReport> ClusterService::expire_on(int s, const Actor& actor, const 
   Status first;
   for (auto& r : part.erased) {
     const Status st = dry_run ? Status::ok() : finish_cluster_erasure(actor, s, r);
+    if (!st.is_ok()) r.completion_error = st.to_string();
     if (!st.is_ok() && first.is_ok()) first = st;
   }
   for (auto& r : part.bases_lapsed) {
     const int64_t local = r.basis_id.value_or(0);
     const Status st = dry_run ? Status::ok() : finish_cluster_basis_erasure(actor, s, local, "expired", r);
     r.basis_id = global_id(local, s);
+    if (!st.is_ok()) r.completion_error = st.to_string();
     if (!st.is_ok() && first.is_ok()) first = st;
   }
   if (!first.is_ok()) part.failed_shards.emplace_back(s, first.to_string());
@@ -694,16 +697,19 @@ Result<OptoutResult> ClusterService::optout_everywhere(const Actor& actor, const
   // face sent again completes the entry (the same uid, which shards holding it add nothing for).
   Status first;
   std::string failed;
+  int failures = 0;
   for (int s = 0; s < node_.config().shards; ++s) {
     auto part = optout_on(s, actor, tmpl, total.optout_uid);
     if (!part.is_ok()) {
       if (first.is_ok()) first = part.status();
       failed += (failed.empty() ? "" : ", ") + std::to_string(s);
+      ++failures;
       continue;
     }
     total.enrolled_match_count += part->enrolled_match_count;
     if (!part->audit_hash.empty()) total.audit_hash = part->audit_hash;
   }
+  if (failures == node_.config().shards) return first;  // recorded nowhere: the first failure as it is
   if (!first.is_ok())
     return Status(first.code(), "the opt-out is recorded on every shard but " + failed + " (" + first.message() +
                                     "): send the same photo again to complete it; enrollment of the face is refused "

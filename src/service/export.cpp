@@ -24,7 +24,7 @@ Status make_private_dir(const fs::path& dir) {
   if (fs::exists(dir, ec)) return Status::ok();
   if (dir.has_parent_path()) fs::create_directories(dir.parent_path(), ec);
   if (ec || (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST))
-    return os_error(errno, "cannot create " + dir.string() + ": " + (ec ? ec.message() : std::strerror(errno)));
+    return os_error(ec ? ec.value() : errno, "cannot create " + dir.string() + ": " + (ec ? ec.message() : std::strerror(errno)));
   return Status::ok();
 }
 

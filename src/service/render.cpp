@@ -161,6 +161,7 @@ json erase_receipt(const EraseReceipt& r) {
     j["basis_id"] = *r.basis_id;
     j["subject_erased"] = false;
   }
+  if (!r.completion_error.empty()) j["incomplete"] = r.completion_error;
   if (!r.replicas.empty()) {
     j["replicas"] = r.replicas;
     j["stream_messages_erased"] = r.stream_messages_erased;

@@ -41,7 +41,8 @@ json receipt_json(const EraseReceipt& r) {
           {"reference_crops", r.reference_crops}, {"review_candidates_removed", r.review_candidates_removed},
           {"key_destroyed", r.key_destroyed}, {"wiped", r.wiped}, {"wipe_error", r.wipe_error},
           {"index_removed", r.index_removed}, {"audit_seq", r.audit_seq}, {"audit_hash", r.audit_hash},
-          {"replicas", r.replicas}, {"stream_messages_erased", r.stream_messages_erased}, {"basis_id", opt(r.basis_id)}};
+          {"replicas", r.replicas}, {"stream_messages_erased", r.stream_messages_erased}, {"basis_id", opt(r.basis_id)},
+          {"completion_error", r.completion_error}};
 }
 
 EraseReceipt receipt_of(const json& j) {
@@ -64,7 +65,9 @@ EraseReceipt receipt_of(const json& j) {
   r.audit_hash = j.at("audit_hash").get<std::string>();
   r.replicas = j.at("replicas").get<std::vector<std::string>>();
   r.stream_messages_erased = j.at("stream_messages_erased").get<int64_t>();
-  r.basis_id = opt_of<int64_t>(j.at("basis_id"));
+  // Fields added later are read when present: a node of the release before sends none.
+  if (j.contains("basis_id")) r.basis_id = opt_of<int64_t>(j.at("basis_id"));
+  r.completion_error = j.value("completion_error", std::string());
   return r;
 }
 
@@ -276,8 +279,10 @@ Result<ExpireReport> decode_expire_report(std::span<const uint8_t> bytes) {
     r.as_of = j.at("as_of").get<std::string>();
     r.dry_run = j.at("dry_run").get<bool>();
     for (const auto& e : j.at("erased")) r.erased.push_back(receipt_of(e));
-    for (const auto& e : j.at("bases_lapsed")) r.bases_lapsed.push_back(receipt_of(e));
-    for (const auto& f : j.at("failed")) r.failed_shards.emplace_back(f.at("shard").get<int>(), f.at("error").get<std::string>());
+    if (j.contains("bases_lapsed"))
+      for (const auto& e : j.at("bases_lapsed")) r.bases_lapsed.push_back(receipt_of(e));
+    if (j.contains("failed"))
+      for (const auto& f : j.at("failed")) r.failed_shards.emplace_back(f.at("shard").get<int>(), f.at("error").get<std::string>());
     return r;
   });
 }

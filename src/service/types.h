@@ -194,6 +194,9 @@ struct EraseReceipt {
   // and the subject's earlier stream messages erased (js_EraseMsg).
   std::vector<std::string> replicas;
   int64_t stream_messages_erased = 0;
+  // Cluster retention run: what of the erasure's completion (stream messages, reference
+  // directory, review cases) failed and is left to the next run or start; empty when complete.
+  std::string completion_error;
 };
 
 struct LapseReport {  // pending authorisations whose deadline passed without a grant

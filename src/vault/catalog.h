@@ -418,6 +418,7 @@ class Catalog {
   struct UnsettledWithdrawal {
     int64_t basis_id = 0;
     std::string subject_uid;
+    bool lapsed = false;  // erased by a retention run after it expired, not withdrawn
   };
   Result<std::vector<UnsettledWithdrawal>> withdrawals_unsettled_in_meta();
   Status mark_withdrawal_settled_in_meta(int64_t basis_id);

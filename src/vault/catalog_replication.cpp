@@ -113,13 +113,13 @@ namespace {
 // table `done` (keyed by basis_id) does not list yet.
 Result<std::vector<Catalog::UnsettledWithdrawal>> withdrawals_not_in(Db& db, const std::string& done) {
   FV_ASSIGN_OR_RETURN(Stmt q, db.prepare(
-      "SELECT b.id, s.uid FROM lawful_basis b JOIN subject s ON s.id = b.subject_id WHERE (b.withdrawn_at IS NOT NULL "
+      "SELECT b.id, s.uid, b.withdrawn_at IS NULL FROM lawful_basis b JOIN subject s ON s.id = b.subject_id WHERE (b.withdrawn_at IS NOT NULL "
       "OR EXISTS (SELECT 1 FROM lapsed_basis_erasure l WHERE l.basis_id = b.id)) AND NOT EXISTS (SELECT 1 FROM " + done + " w WHERE w.basis_id = b.id) ORDER BY b.id"));
   std::vector<Catalog::UnsettledWithdrawal> out;
   for (;;) {
     FV_ASSIGN_OR_RETURN(bool row, q.step());
     if (!row) break;
-    out.push_back({q.i64(0), q.text(1)});
+    out.push_back({q.i64(0), q.text(1), q.i64(2) != 0});
   }
   return out;
 }

@@ -774,6 +774,9 @@ TEST_F(ClusterFanOutTest, ShardsWithoutALiveReplicaFailTheSearchOrAreNamedWhenPa
     for (int s : hosted) n += *test::raw_db(*a.shard_service(s)).query_int("SELECT count(*) FROM optout");
     return n;
   };
+  // The placement puts a served shard after the first orphaned one: a run that stopped at the
+  // first failure would leave it out.
+  ASSERT_GT(*std::max_element(hosted.begin(), hosted.end()), *orphaned.begin());
   const int64_t before = optouts_on_a();
   const auto face = random_template(rng);
   auto opt = a.optout_add_template(kAdmin, face);
@@ -862,6 +865,7 @@ TEST(ShardCallWire, RetentionAuditAndReferenceAnswersRoundTripAndTruncationsAreR
   service::EraseReceipt lapse = r;
   lapse.key_destroyed = false;
   lapse.basis_id = 5 * 1024 + 3;
+  lapse.completion_error = "unavailable: the stream did not answer";
   rep.bases_lapsed = {lapse};
   rep.failed_shards = {{2, "unavailable: no replica answered"}};
   auto rep2 = service::decode_expire_report(service::encode_result(rep));
@@ -875,6 +879,21 @@ TEST(ShardCallWire, RetentionAuditAndReferenceAnswersRoundTripAndTruncationsAreR
   EXPECT_EQ(rep2->bases_lapsed[0].basis_id, lapse.basis_id);
   EXPECT_FALSE(rep2->bases_lapsed[0].key_destroyed);
   EXPECT_EQ(rep2->failed_shards, rep.failed_shards);
+  EXPECT_EQ(rep2->bases_lapsed[0].completion_error, lapse.completion_error);
+  EXPECT_EQ(service::render::erase_receipt(rep2->bases_lapsed[0])["incomplete"], lapse.completion_error);
+  // A report from a node of the release before (no lapsed bases, failures or basis ids) reads.
+  nlohmann::json older = nlohmann::json::from_cbor(service::encode_result(rep));
+  older.erase("bases_lapsed");
+  older.erase("failed");
+  for (auto& e : older["erased"]) {
+    e.erase("basis_id");
+    e.erase("completion_error");
+  }
+  const auto older_bytes = nlohmann::json::to_cbor(older);
+  auto rep3 = service::decode_expire_report(std::span<const uint8_t>(older_bytes.data(), older_bytes.size()));
+  ASSERT_TRUE(rep3.is_ok()) << rep3.status().to_string();
+  EXPECT_EQ(rep3->erased.size(), 2u);
+  EXPECT_TRUE(rep3->bases_lapsed.empty());
 
   service::ShardAudit audit;
   vault::AuditEntry e;

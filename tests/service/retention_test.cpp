@@ -66,6 +66,11 @@ TEST_F(RetentionTest, AnExpiredBasisTakesWhatItCoveredWhenTheSubjectStaysUnderAn
   ASSERT_TRUE(enroll("alice", pay, near_template(probe, rng_, 0.2f)).is_ok());
   const std::string of_inv = " WHERE basis_id=" + std::to_string(inv);
   ASSERT_EQ(count("SELECT count(*) FROM face" + of_inv), 2);
+  // A reviewer's reference crop of one of its faces (a photo enrollment keeps one; a template
+  // enrollment does not, so it is put in by hand).
+  ASSERT_TRUE(raw_db(*svc_).exec("INSERT INTO reference_crop(face_id, subject_id, crop) SELECT id, subject_id, x'00' "
+                                 "FROM face" + of_inv + " LIMIT 1").is_ok());
+  ASSERT_EQ(count("SELECT count(*) FROM reference_crop"), 1);
   const int64_t images_of_inv = count("SELECT count(*) FROM source_image" + of_inv);
 
   clock_.now = vault::add_days(t0, 10);
@@ -92,6 +97,7 @@ TEST_F(RetentionTest, AnExpiredBasisTakesWhatItCoveredWhenTheSubjectStaysUnderAn
   EXPECT_TRUE(lapse.wiped);
   EXPECT_EQ(count("SELECT count(*) FROM face" + of_inv) + count("SELECT count(*) FROM source_image" + of_inv), 0);
   EXPECT_EQ(count("SELECT count(*) FROM face"), 1) << "the payroll basis's template stays";
+  EXPECT_EQ(count("SELECT count(*) FROM reference_crop"), 0) << "the crop of a face of the expired basis";
   EXPECT_EQ(count("SELECT count(*) FROM subject_key"), 1);
   EXPECT_EQ(count("SELECT count(*) FROM lawful_basis"), 2) << "the expired basis stays on record";
   EXPECT_EQ(count("SELECT count(*) FROM lawful_basis WHERE withdrawn_at IS NOT NULL"), 0) << "expired, not withdrawn";

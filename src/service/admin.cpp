@@ -75,8 +75,8 @@ Result<AuditPage> Service::audit_show(const Actor& actor, const AuditFilter& fil
     q.subject = s ? s->uid : *filter.subject;
     known = s.has_value();
   }
-  // SQLite filters, counts and cuts the page (held under the service's lock: a page of a long
-  // log costs its own rows, not the log's), from one state of the log.
+  // SQLite filters, counts and cuts the page from one state of the log: only the page's rows
+  // are read into memory and decoded under the service's lock.
   vault::AuditQuery filtered = q;
   filtered.action = filter.action;
   filtered.outcome = filter.outcome;
@@ -88,13 +88,12 @@ Result<AuditPage> Service::audit_show(const Actor& actor, const AuditFilter& fil
   page.entries = std::move(rows.entries);
   page.total = static_cast<size_t>(rows.total);
   page.matched = static_cast<size_t>(rows.matched);
-  const bool named = !page.entries.empty() || page.total > 0;
   // An admin may also review: the decisions of cases they may still decide stay hidden here.
   FV_RETURN_IF_ERROR(m.redact_hidden_decisions(actor, page.entries));
   AuditEntry e = m.entry(actor, Action::kAuditShow);
   // Only a vault id goes into the log: a subject of the vault, or one the log names (an
   // erased subject's id). Anything else may be an external reference: not recorded.
-  if (q.subject && (known || named)) e.subjects = {*q.subject};
+  if (q.subject && (known || page.total > 0)) e.subjects = {*q.subject};
   else if (q.subject) e.details["subject"] = "unknown subject";
   e.details["entries"] = page.entries.size();
   if (filter.since) e.details["since"] = *q.since;

@@ -272,15 +272,16 @@ Result<EraseReceipt> ClusterService::withdraw_basis(const Actor& actor, int64_t 
   }
   FV_ASSIGN_OR_RETURN(auto r, write_on(s, [&](Service& svc) { return svc.withdraw_basis(actor, local); }));
   if (!r.key_destroyed) {
-    FV_RETURN_IF_ERROR(finish_cluster_basis_erasure(actor, s, local, "withdrawn", r));
+    FV_RETURN_IF_ERROR(finish_cluster_basis_erasure(actor, s, local, false, r));
     return r;
   }
   FV_RETURN_IF_ERROR(finish_cluster_erasure(actor, s, r));
   return r;
 }
 
-Status ClusterService::finish_cluster_basis_erasure(const Actor& actor, int s, int64_t local_basis_id, const std::string& how,
+Status ClusterService::finish_cluster_basis_erasure(const Actor& actor, int s, int64_t local_basis_id, bool retention,
                                                     EraseReceipt& r) {
+  const std::string how = retention ? "expired" : "withdrawn";
   // The subject stays. The stream messages that hold the basis's rows go (their copies would
   // stay readable under the subject's live key), and the subject leaves the open cases whose
   // purpose no basis of theirs in force covers any more (as one vault does).
@@ -295,8 +296,8 @@ Status ClusterService::finish_cluster_basis_erasure(const Actor& actor, int s, i
   r.stream_messages_erased = *erased;
   FV_ASSIGN_OR_RETURN(r.replicas, replicas_at(s, node_.shard(s)->replica->applied()));
   auto w = withdrawn_purposes(s, r.subject_uid, local_basis_id);
-  const std::string cause = how == "expired" ? "retention" : "withdrawal";
-  auto left = w.is_ok() ? exclude_from_review_in_meta(actor, r.subject_uid, w->kept, w->dropped, w->seq, cause)
+  auto left = w.is_ok() ? exclude_from_review_in_meta(actor, r.subject_uid, w->kept, w->dropped, w->seq,
+                                                     retention ? "retention" : "withdrawal")
                         : Result<int64_t>(w.status());
   if (!left.is_ok())
     return Status(left.status().code(),
@@ -608,7 +609,7 @@ Result<ExpireReport> ClusterService::expire_on(int s, const Actor& actor, const 
   }
   for (auto& r : part.bases_lapsed) {
     const int64_t local = r.basis_id.value_or(0);
-    const Status st = dry_run ? Status::ok() : finish_cluster_basis_erasure(actor, s, local, "expired", r);
+    const Status st = dry_run ? Status::ok() : finish_cluster_basis_erasure(actor, s, local, true, r);
     r.basis_id = global_id(local, s);
     if (!st.is_ok()) r.completion_error = st.to_string();
     if (!st.is_ok() && first.is_ok()) first = st;

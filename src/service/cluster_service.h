@@ -253,11 +253,11 @@ class ClusterService final : public Api {
   // After a subject's erasure was applied on shard `s`: its earlier messages erased from the
   // stream, and the replicas that applied the erasure named in the receipt.
   Status finish_cluster_erasure(const Actor& actor, int s, EraseReceipt& r);
-  // After one basis's rows were erased on shard `s` while its subject stays (`how`: withdrawn,
-  // expired): the stream messages holding them erased, the subject out of the open review
-  // cases its remaining bases do not cover, and the receipt's basis id made the cluster's.
-  Status finish_cluster_basis_erasure(const Actor& actor, int s, int64_t local_basis_id, const std::string& how,
-                                      EraseReceipt& r);
+  // After one basis's rows were erased on shard `s` while its subject stays (`retention`: it
+  // expired, else it was withdrawn): the stream messages holding them erased, the subject out
+  // of the open review cases its remaining bases do not cover, and the receipt's basis id made
+  // the cluster's.
+  Status finish_cluster_basis_erasure(const Actor& actor, int s, int64_t local_basis_id, bool retention, EraseReceipt& r);
   // The replicas of hosted shard `s` that applied its stream up to `applied`: every one, or
   // those that did within the receipt wait (the write itself waited for two).
   Result<std::vector<std::string>> replicas_at(int s, uint64_t applied);

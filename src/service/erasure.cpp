@@ -126,11 +126,11 @@ Result<ExpireReport> Service::expire(const Actor& actor, const std::optional<std
     FV_ASSIGN_OR_RETURN(EraseReceipt r, m.erase_basis_in_txn(actor, still.front().subject, b.basis_id,
                                                              ErasureCause::kRetention));
     FV_RETURN_IF_ERROR(txn.commit());
-    auto forgotten = m.gallery->forget_subject(b.subject.id);
-    r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
+    r.index_removed = r.faces;  // with the drop below
     rep.bases_lapsed.push_back(r);
   }
-  // The stayers' other templates come back with the next load of the index.
+  // The index goes whole (its buffers zero themselves); the stayers' other templates come back
+  // with its next load.
   if (!dry_run && !rep.bases_lapsed.empty()) m.gallery->drop();
   // Oversight's own expiry: pending authorisations past their deadline, aged-out probe crops.
   if (!dry_run) {

@@ -213,8 +213,9 @@ std::string audit_where(const AuditQuery& q) {
   std::string w = " WHERE 1";
   if (q.since) w += " AND ts >= ?1";
   // LIKE narrows the rows cheaply (its wildcards escaped); json_each decides exactly.
-  if (q.subject) w += " AND subjects LIKE ?2 ESCAPE '\\' AND EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(subjects) THEN subjects ELSE '[]' END) "
-                    "WHERE value = ?7)";
+  if (q.subject)
+    w += " AND subjects LIKE ?2 ESCAPE '\\' AND EXISTS (SELECT 1 FROM "
+         "json_each(CASE WHEN json_valid(subjects) THEN subjects ELSE '[]' END) WHERE value = ?7)";
   if (q.action) w += " AND action = ?3";
   if (q.after_seq > 0) w += " AND seq > ?4";
   if (q.outcome) w += " AND outcome = ?5";

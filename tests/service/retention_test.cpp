@@ -92,6 +92,7 @@ TEST_F(RetentionTest, AnExpiredBasisTakesWhatItCoveredWhenTheSubjectStaysUnderAn
   EXPECT_EQ(lapse.subject_ref, "alice");
   EXPECT_EQ(lapse.basis_id, inv);
   EXPECT_EQ(lapse.faces, 2);
+  EXPECT_EQ(lapse.index_removed, 2) << "the expired basis's templates left the search index";
   EXPECT_EQ(lapse.images, images_of_inv);
   EXPECT_FALSE(lapse.key_destroyed);
   EXPECT_TRUE(lapse.wiped);

@@ -1,5 +1,6 @@
 // Lawful basis: recorded before any enrollment (creating the subject and its data key when the
 // reference is new), and withdrawn — which erases what it covered.
+#include <algorithm>
 #include <set>
 
 #include "service/service_impl.h"
@@ -69,6 +70,7 @@ Result<EraseReceipt> Service::withdraw_basis(const Actor& actor, int64_t basis_i
   auto& cat = m.catalog();
   EraseReceipt r;
   int64_t sid = 0;
+  int64_t remaining = 0;
   {
     FV_ASSIGN_OR_RETURN(vault::Txn txn, cat.begin());
     FV_ASSIGN_OR_RETURN(auto owner, cat.basis_owner(basis_id));
@@ -78,7 +80,7 @@ Result<EraseReceipt> Service::withdraw_basis(const Actor& actor, int64_t basis_i
     if (owner->withdrawn_at)
       return already_exists("lawful basis " + std::to_string(basis_id) + " was already withdrawn on " + *owner->withdrawn_at);
     // The subject stays only if another basis is in force (neither withdrawn nor expired).
-    FV_ASSIGN_OR_RETURN(const int64_t remaining, cat.other_bases_in_force(s.id, basis_id, m.now()));
+    FV_ASSIGN_OR_RETURN(remaining, cat.other_bases_in_force(s.id, basis_id, m.now()));
     if (remaining == 0) {
       FV_ASSIGN_OR_RETURN(r, m.erase_in_txn(actor, s, "consent withdrawn (basis " + std::to_string(basis_id) + ")",
                                                  ErasureCause::kWithdrawal));
@@ -87,10 +89,12 @@ Result<EraseReceipt> Service::withdraw_basis(const Actor& actor, int64_t basis_i
     }
     FV_RETURN_IF_ERROR(txn.commit());
   }
-  // Out of the index at once; the subject's remaining templates come back with the next load.
+  // Out of the index at once; a staying subject's other templates come back with the next
+  // load, so the receipt counts only those the withdrawal took.
   auto forgotten = m.gallery->forget_subject(sid);
   m.gallery->drop();
-  r.index_removed = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
+  const int64_t left_index = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
+  r.index_removed = remaining > 0 ? std::min(left_index, r.faces) : left_index;
   m.finish_erasure(r);
   return r;
 }

@@ -83,6 +83,9 @@ TEST_F(RetentionTest, AnExpiredBasisTakesWhatItCoveredWhenTheSubjectStaysUnderAn
   EXPECT_EQ(dry->bases_lapsed[0].basis_id, inv);
   EXPECT_EQ(count("SELECT count(*) FROM face"), 3) << "a dry run erases nothing";
 
+  // A search loads the index, so that the lapse has templates to take out of it.
+  EXPECT_EQ(svc_->search_templates(actor_, {"investigation", "c"}, {probe})->faces[0].candidates.size(), 1u);
+
   clock_.now = vault::add_days(t0, 31);
   auto r = svc_->expire(actor_, std::nullopt, false);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();

@@ -143,10 +143,26 @@ TEST_P(VaultIndexTest, OnlineAddAndPhysicalRemovalOnErase) {
   ASSERT_TRUE(b.is_ok());
   auto t = random_template(rng_);
   ASSERT_TRUE(svc_->enroll_template(kAdmin, EnrollRequest("wd", b->basis_id), t).is_ok());
-  ASSERT_TRUE(svc_->withdraw_basis(kAdmin, b->basis_id).is_ok());
+  auto wd = svc_->withdraw_basis(kAdmin, b->basis_id);
+  ASSERT_TRUE(wd.is_ok());
+  EXPECT_EQ(wd->index_removed, 1);
   auto w = svc_->search_templates(kAdmin, inv, {t});
   ASSERT_TRUE(w.is_ok());
   for (auto& n : refs(*w)) EXPECT_NE(n, "wd");
+
+  // A subject who stays under another basis: the receipt counts only the withdrawn basis's
+  // templates, though the subject's others leave the index until its next load.
+  auto stay = svc_->add_basis(kAdmin, {"acc-4", service::BasisKind::kConsent, "form2", {"access-control"}, std::nullopt});
+  ASSERT_TRUE(stay.is_ok());
+  ASSERT_TRUE(svc_->enroll_template(kAdmin, EnrollRequest("acc-4", stay->basis_id), random_template(rng_)).is_ok());
+  ASSERT_TRUE(svc_->search_templates(kAdmin, inv, {access[4]}).is_ok());  // the index is loaded
+  auto part = svc_->withdraw_basis(kAdmin, stay->basis_id);
+  ASSERT_TRUE(part.is_ok()) << part.status().to_string();
+  EXPECT_EQ(part->faces, 1);
+  EXPECT_EQ(part->index_removed, 1) << "acc-4's two earlier templates are not the withdrawal's";
+  auto kept = svc_->search_templates(kAdmin, {"access-control", "c", 1}, {access[4]});
+  ASSERT_TRUE(kept.is_ok());
+  EXPECT_EQ(refs(*kept), std::vector<std::string>{"acc-4"}) << "they come back with the next load";
 }
 
 // Who a purpose may return is cached per purpose (a search must not re-read every basis);

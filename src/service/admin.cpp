@@ -40,25 +40,6 @@ Result<vault::AuditCheckpoint> Service::audit_checkpoint(const Actor& actor) {
   return c;
 }
 
-AuditPage audit_page(std::vector<AuditEntry>& entries, const AuditFilter& filter) {
-  AuditPage page;
-  page.total = entries.size();
-  auto keep = [&](const AuditEntry& e) {
-    return (!filter.action || e.action == *filter.action) && (!filter.outcome || e.outcome == *filter.outcome) &&
-           (!filter.actor || e.actor == *filter.actor);
-  };
-  auto take = [&](AuditEntry& e) {
-    if (!keep(e)) return;
-    ++page.matched;
-    if (filter.limit == 0 || page.entries.size() < filter.limit) page.entries.push_back(std::move(e));
-  };
-  if (filter.newest_first)
-    for (auto it = entries.rbegin(); it != entries.rend(); ++it) take(*it);
-  else
-    for (auto& e : entries) take(e);
-  return page;
-}
-
 Result<AuditPage> Service::audit_show(const Actor& actor, const AuditFilter& filter) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> l(m.mu);

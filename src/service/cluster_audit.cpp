@@ -15,30 +15,59 @@ namespace fv::service {
 
 using vault::AuditEntry;
 
-Result<ShardAudit> ClusterService::audit_of_shard(int s, const vault::AuditQuery& q) {
+namespace {
+
+// What `audit show` counts as its total: the entries since the instant, of the subject.
+vault::AuditQuery audit_scope(const vault::AuditQuery& q) {
+  vault::AuditQuery scope;
+  scope.since = q.since;
+  scope.subject = q.subject;
+  return scope;
+}
+
+}  // namespace
+
+Result<ShardAudit> ClusterService::audit_of_shard(int s, const vault::AuditQuery& q, bool counts) {
   if (Service* svc = shard_service(s)) {
     auto& m = *svc->impl_;
     std::lock_guard<std::mutex> l(m.mu);
     ShardAudit out;
-    FV_ASSIGN_OR_RETURN(out.entries, m.catalog().read_audit(q));
+    if (counts) {
+      FV_ASSIGN_OR_RETURN(auto rows, m.catalog().read_audit_page(audit_scope(q), q));
+      out.entries = std::move(rows.entries);
+      out.total = rows.total;
+      out.matched = rows.matched;
+    } else {
+      FV_ASSIGN_OR_RETURN(out.entries, m.catalog().read_audit(q));
+    }
     FV_ASSIGN_OR_RETURN(auto purposes, operator_purposes(m.catalog(), m.config()));
     out.purposes.assign(purposes.begin(), purposes.end());
     return out;
   }
   // A read between nodes for a use case the caller's node authorised and audits, page by page
-  // (one NATS message carries 1 MB by default).
+  // (one NATS message carries 1 MB by default), each page after the last entry of the one before.
   const Actor self{"cluster:" + node_.name(), Role::kAuditor};
   ShardAudit all;
-  for (int64_t after = 0;;) {
+  vault::AuditQuery page_q = q;
+  for (bool first = true;; first = false) {
+    if (q.limit) page_q.limit = q.limit - all.entries.size();
     FV_ASSIGN_OR_RETURN(auto reply, forward(s, {.op = "audit_read", .actor = self, .subject = q.subject.value_or(""),
-                                                .since = q.since.value_or(""), .after_seq = after}));
+                                                .audit = page_q, .audit_counts = counts && first}));
     FV_ASSIGN_OR_RETURN(auto page, decode_shard_audit(reply));
     all.purposes = std::move(page.purposes);
-    if (page.more && (page.entries.empty() || page.entries.back().seq <= after))
+    if (first && counts) {
+      if (!page.total || !page.matched) return corrupt_data("shard " + std::to_string(s) + ": an audit page without its counts");
+      all.total = page.total;
+      all.matched = page.matched;
+    }
+    if (page.more && page.entries.empty())
       return corrupt_data("shard " + std::to_string(s) + ": an audit page that does not move on");
+    if (q.limit && all.entries.size() + page.entries.size() > q.limit)
+      return corrupt_data("shard " + std::to_string(s) + ": an audit page longer than asked");
     for (auto& e : page.entries) all.entries.push_back(std::move(e));
-    if (!page.more) return all;
-    after = all.entries.back().seq;
+    if (!page.more || (q.limit && all.entries.size() == q.limit)) return all;
+    page_q.after_seq = all.entries.back().seq;
+    page_q.after_ts = all.entries.back().ts;
   }
 }
 
@@ -67,30 +96,43 @@ Result<AuditPage> ClusterService::audit_show(const Actor& actor, const AuditFilt
       known = at.has_value();
     }
   }
-  std::vector<AuditEntry> entries;
-  auto read = [&](Service& svc, bool redact) -> Status {
-    auto& m = *svc.impl_;
+  // Each chain filters, counts and cuts its own page; the pages merge by time. A chain's first
+  // `limit` entries in time order hold every one of its entries that the merged page can.
+  vault::AuditQuery filtered = q;
+  filtered.action = filter.action;
+  filtered.outcome = filter.outcome;
+  filtered.actor = filter.actor;
+  filtered.limit = filter.limit;
+  filtered.newest_first = filter.newest_first;
+  filtered.by_time = true;
+  AuditPage page;
+  {
+    auto& m = *meta_->impl_;
     std::lock_guard<std::mutex> l(m.mu);
-    FV_ASSIGN_OR_RETURN(auto part, m.catalog().read_audit(q));
+    FV_ASSIGN_OR_RETURN(auto rows, m.catalog().read_audit_page(q, filtered));
     // Review decisions live in the meta vault: a reviewer's undecided candidates stay hidden.
-    if (redact) FV_RETURN_IF_ERROR(m.redact_hidden_decisions(actor, part));
-    for (auto& e : part) entries.push_back(std::move(e));
-    return Status::ok();
-  };
-  FV_RETURN_IF_ERROR(read(*meta_, true));
-  for (int s = 0; s < node_.config().shards; ++s) {
-    FV_ASSIGN_OR_RETURN(auto part, audit_of_shard(s, q));
-    for (auto& e : part.entries) entries.push_back(std::move(e));
+    FV_RETURN_IF_ERROR(m.redact_hidden_decisions(actor, rows.entries));
+    page.entries = std::move(rows.entries);
+    page.total = static_cast<size_t>(rows.total);
+    page.matched = static_cast<size_t>(rows.matched);
   }
-  std::stable_sort(entries.begin(), entries.end(), [](const AuditEntry& a, const AuditEntry& b) { return a.ts < b.ts; });
+  for (int s = 0; s < node_.config().shards; ++s) {
+    FV_ASSIGN_OR_RETURN(auto part, audit_of_shard(s, filtered, true));
+    page.total += static_cast<size_t>(part.total.value_or(0));
+    page.matched += static_cast<size_t>(part.matched.value_or(0));
+    for (auto& e : part.entries) page.entries.push_back(std::move(e));
+  }
+  std::stable_sort(page.entries.begin(), page.entries.end(), [&](const AuditEntry& a, const AuditEntry& b) {
+    return filter.newest_first ? b.ts < a.ts : a.ts < b.ts;
+  });
+  if (filter.limit && page.entries.size() > filter.limit) page.entries.resize(filter.limit);
 
-  const AuditPage page = audit_page(entries, filter);
   // The reading is audited once, in the meta vault.
   auto h = write_on(-1, [&](Service& svc) -> Result<std::string> {
     auto& m = *svc.impl_;
     std::lock_guard<std::mutex> l(m.mu);
     AuditEntry e = m.entry(actor, Action::kAuditShow);
-    if (q.subject && (known || !entries.empty())) e.subjects = {*q.subject};
+    if (q.subject && (known || page.total > 0)) e.subjects = {*q.subject};
     else if (q.subject) e.details["subject"] = "unknown subject";
     e.details["entries"] = page.entries.size();
     if (filter.since) e.details["since"] = *q.since;

@@ -1,6 +1,8 @@
 // ClusterService: use cases on shards this node does not host. The whole call goes to one live
 // replica of the subject's shard (a queue group per shard, cluster/rpc.h), which runs it as
 // if it had been asked itself: the role check, the audit entry and the write are its own.
+#include <algorithm>
+
 #include "cluster/rpc.h"
 #include "cluster/shard_map.h"
 #include "service/cluster_service.h"
@@ -108,16 +110,12 @@ Result<vault::Bytes> ClusterService::serve_shard_call(int s, std::span<const uin
   if (c.op == "audit_read") {
     // One page read from the chain, not the whole chain per page.
     constexpr size_t kPageEntries = 1000;
-    vault::AuditQuery q;
-    if (!c.since.empty()) q.since = c.since;
+    vault::AuditQuery q = c.audit;
     if (!c.subject.empty()) q.subject = c.subject;
-    q.after_seq = c.after_seq;
-    q.limit = kPageEntries;
-    FV_ASSIGN_OR_RETURN(auto r, audit_of_shard(s, q));
-    const bool full = r.entries.size() >= kPageEntries;
-    auto page = audit_page_after(std::move(r), c.after_seq, copt_.audit_page_bytes);
-    page.more = page.more || full;
-    return encode_result(page);
+    q.limit = q.limit ? std::min(q.limit, kPageEntries) : kPageEntries;
+    FV_ASSIGN_OR_RETURN(auto r, audit_of_shard(s, q, c.audit_counts));
+    r.more = r.entries.size() >= q.limit;
+    return encode_result(cut_audit_page(std::move(r), copt_.audit_page_bytes));
   }
   if (c.op == "audit_verify") {
     FV_ASSIGN_OR_RETURN(Service * svc, shard(s));

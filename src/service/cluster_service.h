@@ -237,10 +237,11 @@ class ClusterService final : public Api {
   Result<OptoutResult> optout_on(int s, const Actor& actor, const face::FaceTemplate& tmpl, const std::string& optout_uid);
   Result<OptoutCheck> optout_check_on(int s, const Actor& actor);
   Result<std::optional<std::pair<std::string, bool>>> candidate_on_shard(const std::string& uid, const std::string& purpose);
-  // Per shard, here or forwarded: its chain from q.since (of q.subject when set) and the
-  // purposes its bases define (cluster_audit.cpp); its part of a retention run, erasures
-  // finished; a candidate's reference crop for the purpose, opened.
-  Result<ShardAudit> audit_of_shard(int s, const vault::AuditQuery& q);
+  // Per shard, here or forwarded: the entries of its chain that q selects, in q's order (all of
+  // them, or the first q.limit), the purposes its bases define and, with `counts`, how many
+  // entries q's since/subject and q's filters select (cluster_audit.cpp); its part of a
+  // retention run, erasures finished; a candidate's reference crop for the purpose, opened.
+  Result<ShardAudit> audit_of_shard(int s, const vault::AuditQuery& q, bool counts = false);
   Result<ExpireReport> expire_on(int s, const Actor& actor, const std::string& as_of, bool dry_run);
   Result<ReviewImage> reference_crop_on_shard(const std::string& uid, const std::string& purpose);
   static bool is_uid(const std::string& s);

@@ -52,10 +52,6 @@ Result<std::set<std::string>> operator_purposes(vault::Catalog& cat, const vault
 nlohmann::json count_report(const std::vector<vault::AuditEntry>& entries, std::set<std::string> known,
                             const ReportPeriod& period, const std::string& now);
 
-// The page `audit show` returns from a log's entries (admin.cpp): filtered, limited, in the
-// order asked for; the entries taken are moved out of `entries` (its size is unchanged).
-AuditPage audit_page(std::vector<vault::AuditEntry>& entries, const AuditFilter& filter);
-
 // The access export's audit section: the entries naming `uid`, with other subjects' ids removed.
 nlohmann::json export_audit(const std::vector<vault::AuditEntry>& entries, const std::string& uid);
 

@@ -97,8 +97,11 @@ vault::Bytes encode_call(const ShardCall& c) {
             {"image", json::binary(c.image)},
             {"as_of", c.as_of},
             {"dry_run", c.dry_run},
-            {"since", c.since},
-            {"after_seq", c.after_seq}};
+            {"since", c.audit.since.value_or("")},
+            {"after_seq", c.audit.after_seq},
+            {"audit", {{"action", opt(c.audit.action)}, {"outcome", opt(c.audit.outcome)}, {"actor", opt(c.audit.actor)},
+                       {"limit", c.audit.limit}, {"newest_first", c.audit.newest_first}, {"by_time", c.audit.by_time},
+                       {"after_ts", c.audit.after_ts}, {"counts", c.audit_counts}}}};
   return cbor(j);
 }
 
@@ -149,8 +152,19 @@ Result<ShardCall> decode_call(std::span<const uint8_t> bytes) {
     c.image = img.get_binary();
     c.as_of = j.at("as_of").get<std::string>();
     c.dry_run = j.at("dry_run").get<bool>();
-    c.since = j.at("since").get<std::string>();
-    c.after_seq = j.at("after_seq").get<int64_t>();
+    if (auto since = j.at("since").get<std::string>(); !since.empty()) c.audit.since = since;
+    c.audit.after_seq = j.at("after_seq").get<int64_t>();
+    // A sender of an earlier version reads the whole chain in seq order, page by page.
+    if (auto a = j.find("audit"); a != j.end()) {
+      c.audit.action = opt_of<std::string>(a->at("action"));
+      c.audit.outcome = opt_of<std::string>(a->at("outcome"));
+      c.audit.actor = opt_of<std::string>(a->at("actor"));
+      c.audit.limit = a->at("limit").get<size_t>();
+      c.audit.newest_first = a->at("newest_first").get<bool>();
+      c.audit.by_time = a->at("by_time").get<bool>();
+      c.audit.after_ts = a->at("after_ts").get<std::string>();
+      c.audit_counts = a->at("counts").get<bool>();
+    }
     return c;
   });
 }
@@ -290,7 +304,8 @@ Result<ExpireReport> decode_expire_report(std::span<const uint8_t> bytes) {
 vault::Bytes encode_result(const ShardAudit& r) {
   json entries = json::array();
   for (const auto& e : r.entries) entries.push_back(e.to_json());
-  return cbor({{"entries", entries}, {"purposes", r.purposes}, {"more", r.more}});
+  return cbor({{"entries", entries}, {"purposes", r.purposes}, {"more", r.more}, {"total", opt(r.total)},
+               {"matched", opt(r.matched)}});
 }
 
 Result<ShardAudit> decode_shard_audit(std::span<const uint8_t> bytes) {
@@ -314,16 +329,20 @@ Result<ShardAudit> decode_shard_audit(std::span<const uint8_t> bytes) {
     }
     r.purposes = j.at("purposes").get<std::vector<std::string>>();
     r.more = j.at("more").get<bool>();
+    if (auto t = j.find("total"); t != j.end()) r.total = opt_of<int64_t>(*t);
+    if (auto m = j.find("matched"); m != j.end()) r.matched = opt_of<int64_t>(*m);
     return r;
   });
 }
 
-ShardAudit audit_page_after(ShardAudit whole, int64_t after_seq, size_t page_bytes) {
+ShardAudit cut_audit_page(ShardAudit whole, size_t page_bytes) {
   ShardAudit page;
   page.purposes = std::move(whole.purposes);
+  page.total = whole.total;
+  page.matched = whole.matched;
+  page.more = whole.more;
   size_t bytes = 0;
   for (auto& e : whole.entries) {
-    if (e.seq <= after_seq) continue;
     if (!page.entries.empty() && bytes >= page_bytes) {
       page.more = true;
       break;

@@ -27,7 +27,8 @@ struct ShardCall {
   // per shard: optout_shard (the opt-out `subject` = its uid, `tmpl`), optout_check,
   // candidate (a review candidate's reference and crop, `subject` = uid, `reason` = purpose),
   // reference_image (its reference crop, opened), expire (`as_of`, `dry_run`), audit_read
-  // (the shard's chain from `since`, of `subject` when set), audit_verify
+  // (a page of the shard's chain that `audit` selects, its counts when `audit_counts`; the
+  // subject filter travels in `subject`), audit_verify
   std::string op{};
   Actor actor{};
   BasisRequest basis{};      // add_basis
@@ -42,8 +43,8 @@ struct ShardCall {
   std::vector<uint8_t> image{};  // enroll, verify_subject: the photo; enroll_template: the image to keep
   std::string as_of{};       // expire: the instant due dates are compared with
   bool dry_run = false;      // expire
-  std::string since{};       // audit_read: from this instant (empty: from the start)
-  int64_t after_seq = 0;     // audit_read: the page after this entry of the shard's chain
+  vault::AuditQuery audit{};  // audit_read: filters, order, limit, and the page's cursor
+  bool audit_counts = false;  // audit_read: also count the entries of `subject` since `since`, and those `audit` selects
 };
 
 vault::Bytes encode_call(const ShardCall& c);
@@ -73,11 +74,13 @@ Result<ExpireReport> decode_expire_report(std::span<const uint8_t> bytes);
 struct ShardAudit {
   std::vector<vault::AuditEntry> entries;
   std::vector<std::string> purposes;
-  bool more = false;  // a page: more entries follow the last one (ask again with after_seq)
+  bool more = false;  // a page: more entries follow the last one (ask again after it)
+  // When asked (audit_counts): the entries since/of the subject, and those the filters select.
+  std::optional<int64_t> total, matched;
 };
-// The page of `whole` (its chain, in order) after entry `after_seq`: entries up to about
-// `page_bytes` of JSON (at least one), `more` set when others follow.
-ShardAudit audit_page_after(ShardAudit whole, int64_t after_seq, size_t page_bytes);
+// The first entries of `whole` (in the order read) up to about `page_bytes` of JSON (at least
+// one), `more` set when others were cut off.
+ShardAudit cut_audit_page(ShardAudit whole, size_t page_bytes);
 vault::Bytes encode_result(const ShardAudit& r);
 Result<ShardAudit> decode_shard_audit(std::span<const uint8_t> bytes);
 vault::Bytes encode_result(const vault::AuditVerifyReport& r);

@@ -217,7 +217,13 @@ std::string audit_where(const AuditQuery& q) {
     w += " AND subjects LIKE ?2 ESCAPE '\\' AND EXISTS (SELECT 1 FROM "
          "json_each(CASE WHEN json_valid(subjects) THEN subjects ELSE '[]' END) WHERE value = ?7)";
   if (q.action) w += " AND action = ?3";
-  if (q.after_seq > 0) w += " AND seq > ?4";
+  if (q.after_seq > 0) {
+    const char* later = q.newest_first ? "<" : ">";
+    if (q.by_time)
+      w += std::string(" AND (ts ") + later + " ?8 OR (ts = ?8 AND seq " + later + " ?4))";
+    else
+      w += std::string(" AND seq ") + later + " ?4";
+  }
   if (q.outcome) w += " AND outcome = ?5";
   if (q.actor) w += " AND actor = ?6";
   return w;
@@ -235,7 +241,10 @@ void bind_audit_where(Stmt& s, const AuditQuery& q) {
     s.bind(7, *q.subject);
   }
   if (q.action) s.bind(3, *q.action);
-  if (q.after_seq > 0) s.bind(4, q.after_seq);
+  if (q.after_seq > 0) {
+    s.bind(4, q.after_seq);
+    if (q.by_time) s.bind(8, q.after_ts);
+  }
   if (q.outcome) s.bind(5, *q.outcome);
   if (q.actor) s.bind(6, *q.actor);
 }
@@ -243,7 +252,11 @@ void bind_audit_where(Stmt& s, const AuditQuery& q) {
 }  // namespace
 
 Result<std::vector<AuditEntry>> read_audit(Db& db, const AuditQuery& q) {
-  std::string sql = std::string(kSelect) + audit_where(q) + (q.newest_first ? " ORDER BY seq DESC" : " ORDER BY seq");
+  std::string sql = std::string(kSelect) + audit_where(q);
+  if (q.by_time)
+    sql += q.newest_first ? " ORDER BY ts DESC, seq DESC" : " ORDER BY ts, seq";
+  else
+    sql += q.newest_first ? " ORDER BY seq DESC" : " ORDER BY seq";
   if (q.limit) sql += " LIMIT " + std::to_string(q.limit);
   FV_ASSIGN_OR_RETURN(Stmt s, db.prepare(sql));
   bind_audit_where(s, q);

@@ -71,9 +71,14 @@ struct AuditQuery {
   std::optional<std::string> since;    // ts >= since
   std::optional<std::string> subject;  // subject uid, matched exactly
   std::optional<std::string> action, outcome, actor;
-  int64_t after_seq = 0;               // seq > after_seq (a page after the one read before)
   size_t limit = 0;                    // 0: all
-  bool newest_first = false;           // by seq, descending
+  bool newest_first = false;           // descending
+  // Order by (ts, seq) instead of seq: how the chains of several vaults merge into one log.
+  bool by_time = false;
+  // A page after the one read before: the entries that come after its last one in this order
+  // (seq, or with by_time (after_ts, seq)). after_seq 0: from the start.
+  int64_t after_seq = 0;
+  std::string after_ts;
 };
 // Every filter is applied by SQLite, the limit too: a page of a long log costs its own rows.
 Result<std::vector<AuditEntry>> read_audit(Db& db, const AuditQuery& q);

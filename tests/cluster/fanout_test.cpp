@@ -513,6 +513,52 @@ TEST_F(ClusterFanOutTest, AuditReportAndRetentionCoverShardsTheNodeDoesNotHost) 
   EXPECT_TRUE(actions.count("basis_add")) << "the basis is in the chain of a shard node a does not host";
   EXPECT_TRUE(actions.count("enroll"));
 
+  // A filtered, limited page is each chain's own page merged by time: the same entries, in
+  // the same order, and the same counts as filtering the whole log (each page read by node a
+  // through the others in pages of ~2 kB, after the last entry of the page before).
+  std::vector<service::AuditFilter> filters(4);
+  filters[0].action = "enroll";
+  filters[0].limit = 40;
+  filters[1].action = "enroll";
+  filters[1].limit = 7;
+  filters[1].newest_first = true;
+  filters[2].action = "basis_add";
+  filters[2].actor = kAdmin.name;
+  filters[2].limit = 25;
+  filters[2].newest_first = true;
+  filters[3].action = "enroll";
+  filters[3].subject = away_ref;
+  for (const auto& f : filters) {
+    // Reading is audited (of the subject, when one is asked for): the page counts one more.
+    service::AuditFilter of_subject;
+    of_subject.subject = f.subject;
+    auto scope = a.audit_show(kAdmin, of_subject);
+    ASSERT_TRUE(scope.is_ok()) << scope.status().to_string();
+    std::vector<vault::AuditEntry> matched;
+    for (const auto& e : scope->entries)
+      if (e.action == *f.action && (!f.actor || e.actor == *f.actor)) matched.push_back(e);
+    const size_t matched_all = matched.size();
+    if (f.newest_first)
+      std::stable_sort(matched.begin(), matched.end(), [](const auto& x, const auto& y) { return y.ts < x.ts; });
+    auto got = a.audit_show(kAdmin, f);
+    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+    EXPECT_EQ(got->total, scope->total + 1);
+    EXPECT_EQ(got->matched, matched_all);
+    ASSERT_EQ(got->entries.size(), f.limit ? std::min(f.limit, matched_all) : matched_all);
+    std::set<std::string> allowed;
+    for (const auto& e : matched) allowed.insert(e.hash);
+    for (size_t k = 0; k < got->entries.size(); ++k) {
+      // Entries of one instant in several chains may come in either order; their times may not.
+      EXPECT_EQ(got->entries[k].ts, matched[k].ts) << "entry " << k << " of " << *f.action;
+      EXPECT_TRUE(allowed.count(got->entries[k].hash)) << "entry " << k;
+    }
+  }
+  EXPECT_GT(page->entries.size(), 0u);
+  ASSERT_GT(std::count_if(all_via_a->entries.begin(), all_via_a->entries.end(),
+                          [](const auto& e) { return e.action == "enroll"; }),
+            40)
+      << "the first filter's limit cuts the page";
+
   // Every node verifies every chain, and counts the same entries and enrolments. (Verifying
   // writes nothing; a report is audited in the meta chain, so the reports come after.)
   std::vector<int64_t> verified, enrolments;
@@ -841,7 +887,15 @@ TEST(ShardCallWire, RetentionAuditAndReferenceAnswersRoundTripAndTruncationsAreR
   c.actor = {"ops", service::Role::kAuditor};
   c.as_of = "2026-12-06T10:00:00.000Z";
   c.dry_run = true;
-  c.since = "2026-01-01T00:00:00.000Z";
+  c.audit.since = "2026-01-01T00:00:00.000Z";
+  c.audit.action = "enroll";
+  c.audit.actor = "ops";
+  c.audit.limit = 25;
+  c.audit.newest_first = true;
+  c.audit.by_time = true;
+  c.audit.after_seq = 12;
+  c.audit.after_ts = "2026-03-01T00:00:00.000Z";
+  c.audit_counts = true;
   c.subject = "0123456789abcdef";
   auto call = service::decode_call(service::encode_call(c));
   ASSERT_TRUE(call.is_ok()) << call.status().to_string();
@@ -849,8 +903,30 @@ TEST(ShardCallWire, RetentionAuditAndReferenceAnswersRoundTripAndTruncationsAreR
   EXPECT_EQ(call->actor.role, service::Role::kAuditor);
   EXPECT_EQ(call->as_of, c.as_of);
   EXPECT_TRUE(call->dry_run);
-  EXPECT_EQ(call->since, c.since);
+  EXPECT_EQ(call->audit.since, c.audit.since);
+  EXPECT_EQ(call->audit.action, c.audit.action);
+  EXPECT_FALSE(call->audit.outcome.has_value());
+  EXPECT_EQ(call->audit.actor, c.audit.actor);
+  EXPECT_EQ(call->audit.limit, 25u);
+  EXPECT_TRUE(call->audit.newest_first);
+  EXPECT_TRUE(call->audit.by_time);
+  EXPECT_EQ(call->audit.after_seq, 12);
+  EXPECT_EQ(call->audit.after_ts, c.audit.after_ts);
+  EXPECT_TRUE(call->audit_counts);
   EXPECT_EQ(call->subject, c.subject);
+  // A sender of an earlier version sends no "audit" object: its read is the whole chain in
+  // seq order, after `after_seq`.
+  auto older_call = nlohmann::json::from_cbor(service::encode_call(c));
+  older_call.erase("audit");
+  const auto older_call_bytes = nlohmann::json::to_cbor(older_call);
+  auto call3 = service::decode_call(std::span<const uint8_t>(older_call_bytes.data(), older_call_bytes.size()));
+  ASSERT_TRUE(call3.is_ok()) << call3.status().to_string();
+  EXPECT_EQ(call3->audit.since, c.audit.since);
+  EXPECT_EQ(call3->audit.after_seq, 12);
+  EXPECT_FALSE(call3->audit.by_time);
+  EXPECT_FALSE(call3->audit.action.has_value());
+  EXPECT_EQ(call3->audit.limit, 0u);
+  EXPECT_FALSE(call3->audit_counts);
 
   service::ExpireReport rep;
   rep.as_of = c.as_of;
@@ -933,7 +1009,7 @@ TEST(ShardCallWire, RetentionAuditAndReferenceAnswersRoundTripAndTruncationsAreR
   ASSERT_TRUE(img2.is_ok()) << img2.status().to_string();
   EXPECT_EQ(img2->jpeg, img.jpeg);
 
-  // Pages: each about the size asked (at least one entry), in chain order, none lost.
+  // Pages: each about the size asked (at least one entry), in the order read, none lost.
   service::ShardAudit chain;
   for (int i = 1; i <= 50; ++i) {
     vault::AuditEntry x = e;
@@ -941,21 +1017,31 @@ TEST(ShardCallWire, RetentionAuditAndReferenceAnswersRoundTripAndTruncationsAreR
     x.details = {{"n", std::string(100, 'x')}};
     chain.entries.push_back(x);
   }
+  chain.total = 70;
+  chain.matched = 50;
   std::vector<int64_t> seen;
   int pages = 0;
-  for (int64_t after = 0;; ++pages) {
-    auto p = service::audit_page_after(chain, after, 1000);
+  for (service::ShardAudit rest = chain;; ++pages) {
+    auto p = service::cut_audit_page(rest, 1000);
     ASSERT_FALSE(p.entries.empty());
+    EXPECT_EQ(p.total, 70) << "the counts travel with the page";
+    EXPECT_EQ(p.matched, 50);
     for (const auto& x : p.entries) seen.push_back(x.seq);
     if (!p.more) break;
-    after = p.entries.back().seq;
+    rest.entries.erase(rest.entries.begin(), rest.entries.begin() + static_cast<std::ptrdiff_t>(p.entries.size()));
     ASSERT_LT(pages, 60);
   }
   EXPECT_GT(pages, 3);
   ASSERT_EQ(seen.size(), 50u);
   for (size_t k = 0; k < seen.size(); ++k) EXPECT_EQ(seen[k], static_cast<int64_t>(k + 1));
-  EXPECT_TRUE(service::audit_page_after(chain, 50, 1000).entries.empty());
-  EXPECT_EQ(service::audit_page_after(chain, 0, 1).entries.size(), 1u) << "at least one entry per page";
+  EXPECT_EQ(service::cut_audit_page(chain, 1).entries.size(), 1u) << "at least one entry per page";
+  chain.more = true;
+  EXPECT_TRUE(service::cut_audit_page(chain, 1 << 20).more) << "a page the reader cut short says more follow";
+  auto counted = service::decode_shard_audit(service::encode_result(chain));
+  ASSERT_TRUE(counted.is_ok());
+  EXPECT_EQ(counted->total, 70);
+  EXPECT_EQ(counted->matched, 50);
+  EXPECT_FALSE(audit2->total.has_value()) << "no counts unless asked";
 
   // Every truncation of every answer is refused.
   const std::vector<vault::Bytes> answers = {service::encode_result(rep), service::encode_result(audit),

@@ -276,6 +276,56 @@ TEST_F(CatalogTest, OptoutsAreStoredSealedAndCountedWhenIncomparable) {
   EXPECT_FALSE(*cat().has_optout("o3"));
 }
 
+// Pages in time order, one after another by (ts, seq): every entry once, in order, both ways,
+// also where the chain's times go back (a shard written by another node whose clock is behind)
+// or repeat.
+TEST_F(CatalogTest, AuditPagesInTimeOrderFollowEachOther) {
+  const std::vector<std::string> times = {"2025-01-01T00:00:05.000Z", "2025-01-01T00:00:01.000Z",
+                                          "2025-01-01T00:00:03.000Z", "2025-01-01T00:00:03.000Z",
+                                          "2025-01-01T00:00:02.000Z", "2025-01-01T00:00:09.000Z",
+                                          "2025-01-01T00:00:03.000Z"};
+  for (size_t i = 0; i < times.size(); ++i) {
+    AuditEntry e = init_entry();
+    e.ts = times[i];
+    e.action = i % 2 ? "enroll" : "search";
+    ASSERT_TRUE(cat().record_audit(e).is_ok());
+  }
+  for (bool newest_first : {false, true}) {
+    // The expected order: by time, then seq (both descending for newest_first).
+    std::vector<std::pair<std::string, int64_t>> want;
+    for (size_t i = 0; i < times.size(); ++i) want.emplace_back(times[i], static_cast<int64_t>(i + 1));
+    std::sort(want.begin(), want.end());
+    if (newest_first) std::reverse(want.begin(), want.end());
+    AuditQuery q;
+    q.by_time = true;
+    q.newest_first = newest_first;
+    q.limit = 2;
+    std::vector<std::pair<std::string, int64_t>> got;
+    for (int pages = 0; pages < 10; ++pages) {
+      auto page = cat().read_audit(q);
+      ASSERT_TRUE(page.is_ok()) << page.status().to_string();
+      for (const auto& e : *page) got.emplace_back(e.ts, e.seq);
+      if (page->size() < q.limit) break;
+      q.after_seq = page->back().seq;
+      q.after_ts = page->back().ts;
+    }
+    EXPECT_EQ(got, want) << (newest_first ? "newest first" : "oldest first");
+  }
+  // The cursor in seq order, newest first: the entries before it.
+  AuditQuery back;
+  back.newest_first = true;
+  back.after_seq = 4;
+  back.action = "search";
+  auto older = cat().read_audit(back);
+  ASSERT_TRUE(older.is_ok());
+  ASSERT_EQ(older->size(), 2u);
+  EXPECT_EQ((*older)[0].seq, 3);
+  EXPECT_EQ((*older)[1].seq, 1);
+  AuditQuery all_searches;
+  all_searches.action = "search";
+  EXPECT_EQ(*cat().count_audit(all_searches), 4);
+}
+
 TEST_F(CatalogTest, AuditChainApiKeysAndTheSecondConnection) {
   AuditEntry e = init_entry();
   auto h = cat().record_audit(e);

@@ -1,6 +1,5 @@
 // Lawful basis: recorded before any enrollment (creating the subject and its data key when the
 // reference is new), and withdrawn — which erases what it covered.
-#include <algorithm>
 #include <set>
 
 #include "service/service_impl.h"
@@ -91,10 +90,13 @@ Result<EraseReceipt> Service::withdraw_basis(const Actor& actor, int64_t basis_i
   }
   // Out of the index at once; a staying subject's other templates come back with the next
   // load, so the receipt counts only those the withdrawal took.
+  const auto of_basis = static_cast<int64_t>(m.gallery->templates_of_basis(sid, basis_id));
   auto forgotten = m.gallery->forget_subject(sid);
   m.gallery->drop();
-  const int64_t left_index = forgotten.is_ok() ? static_cast<int64_t>(*forgotten) : 0;
-  r.index_removed = remaining > 0 ? std::min(left_index, r.faces) : left_index;
+  if (!forgotten.is_ok())
+    r.index_removed = 0;
+  else
+    r.index_removed = remaining > 0 ? of_basis : static_cast<int64_t>(*forgotten);
   m.finish_erasure(r);
   return r;
 }

@@ -25,6 +25,13 @@ vault::AuditQuery audit_scope(const vault::AuditQuery& q) {
   return scope;
 }
 
+// Whether `e` comes after the cursor of q (its last page's last entry) in q's order.
+bool after_cursor(const AuditEntry& e, const vault::AuditQuery& q) {
+  if (q.after_seq == 0) return true;
+  const auto key = [&](const std::string& ts, int64_t seq) { return std::make_pair(q.by_time ? ts : std::string(), seq); };
+  return q.newest_first ? key(e.ts, e.seq) < key(q.after_ts, q.after_seq) : key(q.after_ts, q.after_seq) < key(e.ts, e.seq);
+}
+
 }  // namespace
 
 Result<ShardAudit> ClusterService::audit_of_shard(int s, const vault::AuditQuery& q, bool counts) {
@@ -54,6 +61,10 @@ Result<ShardAudit> ClusterService::audit_of_shard(int s, const vault::AuditQuery
     FV_ASSIGN_OR_RETURN(auto reply, forward(s, {.op = "audit_read", .actor = self, .subject = q.subject.value_or(""),
                                                 .audit = page_q, .audit_counts = counts && first}));
     FV_ASSIGN_OR_RETURN(auto page, decode_shard_audit(reply));
+    const bool plain = !q.by_time && !q.newest_first && !q.action && !q.outcome && !q.actor;
+    if (!plain && !page.selected)
+      return unavailable("shard " + std::to_string(s) +
+                         ": its replica runs an earlier release that cannot select an audit page (upgrade every node)");
     all.purposes = std::move(page.purposes);
     if (first && counts) {
       if (!page.total || !page.matched) return corrupt_data("shard " + std::to_string(s) + ": an audit page without its counts");
@@ -62,12 +73,18 @@ Result<ShardAudit> ClusterService::audit_of_shard(int s, const vault::AuditQuery
     }
     if (page.more && page.entries.empty())
       return corrupt_data("shard " + std::to_string(s) + ": an audit page that does not move on");
+    // Each entry after the one before it (the first after the cursor): a page can neither
+    // repeat nor go back, so the reading ends.
+    for (const auto& e : page.entries) {
+      if (!after_cursor(e, page_q))
+        return corrupt_data("shard " + std::to_string(s) + ": an audit page out of order or repeating entries");
+      page_q.after_seq = e.seq;
+      page_q.after_ts = e.ts;
+    }
     if (q.limit && all.entries.size() + page.entries.size() > q.limit)
       return corrupt_data("shard " + std::to_string(s) + ": an audit page longer than asked");
     for (auto& e : page.entries) all.entries.push_back(std::move(e));
     if (!page.more || (q.limit && all.entries.size() == q.limit)) return all;
-    page_q.after_seq = all.entries.back().seq;
-    page_q.after_ts = all.entries.back().ts;
   }
 }
 

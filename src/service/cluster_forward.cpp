@@ -115,6 +115,7 @@ Result<vault::Bytes> ClusterService::serve_shard_call(int s, std::span<const uin
     q.limit = q.limit ? std::min(q.limit, kPageEntries) : kPageEntries;
     FV_ASSIGN_OR_RETURN(auto r, audit_of_shard(s, q, c.audit_counts));
     r.more = r.entries.size() >= q.limit;
+    r.selected = true;
     return encode_result(cut_audit_page(std::move(r), copt_.audit_page_bytes));
   }
   if (c.op == "audit_verify") {

@@ -126,7 +126,7 @@ Result<ExpireReport> Service::expire(const Actor& actor, const std::optional<std
     FV_ASSIGN_OR_RETURN(EraseReceipt r, m.erase_basis_in_txn(actor, still.front().subject, b.basis_id,
                                                              ErasureCause::kRetention));
     FV_RETURN_IF_ERROR(txn.commit());
-    r.index_removed = m.gallery->loaded() ? r.faces : 0;  // with the drop below
+    r.index_removed = static_cast<int64_t>(m.gallery->templates_of_basis(b.subject.id, b.basis_id));  // the drop below
     rep.bases_lapsed.push_back(r);
   }
   // The index goes whole (its buffers zero themselves); the stayers' other templates come back

@@ -169,6 +169,17 @@ void Gallery::add_enrolled(int64_t generation, const FaceIdentity& who, const fa
   ++version_;
 }
 
+size_t Gallery::templates_of_basis(int64_t subject_id, int64_t basis_id) const {
+  auto it = subjects_.find(subject_id);
+  if (it == subjects_.end()) return 0;
+  size_t n = 0;
+  for (int64_t f : it->second.faces) {
+    auto o = face_owner_.find(f);
+    if (o != face_owner_.end() && o->second.basis_id == basis_id) ++n;
+  }
+  return n;
+}
+
 Result<size_t> Gallery::forget_subject(int64_t subject_id) {
   auto it = subjects_.find(subject_id);
   if (it == subjects_.end()) return size_t(0);

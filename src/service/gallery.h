@@ -98,6 +98,9 @@ class Gallery {
   // Erasure: the subject's templates leave the index physically (VectorIndex::remove
   // overwrites them before it returns); there is no tombstone. Returns how many left.
   Result<size_t> forget_subject(int64_t subject_id);
+  // How many of the subject's templates in the index were collected under `basis_id` (0 while
+  // not loaded): what a withdrawal or lapse of that basis takes out.
+  size_t templates_of_basis(int64_t subject_id, int64_t basis_id) const;
 
   // Subjects scoring >= threshold, best face each: at least k_subjects of them when there are
   // as many (SIZE_MAX: every one); the caller keeps the k best. Subjects have several faces,

@@ -305,7 +305,7 @@ vault::Bytes encode_result(const ShardAudit& r) {
   json entries = json::array();
   for (const auto& e : r.entries) entries.push_back(e.to_json());
   return cbor({{"entries", entries}, {"purposes", r.purposes}, {"more", r.more}, {"total", opt(r.total)},
-               {"matched", opt(r.matched)}});
+               {"matched", opt(r.matched)}, {"selected", r.selected}});
 }
 
 Result<ShardAudit> decode_shard_audit(std::span<const uint8_t> bytes) {
@@ -331,6 +331,7 @@ Result<ShardAudit> decode_shard_audit(std::span<const uint8_t> bytes) {
     r.more = j.at("more").get<bool>();
     if (auto t = j.find("total"); t != j.end()) r.total = opt_of<int64_t>(*t);
     if (auto m = j.find("matched"); m != j.end()) r.matched = opt_of<int64_t>(*m);
+    if (auto x = j.find("selected"); x != j.end()) r.selected = x->get<bool>();
     return r;
   });
 }
@@ -340,6 +341,7 @@ ShardAudit cut_audit_page(ShardAudit whole, size_t page_bytes) {
   page.purposes = std::move(whole.purposes);
   page.total = whole.total;
   page.matched = whole.matched;
+  page.selected = whole.selected;
   page.more = whole.more;
   size_t bytes = 0;
   for (auto& e : whole.entries) {

@@ -77,6 +77,9 @@ struct ShardAudit {
   bool more = false;  // a page: more entries follow the last one (ask again after it)
   // When asked (audit_counts): the entries since/of the subject, and those the filters select.
   std::optional<int64_t> total, matched;
+  // The page is what the call's query selects (filters, order, cursor); a node of the release
+  // before sends its chain in seq order, unfiltered, and leaves this false.
+  bool selected = false;
 };
 // The first entries of `whole` (in the order read) up to about `page_bytes` of JSON (at least
 // one), `more` set when others were cut off.

@@ -219,8 +219,9 @@ std::string audit_where(const AuditQuery& q) {
   if (q.action) w += " AND action = ?3";
   if (q.after_seq > 0) {
     const char* later = q.newest_first ? "<" : ">";
+    // The first term bounds the scan of audit_by_ts, so a page starts at its cursor.
     if (q.by_time)
-      w += std::string(" AND (ts ") + later + " ?8 OR (ts = ?8 AND seq " + later + " ?4))";
+      w += std::string(" AND ts ") + later + "= ?8 AND (ts " + later + " ?8 OR seq " + later + " ?4)";
     else
       w += std::string(" AND seq ") + later + " ?4";
   }

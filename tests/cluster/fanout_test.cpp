@@ -516,6 +516,10 @@ TEST_F(ClusterFanOutTest, AuditReportAndRetentionCoverShardsTheNodeDoesNotHost) 
   // A filtered, limited page is each chain's own page merged by time: the same entries, in
   // the same order, and the same counts as filtering the whole log (each page read by node a
   // through the others in pages of ~2 kB, after the last entry of the page before).
+  ASSERT_GT(std::count_if(all_via_a->entries.begin(), all_via_a->entries.end(),
+                          [](const auto& e) { return e.action == "enroll"; }),
+            40)
+      << "the first filter's limit cuts the page";
   std::vector<service::AuditFilter> filters(4);
   filters[0].action = "enroll";
   filters[0].limit = 40;
@@ -545,19 +549,15 @@ TEST_F(ClusterFanOutTest, AuditReportAndRetentionCoverShardsTheNodeDoesNotHost) 
     EXPECT_EQ(got->total, scope->total + 1);
     EXPECT_EQ(got->matched, matched_all);
     ASSERT_EQ(got->entries.size(), f.limit ? std::min(f.limit, matched_all) : matched_all);
-    std::set<std::string> allowed;
+    std::set<std::string> allowed, seen_hashes;
     for (const auto& e : matched) allowed.insert(e.hash);
     for (size_t k = 0; k < got->entries.size(); ++k) {
       // Entries of one instant in several chains may come in either order; their times may not.
       EXPECT_EQ(got->entries[k].ts, matched[k].ts) << "entry " << k << " of " << *f.action;
       EXPECT_TRUE(allowed.count(got->entries[k].hash)) << "entry " << k;
+      EXPECT_TRUE(seen_hashes.insert(got->entries[k].hash).second) << "entry " << k << " twice";
     }
   }
-  EXPECT_GT(page->entries.size(), 0u);
-  ASSERT_GT(std::count_if(all_via_a->entries.begin(), all_via_a->entries.end(),
-                          [](const auto& e) { return e.action == "enroll"; }),
-            40)
-      << "the first filter's limit cuts the page";
 
   // Every node verifies every chain, and counts the same entries and enrolments. (Verifying
   // writes nothing; a report is audited in the meta chain, so the reports come after.)
@@ -1037,11 +1037,22 @@ TEST(ShardCallWire, RetentionAuditAndReferenceAnswersRoundTripAndTruncationsAreR
   EXPECT_EQ(service::cut_audit_page(chain, 1).entries.size(), 1u) << "at least one entry per page";
   chain.more = true;
   EXPECT_TRUE(service::cut_audit_page(chain, 1 << 20).more) << "a page the reader cut short says more follow";
+  chain.selected = true;
   auto counted = service::decode_shard_audit(service::encode_result(chain));
   ASSERT_TRUE(counted.is_ok());
   EXPECT_EQ(counted->total, 70);
   EXPECT_EQ(counted->matched, 50);
+  EXPECT_TRUE(counted->selected);
+  EXPECT_TRUE(service::cut_audit_page(chain, 1).selected);
   EXPECT_FALSE(audit2->total.has_value()) << "no counts unless asked";
+  // A page from a node of the release before: no counts, not marked as selected.
+  auto legacy = nlohmann::json::from_cbor(service::encode_result(chain));
+  for (const char* k : {"total", "matched", "selected"}) legacy.erase(k);
+  const auto legacy_bytes = nlohmann::json::to_cbor(legacy);
+  auto old_page = service::decode_shard_audit(std::span<const uint8_t>(legacy_bytes.data(), legacy_bytes.size()));
+  ASSERT_TRUE(old_page.is_ok()) << old_page.status().to_string();
+  EXPECT_FALSE(old_page->selected);
+  EXPECT_FALSE(old_page->total.has_value());
 
   // Every truncation of every answer is refused.
   const std::vector<vault::Bytes> answers = {service::encode_result(rep), service::encode_result(audit),

@@ -155,11 +155,19 @@ TEST_P(VaultIndexTest, OnlineAddAndPhysicalRemovalOnErase) {
   auto stay = svc_->add_basis(kAdmin, {"acc-4", service::BasisKind::kConsent, "form2", {"access-control"}, std::nullopt});
   ASSERT_TRUE(stay.is_ok());
   ASSERT_TRUE(svc_->enroll_template(kAdmin, EnrollRequest("acc-4", stay->basis_id), random_template(rng_)).is_ok());
+  auto stay5 = svc_->add_basis(kAdmin, {"acc-5", service::BasisKind::kConsent, "form2", {"access-control"}, std::nullopt});
+  ASSERT_TRUE(stay5.is_ok());
+  ASSERT_TRUE(svc_->enroll_template(kAdmin, EnrollRequest("acc-5", stay5->basis_id), random_template(rng_)).is_ok());
   ASSERT_TRUE(svc_->search_templates(kAdmin, inv, {access[4]}).is_ok());  // the index is loaded
   auto part = svc_->withdraw_basis(kAdmin, stay->basis_id);
   ASSERT_TRUE(part.is_ok()) << part.status().to_string();
   EXPECT_EQ(part->faces, 1);
   EXPECT_EQ(part->index_removed, 1) << "acc-4's two earlier templates are not the withdrawal's";
+  // The withdrawal dropped the index: the next one has nothing to take out of it.
+  auto unloaded = svc_->withdraw_basis(kAdmin, stay5->basis_id);
+  ASSERT_TRUE(unloaded.is_ok()) << unloaded.status().to_string();
+  EXPECT_EQ(unloaded->faces, 1);
+  EXPECT_EQ(unloaded->index_removed, 0) << "no index was loaded";
   auto kept = svc_->search_templates(kAdmin, {"access-control", "c", 1}, {access[4]});
   ASSERT_TRUE(kept.is_ok());
   EXPECT_EQ(refs(*kept), std::vector<std::string>{"acc-4"}) << "they come back with the next load";

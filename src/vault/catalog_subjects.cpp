@@ -107,6 +107,16 @@ Status run_by_id(Db& db, const char* sql, int64_t id) {
   return d.run();
 }
 
+// Every AUTOINCREMENT table's sequence, recorded by an erasure in its own transaction
+// (id_floor, schema 15): a replica rebuilt from a stream whose earlier messages of these rows
+// were erased learns from it the ids it must never give again.
+Status record_id_floors(Db& db) {
+  return db.exec(
+      "INSERT INTO id_floor(name, erasure, seq) SELECT f.name, f.erasure + 1, max(f.seq, coalesce("
+      "(SELECT s.seq FROM sqlite_sequence s WHERE s.name = f.name), 0)) FROM id_floor f "
+      "WHERE f.erasure = (SELECT max(g.erasure) FROM id_floor g WHERE g.name = f.name)");
+}
+
 // What a basis covered, deleted: its faces (their reference crops cascade), its source images,
 // and cluster mode's key of the basis (its enrollments in a stream open with nothing from now on).
 Result<WithdrawnCounts> delete_basis_rows(Db& db, int64_t basis_id) {
@@ -118,6 +128,7 @@ Result<WithdrawnCounts> delete_basis_rows(Db& db, int64_t basis_id) {
   FV_ASSIGN_OR_RETURN(c.images, count_by_id(db, "SELECT count(*) FROM source_image WHERE basis_id=?", basis_id));
   FV_RETURN_IF_ERROR(run_by_id(db, "DELETE FROM source_image WHERE basis_id=?", basis_id));
   FV_RETURN_IF_ERROR(run_by_id(db, "DELETE FROM basis_key WHERE basis_id=?", basis_id));
+  FV_RETURN_IF_ERROR(record_id_floors(db));
   return c;
 }
 
@@ -191,6 +202,7 @@ Result<ErasedCounts> Catalog::erase_subject(int64_t subject_id) {
                           "DELETE FROM lawful_basis WHERE subject_id=?", "DELETE FROM subject_key WHERE subject_id=?",
                           "DELETE FROM subject WHERE id=?"})
     FV_RETURN_IF_ERROR(run_by_id(*db_, sql, subject_id));
+  FV_RETURN_IF_ERROR(record_id_floors(*db_));
   return c;
 }
 

@@ -441,6 +441,29 @@ CREATE TABLE IF NOT EXISTS lapsed_basis_erasure(
   basis_id INTEGER PRIMARY KEY REFERENCES lawful_basis(id) ON DELETE CASCADE,
   erased_at TEXT NOT NULL);            -- when the retention run erased the rows of the lapsed basis
 )sql",
+    // 14 → 15: a replica rebuilt from a stream never sees the rows of erased messages, and a
+    // delete raises a sequence only to the key it names. A row both inserted and deleted by
+    // messages erased later (a face withdrawn before its subject's erasure) is named by no
+    // delete left in the stream. Every erasure records each AUTOINCREMENT table's sequence
+    // here (replicated, in the erasure's own message, which stays), and applying it raises the
+    // replica's: rebuilt, a replica still never gives an erased row's id again.
+    R"sql(
+CREATE TABLE IF NOT EXISTS id_floor(
+  name TEXT NOT NULL,                  -- an AUTOINCREMENT table
+  erasure INTEGER NOT NULL,            -- the erasure that recorded it (0: none yet)
+  seq INTEGER NOT NULL,                -- the table's sequence on the writer then
+  PRIMARY KEY(name, erasure));         -- a new row per erasure: its insert carries every value
+INSERT OR IGNORE INTO id_floor(name, erasure, seq) VALUES ('subject', 0, 0), ('lawful_basis', 0, 0),
+  ('source_image', 0, 0), ('face', 0, 0), ('authorisation', 0, 0), ('review_case', 0, 0),
+  ('review_candidate', 0, 0), ('review_decision', 0, 0);
+-- Written or applied, a record raises the sequence and replaces the table's older records.
+CREATE TRIGGER IF NOT EXISTS id_floor_raises_sequence AFTER INSERT ON id_floor BEGIN
+  INSERT INTO sqlite_sequence(name, seq) SELECT NEW.name, 0
+    WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = NEW.name);
+  UPDATE sqlite_sequence SET seq = max(seq, NEW.seq) WHERE name = NEW.name;
+  DELETE FROM id_floor WHERE name = NEW.name AND erasure < NEW.erasure;
+END;
+)sql",
 };
 constexpr int kNumMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kNumMigrations == kSchemaVersion);

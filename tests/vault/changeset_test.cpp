@@ -276,7 +276,9 @@ TEST_F(ChangesetTest, AnErasurePatchsetCarriesNoErasedBytes) {
 
   auto sum = summarize_patchset(erase_ps);
   ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
-  EXPECT_TRUE(sum->inserts.empty());
+  // Its one kind of insert: the record of each AUTOINCREMENT table's sequence (names and numbers).
+  for (const auto& [table, n] : sum->inserts) EXPECT_EQ(table, "id_floor") << n << " inserts";
+  EXPECT_EQ(sum->count("id_floor", SQLITE_INSERT), 8);
   EXPECT_TRUE(sum->updates.empty());
   EXPECT_EQ(sum->face_ids_deleted, std::vector<int64_t>{e.face});
   EXPECT_EQ(sum->subject_ids_deleted, std::vector<int64_t>{e.subject});
@@ -432,6 +434,66 @@ TEST_F(ChangesetTest, ARebuiltReplicaNeverGivesAnErasedIdAgain) {
   }();
   EXPECT_FALSE(d->apply_replicated(kStream, 1, both, "2025-03-02T00:00:00.000Z").is_ok());
   EXPECT_EQ(dump_table(testing::raw_db(*d), "sqlite_sequence"), d0);
+}
+
+// A row inserted and deleted by messages that are later erased (a face withdrawn before its
+// subject's erasure) is named by no delete left in the stream: the erasure's own message
+// records every table's sequence (id_floor), and a replica rebuilt from what is left raises
+// its sequences to it.
+TEST_F(ChangesetTest, ARebuiltReplicaNeverGivesTheIdOfARowWithdrawnBeforeTheErasure) {
+  Enrolled alice, bob;
+  const auto alice_ps = enroll_patchset("alice", &alice);
+  apply_both(1, alice_ps);
+  const auto bob_ps = enroll_patchset("bob", &bob);
+  apply_both(2, bob_ps);
+  // Bob's second basis and face (message 3), withdrawn (message 4): both are bob's messages.
+  int64_t second_basis = 0, second_image = 0, second_face = 0;
+  const auto second_ps = capture(*a_, [&] {
+    const std::string t0 = "2025-03-01T11:00:00.000Z";
+    second_basis = *a_->catalog().insert_basis({bob.subject, "consent", "form-8", t0, std::nullopt, "tester", {"research"}});
+    second_image = *a_->catalog().insert_source_image({bob.subject, second_basis, std::string(64, 'd'), 10, "jpeg", "tester", "file", "y.jpg", t0});
+    second_face = *a_->catalog().insert_face({bob.subject, second_image, second_basis, "synthetic", 1, 512, "[1]", "{}", t0});
+  });
+  apply_both(3, second_ps);
+  ASSERT_GT(second_face, bob.face);
+  const auto withdraw_ps = capture(*a_, [&] {
+    ASSERT_TRUE(a_->catalog().withdraw_basis_rows(second_basis, "2025-03-01T12:00:00.000Z").is_ok());
+  });
+  apply_both(4, withdraw_ps);
+  const auto erase_ps = capture(*a_, [&] { ASSERT_TRUE(a_->catalog().erase_subject(bob.subject).is_ok()); });
+  apply_both(5, erase_ps);
+  EXPECT_EQ(count(*b_, "SELECT seq FROM id_floor WHERE name='face'"), second_face) << "recorded where every replica applies it";
+  EXPECT_EQ(count(*b_, "SELECT count(*) FROM id_floor"), 8) << "one record per table: the latest";
+
+  // Rebuilt: bob's messages 2-4 were erased from the stream; what is left is 1 and 5.
+  auto c = make_vault("rebuilt");
+  for (auto [seq, ps] : {std::pair{1, &alice_ps}, std::pair{5, &erase_ps}}) {
+    auto r = c->apply_replicated(kStream, seq, *ps, "2025-03-02T00:00:00.000Z");
+    ASSERT_TRUE(r.is_ok() && *r) << r.status().to_string();
+  }
+  EXPECT_EQ(count(*c, "SELECT seq FROM sqlite_sequence WHERE name='face'"), second_face)
+      << "no delete left names the withdrawn face";
+  EXPECT_EQ(count(*c, "SELECT seq FROM sqlite_sequence WHERE name='lawful_basis'"), second_basis);
+  EXPECT_EQ(count(*c, "SELECT seq FROM sqlite_sequence WHERE name='source_image'"), second_image);
+  auto sequences = [](Vault& v) {
+    std::string out;
+    auto q = testing::raw_db(v).prepare("SELECT name, seq FROM sqlite_sequence ORDER BY name");
+    while (*q->step()) out += q->text(0) + "=" + std::to_string(q->i64(1)) + " ";
+    return out;
+  };
+  EXPECT_EQ(sequences(*c), sequences(*b_));
+  EXPECT_EQ(dump_table(testing::raw_db(*c), "id_floor"), dump_table(testing::raw_db(*b_), "id_floor"));
+
+  Enrolled carol;
+  {
+    auto txn = c->begin();
+    ASSERT_TRUE(txn.is_ok());
+    carol = enroll(*c, "carol");
+    ASSERT_TRUE(txn->commit().is_ok());
+  }
+  EXPECT_GT(carol.face, second_face);
+  EXPECT_GT(carol.basis, second_basis);
+  EXPECT_GT(carol.image, second_image);
 }
 
 TEST_F(ChangesetTest, SequencesOnlyMoveForwardAndMayHaveGaps) {

@@ -40,6 +40,16 @@ Result<vault::AuditCheckpoint> Service::audit_checkpoint(const Actor& actor) {
   return c;
 }
 
+vault::AuditQuery audit_page_query(const vault::AuditQuery& scope, const AuditFilter& filter) {
+  vault::AuditQuery q = scope;
+  q.action = filter.action;
+  q.outcome = filter.outcome;
+  q.actor = filter.actor;
+  q.limit = filter.limit;
+  q.newest_first = filter.newest_first;
+  return q;
+}
+
 Result<AuditPage> Service::audit_show(const Actor& actor, const AuditFilter& filter) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> l(m.mu);
@@ -58,13 +68,7 @@ Result<AuditPage> Service::audit_show(const Actor& actor, const AuditFilter& fil
   }
   // SQLite filters, counts and cuts the page from one state of the log: only the page's rows
   // are read into memory and decoded under the service's lock.
-  vault::AuditQuery filtered = q;
-  filtered.action = filter.action;
-  filtered.outcome = filter.outcome;
-  filtered.actor = filter.actor;
-  filtered.limit = filter.limit;
-  filtered.newest_first = filter.newest_first;
-  FV_ASSIGN_OR_RETURN(auto rows, m.catalog().read_audit_page(q, filtered));
+  FV_ASSIGN_OR_RETURN(auto rows, m.catalog().read_audit_page(q, audit_page_query(q, filter)));
   AuditPage page;
   page.entries = std::move(rows.entries);
   page.total = static_cast<size_t>(rows.total);

@@ -115,12 +115,7 @@ Result<AuditPage> ClusterService::audit_show(const Actor& actor, const AuditFilt
   }
   // Each chain filters, counts and cuts its own page; the pages merge by time. A chain's first
   // `limit` entries in time order hold every one of its entries that the merged page can.
-  vault::AuditQuery filtered = q;
-  filtered.action = filter.action;
-  filtered.outcome = filter.outcome;
-  filtered.actor = filter.actor;
-  filtered.limit = filter.limit;
-  filtered.newest_first = filter.newest_first;
+  vault::AuditQuery filtered = audit_page_query(q, filter);
   filtered.by_time = true;
   AuditPage page;
   {

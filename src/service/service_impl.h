@@ -52,6 +52,10 @@ Result<std::set<std::string>> operator_purposes(vault::Catalog& cat, const vault
 nlohmann::json count_report(const std::vector<vault::AuditEntry>& entries, std::set<std::string> known,
                             const ReportPeriod& period, const std::string& now);
 
+// What `audit show` reads of a log (admin.cpp): `scope` (since, subject) with the filter's
+// action, outcome, actor, limit and order.
+vault::AuditQuery audit_page_query(const vault::AuditQuery& scope, const AuditFilter& filter);
+
 // The access export's audit section: the entries naming `uid`, with other subjects' ids removed.
 nlohmann::json export_audit(const std::vector<vault::AuditEntry>& entries, const std::string& uid);
 

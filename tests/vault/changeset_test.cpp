@@ -164,6 +164,15 @@ class ChangesetTest : public ::testing::Test {
     return e;
   }
 
+  // One enrollment in a transaction of its own, committed (a replica acting as a writer).
+  static Enrolled enroll_committed(Vault& v, const std::string& ref) {
+    auto txn = v.begin();
+    EXPECT_TRUE(txn.is_ok()) << txn.status().to_string();
+    Enrolled e = enroll(v, ref);
+    EXPECT_TRUE(txn->commit().is_ok());
+    return e;
+  }
+
   // Runs `body` on the writer in a transaction under a capture; returns the patchset and rolls
   // the transaction back.
   template <class F>
@@ -411,13 +420,7 @@ TEST_F(ChangesetTest, ARebuiltReplicaNeverGivesAnErasedIdAgain) {
   EXPECT_EQ(dump_table(testing::raw_db(*c), "sqlite_sequence"), dump_table(testing::raw_db(*b_), "sqlite_sequence"));
 
   // As a writer, the rebuilt replica gives new ids above every erased one.
-  Enrolled carol;
-  {
-    auto txn = c->begin();
-    ASSERT_TRUE(txn.is_ok());
-    carol = enroll(*c, "carol");
-    ASSERT_TRUE(txn->commit().is_ok());
-  }
+  const Enrolled carol = enroll_committed(*c, "carol");
   EXPECT_GT(carol.subject, bob.subject);
   EXPECT_GT(carol.basis, bob.basis);
   EXPECT_GT(carol.image, bob.image);
@@ -484,13 +487,7 @@ TEST_F(ChangesetTest, ARebuiltReplicaNeverGivesTheIdOfARowWithdrawnBeforeTheEras
   EXPECT_EQ(sequences(*c), sequences(*b_));
   EXPECT_EQ(dump_table(testing::raw_db(*c), "id_floor"), dump_table(testing::raw_db(*b_), "id_floor"));
 
-  Enrolled carol;
-  {
-    auto txn = c->begin();
-    ASSERT_TRUE(txn.is_ok());
-    carol = enroll(*c, "carol");
-    ASSERT_TRUE(txn->commit().is_ok());
-  }
+  const Enrolled carol = enroll_committed(*c, "carol");
   EXPECT_GT(carol.face, second_face);
   EXPECT_GT(carol.basis, second_basis);
   EXPECT_GT(carol.image, second_image);

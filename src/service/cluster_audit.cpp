@@ -54,6 +54,7 @@ Result<ShardAudit> ClusterService::audit_of_shard(int s, const vault::AuditQuery
   // A read between nodes for a use case the caller's node authorised and audits, page by page
   // (one NATS message carries 1 MB by default), each page after the last entry of the one before.
   const Actor self{"cluster:" + node_.name(), Role::kAuditor};
+  const bool plain = !q.by_time && !q.newest_first && !q.action && !q.outcome && !q.actor;
   ShardAudit all;
   vault::AuditQuery page_q = q;
   for (bool first = true;; first = false) {
@@ -61,7 +62,6 @@ Result<ShardAudit> ClusterService::audit_of_shard(int s, const vault::AuditQuery
     FV_ASSIGN_OR_RETURN(auto reply, forward(s, {.op = "audit_read", .actor = self, .subject = q.subject.value_or(""),
                                                 .audit = page_q, .audit_counts = counts && first}));
     FV_ASSIGN_OR_RETURN(auto page, decode_shard_audit(reply));
-    const bool plain = !q.by_time && !q.newest_first && !q.action && !q.outcome && !q.actor;
     if (!plain && !page.selected)
       return unavailable("shard " + std::to_string(s) +
                          ": its replica runs an earlier release that cannot select an audit page (upgrade every node)");

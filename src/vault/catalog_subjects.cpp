@@ -107,14 +107,14 @@ Status run_by_id(Db& db, const char* sql, int64_t id) {
   return d.run();
 }
 
-// Every AUTOINCREMENT table's sequence, recorded by an erasure in its own transaction
-// (id_floor, schema 15): a replica rebuilt from a stream whose earlier messages of these rows
-// were erased learns from it the ids it must never give again.
+// Every sequence SQLite keeps (one per AUTOINCREMENT table that ever gave an id), recorded by
+// an erasure in its own transaction (id_floor, schema 15): a replica rebuilt from a stream
+// whose earlier messages of these rows were erased learns from it the ids it must never give
+// again. Its trigger drops the table's older records.
 Status record_id_floors(Db& db) {
   return db.exec(
-      "INSERT INTO id_floor(name, erasure, seq) SELECT f.name, f.erasure + 1, max(f.seq, coalesce("
-      "(SELECT s.seq FROM sqlite_sequence s WHERE s.name = f.name), 0)) FROM id_floor f "
-      "WHERE f.erasure = (SELECT max(g.erasure) FROM id_floor g WHERE g.name = f.name)");
+      "INSERT INTO id_floor(name, erasure, seq) SELECT s.name, coalesce("
+      "(SELECT max(f.erasure) FROM id_floor f WHERE f.name = s.name), 0) + 1, s.seq FROM sqlite_sequence s");
 }
 
 // What a basis covered, deleted: its faces (their reference crops cascade), its source images,

@@ -450,12 +450,9 @@ CREATE TABLE IF NOT EXISTS lapsed_basis_erasure(
     R"sql(
 CREATE TABLE IF NOT EXISTS id_floor(
   name TEXT NOT NULL,                  -- an AUTOINCREMENT table
-  erasure INTEGER NOT NULL,            -- the erasure that recorded it (0: none yet)
+  erasure INTEGER NOT NULL,            -- the erasure that recorded it, counted from 1
   seq INTEGER NOT NULL,                -- the table's sequence on the writer then
   PRIMARY KEY(name, erasure));         -- a new row per erasure: its insert carries every value
-INSERT OR IGNORE INTO id_floor(name, erasure, seq) VALUES ('subject', 0, 0), ('lawful_basis', 0, 0),
-  ('source_image', 0, 0), ('face', 0, 0), ('authorisation', 0, 0), ('review_case', 0, 0),
-  ('review_candidate', 0, 0), ('review_decision', 0, 0);
 -- Written or applied, a record raises the sequence and replaces the table's older records.
 CREATE TRIGGER IF NOT EXISTS id_floor_raises_sequence AFTER INSERT ON id_floor BEGIN
   INSERT INTO sqlite_sequence(name, seq) SELECT NEW.name, 0

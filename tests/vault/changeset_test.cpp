@@ -287,7 +287,8 @@ TEST_F(ChangesetTest, AnErasurePatchsetCarriesNoErasedBytes) {
   ASSERT_TRUE(sum.is_ok()) << sum.status().to_string();
   // Its one kind of insert: the record of each AUTOINCREMENT table's sequence (names and numbers).
   for (const auto& [table, n] : sum->inserts) EXPECT_EQ(table, "id_floor") << n << " inserts";
-  EXPECT_EQ(sum->count("id_floor", SQLITE_INSERT), 8);
+  EXPECT_EQ(sum->count("id_floor", SQLITE_INSERT), count(*a_, "SELECT count(*) FROM sqlite_sequence"));
+  EXPECT_GE(sum->count("id_floor", SQLITE_INSERT), 4) << "subject, lawful_basis, source_image, face";
   EXPECT_TRUE(sum->updates.empty());
   EXPECT_EQ(sum->face_ids_deleted, std::vector<int64_t>{e.face});
   EXPECT_EQ(sum->subject_ids_deleted, std::vector<int64_t>{e.subject});
@@ -466,7 +467,8 @@ TEST_F(ChangesetTest, ARebuiltReplicaNeverGivesTheIdOfARowWithdrawnBeforeTheEras
   const auto erase_ps = capture(*a_, [&] { ASSERT_TRUE(a_->catalog().erase_subject(bob.subject).is_ok()); });
   apply_both(5, erase_ps);
   EXPECT_EQ(count(*b_, "SELECT seq FROM id_floor WHERE name='face'"), second_face) << "recorded where every replica applies it";
-  EXPECT_EQ(count(*b_, "SELECT count(*) FROM id_floor"), 8) << "one record per table: the latest";
+  EXPECT_EQ(count(*b_, "SELECT count(*) FROM id_floor"), count(*b_, "SELECT count(*) FROM sqlite_sequence"))
+      << "one record per table: the latest";
 
   // Rebuilt: bob's messages 2-4 were erased from the stream; what is left is 1 and 5.
   auto c = make_vault("rebuilt");
